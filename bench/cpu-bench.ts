@@ -1,0 +1,394 @@
+/**
+ * CPU benchmark: runs a freestanding C workload (bench/workload/) on the bare tsxen CPU and
+ * the same C natively on the host, checks that both produce the same checksum, and prints
+ * instructions retired, time, MIPS and the slowdown of the emulated run.
+ *
+ *   npm run bench:cpu [-- --iterations N] [-- --native-repeats N] [-- --max-seconds S]
+ *
+ * Exit status: 0 when the checksums match, 1 on a checksum mismatch, 2 when the workload
+ * could not be built or the CPU stopped on anything other than the final `hlt`.
+ */
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { Cpu } from "../src/cpu/cpu.js";
+import { CS, EAX, ESP, Exit } from "../src/cpu/regs.js";
+
+const DEFAULT_ITERATIONS = 1000;
+const DEFAULT_SEED = 0x2545f491;
+/** bench_result + 4 holds this once start32.S has stored the checksum. */
+const BENCH_DONE = 0x600dd0de;
+const MEM_BYTES = 64 << 20;
+const RUN_SLICE = 10_000_000;
+
+const VECTOR_NAMES: Record<number, string> = {
+  0: "#DE divide error",
+  1: "#DB debug",
+  2: "NMI",
+  3: "#BP breakpoint",
+  4: "#OF overflow",
+  5: "#BR bound range",
+  6: "#UD invalid opcode",
+  7: "#NM device not available",
+  8: "#DF double fault",
+  10: "#TS invalid TSS",
+  11: "#NP segment not present",
+  12: "#SS stack fault",
+  13: "#GP general protection",
+  14: "#PF page fault",
+  16: "#MF x87 error",
+  17: "#AC alignment check",
+};
+
+interface Options {
+  iterations: number;
+  seed: number;
+  nativeRepeats: number;
+  maxSeconds: number;
+}
+
+function usage(): string {
+  return [
+    "usage: node dist/bench/cpu-bench.js [options]",
+    `  --iterations N      iterations of the workload's kernel mix (default ${DEFAULT_ITERATIONS})`,
+    "  --native-repeats N  timed native runs; the median is reported (default 5)",
+    "  --max-seconds S     give up on the emulated run after S seconds of wall time (default 600)",
+  ].join("\n");
+}
+
+function parseArgs(argv: string[]): Options {
+  const opts: Options = {
+    iterations: DEFAULT_ITERATIONS,
+    seed: DEFAULT_SEED,
+    nativeRepeats: 5,
+    maxSeconds: 600,
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    const [name, inline] = arg.startsWith("--") && arg.includes("=") ? arg.split("=", 2) : [arg, undefined];
+    const value = (): number => {
+      const text = inline ?? argv[++i];
+      const n = Number(text);
+      if (text === undefined || !Number.isInteger(n) || n < 1 || n > 0xffffffff) {
+        fail(
+          `${name} needs a positive integer, got ${text === undefined ? "nothing" : JSON.stringify(text)}`,
+        );
+      }
+      return n;
+    };
+    switch (name) {
+      case "--iterations":
+        opts.iterations = value();
+        break;
+      case "--native-repeats":
+        opts.nativeRepeats = value();
+        break;
+      case "--max-seconds":
+        opts.maxSeconds = value();
+        break;
+      case "-h":
+      case "--help":
+        process.stdout.write(`${usage()}\n`);
+        process.exit(0);
+        break;
+      default:
+        fail(`unknown option ${JSON.stringify(arg)}\n${usage()}`);
+    }
+  }
+  return opts;
+}
+
+function fail(message: string, status = 2): never {
+  process.stderr.write(`cpu-bench: ${message}\n`);
+  process.exit(status);
+}
+
+/** The repository root: the nearest directory above this file holding package.json. */
+function repoRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    if (existsSync(join(dir, "package.json")) && existsSync(join(dir, "bench", "workload"))) return dir;
+    const up = dirname(dir);
+    if (up === dir) fail("cannot find the repository root (package.json with bench/workload/)");
+    dir = up;
+  }
+}
+
+function run(cmd: string, args: string[]): string {
+  try {
+    return execFileSync(cmd, args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+  } catch (e) {
+    const err = e as { stderr?: string; message: string };
+    return fail(`${cmd} ${args.join(" ")} failed:\n${err.stderr || err.message}`);
+  }
+}
+
+// ------------------------------------------------------------------ build
+
+interface Built {
+  elf: string;
+  native: string;
+}
+
+function build(root: string): Built {
+  const src = join(root, "bench", "workload");
+  const out = join(root, "build", "bench");
+  mkdirSync(out, { recursive: true });
+  const elf = join(out, "workload.elf");
+  const native = join(out, "workload-native");
+  run("gcc", [
+    "-m32",
+    "-march=i686",
+    "-ffreestanding",
+    "-nostdlib",
+    "-fno-pic",
+    "-fno-pie",
+    "-no-pie",
+    "-static",
+    "-O2",
+    "-fno-asynchronous-unwind-tables",
+    "-fno-stack-protector",
+    "-Wall",
+    "-Wl,--build-id=none",
+    "-T",
+    join(src, "link.ld"),
+    join(src, "start32.S"),
+    join(src, "workload.c"),
+    "-o",
+    elf,
+  ]);
+  run("gcc", ["-O2", "-Wall", join(src, "native.c"), join(src, "workload.c"), "-o", native]);
+  return { elf, native };
+}
+
+// ------------------------------------------------------------------ ELF32 loading
+
+interface Symbol32 {
+  name: string;
+  value: number;
+  size: number;
+  isFunc: boolean;
+}
+
+interface Elf32 {
+  entry: number;
+  segments: { vaddr: number; offset: number; filesz: number; memsz: number }[];
+  symbols: Map<string, Symbol32>;
+}
+
+function parseElf32(image: Uint8Array, path: string): Elf32 {
+  const bad = (why: string): never => fail(`${path}: not a usable ELF32 i386 executable: ${why}`);
+  if (image.length < 52) bad("too short");
+  const v = new DataView(image.buffer, image.byteOffset, image.byteLength);
+  if (v.getUint32(0, false) !== 0x7f454c46) bad("no ELF magic");
+  if (image[4] !== 1) bad("not ELFCLASS32");
+  if (image[5] !== 1) bad("not little-endian");
+  if (v.getUint16(16, true) !== 2) bad("not ET_EXEC");
+  if (v.getUint16(18, true) !== 3) bad("not EM_386");
+  const entry = v.getUint32(24, true);
+  const phoff = v.getUint32(28, true);
+  const shoff = v.getUint32(32, true);
+  const phentsize = v.getUint16(42, true);
+  const phnum = v.getUint16(44, true);
+  const shentsize = v.getUint16(46, true);
+  const shnum = v.getUint16(48, true);
+  if (phoff + phnum * phentsize > image.length) bad("program headers out of range");
+
+  const segments: Elf32["segments"] = [];
+  for (let i = 0; i < phnum; i++) {
+    const p = phoff + i * phentsize;
+    if (v.getUint32(p, true) !== 1) continue; // PT_LOAD
+    const seg = {
+      offset: v.getUint32(p + 4, true),
+      vaddr: v.getUint32(p + 8, true),
+      filesz: v.getUint32(p + 16, true),
+      memsz: v.getUint32(p + 20, true),
+    };
+    if (seg.offset + seg.filesz > image.length || seg.filesz > seg.memsz) bad(`PT_LOAD ${i} out of range`);
+    segments.push(seg);
+  }
+  if (segments.length === 0) bad("no PT_LOAD segment");
+
+  const symbols = new Map<string, Symbol32>();
+  if (shoff !== 0 && shoff + shnum * shentsize <= image.length) {
+    for (let i = 0; i < shnum; i++) {
+      const s = shoff + i * shentsize;
+      if (v.getUint32(s + 4, true) !== 2) continue; // SHT_SYMTAB
+      const off = v.getUint32(s + 16, true);
+      const size = v.getUint32(s + 20, true);
+      const link = v.getUint32(s + 24, true);
+      const entsize = v.getUint32(s + 36, true) || 16;
+      const strOff = v.getUint32(shoff + link * shentsize + 16, true);
+      for (let e = off; e + entsize <= off + size; e += entsize) {
+        const nameOff = v.getUint32(e, true);
+        let end = strOff + nameOff;
+        while (end < image.length && image[end] !== 0) end++;
+        const name = Buffer.from(image.subarray(strOff + nameOff, end)).toString("latin1");
+        if (name === "") continue;
+        symbols.set(name, {
+          name,
+          value: v.getUint32(e + 4, true),
+          size: v.getUint32(e + 8, true),
+          isFunc: (image[e + 12] & 0xf) === 2,
+        });
+      }
+    }
+  }
+  return { entry, segments, symbols };
+}
+
+function loadElf(elf: Elf32, image: Uint8Array, mem: Uint8Array): void {
+  for (const s of elf.segments) {
+    if (s.vaddr + s.memsz > mem.length) fail(`segment at 0x${hex(s.vaddr)} does not fit in memory`);
+    mem.set(image.subarray(s.offset, s.offset + s.filesz), s.vaddr);
+    mem.fill(0, s.vaddr + s.filesz, s.vaddr + s.memsz);
+  }
+}
+
+function needSymbol(elf: Elf32, name: string): number {
+  const s = elf.symbols.get(name);
+  if (!s) return fail(`workload ELF has no symbol ${name} (was it built from bench/workload/start32.S?)`);
+  return s.value;
+}
+
+/** "func+0x12" for an address, from the function symbols. */
+function symbolize(elf: Elf32, addr: number): string {
+  let best: Symbol32 | undefined;
+  for (const s of elf.symbols.values()) {
+    if (!s.isFunc || s.value > addr) continue;
+    if (!best || s.value > best.value) best = s;
+  }
+  return best ? `${best.name}+0x${(addr - best.value).toString(16)}` : "?";
+}
+
+// ------------------------------------------------------------------ runs
+
+function hex(n: number, width = 8): string {
+  return (n >>> 0).toString(16).padStart(width, "0");
+}
+
+interface EmuResult {
+  checksum: number;
+  retired: number;
+  seconds: number;
+}
+
+function runEmulated(elfPath: string, opts: Options): EmuResult {
+  const image = new Uint8Array(readFileSync(elfPath));
+  const elf = parseElf32(image, elfPath);
+  const params = needSymbol(elf, "bench_params");
+  const result = needSymbol(elf, "bench_result");
+  const stackTop = needSymbol(elf, "__stack_top");
+
+  const mem = new Uint8Array(MEM_BYTES);
+  loadElf(elf, image, mem);
+  const mv = new DataView(mem.buffer);
+  mv.setUint32(params, opts.iterations, true);
+  mv.setUint32(params + 4, opts.seed, true);
+
+  const cpu = new Cpu(mem);
+  cpu.resetFlat32();
+  cpu.eip = elf.entry;
+  cpu.regs[ESP] = stackTop;
+
+  const describeStop = (what: string): never => {
+    const lin = (cpu.segBase[CS] + cpu.eip) >>> 0;
+    const bytes: string[] = [];
+    for (let i = 0; i < 16 && lin + i < mem.length; i++) bytes.push(hex(mem[lin + i], 2));
+    const lines = [
+      what,
+      `  eip        0x${hex(cpu.eip)}  (${symbolize(elf, lin)})`,
+      `  bytes      ${bytes.join(" ")}`,
+      `  retired    ${cpu.retired.toLocaleString("en-US")} instructions`,
+      `  registers  ${["eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi"].map((r, i) => `${r}=${hex(cpu.regs[i])}`).join(" ")}`,
+    ];
+    try {
+      const dis = execFileSync(
+        "objdump",
+        ["-d", `--start-address=0x${hex(lin)}`, `--stop-address=0x${hex(lin + 32)}`, elfPath],
+        { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] },
+      );
+      const insns = dis.split("\n").filter((l) => /^\s+[0-9a-f]+:\t/.test(l));
+      if (insns.length > 0)
+        lines.push("  disassembly (objdump -d):", ...insns.slice(0, 4).map((l) => `    ${l.trim()}`));
+    } catch {
+      // objdump missing: the bytes above have to do.
+    }
+    return fail(lines.join("\n"));
+  };
+
+  const deadline = opts.maxSeconds * 1000;
+  const t0 = performance.now();
+  let exit = Exit.Budget as Exit;
+  for (;;) {
+    try {
+      exit = cpu.run(RUN_SLICE);
+    } catch (e) {
+      describeStop(`the CPU threw ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+    }
+    if (exit !== Exit.Budget) break;
+    if (performance.now() - t0 > deadline)
+      describeStop(`the emulated run did not halt within ${opts.maxSeconds} s`);
+  }
+  const seconds = (performance.now() - t0) / 1000;
+
+  if (exit !== Exit.Halt) {
+    if (exit === Exit.Exception) {
+      const name = VECTOR_NAMES[cpu.exitVector] ?? "vector";
+      const err = cpu.exitErrorCode >= 0 ? `, error code 0x${cpu.exitErrorCode.toString(16)}` : "";
+      const cr2 = cpu.exitVector === 14 ? `, cr2 0x${hex(cpu.exitCr2)}` : "";
+      describeStop(`unexpected exit: exception ${cpu.exitVector} (${name}${err}${cr2})`);
+    }
+    describeStop(exit === Exit.TripleFault ? "unexpected exit: triple fault" : `unexpected exit ${exit}`);
+  }
+  const checksum = mv.getUint32(result, true);
+  if (mv.getUint32(result + 4, true) !== BENCH_DONE)
+    describeStop("halted before the workload stored its checksum");
+  if (cpu.regs[EAX] >>> 0 !== checksum) {
+    describeStop(`EAX 0x${hex(cpu.regs[EAX])} differs from bench_result 0x${hex(checksum)} at hlt`);
+  }
+  return { checksum, retired: cpu.retired, seconds };
+}
+
+interface NativeResult {
+  checksum: number;
+  seconds: number;
+}
+
+function runNative(binary: string, opts: Options): NativeResult {
+  const out = run(binary, [String(opts.iterations), String(opts.nativeRepeats)]);
+  const r = JSON.parse(out) as { checksum: number; nsPerRunMedian: number };
+  return { checksum: r.checksum >>> 0, seconds: r.nsPerRunMedian / 1e9 };
+}
+
+// ------------------------------------------------------------------ main
+
+function main(): void {
+  const opts = parseArgs(process.argv.slice(2));
+  const root = repoRoot();
+  const built = build(root);
+  const emu = runEmulated(built.elf, opts);
+  const nat = runNative(built.native, opts);
+
+  const match = emu.checksum === nat.checksum;
+  const mips = emu.retired / emu.seconds / 1e6;
+  const ratio = emu.seconds / nat.seconds;
+  const row = (label: string, a: string, b: string) => `  ${label.padEnd(22)}${a.padEnd(22)}${b}`;
+  const lines = [
+    `tsxen CPU benchmark: bench/workload, ${opts.iterations} iterations, seed 0x${hex(opts.seed)}`,
+    "",
+    row("", "emulated (tsxen CPU)", "native (host gcc -O2)"),
+    row("checksum", `0x${hex(emu.checksum)}`, `0x${hex(nat.checksum)}`),
+    row("instructions retired", emu.retired.toLocaleString("en-US"), "-"),
+    row("seconds", emu.seconds.toFixed(3), `${nat.seconds.toFixed(4)} (median of ${opts.nativeRepeats})`),
+    row("MIPS", mips.toFixed(1), "-"),
+    row("slowdown", `${ratio.toFixed(1)}x native`, "1x"),
+    "",
+    match ? "  checksums match" : "  *** CHECKSUM MISMATCH: the emulated CPU computed a different result ***",
+  ];
+  process.stdout.write(`${lines.join("\n")}\n`);
+  if (!match) process.exit(1);
+}
+
+main();

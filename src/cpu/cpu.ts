@@ -1,0 +1,1050 @@
+/**
+ * The x86-32 CPU: architectural state, memory access through segmentation and 2-level
+ * paging with a software TLB, lazy flags, and the run loop that executes decoded
+ * instructions until something needs the host (an exit, as with KVM_RUN).
+ *
+ * It knows nothing of Xen. Faults raised inside an instruction unwind through the run loop
+ * (a preallocated throw, never an allocation) with the instruction's state rolled back.
+ */
+import { DecodeCache, decodeInto, P_A16 } from "./decode.js";
+import { L_ADC, L_ADD, L_DEC, L_INC, L_LOGIC, L_NONE, L_RES, L_SBB, L_SUB, PARITY } from "./flags.js";
+import { HANDLERS } from "./ops/table.js";
+import {
+  AF,
+  CF,
+  CR0_PG,
+  CR0_WP,
+  CR4_PSE,
+  CS,
+  DF_VEC,
+  EFLAGS_FIXED,
+  ESP,
+  Exit,
+  GP,
+  hasErrorCode,
+  OF,
+  PF,
+  PF_VEC,
+  PFEC_P,
+  PFEC_U,
+  PFEC_W,
+  PTE_A,
+  PTE_D,
+  PTE_P,
+  PTE_PS,
+  PTE_RW,
+  PTE_US,
+  SF,
+  SS,
+  SS_VEC,
+  ZF,
+} from "./regs.js";
+import { deliverInterrupt } from "./segments.js";
+
+/** Thrown (always this one object) to unwind a faulting instruction to the run loop. */
+export const CPU_FAULT = { fault: true } as const;
+
+// TLB entry bits (low 12 bits of an entry; the high 20 hold the physical frame address).
+export const TLB_SUP_READ = 1;
+export const TLB_USER_READ = 2;
+export const TLB_SUP_WRITE = 4;
+export const TLB_USER_WRITE = 8;
+const TLB_LIST_MAX = 4096;
+
+/** Port I/O as the host sees it; the CPU checks IOPL and the TSS bitmap before calling. */
+export interface IoPorts {
+  read(port: number, size: 1 | 2 | 4): number;
+  write(port: number, size: 1 | 2 | 4, value: number): void;
+}
+
+const NO_IO: IoPorts = { read: () => -1, write: () => {} };
+
+export class Cpu {
+  // --- Physical memory (owned by the machine; the CPU only reads and writes it) ---
+  readonly mem8: Uint8Array;
+  readonly mem16: Uint16Array;
+  readonly mem32: Int32Array;
+  readonly memView: DataView;
+  readonly memSize: number;
+
+  // --- General registers and EIP ---
+  /** EAX, ECX, EDX, EBX, ESP, EBP, ESI, EDI (int32). */
+  readonly regs = new Int32Array(8);
+  /** Byte view: AL=0, AH=1, CL=4, CH=5 ... (little-endian host). */
+  readonly regs8 = new Uint8Array(this.regs.buffer);
+  /** Word view: AX=0, CX=2, DX=4 ... */
+  readonly regs16 = new Uint16Array(this.regs.buffer);
+  eip = 0;
+
+  // --- EFLAGS: arithmetic flags are lazy (see flags.ts) ---
+  flags = EFLAGS_FIXED;
+  lzOp = L_NONE;
+  lzRes = 0;
+  lzA = 0;
+  lzB = 0;
+  lzSize = 32;
+
+  // --- Segment registers and descriptor caches: ES CS SS DS FS GS, LDTR, TR ---
+  readonly segSel = new Int32Array(8);
+  readonly segBase = new Int32Array(8);
+  /** Byte-granular limit (unsigned, as stored in the descriptor after G scaling). */
+  readonly segLimit = new Int32Array(8);
+  /** Descriptor attributes: bits 0-7 = access byte (type, S, DPL, P), bits 12-15 = AVL, L, D/B, G. */
+  readonly segAttr = new Int32Array(8);
+  /** Valid offset range for reads [segLo, segHi] and the highest offset for writes (-1: none). */
+  readonly segLo = new Float64Array(8);
+  readonly segHi = new Float64Array(8);
+  readonly segWHi = new Float64Array(8);
+
+  gdtrBase = 0;
+  gdtrLimit = 0xffff;
+  idtrBase = 0;
+  idtrLimit = 0xffff;
+
+  // --- Control and debug registers ---
+  cr0 = 0x60000010;
+  cr2 = 0;
+  cr3 = 0;
+  cr4 = 0;
+  readonly dr = new Int32Array(8);
+  cpl = 0;
+
+  // --- Model-specific ---
+  tscOffset = 0;
+  /** Retired instructions since reset (a float: exact up to 2^53). */
+  retired = 0;
+  /** Returns the current TSC; by default derived from retired instructions. */
+  readTsc: () => bigint = () => BigInt(this.retired + this.tscOffset);
+  readonly msrs = new Map<number, bigint>();
+  io: IoPorts = NO_IO;
+
+  /**
+   * Architectural mode delivers faults and interrupts through the IDT (with stack switches
+   * from the TSS) and exits only on hlt, the budget or a triple fault. Host mode (the
+   * default) exits on every fault and interrupt so the host decides; a hypervisor uses it.
+   */
+  deliverThroughIdt = false;
+
+  // --- Exit information ---
+  exitReason: Exit = Exit.Budget;
+  exitVector = 0;
+  exitErrorCode = -1;
+  exitCr2 = 0;
+  exitSoft = false;
+
+  // --- Software TLB: one entry per virtual page, see TLB_* bits ---
+  readonly tlb = new Int32Array(1 << 20);
+  private readonly tlbList = new Int32Array(TLB_LIST_MAX);
+  private tlbCount = 0;
+  /** Entry bits an access needs at the current CPL. */
+  rdMask = TLB_SUP_READ;
+  wrMask = TLB_SUP_WRITE;
+
+  // --- Decoded-instruction cache ---
+  readonly dc: DecodeCache;
+  /** Physical frame -> 1 when decoded instructions were taken from it. */
+  readonly codePage: Uint8Array;
+  /** Linear page of the last fetch and its slot table offset, or -1. */
+  fetchPage = -1;
+  fetchBlock = 0;
+
+  // --- Run-loop state ---
+  /** The run loop stops when retired reaches runEnd; handlers set it to 0 to exit early. */
+  runEnd = 0;
+  /** EIP and ESP at the start of the current instruction, restored when it faults. */
+  instrStart = 0;
+  savedEsp = 0;
+  /** The pending fault raised by fault(). */
+  private fVector = 0;
+  private fError = -1;
+  private fTrap = false;
+  private fSoft = false;
+  /** Nesting of fault delivery for double/triple fault detection. */
+  private delivering = 0;
+
+  constructor(memory: Uint8Array) {
+    if (memory.byteOffset !== 0 || (memory.byteLength & 0xfff) !== 0) {
+      throw new Error("Cpu memory must be a whole ArrayBuffer of 4 KiB frames");
+    }
+    this.mem8 = memory;
+    this.mem16 = new Uint16Array(memory.buffer, 0, memory.byteLength >> 1);
+    this.mem32 = new Int32Array(memory.buffer, 0, memory.byteLength >> 2);
+    this.memView = new DataView(memory.buffer);
+    this.memSize = memory.byteLength;
+    this.codePage = new Uint8Array(memory.byteLength >>> 12);
+    this.dc = new DecodeCache(memory.byteLength >>> 12);
+  }
+
+  /** 32-bit protected mode, CPL 0, flat 4 GiB code and data segments, paging off. */
+  resetFlat32(): void {
+    this.cr0 = 0x60000011;
+    this.setFlags(EFLAGS_FIXED);
+    for (let s = 0; s < 6; s++) {
+      this.loadSegmentCache(s, s === CS ? 0x08 : 0x10, 0, 0xffffffff, s === CS ? 0xc09b : 0xc093);
+    }
+    this.loadSegmentCache(6, 0, 0, 0xffff, 0x82);
+    this.loadSegmentCache(7, 0, 0, 0xffff, 0x8b);
+    this.setCpl(0);
+    this.flushTlb();
+  }
+
+  // ------------------------------------------------------------------ segments
+
+  /**
+   * Sets a descriptor cache directly (no checks): for the host, and for segments.ts once
+   * it has checked a descriptor. attr = access byte | flags nibble << 12.
+   */
+  loadSegmentCache(seg: number, selector: number, base: number, limit: number, attr: number): void {
+    this.segSel[seg] = selector & 0xffff;
+    this.segBase[seg] = base | 0;
+    this.segLimit[seg] = limit | 0;
+    this.segAttr[seg] = attr;
+    const lim = limit >>> 0;
+    const present = (attr & 0x80) !== 0;
+    const system = (attr & 0x10) === 0;
+    const code = (attr & 0x08) !== 0;
+    if (!present || (system && seg < 6)) {
+      // Null or unusable: every access faults.
+      this.segLo[seg] = 1;
+      this.segHi[seg] = -1;
+      this.segWHi[seg] = -1;
+      return;
+    }
+    const expandDown = !code && (attr & 0x04) !== 0;
+    if (expandDown) {
+      this.segLo[seg] = lim + 1;
+      this.segHi[seg] = attr & 0x4000 ? 0xffffffff : 0xffff;
+    } else {
+      this.segLo[seg] = 0;
+      this.segHi[seg] = lim;
+    }
+    if (code && (attr & 0x02) === 0 && seg !== CS) this.segHi[seg] = -1; // execute-only
+    const writable = !code && (attr & 0x02) !== 0;
+    this.segWHi[seg] = writable ? this.segHi[seg] : -1;
+    if (seg === CS) this.fetchPage = -1;
+  }
+
+  /** Marks a segment register unusable (a null selector loaded into DS/ES/FS/GS). */
+  loadNullSegment(seg: number, selector: number): void {
+    this.loadSegmentCache(seg, selector, 0, 0, 0);
+  }
+
+  setCpl(cpl: number): void {
+    this.cpl = cpl;
+    this.rdMask = cpl === 3 ? TLB_USER_READ : TLB_SUP_READ;
+    this.wrMask = cpl === 3 ? TLB_USER_WRITE : TLB_SUP_WRITE;
+    this.fetchPage = -1;
+  }
+
+  /** Linear address of seg:off for a read of `size` bytes, checking the segment. */
+  segRead(seg: number, off: number, size: number): number {
+    const o = off >>> 0;
+    if (o < this.segLo[seg] || o + size - 1 > this.segHi[seg]) this.segFault(seg);
+    return (this.segBase[seg] + off) | 0;
+  }
+
+  /** Linear address of seg:off for a write of `size` bytes, checking the segment. */
+  segWrite(seg: number, off: number, size: number): number {
+    const o = off >>> 0;
+    if (o < this.segLo[seg] || o + size - 1 > this.segWHi[seg]) this.segFault(seg);
+    return (this.segBase[seg] + off) | 0;
+  }
+
+  private segFault(seg: number): never {
+    return this.fault(seg === SS ? SS_VEC : GP, 0);
+  }
+
+  // ------------------------------------------------------------------ faults
+
+  /** Raises a fault: the current instruction is rolled back and the run loop exits or delivers. */
+  fault(vector: number, errorCode: number): never {
+    this.fVector = vector;
+    this.fError = errorCode;
+    this.fTrap = false;
+    this.fSoft = false;
+    throw CPU_FAULT;
+  }
+
+  /** Raises a trap or software interrupt: eip stays after the instruction. */
+  trap(vector: number, errorCode: number, soft: boolean): never {
+    this.fVector = vector;
+    this.fError = errorCode;
+    this.fTrap = true;
+    this.fSoft = soft;
+    throw CPU_FAULT;
+  }
+
+  pageFault(lin: number, code: number): never {
+    this.cr2 = lin;
+    return this.fault(PF_VEC, code);
+  }
+
+  // ------------------------------------------------------------------ paging
+
+  flushTlb(): void {
+    if (this.tlbCount >= TLB_LIST_MAX) {
+      this.tlb.fill(0);
+    } else {
+      for (let i = 0; i < this.tlbCount; i++) this.tlb[this.tlbList[i]] = 0;
+    }
+    this.tlbCount = 0;
+    this.fetchPage = -1;
+  }
+
+  invlpg(lin: number): void {
+    this.tlb[lin >>> 12] = 0;
+    this.fetchPage = -1;
+  }
+
+  setCr0(v: number): void {
+    const changed = (this.cr0 ^ v) & (CR0_PG | CR0_WP | 1);
+    this.cr0 = v | 0x10;
+    if (changed) this.flushTlb();
+  }
+
+  setCr3(v: number): void {
+    this.cr3 = v;
+    this.flushTlb();
+  }
+
+  setCr4(v: number): void {
+    this.cr4 = v;
+    this.flushTlb();
+  }
+
+  /**
+   * Walks the page tables for lin and fills the TLB; returns the physical address.
+   * user: the access is made with user privilege (CPL 3, not an implicit system access).
+   */
+  translate(lin: number, write: boolean, user: boolean): number {
+    if ((this.cr0 & CR0_PG) === 0) {
+      if (lin >>> 0 < this.memSize) this.tlbInsert(lin, lin & ~0xfff, 15);
+      return lin;
+    }
+    const pdeAddr = (this.cr3 & ~0xfff) | ((lin >>> 20) & 0xffc);
+    const pde = this.physRead32(pdeAddr);
+    const ecode = (write ? PFEC_W : 0) | (user ? PFEC_U : 0);
+    if ((pde & PTE_P) === 0) return this.pageFault(lin, ecode);
+    let frame: number;
+    let perm: number; // RW and US, both levels combined
+    if ((pde & PTE_PS) !== 0 && (this.cr4 & CR4_PSE) !== 0) {
+      perm = pde;
+      this.checkAccess(lin, perm, write, user, ecode);
+      const set = PTE_A | (write ? PTE_D : 0);
+      if ((pde & set) !== set) this.physWrite32(pdeAddr, pde | set);
+      frame = (pde & 0xffc00000) | (lin & 0x3ff000);
+      if (write) perm |= PTE_D;
+      else perm = (perm & ~PTE_D) | (pde & PTE_D);
+    } else {
+      const pteAddr = (pde & ~0xfff) | ((lin >>> 10) & 0xffc);
+      const pte = this.physRead32(pteAddr);
+      if ((pte & PTE_P) === 0) return this.pageFault(lin, ecode);
+      perm = pde & pte & (PTE_RW | PTE_US);
+      this.checkAccess(lin, perm, write, user, ecode);
+      if ((pde & PTE_A) === 0) this.physWrite32(pdeAddr, pde | PTE_A);
+      const set = PTE_A | (write ? PTE_D : 0);
+      if ((pte & set) !== set) this.physWrite32(pteAddr, pte | set);
+      frame = pte & ~0xfff;
+      perm |= write ? PTE_D : pte & PTE_D;
+    }
+    if (frame >>> 0 < this.memSize) {
+      let bits = TLB_SUP_READ;
+      if (perm & PTE_US) bits |= TLB_USER_READ;
+      // Writes through the TLB only once the dirty bit is set, so the first write walks.
+      if (perm & PTE_D) {
+        if (perm & PTE_RW || (this.cr0 & CR0_WP) === 0) bits |= TLB_SUP_WRITE;
+        if (perm & PTE_RW && perm & PTE_US) bits |= TLB_USER_WRITE;
+      }
+      this.tlbInsert(lin, frame, bits);
+    }
+    return frame | (lin & 0xfff);
+  }
+
+  private checkAccess(lin: number, perm: number, write: boolean, user: boolean, ecode: number): void {
+    if (user) {
+      if ((perm & PTE_US) === 0 || (write && (perm & PTE_RW) === 0)) this.pageFault(lin, ecode | PFEC_P);
+    } else if (write && (perm & PTE_RW) === 0 && (this.cr0 & CR0_WP) !== 0) {
+      this.pageFault(lin, ecode | PFEC_P);
+    }
+  }
+
+  private tlbInsert(lin: number, frame: number, bits: number): void {
+    const vp = lin >>> 12;
+    if (this.tlb[vp] === 0 && this.tlbCount < TLB_LIST_MAX) this.tlbList[this.tlbCount++] = vp;
+    else if (this.tlb[vp] === 0) this.tlbCount = TLB_LIST_MAX;
+    this.tlb[vp] = frame | bits;
+  }
+
+  /** Physical address for an access at the current privilege; walks on a TLB miss. */
+  private physFor(lin: number, write: boolean): number {
+    const e = this.tlb[lin >>> 12];
+    if ((e & (write ? this.wrMask : this.rdMask)) !== 0) return (e & ~0xfff) | (lin & 0xfff);
+    return this.translate(lin, write, this.cpl === 3);
+  }
+
+  // ------------------------------------------------------------------ physical memory
+
+  physRead8(p: number): number {
+    return p >>> 0 < this.memSize ? this.mem8[p] : 0xff;
+  }
+
+  physRead16(p: number): number {
+    if (p >>> 0 > this.memSize - 2) return this.physRead8(p) | (this.physRead8(p + 1) << 8);
+    return p & 1 ? this.memView.getUint16(p, true) : this.mem16[p >> 1];
+  }
+
+  physRead32(p: number): number {
+    if (p >>> 0 > this.memSize - 4) return this.physRead16(p) | (this.physRead16(p + 2) << 16);
+    return p & 3 ? this.memView.getInt32(p, true) : this.mem32[p >> 2];
+  }
+
+  physWrite8(p: number, v: number): void {
+    if (p >>> 0 >= this.memSize) return;
+    if (this.codePage[p >>> 12] !== 0) this.codeWritten(p >>> 12);
+    this.mem8[p] = v;
+  }
+
+  physWrite16(p: number, v: number): void {
+    if (p >>> 0 > this.memSize - 2 || (p & 0xfff) === 0xfff) {
+      this.physWrite8(p, v);
+      this.physWrite8(p + 1, v >> 8);
+      return;
+    }
+    if (this.codePage[p >>> 12] !== 0) this.codeWritten(p >>> 12);
+    if (p & 1) this.memView.setUint16(p, v, true);
+    else this.mem16[p >> 1] = v;
+  }
+
+  physWrite32(p: number, v: number): void {
+    if (p >>> 0 > this.memSize - 4 || (p & 0xfff) > 0xffc) {
+      this.physWrite16(p, v);
+      this.physWrite16(p + 2, v >> 16);
+      return;
+    }
+    if (this.codePage[p >>> 12] !== 0) this.codeWritten(p >>> 12);
+    if (p & 3) this.memView.setInt32(p, v, true);
+    else this.mem32[p >> 2] = v;
+  }
+
+  /** Drops decoded instructions of a frame the host or the guest wrote. */
+  codeWritten(frame: number): void {
+    this.dc.invalidateFrame(frame);
+    this.codePage[frame] = 0;
+    this.fetchPage = -1;
+  }
+
+  /** For the host: call after writing guest memory directly (not through phys/lin writes). */
+  invalidateCode(phys: number, length: number): void {
+    const last = (phys + Math.max(length, 1) - 1) >>> 12;
+    for (let f = phys >>> 12; f <= last && f < this.codePage.length; f++) {
+      if (this.codePage[f] !== 0) this.codeWritten(f);
+    }
+  }
+
+  // ------------------------------------------------------------------ linear memory
+
+  linRead8(lin: number): number {
+    return this.physRead8(this.physFor(lin, false));
+  }
+
+  linRead16(lin: number): number {
+    if ((lin & 0xfff) === 0xfff) return this.linRead8(lin) | (this.linRead8(lin + 1) << 8);
+    return this.physRead16(this.physFor(lin, false));
+  }
+
+  linRead32(lin: number): number {
+    if ((lin & 0xfff) > 0xffc) {
+      // Translate both pages before reading, so a fault leaves nothing half done.
+      this.physFor((lin + 4) & ~0xfff, false);
+      let v = 0;
+      for (let i = 3; i >= 0; i--) v = (v << 8) | this.linRead8((lin + i) | 0);
+      return v;
+    }
+    return this.physRead32(this.physFor(lin, false));
+  }
+
+  linWrite8(lin: number, v: number): void {
+    this.physWrite8(this.physFor(lin, true), v);
+  }
+
+  linWrite16(lin: number, v: number): void {
+    if ((lin & 0xfff) === 0xfff) {
+      const p0 = this.physFor(lin, true);
+      const p1 = this.physFor((lin + 1) | 0, true);
+      this.physWrite8(p0, v);
+      this.physWrite8(p1, v >> 8);
+      return;
+    }
+    this.physWrite16(this.physFor(lin, true), v);
+  }
+
+  linWrite32(lin: number, v: number): void {
+    if ((lin & 0xfff) > 0xffc) {
+      this.physFor(lin, true);
+      this.physFor((lin + 4) & ~0xfff, true);
+      for (let i = 0; i < 4; i++) this.linWrite8((lin + i) | 0, v >> (i * 8));
+      return;
+    }
+    this.physWrite32(this.physFor(lin, true), v);
+  }
+
+  /** Implicit supervisor-privilege accesses (descriptor tables, TSS, IDT). */
+  sysRead32(lin: number): number {
+    const e = this.tlb[lin >>> 12];
+    if ((lin & 0xfff) <= 0xffc && (e & TLB_SUP_READ) !== 0) return this.physRead32((e & ~0xfff) | (lin & 0xfff));
+    if ((lin & 0xfff) > 0xffc) return this.sysRead16(lin) | (this.sysRead16((lin + 2) | 0) << 16);
+    return this.physRead32(this.translate(lin, false, false));
+  }
+
+  sysRead16(lin: number): number {
+    if ((lin & 0xfff) === 0xfff) {
+      return this.physRead8(this.translate(lin, false, false)) | (this.physRead8(this.translate(lin + 1, false, false)) << 8);
+    }
+    return this.physRead16(this.translate(lin, false, false));
+  }
+
+  sysWrite32(lin: number, v: number): void {
+    if ((lin & 0xfff) > 0xffc) {
+      for (let i = 0; i < 4; i++) this.physWrite8(this.translate((lin + i) | 0, true, false), v >> (i * 8));
+      return;
+    }
+    this.physWrite32(this.translate(lin, true, false), v);
+  }
+
+  // ------------------------------------------------------------------ segmented memory (hot)
+
+  rd8(seg: number, off: number): number {
+    const lin = this.segRead(seg, off, 1);
+    const e = this.tlb[lin >>> 12];
+    if ((e & this.rdMask) !== 0) return this.mem8[(e & ~0xfff) | (lin & 0xfff)];
+    return this.linRead8(lin);
+  }
+
+  rd16(seg: number, off: number): number {
+    const lin = this.segRead(seg, off, 2);
+    const e = this.tlb[lin >>> 12];
+    if ((e & this.rdMask) !== 0 && (lin & 0xfff) !== 0xfff) {
+      const p = (e & ~0xfff) | (lin & 0xfff);
+      return p & 1 ? this.memView.getUint16(p, true) : this.mem16[p >> 1];
+    }
+    return this.linRead16(lin);
+  }
+
+  rd32(seg: number, off: number): number {
+    const lin = this.segRead(seg, off, 4);
+    const e = this.tlb[lin >>> 12];
+    if ((e & this.rdMask) !== 0 && (lin & 0xfff) <= 0xffc) {
+      const p = (e & ~0xfff) | (lin & 0xfff);
+      return p & 3 ? this.memView.getInt32(p, true) : this.mem32[p >> 2];
+    }
+    return this.linRead32(lin);
+  }
+
+  wr8(seg: number, off: number, v: number): void {
+    const lin = this.segWrite(seg, off, 1);
+    const e = this.tlb[lin >>> 12];
+    if ((e & this.wrMask) !== 0) {
+      const p = (e & ~0xfff) | (lin & 0xfff);
+      if (this.codePage[p >>> 12] !== 0) this.codeWritten(p >>> 12);
+      this.mem8[p] = v;
+      return;
+    }
+    this.linWrite8(lin, v);
+  }
+
+  wr16(seg: number, off: number, v: number): void {
+    const lin = this.segWrite(seg, off, 2);
+    const e = this.tlb[lin >>> 12];
+    if ((e & this.wrMask) !== 0 && (lin & 0xfff) !== 0xfff) {
+      const p = (e & ~0xfff) | (lin & 0xfff);
+      if (this.codePage[p >>> 12] !== 0) this.codeWritten(p >>> 12);
+      if (p & 1) this.memView.setUint16(p, v, true);
+      else this.mem16[p >> 1] = v;
+      return;
+    }
+    this.linWrite16(lin, v);
+  }
+
+  wr32(seg: number, off: number, v: number): void {
+    const lin = this.segWrite(seg, off, 4);
+    const e = this.tlb[lin >>> 12];
+    if ((e & this.wrMask) !== 0 && (lin & 0xfff) <= 0xffc) {
+      const p = (e & ~0xfff) | (lin & 0xfff);
+      if (this.codePage[p >>> 12] !== 0) this.codeWritten(p >>> 12);
+      if (p & 3) this.memView.setInt32(p, v, true);
+      else this.mem32[p >> 2] = v;
+      return;
+    }
+    this.linWrite32(lin, v);
+  }
+
+  /**
+   * Read-modify-write: the read is checked as a write (so a fault reports W=1, as hardware
+   * does) and the write goes to the same place.
+   */
+  rmwLin = 0;
+  rmwRd8(seg: number, off: number): number {
+    const lin = this.segWrite(seg, off, 1);
+    this.rmwLin = lin;
+    return this.physRead8(this.physFor(lin, true));
+  }
+  rmwRd16(seg: number, off: number): number {
+    const lin = this.segWrite(seg, off, 2);
+    this.rmwLin = lin;
+    this.physFor(lin, true);
+    if ((lin & 0xfff) === 0xfff) this.physFor((lin + 1) | 0, true);
+    return this.linRead16(lin);
+  }
+  rmwRd32(seg: number, off: number): number {
+    const lin = this.segWrite(seg, off, 4);
+    this.rmwLin = lin;
+    const e = this.tlb[lin >>> 12];
+    if ((e & this.wrMask) !== 0 && (lin & 0xfff) <= 0xffc) {
+      const p = (e & ~0xfff) | (lin & 0xfff);
+      return p & 3 ? this.memView.getInt32(p, true) : this.mem32[p >> 2];
+    }
+    this.physFor(lin, true);
+    if ((lin & 0xfff) > 0xffc) this.physFor((lin + 4) & ~0xfff, true);
+    return this.linRead32(lin);
+  }
+  rmwWr8(v: number): void {
+    this.linWrite8(this.rmwLin, v);
+  }
+  rmwWr16(v: number): void {
+    this.linWrite16(this.rmwLin, v);
+  }
+  rmwWr32(v: number): void {
+    const lin = this.rmwLin;
+    const e = this.tlb[lin >>> 12];
+    if ((e & this.wrMask) !== 0 && (lin & 0xfff) <= 0xffc) {
+      const p = (e & ~0xfff) | (lin & 0xfff);
+      if (this.codePage[p >>> 12] !== 0) this.codeWritten(p >>> 12);
+      if (p & 3) this.memView.setInt32(p, v, true);
+      else this.mem32[p >> 2] = v;
+      return;
+    }
+    this.linWrite32(lin, v);
+  }
+
+  // ------------------------------------------------------------------ operands of a decoded slot
+
+  /** Effective address (offset in dc.seg[s]) of slot s's memory operand. */
+  ea(s: number): number {
+    const dc = this.dc;
+    let a = dc.disp[s];
+    const b = dc.base[s];
+    const i = dc.index[s];
+    if ((dc.pfx[s] & P_A16) === 0) {
+      if (b >= 0) a += this.regs[b];
+      if (i >= 0) a += this.regs[i] << dc.scale[s];
+      return a | 0;
+    }
+    if (b >= 0) a += this.regs16[b << 1];
+    if (i >= 0) a += this.regs16[i << 1];
+    return a & 0xffff;
+  }
+
+  /** 8-bit register r (AL CL DL BL AH CH DH BH). */
+  reg8(r: number): number {
+    return this.regs8[((r & 3) << 2) | (r >> 2)];
+  }
+  setReg8(r: number, v: number): void {
+    this.regs8[((r & 3) << 2) | (r >> 2)] = v;
+  }
+  reg16(r: number): number {
+    return this.regs16[r << 1];
+  }
+  setReg16(r: number, v: number): void {
+    this.regs16[r << 1] = v;
+  }
+
+  /** Reads the r/m operand of slot s (register when mod = 3). 8/16-bit values are unsigned. */
+  rm8(s: number): number {
+    const m = this.dc.modrm[s];
+    return m >= 0xc0 ? this.reg8(m & 7) : this.rd8(this.dc.seg[s], this.ea(s));
+  }
+  rm16(s: number): number {
+    const m = this.dc.modrm[s];
+    return m >= 0xc0 ? this.regs16[(m & 7) << 1] : this.rd16(this.dc.seg[s], this.ea(s));
+  }
+  rm32(s: number): number {
+    const m = this.dc.modrm[s];
+    return m >= 0xc0 ? this.regs[m & 7] : this.rd32(this.dc.seg[s], this.ea(s));
+  }
+
+  /** Writes the r/m operand of slot s. */
+  setRm8(s: number, v: number): void {
+    const m = this.dc.modrm[s];
+    if (m >= 0xc0) this.setReg8(m & 7, v);
+    else this.wr8(this.dc.seg[s], this.ea(s), v);
+  }
+  setRm16(s: number, v: number): void {
+    const m = this.dc.modrm[s];
+    if (m >= 0xc0) this.regs16[(m & 7) << 1] = v;
+    else this.wr16(this.dc.seg[s], this.ea(s), v);
+  }
+  setRm32(s: number, v: number): void {
+    const m = this.dc.modrm[s];
+    if (m >= 0xc0) this.regs[m & 7] = v;
+    else this.wr32(this.dc.seg[s], this.ea(s), v);
+  }
+
+  /**
+   * Read-modify-write of the r/m operand: read with write permission checked (as hardware
+   * does), then commit with putRm* (which writes the same place without re-translating).
+   */
+  modRm8(s: number): number {
+    const m = this.dc.modrm[s];
+    return m >= 0xc0 ? this.reg8(m & 7) : this.rmwRd8(this.dc.seg[s], this.ea(s));
+  }
+  modRm16(s: number): number {
+    const m = this.dc.modrm[s];
+    return m >= 0xc0 ? this.regs16[(m & 7) << 1] : this.rmwRd16(this.dc.seg[s], this.ea(s));
+  }
+  modRm32(s: number): number {
+    const m = this.dc.modrm[s];
+    return m >= 0xc0 ? this.regs[m & 7] : this.rmwRd32(this.dc.seg[s], this.ea(s));
+  }
+  putRm8(s: number, v: number): void {
+    const m = this.dc.modrm[s];
+    if (m >= 0xc0) this.setReg8(m & 7, v);
+    else this.rmwWr8(v);
+  }
+  putRm16(s: number, v: number): void {
+    const m = this.dc.modrm[s];
+    if (m >= 0xc0) this.regs16[(m & 7) << 1] = v;
+    else this.rmwWr16(v);
+  }
+  putRm32(s: number, v: number): void {
+    const m = this.dc.modrm[s];
+    if (m >= 0xc0) this.regs[m & 7] = v;
+    else this.rmwWr32(v);
+  }
+
+  // ------------------------------------------------------------------ stack
+
+  /** True when SS is a 32-bit stack (B bit). */
+  stack32(): boolean {
+    return (this.segAttr[SS] & 0x4000) !== 0;
+  }
+
+  push32(v: number): void {
+    if (this.stack32()) {
+      const sp = (this.regs[ESP] - 4) | 0;
+      this.wr32(SS, sp, v);
+      this.regs[ESP] = sp;
+    } else {
+      const sp = (this.regs[ESP] - 4) & 0xffff;
+      this.wr32(SS, sp, v);
+      this.regs16[ESP * 2] = sp;
+    }
+  }
+
+  push16(v: number): void {
+    if (this.stack32()) {
+      const sp = (this.regs[ESP] - 2) | 0;
+      this.wr16(SS, sp, v);
+      this.regs[ESP] = sp;
+    } else {
+      const sp = (this.regs[ESP] - 2) & 0xffff;
+      this.wr16(SS, sp, v);
+      this.regs16[ESP * 2] = sp;
+    }
+  }
+
+  pop32(): number {
+    if (this.stack32()) {
+      const sp = this.regs[ESP];
+      const v = this.rd32(SS, sp);
+      this.regs[ESP] = (sp + 4) | 0;
+      return v;
+    }
+    const sp = this.regs16[ESP * 2];
+    const v = this.rd32(SS, sp);
+    this.regs16[ESP * 2] = sp + 4;
+    return v;
+  }
+
+  pop16(): number {
+    if (this.stack32()) {
+      const sp = this.regs[ESP];
+      const v = this.rd16(SS, sp);
+      this.regs[ESP] = (sp + 2) | 0;
+      return v;
+    }
+    const sp = this.regs16[ESP * 2];
+    const v = this.rd16(SS, sp);
+    this.regs16[ESP * 2] = sp + 2;
+    return v;
+  }
+
+  /** ESP or SP per the stack size: the offset the next push/pop uses. */
+  stackPointer(): number {
+    return this.stack32() ? this.regs[ESP] : this.regs16[ESP * 2];
+  }
+
+  setStackPointer(v: number): void {
+    if (this.stack32()) this.regs[ESP] = v;
+    else this.regs16[ESP * 2] = v;
+  }
+
+  // ------------------------------------------------------------------ flags
+
+  cf(): number {
+    switch (this.lzOp) {
+      case L_ADD:
+        return this.lzRes >>> 0 < this.lzA >>> 0 ? 1 : 0;
+      case L_ADC:
+        return this.lzRes >>> 0 <= this.lzA >>> 0 ? 1 : 0;
+      case L_SUB:
+        return this.lzA >>> 0 < this.lzB >>> 0 ? 1 : 0;
+      case L_SBB:
+        return this.lzA >>> 0 <= this.lzB >>> 0 ? 1 : 0;
+      case L_LOGIC:
+        return 0;
+      default:
+        return this.flags & CF;
+    }
+  }
+
+  zf(): number {
+    return this.lzOp === L_NONE ? (this.flags >>> 6) & 1 : this.lzRes === 0 ? 1 : 0;
+  }
+
+  sf(): number {
+    return this.lzOp === L_NONE ? (this.flags >>> 7) & 1 : (this.lzRes >>> (this.lzSize - 1)) & 1;
+  }
+
+  pf(): number {
+    return this.lzOp === L_NONE ? (this.flags >>> 2) & 1 : PARITY[this.lzRes & 0xff];
+  }
+
+  of(): number {
+    const s = this.lzSize - 1;
+    switch (this.lzOp) {
+      case L_ADD:
+      case L_ADC:
+      case L_INC:
+        return (((this.lzA ^ this.lzRes) & (this.lzB ^ this.lzRes)) >>> s) & 1;
+      case L_SUB:
+      case L_SBB:
+      case L_DEC:
+        return (((this.lzA ^ this.lzB) & (this.lzA ^ this.lzRes)) >>> s) & 1;
+      case L_LOGIC:
+        return 0;
+      default:
+        return (this.flags >>> 11) & 1;
+    }
+  }
+
+  af(): number {
+    switch (this.lzOp) {
+      case L_NONE:
+      case L_RES:
+        return (this.flags >>> 4) & 1;
+      case L_LOGIC:
+        return 0;
+      default:
+        return ((this.lzA ^ this.lzB ^ this.lzRes) >>> 4) & 1;
+    }
+  }
+
+  /** The whole EFLAGS register. */
+  getFlags(): number {
+    if (this.lzOp !== L_NONE) {
+      const f =
+        (this.flags & ~(CF | PF | AF | ZF | SF | OF)) |
+        this.cf() |
+        (this.pf() << 2) |
+        (this.af() << 4) |
+        (this.zf() << 6) |
+        (this.sf() << 7) |
+        (this.of() << 11);
+      this.flags = f;
+      this.lzOp = L_NONE;
+    }
+    return this.flags | EFLAGS_FIXED;
+  }
+
+  /** Sets EFLAGS wholesale (no privilege rules: those are the instruction's business). */
+  setFlags(v: number): void {
+    this.flags = (v & 0x3f7fd5) | EFLAGS_FIXED;
+    this.lzOp = L_NONE;
+  }
+
+  /** Sets CF, keeping the other flags (materializes the lazy ones). */
+  setCF(c: number): void {
+    this.flags = (this.getFlags() & ~CF) | c;
+  }
+
+  /** Records an arithmetic result for lazy flags. res must already be masked to size. */
+  lazy(op: number, a: number, b: number, res: number, size: number): void {
+    this.lzOp = op;
+    this.lzA = a;
+    this.lzB = b;
+    this.lzRes = res;
+    this.lzSize = size;
+  }
+
+  /** Sets CF/OF/AF explicitly with ZF/SF/PF from res (shifts, multiplies). */
+  lazyRes(res: number, size: number, cfofaf: number): void {
+    this.flags = (this.flags & ~(CF | OF | AF)) | cfofaf;
+    this.lzOp = L_RES;
+    this.lzRes = res;
+    this.lzSize = size;
+  }
+
+  /** Keeps CF across an inc/dec (which do not touch it). */
+  keepCF(): void {
+    if (this.lzOp !== L_NONE && this.lzOp !== L_RES && this.lzOp !== L_INC && this.lzOp !== L_DEC) {
+      this.flags = (this.flags & ~CF) | this.cf();
+    } else if (this.lzOp === L_NONE || this.lzOp === L_RES) {
+      // CF already in flags.
+    }
+    if (this.lzOp === L_RES || this.lzOp === L_NONE) {
+      // ZF/SF/PF may be lazy for L_RES; inc/dec replaces them anyway.
+    }
+  }
+
+  /** Condition code cc (0-15, as in jcc/setcc/cmovcc) holds. */
+  cond(cc: number): boolean {
+    let r: number;
+    switch (cc >> 1) {
+      case 0:
+        r = this.of();
+        break;
+      case 1:
+        r = this.cf();
+        break;
+      case 2:
+        r = this.zf();
+        break;
+      case 3:
+        r = this.cf() | this.zf();
+        break;
+      case 4:
+        r = this.sf();
+        break;
+      case 5:
+        r = this.pf();
+        break;
+      case 6:
+        r = this.sf() ^ this.of();
+        break;
+      default:
+        r = (this.sf() ^ this.of()) | this.zf();
+        break;
+    }
+    return (r ^ (cc & 1)) !== 0;
+  }
+
+  // ------------------------------------------------------------------ run loop
+
+  /**
+   * Executes until an exit. Returns why; eip and all state are architecturally exact at
+   * the exit (faults leave eip at the faulting instruction, traps after it).
+   */
+  run(budget: number): Exit {
+    this.exitReason = Exit.Budget;
+    this.runEnd = this.retired + budget;
+    for (;;) {
+      try {
+        this.loop();
+        return this.exitReason;
+      } catch (e) {
+        if (e !== CPU_FAULT) throw e;
+        if (!this.fTrap) {
+          this.eip = this.instrStart;
+          this.regs[ESP] = this.savedEsp;
+        } else {
+          this.retired++;
+        }
+        if (!this.deliverThroughIdt) {
+          this.exitReason = Exit.Exception;
+          this.exitVector = this.fVector;
+          this.exitErrorCode = hasErrorCode(this.fVector) && !this.fSoft ? this.fError : -1;
+          this.exitCr2 = this.cr2;
+          this.exitSoft = this.fSoft;
+          return Exit.Exception;
+        }
+        if (this.deliverFault() === Exit.TripleFault) return Exit.TripleFault;
+        if (this.retired >= this.runEnd) return this.exitReason;
+      }
+    }
+  }
+
+  /** Delivers the pending fault through the IDT, escalating to #DF and triple fault. */
+  private deliverFault(): Exit {
+    let vector = this.fVector;
+    let error = hasErrorCode(vector) && !this.fSoft ? this.fError : -1;
+    for (;;) {
+      try {
+        this.delivering++;
+        deliverInterrupt(this, vector, error, this.fSoft);
+        this.delivering = 0;
+        return Exit.Budget;
+      } catch (e) {
+        if (e !== CPU_FAULT) throw e;
+        this.delivering = 0;
+        if (vector === DF_VEC) {
+          this.exitReason = Exit.TripleFault;
+          return Exit.TripleFault;
+        }
+        vector = DF_VEC;
+        error = 0;
+      }
+    }
+  }
+
+  /** The hot loop: fetch the decoded instruction at CS:EIP, execute, retire. */
+  private loop(): void {
+    const dc = this.dc;
+    const slots = dc.slotOf;
+    const ops = dc.op;
+    const lens = dc.len;
+    while (this.retired < this.runEnd) {
+      const eip = this.eip;
+      const lin = (this.segBase[CS] + eip) | 0;
+      let slot = 0;
+      if ((lin & ~0xfff) === this.fetchPage) slot = slots[this.fetchBlock + (lin & 0xfff)];
+      if (slot === 0) slot = this.fetchSlot(lin);
+      this.instrStart = eip;
+      this.savedEsp = this.regs[ESP];
+      this.eip = (eip + lens[slot]) | 0;
+      HANDLERS[ops[slot]](this, slot);
+      this.retired++;
+    }
+  }
+
+  /** Finds or decodes the instruction at linear address lin (CS:EIP). */
+  private fetchSlot(lin: number): number {
+    if (this.eip >>> 0 > this.segHi[CS]) this.fault(GP, 0);
+    const phys = this.physFor(lin, false);
+    const frame = phys >>> 12;
+    if (frame >= this.codePage.length) return this.fault(GP, 0);
+    let block = this.dc.blockOf(frame);
+    if (block < 0) {
+      block = this.dc.allocBlock(frame);
+      this.codePage[frame] = 1;
+    }
+    this.fetchPage = lin & ~0xfff;
+    this.fetchBlock = block;
+    let slot = this.dc.slotOf[block + (phys & 0xfff)];
+    if (slot === 0) {
+      slot = decodeInto(this, lin);
+      // An instruction crossing into the next page is decoded afresh every time.
+      if ((lin & 0xfff) + this.dc.len[slot] <= 0x1000 && this.dc.blockOf(frame) === block) {
+        this.dc.slotOf[block + (phys & 0xfff)] = slot;
+      } else {
+        this.fetchPage = -1;
+      }
+    }
+    return slot;
+  }
+
+  /** Fetch a code byte during decode: CS limit and execute permission checked. */
+  fetchByte(lin: number, off: number): number {
+    if (off >>> 0 > this.segHi[CS]) this.fault(GP, 0);
+    return this.physRead8(this.physFor(lin, false));
+  }
+}
