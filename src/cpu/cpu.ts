@@ -41,6 +41,11 @@ import {
 } from "./regs.js";
 import { deliverInterrupt } from "./segments.js";
 
+/** #DE #TS #NP #SS #GP: the contributory exceptions of the double-fault rules. */
+function isContributory(v: number): boolean {
+  return v === 0 || (v >= 10 && v <= 13);
+}
+
 /** Thrown (always this one object) to unwind a faulting instruction to the run loop. */
 export const CPU_FAULT = { fault: true } as const;
 
@@ -159,8 +164,6 @@ export class Cpu {
   private fError = -1;
   private fTrap = false;
   private fSoft = false;
-  /** Nesting of fault delivery for double/triple fault detection. */
-  private delivering = 0;
 
   constructor(memory: Uint8Array) {
     if (memory.byteOffset !== 0 || (memory.byteLength & 0xfff) !== 0) {
@@ -454,7 +457,8 @@ export class Cpu {
 
   linRead32(lin: number): number {
     if ((lin & 0xfff) > 0xffc) {
-      // Translate both pages before reading, so a fault leaves nothing half done.
+      // Translate both pages (in address order) before reading.
+      this.physFor(lin, false);
       this.physFor((lin + 4) & ~0xfff, false);
       let v = 0;
       for (let i = 3; i >= 0; i--) v = (v << 8) | this.linRead8((lin + i) | 0);
@@ -973,27 +977,57 @@ export class Cpu {
     }
   }
 
-  /** Delivers the pending fault through the IDT, escalating to #DF and triple fault. */
+  /**
+   * Delivers the pending fault through the IDT. A fault while delivering is handled as the
+   * SDM's table 6-5 says: contributory (#DE #TS #NP #SS #GP) after contributory or #PF, or
+   * #PF after #PF, becomes #DF; anything during #DF is a triple fault; otherwise the second
+   * exception is delivered instead. A fault while delivering int n/int3/into is a fault of
+   * that instruction (EIP points at it).
+   */
   private deliverFault(): Exit {
     let vector = this.fVector;
-    let error = hasErrorCode(vector) && !this.fSoft ? this.fError : -1;
+    let soft = this.fSoft;
+    let error = hasErrorCode(vector) && !soft ? this.fError : -1;
     for (;;) {
       try {
-        this.delivering++;
-        deliverInterrupt(this, vector, error, this.fSoft);
-        this.delivering = 0;
+        deliverInterrupt(this, vector, error, soft);
         return Exit.Budget;
       } catch (e) {
         if (e !== CPU_FAULT) throw e;
-        this.delivering = 0;
+        if (soft) {
+          this.eip = this.instrStart;
+          this.regs[ESP] = this.savedEsp;
+          this.retired--;
+        }
+        const second = this.fVector;
         if (vector === DF_VEC) {
           this.exitReason = Exit.TripleFault;
           return Exit.TripleFault;
         }
-        vector = DF_VEC;
-        error = 0;
+        const firstBad = isContributory(vector) || vector === PF_VEC;
+        if ((isContributory(second) && firstBad) || (second === PF_VEC && vector === PF_VEC)) {
+          vector = DF_VEC;
+          error = 0;
+        } else {
+          vector = second;
+          error = hasErrorCode(second) ? this.fError : -1;
+        }
+        soft = false;
       }
     }
+  }
+
+  /**
+   * For host code calling checked helpers (segments.ts) outside run(): when e is the CPU's
+   * fault, records it in exitVector/exitErrorCode/exitCr2/exitSoft and returns true.
+   */
+  catchFault(e: unknown): boolean {
+    if (e !== CPU_FAULT) return false;
+    this.exitVector = this.fVector;
+    this.exitErrorCode = hasErrorCode(this.fVector) && !this.fSoft ? this.fError : -1;
+    this.exitCr2 = this.cr2;
+    this.exitSoft = this.fSoft;
+    return true;
   }
 
   /** The hot loop: fetch the decoded instruction at CS:EIP, execute, retire. */
@@ -1006,10 +1040,11 @@ export class Cpu {
       const eip = this.eip;
       const lin = (this.segBase[CS] + eip) | 0;
       let slot = 0;
-      if ((lin & ~0xfff) === this.fetchPage) slot = slots[this.fetchBlock + (lin & 0xfff)];
-      if (slot === 0) slot = this.fetchSlot(lin);
+      // Set before the fetch, so a fetch fault reports this instruction.
       this.instrStart = eip;
       this.savedEsp = this.regs[ESP];
+      if ((lin & ~0xfff) === this.fetchPage) slot = slots[this.fetchBlock + (lin & 0xfff)];
+      if (slot === 0) slot = this.fetchSlot(lin);
       this.eip = (eip + lens[slot]) | 0;
       HANDLERS[ops[slot]](this, slot);
       this.retired++;

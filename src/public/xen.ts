@@ -395,3 +395,48 @@ export const EVTCHN_WORDS = 32;
 export const TrapInfo = Object.freeze({ vector: 0, flags: 1, cs: 2, address: 4, SIZE: 8 } as const);
 /** Entries in the virtual IDT. */
 export const NR_TRAP_VECTORS = 256;
+
+// ---------------------------------------------------------------------------------------------
+// Guest boot protocol: the `__xen_guest` ELF note and the domU builder's layout (abi.md §4)
+
+/** Name of the ELF section holding the guest's loader string. abi.md §4.1 */
+export const XEN_GUEST_SECTION = "__xen_guest";
+/** Keys of the comma-separated `__xen_guest` string. abi.md §4.1 */
+export const XenGuestKey = Object.freeze({
+  XEN_VER: "XEN_VER",
+  LOADER: "LOADER",
+  GUEST_OS: "GUEST_OS",
+  GUEST_VER: "GUEST_VER",
+  VIRT_BASE: "VIRT_BASE",
+  BSD_SYMTAB: "BSD_SYMTAB",
+  PT_MODE_WRITABLE: "PT_MODE_WRITABLE",
+} as const);
+/** The only XEN_VER the MAR loaders accept (quirk Q1). abi.md §4.1 */
+export const XEN_GUEST_REQUIRED_XEN_VER = "3.0";
+/** One of LOADER=generic or GUEST_OS=linux is required. abi.md §4.1 */
+export const XEN_GUEST_LOADER_GENERIC = "generic";
+export const XEN_GUEST_OS_LINUX = "linux";
+
+/**
+ * Bootstrap layout rules of the MAR domU builder (xc_linux_build.c). Regions from v_start:
+ * kernel, module, mfn_list, page tables (L2 then L1s), start_info, stack; v_end = next
+ * END_ALIGN boundary after the stack with at least MIN_END_PADDING of slack. abi.md §4.2, §4.5
+ */
+export const BootLayoutMar = Object.freeze({
+  /** Pages between the start_info page and the stack page (JUL: 1, the xenstore page). */
+  PAGES_BETWEEN_START_INFO_AND_STACK: 0,
+  /** Pages of bootstrap stack. */
+  STACK_PAGES: 1,
+  /** Initial ESP (and kernel_esp) = start_info VA + STACK_TOP_OFFSET. */
+  STACK_TOP_OFFSET: 2 * 4096,
+  /** v_end is rounded up to this absolute boundary. */
+  END_ALIGN: 1 << 22,
+  /** If rounding leaves less than this after the stack, another END_ALIGN is added. */
+  MIN_END_PADDING: 512 << 10,
+  /** The page-table frame count search starts here (one L2 + at least one L1). */
+  MIN_PT_FRAMES: 2,
+  /** Bytes per mfn_list entry (unsigned long). */
+  MFN_LIST_ENTRY_SIZE: 4,
+  /** n_vcpu the domU builder writes for a one-VCPU domain. */
+  DEFAULT_VCPUS: 1,
+} as const);

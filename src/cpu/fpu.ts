@@ -1,0 +1,528 @@
+/**
+ * x87 FPU state and number formats.
+ *
+ * Registers hold IEEE doubles (Float64Array), not 80-bit extended values: arithmetic has
+ * double precision and double range. To keep exact round trips where software relies on
+ * them (fld m80 / fstp m80, fnsave / frstor, fild m64 / fistp m64 used for 64-bit copies,
+ * fbld / fbstp), each physical register also has an optional exact 80-bit shadow (`raw*`),
+ * valid until the register is written by anything other than a move.
+ *
+ * Exceptions: the status word flags are set (IE with SF for stack faults, ZE, DE, and PE /
+ * OE / UE on conversions to memory formats and integers); masked responses (QNaN
+ * indefinite, integer indefinite...) follow the SDM. Unmasked exceptions only suppress the
+ * result and set ES/B: #MF is never delivered (neither at the next x87 instruction nor at
+ * fwait). PE/OE/UE are not computed for arithmetic on registers, and the precision control
+ * field is ignored (always double precision); the rounding control is honoured for
+ * conversions to integers (fist/fistp, fbstp, frndint) and the constants fldpi etc.
+ */
+
+// Status word bits.
+export const FSW_IE = 1 << 0;
+export const FSW_DE = 1 << 1;
+export const FSW_ZE = 1 << 2;
+export const FSW_OE = 1 << 3;
+export const FSW_UE = 1 << 4;
+export const FSW_PE = 1 << 5;
+export const FSW_SF = 1 << 6;
+export const FSW_ES = 1 << 7;
+export const FSW_C0 = 1 << 8;
+export const FSW_C1 = 1 << 9;
+export const FSW_C2 = 1 << 10;
+export const FSW_C3 = 1 << 14;
+export const FSW_B = 1 << 15;
+export const FSW_TOP = 7 << 11;
+export const FSW_CC = FSW_C0 | FSW_C1 | FSW_C2 | FSW_C3;
+
+/** Control word after fninit: all exceptions masked, extended precision, round to nearest. */
+export const FCW_INIT = 0x037f;
+
+// Scratch views for bit conversions (module-level: nothing allocated per instruction).
+const F64 = new Float64Array(1);
+const U64 = new Uint32Array(F64.buffer); // [0] low, [1] high
+const F32 = new Float32Array(1);
+const U32F = new Uint32Array(F32.buffer);
+
+/** The double with these bits (hi, lo: uint32 or int32). */
+export function f64FromBits(hi: number, lo: number): number {
+  U64[0] = lo;
+  U64[1] = hi;
+  return F64[0];
+}
+
+/** High 32 bits of a double (uint32); the low ones are then in f64LoBits(). */
+export function f64HiBits(v: number): number {
+  F64[0] = v;
+  return U64[1];
+}
+export function f64LoBits(): number {
+  return U64[0];
+}
+
+/** Bits of a float32 rounded (to nearest) from v; NaNs keep their payload, quieted. */
+export function f32Bits(v: number): number {
+  if (v !== v) {
+    F64[0] = v;
+    const hi = U64[1];
+    return ((hi & 0x80000000) | 0x7fc00000 | ((hi & 0xfffff) << 3) | (U64[0] >>> 29)) >>> 0;
+  }
+  F32[0] = v;
+  return U32F[0];
+}
+
+/** A float32 given by its bits as a double (NaNs quieted, payload kept). */
+export function f32FromBits(b: number): number {
+  if ((b & 0x7f800000) === 0x7f800000 && (b & 0x7fffff) !== 0) {
+    return f64FromBits((b & 0x80000000) | 0x7ff80000 | ((b & 0x7fffff) >>> 3), (b & 7) << 29);
+  }
+  U32F[0] = b;
+  return F32[0];
+}
+
+/** The QNaN indefinite (negative quiet NaN, what masked invalid operations produce). */
+export const INDEFINITE = f64FromBits(0xfff80000, 0);
+
+/** True when v is a signaling NaN (quiet bit clear). */
+export function isSNaN(v: number): boolean {
+  if (v === v) return false;
+  F64[0] = v;
+  return (U64[1] & 0x80000) === 0;
+}
+
+/** 2^n as a double, exact for -1074 <= n <= 1023. */
+export function pow2(n: number): number {
+  if (n > 1023) return Number.POSITIVE_INFINITY;
+  if (n >= -1022) return f64FromBits((n + 1023) << 20, 0);
+  if (n < -1074) return 0;
+  const p = n + 1074; // bit position in a denormal
+  return p >= 32 ? f64FromBits(1 << (p - 32), 0) : f64FromBits(0, (1 << p) >>> 0);
+}
+
+/** An 80-bit value: sign and exponent (16 bits), significand high and low (uint32). */
+export class X80 {
+  se = 0;
+  hi = 0;
+  lo = 0;
+}
+
+/** Exact conversion of a double to 80-bit extended (every double is representable). */
+export function f64ToX80(v: number, out: X80): void {
+  F64[0] = v;
+  const hi = U64[1];
+  const lo = U64[0];
+  const sign = (hi >>> 16) & 0x8000;
+  const e = (hi >>> 20) & 0x7ff;
+  let mh = hi & 0xfffff;
+  let ml = lo;
+  if (e === 0x7ff) {
+    out.se = sign | 0x7fff;
+    out.hi = (0x80000000 | (mh << 11) | (ml >>> 21)) >>> 0;
+    out.lo = (ml << 11) >>> 0;
+    return;
+  }
+  if (e === 0) {
+    if ((mh | ml) === 0) {
+      out.se = sign;
+      out.hi = 0;
+      out.lo = 0;
+      return;
+    }
+    // A double denormal is a normal extended value: normalize.
+    let exp = 1;
+    while ((mh & 0x100000) === 0) {
+      mh = (mh << 1) | (ml >>> 31);
+      ml = (ml << 1) >>> 0;
+      exp--;
+    }
+    out.se = sign | (exp - 1023 + 16383);
+    out.hi = (0x80000000 | ((mh & 0xfffff) << 11) | (ml >>> 21)) >>> 0;
+    out.lo = (ml << 11) >>> 0;
+    return;
+  }
+  out.se = sign | (e - 1023 + 16383);
+  out.hi = (0x80000000 | (mh << 11) | (ml >>> 21)) >>> 0;
+  out.lo = (ml << 11) >>> 0;
+}
+
+// Results of shiftRound.
+let qHi = 0;
+let qLo = 0;
+let qInexact = false;
+
+/**
+ * Shifts the 64-bit significand (hi, lo) right by sh bits with rounding: mode 0 nearest
+ * even, 1 down, 2 up, 3 toward zero (neg: the value is negative, for the directed modes).
+ * Sets qHi/qLo (the rounded magnitude) and qInexact.
+ */
+function shiftRound(hi: number, lo: number, sh: number, mode: number, neg: boolean): void {
+  let qh = 0;
+  let ql = 0;
+  let rh = 0;
+  let rl = 0;
+  let hh = 0;
+  let hl = 0;
+  hi >>>= 0;
+  lo >>>= 0;
+  let cmp: number; // remainder compared with half an ulp: -1, 0, 1 (or -2: no remainder)
+  if (sh <= 0) {
+    qHi = hi;
+    qLo = lo;
+    qInexact = false;
+    return;
+  }
+  if (sh < 32) {
+    ql = ((lo >>> sh) | (hi << (32 - sh))) >>> 0;
+    qh = hi >>> sh;
+    rl = (lo & ((1 << sh) - 1)) >>> 0;
+    hl = (1 << (sh - 1)) >>> 0;
+  } else if (sh === 32) {
+    ql = hi;
+    rl = lo;
+    hl = 0x80000000;
+  } else if (sh < 64) {
+    ql = hi >>> (sh - 32);
+    rh = (hi & ((1 << (sh - 32)) - 1)) >>> 0;
+    rl = lo;
+    hh = (1 << (sh - 33)) >>> 0;
+  } else if (sh === 64) {
+    rh = hi;
+    rl = lo;
+    hh = 0x80000000;
+  } else {
+    rl = hi | lo ? 1 : 0; // below half an ulp (any nonzero remainder)
+    hh = 0x80000000;
+  }
+  if ((rh | rl) === 0) cmp = -2;
+  else if (rh !== hh) cmp = rh > hh ? 1 : -1;
+  else cmp = rl > hl ? 1 : rl < hl ? -1 : 0;
+  let up = false;
+  if (cmp !== -2) {
+    if (mode === 0) up = cmp > 0 || (cmp === 0 && (ql & 1) === 1);
+    else if (mode === 1) up = neg;
+    else if (mode === 2) up = !neg;
+  }
+  if (up) {
+    ql = (ql + 1) >>> 0;
+    if (ql === 0) qh = (qh + 1) >>> 0;
+  }
+  qHi = qh;
+  qLo = ql;
+  qInexact = cmp !== -2;
+}
+
+/** An 80-bit value as the nearest double (unsupported encodings give the indefinite). */
+export function x80ToF64(se: number, hi: number, lo: number): number {
+  const neg = (se & 0x8000) !== 0;
+  const e = se & 0x7fff;
+  hi >>>= 0;
+  lo >>>= 0;
+  if (e === 0x7fff) {
+    if ((hi & 0x80000000) === 0) return INDEFINITE; // pseudo-infinity / pseudo-NaN
+    if (((hi & 0x7fffffff) | lo) === 0) return neg ? Number.NEGATIVE_INFINITY : Number.POSITIVE_INFINITY;
+    const dh = ((neg ? 0x80000000 : 0) | 0x7ff00000 | ((hi & 0x7fffffff) >>> 11)) >>> 0;
+    let dl = ((hi << 21) | (lo >>> 11)) >>> 0;
+    if ((dh & 0xfffff) === 0 && dl === 0) dl = 1;
+    return f64FromBits(dh, dl);
+  }
+  if ((hi | lo) === 0) return neg ? -0 : 0;
+  if (e !== 0 && (hi & 0x80000000) === 0) return INDEFINITE; // unnormal
+  let E = (e === 0 ? 1 : e) - 16383;
+  // Normalize (denormals and pseudo-denormals).
+  if ((hi & 0x80000000) === 0) {
+    if (hi === 0) {
+      hi = lo;
+      lo = 0;
+      E -= 32;
+    }
+    const z = Math.clz32(hi);
+    if (z > 0) {
+      hi = ((hi << z) | (lo >>> (32 - z))) >>> 0;
+      lo = (lo << z) >>> 0;
+      E -= z;
+    }
+  }
+  if (E > 1023) return neg ? Number.NEGATIVE_INFINITY : Number.POSITIVE_INFINITY;
+  const sh = E >= -1022 ? 11 : 11 + (-1022 - E);
+  shiftRound(hi, lo, sh, 0, neg);
+  const m = (qHi * 4294967296 + qLo) * pow2(E - 63 + sh);
+  return neg ? -m : m;
+}
+
+/** Writes the 80-bit encoding of the integer (hi:lo, two's complement int64) to out. */
+export function int64ToX80(hi: number, lo: number, out: X80): void {
+  let h = hi >>> 0;
+  let l = lo >>> 0;
+  let sign = 0;
+  if (hi < 0) {
+    sign = 0x8000;
+    l = (~l + 1) >>> 0;
+    h = (~h + (l === 0 ? 1 : 0)) >>> 0;
+  }
+  if ((h | l) === 0) {
+    out.se = 0;
+    out.hi = 0;
+    out.lo = 0;
+    return;
+  }
+  let exp = 16383 + 63;
+  if (h === 0) {
+    h = l;
+    l = 0;
+    exp -= 32;
+  }
+  const z = Math.clz32(h);
+  if (z > 0) {
+    h = ((h << z) | (l >>> (32 - z))) >>> 0;
+    l = (l << z) >>> 0;
+    exp -= z;
+  }
+  out.se = sign | exp;
+  out.hi = h;
+  out.lo = l;
+}
+
+/** Result of x80ToInt: high and low halves (int32), and whether it was inexact. */
+export const INT = { hi: 0, lo: 0, inexact: false };
+
+/**
+ * Rounds an 80-bit value to an integer with rounding mode rc (0 nearest, 1 down, 2 up,
+ * 3 chop) into INT.hi:INT.lo. Returns false when it is a NaN or infinity, or does not fit
+ * in `bits` (16, 32, 64) as a signed integer.
+ */
+export function x80ToInt(se: number, hi: number, lo: number, rc: number, bits: number): boolean {
+  const neg = (se & 0x8000) !== 0;
+  const e = se & 0x7fff;
+  INT.inexact = false;
+  if (e === 0x7fff) return false;
+  if ((hi | lo) === 0) {
+    INT.hi = 0;
+    INT.lo = 0;
+    return true;
+  }
+  const E = (e === 0 ? 1 : e) - 16383;
+  const sh = 63 - E;
+  if (sh < 0) return false;
+  shiftRound(hi, lo, sh, rc, neg);
+  INT.inexact = qInexact;
+  let h = qHi;
+  let l = qLo;
+  // Range: magnitude up to 2^(bits-1) - 1, or 2^(bits-1) when negative.
+  if (bits === 64) {
+    if (h > 0x80000000 || (h === 0x80000000 && (l !== 0 || !neg))) return false;
+  } else {
+    const lim = bits === 32 ? 0x80000000 : 0x8000;
+    if (h !== 0 || l > lim || (l === lim && !neg)) return false;
+  }
+  if (neg) {
+    l = (~l + 1) >>> 0;
+    h = (~h + (l === 0 ? 1 : 0)) >>> 0;
+  }
+  INT.hi = h | 0;
+  INT.lo = l | 0;
+  return true;
+}
+
+/** The x87 unit: eight registers, stack top, tags, status and control words, pointers. */
+export class Fpu {
+  /** Physical registers R0-R7 (ST(i) is R[(top + i) & 7]). */
+  readonly regs = new Float64Array(8);
+  /** 1 when the register's tag is empty. */
+  readonly empty = new Uint8Array(8);
+  /** 1 when raw* holds the register's exact 80-bit value. */
+  readonly rawOk = new Uint8Array(8);
+  readonly rawSe = new Uint16Array(8);
+  readonly rawHi = new Uint32Array(8);
+  readonly rawLo = new Uint32Array(8);
+  top = 0;
+  /** Status word without the TOP field. */
+  sw = 0;
+  cw = FCW_INIT;
+  /** Last instruction pointer (offset, CS selector, 11-bit opcode) and operand pointer. */
+  fip = 0;
+  fcs = 0;
+  fop = 0;
+  fdp = 0;
+  fds = 0;
+  /** Set when an unmasked exception suppressed the current instruction's result. */
+  noStore = false;
+  /** Scratch for conversions. */
+  readonly x = new X80();
+
+  constructor() {
+    this.reset();
+  }
+
+  /** The state after fninit (register contents are kept, as hardware does). */
+  reset(): void {
+    this.cw = FCW_INIT;
+    this.sw = 0;
+    this.top = 0;
+    this.empty.fill(1);
+    this.fip = 0;
+    this.fcs = 0;
+    this.fop = 0;
+    this.fdp = 0;
+    this.fds = 0;
+    this.noStore = false;
+  }
+
+  statusWord(): number {
+    return (this.sw & ~FSW_TOP) | (this.top << 11);
+  }
+
+  setStatusWord(v: number): void {
+    this.sw = v & 0xffff & ~FSW_TOP;
+    this.top = (v >> 11) & 7;
+  }
+
+  /** Full tag word (two bits per physical register: valid, zero, special, empty). */
+  tagWord(): number {
+    let w = 0;
+    const x = this.x;
+    for (let i = 0; i < 8; i++) {
+      let t: number;
+      if (this.empty[i]) t = 3;
+      else {
+        this.getX80(i, x);
+        const e = x.se & 0x7fff;
+        if (e === 0 && (x.hi | x.lo) === 0) t = 1;
+        else if (e === 0 || e === 0x7fff || (x.hi & 0x80000000) === 0) t = 2;
+        else t = 0;
+      }
+      w |= t << (i * 2);
+    }
+    return w;
+  }
+
+  /** Loads the tag word: only "empty or not" is kept (hardware recomputes the rest). */
+  setTagWord(w: number): void {
+    for (let i = 0; i < 8; i++) this.empty[i] = ((w >> (i * 2)) & 3) === 3 ? 1 : 0;
+  }
+
+  /** The 80-bit value of physical register i. */
+  getX80(i: number, out: X80): void {
+    if (this.rawOk[i]) {
+      out.se = this.rawSe[i];
+      out.hi = this.rawHi[i];
+      out.lo = this.rawLo[i];
+    } else {
+      f64ToX80(this.regs[i], out);
+    }
+  }
+
+  /** Sets physical register i to an exact 80-bit value (and its double approximation). */
+  setX80(i: number, se: number, hi: number, lo: number): void {
+    this.regs[i] = x80ToF64(se, hi, lo);
+    this.empty[i] = 0;
+    this.rawOk[i] = 1;
+    this.rawSe[i] = se;
+    this.rawHi[i] = hi;
+    this.rawLo[i] = lo;
+  }
+
+  /** Physical index of ST(k). */
+  phys(k: number): number {
+    return (this.top + k) & 7;
+  }
+
+  /** ST(k), assumed non-empty. */
+  st(k: number): number {
+    return this.regs[(this.top + k) & 7];
+  }
+
+  isEmpty(k: number): boolean {
+    return this.empty[(this.top + k) & 7] !== 0;
+  }
+
+  /** ST(k) = v (tag made non-empty). */
+  set(k: number, v: number): void {
+    const i = (this.top + k) & 7;
+    this.regs[i] = v;
+    this.empty[i] = 0;
+    this.rawOk[i] = 0;
+  }
+
+  /** Copies ST(from) to ST(to), keeping the exact value. */
+  copy(from: number, to: number): void {
+    const a = (this.top + from) & 7;
+    const b = (this.top + to) & 7;
+    this.regs[b] = this.regs[a];
+    this.empty[b] = 0;
+    this.rawOk[b] = this.rawOk[a];
+    this.rawSe[b] = this.rawSe[a];
+    this.rawHi[b] = this.rawHi[a];
+    this.rawLo[b] = this.rawLo[a];
+  }
+
+  pop(): void {
+    this.empty[this.top] = 1;
+    this.top = (this.top + 1) & 7;
+  }
+
+  /**
+   * Pushes v. Returns the physical register written, or -1 on a masked stack overflow
+   * (the indefinite was pushed) or -2 on an unmasked one (nothing pushed).
+   */
+  push(v: number): number {
+    const i = (this.top - 1) & 7;
+    if (!this.empty[i]) {
+      this.sw |= FSW_IE | FSW_SF | FSW_C1;
+      if ((this.cw & FSW_IE) === 0) {
+        this.unmasked();
+        return -2;
+      }
+      this.top = i;
+      this.regs[i] = INDEFINITE;
+      this.empty[i] = 0;
+      this.rawOk[i] = 0;
+      return -1;
+    }
+    this.sw &= ~FSW_C1;
+    this.top = i;
+    this.regs[i] = v;
+    this.empty[i] = 0;
+    this.rawOk[i] = 0;
+    return i;
+  }
+
+  private unmasked(): void {
+    this.sw |= FSW_ES | FSW_B;
+    this.noStore = true;
+  }
+
+  /** Invalid operation; true when masked (the caller stores the default result). */
+  invalid(): boolean {
+    this.sw |= FSW_IE;
+    if (this.cw & FSW_IE) return true;
+    this.unmasked();
+    return false;
+  }
+
+  /** Stack underflow (an empty register read); true when masked. */
+  underflow(): boolean {
+    this.sw = (this.sw & ~FSW_C1) | FSW_IE | FSW_SF;
+    if (this.cw & FSW_IE) return true;
+    this.unmasked();
+    return false;
+  }
+
+  /**
+   * Raises other exception flags (ZE, DE, OE, UE, PE); true when all are masked. An
+   * unmasked one sets ES and B only: the caller decides whether the result is suppressed.
+   */
+  raise(flags: number): boolean {
+    this.sw |= flags;
+    if ((this.cw & flags) === flags) return true;
+    this.sw |= FSW_ES | FSW_B;
+    return false;
+  }
+
+  /** Sets C3 C2 C1 C0 (the other status bits kept). */
+  setCC(cc: number): void {
+    this.sw = (this.sw & ~FSW_CC) | cc;
+  }
+
+  /** Rounding control (0 nearest, 1 down, 2 up, 3 chop). */
+  rc(): number {
+    return (this.cw >> 10) & 3;
+  }
+}

@@ -1,0 +1,65 @@
+/**
+ * Machine memory: one ArrayBuffer of 4 KiB frames, and the heap allocator that hands frames
+ * to the hypervisor. Knows nothing of Xen: ownership and types are the hypervisor's business.
+ */
+export const FRAME_SIZE = 4096;
+export const FRAME_SHIFT = 12;
+
+export class MachineMemory {
+  readonly bytes: Uint8Array;
+  readonly view: DataView;
+  readonly nrFrames: number;
+  /** Free frames, allocated from the lowest number up so runs are deterministic. */
+  private readonly free: Int32Array;
+  private freeCount = 0;
+  private readonly isFree: Uint8Array;
+
+  /** reservedFrames: frames below this are never handed out (firmware/I/O, as on a PC). */
+  constructor(mebibytes: number, reservedFrames = 0) {
+    if (!Number.isInteger(mebibytes) || mebibytes < 4 || mebibytes > 2048) {
+      throw new RangeError(`machine memory must be a whole number of MiB in 4..2048, not ${mebibytes}`);
+    }
+    this.nrFrames = (mebibytes << 20) >>> FRAME_SHIFT;
+    this.bytes = new Uint8Array(this.nrFrames * FRAME_SIZE);
+    this.view = new DataView(this.bytes.buffer);
+    this.free = new Int32Array(this.nrFrames);
+    this.isFree = new Uint8Array(this.nrFrames);
+    for (let f = this.nrFrames - 1; f >= reservedFrames; f--) {
+      this.free[this.freeCount++] = f;
+      this.isFree[f] = 1;
+    }
+  }
+
+  get freeFrames(): number {
+    return this.freeCount;
+  }
+
+  /** Takes one free frame (contents as they were), or -1 when none is left. */
+  allocFrame(): number {
+    if (this.freeCount === 0) return -1;
+    const f = this.free[--this.freeCount];
+    this.isFree[f] = 0;
+    return f;
+  }
+
+  /** Returns a frame to the heap. Freeing a free or out-of-range frame is a bug in the caller. */
+  freeFrame(frame: number): void {
+    if (frame < 0 || frame >= this.nrFrames || this.isFree[frame]) {
+      throw new Error(`freeFrame(${frame}): not an allocated frame`);
+    }
+    this.isFree[frame] = 1;
+    this.free[this.freeCount++] = frame;
+  }
+
+  read32(addr: number): number {
+    return this.view.getUint32(addr, true);
+  }
+
+  write32(addr: number, value: number): void {
+    this.view.setUint32(addr, value >>> 0, true);
+  }
+
+  zeroFrame(frame: number): void {
+    this.bytes.fill(0, frame * FRAME_SIZE, (frame + 1) * FRAME_SIZE);
+  }
+}

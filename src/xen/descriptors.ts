@@ -1,0 +1,84 @@
+/**
+ * Segment descriptors as the hypervisor sees them: reading one from the vcpu's GDT/LDT,
+ * decoding it into the CPU's cache form, and Xen's own GDT entries (abi.md §3.2).
+ */
+import type { Cpu } from "../cpu/cpu.js";
+import { FlatDescriptors, FIRST_RESERVED_GDT_ENTRY_MAR, SELECTOR_TI } from "../public/arch_x86_32.js";
+import { LDTR } from "../cpu/regs.js";
+
+/** A descriptor decoded into the CPU's cache fields. */
+export interface SegmentCache {
+  base: number;
+  /** Byte-granular limit after G scaling. */
+  limit: number;
+  /** Access byte | flags nibble << 12 (the CPU's segAttr layout). */
+  attr: number;
+}
+
+export function decodeDescriptor(lo: number, hi: number): SegmentCache {
+  const base = ((lo >>> 16) | ((hi & 0xff) << 16) | (hi & 0xff000000)) >>> 0;
+  let limit = (lo & 0xffff) | (hi & 0xf0000);
+  if (hi & 0x800000) limit = ((limit << 12) | 0xfff) >>> 0;
+  return { base, limit, attr: ((hi >>> 8) & 0xff) | (((hi >>> 20) & 0xf) << 12) };
+}
+
+/** Reads the descriptor a selector names (linear reads through the guest's tables), or null. */
+export function readDescriptor(cpu: Cpu, sel: number): { lo: number; hi: number } | null {
+  const ldt = (sel & SELECTOR_TI) !== 0;
+  const base = ldt ? cpu.segBase[LDTR] : cpu.gdtrBase;
+  const limit = ldt ? cpu.segLimit[LDTR] >>> 0 : cpu.gdtrLimit >>> 0;
+  const off = sel & ~7;
+  if (off + 7 > limit || (ldt && (cpu.segAttr[LDTR] & 0x80) === 0)) return null;
+  const lin = (base + off) | 0;
+  const g = (l: number): number => {
+    const pde = cpu.physRead32((cpu.cr3 & ~0xfff) | ((l >>> 20) & 0xffc));
+    if ((pde & 1) === 0) return -1;
+    const pte = cpu.physRead32((pde & ~0xfff) | ((l >>> 10) & 0xffc));
+    return pte & 1 ? (pte & ~0xfff) | (l & 0xfff) : -1;
+  };
+  const p0 = g(lin);
+  const p1 = g((lin + 4) | 0);
+  if (p0 === -1 || p1 === -1) return null;
+  return { lo: cpu.physRead32(p0), hi: cpu.physRead32(p1) };
+}
+
+/**
+ * Loads a segment register for the guest from a selector, as the return to the guest would:
+ * the descriptor must be present, with DPL = RPL = the target ring for CS/SS (code for CS,
+ * writable data for SS); returns false when the hardware would fault.
+ */
+export function loadGuestSegment(cpu: Cpu, seg: number, sel: number, ring: number, isCs: boolean, isSs: boolean): boolean {
+  if ((sel & ~3) === 0) {
+    if (isCs || isSs) return false;
+    cpu.loadSegmentCache(seg, sel, 0, 0, 0);
+    return true;
+  }
+  const d = readDescriptor(cpu, sel);
+  if (d === null) return false;
+  const c = decodeDescriptor(d.lo, d.hi);
+  const access = c.attr & 0xff;
+  const dpl = (access >>> 5) & 3;
+  const present = (access & 0x80) !== 0;
+  const isCode = (access & 0x18) === 0x18;
+  const isData = (access & 0x18) === 0x10;
+  if (!present) return false;
+  if (isCs && (!isCode || (sel & 3) !== ring || ((access & 4) === 0 && dpl !== ring))) return false;
+  if (isSs && (!isData || (access & 2) === 0 || (sel & 3) !== ring || dpl !== ring)) return false;
+  if (!isCs && !isSs && !(isData || (isCode && (access & 2) !== 0))) return false;
+  cpu.loadSegmentCache(seg, sel, c.base, c.limit, c.attr);
+  return true;
+}
+
+/** Xen's reserved GDT entries (MAR: 256..295), as [index, lo, hi]. */
+export function xenGdtEntries(): Array<[number, number, number]> {
+  const f = FIRST_RESERVED_GDT_ENTRY_MAR;
+  const d = FlatDescriptors;
+  return [
+    [f + 1, d.RING0_CS.lo, d.RING0_CS.hi],
+    [f + 2, d.RING0_DS.lo, d.RING0_DS.hi],
+    [f + 3, d.RING1_CS.lo, d.RING1_CS.hi],
+    [f + 4, d.RING1_DS.lo, d.RING1_DS.hi],
+    [f + 5, d.RING3_CS.lo, d.RING3_CS.hi],
+    [f + 6, d.RING3_DS.lo, d.RING3_DS.hi],
+  ];
+}

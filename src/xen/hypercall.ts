@@ -1,0 +1,84 @@
+/**
+ * The hypercall gate (semantics.md §4.11): int $0x82 from ring 1, EAX = number (masked to 5
+ * bits), EBX..EDI = arguments, result in EAX; and multicall (§4.12).
+ */
+import { EAX, EBX, ECX, EDI, EDX, ESI } from "../cpu/regs.js";
+import { EFAULT, EINVAL, ENOSYS } from "../public/errno.js";
+import { HypercallMar, MULTICALL_ARGS_PASSED, MulticallEntryMar, NR_HYPERCALLS } from "../public/xen.js";
+import { doSetCallbacks, doFpuTaskswitch, doGetDebugreg, doSetDebugreg, doSetTrapTable, doStackSwitch } from "./callbacks.js";
+import { doConsoleIo } from "./console.js";
+import type { Vcpu } from "./domain.js";
+import { doEventChannelOp } from "./event_channel.js";
+import type { Hypervisor } from "./hypervisor.js";
+import { doUpdateVaMapping } from "./mmu.js";
+import { doSchedOp, doSetTimerOp } from "./schedule.js";
+import { doVmAssist, doXenVersion } from "./version.js";
+import { arrayAccessOk } from "./guest_access.js";
+
+/** A hypercall handler: arguments as unsigned 32-bit values; returns the value for EAX. */
+export type HypercallHandler = (hv: Hypervisor, v: Vcpu, a1: number, a2: number, a3: number, a4: number, a5: number) => number;
+
+const notImplemented: HypercallHandler = () => -ENOSYS;
+
+/** The table, indexed by hypercall number; unused and not-yet-implemented slots give -ENOSYS. */
+export const HYPERCALLS: HypercallHandler[] = new Array<HypercallHandler>(NR_HYPERCALLS).fill(notImplemented);
+HYPERCALLS[HypercallMar.set_trap_table] = (hv, v, a1) => doSetTrapTable(hv, v, a1);
+HYPERCALLS[HypercallMar.stack_switch] = (_hv, v, a1, a2) => doStackSwitch(v, a1, a2);
+HYPERCALLS[HypercallMar.set_callbacks] = (_hv, v, a1, a2, a3, a4) => doSetCallbacks(v, a1, a2, a3, a4);
+HYPERCALLS[HypercallMar.fpu_taskswitch] = (hv, v, a1) => doFpuTaskswitch(hv, v, a1);
+HYPERCALLS[HypercallMar.sched_op] = (hv, v, a1) => doSchedOp(hv, v, a1);
+HYPERCALLS[HypercallMar.set_debugreg] = (hv, v, a1, a2) => doSetDebugreg(hv, v, a1, a2);
+HYPERCALLS[HypercallMar.get_debugreg] = (_hv, v, a1) => doGetDebugreg(v, a1);
+HYPERCALLS[HypercallMar.multicall] = (hv, v, a1, a2) => doMulticall(hv, v, a1, a2);
+HYPERCALLS[HypercallMar.update_va_mapping] = (hv, v, a1, a2, a3) => doUpdateVaMapping(hv, v, a1, a2, a3);
+HYPERCALLS[HypercallMar.set_timer_op] = (hv, v, a1, a2) => doSetTimerOp(hv, v, a1, a2);
+HYPERCALLS[HypercallMar.event_channel_op] = (hv, v, a1) => doEventChannelOp(hv, v, a1);
+HYPERCALLS[HypercallMar.xen_version] = (_hv, _v, a1) => doXenVersion(a1);
+HYPERCALLS[HypercallMar.console_io] = (hv, v, a1, a2, a3) => doConsoleIo(hv, v, a1, a2, a3);
+HYPERCALLS[HypercallMar.vm_assist] = (_hv, v, a1, a2) => doVmAssist(v, a1, a2);
+
+/** Executes the hypercall in the vcpu's registers (EIP already after int $0x82). */
+export function doHypercall(hv: Hypervisor, v: Vcpu): void {
+  const r = hv.cpu.regs;
+  const nr = r[EAX] & (NR_HYPERCALLS - 1);
+  hv.trace?.(v, nr);
+  const rc = HYPERCALLS[nr](hv, v, r[EBX] >>> 0, r[ECX] >>> 0, r[EDX] >>> 0, r[ESI] >>> 0, r[EDI] >>> 0);
+  // A handler that descheduled or crashed the domain still leaves its result in EAX.
+  r[EAX] = rc;
+}
+
+let inMulticall = false;
+
+/** multicall(list, n): each entry's result into args[5]; nested multicall is -EINVAL. */
+function doMulticall(hv: Hypervisor, v: Vcpu, list: number, n: number): number {
+  if (inMulticall) return -EINVAL;
+  const E = MulticallEntryMar;
+  if (!arrayAccessOk(list, n, E.SIZE)) return -EFAULT;
+  inMulticall = true;
+  try {
+    for (let i = 0; i < n; i++) {
+      const va = (list + i * E.SIZE) >>> 0;
+      const entry = hv.guest.copyFrom(va, E.SIZE);
+      if (entry === null) return -EFAULT;
+      const dv = new DataView(entry.buffer);
+      const op = dv.getUint32(E.op, true) & (NR_HYPERCALLS - 1);
+      const a: number[] = [];
+      for (let k = 0; k < MULTICALL_ARGS_PASSED; k++) a.push(dv.getUint32(E.args + 4 * k, true));
+      const rc = HYPERCALLS[op](hv, v, a[0], a[1], a[2], a[3], a[4]);
+      if (!hv.guest.write32((va + E.result) >>> 0, rc)) return -EFAULT;
+      if (!v.domain.runnable) return 0;
+      if (v.blocked && i + 1 < n) {
+        // A sub-call descheduled the vcpu: like Xen's preemption, continue the rest of the
+        // batch as a continuation (int $0x82 re-executed with the remaining entries).
+        const r = hv.cpu.regs;
+        r[EBX] = list + (i + 1) * E.SIZE;
+        r[ECX] = n - i - 1;
+        hv.cpu.eip = (hv.cpu.eip - 2) | 0;
+        return HypercallMar.multicall;
+      }
+    }
+    return 0;
+  } finally {
+    inMulticall = false;
+  }
+}

@@ -1,0 +1,57 @@
+/**
+ * sched_op (6) and set_timer_op (15), and the time kept in shared_info (semantics.md §7.3,
+ * §7.4). The scheduler itself (which vcpu runs) is in hypervisor.ts for now: one policy,
+ * round-robin over runnable vcpus.
+ */
+import { ENOSYS } from "../public/errno.js";
+import { SCHEDOP_CMDMASK, SCHEDOP_REASONSHIFT, SchedOpMar, SharedInfo, Shutdown } from "../public/xen.js";
+import type { Vcpu } from "./domain.js";
+import type { Hypervisor } from "./hypervisor.js";
+import { setUpcallMask, upcallPending } from "./traps.js";
+
+export function doSchedOp(hv: Hypervisor, v: Vcpu, op: number): number {
+  switch (op & SCHEDOP_CMDMASK) {
+    case SchedOpMar.yield:
+      hv.yieldVcpu(v);
+      return 0;
+    case SchedOpMar.block:
+      // Events are enabled; an event already pending keeps the vcpu runnable.
+      setUpcallMask(hv, v, 0);
+      if (upcallPending(hv, v) === 0) hv.block(v);
+      return 0;
+    case SchedOpMar.shutdown: {
+      const reason = (op >>> SCHEDOP_REASONSHIFT) & 0xff;
+      hv.shutdownDomain(v.domain, reason, reason === Shutdown.crash);
+      return 0;
+    }
+    default:
+      return -ENOSYS;
+  }
+}
+
+/** set_timer_op(hi, lo): absolute system time in ns; 0 cancels; the past fires at once. */
+export function doSetTimerOp(hv: Hypervisor, v: Vcpu, hi: number, lo: number): number {
+  const deadline = hi * 2 ** 32 + lo;
+  v.timerDeadline = deadline === 0 ? -1 : deadline;
+  return 0;
+}
+
+/** update_dom_time: the version protocol around cpu_freq, TSC, system time and wall clock. */
+export function updateDomainTime(hv: Hypervisor, v: Vcpu, tickCycles: number): void {
+  const si = v.domain.sharedInfoMfn * 4096;
+  const clk = hv.clock;
+  const ns = clk.ns(tickCycles);
+  hv.write32(si + SharedInfo.time_version1, (hv.read32(si + SharedInfo.time_version1) + 1) >>> 0);
+  write64(hv, si + SharedInfo.cpu_freq, clk.tscHz);
+  write64(hv, si + SharedInfo.tsc_timestamp, tickCycles);
+  write64(hv, si + SharedInfo.system_time, ns);
+  const usecs = Math.floor(ns / 1000) + hv.wallClockOffsetUs;
+  hv.write32(si + SharedInfo.wc_sec, clk.bootEpochSeconds + Math.floor(usecs / 1e6));
+  hv.write32(si + SharedInfo.wc_usec, usecs % 1e6);
+  hv.write32(si + SharedInfo.time_version2, (hv.read32(si + SharedInfo.time_version2) + 1) >>> 0);
+}
+
+function write64(hv: Hypervisor, ma: number, value: number): void {
+  hv.write32(ma, value % 2 ** 32);
+  hv.write32(ma + 4, Math.floor(value / 2 ** 32));
+}

@@ -1,0 +1,207 @@
+/**
+ * Guest exceptions, bounce frames and callbacks (semantics.md §4): what happens when the CPU
+ * exits with a fault or software interrupt, how Xen builds the frame on the guest's ring-1
+ * stack, and the event upcall on every return to the guest.
+ */
+import { CPU_FAULT, type Cpu } from "../cpu/cpu.js";
+import { CS, DS, ES, ESP, FS, GS, NT, RF, SS, TF, VM } from "../cpu/regs.js";
+import { HYPERCALL_VECTOR, TI_DPL_MASK, TI_IF } from "../public/arch_x86_32.js";
+import { SharedInfo, VcpuInfo } from "../public/xen.js";
+import { loadGuestSegment } from "./descriptors.js";
+import type { Vcpu } from "./domain.js";
+import { doHypercall } from "./hypercall.js";
+import type { Hypervisor } from "./hypervisor.js";
+
+// Exception vectors as Xen names them.
+const TRAP_debug = 1;
+const TRAP_int3 = 3;
+const TRAP_overflow = 4;
+const TRAP_no_device = 7;
+const TRAP_double_fault = 8;
+const TRAP_gp_fault = 13;
+const TRAP_page_fault = 14;
+const TRAP_machine_check = 18;
+const NMI = 2;
+
+/** Exceptions whose bounce frame carries the error code (10-14, 17). */
+function pushesErrorCode(vector: number): boolean {
+  return (vector >= 10 && vector <= 14) || vector === 17;
+}
+
+/**
+ * create_bounce_frame (semantics.md §4.2): pushes [cr2] [error] EIP CS EFLAGS [ESP SS] on the
+ * ring-1 stack (the kernel stack from stack_switch when ring 3 was interrupted) and enters
+ * handlerCs:handlerEip. A fault while writing the frame crashes the domain; returns false then.
+ */
+export function bounce(
+  hv: Hypervisor,
+  v: Vcpu,
+  handlerCs: number,
+  handlerEip: number,
+  errorCode: number,
+  cr2: number | null,
+): boolean {
+  const cpu = hv.cpu;
+  const fromRing = cpu.cpl;
+  const eip = cpu.eip;
+  const cs = cpu.segSel[CS];
+  const eflags = cpu.getFlags();
+  const ss = cpu.segSel[SS];
+  const esp = cpu.regs[ESP];
+  try {
+    if (fromRing !== 1) {
+      cpu.setCpl(1);
+      if (!loadGuestSegment(cpu, SS, v.kernelSs, 1, false, true)) return crashOnBounce(hv, v, "bad kernel stack selector");
+      cpu.regs[ESP] = v.kernelEsp;
+      cpu.push32(ss);
+      cpu.push32(esp);
+    }
+    cpu.push32(eflags);
+    cpu.push32(cs);
+    cpu.push32(eip);
+    if (errorCode >= 0) cpu.push32(errorCode);
+    if (cr2 !== null) cpu.push32(cr2);
+  } catch (e) {
+    if (e !== CPU_FAULT) throw e;
+    return crashOnBounce(hv, v, "fault while writing a bounce frame");
+  }
+  if (!loadGuestSegment(cpu, CS, handlerCs, 1, true, false)) return crashOnBounce(hv, v, "bad handler code selector");
+  cpu.eip = handlerEip;
+  cpu.setFlags(eflags & ~(TF | NT | RF | VM));
+  return true;
+}
+
+function crashOnBounce(hv: Hypervisor, v: Vcpu, why: string): false {
+  hv.crashDomain(v.domain, `${why} (kernel stack ${hex(v.kernelSs)}:${hex(v.kernelEsp)})`);
+  return false;
+}
+
+function hex(n: number): string {
+  return `0x${(n >>> 0).toString(16)}`;
+}
+
+/** do_trap: bounce through the guest's virtual IDT entry, honouring its IF flag. */
+export function reflectTrap(hv: Hypervisor, v: Vcpu, vector: number, errorCode: number, cr2: number | null, useIf = true): void {
+  if (!bounce(hv, v, v.trapCs[vector], v.trapAddress[vector], errorCode, cr2)) return;
+  if (useIf && v.trapFlags[vector] & TI_IF) setUpcallMask(hv, v, 1);
+}
+
+function vcpuInfo(v: Vcpu): number {
+  return v.domain.sharedInfoMfn * 4096 + SharedInfo.vcpu_data + v.id * VcpuInfo.SIZE;
+}
+
+export function setUpcallMask(hv: Hypervisor, v: Vcpu, mask: number): void {
+  hv.cpu.physWrite8(vcpuInfo(v) + VcpuInfo.evtchn_upcall_mask, mask);
+}
+
+export function upcallMask(hv: Hypervisor, v: Vcpu): number {
+  return hv.cpu.physRead8(vcpuInfo(v) + VcpuInfo.evtchn_upcall_mask);
+}
+
+export function upcallPending(hv: Hypervisor, v: Vcpu): number {
+  return hv.cpu.physRead8(vcpuInfo(v) + VcpuInfo.evtchn_upcall_pending);
+}
+
+/**
+ * test_all_events (semantics.md §4.3), on every return to the guest: while an upcall is
+ * pending and not masked, bounce to the event callback and mask further upcalls.
+ */
+export function deliverEvents(hv: Hypervisor, v: Vcpu): void {
+  if (v.domain !== hv.current?.domain || !v.domain.runnable) return;
+  if (upcallMask(hv, v) !== 0 || upcallPending(hv, v) === 0) return;
+  if (!bounce(hv, v, v.eventCs, v.eventEip, -1, null)) return;
+  setUpcallMask(hv, v, 1);
+}
+
+/** Handles an Exception exit of the CPU for vcpu v (semantics.md §4.1, §4.5, §4.6). */
+export function handleException(hv: Hypervisor, v: Vcpu): void {
+  const cpu = hv.cpu;
+  const vector = cpu.exitVector;
+  if (cpu.exitSoft) {
+    softwareInterrupt(hv, v, cpu, vector);
+    return;
+  }
+  switch (vector) {
+    case NMI:
+    case TRAP_double_fault:
+    case TRAP_machine_check:
+      hv.crashDomain(v.domain, `fatal exception ${vector} at ${hex(cpu.eip)}`);
+      return;
+    case TRAP_page_fault:
+      v.guestCr2 = cpu.exitCr2;
+      reflectTrap(hv, v, vector, cpu.exitErrorCode, cpu.exitCr2);
+      return;
+    case TRAP_gp_fault:
+      generalProtection(hv, v, cpu.exitErrorCode);
+      return;
+    case TRAP_no_device:
+      // #NM: the real TS is clear (lazy FPU switching is the host's); bounce when the guest
+      // asked for TS (fpu_taskswitch), without the IF flag (semantics.md §4.7).
+      if (v.guestTs) {
+        v.guestTs = false;
+        cpu.cr0 &= ~8;
+        reflectTrap(hv, v, vector, -1, null, false);
+      } else {
+        cpu.cr0 &= ~8;
+      }
+      return;
+    case TRAP_debug:
+      reflectTrap(hv, v, vector, -1, null, false);
+      return;
+    default:
+      reflectTrap(hv, v, vector, pushesErrorCode(vector) ? cpu.exitErrorCode : -1, null);
+  }
+}
+
+/** int n / int3 / into as they reach Xen's IDT (host mode: the CPU did not check a gate). */
+function softwareInterrupt(hv: Hypervisor, v: Vcpu, cpu: Cpu, vector: number): void {
+  // Xen's gates: 0x82 has DPL 1 (the hypercall), 3 and 4 DPL 3, everything else DPL 0.
+  if (vector === HYPERCALL_VECTOR && cpu.cpl <= 1) {
+    doHypercall(hv, v);
+    return;
+  }
+  if (vector === TRAP_int3 || vector === TRAP_overflow) {
+    reflectTrap(hv, v, vector, -1, null);
+    return;
+  }
+  if (vector === v.fastTrap && v.fastTrap !== 0 && (v.trapFlags[vector] & TI_DPL_MASK) >= cpu.cpl) {
+    // The fast trap gate goes straight to the guest handler, events not masked.
+    bounce(hv, v, v.trapCs[vector], v.trapAddress[vector], -1, null);
+    return;
+  }
+  // Through a DPL-0 gate the CPU raises #GP((vector << 3) | 2) at the int instruction.
+  cpu.eip = (cpu.eip - 2) | 0;
+  generalProtection(hv, v, (vector << 3) | 2);
+}
+
+/** do_general_protection (semantics.md §4.5). */
+function generalProtection(hv: Hypervisor, v: Vcpu, errorCode: number): void {
+  const cpu = hv.cpu;
+  if ((errorCode & 3) === 2) {
+    const vector = errorCode >>> 3;
+    if ((v.trapFlags[vector] & TI_DPL_MASK) >= cpu.cpl) {
+      cpu.eip = (cpu.eip + 2) | 0;
+      reflectTrap(hv, v, vector, -1, null);
+      return;
+    }
+  } else if (errorCode === 0 && hv.emulatePrivileged(v)) {
+    return;
+  }
+  reflectTrap(hv, v, TRAP_gp_fault, errorCode, null);
+}
+
+/** The failsafe callback frame: DS ES FS GS, then the usual frame; data segments nulled. */
+export function failsafeBounce(hv: Hypervisor, v: Vcpu): void {
+  const cpu = hv.cpu;
+  const sels = [cpu.segSel[GS], cpu.segSel[FS], cpu.segSel[ES], cpu.segSel[DS]];
+  if (!bounce(hv, v, v.failsafeCs, v.failsafeEip, -1, null)) return;
+  try {
+    // The four selectors sit below EIP: push them after the frame (GS highest, DS lowest).
+    for (const s of sels) cpu.push32(s);
+  } catch (e) {
+    if (e !== CPU_FAULT) throw e;
+    hv.crashDomain(v.domain, "fault while writing the failsafe frame");
+    return;
+  }
+  for (const seg of [DS, ES, FS, GS]) cpu.loadSegmentCache(seg, 0, 0, 0, 0);
+}
