@@ -52,7 +52,7 @@ function usage(): string {
   return [
     "usage: node dist/bench/cpu-bench.js [options]",
     `  --iterations N      iterations of the workload's kernel mix (default ${DEFAULT_ITERATIONS})`,
-    "  --native-repeats N  timed native runs; the median is reported (default 5)",
+    "  --native-repeats N  timed native runs; the median is reported (default 10)",
     "  --max-seconds S     give up on the emulated run after S seconds of wall time (default 600)",
   ].join("\n");
 }
@@ -61,7 +61,7 @@ function parseArgs(argv: string[]): Options {
   const opts: Options = {
     iterations: DEFAULT_ITERATIONS,
     seed: DEFAULT_SEED,
-    nativeRepeats: 5,
+    nativeRepeats: 10,
     maxSeconds: 600,
   };
   for (let i = 0; i < argv.length; i++) {

@@ -48,7 +48,17 @@ describe("parseElf32", () => {
     assert.equal(elf.segments.length, 1);
     assert.deepEqual(
       { ...elf.segments[0]!, offset: 0 },
-      { index: 0, type: 1, offset: 0, vaddr: 0xc0000000, paddr: 0xc0000000, filesz: 3, memsz: 0x2000, flags: 7, align: 16 },
+      {
+        index: 0,
+        type: 1,
+        offset: 0,
+        vaddr: 0xc0000000,
+        paddr: 0xc0000000,
+        filesz: 3,
+        memsz: 0x2000,
+        flags: 7,
+        align: 16,
+      },
     );
     assert.deepEqual(
       elf.sections.map((s) => s.name),
@@ -95,9 +105,15 @@ describe("parseElf32", () => {
 
   it("bounds-checks the header tables", () => {
     const img = simple();
-    throwsElf(() => parseElf32(patch32(img, 28, img.length - 16)), /program header table 0x.* beyond end of image/);
+    throwsElf(
+      () => parseElf32(patch32(img, 28, img.length - 16)),
+      /program header table 0x.* beyond end of image/,
+    );
     throwsElf(() => parseElf32(patch32(img, 28, 0xffffffff)), /program header table/);
-    throwsElf(() => parseElf32(patch32(img, 32, img.length)), /section header table 0x.* beyond end of image/);
+    throwsElf(
+      () => parseElf32(patch32(img, 32, img.length)),
+      /section header table 0x.* beyond end of image/,
+    );
     throwsElf(() => parseElf32(patch16(img, 50, 0)), /no section-header string table/);
     throwsElf(() => parseElf32(patch16(img, 50, 9)), /e_shstrndx 9 is not below e_shnum 4/);
     throwsElf(() => parseElf32(patch16(img, 50, 1)), /has type 1, not SHT_STRTAB/);
@@ -108,12 +124,17 @@ describe("parseElf32", () => {
     const ph = 52;
     throwsElf(
       () => parseElf32(patch32(img, ph + 4, img.length - 1)),
-      new RegExp(`ELF program header 0: file range 0x${(img.length - 1).toString(16)}\\.\\.0x${(img.length + 2).toString(16)} beyond end of image \\(size 0x${img.length.toString(16)}\\)`),
+      new RegExp(
+        `ELF program header 0: file range 0x${(img.length - 1).toString(16)}\\.\\.0x${(img.length + 2).toString(16)} beyond end of image \\(size 0x${img.length.toString(16)}\\)`,
+      ),
     );
     throwsElf(() => parseElf32(patch32(img, ph + 4, 0xfffffffe)), /program header 0: file range/);
     throwsElf(() => parseElf32(patch32(img, ph + 16, 0x3000)), /program header 0: (file range|p_filesz)/);
     throwsElf(() => parseElf32(patch32(img, ph + 20, 2)), /p_filesz 0x3 exceeds p_memsz 0x2/);
-    throwsElf(() => parseElf32(patch32(img, ph + 12, 0xfffff000)), /p_paddr 0xfffff000 \+ p_memsz 0x2000 wraps/);
+    throwsElf(
+      () => parseElf32(patch32(img, ph + 12, 0xfffff000)),
+      /p_paddr 0xfffff000 \+ p_memsz 0x2000 wraps/,
+    );
     throwsElf(() => parseElf32(patch32(img, ph + 8, 0xfffff000)), /p_vaddr 0xfffff000 .* wraps/);
     // A non-PT_LOAD header with a silly range is fine.
     const note = patch32(patch32(img, ph, 4), ph + 4, 0xffffff00);
@@ -125,11 +146,20 @@ describe("parseElf32", () => {
     const elf = parseElf32(img);
     const sh = elf.header.shoff;
     const strSize = elf.sections[3]!.size;
-    throwsElf(() => parseElf32(patch32(img, sh + 40, strSize)), /section 1: name offset .* beyond the string table/);
+    throwsElf(
+      () => parseElf32(patch32(img, sh + 40, strSize)),
+      /section 1: name offset .* beyond the string table/,
+    );
     // Unterminated name: shrink the string table so the last name loses its NUL.
     throwsElf(() => parseElf32(patch32(img, sh + 3 * 40 + 20, strSize - 1)), /not NUL-terminated/);
-    throwsElf(() => parseElf32(patch32(img, sh + 2 * 40 + 20, 0x10000)), /section 2 \(__xen_guest\): file range/);
-    throwsElf(() => parseElf32(patch32(img, sh + 3 * 40 + 16, img.length)), /string table 0x.* beyond end of image/);
+    throwsElf(
+      () => parseElf32(patch32(img, sh + 2 * 40 + 20, 0x10000)),
+      /section 2 \(__xen_guest\): file range/,
+    );
+    throwsElf(
+      () => parseElf32(patch32(img, sh + 3 * 40 + 16, img.length)),
+      /string table 0x.* beyond end of image/,
+    );
   });
 
   it("treats an image without section headers as having no sections", () => {
@@ -141,7 +171,9 @@ describe("parseElf32", () => {
 
 describe("parseXenGuest", () => {
   it("parses the real strings of abi.md §4.1", () => {
-    const linux = parseXenGuest("GUEST_OS=linux,GUEST_VER=2.6,XEN_VER=3.0,VIRT_BASE=0xC0000000,LOADER=generic");
+    const linux = parseXenGuest(
+      "GUEST_OS=linux,GUEST_VER=2.6,XEN_VER=3.0,VIRT_BASE=0xC0000000,LOADER=generic",
+    );
     assert.equal(linux.guestOs, "linux");
     assert.equal(linux.guestVer, "2.6");
     assert.equal(linux.virtBase, 0xc0000000);
@@ -150,7 +182,14 @@ describe("parseXenGuest", () => {
     assert.equal(mini.virtBase, undefined);
     assert.equal(mini.ptModeWritable, true);
     assert.equal(mini.bsdSymtab, false);
-    assert.deepEqual([...mini.entries], [["XEN_VER", "3.0"], ["LOADER", "generic"], ["PT_MODE_WRITABLE", undefined]]);
+    assert.deepEqual(
+      [...mini.entries],
+      [
+        ["XEN_VER", "3.0"],
+        ["LOADER", "generic"],
+        ["PT_MODE_WRITABLE", undefined],
+      ],
+    );
     assert.equal(parseXenGuest("LOADER=generic,GUEST_VER=5.3,XEN_VER=3.0,BSD_SYMTAB").bsdSymtab, true);
     assert.equal(parseXenGuest("GUEST_OS=netbsd,GUEST_VER=2.0,XEN_VER=3.0,LOADER=generic").guestOs, "netbsd");
     // GUEST_OS=linux alone is enough (no LOADER).
@@ -159,7 +198,10 @@ describe("parseXenGuest", () => {
 
   it("requires XEN_VER=3.0 and a known loader", () => {
     throwsElf(() => parseXenGuest("GUEST_OS=linux,LOADER=generic"), /no XEN_VER \(need XEN_VER=3\.0\)/);
-    throwsElf(() => parseXenGuest("LOADER=generic,XEN_VER=2.0"), /says XEN_VER=2\.0: will only load images built for Xen v3\.0/);
+    throwsElf(
+      () => parseXenGuest("LOADER=generic,XEN_VER=2.0"),
+      /says XEN_VER=2\.0: will only load images built for Xen v3\.0/,
+    );
     throwsElf(() => parseXenGuest("LOADER=generic,XEN_VER=xen-3.0"), /XEN_VER=xen-3\.0/);
     throwsElf(() => parseXenGuest("XEN_VER=3.0"), /neither LOADER=generic nor GUEST_OS=linux/);
     throwsElf(() => parseXenGuest("XEN_VER=3.0,GUEST_OS=netbsd"), /neither LOADER=generic/);
@@ -176,7 +218,10 @@ describe("parseXenGuest", () => {
     throwsElf(() => g("0x100000000"), /VIRT_BASE=0x100000000/);
     throwsElf(() => g(""), /VIRT_BASE= is not/);
     // First occurrence wins, as with strstr.
-    assert.equal(parseXenGuest("LOADER=generic,XEN_VER=3.0,VIRT_BASE=0x1000,VIRT_BASE=0x2000").virtBase, 0x1000);
+    assert.equal(
+      parseXenGuest("LOADER=generic,XEN_VER=3.0,VIRT_BASE=0x1000,VIRT_BASE=0x2000").virtBase,
+      0x1000,
+    );
   });
 });
 
@@ -209,24 +254,42 @@ describe("parseXenKernel", () => {
     const seg = [{ vaddr: 0xc0100000, data: new Uint8Array(4), memsz: 0x100 }];
     const mk = (g: string, entry = 0xc0100000) => writeElf32({ entry, xenGuest: g, segments: seg });
     assert.equal(parseXenKernel(mk(`${GUEST},VIRT_BASE=0xC0000000`)).vStart, 0xc0000000);
-    throwsElf(() => parseXenKernel(mk(`${GUEST},VIRT_BASE=0xC0000800`)), /v_start 0xc0000800 \(VIRT_BASE\) is not page-aligned/);
+    throwsElf(
+      () => parseXenKernel(mk(`${GUEST},VIRT_BASE=0xC0000800`)),
+      /v_start 0xc0000800 \(VIRT_BASE\) is not page-aligned/,
+    );
     throwsElf(
       () => parseXenKernel(mk(`${GUEST},VIRT_BASE=0xC0200000`)),
       /VIRT_BASE 0xc0200000 is above the kernel's lowest load address 0xc0100000/,
     );
-    const unaligned = writeElf32({ entry: 0xc0100800, xenGuest: GUEST, segments: [{ vaddr: 0xc0100800, data: new Uint8Array(4) }] });
+    const unaligned = writeElf32({
+      entry: 0xc0100800,
+      xenGuest: GUEST,
+      segments: [{ vaddr: 0xc0100800, data: new Uint8Array(4) }],
+    });
     throwsElf(() => parseXenKernel(unaligned), /v_start 0xc0100800 \(lowest p_paddr\) is not page-aligned/);
   });
 
   it("checks the entry point, the loader string and loadable segments", () => {
     assert.equal(parseXenKernel(simple(GUEST, 0xc0002000)).entry, 0xc0002000); // == kernEnd is allowed
-    throwsElf(() => parseXenKernel(simple(GUEST, 0xc0002001)), /entry point 0xc0002001 is outside the kernel range \[0xc0000000, 0xc0002000\]/);
+    throwsElf(
+      () => parseXenKernel(simple(GUEST, 0xc0002001)),
+      /entry point 0xc0002001 is outside the kernel range \[0xc0000000, 0xc0002000\]/,
+    );
     throwsElf(() => parseXenKernel(simple(GUEST, 0xbfffffff)), /entry point 0xbfffffff/);
     throwsElf(() => parseXenKernel(simple(null)), /not a Xen-ELF image: '__xen_guest' section not found/);
     throwsElf(() => parseXenKernel(simple("GUEST_OS=linux,LOADER=generic")), /no XEN_VER/);
-    const ro = writeElf32({ entry: 0xc0000000, xenGuest: GUEST, segments: [{ vaddr: 0xc0000000, data: new Uint8Array(4), flags: 4 }] });
+    const ro = writeElf32({
+      entry: 0xc0000000,
+      xenGuest: GUEST,
+      segments: [{ vaddr: 0xc0000000, data: new Uint8Array(4), flags: 4 }],
+    });
     throwsElf(() => parseXenKernel(ro), /no loadable segments/);
-    const high = writeElf32({ entry: 0xfbfff000, xenGuest: GUEST, segments: [{ vaddr: 0xfbfff000, data: new Uint8Array(4), memsz: 0x2000 }] });
+    const high = writeElf32({
+      entry: 0xfbfff000,
+      xenGuest: GUEST,
+      segments: [{ vaddr: 0xfbfff000, data: new Uint8Array(4), memsz: 0x2000 }],
+    });
     throwsElf(() => parseXenKernel(high), /reaches the hypervisor's area at 0xfc000000/);
   });
 });

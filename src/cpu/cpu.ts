@@ -8,6 +8,7 @@
  */
 import { DecodeCache, decodeInto, P_A16 } from "./decode.js";
 import { L_ADC, L_ADD, L_DEC, L_INC, L_LOGIC, L_NONE, L_RES, L_SBB, L_SUB, PARITY } from "./flags.js";
+import { Fpu } from "./fpu.js";
 import { HANDLERS } from "./ops/table.js";
 import {
   AF,
@@ -114,6 +115,9 @@ export class Cpu {
   readonly dr = new Int32Array(8);
   cpl = 0;
 
+  /** The x87 FPU (fninit state after construction and resetFlat32). */
+  readonly fpu = new Fpu();
+
   // --- Model-specific ---
   tscOffset = 0;
   /** Retired instructions since reset (a float: exact up to 2^53). */
@@ -189,6 +193,7 @@ export class Cpu {
     this.loadSegmentCache(7, 0, 0, 0xffff, 0x8b);
     this.setCpl(0);
     this.flushTlb();
+    this.fpu.reset();
   }
 
   // ------------------------------------------------------------------ segments
@@ -495,14 +500,18 @@ export class Cpu {
   /** Implicit supervisor-privilege accesses (descriptor tables, TSS, IDT). */
   sysRead32(lin: number): number {
     const e = this.tlb[lin >>> 12];
-    if ((lin & 0xfff) <= 0xffc && (e & TLB_SUP_READ) !== 0) return this.physRead32((e & ~0xfff) | (lin & 0xfff));
+    if ((lin & 0xfff) <= 0xffc && (e & TLB_SUP_READ) !== 0)
+      return this.physRead32((e & ~0xfff) | (lin & 0xfff));
     if ((lin & 0xfff) > 0xffc) return this.sysRead16(lin) | (this.sysRead16((lin + 2) | 0) << 16);
     return this.physRead32(this.translate(lin, false, false));
   }
 
   sysRead16(lin: number): number {
     if ((lin & 0xfff) === 0xfff) {
-      return this.physRead8(this.translate(lin, false, false)) | (this.physRead8(this.translate(lin + 1, false, false)) << 8);
+      return (
+        this.physRead8(this.translate(lin, false, false)) |
+        (this.physRead8(this.translate(lin + 1, false, false)) << 8)
+      );
     }
     return this.physRead16(this.translate(lin, false, false));
   }

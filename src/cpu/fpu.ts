@@ -526,3 +526,436 @@ export class Fpu {
     return (this.cw >> 10) & 3;
   }
 }
+
+// ------------------------------------------------------------------ 80-bit arithmetic
+//
+// Exact extended-precision add, subtract, multiply, divide and square root with the
+// rounding control (precision control ignored: 64-bit significands always). Significands
+// live in scratch arrays of 16-bit limbs (10 limbs = 160 bits, limb 0 least significant);
+// nothing is allocated.
+
+const NL = 10;
+const LA = new Float64Array(NL);
+const LB = new Float64Array(NL);
+const LQ = new Float64Array(NL);
+const LT = new Float64Array(NL);
+
+function lzero(a: Float64Array): void {
+  a.fill(0);
+}
+
+/** Puts the 64-bit value hi:lo at limb offset `at` (0 = lowest) of a (zeroed first). */
+function lload(a: Float64Array, hi: number, lo: number, at: number): void {
+  a.fill(0);
+  a[at] = lo & 0xffff;
+  a[at + 1] = lo >>> 16;
+  a[at + 2] = hi & 0xffff;
+  a[at + 3] = hi >>> 16;
+}
+
+function lisZero(a: Float64Array): boolean {
+  for (let i = 0; i < NL; i++) if (a[i] !== 0) return false;
+  return true;
+}
+
+/** Index of the highest set bit, or -1. */
+function ltop(a: Float64Array): number {
+  for (let i = NL - 1; i >= 0; i--) if (a[i] !== 0) return i * 16 + 31 - Math.clz32(a[i]);
+  return -1;
+}
+
+function lshl(a: Float64Array, n: number): void {
+  const w = n >> 4;
+  const b = n & 15;
+  for (let i = NL - 1; i >= 0; i--) {
+    const s = i - w;
+    let v = s >= 0 ? a[s] * (1 << b) : 0;
+    if (b !== 0 && s - 1 >= 0) v += Math.floor(a[s - 1] / (1 << (16 - b)));
+    a[i] = v % 65536;
+  }
+}
+
+/** Shifts right by n, ORing every bit shifted out into bit 0 (sticky). */
+function lshrSticky(a: Float64Array, n: number): void {
+  if (n <= 0) return;
+  if (n >= NL * 16) {
+    const nz = !lisZero(a);
+    a.fill(0);
+    a[0] = nz ? 1 : 0;
+    return;
+  }
+  const w = n >> 4;
+  const b = n & 15;
+  let sticky = 0;
+  for (let i = 0; i < w; i++) sticky |= a[i];
+  if (b !== 0) sticky |= a[w] % (1 << b);
+  for (let i = 0; i < NL; i++) {
+    const s = i + w;
+    let v = s < NL ? Math.floor(a[s] / (1 << b)) : 0;
+    if (b !== 0 && s + 1 < NL) v += (a[s + 1] % (1 << b)) * (1 << (16 - b));
+    a[i] = v;
+  }
+  if (sticky !== 0) a[0] = a[0] - (a[0] % 2) + 1;
+}
+
+/** a += b; returns the carry out. */
+function ladd(a: Float64Array, b: Float64Array): number {
+  let c = 0;
+  for (let i = 0; i < NL; i++) {
+    const v = a[i] + b[i] + c;
+    c = v >= 65536 ? 1 : 0;
+    a[i] = v - c * 65536;
+  }
+  return c;
+}
+
+/** a -= b (a >= b). */
+function lsub(a: Float64Array, b: Float64Array): void {
+  let br = 0;
+  for (let i = 0; i < NL; i++) {
+    let v = a[i] - b[i] - br;
+    br = v < 0 ? 1 : 0;
+    if (br) v += 65536;
+    a[i] = v;
+  }
+}
+
+function lcmp(a: Float64Array, b: Float64Array): number {
+  for (let i = NL - 1; i >= 0; i--) if (a[i] !== b[i]) return a[i] > b[i] ? 1 : -1;
+  return 0;
+}
+
+/** The rounded result of the last x80 operation. */
+export const RES = new X80();
+/** Status flags (PE, UE, OE, C1 for "rounded up") produced by the last rounding. */
+export let roundFlags = 0;
+
+/**
+ * Rounds sign * a * 2^exp0 (a nonzero) to extended precision with rounding control rc into
+ * RES; sets roundFlags.
+ */
+function roundPack(neg: boolean, a: Float64Array, exp0: number, rc: number): void {
+  const p = ltop(a);
+  const E = p + exp0;
+  if (p < 159) lshl(a, 159 - p);
+  let biased = E + 16383;
+  let tiny = false;
+  if (biased <= 0) {
+    lshrSticky(a, 1 - biased);
+    biased = 0;
+    tiny = true;
+  }
+  const half = a[5] >= 0x8000;
+  const rest = (a[5] & 0x7fff) !== 0 || a[4] !== 0 || a[3] !== 0 || a[2] !== 0 || a[1] !== 0 || a[0] !== 0;
+  const inexact = half || rest;
+  let up = false;
+  if (rc === 0) up = half && (rest || (a[6] & 1) === 1);
+  else if (rc === 1) up = neg && inexact;
+  else if (rc === 2) up = !neg && inexact;
+  let flags = 0;
+  if (up) {
+    flags |= FSW_C1;
+    let i = 6;
+    while (i < NL) {
+      a[i] += 1;
+      if (a[i] < 65536) break;
+      a[i] = 0;
+      i++;
+    }
+    if (i === NL) {
+      a[9] = 0x8000;
+      biased++;
+    } else if (biased === 0 && a[9] >= 0x8000) {
+      biased = 1;
+    }
+  }
+  if (inexact) flags |= FSW_PE;
+  if (tiny && inexact) flags |= FSW_UE;
+  if (biased >= 0x7fff) {
+    // Overflow: infinity or the largest finite value, per the rounding direction.
+    flags = FSW_OE | FSW_PE;
+    const toInf = rc === 0 || (rc === 2 && !neg) || (rc === 1 && neg);
+    RES.se = (neg ? 0x8000 : 0) | (toInf ? 0x7fff : 0x7ffe);
+    RES.hi = toInf ? 0x80000000 : 0xffffffff;
+    RES.lo = toInf ? 0 : 0xffffffff;
+    roundFlags = toInf ? flags | FSW_C1 : flags;
+    return;
+  }
+  RES.se = (neg ? 0x8000 : 0) | biased;
+  RES.hi = (a[9] * 65536 + a[8]) >>> 0;
+  RES.lo = (a[7] * 65536 + a[6]) >>> 0;
+  roundFlags = flags;
+}
+
+/** Classes of an 80-bit value. */
+export const K_ZERO = 0;
+export const K_FINITE = 1;
+export const K_INF = 2;
+export const K_NAN = 3;
+/** Unsupported encodings (pseudo-NaN/infinity, unnormals): invalid operands. */
+export const K_BAD = 4;
+
+export function classX80(se: number, hi: number, lo: number): number {
+  const e = se & 0x7fff;
+  const j = (hi & 0x80000000) !== 0;
+  if (e === 0x7fff) {
+    if (!j) return K_BAD;
+    return ((hi & 0x7fffffff) | lo) === 0 ? K_INF : K_NAN;
+  }
+  if (e === 0) return (hi | lo) === 0 ? K_ZERO : K_FINITE;
+  return j ? K_FINITE : K_BAD;
+}
+
+/** Unbiased exponent of bit 63 of the significand (denormals: the minimum exponent). */
+function expOf(se: number): number {
+  const e = se & 0x7fff;
+  return (e === 0 ? 1 : e) - 16383;
+}
+
+function setRes(se: number, hi: number, lo: number): void {
+  RES.se = se;
+  RES.hi = hi >>> 0;
+  RES.lo = lo >>> 0;
+  roundFlags = 0;
+}
+
+/** Outcome of an x80 operation (besides RES / roundFlags). */
+export const X_OK = 0;
+/** Invalid operation: the caller stores the indefinite when IM is masked. */
+export const X_INVALID = 1;
+/** Division of a finite nonzero value by zero: RES holds the signed infinity. */
+export const X_ZERODIV = 2;
+/** RES is a NaN propagated from an operand; X_SNAN when one was signaling (IE). */
+export const X_NAN = 3;
+export const X_SNAN = 4;
+
+/** NaN propagation: the operand NaN with the larger significand, quieted. */
+function nanPick(a: X80, ka: number, b: X80, kb: number): number {
+  let src = a;
+  if (ka !== K_NAN) src = b;
+  else if (kb === K_NAN) {
+    const ah = a.hi & 0x3fffffff;
+    const bh = b.hi & 0x3fffffff;
+    if (bh > ah || (bh === ah && b.lo > a.lo)) src = b;
+  }
+  const snan = (ka === K_NAN && (a.hi & 0x40000000) === 0) || (kb === K_NAN && (b.hi & 0x40000000) === 0);
+  setRes(src.se, src.hi | 0x40000000, src.lo);
+  return snan ? X_SNAN : X_NAN;
+}
+
+/** RES = a + b (sub: a - b) with rounding control rc. */
+export function addX80(a: X80, b: X80, sub: boolean, rc: number): number {
+  const ka = classX80(a.se, a.hi, a.lo);
+  const kb = classX80(b.se, b.hi, b.lo);
+  if (ka === K_BAD || kb === K_BAD) return X_INVALID;
+  if (ka === K_NAN || kb === K_NAN) return nanPick(a, ka, b, kb);
+  const na = (a.se & 0x8000) !== 0;
+  const nb = ((b.se & 0x8000) !== 0) !== sub;
+  if (ka === K_INF || kb === K_INF) {
+    if (ka === K_INF && kb === K_INF && na !== nb) return X_INVALID;
+    setRes(ka === K_INF ? (na ? 0xffff : 0x7fff) : nb ? 0xffff : 0x7fff, 0x80000000, 0);
+    return X_OK;
+  }
+  if (ka === K_ZERO && kb === K_ZERO) {
+    const neg = na === nb ? na : rc === 1;
+    setRes(neg ? 0x8000 : 0, 0, 0);
+    return X_OK;
+  }
+  if (ka === K_ZERO || kb === K_ZERO) {
+    // x + 0 = x (a denormal stays as it is: exact).
+    const x = ka === K_ZERO ? b : a;
+    const neg = ka === K_ZERO ? nb : na;
+    setRes((x.se & 0x7fff) | (neg ? 0x8000 : 0), x.hi, x.lo);
+    return X_OK;
+  }
+  let ea = expOf(a.se);
+  let eb = expOf(b.se);
+  // LA: the operand with the larger exponent, LB the other, both with bit 63 at bit 159.
+  let negBig = na;
+  let negSmall = nb;
+  if (ea >= eb) {
+    lload(LA, a.hi, a.lo, 6);
+    lload(LB, b.hi, b.lo, 6);
+  } else {
+    lload(LA, b.hi, b.lo, 6);
+    lload(LB, a.hi, a.lo, 6);
+    const t = ea;
+    ea = eb;
+    eb = t;
+    negBig = nb;
+    negSmall = na;
+  }
+  lshrSticky(LB, ea - eb);
+  let neg = negBig;
+  if (negBig === negSmall) {
+    // The top limb has room: significands are below 2^160 and the sum below 2^161...
+    // shift both right by one first so the carry fits.
+    lshrSticky(LA, 1);
+    lshrSticky(LB, 1);
+    ladd(LA, LB);
+    roundPack(neg, LA, ea - 158, rc);
+    return X_OK;
+  }
+  const c = lcmp(LA, LB);
+  if (c === 0) {
+    setRes(rc === 1 ? 0x8000 : 0, 0, 0);
+    return X_OK;
+  }
+  if (c > 0) lsub(LA, LB);
+  else {
+    lsub(LB, LA);
+    LA.set(LB);
+    neg = negSmall;
+  }
+  roundPack(neg, LA, ea - 159, rc);
+  return X_OK;
+}
+
+/** RES = a * b. */
+export function mulX80(a: X80, b: X80, rc: number): number {
+  const ka = classX80(a.se, a.hi, a.lo);
+  const kb = classX80(b.se, b.hi, b.lo);
+  if (ka === K_BAD || kb === K_BAD) return X_INVALID;
+  if (ka === K_NAN || kb === K_NAN) return nanPick(a, ka, b, kb);
+  const neg = ((a.se ^ b.se) & 0x8000) !== 0;
+  if (ka === K_INF || kb === K_INF) {
+    if (ka === K_ZERO || kb === K_ZERO) return X_INVALID;
+    setRes(neg ? 0xffff : 0x7fff, 0x80000000, 0);
+    return X_OK;
+  }
+  if (ka === K_ZERO || kb === K_ZERO) {
+    setRes(neg ? 0x8000 : 0, 0, 0);
+    return X_OK;
+  }
+  lload(LA, a.hi, a.lo, 0);
+  lload(LB, b.hi, b.lo, 0);
+  lzero(LQ);
+  for (let i = 0; i < 4; i++) {
+    let carry = 0;
+    for (let j = 0; j < 4; j++) {
+      const v = LQ[i + j] + LA[i] * LB[j] + carry;
+      carry = Math.floor(v / 65536);
+      LQ[i + j] = v - carry * 65536;
+    }
+    LQ[i + 4] += carry;
+  }
+  roundPack(neg, LQ, expOf(a.se) + expOf(b.se) - 126, rc);
+  return X_OK;
+}
+
+/** RES = a / b. */
+export function divX80(a: X80, b: X80, rc: number): number {
+  const ka = classX80(a.se, a.hi, a.lo);
+  const kb = classX80(b.se, b.hi, b.lo);
+  if (ka === K_BAD || kb === K_BAD) return X_INVALID;
+  if (ka === K_NAN || kb === K_NAN) return nanPick(a, ka, b, kb);
+  const neg = ((a.se ^ b.se) & 0x8000) !== 0;
+  if (ka === K_INF) {
+    if (kb === K_INF) return X_INVALID;
+    setRes(neg ? 0xffff : 0x7fff, 0x80000000, 0);
+    return X_OK;
+  }
+  if (kb === K_INF) {
+    setRes(neg ? 0x8000 : 0, 0, 0);
+    return X_OK;
+  }
+  if (kb === K_ZERO) {
+    if (ka === K_ZERO) return X_INVALID;
+    setRes(neg ? 0xffff : 0x7fff, 0x80000000, 0);
+    return X_ZERODIV;
+  }
+  if (ka === K_ZERO) {
+    setRes(neg ? 0x8000 : 0, 0, 0);
+    return X_OK;
+  }
+  // Normalize both significands (denormals) so the quotient has a known magnitude.
+  lload(LA, a.hi, a.lo, 0);
+  lload(LB, b.hi, b.lo, 0);
+  let exp = expOf(a.se) - expOf(b.se);
+  const pa = ltop(LA);
+  const pb = ltop(LB);
+  lshl(LA, 63 - pa);
+  lshl(LB, 63 - pb);
+  exp += pa - pb;
+  if (lcmp(LA, LB) < 0) {
+    lshl(LA, 1);
+    exp--;
+  }
+  lzero(LQ);
+  for (let k = 0; k < 67; k++) {
+    lshl(LQ, 1);
+    if (lcmp(LA, LB) >= 0) {
+      lsub(LA, LB);
+      LQ[0] += 1;
+    }
+    lshl(LA, 1);
+  }
+  lshl(LQ, 1);
+  if (!lisZero(LA)) LQ[0] += 1;
+  roundPack(neg, LQ, exp - 67, rc);
+  return X_OK;
+}
+
+/** RES = sqrt(a). */
+export function sqrtX80(a: X80, rc: number): number {
+  const ka = classX80(a.se, a.hi, a.lo);
+  if (ka === K_BAD) return X_INVALID;
+  if (ka === K_NAN) return nanPick(a, ka, a, ka);
+  if (ka === K_ZERO) {
+    setRes(a.se, 0, 0);
+    return X_OK;
+  }
+  if (a.se & 0x8000) return X_INVALID;
+  if (ka === K_INF) {
+    setRes(0x7fff, 0x80000000, 0);
+    return X_OK;
+  }
+  // value = M * 2^e2 with M the 64-bit significand; make e2 even, then N = M << 66.
+  lload(LA, a.hi, a.lo, 0);
+  let e2 = expOf(a.se) - 63;
+  if (e2 & 1) {
+    lshl(LA, 1);
+    e2--;
+  }
+  lshl(LA, 66);
+  // Bitwise integer square root: LQ = floor(sqrt(LA)), LA = remainder.
+  lzero(LQ);
+  let bit = ltop(LA);
+  bit -= bit & 1;
+  for (; bit >= 0; bit -= 2) {
+    // Root bit k = bit / 2: accept when the remainder covers (4q + 1) << 2k.
+    LT.set(LQ);
+    lshl(LT, 2);
+    LT[0] += 1;
+    lshl(LT, bit);
+    lshl(LQ, 1);
+    if (lcmp(LA, LT) >= 0) {
+      lsub(LA, LT);
+      LQ[0] += 1;
+    }
+  }
+  lshl(LQ, 1);
+  if (!lisZero(LA)) LQ[0] += 1;
+  roundPack(false, LQ, e2 / 2 - 33 - 1, rc);
+  return X_OK;
+}
+
+/** Compares two 80-bit values: 0 a > b, 1 a < b, 2 equal, 3 unordered. */
+export function cmpX80(a: X80, b: X80): number {
+  const ka = classX80(a.se, a.hi, a.lo);
+  const kb = classX80(b.se, b.hi, b.lo);
+  if (ka >= K_NAN || kb >= K_NAN) return 3;
+  if (ka === K_ZERO && kb === K_ZERO) return 2;
+  const na = ka !== K_ZERO && (a.se & 0x8000) !== 0;
+  const nb = kb !== K_ZERO && (b.se & 0x8000) !== 0;
+  if (na !== nb) return na ? 1 : 0;
+  let c: number;
+  const ea = ka === K_ZERO ? -1 : a.se & 0x7fff;
+  const eb = kb === K_ZERO ? -1 : b.se & 0x7fff;
+  if (ea !== eb) c = ea > eb ? 1 : -1;
+  else if (a.hi !== b.hi) c = a.hi >>> 0 > b.hi >>> 0 ? 1 : -1;
+  else if (a.lo !== b.lo) c = a.lo >>> 0 > b.lo >>> 0 ? 1 : -1;
+  else return 2;
+  if (na) c = -c;
+  return c > 0 ? 0 : 1;
+}

@@ -674,7 +674,16 @@ export function deliverInterrupt(cpu: Cpu, vector: number, errorCode: number, so
     FR[frN++] = cpu.eip;
     if (errorCode >= 0) FR[frN++] = errorCode;
     const sattr = descAttr(sHi);
-    const sp = frameWrite(cpu, descBase(sLo, sHi), descLimit(sLo, sHi), sattr, esp, size, dpl === 3, (ss & 0xfffc) + ext);
+    const sp = frameWrite(
+      cpu,
+      descBase(sLo, sHi),
+      descLimit(sLo, sHi),
+      sattr,
+      esp,
+      size,
+      dpl === 3,
+      (ss & 0xfffc) + ext,
+    );
     checkEip(cpu, eip, ext);
     cHi = setAccessed(cpu, cAddr, cHi);
     sHi = setAccessed(cpu, sAddr, sHi);

@@ -196,7 +196,13 @@ export const MulticallEntryJul = Object.freeze({ op: 0, result: 4, args: 8, SIZE
 /** sched_op commands in op bits 7:0 (MAR). abi.md §2.13.4 */
 export const SchedOpMar = Object.freeze({ yield: 0, block: 1, shutdown: 2 } as const);
 /** sched_op commands, JUL: adds vcpu_down/vcpu_up (VCPU id in op bits 15:8). abi.md §1.4 */
-export const SchedOpJul = Object.freeze({ yield: 0, block: 1, shutdown: 2, vcpu_down: 3, vcpu_up: 4 } as const);
+export const SchedOpJul = Object.freeze({
+  yield: 0,
+  block: 1,
+  shutdown: 2,
+  vcpu_down: 3,
+  vcpu_up: 4,
+} as const);
 export const SCHEDOP_CMDMASK = 255;
 /** Shutdown reason in op bits 15:8. abi.md §2.13.4 */
 export const SCHEDOP_REASONSHIFT = 8;

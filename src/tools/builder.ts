@@ -187,7 +187,8 @@ export interface DomainImage {
 
 const hex = (n: number): string => `0x${n.toString(16)}`;
 const roundUp = (n: number, a: number): number => Math.ceil(n / a) * a;
-const isU32 = (n: unknown): n is number => typeof n === "number" && Number.isInteger(n) && n >= 0 && n <= 0xffffffff;
+const isU32 = (n: unknown): n is number =>
+  typeof n === "number" && Number.isInteger(n) && n >= 0 && n <= 0xffffffff;
 
 /** Layout of the bootstrap region (abi.md §4.2), all VAs. */
 interface Layout {
@@ -261,7 +262,9 @@ export function buildDomainImage(params: BuildParams): DomainImage {
   for (let i = 0; i < nrPages; i++) {
     const f = frames[i];
     if (!isU32(f) || f >= nrMfns) {
-      throw new BuildError(`frames[${i}] = ${String(f)} is not a machine frame (memory has ${nrMfns} frames)`);
+      throw new BuildError(
+        `frames[${i}] = ${String(f)} is not a machine frame (memory has ${nrMfns} frames)`,
+      );
     }
     if (seen.has(f)) throw new BuildError(`frames[${i}] = ${hex(f)} appears twice in the frame list`);
     seen.add(f);
@@ -282,7 +285,8 @@ export function buildDomainImage(params: BuildParams): DomainImage {
   }
   if (typeof params.cmdline !== "string") throw new BuildError("cmdline is not a string");
   const module = params.module;
-  if (module !== undefined && !(module instanceof Uint8Array)) throw new BuildError("module is not a byte array");
+  if (module !== undefined && !(module instanceof Uint8Array))
+    throw new BuildError("module is not a byte array");
   const modLen = module?.length ?? 0;
 
   let k: XenKernelImage;
@@ -293,7 +297,9 @@ export function buildDomainImage(params: BuildParams): DomainImage {
     throw e;
   }
   if (k.guest.bsdSymtab) {
-    throw new BuildError("bad kernel image: BSD_SYMTAB (loading a symbol table after the kernel) is not supported");
+    throw new BuildError(
+      "bad kernel image: BSD_SYMTAB (loading a symbol table after the kernel) is not supported",
+    );
   }
 
   const lay = computeLayout(p, k, modLen, nrPages);
@@ -364,7 +370,11 @@ export function buildDomainImage(params: BuildParams): DomainImage {
       l1Mfn = frames[nextPt++]!;
       ptFrames.push(l1Mfn);
       mem.fill(0, l1Mfn * PAGE_SIZE, (l1Mfn + 1) * PAGE_SIZE);
-      dv.setUint32(l2Mfn * PAGE_SIZE + (va >>> L2_PAGETABLE_SHIFT) * 4, ((l1Mfn * PAGE_SIZE) | p.l2Prot) >>> 0, true);
+      dv.setUint32(
+        l2Mfn * PAGE_SIZE + (va >>> L2_PAGETABLE_SHIFT) * 4,
+        ((l1Mfn * PAGE_SIZE) | p.l2Prot) >>> 0,
+        true,
+      );
     }
     const ro = pfn >= ptFirstPfn && pfn < ptEndPfn;
     const pte = (frames[pfn]! * PAGE_SIZE + (ro ? p.l1ProtReadOnly : p.l1Prot)) >>> 0;

@@ -244,7 +244,9 @@ export function parseElf32(bytes: Uint8Array): Elf32Image {
     const strOff = u32(strHdr + 16);
     const strSize = u32(strHdr + 20);
     if (strType !== SHT_STRTAB) {
-      throw new ElfError(`ELF section-header string table (section ${header.shstrndx}) has type ${strType}, not SHT_STRTAB`);
+      throw new ElfError(
+        `ELF section-header string table (section ${header.shstrndx}) has type ${strType}, not SHT_STRTAB`,
+      );
     }
     if (strOff + strSize > size) {
       throw new ElfError(
@@ -268,11 +270,15 @@ export function parseElf32(bytes: Uint8Array): Elf32Image {
       };
       if (sec.type !== SHT_NULL) {
         if (nameOff >= strSize) {
-          throw new ElfError(`ELF section ${i}: name offset ${hex(nameOff)} beyond the string table (size ${hex(strSize)})`);
+          throw new ElfError(
+            `ELF section ${i}: name offset ${hex(nameOff)} beyond the string table (size ${hex(strSize)})`,
+          );
         }
         const nul = bytes.indexOf(0, strOff + nameOff);
         if (nul < 0 || nul >= strOff + strSize) {
-          throw new ElfError(`ELF section ${i}: name at offset ${hex(nameOff)} is not NUL-terminated in the string table`);
+          throw new ElfError(
+            `ELF section ${i}: name at offset ${hex(nameOff)} is not NUL-terminated in the string table`,
+          );
         }
         sec.name = latin1(bytes, strOff + nameOff, nul);
         if (sec.type !== SHT_NOBITS && sec.offset + sec.size > size) {
@@ -305,7 +311,8 @@ export function sectionBytes(elf: Elf32Image, sec: Elf32Section): Uint8Array {
 export function readXenGuestString(elf: Elf32Image): string | undefined {
   const sec = findSection(elf, XEN_GUEST_SECTION);
   if (sec === undefined) return undefined;
-  if (sec.type === SHT_NOBITS) throw new ElfError(`ELF section ${sec.index} (${XEN_GUEST_SECTION}) has no file contents (SHT_NOBITS)`);
+  if (sec.type === SHT_NOBITS)
+    throw new ElfError(`ELF section ${sec.index} (${XEN_GUEST_SECTION}) has no file contents (SHT_NOBITS)`);
   const b = sectionBytes(elf, sec);
   const nul = b.indexOf(0);
   return latin1(b, 0, nul < 0 ? b.length : nul);
@@ -436,7 +443,9 @@ export function parseXenKernel(bytes: Uint8Array): XenKernelImage {
   }
   const entry = elf.header.entry;
   if (entry < kernStart || entry > kernEnd) {
-    throw new ElfError(`ELF entry point ${hex(entry)} is outside the kernel range [${hex(kernStart)}, ${hex(kernEnd)}]`);
+    throw new ElfError(
+      `ELF entry point ${hex(entry)} is outside the kernel range [${hex(kernStart)}, ${hex(kernEnd)}]`,
+    );
   }
   const vStart = guest.virtBase ?? kernStart;
   if (vStart % PAGE_SIZE !== 0) {
@@ -445,7 +454,9 @@ export function parseXenKernel(bytes: Uint8Array): XenKernelImage {
     );
   }
   if (vStart > kernStart) {
-    throw new ElfError(`VIRT_BASE ${hex(vStart)} is above the kernel's lowest load address ${hex(kernStart)} (p_paddr)`);
+    throw new ElfError(
+      `VIRT_BASE ${hex(vStart)} is above the kernel's lowest load address ${hex(kernStart)} (p_paddr)`,
+    );
   }
   if (kernEnd > HYPERVISOR_VIRT_START) {
     throw new ElfError(

@@ -42,7 +42,8 @@ const ascii = (s: string): Uint8Array => Uint8Array.from(s, (c) => c.charCodeAt(
 
 /** Build an ELF32 LE executable: ehdr, phdrs, segment data, section data, shstrtab, shdrs. */
 export function writeElf32(w: WElf): Uint8Array {
-  const sections: { name: string; type: number; off: number; size: number; addr: number; flags: number }[] = [];
+  const sections: { name: string; type: number; off: number; size: number; addr: number; flags: number }[] =
+    [];
   const extra = [...(w.sections ?? [])];
   if (w.xenGuest !== undefined) extra.push({ name: "__xen_guest", data: ascii(`${w.xenGuest}\0`) });
   const chunks: { off: number; data: Uint8Array }[] = [];

@@ -166,7 +166,7 @@ const idivEb: Handler = (cpu, s) => {
   const n = (cpu.regs16[0] << 16) >> 16;
   const q = Math.trunc(n / d);
   if (q > 127 || q < -128) cpu.fault(DE, 0);
-  cpu.regs16[0] = ((n % d & 0xff) << 8) | (q & 0xff);
+  cpu.regs16[0] = (((n % d) & 0xff) << 8) | (q & 0xff);
 };
 const idivEw: Handler = (cpu, s) => {
   const d = (cpu.rm16(s) << 16) >> 16;

@@ -21,7 +21,7 @@ const OR = 1;
 const ADC = 2;
 const SBB = 3;
 const AND = 4;
-const SUB = 5;
+// 5 is sub (the default case below, shared with cmp).
 const XOR = 6;
 const CMP = 7;
 

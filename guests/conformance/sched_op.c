@@ -1,0 +1,61 @@
+/* Conformance: sched_op (hypercall 6), abi.md §2.13.4 (MAR). */
+#include "lib.h"
+
+void start_kernel(start_info_t *si)
+{
+	struct hc_regs in, before, after;
+	u32 n, port;
+	long rc;
+	int i;
+
+	conf_init(si, "sched_op");
+
+	CHECK_EQ(HYPERVISOR_sched_op(SCHEDOP_yield), 0, "yield_returns_0");
+	/* Only bits 7:0 select the command. */
+	CHECK_EQ(HYPERVISOR_sched_op(0xABCD00u | SCHEDOP_yield), 0, "yield_high_bits_ignored");
+
+	CHECK_EQ(HYPERVISOR_sched_op(3), -ENOSYS, "op_3_enosys");
+	CHECK_EQ(HYPERVISOR_sched_op(4), -ENOSYS, "op_4_vcpu_up_not_at_mar_enosys");
+	CHECK_EQ(HYPERVISOR_sched_op(0xFF), -ENOSYS, "op_0xff_enosys");
+	CHECK_EQ(HYPERVISOR_sched_op(0x1FF), -ENOSYS, "op_0x1ff_enosys");
+
+	/* Mini-OS (March) spins on yield relying on EBX/EDX surviving. */
+	memset(&in, 0, sizeof(in));
+	memset(&before, 0, sizeof(before));
+	memset(&after, 0, sizeof(after));
+	in.eax = __HYPERVISOR_sched_op;
+	in.ebx = SCHEDOP_yield;
+	in.edx = __HYPERVISOR_sched_op;
+	in.eflags = 0x202;
+	hc_probe(&in, &before, &after);
+	CHECK(after.eax == 0 && after.ebx == SCHEDOP_yield && after.edx == __HYPERVISOR_sched_op,
+	      "yield_preserves_ebx_edx");
+
+	/* block with an event already pending returns at once, having cleared the
+	 * mask, and the upcall is delivered on the way back. */
+	n = upcall_count;
+	events_disable();
+	vcpu0()->evtchn_upcall_pending = 1;
+	rc = HYPERVISOR_sched_op(SCHEDOP_block);
+	CHECK_EQ(rc, 0, "block_with_pending_returns_0");
+	CHECK_EQ(upcall_count - n, 1, "block_clears_mask_and_upcall_delivered");
+	CHECK_EQ(vcpu0()->evtchn_upcall_mask, 0, "mask_clear_after_block");
+	events_disable();
+
+	/* block until a one-shot timer fires (VIRQ_TIMER bound, port unmasked). */
+	rc = evtchn_bind_virq(VIRQ_TIMER, &port);
+	CHECK_EQ(rc, 0, "bind_virq_timer");
+	n = upcall_count;
+	rc = HYPERVISOR_set_timer_op(time_now_ns() + 1000000ull);
+	CHECK_EQ(rc, 0, "set_timer_1ms");
+	for (i = 0; i < 1000 && upcall_count == n; i++) {
+		rc = HYPERVISOR_sched_op(SCHEDOP_block);
+		if (rc)
+			break;
+	}
+	events_disable();
+	CHECK_EQ(rc, 0, "block_returns_0");
+	CHECK(upcall_count != n, "block_woken_by_timer_event");
+
+	checks_done(); /* SCHEDOP_shutdown: poweroff (or crash) */
+}
