@@ -48,11 +48,23 @@ function desc(mem: Uint8Array, at: number, base: number, limit: number, access: 
   put32(
     mem,
     at + 4,
-    (base & 0xff000000) | ((flags & 0xf) << 20) | (limit & 0xf0000) | ((access & 0xff) << 8) | ((base >>> 16) & 0xff),
+    (base & 0xff000000) |
+      ((flags & 0xf) << 20) |
+      (limit & 0xf0000) |
+      ((access & 0xff) << 8) |
+      ((base >>> 16) & 0xff),
   );
 }
 
-function gate(mem: Uint8Array, at: number, sel: number, off: number, type: number, dpl: number, extra = 0): void {
+function gate(
+  mem: Uint8Array,
+  at: number,
+  sel: number,
+  off: number,
+  type: number,
+  dpl: number,
+  extra = 0,
+): void {
   put32(mem, at, (sel << 16) | (off & 0xffff));
   put32(mem, at + 4, (off & 0xffff0000) | 0x8000 | (dpl << 13) | (type << 8) | extra);
 }
@@ -476,7 +488,7 @@ describe("interrupts through the IDT (architectural mode)", () => {
 
 describe("iret", () => {
   function iretFrame(mem: Uint8Array, sp: number, vals: number[]): void {
-    vals.forEach((v, i) => put32(mem, sp + i * 4, v));
+    for (let i = 0; i < vals.length; i++) put32(mem, sp + i * 4, vals[i]);
   }
 
   it("iret from ring 1 to ring 3 loads SS:ESP from the frame", () => {

@@ -145,6 +145,8 @@ export class Cpu {
   readonly tlb = new Int32Array(1 << 20);
   private readonly tlbList = new Int32Array(TLB_LIST_MAX);
   private tlbCount = 0;
+  /** A 4 MiB page was entered (as 4 KiB entries) since the last flush. */
+  private tlbLarge = false;
   /** Entry bits an access needs at the current CPL. */
   rdMask = TLB_SUP_READ;
   wrMask = TLB_SUP_WRITE;
@@ -296,11 +298,18 @@ export class Cpu {
       for (let i = 0; i < this.tlbCount; i++) this.tlb[this.tlbList[i]] = 0;
     }
     this.tlbCount = 0;
+    this.tlbLarge = false;
     this.fetchPage = -1;
   }
 
   invlpg(lin: number): void {
-    this.tlb[lin >>> 12] = 0;
+    if (this.tlbLarge) {
+      // The page may be a 4 MiB one, held as 1024 entries: drop them all.
+      const first = (lin >>> 12) & ~0x3ff;
+      this.tlb.fill(0, first, first + 0x400);
+    } else {
+      this.tlb[lin >>> 12] = 0;
+    }
     this.fetchPage = -1;
   }
 
@@ -336,6 +345,7 @@ export class Cpu {
     let frame: number;
     let perm: number; // RW and US, both levels combined
     if ((pde & PTE_PS) !== 0 && (this.cr4 & CR4_PSE) !== 0) {
+      this.tlbLarge = true;
       perm = pde;
       this.checkAccess(lin, perm, write, user, ecode);
       const set = PTE_A | (write ? PTE_D : 0);

@@ -60,7 +60,7 @@ export function f64LoBits(): number {
 
 /** Bits of a float32 rounded (to nearest) from v; NaNs keep their payload, quieted. */
 export function f32Bits(v: number): number {
-  if (v !== v) {
+  if (Number.isNaN(v)) {
     F64[0] = v;
     const hi = U64[1];
     return ((hi & 0x80000000) | 0x7fc00000 | ((hi & 0xfffff) << 3) | (U64[0] >>> 29)) >>> 0;
@@ -83,7 +83,7 @@ export const INDEFINITE = f64FromBits(0xfff80000, 0);
 
 /** True when v is a signaling NaN (quiet bit clear). */
 export function isSNaN(v: number): boolean {
-  if (v === v) return false;
+  if (!Number.isNaN(v)) return false;
   F64[0] = v;
   return (U64[1] & 0x80000) === 0;
 }
@@ -210,7 +210,7 @@ function shiftRound(hi: number, lo: number, sh: number, mode: number, neg: boole
 }
 
 /** An 80-bit value as the nearest double (unsupported encodings give the indefinite). */
-export function x80ToF64(se: number, hi: number, lo: number): number {
+export function x80ToF64(se: number, hi: number, lo: number, rc = 0): number {
   const neg = (se & 0x8000) !== 0;
   const e = se & 0x7fff;
   hi >>>= 0;
@@ -242,7 +242,7 @@ export function x80ToF64(se: number, hi: number, lo: number): number {
   }
   if (E > 1023) return neg ? Number.NEGATIVE_INFINITY : Number.POSITIVE_INFINITY;
   const sh = E >= -1022 ? 11 : 11 + (-1022 - E);
-  shiftRound(hi, lo, sh, 0, neg);
+  shiftRound(hi, lo, sh, rc, neg);
   const m = (qHi * 4294967296 + qLo) * pow2(E - 63 + sh);
   return neg ? -m : m;
 }
@@ -912,7 +912,9 @@ export function sqrtX80(a: X80, rc: number): number {
   }
   // value = M * 2^e2 with M the 64-bit significand; make e2 even, then N = M << 66.
   lload(LA, a.hi, a.lo, 0);
-  let e2 = expOf(a.se) - 63;
+  const top = ltop(LA);
+  lshl(LA, 63 - top); // denormals: normalize
+  let e2 = expOf(a.se) - 63 - (63 - top);
   if (e2 & 1) {
     lshl(LA, 1);
     e2--;

@@ -10,7 +10,7 @@ import { doConsoleIo } from "./console.js";
 import type { Vcpu } from "./domain.js";
 import { doEventChannelOp } from "./event_channel.js";
 import type { Hypervisor } from "./hypervisor.js";
-import { doUpdateVaMapping } from "./mmu.js";
+import { doMmuUpdate, doUpdateVaMapping } from "./mmu.js";
 import { doSchedOp, doSetTimerOp } from "./schedule.js";
 import { doVmAssist, doXenVersion } from "./version.js";
 import { arrayAccessOk } from "./guest_access.js";
@@ -23,6 +23,7 @@ const notImplemented: HypercallHandler = () => -ENOSYS;
 /** The table, indexed by hypercall number; unused and not-yet-implemented slots give -ENOSYS. */
 export const HYPERCALLS: HypercallHandler[] = new Array<HypercallHandler>(NR_HYPERCALLS).fill(notImplemented);
 HYPERCALLS[HypercallMar.set_trap_table] = (hv, v, a1) => doSetTrapTable(hv, v, a1);
+HYPERCALLS[HypercallMar.mmu_update] = (hv, v, a1, a2, a3) => doMmuUpdate(hv, v, a1, a2, a3);
 HYPERCALLS[HypercallMar.stack_switch] = (_hv, v, a1, a2) => doStackSwitch(v, a1, a2);
 HYPERCALLS[HypercallMar.set_callbacks] = (_hv, v, a1, a2, a3, a4) => doSetCallbacks(v, a1, a2, a3, a4);
 HYPERCALLS[HypercallMar.fpu_taskswitch] = (hv, v, a1) => doFpuTaskswitch(hv, v, a1);

@@ -416,6 +416,20 @@ export class Hypervisor implements MmHost {
     }
   }
 
+  /**
+   * new_guest_cr3 (MMUEXT_NEW_BASEPTR): take the new L2 as base pointer (validating it), load
+   * it, release the old one.
+   */
+  newBasePointer(v: Vcpu, mfn: number): boolean {
+    if (!this.frames.isRam(mfn) || !this.mm.getPageAndType(mfn, v.domain.id, PGT_l2_page_table)) return false;
+    const old = v.baseMfn;
+    v.baseMfn = mfn;
+    if (this.current === v) this.cpu.setCr3(mfn * 4096);
+    else if (v.context) v.context.cr3 = mfn * 4096;
+    if (old !== 0) this.mm.putPageAndType(old);
+    return true;
+  }
+
   /** Privileged-instruction emulation on #GP(0) (semantics.md §4.8); false = reflect #GP. */
   emulatePrivileged(_v: Vcpu): boolean {
     return false;

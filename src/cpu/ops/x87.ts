@@ -9,31 +9,42 @@
 import type { Cpu } from "../cpu.js";
 import { P_O16 } from "../decode.js";
 import {
-  f32Bits,
-  f32FromBits,
-  f64FromBits,
-  f64HiBits,
-  f64LoBits,
-  f64ToX80,
+  addX80,
+  classX80,
+  cmpX80,
+  divX80,
+  type Fpu,
   FSW_B,
   FSW_C0,
   FSW_C1,
   FSW_C2,
   FSW_C3,
   FSW_DE,
-  FSW_ES,
-  FSW_IE,
   FSW_OE,
   FSW_PE,
-  FSW_SF,
   FSW_UE,
   FSW_ZE,
-  type Fpu,
+  f32Bits,
+  f32FromBits,
+  f64FromBits,
+  f64HiBits,
+  f64LoBits,
+  f64ToX80,
   INDEFINITE,
   INT,
   int64ToX80,
   isSNaN,
+  K_BAD,
+  K_NAN,
+  mulX80,
   pow2,
+  RES,
+  roundFlags,
+  sqrtX80,
+  X_INVALID,
+  X_NAN,
+  X_OK,
+  X_ZERODIV,
   X80,
   x80ToF64,
   x80ToInt,
@@ -48,7 +59,7 @@ const RS_SE = new Uint16Array(8);
 const RS_HI = new Uint32Array(8);
 const RS_LO = new Uint32Array(8);
 
-const TWO63 = 9223372036854775808;
+const TWO63 = 2 ** 63;
 const CC_UNORDERED = FSW_C3 | FSW_C2 | FSW_C0;
 /** Condition codes of a compare result: greater, less, equal, unordered. */
 const CMP_CC = [0, FSW_C0, FSW_C3, CC_UNORDERED];
@@ -140,14 +151,14 @@ function quiet(v: number): number {
 /** Result of an operation with a NaN operand (x87 rules: the larger significand wins). */
 function nan2(f: Fpu, x: number, y: number): number {
   if ((isSNaN(x) || isSNaN(y)) && !f.invalid()) return 0;
-  if (x !== x && y !== y) {
+  if (Number.isNaN(x) && Number.isNaN(y)) {
     const xh = f64HiBits(x) & 0xfffff;
     const xl = f64LoBits();
     const yh = f64HiBits(y) & 0xfffff;
     const yl = f64LoBits();
     return quiet(yh > xh || (yh === xh && yl > xl) ? y : x);
   }
-  return quiet(x !== x ? x : y);
+  return quiet(Number.isNaN(x) ? x : y);
 }
 
 function nan1(f: Fpu, x: number): number {
@@ -160,52 +171,88 @@ function invalidResult(f: Fpu): number {
   return f.invalid() ? INDEFINITE : 0;
 }
 
+const OPA = new X80();
+const OPB = new X80();
+const ZERO80 = new X80();
+
+/** Applies the outcome of an x80 operation; false when nothing is to be stored. */
+function finish(f: Fpu, st: number): boolean {
+  switch (st) {
+    case X_OK: {
+      const fl = roundFlags;
+      if (fl !== 0) {
+        f.sw |= fl & FSW_C1;
+        if (fl & ~FSW_C1) f.raise(fl & ~FSW_C1);
+      }
+      return true;
+    }
+    case X_INVALID:
+      if (!f.invalid()) return false;
+      RES.se = 0xffff;
+      RES.hi = 0xc0000000;
+      RES.lo = 0;
+      return true;
+    case X_ZERODIV:
+      if (!f.raise(FSW_ZE)) {
+        f.noStore = true;
+        return false;
+      }
+      return true;
+    case X_NAN:
+      return true;
+    default:
+      return f.invalid(); // a signaling NaN operand
+  }
+}
+
 /**
- * x op y for the arithmetic sub-opcodes: 0 add, 1 mul, 4 sub (x - y), 5 subr (y - x),
- * 6 div (x / y), 7 divr (y / x). Sets f.noStore when an unmasked exception suppresses it.
+ * RES = x op y for the arithmetic sub-opcodes: 0 add, 1 mul, 4 sub (x - y), 5 subr (y - x),
+ * 6 div (x / y), 7 divr (y / x), in extended precision with the rounding control. Returns
+ * false when an unmasked exception suppresses the result.
  */
-function arith(f: Fpu, op: number, x: number, y: number): number {
-  if (x !== x || y !== y) return nan2(f, x, y);
-  let r: number;
+function arith(f: Fpu, op: number, x: X80, y: X80): boolean {
+  const rc = f.rc();
+  let st: number;
   switch (op) {
     case 0:
-      r = x + y;
+      st = addX80(x, y, false, rc);
       break;
     case 1:
-      r = x * y;
+      st = mulX80(x, y, rc);
       break;
     case 4:
-      r = x - y;
+      st = addX80(x, y, true, rc);
       break;
     case 5:
-      r = y - x;
+      st = addX80(y, x, true, rc);
       break;
     case 6:
-      if (y === 0 && x !== 0 && Number.isFinite(x) && !f.raise(FSW_ZE)) {
-        f.noStore = true;
-        return 0;
-      }
-      r = x / y;
+      st = divX80(x, y, rc);
       break;
     default:
-      if (x === 0 && y !== 0 && Number.isFinite(y) && !f.raise(FSW_ZE)) {
-        f.noStore = true;
-        return 0;
-      }
-      r = y / x;
+      st = divX80(y, x, rc);
       break;
   }
-  if (r !== r) return invalidResult(f);
-  return r;
+  return finish(f, st);
+}
+
+function isSNaNX(x: X80): boolean {
+  const k = classX80(x.se, x.hi, x.lo);
+  return k === K_BAD || (k === K_NAN && (x.hi & 0x40000000) === 0);
 }
 
 /** Compares x with y: 0 greater, 1 less, 2 equal, 3 unordered (IE unless quiet with QNaNs). */
-function compare(f: Fpu, x: number, y: number, quietNaN: boolean): number {
-  if (x !== x || y !== y) {
-    if (!quietNaN || isSNaN(x) || isSNaN(y)) f.invalid();
-    return 3;
-  }
-  return x > y ? 0 : x < y ? 1 : 2;
+function compare(f: Fpu, x: X80, y: X80, quietNaN: boolean): number {
+  const r = cmpX80(x, y);
+  if (r === 3 && (!quietNaN || isSNaNX(x) || isSNaNX(y))) f.invalid();
+  return r;
+}
+
+/** Compares ST(0) with ST(i) (both non-empty). */
+function compareSt(f: Fpu, i: number, quietNaN: boolean): number {
+  f.getX80(f.phys(0), OPA);
+  f.getX80(f.phys(i), OPB);
+  return compare(f, OPA, OPB, quietNaN);
 }
 
 /** fcom/fucom ST(0), ST(i): sets C3 C2 C0 (C1 cleared). */
@@ -215,20 +262,20 @@ function fcomReg(f: Fpu, i: number, quietNaN: boolean): void {
     f.setCC(CC_UNORDERED);
     return;
   }
-  f.setCC(CMP_CC[compare(f, f.st(0), f.st(i), quietNaN)]);
+  f.setCC(CMP_CC[compareSt(f, i, quietNaN)]);
 }
 
 /** fcomi/fucomi ST(0), ST(i): sets ZF PF CF, clears OF SF AF. */
 function fcomi(cpu: Cpu, f: Fpu, i: number, quietNaN: boolean, pop: boolean): void {
   let r = 3;
   if (f.isEmpty(0) || f.isEmpty(i)) f.underflow();
-  else r = compare(f, f.st(0), f.st(i), quietNaN);
+  else r = compareSt(f, i, quietNaN);
   cpu.setFlags((cpu.getFlags() & ~(CF | PF | AF | ZF | SF | OF)) | CMP_EFLAGS[r]);
   if (pop && !f.noStore) f.pop();
 }
 
-/** Arithmetic or compare with a memory (or integer) operand y: D8/DC/DA/DE memory forms. */
-function memOp(f: Fpu, sub: number, y: number): void {
+/** Arithmetic or compare with a memory operand y (in OPB): D8/DC/DA/DE memory forms. */
+function memOp(f: Fpu, sub: number, y: X80): void {
   if (f.noStore) return;
   const cmp = sub === 2 || sub === 3;
   if (f.isEmpty(0)) {
@@ -241,26 +288,42 @@ function memOp(f: Fpu, sub: number, y: number): void {
     }
     return;
   }
+  const d = f.phys(0);
+  f.getX80(d, OPA);
   if (cmp) {
-    f.setCC(CMP_CC[compare(f, f.st(0), y, false)]);
+    f.setCC(CMP_CC[compare(f, OPA, y, false)]);
     if (sub === 3) f.pop();
     return;
   }
-  const r = arith(f, sub, f.st(0), y);
-  if (!f.noStore) f.set(0, r);
+  if (arith(f, sub, OPA, y) && !f.noStore) f.setX80(d, RES.se, RES.hi, RES.lo);
+}
+
+/** Memory operands converted exactly to 80 bits (in OPB). */
+function memF32(cpu: Cpu, f: Fpu, seg: number, off: number): X80 {
+  f64ToX80(rdF32(cpu, f, seg, off), OPB);
+  return OPB;
+}
+function memF64(cpu: Cpu, f: Fpu, seg: number, off: number): X80 {
+  f64ToX80(rdF64(cpu, f, seg, off), OPB);
+  return OPB;
+}
+function memInt(v: number): X80 {
+  int64ToX80(v < 0 ? -1 : 0, v, OPB);
+  return OPB;
 }
 
 /** Register arithmetic: dest ST(0) (D8) or ST(i) (DC, DE with pop). */
 function regArith(f: Fpu, sub: number, i: number, toI: boolean, pop: boolean): void {
-  let r: number;
+  const dest = toI ? i : 0;
   if (f.isEmpty(0) || f.isEmpty(i)) {
     if (!f.underflow()) return;
-    r = INDEFINITE;
+    f.set(dest, INDEFINITE);
   } else {
-    r = arith(f, sub, f.st(0), f.st(i));
-    if (f.noStore) return;
+    f.getX80(f.phys(0), OPA);
+    f.getX80(f.phys(i), OPB);
+    if (!arith(f, sub, OPA, OPB) || f.noStore) return;
+    f.setX80(f.phys(dest), RES.se, RES.hi, RES.lo);
   }
-  f.set(toI ? i : 0, r);
   if (pop) f.pop();
 }
 
@@ -280,7 +343,7 @@ function stF32(cpu: Cpu, f: Fpu, seg: number, off: number, pop: boolean): void {
   } else {
     const v = f.st(0);
     bits = f32Bits(v);
-    if (v !== v) {
+    if (Number.isNaN(v)) {
       if (isSNaN(v) && !f.invalid()) return;
     } else {
       const r = f32FromBits(bits);
@@ -305,10 +368,10 @@ function stF64(cpu: Cpu, f: Fpu, seg: number, off: number, pop: boolean): void {
     lo = 0;
   } else {
     const i = f.phys(0);
-    const v = f.regs[i];
+    const v = f.rawOk[i] ? x80ToF64(f.rawSe[i], f.rawHi[i], f.rawLo[i], f.rc()) : f.regs[i];
     hi = f64HiBits(v);
     lo = f64LoBits();
-    if (v !== v) {
+    if (Number.isNaN(v)) {
       if (isSNaN(v) && !f.invalid()) return;
       hi |= 0x80000;
     } else if (f.rawOk[i]) {
@@ -391,7 +454,8 @@ function fbld(cpu: Cpu, f: Fpu, seg: number, off: number): void {
   let h = 0;
   let l = 0;
   for (let k = 17; k >= 0; k--) {
-    const d = k < 8 ? (lo >>> (4 * k)) & 15 : k < 16 ? (hi >>> (4 * (k - 8))) & 15 : (se >>> (4 * (k - 16))) & 15;
+    const d =
+      k < 8 ? (lo >>> (4 * k)) & 15 : k < 16 ? (hi >>> (4 * (k - 8))) & 15 : (se >>> (4 * (k - 16))) & 15;
     const t = l * 10 + d;
     const carry = Math.floor(t / 4294967296);
     l = t - carry * 4294967296;
@@ -607,16 +671,17 @@ function unary(f: Fpu, m: number): void {
     if (f.rawOk[i]) f.rawSe[i] = m === 0xe0 ? f.rawSe[i] ^ 0x8000 : f.rawSe[i] & 0x7fff;
     return;
   }
-  if (x !== x) {
+  if (Number.isNaN(x)) {
     const r = nan1(f, x);
     if (!f.noStore) f.set(0, r);
     return;
   }
   let r: number;
   switch (m) {
-    case 0xfa: // fsqrt
-      r = x < 0 ? invalidResult(f) : Math.sqrt(x);
-      break;
+    case 0xfa: // fsqrt (exact, with the rounding control)
+      f.getX80(i, OPA);
+      if (finish(f, sqrtX80(OPA, f.rc())) && !f.noStore) f.setX80(i, RES.se, RES.hi, RES.lo);
+      return;
     case 0xfc: // frndint
       frndint(f);
       return;
@@ -679,18 +744,18 @@ function transcend(f: Fpu, m: number): void {
     case 0xf3: {
       // fpatan: ST(1) = atan2(ST(1), ST(0)), pop
       let r: number;
-      if (x !== x || y !== y) r = nan2(f, x, y);
+      if (Number.isNaN(x) || Number.isNaN(y)) r = nan2(f, x, y);
       else if (m === 0xf3) r = Math.atan2(y, x);
       else if (m === 0xf1) {
         if (x < 0) r = invalidResult(f);
         else {
           if (x === 0 && y !== 0 && Number.isFinite(y) && !f.raise(FSW_ZE)) return;
           r = y * Math.log2(x);
-          if (r !== r) r = invalidResult(f);
+          if (Number.isNaN(r)) r = invalidResult(f);
         }
       } else {
         r = (y * Math.log1p(x)) / Math.LN2;
-        if (r !== r) r = invalidResult(f);
+        if (Number.isNaN(r)) r = invalidResult(f);
       }
       if (f.noStore) return;
       f.set(1, r);
@@ -699,7 +764,7 @@ function transcend(f: Fpu, m: number): void {
     }
     case 0xf2: {
       // fptan: ST(0) = tan, push 1.0
-      if (x !== x) {
+      if (Number.isNaN(x)) {
         const r = nan1(f, x);
         if (f.noStore) return;
         f.set(0, r);
@@ -729,8 +794,8 @@ function transcend(f: Fpu, m: number): void {
     }
     case 0xfb: {
       // fsincos: ST(0) = sin, push cos
-      if (x !== x || !Number.isFinite(x)) {
-        const r = x !== x ? nan1(f, x) : invalidResult(f);
+      if (Number.isNaN(x) || !Number.isFinite(x)) {
+        const r = Number.isNaN(x) ? nan1(f, x) : invalidResult(f);
         if (f.noStore) return;
         f.set(0, r);
         f.push(r);
@@ -767,7 +832,7 @@ function fxtract(f: Fpu, x: number): void {
     f.push(0); // stack overflow
     return;
   }
-  if (x !== x) {
+  if (Number.isNaN(x)) {
     const r = nan1(f, x);
     if (f.noStore) return;
     f.set(0, r);
@@ -807,7 +872,7 @@ function fxtract(f: Fpu, x: number): void {
 function fprem(f: Fpu, x: number, y: number, ieee: boolean): void {
   let r: number;
   let q = 0;
-  if (x !== x || y !== y) r = nan2(f, x, y);
+  if (Number.isNaN(x) || Number.isNaN(y)) r = nan2(f, x, y);
   else if (!Number.isFinite(x) || y === 0) r = invalidResult(f);
   else if (!Number.isFinite(y)) r = x;
   else {
@@ -832,7 +897,7 @@ function fprem(f: Fpu, x: number, y: number, ieee: boolean): void {
 
 function fscale(f: Fpu, x: number, y: number): void {
   let r: number;
-  if (x !== x || y !== y) r = nan2(f, x, y);
+  if (Number.isNaN(x) || Number.isNaN(y)) r = nan2(f, x, y);
   else if (y === Number.POSITIVE_INFINITY) r = x === 0 ? invalidResult(f) : x * y;
   else if (y === Number.NEGATIVE_INFINITY) r = Number.isFinite(x) ? x * 0 : invalidResult(f);
   else {
@@ -862,7 +927,7 @@ function escD8(cpu: Cpu, s: number): void {
   const sub = (m >> 3) & 7;
   if (m < 0xc0) {
     const off = operand(cpu, s, f);
-    memOp(f, sub, rdF32(cpu, f, cpu.dc.seg[s], off));
+    memOp(f, sub, memF32(cpu, f, cpu.dc.seg[s], off));
   } else if (sub === 2 || sub === 3) {
     fcomReg(f, m & 7, false);
     if (sub === 3 && !f.noStore) f.pop();
@@ -946,7 +1011,8 @@ function escD9(cpu: Cpu, s: number): void {
           f.underflow();
           f.setCC(CC_UNORDERED);
         } else {
-          f.setCC(CMP_CC[compare(f, f.st(0), 0, false)]);
+          f.getX80(f.phys(0), OPA);
+          f.setCC(CMP_CC[compare(f, OPA, ZERO80, false)]);
         }
       } else unary(f, m);
       return;
@@ -957,8 +1023,10 @@ function escD9(cpu: Cpu, s: number): void {
       return;
     case 6: {
       const f = begin(cpu, s, 0xd9);
-      if (m === 0xf6) f.top = (f.top - 1) & 7; // fdecstp
-      else if (m === 0xf7) f.top = (f.top + 1) & 7; // fincstp
+      if (m === 0xf6)
+        f.top = (f.top - 1) & 7; // fdecstp
+      else if (m === 0xf7)
+        f.top = (f.top + 1) & 7; // fincstp
       else if (m === 0xf0) unary(f, m);
       else transcend(f, m);
       return;
@@ -1027,7 +1095,7 @@ function escDA(cpu: Cpu, s: number): void {
   if (m < 0xc0) {
     const f = begin(cpu, s, 0xda);
     const off = operand(cpu, s, f);
-    memOp(f, sub, cpu.rd32(cpu.dc.seg[s], off));
+    memOp(f, sub, memInt(cpu.rd32(cpu.dc.seg[s], off)));
     return;
   }
   if (sub < 4) {
@@ -1080,8 +1148,10 @@ function escDB(cpu: Cpu, s: number): void {
       return;
     case 4: {
       const f = cpu.fpu;
-      if (m === 0xe2) f.sw &= ~(0xff | FSW_B); // fnclex
-      else if (m === 0xe3) f.reset(); // fninit
+      if (m === 0xe2)
+        f.sw &= ~(0xff | FSW_B); // fnclex
+      else if (m === 0xe3)
+        f.reset(); // fninit
       else if (m !== 0xe0 && m !== 0xe1 && m !== 0xe4) ud(cpu); // fneni/fndisi/fsetpm: no-ops
       return;
     }
@@ -1101,7 +1171,7 @@ function escDC(cpu: Cpu, s: number): void {
   const sub = (m >> 3) & 7;
   if (m < 0xc0) {
     const off = operand(cpu, s, f);
-    memOp(f, sub, rdF64(cpu, f, cpu.dc.seg[s], off));
+    memOp(f, sub, memF64(cpu, f, cpu.dc.seg[s], off));
   } else if (sub === 2 || sub === 3) {
     fcomReg(f, m & 7, false); // fcom2 / fcomp3 aliases
     if (sub === 3 && !f.noStore) f.pop();
@@ -1165,7 +1235,7 @@ function escDE(cpu: Cpu, s: number): void {
   if (m < 0xc0) {
     const f = begin(cpu, s, 0xde);
     const off = operand(cpu, s, f);
-    memOp(f, sub, (cpu.rd16(cpu.dc.seg[s], off) << 16) >> 16);
+    memOp(f, sub, memInt((cpu.rd16(cpu.dc.seg[s], off) << 16) >> 16));
     return;
   }
   if (sub === 3 && m !== 0xd9) ud(cpu);
@@ -1254,4 +1324,3 @@ export function registerX87(def: Def): void {
   }
   def(0, 0x9b, 0, 0, fwait);
 }
-
