@@ -631,6 +631,58 @@ describe("far jmp, call and ret", () => {
     expectFault(cpu, 13, GATE0 & 0xfffc);
   });
 
+  it("a call gate whose new stack has no room raises #SS(new ss) and changes nothing", () => {
+    const { cpu, mem } = machine();
+    ring(cpu, 3);
+    put32(mem, TSS + 4, 8);
+    put32(mem, TSS + 8, SMALL_DS);
+    code(cpu, mem, [0x9a, 0, 0, 0, 0, GATE0, 0]);
+    expectFault(cpu, 12, SMALL_DS);
+    assert.equal(cpu.cpl, 3);
+    assert.equal(cpu.regs[ESP], STACK3);
+    assert.equal(cpu.segSel[SS], U_DS);
+  });
+
+  it("16-bit far call through FF /3 pushes a 16-bit frame; 16-bit far ret pops it", () => {
+    const { cpu, mem } = machine();
+    ring(cpu, 1);
+    const sp0 = cpu.regs[ESP];
+    put32(mem, 0x5000, (K1_CS << 16) | 0x3000);
+    code(cpu, mem, [0x66, 0xff, 0x1d, 0x00, 0x50, 0, 0]); // call far word [0x5000]
+    mem.set([0x66, 0xcb], 0x3000);
+    cpu.invalidateCode(0x3000, 2);
+    cpu.run(1);
+    assert.equal(cpu.eip, 0x3000);
+    assert.equal(cpu.regs[ESP], sp0 - 4);
+    assert.equal(get32(mem, sp0 - 4), (K1_CS << 16) | (CODE + 7));
+    cpu.run(1);
+    assert.equal(cpu.eip, CODE + 7);
+    assert.equal(cpu.regs[ESP], sp0);
+  });
+
+  it("a 16-bit iret at the same level pops IP, CS and FLAGS words", () => {
+    const { cpu, mem } = machine();
+    ring(cpu, 3);
+    cpu.regs[ESP] = STACK3 - 6;
+    put32(mem, STACK3 - 6, (U_CS << 16) | 0x3000);
+    mem[STACK3 - 2] = 0xd7;
+    mem[STACK3 - 1] = 0x0c;
+    code(cpu, mem, [0x66, 0xcf]);
+    cpu.run(1);
+    assert.equal(cpu.eip, 0x3000);
+    assert.equal(cpu.regs[ESP], STACK3);
+    assert.equal(cpu.getFlags(), 0x0cd7 | 2);
+  });
+
+  it("mov with a segment register number above 5 raises #UD", () => {
+    const { cpu, mem } = machine();
+    ring(cpu, 0);
+    code(cpu, mem, [0x8c, 0xf0]);
+    expectFault(cpu, 6, -1);
+    code(cpu, mem, [0x8e, 0xf8]);
+    expectFault(cpu, 6, -1);
+  });
+
   it("far call to a same-ring code segment pushes CS:EIP; far ret pops them", () => {
     const { cpu, mem } = machine();
     ring(cpu, 1);

@@ -240,10 +240,16 @@ export function x80ToF64(se: number, hi: number, lo: number, rc = 0): number {
       E -= z;
     }
   }
-  if (E > 1023) return neg ? Number.NEGATIVE_INFINITY : Number.POSITIVE_INFINITY;
-  const sh = E >= -1022 ? 11 : 11 + (-1022 - E);
-  shiftRound(hi, lo, sh, rc, neg);
-  const m = (qHi * 4294967296 + qLo) * pow2(E - 63 + sh);
+  let m = Number.POSITIVE_INFINITY;
+  if (E <= 1023) {
+    const sh = E >= -1022 ? 11 : 11 + (-1022 - E);
+    shiftRound(hi, lo, sh, rc, neg);
+    m = (qHi * 4294967296 + qLo) * pow2(E - 63 + sh);
+  }
+  // Overflow: infinity, or the largest finite double when rounding toward zero.
+  if (m === Number.POSITIVE_INFINITY && !(rc === 0 || (rc === 2 && !neg) || (rc === 1 && neg))) {
+    m = Number.MAX_VALUE;
+  }
   return neg ? -m : m;
 }
 

@@ -12,8 +12,13 @@
  * interrupts, iret with NT=1) and virtual-8086 mode (iret to VM=1).
  *
  * Host helpers (for a hypervisor running the CPU in host mode, where every fault exits):
- * loadSegment / loadSegmentAs, enterRing, iretTo, each run inside hostCall so a fault is
- * reported in cpu.exitVector/exitErrorCode/exitCr2 instead of thrown.
+ * loadSegment, enterRing, iretTo, deliverInterrupt, readDescriptor, readTssStack; run them
+ * inside hostCall so a fault is reported in cpu.exitVector/exitErrorCode/exitCr2 instead of
+ * thrown.
+ *
+ * Descriptor accessed bits are written with implicit supervisor writes: with CR0.WP set, a
+ * descriptor table on a read-only page faults (#PF) when a descriptor without the accessed
+ * bit is loaded, as on hardware; keep the tables writable or descriptors pre-accessed.
  */
 import type { Cpu } from "./cpu.js";
 import {
@@ -218,11 +223,15 @@ function writeAs(cpu: Cpu, lin: number, v: number, size: number, user: boolean):
 }
 
 /**
- * Writes FR[0..frN-1] (size 2 or 4 bytes each) below offset sp of a stack segment given by
- * base/limit/attr, with the privilege of `user`; checks the limit (#SS(ssErr)) and translates
- * every page before writing anything. Returns the new stack offset (16-bit when attr.B = 0).
+ * Checks that FR[0..frN-1] (size 2 or 4 bytes each) fits below offset sp of a stack segment
+ * given by base/limit/attr (#SS(ssErr)) and translates every page it touches with the
+ * privilege of `user` (#PF), writing nothing: frameFlush writes it once every other check
+ * has passed. Returns the new stack offset (16-bit when attr.B = 0).
  */
-function frameWrite(
+let frLin = 0;
+let frSize = 4;
+let frUser = false;
+function frameCheck(
   cpu: Cpu,
   base: number,
   limit: number,
@@ -235,10 +244,16 @@ function frameWrite(
   const bytes = frN * size;
   const newSp = attr & 0x4000 ? (sp - bytes) | 0 : (sp - bytes) & 0xffff;
   if (!inLimits(limit, attr, newSp, bytes)) cpu.fault(SS_VEC, ssErr);
-  const lin0 = (base + newSp) | 0;
-  probeWrite(cpu, lin0, bytes, user);
-  for (let i = 0; i < frN; i++) writeAs(cpu, (lin0 + (frN - 1 - i) * size) | 0, FR[i], size, user);
+  frLin = (base + newSp) | 0;
+  frSize = size;
+  frUser = user;
+  if (bytes > 0) probeWrite(cpu, frLin, bytes, user);
   return newSp;
+}
+
+/** Writes the frame checked by frameCheck (FR[0] at the highest address). */
+function frameFlush(cpu: Cpu): void {
+  for (let i = 0; i < frN; i++) writeAs(cpu, (frLin + (frN - 1 - i) * frSize) | 0, FR[i], frSize, frUser);
 }
 
 /** ESP after setting the stack offset sp on a stack with attributes attr. */
@@ -445,10 +460,11 @@ export function farCall(cpu: Cpu, sel: number, off: number, o16: boolean): void 
     FR[frN++] = cpu.segSel[CS];
     FR[frN++] = cpu.eip;
     const sattr = descAttr(sHi);
-    const sp = frameWrite(cpu, descBase(sLo, sHi), descLimit(sLo, sHi), sattr, esp, size, false, ss & 0xfffc);
+    const sp = frameCheck(cpu, descBase(sLo, sHi), descLimit(sLo, sHi), sattr, esp, size, false, ss & 0xfffc);
     checkEip(cpu, eip, 0);
     cHi = setAccessed(cpu, cAddr, cHi);
     sHi = setAccessed(cpu, sAddr, sHi);
+    frameFlush(cpu);
     commitStack(cpu, ss, sp);
     commitCode(cpu, csel, dpl, eip);
     return;
@@ -467,7 +483,7 @@ export function farCall(cpu: Cpu, sel: number, off: number, o16: boolean): void 
 let pendingSp = 0;
 /** Writes FR on the current stack (checks first; #SS(0)); ESP is set by commitPushes. */
 function pushCurrent(cpu: Cpu, size: number): void {
-  pendingSp = frameWrite(
+  pendingSp = frameCheck(
     cpu,
     cpu.segBase[SS],
     cpu.segLimit[SS],
@@ -479,6 +495,7 @@ function pushCurrent(cpu: Cpu, size: number): void {
   );
 }
 function commitPushes(cpu: Cpu): void {
+  frameFlush(cpu);
   cpu.regs[ESP] = espFor(cpu.segAttr[SS], cpu.regs[ESP], pendingSp);
 }
 
@@ -674,7 +691,7 @@ export function deliverInterrupt(cpu: Cpu, vector: number, errorCode: number, so
     FR[frN++] = cpu.eip;
     if (errorCode >= 0) FR[frN++] = errorCode;
     const sattr = descAttr(sHi);
-    const sp = frameWrite(
+    const sp = frameCheck(
       cpu,
       descBase(sLo, sHi),
       descLimit(sLo, sHi),
@@ -687,6 +704,7 @@ export function deliverInterrupt(cpu: Cpu, vector: number, errorCode: number, so
     checkEip(cpu, eip, ext);
     cHi = setAccessed(cpu, cAddr, cHi);
     sHi = setAccessed(cpu, sAddr, sHi);
+    frameFlush(cpu);
     commitStack(cpu, ss, sp);
     commitCode(cpu, sel, dpl, eip);
   } else {
@@ -696,7 +714,7 @@ export function deliverInterrupt(cpu: Cpu, vector: number, errorCode: number, so
     FR[frN++] = cpu.segSel[CS];
     FR[frN++] = cpu.eip;
     if (errorCode >= 0) FR[frN++] = errorCode;
-    const sp = frameWrite(
+    const sp = frameCheck(
       cpu,
       cpu.segBase[SS],
       cpu.segLimit[SS],
@@ -708,6 +726,7 @@ export function deliverInterrupt(cpu: Cpu, vector: number, errorCode: number, so
     );
     checkEip(cpu, eip, ext);
     cHi = setAccessed(cpu, cAddr, cHi);
+    frameFlush(cpu);
     cpu.regs[ESP] = espFor(cpu.segAttr[SS], cpu.regs[ESP], sp);
     commitCode(cpu, sel, cpl, eip);
   }
@@ -771,11 +790,12 @@ export function enterRing(
   frN = count;
   for (let i = 0; i < count; i++) FR[i] = frame[i] | 0;
   const sattr = descAttr(sHi);
-  const sp = frameWrite(cpu, descBase(sLo, sHi), descLimit(sLo, sHi), sattr, esp, 4, cpl === 3, ss & 0xfffc);
+  const sp = frameCheck(cpu, descBase(sLo, sHi), descLimit(sLo, sHi), sattr, esp, 4, cpl === 3, ss & 0xfffc);
   checkEip(cpu, eip, 0);
   cHi = setAccessed(cpu, cAddr, cHi);
   sHi = setAccessed(cpu, sAddr, sHi);
   const outward = cpl > cpu.cpl;
+  frameFlush(cpu);
   commitStack(cpu, ss, sp);
   commitCode(cpu, cs, cpl, eip);
   if (outward) nullInaccessibleSegs(cpu, cpl);

@@ -378,7 +378,7 @@ function stF64(cpu: Cpu, f: Fpu, seg: number, off: number, pop: boolean): void {
       f64ToX80(v, X);
       if (X.se !== f.rawSe[i] || X.hi !== f.rawHi[i] || X.lo !== f.rawLo[i]) {
         let fl = FSW_PE;
-        if (!Number.isFinite(v)) fl |= FSW_OE;
+        if (!Number.isFinite(v) || (f.rawSe[i] & 0x7fff) - 16383 > 1023) fl |= FSW_OE;
         else if (Math.abs(v) < 2.2250738585072014e-308) fl |= FSW_UE;
         if (!f.raise(fl) && fl !== FSW_PE) return;
       }
