@@ -674,6 +674,18 @@ describe("far jmp, call and ret", () => {
     assert.equal(cpu.getFlags(), 0x0cd7 | 2);
   });
 
+  it("a far call beyond the target's limit raises #GP(0) before pushing anything", () => {
+    const { cpu, mem } = machine();
+    ring(cpu, 1);
+    desc(mem, GDT + 0x78, 0, 0xfff, 0xbb, 0x4); // ring-1 code, limit 0xfff
+    const sp0 = cpu.regs[ESP];
+    put32(mem, sp0 - 4, 0x5555);
+    code(cpu, mem, [0x9a, 0x00, 0x20, 0, 0, NP_CS1, 0]);
+    expectFault(cpu, 13, 0);
+    assert.equal(get32(mem, sp0 - 4), 0x5555);
+    assert.equal(cpu.regs[ESP], sp0);
+  });
+
   it("mov with a segment register number above 5 raises #UD", () => {
     const { cpu, mem } = machine();
     ring(cpu, 0);

@@ -131,7 +131,8 @@ export class VectorRunner {
   }
 
   private touch(addr: number): void {
-    if (addr < 0 || addr >= VECTOR_MEMORY) throw new Error(`vector address ${hex(addr)} outside ${VECTOR_MEMORY >> 20} MiB`);
+    if (addr < 0 || addr >= VECTOR_MEMORY)
+      throw new Error(`vector address ${hex(addr)} outside ${VECTOR_MEMORY >> 20} MiB`);
     this.dirty.add(addr & ~(PAGE - 1));
   }
 
@@ -159,10 +160,13 @@ export class VectorRunner {
         return `expected exception ${want.vector}, got exit ${exitName(exit)} with eip=${hex(cpu.eip)}`;
       }
       const diffs: string[] = [];
-      if (cpu.exitVector !== want.vector) diffs.push(`vector expected ${want.vector} actual ${cpu.exitVector}`);
+      if (cpu.exitVector !== want.vector)
+        diffs.push(`vector expected ${want.vector} actual ${cpu.exitVector}`);
       const code = cpu.exitErrorCode === -1 ? null : cpu.exitErrorCode;
       if (code !== want.errorCode) {
-        diffs.push(`errorCode expected ${want.errorCode === null ? "none" : hex(want.errorCode)} actual ${code === null ? "none" : hex(code)}`);
+        diffs.push(
+          `errorCode expected ${want.errorCode === null ? "none" : hex(want.errorCode)} actual ${code === null ? "none" : hex(code)}`,
+        );
       }
       if (want.eip !== undefined && cpu.eip >>> 0 !== want.eip >>> 0) {
         diffs.push(`exception eip expected ${hex(want.eip)} actual ${hex(cpu.eip)}`);
@@ -190,7 +194,9 @@ export class VectorRunner {
     const flags = cpu.getFlags();
     const bad = (flags ^ want.eflags) & mask;
     if (bad !== 0) {
-      diffs.push(`eflags expected ${hex(want.eflags & mask)} actual ${hex(flags & mask)} (mask ${hex(mask)}, differ: ${flagNames(bad)})`);
+      diffs.push(
+        `eflags expected ${hex(want.eflags & mask)} actual ${hex(flags & mask)} (mask ${hex(mask)}, differ: ${flagNames(bad)})`,
+      );
     }
     for (const [a, b] of want.memory) {
       if (mem[a] !== b) diffs.push(`mem[${hex(a)}] expected ${hex(b)} actual ${hex(mem[a])}`);
@@ -246,7 +252,10 @@ export function vectorFiles(paths: string[]): string[] {
 }
 
 /** Runs the files and directories, printing failures and a summary; returns the exit status. */
-export function cpuTest(paths: string[], out: (line: string) => void = (l) => void process.stdout.write(`${l}\n`)): number {
+export function cpuTest(
+  paths: string[],
+  out: (line: string) => void = (l) => void process.stdout.write(`${l}\n`),
+): number {
   let passed = 0;
   let failed = 0;
   let files: string[];

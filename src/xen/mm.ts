@@ -47,6 +47,16 @@ export interface MmHost {
   frameFreed(mfn: number, owner: number): void;
   /** A frame changed type: no stale translation may survive (Xen's tlbflush on type change). */
   flushTlbs(): void;
+  /**
+   * gnttab_check_unmap (semantics.md §1.4, §6.3): was this PTE of domain `mapper` onto a frame
+   * of `owner` a grant mapping? If so the grant's pin is dropped and true returned (the frame
+   * then holds no reference for it). Absent until grant tables exist: nothing is a grant.
+   */
+  grantCheckUnmap?(owner: number, mapper: number, mfn: number, readonly: boolean): boolean;
+  /** invalidate_shadow_ldt of the domain's vcpu 0 (semantics.md §1.4, §1.10). */
+  invalidateShadowLdt?(domid: number): void;
+  /** alloc_segdesc_page: every descriptor of a would-be GDT/LDT page passes check_descriptor. */
+  checkDescriptorPage?(mfn: number): boolean;
 }
 
 /** Xen's slots written into every validated L2. */
@@ -111,8 +121,10 @@ export class Mm {
     } else if ((x & (PGT_type_mask | PGT_va_mask)) !== type) {
       if ((x & PGT_type_mask) !== (type & PGT_type_mask)) return false;
       // Same type, different va back-pointer.
+      // A fixed back-pointer asked for with any other va (including mutable: pinning an L1
+      // that is already hooked) becomes unknown (semantics.md §1.3, §1.7).
       if ((x & PGT_va_mask) === PGT_va_mutable) x = (x & ~PGT_va_mask) | (type & PGT_va_mask);
-      else if ((type & PGT_va_mask) !== PGT_va_mutable) x = (x & ~PGT_va_mask) | PGT_va_unknown;
+      else x = (x & ~PGT_va_mask) | PGT_va_unknown;
     }
     ft.typeInfo[mfn] = x + 1;
     if ((x & PGT_validated) === 0) {
@@ -169,8 +181,7 @@ export class Mm {
         return this.allocL2Table(mfn);
       case PGT_gdt_page:
       case PGT_ldt_page:
-        // Descriptor pages are checked by the descriptor-table code before it asks for the type.
-        return true;
+        return this.host.checkDescriptorPage?.(mfn) ?? true;
       default:
         return true;
     }
@@ -235,12 +246,26 @@ export class Mm {
     return this.getPage(mfn, d);
   }
 
-  putPageFromL1e(pte: number, _d: number): void {
+  /**
+   * put_page_from_l1e (semantics.md §1.4): d is the domain whose table held the entry (the
+   * caller or the table's owner, never the FD).
+   */
+  putPageFromL1e(pte: number, d: number): void {
     if ((pte & _PAGE_PRESENT) === 0) return;
     const mfn = pte >>> 12;
     if (!this.ft.isRam(mfn)) return;
-    if (pte & _PAGE_RW) this.putPageAndType(mfn);
-    else this.putPage(mfn);
+    const owner = this.ft.owner[mfn];
+    // A foreign frame may be a grant mapping, which holds the grant's pin, not a reference;
+    // otherwise it was mapped through the FD and holds an ordinary one.
+    if (owner !== d && this.host.grantCheckUnmap?.(owner, d, mfn, (pte & _PAGE_RW) === 0)) return;
+    if (pte & _PAGE_RW) {
+      this.putPageAndType(mfn);
+      return;
+    }
+    // A read-only mapping of an in-use LDT page goes: Xen drops the owner's whole shadow LDT.
+    const ti = this.ft.typeInfo[mfn];
+    if ((ti & PGT_type_mask) === PGT_ldt_page && (ti & PGT_count_mask) !== 0) this.host.invalidateShadowLdt?.(owner);
+    this.putPage(mfn);
   }
 
   getPageFromL2e(pde: number, l2mfn: number, d: number, slot: number): boolean {
