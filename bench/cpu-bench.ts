@@ -13,7 +13,7 @@ import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Cpu } from "../src/cpu/cpu.js";
-import { CS, EAX, ESP, Exit } from "../src/cpu/regs.js";
+import { CS, EAX, EBX, ECX, ESI, ESP, Exit } from "../src/cpu/regs.js";
 
 const DEFAULT_ITERATIONS = 1000;
 const DEFAULT_SEED = 0x2545f491;
@@ -46,6 +46,7 @@ interface Options {
   seed: number;
   nativeRepeats: number;
   maxSeconds: number;
+  micro: boolean;
 }
 
 function usage(): string {
@@ -54,6 +55,7 @@ function usage(): string {
     `  --iterations N      iterations of the workload's kernel mix (default ${DEFAULT_ITERATIONS})`,
     "  --native-repeats N  timed native runs; the median is reported (default 10)",
     "  --max-seconds S     give up on the emulated run after S seconds of wall time (default 600)",
+    "  --micro             also run micro-benchmarks (hand-assembled loops) and print their MIPS",
   ].join("\n");
 }
 
@@ -63,6 +65,7 @@ function parseArgs(argv: string[]): Options {
     seed: DEFAULT_SEED,
     nativeRepeats: 10,
     maxSeconds: 600,
+    micro: false,
   };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
@@ -86,6 +89,9 @@ function parseArgs(argv: string[]): Options {
         break;
       case "--max-seconds":
         opts.maxSeconds = value();
+        break;
+      case "--micro":
+        opts.micro = true;
         break;
       case "-h":
       case "--help":
@@ -271,7 +277,10 @@ function hex(n: number, width = 8): string {
 interface EmuResult {
   checksum: number;
   retired: number;
+  /** Wall-clock seconds of the emulated run. */
   seconds: number;
+  /** CPU seconds (user + system) this process spent on it: robust against a loaded machine. */
+  cpuSeconds: number;
 }
 
 function runEmulated(elfPath: string, opts: Options): EmuResult {
@@ -320,6 +329,7 @@ function runEmulated(elfPath: string, opts: Options): EmuResult {
 
   const deadline = opts.maxSeconds * 1000;
   const t0 = performance.now();
+  const c0 = process.cpuUsage();
   let exit = Exit.Budget as Exit;
   for (;;) {
     try {
@@ -332,6 +342,8 @@ function runEmulated(elfPath: string, opts: Options): EmuResult {
       describeStop(`the emulated run did not halt within ${opts.maxSeconds} s`);
   }
   const seconds = (performance.now() - t0) / 1000;
+  const cpuUsed = process.cpuUsage(c0);
+  const cpuSeconds = (cpuUsed.user + cpuUsed.system) / 1e6;
 
   if (exit !== Exit.Halt) {
     if (exit === Exit.Exception) {
@@ -348,24 +360,93 @@ function runEmulated(elfPath: string, opts: Options): EmuResult {
   if (cpu.regs[EAX] >>> 0 !== checksum) {
     describeStop(`EAX 0x${hex(cpu.regs[EAX])} differs from bench_result 0x${hex(checksum)} at hlt`);
   }
-  return { checksum, retired: cpu.retired, seconds };
+  return { checksum, retired: cpu.retired, seconds, cpuSeconds };
 }
 
 interface NativeResult {
   checksum: number;
+  /** Median wall-clock seconds of one run. */
   seconds: number;
+  /** Median process CPU seconds of one run. */
+  cpuSeconds: number;
 }
 
 function runNative(binary: string, opts: Options): NativeResult {
   const out = run(binary, [String(opts.iterations), String(opts.nativeRepeats)]);
-  const r = JSON.parse(out) as { checksum: number; nsPerRunMedian: number };
-  return { checksum: r.checksum >>> 0, seconds: r.nsPerRunMedian / 1e9 };
+  const r = JSON.parse(out) as { checksum: number; nsPerRunMedian: number; cpuNsPerRunMedian: number };
+  return {
+    checksum: r.checksum >>> 0,
+    seconds: r.nsPerRunMedian / 1e9,
+    cpuSeconds: r.cpuNsPerRunMedian / 1e9,
+  };
+}
+
+// ------------------------------------------------------------------ micro-benchmarks
+
+interface Micro {
+  name: string;
+  /** Machine code loaded at MICRO_BASE; it ends in hlt, ECX counts the loop. */
+  code: number[];
+}
+
+const MICRO_BASE = 0x1000;
+const MICRO_DATA = 0x100000;
+const MICRO_LOOPS = 4_000_000;
+
+const MICROS: Micro[] = [
+  // l: inc eax; dec ecx; jnz l
+  { name: "inc/dec/jnz (registers)", code: [0x40, 0x49, 0x75, 0xfc, 0xf4] },
+  // l: mov eax,[esi+4]; add eax,ebx; mov [esi+8],eax; dec ecx; jnz l
+  {
+    name: "load/add/store [esi+d8]",
+    code: [0x8b, 0x46, 0x04, 0x01, 0xd8, 0x89, 0x46, 0x08, 0x49, 0x75, 0xf5, 0xf4],
+  },
+  // l: cmp eax,ebx; jl +1; inc edx; add eax,1; dec ecx; jnz l
+  {
+    name: "cmp/jl/inc/add",
+    code: [0x39, 0xd8, 0x7c, 0x01, 0x42, 0x83, 0xc0, 0x01, 0x49, 0x75, 0xf5, 0xf4],
+  },
+  // l: movzx eax, byte [esi+ecx]; xor edx,eax; dec ecx; jnz l
+  { name: "movzx byte [esi+ecx]/xor", code: [0x0f, 0xb6, 0x04, 0x0e, 0x31, 0xc2, 0x49, 0x75, 0xf7, 0xf4] },
+  // l: call f; dec ecx; jnz l; hlt; f: push ebx; pop ebx; ret
+  {
+    name: "call/push/pop/ret",
+    code: [0xe8, 0x04, 0x00, 0x00, 0x00, 0x49, 0x75, 0xf8, 0xf4, 0x53, 0x5b, 0xc3],
+  },
+];
+
+function runMicros(): void {
+  process.stdout.write("micro-benchmarks (MIPS by CPU time, best of 3):\n");
+  for (const m of MICROS) {
+    let best = 0;
+    for (let rep = 0; rep < 3; rep++) {
+      const mem = new Uint8Array(MEM_BYTES);
+      mem.set(m.code, MICRO_BASE);
+      const cpu = new Cpu(mem);
+      cpu.resetFlat32();
+      cpu.eip = MICRO_BASE;
+      cpu.regs[ESP] = 0x80000;
+      cpu.regs[ECX] = MICRO_LOOPS;
+      cpu.regs[EBX] = MICRO_LOOPS >> 1;
+      cpu.regs[ESI] = MICRO_DATA;
+      const c0 = process.cpuUsage();
+      let exit: Exit;
+      do exit = cpu.run(RUN_SLICE);
+      while (exit === Exit.Budget);
+      const used = process.cpuUsage(c0);
+      if (exit !== Exit.Halt) fail(`micro-benchmark "${m.name}" stopped with exit ${exit}`);
+      best = Math.max(best, cpu.retired / ((used.user + used.system) / 1e6) / 1e6);
+    }
+    process.stdout.write(`  ${m.name.padEnd(30)}${best.toFixed(1).padStart(8)} MIPS\n`);
+  }
+  process.stdout.write("\n");
 }
 
 // ------------------------------------------------------------------ main
 
 function main(): void {
   const opts = parseArgs(process.argv.slice(2));
+  if (opts.micro) runMicros();
   const root = repoRoot();
   const built = build(root);
   const emu = runEmulated(built.elf, opts);
@@ -373,7 +454,9 @@ function main(): void {
 
   const match = emu.checksum === nat.checksum;
   const mips = emu.retired / emu.seconds / 1e6;
+  const cpuMips = emu.retired / emu.cpuSeconds / 1e6;
   const ratio = emu.seconds / nat.seconds;
+  const cpuRatio = emu.cpuSeconds / nat.cpuSeconds;
   const row = (label: string, a: string, b: string) => `  ${label.padEnd(22)}${a.padEnd(22)}${b}`;
   const lines = [
     `tsxen CPU benchmark: bench/workload, ${opts.iterations} iterations, seed 0x${hex(opts.seed)}`,
@@ -381,9 +464,16 @@ function main(): void {
     row("", "emulated (tsxen CPU)", "native (host gcc -O2)"),
     row("checksum", `0x${hex(emu.checksum)}`, `0x${hex(nat.checksum)}`),
     row("instructions retired", emu.retired.toLocaleString("en-US"), "-"),
-    row("seconds", emu.seconds.toFixed(3), `${nat.seconds.toFixed(4)} (median of ${opts.nativeRepeats})`),
-    row("MIPS", mips.toFixed(1), "-"),
-    row("slowdown", `${ratio.toFixed(1)}x native`, "1x"),
+    row(
+      "seconds (wall)",
+      emu.seconds.toFixed(3),
+      `${nat.seconds.toFixed(4)} (median of ${opts.nativeRepeats})`,
+    ),
+    row("seconds (CPU time)", emu.cpuSeconds.toFixed(3), `${nat.cpuSeconds.toFixed(4)} (median)`),
+    row("MIPS (wall)", mips.toFixed(1), "-"),
+    row("MIPS (CPU time)", cpuMips.toFixed(1), "-"),
+    row("slowdown (wall)", `${ratio.toFixed(1)}x native`, "1x"),
+    row("slowdown (CPU time)", `${cpuRatio.toFixed(1)}x native`, "1x"),
     "",
     match ? "  checksums match" : "  *** CHECKSUM MISMATCH: the emulated CPU computed a different result ***",
   ];

@@ -123,6 +123,8 @@ class Case:
         self.expect = None
         # optional check of Unicorn's result: returns a reason to leave the case out, or None
         self.validate = None
+        # optional correction of Unicorn's final state where it is known to be wrong
+        self.fixup = None
 
     # ---- registers
     def setr(self, code, size, v):
@@ -315,6 +317,8 @@ class Gen:
             if why is not None:
                 stats["skipped"].append(f"{full_name}: {why}")
                 return
+        if c.fixup is not None and "exception" not in res:
+            c.fixup(res)
         if "exception" in res:
             exc = res["exception"]
             if exc["vector"] in (8, 10, 11, 12, 13, 14, 17) and not is_soft_int(c.code) and c.expect is None:
@@ -1334,6 +1338,15 @@ def gen_x87_rc(g, n=8):
             c.put(C, p16(cw))
             c.watch.update(range(OUT, OUT + 16))
             c.emit(f"fmul overflow/underflow fstp m64/m32 rc={rc}", b"".join(parts))
+        for _ in range(n):
+            a = rand_double(r)
+            c = g.new()
+            parts = [finit, b"\xd9" + modm(5, C), b"\xdd" + modm(0, A), b"\xd9" + modm(3, OUT)]
+            c.steps = len(parts)
+            c.put(A, struct.pack("<d", a))
+            c.put(C, p16(cw))
+            c.watch.update(range(OUT, OUT + 8))
+            c.emit(f"fld m64 fstp m32 rc={rc}", b"".join(parts))
         for a in (1e300, -1e300, 1e-300, -1e-300, 3.5e38, -3.5e38):
             c = g.new()
             parts = [finit, b"\xd9" + modm(5, C), b"\xdd" + modm(0, A), b"\xd9" + modm(3, OUT)]
@@ -1348,13 +1361,17 @@ def gen_x87(g, n=10):
     r = g.r
     A, B, C, OUT = DATA, DATA + 0x10, DATA + 0x20, DATA + 0x100
 
-    def x87_case(name, parts, mask=ALL, fill=(), validate=None):
+    def clear_osa(res):
+        res["eflags"] &= ~(OF | SF | AF)
+
+    def x87_case(name, parts, mask=ALL, fill=(), validate=None, fixup=None):
         c = g.new()
         c.steps = len(parts)
         for addr, data in fill:
             c.put(addr, data)
         c.watch.update(range(OUT, OUT + 48))
         c.validate = validate
+        c.fixup = fixup
         c.emit(name, b"".join(parts), mask)
 
     finit = b"\xdb\xe3"
@@ -1519,7 +1536,9 @@ def gen_x87(g, n=10):
             a = rand_double(r)
             b = a if r.random() < 0.25 else rand_double(r)
             fill = [(A, struct.pack("<d", a)), (B, struct.pack("<d", b))]
-            x87_case(nm, [finit, b"\xdd" + modm(0, A), b"\xdd" + modm(0, B), op] + fnstsw_and[:1] + [b"\x66\x25\x00\x38"], X87_MASK, fill=fill)
+            # EFLAGS from fcomi are compared whole; fstp (which leaves EFLAGS alone) shows the pop
+            # fcomi clears OF SF AF (SDM); Unicorn/QEMU 5 keeps them, so the expectation is corrected
+            x87_case(nm, [finit, b"\xdd" + modm(0, A), b"\xdd" + modm(0, B), op, b"\xdd" + modm(3, OUT)], fill=fill, fixup=clear_osa)
     # fcmovcc (P6)
     for i, nm in enumerate(["fcmovb", "fcmove", "fcmovbe", "fcmovu"]):
         for base, pfx in ((0xDA, ""), (0xDB, "n")):

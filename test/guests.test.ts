@@ -8,15 +8,25 @@ import { join } from "node:path";
 import { describe, it } from "node:test";
 import { launchDomain } from "../src/tools/launch.js";
 import { Hypervisor, type RunResult } from "../src/xen/hypervisor.js";
+import { checkInvariants } from "../src/xen/invariants.js";
 import { buildGuests, guestPath } from "./support/guests.js";
 
-/** Boots a guest kernel and returns its console text and how the run ended. */
-function boot(path: string, seconds = 5): { console: string; result: RunResult } {
+/**
+ * Boots a guest kernel and returns its console text, how the run ended, and the first breach
+ * of the memory invariants (semantics.md §1) found after any hypercall, or null.
+ */
+function boot(path: string, seconds = 5): { console: string; result: RunResult; invariants: string | null } {
   const chunks: Uint8Array[] = [];
   const hv = new Hypervisor({ memoryMiB: 64, onConsole: (_d, b) => void chunks.push(b.slice()) });
+  let invariants: string | null = null;
+  hv.afterHypercall = (_v, nr) => {
+    if (invariants !== null) return;
+    const bad = checkInvariants(hv);
+    if (bad.length > 0) invariants = `after hypercall ${nr}: ${bad.slice(0, 5).join("; ")}`;
+  };
   launchDomain(hv, { name: "test", image: readFileSync(path), memoryMiB: 16 });
   const result = hv.run(seconds * 1e9);
-  return { console: Buffer.concat(chunks).toString("latin1"), result };
+  return { console: Buffer.concat(chunks).toString("latin1"), result, invariants };
 }
 
 describe("hello guest", () => {
@@ -41,11 +51,19 @@ describe("conformance guests", () => {
   it("exist", () => assert.ok(guests.length >= 10, `found ${guests.length}`));
   for (const g of guests) {
     it(g.replace(/\.elf$/, ""), () => {
-      const { console: out, result } = boot(join(dir, g));
+      const { console: out, result, invariants } = boot(join(dir, g));
+      assert.equal(invariants, null, "memory invariants hold after every hypercall");
       const fails = out.split("\n").filter((l) => l.startsWith("FAIL"));
       assert.deepEqual(fails, [], out);
       assert.match(out, /DONE passed=\d+ failed=0/);
-      assert.equal(result.kind, "shutdown", out);
+      // A guest whose last act is meant to get it killed says so first: "EXPECT crash: <why>".
+      const expectCrash = /^EXPECT crash: (.*)$/m.exec(out);
+      if (expectCrash) {
+        assert.equal(result.kind, "crashed", out);
+        assert.match(result.kind === "crashed" ? result.why : "", new RegExp(expectCrash[1]), out);
+      } else {
+        assert.equal(result.kind, "shutdown", out);
+      }
     });
   }
 });

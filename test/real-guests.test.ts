@@ -33,7 +33,11 @@ interface Call {
 function bootMiniOs(ms: number) {
   const chunks: Uint8Array[] = [];
   const hv = new Hypervisor({ memoryMiB: 128, onConsole: (_d, b) => void chunks.push(b.slice()) });
-  const { domain } = launchDomain(hv, { name: "mini-os", image: readFileSync(MINIOS as string), memoryMiB: 32 });
+  const { domain } = launchDomain(hv, {
+    name: "mini-os",
+    image: readFileSync(MINIOS as string),
+    memoryMiB: 32,
+  });
   const calls: Call[] = [];
   let yields = 0;
   let firstYield = -1;
@@ -112,7 +116,10 @@ describe("Mini-OS 16d8409f (March 2005 interface)", { skip }, () => {
     assert.equal(run.otherAfterYield, 0, "a hypercall other than yield after the loop began");
     // The loop is `mov %edx,%eax; int $0x82; jmp`: one yield every 3 instructions, to the end.
     const loopInsns = run.hv.cpu.retired - run.firstYield;
-    assert.ok(run.yields >= Math.floor(loopInsns / 3) - 1, `${run.yields} yields in ${loopInsns} instructions`);
+    assert.ok(
+      run.yields >= Math.floor(loopInsns / 3) - 1,
+      `${run.yields} yields in ${loopInsns} instructions`,
+    );
     assert.ok(run.hv.cpu.retired - run.lastYield <= 3, "the yield loop stopped");
   });
 });

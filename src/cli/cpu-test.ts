@@ -116,9 +116,9 @@ export class VectorRunner {
     try {
       return this.execute(c);
     } catch (e) {
-      const err = e as Error;
-      const where = err.stack?.split("\n")[1]?.trim() ?? "";
-      return `threw ${err.name ?? "error"}: ${err.message ?? String(e)}${where ? ` (${where})` : ""}`;
+      if (!(e instanceof Error)) return `threw ${String(e)}`;
+      const where = e.stack?.split("\n")[1]?.trim() ?? "";
+      return `threw ${e.name}: ${e.message}${where ? ` (${where})` : ""}`;
     }
   }
 

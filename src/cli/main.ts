@@ -1,15 +1,26 @@
 #!/usr/bin/env node
 /**
  * The `tsxen` command. Each subcommand lives in its own module exporting a register
- * function; adding one is an import and an entry in COMMANDS.
+ * function; adding one is one line in COMMANDS. Modules are imported one by one so that a
+ * module that fails to load (say, mid-way through a change elsewhere in the tree) only
+ * loses its own command.
  */
 import { Command } from "commander";
-import { registerCpuTest } from "./cpu-test.js";
-import { registerRun } from "./run.js";
 
-const COMMANDS: ((program: Command) => void)[] = [registerRun, registerCpuTest];
+type Register = (program: Command) => void;
+
+const COMMANDS: [string, () => Promise<Register>][] = [
+  ["run", () => import("./run.js").then((m) => m.registerRun)],
+  ["cpu-test", () => import("./cpu-test.js").then((m) => m.registerCpuTest)],
+];
 
 const program = new Command();
 program.name("tsxen").description("a Xen-compatible hypervisor on its own x86-32 CPU");
-for (const register of COMMANDS) register(program);
+for (const [name, load] of COMMANDS) {
+  try {
+    (await load())(program);
+  } catch (e) {
+    process.stderr.write(`tsxen: command ${name} unavailable: ${(e as Error).message}\n`);
+  }
+}
 await program.parseAsync(process.argv);

@@ -3,6 +3,7 @@
  * processor. save/restore copy every architectural register the host may switch.
  */
 import type { Cpu } from "./cpu.js";
+import { Fpu } from "./fpu.js";
 
 export class CpuContext {
   readonly regs = new Int32Array(8);
@@ -22,6 +23,8 @@ export class CpuContext {
   idtrBase = 0;
   idtrLimit = 0;
   readonly dr = new Int32Array(8);
+  /** The x87 state (fninit state for a new context). */
+  readonly fpu = new Fpu();
 
   save(cpu: Cpu): void {
     this.regs.set(cpu.regs);
@@ -41,6 +44,7 @@ export class CpuContext {
     this.idtrBase = cpu.idtrBase;
     this.idtrLimit = cpu.idtrLimit;
     this.dr.set(cpu.dr);
+    this.fpu.copyFrom(cpu.fpu);
   }
 
   restore(cpu: Cpu): void {
@@ -59,6 +63,7 @@ export class CpuContext {
     cpu.idtrBase = this.idtrBase;
     cpu.idtrLimit = this.idtrLimit;
     cpu.dr.set(this.dr);
+    cpu.fpu.copyFrom(this.fpu);
     cpu.setCr3(this.cr3);
   }
 }

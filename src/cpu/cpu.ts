@@ -6,23 +6,31 @@
  * It knows nothing of Xen. Faults raised inside an instruction unwind through the run loop
  * (a preallocated throw, never an allocation) with the instruction's state rolled back.
  */
-import { DecodeCache, decodeInto, P_A16 } from "./decode.js";
-import { L_ADC, L_ADD, L_DEC, L_INC, L_LOGIC, L_NONE, L_RES, L_SBB, L_SUB, PARITY } from "./flags.js";
+import * as decodeNs from "./decode.js";
+import { DecodeCache, decodeInto } from "./decode.js";
+import * as flagsNs from "./flags.js";
 import { Fpu } from "./fpu.js";
-import { HANDLERS } from "./ops/table.js";
-import {
+import { HANDLERS, HOT_CASES, HOT_FNS, hotCase } from "./ops/table.js";
+import * as regsNs from "./regs.js";
+import { Exit, hasErrorCode } from "./regs.js";
+import { deliverInterrupt } from "./segments.js";
+
+// Module-level copies of imported constants: V8 constant-folds these, whereas each use of an
+// imported binding in optimized code costs a module-cell load and a TDZ check (hot paths).
+const { EA_BASE, EA_DISP, EA_SIB, P_A16, SLOT_MASK } = decodeNs;
+const { L_ADC, L_ADD, L_DEC, L_INC, L_LOGIC, L_NONE, L_RES, L_SBB, L_SUB, PARITY } = flagsNs;
+const {
   AF,
   CF,
   CR0_PG,
   CR0_WP,
   CR4_PSE,
   CS,
+  DB,
   DF_VEC,
   EFLAGS_FIXED,
   ESP,
-  Exit,
   GP,
-  hasErrorCode,
   OF,
   PF,
   PF_VEC,
@@ -35,12 +43,13 @@ import {
   PTE_PS,
   PTE_RW,
   PTE_US,
+  RF,
   SF,
   SS,
   SS_VEC,
+  TF,
   ZF,
-} from "./regs.js";
-import { deliverInterrupt } from "./segments.js";
+} = regsNs;
 
 /** #DE #TS #NP #SS #GP: the contributory exceptions of the double-fault rules. */
 function isContributory(v: number): boolean {
@@ -57,6 +66,11 @@ export const TLB_SUP_WRITE = 4;
 export const TLB_USER_WRITE = 8;
 const TLB_LIST_MAX = 4096;
 
+/** DR6: breakpoint conditions B0-B3 and single step (BS). */
+export const DR6_BS = 1 << 14;
+/** DR7: the L0/G0 .. L3/G3 enable bits. */
+const DR7_ENABLES = 0xff;
+
 /** Port I/O as the host sees it; the CPU checks IOPL and the TSS bitmap before calling. */
 export interface IoPorts {
   read(port: number, size: 1 | 2 | 4): number;
@@ -64,6 +78,9 @@ export interface IoPorts {
 }
 
 const NO_IO: IoPorts = { read: () => -1, write: () => {} };
+
+// The loop's switch has 80 cases, and the case number must fit bits 22-28 of a slotOf entry.
+if (HOT_CASES !== 80) throw new Error("Cpu.loop has 80 hot cases: update it with HOT_CASES");
 
 export class Cpu {
   // --- Physical memory (owned by the machine; the CPU only reads and writes it) ---
@@ -101,6 +118,11 @@ export class Cpu {
   readonly segLo = new Float64Array(8);
   readonly segHi = new Float64Array(8);
   readonly segWHi = new Float64Array(8);
+  /**
+   * segLo, segHi, segWHi and segBase again, four per segment (seg * 4 + 0..3): the hot
+   * segRead/segWrite check reads one array instead of three. Kept by loadSegmentCache.
+   */
+  private readonly segChk = new Float64Array(32);
 
   gdtrBase = 0;
   gdtrLimit = 0xffff;
@@ -155,9 +177,12 @@ export class Cpu {
   readonly dc: DecodeCache;
   /** Physical frame -> 1 when decoded instructions were taken from it. */
   readonly codePage: Uint8Array;
-  /** Linear page of the last fetch and its slot table offset, or -1. */
-  fetchPage = -1;
-  fetchBlock = 0;
+  /**
+   * The fetch window: EIP values fetchEip .. fetchEip + 4095 lie in the code page whose
+   * decoded instructions are in slotOf block fetchBlock (dc.emptyBlock when there is none).
+   */
+  private fetchEip = 0;
+  private fetchBlock: number;
 
   // --- Run-loop state ---
   /** The run loop stops when retired reaches runEnd; handlers set it to 0 to exit early. */
@@ -182,6 +207,7 @@ export class Cpu {
     this.memSize = memory.byteLength;
     this.codePage = new Uint8Array(memory.byteLength >>> 12);
     this.dc = new DecodeCache(memory.byteLength >>> 12);
+    this.fetchBlock = this.dc.emptyBlock;
   }
 
   /** 32-bit protected mode, CPL 0, flat 4 GiB code and data segments, paging off. */
@@ -218,6 +244,7 @@ export class Cpu {
       this.segLo[seg] = 1;
       this.segHi[seg] = -1;
       this.segWHi[seg] = -1;
+      this.syncSegChk(seg);
       return;
     }
     const expandDown = !code && (attr & 0x04) !== 0;
@@ -231,7 +258,16 @@ export class Cpu {
     if (code && (attr & 0x02) === 0 && seg !== CS) this.segHi[seg] = -1; // execute-only
     const writable = !code && (attr & 0x02) !== 0;
     this.segWHi[seg] = writable ? this.segHi[seg] : -1;
-    if (seg === CS) this.fetchPage = -1;
+    this.syncSegChk(seg);
+    if (seg === CS) this.dropFetch();
+  }
+
+  private syncSegChk(seg: number): void {
+    const k = seg << 2;
+    this.segChk[k] = this.segLo[seg];
+    this.segChk[k + 1] = this.segHi[seg];
+    this.segChk[k + 2] = this.segWHi[seg];
+    this.segChk[k + 3] = this.segBase[seg];
   }
 
   /** Marks a segment register unusable (a null selector loaded into DS/ES/FS/GS). */
@@ -243,21 +279,25 @@ export class Cpu {
     this.cpl = cpl;
     this.rdMask = cpl === 3 ? TLB_USER_READ : TLB_SUP_READ;
     this.wrMask = cpl === 3 ? TLB_USER_WRITE : TLB_SUP_WRITE;
-    this.fetchPage = -1;
+    this.dropFetch();
   }
 
   /** Linear address of seg:off for a read of `size` bytes, checking the segment. */
   segRead(seg: number, off: number, size: number): number {
+    const c = this.segChk;
+    const k = seg << 2;
     const o = off >>> 0;
-    if (o < this.segLo[seg] || o + size - 1 > this.segHi[seg]) this.segFault(seg);
-    return (this.segBase[seg] + off) | 0;
+    if (o < c[k] || o + size - 1 > c[k + 1]) this.segFault(seg);
+    return (c[k + 3] + off) | 0;
   }
 
   /** Linear address of seg:off for a write of `size` bytes, checking the segment. */
   segWrite(seg: number, off: number, size: number): number {
+    const c = this.segChk;
+    const k = seg << 2;
     const o = off >>> 0;
-    if (o < this.segLo[seg] || o + size - 1 > this.segWHi[seg]) this.segFault(seg);
-    return (this.segBase[seg] + off) | 0;
+    if (o < c[k] || o + size - 1 > c[k + 2]) this.segFault(seg);
+    return (c[k + 3] + off) | 0;
   }
 
   private segFault(seg: number): never {
@@ -299,7 +339,7 @@ export class Cpu {
     }
     this.tlbCount = 0;
     this.tlbLarge = false;
-    this.fetchPage = -1;
+    this.dropFetch();
   }
 
   invlpg(lin: number): void {
@@ -310,7 +350,7 @@ export class Cpu {
     } else {
       this.tlb[lin >>> 12] = 0;
     }
-    this.fetchPage = -1;
+    this.dropFetch();
   }
 
   setCr0(v: number): void {
@@ -444,11 +484,19 @@ export class Cpu {
     else this.mem32[p >> 2] = v;
   }
 
+  /**
+   * Forgets the fetch window: the next instruction is looked up from scratch (after a change
+   * of CS, CPL, paging or code).
+   */
+  dropFetch(): void {
+    this.fetchBlock = this.dc.emptyBlock;
+  }
+
   /** Drops decoded instructions of a frame the host or the guest wrote. */
   codeWritten(frame: number): void {
     this.dc.invalidateFrame(frame);
     this.codePage[frame] = 0;
-    this.fetchPage = -1;
+    this.dropFetch();
   }
 
   /** For the host: call after writing guest memory directly (not through phys/lin writes). */
@@ -653,6 +701,22 @@ export class Cpu {
 
   /** Effective address (offset in dc.seg[s]) of slot s's memory operand. */
   ea(s: number): number {
+    const dc = this.dc;
+    const m = dc.eam[s];
+    switch (m & 3) {
+      case EA_BASE:
+        return (dc.disp[s] + this.regs[(m >> 2) & 7]) | 0;
+      case EA_SIB:
+        return (dc.disp[s] + this.regs[(m >> 2) & 7] + (this.regs[(m >> 5) & 7] << (m >> 8))) | 0;
+      case EA_DISP:
+        return dc.disp[s];
+      default:
+        return this.eaSlow(s);
+    }
+  }
+
+  /** ea() for the 16-bit forms and an index without a base. */
+  private eaSlow(s: number): number {
     const dc = this.dc;
     let a = dc.disp[s];
     const b = dc.base[s];
@@ -872,6 +936,16 @@ export class Cpu {
     }
   }
 
+  /** SF xor OF: signed less-than after a cmp/sub (jl, jge, jle, jg, setl...). */
+  lt(): number {
+    if (this.lzOp === L_SUB) {
+      // res = a - b: SF ^ OF is exactly a < b as signed lzSize-bit numbers.
+      const sh = 32 - this.lzSize;
+      return this.lzA << sh < this.lzB << sh ? 1 : 0;
+    }
+    return this.sf() ^ this.of();
+  }
+
   /** The whole EFLAGS register. */
   getFlags(): number {
     if (this.lzOp !== L_NONE) {
@@ -893,6 +967,7 @@ export class Cpu {
   setFlags(v: number): void {
     this.flags = (v & 0x3f7fd5) | EFLAGS_FIXED;
     this.lzOp = L_NONE;
+    if (v & TF) this.armDebug();
   }
 
   /** Sets CF, keeping the other flags (materializes the lazy ones). */
@@ -952,10 +1027,10 @@ export class Cpu {
         r = this.pf();
         break;
       case 6:
-        r = this.sf() ^ this.of();
+        r = this.lt();
         break;
       default:
-        r = (this.sf() ^ this.of()) | this.zf();
+        r = this.lt() | this.zf();
         break;
     }
     return (r ^ (cc & 1)) !== 0;
@@ -969,11 +1044,17 @@ export class Cpu {
    */
   run(budget: number): Exit {
     this.exitReason = Exit.Budget;
-    this.runEnd = this.retired + budget;
+    const end = this.retired + budget;
+    this.runEnd = end;
     for (;;) {
       try {
-        this.loop();
-        return this.exitReason;
+        if (this.debugArmed()) this.loopDebug(end);
+        else this.loop();
+        // runEnd is 0 when a handler or the host asked to stop; lowered to the next
+        // instruction when debugging was armed inside the fast loop (armDebug).
+        if (this.exitReason !== Exit.Budget || this.runEnd === 0 || this.retired >= end)
+          return this.exitReason;
+        this.runEnd = end;
       } catch (e) {
         if (e !== CPU_FAULT) throw e;
         if (!this.fTrap) {
@@ -991,8 +1072,65 @@ export class Cpu {
           return Exit.Exception;
         }
         if (this.deliverFault() === Exit.TripleFault) return Exit.TripleFault;
-        if (this.retired >= this.runEnd) return this.exitReason;
+        if (this.runEnd === 0 || this.retired >= end) return this.exitReason;
+        this.runEnd = end;
       }
+    }
+  }
+
+  // ------------------------------------------------------------------ debug (single step, breakpoints)
+
+  /** Single-stepping (EFLAGS.TF) or an enabled DR0-DR3 breakpoint needs the debug loop. */
+  debugArmed(): boolean {
+    return (this.flags & TF) !== 0 || (this.dr[7] & DR7_ENABLES) !== 0;
+  }
+
+  /**
+   * Leaves the fast loop after the current instruction, so run() continues in the debug
+   * loop: called when TF is set or a breakpoint enabled while running.
+   */
+  armDebug(): void {
+    if (this.runEnd > this.retired + 1) this.runEnd = this.retired + 1;
+  }
+
+  /**
+   * One instruction at a time while debugArmed(): instruction breakpoints (DR7 L/G with
+   * R/W = 00) are faults before the instruction unless EFLAGS.RF is set; TF set at the start
+   * of an instruction gives a #DB trap after it (DR6.BS). RF, whose only job is to suppress
+   * the breakpoint, is cleared once an instruction has passed the check (outside this loop it
+   * is left alone). Data watchpoints are not modelled.
+   */
+  private loopDebug(end: number): void {
+    while (this.retired < end && this.debugArmed()) {
+      const flags = this.getFlags();
+      this.instrStart = this.eip;
+      this.savedEsp = this.regs[ESP];
+      if (flags & RF) this.flags &= ~RF;
+      else if (this.dr[7] & DR7_ENABLES) this.checkInstructionBreakpoints();
+      this.runEnd = this.retired + 1;
+      this.loop();
+      if (this.runEnd === 0 || this.exitReason !== Exit.Budget) return;
+      if (flags & TF) {
+        this.dr[6] |= DR6_BS;
+        // A trap: EIP stays after the instruction, which has already retired.
+        this.retired--;
+        this.trap(DB, -1, false);
+      }
+    }
+    this.runEnd = end;
+  }
+
+  private checkInstructionBreakpoints(): void {
+    const lin = (this.segBase[CS] + this.eip) | 0;
+    const dr7 = this.dr[7];
+    let hit = 0;
+    for (let i = 0; i < 4; i++) {
+      // Enabled (L or G), R/W = 00 (execute); LEN must be 00 for execution breakpoints.
+      if ((dr7 >>> (i * 2)) & 3 && ((dr7 >>> (16 + i * 4)) & 3) === 0 && this.dr[i] === lin) hit |= 1 << i;
+    }
+    if (hit !== 0) {
+      this.dr[6] = (this.dr[6] & ~0xf) | hit;
+      this.fault(DB, -1);
     }
   }
 
@@ -1049,28 +1187,284 @@ export class Cpu {
     return true;
   }
 
-  /** The hot loop: fetch the decoded instruction at CS:EIP, execute, retire. */
+  /**
+   * The hot loop: fetch the decoded instruction at CS:EIP, execute, retire. The hot handlers
+   * (ops/table.ts HOT_OPS) are called from a switch, one call site each, so V8 sees each
+   * site monomorphic and inlines the handler; the rest go through the HANDLERS table.
+   */
   private loop(): void {
     const dc = this.dc;
     const slots = dc.slotOf;
-    const ops = dc.op;
-    const lens = dc.len;
+    const h = HOT_FNS;
+    const handlers = HANDLERS;
+    const regs = this.regs;
+    const segBase = this.segBase;
     while (this.retired < this.runEnd) {
       const eip = this.eip;
-      const lin = (this.segBase[CS] + eip) | 0;
-      let slot = 0;
+      let e = 0;
       // Set before the fetch, so a fetch fault reports this instruction.
       this.instrStart = eip;
-      this.savedEsp = this.regs[ESP];
-      if ((lin & ~0xfff) === this.fetchPage) slot = slots[this.fetchBlock + (lin & 0xfff)];
-      if (slot === 0) slot = this.fetchSlot(lin);
-      this.eip = (eip + lens[slot]) | 0;
-      HANDLERS[ops[slot]](this, slot);
+      this.savedEsp = regs[ESP];
+      const off = (eip - this.fetchEip) >>> 0;
+      if (off < 0x1000) e = slots[this.fetchBlock + off];
+      if (e === 0) e = this.fetchSlot((segBase[CS] + eip) | 0);
+      // e packs slot, length and hot case (decode.ts SLOT_MASK).
+      const slot = e & SLOT_MASK;
+      this.eip = (eip + ((e >> 18) & 15)) | 0;
+      // One case per HOT_FNS entry (HOT_CASES of them).
+      switch (e >> 22) {
+        case 1:
+          h[1](this, slot);
+          break;
+        case 2:
+          h[2](this, slot);
+          break;
+        case 3:
+          h[3](this, slot);
+          break;
+        case 4:
+          h[4](this, slot);
+          break;
+        case 5:
+          h[5](this, slot);
+          break;
+        case 6:
+          h[6](this, slot);
+          break;
+        case 7:
+          h[7](this, slot);
+          break;
+        case 8:
+          h[8](this, slot);
+          break;
+        case 9:
+          h[9](this, slot);
+          break;
+        case 10:
+          h[10](this, slot);
+          break;
+        case 11:
+          h[11](this, slot);
+          break;
+        case 12:
+          h[12](this, slot);
+          break;
+        case 13:
+          h[13](this, slot);
+          break;
+        case 14:
+          h[14](this, slot);
+          break;
+        case 15:
+          h[15](this, slot);
+          break;
+        case 16:
+          h[16](this, slot);
+          break;
+        case 17:
+          h[17](this, slot);
+          break;
+        case 18:
+          h[18](this, slot);
+          break;
+        case 19:
+          h[19](this, slot);
+          break;
+        case 20:
+          h[20](this, slot);
+          break;
+        case 21:
+          h[21](this, slot);
+          break;
+        case 22:
+          h[22](this, slot);
+          break;
+        case 23:
+          h[23](this, slot);
+          break;
+        case 24:
+          h[24](this, slot);
+          break;
+        case 25:
+          h[25](this, slot);
+          break;
+        case 26:
+          h[26](this, slot);
+          break;
+        case 27:
+          h[27](this, slot);
+          break;
+        case 28:
+          h[28](this, slot);
+          break;
+        case 29:
+          h[29](this, slot);
+          break;
+        case 30:
+          h[30](this, slot);
+          break;
+        case 31:
+          h[31](this, slot);
+          break;
+        case 32:
+          h[32](this, slot);
+          break;
+        case 33:
+          h[33](this, slot);
+          break;
+        case 34:
+          h[34](this, slot);
+          break;
+        case 35:
+          h[35](this, slot);
+          break;
+        case 36:
+          h[36](this, slot);
+          break;
+        case 37:
+          h[37](this, slot);
+          break;
+        case 38:
+          h[38](this, slot);
+          break;
+        case 39:
+          h[39](this, slot);
+          break;
+        case 40:
+          h[40](this, slot);
+          break;
+        case 41:
+          h[41](this, slot);
+          break;
+        case 42:
+          h[42](this, slot);
+          break;
+        case 43:
+          h[43](this, slot);
+          break;
+        case 44:
+          h[44](this, slot);
+          break;
+        case 45:
+          h[45](this, slot);
+          break;
+        case 46:
+          h[46](this, slot);
+          break;
+        case 47:
+          h[47](this, slot);
+          break;
+        case 48:
+          h[48](this, slot);
+          break;
+        case 49:
+          h[49](this, slot);
+          break;
+        case 50:
+          h[50](this, slot);
+          break;
+        case 51:
+          h[51](this, slot);
+          break;
+        case 52:
+          h[52](this, slot);
+          break;
+        case 53:
+          h[53](this, slot);
+          break;
+        case 54:
+          h[54](this, slot);
+          break;
+        case 55:
+          h[55](this, slot);
+          break;
+        case 56:
+          h[56](this, slot);
+          break;
+        case 57:
+          h[57](this, slot);
+          break;
+        case 58:
+          h[58](this, slot);
+          break;
+        case 59:
+          h[59](this, slot);
+          break;
+        case 60:
+          h[60](this, slot);
+          break;
+        case 61:
+          h[61](this, slot);
+          break;
+        case 62:
+          h[62](this, slot);
+          break;
+        case 63:
+          h[63](this, slot);
+          break;
+        case 64:
+          h[64](this, slot);
+          break;
+        case 65:
+          h[65](this, slot);
+          break;
+        case 66:
+          h[66](this, slot);
+          break;
+        case 67:
+          h[67](this, slot);
+          break;
+        case 68:
+          h[68](this, slot);
+          break;
+        case 69:
+          h[69](this, slot);
+          break;
+        case 70:
+          h[70](this, slot);
+          break;
+        case 71:
+          h[71](this, slot);
+          break;
+        case 72:
+          h[72](this, slot);
+          break;
+        case 73:
+          h[73](this, slot);
+          break;
+        case 74:
+          h[74](this, slot);
+          break;
+        case 75:
+          h[75](this, slot);
+          break;
+        case 76:
+          h[76](this, slot);
+          break;
+        case 77:
+          h[77](this, slot);
+          break;
+        case 78:
+          h[78](this, slot);
+          break;
+        case 79:
+          h[79](this, slot);
+          break;
+        case 80:
+          h[80](this, slot);
+          break;
+        default:
+          handlers[dc.op[slot]](this, slot);
+          break;
+      }
       this.retired++;
     }
   }
 
-  /** Finds or decodes the instruction at linear address lin (CS:EIP). */
+  /**
+   * Finds or decodes the instruction at linear address lin (CS:EIP); returns its slotOf entry
+   * (slot, length and hot case packed, see decode.ts SLOT_MASK).
+   */
   private fetchSlot(lin: number): number {
     if (this.eip >>> 0 > this.segHi[CS]) this.fault(GP, 0);
     const phys = this.physFor(lin, false);
@@ -1081,19 +1475,21 @@ export class Cpu {
       block = this.dc.allocBlock(frame);
       this.codePage[frame] = 1;
     }
-    this.fetchPage = lin & ~0xfff;
+    this.fetchEip = (this.eip - (lin & 0xfff)) | 0;
     this.fetchBlock = block;
-    let slot = this.dc.slotOf[block + (phys & 0xfff)];
-    if (slot === 0) {
-      slot = decodeInto(this, lin);
+    let e = this.dc.slotOf[block + (phys & 0xfff)];
+    if (e === 0) {
+      const slot = decodeInto(this, lin);
+      const dc = this.dc;
+      e = slot | (dc.len[slot] << 18) | (hotCase(dc.op[slot], dc.modrm[slot]) << 22);
       // An instruction crossing into the next page is decoded afresh every time.
-      if ((lin & 0xfff) + this.dc.len[slot] <= 0x1000 && this.dc.blockOf(frame) === block) {
-        this.dc.slotOf[block + (phys & 0xfff)] = slot;
+      if ((lin & 0xfff) + dc.len[slot] <= 0x1000 && dc.blockOf(frame) === block) {
+        dc.slotOf[block + (phys & 0xfff)] = e;
       } else {
-        this.fetchPage = -1;
+        this.dropFetch();
       }
     }
-    return slot;
+    return e;
   }
 
   /** Fetch a code byte during decode: CS limit and execute permission checked. */

@@ -21,6 +21,12 @@ export const P_A16 = 8; // 67
 export const P_O16 = 16; // 66
 export const P_SEG = 32; // a segment override was given
 
+// Effective-address kinds in DecodeCache.eam.
+export const EA_DISP = 0;
+export const EA_BASE = 1;
+export const EA_SIB = 2;
+export const EA_SLOW = 3;
+
 /** Handler id for an opcode in the one-byte (map 0) or 0F (map 1) table. */
 export function opId(map: number, opcode: number, sub: number, o16: boolean): number {
   return ((o16 ? 1 : 0) << 12) | (map << 11) | (opcode << 3) | sub;
@@ -126,6 +132,9 @@ for (const op of [0xab, 0xb3, 0xbb, 0xb0, 0xb1, 0xc0, 0xc1]) LOCKABLE[0x100 | op
 LOCKABLE[0x1ba] = 0xe0; // bts, btr, btc
 LOCKABLE[0x1c7] = 0x02; // cmpxchg8b
 
+/** The slot bits of a DecodeCache.slotOf entry (the length is at bit 18, the hot case at 22). */
+export const SLOT_MASK = (1 << 18) - 1;
+
 /** The decoded-instruction cache: slots plus a block per physical frame. */
 export class DecodeCache {
   // One entry per decoded instruction (slot 0 is never used).
@@ -140,6 +149,12 @@ export class DecodeCache {
   readonly index: Int8Array;
   readonly scale: Uint8Array;
   readonly disp: Int32Array;
+  /**
+   * The effective-address form, so cpu.ea needs one load besides disp: bits 0-1 the kind
+   * (EA_DISP disp only, EA_BASE base+disp, EA_SIB base+index*scale+disp, EA_SLOW anything else:
+   * 16-bit forms, index without base), bits 2-4 base, bits 5-7 index, bits 8-9 scale.
+   */
+  readonly eam: Uint16Array;
   /** First immediate (sign-extended imm8 for most opcodes; see decodeInto), second immediate. */
   readonly imm: Int32Array;
   readonly imm2: Int32Array;
@@ -148,13 +163,20 @@ export class DecodeCache {
 
   /** Block offset (block number << 12) of each physical frame, or -1. */
   private readonly frameBlock: Int32Array;
-  /** Per block: the slot of the instruction starting at each byte offset, or 0. */
+  /**
+   * Per block: the instruction starting at each byte offset, or 0. An entry packs what the
+   * run loop needs with a single load: the slot (bits 0-17), the length (bits 18-21) and the
+   * CPU's hot-switch case (bits 22-28); see SLOT_MASK.
+   */
   readonly slotOf: Int32Array;
+  /** The offset of a block that is never given to a frame: every lookup in it misses. */
+  readonly emptyBlock: number;
   private readonly blockFrame: Int32Array;
   private readonly freeBlocks: Int32Array;
   private freeCount: number;
 
-  constructor(frames: number, slots = 1 << 18) {
+  constructor(frames: number, slots = SLOT_MASK + 1) {
+    if (slots > SLOT_MASK + 1) throw new Error("DecodeCache: slot numbers must fit SLOT_MASK");
     this.slotCount = slots;
     this.op = new Uint16Array(slots);
     this.len = new Uint8Array(slots);
@@ -165,11 +187,14 @@ export class DecodeCache {
     this.index = new Int8Array(slots);
     this.scale = new Uint8Array(slots);
     this.disp = new Int32Array(slots);
+    this.eam = new Uint16Array(slots);
     this.imm = new Int32Array(slots);
     this.imm2 = new Int32Array(slots);
     const blocks = Math.max(16, Math.min(frames, 1024));
     this.frameBlock = new Int32Array(frames).fill(-1);
-    this.slotOf = new Int32Array(blocks << 12);
+    // One block more than frames can use: EMPTY, always all zeros (see emptyBlock).
+    this.slotOf = new Int32Array((blocks + 1) << 12);
+    this.emptyBlock = blocks << 12;
     this.blockFrame = new Int32Array(blocks).fill(-1);
     this.freeBlocks = new Int32Array(blocks);
     for (let i = 0; i < blocks; i++) this.freeBlocks[i] = blocks - 1 - i;
@@ -341,6 +366,8 @@ export function decodeInto(cpu: Cpu, lin: number): number {
   dc.index[s] = index;
   dc.scale[s] = scale;
   dc.disp[s] = disp;
+  const kind = a16 ? EA_SLOW : base < 0 ? (index < 0 ? EA_DISP : EA_SLOW) : index < 0 ? EA_BASE : EA_SIB;
+  dc.eam[s] = kind | ((base & 7) << 2) | ((index & 7) << 5) | (scale << 8);
   dc.imm[s] = imm;
   dc.imm2[s] = imm2;
   return s;

@@ -371,6 +371,25 @@ export class Fpu {
     this.noStore = false;
   }
 
+  /** Copies the whole x87 state of another unit (a host switching contexts). */
+  copyFrom(o: Fpu): void {
+    this.regs.set(o.regs);
+    this.empty.set(o.empty);
+    this.rawOk.set(o.rawOk);
+    this.rawSe.set(o.rawSe);
+    this.rawHi.set(o.rawHi);
+    this.rawLo.set(o.rawLo);
+    this.top = o.top;
+    this.sw = o.sw;
+    this.cw = o.cw;
+    this.fip = o.fip;
+    this.fcs = o.fcs;
+    this.fop = o.fop;
+    this.fdp = o.fdp;
+    this.fds = o.fds;
+    this.noStore = o.noStore;
+  }
+
   statusWord(): number {
     return (this.sw & ~FSW_TOP) | (this.top << 11);
   }

@@ -42,6 +42,30 @@ export class MachineMemory {
     return f;
   }
 
+  /**
+   * Takes `count` free frames with consecutive numbers (the lowest such run), or returns -1.
+   * For multi-page extents (Xen's alloc_domheap_pages with order > 0).
+   */
+  allocContiguous(count: number): number {
+    if (count === 1) return this.allocFrame();
+    let run = 0;
+    for (let f = 0; f < this.nrFrames; f++) {
+      run = this.isFree[f] ? run + 1 : 0;
+      if (run === count) {
+        const first = f - count + 1;
+        let w = 0;
+        for (let i = 0; i < this.freeCount; i++) {
+          const g = this.free[i];
+          if (g < first || g > f) this.free[w++] = g;
+        }
+        this.freeCount = w;
+        for (let g = first; g <= f; g++) this.isFree[g] = 0;
+        return first;
+      }
+    }
+    return -1;
+  }
+
   /** Returns a frame to the heap. Freeing a free or out-of-range frame is a bug in the caller. */
   freeFrame(frame: number): void {
     if (frame < 0 || frame >= this.nrFrames || this.isFree[frame]) {

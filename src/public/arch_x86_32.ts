@@ -92,6 +92,10 @@ export const HYPERCALL_FROM_RING3_GP_ERROR = 0x412;
 export const TI_DPL_MASK = 3;
 /** trap_info_t.flags bit 2: mask events (set upcall_mask) on delivery. */
 export const TI_IF = 4;
+/** set_fast_trap (MAR): the vectors that may become a fast trap gate. semantics.md §4.10 */
+export const FAST_TRAP_VECTOR_INT80 = 0x80;
+export const FAST_TRAP_VECTORS_FIRST = 0x20;
+export const FAST_TRAP_VECTORS_LAST = 0x2f;
 
 // ---------------------------------------------------------------------------------------------
 // GDT and selectors (abi.md §3.2, §3.3)
@@ -110,6 +114,8 @@ export const NR_RESERVED_GDT_ENTRIES_MAR = 40;
 export const LAST_RESERVED_GDT_ENTRY_MAR = 295;
 /** MAR set_gdt: entries must exceed LAST_RESERVED and not exceed this. */
 export const MAX_GDT_ENTRIES_MAR = 8192;
+/** MAR: GDT entry holding CPU n's LDT descriptor is this + 2n (Xen writes it on LDT loads). */
+export const LDT_GDT_ENTRY_MAR = 265;
 
 /** JUL: Xen reserves GDT page 14 (entries 7168..7679); guests may have <= 7168 entries. */
 export const FIRST_RESERVED_GDT_PAGE_JUL = 14;

@@ -8,7 +8,6 @@
  * guest out of Xen's area (abi.md §3.1), and checkDescriptor is what bounds them.
  */
 import { LDTR } from "../cpu/regs.js";
-import { EFAULT, EINVAL, EPERM } from "../public/errno.js";
 import {
   _PAGE_ACCESSED,
   _PAGE_DIRTY,
@@ -32,13 +31,16 @@ import {
   PERDOMAIN_LDT_OFFSET,
   PERDOMAIN_VCPU_SHIFT,
   PERDOMAIN_VIRT_START,
+  SELECTOR_TI,
   TI_IF,
 } from "../public/arch_x86_32.js";
+import { EFAULT, EINVAL, EPERM } from "../public/errno.js";
 import { validCodeSel } from "./callbacks.js";
 import { xenGdtEntries } from "./descriptors.js";
 import type { Vcpu } from "./domain.js";
 import { PGT_gdt_page, PGT_ldt_page, PGT_type_mask, PGT_writable_page } from "./frame_table.js";
 import type { Hypervisor } from "./hypervisor.js";
+import { DOP_FLUSH_TLB, DOP_RELOAD_LDT } from "./mmu.js";
 
 // Descriptor high-word fields (Intel SDM vol. 3 §3.4.5).
 const SEG_P = 0x8000;
@@ -80,7 +82,7 @@ export function checkDescriptor(d: Descriptor): boolean {
   if ((b & SEG_DPL) === 0) return false;
   if ((b & SEG_S) === 0) {
     // System descriptors: only call gates into a selector the guest may use.
-    if (((b & SEG_TYPE) >>> 8) !== DESC_TYPE_CALL_GATE) return false;
+    if ((b & SEG_TYPE) >>> 8 !== DESC_TYPE_CALL_GATE) return false;
     if (!validCodeSel(a >>> 16)) return false;
     return (b & GATE_RESERVED) === 0;
   }
@@ -158,7 +160,7 @@ export function doSetGdt(hv: Hypervisor, v: Vcpu, frameList: number, entries: nu
   const dv = new DataView(raw.buffer);
   const frames: number[] = [];
   for (let i = 0; i < nrPages; i++) frames.push(dv.getUint32(i * 4, true));
-  const rc = setGdt(hv, v, frames, entries);
+  const rc = setGdt(hv, v, frames);
   if (rc === 0) {
     hv.cpu.flushTlb();
     hv.cpu.gdtrBase = gdtVirtStart(v);
@@ -167,7 +169,7 @@ export function doSetGdt(hv: Hypervisor, v: Vcpu, frameList: number, entries: nu
   return rc;
 }
 
-function setGdt(hv: Hypervisor, v: Vcpu, frames: number[], entries: number): number {
+function setGdt(hv: Hypervisor, v: Vcpu, frames: number[]): number {
   const d = v.domain.id;
   const mm = hv.mm;
   const maxPage = hv.frames.nrFrames;
@@ -196,8 +198,8 @@ function setGdt(hv: Hypervisor, v: Vcpu, frames: number[], entries: number): num
     hv.write32(f0 * PAGE_SIZE + index * GDT_ENTRY_SIZE + 4, hi);
   }
   destroyGdt(hv, v);
-  for (let i = 0; i < frames.length; i++) hv.write32(perdomainPte(v, i), frames[i] * PAGE_SIZE + PAGE_HYPERVISOR);
-  void entries;
+  for (let i = 0; i < frames.length; i++)
+    hv.write32(perdomainPte(v, i), frames[i] * PAGE_SIZE + PAGE_HYPERVISOR);
   // The LDT descriptor lives in the GDT's frame 0 (Xen rewrites it on each LDT load).
   if (v.ldtEnts !== 0) writeLdtDescriptor(hv, v);
   return 0;
@@ -275,8 +277,9 @@ export function setLdt(hv: Hypervisor, v: Vcpu, ptr: number, ents: number): bool
   v.ldtBase = ptr;
   v.ldtEnts = ents;
   loadLdt(hv, v);
-  // Xen pre-maps page 0 at the end of the batch; a failure there is silent.
-  if (ents !== 0) mapLdtShadowPage(hv, v, 0);
+  // Page 0 is pre-mapped at the end of the batch (a failure there is silent).
+  hv.deferredOps &= ~DOP_FLUSH_TLB;
+  if (ents !== 0) hv.deferredOps |= DOP_RELOAD_LDT;
   return true;
 }
 
@@ -288,7 +291,13 @@ function loadLdt(hv: Hypervisor, v: Vcpu): void {
     return;
   }
   writeLdtDescriptor(hv, v);
-  cpu.loadSegmentCache(LDTR, LDT_GDT_ENTRY_MAR << 3, ldtVirtStart(v), v.ldtEnts * GDT_ENTRY_SIZE - 1, LDT_DESC_ACCESS);
+  cpu.loadSegmentCache(
+    LDTR,
+    LDT_GDT_ENTRY_MAR << 3,
+    ldtVirtStart(v),
+    v.ldtEnts * GDT_ENTRY_SIZE - 1,
+    LDT_DESC_ACCESS,
+  );
 }
 
 function writeLdtDescriptor(hv: Hypervisor, v: Vcpu): void {
@@ -298,7 +307,10 @@ function writeLdtDescriptor(hv: Hypervisor, v: Vcpu): void {
   const limit = v.ldtEnts * GDT_ENTRY_SIZE - 1;
   const ma = f0 * PAGE_SIZE + LDT_GDT_ENTRY_MAR * GDT_ENTRY_SIZE;
   hv.write32(ma, ((base << 16) | (limit & 0xffff)) >>> 0);
-  hv.write32(ma + 4, ((base & 0xff000000) | (LDT_DESC_ACCESS << 8) | (limit & 0xf0000) | ((base >>> 16) & 0xff)) >>> 0);
+  hv.write32(
+    ma + 4,
+    ((base & 0xff000000) | (LDT_DESC_ACCESS << 8) | (limit & 0xf0000) | ((base >>> 16) & 0xff)) >>> 0,
+  );
 }
 
 /**
@@ -307,6 +319,8 @@ function writeLdtDescriptor(hv: Hypervisor, v: Vcpu): void {
  * on a type change). False when the guest PTE is not present or the frame cannot be an LDT.
  */
 export function mapLdtShadowPage(hv: Hypervisor, v: Vcpu, page: number): boolean {
+  // Only pages the LDT covers (a deferred pre-map may come after SET_LDT to an empty LDT).
+  if (page * GDT_ENTRIES_PER_PAGE >= v.ldtEnts) return false;
   const va = (v.ldtBase + page * PAGE_SIZE) >>> 0;
   const pde = hv.read32(v.baseMfn * PAGE_SIZE + (va >>> 22) * 4);
   if ((pde & _PAGE_PRESENT) === 0) return false;
@@ -324,6 +338,16 @@ export function mapLdtShadowPage(hv: Hypervisor, v: Vcpu, page: number): boolean
   return true;
 }
 
+/**
+ * Xen loads guest selectors (bounce CS and SS) through its own mappings, where an LDT page not
+ * yet shadowed faults into Xen and is fixed up like a guest fault: shadow it first.
+ */
+export function shadowLdtForSelector(hv: Hypervisor, v: Vcpu, sel: number): void {
+  const off = sel & 0xfff8;
+  if ((sel & SELECTOR_TI) === 0 || off >= v.ldtEnts * GDT_ENTRY_SIZE) return;
+  mapLdtShadowPage(hv, v, off >>> 12);
+}
+
 /** invalidate_shadow_ldt: unmap every shadow-LDT page and drop its references. */
 export function invalidateShadowLdt(hv: Hypervisor, v: Vcpu): void {
   if (v.shadowLdtMapCount === 0) return;
@@ -335,7 +359,10 @@ export function invalidateShadowLdt(hv: Hypervisor, v: Vcpu): void {
     hv.write32(ma, 0);
     hv.mm.putPageAndType(pte >>> 12);
   }
+  // Xen defers the flush to the end of the batch (and SET_LDT cancels it); the freed frames
+  // must not stay reachable through our TLB, so flush now. Page 0 is mapped again then.
   hv.cpu.flushTlb();
+  hv.deferredOps |= DOP_RELOAD_LDT;
 }
 
 /**
@@ -352,7 +379,6 @@ export function handleLdtFault(hv: Hypervisor, v: Vcpu): boolean {
   const off = addr - start;
   if (mapLdtShadowPage(hv, v, off >>> 12)) return true;
   cpu.exitCr2 = (v.ldtBase + off) | 0;
-  cpu.cr2 = cpu.exitCr2;
   return false;
 }
 
@@ -368,7 +394,8 @@ export function doSetFastTrap(v: Vcpu, idx: number): number {
     v.fastTrap = 0;
     return 0;
   }
-  if (idx !== FAST_TRAP_VECTOR_INT80 && (idx < FAST_TRAP_VECTORS_FIRST || idx > FAST_TRAP_VECTORS_LAST)) return -EPERM;
+  if (idx !== FAST_TRAP_VECTOR_INT80 && (idx < FAST_TRAP_VECTORS_FIRST || idx > FAST_TRAP_VECTORS_LAST))
+    return -EPERM;
   if (v.trapFlags[idx] & TI_IF) return -EPERM;
   v.fastTrap = idx;
   return 0;

@@ -2,8 +2,10 @@
  * Domains and virtual CPUs: what the hypervisor keeps for each (semantics.md §8.1), apart
  * from the memory rules (mm.ts) and the event-channel table (event_channel.ts).
  */
+import { NR_PIRQS } from "../public/event_channel.js";
 import { NR_VIRQS } from "../public/xen.js";
 import type { CpuContext } from "../cpu/context.js";
+import { type BvtParams, defaultBvtParams } from "./sched_policy.js";
 import { type EventChannels, newEventChannels } from "./event_channel.js";
 
 /** Why a domain stopped running for good. */
@@ -30,8 +32,17 @@ export class Vcpu {
   guestCr2 = 0;
   guestTs = false;
   readonly debugreg = new Uint32Array(8);
+  /** Virtual IOPL (from the initial context's EFLAGS.IOPL), for emulated port I/O and cli/sti. */
+  iopl = 0;
+  /** The guest's own I/O bitmap (physdev SET_IOBITMAP): guest VA and port limit, 0 when none. */
+  iobmp = 0;
+  iobmpLimit = 0;
   /** Fast trap vector (set_fast_trap), 0 when none. */
   fastTrap = 0;
+  /** The guest's LDT (MMUEXT_SET_LDT): linear base and entries; pages shadowed so far. */
+  ldtBase = 0;
+  ldtEnts = 0;
+  shadowLdtMapCount = 0;
   /** One-shot timer deadline in ns of system time, or -1. */
   timerDeadline = -1;
   blocked = false;
@@ -43,6 +54,12 @@ export class Vcpu {
   context: CpuContext | null = null;
   /** Virtual time consumed, in ns. */
   cpuTimeNs = 0;
+  /** The physical CPU this vcpu runs on. */
+  processor = 0;
+  /** BVT actual and effective virtual time; the tick count when it last stopped running. */
+  avt = 0;
+  evt = 0;
+  sleepTick = 0;
 
   constructor(
     readonly domain: Domain,
@@ -60,10 +77,20 @@ export class Domain {
   /** GDT frame Xen gives a domain that never calls set_gdt (its reserved entries only). */
   defaultGdtMfn = -1;
   vmAssist = 0;
+  /** I/O ports dom0 granted (Xen's iobmp_mask, a clear bit allows the port); null: none. */
+  iobmpMask: Uint8Array | null = null;
   state = DomainState.Running;
   shutdownCode = 0;
   paused = true;
   readonly evtchn: EventChannels = newEventChannels();
+  /** DF_PHYSDEV: may bind physical IRQs and use the PCI physdev ops (privileged domains always). */
+  physdevCapable = false;
+  /** Port bound to each physical IRQ (bind_pirq), 0 when none. semantics.md §5.5 */
+  readonly pirqToEvtchn = new Int32Array(NR_PIRQS);
+  /** Per physical IRQ: delivered and not yet unmask-notified (Xen's pirq_mask). */
+  readonly pirqMask = new Uint8Array(NR_PIRQS);
+  /** BVT parameters (DOM0_ADJUSTDOM). */
+  readonly bvt: BvtParams = defaultBvtParams();
   /** Console bytes written by this domain (console_io), kept for the toolstack. */
   readonly consoleOut: number[] = [];
 
@@ -73,6 +100,7 @@ export class Domain {
     readonly privileged: boolean,
   ) {
     this.vcpus.push(new Vcpu(this, 0));
+    this.physdevCapable = privileged;
   }
 
   get totPages(): number {

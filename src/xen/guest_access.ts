@@ -23,13 +23,20 @@ export function arrayAccessOk(va: number, count: number, size: number): boolean 
  * accessed/dirty bits as the hardware walk would.
  */
 export class GuestMemory {
+  /**
+   * Called when an L2 entry on the way is not present; returns true if it repaired the entry
+   * (the writable-page-table code reconnecting an unhooked L1), and the walk is retried.
+   */
+  pdeFixup: ((va: number) => boolean) | null = null;
+
   constructor(private readonly cpu: Cpu) {}
 
   /** Machine address of va, or -1 when not mapped (or not writable when write is set). */
   translate(va: number, write: boolean): number {
     const cpu = this.cpu;
     const pdeMa = (cpu.cr3 & ~0xfff) | ((va >>> 20) & 0xffc);
-    const pde = cpu.physRead32(pdeMa);
+    let pde = cpu.physRead32(pdeMa);
+    if ((pde & _PAGE_PRESENT) === 0 && this.pdeFixup?.(va)) pde = cpu.physRead32(pdeMa);
     if ((pde & _PAGE_PRESENT) === 0 || (write && (pde & _PAGE_RW) === 0)) return -1;
     const pteMa = (pde & ~0xfff) | ((va >>> 10) & 0xffc);
     const pte = cpu.physRead32(pteMa);

@@ -7,10 +7,13 @@ import { EFAULT, EINVAL, ENOSYS } from "../public/errno.js";
 import { HypercallMar, MULTICALL_ARGS_PASSED, MulticallEntryMar, NR_HYPERCALLS } from "../public/xen.js";
 import { doSetCallbacks, doFpuTaskswitch, doGetDebugreg, doSetDebugreg, doSetTrapTable, doStackSwitch } from "./callbacks.js";
 import { doConsoleIo } from "./console.js";
+import { doSetFastTrap, doSetGdt, doUpdateDescriptor } from "./descriptor_tables.js";
 import type { Vcpu } from "./domain.js";
 import { doEventChannelOp } from "./event_channel.js";
+import { doPhysdevOp } from "./physdev.js";
 import type { Hypervisor } from "./hypervisor.js";
-import { doMmuUpdate, doUpdateVaMapping } from "./mmu.js";
+import { doDomMemOp } from "./dom_mem_op.js";
+import { doMmuUpdate, doUpdateVaMapping, doUpdateVaMappingOtherdomain } from "./mmu.js";
 import { doSchedOp, doSetTimerOp } from "./schedule.js";
 import { doVmAssist, doXenVersion } from "./version.js";
 import { arrayAccessOk } from "./guest_access.js";
@@ -34,9 +37,16 @@ HYPERCALLS[HypercallMar.multicall] = (hv, v, a1, a2) => doMulticall(hv, v, a1, a
 HYPERCALLS[HypercallMar.update_va_mapping] = (hv, v, a1, a2, a3) => doUpdateVaMapping(hv, v, a1, a2, a3);
 HYPERCALLS[HypercallMar.set_timer_op] = (hv, v, a1, a2) => doSetTimerOp(hv, v, a1, a2);
 HYPERCALLS[HypercallMar.event_channel_op] = (hv, v, a1) => doEventChannelOp(hv, v, a1);
+HYPERCALLS[HypercallMar.physdev_op] = (hv, v, a1) => doPhysdevOp(hv, v, a1);
 HYPERCALLS[HypercallMar.xen_version] = (_hv, _v, a1) => doXenVersion(a1);
 HYPERCALLS[HypercallMar.console_io] = (hv, v, a1, a2, a3) => doConsoleIo(hv, v, a1, a2, a3);
 HYPERCALLS[HypercallMar.vm_assist] = (_hv, v, a1, a2) => doVmAssist(v, a1, a2);
+HYPERCALLS[HypercallMar.dom_mem_op] = (hv, v, a1, a2, a3, a4, a5) => doDomMemOp(hv, v, a1, a2, a3, a4, a5);
+HYPERCALLS[HypercallMar.update_va_mapping_otherdomain] = (hv, v, a1, a2, a3, a4) =>
+  doUpdateVaMappingOtherdomain(hv, v, a1, a2, a3, a4);
+HYPERCALLS[HypercallMar.set_gdt] = (hv, v, a1, a2) => doSetGdt(hv, v, a1, a2);
+HYPERCALLS[HypercallMar.update_descriptor] = (hv, v, a1, a2, a3) => doUpdateDescriptor(hv, v, a1, a2, a3);
+HYPERCALLS[HypercallMar.set_fast_trap] = (_hv, v, a1) => doSetFastTrap(v, a1);
 
 /** Executes the hypercall in the vcpu's registers (EIP already after int $0x82). */
 export function doHypercall(hv: Hypervisor, v: Vcpu): void {
@@ -46,6 +56,7 @@ export function doHypercall(hv: Hypervisor, v: Vcpu): void {
   const rc = HYPERCALLS[nr](hv, v, r[EBX] >>> 0, r[ECX] >>> 0, r[EDX] >>> 0, r[ESI] >>> 0, r[EDI] >>> 0);
   // A handler that descheduled or crashed the domain still leaves its result in EAX.
   r[EAX] = rc;
+  hv.afterHypercall?.(v, nr);
 }
 
 let inMulticall = false;

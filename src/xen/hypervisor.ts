@@ -7,6 +7,7 @@ import { CpuContext } from "../cpu/context.js";
 import { Cpu, CPU_FAULT } from "../cpu/cpu.js";
 import { CR0_ET, CR0_NE, CR0_PE, CR0_PG, CR0_WP, CS, DS, ES, Exit, FS, GS, SS } from "../cpu/regs.js";
 import { VirtualClock } from "../machine/clock.js";
+import { IrqController } from "../machine/irq.js";
 import { MachineMemory } from "../machine/memory.js";
 import {
   _PAGE_ACCESSED,
@@ -20,14 +21,19 @@ import {
   PERDOMAIN_VIRT_START,
   SelectorsMar,
 } from "../public/arch_x86_32.js";
-import { DomId, HZ, VirqMar } from "../public/xen.js";
+import { DomId, VirqMar } from "../public/xen.js";
+import { invalidateShadowLdt, validateDescriptorPage } from "./descriptor_tables.js";
 import { decodeDescriptor, xenGdtEntries } from "./descriptors.js";
 import { Domain, DomainState, type Vcpu } from "./domain.js";
+import { emulatePrivilegedOp } from "./emulate.js";
 import { sendGuestVirq } from "./event_channel.js";
+import { GuestIrqs, nextMachineInterruptNs, serviceMachineInterrupts } from "./irq.js";
 import { FrameTable, PGT_gdt_page, PGT_l2_page_table, PGT_validated, PGT_writable_page } from "./frame_table.js";
 import { GuestMemory } from "./guest_access.js";
 import { Mm, type MmHost } from "./mm.js";
-import { updateDomainTime } from "./schedule.js";
+import { PtwrInfo, ptwrFlushAll } from "./ptwr.js";
+import { makePolicy } from "./sched_policy.js";
+import { Scheduler } from "./scheduler.js";
 import { deliverEvents, handleException } from "./traps.js";
 
 export interface HypervisorOptions {
@@ -39,6 +45,10 @@ export interface HypervisorOptions {
   onConsole?: (domain: Domain, bytes: Uint8Array) => void;
   /** Hypervisor messages (what Xen would printk). */
   onLog?: (message: string) => void;
+  /** Scheduling policy chosen at boot: "bvt" (Xen's) or "rrobin". */
+  scheduler?: string;
+  /** Physical CPUs (simulated, interleaved deterministically). */
+  cpus?: number;
 }
 
 /** Why run() returned. */
@@ -48,8 +58,8 @@ export type RunResult =
   | { kind: "time-limit" }
   | { kind: "idle"; why: string };
 
-/** Cycles between periodic ticks (HZ = 100). */
-const TICK_NS = 1e9 / HZ;
+/** Virtual cycles charged for each exit into the hypervisor (about 1 µs at 100 MHz). */
+const EXIT_COST_CYCLES = 100;
 /** Most instructions run between two looks at the timers when nothing else is due. */
 const MAX_SLICE = 1 << 20;
 
@@ -65,16 +75,26 @@ export class Hypervisor implements MmHost {
   /** Added to system time to form the wall clock (DOM0_SETTIME). */
   wallClockOffsetUs = 0;
   trace: ((v: Vcpu, hypercall: number) => void) | null = null;
+  /** Called after every hypercall from a guest (tests run the invariant checker here). */
+  afterHypercall: ((v: Vcpu, hypercall: number) => void) | null = null;
+  /** Xen's per-CPU deferred_ops (mmu.ts DOP_*), run at the end of mmu_update/update_va_mapping. */
+  deferredOps = 0;
+  /** Writable page-table state of the one physical CPU (semantics.md §2). */
+  readonly ptwr = new PtwrInfo();
+  /** The machine's physical interrupt lines (and NMI sources). */
+  readonly irq = new IrqController();
+  /** Which domains each physical IRQ is bound to (bind_pirq, semantics.md §5.5). */
+  readonly guestIrqs = new GuestIrqs();
   private readonly m2pFrames: number[] = [];
   private readonly m2pL1: number;
   private nextDomid = 1;
-  private nextTickCycles: number;
-  private lastTickCycles = 0;
+  readonly sched: Scheduler;
+  /** cpu.retired when the current physical CPU's clock was last brought up to date. */
+  private retiredBase = 0;
   private result: RunResult | null = null;
   private readonly consoleIn: number[] = [];
   private readonly onConsole: (domain: Domain, bytes: Uint8Array) => void;
   private readonly onLog: (message: string) => void;
-  private rrCursor = 0;
 
   constructor(opts: HypervisorOptions = {}) {
     // Frames 0..0x100 are I/O space, as on a PC (semantics.md §1.2): never allocated.
@@ -86,7 +106,7 @@ export class Hypervisor implements MmHost {
     this.guest = new GuestMemory(this.cpu);
     this.onConsole = opts.onConsole ?? (() => {});
     this.onLog = opts.onLog ?? (() => {});
-    this.nextTickCycles = this.clock.cyclesAt(TICK_NS);
+    this.sched = new Scheduler(this, makePolicy(opts.scheduler ?? "bvt"), opts.cpus ?? 1);
     this.cpu.readTsc = () => BigInt(this.nowCycles());
     this.m2pL1 = this.setUpM2p();
   }
@@ -121,6 +141,15 @@ export class Hypervisor implements MmHost {
 
   flushTlbs(): void {
     this.cpu.flushTlb();
+  }
+
+  checkDescriptorPage(mfn: number): boolean {
+    return validateDescriptorPage(this, mfn);
+  }
+
+  invalidateShadowLdt(domid: number): void {
+    const d = this.domains.get(domid);
+    if (d) invalidateShadowLdt(this, d.vcpus[0]);
   }
 
   // ------------------------------------------------------------------ machine set-up
@@ -242,7 +271,7 @@ export class Hypervisor implements MmHost {
     ctx.segAttr[6] = 0;
     ctx.segAttr[7] = 0x8b;
     v.context = ctx;
-    d.paused = false;
+    this.unpauseDomain(d);
   }
 
   /** SCHEDOP_shutdown for a domU: it never runs again; dom0 hears of it (VIRQ_DOM_EXC). */
@@ -250,6 +279,7 @@ export class Hypervisor implements MmHost {
     if (d.state !== DomainState.Running) return;
     d.state = crashed ? DomainState.Crashed : DomainState.Shutdown;
     d.shutdownCode = reason;
+    for (const v of d.vcpus) this.sched.sleep(v);
     this.notifyDom0(VirqMar.DOM_EXC);
     this.result ??= crashed
       ? { kind: "crashed", domain: d, why: "the guest reported a crash (SCHEDOP_shutdown, reason crash)" }
@@ -261,6 +291,7 @@ export class Hypervisor implements MmHost {
     if (d.state !== DomainState.Running) return;
     this.onLog(`domain ${d.id} (${d.name}) crashed: ${why}`);
     d.state = DomainState.Crashed;
+    for (const v of d.vcpus) this.sched.sleep(v);
     this.notifyDom0(VirqMar.DOM_EXC);
     this.result ??= { kind: "crashed", domain: d, why };
   }
@@ -279,7 +310,10 @@ export class Hypervisor implements MmHost {
 
   /** Queues serial input (128-byte ring; characters beyond it are dropped). */
   consoleInput(bytes: Uint8Array): void {
+    const wasEmpty = this.consoleIn.length === 0;
     for (const b of bytes) if (this.consoleIn.length < 128) this.consoleIn.push(b);
+    // A character queued into an empty ring raises VIRQ_CONSOLE on dom0 vcpu0 (semantics.md §9.2).
+    if (wasEmpty && this.consoleIn.length > 0) this.notifyDom0(VirqMar.CONSOLE);
   }
 
   consoleRead(count: number): Uint8Array {
@@ -288,8 +322,9 @@ export class Hypervisor implements MmHost {
 
   // ------------------------------------------------------------------ scheduling
 
+  /** The current physical CPU's clock, in cycles, including the instructions run so far. */
   nowCycles(): number {
-    return this.clock.cycles(this.cpu.retired);
+    return this.sched.cur.cycles + (this.cpu.retired - this.retiredBase);
   }
 
   nowNs(): number {
@@ -298,105 +333,96 @@ export class Hypervisor implements MmHost {
 
   block(v: Vcpu): void {
     v.blocked = true;
-    if (this.current === v) this.cpu.runEnd = 0;
+    this.sched.sleep(v);
   }
 
   wake(v: Vcpu): void {
     v.blocked = false;
+    this.sched.wake(v);
   }
 
   yieldVcpu(v: Vcpu): void {
-    if (this.current === v) this.cpu.runEnd = 0;
+    const p = this.sched.pcpus[v.processor];
+    p.needResched = true;
+    if (p === this.sched.cur) this.cpu.runEnd = 0;
   }
 
-  private runnableVcpus(): Vcpu[] {
-    const out: Vcpu[] = [];
-    for (const d of this.domains.values()) if (d.runnable) for (const v of d.vcpus) if (!v.blocked) out.push(v);
-    return out;
+  pauseDomain(d: Domain): void {
+    if (d.paused) return;
+    d.paused = true;
+    for (const v of d.vcpus) this.sched.sleep(v);
   }
 
+  unpauseDomain(d: Domain): void {
+    if (!d.paused) return;
+    d.paused = false;
+    for (const v of d.vcpus) this.sched.wake(v);
+  }
+
+  /** Puts vcpu v's register state on the emulated core (saving whoever was there). */
   private switchTo(v: Vcpu): void {
     if (this.current === v) return;
+    // Writable page tables are flushed when the CPU leaves the domain (semantics.md §2).
+    if (this.current && this.current.domain !== v.domain) ptwrFlushAll(this, this.current.domain);
     if (this.current?.context) this.current.context.save(this.cpu);
     this.current = v;
     v.context?.restore(this.cpu);
-    updateDomainTime(this, v, this.lastTickCycles);
   }
 
-  /** Fires due one-shot timers and the periodic tick; returns the next cycle anything is due. */
-  private runTimers(): number {
-    const now = this.nowCycles();
-    if (now >= this.nextTickCycles) {
-      this.lastTickCycles = this.nextTickCycles;
-      const ticks = Math.floor((now - this.nextTickCycles) / this.clock.cyclesAt(TICK_NS)) + 1;
-      this.nextTickCycles += ticks * this.clock.cyclesAt(TICK_NS);
-      const cur = this.current;
-      if (cur?.domain.runnable && !cur.blocked) {
-        updateDomainTime(this, cur, this.lastTickCycles);
-        sendGuestVirq(this, cur, VirqMar.TIMER);
-      }
-    }
-    let next = this.nextTickCycles;
-    const nowNs = this.clock.ns(now);
-    for (const d of this.domains.values()) {
-      if (d.state !== DomainState.Running) continue;
-      for (const v of d.vcpus) {
-        if (v.timerDeadline < 0) continue;
-        if (v.timerDeadline <= nowNs) {
-          v.timerDeadline = -1;
-          updateDomainTime(this, v, this.lastTickCycles);
-          sendGuestVirq(this, v, VirqMar.TIMER);
-        } else {
-          next = Math.min(next, this.clock.cyclesAt(v.timerDeadline));
-        }
-      }
-    }
-    return next;
+  /** Folds the instructions the core retired into the current physical CPU's clock. */
+  private syncClock(): number {
+    const ran = this.cpu.retired - this.retiredBase;
+    this.sched.cur.cycles += ran;
+    this.retiredBase = this.cpu.retired;
+    return ran;
   }
 
   /**
    * Runs the machine until a domain shuts down or crashes, every domain is blocked with
-   * nothing to wake it, or system time reaches limitNs.
+   * nothing to wake it, or system time reaches limitNs on every physical CPU.
    */
   run(limitNs = Number.POSITIVE_INFINITY): RunResult {
     const limitCycles = Number.isFinite(limitNs) ? this.clock.cyclesAt(limitNs) : Number.POSITIVE_INFINITY;
     this.result = null;
+    const sched = this.sched;
     while (this.result === null) {
-      const next = Math.min(this.runTimers(), limitCycles);
-      if (this.nowCycles() >= limitCycles) return { kind: "time-limit" };
-      const ready = this.runnableVcpus();
-      if (ready.length === 0) {
-        if (!this.anyTimerPending()) {
-          return { kind: "idle", why: "every domain is blocked with no timer set" };
-        }
-        // Idle: the clock jumps to the next thing due.
-        this.clock.idleCycles += Math.max(0, next - this.nowCycles());
+      const p = sched.pickCpu();
+      if (p.cycles >= limitCycles) return { kind: "time-limit" };
+      sched.cur = p;
+      this.retiredBase = this.cpu.retired;
+      sched.runTimers(p);
+      serviceMachineInterrupts(this);
+      if (p.needResched || p.cycles >= p.sliceEnd || (p.curr !== null && !sched.runnable(p.curr))) sched.schedule(p);
+      const irqDue = nextMachineInterruptNs(this);
+      const horizon = Math.min(sched.horizon(p), limitCycles, Number.isFinite(irqDue) ? this.clock.cyclesAt(irqDue) : irqDue);
+      const v = p.curr;
+      if (v === null) {
+        if (!sched.anythingPending() && !Number.isFinite(irqDue)) return { kind: "idle", why: "every domain is blocked with no timer set" };
+        // Idle: this CPU's clock jumps to the next thing due.
+        p.idleCycles += horizon - p.cycles;
+        p.cycles = horizon;
         continue;
       }
-      const v = ready[this.rrCursor++ % ready.length];
       this.switchTo(v);
       deliverEvents(this, v);
-      if (!v.domain.runnable) continue;
-      const budget = Math.max(1, Math.min(next - this.nowCycles(), MAX_SLICE));
-      const before = this.cpu.retired;
-      const exit = this.cpu.run(budget);
-      v.cpuTimeNs += this.clock.ns(this.cpu.retired - before);
+      if (!sched.runnable(v)) continue;
+      const exit = this.cpu.run(Math.max(1, Math.min(horizon - p.cycles, MAX_SLICE)));
+      v.cpuTimeNs += this.clock.ns(this.syncClock());
+      if (exit === Exit.Exception) {
+        // Entering and leaving the hypervisor costs time on real hardware too: charging it
+        // keeps tight hypercall loops (Mini-OS's yield loop) from stalling virtual time.
+        p.cycles += EXIT_COST_CYCLES;
+        v.cpuTimeNs += this.clock.ns(EXIT_COST_CYCLES);
+      }
       try {
         this.handleExit(v, exit);
       } catch (e) {
         if (e === CPU_FAULT) this.crashDomain(v.domain, "fault inside the hypervisor's handling of an exit");
         else this.crashDomain(v.domain, `internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
       }
+      this.syncClock();
     }
     return this.result;
-  }
-
-  private anyTimerPending(): boolean {
-    for (const d of this.domains.values()) {
-      if (d.state !== DomainState.Running || d.paused) continue;
-      for (const v of d.vcpus) if (v.timerDeadline >= 0) return true;
-    }
-    return false;
   }
 
   private handleExit(v: Vcpu, exit: Exit): void {
@@ -427,11 +453,13 @@ export class Hypervisor implements MmHost {
     if (this.current === v) this.cpu.setCr3(mfn * 4096);
     else if (v.context) v.context.cr3 = mfn * 4096;
     if (old !== 0) this.mm.putPageAndType(old);
+    // The LDT is linear: its shadow pages go with the old address space (semantics.md §3.4).
+    invalidateShadowLdt(this, v);
     return true;
   }
 
   /** Privileged-instruction emulation on #GP(0) (semantics.md §4.8); false = reflect #GP. */
-  emulatePrivileged(_v: Vcpu): boolean {
-    return false;
+  emulatePrivileged(v: Vcpu): boolean {
+    return emulatePrivilegedOp(this, v);
   }
 }

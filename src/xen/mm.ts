@@ -53,6 +53,13 @@ export interface MmHost {
    * then holds no reference for it). Absent until grant tables exist: nothing is a grant.
    */
   grantCheckUnmap?(owner: number, mapper: number, mfn: number, readonly: boolean): boolean;
+  /**
+   * gnttab_prepare_for_transfer (MMUEXT_TRANSFER_PAGE): receiver's grant entry `ref` is exactly
+   * GTF_accept_transfer for `sender`; marks it committed. Absent until grant tables exist.
+   */
+  grantPrepareTransfer?(receiver: number, sender: number, ref: number): boolean;
+  /** gnttab_notify_transfer: writes the transferred frame into the receiver's grant entry. */
+  grantNotifyTransfer?(receiver: number, ref: number, mfn: number): void;
   /** invalidate_shadow_ldt of the domain's vcpu 0 (semantics.md §1.4, §1.10). */
   invalidateShadowLdt?(domid: number): void;
   /** alloc_segdesc_page: every descriptor of a would-be GDT/LDT page passes check_descriptor. */
@@ -264,7 +271,8 @@ export class Mm {
     }
     // A read-only mapping of an in-use LDT page goes: Xen drops the owner's whole shadow LDT.
     const ti = this.ft.typeInfo[mfn];
-    if ((ti & PGT_type_mask) === PGT_ldt_page && (ti & PGT_count_mask) !== 0) this.host.invalidateShadowLdt?.(owner);
+    if ((ti & PGT_type_mask) === PGT_ldt_page && (ti & PGT_count_mask) !== 0)
+      this.host.invalidateShadowLdt?.(owner);
     this.putPage(mfn);
   }
 

@@ -1,20 +1,24 @@
 /**
- * The memory-management hypercalls (semantics.md §1.8-§1.9): mmu_update with its extended
- * commands, and update_va_mapping.
+ * The memory-management hypercalls (semantics.md §1.8-§1.10): mmu_update with its extended
+ * commands, update_va_mapping and update_va_mapping_otherdomain, and the per-CPU deferred
+ * operations they run on the way out.
  */
-import { EFAULT, EINVAL } from "../public/errno.js";
+
 import { _PAGE_PRESENT, _PAGE_RW, HYPERVISOR_VIRT_START } from "../public/arch_x86_32.js";
+import { EFAULT, EINVAL, EPERM, ESRCH } from "../public/errno.js";
 import {
   DomId,
   MMU_UPDATE_CMD_MASK,
   MMUEXT_CMD_MASK,
+  MMUEXT_CMD_SHIFT,
   MMUEXT_DOMID_SHIFT,
   MmuExtMar,
   MmuMar,
   MmuUpdateMar,
   UvmfMar,
 } from "../public/xen.js";
-import type { Vcpu } from "./domain.js";
+import { mapLdtShadowPage, setLdt } from "./descriptor_tables.js";
+import { type Domain, DomainState, type Vcpu } from "./domain.js";
 import {
   PGT_l1_page_table,
   PGT_l2_page_table,
@@ -24,11 +28,41 @@ import {
 } from "./frame_table.js";
 import { arrayAccessOk } from "./guest_access.js";
 import type { Hypervisor } from "./hypervisor.js";
+import type { MmHost } from "./mm.js";
+import { ptwrFlushAll } from "./ptwr.js";
 
-/** Per-call state of one mmu_update batch: the foreign domain and the deferred flush. */
+/** Xen's per-CPU deferred_ops bits (hv.deferredOps), processed only by runDeferredOps. */
+export const DOP_FLUSH_TLB = 1;
+export const DOP_RELOAD_LDT = 2;
+
+/** mmu_update's count: bit 31 = resumed call, bits 16..30 = the FD's domid (semantics.md §1.8). */
+const MMU_UPDATE_PREEMPTED = 0x80000000;
+const MMU_UPDATE_PREEMPT_FDOM_SHIFT = 16;
+const MMU_UPDATE_PREEMPT_FDOM_MASK = 0x7fff;
+
+/** Per-call state of one mmu_update batch: the foreign domain (null = none, use the caller). */
 interface Batch {
-  fd: number;
-  flush: boolean;
+  fd: number | null;
+}
+
+/** FLUSH_CACHE and order > 0 reservations need IS_CAPABLE_PHYSDEV; dom0 is the one such domain. */
+export function isPhysdevCapable(d: Domain): boolean {
+  return d.physdevCapable;
+}
+
+/**
+ * The end of mmu_update and update_va_mapping: a deferred TLB flush (unless the caller flushes
+ * anyway) and the LDT page-0 pre-map after an LDT change (semantics.md §1.10).
+ */
+function takeDeferredOps(hv: Hypervisor): number {
+  const ops = hv.deferredOps;
+  hv.deferredOps = 0;
+  return ops;
+}
+
+function reloadLdt(hv: Hypervisor, v: Vcpu): void {
+  // Failure is ignored: the guest's first LDT access will fault it in (semantics.md §3.4).
+  mapLdtShadowPage(hv, v, 0);
 }
 
 /**
@@ -36,124 +70,277 @@ interface Batch {
  * counted); *pdone gets the number done whatever happened; no rollback.
  */
 export function doMmuUpdate(hv: Hypervisor, v: Vcpu, reqs: number, count: number, pdone: number): number {
-  // Bits 16..31 of count are Xen's continuation encoding: a fresh batch holds < 0x10000.
-  if (count >>> 16 !== 0) return -EINVAL;
-  let rc = 0;
-  let done = 0;
-  const batch: Batch = { fd: v.domain.id, flush: false };
-  if (!arrayAccessOk(reqs, count, MmuUpdateMar.SIZE)) rc = -EFAULT;
-  for (let i = 0; rc === 0 && i < count; i++) {
-    const req = hv.guest.copyFrom((reqs + i * MmuUpdateMar.SIZE) >>> 0, MmuUpdateMar.SIZE);
-    if (req === null) {
-      rc = -EFAULT;
-      break;
-    }
-    const dv = new DataView(req.buffer);
-    if (!mmuRequest(hv, v, batch, dv.getUint32(MmuUpdateMar.ptr, true), dv.getUint32(MmuUpdateMar.val, true))) {
-      rc = -EINVAL;
-      break;
-    }
-    done++;
-  }
-  if (batch.flush) hv.cpu.flushTlb();
-  if (pdone !== 0 && !hv.guest.write32(pdone, done)) rc = rc || -EFAULT;
+  ptwrFlushAll(hv, v.domain);
+  const batch: Batch = { fd: null };
+  const progress = { done: 0, i: 0 };
+  const rc = runBatch(hv, v, batch, reqs, count >>> 0, pdone, progress);
+  const ops = takeDeferredOps(hv);
+  if (ops & DOP_FLUSH_TLB) hv.cpu.flushTlb();
+  if (ops & DOP_RELOAD_LDT) reloadLdt(hv, v);
+  // The FD lasts for this call only (batch goes out of scope). Xen ignores a failed write of
+  // *pdone (__put_user); so do we.
+  if (pdone !== 0) hv.guest.write32(pdone, (progress.done + progress.i) >>> 0);
   return rc;
 }
 
-function mmuRequest(hv: Hypervisor, v: Vcpu, b: Batch, ptr: number, val: number): boolean {
-  const d = v.domain.id;
-  const ft = hv.frames;
-  switch (ptr & MMU_UPDATE_CMD_MASK) {
-    case MmuMar.NORMAL_PT_UPDATE: {
-      const ma = ptr & ~3;
-      const mfn = ma >>> 12;
-      if (!ft.isRam(mfn) || !hv.mm.getPage(mfn, d)) return false;
-      let ok: boolean;
-      const type = ft.typeInfo[mfn] & PGT_type_mask;
-      if (type === PGT_l1_page_table && hv.mm.getPageType(mfn, PGT_l1_page_table | (ft.typeInfo[mfn] & PGT_va_mask))) {
-        ok = hv.mm.modL1Entry(ma, val | 0, b.fd, d);
-        hv.mm.putPageType(mfn);
-      } else if (type === PGT_l2_page_table && hv.mm.getPageType(mfn, PGT_l2_page_table)) {
-        ok = hv.mm.modL2Entry(mfn, (ma & 0xfff) >>> 2, val | 0, d);
-        hv.mm.putPageType(mfn);
-      } else if (hv.mm.getPageType(mfn, PGT_writable_page)) {
-        hv.write32(ma, val);
-        hv.mm.putPageType(mfn);
-        ok = true;
-      } else {
-        ok = false;
-      }
-      hv.mm.putPage(mfn);
-      return ok;
+/** The requests of one call; progress.i counts the successful ones (semantics.md §1.8). */
+function runBatch(
+  hv: Hypervisor,
+  v: Vcpu,
+  batch: Batch,
+  reqs: number,
+  count: number,
+  pdone: number,
+  progress: { done: number; i: number },
+): number {
+  if (count >>> 16 !== 0) {
+    // A fresh batch holds < 0x10000 requests; otherwise this must be a resumed call.
+    if ((count & MMU_UPDATE_PREEMPTED) === 0) return -EINVAL;
+    const domid = (count >>> MMU_UPDATE_PREEMPT_FDOM_SHIFT) & MMU_UPDATE_PREEMPT_FDOM_MASK;
+    count &= 0xffff;
+    if (pdone !== 0) progress.done = hv.guest.read32(pdone) ?? 0;
+    if (domid !== v.domain.id && !setForeignDom(hv, v, batch, domid)) return -EINVAL;
+  }
+  if (!arrayAccessOk(reqs, count, MmuUpdateMar.SIZE)) return -EFAULT;
+  for (; progress.i < count; progress.i++) {
+    const req = hv.guest.copyFrom((reqs + progress.i * MmuUpdateMar.SIZE) >>> 0, MmuUpdateMar.SIZE);
+    if (req === null) return -EFAULT;
+    const dv = new DataView(req.buffer);
+    if (
+      !mmuRequest(hv, v, batch, dv.getUint32(MmuUpdateMar.ptr, true), dv.getUint32(MmuUpdateMar.val, true))
+    ) {
+      return -EINVAL;
     }
+  }
+  return 0;
+}
+
+function mmuRequest(hv: Hypervisor, v: Vcpu, b: Batch, ptr: number, val: number): boolean {
+  switch (ptr & MMU_UPDATE_CMD_MASK) {
+    case MmuMar.NORMAL_PT_UPDATE:
+      return normalPtUpdate(hv, v, b, ptr, val);
     case MmuMar.MACHPHYS_UPDATE: {
+      // The frame must belong to the FD (or the caller); the value is not checked.
       const mfn = ptr >>> 12;
-      if (!ft.isRam(mfn) || ft.owner[mfn] !== b.fd || ft.count[mfn] === 0) return false;
+      if (!hv.frames.isRam(mfn) || !hv.mm.getPage(mfn, b.fd ?? v.domain.id)) return false;
       hv.setM2p(mfn, val);
+      hv.mm.putPage(mfn);
       return true;
     }
     case MmuMar.EXTENDED_COMMAND:
-      return extendedCommand(hv, v, b, ptr & ~3, val);
+      return extendedCommand(hv, v, b, (ptr & ~3) >>> 0, val);
     default:
-      return false;
-  }
-}
-
-function extendedCommand(hv: Hypervisor, v: Vcpu, b: Batch, ptr: number, val: number): boolean {
-  const mfn = ptr >>> 12;
-  switch (val & MMUEXT_CMD_MASK) {
-    case MmuExtMar.PIN_L1_TABLE:
-      return hv.frames.isRam(mfn) && hv.mm.pin(mfn, b.fd, PGT_l1_page_table);
-    case MmuExtMar.PIN_L2_TABLE:
-      return hv.frames.isRam(mfn) && hv.mm.pin(mfn, b.fd, PGT_l2_page_table);
-    case MmuExtMar.UNPIN_TABLE:
-      return hv.frames.isRam(mfn) && hv.mm.unpin(mfn, b.fd);
-    case MmuExtMar.NEW_BASEPTR:
-      b.flush = false; // the CR3 load flushes
-      return hv.newBasePointer(v, mfn);
-    case MmuExtMar.TLB_FLUSH_LOCAL:
-      b.flush = true;
-      return true;
-    case MmuExtMar.INVLPG_LOCAL:
-      hv.cpu.invlpg(ptr);
-      return true;
-    case MmuExtMar.SET_FOREIGNDOM: {
-      const id = val >>> MMUEXT_DOMID_SHIFT;
-      b.fd = v.domain.id;
-      if (!v.domain.privileged) {
-        if (id !== DomId.IO) return false;
-      } else if (!hv.domains.has(id) && id !== DomId.XEN && id !== DomId.IO) {
-        return false;
-      }
-      b.fd = id;
-      return true;
-    }
-    case MmuExtMar.CLEAR_FOREIGNDOM:
-      b.fd = v.domain.id;
-      return true;
-    default:
-      // FLUSH_CACHE, SET_LDT, TRANSFER_PAGE, REASSIGN_PAGE come with the descriptor-table and
-      // grant work; L3/L4 pins, NEW_USER_BASEPTR and the *_MULTI commands fail as in Xen.
       return false;
   }
 }
 
 /**
- * update_va_mapping(va, val, flags): a checked write of the L1 entry that maps va in the
- * current address space, then the flush the flags ask for.
+ * MMU_NORMAL_PT_UPDATE: the frame holding the entry belongs to the caller (never the FD); its
+ * current type decides between a checked L1 write, a checked L2 write and a plain store into a
+ * page that can be typed writable (semantics.md §1.8).
  */
-export function doUpdateVaMapping(hv: Hypervisor, v: Vcpu, va: number, val: number, flags: number): number {
+function normalPtUpdate(hv: Hypervisor, v: Vcpu, b: Batch, ptr: number, val: number): boolean {
+  const d = v.domain.id;
+  const ft = hv.frames;
+  const ma = ptr >>> 0;
+  const mfn = ma >>> 12;
+  if (!ft.isRam(mfn) || !hv.mm.getPage(mfn, d)) return false;
+  let ok = false;
+  const ti = ft.typeInfo[mfn];
+  switch (ti & PGT_type_mask) {
+    case PGT_l1_page_table:
+      // Keep the back-pointer: a type reference with the page's own va. At type count 0 this
+      // validates the whole table and the put below devalidates it again.
+      if (hv.mm.getPageType(mfn, ti & (PGT_type_mask | PGT_va_mask))) {
+        ok = hv.mm.modL1Entry(ma, val | 0, b.fd ?? d, d);
+        hv.mm.putPageType(mfn);
+      }
+      break;
+    case PGT_l2_page_table:
+      if (hv.mm.getPageType(mfn, PGT_l2_page_table)) {
+        ok = hv.mm.modL2Entry(mfn, (ma & 0xfff) >>> 2, val | 0, d);
+        hv.mm.putPageType(mfn);
+      }
+      break;
+    default:
+      if (hv.mm.getPageType(mfn, PGT_writable_page)) {
+        hv.write32(ma, val);
+        hv.mm.putPageType(mfn);
+        ok = true;
+      }
+  }
+  hv.mm.putPage(mfn);
+  return ok;
+}
+
+function extendedCommand(hv: Hypervisor, v: Vcpu, b: Batch, ptr: number, val: number): boolean {
+  const mfn = ptr >>> 12;
+  const d = v.domain;
+  switch (val & MMUEXT_CMD_MASK) {
+    case MmuExtMar.PIN_L1_TABLE:
+      return hv.frames.isRam(mfn) && hv.mm.pin(mfn, b.fd ?? d.id, PGT_l1_page_table);
+    case MmuExtMar.PIN_L2_TABLE:
+      return hv.frames.isRam(mfn) && hv.mm.pin(mfn, b.fd ?? d.id, PGT_l2_page_table);
+    case MmuExtMar.UNPIN_TABLE:
+      return hv.frames.isRam(mfn) && hv.mm.unpin(mfn, b.fd ?? d.id);
+    case MmuExtMar.NEW_BASEPTR:
+      // new_guest_cr3: the caller's own L2 (never the FD); the CR3 load flushes, so a
+      // deferred flush is cancelled, but only on success.
+      // (newBasePointer also invalidates the shadow LDT.)
+      if (!hv.newBasePointer(v, mfn)) return false;
+      hv.deferredOps &= ~DOP_FLUSH_TLB;
+      return true;
+    case MmuExtMar.TLB_FLUSH_LOCAL:
+      hv.deferredOps |= DOP_FLUSH_TLB;
+      return true;
+    case MmuExtMar.INVLPG_LOCAL:
+      hv.cpu.invlpg(ptr);
+      return true;
+    case MmuExtMar.FLUSH_CACHE:
+      // wbinvd: nothing to do in an emulator, but only physdev-capable domains may ask.
+      return isPhysdevCapable(d);
+    case MmuExtMar.SET_LDT:
+      return setLdt(hv, v, ptr, val >>> MMUEXT_CMD_SHIFT);
+    case MmuExtMar.SET_FOREIGNDOM:
+      return setForeignDom(hv, v, b, val >>> MMUEXT_DOMID_SHIFT);
+    case MmuExtMar.CLEAR_FOREIGNDOM:
+      b.fd = null;
+      return true;
+    case MmuExtMar.TRANSFER_PAGE:
+      return transferPage(hv, d, ptr, val);
+    case MmuExtMar.REASSIGN_PAGE:
+      return reassignPage(hv, d, b, mfn);
+    default:
+      // L3/L4 pins and NEW_USER_BASEPTR are x86_64-only; TLB_FLUSH_MULTI and INVLPG_MULTI are
+      // declared in the header but not implemented at this commit.
+      return false;
+  }
+}
+
+/**
+ * SET_FOREIGNDOM: drop any FD first; an unprivileged caller may only name DOMID_IO; a
+ * privileged one any real domain (itself included), DOMID_XEN or DOMID_IO. DOMID_SELF is not
+ * special (semantics.md §1.8).
+ */
+function setForeignDom(hv: Hypervisor, v: Vcpu, b: Batch, domid: number): boolean {
+  b.fd = null;
+  if (!v.domain.privileged) {
+    if (domid !== DomId.IO) return false;
+  } else if (!hv.domains.has(domid) && domid !== DomId.XEN && domid !== DomId.IO) {
+    return false;
+  }
+  b.fd = domid;
+  return true;
+}
+
+/** A frame the domain owns but that is not on its page list: a Xen-heap page shared with it. */
+function isXenHeapFrame(hv: Hypervisor, mfn: number): boolean {
+  const owner = hv.frames.owner[mfn];
+  if (owner === DomId.XEN) return true;
+  const d = hv.domains.get(owner);
+  return d !== undefined && !d.pages.has(mfn);
+}
+
+/** The frame holds only its allocation reference and belongs to d. */
+function onlyAllocationRef(hv: Hypervisor, mfn: number, d: Domain): boolean {
+  const ft = hv.frames;
+  return ft.count[mfn] === 1 && ft.allocated[mfn] === 1 && ft.owner[mfn] === d.id;
+}
+
+/**
+ * MMUEXT_TRANSFER_PAGE: give a page with no references but its allocation to another domain
+ * through that domain's grant entry `ref` (semantics.md §1.8). Xen unlinked the page before
+ * checking the receiver and leaked it when a check failed [QUIRK]; like fixed Xen we check the
+ * receiver first (docs/DEVIATIONS.md).
+ */
+function transferPage(hv: Hypervisor, d: Domain, ptr: number, val: number): boolean {
+  const mfn = ptr >>> 12;
+  const domid = val >>> MMUEXT_DOMID_SHIFT;
+  const ref = (val & 0xff00) | ((ptr >>> 2) & 0xff);
+  const e = hv.domains.get(domid);
+  if (!hv.frames.isRam(mfn) || isXenHeapFrame(hv, mfn) || e === undefined) return false;
+  if (!onlyAllocationRef(hv, mfn, d)) return false;
+  // The receiver's headroom counts the page as already gone from the sender (e may be d).
+  const receiverPages = e.totPages - (e === d ? 1 : 0);
+  if (e.state === DomainState.Dying || receiverPages >= e.maxPages) return false;
+  const host: MmHost = hv;
+  if (!host.grantPrepareTransfer?.(e.id, d.id, ref)) return false;
+  d.pages.delete(mfn);
+  e.pages.add(mfn);
+  hv.frames.owner[mfn] = e.id;
+  // Neither the M2P nor type_info is touched: the receiver fixes its M2P entry itself.
+  host.grantNotifyTransfer?.(e.id, ref, mfn);
+  return true;
+}
+
+/**
+ * MMUEXT_REASSIGN_PAGE: a privileged caller gives one of its pages (allocation reference only)
+ * to the FD, without a max_pages check (semantics.md §1.8).
+ */
+function reassignPage(hv: Hypervisor, d: Domain, b: Batch, mfn: number): boolean {
+  if (!d.privileged || b.fd === null) return false;
+  const e = hv.domains.get(b.fd);
+  if (e !== undefined && e.state === DomainState.Dying) return false;
+  // Xen indexed the frame table without a range check; a frame beyond memory simply fails.
+  if (!hv.frames.isRam(mfn) || isXenHeapFrame(hv, mfn) || !onlyAllocationRef(hv, mfn, d)) return false;
+  d.pages.delete(mfn);
+  e?.pages.add(mfn);
+  hv.frames.owner[mfn] = b.fd;
+  return true;
+}
+
+/**
+ * The machine address of the PTE for va in the vcpu's current address space, as Xen reaches it
+ * through the linear page table: the L2 entry must be present and writable (a read-only linear
+ * L2 -> L2 entry makes Xen's write fault), so it maps an L1. -1 when Xen's access would fault.
+ */
+function linearPteMa(hv: Hypervisor, v: Vcpu, va: number): number {
+  const pde = hv.read32(v.baseMfn * 4096 + (va >>> 22) * 4);
+  if ((pde & (_PAGE_PRESENT | _PAGE_RW)) !== (_PAGE_PRESENT | _PAGE_RW)) return -1;
+  const l1 = pde >>> 12;
+  if (!hv.frames.isRam(l1) || (hv.frames.typeInfo[l1] & PGT_type_mask) !== PGT_l1_page_table) return -1;
+  return l1 * 4096 + ((va >>> 12) & 1023) * 4;
+}
+
+/**
+ * update_va_mapping(va, val, flags): a checked write of the L1 entry that maps va in the
+ * current address space, then the deferred ops and the flush the flags ask for (§1.9). fd is
+ * the foreign domain of update_va_mapping_otherdomain.
+ */
+export function doUpdateVaMapping(
+  hv: Hypervisor,
+  v: Vcpu,
+  va: number,
+  val: number,
+  flags: number,
+  fd: number | null = null,
+): number {
   if (va >>> 0 >= HYPERVISOR_VIRT_START) return -EINVAL;
   const d = v.domain;
-  // The PTE is reached through the linear page table: the L2 entry must be present and map
-  // an L1 (a read-only L2 -> L2 linear entry makes the write fault in Xen: -EINVAL).
-  const pde = hv.read32(v.baseMfn * 4096 + (va >>> 22) * 4);
-  if ((pde & _PAGE_PRESENT) === 0) return -EINVAL;
-  const l1 = pde >>> 12;
-  if ((pde & _PAGE_RW) === 0 || (hv.frames.typeInfo[l1] & PGT_type_mask) !== PGT_l1_page_table) return -EINVAL;
-  const ma = l1 * 4096 + ((va >>> 12) & 1023) * 4;
-  if (!hv.mm.modL1Entry(ma, val | 0, d.id, d.id)) return -EINVAL;
-  if (flags & UvmfMar.FLUSH_TLB) hv.cpu.flushTlb();
+  ptwrFlushAll(hv, d);
+  const ma = linearPteMa(hv, v, va);
+  const rc = ma >= 0 && hv.mm.modL1Entry(ma, val | 0, fd ?? d.id, d.id) ? 0 : -EINVAL;
+  const ops = takeDeferredOps(hv);
+  if (ops & DOP_FLUSH_TLB || flags & UvmfMar.FLUSH_TLB) hv.cpu.flushTlb();
   else if (flags & UvmfMar.INVLPG) hv.cpu.invlpg(va);
-  return 0;
+  if (ops & DOP_RELOAD_LDT) reloadLdt(hv, v);
+  return rc;
+}
+
+/**
+ * update_va_mapping_otherdomain(va, val, flags, domid): privileged only; the PTE is still in the
+ * caller's tables, the mapped frame must belong to domid (§1.9).
+ */
+export function doUpdateVaMappingOtherdomain(
+  hv: Hypervisor,
+  v: Vcpu,
+  va: number,
+  val: number,
+  flags: number,
+  domid: number,
+): number {
+  if (!v.domain.privileged) return -EPERM;
+  const id = domid & 0xffff;
+  if (!hv.domains.has(id)) return -ESRCH;
+  return doUpdateVaMapping(hv, v, va, val, flags, id);
 }

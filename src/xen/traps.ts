@@ -7,10 +7,12 @@ import { CPU_FAULT, type Cpu } from "../cpu/cpu.js";
 import { CS, DS, ES, ESP, FS, GS, NT, RF, SS, TF, VM } from "../cpu/regs.js";
 import { HYPERCALL_VECTOR, TI_DPL_MASK, TI_IF } from "../public/arch_x86_32.js";
 import { SharedInfo, VcpuInfo } from "../public/xen.js";
+import { handleLdtFault, shadowLdtForSelector } from "./descriptor_tables.js";
 import { loadGuestSegment } from "./descriptors.js";
 import type { Vcpu } from "./domain.js";
 import { doHypercall } from "./hypercall.js";
 import type { Hypervisor } from "./hypervisor.js";
+import { ptwrBeforeGuestStackWrite, ptwrPageFault } from "./ptwr.js";
 
 // Exception vectors as Xen names them.
 const TRAP_debug = 1;
@@ -22,6 +24,9 @@ const TRAP_gp_fault = 13;
 const TRAP_page_fault = 14;
 const TRAP_machine_check = 18;
 const NMI = 2;
+const DR6 = 6;
+/** DR6 B0-B3: which breakpoint conditions were met. */
+const DR6_B0_B3 = 0xf;
 
 /** Exceptions whose bounce frame carries the error code (10-14, 17). */
 function pushesErrorCode(vector: number): boolean {
@@ -48,9 +53,11 @@ export function bounce(
   const eflags = cpu.getFlags();
   const ss = cpu.segSel[SS];
   const esp = cpu.regs[ESP];
+  ptwrBeforeGuestStackWrite(hv, v, fromRing === 1 ? esp : v.kernelEsp);
   try {
     if (fromRing !== 1) {
       cpu.setCpl(1);
+      shadowLdtForSelector(hv, v, v.kernelSs);
       if (!loadGuestSegment(cpu, SS, v.kernelSs, 1, false, true)) return crashOnBounce(hv, v, "bad kernel stack selector");
       cpu.regs[ESP] = v.kernelEsp;
       cpu.push32(ss);
@@ -65,6 +72,7 @@ export function bounce(
     if (e !== CPU_FAULT) throw e;
     return crashOnBounce(hv, v, "fault while writing a bounce frame");
   }
+  shadowLdtForSelector(hv, v, handlerCs);
   if (!loadGuestSegment(cpu, CS, handlerCs, 1, true, false)) return crashOnBounce(hv, v, "bad handler code selector");
   cpu.eip = handlerEip;
   cpu.setFlags(eflags & ~(TF | NT | RF | VM));
@@ -128,6 +136,10 @@ export function handleException(hv: Hypervisor, v: Vcpu): void {
       hv.crashDomain(v.domain, `fatal exception ${vector} at ${hex(cpu.eip)}`);
       return;
     case TRAP_page_fault:
+      // Writable page tables come first, as in Xen's do_page_fault (semantics.md §2).
+      if (ptwrPageFault(hv, v)) return;
+      // The CPU reading an LDT descriptor not yet shadowed (semantics.md §3.4).
+      if (handleLdtFault(hv, v)) return;
       v.guestCr2 = cpu.exitCr2;
       reflectTrap(hv, v, vector, cpu.exitErrorCode, cpu.exitCr2);
       return;
@@ -145,9 +157,18 @@ export function handleException(hv: Hypervisor, v: Vcpu): void {
         cpu.cr0 &= ~8;
       }
       return;
-    case TRAP_debug:
+    case TRAP_debug: {
+      // do_debug (semantics.md §4.1): a B0-B3 hit while the vcpu's DR7 is 0 is spurious
+      // (clear DR7, go on); else DR6 is saved for get_debugreg(6) and #DB bounced, IF ignored.
+      const dr6 = cpu.dr[DR6] >>> 0;
+      if ((dr6 & DR6_B0_B3) !== 0 && v.debugreg[7] === 0) {
+        cpu.dr[7] = 0;
+        return;
+      }
+      v.debugreg[6] = dr6;
       reflectTrap(hv, v, vector, -1, null, false);
       return;
+    }
     default:
       reflectTrap(hv, v, vector, pushesErrorCode(vector) ? cpu.exitErrorCode : -1, null);
   }

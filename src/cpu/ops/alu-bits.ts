@@ -7,10 +7,16 @@
  * those of a logic op on the source, as in QEMU.
  */
 import type { Cpu } from "../cpu.js";
-import { P_A16 } from "../decode.js";
-import { L_ADD, L_LOGIC, L_SUB } from "../flags.js";
-import { EAX, EBX, ECX, EDX, UD, ZF } from "../regs.js";
+import * as decodeNs from "../decode.js";
+import * as flagsNs from "../flags.js";
+import * as regsNs from "../regs.js";
 import type { Def, Handler } from "./table.js";
+
+// Module-level copies of imported constants: V8 constant-folds these, whereas each use of an
+// imported binding in optimized code costs a module-cell load and a TDZ check (hot paths).
+const { P_A16 } = decodeNs;
+const { L_ADD, L_LOGIC, L_SUB } = flagsNs;
+const { EAX, EBX, ECX, EDX, UD, ZF } = regsNs;
 
 // ------------------------------------------------------------------ bt, bts, btr, btc
 

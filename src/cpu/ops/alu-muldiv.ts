@@ -8,8 +8,12 @@
  * 64-bit products and dividends are handled in 16-bit limbs: no bigint, no allocation.
  */
 import type { Cpu } from "../cpu.js";
-import { CF, DE, EAX, EDX, OF } from "../regs.js";
+import * as regsNs from "../regs.js";
 import type { Def, Handler } from "./table.js";
+
+// Module-level copies of imported constants: V8 constant-folds these, whereas each use of an
+// imported binding in optimized code costs a module-cell load and a TDZ check (hot paths).
+const { CF, DE, EAX, EDX, OF } = regsNs;
 
 const CFOF = CF | OF;
 

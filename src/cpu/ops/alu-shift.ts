@@ -10,8 +10,12 @@
  * the 48-bit dest:src:dest, as Intel processors do.
  */
 import type { Cpu } from "../cpu.js";
-import { CF, OF } from "../regs.js";
+import * as regsNs from "../regs.js";
 import type { Def, Handler } from "./table.js";
+
+// Module-level copies of imported constants: V8 constant-folds these, whereas each use of an
+// imported binding in optimized code costs a module-cell load and a TDZ check (hot paths).
+const { CF, OF } = regsNs;
 
 const ROL = 0;
 const ROR = 1;

@@ -8,12 +8,17 @@
  * flag undefined we do what QEMU (the reference the test vectors come from) does.
  */
 import type { Cpu } from "../cpu.js";
-import { L_ADC, L_ADD, L_DEC, L_INC, L_LOGIC, L_SBB, L_SUB, PARITY } from "../flags.js";
-import { AF, CF, DE, OF, PF, SF, ZF } from "../regs.js";
+import * as flagsNs from "../flags.js";
+import * as regsNs from "../regs.js";
 import { registerBits } from "./alu-bits.js";
 import { registerMulDiv } from "./alu-muldiv.js";
 import { registerShift } from "./alu-shift.js";
-import type { Def, Handler } from "./table.js";
+import type { Def, DefReg, Handler } from "./table.js";
+
+// Module-level copies of imported constants: V8 constant-folds these, whereas each use of an
+// imported binding in optimized code costs a module-cell load and a TDZ check (hot paths).
+const { L_ADC, L_ADD, L_DEC, L_INC, L_LOGIC, L_SBB, L_SUB, PARITY } = flagsNs;
+const { AF, CF, DE, OF, PF, SF, ZF } = regsNs;
 
 // The eight ALU operations, numbered as opcode bits 5-3 of 00-3F and the ModRM reg of 80-83.
 const ADD = 0;
@@ -200,6 +205,27 @@ const grpEdId: Handler = (cpu, s) => {
   cpu.putRm32(s, alu32(cpu, cpu.dc.op[s] & 7, a, cpu.dc.imm[s]));
 };
 
+// Register forms (ModRM mod = 3) of the hot ones: no operand-form dispatch at run time.
+const aluEbGbR: Handler = (cpu, s) => {
+  const m = cpu.dc.modrm[s];
+  cpu.setReg8(m & 7, alu8(cpu, opOf(cpu, s), cpu.reg8(m & 7), cpu.reg8((m >> 3) & 7)));
+};
+const aluEdGdR: Handler = (cpu, s) => {
+  const m = cpu.dc.modrm[s];
+  const regs = cpu.regs;
+  regs[m & 7] = alu32(cpu, opOf(cpu, s), regs[m & 7], regs[(m >> 3) & 7]);
+};
+const aluGdEdR: Handler = (cpu, s) => {
+  const m = cpu.dc.modrm[s];
+  const regs = cpu.regs;
+  regs[(m >> 3) & 7] = alu32(cpu, opOf(cpu, s), regs[(m >> 3) & 7], regs[m & 7]);
+};
+const grpEdIdR: Handler = (cpu, s) => {
+  const dc = cpu.dc;
+  const r = dc.modrm[s] & 7;
+  cpu.regs[r] = alu32(cpu, dc.op[s] & 7, cpu.regs[r], dc.imm[s]);
+};
+
 // ------------------------------------------------------------------ cmp (reads only)
 
 function cmp8(cpu: Cpu, a: number, b: number): void {
@@ -234,6 +260,20 @@ const cmpEbIb: Handler = (cpu, s) => cmp8(cpu, cpu.rm8(s), cpu.dc.imm[s] & 0xff)
 const cmpEwIw: Handler = (cpu, s) => cmp16(cpu, cpu.rm16(s), cpu.dc.imm[s] & 0xffff);
 const cmpEdId: Handler = (cpu, s) => cmp32(cpu, cpu.rm32(s), cpu.dc.imm[s]);
 
+const cmpEbGbR: Handler = (cpu, s) => {
+  const m = cpu.dc.modrm[s];
+  cmp8(cpu, cpu.reg8(m & 7), cpu.reg8((m >> 3) & 7));
+};
+const cmpEdGdR: Handler = (cpu, s) => {
+  const m = cpu.dc.modrm[s];
+  cmp32(cpu, cpu.regs[m & 7], cpu.regs[(m >> 3) & 7]);
+};
+const cmpGdEdR: Handler = (cpu, s) => {
+  const m = cpu.dc.modrm[s];
+  cmp32(cpu, cpu.regs[(m >> 3) & 7], cpu.regs[m & 7]);
+};
+const cmpEdIdR: Handler = (cpu, s) => cmp32(cpu, cpu.regs[cpu.dc.modrm[s] & 7], cpu.dc.imm[s]);
+
 // ------------------------------------------------------------------ test
 
 const testEbGb: Handler = (cpu, s) => {
@@ -248,6 +288,12 @@ const testEdGd: Handler = (cpu, s) => {
   const r = cpu.rm32(s) & cpu.regs[regOf(cpu, s)];
   cpu.lazy(L_LOGIC, 0, 0, r, 32);
 };
+const testEdGdR: Handler = (cpu, s) => {
+  const m = cpu.dc.modrm[s];
+  cpu.lazy(L_LOGIC, 0, 0, cpu.regs[m & 7] & cpu.regs[(m >> 3) & 7], 32);
+};
+const testEbIbR: Handler = (cpu, s) =>
+  cpu.lazy(L_LOGIC, 0, 0, cpu.reg8(cpu.dc.modrm[s] & 7) & cpu.dc.imm[s] & 0xff, 8);
 const testAlIb: Handler = (cpu, s) => cpu.lazy(L_LOGIC, 0, 0, cpu.regs8[0] & cpu.dc.imm[s] & 0xff, 8);
 const testAxIw: Handler = (cpu, s) => cpu.lazy(L_LOGIC, 0, 0, cpu.regs16[0] & cpu.dc.imm[s] & 0xffff, 16);
 const testEaxId: Handler = (cpu, s) => cpu.lazy(L_LOGIC, 0, 0, cpu.regs[0] & cpu.dc.imm[s], 32);
@@ -451,10 +497,15 @@ const salc: Handler = (cpu) => {
 
 // ------------------------------------------------------------------ registration
 
-export function registerAlu(def: Def): void {
+export function registerAlu(def: Def, defReg: DefReg): void {
   for (let op = 0; op < 8; op++) {
     const base = op << 3;
     if (op === CMP) {
+      defReg(0, base, 0, 0, cmpEbGbR);
+      defReg(0, base + 1, 0, 32, cmpEdGdR);
+      defReg(0, base + 3, 0, 32, cmpGdEdR);
+      defReg(0, 0x81, op, 32, cmpEdIdR);
+      defReg(0, 0x83, op, 32, cmpEdIdR);
       def(0, base, 0, 0, cmpEbGb);
       def(0, base + 1, 0, 16, cmpEwGw);
       def(0, base + 1, 0, 32, cmpEdGd);
@@ -471,6 +522,11 @@ export function registerAlu(def: Def): void {
       def(0, 0x83, op, 16, cmpEwIw);
       def(0, 0x83, op, 32, cmpEdId);
     } else {
+      defReg(0, base, 0, 0, aluEbGbR);
+      defReg(0, base + 1, 0, 32, aluEdGdR);
+      defReg(0, base + 3, 0, 32, aluGdEdR);
+      defReg(0, 0x81, op, 32, grpEdIdR);
+      defReg(0, 0x83, op, 32, grpEdIdR);
       def(0, base, 0, 0, aluEbGb);
       def(0, base + 1, 0, 16, aluEwGw);
       def(0, base + 1, 0, 32, aluEdGd);
@@ -504,6 +560,8 @@ export function registerAlu(def: Def): void {
   def(0, 0x84, 0, 0, testEbGb);
   def(0, 0x85, 0, 16, testEwGw);
   def(0, 0x85, 0, 32, testEdGd);
+  defReg(0, 0x85, 0, 32, testEdGdR);
+  defReg(0, 0xf6, 0, 0, testEbIbR);
   def(0, 0xa8, 0, 0, testAlIb);
   def(0, 0xa9, 0, 16, testAxIw);
   def(0, 0xa9, 0, 32, testEaxId);

@@ -6,8 +6,14 @@
  * back), so a fault leaves the instruction undone.
  */
 import type { Cpu } from "../cpu.js";
-import { P_A16 } from "../decode.js";
-import {
+import * as decodeNs from "../decode.js";
+import * as regsNs from "../regs.js";
+import type { Def, DefReg } from "./table.js";
+
+// Module-level copies of imported constants: V8 constant-folds these, whereas each use of an
+// imported binding in optimized code costs a module-cell load and a TDZ check (hot paths).
+const { P_A16 } = decodeNs;
+const {
   AC,
   AF,
   CF,
@@ -33,8 +39,7 @@ import {
   UD,
   VM,
   ZF,
-} from "../regs.js";
-import type { Def } from "./table.js";
+} = regsNs;
 
 // ------------------------------------------------------------------ helpers
 
@@ -79,6 +84,28 @@ function movR16Rm16(cpu: Cpu, s: number): void {
 }
 function movR32Rm32(cpu: Cpu, s: number): void {
   cpu.regs[regOf(cpu, s)] = cpu.rm32(s);
+}
+
+// Register forms (ModRM mod = 3) of the hot ones.
+function movRm32R32R(cpu: Cpu, s: number): void {
+  const m = cpu.dc.modrm[s];
+  cpu.regs[m & 7] = cpu.regs[(m >> 3) & 7];
+}
+function movR32Rm32R(cpu: Cpu, s: number): void {
+  const m = cpu.dc.modrm[s];
+  cpu.regs[(m >> 3) & 7] = cpu.regs[m & 7];
+}
+function movRm8R8R(cpu: Cpu, s: number): void {
+  const m = cpu.dc.modrm[s];
+  cpu.setReg8(m & 7, cpu.reg8((m >> 3) & 7));
+}
+function movR8Rm8R(cpu: Cpu, s: number): void {
+  const m = cpu.dc.modrm[s];
+  cpu.setReg8((m >> 3) & 7, cpu.reg8(m & 7));
+}
+function movzx8to32R(cpu: Cpu, s: number): void {
+  const m = cpu.dc.modrm[s];
+  cpu.regs[(m >> 3) & 7] = cpu.reg8(m & 7);
 }
 
 // A0-A3: moffs (base = index = -1, disp = offset, so cpu.ea works).
@@ -458,16 +485,16 @@ function jnp32(cpu: Cpu, s: number): void {
   if (cpu.pf() === 0) jrel32(cpu, s);
 }
 function jl32(cpu: Cpu, s: number): void {
-  if ((cpu.sf() ^ cpu.of()) !== 0) jrel32(cpu, s);
+  if (cpu.lt() !== 0) jrel32(cpu, s);
 }
 function jge32(cpu: Cpu, s: number): void {
-  if ((cpu.sf() ^ cpu.of()) === 0) jrel32(cpu, s);
+  if (cpu.lt() === 0) jrel32(cpu, s);
 }
 function jle32(cpu: Cpu, s: number): void {
-  if (((cpu.sf() ^ cpu.of()) | cpu.zf()) !== 0) jrel32(cpu, s);
+  if ((cpu.lt() | cpu.zf()) !== 0) jrel32(cpu, s);
 }
 function jg32(cpu: Cpu, s: number): void {
-  if (((cpu.sf() ^ cpu.of()) | cpu.zf()) === 0) jrel32(cpu, s);
+  if ((cpu.lt() | cpu.zf()) === 0) jrel32(cpu, s);
 }
 function jo16(cpu: Cpu, s: number): void {
   if (cpu.of() !== 0) jrel16(cpu, s);
@@ -506,16 +533,16 @@ function jnp16(cpu: Cpu, s: number): void {
   if (cpu.pf() === 0) jrel16(cpu, s);
 }
 function jl16(cpu: Cpu, s: number): void {
-  if ((cpu.sf() ^ cpu.of()) !== 0) jrel16(cpu, s);
+  if (cpu.lt() !== 0) jrel16(cpu, s);
 }
 function jge16(cpu: Cpu, s: number): void {
-  if ((cpu.sf() ^ cpu.of()) === 0) jrel16(cpu, s);
+  if (cpu.lt() === 0) jrel16(cpu, s);
 }
 function jle16(cpu: Cpu, s: number): void {
-  if (((cpu.sf() ^ cpu.of()) | cpu.zf()) !== 0) jrel16(cpu, s);
+  if ((cpu.lt() | cpu.zf()) !== 0) jrel16(cpu, s);
 }
 function jg16(cpu: Cpu, s: number): void {
-  if (((cpu.sf() ^ cpu.of()) | cpu.zf()) === 0) jrel16(cpu, s);
+  if ((cpu.lt() | cpu.zf()) === 0) jrel16(cpu, s);
 }
 const JCC32 = [
   jo32,
@@ -651,73 +678,66 @@ function rdtsc(cpu: Cpu, _s: number): void {
 
 // ------------------------------------------------------------------ registration
 
-/** Register-in-opcode forms (B0+r, B8+r, 50+r, 58+r, 90+r, 0F C8+r) by number. */
-function movR16Imm(r: number) {
-  return (cpu: Cpu, s: number): void => {
-    cpu.regs16[r << 1] = cpu.dc.imm[s];
-  };
+/**
+ * Register-in-opcode forms (B0+r, B8+r, 50+r, 58+r, 90+r, 0F C8+r): the register is opcode
+ * bits 2-0, which sit at id bits 5-3. One function per form (not one closure per register)
+ * keeps the call sites in the run loop monomorphic.
+ */
+function regOfOp(cpu: Cpu, s: number): number {
+  return (cpu.dc.op[s] >> 3) & 7;
 }
-function movR32Imm(r: number) {
-  return (cpu: Cpu, s: number): void => {
-    cpu.regs[r] = cpu.dc.imm[s];
-  };
+function movR16Imm(cpu: Cpu, s: number): void {
+  cpu.regs16[regOfOp(cpu, s) << 1] = cpu.dc.imm[s];
 }
-function movR8ImmN(r: number) {
-  const i = ((r & 3) << 2) | (r >> 2);
-  return (cpu: Cpu, s: number): void => {
-    cpu.regs8[i] = cpu.dc.imm[s];
-  };
+function movR32Imm(cpu: Cpu, s: number): void {
+  cpu.regs[regOfOp(cpu, s)] = cpu.dc.imm[s];
 }
-function pushR16(r: number) {
-  return (cpu: Cpu, _s: number): void => {
-    cpu.push16(cpu.regs16[r << 1]);
-  };
+function movR8Imm(cpu: Cpu, s: number): void {
+  const r = regOfOp(cpu, s);
+  cpu.regs8[((r & 3) << 2) | (r >> 2)] = cpu.dc.imm[s];
 }
-function pushR32(r: number) {
-  return (cpu: Cpu, _s: number): void => {
-    cpu.push32(cpu.regs[r]);
-  };
+function pushR16(cpu: Cpu, s: number): void {
+  cpu.push16(cpu.regs16[regOfOp(cpu, s) << 1]);
 }
-function popR16(r: number) {
-  return (cpu: Cpu, _s: number): void => {
-    const v = cpu.pop16();
-    cpu.regs16[r << 1] = v;
-  };
+function pushR32(cpu: Cpu, s: number): void {
+  cpu.push32(cpu.regs[regOfOp(cpu, s)]);
 }
-function popR32(r: number) {
-  return (cpu: Cpu, _s: number): void => {
-    const v = cpu.pop32();
-    cpu.regs[r] = v;
-  };
+function popR16(cpu: Cpu, s: number): void {
+  const v = cpu.pop16();
+  cpu.regs16[regOfOp(cpu, s) << 1] = v;
 }
-function xchgAxR(r: number) {
-  return (cpu: Cpu, _s: number): void => {
-    const v = cpu.regs16[r << 1];
-    cpu.regs16[r << 1] = cpu.regs16[0];
-    cpu.regs16[0] = v;
-  };
+function popR32(cpu: Cpu, s: number): void {
+  const v = cpu.pop32();
+  cpu.regs[regOfOp(cpu, s)] = v;
 }
-function xchgEaxR(r: number) {
-  return (cpu: Cpu, _s: number): void => {
-    const v = cpu.regs[r];
-    cpu.regs[r] = cpu.regs[EAX];
-    cpu.regs[EAX] = v;
-  };
+function xchgAxR(cpu: Cpu, s: number): void {
+  const r = regOfOp(cpu, s) << 1;
+  const v = cpu.regs16[r];
+  cpu.regs16[r] = cpu.regs16[0];
+  cpu.regs16[0] = v;
 }
-function bswapR32(r: number) {
-  return (cpu: Cpu, _s: number): void => {
-    const v = cpu.regs[r];
-    cpu.regs[r] = (v << 24) | ((v & 0xff00) << 8) | ((v >>> 8) & 0xff00) | (v >>> 24);
-  };
+function xchgEaxR(cpu: Cpu, s: number): void {
+  const r = regOfOp(cpu, s);
+  const v = cpu.regs[r];
+  cpu.regs[r] = cpu.regs[EAX];
+  cpu.regs[EAX] = v;
 }
-function bswapR16(r: number) {
-  // Undefined by Intel; real P6 hardware (and QEMU) give 0 in the low word.
-  return (cpu: Cpu, _s: number): void => {
-    cpu.regs16[r << 1] = 0;
-  };
+function bswapR32(cpu: Cpu, s: number): void {
+  const r = regOfOp(cpu, s);
+  const v = cpu.regs[r];
+  cpu.regs[r] = (v << 24) | ((v & 0xff00) << 8) | ((v >>> 8) & 0xff00) | (v >>> 24);
+}
+/** Undefined by Intel; real P6 hardware (and QEMU) give 0 in the low word. */
+function bswapR16(cpu: Cpu, s: number): void {
+  cpu.regs16[regOfOp(cpu, s) << 1] = 0;
 }
 
-export function registerMove(def: Def): void {
+export function registerMove(def: Def, defReg: DefReg): void {
+  defReg(0, 0x89, 0, 32, movRm32R32R);
+  defReg(0, 0x8b, 0, 32, movR32Rm32R);
+  defReg(0, 0x88, 0, 0, movRm8R8R);
+  defReg(0, 0x8a, 0, 0, movR8Rm8R);
+  defReg(1, 0xb6, 0, 32, movzx8to32R);
   // mov
   def(0, 0x88, 0, 0, movRm8R8);
   def(0, 0x89, 0, 32, movRm32R32);
@@ -732,18 +752,18 @@ export function registerMove(def: Def): void {
   def(0, 0xa3, 0, 32, movMoffsEax);
   def(0, 0xa3, 0, 16, movMoffsAx);
   for (let r = 0; r < 8; r++) {
-    def(0, 0xb0 + r, 0, 0, movR8ImmN(r));
-    def(0, 0xb8 + r, 0, 32, movR32Imm(r));
-    def(0, 0xb8 + r, 0, 16, movR16Imm(r));
-    def(0, 0x50 + r, 0, 32, pushR32(r));
-    def(0, 0x50 + r, 0, 16, pushR16(r));
-    def(0, 0x58 + r, 0, 32, popR32(r));
-    def(0, 0x58 + r, 0, 16, popR16(r));
-    def(1, 0xc8 + r, 0, 32, bswapR32(r));
-    def(1, 0xc8 + r, 0, 16, bswapR16(r));
+    def(0, 0xb0 + r, 0, 0, movR8Imm);
+    def(0, 0xb8 + r, 0, 32, movR32Imm);
+    def(0, 0xb8 + r, 0, 16, movR16Imm);
+    def(0, 0x50 + r, 0, 32, pushR32);
+    def(0, 0x50 + r, 0, 16, pushR16);
+    def(0, 0x58 + r, 0, 32, popR32);
+    def(0, 0x58 + r, 0, 16, popR16);
+    def(1, 0xc8 + r, 0, 32, bswapR32);
+    def(1, 0xc8 + r, 0, 16, bswapR16);
     if (r !== 0) {
-      def(0, 0x90 + r, 0, 32, xchgEaxR(r));
-      def(0, 0x90 + r, 0, 16, xchgAxR(r));
+      def(0, 0x90 + r, 0, 32, xchgEaxR);
+      def(0, 0x90 + r, 0, 16, xchgAxR);
     }
   }
   def(0, 0xc6, 0, 0, movRm8Imm);

@@ -13,10 +13,16 @@
  * element-by-element path, which also raises the faults.
  */
 import type { Cpu } from "../cpu.js";
-import { P_A16, P_REP, P_REPNE } from "../decode.js";
-import { L_SUB } from "../flags.js";
-import { DF, ECX, EDI, ES, ESI } from "../regs.js";
+import * as decodeNs from "../decode.js";
+import * as flagsNs from "../flags.js";
+import * as regsNs from "../regs.js";
 import type { Def } from "./table.js";
+
+// Module-level copies of imported constants: V8 constant-folds these, whereas each use of an
+// imported binding in optimized code costs a module-cell load and a TDZ check (hot paths).
+const { P_A16, P_REP, P_REPNE } = decodeNs;
+const { L_SUB } = flagsNs;
+const { DF, ECX, EDI, ES, ESI } = regsNs;
 
 const REPS = P_REP | P_REPNE;
 /** Elements per handler call before the instruction is resumed from the run loop. */

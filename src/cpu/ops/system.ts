@@ -632,8 +632,10 @@ function movDrRd(cpu: Cpu, s: number): void {
   const r = drIndex(cpu, (m >> 3) & 7);
   const v = cpu.regs[m & 7];
   if (r === 6) cpu.dr[6] = v | 0xffff0ff0;
-  else if (r === 7) cpu.dr[7] = (v & ~0xd800) | 0x400;
-  else cpu.dr[r] = v;
+  else if (r === 7) {
+    cpu.dr[7] = (v & ~0xd800) | 0x400;
+    cpu.armDebug();
+  } else cpu.dr[r] = v;
 }
 
 const MSR_TSC = 0x10;

@@ -32,10 +32,126 @@ export function defGroup(map: number, opcode: number, size: 0 | 16 | 32, fn: Han
   for (let sub = 0; sub < 8; sub++) def(map, opcode, sub, size, fn);
 }
 
-export type Def = typeof def;
+/**
+ * Handlers specialised for the register form (ModRM mod = 3) of an id, used by the run
+ * loop's hot switch when they are hot (see HOT_OPS). The HANDLERS entry must handle both
+ * forms; this one only has to be right for mod = 3.
+ */
+export const REG_HANDLERS: (Handler | null)[] = new Array<Handler | null>(OP_COUNT).fill(null);
 
-registerAlu(def);
-registerMove(def);
+/** Registers a register-form specialisation (see REG_HANDLERS); arguments as for def. */
+export function defReg(map: number, opcode: number, sub: number, size: 0 | 16 | 32, fn: Handler): void {
+  if (size !== 16) REG_HANDLERS[opId(map, opcode, sub, false)] = fn;
+  if (size !== 32) REG_HANDLERS[opId(map, opcode, sub, true)] = fn;
+}
+
+export type Def = typeof def;
+export type DefReg = typeof defReg;
+
+registerAlu(def, defReg);
+registerMove(def, defReg);
 registerString(def);
 registerSystem(def);
 registerX87(def);
+
+/**
+ * The hot instructions, hottest first, as [map, opcode, sub] of their 32-bit form: compiled C's
+ * mix (bench/workload, kernels). The run loop calls their handlers through a switch with one
+ * call site per handler, so V8 sees monomorphic calls it can inline; everything else goes
+ * through HANDLERS. Ids that share a handler share its case. Order matters: TurboFan spends
+ * its inlining budget on the hottest call sites first.
+ */
+const HOT_OPS: readonly (readonly [number, number, number])[] = [
+  [0, 0x89, 0], // mov Ed, Gd
+  [0, 0x75, 0], // jnz
+  [0, 0x8b, 0], // mov Gd, Ed
+  [0, 0x31, 0], // add/or/adc/sbb/and/sub/xor Ed, Gd
+  [0, 0x39, 0], // cmp Ed, Gd
+  [1, 0xb6, 0], // movzx Gd, Eb
+  [0, 0x74, 0], // jz
+  [0, 0x8d, 0], // lea
+  [0, 0xc1, 5], // shift group Ed, Ib
+  [0, 0x85, 0], // test Ed, Gd
+  [0, 0x38, 0], // cmp Eb, Gb
+  [0, 0x40, 0], // inc Gd
+  [0, 0x81, 7], // cmp Ed, Id
+  [0, 0x83, 0], // add..xor Ed, Ib
+  [0, 0xeb, 0], // jmp rel8
+  [0, 0x88, 0], // mov Eb, Gb
+  [0, 0x3d, 0], // cmp eax, Id
+  [1, 0xaf, 0], // imul Gd, Ed
+  [0, 0x77, 0], // ja
+  [0, 0x3c, 0], // cmp al, Ib
+  [0, 0x7c, 0], // jl
+  [0, 0xf6, 0], // test Eb, Ib
+  [0, 0x30, 0], // add..xor Eb, Gb
+  [0, 0x72, 0], // jb
+  [0, 0x3b, 0], // cmp Gd, Ed
+  [0, 0x33, 0], // add..xor Gd, Ed
+  [1, 0xb7, 0], // movzx Gd, Ew
+  [0, 0x48, 0], // dec Gd
+  [0, 0x7d, 0], // jge
+  [0, 0xff, 0], // inc Ed
+  [0, 0xb8, 0], // mov Gd, Id
+  [0, 0x80, 5], // add..xor Eb, Ib
+  [0, 0x80, 7], // cmp Eb, Ib
+  [0, 0xf7, 4], // mul Ed
+  [0, 0x05, 0], // add..xor eax, Id
+  [0, 0x7f, 0], // jg
+  [0, 0x50, 0], // push Gd
+  [0, 0x58, 0], // pop Gd
+  [0, 0xc3, 0], // ret
+  [0, 0xe8, 0], // call rel32
+  [0, 0x7e, 0], // jle
+  [0, 0x76, 0], // jbe
+  [0, 0xff, 4], // jmp Ed
+  [0, 0x90, 0], // nop
+  [0, 0xd1, 5], // shift group Ed, 1
+  [0, 0xc7, 0], // mov Ed, Id
+  [0, 0x8a, 0], // mov Gb, Eb
+  [1, 0xbe, 0], // movsx Gd, Eb
+  [0, 0x84, 0], // test Eb, Gb
+  [0, 0x78, 0], // js
+  [0, 0x79, 0], // jns
+  [0, 0x73, 0], // jae
+  [0, 0xff, 6], // push Ed
+  [0, 0xff, 2], // call Ed
+  [0, 0x68, 0], // push Id
+  [0, 0xc9, 0], // leave
+];
+
+/** Cases of the run loop's hot switch (it has exactly this many, numbered 1..HOT_CASES). */
+export const HOT_CASES = 80;
+/** The hot handlers by case number (case 0: not hot). */
+export const HOT_FNS: Handler[] = [ud];
+/** The case number of each id (for a memory operand or no ModRM), or 0. */
+const HOT_MEM = new Uint8Array(OP_COUNT);
+/** The case number of each id with a register operand (ModRM mod = 3), or 0. */
+const HOT_REG = new Uint8Array(OP_COUNT);
+
+function hotCaseOf(fn: Handler): number {
+  let k = HOT_FNS.indexOf(fn);
+  if (k < 0) k = HOT_FNS.push(fn) - 1;
+  if (k > HOT_CASES) throw new Error("HOT_OPS has more handlers than the run loop has cases");
+  return k;
+}
+for (const [map, opcode, sub] of HOT_OPS) {
+  const id = opId(map, opcode, sub, false);
+  hotCaseOf(HANDLERS[id]);
+  const reg = REG_HANDLERS[id];
+  if (reg) hotCaseOf(reg);
+}
+// Every id whose handler is hot takes its case, whatever its opcode (aluEdGd serves 01..39).
+for (let id = 0; id < OP_COUNT; id++) {
+  const k = HOT_FNS.indexOf(HANDLERS[id]);
+  HOT_MEM[id] = k > 0 ? k : 0;
+  const reg = REG_HANDLERS[id];
+  const r = reg ? HOT_FNS.indexOf(reg) : -1;
+  HOT_REG[id] = r > 0 ? r : HOT_MEM[id];
+}
+while (HOT_FNS.length <= HOT_CASES) HOT_FNS.push(ud);
+
+/** The hot-switch case of a decoded instruction (0: call HANDLERS[id]). */
+export function hotCase(id: number, modrm: number): number {
+  return modrm >= 0xc0 ? HOT_REG[id] : HOT_MEM[id];
+}

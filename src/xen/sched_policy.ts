@@ -1,0 +1,164 @@
+/**
+ * Scheduling policies (semantics.md §7.2): Borrowed Virtual Time, Xen's only built-in policy
+ * of that time, and a plain round-robin as the second policy chosen at boot. A policy owns
+ * each physical CPU's run queue; the framework (scheduler.ts) asks it whom to run next.
+ */
+import type { Vcpu } from "./domain.js";
+
+/** Xen's scheduler ids (DOM0_SCHED_ID). */
+export const SCHED_BVT = 0;
+export const SCHED_RROBIN = 3;
+
+/** BVT's constants: the minimum charging unit and the default context-switch allowance. */
+export const MCU_NS = 100_000;
+export const DEFAULT_CTX_ALLOW_NS = 5_000_000;
+export const DEFAULT_MCU_ADVANCE = 10;
+export const DEFAULT_WARPL_NS = 2000 * 1_000_000;
+export const DEFAULT_WARPU_NS = 1000 * 1_000_000;
+/** svt wrap protection: above this, every virtual time on the CPU is shifted down. */
+const SVT_WRAP_AT = 0xf0000000;
+const SVT_WRAP_BY = 0xe0000000;
+
+/** Per-domain BVT parameters (DOM0_ADJUSTDOM). */
+export interface BvtParams {
+  mcuAdvance: number;
+  warpback: boolean;
+  warp: boolean;
+  warpValue: number;
+  warplNs: number;
+  warpuNs: number;
+}
+
+export function defaultBvtParams(): BvtParams {
+  return {
+    mcuAdvance: DEFAULT_MCU_ADVANCE,
+    warpback: false,
+    warp: false,
+    warpValue: 0,
+    warplNs: DEFAULT_WARPL_NS,
+    warpuNs: DEFAULT_WARPU_NS,
+  };
+}
+
+/** What a policy decides: the next vcpu (null = idle) and how long it may run. */
+export interface Decision {
+  next: Vcpu | null;
+  sliceNs: number;
+}
+
+export interface SchedPolicy {
+  readonly id: number;
+  readonly name: string;
+  /** Global context-switch allowance in ns (DOM0_SCHEDCTL; BVT only). */
+  ctxAllowNs: number;
+  /** A vcpu became runnable on CPU q (queue it). Returns true if it should preempt `curr`. */
+  wake(q: RunQueue, v: Vcpu, curr: Vcpu | null): boolean;
+  /** A vcpu stopped being runnable (remove it if queued). */
+  sleep(q: RunQueue, v: Vcpu): void;
+  /** Charge prev for ranNs and choose the next vcpu among q's runnable ones. */
+  doSchedule(q: RunQueue, prev: Vcpu | null, ranNs: number, prevRunnable: boolean): Decision;
+}
+
+/** A physical CPU's run queue and the policy's per-CPU state. */
+export class RunQueue {
+  readonly queue: Vcpu[] = [];
+  /** BVT system virtual time. */
+  svt = 0;
+
+  remove(v: Vcpu): void {
+    const i = this.queue.indexOf(v);
+    if (i >= 0) this.queue.splice(i, 1);
+  }
+
+  has(v: Vcpu): boolean {
+    return this.queue.includes(v);
+  }
+}
+
+/** BVT (semantics.md §7.2), with the slice unit [QUIRK] fixed: MCU counts times MCU_NS. */
+export class BvtPolicy implements SchedPolicy {
+  readonly id = SCHED_BVT;
+  readonly name = "bvt";
+  ctxAllowNs = DEFAULT_CTX_ALLOW_NS;
+
+  private evtOf(v: Vcpu): number {
+    const p = v.domain.bvt;
+    return p.warp ? v.avt - p.warpValue : v.avt;
+  }
+
+  wake(q: RunQueue, v: Vcpu, curr: Vcpu | null): boolean {
+    if (!q.has(v)) q.queue.unshift(v);
+    if (v.avt < q.svt) v.avt = q.svt;
+    v.evt = this.evtOf(v);
+    return curr === null || v.evt <= curr.evt;
+  }
+
+  sleep(q: RunQueue, v: Vcpu): void {
+    q.remove(v);
+  }
+
+  doSchedule(q: RunQueue, prev: Vcpu | null, ranNs: number, prevRunnable: boolean): Decision {
+    if (prev !== null) {
+      prev.avt += Math.ceil(ranNs / MCU_NS) * prev.domain.bvt.mcuAdvance;
+      prev.evt = this.evtOf(prev);
+      q.remove(prev);
+      if (prevRunnable) q.queue.push(prev);
+    }
+    if (q.queue.length === 0) return { next: null, sliceNs: this.ctxAllowNs };
+    let first: Vcpu = q.queue[0];
+    let second: Vcpu | null = null;
+    let minAvt = first.avt;
+    for (let i = 1; i < q.queue.length; i++) {
+      const v = q.queue[i];
+      if (v.avt < minAvt) minAvt = v.avt;
+      if (v.evt < first.evt) {
+        second = first;
+        first = v;
+      } else if (second === null || v.evt < second.evt) {
+        second = v;
+      }
+    }
+    q.svt = minAvt;
+    if (q.svt >= SVT_WRAP_AT) {
+      q.svt -= SVT_WRAP_BY;
+      for (const v of q.queue) {
+        v.avt -= SVT_WRAP_BY;
+        v.evt -= SVT_WRAP_BY;
+      }
+    }
+    if (second === null) return { next: first, sliceNs: 10 * this.ctxAllowNs };
+    const mcus = Math.max(0, Math.floor((second.evt - first.evt) / first.domain.bvt.mcuAdvance));
+    return { next: first, sliceNs: mcus * MCU_NS + this.ctxAllowNs };
+  }
+}
+
+/** Round-robin: a fixed slice, runnable vcpus in turn. */
+export class RoundRobinPolicy implements SchedPolicy {
+  readonly id = SCHED_RROBIN;
+  readonly name = "rrobin";
+  ctxAllowNs = DEFAULT_CTX_ALLOW_NS;
+  sliceNs = 10_000_000;
+
+  wake(q: RunQueue, v: Vcpu, curr: Vcpu | null): boolean {
+    if (!q.has(v)) q.queue.push(v);
+    return curr === null;
+  }
+
+  sleep(q: RunQueue, v: Vcpu): void {
+    q.remove(v);
+  }
+
+  doSchedule(q: RunQueue, prev: Vcpu | null, _ranNs: number, prevRunnable: boolean): Decision {
+    if (prev !== null) {
+      q.remove(prev);
+      if (prevRunnable) q.queue.push(prev);
+    }
+    return { next: q.queue[0] ?? null, sliceNs: this.sliceNs };
+  }
+}
+
+export function makePolicy(name: string): SchedPolicy {
+  if (name === "bvt") return new BvtPolicy();
+  if (name === "rrobin") return new RoundRobinPolicy();
+  throw new Error(`unknown scheduler "${name}" (known: bvt, rrobin)`);
+}

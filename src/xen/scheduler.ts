@@ -1,0 +1,181 @@
+/**
+ * The scheduling framework (semantics.md §7.1): physical CPUs with a local clock, a run queue,
+ * the running vcpu, the periodic 10 ms tick and the end of the current slice. The policy
+ * (sched_policy.ts) decides whom to run. Several physical CPUs are simulated on the one
+ * emulated core by interleaving them deterministically: the CPU whose clock is furthest
+ * behind runs next, for at most QUANTUM ahead of the others.
+ */
+import { HZ, VirqMar } from "../public/xen.js";
+import type { Vcpu } from "./domain.js";
+import { DomainState } from "./domain.js";
+import { sendGuestVirq } from "./event_channel.js";
+import type { Hypervisor } from "./hypervisor.js";
+import { RunQueue, type SchedPolicy } from "./sched_policy.js";
+import { updateDomainTime } from "./schedule.js";
+import { upcallMask, upcallPending } from "./traps.js";
+
+const TICK_NS = 1e9 / HZ;
+/** How far one physical CPU may run ahead of the others, in ns. */
+const QUANTUM_NS = 1_000_000;
+
+export class PhysicalCpu {
+  readonly rq = new RunQueue();
+  /** This CPU's clock in cycles (its TSC). */
+  cycles = 0;
+  curr: Vcpu | null = null;
+  /** Cycle count at which the current slice ends. */
+  sliceEnd = 0;
+  needResched = true;
+  lastSchedCycles = 0;
+  /** Ticks so far, and the cycle count of the next. */
+  tick = 0;
+  nextTick = 0;
+  lastTickCycles = 0;
+  /** Cycles spent idle. */
+  idleCycles = 0;
+
+  constructor(readonly id: number) {}
+}
+
+export class Scheduler {
+  readonly pcpus: PhysicalCpu[] = [];
+  /** The physical CPU being run (whose clock is "now"). */
+  cur: PhysicalCpu;
+  private readonly tickCycles: number;
+  private readonly quantumCycles: number;
+
+  constructor(
+    private readonly hv: Hypervisor,
+    readonly policy: SchedPolicy,
+    nrCpus: number,
+  ) {
+    if (!Number.isInteger(nrCpus) || nrCpus < 1 || nrCpus > 32) throw new RangeError(`CPUs must be 1..32, not ${nrCpus}`);
+    this.tickCycles = hv.clock.cyclesAt(TICK_NS);
+    this.quantumCycles = hv.clock.cyclesAt(QUANTUM_NS);
+    for (let i = 0; i < nrCpus; i++) {
+      const p = new PhysicalCpu(i);
+      p.nextTick = this.tickCycles;
+      this.pcpus.push(p);
+    }
+    this.cur = this.pcpus[0];
+  }
+
+  /** domain_runnable: not paused, not blocked, not shut down or crashed. */
+  runnable(v: Vcpu): boolean {
+    return v.domain.state === DomainState.Running && !v.domain.paused && !v.blocked;
+  }
+
+  /** domain_wake: queue a vcpu that became runnable; preempt if the policy says so. */
+  wake(v: Vcpu): void {
+    if (!this.runnable(v)) return;
+    const p = this.pcpus[v.processor];
+    if (p.curr === v) return;
+    if (this.policy.wake(p.rq, v, p.curr)) this.resched(p);
+  }
+
+  /** domain_sleep: a vcpu stopped being runnable. */
+  sleep(v: Vcpu): void {
+    const p = this.pcpus[v.processor];
+    if (p.curr === v) this.resched(p);
+    else this.policy.sleep(p.rq, v);
+  }
+
+  /** Moves a (not running) vcpu to another physical CPU (DOM0_PINCPUDOMAIN). */
+  migrate(v: Vcpu, cpu: number): void {
+    const from = this.pcpus[v.processor];
+    if (from.curr === v) {
+      from.curr = null;
+      this.resched(from);
+    }
+    this.policy.sleep(from.rq, v);
+    v.processor = cpu;
+    this.wake(v);
+  }
+
+  private resched(p: PhysicalCpu): void {
+    p.needResched = true;
+    if (p === this.cur) this.hv.cpu.runEnd = 0;
+  }
+
+  /** __enter_scheduler on p (semantics.md §7.1). */
+  schedule(p: PhysicalCpu): void {
+    const prev = p.curr;
+    const ranNs = this.hv.clock.ns(p.cycles - p.lastSchedCycles);
+    // An event that arrived before the block keeps the vcpu runnable.
+    if (prev?.blocked && upcallPending(this.hv, prev) !== 0 && upcallMask(this.hv, prev) === 0) prev.blocked = false;
+    const d = this.policy.doSchedule(p.rq, prev, ranNs, prev !== null && this.runnable(prev));
+    p.curr = d.next;
+    p.lastSchedCycles = p.cycles;
+    p.sliceEnd = p.cycles + Math.max(1, this.hv.clock.cyclesAt(d.sliceNs));
+    p.needResched = false;
+    if (prev !== null) prev.sleepTick = p.tick;
+    const next = d.next;
+    if (next !== null && next !== prev) {
+      updateDomainTime(this.hv, next, p.lastTickCycles);
+      if (next.sleepTick !== p.tick) sendGuestVirq(this.hv, next, VirqMar.TIMER);
+    }
+  }
+
+  /** The periodic tick and the one-shot timers due on p. */
+  runTimers(p: PhysicalCpu): void {
+    if (p.cycles >= p.nextTick) {
+      const n = Math.floor((p.cycles - p.nextTick) / this.tickCycles) + 1;
+      p.lastTickCycles = p.nextTick + (n - 1) * this.tickCycles;
+      p.nextTick += n * this.tickCycles;
+      p.tick += n;
+      const v = p.curr;
+      if (v !== null && this.runnable(v)) {
+        updateDomainTime(this.hv, v, p.lastTickCycles);
+        sendGuestVirq(this.hv, v, VirqMar.TIMER);
+      }
+    }
+    const nowNs = this.hv.clock.ns(p.cycles);
+    for (const v of this.vcpusOn(p)) {
+      if (v.timerDeadline >= 0 && v.timerDeadline <= nowNs) {
+        v.timerDeadline = -1;
+        updateDomainTime(this.hv, v, p.lastTickCycles);
+        sendGuestVirq(this.hv, v, VirqMar.TIMER);
+      }
+    }
+  }
+
+  /** The next cycle count at which something is due on p (tick, slice end, a one-shot). */
+  nextEvent(p: PhysicalCpu): number {
+    let next = Math.min(p.nextTick, p.curr !== null ? p.sliceEnd : Number.POSITIVE_INFINITY);
+    for (const v of this.vcpusOn(p)) {
+      if (v.timerDeadline >= 0) next = Math.min(next, this.hv.clock.cyclesAt(v.timerDeadline));
+    }
+    return next;
+  }
+
+  /** Is anything ever going to happen: a runnable vcpu, or a one-shot timer somewhere? */
+  anythingPending(): boolean {
+    for (const p of this.pcpus) if (p.curr !== null || p.rq.queue.length > 0 || p.needResched) return true;
+    for (const d of this.hv.domains.values()) {
+      if (d.state !== DomainState.Running || d.paused) continue;
+      for (const v of d.vcpus) if (v.timerDeadline >= 0 || !v.blocked) return true;
+    }
+    return false;
+  }
+
+  private *vcpusOn(p: PhysicalCpu): Generator<Vcpu> {
+    for (const d of this.hv.domains.values()) {
+      if (d.state !== DomainState.Running) continue;
+      for (const v of d.vcpus) if (v.processor === p.id) yield v;
+    }
+  }
+
+  /** The physical CPU to run next: the one furthest behind (lowest id on ties). */
+  pickCpu(): PhysicalCpu {
+    let best = this.pcpus[0];
+    for (const p of this.pcpus) if (p.cycles < best.cycles) best = p;
+    return best;
+  }
+
+  /** How far p may run: its next event, and QUANTUM past the slowest other CPU. */
+  horizon(p: PhysicalCpu): number {
+    let h = this.nextEvent(p);
+    for (const o of this.pcpus) if (o !== p) h = Math.min(h, Math.max(o.cycles, p.cycles) + this.quantumCycles);
+    return h;
+  }
+}
