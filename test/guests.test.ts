@@ -67,3 +67,11 @@ describe("conformance guests", () => {
     });
   }
 });
+
+describe("bundled demo guest", () => {
+  it("guests/hello.elf is exactly what the sources build", () => {
+    const built = readFileSync(guestPath("hello"));
+    const bundled = readFileSync(new URL("../../guests/hello.elf", import.meta.url));
+    assert.ok(Buffer.compare(built, bundled) === 0, "rebuild guests/hello.elf: cp guests/build/hello.elf guests/hello.elf");
+  });
+});

@@ -5,10 +5,14 @@
  */
 import { readFileSync } from "node:fs";
 import { basename } from "node:path";
+import { fileURLToPath } from "node:url";
 import type { Command } from "commander";
 import { Shutdown } from "../public/xen.js";
 import { launchDomain } from "../tools/launch.js";
 import { Hypervisor } from "../xen/hypervisor.js";
+
+/** The bundled demo guest (guests/hello.elf, rebuilt and compared by npm test). */
+export const BUNDLED_GUEST = fileURLToPath(new URL("../../../guests/hello.elf", import.meta.url));
 
 export interface RunOptions {
   memory: string;
@@ -73,12 +77,12 @@ export function registerRun(program: Command): void {
   program
     .command("run")
     .description("boot a PV guest kernel and show its console")
-    .argument("<kernel>", "the guest kernel (an ELF with a __xen_guest section)")
+    .argument("[kernel]", "the guest kernel (an ELF with a __xen_guest section); default: the bundled hello guest")
     .option("--memory <MiB>", "the domain's memory in MiB", "32")
     .option("--seconds <N>", "stop after N seconds of guest time")
     .option("--cmdline <text>", "the guest's command line", "")
     .option("--machine-memory <MiB>", "the machine's memory in MiB", "128")
-    .action((kernel: string, opts: RunOptions) => {
-      process.exitCode = runKernel(kernel, opts);
+    .action((kernel: string | undefined, opts: RunOptions) => {
+      process.exitCode = runKernel(kernel ?? BUNDLED_GUEST, opts);
     });
 }

@@ -184,6 +184,15 @@ export class Cpu {
   private fetchEip = 0;
   private fetchBlock: number;
 
+  /** Linear page of the fetch window, or -1; assigning -1 drops it (as dropFetch). */
+  get fetchPage(): number {
+    return this.fetchBlock === this.dc.emptyBlock ? -1 : (this.segBase[CS] + this.fetchEip) & ~0xfff;
+  }
+  set fetchPage(v: number) {
+    if (v !== -1) throw new Error("fetchPage can only be reset (to -1)");
+    this.dropFetch();
+  }
+
   // --- Run-loop state ---
   /** The run loop stops when retired reaches runEnd; handlers set it to 0 to exit early. */
   runEnd = 0;
