@@ -613,9 +613,10 @@ export class Cpu {
   rd32(seg: number, off: number): number {
     const lin = this.segRead(seg, off, 4);
     const e = this.tlb[lin >>> 12];
-    if ((e & this.rdMask) !== 0 && (lin & 0xfff) <= 0xffc) {
-      const p = (e & ~0xfff) | (lin & 0xfff);
-      return p & 3 ? this.memView.getInt32(p, true) : this.mem32[p >> 2];
+    if ((e & this.rdMask) !== 0) {
+      // Frames are page-aligned: an aligned lin is an aligned physical address in one page.
+      if ((lin & 3) === 0) return this.mem32[((e & ~0xfff) | (lin & 0xfff)) >> 2];
+      if ((lin & 0xfff) <= 0xffc) return this.memView.getInt32((e & ~0xfff) | (lin & 0xfff), true);
     }
     return this.linRead32(lin);
   }
@@ -710,15 +711,18 @@ export class Cpu {
 
   /** Effective address (offset in dc.seg[s]) of slot s's memory operand. */
   ea(s: number): number {
-    const dc = this.dc;
-    const m = dc.eam[s];
+    return this.eaOf(this.dc.eam[s], s);
+  }
+
+  /** ea() given slot s's eam word. */
+  private eaOf(m: number, s: number): number {
     switch (m & 3) {
       case EA_BASE:
-        return (dc.disp[s] + this.regs[(m >> 2) & 7]) | 0;
+        return (this.dc.disp[s] + this.regs[(m >> 2) & 7]) | 0;
       case EA_SIB:
-        return (dc.disp[s] + this.regs[(m >> 2) & 7] + (this.regs[(m >> 5) & 7] << (m >> 8))) | 0;
+        return (this.dc.disp[s] + this.regs[(m >> 2) & 7] + (this.regs[(m >> 5) & 7] << ((m >> 8) & 3))) | 0;
       case EA_DISP:
-        return dc.disp[s];
+        return this.dc.disp[s];
       default:
         return this.eaSlow(s);
     }
@@ -740,6 +744,32 @@ export class Cpu {
     return a & 0xffff;
   }
 
+  /** The memory operand of slot s (ModRM mod != 3): segment and offset from one eam load. */
+  rdMem8(s: number): number {
+    const m = this.dc.eam[s];
+    return this.rd8((m >> 10) & 7, this.eaOf(m, s));
+  }
+  rdMem16(s: number): number {
+    const m = this.dc.eam[s];
+    return this.rd16((m >> 10) & 7, this.eaOf(m, s));
+  }
+  rdMem32(s: number): number {
+    const m = this.dc.eam[s];
+    return this.rd32((m >> 10) & 7, this.eaOf(m, s));
+  }
+  wrMem8(s: number, v: number): void {
+    const m = this.dc.eam[s];
+    this.wr8((m >> 10) & 7, this.eaOf(m, s), v);
+  }
+  wrMem16(s: number, v: number): void {
+    const m = this.dc.eam[s];
+    this.wr16((m >> 10) & 7, this.eaOf(m, s), v);
+  }
+  wrMem32(s: number, v: number): void {
+    const m = this.dc.eam[s];
+    this.wr32((m >> 10) & 7, this.eaOf(m, s), v);
+  }
+
   /** 8-bit register r (AL CL DL BL AH CH DH BH). */
   reg8(r: number): number {
     return this.regs8[((r & 3) << 2) | (r >> 2)];
@@ -757,32 +787,32 @@ export class Cpu {
   /** Reads the r/m operand of slot s (register when mod = 3). 8/16-bit values are unsigned. */
   rm8(s: number): number {
     const m = this.dc.modrm[s];
-    return m >= 0xc0 ? this.reg8(m & 7) : this.rd8(this.dc.seg[s], this.ea(s));
+    return m >= 0xc0 ? this.reg8(m & 7) : this.rdMem8(s);
   }
   rm16(s: number): number {
     const m = this.dc.modrm[s];
-    return m >= 0xc0 ? this.regs16[(m & 7) << 1] : this.rd16(this.dc.seg[s], this.ea(s));
+    return m >= 0xc0 ? this.regs16[(m & 7) << 1] : this.rdMem16(s);
   }
   rm32(s: number): number {
     const m = this.dc.modrm[s];
-    return m >= 0xc0 ? this.regs[m & 7] : this.rd32(this.dc.seg[s], this.ea(s));
+    return m >= 0xc0 ? this.regs[m & 7] : this.rdMem32(s);
   }
 
   /** Writes the r/m operand of slot s. */
   setRm8(s: number, v: number): void {
     const m = this.dc.modrm[s];
     if (m >= 0xc0) this.setReg8(m & 7, v);
-    else this.wr8(this.dc.seg[s], this.ea(s), v);
+    else this.wrMem8(s, v);
   }
   setRm16(s: number, v: number): void {
     const m = this.dc.modrm[s];
     if (m >= 0xc0) this.regs16[(m & 7) << 1] = v;
-    else this.wr16(this.dc.seg[s], this.ea(s), v);
+    else this.wrMem16(s, v);
   }
   setRm32(s: number, v: number): void {
     const m = this.dc.modrm[s];
     if (m >= 0xc0) this.regs[m & 7] = v;
-    else this.wr32(this.dc.seg[s], this.ea(s), v);
+    else this.wrMem32(s, v);
   }
 
   /**
@@ -791,15 +821,15 @@ export class Cpu {
    */
   modRm8(s: number): number {
     const m = this.dc.modrm[s];
-    return m >= 0xc0 ? this.reg8(m & 7) : this.rmwRd8(this.dc.seg[s], this.ea(s));
+    return m >= 0xc0 ? this.reg8(m & 7) : this.rmwRd8((this.dc.eam[s] >> 10) & 7, this.ea(s));
   }
   modRm16(s: number): number {
     const m = this.dc.modrm[s];
-    return m >= 0xc0 ? this.regs16[(m & 7) << 1] : this.rmwRd16(this.dc.seg[s], this.ea(s));
+    return m >= 0xc0 ? this.regs16[(m & 7) << 1] : this.rmwRd16((this.dc.eam[s] >> 10) & 7, this.ea(s));
   }
   modRm32(s: number): number {
     const m = this.dc.modrm[s];
-    return m >= 0xc0 ? this.regs[m & 7] : this.rmwRd32(this.dc.seg[s], this.ea(s));
+    return m >= 0xc0 ? this.regs[m & 7] : this.rmwRd32((this.dc.eam[s] >> 10) & 7, this.ea(s));
   }
   putRm8(s: number, v: number): void {
     const m = this.dc.modrm[s];

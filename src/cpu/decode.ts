@@ -152,7 +152,8 @@ export class DecodeCache {
   /**
    * The effective-address form, so cpu.ea needs one load besides disp: bits 0-1 the kind
    * (EA_DISP disp only, EA_BASE base+disp, EA_SIB base+index*scale+disp, EA_SLOW anything else:
-   * 16-bit forms, index without base), bits 2-4 base, bits 5-7 index, bits 8-9 scale.
+   * 16-bit forms, index without base), bits 2-4 base, bits 5-7 index, bits 8-9 scale,
+   * bits 10-12 the segment (as in seg).
    */
   readonly eam: Uint16Array;
   /** First immediate (sign-extended imm8 for most opcodes; see decodeInto), second immediate. */
@@ -361,13 +362,14 @@ export function decodeInto(cpu: Cpu, lin: number): number {
   dc.len[s] = n;
   dc.modrm[s] = modrm;
   dc.pfx[s] = pfx | (seg >= 0 ? P_SEG : 0);
-  dc.seg[s] = seg >= 0 ? seg : defSeg;
+  const segment = seg >= 0 ? seg : defSeg;
+  dc.seg[s] = segment;
   dc.base[s] = base;
   dc.index[s] = index;
   dc.scale[s] = scale;
   dc.disp[s] = disp;
   const kind = a16 ? EA_SLOW : base < 0 ? (index < 0 ? EA_DISP : EA_SLOW) : index < 0 ? EA_BASE : EA_SIB;
-  dc.eam[s] = kind | ((base & 7) << 2) | ((index & 7) << 5) | (scale << 8);
+  dc.eam[s] = kind | ((base & 7) << 2) | ((index & 7) << 5) | (scale << 8) | (segment << 10);
   dc.imm[s] = imm;
   dc.imm2[s] = imm2;
   return s;

@@ -253,6 +253,44 @@ export function x80ToF64(se: number, hi: number, lo: number, rc = 0): number {
   return neg ? -m : m;
 }
 
+/**
+ * An 80-bit value rounded to single precision under rounding control rc, as a double (exactly
+ * representable as a float32); overflow gives infinity or the largest finite float32.
+ */
+export function x80ToF32(se: number, hi: number, lo: number, rc = 0): number {
+  const e = se & 0x7fff;
+  if (e === 0x7fff || ((hi | lo) >>> 0 === 0)) return Math.fround(x80ToF64(se, hi, lo, rc));
+  const neg = (se & 0x8000) !== 0;
+  hi >>>= 0;
+  lo >>>= 0;
+  if (e !== 0 && (hi & 0x80000000) === 0) return INDEFINITE;
+  let E = (e === 0 ? 1 : e) - 16383;
+  if ((hi & 0x80000000) === 0) {
+    if (hi === 0) {
+      hi = lo;
+      lo = 0;
+      E -= 32;
+    }
+    const z = Math.clz32(hi);
+    if (z > 0) {
+      hi = ((hi << z) | (lo >>> (32 - z))) >>> 0;
+      lo = (lo << z) >>> 0;
+      E -= z;
+    }
+  }
+  let m = Number.POSITIVE_INFINITY;
+  if (E <= 127) {
+    const sh = E >= -126 ? 40 : 40 + (-126 - E);
+    shiftRound(hi, lo, sh, rc, neg);
+    m = (qHi * 4294967296 + qLo) * pow2(E - 63 + sh);
+    if (m >= 2 ** 128) m = Number.POSITIVE_INFINITY;
+  }
+  if (m === Number.POSITIVE_INFINITY && !(rc === 0 || (rc === 2 && !neg) || (rc === 1 && neg))) {
+    m = 3.4028234663852886e38;
+  }
+  return neg ? -m : m;
+}
+
 /** Writes the 80-bit encoding of the integer (hi:lo, two's complement int64) to out. */
 export function int64ToX80(hi: number, lo: number, out: X80): void {
   let h = hi >>> 0;

@@ -46,6 +46,7 @@ import {
   X_OK,
   X_ZERODIV,
   X80,
+  x80ToF32,
   x80ToF64,
   x80ToInt,
 } from "../fpu.js";
@@ -342,7 +343,13 @@ function stF32(cpu: Cpu, f: Fpu, seg: number, off: number, pop: boolean): void {
     bits = 0xffc00000;
   } else {
     const v = f.st(0);
-    bits = f32Bits(v);
+    const i = f.phys(0);
+    if (!f.rawOk[i]) {
+      f64ToX80(v, X);
+      bits = f32Bits(Number.isNaN(v) ? v : x80ToF32(X.se, X.hi, X.lo, f.rc()));
+    } else {
+      bits = f32Bits(Number.isNaN(v) ? v : x80ToF32(f.rawSe[i], f.rawHi[i], f.rawLo[i], f.rc()));
+    }
     if (Number.isNaN(v)) {
       if (isSNaN(v) && !f.invalid()) return;
     } else {
