@@ -328,7 +328,9 @@ export function decodeInto(cpu: Cpu, lin: number): number {
       imm = (next() << 24) >> 24;
       break;
     case I_V:
-      imm = o16 ? ((next() | (next() << 8)) << 16) >> 16 : next() | (next() << 8) | (next() << 16) | (next() << 24);
+      imm = o16
+        ? ((next() | (next() << 8)) << 16) >> 16
+        : next() | (next() << 8) | (next() << 16) | (next() << 24);
       break;
     case I_W:
       imm = next() | (next() << 8);
@@ -347,7 +349,9 @@ export function decodeInto(cpu: Cpu, lin: number): number {
     case I_GRP3:
       if (((modrm >> 3) & 7) < 2) {
         if (b & 1) {
-          imm = o16 ? ((next() | (next() << 8)) << 16) >> 16 : next() | (next() << 8) | (next() << 16) | (next() << 24);
+          imm = o16
+            ? ((next() | (next() << 8)) << 16) >> 16
+            : next() | (next() << 8) | (next() << 16) | (next() << 24);
         } else {
           imm = (next() << 24) >> 24;
         }

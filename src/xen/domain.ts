@@ -7,6 +7,7 @@ import { NR_VIRQS } from "../public/xen.js";
 import type { CpuContext } from "../cpu/context.js";
 import { type BvtParams, defaultBvtParams } from "./sched_policy.js";
 import { type EventChannels, newEventChannels } from "./event_channel.js";
+import type { LogDirty } from "./shadow.js";
 
 /** Why a domain stopped running for good. */
 export const enum DomainState {
@@ -56,6 +57,14 @@ export class Vcpu {
   cpuTimeNs = 0;
   /** The physical CPU this vcpu runs on. */
   processor = 0;
+  /** DONEINIT: the first SETDOMAININFO applied everything (later ones only registers). */
+  doneInit = false;
+  /** ECF_I387_VALID / ECF_IN_KERNEL of the last SETDOMAININFO, and its 256-byte FPU image. */
+  fpuValid = false;
+  inKernel = true;
+  fpuImage: Uint8Array | null = null;
+  /** CPUPINNED (DOM0_PINCPUDOMAIN). */
+  cpuPinned = false;
   /** BVT actual and effective virtual time; the tick count when it last stopped running. */
   avt = 0;
   evt = 0;
@@ -93,11 +102,23 @@ export class Domain {
   readonly bvt: BvtParams = defaultBvtParams();
   /** Console bytes written by this domain (console_io), kept for the toolstack. */
   readonly consoleOut: number[] = [];
+  /** DF_CONSTRUCTED: a SETDOMAININFO succeeded; only then may the domain be unpaused. */
+  constructed = false;
+  /** PCI devices granted by DOM0_PCIDEV_ACCESS, as (bus << 8) | (dev << 3) | func. */
+  readonly pciDevices = new Set<number>();
+  /** Log-dirty state (DOM0_SHADOW_CONTROL), null while shadow mode is off. */
+  logDirty: LogDirty | null = null;
+  /**
+   * A domain whose vcpu runs TypeScript instead of guest code (dom0's toolstack): its event
+   * upcalls call this instead of bouncing to a guest callback (DESIGN.md decision 2).
+   */
+  hostUpcall: ((v: Vcpu) => void) | null = null;
 
   constructor(
     readonly id: number,
     readonly name: string,
-    readonly privileged: boolean,
+    /** DF_PRIVILEGED (DOM0_PCIDEV_ACCESS grants it too, semantics.md §8.2). */
+    public privileged: boolean,
   ) {
     this.vcpus.push(new Vcpu(this, 0));
     this.physdevCapable = privileged;

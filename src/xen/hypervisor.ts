@@ -406,7 +406,15 @@ export class Hypervisor implements MmHost {
       this.switchTo(v);
       deliverEvents(this, v);
       if (!sched.runnable(v)) continue;
-      const exit = this.cpu.run(Math.max(1, Math.min(horizon - p.cycles, MAX_SLICE)));
+      let exit: Exit;
+      try {
+        exit = this.cpu.run(Math.max(1, Math.min(horizon - p.cycles, MAX_SLICE)));
+      } catch (e) {
+        // A bug in the CPU emulation: it costs this domain, never the machine.
+        v.cpuTimeNs += this.clock.ns(this.syncClock());
+        this.crashDomain(v.domain, `internal error in the CPU: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+        continue;
+      }
       v.cpuTimeNs += this.clock.ns(this.syncClock());
       if (exit === Exit.Exception) {
         // Entering and leaving the hypervisor costs time on real hardware too: charging it

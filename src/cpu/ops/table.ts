@@ -143,8 +143,8 @@ for (const [map, opcode, sub] of HOT_OPS) {
 }
 // Every id whose handler is hot takes its case, whatever its opcode (aluEdGd serves 01..39).
 for (let id = 0; id < OP_COUNT; id++) {
-  const k = HOT_FNS.indexOf(HANDLERS[id]);
-  HOT_MEM[id] = k > 0 ? k : 0;
+  // indexOf gives -1 for a cold handler and 0 for ud: both mean "not hot".
+  HOT_MEM[id] = Math.max(HOT_FNS.indexOf(HANDLERS[id]), 0);
   const reg = REG_HANDLERS[id];
   const r = reg ? HOT_FNS.indexOf(reg) : -1;
   HOT_REG[id] = r > 0 ? r : HOT_MEM[id];

@@ -1,0 +1,43 @@
+/**
+ * Hostile guests: random hypercalls with random arguments, and random machine code at ring 1.
+ * Whatever a guest does, the hypervisor answers with an errno, a bounced fault or a clean
+ * crash of that domain; an exception inside tsxen (reported as an "internal error" crash)
+ * fails the test, and other domains keep running.
+ */
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { describe, it } from "node:test";
+import { launchDomain } from "../src/tools/launch.js";
+import { Hypervisor, type RunResult } from "../src/xen/hypervisor.js";
+import { prng, writeElf32 } from "./helpers/elf32_writer.js";
+import { guestPath } from "./support/guests.js";
+
+function assertClean(r: RunResult, what: string): void {
+  if (r.kind === "crashed") assert.doesNotMatch(r.why, /internal error/, `${what}: ${r.why}`);
+}
+
+describe("hostile guests", () => {
+  it("random hypercalls get errors, never an internal error", () => {
+    const image = readFileSync(guestPath("ev_hcfuzz"));
+    for (let seed = 1; seed <= 30; seed++) {
+      const hv = new Hypervisor({ memoryMiB: 32 });
+      launchDomain(hv, { name: `fuzz${seed}`, image, memoryMiB: 8, cmdline: `seed=${seed} count=1500` });
+      assertClean(hv.run(2e9), `seed ${seed}`);
+    }
+  });
+
+  it("random machine code at ring 1 never throws out of the hypervisor", () => {
+    const rnd = prng(0x5eed);
+    for (let run = 0; run < 60; run++) {
+      const code = Uint8Array.from({ length: 4096 }, () => Math.floor(rnd() * 256));
+      const image = writeElf32({
+        entry: 0xc0000000,
+        segments: [{ vaddr: 0xc0000000, data: code }],
+        xenGuest: "GUEST_OS=random,XEN_VER=3.0,LOADER=generic",
+      });
+      const hv = new Hypervisor({ memoryMiB: 16, tscHz: 10_000_000 });
+      launchDomain(hv, { name: `random${run}`, image, memoryMiB: 4 });
+      assertClean(hv.run(1e8), `run ${run}`);
+    }
+  });
+});
