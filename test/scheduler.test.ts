@@ -76,6 +76,34 @@ describe("scheduling", () => {
     assert.deepEqual(times(), times());
   });
 
+  it("BVT warping borrows virtual time: the warped domain runs first, shares stay fair", () => {
+    const setup = (warplMs: number, warpuMs: number) => {
+      const hv = machine();
+      const a = spin(hv, "warped");
+      const b = spin(hv, "plain");
+      Object.assign(a.bvt, { warpback: true, warp: true, warpValue: 1000, warplNs: warplMs * 1e6, warpuNs: warpuMs * 1e6 });
+      return { hv, a, b };
+    };
+    const first = setup(0, 0);
+    first.hv.run(5e6);
+    assert.equal(first.b.vcpus[0].cpuTimeNs, 0, "the warped domain is dispatched first");
+    for (const [l, u] of [[0, 0], [10, 90]]) {
+      const { hv, a, b } = setup(l, u);
+      hv.run(1e9);
+      assert.ok(Math.abs(share(a, [a, b]) - 0.5) < 0.03, `warpl ${l} warpu ${u}: ${share(a, [a, b])}`);
+    }
+  });
+
+  it("BVT warp limit: after warpl the warp ends, and with warpu 0 it never resumes", () => {
+    const hv = machine();
+    const a = spin(hv, "warped");
+    spin(hv, "plain");
+    Object.assign(a.bvt, { warpback: true, warp: true, warpValue: 1000, warplNs: 10e6, warpuNs: 0 });
+    hv.run(2e8);
+    assert.equal(a.bvt.warp, false);
+    assert.equal(a.bvt.warpback, false);
+  });
+
   it("an unknown policy name is refused", () => {
     assert.throws(() => machine({ scheduler: "atropos" }), /unknown scheduler "atropos"/);
   });

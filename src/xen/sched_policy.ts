@@ -27,6 +27,9 @@ export interface BvtParams {
   warpValue: number;
   warplNs: number;
   warpuNs: number;
+  /** System time (ns) at which the warp ends (warpl) / warping may resume (warpu); -1: none. */
+  warpEndNs: number;
+  unwarpEndNs: number;
 }
 
 export function defaultBvtParams(): BvtParams {
@@ -37,6 +40,8 @@ export function defaultBvtParams(): BvtParams {
     warpValue: 0,
     warplNs: DEFAULT_WARPL_NS,
     warpuNs: DEFAULT_WARPU_NS,
+    warpEndNs: -1,
+    unwarpEndNs: -1,
   };
 }
 
@@ -55,8 +60,8 @@ export interface SchedPolicy {
   wake(q: RunQueue, v: Vcpu, curr: Vcpu | null): boolean;
   /** A vcpu stopped being runnable (remove it if queued). */
   sleep(q: RunQueue, v: Vcpu): void;
-  /** Charge prev for ranNs and choose the next vcpu among q's runnable ones. */
-  doSchedule(q: RunQueue, prev: Vcpu | null, ranNs: number, prevRunnable: boolean): Decision;
+  /** Charge prev for ranNs and choose the next vcpu among q's runnable ones, at time nowNs. */
+  doSchedule(q: RunQueue, prev: Vcpu | null, ranNs: number, prevRunnable: boolean, nowNs: number): Decision;
 }
 
 /** A physical CPU's run queue and the policy's per-CPU state. */
@@ -97,7 +102,36 @@ export class BvtPolicy implements SchedPolicy {
     q.remove(v);
   }
 
-  doSchedule(q: RunQueue, prev: Vcpu | null, ranNs: number, prevRunnable: boolean): Decision {
+  /**
+   * The warp and unwarp timers (semantics.md §7.2), checked at each scheduling decision: a
+   * warp lasts warpl, then waits warpu before it may resume (if warpback is set).
+   */
+  private runWarpTimers(q: RunQueue, nowNs: number): void {
+    for (const v of q.queue) {
+      const p = v.domain.bvt;
+      if (p.warpEndNs >= 0 && nowNs >= p.warpEndNs) {
+        p.warpEndNs = -1;
+        p.warp = false;
+        if (p.warpuNs === 0) p.warpback = false;
+        else p.unwarpEndNs = nowNs + p.warpuNs;
+      }
+      if (p.unwarpEndNs >= 0 && nowNs >= p.unwarpEndNs) {
+        p.unwarpEndNs = -1;
+        if (p.warpback) p.warp = true;
+      }
+      v.evt = this.evtOf(v);
+    }
+  }
+
+  doSchedule(q: RunQueue, prev: Vcpu | null, ranNs: number, prevRunnable: boolean, nowNs: number): Decision {
+    this.runWarpTimers(q, nowNs);
+    const d = this.pick(q, prev, ranNs, prevRunnable);
+    const p = d.next?.domain.bvt;
+    if (p?.warp && p.warplNs > 0 && p.warpEndNs < 0) p.warpEndNs = nowNs + p.warplNs;
+    return d;
+  }
+
+  private pick(q: RunQueue, prev: Vcpu | null, ranNs: number, prevRunnable: boolean): Decision {
     if (prev !== null) {
       prev.avt += Math.ceil(ranNs / MCU_NS) * prev.domain.bvt.mcuAdvance;
       prev.evt = this.evtOf(prev);
@@ -148,7 +182,7 @@ export class RoundRobinPolicy implements SchedPolicy {
     q.remove(v);
   }
 
-  doSchedule(q: RunQueue, prev: Vcpu | null, _ranNs: number, prevRunnable: boolean): Decision {
+  doSchedule(q: RunQueue, prev: Vcpu | null, _ranNs: number, prevRunnable: boolean, _nowNs: number): Decision {
     if (prev !== null) {
       q.remove(prev);
       if (prevRunnable) q.queue.push(prev);

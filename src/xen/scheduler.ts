@@ -62,7 +62,7 @@ export class Scheduler {
 
   /** domain_runnable: not paused, not blocked, not shut down or crashed. */
   runnable(v: Vcpu): boolean {
-    return v.domain.state === DomainState.Running && !v.domain.paused && !v.blocked;
+    return v.domain.state === DomainState.Running && !v.domain.paused && !v.blocked && !v.down;
   }
 
   /** domain_wake: queue a vcpu that became runnable; preempt if the policy says so. */
@@ -103,7 +103,7 @@ export class Scheduler {
     const ranNs = this.hv.clock.ns(p.cycles - p.lastSchedCycles);
     // An event that arrived before the block keeps the vcpu runnable.
     if (prev?.blocked && upcallPending(this.hv, prev) !== 0 && upcallMask(this.hv, prev) === 0) prev.blocked = false;
-    const d = this.policy.doSchedule(p.rq, prev, ranNs, prev !== null && this.runnable(prev));
+    const d = this.policy.doSchedule(p.rq, prev, ranNs, prev !== null && this.runnable(prev), this.hv.clock.ns(p.cycles));
     p.curr = d.next;
     p.lastSchedCycles = p.cycles;
     p.sliceEnd = p.cycles + Math.max(1, this.hv.clock.cyclesAt(d.sliceNs));
