@@ -1,10 +1,12 @@
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
 import { SelectorsMar } from "../src/public/arch_x86_32.js";
 import { Sif, StartInfoMar } from "../src/public/xen.js";
 import { BuildError, type BuildParams, buildDomainImage, type DomainImage } from "../src/tools/builder.js";
 import { ElfError } from "../src/tools/elf.js";
 import { gccFixtureGuest, prng, writeElf32 } from "./helpers/elf32_writer.js";
+import { guestPath } from "./support/guests.js";
 
 const PAGE = 4096;
 const GUEST = "GUEST_OS=test,XEN_VER=3.0,LOADER=generic";
@@ -431,8 +433,8 @@ describe("buildDomainImage: errors", () => {
     throwsBuild(() => buildDomainImage({ ...p, flags: -1 }), /flags -1/);
     throwsBuild(() => buildDomainImage({ ...p, vcpus: 33 }), /vcpus 33 is not in 1\.\.32/);
     throwsBuild(
-      () => buildDomainImage({ ...p, abi: "2005-07" as never }),
-      /unknown guest ABI revision "2005-07"/,
+      () => buildDomainImage({ ...p, abi: "2005-11" as never }),
+      /unknown guest ABI revision "2005-11"/,
     );
   });
 
@@ -453,5 +455,41 @@ describe("buildDomainImage: errors", () => {
         if (!(e instanceof BuildError)) assert.fail(`iteration ${i}: threw ${String(e)}`);
       }
     }
+  });
+});
+
+describe("buildDomainImage: the July 2005 profile", () => {
+  it("lays out start_info (1068 bytes), the xenstore page and the stack as abi.md §2.6.2, §4.2, §4.5 say", () => {
+    const mem = new Uint8Array(8192 * 4096);
+    const frames = Array.from({ length: 4096 }, (_, i) => i + 16);
+    const image = readFileSync(guestPath("hello"));
+    const img = buildDomainImage({
+      image,
+      mem,
+      frames,
+      sharedInfoMfn: 5,
+      cmdline: "x".repeat(2000),
+      flags: 0,
+      abi: "2005-07",
+      storeEvtchn: 7,
+    });
+    assert.equal(img.abi, "2005-07");
+    assert.equal(img.storePageVa, img.startInfoVa + 4096);
+    assert.equal(img.stackVa, img.startInfoVa + 2 * 4096);
+    assert.equal(img.initialRegs.esp, img.startInfoVa + 3 * 4096);
+    assert.equal(img.initialRegs.eflags, 0x200);
+    assert.equal(img.initialRegs.cs, 0xe019);
+    assert.equal(img.initialRegs.ss, 0xe021);
+    const off = (va: number): number => frames[(va - img.vStart) / 4096] * 4096 + (va % 4096);
+    const dv = new DataView(mem.buffer);
+    const si = off(img.startInfoVa);
+    assert.equal(dv.getUint32(si + 0, true), 4096, "nr_pages @0");
+    assert.equal(dv.getUint32(si + 4, true), 5 * 4096, "shared_info @4");
+    assert.equal(dv.getUint32(si + 16, true), img.ptBaseVa, "pt_base @16");
+    assert.equal(dv.getUint32(si + 24, true), img.mfnListVa, "mfn_list @24");
+    assert.equal(mem[si + 36 + 1022], 0x78, "cmd_line[1024] @36 holds 1023 characters");
+    assert.equal(mem[si + 36 + 1023], 0, "NUL-terminated");
+    assert.equal(dv.getUint32(si + 1060, true), img.storePageVa, "store_page @1060");
+    assert.equal(dv.getUint16(si + 1064, true), 7, "store_evtchn @1064");
   });
 });

@@ -47,7 +47,7 @@ void start_kernel(start_info_t *si)
 
 	/* bind_virq: the op block is copied back whole; port at offset 12. */
 	memset(&op, 0, sizeof(op));
-	op.__reserved = 0x13572468;
+	EVOP_RESERVED_SET(op, 0x13572468);
 	op.u.bind_virq.virq = VIRQ_TIMER;
 	op.u.bind_virq.port = 0xFFFFFFFF;
 	op.u._raw[2] = 0xCAFEF00D;
@@ -59,8 +59,8 @@ void start_kernel(start_info_t *si)
 	CHECK_EQ(timer_port, si->domain_controller_evtchn == 1 ? 2 : 1, "first_port_is_lowest_free");
 	CHECK(op.cmd == EVTCHNOP_bind_virq && op.u.bind_virq.virq == VIRQ_TIMER,
 	      "bind_virq_inputs_preserved");
-	CHECK_EQ(((u32 *)&op)[3], timer_port, "bind_virq_port_at_offset_12");
-	CHECK(op.__reserved == 0x13572468 && op.u._raw[2] == 0xCAFEF00D,
+	CHECK_EQ(((u32 *)&op)[(EVOP_U + 4) / 4], timer_port, "bind_virq_port_at_offset_12");
+	CHECK(EVOP_RESERVED_IS(op, 0x13572468) && op.u._raw[2] == 0xCAFEF00D,
 	      "bind_virq_other_bytes_preserved");
 
 	/* Already bound: returns the existing port. */

@@ -1,8 +1,20 @@
 /*
  * Conformance: multicall (hypercall 13), abi.md §2.1 (MAR: 32-byte entries,
- * result in args[5] at offset 24, sub-call number masked with 31).
+ * result in args[5] at offset 24, sub-call number masked with 31; JUL: result
+ * at offset 4, args from 8).
  */
 #include "lib.h"
+
+#ifdef XEN_ABI_JUL
+/* JUL update_va_mapping: va, pte_lo, pte_hi, flags. 26 is mmuext_op: take 28. */
+#define UVM_ARGS(va, pte, fl) (va), (pte), 0, (fl), 0
+#define UNKNOWN_OP 28
+#define CONSOLE_SUBCALL_RESULT 0
+#else
+#define UVM_ARGS(va, pte, fl) (va), (pte), (fl), 0, 0
+#define UNKNOWN_OP 26
+#define CONSOLE_SUBCALL_RESULT (sizeof(msg) - 1)
+#endif
 
 static multicall_entry_t mc[8];
 static u8 two_pages[8192] BSS_PAGE;
@@ -18,8 +30,8 @@ static void entry(multicall_entry_t *e, u32 op, u32 a0, u32 a1, u32 a2, u32 a3, 
 	e->args[2] = a2;
 	e->args[3] = a3;
 	e->args[4] = a4;
-	e->args[5] = 0x5A5A5A5A; /* result slot, must be overwritten */
-	e->args[6] = 0xDEADBEEF; /* spare, must be left alone */
+	MC_RES(e) = 0x5A5A5A5A; /* result slot, must be overwritten */
+	MC_SPARE(e) = 0xDEADBEEF; /* spare, must be left alone */
 }
 
 void start_kernel(start_info_t *si)
@@ -32,22 +44,22 @@ void start_kernel(start_info_t *si)
 
 	memset(mc, 0, sizeof(mc));
 	entry(&mc[0], __HYPERVISOR_xen_version, 0, 0, 0, 0, 0);
-	entry(&mc[1], __HYPERVISOR_xen_version, 1, 0, 0, 0, 0);
+	entry(&mc[1], __HYPERVISOR_xen_version, 7, 0, 0, 0, 0);
 	entry(&mc[2], __HYPERVISOR_console_io, CONSOLEIO_write, sizeof(msg) - 1, (u32)msg, 0, 0);
-	entry(&mc[3], 26, 0, 0, 0, 0, 0);
+	entry(&mc[3], UNKNOWN_OP, 0, 0, 0, 0, 0);
 	entry(&mc[4], __HYPERVISOR_multicall, (u32)&mc[0], 1, 0, 0, 0);
 	entry(&mc[5], __HYPERVISOR_xen_version + 32, 0, 0, 0, 0, 0);
 	entry(&mc[6], __HYPERVISOR_sched_op, 0x1FF, 0, 0, 0, 0);
 	rc = HYPERVISOR_multicall(mc, 7);
 	CHECK_EQ(rc, 0, "batch_returns_0");
-	CHECK_EQ(mc[0].args[MC_RESULT], XEN_VERSION_VALUE, "result_in_args5_xen_version");
-	CHECK_EQ(mc[1].args[MC_RESULT], -ENOSYS, "subcall_error_in_result_slot");
-	CHECK_EQ(mc[2].args[MC_RESULT], sizeof(msg) - 1, "console_io_subcall_count");
-	CHECK_EQ(mc[3].args[MC_RESULT], -ENOSYS, "unknown_op_26_enosys");
-	CHECK_EQ(mc[4].args[MC_RESULT], -EINVAL, "nested_multicall_einval");
-	CHECK_EQ(mc[5].args[MC_RESULT], XEN_VERSION_VALUE, "op_masked_with_31");
-	CHECK_EQ(mc[6].args[MC_RESULT], -ENOSYS, "sched_op_subcall_enosys");
-	CHECK(mc[0].args[6] == 0xDEADBEEF && mc[4].args[6] == 0xDEADBEEF && mc[6].args[6] == 0xDEADBEEF,
+	CHECK_EQ(MC_RES(&mc[0]), XEN_VERSION_VALUE, "result_in_args5_xen_version");
+	CHECK_EQ(MC_RES(&mc[1]), -ENOSYS, "subcall_error_in_result_slot");
+	CHECK_EQ(MC_RES(&mc[2]), CONSOLE_SUBCALL_RESULT, "console_io_subcall_count");
+	CHECK_EQ(MC_RES(&mc[3]), -ENOSYS, "unknown_op_26_enosys");
+	CHECK_EQ(MC_RES(&mc[4]), -EINVAL, "nested_multicall_einval");
+	CHECK_EQ(MC_RES(&mc[5]), XEN_VERSION_VALUE, "op_masked_with_31");
+	CHECK_EQ(MC_RES(&mc[6]), -ENOSYS, "sched_op_subcall_enosys");
+	CHECK(MC_SPARE(&mc[0]) == 0xDEADBEEF && MC_SPARE(&mc[4]) == 0xDEADBEEF && MC_SPARE(&mc[6]) == 0xDEADBEEF,
 	      "spare_word_untouched");
 	CHECK(mc[0].op == __HYPERVISOR_xen_version && mc[0].args[0] == 0 &&
 		      mc[2].args[1] == sizeof(msg) - 1 && mc[2].args[2] == (u32)msg,
@@ -58,19 +70,19 @@ void start_kernel(start_info_t *si)
 	/* update_va_mapping as a sub-call behaves like the direct hypercall. */
 	memset(page_b, 0xBB, sizeof(page_b));
 	memset(scratch, 0x11, sizeof(scratch));
-	entry(&mc[0], __HYPERVISOR_update_va_mapping, (u32)scratch, virt_to_mach(page_b) | 3,
-	      UVMF_INVLPG, 0, 0);
-	entry(&mc[1], __HYPERVISOR_update_va_mapping, HYPERVISOR_VIRT_START, virt_to_mach(page_b) | 3,
-	      UVMF_INVLPG, 0, 0);
-	entry(&mc[2], __HYPERVISOR_update_va_mapping, (u32)scratch, virt_to_mach(scratch) | 3,
-	      UVMF_INVLPG, 0, 0);
+	entry(&mc[0], __HYPERVISOR_update_va_mapping,
+	      UVM_ARGS((u32)scratch, virt_to_mach(page_b) | 3, UVMF_INVLPG));
+	entry(&mc[1], __HYPERVISOR_update_va_mapping,
+	      UVM_ARGS(HYPERVISOR_VIRT_START, virt_to_mach(page_b) | 3, UVMF_INVLPG));
+	entry(&mc[2], __HYPERVISOR_update_va_mapping,
+	      UVM_ARGS((u32)scratch, virt_to_mach(scratch) | 3, UVMF_INVLPG));
 	rc = HYPERVISOR_multicall(mc, 2);
 	CHECK_EQ(rc, 0, "uvm_batch_returns_0");
-	CHECK_EQ(mc[0].args[MC_RESULT], 0, "uvm_subcall_ok");
+	CHECK_EQ(MC_RES(&mc[0]), 0, "uvm_subcall_ok");
 	CHECK_EQ(*(volatile u32 *)scratch, 0xBBBBBBBB, "uvm_subcall_took_effect");
-	CHECK_EQ(mc[1].args[MC_RESULT], -EINVAL, "uvm_subcall_bad_va_einval");
+	CHECK_EQ(MC_RES(&mc[1]), -EINVAL, "uvm_subcall_bad_va_einval");
 	rc = HYPERVISOR_multicall(&mc[2], 1);
-	CHECK(rc == 0 && mc[2].args[MC_RESULT] == 0 && *(volatile u32 *)scratch == 0x11111111,
+	CHECK(rc == 0 && MC_RES(&mc[2]) == 0 && *(volatile u32 *)scratch == 0x11111111,
 	      "uvm_subcall_restore");
 
 	/* Bad list pointers. */
@@ -84,7 +96,7 @@ void start_kernel(start_info_t *si)
 	/* The range is checked before anything runs. */
 	entry(&mc[0], __HYPERVISOR_xen_version, 0, 0, 0, 0, 0);
 	CHECK_EQ(HYPERVISOR_multicall(mc, 0x08000000), -EFAULT, "huge_count_efault");
-	CHECK_EQ(mc[0].args[MC_RESULT], 0x5A5A5A5A, "huge_count_nothing_executed");
+	CHECK_EQ(MC_RES(&mc[0]), 0x5A5A5A5A, "huge_count_nothing_executed");
 
 	/* A list that runs into an unmapped page: -EFAULT, earlier entries executed. */
 	page2_ma = virt_to_mach(two_pages + 4096);
@@ -93,7 +105,7 @@ void start_kernel(start_info_t *si)
 	CHECK_EQ(HYPERVISOR_update_va_mapping((u32)two_pages + 4096, 0, UVMF_INVLPG), 0,
 		 "setup_unmap_page");
 	CHECK_EQ(HYPERVISOR_multicall(tail, 2), -EFAULT, "list_into_unmapped_page_efault");
-	CHECK_EQ(tail->args[MC_RESULT], XEN_VERSION_VALUE, "entries_before_fault_executed");
+	CHECK_EQ(MC_RES(tail), XEN_VERSION_VALUE, "entries_before_fault_executed");
 	CHECK_EQ(HYPERVISOR_update_va_mapping((u32)two_pages + 4096, page2_ma | 3, UVMF_INVLPG), 0,
 		 "setup_remap_page");
 

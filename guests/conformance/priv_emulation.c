@@ -139,12 +139,21 @@ static void expect_user(const char *start, int want, const char *name)
 	}
 }
 
+/* physdev_op_t: the union is word 2 (MAR, after a pad) or word 1 (JUL). */
+#ifdef XEN_ABI_JUL
+#define PD_U 1
+#define PD_IOBMP_PORTS (PD_U + 1)
+#else
+#define PD_U 2
+#define PD_IOBMP_PORTS (PD_U + 2)
+#endif
+
 static long physdev_set_iopl(u32 iopl)
 {
 	u32 op[10];
 	memset(op, 0, sizeof(op));
 	op[0] = PHYSDEVOP_SET_IOPL;
-	op[2] = iopl;
+	op[PD_U] = iopl;
 	return HYPERVISOR_physdev_op(op);
 }
 
@@ -153,8 +162,8 @@ static long physdev_set_iobitmap(const void *bitmap, u32 nr_ports)
 	u32 op[10];
 	memset(op, 0, sizeof(op));
 	op[0] = PHYSDEVOP_SET_IOBITMAP;
-	op[2] = (u32)bitmap;
-	op[4] = nr_ports;
+	op[PD_U] = (u32)bitmap;
+	op[PD_IOBMP_PORTS] = nr_ports;
 	return HYPERVISOR_physdev_op(op);
 }
 

@@ -14,8 +14,22 @@ void start_kernel(start_info_t *si)
 	/* Only bits 7:0 select the command. */
 	CHECK_EQ(HYPERVISOR_sched_op(0xABCD00u | SCHEDOP_yield), 0, "yield_high_bits_ignored");
 
+#ifdef XEN_ABI_JUL
+	/* JUL: vcpu_down (3) / vcpu_up (4), VCPU id in bits 8 and up (abi.md §1.4). */
+	CHECK_EQ(HYPERVISOR_sched_op(SCHEDOP_vcpu_down | (5 << SCHEDOP_vcpushift)), -ESRCH,
+		 "vcpu_down_absent_vcpu_esrch");
+	CHECK_EQ(HYPERVISOR_sched_op(SCHEDOP_vcpu_up | (31 << SCHEDOP_vcpushift)), -ESRCH,
+		 "vcpu_up_absent_vcpu_esrch");
+	CHECK_EQ(HYPERVISOR_sched_op(SCHEDOP_vcpu_down | (32 << SCHEDOP_vcpushift)), -EINVAL,
+		 "vcpu_down_32_einval");
+	CHECK_EQ(HYPERVISOR_sched_op(SCHEDOP_vcpu_up | (0x1000u << SCHEDOP_vcpushift)), -EINVAL,
+		 "vcpu_up_huge_einval");
+	CHECK_EQ(HYPERVISOR_sched_op(SCHEDOP_vcpu_up), 0, "vcpu_up_running_self_ok");
+	CHECK_EQ(HYPERVISOR_sched_op(5), -ENOSYS, "op_5_enosys");
+#else
 	CHECK_EQ(HYPERVISOR_sched_op(3), -ENOSYS, "op_3_enosys");
 	CHECK_EQ(HYPERVISOR_sched_op(4), -ENOSYS, "op_4_vcpu_up_not_at_mar_enosys");
+#endif
 	CHECK_EQ(HYPERVISOR_sched_op(0xFF), -ENOSYS, "op_0xff_enosys");
 	CHECK_EQ(HYPERVISOR_sched_op(0x1FF), -ENOSYS, "op_0x1ff_enosys");
 

@@ -27,6 +27,21 @@ static void do_int80(void *unused)
 	__asm__ __volatile__("int $0x80" ::: "memory");
 }
 
+#ifdef XEN_ABI_JUL
+/* July 2005 removed set_fast_trap: hypercall 11 is -ENOSYS whatever the vector. */
+void start_kernel(start_info_t *si)
+{
+	(void)int80_hook;
+	(void)do_int80;
+	conf_init(si, "set_fast_trap");
+	CHECK_EQ(HYPERVISOR_set_fast_trap(0), -ENOSYS, "jul_vector_0_enosys");
+	CHECK_EQ(HYPERVISOR_set_fast_trap(0x80), -ENOSYS, "jul_vector_0x80_enosys");
+	CHECK_EQ(HYPERVISOR_set_fast_trap(0x20), -ENOSYS, "jul_vector_0x20_enosys");
+	CHECK_EQ(HYPERVISOR_set_fast_trap(0x1F), -ENOSYS, "jul_vector_0x1f_enosys");
+	CHECK_EQ(hypercall1(11 + 32, 0x80), -ENOSYS, "jul_nr_43_aliases_11_enosys");
+	checks_done();
+}
+#else
 void start_kernel(start_info_t *si)
 {
 	int v;
@@ -71,3 +86,4 @@ void start_kernel(start_info_t *si)
 	CHECK(v == -1 && int80_seen == 3, "int80_after_disable_through_xen");
 	checks_done();
 }
+#endif

@@ -36,7 +36,11 @@ void start_kernel(start_info_t *si)
 	CHECK_EQ(user_pages_init(), 0, "setup_user_pages");
 
 	/* Initial kernel_ss:kernel_esp = 0x0821 : start_info + 8 KB (abi.md §4.5). */
+#ifdef XEN_ABI_JUL
+	user_trap((u32)si + 3 * 4096, "initial"); /* JUL: start_info + 3 pages (abi.md §4.5) */
+#else
 	user_trap((u32)si + 8192, "initial");
+#endif
 
 	CHECK_EQ(HYPERVISOR_stack_switch(FLAT_KERNEL_SS, TOP_A), 0, "switch_to_a");
 	user_trap(TOP_A, "stack_a");

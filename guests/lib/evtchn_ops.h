@@ -114,9 +114,12 @@ static inline long ev_status(u32 dom, u32 port, u32 *st, u32 *u1, u32 *u2)
 #define PHYSDEVOP_IRQ_NEEDS_UNMASK_NOTIFY 1
 #define BIND_PIRQ__WILL_SHARE 1
 
+/* JUL (abi.md §2.10): union at 4, 16 bytes; the PCI ops (0..3) are unknown commands. */
 typedef struct {
 	u32 cmd;
+#ifndef XEN_ABI_JUL
 	u32 __pad;
+#endif
 	union {
 		struct {
 			u32 bus, dev, func, reg, len, value;
@@ -130,13 +133,23 @@ typedef struct {
 		struct {
 			u32 iopl;
 		} PACKED set_iopl;
+#ifdef XEN_ABI_JUL
+		struct {
+			u32 bitmap, nr_ports;
+		} PACKED set_iobitmap;
+#else
 		struct {
 			u32 bitmap, __pad0, nr_ports, __pad1;
 		} PACKED set_iobitmap;
+#endif
 		u32 _raw[8];
 	} PACKED u;
 } PACKED physdev_op_t;
+#ifdef XEN_ABI_JUL
+ASSERT_OFF(physdev_op_t, u, 4);
+#else
 ASSERT_SIZE(physdev_op_t, 40);
+#endif
 
 static inline long pd_op(physdev_op_t *op, u32 cmd)
 {

@@ -1,13 +1,21 @@
 /*
  * tsxen guest library: entry point and low-level stubs (ring 1, flat segments).
  *
- * At _start (abi.md §4.5): ring 1, CS = 0x0819, DS/ES/FS/GS/SS = 0x0821,
+ * At _start (abi.md §4.5): ring 1, CS = 0x0819, DS/ES/FS/GS/SS = 0x0821
+ * (July 2005: 0xE019 / 0xE021),
  * ESI = start_info VA, ESP = top of the builder's bootstrap stack.
  */
 
+#ifdef XEN_ABI_JUL
+/* July 2005: Xen's flat selectors are in GDT page 14 (abi.md §3.2). */
+#define FLAT_KERNEL_DS 0xE021
+#define FLAT_USER_CS   0xE02B
+#define FLAT_USER_DS   0xE033
+#else
 #define FLAT_KERNEL_DS 0x0821
 #define FLAT_USER_CS   0x082B
 #define FLAT_USER_DS   0x0833
+#endif
 
 	.section __xen_guest
 	.asciz "GUEST_OS=tsxen-test,XEN_VER=3.0,LOADER=generic"

@@ -1,5 +1,6 @@
 /*
- * tsxen guest library: hypercall wrappers (MAR register conventions, abi.md §1).
+ * tsxen guest library: hypercall wrappers (MAR register conventions, abi.md §1;
+ * with -DXEN_ABI_JUL the July 2005 ones, abi.md §1.4).
  * int $0x82; EAX = number; EBX, ECX, EDX, ESI, EDI = args 1..5; result in EAX.
  * The argument registers are declared clobbered (Xen may rewrite them).
  */
@@ -30,10 +31,31 @@ static inline long HYPERVISOR_set_trap_table(const trap_info_t *table)
 	return hypercall1(__HYPERVISOR_set_trap_table, table);
 }
 
+#ifdef XEN_ABI_JUL
+/* JUL: mmu_update(reqs, count, pdone, foreigndom) and mmuext_op(ops, count, pdone, foreigndom). */
+static inline long HYPERVISOR_mmu_update_fd(const mmu_update_t *req, u32 count, u32 *done, u32 fd)
+{
+	return hypercall4(__HYPERVISOR_mmu_update, req, count, done, fd);
+}
+
+static inline long HYPERVISOR_mmuext_op(const struct mmuext_op *op, u32 count, u32 *done, u32 fd)
+{
+	return hypercall4(__HYPERVISOR_mmuext_op, op, count, done, fd);
+}
+
+/* lib/mmu_compat.c: MAR-style batches (extended commands inline) on the JUL interface. */
+long mmu_update_compat(const mmu_update_t *req, u32 count, u32 *done);
+
+static inline long HYPERVISOR_mmu_update(const mmu_update_t *req, u32 count, u32 *done)
+{
+	return mmu_update_compat(req, count, done);
+}
+#else
 static inline long HYPERVISOR_mmu_update(const mmu_update_t *req, u32 count, u32 *done)
 {
 	return hypercall3(__HYPERVISOR_mmu_update, req, count, done);
 }
+#endif
 
 static inline long HYPERVISOR_set_gdt(const u32 *frames, u32 entries)
 {
@@ -77,6 +99,7 @@ static inline long HYPERVISOR_get_debugreg(u32 reg)
 	return hypercall1(__HYPERVISOR_get_debugreg, reg);
 }
 
+/* Both revisions: EBX = MA, ECX = low word, EDX = high word (JUL: one u64). */
 static inline long HYPERVISOR_update_descriptor(u32 ma, u32 lo, u32 hi)
 {
 	return hypercall3(__HYPERVISOR_update_descriptor, ma, lo, hi);
@@ -99,6 +122,19 @@ static inline long HYPERVISOR_multicall(multicall_entry_t *list, u32 nr_calls)
 	return hypercall2(__HYPERVISOR_multicall, list, nr_calls);
 }
 
+#ifdef XEN_ABI_JUL
+/* JUL: EBX = va, ECX:EDX = the u64 PTE (high word 0, non-PAE), ESI = flags. */
+static inline long HYPERVISOR_update_va_mapping(u32 va, u32 pte, u32 flags)
+{
+	return hypercall4(__HYPERVISOR_update_va_mapping, va, pte, 0, flags);
+}
+
+/* JUL: EBX = LOW 32 bits, ECX = HIGH 32 bits of the absolute deadline (ns). */
+static inline long HYPERVISOR_set_timer_op(u64 timeout)
+{
+	return hypercall2(__HYPERVISOR_set_timer_op, (u32)timeout, (u32)(timeout >> 32));
+}
+#else
 /* MAR: EBX = va, ECX = new PTE, EDX = UVMF_* flags. */
 static inline long HYPERVISOR_update_va_mapping(u32 va, u32 pte, u32 flags)
 {
@@ -110,6 +146,7 @@ static inline long HYPERVISOR_set_timer_op(u64 timeout)
 {
 	return hypercall2(__HYPERVISOR_set_timer_op, (u32)(timeout >> 32), (u32)timeout);
 }
+#endif
 
 static inline long HYPERVISOR_event_channel_op(evtchn_op_t *op)
 {
@@ -144,7 +181,11 @@ static inline long HYPERVISOR_vm_assist(u32 cmd, u32 type)
 static inline long HYPERVISOR_update_va_mapping_otherdomain(u32 va, u32 pte, u32 flags,
 							    u32 domid)
 {
+#ifdef XEN_ABI_JUL
+	return hypercall5(__HYPERVISOR_update_va_mapping_otherdomain, va, pte, 0, flags, domid);
+#else
 	return hypercall4(__HYPERVISOR_update_va_mapping_otherdomain, va, pte, flags, domid);
+#endif
 }
 
 /* Only meaningful with a VM86 activation frame on the ring-1 stack (abi.md §1.3). */

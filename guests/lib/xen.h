@@ -1,7 +1,9 @@
 /*
- * tsxen guest library: the Xen x86_32 guest ABI of March 2005 (MAR) as C.
- * Written from /work/shared/spec/abi.md; every struct is packed (abi.md §0)
- * and every offset the spec gives is asserted below.
+ * tsxen guest library: the Xen x86_32 guest ABI of March 2005 (MAR) as C, or with
+ * -DXEN_ABI_JUL the July 2005 revision (JUL, abi.md §5): the same C source is
+ * compiled once per revision.  Written from /work/shared/spec/abi.md; MAR structs
+ * are packed (abi.md §0), JUL ones naturally aligned, and every offset the spec
+ * gives is asserted below.
  */
 #ifndef TSXEN_XEN_H
 #define TSXEN_XEN_H
@@ -51,6 +53,11 @@ typedef u32 memory_t;
 #define __HYPERVISOR_update_va_mapping_otherdomain 22
 #define __HYPERVISOR_switch_vm86 23
 #define __HYPERVISOR_boot_vcpu 24
+#ifdef XEN_ABI_JUL
+#define __HYPERVISOR_mmuext_op 26
+#undef __HYPERVISOR_set_fast_trap /* gone at JUL: -ENOSYS */
+#define __HYPERVISOR_set_fast_trap 11
+#endif
 #define NR_HYPERCALLS 32
 #define HYPERCALL_VECTOR 0x82
 
@@ -80,20 +87,40 @@ typedef u32 memory_t;
 #define XEN_PAGE_OFFSET 0xFC400000u
 #define machine_to_phys_mapping ((const volatile u32 *)HYPERVISOR_VIRT_START)
 
+#ifdef XEN_ABI_JUL
+/* abi.md §3.2: Xen's entries live in GDT page 14 (7168..7679). */
+#define FLAT_RING1_CS 0xE019
+#define FLAT_RING1_DS 0xE021
+#define FLAT_RING3_CS 0xE02B
+#define FLAT_RING3_DS 0xE033
+#else
 #define FLAT_RING1_CS 0x0819
 #define FLAT_RING1_DS 0x0821
 #define FLAT_RING3_CS 0x082B
 #define FLAT_RING3_DS 0x0833
+#endif
 #define FLAT_KERNEL_CS FLAT_RING1_CS
 #define FLAT_KERNEL_DS FLAT_RING1_DS
 #define FLAT_KERNEL_SS FLAT_RING1_DS
 #define FLAT_USER_CS FLAT_RING3_CS
 #define FLAT_USER_DS FLAT_RING3_DS
 #define FLAT_USER_SS FLAT_RING3_DS
+#ifdef XEN_ABI_JUL
+#define XEN_RING0_CS 0xE008
+#define XEN_RING0_DS 0xE010
+#define FIRST_RESERVED_GDT_ENTRY 7168
+#define LAST_RESERVED_GDT_ENTRY 7679
+/* set_gdt: entries <= FIRST_RESERVED_GDT_ENTRY, no lower bound. */
+#define MIN_GDT_ENTRIES 0
+#define MAX_GDT_ENTRIES 7168
+#else
 #define XEN_RING0_CS 0x0808
 #define XEN_RING0_DS 0x0810
 #define FIRST_RESERVED_GDT_ENTRY 256
 #define LAST_RESERVED_GDT_ENTRY 295
+#define MIN_GDT_ENTRIES 296
+#define MAX_GDT_ENTRIES 8192
+#endif
 
 /* PTE bits (§2.3.3) */
 #define _PAGE_PRESENT 0x001
@@ -106,10 +133,55 @@ typedef u32 memory_t;
 #define _PAGE_PAT 0x080
 #define _PAGE_GLOBAL 0x100
 
-/* ---- §2.5 update_va_mapping flags (MAR) ---- */
+/* ---- §2.5 update_va_mapping flags ---- */
 #define UVMF_FLUSH_TLB 1
 #define UVMF_INVLPG 2
+#ifdef XEN_ABI_JUL
+/* JUL: flush type in bits 1:0 (3 = none of them), target set in bits 31:2. */
+#define UVMF_NONE 0
+#define UVMF_TLB_FLUSH 1
+#define UVMF_FLUSHTYPE_MASK 3
+#define UVMF_LOCAL 0
+#define UVMF_ALL 4
+#endif
 
+#ifdef XEN_ABI_JUL
+/* ---- §2.4 mmu_update / mmuext_op (JUL) ---- */
+#define MMU_NORMAL_PT_UPDATE 0
+#define MMU_MACHPHYS_UPDATE 1
+#define MMUEXT_PIN_L1_TABLE 0
+#define MMUEXT_PIN_L2_TABLE 1
+#define MMUEXT_PIN_L3_TABLE 2
+#define MMUEXT_PIN_L4_TABLE 3
+#define MMUEXT_UNPIN_TABLE 4
+#define MMUEXT_NEW_BASEPTR 5
+#define MMUEXT_TLB_FLUSH_LOCAL 6
+#define MMUEXT_INVLPG_LOCAL 7
+#define MMUEXT_TLB_FLUSH_MULTI 8
+#define MMUEXT_INVLPG_MULTI 9
+#define MMUEXT_TLB_FLUSH_ALL 10
+#define MMUEXT_INVLPG_ALL 11
+#define MMUEXT_FLUSH_CACHE 12
+#define MMUEXT_SET_LDT 13
+#define MMUEXT_REASSIGN_PAGE 14
+#define MMUEXT_NEW_USER_BASEPTR 15
+#define MMUEXT_TLB_FLUSH MMUEXT_TLB_FLUSH_LOCAL
+#define MMUEXT_INVLPG MMUEXT_INVLPG_LOCAL
+/*
+ * Library shim (not ABI): sources written for MAR put extended commands into
+ * mmu_update batches as {ptr | MMU_EXTENDED_COMMAND, cmd | arg << 8}.  The JUL
+ * HYPERVISOR_mmu_update wrapper (hypercall.h) turns each such request into an
+ * mmuext_op (the MA in ptr becomes an MFN) and SET/CLEAR_FOREIGNDOM into the
+ * foreigndom argument, so one conformance source tests both revisions.
+ */
+#define MMU_EXTENDED_COMMAND 3
+#define MMUEXT_SET_FOREIGNDOM 0xF0
+#define MMUEXT_CLEAR_FOREIGNDOM 0xF1
+#define MMUEXT_TRANSFER_PAGE 0xF2
+#define MMUEXT_CMD_MASK 255
+#define MMUEXT_CMD_SHIFT 8
+#define MMU_INVALID_CMD 2
+#else
 /* ---- §2.3 mmu_update (MAR) ---- */
 #define MMU_NORMAL_PT_UPDATE 0
 #define MMU_MACHPHYS_UPDATE 2
@@ -128,6 +200,8 @@ typedef u32 memory_t;
 #define MMUEXT_REASSIGN_PAGE 13
 #define MMUEXT_CMD_MASK 255
 #define MMUEXT_CMD_SHIFT 8
+#define MMU_INVALID_CMD 1
+#endif
 
 /* ---- §2.13 small hypercalls ---- */
 #define CONSOLEIO_write 0
@@ -135,6 +209,14 @@ typedef u32 memory_t;
 #define SCHEDOP_yield 0
 #define SCHEDOP_block 1
 #define SCHEDOP_shutdown 2
+#ifdef XEN_ABI_JUL
+#define SCHEDOP_vcpu_down 3
+#define SCHEDOP_vcpu_up 4
+#define SCHEDOP_vcpushift 8
+#define XENVER_version 0
+#define XENVER_extraversion 1
+#define XENVER_compile_info 2
+#endif
 #define SCHEDOP_cmdmask 255
 #define SCHEDOP_reasonshift 8
 #define SHUTDOWN_poweroff 0
@@ -203,8 +285,20 @@ ASSERT_OFF(trap_info_t, address, 4);
 #define TI_DPL_MASK 3
 #define TI_IF 4
 
-/* ---- §2.1 multicall_entry_t (MAR) ---- */
+/* ---- §2.1 multicall_entry_t ---- */
 #define ARGS_PER_MULTICALL_ENTRY 8
+#ifdef XEN_ABI_JUL
+typedef struct {
+	u32 op;
+	u32 result;
+	u32 args[6]; /* args[0..4] passed; args[5] spare */
+} multicall_entry_t;
+ASSERT_SIZE(multicall_entry_t, 32);
+ASSERT_OFF(multicall_entry_t, result, 4);
+ASSERT_OFF(multicall_entry_t, args, 8);
+#define MC_RES(e) ((e)->result)
+#define MC_SPARE(e) ((e)->args[5])
+#else
 typedef struct {
 	u32 op;
 	u32 args[7]; /* args[0..4] passed; args[5] = result; args[6] spare */
@@ -215,7 +309,60 @@ ASSERT_OFF(multicall_entry_t, args, 4);
 ASSERT_OFF(multicall_entry_t, args[5], 24);
 ASSERT_OFF(multicall_entry_t, args[6], 28);
 #define MC_RESULT 5
+#define MC_RES(e) ((e)->args[5])
+#define MC_SPARE(e) ((e)->args[6])
+#endif
 
+#ifdef XEN_ABI_JUL
+/* ---- §2.4 mmu_update_t and struct mmuext_op (JUL) ---- */
+typedef struct {
+	u64 ptr;
+	u64 val;
+} mmu_update_t;
+ASSERT_SIZE(mmu_update_t, 16);
+ASSERT_OFF(mmu_update_t, val, 8);
+
+struct mmuext_op {
+	u32 cmd;
+	union {
+		u32 mfn;
+		u32 linear_addr;
+	};
+	union {
+		u32 nr_ents;
+		u32 vcpumask; /* VA of an unsigned long bitmap */
+	};
+};
+ASSERT_SIZE(struct mmuext_op, 12);
+
+/* ---- §2.6.2 start_info_t (JUL, 1068 bytes) ---- */
+#define MAX_GUEST_CMDLINE 1024
+#define MAX_CMDLINE MAX_GUEST_CMDLINE
+typedef struct {
+	u32 nr_pages;
+	u32 shared_info; /* machine address */
+	u32 flags;
+	u16 domain_controller_evtchn;
+	u32 pt_base; /* VA */
+	u32 nr_pt_frames;
+	u32 mfn_list; /* VA */
+	u32 mod_start;
+	u32 mod_len;
+	u8 cmd_line[MAX_GUEST_CMDLINE];
+	u32 store_page; /* VA */
+	u16 store_evtchn;
+} start_info_t;
+ASSERT_SIZE(start_info_t, 1068);
+ASSERT_OFF(start_info_t, shared_info, 4);
+ASSERT_OFF(start_info_t, flags, 8);
+ASSERT_OFF(start_info_t, domain_controller_evtchn, 12);
+ASSERT_OFF(start_info_t, pt_base, 16);
+ASSERT_OFF(start_info_t, mfn_list, 24);
+ASSERT_OFF(start_info_t, mod_len, 32);
+ASSERT_OFF(start_info_t, cmd_line, 36);
+ASSERT_OFF(start_info_t, store_page, 1060);
+ASSERT_OFF(start_info_t, store_evtchn, 1064);
+#else
 /* ---- §2.3.1 mmu_update_t (MAR) ---- */
 typedef struct {
 	u32 ptr;
@@ -257,6 +404,7 @@ ASSERT_OFF(start_info_t, mfn_list, 40);
 ASSERT_OFF(start_info_t, mod_start, 48);
 ASSERT_OFF(start_info_t, mod_len, 56);
 ASSERT_OFF(start_info_t, cmd_line, 64);
+#endif
 
 /* ---- §2.7 shared_info_t (588 bytes) ---- */
 typedef struct {
@@ -364,7 +512,9 @@ typedef struct {
 
 typedef struct {
 	u32 cmd;
+#ifndef XEN_ABI_JUL
 	u32 __reserved;
+#endif
 	union {
 		evtchn_bind_interdomain_t bind_interdomain;
 		evtchn_bind_virq_t bind_virq;
@@ -374,25 +524,44 @@ typedef struct {
 		evtchn_status_t status;
 		evtchn_alloc_unbound_t alloc_unbound;
 		evtchn_bind_ipi_t bind_ipi;
-		u32 _raw[6];
+		u32 _raw[5];
 	} PACKED u;
+#ifndef XEN_ABI_JUL
+	u32 _raw_tail;
+#endif
 } PACKED evtchn_op_t;
+#ifdef XEN_ABI_JUL
+/* JUL: union at 4, 24 bytes (abi.md §2.8.1); the asserts below are MAR's +8. */
+#define EVOP_U 4
+ASSERT_SIZE(evtchn_op_t, 24);
+#else
+#define EVOP_U 8
 ASSERT_SIZE(evtchn_op_t, 32);
-ASSERT_OFF(evtchn_op_t, u, 8);
-ASSERT_OFF(evtchn_op_t, u.bind_interdomain.dom2, 10);
-ASSERT_OFF(evtchn_op_t, u.bind_interdomain.port1, 12);
-ASSERT_OFF(evtchn_op_t, u.bind_interdomain.port2, 16);
-ASSERT_OFF(evtchn_op_t, u.bind_virq.virq, 8);
-ASSERT_OFF(evtchn_op_t, u.bind_virq.port, 12);
-ASSERT_OFF(evtchn_op_t, u.bind_pirq.port, 16);
-ASSERT_OFF(evtchn_op_t, u.close.port, 12);
-ASSERT_OFF(evtchn_op_t, u.send.local_port, 8);
-ASSERT_OFF(evtchn_op_t, u.status.port, 12);
-ASSERT_OFF(evtchn_op_t, u.status.status, 16);
-ASSERT_OFF(evtchn_op_t, u.status.u.virq, 20);
-ASSERT_OFF(evtchn_op_t, u.status.u.interdomain.port, 24);
-ASSERT_OFF(evtchn_op_t, u.alloc_unbound.port, 12);
-ASSERT_OFF(evtchn_op_t, u.bind_ipi.port, 12);
+#endif
+ASSERT_OFF(evtchn_op_t, u, EVOP_U);
+/* The MAR envelope's reserved word (none at JUL). */
+#ifdef XEN_ABI_JUL
+#define EVOP_RESERVED_SET(op, x) ((void)(x))
+#define EVOP_RESERVED_IS(op, x) 1
+#else
+#define EVOP_RESERVED_SET(op, x) ((op).__reserved = (x))
+#define EVOP_RESERVED_IS(op, x) ((op).__reserved == (x))
+#endif
+#define ASSERT_EVOFF(f, off) ASSERT_OFF(evtchn_op_t, f, (off) - 8 + EVOP_U)
+ASSERT_EVOFF(u.bind_interdomain.dom2, 10);
+ASSERT_EVOFF(u.bind_interdomain.port1, 12);
+ASSERT_EVOFF(u.bind_interdomain.port2, 16);
+ASSERT_EVOFF(u.bind_virq.virq, 8);
+ASSERT_EVOFF(u.bind_virq.port, 12);
+ASSERT_EVOFF(u.bind_pirq.port, 16);
+ASSERT_EVOFF(u.close.port, 12);
+ASSERT_EVOFF(u.send.local_port, 8);
+ASSERT_EVOFF(u.status.port, 12);
+ASSERT_EVOFF(u.status.status, 16);
+ASSERT_EVOFF(u.status.u.virq, 20);
+ASSERT_EVOFF(u.status.u.interdomain.port, 24);
+ASSERT_EVOFF(u.alloc_unbound.port, 12);
+ASSERT_EVOFF(u.bind_ipi.port, 12);
 ASSERT_SIZE(evtchn_status_t, 20);
 
 /* ---- §2.11.1 dom0_op_t envelope (MAR, 80 bytes) ---- */

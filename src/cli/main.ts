@@ -12,6 +12,8 @@ type Register = (program: Command) => void;
 const COMMANDS: [string, () => Promise<Register>][] = [
   ["run", () => import("./run.js").then((m) => m.registerRun)],
   ["cpu-test", () => import("./cpu-test.js").then((m) => m.registerCpuTest)],
+  ["daemon", () => import("../daemon/cli.js").then((m) => m.registerDaemon)],
+  ["xm", () => import("./xm.js").then((m) => m.registerXm)],
 ];
 
 const program = new Command();

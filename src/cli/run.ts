@@ -4,11 +4,13 @@
  * The guest's console bytes go to stdout unaltered; tsxen's own messages go to stderr.
  */
 import { readFileSync } from "node:fs";
-import { basename } from "node:path";
+import { basename, dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Command } from "commander";
 import { Shutdown } from "../public/xen.js";
+import { looksLikeConfig, parseDomainConfig } from "../tools/config.js";
 import { launchDomain } from "../tools/launch.js";
+import { ABI_NAMES, type AbiName, abiByName, DEFAULT_ABI } from "../xen/abi.js";
 import { Hypervisor } from "../xen/hypervisor.js";
 
 /** The bundled demo guest (guests/hello.elf, rebuilt and compared by npm test). */
@@ -19,6 +21,8 @@ export interface RunOptions {
   seconds?: string;
   cmdline: string;
   machineMemory: string;
+  /** Guest interface revision: 2005-03 (default) or 2005-07. */
+  abi?: string;
 }
 
 const SHUTDOWN_NAMES: Record<number, string> = {
@@ -43,15 +47,44 @@ export function runKernel(kernelPath: string, opts: RunOptions): number {
     err(`cannot read kernel ${kernelPath}: ${(e as Error).message}`);
     return 2;
   }
+  let name = basename(kernelPath);
+  let memoryFromConfig: number | undefined;
+  let cmdline = opts.cmdline;
+  let configAbi: string | undefined;
+  if (looksLikeConfig(image)) {
+    // A domain configuration file (xm's syntax): boot the kernel it names, with its settings.
+    try {
+      const config = parseDomainConfig(kernelPath, Buffer.from(image).toString("utf8"));
+      for (const w of config.warnings) err(`warning: ${w}`);
+      const path = resolve(dirname(kernelPath), config.kernel);
+      image = readFileSync(path);
+      name = config.name;
+      memoryFromConfig = config.memoryMiB;
+      if (cmdline === "") cmdline = config.cmdline;
+      configAbi = config.abi;
+    } catch (e) {
+      err((e as Error).message);
+      return 2;
+    }
+  }
   try {
-    const memoryMiB = wholeNumber(opts.memory, "--memory");
+    const memoryMiB = memoryFromConfig ?? wholeNumber(opts.memory, "--memory");
     const seconds = opts.seconds === undefined ? undefined : wholeNumber(opts.seconds, "--seconds");
+    const abi = opts.abi ?? configAbi ?? DEFAULT_ABI;
+    if (abiByName(abi) === null)
+      throw new Error(`--abi must be one of ${ABI_NAMES.join(", ")}, not "${abi}"`);
     const hv = new Hypervisor({
       memoryMiB: wholeNumber(opts.machineMemory, "--machine-memory"),
       onConsole: (_d, bytes) => void process.stdout.write(bytes),
       onLog: (m) => err(m),
     });
-    const { domain } = launchDomain(hv, { name: basename(kernelPath), image, memoryMiB, cmdline: opts.cmdline });
+    const { domain } = launchDomain(hv, {
+      name,
+      image,
+      memoryMiB,
+      cmdline,
+      abi: abi as AbiName,
+    });
     const r = hv.run(seconds === undefined ? Number.POSITIVE_INFINITY : seconds * 1e9);
     switch (r.kind) {
       case "shutdown":
@@ -77,11 +110,15 @@ export function registerRun(program: Command): void {
   program
     .command("run")
     .description("boot a PV guest kernel and show its console")
-    .argument("[kernel]", "the guest kernel (an ELF with a __xen_guest section); default: the bundled hello guest")
+    .argument(
+      "[kernel]",
+      "the guest kernel (an ELF with a __xen_guest section) or a domain configuration file; default: the bundled hello guest",
+    )
     .option("--memory <MiB>", "the domain's memory in MiB", "32")
     .option("--seconds <N>", "stop after N seconds of guest time")
     .option("--cmdline <text>", "the guest's command line", "")
     .option("--machine-memory <MiB>", "the machine's memory in MiB", "128")
+    .option("--abi <revision>", `the guest interface revision (${ABI_NAMES.join(", ")})`, DEFAULT_ABI)
     .action((kernel: string | undefined, opts: RunOptions) => {
       process.exitCode = runKernel(kernel ?? BUNDLED_GUEST, opts);
     });

@@ -119,10 +119,13 @@ export class Cpu {
   readonly segHi = new Float64Array(8);
   readonly segWHi = new Float64Array(8);
   /**
-   * segLo, segHi, segWHi and segBase again, four per segment (seg * 4 + 0..3): the hot
-   * segRead/segWrite check reads one array instead of three. Kept by loadSegmentCache.
+   * The hot segRead/segWrite check in int32 arithmetic, 32 entries per segment (k = seg * 32):
+   * c[k] is the base; for an access of n bytes (1, 2, 4) the allowed offsets, biased by 2^31
+   * (offset ^ 0x80000000, so unsigned order becomes signed order), are c[k + 2n] ..
+   * c[k + 2n + 1] for reads and c[k + 16 + 2n] .. c[k + 17 + 2n] for writes (an empty range is
+   * INT32_MAX .. INT32_MIN). Kept by loadSegmentCache from segLo, segHi, segWHi and segBase.
    */
-  private readonly segChk = new Float64Array(32);
+  private readonly segChk = new Int32Array(256);
 
   gdtrBase = 0;
   gdtrLimit = 0xffff;
@@ -162,6 +165,12 @@ export class Cpu {
   exitErrorCode = -1;
   exitCr2 = 0;
   exitSoft = false;
+
+  // --- Dirty logging (like KVM's): the host hears of the first write to a watched frame ---
+  /** Physical frame -> 1 while its next write must be reported; null when nothing is watched. */
+  writeWatch: Uint8Array | null = null;
+  /** Called (and the frame unwatched) on the first write to a watched frame. */
+  onWatchedWrite: ((frame: number) => void) | null = null;
 
   // --- Software TLB: one entry per virtual page, see TLB_* bits ---
   readonly tlb = new Int32Array(1 << 20);
@@ -272,11 +281,20 @@ export class Cpu {
   }
 
   private syncSegChk(seg: number): void {
-    const k = seg << 2;
-    this.segChk[k] = this.segLo[seg];
-    this.segChk[k + 1] = this.segHi[seg];
-    this.segChk[k + 2] = this.segWHi[seg];
-    this.segChk[k + 3] = this.segBase[seg];
+    const c = this.segChk;
+    const k = seg << 5;
+    c[k] = this.segBase[seg];
+    const lo = this.segLo[seg];
+    for (let n = 1; n <= 4; n <<= 1) {
+      // Offsets o with lo <= o and o + n - 1 <= hi (exact: lo, hi are doubles up to 2^32).
+      const rdHi = this.segHi[seg] - (n - 1);
+      const wrHi = this.segWHi[seg] - (n - 1);
+      const empty = (hi: number): boolean => hi < lo || hi < 0;
+      c[k + 2 * n] = empty(rdHi) ? 0x7fffffff : lo ^ -0x80000000;
+      c[k + 2 * n + 1] = empty(rdHi) ? -0x80000000 : rdHi ^ -0x80000000;
+      c[k + 16 + 2 * n] = empty(wrHi) ? 0x7fffffff : lo ^ -0x80000000;
+      c[k + 17 + 2 * n] = empty(wrHi) ? -0x80000000 : wrHi ^ -0x80000000;
+    }
   }
 
   /** Marks a segment register unusable (a null selector loaded into DS/ES/FS/GS). */
@@ -294,19 +312,19 @@ export class Cpu {
   /** Linear address of seg:off for a read of `size` bytes, checking the segment. */
   segRead(seg: number, off: number, size: number): number {
     const c = this.segChk;
-    const k = seg << 2;
-    const o = off >>> 0;
-    if (o < c[k] || o + size - 1 > c[k + 1]) this.segFault(seg);
-    return (c[k + 3] + off) | 0;
+    const k = seg << 5;
+    const x = off ^ -0x80000000;
+    if (x < c[k + 2 * size] || x > c[k + 2 * size + 1]) this.segFault(seg);
+    return (c[k] + off) | 0;
   }
 
   /** Linear address of seg:off for a write of `size` bytes, checking the segment. */
   segWrite(seg: number, off: number, size: number): number {
     const c = this.segChk;
-    const k = seg << 2;
-    const o = off >>> 0;
-    if (o < c[k] || o + size - 1 > c[k + 2]) this.segFault(seg);
-    return (c[k + 3] + off) | 0;
+    const k = seg << 5;
+    const x = off ^ -0x80000000;
+    if (x < c[k + 16 + 2 * size] || x > c[k + 17 + 2 * size]) this.segFault(seg);
+    return (c[k] + off) | 0;
   }
 
   private segFault(seg: number): never {
@@ -331,6 +349,22 @@ export class Cpu {
     this.fTrap = true;
     this.fSoft = soft;
     throw CPU_FAULT;
+  }
+
+  /**
+   * int n / int3 / into (eip already after the instruction). In host mode this is an exit
+   * recorded without unwinding (a hypercall-heavy guest does thousands a second): the run
+   * loop retires the instruction and stops, exactly as the thrown trap would have. With
+   * IDT delivery it is raised as a trap (delivery may fault, with the double-fault rules).
+   */
+  softInt(vector: number): void {
+    if (this.deliverThroughIdt) this.trap(vector, -1, true);
+    this.exitReason = Exit.Exception;
+    this.exitVector = vector;
+    this.exitErrorCode = -1;
+    this.exitCr2 = this.cr2;
+    this.exitSoft = true;
+    this.runEnd = 0;
   }
 
   pageFault(lin: number, code: number): never {
@@ -414,6 +448,11 @@ export class Cpu {
       frame = pte & ~0xfff;
       perm |= write ? PTE_D : pte & PTE_D;
     }
+    if (this.writeWatch !== null && this.writeWatch[frame >>> 12] !== 0) {
+      // A watched frame gets no write permission in the TLB, so its first write walks here.
+      if (write) this.watchedWrite(frame >>> 12);
+      else perm &= ~PTE_D;
+    }
     if (frame >>> 0 < this.memSize) {
       let bits = TLB_SUP_READ;
       if (perm & PTE_US) bits |= TLB_USER_READ;
@@ -425,6 +464,14 @@ export class Cpu {
       this.tlbInsert(lin, frame, bits);
     }
     return frame | (lin & 0xfff);
+  }
+
+  /** A write reached watched frame f (through the TLB fill or a host copy): report it once. */
+  watchedWrite(f: number): void {
+    const w = this.writeWatch;
+    if (w === null || w[f] === 0) return;
+    w[f] = 0;
+    this.onWatchedWrite?.(f);
   }
 
   private checkAccess(lin: number, perm: number, write: boolean, user: boolean, ecode: number): void {

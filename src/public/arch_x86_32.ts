@@ -121,6 +121,14 @@ export const LDT_GDT_ENTRY_MAR = 265;
 export const FIRST_RESERVED_GDT_PAGE_JUL = 14;
 export const FIRST_RESERVED_GDT_BYTE_JUL = 57344;
 export const FIRST_RESERVED_GDT_ENTRY_JUL = 7168;
+/** JUL: the reserved page holds 512 entries (7168..7679). */
+export const NR_RESERVED_GDT_ENTRIES_JUL = 512;
+/** JUL: the hardware GDT limit always covers the reserved page (LAST_RESERVED_GDT_BYTE). */
+export const LAST_RESERVED_GDT_BYTE_JUL = 61439;
+/** JUL set_gdt: entries must not exceed FIRST_RESERVED_GDT_ENTRY (no lower bound). */
+export const MAX_GDT_ENTRIES_JUL = 7168;
+/** JUL: GDT entry holding CPU n's LDT descriptor, in the reserved page (__FIRST_LDT_ENTRY + 2n). */
+export const LDT_GDT_ENTRY_JUL = 7177;
 
 /** Xen's selectors, MAR (GDT indices 257..262). abi.md §3.2 */
 export const SelectorsMar = Object.freeze({

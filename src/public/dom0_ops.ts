@@ -54,7 +54,13 @@ export const Dom0CmdXen20 = Object.freeze({ BUILDDOMAIN: 13, IOPL: 14, SETDOMAIN
 // ---------------------------------------------------------------------------------------------
 // Union members (offsets inside the union). abi.md §2.11.3
 
-export const Dom0GetMemList = Object.freeze({ domain: 0, max_pfns: 8, buffer: 16, num_pfns: 24, SIZE: 32 } as const);
+export const Dom0GetMemList = Object.freeze({
+  domain: 0,
+  max_pfns: 8,
+  buffer: 16,
+  num_pfns: 24,
+  SIZE: 32,
+} as const);
 export const Dom0CreateDomain = Object.freeze({ memory_kb: 0, cpu: 8, domain: 16, SIZE: 20 } as const);
 /** destroydomain / pausedomain / unpausedomain. */
 export const Dom0DomainOnly = Object.freeze({ domain: 0, SIZE: 4 } as const);
@@ -74,7 +80,16 @@ export const Dom0SetDomainInfo = Object.freeze({ domain: 0, exec_domain: 2, ctxt
 export const Dom0BuildDomainXen20 = Object.freeze({ domain: 0, ctxt: 8, SIZE: 16 } as const);
 export const Dom0IoplXen20 = Object.freeze({ domain: 0, iopl: 4, SIZE: 8 } as const);
 export const Dom0SetDomainVmAssistXen20 = Object.freeze({ domain: 0, cmd: 4, type: 8, SIZE: 12 } as const);
-export const Dom0Msr = Object.freeze({ write: 0, cpu_mask: 4, msr: 8, in1: 12, in2: 16, out1: 20, out2: 24, SIZE: 28 } as const);
+export const Dom0Msr = Object.freeze({
+  write: 0,
+  cpu_mask: 4,
+  msr: 8,
+  in1: 12,
+  in2: 16,
+  out1: 20,
+  out2: 24,
+  SIZE: 28,
+} as const);
 export const Dom0Debug = Object.freeze({
   domain: 0,
   opcode: 2,
@@ -100,7 +115,14 @@ export const Dom0PhysInfo = Object.freeze({
   free_pages: 24,
   SIZE: 32,
 } as const);
-export const Dom0PcidevAccess = Object.freeze({ domain: 0, bus: 4, dev: 8, func: 12, enable: 16, SIZE: 20 } as const);
+export const Dom0PcidevAccess = Object.freeze({
+  domain: 0,
+  bus: 4,
+  dev: 8,
+  func: 12,
+  enable: 16,
+  SIZE: 20,
+} as const);
 export const Dom0SchedId = Object.freeze({ sched_id: 0, SIZE: 4 } as const);
 export const Dom0ShadowControl = Object.freeze({
   domain: 0,
@@ -116,7 +138,14 @@ export const Dom0ShadowControl = Object.freeze({
 export const Dom0SetDomainInitialMem = Object.freeze({ domain: 0, initial_memkb: 8, SIZE: 16 } as const);
 export const Dom0SetDomainMaxMem = Object.freeze({ domain: 0, max_memkb: 8, SIZE: 16 } as const);
 export const Dom0GetPageFrameInfo2 = Object.freeze({ domain: 0, num: 8, array: 16, SIZE: 24 } as const);
-export const Dom0AddMemtype = Object.freeze({ pfn: 0, nr_pfns: 8, type: 16, handle: 24, reg: 28, SIZE: 32 } as const);
+export const Dom0AddMemtype = Object.freeze({
+  pfn: 0,
+  nr_pfns: 8,
+  type: 16,
+  handle: 24,
+  reg: 28,
+  SIZE: 32,
+} as const);
 export const Dom0DelMemtype = Object.freeze({ handle: 0, reg: 4, SIZE: 8 } as const);
 export const Dom0ReadMemtype = Object.freeze({ reg: 0, pfn: 8, nr_pfns: 16, type: 24, SIZE: 32 } as const);
 export const Dom0PerfcControl = Object.freeze({ op: 0, nr_counters: 4, desc: 8, SIZE: 16 } as const);
@@ -240,3 +269,81 @@ export const FullExecutionContext = Object.freeze({
 
 /** Most vcpus a domain may have (exec_domain >= this is -EINVAL). */
 export const MAX_VIRT_CPUS_DOM0 = 32;
+
+// ---------------------------------------------------------------------------------------------
+// July 2005 (abi.md §2.11.1, §2.11.5 "JUL dom0 structs"): natural alignment, no dummy union.
+// TODO(dom0_op JUL): the dom0_op handler still decodes only the MAR layouts; a JUL domain's
+// dom0_op should read these (ABIS["2005-07"] in src/xen/abi.ts is where it would be selected).
+
+/** The interface version every JUL request must carry (else -EACCES). */
+export const DOM0_INTERFACE_VERSION_JUL = 0xaaaa100c;
+/** dom0_op_t, JUL: cmd, interface_version, union at 8 (largest member getdomaininfo, 420). */
+export const Dom0OpJul = Object.freeze({ cmd: 0, interface_version: 4, u: 8, SIZE: 428 } as const);
+/** JUL union members (offsets inside the union). */
+export const Dom0GetMemListJul = Object.freeze({
+  domain: 0,
+  max_pfns: 4,
+  buffer: 8,
+  num_pfns: 12,
+  SIZE: 16,
+} as const);
+export const Dom0CreateDomainJul = Object.freeze({ ssidref: 0, domain: 4, SIZE: 8 } as const);
+export const Dom0DomainOnlyJul = Object.freeze({ domain: 0, SIZE: 2 } as const);
+export const Dom0GetDomainInfoJul = Object.freeze({
+  domain: 0,
+  flags: 4,
+  tot_pages: 8,
+  max_pages: 12,
+  shared_info_frame: 16,
+  cpu_time: 20,
+  n_vcpu: 28,
+  vcpu_to_cpu: 32,
+  cpumap: 160,
+  ssidref: 416,
+  SIZE: 420,
+} as const);
+export const Dom0SetDomainInfoJul = Object.freeze({ domain: 0, vcpu: 2, ctxt: 4, SIZE: 8 } as const);
+export const Dom0ReadConsoleJul = Object.freeze({ clear: 0, buffer: 4, count: 8, SIZE: 12 } as const);
+export const Dom0PhysInfoJul = Object.freeze({
+  threads_per_core: 0,
+  cores_per_socket: 4,
+  sockets_per_node: 8,
+  nr_nodes: 12,
+  cpu_khz: 16,
+  total_pages: 20,
+  free_pages: 24,
+  SIZE: 28,
+} as const);
+export const Dom0SetDomainMaxMemJul = Object.freeze({ domain: 0, max_memkb: 4, SIZE: 8 } as const);
+export const Dom0GetPageFrameInfoJul = Object.freeze({ pfn: 0, domain: 4, type: 8, SIZE: 12 } as const);
+export const Dom0GetPageFrameInfo2Jul = Object.freeze({ domain: 0, num: 4, array: 8, SIZE: 12 } as const);
+export const Dom0GetVcpuContextJul = Object.freeze({
+  domain: 0,
+  vcpu: 2,
+  ctxt: 4,
+  cpu_time: 8,
+  SIZE: 16,
+} as const);
+/** DOM0_GETVCPUCONTEXT is new at JUL; PCIDEV_ACCESS (23) and SETDOMAININITIALMEM (27) are gone. */
+export const DOM0_GETVCPUCONTEXT_JUL = 37;
+/** vcpu_guest_context_t, JUL (2800 bytes; replaces full_execution_context_t). abi.md §2.11.5 */
+export const VcpuGuestContextJul = Object.freeze({
+  fpu_ctxt: 0,
+  flags: 512,
+  user_regs: 516,
+  trap_ctxt: 584,
+  ldt_base: 2632,
+  ldt_ents: 2636,
+  gdt_frames: 2640,
+  gdt_ents: 2704,
+  kernel_ss: 2708,
+  kernel_sp: 2712,
+  ctrlreg: 2716,
+  debugreg: 2748,
+  event_callback_cs: 2780,
+  event_callback_eip: 2784,
+  failsafe_callback_cs: 2788,
+  failsafe_callback_eip: 2792,
+  vm_assist: 2796,
+  SIZE: 2800,
+} as const);

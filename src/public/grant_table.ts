@@ -20,7 +20,7 @@ export const Gtf = Object.freeze({
   writing: 1 << 4,
   /** accept_transfer: set by Xen. */
   transfer_committed: 1 << 2,
-  /** accept_transfer: set by Xen (never at MAR, quirk Q15). */
+  /** accept_transfer: set by Xen (from 2005-04-04; never at MAR, quirk Q15 — tsxen sets it). */
   transfer_completed: 1 << 3,
 } as const);
 

@@ -48,3 +48,10 @@ export const IRQ_MAX_GUESTS = 7;
 export const PCI_BUSMAX = 255;
 export const PCI_DEVMAX = 31;
 export const PCI_FUNCMAX = 7;
+
+/** physdev_op_t, JUL: cmd, union at 4 (16 bytes); the PCI ops (0..3) are gone. abi.md §2.10 */
+export const PhysdevOpJul = Object.freeze({ cmd: 0, u: 4, SIZE: 16 } as const);
+/** PHYSDEVOP_* commands added at JUL (local APIC access, vector assignment); dom0 only. */
+export const PhysdevOpJulExtra = Object.freeze({ APIC_READ: 8, APIC_WRITE: 9, ASSIGN_VECTOR: 10 } as const);
+/** JUL SET_IOBITMAP: bitmap @0, nr_ports @4 (8 bytes). abi.md §2.10 */
+export const PhysdevSetIobitmapJul = Object.freeze({ bitmap: 0, nr_ports: 4, SIZE: 8 } as const);

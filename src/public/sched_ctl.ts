@@ -10,7 +10,13 @@ export const SchedId = Object.freeze({ BVT: 0, ATROPOS: 2, RROBIN: 3 } as const)
 export const SchedInfo = Object.freeze({ PUT: 0, GET: 1 } as const);
 
 /** sched_ctl_cmd, MAR (16 bytes): bvt.ctx_allow (ns) or rrobin.slice (u64) in the union at 8. */
-export const SchedCtlCmd = Object.freeze({ sched_id: 0, direction: 4, ctx_allow: 8, rrobin_slice: 8, SIZE: 16 } as const);
+export const SchedCtlCmd = Object.freeze({
+  sched_id: 0,
+  direction: 4,
+  ctx_allow: 8,
+  rrobin_slice: 8,
+  SIZE: 16,
+} as const);
 
 /**
  * sched_adjdom_cmd, MAR (44 bytes, packed; the header's comments say 40 and give wrong offsets).

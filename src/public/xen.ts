@@ -446,3 +446,13 @@ export const BootLayoutMar = Object.freeze({
   /** n_vcpu the domU builder writes for a one-VCPU domain. */
   DEFAULT_VCPUS: 1,
 } as const);
+
+/**
+ * Bootstrap layout rules of the JUL domU builder: a xenstore page sits between start_info and
+ * the stack, so ESP = start_info VA + 3 pages. abi.md §4.2, §4.5
+ */
+export const BootLayoutJul = Object.freeze({
+  ...BootLayoutMar,
+  PAGES_BETWEEN_START_INFO_AND_STACK: 1,
+  STACK_TOP_OFFSET: 3 * 4096,
+} as const);

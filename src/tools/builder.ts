@@ -16,22 +16,28 @@ import {
   BUILDER_L1_PROT_RO,
   BUILDER_L2_PROT,
   HYPERVISOR_VIRT_START,
+  INITIAL_EFLAGS_JUL,
   INITIAL_EFLAGS_MAR,
   L1_PAGETABLE_ENTRIES,
   L1_PAGETABLE_SHIFT,
   L2_PAGETABLE_SHIFT,
   PAGE_SHIFT,
   PAGE_SIZE,
+  SelectorsJul,
   SelectorsMar,
 } from "../public/arch_x86_32.js";
 import {
+  BootLayoutJul,
   BootLayoutMar,
   MAX_CMDLINE,
+  MAX_GUEST_CMDLINE,
   MAX_VIRT_CPUS,
   SharedInfo,
+  StartInfoJul,
   StartInfoMar,
   VcpuInfo,
 } from "../public/xen.js";
+import type { AbiName } from "../xen/abi.js";
 import { ElfError, parseXenKernel, type XenGuestInfo, type XenKernelImage } from "./elf.js";
 
 /** A problem building a domain: bad image, bad parameters, not enough memory. */
@@ -39,8 +45,8 @@ export class BuildError extends Error {
   override name = "BuildError";
 }
 
-/** Guest ABI revisions the builder knows. */
-export type BootAbiName = "2005-03";
+/** Guest ABI revisions the builder knows (the hypervisor's interface revisions). */
+export type BootAbiName = AbiName;
 
 /** The numbers that differ between ABI revisions, all taken from src/public. */
 export interface BootAbiProfile {
@@ -56,6 +62,9 @@ export interface BootAbiProfile {
     readonly mod_start: number;
     readonly mod_len: number;
     readonly cmd_line: number;
+    /** JUL: VA of the xenstore page and its event channel. */
+    readonly store_page?: number;
+    readonly store_evtchn?: number;
     readonly SIZE: number;
   };
   /** Size of start_info.cmd_line; the builder NUL-terminates at MAX - 1. */
@@ -106,6 +115,27 @@ export const BOOT_ABIS: Readonly<Record<BootAbiName, BootAbiProfile>> = Object.f
     vcpuInfoUpcallMask: VcpuInfo.evtchn_upcall_mask,
     maxVcpus: MAX_VIRT_CPUS,
   }),
+  // July 2005 (abi.md §2.6.2, §4.2, §4.5): 1068-byte start_info, a xenstore page between
+  // start_info and the stack (ESP = start_info + 3 pages), 0xE0xx selectors, EFLAGS 0x200.
+  "2005-07": Object.freeze({
+    name: "2005-07",
+    startInfo: StartInfoJul,
+    maxCmdline: MAX_GUEST_CMDLINE,
+    layout: BootLayoutJul,
+    l2Prot: BUILDER_L2_PROT,
+    l1Prot: BUILDER_L1_PROT,
+    l1ProtReadOnly: BUILDER_L1_PROT_RO,
+    kernelCs: SelectorsJul.FLAT_KERNEL_CS,
+    kernelDs: SelectorsJul.FLAT_KERNEL_DS,
+    kernelSs: SelectorsJul.FLAT_KERNEL_SS,
+    initialEflags: INITIAL_EFLAGS_JUL,
+    hypervisorVirtStart: HYPERVISOR_VIRT_START,
+    sharedInfoSize: SharedInfo.SIZE,
+    sharedInfoNVcpu: SharedInfo.n_vcpu,
+    vcpuInfoSize: VcpuInfo.SIZE,
+    vcpuInfoUpcallMask: VcpuInfo.evtchn_upcall_mask,
+    maxVcpus: MAX_VIRT_CPUS,
+  }),
 });
 
 export interface BuildParams {
@@ -128,6 +158,8 @@ export interface BuildParams {
   readonly vcpus?: number;
   /** Guest ABI revision. Default "2005-03". */
   readonly abi?: BootAbiName;
+  /** JUL: guest port of the xenstore event channel (start_info.store_evtchn). Default 0. */
+  readonly storeEvtchn?: number;
 }
 
 export interface InitialRegs {
@@ -170,6 +202,8 @@ export interface DomainImage {
   readonly ptBaseVa: number;
   readonly startInfoVa: number;
   readonly stackVa: number;
+  /** JUL: VA of the (zeroed) xenstore page between start_info and the stack; 0 at MAR. */
+  readonly storePageVa: number;
   /** Initial ESP = kernel_esp. */
   readonly stackTop: number;
   /** MFN of the bootstrap L2: CR3 = l2Mfn << 12. The hypervisor must validate and pin it. */
@@ -278,6 +312,10 @@ export function buildDomainImage(params: BuildParams): DomainImage {
   const evtchn = params.controlEvtchn ?? 0;
   if (!Number.isInteger(evtchn) || evtchn < 0 || evtchn > 0xffff) {
     throw new BuildError(`control event channel ${String(evtchn)} is not a u16 port number`);
+  }
+  const storeEvtchn = params.storeEvtchn ?? 0;
+  if (!Number.isInteger(storeEvtchn) || storeEvtchn < 0 || storeEvtchn > 0xffff) {
+    throw new BuildError(`store event channel ${String(storeEvtchn)} is not a u16 port number`);
   }
   const vcpus = params.vcpus ?? BootLayoutMar.DEFAULT_VCPUS;
   if (!Number.isInteger(vcpus) || vcpus < 1 || vcpus > p.maxVcpus) {
@@ -406,6 +444,14 @@ export function buildDomainImage(params: BuildParams): DomainImage {
   const cmdLen = Math.min(nul < 0 ? cmd.length : nul, p.maxCmdline - 1);
   mem.set(cmd.subarray(0, cmdLen), siMa + SI.cmd_line);
 
+  // JUL: the xenstore page (right after start_info) is zeroed and named in start_info.
+  const storePageVa = SI.store_page !== undefined ? lay.startInfo + PAGE_SIZE : 0;
+  if (SI.store_page !== undefined) {
+    fill(storePageVa, PAGE_SIZE);
+    dv.setUint32(siMa + SI.store_page, storePageVa, true);
+    if (SI.store_evtchn !== undefined) dv.setUint16(siMa + SI.store_evtchn, storeEvtchn, true);
+  }
+
   // Bootstrap stack: zeroed.
   fill(lay.stack, lay.stackEnd - lay.stack);
 
@@ -449,6 +495,7 @@ export function buildDomainImage(params: BuildParams): DomainImage {
     ptBaseVa: lay.ptStart,
     startInfoVa: lay.startInfo,
     stackVa: lay.stack,
+    storePageVa,
     stackTop,
     l2Mfn,
     cr3: (l2Mfn << PAGE_SHIFT) >>> 0,

@@ -1,11 +1,32 @@
 /**
- * Creating and starting a domain from a kernel image: what xm create / xc_linux_build do,
- * done for the embedded `tsxen run` (the toolstack's dom0 path comes with the dom0 issue).
+ * Creating and starting a domain from a kernel image: what xm create / xc_linux_build do, issued
+ * by dom0 through dom0_op (abi.md §4.7): CREATEDOMAIN, GETMEMLIST for the p2m, the image built
+ * into the new domain's frames, one mmu_update batch per 1024 requests [SET_FOREIGNDOM(domid),
+ * MACHPHYS_UPDATE × pages, PIN_L2_TABLE], SETDOMAININFO with the initial context, UNPAUSEDOMAIN.
  */
-import { Sif } from "../public/xen.js";
+import {
+  DR6_FORCED_ONES,
+  MMU_UPDATE_CMD_MASK,
+  MMUEXT_DOMID_SHIFT,
+  MmuExtMar,
+  MmuMar,
+  Sif,
+} from "../public/xen.js";
+import { type AbiName, DEFAULT_ABI } from "../xen/abi.js";
 import type { Domain } from "../xen/domain.js";
 import type { Hypervisor } from "../xen/hypervisor.js";
+import { physdevInitDom0 } from "../xen/physdev.js";
 import { buildDomainImage, type DomainImage } from "./builder.js";
+import { dom0Of } from "./dom0.js";
+import {
+  initialContext,
+  xcDomainCreate,
+  xcDomainDestroy,
+  xcDomainSetContext,
+  xcDomainUnpause,
+  xcGetMemList,
+  xcMmuUpdate,
+} from "./xc.js";
 
 export interface LaunchOptions {
   name: string;
@@ -15,14 +36,104 @@ export interface LaunchOptions {
   module?: Uint8Array;
   /** A privileged (and physdev-capable) domain: start_info says SIF_PRIVILEGED. */
   privileged?: boolean;
+  /** The guest interface revision: "2005-03" (default) or "2005-07". */
+  abi?: AbiName;
+  /** Physical CPU for its vcpu: -1 lets Xen place it (least loaded); default 0. */
+  cpu?: number;
+  /** Leave it paused after building (xm create -p). */
+  paused?: boolean;
 }
 
-/** Creates, builds and unpauses a domain; throws BuildError/ElfError/RangeError on bad input. */
+/** Requests per mmu_update call (each call re-establishes the foreign domain). */
+const MMU_BATCH = 1024;
+
+/** Creates, builds and unpauses a domain; throws BuildError/ElfError/RangeError/XcError on bad input. */
 export function launchDomain(hv: Hypervisor, opts: LaunchOptions): { domain: Domain; image: DomainImage } {
   if (!Number.isInteger(opts.memoryMiB) || opts.memoryMiB < 1) {
     throw new RangeError(`domain memory must be a whole number of MiB (at least 1), not ${opts.memoryMiB}`);
   }
-  const d = hv.createDomain(opts.name, (opts.memoryMiB << 20) >>> 12, opts.privileged ?? false);
+  const abi = opts.abi ?? DEFAULT_ABI;
+  // The MAR dom0_op interface has no field for the guest's revision: other revisions are
+  // created directly by the hypervisor (the embedded path), MAR guests through dom0.
+  if (abi !== DEFAULT_ABI) return launchDirect(hv, opts, abi);
+  const nrPages = (opts.memoryMiB << 20) >>> 12;
+  if (nrPages + 8 > hv.mem.freeFrames) {
+    throw new RangeError(
+      `not enough free machine memory for ${nrPages} pages (${hv.mem.freeFrames} frames free)`,
+    );
+  }
+  const dom0 = dom0Of(hv);
+  const domid = xcDomainCreate(dom0, { memoryKb: opts.memoryMiB * 1024, cpu: opts.cpu ?? 0 });
+  const d = hv.domains.get(domid);
+  if (d === undefined) throw new Error(`domain ${domid} vanished after creation`);
+  d.name = opts.name;
+  try {
+    if (opts.privileged) {
+      // A second privileged domain (tsxen's shortcut for a driver domain): IS_PRIV and every
+      // PCI device, as dom0 has.
+      d.privileged = true;
+      physdevInitDom0(hv, d);
+    }
+    const frames = xcGetMemList(dom0, domid, nrPages);
+    const image = buildDomainImage({
+      image: opts.image,
+      mem: hv.mem.bytes,
+      frames,
+      sharedInfoMfn: d.sharedInfoMfn,
+      cmdline: opts.cmdline ?? "",
+      flags: opts.privileged ? Sif.PRIVILEGED : 0,
+      module: opts.module,
+      abi,
+    });
+    hv.cpu.invalidateCode(0, hv.mem.bytes.length);
+    pinAndMapM2p(dom0Of(hv), domid, image);
+    const r = image.initialRegs;
+    xcDomainSetContext(
+      dom0,
+      domid,
+      0,
+      initialContext({
+        eip: r.eip,
+        esp: r.esp,
+        esi: r.esi,
+        eflags: r.eflags,
+        cs: r.cs,
+        ds: r.ds,
+        ss: r.ss,
+        kernelSs: image.kernelSs,
+        kernelEsp: image.kernelEsp,
+        ptBase: image.cr3,
+      }),
+    );
+    if (!opts.paused) xcDomainUnpause(dom0, domid);
+    return { domain: d, image };
+  } catch (e) {
+    xcDomainDestroy(dom0, domid);
+    throw e;
+  }
+}
+
+/** The build's mmu_update batches: M2P for every page, then the L2 pinned (abi.md §4.3). */
+function pinAndMapM2p(dom0: ReturnType<typeof dom0Of>, domid: number, image: DomainImage): void {
+  const fd: [number, number] = [
+    MmuMar.EXTENDED_COMMAND,
+    MmuExtMar.SET_FOREIGNDOM | (domid << MMUEXT_DOMID_SHIFT),
+  ];
+  const reqs: Array<[number, number]> = image.m2p.map(([mfn, pfn]) => [
+    mfn * 4096 + MmuMar.MACHPHYS_UPDATE,
+    pfn,
+  ]);
+  reqs.push([(image.cr3 & ~MMU_UPDATE_CMD_MASK) | MmuMar.EXTENDED_COMMAND, MmuExtMar.PIN_L2_TABLE]);
+  for (let i = 0; i < reqs.length; i += MMU_BATCH) xcMmuUpdate(dom0, [fd, ...reqs.slice(i, i + MMU_BATCH)]);
+}
+
+/** The embedded path for guest revisions dom0_op cannot name: the hypervisor builds directly. */
+function launchDirect(
+  hv: Hypervisor,
+  opts: LaunchOptions,
+  abi: AbiName,
+): { domain: Domain; image: DomainImage } {
+  const d = hv.createDomain(opts.name, (opts.memoryMiB << 20) >>> 12, opts.privileged ?? false, abi);
   const image = buildDomainImage({
     image: opts.image,
     mem: hv.mem.bytes,
@@ -31,6 +142,7 @@ export function launchDomain(hv: Hypervisor, opts: LaunchOptions): { domain: Dom
     cmdline: opts.cmdline ?? "",
     flags: opts.privileged ? Sif.PRIVILEGED : 0,
     module: opts.module,
+    abi,
   });
   hv.cpu.invalidateCode(0, hv.mem.bytes.length);
   for (const [mfn, pfn] of image.m2p) hv.setM2p(mfn, pfn);
@@ -41,5 +153,8 @@ export function launchDomain(hv: Hypervisor, opts: LaunchOptions): { domain: Dom
     { eip: r.eip, esp: r.esp, esi: r.esi, eflags: r.eflags },
     { ss: image.kernelSs, esp: image.kernelEsp },
   );
+  // The builder's SETDOMAININFO loads the zero debug registers through set_debugreg, which
+  // forces DR6's reserved bits (semantics.md §8.3).
+  d.vcpus[0].debugreg[6] = DR6_FORCED_ONES;
   return { domain: d, image };
 }

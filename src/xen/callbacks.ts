@@ -2,14 +2,9 @@
  * Trap and callback registration (semantics.md §4.9, §4.10): set_trap_table, stack_switch,
  * set_callbacks, fpu_taskswitch, set_debugreg / get_debugreg.
  */
+
+import { SELECTOR_RPL_MASK, SELECTOR_TI } from "../public/arch_x86_32.js";
 import { EFAULT, EINVAL, EPERM } from "../public/errno.js";
-import {
-  FIRST_RESERVED_GDT_ENTRY_MAR,
-  LAST_RESERVED_GDT_ENTRY_MAR,
-  SELECTOR_RPL_MASK,
-  SELECTOR_TI,
-  SelectorsMar,
-} from "../public/arch_x86_32.js";
 import {
   DEBUGREG_ADDR_MAX,
   DR6_FORCED_ONES,
@@ -20,20 +15,25 @@ import {
   DR7_RW_LEN_SHIFT,
   TrapInfo,
 } from "../public/xen.js";
+import { ABIS, type GuestAbi } from "./abi.js";
 import type { Vcpu } from "./domain.js";
 import type { Hypervisor } from "./hypervisor.js";
 
-/** VALID_SEL: RPL 1, and an LDT selector or a GDT index outside Xen's reserved range. */
-export function validSel(sel: number): boolean {
+/**
+ * VALID_SEL: RPL 1, and an LDT selector or a GDT index outside Xen's reserved range (MAR
+ * 256..295; JUL every index from 7168). abi.md §3.3
+ */
+export function validSel(sel: number, abi: GuestAbi = ABIS["2005-03"]): boolean {
   if ((sel & SELECTOR_RPL_MASK) !== 1) return false;
   if (sel & SELECTOR_TI) return true;
   const index = sel >>> 3;
-  return index < FIRST_RESERVED_GDT_ENTRY_MAR || index > LAST_RESERVED_GDT_ENTRY_MAR;
+  const g = abi.gdt;
+  return index < g.firstReservedEntry || index >= g.firstReservedEntry + g.nrReservedEntries;
 }
 
 /** VALID_CODESEL: the flat kernel CS or a VALID_SEL. */
-export function validCodeSel(sel: number): boolean {
-  return sel === SelectorsMar.FLAT_KERNEL_CS || validSel(sel);
+export function validCodeSel(sel: number, abi: GuestAbi = ABIS["2005-03"]): boolean {
+  return sel === abi.selectors.FLAT_KERNEL_CS || validSel(sel, abi);
 }
 
 /** set_trap_table: entries until address 0; a bad cs stops with -EPERM, earlier ones stay. */
@@ -45,7 +45,7 @@ export function doSetTrapTable(hv: Hypervisor, v: Vcpu, va: number): number {
     const address = dv.getUint32(TrapInfo.address, true);
     if (address === 0) return 0;
     const cs = dv.getUint16(TrapInfo.cs, true);
-    if (!validCodeSel(cs)) return -EPERM;
+    if (!validCodeSel(cs, v.domain.abi)) return -EPERM;
     const vector = e[TrapInfo.vector];
     v.trapCs[vector] = cs;
     v.trapAddress[vector] = address;
@@ -62,7 +62,8 @@ export function doStackSwitch(v: Vcpu, ss: number, esp: number): number {
 }
 
 export function doSetCallbacks(v: Vcpu, evCs: number, evEip: number, fsCs: number, fsEip: number): number {
-  if (!validCodeSel(evCs & 0xffff) || !validCodeSel(fsCs & 0xffff)) return -EPERM;
+  const abi = v.domain.abi;
+  if (!validCodeSel(evCs & 0xffff, abi) || !validCodeSel(fsCs & 0xffff, abi)) return -EPERM;
   v.eventCs = evCs & 0xffff;
   v.eventEip = evEip;
   v.failsafeCs = fsCs & 0xffff;

@@ -18,13 +18,9 @@ import {
   FAST_TRAP_VECTOR_INT80,
   FAST_TRAP_VECTORS_FIRST,
   FAST_TRAP_VECTORS_LAST,
-  FIRST_RESERVED_GDT_ENTRY_MAR,
   GDT_ENTRIES_PER_PAGE,
   GDT_ENTRY_SIZE,
   GUEST_SEGMENT_END,
-  LAST_RESERVED_GDT_ENTRY_MAR,
-  LDT_GDT_ENTRY_MAR,
-  MAX_GDT_ENTRIES_MAR,
   MAX_LDT_ENTRIES,
   NR_RESERVED_GDT_ENTRIES_MAR,
   PAGE_SIZE,
@@ -35,6 +31,7 @@ import {
   TI_IF,
 } from "../public/arch_x86_32.js";
 import { EFAULT, EINVAL, EPERM } from "../public/errno.js";
+import { ABIS, type GuestAbi } from "./abi.js";
 import { validCodeSel } from "./callbacks.js";
 import { xenGdtEntries } from "./descriptors.js";
 import type { Vcpu } from "./domain.js";
@@ -73,7 +70,7 @@ export interface Descriptor {
  * to end there, which needs G=1; an expand-down segment that would not wrap is truncated so
  * that it does. Arithmetic is 32-bit as in Xen: a G=1 limit field of 0xFFFFF scales to 0.
  */
-export function checkDescriptor(d: Descriptor): boolean {
+export function checkDescriptor(d: Descriptor, abi: GuestAbi = ABIS["2005-03"]): boolean {
   const a = d.lo >>> 0;
   const b = d.hi >>> 0;
   // A not-present descriptor always faults when loaded.
@@ -83,7 +80,7 @@ export function checkDescriptor(d: Descriptor): boolean {
   if ((b & SEG_S) === 0) {
     // System descriptors: only call gates into a selector the guest may use.
     if ((b & SEG_TYPE) >>> 8 !== DESC_TYPE_CALL_GATE) return false;
-    if (!validCodeSel(a >>> 16)) return false;
+    if (!validCodeSel(a >>> 16, abi)) return false;
     return (b & GATE_RESERVED) === 0;
   }
   const base = ((b & 0xff000000) | ((b & 0xff) << 16) | (a >>> 16)) >>> 0;
@@ -116,6 +113,7 @@ export function checkDescriptor(d: Descriptor): boolean {
 export function validateDescriptorPage(
   host: { read32(ma: number): number; write32(ma: number, v: number): void },
   mfn: number,
+  abi: GuestAbi = ABIS["2005-03"],
 ): boolean {
   const base = mfn * PAGE_SIZE;
   const d: Descriptor = { lo: 0, hi: 0 };
@@ -125,7 +123,7 @@ export function validateDescriptorPage(
     d.hi = host.read32(ma + 4);
     const lo = d.lo;
     const hi = d.hi;
-    if (!checkDescriptor(d)) return false;
+    if (!checkDescriptor(d, abi)) return false;
     if (d.lo !== lo) host.write32(ma, d.lo);
     if (d.hi !== hi) host.write32(ma + 4, d.hi);
   }
@@ -151,11 +149,17 @@ function perdomainPte(v: Vcpu, i: number): number {
 
 // ------------------------------------------------------------------ set_gdt
 
-/** set_gdt(frame_list, entries) (hypercall 2, semantics.md §3.2). */
+/**
+ * set_gdt(frame_list, entries) (hypercall 2, semantics.md §3.2). The bounds follow the domain's
+ * revision: MAR 296..8192 (the guest's frame 0 holds Xen's entries), JUL 0..7168 (Xen's entries
+ * are in GDT page 14, never in a guest frame). abi.md §1.3, §1.4
+ */
 export function doSetGdt(hv: Hypervisor, v: Vcpu, frameList: number, entries: number): number {
-  if (entries <= LAST_RESERVED_GDT_ENTRY_MAR || entries > MAX_GDT_ENTRIES_MAR) return -EINVAL;
+  const g = v.domain.abi.gdt;
+  entries >>>= 0;
+  if (entries < g.minEntries || entries > g.maxEntries) return -EINVAL;
   const nrPages = Math.ceil(entries / GDT_ENTRIES_PER_PAGE);
-  const raw = hv.guest.copyFrom(frameList, nrPages * 4);
+  const raw = nrPages === 0 ? new Uint8Array(0) : hv.guest.copyFrom(frameList, nrPages * 4);
   if (raw === null) return -EFAULT;
   const dv = new DataView(raw.buffer);
   const frames: number[] = [];
@@ -164,22 +168,24 @@ export function doSetGdt(hv: Hypervisor, v: Vcpu, frameList: number, entries: nu
   if (rc === 0) {
     hv.cpu.flushTlb();
     hv.cpu.gdtrBase = gdtVirtStart(v);
-    hv.cpu.gdtrLimit = entries * GDT_ENTRY_SIZE - 1;
+    hv.cpu.gdtrLimit = g.fixedLimit ?? entries * GDT_ENTRY_SIZE - 1;
   }
   return rc;
 }
 
-function setGdt(hv: Hypervisor, v: Vcpu, frames: number[]): number {
+export function setGdt(hv: Hypervisor, v: Vcpu, frames: number[]): number {
   const d = v.domain.id;
   const mm = hv.mm;
   const maxPage = hv.frames.nrFrames;
+  const g = v.domain.abi.gdt;
+  if (!g.reservedInGuestFrame) return setGdtSeparateReserved(hv, v, frames);
   const f0 = frames[0];
   if (f0 >= maxPage) return -EINVAL;
   // Frame 0 still holding Xen's DPL-0 entries (a GDT used before) fails the check: zap the
   // reserved range through a writable reference and try again.
   if (!mm.getPageAndType(f0, d, PGT_gdt_page)) {
     if (!mm.getPageAndType(f0, d, PGT_writable_page)) return -EINVAL;
-    const start = f0 * PAGE_SIZE + FIRST_RESERVED_GDT_ENTRY_MAR * GDT_ENTRY_SIZE;
+    const start = f0 * PAGE_SIZE + g.firstReservedEntry * GDT_ENTRY_SIZE;
     for (let o = 0; o < NR_RESERVED_GDT_ENTRIES_MAR * GDT_ENTRY_SIZE; o += 4) hv.write32(start + o, 0);
     mm.putPageAndType(f0);
     if (!mm.getPageAndType(f0, d, PGT_gdt_page)) return -EINVAL;
@@ -191,9 +197,9 @@ function setGdt(hv: Hypervisor, v: Vcpu, frames: number[]): number {
     }
   }
   // Xen's reserved descriptors: the flat selectors live in every guest GDT.
-  const start = f0 * PAGE_SIZE + FIRST_RESERVED_GDT_ENTRY_MAR * GDT_ENTRY_SIZE;
+  const start = f0 * PAGE_SIZE + g.firstReservedEntry * GDT_ENTRY_SIZE;
   for (let o = 0; o < NR_RESERVED_GDT_ENTRIES_MAR * GDT_ENTRY_SIZE; o += 4) hv.write32(start + o, 0);
-  for (const [index, lo, hi] of xenGdtEntries()) {
+  for (const [index, lo, hi] of xenGdtEntries(g.firstReservedEntry)) {
     hv.write32(f0 * PAGE_SIZE + index * GDT_ENTRY_SIZE, lo);
     hv.write32(f0 * PAGE_SIZE + index * GDT_ENTRY_SIZE + 4, hi);
   }
@@ -205,9 +211,31 @@ function setGdt(hv: Hypervisor, v: Vcpu, frames: number[]): number {
   return 0;
 }
 
-/** destroy_gdt: unmap the vcpu's GDT frames and drop their type and general references. */
-function destroyGdt(hv: Hypervisor, v: Vcpu): void {
-  for (let i = 0; i < GDT_PTE_COUNT; i++) {
+/**
+ * JUL set_gdt: every guest frame must validate as it is (Xen's entries live in the separate
+ * reserved page 14, which stays mapped); entries may be 0 (no guest GDT at all).
+ */
+function setGdtSeparateReserved(hv: Hypervisor, v: Vcpu, frames: number[]): number {
+  const d = v.domain.id;
+  for (let i = 0; i < frames.length; i++) {
+    if (frames[i] >= hv.frames.nrFrames || !hv.mm.getPageAndType(frames[i], d, PGT_gdt_page)) {
+      while (i-- > 0) hv.mm.putPageAndType(frames[i]);
+      return -EINVAL;
+    }
+  }
+  destroyGdt(hv, v);
+  for (let i = 0; i < frames.length; i++)
+    hv.write32(perdomainPte(v, i), frames[i] * PAGE_SIZE + PAGE_HYPERVISOR);
+  return 0;
+}
+
+/**
+ * destroy_gdt: unmap the vcpu's GDT frames and drop their type and general references. Only
+ * the pages guest frames may occupy (MAR all 16, JUL 0..13: page 14 is Xen's reserved page).
+ */
+export function destroyGdt(hv: Hypervisor, v: Vcpu): void {
+  const n = Math.min(GDT_PTE_COUNT, v.domain.abi.gdt.guestPages);
+  for (let i = 0; i < n; i++) {
     const ma = perdomainPte(v, i);
     const pte = hv.read32(ma);
     if ((pte & _PAGE_PRESENT) === 0) continue;
@@ -231,20 +259,27 @@ export function doUpdateDescriptor(hv: Hypervisor, v: Vcpu, ma: number, lo: numb
   ma >>>= 0;
   const mfn = ma >>> 12;
   const desc: Descriptor = { lo: lo >>> 0, hi: hi >>> 0 };
-  if ((ma & 7) !== 0 || mfn >= hv.frames.nrFrames || !checkDescriptor(desc)) return -EINVAL;
   const d = v.domain;
+  if ((ma & 7) !== 0 || mfn >= hv.frames.nrFrames || !checkDescriptor(desc, d.abi)) return -EINVAL;
   if (!hv.mm.getPage(mfn, d.id)) return -EINVAL;
   let rc = -EINVAL;
   const index = (ma & (PAGE_SIZE - 1)) >>> 3;
   let type: number;
   switch (hv.frames.typeInfo[mfn] & PGT_type_mask) {
-    case PGT_gdt_page:
+    case PGT_gdt_page: {
       type = PGT_gdt_page;
-      // Xen's reserved entries of any vcpu's live GDT are not the guest's to change.
-      if (index >= FIRST_RESERVED_GDT_ENTRY_MAR && index <= LAST_RESERVED_GDT_ENTRY_MAR) {
+      // MAR: Xen's reserved entries of any vcpu's live GDT are not the guest's to change (at
+      // JUL they are in Xen's own page, never in a guest frame).
+      const g = d.abi.gdt;
+      if (
+        g.reservedInGuestFrame &&
+        index >= g.firstReservedEntry &&
+        index < g.firstReservedEntry + g.nrReservedEntries
+      ) {
         if (d.vcpus.some((w) => gdtFrame0(hv, w) === mfn)) type = -1;
       }
       break;
+    }
     case PGT_ldt_page:
       type = PGT_ldt_page;
       break;
@@ -293,19 +328,22 @@ function loadLdt(hv: Hypervisor, v: Vcpu): void {
   writeLdtDescriptor(hv, v);
   cpu.loadSegmentCache(
     LDTR,
-    LDT_GDT_ENTRY_MAR << 3,
+    v.domain.abi.gdt.ldtEntry << 3,
     ldtVirtStart(v),
     v.ldtEnts * GDT_ENTRY_SIZE - 1,
     LDT_DESC_ACCESS,
   );
 }
 
+/** The LDT descriptor goes into the GDT page that holds Xen's entries (MAR frame 0, JUL page 14). */
 function writeLdtDescriptor(hv: Hypervisor, v: Vcpu): void {
-  const f0 = gdtFrame0(hv, v);
-  if (f0 < 0) return;
+  const g = v.domain.abi.gdt;
+  const pte = hv.read32(perdomainPte(v, g.reservedPage));
+  if ((pte & _PAGE_PRESENT) === 0) return;
+  const frame = pte >>> 12;
   const base = ldtVirtStart(v);
   const limit = v.ldtEnts * GDT_ENTRY_SIZE - 1;
-  const ma = f0 * PAGE_SIZE + LDT_GDT_ENTRY_MAR * GDT_ENTRY_SIZE;
+  const ma = frame * PAGE_SIZE + (g.ldtEntry - g.reservedPage * GDT_ENTRIES_PER_PAGE) * GDT_ENTRY_SIZE;
   hv.write32(ma, ((base << 16) | (limit & 0xffff)) >>> 0);
   hv.write32(
     ma + 4,
@@ -399,4 +437,17 @@ export function doSetFastTrap(v: Vcpu, idx: number): number {
   if (v.trapFlags[idx] & TI_IF) return -EPERM;
   v.fastTrap = idx;
   return 0;
+}
+
+/**
+ * JUL: GDT pages the guest does not own (below page 14 and beyond its set_gdt frames) are not
+ * mapped, and the GDT limit always covers page 14, so loading such a selector faults in the
+ * per-domain GDT window. Like later Xen (handle_gdt_ldt_mapping_fault) this becomes #GP with
+ * the selector as error code (docs/DEVIATIONS.md). Returns that error code, or -1.
+ */
+export function gdtFaultSelector(hv: Hypervisor, v: Vcpu): number {
+  const addr = hv.cpu.exitCr2 >>> 0;
+  const start = gdtVirtStart(v);
+  if (addr < start || addr >= ldtVirtStart(v)) return -1;
+  return (addr - start) & 0xfff8;
 }

@@ -3,8 +3,8 @@
  * decoding it into the CPU's cache form, and Xen's own GDT entries (abi.md §3.2).
  */
 import type { Cpu } from "../cpu/cpu.js";
-import { FlatDescriptors, FIRST_RESERVED_GDT_ENTRY_MAR, SELECTOR_TI } from "../public/arch_x86_32.js";
 import { LDTR } from "../cpu/regs.js";
+import { FIRST_RESERVED_GDT_ENTRY_MAR, FlatDescriptors, SELECTOR_TI } from "../public/arch_x86_32.js";
 
 /** A descriptor decoded into the CPU's cache fields. */
 export interface SegmentCache {
@@ -47,7 +47,14 @@ export function readDescriptor(cpu: Cpu, sel: number): { lo: number; hi: number 
  * the descriptor must be present, with DPL = RPL = the target ring for CS/SS (code for CS,
  * writable data for SS); returns false when the hardware would fault.
  */
-export function loadGuestSegment(cpu: Cpu, seg: number, sel: number, ring: number, isCs: boolean, isSs: boolean): boolean {
+export function loadGuestSegment(
+  cpu: Cpu,
+  seg: number,
+  sel: number,
+  ring: number,
+  isCs: boolean,
+  isSs: boolean,
+): boolean {
   if ((sel & ~3) === 0) {
     if (isCs || isSs) return false;
     cpu.loadSegmentCache(seg, sel, 0, 0, 0);
@@ -69,9 +76,9 @@ export function loadGuestSegment(cpu: Cpu, seg: number, sel: number, ring: numbe
   return true;
 }
 
-/** Xen's reserved GDT entries (MAR: 256..295), as [index, lo, hi]. */
-export function xenGdtEntries(): Array<[number, number, number]> {
-  const f = FIRST_RESERVED_GDT_ENTRY_MAR;
+/** Xen's reserved GDT entries from `first` (MAR 256, JUL 7168), as [index, lo, hi]. */
+export function xenGdtEntries(first = FIRST_RESERVED_GDT_ENTRY_MAR): Array<[number, number, number]> {
+  const f = first;
   const d = FlatDescriptors;
   return [
     [f + 1, d.RING0_CS.lo, d.RING0_CS.hi],

@@ -2,11 +2,13 @@
  * Domains and virtual CPUs: what the hypervisor keeps for each (semantics.md §8.1), apart
  * from the memory rules (mm.ts) and the event-channel table (event_channel.ts).
  */
+
+import type { CpuContext } from "../cpu/context.js";
 import { NR_PIRQS } from "../public/event_channel.js";
 import { NR_VIRQS } from "../public/xen.js";
-import type { CpuContext } from "../cpu/context.js";
-import { type BvtParams, defaultBvtParams } from "./sched_policy.js";
+import { ABIS, DEFAULT_ABI, type GuestAbi } from "./abi.js";
 import { type EventChannels, newEventChannels } from "./event_channel.js";
+import { type BvtParams, defaultBvtParams } from "./sched_policy.js";
 import type { LogDirty } from "./shadow.js";
 
 /** Why a domain stopped running for good. */
@@ -47,6 +49,8 @@ export class Vcpu {
   /** One-shot timer deadline in ns of system time, or -1. */
   timerDeadline = -1;
   blocked = false;
+  /** JUL SCHEDOP_vcpu_down: not runnable until SCHEDOP_vcpu_up. */
+  down = false;
   /** Port bound to each VIRQ, 0 when none (port 0 is never bound to a VIRQ). */
   readonly virqPort = new Int32Array(NR_VIRQS);
   /** Machine frame of the current base page table (L2). */
@@ -78,6 +82,8 @@ export class Vcpu {
 
 export class Domain {
   readonly vcpus: Vcpu[] = [];
+  /** The guest interface revision this domain speaks (abi.ts); marshalling follows it. */
+  abi: GuestAbi = ABIS[DEFAULT_ABI];
   /** Frames owned by the domain, in allocation order (Xen's page_list). */
   readonly pages = new Set<number>();
   maxPages = 0;
@@ -116,7 +122,8 @@ export class Domain {
 
   constructor(
     readonly id: number,
-    readonly name: string,
+    /** The toolstack's name for it (not part of Xen's interface). */
+    public name: string,
     /** DF_PRIVILEGED (DOM0_PCIDEV_ACCESS grants it too, semantics.md §8.2). */
     public privileged: boolean,
   ) {

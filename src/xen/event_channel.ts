@@ -15,7 +15,6 @@ import {
   EvtchnBindVirq,
   EvtchnClose,
   EvtchnOp,
-  EvtchnOpMar,
   EvtchnSend,
   EvtchnStat,
   EvtchnStatus,
@@ -107,7 +106,9 @@ export function setPending(hv: Hypervisor, v: Vcpu, port: number): void {
   if (sel & (1 << word)) return;
   hv.write32(vi + VcpuInfo.evtchn_pending_sel, sel | (1 << word));
   hv.cpu.physWrite8(vi + VcpuInfo.evtchn_upcall_pending, 1);
-  if (v.blocked) hv.wake(v);
+  // dom0's vcpu runs TypeScript: its upcall is a callback (DESIGN.md decision 2).
+  if (v.domain.hostUpcall !== null) v.domain.hostUpcall(v);
+  else if (v.blocked) hv.wake(v);
 }
 
 /** send_guest_virq: nothing happens when the vcpu has no port bound for it. */
@@ -415,15 +416,17 @@ export function status(hv: Hypervisor, v: Vcpu, dom: number, port: number): Stat
  * -EFAULT but the operation stands.
  */
 export function doEventChannelOp(hv: Hypervisor, v: Vcpu, opVa: number): number {
-  const op = hv.guest.copyFrom(opVa, EvtchnOpMar.SIZE);
+  // The envelope is the domain's revision's: MAR 32 bytes, union at 8; JUL 24, union at 4.
+  const env = v.domain.abi.evtchnOp;
+  const op = hv.guest.copyFrom(opVa, env.SIZE);
   if (op === null) return -EFAULT;
   const dv = new DataView(op.buffer, op.byteOffset, op.byteLength);
-  const u = EvtchnOpMar.u;
+  const u = env.u;
   const u32 = (off: number): number => dv.getUint32(u + off, true);
   const u16 = (off: number): number => dv.getUint16(u + off, true);
   let rc: number;
   let copyBack = true;
-  switch (dv.getUint32(EvtchnOpMar.cmd, true)) {
+  switch (dv.getUint32(env.cmd, true)) {
     case EvtchnOp.alloc_unbound:
       rc = allocUnbound(v, u16(EvtchnAllocUnbound.dom));
       if (rc >= 0) dv.setUint32(u + EvtchnAllocUnbound.port, rc, true);

@@ -46,6 +46,8 @@ export class GuestMemory {
     if ((pde & _PAGE_ACCESSED) === 0) cpu.physWrite32(pdeMa, pde | _PAGE_ACCESSED);
     const set = _PAGE_ACCESSED | (write ? _PAGE_DIRTY : 0);
     if ((pte & set) !== set) cpu.physWrite32(pteMa, pte | set);
+    // Xen's copies to guest memory go through the (shadow) page tables: log-dirty sees them.
+    if (write && cpu.writeWatch !== null) cpu.watchedWrite(ma >>> 12);
     return ma >>> 0;
   }
 

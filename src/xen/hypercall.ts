@@ -4,29 +4,52 @@
  */
 import { EAX, EBX, ECX, EDI, EDX, ESI } from "../cpu/regs.js";
 import { EFAULT, EINVAL, ENOSYS } from "../public/errno.js";
-import { HypercallMar, MULTICALL_ARGS_PASSED, MulticallEntryMar, NR_HYPERCALLS } from "../public/xen.js";
-import { doSetCallbacks, doFpuTaskswitch, doGetDebugreg, doSetDebugreg, doSetTrapTable, doStackSwitch } from "./callbacks.js";
+import { Trc } from "../public/trace.js";
+import { HypercallJul, HypercallMar, MULTICALL_ARGS_PASSED, NR_HYPERCALLS } from "../public/xen.js";
+import type { GuestAbi } from "./abi.js";
+import {
+  doFpuTaskswitch,
+  doGetDebugreg,
+  doSetCallbacks,
+  doSetDebugreg,
+  doSetTrapTable,
+  doStackSwitch,
+} from "./callbacks.js";
+import { compatSetTimerOp, compatUpdateVaMapping, compatUpdateVaMappingOtherdomain } from "./compat.js";
 import { doConsoleIo } from "./console.js";
 import { doSetFastTrap, doSetGdt, doUpdateDescriptor } from "./descriptor_tables.js";
+import { doDomMemOp } from "./dom_mem_op.js";
+import { doDom0Op } from "./dom0_ops.js";
 import type { Vcpu } from "./domain.js";
 import { doEventChannelOp } from "./event_channel.js";
-import { doPhysdevOp } from "./physdev.js";
-import type { Hypervisor } from "./hypervisor.js";
-import { doDomMemOp } from "./dom_mem_op.js";
-import { doMmuUpdate, doUpdateVaMapping, doUpdateVaMappingOtherdomain } from "./mmu.js";
-import { doSchedOp, doSetTimerOp } from "./schedule.js";
-import { doVmAssist, doXenVersion } from "./version.js";
+import { doGrantTableOp } from "./grant_table.js";
 import { arrayAccessOk } from "./guest_access.js";
+import type { Hypervisor } from "./hypervisor.js";
+import { doMmuUpdate } from "./mmu.js";
+import { doMmuextOp } from "./mmuext_op.js";
+import { doPhysdevOp } from "./physdev.js";
+import { doSchedOp } from "./schedule.js";
+import { doVmAssist, doXenVersion } from "./version.js";
 
 /** A hypercall handler: arguments as unsigned 32-bit values; returns the value for EAX. */
-export type HypercallHandler = (hv: Hypervisor, v: Vcpu, a1: number, a2: number, a3: number, a4: number, a5: number) => number;
+export type HypercallHandler = (
+  hv: Hypervisor,
+  v: Vcpu,
+  a1: number,
+  a2: number,
+  a3: number,
+  a4: number,
+  a5: number,
+) => number;
 
 const notImplemented: HypercallHandler = () => -ENOSYS;
 
 /** The table, indexed by hypercall number; unused and not-yet-implemented slots give -ENOSYS. */
 export const HYPERCALLS: HypercallHandler[] = new Array<HypercallHandler>(NR_HYPERCALLS).fill(notImplemented);
 HYPERCALLS[HypercallMar.set_trap_table] = (hv, v, a1) => doSetTrapTable(hv, v, a1);
-HYPERCALLS[HypercallMar.mmu_update] = (hv, v, a1, a2, a3) => doMmuUpdate(hv, v, a1, a2, a3);
+HYPERCALLS[HypercallMar.dom0_op] = (hv, v, a1) => doDom0Op(hv, v, a1);
+HYPERCALLS[HypercallMar.mmu_update] = (hv, v, a1, a2, a3, a4) =>
+  doMmuUpdate(hv, v, a1, a2, a3, v.domain.abi.mmuUpdateForeignDomArg === null ? null : a4);
 HYPERCALLS[HypercallMar.stack_switch] = (_hv, v, a1, a2) => doStackSwitch(v, a1, a2);
 HYPERCALLS[HypercallMar.set_callbacks] = (_hv, v, a1, a2, a3, a4) => doSetCallbacks(v, a1, a2, a3, a4);
 HYPERCALLS[HypercallMar.fpu_taskswitch] = (hv, v, a1) => doFpuTaskswitch(hv, v, a1);
@@ -34,16 +57,19 @@ HYPERCALLS[HypercallMar.sched_op] = (hv, v, a1) => doSchedOp(hv, v, a1);
 HYPERCALLS[HypercallMar.set_debugreg] = (hv, v, a1, a2) => doSetDebugreg(hv, v, a1, a2);
 HYPERCALLS[HypercallMar.get_debugreg] = (_hv, v, a1) => doGetDebugreg(v, a1);
 HYPERCALLS[HypercallMar.multicall] = (hv, v, a1, a2) => doMulticall(hv, v, a1, a2);
-HYPERCALLS[HypercallMar.update_va_mapping] = (hv, v, a1, a2, a3) => doUpdateVaMapping(hv, v, a1, a2, a3);
-HYPERCALLS[HypercallMar.set_timer_op] = (hv, v, a1, a2) => doSetTimerOp(hv, v, a1, a2);
+HYPERCALLS[HypercallMar.update_va_mapping] = (hv, v, a1, a2, a3, a4, a5) =>
+  compatUpdateVaMapping(hv, v, [a1, a2, a3, a4, a5]);
+HYPERCALLS[HypercallMar.set_timer_op] = (hv, v, a1, a2) => compatSetTimerOp(hv, v, [a1, a2, 0, 0, 0]);
 HYPERCALLS[HypercallMar.event_channel_op] = (hv, v, a1) => doEventChannelOp(hv, v, a1);
 HYPERCALLS[HypercallMar.physdev_op] = (hv, v, a1) => doPhysdevOp(hv, v, a1);
-HYPERCALLS[HypercallMar.xen_version] = (_hv, _v, a1) => doXenVersion(a1);
+HYPERCALLS[HypercallMar.grant_table_op] = (hv, v, a1, a2, a3) => doGrantTableOp(hv, v, a1, a2, a3);
+HYPERCALLS[HypercallMar.xen_version] = (hv, v, a1, a2) => doXenVersion(hv, v, a1, a2);
 HYPERCALLS[HypercallMar.console_io] = (hv, v, a1, a2, a3) => doConsoleIo(hv, v, a1, a2, a3);
 HYPERCALLS[HypercallMar.vm_assist] = (_hv, v, a1, a2) => doVmAssist(v, a1, a2);
 HYPERCALLS[HypercallMar.dom_mem_op] = (hv, v, a1, a2, a3, a4, a5) => doDomMemOp(hv, v, a1, a2, a3, a4, a5);
-HYPERCALLS[HypercallMar.update_va_mapping_otherdomain] = (hv, v, a1, a2, a3, a4) =>
-  doUpdateVaMappingOtherdomain(hv, v, a1, a2, a3, a4);
+HYPERCALLS[HypercallMar.update_va_mapping_otherdomain] = (hv, v, a1, a2, a3, a4, a5) =>
+  compatUpdateVaMappingOtherdomain(hv, v, [a1, a2, a3, a4, a5]);
+HYPERCALLS[HypercallJul.mmuext_op] = (hv, v, a1, a2, a3, a4) => doMmuextOp(hv, v, a1, a2, a3, a4);
 HYPERCALLS[HypercallMar.set_gdt] = (hv, v, a1, a2) => doSetGdt(hv, v, a1, a2);
 HYPERCALLS[HypercallMar.update_descriptor] = (hv, v, a1, a2, a3) => doUpdateDescriptor(hv, v, a1, a2, a3);
 HYPERCALLS[HypercallMar.set_fast_trap] = (_hv, v, a1) => doSetFastTrap(v, a1);
@@ -53,18 +79,47 @@ export function doHypercall(hv: Hypervisor, v: Vcpu): void {
   const r = hv.cpu.regs;
   const nr = r[EAX] & (NR_HYPERCALLS - 1);
   hv.trace?.(v, nr);
-  const rc = HYPERCALLS[nr](hv, v, r[EBX] >>> 0, r[ECX] >>> 0, r[EDX] >>> 0, r[ESI] >>> 0, r[EDI] >>> 0);
+  hv.tbufs?.record(hv, v.processor, Trc.HYPERCALL_BASE + nr, v.domain.id, v.id);
+  const rc = hypercallHandler(v.domain.abi, nr)(
+    hv,
+    v,
+    r[EBX] >>> 0,
+    r[ECX] >>> 0,
+    r[EDX] >>> 0,
+    r[ESI] >>> 0,
+    r[EDI] >>> 0,
+  );
   // A handler that descheduled or crashed the domain still leaves its result in EAX.
   r[EAX] = rc;
   hv.afterHypercall?.(v, nr);
 }
 
+const PRESENT = new Map<GuestAbi, Uint8Array>();
+
+/**
+ * The handler of hypercall nr for an interface revision: the numbers that revision defines
+ * (abi.hypercall) reach HYPERCALLS, the others are -ENOSYS (set_fast_trap at JUL, mmuext_op at
+ * MAR).
+ */
+export function hypercallHandler(abi: GuestAbi, nr: number): HypercallHandler {
+  let present = PRESENT.get(abi);
+  if (present === undefined) {
+    present = new Uint8Array(NR_HYPERCALLS);
+    for (const n of Object.values(abi.hypercall)) if (n !== undefined) present[n] = 1;
+    PRESENT.set(abi, present);
+  }
+  return present[nr] ? HYPERCALLS[nr] : notImplemented;
+}
+
 let inMulticall = false;
 
-/** multicall(list, n): each entry's result into args[5]; nested multicall is -EINVAL. */
+/**
+ * multicall(list, n): each entry's result into its result word (MAR args[5], JUL the word at
+ * 4 with args from 8: abi.md §2.1); nested multicall is -EINVAL.
+ */
 function doMulticall(hv: Hypervisor, v: Vcpu, list: number, n: number): number {
   if (inMulticall) return -EINVAL;
-  const E = MulticallEntryMar;
+  const E = v.domain.abi.multicallEntry;
   if (!arrayAccessOk(list, n, E.SIZE)) return -EFAULT;
   inMulticall = true;
   try {
@@ -76,7 +131,7 @@ function doMulticall(hv: Hypervisor, v: Vcpu, list: number, n: number): number {
       const op = dv.getUint32(E.op, true) & (NR_HYPERCALLS - 1);
       const a: number[] = [];
       for (let k = 0; k < MULTICALL_ARGS_PASSED; k++) a.push(dv.getUint32(E.args + 4 * k, true));
-      const rc = HYPERCALLS[op](hv, v, a[0], a[1], a[2], a[3], a[4]);
+      const rc = hypercallHandler(v.domain.abi, op)(hv, v, a[0], a[1], a[2], a[3], a[4]);
       if (!hv.guest.write32((va + E.result) >>> 0, rc)) return -EFAULT;
       if (!v.domain.runnable) return 0;
       if (v.blocked && i + 1 < n) {

@@ -4,36 +4,72 @@
  * for now; vcpus are switched on it by saving and restoring their register state.
  */
 import { CpuContext } from "../cpu/context.js";
-import { Cpu, CPU_FAULT } from "../cpu/cpu.js";
-import { CR0_ET, CR0_NE, CR0_PE, CR0_PG, CR0_WP, CS, DS, ES, Exit, FS, GS, SS } from "../cpu/regs.js";
+import { CPU_FAULT, Cpu } from "../cpu/cpu.js";
+import {
+  CR0_ET,
+  CR0_NE,
+  CR0_PE,
+  CR0_PG,
+  CR0_WP,
+  CS,
+  DS,
+  EAX,
+  EBX,
+  ECX,
+  EDI,
+  EDX,
+  ES,
+  ESI,
+  Exit,
+  FS,
+  GS,
+  SS,
+} from "../cpu/regs.js";
 import { VirtualClock } from "../machine/clock.js";
 import { IrqController } from "../machine/irq.js";
 import { MachineMemory } from "../machine/memory.js";
+import { type PciBus, standardPciBus } from "../machine/pci.js";
 import {
   _PAGE_ACCESSED,
   _PAGE_DIRTY,
   _PAGE_PRESENT,
   _PAGE_RW,
-  FIRST_RESERVED_GDT_ENTRY_MAR,
   M2P_INVALID_ENTRY,
   M2P_UNSET_ENTRY,
-  NR_RESERVED_GDT_ENTRIES_MAR,
   PERDOMAIN_VIRT_START,
-  SelectorsMar,
 } from "../public/arch_x86_32.js";
+import { Trc } from "../public/trace.js";
 import { DomId, VirqMar } from "../public/xen.js";
+import { type AbiName, abiByName, DEFAULT_ABI } from "./abi.js";
+import { ConsoleRing } from "./console_ring.js";
 import { invalidateShadowLdt, validateDescriptorPage } from "./descriptor_tables.js";
 import { decodeDescriptor, xenGdtEntries } from "./descriptors.js";
 import { Domain, DomainState, type Vcpu } from "./domain.js";
+import { releaseDomain } from "./domain_ctl.js";
 import { emulatePrivilegedOp } from "./emulate.js";
 import { sendGuestVirq } from "./event_channel.js";
-import { GuestIrqs, nextMachineInterruptNs, serviceMachineInterrupts } from "./irq.js";
-import { FrameTable, PGT_gdt_page, PGT_l2_page_table, PGT_validated, PGT_writable_page } from "./frame_table.js";
+import {
+  FrameTable,
+  PGT_gdt_page,
+  PGT_l2_page_table,
+  PGT_validated,
+  PGT_writable_page,
+} from "./frame_table.js";
+import {
+  createGrantTable,
+  gnttabCheckUnmap,
+  gnttabNotifyTransfer,
+  gnttabPrepareForTransfer,
+} from "./grant_table.js";
 import { GuestMemory } from "./guest_access.js";
+import { doHypercall } from "./hypercall.js";
+import { GuestIrqs, nextMachineInterruptNs, serviceMachineInterrupts } from "./irq.js";
 import { Mm, type MmHost } from "./mm.js";
+import { domainIomemInPfn, physdevInitDom0 } from "./physdev.js";
 import { PtwrInfo, ptwrFlushAll } from "./ptwr.js";
 import { makePolicy } from "./sched_policy.js";
 import { Scheduler } from "./scheduler.js";
+import type { TraceBuffers } from "./trace.js";
 import { deliverEvents, handleException } from "./traps.js";
 
 export interface HypervisorOptions {
@@ -83,11 +119,19 @@ export class Hypervisor implements MmHost {
   readonly ptwr = new PtwrInfo();
   /** The machine's physical interrupt lines (and NMI sources). */
   readonly irq = new IrqController();
+  /** The machine's PCI bus (physdev_op's PCI ops, semantics.md §9.1); INTx wired to this.irq. */
+  readonly pci: PciBus = standardPciBus(this.irq);
   /** Which domains each physical IRQ is bound to (bind_pirq, semantics.md §5.5). */
   readonly guestIrqs = new GuestIrqs();
   private readonly m2pFrames: number[] = [];
   private readonly m2pL1: number;
   private nextDomid = 1;
+  /** Xen's console ring: printk output, drained by DOM0_READCONSOLE (semantics.md §9.2). */
+  readonly consoleRing = new ConsoleRing();
+  /** Trace buffers (DOM0_GETTBUFS), created with dom0; null before. */
+  tbufs: TraceBuffers | null = null;
+  /** Host work queued from inside the hypervisor (dom0 upcalls), run between exits. */
+  private readonly deferred: Array<() => void> = [];
   readonly sched: Scheduler;
   /** cpu.retired when the current physical CPU's clock was last brought up to date. */
   private retiredBase = 0;
@@ -105,7 +149,11 @@ export class Hypervisor implements MmHost {
     this.clock = new VirtualClock(opts.tscHz);
     this.guest = new GuestMemory(this.cpu);
     this.onConsole = opts.onConsole ?? (() => {});
-    this.onLog = opts.onLog ?? (() => {});
+    const log = opts.onLog ?? (() => {});
+    this.onLog = (message) => {
+      this.consoleRing.printk(message);
+      log(message);
+    };
     this.sched = new Scheduler(this, makePolicy(opts.scheduler ?? "bvt"), opts.cpus ?? 1);
     this.cpu.readTsc = () => BigInt(this.nowCycles());
     this.m2pL1 = this.setUpM2p();
@@ -125,6 +173,11 @@ export class Hypervisor implements MmHost {
     return this.domains.get(domid)?.privileged ?? false;
   }
 
+  ioMemoryAllowed(domid: number, mfn: number): boolean {
+    const d = this.domains.get(domid);
+    return d !== undefined && domainIomemInPfn(this, d, mfn);
+  }
+
   m2pL1Frame(): number {
     return this.m2pL1;
   }
@@ -134,9 +187,12 @@ export class Hypervisor implements MmHost {
   }
 
   frameFreed(mfn: number, owner: number): void {
-    this.domains.get(owner)?.pages.delete(mfn);
+    const d = this.domains.get(owner);
+    d?.pages.delete(mfn);
     this.cpu.flushTlb();
     this.mem.freeFrame(mfn);
+    // A dying domain is freed with its last page (semantics.md §8.1).
+    if (d !== undefined && d.state === DomainState.Dying && d.pages.size === 0) releaseDomain(this, d);
   }
 
   flushTlbs(): void {
@@ -144,12 +200,30 @@ export class Hypervisor implements MmHost {
   }
 
   checkDescriptorPage(mfn: number): boolean {
-    return validateDescriptorPage(this, mfn);
+    // Call-gate targets are checked against the owner's revision of VALID_CODESEL.
+    return validateDescriptorPage(this, mfn, this.domains.get(this.frames.owner[mfn])?.abi);
   }
 
   invalidateShadowLdt(domid: number): void {
     const d = this.domains.get(domid);
     if (d) invalidateShadowLdt(this, d.vcpus[0]);
+  }
+
+  grantCheckUnmap(owner: number, mapper: number, mfn: number, readonly: boolean): boolean {
+    return gnttabCheckUnmap(this, owner, mapper, mfn, readonly);
+  }
+
+  grantPrepareTransfer(receiver: number, sender: number, ref: number): boolean {
+    return gnttabPrepareForTransfer(this, receiver, sender, ref);
+  }
+
+  grantNotifyTransfer(receiver: number, ref: number, mfn: number): void {
+    gnttabNotifyTransfer(this, receiver, ref, mfn);
+  }
+
+  /** A hypervisor message (what Xen would printk to its console). */
+  log(message: string): void {
+    this.onLog(message);
   }
 
   // ------------------------------------------------------------------ machine set-up
@@ -193,29 +267,49 @@ export class Hypervisor implements MmHost {
    * DOM0_CREATEDOMAIN: a paused domain with nrPages frames of memory, its shared_info page,
    * per-domain area and default GDT.
    */
-  createDomain(name: string, nrPages: number, privileged = false): Domain {
-    if (!Number.isInteger(nrPages) || nrPages < 1) throw new RangeError(`domain memory must be at least one page`);
-    if (nrPages > this.mem.freeFrames - 3) {
+  createDomain(
+    name: string,
+    nrPages: number,
+    privileged = false,
+    abi: AbiName = DEFAULT_ABI,
+    id?: number,
+  ): Domain {
+    if (!Number.isInteger(nrPages) || nrPages < 1)
+      throw new RangeError(`domain memory must be at least one page`);
+    if (nrPages > this.mem.freeFrames - 4) {
       throw new RangeError(
         `not enough free machine memory for ${nrPages} pages (${this.mem.freeFrames} frames free)`,
       );
     }
-    const d = new Domain(this.nextDomid++, name, privileged);
+    const guestAbi = abiByName(abi);
+    if (guestAbi === null) throw new RangeError(`unknown guest interface revision ${JSON.stringify(abi)}`);
+    if (id !== undefined && this.domains.has(id)) throw new RangeError(`domain ${id} exists`);
+    while (id === undefined && this.domains.has(this.nextDomid)) this.nextDomid++;
+    const d = new Domain(id ?? this.nextDomid++, name, privileged);
+    d.abi = guestAbi;
     d.maxPages = nrPages;
     this.domains.set(d.id, d);
+    if (privileged) physdevInitDom0(this, d);
     // shared_info: a Xen page shared writable with the domain (semantics.md §1.11).
     d.sharedInfoMfn = this.allocXenFrame();
     this.frames.owner[d.sharedInfoMfn] = d.id;
     this.frames.typeInfo[d.sharedInfoMfn] = PGT_writable_page | PGT_validated | 1;
     this.setM2p(d.sharedInfoMfn, M2P_INVALID_ENTRY);
-    // The default GDT holds only Xen's reserved entries; the per-domain L1 maps it.
+    // The grant table's shared page, another Xen page shared with the domain (semantics.md §6.1).
+    if (!createGrantTable(this, d)) throw new Error("out of machine memory for the hypervisor's own frames");
+    // The default GDT holds only Xen's reserved entries; the per-domain L1 maps it as GDT page
+    // gdt.reservedPage (MAR 0, JUL 14: abi.md §3.2).
     d.defaultGdtMfn = this.allocXenFrame();
-    for (const [index, lo, hi] of xenGdtEntries()) {
-      this.mem.write32(d.defaultGdtMfn * 4096 + index * 8, lo);
-      this.mem.write32(d.defaultGdtMfn * 4096 + index * 8 + 4, hi);
+    const gdtPageBase = guestAbi.gdt.reservedPage * 512;
+    for (const [index, lo, hi] of xenGdtEntries(guestAbi.gdt.firstReservedEntry)) {
+      this.mem.write32(d.defaultGdtMfn * 4096 + (index - gdtPageBase) * 8, lo);
+      this.mem.write32(d.defaultGdtMfn * 4096 + (index - gdtPageBase) * 8 + 4, hi);
     }
     d.perdomainMfn = this.allocXenFrame();
-    this.mem.write32(d.perdomainMfn * 4096, (d.defaultGdtMfn * 4096) | _PAGE_PRESENT | _PAGE_RW | _PAGE_ACCESSED | _PAGE_DIRTY);
+    this.mem.write32(
+      d.perdomainMfn * 4096 + guestAbi.gdt.reservedPage * 4,
+      (d.defaultGdtMfn * 4096) | _PAGE_PRESENT | _PAGE_RW | _PAGE_ACCESSED | _PAGE_DIRTY,
+    );
     for (let i = 0; i < nrPages; i++) {
       const mfn = this.mem.allocFrame();
       this.frames.assign(mfn, d.id);
@@ -238,9 +332,10 @@ export class Hypervisor implements MmHost {
       throw new Error(`the bootstrap page directory (frame ${l2Mfn}) does not validate`);
     }
     const v = d.vcpus[0];
-    if (!this.mm.getPageAndType(l2Mfn, d.id, PGT_l2_page_table)) throw new Error("cannot take the base pointer");
+    if (!this.mm.getPageAndType(l2Mfn, d.id, PGT_l2_page_table))
+      throw new Error("cannot take the base pointer");
     v.baseMfn = l2Mfn;
-    const S = SelectorsMar;
+    const S = d.abi.selectors;
     v.trapCs.fill(S.FLAT_KERNEL_CS);
     v.eventCs = v.failsafeCs = S.FLAT_KERNEL_CS;
     v.kernelSs = kernelStack.ss;
@@ -254,9 +349,9 @@ export class Hypervisor implements MmHost {
     ctx.cr0 = CR0_PE | CR0_ET | CR0_NE | CR0_WP | CR0_PG;
     ctx.cr3 = l2Mfn * 4096;
     ctx.gdtrBase = PERDOMAIN_VIRT_START + (v.id << 17);
-    ctx.gdtrLimit = (FIRST_RESERVED_GDT_ENTRY_MAR + NR_RESERVED_GDT_ENTRIES_MAR) * 8 - 1;
+    ctx.gdtrLimit = d.abi.gdt.defaultLimit;
     const flat = (seg: number, sel: number): void => {
-      const index = sel >>> 3;
+      const index = (sel >>> 3) - d.abi.gdt.reservedPage * 512;
       const c = decodeDescriptor(
         this.mem.read32(d.defaultGdtMfn * 4096 + index * 8),
         this.mem.read32(d.defaultGdtMfn * 4096 + index * 8 + 4),
@@ -332,6 +427,7 @@ export class Hypervisor implements MmHost {
   }
 
   block(v: Vcpu): void {
+    this.tbufs?.record(this, v.processor, Trc.SCHED_BLOCK, v.domain.id, v.id);
     v.blocked = true;
     this.sched.sleep(v);
   }
@@ -342,6 +438,7 @@ export class Hypervisor implements MmHost {
   }
 
   yieldVcpu(v: Vcpu): void {
+    this.tbufs?.record(this, v.processor, Trc.SCHED_YIELD, v.domain.id, v.id);
     const p = this.sched.pcpus[v.processor];
     p.needResched = true;
     if (p === this.sched.cur) this.cpu.runEnd = 0;
@@ -386,18 +483,25 @@ export class Hypervisor implements MmHost {
     this.result = null;
     const sched = this.sched;
     while (this.result === null) {
+      this.runDeferred();
       const p = sched.pickCpu();
       if (p.cycles >= limitCycles) return { kind: "time-limit" };
       sched.cur = p;
       this.retiredBase = this.cpu.retired;
       sched.runTimers(p);
       serviceMachineInterrupts(this);
-      if (p.needResched || p.cycles >= p.sliceEnd || (p.curr !== null && !sched.runnable(p.curr))) sched.schedule(p);
+      if (p.needResched || p.cycles >= p.sliceEnd || (p.curr !== null && !sched.runnable(p.curr)))
+        sched.schedule(p);
       const irqDue = nextMachineInterruptNs(this);
-      const horizon = Math.min(sched.horizon(p), limitCycles, Number.isFinite(irqDue) ? this.clock.cyclesAt(irqDue) : irqDue);
+      const horizon = Math.min(
+        sched.horizon(p),
+        limitCycles,
+        Number.isFinite(irqDue) ? this.clock.cyclesAt(irqDue) : irqDue,
+      );
       const v = p.curr;
       if (v === null) {
-        if (!sched.anythingPending() && !Number.isFinite(irqDue)) return { kind: "idle", why: "every domain is blocked with no timer set" };
+        if (!sched.anythingPending() && !Number.isFinite(irqDue))
+          return { kind: "idle", why: "every domain is blocked with no timer set" };
         // Idle: this CPU's clock jumps to the next thing due.
         p.idleCycles += horizon - p.cycles;
         p.cycles = horizon;
@@ -412,7 +516,10 @@ export class Hypervisor implements MmHost {
       } catch (e) {
         // A bug in the CPU emulation: it costs this domain, never the machine.
         v.cpuTimeNs += this.clock.ns(this.syncClock());
-        this.crashDomain(v.domain, `internal error in the CPU: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+        this.crashDomain(
+          v.domain,
+          `internal error in the CPU: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`,
+        );
         continue;
       }
       v.cpuTimeNs += this.clock.ns(this.syncClock());
@@ -426,11 +533,74 @@ export class Hypervisor implements MmHost {
         this.handleExit(v, exit);
       } catch (e) {
         if (e === CPU_FAULT) this.crashDomain(v.domain, "fault inside the hypervisor's handling of an exit");
-        else this.crashDomain(v.domain, `internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+        else
+          this.crashDomain(
+            v.domain,
+            `internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`,
+          );
       }
       this.syncClock();
     }
+    this.runDeferred();
     return this.result;
+  }
+
+  /** Queues host work (a dom0 upcall) to run at the next safe point, outside any hypercall. */
+  defer(fn: () => void): void {
+    this.deferred.push(fn);
+  }
+
+  /** Runs the queued host work (the run loop does so between exits). */
+  runDeferred(): void {
+    while (this.deferred.length > 0) this.deferred.shift()?.();
+  }
+
+  /** M2P[mfn]. */
+  getM2p(mfn: number): number {
+    return this.read32(this.m2pFrames[mfn >>> 10] * 4096 + (mfn & 1023) * 4);
+  }
+
+  /**
+   * A hypercall issued by vcpu v from TypeScript (dom0's toolstack, DESIGN.md decision 2): v's
+   * context goes on the CPU, so guest-virtual copies walk v's page tables, the registers carry
+   * the arguments, and the same dispatch runs (privilege checks included); then the vcpu that
+   * was on the CPU comes back (none if it died meanwhile). Returns EAX.
+   */
+  hypercallAs(v: Vcpu, nr: number, args: readonly number[] = []): number {
+    return this.onVcpu(v, () => {
+      const r = this.cpu.regs;
+      r[EAX] = nr;
+      [EBX, ECX, EDX, ESI, EDI].forEach((reg, i) => {
+        r[reg] = args[i] ?? 0;
+      });
+      doHypercall(this, v);
+      return r[EAX] | 0;
+    });
+  }
+
+  /**
+   * Runs fn with vcpu v's context on the CPU (a fresh context if it has none), then puts back
+   * the vcpu that was there (none if its domain died meanwhile).
+   */
+  onVcpu<T>(v: Vcpu, fn: () => T): T {
+    const prev = this.current;
+    v.context ??= new CpuContext();
+    this.switchTo(v);
+    try {
+      return fn();
+    } finally {
+      if (
+        prev !== null &&
+        prev !== v &&
+        prev.domain.state !== DomainState.Dying &&
+        this.domains.has(prev.domain.id)
+      ) {
+        this.switchTo(prev);
+      } else if (prev !== v) {
+        if (this.current === v) v.context.save(this.cpu);
+        this.current = null;
+      }
+    }
   }
 
   private handleExit(v: Vcpu, exit: Exit): void {

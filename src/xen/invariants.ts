@@ -26,6 +26,7 @@ import {
   PGT_validated,
   PGT_writable_page,
 } from "./frame_table.js";
+import { claimGrantHostMap, grantAccounting } from "./grant_table.js";
 import type { Hypervisor } from "./hypervisor.js";
 import { LINEAR_PT_SLOT, PERDOMAIN_SLOT } from "./mm.js";
 import { PTWR_PT_ACTIVE } from "./ptwr.js";
@@ -70,6 +71,11 @@ export function checkInvariants(hv: Hypervisor): string[] {
     if (which === PTWR_PT_ACTIVE) unhookedPde.add(s.pdeMa);
   });
 
+  // Grant tables: active entries hold references; their host maps make foreign PTEs legitimate.
+  const grants = grantAccounting(hv);
+  for (const g of grants.references) ref(g.frame, g.withType);
+  out.push(...grants.problems);
+
   for (let f = 0; f < n; f++) {
     const ti = ft.typeInfo[f];
     if (ft.count[f] === 0) continue;
@@ -88,8 +94,10 @@ export function checkInvariants(hv: Hypervisor): string[] {
         const t = e >>> 12;
         if (!ft.isRam(t)) continue;
         const rw = (e & _PAGE_RW) !== 0;
-        ref(t, rw);
         if (rw) writableMapped[t] = 1;
+        // A grant host mapping holds no reference itself: the grant's pin does (§6.2).
+        if (ft.owner[t] !== owner && claimGrantHostMap(grants, owner, t, rw)) continue;
+        ref(t, rw);
         if (ft.owner[t] !== owner && !ownerPriv) {
           out.push(`L1 ${f} of domain ${owner} maps frame ${t} owned by ${ft.owner[t]} (entry ${i})`);
         }

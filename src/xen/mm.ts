@@ -58,6 +58,11 @@ export interface MmHost {
    * GTF_accept_transfer for `sender`; marks it committed. Absent until grant tables exist.
    */
   grantPrepareTransfer?(receiver: number, sender: number, ref: number): boolean;
+  /**
+   * domain_iomem_in_pfn (semantics.md §1.4 step 3): a physdev-capable domain may map this non-RAM
+   * frame because it lies in a memory BAR of a PCI device assigned to it. Absent: never.
+   */
+  ioMemoryAllowed?(domid: number, mfn: number): boolean;
   /** gnttab_notify_transfer: writes the transferred frame into the receiver's grant entry. */
   grantNotifyTransfer?(receiver: number, ref: number, mfn: number): void;
   /** invalidate_shadow_ldt of the domain's vcpu 0 (semantics.md §1.4, §1.10). */
@@ -204,6 +209,15 @@ export class Mm {
     }
   }
 
+  /**
+   * Forced devalidation of an L2 by domain destruction (relinquish_memory): its entries drop
+   * their references although its type count may not be 0, breaking linear-page-table cycles.
+   * The caller has cleared PGT_validated.
+   */
+  releaseL2Entries(mfn: number): void {
+    this.freePageType(mfn, PGT_l2_page_table);
+  }
+
   private allocL1Table(mfn: number): boolean {
     const base = mfn * 4096;
     const d = this.ft.owner[mfn];
@@ -244,10 +258,10 @@ export class Mm {
     if ((pte & L1_DISALLOW_MASK) !== 0) return false;
     const mfn = pte >>> 12;
     if (!this.ft.isRam(mfn)) {
-      // I/O mappings take no reference; only privileged domains may make them (physdev BARs
-      // are not modelled yet, so a physdev-only domain is refused).
+      // I/O mappings take no reference; privileged domains may make any, physdev-capable ones
+      // only onto memory BARs of their devices.
       const who = d === DomId.IO ? caller : d;
-      return this.host.isPrivileged(who);
+      return this.host.isPrivileged(who) || (this.host.ioMemoryAllowed?.(who, mfn) ?? false);
     }
     if (pte & _PAGE_RW) return this.getPageAndType(mfn, d, PGT_writable_page);
     return this.getPage(mfn, d);

@@ -13,8 +13,6 @@ import {
   MMUEXT_CMD_SHIFT,
   MMUEXT_DOMID_SHIFT,
   MmuExtMar,
-  MmuMar,
-  MmuUpdateMar,
   UvmfMar,
 } from "../public/xen.js";
 import { mapLdtShadowPage, setLdt } from "./descriptor_tables.js";
@@ -30,6 +28,7 @@ import { arrayAccessOk } from "./guest_access.js";
 import type { Hypervisor } from "./hypervisor.js";
 import type { MmHost } from "./mm.js";
 import { ptwrFlushAll } from "./ptwr.js";
+import { markDirty, markDirtyMachphys } from "./shadow.js";
 
 /** Xen's per-CPU deferred_ops bits (hv.deferredOps), processed only by runDeferredOps. */
 export const DOP_FLUSH_TLB = 1;
@@ -41,7 +40,7 @@ const MMU_UPDATE_PREEMPT_FDOM_SHIFT = 16;
 const MMU_UPDATE_PREEMPT_FDOM_MASK = 0x7fff;
 
 /** Per-call state of one mmu_update batch: the foreign domain (null = none, use the caller). */
-interface Batch {
+export interface Batch {
   fd: number | null;
 }
 
@@ -54,26 +53,37 @@ export function isPhysdevCapable(d: Domain): boolean {
  * The end of mmu_update and update_va_mapping: a deferred TLB flush (unless the caller flushes
  * anyway) and the LDT page-0 pre-map after an LDT change (semantics.md §1.10).
  */
-function takeDeferredOps(hv: Hypervisor): number {
+export function takeDeferredOps(hv: Hypervisor): number {
   const ops = hv.deferredOps;
   hv.deferredOps = 0;
   return ops;
 }
 
-function reloadLdt(hv: Hypervisor, v: Vcpu): void {
+export function reloadLdt(hv: Hypervisor, v: Vcpu): void {
   // Failure is ignored: the guest's first LDT access will fault it in (semantics.md §3.4).
   mapLdtShadowPage(hv, v, 0);
 }
 
 /**
- * mmu_update(reqs, count, pdone): requests in order, stopping at the first failure (not
- * counted); *pdone gets the number done whatever happened; no rollback.
+ * mmu_update(reqs, count, pdone[, foreigndom]): requests in order, stopping at the first
+ * failure (not counted); *pdone gets the number done whatever happened; no rollback. The
+ * request layout and command numbers are the domain's revision's (abi.ts); at JUL the foreign
+ * domain is the 4th argument (abi.md §1.4).
  */
-export function doMmuUpdate(hv: Hypervisor, v: Vcpu, reqs: number, count: number, pdone: number): number {
+export function doMmuUpdate(
+  hv: Hypervisor,
+  v: Vcpu,
+  reqs: number,
+  count: number,
+  pdone: number,
+  foreignDom: number | null = null,
+): number {
   ptwrFlushAll(hv, v.domain);
   const batch: Batch = { fd: null };
   const progress = { done: 0, i: 0 };
-  const rc = runBatch(hv, v, batch, reqs, count >>> 0, pdone, progress);
+  let rc: number;
+  if (foreignDom !== null && !setForeignDomArg(hv, v, batch, foreignDom)) rc = -EINVAL;
+  else rc = runBatch(hv, v, batch, reqs, count >>> 0, pdone, progress);
   const ops = takeDeferredOps(hv);
   if (ops & DOP_FLUSH_TLB) hv.cpu.flushTlb();
   if (ops & DOP_RELOAD_LDT) reloadLdt(hv, v);
@@ -93,7 +103,14 @@ function runBatch(
   pdone: number,
   progress: { done: number; i: number },
 ): number {
-  if (count >>> 16 !== 0) {
+  const abi = v.domain.abi;
+  if (abi.mmuUpdateForeignDomArg !== null) {
+    // JUL: only the preemption flag is special; the FD is an argument of its own.
+    if (count & MMU_UPDATE_PREEMPTED) {
+      count = (count & ~MMU_UPDATE_PREEMPTED) >>> 0;
+      if (pdone !== 0) progress.done = hv.guest.read32(pdone) ?? 0;
+    }
+  } else if (count >>> 16 !== 0) {
     // A fresh batch holds < 0x10000 requests; otherwise this must be a resumed call.
     if ((count & MMU_UPDATE_PREEMPTED) === 0) return -EINVAL;
     const domid = (count >>> MMU_UPDATE_PREEMPT_FDOM_SHIFT) & MMU_UPDATE_PREEMPT_FDOM_MASK;
@@ -101,14 +118,16 @@ function runBatch(
     if (pdone !== 0) progress.done = hv.guest.read32(pdone) ?? 0;
     if (domid !== v.domain.id && !setForeignDom(hv, v, batch, domid)) return -EINVAL;
   }
-  if (!arrayAccessOk(reqs, count, MmuUpdateMar.SIZE)) return -EFAULT;
+  const L = abi.mmuUpdate;
+  if (!arrayAccessOk(reqs, count, L.SIZE)) return -EFAULT;
   for (; progress.i < count; progress.i++) {
-    const req = hv.guest.copyFrom((reqs + progress.i * MmuUpdateMar.SIZE) >>> 0, MmuUpdateMar.SIZE);
+    const req = hv.guest.copyFrom((reqs + progress.i * L.SIZE) >>> 0, L.SIZE);
     if (req === null) return -EFAULT;
     const dv = new DataView(req.buffer);
-    if (
-      !mmuRequest(hv, v, batch, dv.getUint32(MmuUpdateMar.ptr, true), dv.getUint32(MmuUpdateMar.val, true))
-    ) {
+    // JUL's u64 ptr: a high word names a machine address beyond any frame (non-PAE), which
+    // fails like any bad frame; the high word of val is dropped (a non-PAE PTE is 32 bits).
+    if (abi.mmuUpdateWide && dv.getUint32(L.ptr + 4, true) !== 0) return -EINVAL;
+    if (!mmuRequest(hv, v, batch, dv.getUint32(L.ptr, true), dv.getUint32(L.val, true))) {
       return -EINVAL;
     }
   }
@@ -116,18 +135,20 @@ function runBatch(
 }
 
 function mmuRequest(hv: Hypervisor, v: Vcpu, b: Batch, ptr: number, val: number): boolean {
+  const M = v.domain.abi.mmu;
   switch (ptr & MMU_UPDATE_CMD_MASK) {
-    case MmuMar.NORMAL_PT_UPDATE:
+    case M.NORMAL_PT_UPDATE:
       return normalPtUpdate(hv, v, b, ptr, val);
-    case MmuMar.MACHPHYS_UPDATE: {
+    case M.MACHPHYS_UPDATE: {
       // The frame must belong to the FD (or the caller); the value is not checked.
       const mfn = ptr >>> 12;
       if (!hv.frames.isRam(mfn) || !hv.mm.getPage(mfn, b.fd ?? v.domain.id)) return false;
       hv.setM2p(mfn, val);
+      markDirtyMachphys(hv, mfn);
       hv.mm.putPage(mfn);
       return true;
     }
-    case MmuMar.EXTENDED_COMMAND:
+    case M.EXTENDED_COMMAND:
       return extendedCommand(hv, v, b, (ptr & ~3) >>> 0, val);
     default:
       return false;
@@ -218,6 +239,17 @@ function extendedCommand(hv: Hypervisor, v: Vcpu, b: Batch, ptr: number, val: nu
 }
 
 /**
+ * JUL set_foreigndom (the FD argument of mmu_update / mmuext_op): DOMID_SELF means none;
+ * otherwise the MAR SET_FOREIGNDOM rules. The argument is a domid_t (16 bits).
+ */
+export function setForeignDomArg(hv: Hypervisor, v: Vcpu, b: Batch, domid: number): boolean {
+  domid &= 0xffff;
+  b.fd = null;
+  if (domid === DomId.SELF) return true;
+  return setForeignDom(hv, v, b, domid);
+}
+
+/**
  * SET_FOREIGNDOM: drop any FD first; an unprivileged caller may only name DOMID_IO; a
  * privileged one any real domain (itself included), DOMID_XEN or DOMID_IO. DOMID_SELF is not
  * special (semantics.md §1.8).
@@ -277,7 +309,7 @@ function transferPage(hv: Hypervisor, d: Domain, ptr: number, val: number): bool
  * MMUEXT_REASSIGN_PAGE: a privileged caller gives one of its pages (allocation reference only)
  * to the FD, without a max_pages check (semantics.md §1.8).
  */
-function reassignPage(hv: Hypervisor, d: Domain, b: Batch, mfn: number): boolean {
+export function reassignPage(hv: Hypervisor, d: Domain, b: Batch, mfn: number): boolean {
   if (!d.privileged || b.fd === null) return false;
   const e = hv.domains.get(b.fd);
   if (e !== undefined && e.state === DomainState.Dying) return false;
@@ -294,7 +326,7 @@ function reassignPage(hv: Hypervisor, d: Domain, b: Batch, mfn: number): boolean
  * through the linear page table: the L2 entry must be present and writable (a read-only linear
  * L2 -> L2 entry makes Xen's write fault), so it maps an L1. -1 when Xen's access would fault.
  */
-function linearPteMa(hv: Hypervisor, v: Vcpu, va: number): number {
+export function linearPteMa(hv: Hypervisor, v: Vcpu, va: number): number {
   const pde = hv.read32(v.baseMfn * 4096 + (va >>> 22) * 4);
   if ((pde & (_PAGE_PRESENT | _PAGE_RW)) !== (_PAGE_PRESENT | _PAGE_RW)) return -1;
   const l1 = pde >>> 12;
@@ -320,6 +352,8 @@ export function doUpdateVaMapping(
   ptwrFlushAll(hv, d);
   const ma = linearPteMa(hv, v, va);
   const rc = ma >= 0 && hv.mm.modL1Entry(ma, val | 0, fd ?? d.id, d.id) ? 0 : -EINVAL;
+  // Log-dirty: the page holding the PTE is dirty (semantics.md §11).
+  if (rc === 0 && d.logDirty !== null) markDirty(hv, d, ma >>> 12);
   const ops = takeDeferredOps(hv);
   if (ops & DOP_FLUSH_TLB || flags & UvmfMar.FLUSH_TLB) hv.cpu.flushTlb();
   else if (flags & UvmfMar.INVLPG) hv.cpu.invlpg(va);

@@ -3,30 +3,62 @@
  * §7.4). The scheduler itself (which vcpu runs) is in hypervisor.ts for now: one policy,
  * round-robin over runnable vcpus.
  */
-import { ENOSYS } from "../public/errno.js";
-import { SCHEDOP_CMDMASK, SCHEDOP_REASONSHIFT, SchedOpMar, SharedInfo, Shutdown } from "../public/xen.js";
+import { EINVAL, ENOSYS, ESRCH } from "../public/errno.js";
+import {
+  MAX_VIRT_CPUS,
+  SCHEDOP_CMDMASK,
+  SCHEDOP_REASONSHIFT,
+  SCHEDOP_VCPUSHIFT,
+  SharedInfo,
+  Shutdown,
+} from "../public/xen.js";
 import type { Vcpu } from "./domain.js";
 import type { Hypervisor } from "./hypervisor.js";
 import { setUpcallMask, upcallPending } from "./traps.js";
 
 export function doSchedOp(hv: Hypervisor, v: Vcpu, op: number): number {
+  const S = v.domain.abi.schedOp;
   switch (op & SCHEDOP_CMDMASK) {
-    case SchedOpMar.yield:
+    case S.yield:
       hv.yieldVcpu(v);
       return 0;
-    case SchedOpMar.block:
+    case S.block:
       // Events are enabled; an event already pending keeps the vcpu runnable.
       setUpcallMask(hv, v, 0);
       if (upcallPending(hv, v) === 0) hv.block(v);
       return 0;
-    case SchedOpMar.shutdown: {
+    case S.shutdown: {
       const reason = (op >>> SCHEDOP_REASONSHIFT) & 0xff;
       hv.shutdownDomain(v.domain, reason, reason === Shutdown.crash);
       return 0;
     }
+    case S.vcpu_down:
+      return vcpuUpDown(hv, v, op >>> SCHEDOP_VCPUSHIFT, true);
+    case S.vcpu_up:
+      return vcpuUpDown(hv, v, op >>> SCHEDOP_VCPUSHIFT, false);
     default:
       return -ENOSYS;
   }
+}
+
+/**
+ * JUL SCHEDOP_vcpu_down / vcpu_up (abi.md §1.4): mark a VCPU of the caller's domain not
+ * runnable, or runnable again and wake it. Xen's bound check was `vcpu > MAX_VIRT_CPUS`, one
+ * past the array [QUIRK]; like later Xen we refuse vcpu == MAX_VIRT_CPUS too (DEVIATIONS.md).
+ */
+function vcpuUpDown(hv: Hypervisor, v: Vcpu, vcpu: number, down: boolean): number {
+  if (vcpu >= MAX_VIRT_CPUS) return -EINVAL;
+  const target = v.domain.vcpus[vcpu];
+  if (target === undefined) return -ESRCH;
+  if (down) {
+    target.down = true;
+    hv.sched.sleep(target);
+    if (target === v) hv.yieldVcpu(v);
+  } else if (target.down) {
+    target.down = false;
+    hv.sched.wake(target);
+  }
+  return 0;
 }
 
 /** set_timer_op(hi, lo): absolute system time in ns; 0 cancels; the past fires at once. */
@@ -47,7 +79,8 @@ export function updateDomainTime(hv: Hypervisor, v: Vcpu, tickCycles: number): v
   write64(hv, si + SharedInfo.system_time, ns);
   const usecs = Math.floor(ns / 1000) + hv.wallClockOffsetUs;
   hv.write32(si + SharedInfo.wc_sec, clk.bootEpochSeconds + Math.floor(usecs / 1e6));
-  hv.write32(si + SharedInfo.wc_usec, usecs % 1e6);
+  // A wall clock set before the boot epoch (DOM0_SETTIME) makes usecs negative: floor modulo.
+  hv.write32(si + SharedInfo.wc_usec, usecs - Math.floor(usecs / 1e6) * 1e6);
   hv.write32(si + SharedInfo.time_version2, (hv.read32(si + SharedInfo.time_version2) + 1) >>> 0);
 }
 

@@ -5,6 +5,7 @@
  * emulated core by interleaving them deterministically: the CPU whose clock is furthest
  * behind runs next, for at most QUANTUM ahead of the others.
  */
+import { Trc } from "../public/trace.js";
 import { HZ, VirqMar } from "../public/xen.js";
 import type { Vcpu } from "./domain.js";
 import { DomainState } from "./domain.js";
@@ -70,6 +71,7 @@ export class Scheduler {
     if (!this.runnable(v)) return;
     const p = this.pcpus[v.processor];
     if (p.curr === v) return;
+    this.hv.tbufs?.record(this.hv, p.id, Trc.SCHED_WAKE, v.domain.id, v.id);
     if (this.policy.wake(p.rq, v, p.curr)) this.resched(p);
   }
 
@@ -111,6 +113,7 @@ export class Scheduler {
     if (prev !== null) prev.sleepTick = p.tick;
     const next = d.next;
     if (next !== null && next !== prev) {
+      this.hv.tbufs?.record(this.hv, p.id, Trc.SCHED_SWITCH, next.domain.id, next.id);
       updateDomainTime(this.hv, next, p.lastTickCycles);
       if (next.sleepTick !== p.tick) sendGuestVirq(this.hv, next, VirqMar.TIMER);
     }

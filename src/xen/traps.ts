@@ -7,7 +7,7 @@ import { CPU_FAULT, type Cpu } from "../cpu/cpu.js";
 import { CS, DS, ES, ESP, FS, GS, NT, RF, SS, TF, VM } from "../cpu/regs.js";
 import { HYPERCALL_VECTOR, TI_DPL_MASK, TI_IF } from "../public/arch_x86_32.js";
 import { SharedInfo, VcpuInfo } from "../public/xen.js";
-import { handleLdtFault, shadowLdtForSelector } from "./descriptor_tables.js";
+import { gdtFaultSelector, handleLdtFault, shadowLdtForSelector } from "./descriptor_tables.js";
 import { loadGuestSegment } from "./descriptors.js";
 import type { Vcpu } from "./domain.js";
 import { doHypercall } from "./hypercall.js";
@@ -53,18 +53,25 @@ export function bounce(
   const eflags = cpu.getFlags();
   const ss = cpu.segSel[SS];
   const esp = cpu.regs[ESP];
+  const abi = v.domain.abi;
+  // JUL create_bounce_frame: a handler at EIP 0 is fatal (abi.md §2.2.3).
+  if (abi.bounceToZeroCrashes && handlerEip === 0)
+    return crashOnBounce(hv, v, "bounce to a handler at EIP 0");
+  // JUL: the CS slot's bits 16..23 carry the upcall mask as it was before this bounce.
+  const csSlot = abi.bounceSavesUpcallMask ? (cs | (upcallMask(hv, v) << 16)) >>> 0 : cs;
   ptwrBeforeGuestStackWrite(hv, v, fromRing === 1 ? esp : v.kernelEsp);
   try {
     if (fromRing !== 1) {
       cpu.setCpl(1);
       shadowLdtForSelector(hv, v, v.kernelSs);
-      if (!loadGuestSegment(cpu, SS, v.kernelSs, 1, false, true)) return crashOnBounce(hv, v, "bad kernel stack selector");
+      if (!loadGuestSegment(cpu, SS, v.kernelSs, 1, false, true))
+        return crashOnBounce(hv, v, "bad kernel stack selector");
       cpu.regs[ESP] = v.kernelEsp;
       cpu.push32(ss);
       cpu.push32(esp);
     }
     cpu.push32(eflags);
-    cpu.push32(cs);
+    cpu.push32(csSlot);
     cpu.push32(eip);
     if (errorCode >= 0) cpu.push32(errorCode);
     if (cr2 !== null) cpu.push32(cr2);
@@ -73,7 +80,8 @@ export function bounce(
     return crashOnBounce(hv, v, "fault while writing a bounce frame");
   }
   shadowLdtForSelector(hv, v, handlerCs);
-  if (!loadGuestSegment(cpu, CS, handlerCs, 1, true, false)) return crashOnBounce(hv, v, "bad handler code selector");
+  if (!loadGuestSegment(cpu, CS, handlerCs, 1, true, false))
+    return crashOnBounce(hv, v, "bad handler code selector");
   cpu.eip = handlerEip;
   cpu.setFlags(eflags & ~(TF | NT | RF | VM));
   return true;
@@ -89,7 +97,14 @@ function hex(n: number): string {
 }
 
 /** do_trap: bounce through the guest's virtual IDT entry, honouring its IF flag. */
-export function reflectTrap(hv: Hypervisor, v: Vcpu, vector: number, errorCode: number, cr2: number | null, useIf = true): void {
+export function reflectTrap(
+  hv: Hypervisor,
+  v: Vcpu,
+  vector: number,
+  errorCode: number,
+  cr2: number | null,
+  useIf = true,
+): void {
   if (!bounce(hv, v, v.trapCs[vector], v.trapAddress[vector], errorCode, cr2)) return;
   if (useIf && v.trapFlags[vector] & TI_IF) setUpcallMask(hv, v, 1);
 }
@@ -140,6 +155,13 @@ export function handleException(hv: Hypervisor, v: Vcpu): void {
       if (ptwrPageFault(hv, v)) return;
       // The CPU reading an LDT descriptor not yet shadowed (semantics.md §3.4).
       if (handleLdtFault(hv, v)) return;
+      {
+        const sel = gdtFaultSelector(hv, v);
+        if (sel >= 0) {
+          generalProtection(hv, v, sel);
+          return;
+        }
+      }
       v.guestCr2 = cpu.exitCr2;
       reflectTrap(hv, v, vector, cpu.exitErrorCode, cpu.exitCr2);
       return;

@@ -11,7 +11,7 @@
  */
 import type { Cpu } from "../cpu.js";
 import * as regsNs from "../regs.js";
-import type { Def, Handler } from "./table.js";
+import type { Def, DefReg, Handler } from "./table.js";
 
 // Module-level copies of imported constants: V8 constant-folds these, whereas each use of an
 // imported binding in optimized code costs a module-cell load and a TDZ check (hot paths).
@@ -191,6 +191,23 @@ const shEwIb: Handler = (cpu, s) =>
 const shEdIb: Handler = (cpu, s) =>
   cpu.putRm32(s, shift32(cpu, cpu.dc.op[s] & 7, cpu.modRm32(s), cpu.dc.imm[s] & 0x1f));
 
+// Register forms (ModRM mod = 3) of the hot 32-bit ones.
+const shEdIbR: Handler = (cpu, s) => {
+  const dc = cpu.dc;
+  const r = dc.modrm[s] & 7;
+  cpu.regs[r] = shift32(cpu, dc.op[s] & 7, cpu.regs[r], dc.imm[s] & 0x1f);
+};
+const shEd1R: Handler = (cpu, s) => {
+  const dc = cpu.dc;
+  const r = dc.modrm[s] & 7;
+  cpu.regs[r] = shift32(cpu, dc.op[s] & 7, cpu.regs[r], 1);
+};
+const shEdClR: Handler = (cpu, s) => {
+  const dc = cpu.dc;
+  const r = dc.modrm[s] & 7;
+  cpu.regs[r] = shift32(cpu, dc.op[s] & 7, cpu.regs[r], cpu.regs8[4] & 0x1f);
+};
+
 // ------------------------------------------------------------------ shld / shrd
 
 /** 2^k for k = 0..32 (doubles: the 16-bit forms shift a 48-bit value exactly). */
@@ -253,8 +270,11 @@ const shrdEwCl: Handler = (cpu, s) =>
 const shrdEdCl: Handler = (cpu, s) =>
   cpu.putRm32(s, shrd32(cpu, cpu.modRm32(s), regOf32(cpu, s), cpu.regs8[4] & 0x1f));
 
-export function registerShift(def: Def): void {
+export function registerShift(def: Def, defReg: DefReg): void {
   for (let sub = 0; sub < 8; sub++) {
+    defReg(0, 0xc1, sub, 32, shEdIbR);
+    defReg(0, 0xd1, sub, 32, shEd1R);
+    defReg(0, 0xd3, sub, 32, shEdClR);
     def(0, 0xc0, sub, 0, shEbIb);
     def(0, 0xc1, sub, 16, shEwIb);
     def(0, 0xc1, sub, 32, shEdIb);

@@ -590,6 +590,6 @@ export function registerAlu(def: Def, defReg: DefReg): void {
   def(0, 0xd6, 0, 0, salc);
 
   registerMulDiv(def);
-  registerShift(def);
+  registerShift(def, defReg);
   registerBits(def);
 }

@@ -131,13 +131,13 @@ function loadFar16(seg: number) {
 // ---------------------------------------------------------------- interrupts, far transfers
 
 function intN(cpu: Cpu, s: number): void {
-  cpu.trap(cpu.dc.imm[s] & 0xff, -1, true);
+  cpu.softInt(cpu.dc.imm[s] & 0xff);
 }
 function int3(cpu: Cpu): void {
-  cpu.trap(BP, -1, true);
+  cpu.softInt(BP);
 }
 function into(cpu: Cpu): void {
-  if (cpu.of()) cpu.trap(OFV, -1, true);
+  if (cpu.of()) cpu.softInt(OFV);
 }
 /** int1 (ICEBP): a #DB trap delivered like a hardware exception (no gate DPL check). */
 function int1(cpu: Cpu): void {

@@ -107,6 +107,7 @@ const HOT_OPS: readonly (readonly [number, number, number])[] = [
   [0, 0xff, 4], // jmp Ed
   [0, 0x90, 0], // nop
   [0, 0xd1, 5], // shift group Ed, 1
+  [0, 0xd3, 5], // shift group Ed, cl
   [0, 0xc7, 0], // mov Ed, Id
   [0, 0x8a, 0], // mov Gb, Eb
   [1, 0xbe, 0], // movsx Gd, Eb

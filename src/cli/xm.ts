@@ -1,0 +1,342 @@
+/**
+ * `tsxen xm <command>`: the user manual's xm, talking to tsxend (docs/api.md). Domains are
+ * named by name or id; errors go to stderr as "xm: <what went wrong>" with exit status 1.
+ */
+import { readFileSync } from "node:fs";
+import { resolve } from "node:path";
+import type { Command } from "commander";
+import { looksLikeConfig } from "../tools/config.js";
+import { attachConsole, type Connection, connection, request, streamed, XmError } from "./xm-client.js";
+
+interface DomainRow {
+  id: number;
+  name: string;
+  memKiB: number;
+  maxMemKiB: number;
+  targetKiB?: number;
+  cpu: number;
+  state: string;
+  cpuTimeNs: number;
+  shutdownReason?: string;
+  crashReason?: string;
+}
+
+/** `xm list`: the manual's columns. */
+export function formatList(rows: DomainRow[]): string {
+  const lines = [
+    `${"Name".padEnd(24)}${"Id".padStart(4)}${"Mem(MB)".padStart(9)}${"CPU".padStart(5)}  ${"State".padEnd(6)}${"Time(s)".padStart(9)}`,
+  ];
+  for (const r of rows) {
+    lines.push(
+      `${r.name.padEnd(24)}${String(r.id).padStart(4)}${String(Math.floor(r.memKiB / 1024)).padStart(9)}${String(r.cpu).padStart(5)}  ${r.state.padEnd(6)}${(r.cpuTimeNs / 1e9).toFixed(1).padStart(9)}`,
+    );
+  }
+  return `${lines.join("\n")}\n`;
+}
+
+function progressBar(label: string): {
+  update: (phase: string, done: number, total: number) => void;
+  end: () => void;
+} {
+  const tty = process.stderr.isTTY === true;
+  let shown = false;
+  return {
+    update(phase, done, total) {
+      if (!tty) return;
+      const pct = total === 0 ? 100 : Math.floor((done * 100) / total);
+      const width = 30;
+      const filled = Math.round((pct * width) / 100);
+      const mib = (n: number): string => (n / 1048576).toFixed(1);
+      process.stderr.write(
+        `\r${label}: ${phase} [${"#".repeat(filled)}${" ".repeat(width - filled)}] ${String(pct).padStart(3)}% ${mib(done)}/${mib(total)} MiB`,
+      );
+      shown = true;
+    },
+    end() {
+      if (shown) process.stderr.write("\n");
+    },
+  };
+}
+
+function mib(text: string, what: string): number {
+  if (!/^\d+$/.test(text)) throw new XmError(`${what} must be a whole number of MiB, not "${text}"`);
+  return Number(text);
+}
+
+function int(text: string, what: string): number {
+  if (!/^-?\d+$/.test(text)) throw new XmError(`${what} must be a whole number, not "${text}"`);
+  return Number(text);
+}
+
+const enc = encodeURIComponent;
+
+async function waitGone(c: Connection, dom: string, what: string): Promise<void> {
+  for (let i = 0; i < 600; i++) {
+    const rows = (await request<{ domains: DomainRow[] }>(c, "GET", "/domains")).domains;
+    const still = rows.find((r) => r.name === dom || String(r.id) === dom);
+    if (still === undefined || still.state.includes("s") || still.state.includes("c")) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new XmError(`domain ${dom} did not ${what} within 60 s`);
+}
+
+export function registerXm(program: Command): void {
+  const xm = program
+    .command("xm")
+    .description("manage domains on a running tsxend (see `tsxen xm help`)")
+    .option("--daemon <url>", "tsxend's address (default: $TSXEN_DAEMON or http://127.0.0.1:8006)")
+    .option("--token <secret>", "the daemon's token (default: $TSXEN_TOKEN)");
+  const conn = (): Connection => connection(xm.opts() as { daemon?: string; token?: string });
+  const run =
+    <A extends unknown[]>(fn: (...args: A) => Promise<void>) =>
+    async (...args: A): Promise<void> => {
+      try {
+        await fn(...args);
+      } catch (e) {
+        const msg = e instanceof XmError ? e.message : `${(e as Error).message}`;
+        process.stderr.write(`xm: ${msg}\n`);
+        process.exitCode = 1;
+      }
+    };
+  const simple = (name: string, desc: string, action: string, aliases: string[] = []): void => {
+    const cmd = xm
+      .command(name)
+      .description(desc)
+      .argument("<domain>", "domain name or id")
+      .action(
+        run(async (dom: string) => {
+          await request(conn(), "POST", `/domains/${enc(dom)}/${action}`, {});
+        }),
+      );
+    for (const a of aliases) cmd.alias(a);
+  };
+
+  xm.command("create")
+    .description("create a domain from a configuration file")
+    .argument("<file>", "the domain configuration file")
+    .argument("[vars...]", "variable settings var=value (override the file)")
+    .option("-c, --console", "attach to the new domain's console")
+    .action(
+      run(async (file: string, vars: string[], o: { console?: boolean }) => {
+        const path = resolve(file);
+        let bytes: Buffer;
+        try {
+          bytes = readFileSync(path);
+        } catch (e) {
+          throw new XmError(
+            `cannot read ${file}: ${(e as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (e as Error).message}`,
+          );
+        }
+        if (!looksLikeConfig(bytes)) {
+          throw new XmError(
+            `${file} is not a domain configuration file (it should hold settings like kernel = "..."; to boot a kernel directly use tsxen run)`,
+          );
+        }
+        for (const v of vars)
+          if (!v.includes("=")) throw new XmError(`"${v}" is not a variable setting (expected var=value)`);
+        const c = conn();
+        const r = await request<{ domain: DomainRow; warnings: string[] }>(c, "POST", "/domains", {
+          file: path,
+          config: bytes.toString("utf8"),
+          overrides: vars,
+        });
+        for (const w of r.warnings) process.stderr.write(`xm: warning: ${w}\n`);
+        process.stdout.write(`Started domain ${r.domain.name} (id ${r.domain.id})\n`);
+        if (o.console) await attachConsole(c, String(r.domain.id));
+      }),
+    );
+
+  xm.command("list")
+    .description("list domains: Name, Id, Mem(MB), CPU, State (r b p s c d), Time(s)")
+    .argument("[domains...]", "only these domains")
+    .option("-l, --long", "everything known about each domain, as JSON")
+    .action(
+      run(async (doms: string[], o: { long?: boolean }) => {
+        const c = conn();
+        let rows = (await request<{ domains: DomainRow[] }>(c, "GET", "/domains")).domains;
+        if (doms.length > 0) {
+          for (const d of doms)
+            if (!rows.some((r) => r.name === d || String(r.id) === d))
+              await request(c, "GET", `/domains/${enc(d)}`);
+          rows = rows.filter((r) => doms.includes(r.name) || doms.includes(String(r.id)));
+        }
+        process.stdout.write(o.long ? `${JSON.stringify(rows, null, 2)}\n` : formatList(rows));
+      }),
+    );
+
+  xm.command("console")
+    .description("attach to a domain's console (Ctrl-] detaches)")
+    .argument("<domain>", "domain name or id")
+    .action(
+      run(async (dom: string) => {
+        await attachConsole(conn(), dom);
+      }),
+    );
+
+  simple("pause", "pause a domain's execution", "pause");
+  simple("unpause", "unpause a domain", "unpause");
+  simple("destroy", "kill a domain immediately", "destroy");
+
+  for (const [name, what] of [
+    ["shutdown", "shut down"],
+    ["reboot", "reboot"],
+  ] as const) {
+    xm.command(name)
+      .description(`${what} a domain (applies its on_${name === "shutdown" ? "poweroff" : "reboot"} setting)`)
+      .argument("<domain>", "domain name or id")
+      .option("-w, --wait", "wait until the domain has stopped")
+      .action(
+        run(async (dom: string, o: { wait?: boolean }) => {
+          const c = conn();
+          await request(c, "POST", `/domains/${enc(dom)}/${name}`, {});
+          if (o.wait && name === "shutdown") await waitGone(c, dom, "shut down");
+        }),
+      );
+  }
+
+  xm.command("dmesg")
+    .description("show the hypervisor's console messages")
+    .option("-c, --clear", "clear them after showing")
+    .action(
+      run(async (o: { clear?: boolean }) => {
+        const r = await request<{ text: string }>(conn(), "GET", `/dmesg${o.clear ? "?clear=1" : ""}`);
+        process.stdout.write(r.text);
+      }),
+    );
+
+  xm.command("info")
+    .description("information about the host (physinfo)")
+    .action(
+      run(async () => {
+        const r = await request<Record<string, unknown>>(conn(), "GET", "/info");
+        for (const [k, v] of Object.entries(r)) process.stdout.write(`${k.padEnd(16)}: ${v}\n`);
+      }),
+    );
+
+  xm.command("mem-set")
+    .alias("balloon")
+    .description("set a domain's memory target (the balloon), in MiB")
+    .argument("<domain>", "domain name or id")
+    .argument("<MiB>", "target")
+    .action(
+      run(async (dom: string, m: string) => {
+        await request(conn(), "POST", `/domains/${enc(dom)}/mem-set`, { mib: mib(m, "the target") });
+      }),
+    );
+
+  xm.command("mem-max")
+    .alias("maxmem")
+    .description("set the most memory a domain may hold, in MiB")
+    .argument("<domain>", "domain name or id")
+    .argument("<MiB>", "limit")
+    .action(
+      run(async (dom: string, m: string) => {
+        await request(conn(), "POST", `/domains/${enc(dom)}/mem-max`, { mib: mib(m, "the limit") });
+      }),
+    );
+
+  xm.command("pincpu")
+    .description("pin a domain to a physical CPU")
+    .argument("<domain>", "domain name or id")
+    .argument("<cpu>", "CPU number")
+    .action(
+      run(async (dom: string, cpu: string) => {
+        await request(conn(), "POST", `/domains/${enc(dom)}/pincpu`, { cpu: int(cpu, "the CPU") });
+      }),
+    );
+
+  xm.command("sched-bvt")
+    .alias("bvt")
+    .description("set a domain's BVT parameters (times in ns)")
+    .argument("<domain>", "domain name or id")
+    .argument("<mcuadv>", "MCU advance (inverse weight)")
+    .argument("<warpback>", "warp back allowed (0 or 1)")
+    .argument("<warpvalue>", "warp value")
+    .argument("<warpl>", "warp limit")
+    .argument("<warpu>", "unwarp requirement")
+    .action(
+      run(
+        async (
+          dom: string,
+          mcuadv: string,
+          warpback: string,
+          warpvalue: string,
+          warpl: string,
+          warpu: string,
+        ) => {
+          await request(conn(), "POST", `/domains/${enc(dom)}/sched-bvt`, {
+            mcuadv: int(mcuadv, "mcuadv"),
+            warpback: int(warpback, "warpback"),
+            warpvalue: int(warpvalue, "warpvalue"),
+            warpl: int(warpl, "warpl"),
+            warpu: int(warpu, "warpu"),
+          });
+        },
+      ),
+    );
+
+  xm.command("sched-bvt-ctxallow")
+    .alias("bvt_ctxallow")
+    .description("set BVT's context-switch allowance (ns)")
+    .argument("<allow>", "allowance in ns")
+    .action(
+      run(async (allow: string) => {
+        await request(conn(), "POST", "/sched/bvt-ctxallow", { ns: int(allow, "the allowance") });
+      }),
+    );
+
+  xm.command("domid")
+    .description("print a domain's id")
+    .argument("<name>", "domain name")
+    .action(
+      run(async (name: string) => {
+        const r = await request<DomainRow>(conn(), "GET", `/domains/${enc(name)}`);
+        process.stdout.write(`${r.id}\n`);
+      }),
+    );
+
+  xm.command("domname")
+    .description("print a domain's name")
+    .argument("<id>", "domain id")
+    .action(
+      run(async (id: string) => {
+        if (!/^\d+$/.test(id)) throw new XmError(`a domain id is a number, not "${id}"`);
+        const r = await request<DomainRow>(conn(), "GET", `/domains/${enc(id)}`);
+        process.stdout.write(`${r.name}\n`);
+      }),
+    );
+
+  xm.command("save")
+    .description("save a domain's state to a file and stop it")
+    .argument("<domain>", "domain name or id")
+    .argument("<file>", "where to write the image")
+    .action(
+      run(async (dom: string, file: string) => {
+        const path = resolve(file);
+        const bar = progressBar(`Saving ${dom} to ${file}`);
+        try {
+          await streamed(conn(), `/domains/${enc(dom)}/save`, { path }, bar.update);
+        } finally {
+          bar.end();
+        }
+      }),
+    );
+
+  xm.command("restore")
+    .description("restore a domain from a saved image")
+    .argument("<file>", "the image written by xm save")
+    .action(
+      run(async (file: string) => {
+        const path = resolve(file);
+        const bar = progressBar(`Restoring ${file}`);
+        let r: Record<string, unknown>;
+        try {
+          r = await streamed(conn(), "/restore", { path }, bar.update);
+        } finally {
+          bar.end();
+        }
+        const d = r.domain as DomainRow;
+        process.stdout.write(`Restored domain ${d.name} (id ${d.id})\n`);
+      }),
+    );
+}

@@ -1,0 +1,84 @@
+/**
+ * `tsxen daemon`: starts tsxend in the foreground. It prints where it listens on stdout
+ * (one line, "tsxend listening on http://HOST:PORT") and stops cleanly on SIGTERM or SIGINT.
+ */
+import { writeFileSync } from "node:fs";
+import type { Command } from "commander";
+import { Daemon } from "./daemon.js";
+import type { Pacing } from "./runloop.js";
+
+export const DEFAULT_PORT = 8006;
+
+interface DaemonCliOptions {
+  listen: string;
+  port: string;
+  token?: string;
+  machineMemory: string;
+  cpus: string;
+  sched: string;
+  pace: string;
+  portFile?: string;
+}
+
+function whole(text: string, what: string, min: number, max: number): number {
+  if (!/^\d+$/.test(text) || Number(text) < min || Number(text) > max)
+    throw new Error(`${what} must be a whole number ${min}..${max}, not "${text}"`);
+  return Number(text);
+}
+
+export async function runDaemon(o: DaemonCliOptions): Promise<number> {
+  const err = (m: string): void => void process.stderr.write(`tsxend: ${m}\n`);
+  let daemon: Daemon;
+  try {
+    if (o.pace !== "realtime" && o.pace !== "fast")
+      throw new Error(`--pace must be realtime or fast, not "${o.pace}"`);
+    daemon = new Daemon({
+      host: o.listen,
+      port: whole(o.port, "--port", 0, 65535),
+      token: o.token ?? process.env.TSXEN_TOKEN,
+      machineMemoryMiB: whole(o.machineMemory, "--machine-memory", 16, 4096),
+      cpus: whole(o.cpus, "--cpus", 1, 32),
+      scheduler: o.sched,
+      pacing: o.pace as Pacing,
+    });
+  } catch (e) {
+    err((e as Error).message);
+    return 2;
+  }
+  let addr: import("node:net").AddressInfo;
+  try {
+    addr = await daemon.listen();
+  } catch (e) {
+    err(`cannot listen on ${o.listen}:${o.port}: ${(e as Error).message}`);
+    return 1;
+  }
+  const host = addr.family === "IPv6" ? `[${addr.address}]` : addr.address;
+  process.stdout.write(`tsxend listening on http://${host}:${addr.port}\n`);
+  if (o.portFile) writeFileSync(o.portFile, `${addr.port}\n`);
+  await new Promise<void>((resolve) => {
+    const stop = (sig: string): void => {
+      err(`${sig}: stopping guests and shutting down`);
+      void daemon.close().then(resolve);
+    };
+    process.once("SIGTERM", () => stop("SIGTERM"));
+    process.once("SIGINT", () => stop("SIGINT"));
+  });
+  return 0;
+}
+
+export function registerDaemon(program: Command): void {
+  program
+    .command("daemon")
+    .description("run tsxend: the hypervisor and toolstack, managed with `tsxen xm`")
+    .option("--listen <host>", "address to listen on (anything but loopback needs --token)", "127.0.0.1")
+    .option("--port <n>", "TCP port (0 picks a free one)", String(DEFAULT_PORT))
+    .option("--token <secret>", "require this bearer token from clients (default: $TSXEN_TOKEN)")
+    .option("--machine-memory <MiB>", "the machine's memory in MiB", "256")
+    .option("--cpus <n>", "physical CPUs", "1")
+    .option("--sched <name>", "scheduler: bvt or rrobin", "bvt")
+    .option("--pace <mode>", "realtime: guest time follows the wall clock; fast: run flat out", "realtime")
+    .option("--port-file <path>", "write the port number here once listening")
+    .action(async (o: DaemonCliOptions) => {
+      process.exitCode = await runDaemon(o);
+    });
+}

@@ -1,0 +1,469 @@
+/**
+ * tsxend: one long-running process that owns the machine, the hypervisor and the toolstack,
+ * serving the HTTP + WebSocket API of docs/api.md. Loopback only unless told otherwise, and
+ * then only with a token.
+ */
+import { timingSafeEqual } from "node:crypto";
+import { readFile } from "node:fs/promises";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { dirname, isAbsolute, resolve } from "node:path";
+import { type WebSocket, WebSocketServer } from "ws";
+import { type ConfigValue, parseDomainConfig, parseOverride } from "../tools/config.js";
+import { DomainManager, ToolstackError } from "../tools/domains.js";
+import { captureDomain, readImageFile, restoreDomain, SaveError, writeImageFile } from "../tools/save.js";
+import { Hypervisor } from "../xen/hypervisor.js";
+import { type Pacing, RunLoop } from "./runloop.js";
+
+export interface DaemonOptions {
+  host: string;
+  port: number;
+  token?: string;
+  machineMemoryMiB: number;
+  cpus: number;
+  scheduler: string;
+  pacing: Pacing;
+  /** Daemon messages (stderr by default). */
+  log?: (line: string) => void;
+}
+
+const API = "/api/v1";
+const MAX_BODY = 1 << 20;
+const DMESG_KEEP = 64 * 1024;
+
+export function isLoopback(host: string): boolean {
+  return host === "localhost" || host === "::1" || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
+
+export class Daemon {
+  readonly hv: Hypervisor;
+  readonly manager: DomainManager;
+  private readonly loop: RunLoop;
+  private readonly server: Server;
+  private readonly wss = new WebSocketServer({ noServer: true });
+  private readonly log: (line: string) => void;
+  /** The hypervisor's console (what Xen printk'd), for xm dmesg. */
+  private dmesg = "";
+  /** Saves and restores under way: shutdown waits for them. */
+  private readonly pending = new Set<Promise<unknown>>();
+  private closing = false;
+
+  constructor(private readonly opts: DaemonOptions) {
+    if (!isLoopback(opts.host) && !opts.token) {
+      throw new Error(
+        `listening on ${opts.host} exposes the machine to the network: give a token (--token or TSXEN_TOKEN)`,
+      );
+    }
+    this.log = opts.log ?? ((line) => void process.stderr.write(`tsxend: ${line}\n`));
+    this.hv = new Hypervisor({
+      memoryMiB: opts.machineMemoryMiB,
+      cpus: opts.cpus,
+      scheduler: opts.scheduler,
+      onConsole: (d, bytes) => this.manager.consoleOutput(d, bytes),
+      onLog: (m) => {
+        this.printk(m);
+        const crash = /^domain (\d+) \(.*?\) crashed: (.*)$/s.exec(m);
+        if (crash) this.manager.noteCrash(Number(crash[1]), crash[2]);
+      },
+    });
+    this.manager = new DomainManager(this.hv);
+    this.manager.onEvent((e) => {
+      if (e.kind === "stopped") this.printk(`domain ${e.id} (${e.name}) ${e.reason}: ${e.action}`);
+      else if (e.kind === "restarted") this.printk(`domain ${e.name} restarted as ${e.id} (was ${e.oldId})`);
+      else if (e.kind === "destroyed") this.printk(`domain ${e.id} (${e.name}) destroyed`);
+      else this.printk(`domain ${e.id} (${e.name}) created`);
+    });
+    this.loop = new RunLoop(this.hv, this.manager, opts.pacing, (e) => {
+      this.log(`internal error in the run loop: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+    });
+    this.printk(
+      `tsxen hypervisor: ${opts.machineMemoryMiB} MiB, ${opts.cpus} CPU(s), scheduler ${opts.scheduler}, ${opts.pacing} pacing`,
+    );
+    this.server = createServer((req, res) => void this.handle(req, res));
+    this.server.on("upgrade", (req, socket, head) => this.upgrade(req, socket, head));
+  }
+
+  private printk(m: string): void {
+    this.dmesg += `(XEN) ${m.replace(/\n$/, "")}\n`;
+    if (this.dmesg.length > DMESG_KEEP) this.dmesg = this.dmesg.slice(this.dmesg.length - DMESG_KEEP);
+  }
+
+  /** Starts listening; resolves with the bound address. */
+  async listen(): Promise<AddressInfo> {
+    await new Promise<void>((ok, fail) => {
+      this.server.once("error", fail);
+      this.server.listen(this.opts.port, this.opts.host, () => ok());
+    });
+    this.loop.start();
+    return this.server.address() as AddressInfo;
+  }
+
+  /** Clean shutdown: no new requests, saves finish, guests are stopped, sockets closed. */
+  async close(): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    this.server.close();
+    await Promise.allSettled([...this.pending]);
+    await this.loop.stop();
+    this.manager.destroyAll();
+    for (const ws of this.wss.clients) ws.close(1001, "tsxend is shutting down");
+    this.server.closeAllConnections();
+  }
+
+  // ------------------------------------------------------------------ HTTP
+
+  private authorised(req: IncomingMessage): boolean {
+    const token = this.opts.token;
+    if (!token) return true;
+    const got = /^Bearer (.+)$/.exec(req.headers.authorization ?? "")?.[1] ?? "";
+    const a = Buffer.from(got);
+    const b = Buffer.from(token);
+    return a.length === b.length && timingSafeEqual(a, b);
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    try {
+      if (!this.authorised(req))
+        throw new ToolstackError("a valid token is required (Authorization: Bearer ...)", 401);
+      if (this.closing) throw new ToolstackError("tsxend is shutting down", 503);
+      const url = new URL(req.url ?? "/", "http://tsxend");
+      const body = req.method === "POST" ? await readJson(req) : {};
+      await this.route(req.method ?? "GET", url, body, res);
+    } catch (e) {
+      const status = e instanceof ToolstackError ? e.status : e instanceof SaveError ? 400 : 500;
+      if (status === 500) this.log(`error serving ${req.method} ${req.url}: ${(e as Error).stack ?? e}`);
+      if (!res.headersSent) sendJson(res, status, { error: (e as Error).message });
+      else res.end(`${JSON.stringify({ error: (e as Error).message })}\n`);
+    }
+  }
+
+  private async route(
+    method: string,
+    url: URL,
+    body: Record<string, unknown>,
+    res: ServerResponse,
+  ): Promise<void> {
+    const path = url.pathname.replace(/\/+$/, "");
+    const m = this.manager;
+    if (!path.startsWith(API))
+      throw new ToolstackError(`no such endpoint ${path} (the API lives under ${API})`, 404);
+    const parts = path.slice(API.length).split("/").filter(Boolean).map(decodeURIComponent);
+    const [top, ref, action] = parts;
+    if (method === "GET" && top === "info" && parts.length === 1) return sendJson(res, 200, m.physinfo());
+    if (method === "GET" && top === "dmesg" && parts.length === 1) {
+      const text = this.dmesg;
+      if (url.searchParams.get("clear") === "1") this.dmesg = "";
+      return sendJson(res, 200, { text });
+    }
+    if (top === "sched" && ref === "bvt-ctxallow" && method === "POST") {
+      m.setCtxAllow(num(body.ns, "ns"));
+      return sendJson(res, 200, { ok: true });
+    }
+    if (top === "restore" && method === "POST" && parts.length === 1)
+      return this.restore(str(body.path, "path"), res);
+    if (top !== "domains") throw new ToolstackError(`no such endpoint ${path}`, 404);
+    if (ref === undefined) {
+      if (method === "GET") return sendJson(res, 200, { domains: this.listWithDom0() });
+      if (method === "POST") return sendJson(res, 201, await this.create(body));
+      throw new ToolstackError(`${method} is not allowed on ${path}`, 405);
+    }
+    const d = m.find(ref);
+    if (action === undefined) {
+      if (method === "GET") return sendJson(res, 200, m.info(d));
+      if (method === "DELETE") {
+        m.destroy(d);
+        return sendJson(res, 200, { ok: true });
+      }
+      throw new ToolstackError(`${method} is not allowed on ${path}`, 405);
+    }
+    if (method === "GET" && action === "console")
+      return sendJson(res, 200, { text: Buffer.from(m.consoleHistory(d)).toString("latin1") });
+    if (method !== "POST") throw new ToolstackError(`${method} is not allowed on ${path}`, 405);
+    switch (action) {
+      case "pause":
+        m.pause(d);
+        break;
+      case "unpause":
+        m.unpause(d);
+        break;
+      case "shutdown":
+        m.shutdown(d, "poweroff");
+        break;
+      case "reboot":
+        m.shutdown(d, "reboot");
+        break;
+      case "destroy":
+        m.destroy(d);
+        break;
+      case "pincpu":
+        m.pinCpu(d, num(body.cpu, "cpu"));
+        break;
+      case "mem-max":
+        m.setMaxMem(d, num(body.mib, "mib"));
+        break;
+      case "mem-set":
+        m.setMemTarget(d, num(body.mib, "mib"));
+        break;
+      case "sched-bvt":
+        m.setBvt(d, {
+          mcuadv: num(body.mcuadv, "mcuadv"),
+          warpback: num(body.warpback, "warpback"),
+          warpvalue: num(body.warpvalue, "warpvalue"),
+          warpl: num(body.warpl, "warpl"),
+          warpu: num(body.warpu, "warpu"),
+        });
+        break;
+      case "save":
+        return this.save(d.domain.id, str(body.path, "path"), res);
+      default:
+        throw new ToolstackError(`no such domain operation "${action}"`, 404);
+    }
+    this.loop.kick();
+    return sendJson(res, 200, { ok: true, domain: m.info(d) });
+  }
+
+  /** xm list's Domain-0 row: the toolstack's own domain (the real one once dom0 exists). */
+  private listWithDom0(): unknown[] {
+    const rows: unknown[] = this.manager.list();
+    const dom0 = this.hv.domains.get(0);
+    rows.unshift({
+      id: 0,
+      name: "Domain-0",
+      memKiB: dom0 ? dom0.totPages * 4 : 0,
+      maxMemKiB: dom0 ? dom0.maxPages * 4 : 0,
+      cpu: 0,
+      state: "r-----",
+      cpuTimeNs: dom0 ? dom0.vcpus[0].cpuTimeNs : 0,
+    });
+    return rows;
+  }
+
+  private async create(body: Record<string, unknown>): Promise<unknown> {
+    const file = str(body.file, "file");
+    const text = str(body.config, "config");
+    const overrides = new Map<string, ConfigValue>();
+    for (const o of Array.isArray(body.overrides) ? body.overrides : []) {
+      try {
+        const [k, v] = parseOverride(String(o));
+        overrides.set(k, v);
+      } catch (e) {
+        throw new ToolstackError((e as Error).message);
+      }
+    }
+    let config: ReturnType<typeof parseDomainConfig>;
+    try {
+      config = parseDomainConfig(file, text, overrides);
+    } catch (e) {
+      throw new ToolstackError((e as Error).message);
+    }
+    const base = isAbsolute(file) ? dirname(file) : process.cwd();
+    const kernelPath = resolve(base, config.kernel);
+    const kernel = await readFile(kernelPath).catch((e: Error) => {
+      throw new ToolstackError(`cannot read the kernel ${kernelPath}: ${e.message.replace(/^.*?: /, "")}`);
+    });
+    let ramdisk: Uint8Array | undefined;
+    if (config.ramdisk !== undefined) {
+      const p = resolve(base, config.ramdisk);
+      ramdisk = await readFile(p).catch((e: Error) => {
+        throw new ToolstackError(`cannot read the ramdisk ${p}: ${e.message.replace(/^.*?: /, "")}`);
+      });
+    }
+    config.kernel = kernelPath;
+    const info = this.manager.create(config, { kernel, ramdisk });
+    this.loop.kick();
+    return { domain: info, warnings: config.warnings };
+  }
+
+  /**
+   * xm save: pause, capture, write atomically, then destroy (the manual: "this will stop the
+   * domain ... and save its current state"). If writing fails the domain runs on.
+   */
+  private async save(id: number, path: string, res: ServerResponse): Promise<void> {
+    if (!isAbsolute(path))
+      throw new ToolstackError(`the save path must be absolute (xm resolves it), not "${path}"`);
+    const m = this.manager.find(id);
+    const wasPaused = m.domain.paused;
+    if (!wasPaused) this.manager.pause(m);
+    let image: Uint8Array;
+    try {
+      image = captureDomain(this.hv, m.domain, m.config, m.startInfoVa, this.manager.consoleHistory(m));
+    } catch (e) {
+      if (!wasPaused) this.manager.unpause(m);
+      throw e;
+    }
+    const stream = startProgress(res);
+    const work = writeImageFile(path, image, (done, total) => stream.progress("saving", done, total))
+      .then(() => {
+        this.manager.destroy(m);
+        stream.done({ ok: true, path, bytes: image.length, name: m.config.name });
+      })
+      .catch((e: Error) => {
+        if (this.manager.byName(m.config.name) === m && !wasPaused) this.manager.unpause(m);
+        stream.done({
+          error: `cannot write ${path}: ${e.message.replace(/^.*?: /, "")}; the domain keeps running`,
+        });
+      });
+    this.track(work);
+    await work;
+  }
+
+  private async restore(path: string, res: ServerResponse): Promise<void> {
+    if (!isAbsolute(path))
+      throw new ToolstackError(`the image path must be absolute (xm resolves it), not "${path}"`);
+    const stream = startProgress(res);
+    const work = (async () => {
+      let bytes: Uint8Array;
+      try {
+        bytes = await readImageFile(path, (done, total) => stream.progress("reading", done, total));
+      } catch (e) {
+        return stream.done({ error: `cannot read ${path}: ${(e as Error).message.replace(/^.*?: /, "")}` });
+      }
+      try {
+        const peek = peekName(bytes);
+        if (peek !== null && this.manager.byName(peek) !== undefined) {
+          throw new ToolstackError(
+            `a domain named "${peek}" is running already; destroy it first or restore elsewhere`,
+          );
+        }
+        const { domain, header } = restoreDomain(this.hv, bytes, (d) => this.manager.discard(d));
+        const managed = this.manager.adopt(domain, header.config, null, header.startInfoVa);
+        const history = Buffer.from(header.console ?? "", "base64");
+        if (history.length > 0) {
+          managed.console.push(history);
+          managed.consoleBytes = history.length;
+        }
+        this.loop.kick();
+        stream.done({ ok: true, domain: this.manager.info(managed) });
+      } catch (e) {
+        stream.done({ error: (e as Error).message });
+      }
+    })();
+    this.track(work);
+    await work;
+  }
+
+  private track(p: Promise<unknown>): void {
+    this.pending.add(p);
+    void p.finally(() => this.pending.delete(p));
+  }
+
+  // ------------------------------------------------------------------ consoles over WebSocket
+
+  private upgrade(req: IncomingMessage, socket: import("node:stream").Duplex, head: Buffer): void {
+    const reject = (status: number, msg: string): void => {
+      socket.end(
+        `HTTP/1.1 ${status} ${msg}\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n${msg}\n`,
+      );
+    };
+    if (!this.authorised(req)) {
+      reject(401, "a valid token is required");
+      return;
+    }
+    const url = new URL(req.url ?? "/", "http://tsxend");
+    const match = /^\/api\/v1\/domains\/([^/]+)\/console$/.exec(url.pathname);
+    if (match === null) {
+      reject(404, "no such endpoint");
+      return;
+    }
+    let id: number;
+    try {
+      id = this.manager.find(decodeURIComponent(match[1])).domain.id;
+    } catch (e) {
+      reject(404, (e as Error).message);
+      return;
+    }
+    this.wss.handleUpgrade(req, socket, head, (ws) =>
+      this.attachConsole(ws, id, url.searchParams.get("history") !== "0"),
+    );
+  }
+
+  private attachConsole(ws: WebSocket, id: number, history: boolean): void {
+    let m: ReturnType<DomainManager["find"]>;
+    try {
+      m = this.manager.find(id);
+    } catch (e) {
+      ws.close(4004, (e as Error).message.slice(0, 120));
+      return;
+    }
+    if (history) ws.send(this.manager.consoleHistory(m));
+    const unwatch = this.manager.watchConsole(id, (bytes) => {
+      if (bytes.length === 0) ws.close(4000, `domain ${id} is gone`);
+      else ws.send(bytes);
+    });
+    ws.on("message", (data: Buffer) => {
+      // Xen's console input: one ring for the machine's serial line (console_io read).
+      this.hv.consoleInput(new Uint8Array(data));
+      this.loop.kick();
+    });
+    ws.on("close", unwatch);
+  }
+}
+
+// ------------------------------------------------------------------ helpers
+
+function peekName(bytes: Uint8Array): string | null {
+  try {
+    const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const len = buf.readUInt32LE(12);
+    if (16 + len > buf.length) return null;
+    const h = JSON.parse(buf.toString("utf8", 16, 16 + len)) as { name?: unknown };
+    return typeof h.name === "string" ? h.name : null;
+  } catch {
+    return null;
+  }
+}
+
+async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const c of req) {
+    size += (c as Buffer).length;
+    if (size > MAX_BODY) throw new ToolstackError("request body too large", 413);
+    chunks.push(c as Buffer);
+  }
+  if (size === 0) return {};
+  try {
+    const v = JSON.parse(Buffer.concat(chunks).toString("utf8")) as unknown;
+    if (v === null || typeof v !== "object" || Array.isArray(v)) throw new Error();
+    return v as Record<string, unknown>;
+  } catch {
+    throw new ToolstackError("the request body is not a JSON object");
+  }
+}
+
+function sendJson(res: ServerResponse, status: number, value: unknown): void {
+  const body = `${JSON.stringify(value)}\n`;
+  res.writeHead(status, { "Content-Type": "application/json", "Content-Length": Buffer.byteLength(body) });
+  res.end(body);
+}
+
+/** A streamed answer for long operations: NDJSON progress lines, then one final line. */
+function startProgress(res: ServerResponse): {
+  progress: (phase: string, done: number, total: number) => void;
+  done: (final: Record<string, unknown>) => void;
+} {
+  res.writeHead(200, { "Content-Type": "application/x-ndjson" });
+  let last = -1;
+  return {
+    progress(phase, done, total) {
+      const pct = total === 0 ? 100 : Math.floor((done * 100) / total);
+      if (pct === last) return;
+      last = pct;
+      res.write(`${JSON.stringify({ progress: phase, done, total })}\n`);
+    },
+    done(final) {
+      res.end(`${JSON.stringify(final)}\n`);
+    },
+  };
+}
+
+function str(v: unknown, what: string): string {
+  if (typeof v !== "string" || v === "") throw new ToolstackError(`the request needs "${what}" (a string)`);
+  return v;
+}
+
+function num(v: unknown, what: string): number {
+  if (typeof v !== "number" || !Number.isFinite(v))
+    throw new ToolstackError(`the request needs "${what}" (a number)`);
+  return v;
+}

@@ -1,0 +1,127 @@
+/**
+ * Runs the hypervisor in short slices between turns of the event loop, so the daemon's API
+ * stays responsive while guests run, and paces guest time against the wall clock.
+ *
+ * The hypervisor's clock is virtual and deterministic (DESIGN.md decision 4). For interactive
+ * use the daemon maps it onto real time: guest time may not run ahead of the wall clock (a
+ * guest waiting 1 s on a timer waits 1 s), and when the emulated CPU is slower than real time
+ * the debt is forgotten rather than repaid in a burst. `fast` pacing runs guests flat out.
+ */
+import type { DomainManager } from "../tools/domains.js";
+import type { Hypervisor } from "../xen/hypervisor.js";
+
+export type Pacing = "realtime" | "fast";
+
+/** Wall-clock time spent in the hypervisor per turn of the event loop. */
+const TURN_MS = 15;
+/** Guest time per call of hv.run: bounds how long one call can take. */
+const RUN_STEP_NS = 2_000_000;
+/** The least guest time worth a call of hv.run. */
+const MIN_STEP_NS = 1_000_000;
+/** Further behind the wall clock than this, guest time stops trying to catch up. */
+const MAX_LAG_NS = 100_000_000;
+
+export class RunLoop {
+  private running = false;
+  private timer: NodeJS.Timeout | NodeJS.Immediate | null = null;
+  private baseWallMs = 0;
+  private baseGuestNs = 0;
+  private stopped: (() => void) | null = null;
+  private busy = false;
+
+  constructor(
+    private readonly hv: Hypervisor,
+    private readonly manager: DomainManager,
+    private readonly pacing: Pacing,
+    private readonly onError: (e: unknown) => void,
+  ) {}
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.rebase();
+    this.schedule(0);
+  }
+
+  /** Stops after the current slice; resolves when no slice is running. */
+  stop(): Promise<void> {
+    this.running = false;
+    if (this.timer !== null) {
+      clearTimeout(this.timer as NodeJS.Timeout);
+      clearImmediate(this.timer as NodeJS.Immediate);
+      this.timer = null;
+    }
+    if (!this.busy) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.stopped = resolve;
+    });
+  }
+
+  /** Something changed (a domain was created, unpaused, got input): run soon. */
+  kick(): void {
+    if (!this.running || this.busy) return;
+    if (this.timer !== null) {
+      clearTimeout(this.timer as NodeJS.Timeout);
+      clearImmediate(this.timer as NodeJS.Immediate);
+    }
+    this.schedule(0);
+  }
+
+  private rebase(): void {
+    this.baseWallMs = performance.now();
+    this.baseGuestNs = this.hv.nowNs();
+  }
+
+  private schedule(delayMs: number): void {
+    this.timer = delayMs <= 0 ? setImmediate(() => this.turn()) : setTimeout(() => this.turn(), delayMs);
+  }
+
+  private turn(): void {
+    this.timer = null;
+    if (!this.running) return;
+    this.busy = true;
+    let next = 0;
+    try {
+      next = this.slice();
+    } catch (e) {
+      this.onError(e);
+      next = 100;
+    }
+    this.busy = false;
+    if (!this.running) {
+      this.stopped?.();
+      return;
+    }
+    this.schedule(next);
+  }
+
+  /** One turn's worth of guest execution; returns the delay before the next turn in ms. */
+  private slice(): number {
+    const hv = this.hv;
+    const start = performance.now();
+    for (;;) {
+      const now = hv.nowNs();
+      let target = Number.POSITIVE_INFINITY;
+      if (this.pacing === "realtime") {
+        target = this.baseGuestNs + (performance.now() - this.baseWallMs) * 1e6;
+        if (target - now > MAX_LAG_NS) {
+          // The CPU cannot keep up: forget the debt instead of racing to repay it.
+          this.baseGuestNs = now;
+          this.baseWallMs = performance.now();
+          target = now + RUN_STEP_NS;
+        }
+        // Ahead of the wall clock (or nearly): wait instead of crawling forward.
+        if (now + MIN_STEP_NS > target) return Math.max(1, Math.min(10, (now + MIN_STEP_NS - target) / 1e6));
+      }
+      const r = hv.run(Math.min(target, now + RUN_STEP_NS));
+      this.manager.handleStops();
+      if (r.kind === "idle") {
+        // Nothing will happen until the outside world acts; time stands still meanwhile,
+        // then resumes from the wall clock.
+        this.rebase();
+        return 20;
+      }
+      if (performance.now() - start >= TURN_MS) return 0;
+    }
+  }
+}

@@ -1,0 +1,597 @@
+/**
+ * Domain configuration files in the syntax of Xen's user manual (chapter "Domain
+ * Configuration"): Python-like assignments of strings, integers and lists, one per line
+ * (a bracketed list may span lines), `#` comments.
+ *
+ *     kernel = "/boot/vmlinuz-2.6.9-xenU"
+ *     memory = 64
+ *     name   = "VM%d" % vmid
+ *     disk   = ['phy:hda1,sda1,r']
+ *
+ * xend executed these files as Python. We never execute anything: a tokenizer and a small
+ * expression parser accept literals, earlier variables, `+ - * %` and `"..." % value`
+ * formatting (enough for the manual's xmexample2 with its `vmid` variable), and every other
+ * line is an error naming file:line:column.
+ */
+
+export type ConfigValue = string | number | boolean | null | ConfigValue[];
+
+export class ConfigError extends Error {
+  constructor(
+    readonly file: string,
+    readonly line: number,
+    readonly column: number,
+    readonly detail: string,
+  ) {
+    super(`${file}:${line}:${column}: ${detail}`);
+    this.name = "ConfigError";
+  }
+}
+
+/** What to do when the domain powers off, reboots or crashes (Xen's on_* settings). */
+export type ExitAction = "destroy" | "restart" | "preserve";
+const EXIT_ACTIONS: readonly ExitAction[] = ["destroy", "restart", "preserve"];
+export type AbiName = "2005-03" | "2005-07";
+const ABIS: readonly AbiName[] = ["2005-03", "2005-07"];
+
+/** A domain's configuration after checking: what the toolstack needs to build and run it. */
+export interface DomainConfig {
+  name: string;
+  /** Path of the kernel image (relative paths are relative to the config file). */
+  kernel: string;
+  /** Optional initial ramdisk, given to the guest as its module. */
+  ramdisk?: string;
+  memoryMiB: number;
+  /** Physical CPU to run on; -1 lets the toolstack choose. */
+  cpu: number;
+  vcpus: number;
+  /** The kernel command line built from root, ip settings and extra, as xm did. */
+  cmdline: string;
+  onPoweroff: ExitAction;
+  onReboot: ExitAction;
+  onCrash: ExitAction;
+  abi: AbiName;
+  /** Settings accepted but without effect here, each with why (shown by xm create). */
+  warnings: string[];
+}
+
+// ------------------------------------------------------------------------------------ lexer
+
+type TokenKind = "name" | "string" | "number" | "op" | "newline" | "eof";
+interface Token {
+  kind: TokenKind;
+  text: string;
+  value?: string | number;
+  line: number;
+  column: number;
+}
+
+const OPERATORS = new Set(["=", "[", "]", "(", ")", ",", "+", "-", "*", "%"]);
+const ESCAPES: Record<string, string> = {
+  n: "\n",
+  t: "\t",
+  r: "\r",
+  "\\": "\\",
+  "'": "'",
+  '"': '"',
+  "0": "\0",
+};
+
+function tokenize(file: string, text: string): Token[] {
+  const tokens: Token[] = [];
+  let line = 1;
+  let col = 1;
+  let depth = 0; // inside brackets, newlines do not end a statement (as in Python)
+  let i = 0;
+  const fail = (msg: string, c = col): never => {
+    throw new ConfigError(file, line, c, msg);
+  };
+  while (i < text.length) {
+    const ch = text[i];
+    if (ch === "\n") {
+      if (depth === 0) tokens.push({ kind: "newline", text: "\n", line, column: col });
+      i++;
+      line++;
+      col = 1;
+      continue;
+    }
+    if (ch === " " || ch === "\t" || ch === "\r") {
+      i++;
+      col++;
+      continue;
+    }
+    if (ch === "#") {
+      while (i < text.length && text[i] !== "\n") i++;
+      continue;
+    }
+    if (ch === "\\" && text[i + 1] === "\n") {
+      i += 2;
+      line++;
+      col = 1;
+      continue;
+    }
+    const start = col;
+    if (ch === '"' || ch === "'") {
+      let j = i + 1;
+      let s = "";
+      for (;;) {
+        if (j >= text.length || text[j] === "\n")
+          fail(`unterminated string (it opens with ${ch} here)`, start);
+        const c = text[j];
+        if (c === ch) break;
+        if (c === "\\") {
+          const e = text[j + 1];
+          if (e === undefined || e === "\n") fail("unterminated string", start);
+          s += ESCAPES[e] ?? `\\${e}`;
+          j += 2;
+          continue;
+        }
+        s += c;
+        j++;
+      }
+      tokens.push({ kind: "string", text: text.slice(i, j + 1), value: s, line, column: start });
+      col += j + 1 - i;
+      i = j + 1;
+      continue;
+    }
+    const num = /^(0[xX][0-9a-fA-F]+|\d+)/.exec(text.slice(i, i + 40));
+    if (num) {
+      const after = text[i + num[0].length];
+      if (after !== undefined && /[\w.]/.test(after)) {
+        const word = /^[\w.]+/.exec(text.slice(i, i + 40))?.[0] ?? num[0];
+        fail(`${word} is not a whole number (settings take whole numbers, strings in quotes or lists)`);
+      }
+      const v = Number(num[0]);
+      if (!Number.isSafeInteger(v)) fail(`number ${num[0]} is too large`);
+      tokens.push({ kind: "number", text: num[0], value: v, line, column: start });
+      i += num[0].length;
+      col += num[0].length;
+      continue;
+    }
+    const name = /^[A-Za-z_]\w*/.exec(text.slice(i, i + 200));
+    if (name) {
+      tokens.push({ kind: "name", text: name[0], line, column: start });
+      i += name[0].length;
+      col += name[0].length;
+      continue;
+    }
+    if (OPERATORS.has(ch)) {
+      if (ch === "[" || ch === "(") depth++;
+      if (ch === "]" || ch === ")") depth = Math.max(0, depth - 1);
+      tokens.push({ kind: "op", text: ch, line, column: start });
+      i++;
+      col++;
+      continue;
+    }
+    fail(`unexpected character "${ch}"`);
+  }
+  tokens.push({ kind: "eof", text: "", line, column: col });
+  return tokens;
+}
+
+// ----------------------------------------------------------------------------------- parser
+
+const CONSTANTS: Record<string, ConfigValue> = { True: true, False: false, None: null };
+
+class Parser {
+  private pos = 0;
+  constructor(
+    private readonly file: string,
+    private readonly tokens: Token[],
+    private readonly vars: Map<string, ConfigValue>,
+  ) {}
+
+  private get tok(): Token {
+    return this.tokens[this.pos];
+  }
+
+  private fail(msg: string, t: Token = this.tok): never {
+    throw new ConfigError(this.file, t.line, t.column, msg);
+  }
+
+  private describe(t: Token): string {
+    if (t.kind === "newline") return "the end of the line";
+    if (t.kind === "eof") return "the end of the file";
+    return `"${t.text}"`;
+  }
+
+  /** The whole file: `name = expression` statements. Returns each name's line. */
+  parseFile(onAssign: (name: string, value: ConfigValue, line: number) => void): void {
+    while (this.tok.kind !== "eof") {
+      if (this.tok.kind === "newline") {
+        this.pos++;
+        continue;
+      }
+      const target = this.tok;
+      if (target.kind !== "name")
+        this.fail(`expected a setting name (like memory = 64), found ${this.describe(target)}`);
+      if (target.text in CONSTANTS) this.fail(`cannot assign to ${target.text}`);
+      this.pos++;
+      if (this.tok.kind !== "op" || this.tok.text !== "=") {
+        this.fail(
+          `expected "=" after "${target.text}" (settings are written name = value), found ${this.describe(this.tok)}`,
+        );
+      }
+      this.pos++;
+      const value = this.expression();
+      const after: Token = this.tokens[this.pos];
+      if (after.kind !== "newline" && after.kind !== "eof") {
+        this.fail(`unexpected ${this.describe(after)} after the value of "${target.text}"`, after);
+      }
+      this.vars.set(target.text, value);
+      onAssign(target.text, value, target.line);
+    }
+  }
+
+  expression(): ConfigValue {
+    let left = this.term();
+    while (this.tok.kind === "op" && (this.tok.text === "+" || this.tok.text === "-")) {
+      const op = this.tok;
+      this.pos++;
+      const right = this.term();
+      left = this.binary(op, left, right);
+    }
+    return left;
+  }
+
+  private term(): ConfigValue {
+    let left = this.unary();
+    while (this.tok.kind === "op" && (this.tok.text === "*" || this.tok.text === "%")) {
+      const op = this.tok;
+      this.pos++;
+      const right = this.unary();
+      left = this.binary(op, left, right);
+    }
+    return left;
+  }
+
+  private unary(): ConfigValue {
+    if (this.tok.kind === "op" && this.tok.text === "-") {
+      const op = this.tok;
+      this.pos++;
+      const v = this.unary();
+      if (typeof v !== "number") this.fail("only a number can be negated", op);
+      return -v;
+    }
+    return this.primary();
+  }
+
+  private primary(): ConfigValue {
+    const t = this.tok;
+    switch (t.kind) {
+      case "string": {
+        this.pos++;
+        let s = t.value as string;
+        // Adjacent string literals concatenate, as in Python.
+        while (this.tok.kind === "string") {
+          s += this.tok.value as string;
+          this.pos++;
+        }
+        return s;
+      }
+      case "number":
+        this.pos++;
+        return t.value as number;
+      case "name": {
+        this.pos++;
+        if (t.text in CONSTANTS) return CONSTANTS[t.text];
+        const v = this.vars.get(t.text);
+        if (v === undefined)
+          this.fail(
+            `"${t.text}" is not defined (set it earlier in the file or on the command line as ${t.text}=value)`,
+            t,
+          );
+        return v;
+      }
+      case "op":
+        if (t.text === "[" || t.text === "(") {
+          const close = t.text === "[" ? "]" : ")";
+          this.pos++;
+          const items: ConfigValue[] = [];
+          let sawComma = false;
+          while (!(this.tok.kind === "op" && this.tok.text === close)) {
+            if (this.tok.kind === "eof") this.fail(`"${t.text}" opened at line ${t.line} is never closed`, t);
+            items.push(this.expression());
+            if (this.tok.kind === "op" && this.tok.text === ",") {
+              sawComma = true;
+              this.pos++;
+            } else if (!(this.tok.kind === "op" && this.tok.text === close)) {
+              this.fail(`expected "," or "${close}" in the list, found ${this.describe(this.tok)}`);
+            }
+          }
+          this.pos++;
+          // (x) is just x; (x,) and [x] are sequences.
+          if (t.text === "(" && items.length === 1 && !sawComma) return items[0];
+          return items;
+        }
+        this.fail(`expected a value, found ${this.describe(t)}`);
+        break;
+      default:
+        this.fail(`expected a value, found ${this.describe(t)}`);
+    }
+  }
+
+  private binary(op: Token, a: ConfigValue, b: ConfigValue): ConfigValue {
+    const both = (type: string): boolean => typeof a === type && typeof b === type;
+    switch (op.text) {
+      case "+":
+        if (both("number")) return (a as number) + (b as number);
+        if (both("string")) return (a as string) + (b as string);
+        if (Array.isArray(a) && Array.isArray(b)) return [...a, ...b];
+        break;
+      case "-":
+        if (both("number")) return (a as number) - (b as number);
+        break;
+      case "*":
+        if (both("number")) return (a as number) * (b as number);
+        break;
+      case "%":
+        if (both("number")) {
+          if (b === 0) this.fail("division by zero", op);
+          return (a as number) % (b as number);
+        }
+        if (typeof a === "string") return this.format(op, a, Array.isArray(b) ? b : [b]);
+        break;
+    }
+    this.fail(`cannot apply "${op.text}" to ${typeName(a)} and ${typeName(b)}`, op);
+  }
+
+  /** Python's "fmt" % args for %s %d %i %x %X %%. */
+  private format(op: Token, fmt: string, args: ConfigValue[]): string {
+    let k = 0;
+    const out = fmt.replace(/%([-0]?\d*)([sdixX%])/g, (_m, flags: string, conv: string) => {
+      if (conv === "%") return "%";
+      if (k >= args.length) this.fail(`not enough values for the % format "${fmt}"`, op);
+      const v = args[k++];
+      let s: string;
+      if (conv === "s") s = typeof v === "string" ? v : JSON.stringify(v);
+      else {
+        if (typeof v !== "number") this.fail(`%${conv} needs a number, got ${typeName(v)}`, op);
+        s = conv === "x" ? v.toString(16) : conv === "X" ? v.toString(16).toUpperCase() : String(v);
+      }
+      const width = Number.parseInt(flags.replace(/^[-0]/, ""), 10) || 0;
+      if (flags.startsWith("-")) return s.padEnd(width);
+      return s.padStart(width, flags.startsWith("0") ? "0" : " ");
+    });
+    if (k < args.length) this.fail(`too many values for the % format "${fmt}"`, op);
+    return out;
+  }
+}
+
+function typeName(v: ConfigValue): string {
+  if (v === null) return "None";
+  if (Array.isArray(v)) return "a list";
+  if (typeof v === "string") return "a string";
+  if (typeof v === "number") return "a number";
+  return "a boolean";
+}
+
+/**
+ * A command-line `var=value`: the value is read as an expression when it looks like one
+ * (a number, a quoted string, a list), otherwise taken as a plain string (xm create name=web).
+ */
+export function parseOverride(arg: string): [string, ConfigValue] {
+  const eq = arg.indexOf("=");
+  const name = arg.slice(0, eq).trim();
+  if (eq < 1 || !/^[A-Za-z_]\w*$/.test(name))
+    throw new Error(`"${arg}" is not a variable setting (expected name=value)`);
+  const text = arg.slice(eq + 1);
+  if (/^\s*(-?\d|0x|["'[(])/.test(text)) {
+    const tokens = tokenize("command line", text);
+    const p = new Parser(`command line (${name})`, tokens, new Map());
+    try {
+      return [name, p.expression()];
+    } catch {
+      // Not an expression after all: keep the text.
+    }
+  }
+  return [name, text];
+}
+
+/**
+ * Evaluates a configuration file into its variables. `overrides` (command-line var=value) are
+ * defined before the file runs, so it can use them, and win over the file's own assignments.
+ */
+export function parseConfigText(
+  file: string,
+  text: string,
+  overrides: ReadonlyMap<string, ConfigValue> = new Map(),
+): { vars: Map<string, ConfigValue>; lines: Map<string, number> } {
+  const vars = new Map<string, ConfigValue>(overrides);
+  const lines = new Map<string, number>();
+  const parser = new Parser(file, tokenize(file, text), vars);
+  parser.parseFile((name, _value, line) => {
+    lines.set(name, line);
+    const o = overrides.get(name);
+    if (o !== undefined) vars.set(name, o);
+  });
+  return { vars, lines };
+}
+
+// ------------------------------------------------------------------------------ checking
+
+/** Settings of the manual that are meaningful only with devices tsxen does not have yet. */
+const DEVICE_SETTINGS: Record<string, string> = {
+  disk: "tsxen has no virtual block devices yet",
+  vif: "tsxen has no virtual network interfaces yet",
+  nics: "tsxen has no virtual network interfaces yet",
+  console: "consoles are served by the daemon's API, not TCP ports",
+  builder: "tsxen has one domain builder (linux-style ELF)",
+  vbd: "tsxen has no virtual block devices yet",
+  pci: "PCI passthrough is not available to configuration files",
+  backend: "tsxen has no split device drivers yet",
+  netif: "tsxen has no virtual network interfaces yet",
+  blkif: "tsxen has no virtual block devices yet",
+};
+/** Settings folded into the kernel command line (xm's create.py). */
+const IP_SETTINGS = ["ip", "nfs_server", "gateway", "netmask", "hostname", "dhcp"];
+const KNOWN = new Set([
+  "kernel",
+  "ramdisk",
+  "memory",
+  "maxmem",
+  "name",
+  "cpu",
+  "vcpus",
+  "extra",
+  "root",
+  "nfs_root",
+  "restart",
+  "on_poweroff",
+  "on_reboot",
+  "on_crash",
+  "abi",
+  ...IP_SETTINGS,
+]);
+
+/**
+ * Checks the variables of a configuration file and turns them into a DomainConfig. `file`
+ * names the source in errors; `defaultName` is used when the file sets no name.
+ */
+export function checkConfig(
+  file: string,
+  vars: ReadonlyMap<string, ConfigValue>,
+  lines: ReadonlyMap<string, number>,
+  defaultName: string,
+): DomainConfig {
+  const at = (key: string): string =>
+    lines.has(key) ? `${file}:${lines.get(key)}` : `${file} (command line)`;
+  const fail = (key: string, msg: string): never => {
+    throw new Error(`${at(key)}: ${msg}`);
+  };
+  const str = (key: string): string | undefined => {
+    const v = vars.get(key);
+    if (v === undefined || v === null) return undefined;
+    if (typeof v !== "string")
+      fail(key, `${key} must be a string in quotes, like ${key} = "..."; it is ${typeName(v)}`);
+    return v as string;
+  };
+  const int = (key: string, min: number, max: number): number | undefined => {
+    const v = vars.get(key);
+    if (v === undefined || v === null) return undefined;
+    let n: number;
+    if (typeof v === "number") n = v;
+    else if (typeof v === "string" && /^-?\d+$/.test(v.trim())) n = Number(v.trim());
+    else
+      return fail(
+        key,
+        `${key} must be a whole number, like ${key} = ${Math.max(min, 1)}; it is ${typeName(v)}`,
+      );
+    if (n < min || n > max) fail(key, `${key} = ${n} is out of range (${min}..${max})`);
+    return n;
+  };
+  const action = (key: string, dflt: ExitAction): ExitAction => {
+    const v = str(key);
+    if (v === undefined) return dflt;
+    if (!(EXIT_ACTIONS as readonly string[]).includes(v))
+      fail(key, `${key} must be one of ${EXIT_ACTIONS.join(", ")}, not "${v}"`);
+    return v as ExitAction;
+  };
+
+  const warnings: string[] = [];
+  for (const key of vars.keys()) {
+    if (key in DEVICE_SETTINGS) warnings.push(`${at(key)}: ${key} ignored: ${DEVICE_SETTINGS[key]}`);
+    else if (!KNOWN.has(key) && lines.has(key) && !/^[a-z]*_?vm?id$|^_/.test(key)) {
+      // Python configs define helper variables; an unknown name is worth a word, not an error.
+      warnings.push(`${at(key)}: "${key}" is not a setting tsxen knows; it is only a variable`);
+    }
+  }
+
+  const kernel = str("kernel");
+  if (kernel === undefined || kernel === "")
+    throw new Error(`${file}: no kernel given (add a line like kernel = "/path/to/vmlinuz")`);
+  const name = str("name") ?? defaultName;
+  if (!/^[A-Za-z0-9][\w.+-]{0,63}$/.test(name)) {
+    fail(
+      "name",
+      `name "${name}" is not usable: use letters, digits and . _ + - (at most 64, not starting with a symbol)`,
+    );
+  }
+  if (name === "Domain-0") fail("name", `the name Domain-0 belongs to dom0`);
+  const memoryMiB = int("memory", 1, 4096) ?? 32;
+  const maxmem = int("maxmem", 1, 4096);
+  if (maxmem !== undefined && maxmem !== memoryMiB)
+    warnings.push(`${at("maxmem")}: maxmem ignored: use xm mem-max after create`);
+  const cpu = int("cpu", -1, 31) ?? -1;
+  const vcpus = int("vcpus", 1, 32) ?? 1;
+  if (vcpus !== 1) fail("vcpus", `vcpus = ${vcpus}: the 2005-03 interface has one virtual CPU per domain`);
+  const abi = str("abi") ?? "2005-03";
+  if (!(ABIS as readonly string[]).includes(abi))
+    fail("abi", `abi must be "2005-03" or "2005-07", not "${abi}"`);
+
+  // restart = always | never | onreboot is the manual's older form of the on_* settings.
+  let onPoweroff: ExitAction = "destroy";
+  let onReboot: ExitAction = "restart";
+  let onCrash: ExitAction = "destroy";
+  const restart = str("restart");
+  if (restart !== undefined) {
+    if (restart === "always") onPoweroff = onReboot = onCrash = "restart";
+    else if (restart === "never") onPoweroff = onReboot = onCrash = "destroy";
+    else if (restart === "onreboot") onReboot = "restart";
+    else fail("restart", `restart must be always, never or onreboot, not "${restart}"`);
+  }
+  onPoweroff = action("on_poweroff", onPoweroff);
+  onReboot = action("on_reboot", onReboot);
+  onCrash = action("on_crash", onCrash);
+
+  const cmd: string[] = [];
+  if (IP_SETTINGS.some((k) => vars.has(k))) {
+    const ipv = IP_SETTINGS.map((k) => (k === "dhcp" ? "" : (str(k) ?? "")));
+    const dhcp = str("dhcp") ?? "off";
+    cmd.push(`ip=${ipv[0]}:${ipv[1]}:${ipv[2]}:${ipv[3]}:${ipv[4]}:eth0:${dhcp}`);
+  }
+  const root = str("root");
+  if (root !== undefined) cmd.push(`root=${root}`);
+  const nfsRoot = str("nfs_root");
+  if (nfsRoot !== undefined) cmd.push(`nfsroot=${nfsRoot}`);
+  const extra = str("extra");
+  if (extra !== undefined && extra !== "") cmd.push(extra);
+  const cmdline = cmd.join(" ");
+  if (cmdline.length > 255)
+    fail(
+      lines.has("extra") ? "extra" : "root",
+      `the kernel command line is ${cmdline.length} bytes; at most 255 fit in start_info`,
+    );
+
+  return {
+    name,
+    kernel,
+    ramdisk: str("ramdisk"),
+    memoryMiB,
+    cpu,
+    vcpus,
+    cmdline,
+    onPoweroff,
+    onReboot,
+    onCrash,
+    abi: abi as AbiName,
+    warnings,
+  };
+}
+
+/** Parses and checks a configuration file's text. Throws ConfigError or Error naming file:line. */
+export function parseDomainConfig(
+  file: string,
+  text: string,
+  overrides: ReadonlyMap<string, ConfigValue> = new Map(),
+): DomainConfig {
+  const { vars, lines } = parseConfigText(file, text, overrides);
+  const base = file.replace(/^.*[\\/]/, "").replace(/\.(cfg|conf|xm|sxp)$/, "");
+  return checkConfig(file, vars, lines, base.replace(/[^\w.+-]/g, "_") || "domain");
+}
+
+/**
+ * Does this look like a configuration file rather than a kernel image? ELF images start with
+ * \x7fELF; a configuration file is text whose first statement is an assignment.
+ */
+export function looksLikeConfig(bytes: Uint8Array): boolean {
+  if (bytes.length >= 4 && bytes[0] === 0x7f && bytes[1] === 0x45 && bytes[2] === 0x4c && bytes[3] === 0x46)
+    return false;
+  const head = Buffer.from(bytes.subarray(0, 4096)).toString("latin1");
+  // Binary bytes (controls other than tab, newline, carriage return, form feed): not text.
+  for (let i = 0; i < head.length; i++) {
+    const c = head.charCodeAt(i);
+    if (c < 0x20 && c !== 9 && c !== 10 && c !== 12 && c !== 13) return false;
+  }
+  return /^\s*(#[^\n]*\n\s*)*[A-Za-z_]\w*\s*=/.test(head);
+}

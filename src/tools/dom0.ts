@@ -1,0 +1,177 @@
+/**
+ * Domain 0 as the toolstack sees it (DESIGN.md decision 2): a real, privileged domain whose
+ * vcpu never runs guest code. Its request buffers are pages of its own memory mapped at
+ * BUFFER_VA by its own page tables; the toolstack marshals each request there and enters the
+ * hypervisor through the same hypercall dispatch as any guest, with dom0's vcpu on the CPU.
+ * Its event upcalls arrive as TypeScript callbacks (per bound port or VIRQ), run at the next
+ * safe point of the hypervisor (never inside another domain's hypercall).
+ */
+import { EvtchnBindVirq, EvtchnOp, EvtchnOpMar } from "../public/event_channel.js";
+import { HypercallMar, SharedInfo, VcpuInfo } from "../public/xen.js";
+import type { Domain, Vcpu } from "../xen/domain.js";
+import { buildDom0 } from "../xen/domain_ctl.js";
+import type { Hypervisor } from "../xen/hypervisor.js";
+
+/** Where dom0's request buffers live in its address space. */
+export const DOM0_BUFFER_VA = 0x10000000;
+/** dom0's memory: an L2, an L1 and this many buffer pages (1 MiB). */
+export const DOM0_BUFFER_PAGES = 256;
+const PAGE = 4096;
+
+/** A hypercall that failed with -errno (libxc's convention: the caller sees errno). */
+export class XcError extends Error {
+  override name = "XcError";
+  constructor(
+    readonly op: string,
+    readonly errno: number,
+  ) {
+    super(`${op} failed: errno ${errno}`);
+  }
+}
+
+/** A bump allocator over dom0's buffer pages for one request. */
+export class Scratch {
+  private next = 0;
+  constructor(private readonly dom0: Dom0) {}
+
+  /** Reserves n bytes (4-byte aligned) and returns their address in dom0's address space. */
+  alloc(n: number, init?: Uint8Array): number {
+    const off = this.next;
+    this.next = (off + n + 3) & ~3;
+    if (this.next > this.dom0.bufferBytes)
+      throw new RangeError(`dom0's request buffers are too small for ${n} bytes`);
+    const va = DOM0_BUFFER_VA + off;
+    this.dom0.write(va, init ?? new Uint8Array(n));
+    return va;
+  }
+}
+
+export class Dom0 {
+  readonly domain: Domain;
+  readonly vcpu: Vcpu;
+  readonly bufferBytes: number;
+  /** Machine frames of the buffer pages, in VA order. */
+  private readonly bufferFrames: number[];
+  private readonly portListeners = new Map<number, Array<(port: number) => void>>();
+  private dispatchQueued = false;
+
+  constructor(
+    readonly hv: Hypervisor,
+    bufferPages = DOM0_BUFFER_PAGES,
+  ) {
+    this.domain = buildDom0(hv, { pages: bufferPages + 2, bufferVa: DOM0_BUFFER_VA }, () => this.upcall());
+    this.vcpu = this.domain.vcpus[0];
+    this.bufferFrames = [...this.domain.pages].slice(2);
+    this.bufferBytes = bufferPages * PAGE;
+  }
+
+  /** A fresh allocator for one request's buffers (requests are never nested). */
+  scratch(): Scratch {
+    return new Scratch(this);
+  }
+
+  /** Writes bytes at a buffer address (dom0 writing its own memory). */
+  write(va: number, bytes: Uint8Array): void {
+    this.copy(va, bytes.length, (ma, off, n) => this.hv.mem.bytes.set(bytes.subarray(off, off + n), ma));
+  }
+
+  /** Reads n bytes at a buffer address. */
+  read(va: number, n: number): Uint8Array {
+    const out = new Uint8Array(n);
+    this.copy(va, n, (ma, off, len) => out.set(this.hv.mem.bytes.subarray(ma, ma + len), off));
+    return out;
+  }
+
+  private copy(va: number, n: number, fn: (ma: number, off: number, len: number) => void): void {
+    let done = 0;
+    while (done < n) {
+      const off = va - DOM0_BUFFER_VA + done;
+      const frame = this.bufferFrames[Math.floor(off / PAGE)];
+      if (off < 0 || frame === undefined)
+        throw new RangeError(`0x${va.toString(16)} is not in dom0's buffers`);
+      const len = Math.min(n - done, PAGE - (off % PAGE));
+      fn(frame * PAGE + (off % PAGE), done, len);
+      done += len;
+    }
+  }
+
+  /** A hypercall issued by dom0's vcpu; returns EAX (negative errno on failure). */
+  hypercall(nr: number, ...args: number[]): number {
+    return this.hv.hypercallAs(this.vcpu, nr, args);
+  }
+
+  // ------------------------------------------------------------------ events
+
+  /** Calls fn whenever an event arrives on dom0's port. */
+  onPort(port: number, fn: (port: number) => void): void {
+    const list = this.portListeners.get(port) ?? [];
+    list.push(fn);
+    this.portListeners.set(port, list);
+  }
+
+  /** Binds a VIRQ to a port of dom0 (event_channel_op, as any guest) and listens on it. */
+  onVirq(virq: number, fn: (port: number) => void): number {
+    const s = this.scratch();
+    const op = new Uint8Array(EvtchnOpMar.SIZE);
+    const dv = new DataView(op.buffer);
+    dv.setUint32(EvtchnOpMar.cmd, EvtchnOp.bind_virq, true);
+    dv.setUint32(EvtchnOpMar.u + EvtchnBindVirq.virq, virq, true);
+    const va = s.alloc(op.length, op);
+    const rc = this.hypercall(HypercallMar.event_channel_op, va);
+    if (rc < 0) throw new XcError("EVTCHNOP_bind_virq", -rc);
+    const port = new DataView(this.read(va, op.length).buffer).getUint32(
+      EvtchnOpMar.u + EvtchnBindVirq.port,
+      true,
+    );
+    this.onPort(port, fn);
+    return port;
+  }
+
+  /** The upcall: dispatch at the next safe point (once per burst of events). */
+  private upcall(): void {
+    if (this.dispatchQueued) return;
+    this.dispatchQueued = true;
+    this.hv.defer(() => this.dispatch());
+  }
+
+  /**
+   * What a guest's event callback does: clear upcall_pending, take the selector word, and for
+   * every pending unmasked port clear it and call its listeners.
+   */
+  dispatch(): void {
+    this.dispatchQueued = false;
+    const hv = this.hv;
+    const si = this.domain.sharedInfoMfn * PAGE;
+    const vi = si + SharedInfo.vcpu_data + this.vcpu.id * VcpuInfo.SIZE;
+    hv.cpu.physWrite8(vi + VcpuInfo.evtchn_upcall_pending, 0);
+    const sel = hv.read32(vi + VcpuInfo.evtchn_pending_sel);
+    hv.write32(vi + VcpuInfo.evtchn_pending_sel, 0);
+    for (let w = 0; w < 32; w++) {
+      if (((sel >>> w) & 1) === 0) continue;
+      const pendAddr = si + SharedInfo.evtchn_pending + w * 4;
+      const ready = hv.read32(pendAddr) & ~hv.read32(si + SharedInfo.evtchn_mask + w * 4);
+      for (let b = 0; b < 32; b++) {
+        if (((ready >>> b) & 1) === 0) continue;
+        hv.write32(pendAddr, hv.read32(pendAddr) & ~(1 << b));
+        const port = w * 32 + b;
+        for (const fn of this.portListeners.get(port) ?? []) fn(port);
+      }
+    }
+  }
+}
+
+const dom0s = new WeakMap<Hypervisor, Dom0>();
+
+/** Boots dom0 on a machine (once): domain 0, privileged, with its buffers and trace buffers. */
+export function bootDom0(hv: Hypervisor, bufferPages = DOM0_BUFFER_PAGES): Dom0 {
+  const existing = dom0s.get(hv);
+  if (existing) return existing;
+  const d = new Dom0(hv, bufferPages);
+  dom0s.set(hv, d);
+  return d;
+}
+
+/** The machine's dom0, booting it if needed. */
+export function dom0Of(hv: Hypervisor): Dom0 {
+  return dom0s.get(hv) ?? bootDom0(hv);
+}

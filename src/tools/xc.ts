@@ -1,0 +1,776 @@
+/**
+ * libxc for tsxen: typed wrappers over dom0_op (and the few other hypercalls the domain
+ * builder needs), each issued by dom0 through the hypervisor's ordinary dispatch. A failure
+ * throws XcError with the errno; `dom0Op` gives the raw return value for callers (and tests)
+ * that want it. Layouts come from src/public (abi.md §2.11, §2.12).
+ */
+import {
+  CONSOLE_RING_CLEAR,
+  CREATEDOMAIN_ANY_CPU,
+  DOM0_INTERFACE_VERSION,
+  Dom0Cmd,
+  Dom0CmdXen20,
+  Dom0CreateDomain,
+  Dom0DomainOnly,
+  Dom0GetDomainInfo,
+  Dom0GetMemList,
+  Dom0GetPageFrameInfo,
+  Dom0GetPageFrameInfo2,
+  Dom0GetTbufs,
+  Dom0IoplXen20,
+  Dom0IoportPermission,
+  Dom0Msr,
+  Dom0Op,
+  Dom0PcidevAccess,
+  Dom0PhysInfo,
+  Dom0PinCpuDomain,
+  Dom0ReadConsole,
+  Dom0SchedId,
+  Dom0SetDomainInfo,
+  Dom0SetDomainInitialMem,
+  Dom0SetDomainMaxMem,
+  Dom0SetDomainVmAssistXen20,
+  Dom0SetTime,
+  Dom0ShadowControl,
+  DomFlags,
+  ExecutionContext,
+  FullExecutionContext,
+  ShadowOp,
+} from "../public/dom0_ops.js";
+import { SchedAdjdomCmd, SchedCtlCmd, SchedInfo } from "../public/sched_ctl.js";
+import { DomId, HypercallMar, MmuUpdateMar, TrapInfo } from "../public/xen.js";
+import { type Dom0, XcError } from "./dom0.js";
+
+export { XcError };
+
+/** The union of one dom0_op: offsets are relative to it (abi.md §2.11.3). */
+export interface OpFields {
+  u32(off: number, value: number): void;
+  u16(off: number, value: number): void;
+  u64(off: number, value: number): void;
+}
+
+/** The op after the call: the union's words as the hypervisor left them. */
+export interface OpResult {
+  rc: number;
+  u32(off: number): number;
+  s32(off: number): number;
+  u16(off: number): number;
+  u64(off: number): number;
+}
+
+/**
+ * Issues dom0_op `cmd` from dom0: the 80-byte op marshalled into dom0's buffers, `fill` sets
+ * the union, `extra` may reserve more buffers first (returning nothing). Never throws for a
+ * failing call: rc is the hypercall's return.
+ */
+export function dom0Op(
+  dom0: Dom0,
+  cmd: number,
+  fill: (u: OpFields, alloc: (n: number, init?: Uint8Array) => number) => void = () => {},
+  version = DOM0_INTERFACE_VERSION,
+): OpResult {
+  const s = dom0.scratch();
+  const bytes = new Uint8Array(Dom0Op.SIZE);
+  const dv = new DataView(bytes.buffer);
+  dv.setUint32(Dom0Op.cmd, cmd >>> 0, true);
+  dv.setUint32(Dom0Op.interface_version, version >>> 0, true);
+  const u = Dom0Op.u;
+  fill(
+    {
+      u32: (off, value) => dv.setUint32(u + off, value >>> 0, true),
+      u16: (off, value) => dv.setUint16(u + off, value & 0xffff, true),
+      u64: (off, value) => {
+        dv.setUint32(u + off, (value % 2 ** 32) >>> 0, true);
+        dv.setUint32(u + off + 4, Math.floor(value / 2 ** 32) >>> 0, true);
+      },
+    },
+    (n, init) => s.alloc(n, init),
+  );
+  const va = s.alloc(Dom0Op.SIZE, bytes);
+  const rc = dom0.hypercall(HypercallMar.dom0_op, va);
+  const out = new DataView(dom0.read(va, Dom0Op.SIZE).buffer);
+  return {
+    rc,
+    u32: (off) => out.getUint32(u + off, true),
+    s32: (off) => out.getInt32(u + off, true),
+    u16: (off) => out.getUint16(u + off, true),
+    u64: (off) => out.getUint32(u + off, true) + out.getUint32(u + off + 4, true) * 2 ** 32,
+  };
+}
+
+function check(name: string, r: OpResult): OpResult {
+  if (r.rc < 0) throw new XcError(name, -r.rc);
+  return r;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Domains
+
+/** DOM0_CREATEDOMAIN: memory allocated now, the domain paused. Returns its id. */
+export function xcDomainCreate(dom0: Dom0, opts: { memoryKb: number; cpu?: number; domid?: number }): number {
+  const C = Dom0CreateDomain;
+  const r = check(
+    "DOM0_CREATEDOMAIN",
+    dom0Op(dom0, Dom0Cmd.CREATEDOMAIN, (u) => {
+      u.u32(C.memory_kb, opts.memoryKb);
+      u.u32(C.cpu, opts.cpu ?? CREATEDOMAIN_ANY_CPU);
+      u.u16(C.domain, opts.domid ?? 0);
+    }),
+  );
+  return r.u16(C.domain);
+}
+
+function domainOnly(dom0: Dom0, cmd: number, name: string, domid: number): void {
+  check(
+    name,
+    dom0Op(dom0, cmd, (u) => u.u16(Dom0DomainOnly.domain, domid)),
+  );
+}
+
+export function xcDomainPause(dom0: Dom0, domid: number): void {
+  domainOnly(dom0, Dom0Cmd.PAUSEDOMAIN, "DOM0_PAUSEDOMAIN", domid);
+}
+
+export function xcDomainUnpause(dom0: Dom0, domid: number): void {
+  domainOnly(dom0, Dom0Cmd.UNPAUSEDOMAIN, "DOM0_UNPAUSEDOMAIN", domid);
+}
+
+export function xcDomainDestroy(dom0: Dom0, domid: number): void {
+  domainOnly(dom0, Dom0Cmd.DESTROYDOMAIN, "DOM0_DESTROYDOMAIN", domid);
+}
+
+/** DOM0_GETMEMLIST: the domain's MFNs in page-list (p2m) order, at most maxPfns. */
+export function xcGetMemList(dom0: Dom0, domid: number, maxPfns: number): number[] {
+  const G = Dom0GetMemList;
+  let buf = 0;
+  const r = check(
+    "DOM0_GETMEMLIST",
+    dom0Op(dom0, Dom0Cmd.GETMEMLIST, (u, alloc) => {
+      buf = alloc(maxPfns * 4);
+      u.u16(G.domain, domid);
+      u.u32(G.max_pfns, maxPfns);
+      u.u32(G.buffer, buf);
+    }),
+  );
+  const n = r.u32(G.num_pfns);
+  const raw = new DataView(dom0.read(buf, n * 4).buffer);
+  return Array.from({ length: n }, (_, i) => raw.getUint32(i * 4, true));
+}
+
+/** A vcpu's registers and boot state (full_execution_context_t, abi.md §2.11.5). */
+export interface VcpuContext {
+  flags: number;
+  regs: {
+    eax: number;
+    ebx: number;
+    ecx: number;
+    edx: number;
+    esi: number;
+    edi: number;
+    ebp: number;
+    esp: number;
+  };
+  eip: number;
+  eflags: number;
+  cs: number;
+  ss: number;
+  ds: number;
+  es: number;
+  fs: number;
+  gs: number;
+  /** Virtual IDT: 256 entries (vector i at index i). */
+  traps: Array<{ vector: number; flags: number; cs: number; address: number }>;
+  fastTrapIdx: number;
+  ldtBase: number;
+  ldtEnts: number;
+  gdtFrames: number[];
+  gdtEnts: number;
+  kernelSs: number;
+  kernelEsp: number;
+  /** Machine address of the L2. */
+  ptBase: number;
+  debugreg: number[];
+  eventCs: number;
+  eventEip: number;
+  failsafeCs: number;
+  failsafeEip: number;
+  vmAssist: number;
+  /** The 256-byte FPU image (opaque). */
+  fpu: Uint8Array;
+}
+
+const REG_OFFSETS = ["ebx", "ecx", "edx", "esi", "edi", "ebp", "eax"] as const;
+
+export function encodeContext(c: VcpuContext): Uint8Array {
+  const F = FullExecutionContext;
+  const X = ExecutionContext;
+  const out = new Uint8Array(F.SIZE);
+  const dv = new DataView(out.buffer);
+  const put = (off: number, v: number): void => dv.setUint32(off, v >>> 0, true);
+  put(F.flags, c.flags);
+  for (const r of REG_OFFSETS) put(F.cpu_ctxt + X[r], c.regs[r]);
+  put(F.cpu_ctxt + X.esp, c.regs.esp);
+  put(F.cpu_ctxt + X.eip, c.eip);
+  put(F.cpu_ctxt + X.eflags, c.eflags);
+  for (const s of ["cs", "ss", "ds", "es", "fs", "gs"] as const) put(F.cpu_ctxt + X[s], c[s]);
+  out.set(c.fpu.subarray(0, F.FPU_CTXT_SIZE), F.fpu_ctxt);
+  c.traps.slice(0, 256).forEach((t, i) => {
+    const e = F.trap_ctxt + i * TrapInfo.SIZE;
+    dv.setUint8(e + TrapInfo.vector, t.vector);
+    dv.setUint8(e + TrapInfo.flags, t.flags);
+    dv.setUint16(e + TrapInfo.cs, t.cs, true);
+    put(e + TrapInfo.address, t.address);
+  });
+  put(F.fast_trap_idx, c.fastTrapIdx);
+  put(F.ldt_base, c.ldtBase);
+  put(F.ldt_ents, c.ldtEnts);
+  for (const [i, f] of c.gdtFrames.slice(0, F.GDT_FRAMES).entries()) put(F.gdt_frames + i * 4, f);
+  put(F.gdt_ents, c.gdtEnts);
+  put(F.kernel_ss, c.kernelSs);
+  put(F.kernel_esp, c.kernelEsp);
+  put(F.pt_base, c.ptBase);
+  for (const [i, d] of c.debugreg.slice(0, 8).entries()) put(F.debugreg + i * 4, d);
+  put(F.event_callback_cs, c.eventCs);
+  put(F.event_callback_eip, c.eventEip);
+  put(F.failsafe_callback_cs, c.failsafeCs);
+  put(F.failsafe_callback_eip, c.failsafeEip);
+  put(F.vm_assist, c.vmAssist);
+  return out;
+}
+
+export function decodeContext(b: Uint8Array): VcpuContext {
+  const F = FullExecutionContext;
+  const X = ExecutionContext;
+  const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  const get = (off: number): number => dv.getUint32(off, true);
+  const reg = (off: number): number => get(F.cpu_ctxt + off);
+  return {
+    flags: get(F.flags),
+    regs: {
+      eax: reg(X.eax),
+      ebx: reg(X.ebx),
+      ecx: reg(X.ecx),
+      edx: reg(X.edx),
+      esi: reg(X.esi),
+      edi: reg(X.edi),
+      ebp: reg(X.ebp),
+      esp: reg(X.esp),
+    },
+    eip: reg(X.eip),
+    eflags: reg(X.eflags),
+    cs: reg(X.cs),
+    ss: reg(X.ss),
+    ds: reg(X.ds),
+    es: reg(X.es),
+    fs: reg(X.fs),
+    gs: reg(X.gs),
+    traps: Array.from({ length: 256 }, (_, i) => {
+      const e = F.trap_ctxt + i * TrapInfo.SIZE;
+      return {
+        vector: dv.getUint8(e + TrapInfo.vector),
+        flags: dv.getUint8(e + TrapInfo.flags),
+        cs: dv.getUint16(e + TrapInfo.cs, true),
+        address: get(e + TrapInfo.address),
+      };
+    }),
+    fastTrapIdx: get(F.fast_trap_idx),
+    ldtBase: get(F.ldt_base),
+    ldtEnts: get(F.ldt_ents),
+    gdtFrames: Array.from({ length: F.GDT_FRAMES }, (_, i) => get(F.gdt_frames + i * 4)),
+    gdtEnts: get(F.gdt_ents),
+    kernelSs: get(F.kernel_ss),
+    kernelEsp: get(F.kernel_esp),
+    ptBase: get(F.pt_base),
+    debugreg: Array.from({ length: 8 }, (_, i) => get(F.debugreg + i * 4)),
+    eventCs: get(F.event_callback_cs),
+    eventEip: get(F.event_callback_eip),
+    failsafeCs: get(F.failsafe_callback_cs),
+    failsafeEip: get(F.failsafe_callback_eip),
+    vmAssist: get(F.vm_assist),
+    fpu: b.slice(F.fpu_ctxt, F.fpu_ctxt + F.FPU_CTXT_SIZE),
+  };
+}
+
+/** DOM0_GETDOMAININFO, decoded. */
+export interface DomainInfo {
+  domid: number;
+  vcpu: number;
+  flags: number;
+  dying: boolean;
+  crashed: boolean;
+  shutdown: boolean;
+  paused: boolean;
+  blocked: boolean;
+  running: boolean;
+  cpu: number;
+  shutdownReason: number;
+  totPages: number;
+  maxPages: number;
+  sharedInfoFrame: number;
+  cpuTimeNs: number;
+  context?: VcpuContext;
+}
+
+/**
+ * DOM0_GETDOMAININFO for the first domain with id >= domid (null when there is none), vcpu
+ * `vcpu`, with its full context if asked.
+ */
+export function xcDomainGetInfo(
+  dom0: Dom0,
+  domid: number,
+  opts: { vcpu?: number; withContext?: boolean } = {},
+): DomainInfo | null {
+  const G = Dom0GetDomainInfo;
+  let ctxVa = 0;
+  const r = dom0Op(dom0, Dom0Cmd.GETDOMAININFO, (u, alloc) => {
+    if (opts.withContext) ctxVa = alloc(FullExecutionContext.SIZE);
+    u.u16(G.domain, domid);
+    u.u16(G.exec_domain, opts.vcpu ?? 0);
+    u.u32(G.ctxt, ctxVa);
+  });
+  if (r.rc === -3) return null;
+  check("DOM0_GETDOMAININFO", r);
+  const flags = r.u32(G.flags);
+  const info: DomainInfo = {
+    domid: r.u16(G.domain),
+    vcpu: r.u16(G.exec_domain),
+    flags,
+    dying: (flags & DomFlags.DYING) !== 0,
+    crashed: (flags & DomFlags.CRASHED) !== 0,
+    shutdown: (flags & DomFlags.SHUTDOWN) !== 0,
+    paused: (flags & DomFlags.PAUSED) !== 0,
+    blocked: (flags & DomFlags.BLOCKED) !== 0,
+    running: (flags & DomFlags.RUNNING) !== 0,
+    cpu: (flags >>> DomFlags.CPUSHIFT) & DomFlags.CPUMASK,
+    shutdownReason: (flags >>> DomFlags.SHUTDOWNSHIFT) & DomFlags.SHUTDOWNMASK,
+    totPages: r.u32(G.tot_pages),
+    maxPages: r.u32(G.max_pages),
+    sharedInfoFrame: r.u32(G.shared_info_frame),
+    cpuTimeNs: r.u64(G.cpu_time),
+  };
+  if (opts.withContext) info.context = decodeContext(dom0.read(ctxVa, FullExecutionContext.SIZE));
+  return info;
+}
+
+/** Every domain, by iterating GETDOMAININFO from id 0. */
+export function xcDomainList(dom0: Dom0): DomainInfo[] {
+  const out: DomainInfo[] = [];
+  for (let id = 0; id < DomId.FIRST_RESERVED; ) {
+    const info = xcDomainGetInfo(dom0, id);
+    if (info === null) break;
+    out.push(info);
+    id = info.domid + 1;
+  }
+  return out;
+}
+
+/** DOM0_SETDOMAININFO (Xen 2.0's BUILDDOMAIN): loads a vcpu's context; marks it constructed. */
+export function xcDomainSetContext(
+  dom0: Dom0,
+  domid: number,
+  vcpu: number,
+  ctx: VcpuContext | Uint8Array,
+): void {
+  const S = Dom0SetDomainInfo;
+  const bytes = ctx instanceof Uint8Array ? ctx : encodeContext(ctx);
+  check(
+    "DOM0_SETDOMAININFO",
+    dom0Op(dom0, Dom0Cmd.SETDOMAININFO, (u, alloc) => {
+      u.u16(S.domain, domid);
+      u.u16(S.exec_domain, vcpu);
+      u.u32(S.ctxt, alloc(bytes.length, bytes));
+    }),
+  );
+}
+
+/** The context xc_linux_build gives a fresh domU (abi.md §4.5), before the caller's fields. */
+export function initialContext(p: {
+  eip: number;
+  esp: number;
+  esi: number;
+  eflags: number;
+  cs: number;
+  ds: number;
+  ss: number;
+  kernelSs: number;
+  kernelEsp: number;
+  ptBase: number;
+}): VcpuContext {
+  return {
+    flags: 0,
+    regs: { eax: 0, ebx: 0, ecx: 0, edx: 0, esi: p.esi, edi: 0, ebp: 0, esp: p.esp },
+    eip: p.eip,
+    eflags: p.eflags,
+    cs: p.cs,
+    ss: p.ss,
+    ds: p.ds,
+    es: p.ds,
+    fs: p.ds,
+    gs: p.ds,
+    traps: Array.from({ length: 256 }, (_, i) => ({ vector: i, flags: 0, cs: p.cs, address: 0 })),
+    fastTrapIdx: 0,
+    ldtBase: 0,
+    ldtEnts: 0,
+    gdtFrames: new Array<number>(16).fill(0),
+    gdtEnts: 0,
+    kernelSs: p.kernelSs,
+    kernelEsp: p.kernelEsp,
+    ptBase: p.ptBase,
+    debugreg: new Array<number>(8).fill(0),
+    eventCs: p.cs,
+    eventEip: 0,
+    failsafeCs: p.cs,
+    failsafeEip: 0,
+    vmAssist: 0,
+    fpu: new Uint8Array(FullExecutionContext.FPU_CTXT_SIZE),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Memory
+
+/** DOM0_GETPAGEFRAMEINFO: the type (PageFrameType) of a frame the domain owns. */
+export function xcGetPageFrameInfo(dom0: Dom0, domid: number, mfn: number): number {
+  const G = Dom0GetPageFrameInfo;
+  return check(
+    "DOM0_GETPAGEFRAMEINFO",
+    dom0Op(dom0, Dom0Cmd.GETPAGEFRAMEINFO, (u) => {
+      u.u32(G.pfn, mfn);
+      u.u16(G.domain, domid);
+    }),
+  ).u32(G.type);
+}
+
+/** DOM0_GETPAGEFRAMEINFO2: each MFN OR'ed with its type bits (LPINTAB if pinned, XTAB if not the domain's). */
+export function xcGetPageFrameInfo2(dom0: Dom0, domid: number, mfns: readonly number[]): number[] {
+  const G = Dom0GetPageFrameInfo2;
+  let va = 0;
+  check(
+    "DOM0_GETPAGEFRAMEINFO2",
+    dom0Op(dom0, Dom0Cmd.GETPAGEFRAMEINFO2, (u, alloc) => {
+      const init = new Uint8Array(mfns.length * 4);
+      const dv = new DataView(init.buffer);
+      for (const [i, m] of mfns.entries()) dv.setUint32(i * 4, m >>> 0, true);
+      va = alloc(init.length, init);
+      u.u16(G.domain, domid);
+      u.u32(G.num, mfns.length);
+      u.u32(G.array, va);
+    }),
+  );
+  const raw = new DataView(dom0.read(va, mfns.length * 4).buffer);
+  return mfns.map((_, i) => raw.getUint32(i * 4, true));
+}
+
+/** DOM0_SETDOMAININITIALMEM (before construction only). */
+export function xcSetInitialMem(dom0: Dom0, domid: number, memoryKb: number): void {
+  const S = Dom0SetDomainInitialMem;
+  check(
+    "DOM0_SETDOMAININITIALMEM",
+    dom0Op(dom0, Dom0Cmd.SETDOMAININITIALMEM, (u) => {
+      u.u16(S.domain, domid);
+      u.u32(S.initial_memkb, memoryKb);
+    }),
+  );
+}
+
+/** DOM0_SETDOMAINMAXMEM, in KiB (max_pages = kb / 4, the April 2005 fix). */
+export function xcSetMaxMem(dom0: Dom0, domid: number, maxMemKb: number): void {
+  const S = Dom0SetDomainMaxMem;
+  check(
+    "DOM0_SETDOMAINMAXMEM",
+    dom0Op(dom0, Dom0Cmd.SETDOMAINMAXMEM, (u) => {
+      u.u16(S.domain, domid);
+      u.u32(S.max_memkb, maxMemKb);
+    }),
+  );
+}
+
+/** mmu_update from dom0: [ptr, val] requests; returns the number done (throws on failure). */
+export function xcMmuUpdate(dom0: Dom0, reqs: ReadonlyArray<readonly [number, number]>): number {
+  const s = dom0.scratch();
+  const bytes = new Uint8Array(reqs.length * MmuUpdateMar.SIZE);
+  const dv = new DataView(bytes.buffer);
+  reqs.forEach(([ptr, val], i) => {
+    dv.setUint32(i * MmuUpdateMar.SIZE + MmuUpdateMar.ptr, ptr >>> 0, true);
+    dv.setUint32(i * MmuUpdateMar.SIZE + MmuUpdateMar.val, val >>> 0, true);
+  });
+  const va = s.alloc(bytes.length, bytes);
+  const doneVa = s.alloc(4);
+  const rc = dom0.hypercall(HypercallMar.mmu_update, va, reqs.length, doneVa);
+  const done = new DataView(dom0.read(doneVa, 4).buffer).getUint32(0, true);
+  if (rc < 0) throw new XcError(`mmu_update (request ${done} of ${reqs.length})`, -rc);
+  return done;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scheduling
+
+export function xcSchedId(dom0: Dom0): number {
+  return check("DOM0_SCHED_ID", dom0Op(dom0, Dom0Cmd.SCHED_ID)).u32(Dom0SchedId.sched_id);
+}
+
+/** DOM0_SCHEDCTL for BVT: sets ctx_allow (ns) when given, returns the current value. */
+export function xcBvtCtxAllow(dom0: Dom0, ctxAllowNs?: number): number {
+  const S = SchedCtlCmd;
+  const r = check(
+    "DOM0_SCHEDCTL",
+    dom0Op(dom0, Dom0Cmd.SCHEDCTL, (u) => {
+      u.u32(S.sched_id, 0);
+      u.u32(S.direction, ctxAllowNs === undefined ? SchedInfo.GET : SchedInfo.PUT);
+      u.u32(S.ctx_allow, ctxAllowNs ?? 0);
+    }),
+  );
+  return r.u32(S.ctx_allow);
+}
+
+export interface BvtParamsOut {
+  mcuAdvance: number;
+  warpback: boolean;
+  warpValue: number;
+  /** As Xen reports them: nanoseconds (although PUT takes milliseconds, quirk Q8). */
+  warplNs: number;
+  warpuNs: number;
+}
+
+/** DOM0_ADJUSTDOM GET for BVT. */
+export function xcBvtDomainGet(dom0: Dom0, domid: number): BvtParamsOut {
+  const A = SchedAdjdomCmd;
+  const r = check(
+    "DOM0_ADJUSTDOM",
+    dom0Op(dom0, Dom0Cmd.ADJUSTDOM, (u) => {
+      u.u32(A.sched_id, 0);
+      u.u32(A.direction, SchedInfo.GET);
+      u.u16(A.domain, domid);
+    }),
+  );
+  return {
+    mcuAdvance: r.u32(A.mcu_adv),
+    warpback: r.u32(A.warpback) !== 0,
+    warpValue: r.s32(A.warpvalue),
+    warplNs: r.u64(A.warpl),
+    warpuNs: r.u64(A.warpu),
+  };
+}
+
+/** DOM0_ADJUSTDOM PUT for BVT (warpl/warpu in milliseconds). */
+export function xcBvtDomainSet(
+  dom0: Dom0,
+  domid: number,
+  p: { mcuAdvance: number; warpback?: boolean; warpValue?: number; warplMs?: number; warpuMs?: number },
+): void {
+  const A = SchedAdjdomCmd;
+  check(
+    "DOM0_ADJUSTDOM",
+    dom0Op(dom0, Dom0Cmd.ADJUSTDOM, (u) => {
+      u.u32(A.sched_id, 0);
+      u.u32(A.direction, SchedInfo.PUT);
+      u.u16(A.domain, domid);
+      u.u32(A.mcu_adv, p.mcuAdvance);
+      u.u32(A.warpback, p.warpback ? 1 : 0);
+      u.u32(A.warpvalue, p.warpValue ?? 0);
+      u.u64(A.warpl, p.warplMs ?? 2000);
+      u.u64(A.warpu, p.warpuMs ?? 1000);
+    }),
+  );
+}
+
+/** DOM0_PINCPUDOMAIN: pin vcpu to a CPU, or unpin with cpu -1. */
+export function xcDomainPinCpu(dom0: Dom0, domid: number, vcpu: number, cpu: number): void {
+  const P = Dom0PinCpuDomain;
+  check(
+    "DOM0_PINCPUDOMAIN",
+    dom0Op(dom0, Dom0Cmd.PINCPUDOMAIN, (u) => {
+      u.u16(P.domain, domid);
+      u.u16(P.exec_domain, vcpu);
+      u.u32(P.cpu, cpu);
+    }),
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Host
+
+/** DOM0_MSR: read (write absent) or write an MSR on the CPUs in cpuMask; returns [lo, hi]. */
+export function xcMsr(
+  dom0: Dom0,
+  msr: number,
+  cpuMask: number,
+  write?: { lo: number; hi: number },
+): [number, number] {
+  const M = Dom0Msr;
+  const r = check(
+    "DOM0_MSR",
+    dom0Op(dom0, Dom0Cmd.MSR, (u) => {
+      u.u32(M.write, write ? 1 : 0);
+      u.u32(M.cpu_mask, cpuMask);
+      u.u32(M.msr, msr);
+      u.u32(M.in1, write?.lo ?? 0);
+      u.u32(M.in2, write?.hi ?? 0);
+    }),
+  );
+  return [r.u32(M.out1), r.u32(M.out2)];
+}
+
+/** DOM0_SETTIME: the wall clock reads (secs, usecs) at system time systemTimeNs. */
+export function xcSetTime(dom0: Dom0, secs: number, usecs: number, systemTimeNs: number): void {
+  const S = Dom0SetTime;
+  check(
+    "DOM0_SETTIME",
+    dom0Op(dom0, Dom0Cmd.SETTIME, (u) => {
+      u.u32(S.secs, secs);
+      u.u32(S.usecs, usecs);
+      u.u64(S.system_time, systemTimeNs);
+    }),
+  );
+}
+
+/** DOM0_READCONSOLE: up to `count` bytes of Xen's console ring, optionally clearing it. */
+export function xcReadConsole(dom0: Dom0, opts: { count?: number; clear?: boolean } = {}): string {
+  const R = Dom0ReadConsole;
+  const count = opts.count ?? 16392;
+  let va = 0;
+  const r = check(
+    "DOM0_READCONSOLE",
+    dom0Op(dom0, Dom0Cmd.READCONSOLE, (u, alloc) => {
+      va = alloc(count);
+      u.u32(R.str, va);
+      u.u32(R.count, count);
+      u.u32(R.cmd, opts.clear ? CONSOLE_RING_CLEAR : 0);
+    }),
+  );
+  return Buffer.from(dom0.read(va, r.rc)).toString("latin1");
+}
+
+/** DOM0_GETTBUFS: machine address of CPU 0's trace buffer and bytes per CPU. */
+export function xcGetTbufs(dom0: Dom0): { machAddr: number; size: number } {
+  const T = Dom0GetTbufs;
+  const r = check("DOM0_GETTBUFS", dom0Op(dom0, Dom0Cmd.GETTBUFS));
+  return { machAddr: r.u32(T.mach_addr), size: r.u32(T.size) };
+}
+
+export interface PhysInfo {
+  htPerCore: number;
+  cores: number;
+  cpuKhz: number;
+  totalPages: number;
+  freePages: number;
+}
+
+export function xcPhysInfo(dom0: Dom0): PhysInfo {
+  const P = Dom0PhysInfo;
+  const r = check("DOM0_PHYSINFO", dom0Op(dom0, Dom0Cmd.PHYSINFO));
+  return {
+    htPerCore: r.u32(P.ht_per_core),
+    cores: r.u32(P.cores),
+    cpuKhz: r.u32(P.cpu_khz),
+    totalPages: r.u32(P.total_pages),
+    freePages: r.u32(P.free_pages),
+  };
+}
+
+/** DOM0_PCIDEV_ACCESS: give a domain a PCI device (it also becomes privileged). */
+export function xcPcidevAccess(dom0: Dom0, domid: number, bus: number, dev: number, func: number): void {
+  const P = Dom0PcidevAccess;
+  check(
+    "DOM0_PCIDEV_ACCESS",
+    dom0Op(dom0, Dom0Cmd.PCIDEV_ACCESS, (u) => {
+      u.u16(P.domain, domid);
+      u.u32(P.bus, bus);
+      u.u32(P.dev, dev);
+      u.u32(P.func, func);
+      u.u32(P.enable, 1);
+    }),
+  );
+}
+
+/** DOM0_IOPORT_PERMISSION. */
+export function xcIoportPermission(
+  dom0: Dom0,
+  domid: number,
+  first: number,
+  nr: number,
+  allow: boolean,
+): void {
+  const I = Dom0IoportPermission;
+  check(
+    "DOM0_IOPORT_PERMISSION",
+    dom0Op(dom0, Dom0Cmd.IOPORT_PERMISSION, (u) => {
+      u.u16(I.domain, domid);
+      u.u16(I.first_port, first);
+      u.u16(I.nr_ports, nr);
+      u.u16(I.allow_access, allow ? 1 : 0);
+    }),
+  );
+}
+
+export interface ShadowStats {
+  fault: number;
+  dirty: number;
+  dirtyNet: number;
+  dirtyBlock: number;
+}
+
+/**
+ * DOM0_SHADOW_CONTROL. For CLEAN and PEEK pass `pages` (bitmap size in frames): the bitmap
+ * comes back, one bit per pseudo-physical frame.
+ */
+export function xcShadowControl(
+  dom0: Dom0,
+  domid: number,
+  op: number,
+  pages = 0,
+): { pages: number; stats: ShadowStats; bitmap: Uint8Array | null } {
+  const S = Dom0ShadowControl;
+  const wantBitmap = op === ShadowOp.CLEAN || op === ShadowOp.PEEK;
+  let va = 0;
+  const bytes = Math.ceil(pages / 64) * 8;
+  const r = check(
+    "DOM0_SHADOW_CONTROL",
+    dom0Op(dom0, Dom0Cmd.SHADOW_CONTROL, (u, alloc) => {
+      if (wantBitmap && pages > 0) va = alloc(bytes);
+      u.u16(S.domain, domid);
+      u.u32(S.op, op);
+      u.u32(S.dirty_bitmap, va);
+      u.u32(S.pages, pages);
+    }),
+  );
+  return {
+    pages: r.u32(S.pages),
+    stats: {
+      fault: r.u32(S.fault_count),
+      dirty: r.u32(S.dirty_count),
+      dirtyNet: r.u32(S.dirty_net_count),
+      dirtyBlock: r.u32(S.dirty_block_count),
+    },
+    bitmap: va !== 0 ? dom0.read(va, bytes) : null,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Xen 2.0 commands (abi.md §2.11.4)
+
+/** DOM0_IOPL (Xen 2.0, command 14): dom0's own virtual IOPL (domain must be DOMID_SELF). */
+export function xcIopl(dom0: Dom0, iopl: number, domid: number = DomId.SELF): void {
+  const I = Dom0IoplXen20;
+  check(
+    "DOM0_IOPL",
+    dom0Op(dom0, Dom0CmdXen20.IOPL, (u) => {
+      u.u16(I.domain, domid);
+      u.u32(I.iopl, iopl);
+    }),
+  );
+}
+
+/** DOM0_SETDOMAINVMASSIST (Xen 2.0, command 30): vm_assist on another domain. */
+export function xcSetDomainVmAssist(dom0: Dom0, domid: number, cmd: number, type: number): void {
+  const S = Dom0SetDomainVmAssistXen20;
+  check(
+    "DOM0_SETDOMAINVMASSIST",
+    dom0Op(dom0, Dom0CmdXen20.SETDOMAINVMASSIST, (u) => {
+      u.u16(S.domain, domid);
+      u.u32(S.cmd, cmd);
+      u.u32(S.type, type);
+    }),
+  );
+}

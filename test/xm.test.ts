@@ -1,0 +1,265 @@
+/**
+ * The toolstack end to end: a real tsxend on an ephemeral loopback port, driven only through
+ * `tsxen xm` (the built CLI, as a user runs it), then stopped with SIGTERM.
+ */
+import assert from "node:assert/strict";
+import { type ChildProcess, execFile, execFileSync, spawn } from "node:child_process";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
+
+const CLI = fileURLToPath(new URL("../src/cli/main.js", import.meta.url));
+const GUESTS = fileURLToPath(new URL("../../guests", import.meta.url));
+
+/** Builds just the counter guest (the other guests are test/guests.test.ts's business). */
+function counterGuest(): string {
+  execFileSync("make", ["-s", "-C", GUESTS, "build/ev_counter.elf"], { stdio: ["ignore", "pipe", "pipe"] });
+  return join(GUESTS, "build", "ev_counter.elf");
+}
+
+interface Result {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+let daemon: ChildProcess | undefined;
+let port = 0;
+let dir = "";
+
+function xm(...args: string[]): Promise<Result> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      [CLI, "xm", "--daemon", `127.0.0.1:${port}`, ...args],
+      { cwd: dir, timeout: 30_000 },
+      (err, stdout, stderr) => {
+        const code = err === null ? 0 : typeof err.code === "number" ? err.code : 1;
+        resolve({ code, stdout, stderr });
+      },
+    );
+  });
+}
+
+async function ok(...args: string[]): Promise<string> {
+  const r = await xm(...args);
+  assert.equal(r.code, 0, `xm ${args.join(" ")} failed: ${r.stderr}`);
+  return r.stdout;
+}
+
+/** Rows of xm list by name: [id, mem, cpu, state, time]. */
+async function list(): Promise<Map<string, string[]>> {
+  const out = await ok("list");
+  const lines = out.trimEnd().split("\n");
+  assert.match(lines[0], /^Name\s+Id\s+Mem\(MB\)\s+CPU\s+State\s+Time\(s\)$/);
+  return new Map(
+    lines.slice(1).map((l) => {
+      const f = l.trim().split(/\s+/);
+      return [f[0], f.slice(1)];
+    }),
+  );
+}
+
+/** The console so far, read the way a user would: attach, wait, detach with Ctrl-]. */
+function consoleText(dom: string, until: RegExp): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(process.execPath, [CLI, "xm", "--daemon", `127.0.0.1:${port}`, "console", dom], {
+      cwd: dir,
+    });
+    let out = "";
+    let detached = false;
+    const timer = setTimeout(() => {
+      p.kill();
+      reject(new Error(`console of ${dom} never showed ${until}: ${out.slice(-300)}`));
+    }, 20_000);
+    p.stdout.on("data", (d: Buffer) => {
+      out += d.toString("latin1");
+      if (!detached && until.test(out)) {
+        detached = true;
+        p.stdin.write("\x1d");
+      }
+    });
+    p.on("exit", (code) => {
+      clearTimeout(timer);
+      if (code !== 0) reject(new Error(`xm console exited with ${code}`));
+      else resolve(out);
+    });
+  });
+}
+
+function counts(text: string): number[] {
+  return [...text.matchAll(/^counter: (\d+)$/gm)].map((m) => Number(m[1]));
+}
+
+function config(name: string, body: string): string {
+  const path = join(dir, name);
+  writeFileSync(path, body);
+  return path;
+}
+
+before(async () => {
+  dir = mkdtempSync(join(tmpdir(), "tsxen-xm-"));
+  const kernel = counterGuest();
+  config(
+    "counter.cfg",
+    `# a counter guest, named from vmid as in xmexample2\nkernel = "${kernel}"\nmemory = 16\nname = "counter%d" % vmid\non_crash = 'destroy'\n`,
+  );
+  config("other.cfg", `kernel = "${kernel}"\nmemory = 8\nname = "other"\ncpu = 0\nextra = "hello"\n`);
+  const d = spawn(process.execPath, [CLI, "daemon", "--port", "0", "--machine-memory", "128"], {
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  daemon = d;
+  port = await new Promise<number>((resolve, reject) => {
+    let out = "";
+    d.stdout?.on("data", (b: Buffer) => {
+      out += b.toString();
+      const m = /listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(out);
+      if (m) resolve(Number(m[1]));
+    });
+    d.on("exit", (code) => reject(new Error(`tsxend exited early (${code})`)));
+  });
+});
+
+after(() => {
+  if (daemon !== undefined && daemon.exitCode === null) daemon.kill("SIGKILL");
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe("tsxen xm against a running tsxend", () => {
+  it("creates two domains from configuration files and lists them with the manual's columns", async () => {
+    const a = await xm("create", "counter.cfg", "vmid=1");
+    assert.equal(a.code, 0, a.stderr);
+    assert.match(a.stdout, /Started domain counter1 \(id \d+\)/);
+    assert.equal((await xm("create", "other.cfg")).code, 0);
+    const rows = await list();
+    assert.deepEqual([...rows.keys()], ["Domain-0", "counter1", "other"]);
+    assert.equal(rows.get("counter1")?.[1], "16");
+    assert.equal(rows.get("other")?.[1], "8");
+    assert.match(rows.get("counter1")?.[3] ?? "", /^[r-][b-]----$/);
+  });
+
+  it("refuses a second domain with the same name", async () => {
+    const r = await xm("create", "counter.cfg", "vmid=1");
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /^xm: a domain named "counter1" already exists \(id \d+\)/);
+  });
+
+  it("names the file and line of a malformed configuration", async () => {
+    config("bad.cfg", `kernel = "x"\nmemory = 16\nname "oops"\n`);
+    const r = await xm("create", "bad.cfg");
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /bad\.cfg:3:6: expected "=" after "name"/);
+    config("bad2.cfg", `kernel = "x"\nmemory = "lots"\n`);
+    const r2 = await xm("create", "bad2.cfg");
+    assert.equal(r2.code, 1);
+    assert.match(r2.stderr, /bad2\.cfg:2: memory must be a whole number/);
+    const r3 = await xm("create", "missing.cfg");
+    assert.equal(r3.code, 1);
+    assert.match(r3.stderr, /cannot read missing\.cfg: no such file/);
+  });
+
+  it("says which domains exist when asked for an unknown one", async () => {
+    for (const cmd of [
+      ["pause", "nosuch"],
+      ["destroy", "42"],
+      ["console", "nosuch"],
+      ["save", "nosuch", "x.img"],
+      ["domid", "nosuch"],
+    ]) {
+      const r = await xm(...cmd);
+      assert.equal(r.code, 1, cmd.join(" "));
+      assert.match(
+        r.stderr,
+        /no domain "(nosuch|42)"; domains: counter1 \(\d+\), other \(\d+\)/,
+        cmd.join(" "),
+      );
+    }
+  });
+
+  it("pauses and unpauses (state p), and maps names to ids and back", async () => {
+    await ok("pause", "other");
+    assert.equal((await list()).get("other")?.[3], "--p---");
+    await ok("unpause", "other");
+    assert.doesNotMatch((await list()).get("other")?.[3] ?? "", /p/);
+    const id = (await ok("domid", "other")).trim();
+    assert.match(id, /^\d+$/);
+    assert.equal((await ok("domname", id)).trim(), "other");
+  });
+
+  it("attaches to a console and detaches with Ctrl-]", async () => {
+    const text = await consoleText("counter1", /counter: 3\n/);
+    assert.match(text, /counter: starting/);
+    assert.deepEqual(counts(text).slice(0, 3), [1, 2, 3]);
+  });
+
+  it("saves a domain to a file and restores it: the counter carries on where it stopped", async () => {
+    await consoleText("counter1", /counter: 5\n/);
+    const s = await xm("save", "counter1", "counter1.img");
+    assert.equal(s.code, 0, s.stderr);
+    assert.ok(!(await list()).has("counter1"), "a saved domain is stopped");
+    assert.deepEqual(
+      readdirSync(dir).filter((f) => f.includes(".tmp")),
+      [],
+      "no temporary file is left behind",
+    );
+    const r = await xm("restore", "counter1.img");
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /Restored domain counter1 \(id \d+\)/);
+    const text = await consoleText("counter1", /counter: (1[5-9]|[2-9]\d)\n/);
+    const n = counts(text);
+    assert.deepEqual(
+      n,
+      Array.from({ length: n.length }, (_, i) => i + 1),
+      "one count after another, no restart, no gap",
+    );
+    assert.doesNotMatch(text, /FAIL/);
+    assert.equal(text.match(/counter: starting/g)?.length, 1, "the guest did not boot again");
+  });
+
+  it("refuses a truncated image and a file that is not an image", async () => {
+    const img = readFileSync(join(dir, "counter1.img"));
+    writeFileSync(join(dir, "short.img"), img.subarray(0, img.length - 5000));
+    await ok("destroy", "counter1");
+    const r = await xm("restore", "short.img");
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /the save image is truncated/);
+    writeFileSync(join(dir, "junk.img"), "hello");
+    const j = await xm("restore", "junk.img");
+    assert.equal(j.code, 1);
+    assert.match(j.stderr, /not a tsxen save image/);
+    assert.ok(!(await list()).has("counter1"), "nothing was left half-restored");
+  });
+
+  it("shows the host, the hypervisor's messages, and sets scheduling and memory parameters", async () => {
+    assert.match(await ok("info"), /nr_cpus\s+: 1/);
+    assert.match(await ok("dmesg"), /\(XEN\) domain \d+ \(counter1\) created/);
+    await ok("sched-bvt", "other", "20", "0", "0", "0", "0");
+    await ok("sched-bvt-ctxallow", "5000000");
+    await ok("pincpu", "other", "0");
+    assert.match((await xm("pincpu", "other", "3")).stderr, /CPU 3 does not exist/);
+    await ok("mem-max", "other", "16");
+    await ok("mem-set", "other", "12");
+    assert.match((await xm("mem-set", "other", "64")).stderr, /above the domain's maximum of 16 MiB/);
+  });
+
+  it("shuts a domain down and waits for it (-w); destroy removes another", async () => {
+    await ok("create", "counter.cfg", "vmid=2");
+    await ok("shutdown", "-w", "other");
+    await ok("destroy", "counter2");
+    assert.deepEqual([...(await list()).keys()], ["Domain-0"]);
+  });
+
+  it("stops cleanly on SIGTERM", async () => {
+    await ok("create", "counter.cfg", "vmid=3");
+    const code = await new Promise<number | null>((resolve) => {
+      daemon?.on("exit", (c) => resolve(c));
+      daemon?.kill("SIGTERM");
+    });
+    assert.equal(code, 0);
+    const r = await xm("list");
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /cannot reach tsxend/);
+  });
+});
