@@ -9,6 +9,7 @@ import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
 import { launchDomain } from "../src/tools/launch.js";
 import { Hypervisor, type RunResult } from "../src/xen/hypervisor.js";
+import { checkInvariants } from "../src/xen/invariants.js";
 import { prng, writeElf32 } from "./helpers/elf32_writer.js";
 import { guestPath } from "./support/guests.js";
 
@@ -21,8 +22,15 @@ describe("hostile guests", () => {
     const image = readFileSync(guestPath("ev_hcfuzz"));
     for (let seed = 1; seed <= 30; seed++) {
       const hv = new Hypervisor({ memoryMiB: 32 });
+      let violation: string | null = null;
+      hv.afterHypercall = (_v, nr) => {
+        if (violation !== null) return;
+        const bad = checkInvariants(hv);
+        if (bad.length > 0) violation = `after hypercall ${nr}: ${bad.slice(0, 3).join("; ")}`;
+      };
       launchDomain(hv, { name: `fuzz${seed}`, image, memoryMiB: 8, cmdline: `seed=${seed} count=1500` });
       assertClean(hv.run(2e9), `seed ${seed}`);
+      assert.equal(violation, null, `seed ${seed}: the frame table's invariants broke`);
     }
   });
 
