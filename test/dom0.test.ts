@@ -171,6 +171,22 @@ describe("dom0 is a real domain", () => {
     assert.ok(info?.shutdown);
     assert.equal(info?.shutdownReason, 2);
   });
+
+  it("the callback runs by the end of run() when a guest powers itself off", () => {
+    const { hv, dom0 } = machine();
+    const seen: number[] = [];
+    dom0.onVirq(VirqMar.DOM_EXC, (p) => seen.push(p));
+    const { domain } = launchDomain(hv, {
+      name: "hello",
+      image: readFileSync(guestPath("hello")),
+      memoryMiB: 4,
+    });
+    assert.equal(hv.run(5e9).kind, "shutdown");
+    assert.equal(seen.length, 1);
+    assert.equal(xcDomainGetInfo(dom0, domain.id)?.shutdown, true);
+    xcDomainDestroy(dom0, domain.id);
+    clean(hv);
+  });
 });
 
 describe("a domain's whole life through dom0_op alone", () => {
