@@ -85,6 +85,8 @@ export interface HypervisorOptions {
   scheduler?: string;
   /** Physical CPUs (simulated, interleaved deterministically). */
   cpus?: number;
+  /** Check the frame table's invariants after every hypercall (default: env TSXEN_CHECK_INVARIANTS=1). */
+  checkInvariants?: boolean;
 }
 
 /** Why run() returned. */
@@ -113,6 +115,11 @@ export class Hypervisor implements MmHost {
   trace: ((v: Vcpu, hypercall: number) => void) | null = null;
   /** Called after every hypercall from a guest (tests run the invariant checker here). */
   afterHypercall: ((v: Vcpu, hypercall: number) => void) | null = null;
+  /**
+   * Recompute the frame table's invariants after every hypercall (a broken one crashes the
+   * calling domain as an internal error). Costly; on in the test suite.
+   */
+  checkInvariantsAfterHypercall: boolean;
   /** Xen's per-CPU deferred_ops (mmu.ts DOP_*), run at the end of mmu_update/update_va_mapping. */
   deferredOps = 0;
   /** Writable page-table state of the one physical CPU (semantics.md §2). */
@@ -143,6 +150,8 @@ export class Hypervisor implements MmHost {
   constructor(opts: HypervisorOptions = {}) {
     // Frames 0..0x100 are I/O space, as on a PC (semantics.md §1.2): never allocated.
     this.mem = new MachineMemory(opts.memoryMiB ?? 128, 0x101);
+    this.checkInvariantsAfterHypercall =
+      opts.checkInvariants ?? globalThis.process?.env?.TSXEN_CHECK_INVARIANTS === "1";
     this.cpu = new Cpu(this.mem.bytes);
     this.frames = new FrameTable(this.mem.nrFrames);
     this.mm = new Mm(this);
