@@ -7,7 +7,7 @@
  * (a preallocated throw, never an allocation) with the instruction's state rolled back.
  */
 import * as decodeNs from "./decode.js";
-import { DecodeCache, decodeInto, fusible } from "./decode.js";
+import { DecodeCache, decodeInto } from "./decode.js";
 import * as flagsNs from "./flags.js";
 import { Fpu } from "./fpu.js";
 import { HANDLERS, HOT_CASES, HOT_FNS, hotCase } from "./ops/table.js";
@@ -17,7 +17,7 @@ import { deliverInterrupt } from "./segments.js";
 
 // Module-level copies of imported constants: V8 constant-folds these, whereas each use of an
 // imported binding in optimized code costs a module-cell load and a TDZ check (hot paths).
-const { EA_BASE, EA_DISP, EA_SIB, P_A16, SLOT_FUSED, SLOT_MASK } = decodeNs;
+const { EA_BASE, EA_DISP, EA_SIB, P_A16, SLOT_MASK } = decodeNs;
 const { L_ADC, L_ADD, L_DEC, L_INC, L_LOGIC, L_NONE, L_RES, L_SBB, L_SUB, PARITY } = flagsNs;
 const {
   AF,
@@ -1298,7 +1298,7 @@ export class Cpu {
       const slot = e & SLOT_MASK;
       this.eip = (eip + ((e >> 18) & 15)) | 0;
       // One case per HOT_FNS entry (HOT_CASES of them).
-      switch ((e >> 22) & 127) {
+      switch (e >> 22) {
         case 1:
           h[1](this, slot);
           break;
@@ -1543,8 +1543,6 @@ export class Cpu {
           handlers[dc.op[slot]](this, slot);
           break;
       }
-      // A fused jcc runs in this dispatch only if the budget has room for both.
-      if (e < 0 && this.retired + 1 < this.runEnd) this.fusedJcc(slot);
       this.retired++;
     }
   }
@@ -1570,7 +1568,6 @@ export class Cpu {
       const slot = decodeInto(this, lin);
       const dc = this.dc;
       e = slot | (dc.len[slot] << 18) | (hotCase(dc.op[slot], dc.modrm[slot]) << 22);
-      if (fusible(dc.op[slot], dc.modrm[slot]) && this.fuseJcc(slot, phys)) e |= SLOT_FUSED;
       // An instruction crossing into the next page is decoded afresh every time.
       if ((lin & 0xfff) + dc.len[slot] <= 0x1000 && dc.blockOf(frame) === block) {
         dc.slotOf[block + (phys & 0xfff)] = e;
@@ -1579,58 +1576,6 @@ export class Cpu {
       }
     }
     return e;
-  }
-
-  /**
-   * If a jcc (7x rel8 or 0F 8x rel32, no prefixes) follows slot's instruction in the same page
-   * and within the CS limit, records it in dc.fuse/dc.imm2 and returns true.
-   */
-  private fuseJcc(slot: number, phys: number): boolean {
-    const dc = this.dc;
-    const len = dc.len[slot];
-    const off = (phys & 0xfff) + len;
-    const p = phys + len;
-    const mem = this.mem8;
-    let jlen: number;
-    let cc: number;
-    let disp: number;
-    if (off + 2 <= 0x1000 && (mem[p] & 0xf0) === 0x70) {
-      jlen = 2;
-      cc = mem[p] & 15;
-      disp = (mem[p + 1] << 24) >> 24;
-    } else if (off + 6 <= 0x1000 && mem[p] === 0x0f && (mem[p + 1] & 0xf0) === 0x80) {
-      jlen = 6;
-      cc = mem[p + 1] & 15;
-      disp = mem[p + 2] | (mem[p + 3] << 8) | (mem[p + 4] << 16) | (mem[p + 5] << 24);
-    } else {
-      return false;
-    }
-    // The jcc's bytes must pass the fetch's CS limit check, as when it is fetched alone.
-    if ((this.eip + len + jlen - 1) >>> 0 > this.segHi[CS]) return false;
-    dc.fuse[slot] = cc | (jlen << 4);
-    dc.imm2[slot] = disp;
-    return true;
-  }
-
-  /**
-   * The jcc fused after the instruction just executed from slot (SLOT_FUSED): retires that
-   * instruction and executes the jcc as its own instruction (a #GP for a target beyond the CS
-   * limit rolls back to the jcc).
-   */
-  private fusedJcc(slot: number): void {
-    const f = this.dc.fuse[slot];
-    const eip = this.eip;
-    this.retired++;
-    this.instrStart = eip;
-    this.savedEsp = this.regs[ESP];
-    const next = (eip + (f >> 4)) | 0;
-    if (this.cond(f & 15)) {
-      const t = (next + this.dc.imm2[slot]) | 0;
-      if (t >>> 0 > this.segHi[CS]) this.fault(GP, 0);
-      this.eip = t;
-    } else {
-      this.eip = next;
-    }
   }
 
   /** Fetch a code byte during decode: CS limit and execute permission checked. */

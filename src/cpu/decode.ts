@@ -134,11 +134,6 @@ LOCKABLE[0x1c7] = 0x02; // cmpxchg8b
 
 /** The slot bits of a DecodeCache.slotOf entry (the length is at bit 18, the hot case at 22). */
 export const SLOT_MASK = (1 << 18) - 1;
-/**
- * The sign bit of a slotOf entry: the instruction is followed by a jcc fused with it (see
- * DecodeCache.fuse), which the run loop executes in the same dispatch when the budget allows.
- */
-export const SLOT_FUSED = 1 << 31;
 
 /** The decoded-instruction cache: slots plus a block per physical frame. */
 export class DecodeCache {
@@ -164,11 +159,6 @@ export class DecodeCache {
   /** First immediate (sign-extended imm8 for most opcodes; see decodeInto), second immediate. */
   readonly imm: Int32Array;
   readonly imm2: Int32Array;
-  /**
-   * For a slot whose slotOf entry has SLOT_FUSED: the jcc after it, as condition code (bits
-   * 0-3) | length << 4; its displacement is in imm2 (unused by the instructions fused).
-   */
-  readonly fuse: Uint8Array;
   private nextSlot = 1;
   private readonly slotCount: number;
 
@@ -201,7 +191,6 @@ export class DecodeCache {
     this.eam = new Uint16Array(slots);
     this.imm = new Int32Array(slots);
     this.imm2 = new Int32Array(slots);
-    this.fuse = new Uint8Array(slots);
     const blocks = Math.max(16, Math.min(frames, 1024));
     this.frameBlock = new Int32Array(frames).fill(-1);
     // One block more than frames can use: EMPTY, always all zeros (see emptyBlock).
@@ -387,27 +376,5 @@ export function decodeInto(cpu: Cpu, lin: number): number {
   dc.eam[s] = kind | ((base & 7) << 2) | ((index & 7) << 5) | (scale << 8) | (segment << 10);
   dc.imm[s] = imm;
   dc.imm2[s] = imm2;
-  dc.fuse[s] = 0;
   return s;
-}
-
-/**
- * Whether the decoded instruction (id, modrm) may have the jcc after it fused into its
- * dispatch: it must neither transfer control, nor stop the run loop, nor write memory (a
- * write could modify the jcc): cmp and test in every form, and the register and accumulator
- * forms of add..xor and inc/dec.
- */
-export function fusible(id: number, modrm: number): boolean {
-  if (id & 0x800) return false; // 0F map
-  const opc = (id >> 3) & 0xff;
-  const reg = modrm >= 0xc0;
-  if (opc < 0x40) {
-    const form = opc & 7;
-    if (form >= 6) return false; // prefixes, daa/das/aaa/aas, push/pop seg, 0F escape
-    return form >= 4 || reg || opc >> 3 === 7; // cmp reads only
-  }
-  if (opc < 0x50) return true; // inc/dec Gd
-  if (opc >= 0x80 && opc <= 0x83) return reg || (id & 7) === 7;
-  if (opc === 0x84 || opc === 0x85 || opc === 0xa8 || opc === 0xa9) return true;
-  return (opc === 0xf6 || opc === 0xf7) && (id & 7) === 0;
 }
