@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { type ChildProcess, execFile, execFileSync, spawn } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -234,7 +234,7 @@ describe("tsxen xm against a running tsxend", () => {
 
   it("shows the host, the hypervisor's messages, and sets scheduling and memory parameters", async () => {
     assert.match(await ok("info"), /nr_cpus\s+: 1/);
-    assert.match(await ok("dmesg"), /\(XEN\) domain \d+ \(counter1\) created/);
+    assert.match(await ok("dmesg"), /\(XEN\) tsxen hypervisor: 128 MiB/);
     await ok("sched-bvt", "other", "20", "0", "0", "0", "0");
     await ok("sched-bvt-ctxallow", "5000000");
     await ok("pincpu", "other", "0");
@@ -251,6 +251,31 @@ describe("tsxen xm against a running tsxend", () => {
     assert.deepEqual([...(await list()).keys()], ["Domain-0"]);
   });
 
+  it("reboots a guest through its control interface: built again under the same name", async () => {
+    await ok("create", "counter.cfg", "vmid=4", "on_reboot='restart'");
+    const before = (await list()).get("counter4")?.[0];
+    await consoleText("counter4", /counter: 2\n/);
+    await ok("reboot", "counter4");
+    let after: string | undefined;
+    for (let i = 0; i < 100 && (after === undefined || after === before); i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      after = (await list()).get("counter4")?.[0];
+    }
+    assert.ok(after !== undefined && after !== before, `counter4 came back with a new id (was ${before})`);
+    assert.match(await consoleText("counter4", /counter: 1\n/), /counter: starting/);
+    await ok("destroy", "counter4");
+  });
+
+  it("reports a guest that does not answer a shutdown request; destroy stops it", async () => {
+    await ok("create", "counter.cfg", "vmid=5", 'extra="noctrl"');
+    const r = await xm("shutdown", "-t", "1", "counter5");
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /did not answer the poweroff request within 1 s.*xm destroy stops it/);
+    assert.ok((await list()).has("counter5"), "it still runs");
+    await ok("destroy", "counter5");
+    assert.ok(!(await list()).has("counter5"));
+  });
+
   it("stops cleanly on SIGTERM", async () => {
     await ok("create", "counter.cfg", "vmid=3");
     const code = await new Promise<number | null>((resolve) => {
@@ -261,5 +286,129 @@ describe("tsxen xm against a running tsxend", () => {
     const r = await xm("list");
     assert.equal(r.code, 1);
     assert.match(r.stderr, /cannot reach tsxend/);
+  });
+});
+
+/**
+ * The README's Toolstack section, command by command: its `npx tsxen xm ...` lines are run
+ * exactly as written (against a daemon of our own), from a directory that holds the
+ * repository's examples/ and guests/ as the README's reader would.
+ */
+describe("the README's toolstack walk-through", () => {
+  const ROOT = fileURLToPath(new URL("../../", import.meta.url));
+  let walkDaemon: ChildProcess | undefined;
+  let walkPort = 0;
+  let walkDir = "";
+
+  function readmeCommands(): string[][] {
+    const readme = readFileSync(join(ROOT, "README.md"), "utf8");
+    const section = readme.slice(readme.indexOf("## Toolstack"), readme.indexOf("## Layout"));
+    return [...section.matchAll(/^npx tsxen xm (.+?)(?:\s+#.*)?$/gm)].map((m) => m[1].trim().split(/\s+/));
+  }
+
+  function walkXm(args: string[], stdin?: string): Promise<Result> {
+    return new Promise((resolve) => {
+      const p = spawn(process.execPath, [CLI, "xm", "--daemon", `127.0.0.1:${walkPort}`, ...args], {
+        cwd: walkDir,
+      });
+      let stdout = "";
+      let stderr = "";
+      p.stdout.on("data", (d: Buffer) => {
+        stdout += d.toString("latin1");
+      });
+      p.stderr.on("data", (d: Buffer) => {
+        stderr += d.toString();
+      });
+      // xm console: detach with Ctrl-] once something was shown (or after 3 s).
+      if (stdin !== undefined) {
+        const detach = setTimeout(() => p.stdin.write(stdin), 3000);
+        p.stdout.once("data", () => setTimeout(() => p.stdin.write(stdin), 1500));
+        p.on("exit", () => clearTimeout(detach));
+      }
+      const kill = setTimeout(() => p.kill(), 30_000);
+      p.on("exit", (code) => {
+        clearTimeout(kill);
+        resolve({ code: code ?? 1, stdout, stderr });
+      });
+    });
+  }
+
+  before(async () => {
+    counterGuest();
+    walkDir = mkdtempSync(join(tmpdir(), "tsxen-readme-"));
+    symlinkSync(join(ROOT, "examples"), join(walkDir, "examples"));
+    symlinkSync(join(ROOT, "guests"), join(walkDir, "guests"));
+    const d = spawn(process.execPath, [CLI, "daemon", "--port", "0"], { stdio: ["ignore", "pipe", "pipe"] });
+    walkDaemon = d;
+    walkPort = await new Promise<number>((resolve, reject) => {
+      let out = "";
+      d.stdout?.on("data", (b: Buffer) => {
+        out += b.toString();
+        const m = /listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(out);
+        if (m) resolve(Number(m[1]));
+      });
+      d.on("exit", (code) => reject(new Error(`tsxend exited early (${code})`)));
+    });
+  });
+
+  after(() => {
+    if (walkDaemon !== undefined && walkDaemon.exitCode === null) walkDaemon.kill("SIGTERM");
+    rmSync(walkDir, { recursive: true, force: true });
+  });
+
+  it("runs every xm command of the README in order, each doing what the README says", async () => {
+    const cmds = readmeCommands();
+    assert.deepEqual(
+      cmds.map((c) => c[0]),
+      [
+        "create",
+        "create",
+        "list",
+        "console",
+        "console",
+        "pause",
+        "list",
+        "unpause",
+        "save",
+        "restore",
+        "console",
+        "shutdown",
+        "destroy",
+        "list",
+      ],
+      "the README's sequence (update this test with it)",
+    );
+    const outs: string[] = [];
+    for (const args of cmds) {
+      const r = await walkXm(args, args[0] === "console" ? "\x1d" : undefined);
+      assert.equal(r.code, 0, `xm ${args.join(" ")} failed: ${r.stderr}`);
+      outs.push(r.stdout);
+    }
+    const [c1, c2, l1, con1, con2, , l2, , , rest, con3, , , l3] = outs;
+    assert.match(c1, /^Started domain counter1 \(id \d+\)/);
+    assert.match(c2, /^Started domain hello \(id \d+\)/);
+    assert.match(l1, /^Name\s+Id\s+Mem\(MB\)\s+CPU\s+State\s+Time\(s\)\n/);
+    assert.match(l1, /\ncounter1\s+\d+\s+16\s+0\s+[r-][b-]----/);
+    assert.match(l1, /\nhello\s+\d+\s+8\s+0\s+/);
+    assert.match(con1, /counter: 1\n/);
+    assert.match(con2, /Hello from tsxen![\s\S]*cmdline="greeting from a config file"[\s\S]*hello: goodbye/);
+    assert.match(l2, /\ncounter1\s+\d+\s+16\s+0\s+--p---/);
+    assert.match(rest, /^Restored domain counter1 \(id \d+\)/);
+    const n = counts(con3);
+    assert.ok(n.length > 0 && n[0] === 1, "the restored console keeps the history from the start");
+    assert.deepEqual(
+      n,
+      Array.from({ length: n.length }, (_, i) => i + 1),
+      "no restart, no gap",
+    );
+    assert.deepEqual(
+      l3
+        .trimEnd()
+        .split("\n")
+        .slice(1)
+        .map((l) => l.split(/\s+/)[0]),
+      ["Domain-0"],
+    );
+    assert.ok(readdirSync(walkDir).includes("counter1.img"));
   });
 });

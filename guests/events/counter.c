@@ -2,6 +2,10 @@
  * tsxen counter guest: counts forever, one line per 100 ms of guest time, for the
  * toolstack's save/restore demo (xm save / xm restore, test/xm.test.ts).
  *
+ * It answers the domain controller (lib/ctrl_if.c): xm shutdown and xm reboot reach it as
+ * CMSG_SHUTDOWN requests on its control interface, and it shuts down with that reason
+ * (unless its command line says "noctrl").
+ *
  * The guest does nothing special for save/restore: the toolstack pauses it and saves it
  * transparently (docs/api.md, "Save and restore"). Each tick it re-checks that what it
  * knows of machine frames is still true after a restore: the p2m list (start_info.mfn_list)
@@ -9,6 +13,7 @@
  * x87 registers must hold the values it left there (the FPU context travels too).
  */
 #include "lib.h"
+#include "ctrl_if.h"
 
 #define TICK_NS 100000000ull /* 100 ms */
 
@@ -28,6 +33,7 @@ static void counter_upcall(struct upcall_frame *f)
 		clear_bit(timer_port, s->evtchn_pending);
 		timer_fired = 1;
 	}
+	ctrl_if_event();
 }
 
 static void fatal(const char *what, long rc)
@@ -47,6 +53,15 @@ static int p2m_check(u32 n)
 	if (rc)
 		return (int)rc;
 	return *(volatile u32 *)window == n ? 0 : -1;
+}
+
+static int cmdline_has(const char *s, const char *word)
+{
+	size_t n = strlen(word);
+	for (; *s; s++)
+		if (memcmp(s, word, n) == 0)
+			return 1;
+	return 0;
 }
 
 void start_kernel(start_info_t *si)
@@ -69,6 +84,10 @@ void start_kernel(start_info_t *si)
 	upcall_hook = counter_upcall;
 	if ((rc = evtchn_bind_virq(VIRQ_TIMER, &timer_port)))
 		fatal("bind_virq(VIRQ_TIMER)", rc);
+	/* extra = "noctrl": a guest that never listens to the domain controller (the tests'
+	 * xm shutdown timeout). */
+	if (!cmdline_has((const char *)si->cmd_line, "noctrl"))
+		ctrl_if_init();
 	__asm__ __volatile__("fninit; fildl %0" : : "m"(fpu_magic));
 
 	next = time_now_ns() + TICK_NS;
@@ -84,8 +103,10 @@ void start_kernel(start_info_t *si)
 				next = time_now_ns() + TICK_NS;
 				HYPERVISOR_set_timer_op(next);
 			}
+			ctrl_if_check_shutdown("counter");
 			HYPERVISOR_sched_op(SCHEDOP_block);
 		}
+		ctrl_if_check_shutdown("counter");
 		/* The next tick is 100 ms after this one was seen: a domain that was saved for
 		 * a while carries on counting at the same pace rather than catching up. */
 		next = time_now_ns() + TICK_NS;

@@ -2,9 +2,11 @@
  * tsxen demo guest: greet, map shared_info, install callbacks and traps, bind
  * VIRQ_TIMER, arm a one-shot timer 10 ms ahead, block, take the timer event in
  * the upcall, say goodbye and power off.  Output is deterministic for a given
- * start_info.
+ * start_info.  Started by tsxend (xm create), it also answers the domain controller: an
+ * xm shutdown or xm reboot while it waits makes it shut down with that reason.
  */
 #include "lib.h"
+#include "ctrl_if.h"
 
 static u32 timer_port;
 static volatile int timer_seen;
@@ -24,6 +26,7 @@ static void hello_upcall(struct upcall_frame *f)
 			       timer_port);
 		}
 	}
+	ctrl_if_event();
 }
 
 static void fatal(const char *what, long rc)
@@ -59,6 +62,7 @@ void start_kernel(start_info_t *si)
 	printk("hello: callbacks and trap table installed\n");
 
 	upcall_hook = hello_upcall;
+	ctrl_if_init();
 	rc = evtchn_bind_virq(VIRQ_TIMER, &timer_port);
 	if (rc)
 		fatal("bind_virq(VIRQ_TIMER)", rc);
@@ -73,6 +77,7 @@ void start_kernel(start_info_t *si)
 
 	events_enable();
 	while (!timer_seen) {
+		ctrl_if_check_shutdown("hello");
 		rc = HYPERVISOR_sched_op(SCHEDOP_block);
 		if (rc)
 			fatal("sched_op(block)", rc);

@@ -185,10 +185,18 @@ export function registerXm(program: Command): void {
       .description(`${what} a domain (applies its on_${name === "shutdown" ? "poweroff" : "reboot"} setting)`)
       .argument("<domain>", "domain name or id")
       .option("-w, --wait", "wait until the domain has stopped")
+      .option("-t, --timeout <s>", "seconds the guest has to answer the request (default 5)")
       .action(
-        run(async (dom: string, o: { wait?: boolean }) => {
+        run(async (dom: string, o: { wait?: boolean; timeout?: string }) => {
           const c = conn();
-          await request(c, "POST", `/domains/${enc(dom)}/${name}`, {});
+          const body: Record<string, number> = {};
+          if (o.timeout !== undefined) {
+            const t = Number(o.timeout);
+            if (!Number.isFinite(t) || t <= 0)
+              throw new XmError(`the timeout must be a number of seconds, not "${o.timeout}"`);
+            body.timeout = t;
+          }
+          await request(c, "POST", `/domains/${enc(dom)}/${name}`, body);
           if (o.wait && name === "shutdown") await waitGone(c, dom, "shut down");
         }),
       );
@@ -247,7 +255,7 @@ export function registerXm(program: Command): void {
 
   xm.command("sched-bvt")
     .alias("bvt")
-    .description("set a domain's BVT parameters (times in ns)")
+    .description("set a domain's BVT parameters (warpl and warpu in ms, as DOM0_ADJUSTDOM takes them)")
     .argument("<domain>", "domain name or id")
     .argument("<mcuadv>", "MCU advance (inverse weight)")
     .argument("<warpback>", "warp back allowed (0 or 1)")

@@ -12,6 +12,7 @@ import { type WebSocket, WebSocketServer } from "ws";
 import { type ConfigValue, parseDomainConfig, parseOverride } from "../tools/config.js";
 import { DomainManager, ToolstackError } from "../tools/domains.js";
 import { captureDomain, readImageFile, restoreDomain, SaveError, writeImageFile } from "../tools/save.js";
+import { xcReadConsole } from "../tools/xc.js";
 import { Hypervisor } from "../xen/hypervisor.js";
 import { type Pacing, RunLoop } from "./runloop.js";
 
@@ -29,7 +30,6 @@ export interface DaemonOptions {
 
 const API = "/api/v1";
 const MAX_BODY = 1 << 20;
-const DMESG_KEEP = 64 * 1024;
 
 export function isLoopback(host: string): boolean {
   return host === "localhost" || host === "::1" || /^127\.\d+\.\d+\.\d+$/.test(host);
@@ -42,8 +42,6 @@ export class Daemon {
   private readonly server: Server;
   private readonly wss = new WebSocketServer({ noServer: true });
   private readonly log: (line: string) => void;
-  /** The hypervisor's console (what Xen printk'd), for xm dmesg. */
-  private dmesg = "";
   /** Saves and restores under way: shutdown waits for them. */
   private readonly pending = new Set<Promise<unknown>>();
   private closing = false;
@@ -61,12 +59,12 @@ export class Daemon {
       scheduler: opts.scheduler,
       onConsole: (d, bytes) => this.manager.consoleOutput(d, bytes),
       onLog: (m) => {
-        this.printk(m);
         const crash = /^domain (\d+) \(.*?\) crashed: (.*)$/s.exec(m);
         if (crash) this.manager.noteCrash(Number(crash[1]), crash[2]);
       },
     });
     this.manager = new DomainManager(this.hv);
+    // What happens to domains goes to tsxend's log (xend.log), not Xen's console ring.
     this.manager.onEvent((e) => {
       if (e.kind === "stopped") this.printk(`domain ${e.id} (${e.name}) ${e.reason}: ${e.action}`);
       else if (e.kind === "restarted") this.printk(`domain ${e.name} restarted as ${e.id} (was ${e.oldId})`);
@@ -76,7 +74,7 @@ export class Daemon {
     this.loop = new RunLoop(this.hv, this.manager, opts.pacing, (e) => {
       this.log(`internal error in the run loop: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
     });
-    this.printk(
+    this.hv.log(
       `tsxen hypervisor: ${opts.machineMemoryMiB} MiB, ${opts.cpus} CPU(s), scheduler ${opts.scheduler}, ${opts.pacing} pacing`,
     );
     this.server = createServer((req, res) => void this.handle(req, res));
@@ -84,8 +82,7 @@ export class Daemon {
   }
 
   private printk(m: string): void {
-    this.dmesg += `(XEN) ${m.replace(/\n$/, "")}\n`;
-    if (this.dmesg.length > DMESG_KEEP) this.dmesg = this.dmesg.slice(this.dmesg.length - DMESG_KEEP);
+    this.log(m.replace(/\n$/, ""));
   }
 
   /** Starts listening; resolves with the bound address. */
@@ -151,8 +148,8 @@ export class Daemon {
     const [top, ref, action] = parts;
     if (method === "GET" && top === "info" && parts.length === 1) return sendJson(res, 200, m.physinfo());
     if (method === "GET" && top === "dmesg" && parts.length === 1) {
-      const text = this.dmesg;
-      if (url.searchParams.get("clear") === "1") this.dmesg = "";
+      // Xen's console ring, read by dom0 with DOM0_READCONSOLE (xc_readconsolering).
+      const text = xcReadConsole(this.manager.dom0, { clear: url.searchParams.get("clear") === "1" });
       return sendJson(res, 200, { text });
     }
     if (top === "sched" && ref === "bvt-ctxallow" && method === "POST") {
@@ -187,14 +184,18 @@ export class Daemon {
         m.unpause(d);
         break;
       case "shutdown":
-        m.shutdown(d, "poweroff");
-        break;
-      case "reboot":
-        m.shutdown(d, "reboot");
-        break;
+      case "reboot": {
+        // The guest is asked over its control interface; the loop must run for it to answer.
+        const answered = m.shutdown(d, action === "reboot" ? "reboot" : "poweroff", timeoutMs(body.timeout));
+        this.loop.kick();
+        await answered;
+        this.loop.kick();
+        return sendJson(res, 200, { ok: true });
+      }
       case "destroy":
         m.destroy(d);
-        break;
+        this.loop.kick();
+        return sendJson(res, 200, { ok: true });
       case "pincpu":
         m.pinCpu(d, num(body.cpu, "cpu"));
         break;
@@ -269,6 +270,7 @@ export class Daemon {
       });
     }
     config.kernel = kernelPath;
+    if (config.ramdisk !== undefined) config.ramdisk = resolve(base, config.ramdisk);
     const info = this.manager.create(config, { kernel, ramdisk });
     this.loop.kick();
     return { domain: info, warnings: config.warnings };
@@ -460,6 +462,16 @@ function startProgress(res: ServerResponse): {
 function str(v: unknown, what: string): string {
   if (typeof v !== "string" || v === "") throw new ToolstackError(`the request needs "${what}" (a string)`);
   return v;
+}
+
+/** The optional "timeout" of shutdown / reboot, in seconds (default SHUTDOWN_ANSWER_MS). */
+function timeoutMs(v: unknown): number | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== "number" || !Number.isFinite(v) || v <= 0 || v > 3600)
+    throw new ToolstackError(
+      `"timeout" must be a number of seconds between 0 and 3600, not ${JSON.stringify(v)}`,
+    );
+  return v * 1000;
 }
 
 function num(v: unknown, what: string): number {

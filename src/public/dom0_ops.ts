@@ -272,8 +272,7 @@ export const MAX_VIRT_CPUS_DOM0 = 32;
 
 // ---------------------------------------------------------------------------------------------
 // July 2005 (abi.md §2.11.1, §2.11.5 "JUL dom0 structs"): natural alignment, no dummy union.
-// TODO(dom0_op JUL): the dom0_op handler still decodes only the MAR layouts; a JUL domain's
-// dom0_op should read these (ABIS["2005-07"] in src/xen/abi.ts is where it would be selected).
+// src/xen/dom0_compat.ts translates a JUL caller's op to and from the MAR form the core runs.
 
 /** The interface version every JUL request must carry (else -EACCES). */
 export const DOM0_INTERFACE_VERSION_JUL = 0xaaaa100c;
@@ -347,3 +346,72 @@ export const VcpuGuestContextJul = Object.freeze({
   vm_assist: 2796,
   SIZE: 2800,
 } as const);
+
+/** DOM0_* command numbers, JUL: MAR's minus PCIDEV_ACCESS / SETDOMAININITIALMEM, 21 is TBUFCONTROL, plus 37. */
+export const Dom0CmdJul = Object.freeze({
+  GETMEMLIST: 2,
+  SCHEDCTL: 6,
+  ADJUSTDOM: 7,
+  CREATEDOMAIN: 8,
+  DESTROYDOMAIN: 9,
+  PAUSEDOMAIN: 10,
+  UNPAUSEDOMAIN: 11,
+  GETDOMAININFO: 12,
+  SETDOMAININFO: 13,
+  MSR: 15,
+  DEBUG: 16,
+  SETTIME: 17,
+  GETPAGEFRAMEINFO: 18,
+  READCONSOLE: 19,
+  PINCPUDOMAIN: 20,
+  TBUFCONTROL: 21,
+  PHYSINFO: 22,
+  SCHED_ID: 24,
+  SHADOW_CONTROL: 25,
+  SETDOMAINMAXMEM: 28,
+  GETPAGEFRAMEINFO2: 29,
+  ADD_MEMTYPE: 31,
+  DEL_MEMTYPE: 32,
+  READ_MEMTYPE: 33,
+  PERFCCONTROL: 34,
+  MICROCODE: 35,
+  IOPORT_PERMISSION: 36,
+  GETVCPUCONTEXT: 37,
+} as const);
+/** pincpudomain, JUL: a pointer to a u64 cpumap instead of a CPU number. */
+export const Dom0PinCpuDomainJul = Object.freeze({ domain: 0, vcpu: 2, cpumap: 4, SIZE: 8 } as const);
+/** cpumap value meaning "run anywhere" (unpins). */
+export const CPUMAP_RUNANYWHERE = 0xffffffffffffffffn;
+export const Dom0TbufControlJul = Object.freeze({
+  op: 0,
+  cpu_mask: 4,
+  evt_mask: 8,
+  mach_addr: 12,
+  size: 16,
+  SIZE: 20,
+} as const);
+export const DOM0_TBUF_GET_INFO = 0;
+export const Dom0ShadowControlJul = Object.freeze({
+  domain: 0,
+  op: 4,
+  dirty_bitmap: 8,
+  pages: 12,
+  fault_count: 16,
+  dirty_count: 20,
+  dirty_net_count: 24,
+  dirty_block_count: 28,
+  SIZE: 32,
+} as const);
+export const Dom0AddMemtypeJul = Object.freeze({
+  pfn: 0,
+  nr_pfns: 4,
+  type: 8,
+  handle: 12,
+  reg: 16,
+  SIZE: 20,
+} as const);
+export const Dom0ReadMemtypeJul = Object.freeze({ reg: 0, pfn: 4, nr_pfns: 8, type: 12, SIZE: 16 } as const);
+export const Dom0PerfcControlJul = Object.freeze({ op: 0, nr_counters: 4, desc: 8, SIZE: 12 } as const);
+export const Dom0MicrocodeJul = Object.freeze({ data: 0, length: 4, SIZE: 8 } as const);
+/** getdomaininfo.ssidref when no ACM policy is loaded (ACM_DEFAULT_SSID). */
+export const ACM_DEFAULT_SSID_JUL = 0;

@@ -37,3 +37,19 @@ export const SchedAdjdomCmd = Object.freeze({
   atropos_xtratime: 40,
   SIZE: 44,
 } as const);
+
+/** sched_ctl_cmd, JUL (12 bytes): only bvt.ctx_allow in the union. abi.md §2.12 */
+export const SchedCtlCmdJul = Object.freeze({ sched_id: 0, direction: 4, ctx_allow: 8, SIZE: 12 } as const);
+
+/** sched_adjdom_cmd, JUL (40 bytes, natural alignment: the union at 12). abi.md §2.12 */
+export const SchedAdjdomCmdJul = Object.freeze({
+  sched_id: 0,
+  direction: 4,
+  domain: 8,
+  mcu_adv: 12,
+  warpback: 16,
+  warpvalue: 20,
+  warpl: 24,
+  warpu: 32,
+  SIZE: 40,
+} as const);

@@ -6,8 +6,10 @@
  * Its event upcalls arrive as TypeScript callbacks (per bound port or VIRQ), run at the next
  * safe point of the hypervisor (never inside another domain's hypercall).
  */
-import { EvtchnBindVirq, EvtchnOp, EvtchnOpMar } from "../public/event_channel.js";
-import { HypercallMar, SharedInfo, VcpuInfo } from "../public/xen.js";
+import { ENOSYS } from "../public/errno.js";
+import { EvtchnBindVirq, EvtchnOp } from "../public/event_channel.js";
+import { SharedInfo, VcpuInfo } from "../public/xen.js";
+import { type AbiName, DEFAULT_ABI } from "../xen/abi.js";
 import type { Domain, Vcpu } from "../xen/domain.js";
 import { buildDom0 } from "../xen/domain_ctl.js";
 import type { Hypervisor } from "../xen/hypervisor.js";
@@ -53,13 +55,19 @@ export class Dom0 {
   /** Machine frames of the buffer pages, in VA order. */
   private readonly bufferFrames: number[];
   private readonly portListeners = new Map<number, Array<(port: number) => void>>();
+  /** Foreign frames mapped after the buffers (page index in the buffer L1 -> MFN). */
+  private readonly windows = new Map<number, number>();
+  private readonly windowsTaken = new Set<number>();
   private dispatchQueued = false;
 
   constructor(
     readonly hv: Hypervisor,
     bufferPages = DOM0_BUFFER_PAGES,
+    abi: AbiName = DEFAULT_ABI,
   ) {
-    this.domain = buildDom0(hv, { pages: bufferPages + 2, bufferVa: DOM0_BUFFER_VA }, () => this.upcall());
+    this.domain = buildDom0(hv, { pages: bufferPages + 2, bufferVa: DOM0_BUFFER_VA, abi }, () =>
+      this.upcall(),
+    );
     this.vcpu = this.domain.vcpus[0];
     this.bufferFrames = [...this.domain.pages].slice(2);
     this.bufferBytes = bufferPages * PAGE;
@@ -86,7 +94,8 @@ export class Dom0 {
     let done = 0;
     while (done < n) {
       const off = va - DOM0_BUFFER_VA + done;
-      const frame = this.bufferFrames[Math.floor(off / PAGE)];
+      const page = Math.floor(off / PAGE);
+      const frame = this.bufferFrames[page] ?? this.windows.get(page);
       if (off < 0 || frame === undefined)
         throw new RangeError(`0x${va.toString(16)} is not in dom0's buffers`);
       const len = Math.min(n - done, PAGE - (off % PAGE));
@@ -95,9 +104,48 @@ export class Dom0 {
     }
   }
 
+  // ------------------------------------------------------------------ foreign windows
+
+  /**
+   * A free page slot after the buffers in dom0's one L1 (for xcMapForeignFrame): its address
+   * and the machine address of its PTE.
+   */
+  takeWindow(): { va: number; pteMa: number } {
+    for (let page = this.bufferFrames.length; page < 1024; page++) {
+      if (this.windowsTaken.has(page)) continue;
+      this.windowsTaken.add(page);
+      const l1 = [...this.domain.pages][1];
+      return { va: DOM0_BUFFER_VA + page * PAGE, pteMa: l1 * PAGE + page * 4 };
+    }
+    throw new RangeError("dom0 has no free page slot for another foreign mapping");
+  }
+
+  windowMapped(va: number, mfn: number): void {
+    this.windows.set((va - DOM0_BUFFER_VA) / PAGE, mfn);
+  }
+
+  windowPte(va: number): number | undefined {
+    const page = (va - DOM0_BUFFER_VA) / PAGE;
+    if (!this.windowsTaken.has(page)) return undefined;
+    return [...this.domain.pages][1] * PAGE + page * 4;
+  }
+
+  releaseWindow(va: number): void {
+    const page = (va - DOM0_BUFFER_VA) / PAGE;
+    this.windows.delete(page);
+    this.windowsTaken.delete(page);
+  }
+
   /** A hypercall issued by dom0's vcpu; returns EAX (negative errno on failure). */
   hypercall(nr: number, ...args: number[]): number {
     return this.hv.hypercallAs(this.vcpu, nr, args);
+  }
+
+  /** The number of hypercall `name` in dom0's revision. */
+  nr(name: keyof Dom0["domain"]["abi"]["hypercall"]): number {
+    const n = this.domain.abi.hypercall[name];
+    if (n === undefined) throw new XcError(name, ENOSYS);
+    return n;
   }
 
   // ------------------------------------------------------------------ events
@@ -109,20 +157,25 @@ export class Dom0 {
     this.portListeners.set(port, list);
   }
 
+  /** Stops calling fn for events on port. */
+  offPort(port: number, fn: (port: number) => void): void {
+    const list = (this.portListeners.get(port) ?? []).filter((f) => f !== fn);
+    if (list.length > 0) this.portListeners.set(port, list);
+    else this.portListeners.delete(port);
+  }
+
   /** Binds a VIRQ to a port of dom0 (event_channel_op, as any guest) and listens on it. */
   onVirq(virq: number, fn: (port: number) => void): number {
     const s = this.scratch();
-    const op = new Uint8Array(EvtchnOpMar.SIZE);
+    const E = this.domain.abi.evtchnOp;
+    const op = new Uint8Array(E.SIZE);
     const dv = new DataView(op.buffer);
-    dv.setUint32(EvtchnOpMar.cmd, EvtchnOp.bind_virq, true);
-    dv.setUint32(EvtchnOpMar.u + EvtchnBindVirq.virq, virq, true);
+    dv.setUint32(E.cmd, EvtchnOp.bind_virq, true);
+    dv.setUint32(E.u + EvtchnBindVirq.virq, virq, true);
     const va = s.alloc(op.length, op);
-    const rc = this.hypercall(HypercallMar.event_channel_op, va);
+    const rc = this.hypercall(this.nr("event_channel_op"), va);
     if (rc < 0) throw new XcError("EVTCHNOP_bind_virq", -rc);
-    const port = new DataView(this.read(va, op.length).buffer).getUint32(
-      EvtchnOpMar.u + EvtchnBindVirq.port,
-      true,
-    );
+    const port = new DataView(this.read(va, op.length).buffer).getUint32(E.u + EvtchnBindVirq.port, true);
     this.onPort(port, fn);
     return port;
   }
@@ -163,10 +216,14 @@ export class Dom0 {
 const dom0s = new WeakMap<Hypervisor, Dom0>();
 
 /** Boots dom0 on a machine (once): domain 0, privileged, with its buffers and trace buffers. */
-export function bootDom0(hv: Hypervisor, bufferPages = DOM0_BUFFER_PAGES): Dom0 {
+export function bootDom0(
+  hv: Hypervisor,
+  bufferPages = DOM0_BUFFER_PAGES,
+  opts: { abi?: AbiName } = {},
+): Dom0 {
   const existing = dom0s.get(hv);
   if (existing) return existing;
-  const d = new Dom0(hv, bufferPages);
+  const d = new Dom0(hv, bufferPages, opts.abi);
   dom0s.set(hv, d);
   return d;
 }

@@ -3,18 +3,37 @@
  * console, what to do when it stops) over the hypervisor's own state. The daemon and its API
  * talk to a DomainManager only.
  *
- * The operations that reach into the hypervisor (create, pause, destroy, scheduling, memory
- * limits) are gathered in the "control" section at the end. Create and destroy go through dom0
- * (launch.ts, xc.ts); the others still call the Hypervisor directly and are meant to become
- * dom0_op calls through src/tools/xc.ts without the rest of this file changing.
+ * Everything that reaches into the hypervisor goes through dom0's administrative interface:
+ * dom0_op through the libxc-like wrappers of xc.ts (create, pause, destroy, GETDOMAININFO for
+ * xm list, PINCPUDOMAIN, SETDOMAINMAXMEM, ADJUSTDOM / SCHEDCTL, PHYSINFO), and the domain's
+ * control interface (control_if.ts) for what the guest itself is asked to do: shut down,
+ * reboot, change its memory footprint.
  */
+import { readFileSync } from "node:fs";
+import { CMSG_MEM_REQUEST_SET, Cmsg, CmsgShutdown, MemRequest } from "../public/control_if.js";
+import { SchedId } from "../public/sched_ctl.js";
 import { Shutdown } from "../public/xen.js";
+import { DEFAULT_ABI } from "../xen/abi.js";
 import { type Domain, DomainState } from "../xen/domain.js";
 import type { Hypervisor } from "../xen/hypervisor.js";
 import type { DomainConfig, ExitAction } from "./config.js";
-import { dom0Of } from "./dom0.js";
+import { bindControlChannel, ControlInterface } from "./control_if.js";
+import { type Dom0, dom0Of, XcError } from "./dom0.js";
 import { launchDomain } from "./launch.js";
-import { xcDomainDestroy } from "./xc.js";
+import {
+  type DomainInfo as XcDomainInfo,
+  xcBvtCtxAllow,
+  xcBvtDomainSet,
+  xcDomainDestroy,
+  xcDomainGetInfo,
+  xcDomainList,
+  xcDomainPause,
+  xcDomainPinCpu,
+  xcDomainUnpause,
+  xcPhysInfo,
+  xcSchedId,
+  xcSetMaxMem,
+} from "./xc.js";
 
 /** A request the toolstack refuses, with a message meant for a person (and an HTTP status). */
 export class ToolstackError extends Error {
@@ -81,7 +100,12 @@ export interface ManagedDomain {
   /** The stop was handled (on_* applied) already. */
   stopHandled: boolean;
   crashReason?: string;
+  /** The controller's end of its control interface (MAR domains), null when it has none. */
+  control: ControlInterface | null;
 }
+
+/** How long xm shutdown / reboot waits for the guest to answer the request (ms). */
+export const SHUTDOWN_ANSWER_MS = 5000;
 
 const CONSOLE_KEEP = 64 * 1024;
 const SHUTDOWN_NAMES = ["poweroff", "reboot", "suspend", "crash"];
@@ -92,6 +116,11 @@ export class DomainManager {
   private readonly eventWatchers = new Set<(e: DomainEvent) => void>();
 
   constructor(readonly hv: Hypervisor) {}
+
+  /** The toolstack's own domain, whose hypercalls carry every request. */
+  get dom0(): Dom0 {
+    return dom0Of(this.hv);
+  }
 
   // ------------------------------------------------------------------ lookup
 
@@ -121,35 +150,40 @@ export class DomainManager {
     return undefined;
   }
 
+  /** xm list: one DOM0_GETDOMAININFO sweep over every domain. */
   list(): DomainInfo[] {
-    return [...this.managed.values()].sort((a, b) => a.domain.id - b.domain.id).map((m) => this.info(m));
+    const infos = new Map(xcDomainList(this.dom0).map((x) => [x.domid, x]));
+    return [...this.managed.values()]
+      .sort((a, b) => a.domain.id - b.domain.id)
+      .map((m) => this.info(m, infos.get(m.domain.id)));
   }
 
-  info(m: ManagedDomain): DomainInfo {
+  /** A domain as DOM0_GETDOMAININFO reports it, with what the toolstack keeps. */
+  info(m: ManagedDomain, known?: XcDomainInfo): DomainInfo {
     const d = m.domain;
-    const v = d.vcpus[0];
+    const x = known ?? xcDomainGetInfo(this.dom0, d.id);
+    if (x === null || x.domid !== d.id) throw new ToolstackError(`domain ${d.id} has vanished`, 410);
     const flags = [
-      d.state === DomainState.Running && !d.paused && !v.blocked ? "r" : "-",
-      d.state === DomainState.Running && v.blocked ? "b" : "-",
-      d.paused && d.state === DomainState.Running ? "p" : "-",
-      d.state === DomainState.Shutdown ? "s" : "-",
-      d.state === DomainState.Crashed ? "c" : "-",
-      d.state === DomainState.Dying ? "d" : "-",
+      x.running && !x.paused ? "r" : "-",
+      x.blocked && !x.paused && !x.shutdown && !x.crashed ? "b" : "-",
+      x.paused && !x.shutdown && !x.crashed && !x.dying ? "p" : "-",
+      x.shutdown ? "s" : "-",
+      x.crashed ? "c" : "-",
+      x.dying ? "d" : "-",
     ].join("");
     return {
       id: d.id,
       name: m.config.name,
-      memKiB: d.totPages * 4,
-      maxMemKiB: d.maxPages * 4,
+      memKiB: x.totPages * 4,
+      maxMemKiB: x.maxPages * 4,
       targetKiB: m.targetKiB,
-      cpu: v.processor,
+      cpu: x.cpu,
       state: flags,
-      cpuTimeNs: d.vcpus.reduce((t, x) => t + x.cpuTimeNs, 0),
-      shutdownReason:
-        d.state === DomainState.Shutdown
-          ? (SHUTDOWN_NAMES[d.shutdownCode] ?? `reason ${d.shutdownCode}`)
-          : undefined,
-      crashReason: d.state === DomainState.Crashed ? (m.crashReason ?? "crashed") : undefined,
+      cpuTimeNs: x.cpuTimeNs,
+      shutdownReason: x.shutdown
+        ? (SHUTDOWN_NAMES[x.shutdownReason] ?? `reason ${x.shutdownReason}`)
+        : undefined,
+      crashReason: x.crashed ? (m.crashReason ?? "crashed") : undefined,
       onPoweroff: m.config.onPoweroff,
       onReboot: m.config.onReboot,
       onCrash: m.config.onCrash,
@@ -205,10 +239,9 @@ export class DomainManager {
         409,
       );
     }
-    if (config.cpu >= this.hv.sched.pcpus.length) {
-      throw new ToolstackError(
-        `cpu = ${config.cpu}: this machine has ${this.hv.sched.pcpus.length} CPU(s), numbered from 0`,
-      );
+    const cpus = this.nrCpus();
+    if (config.cpu >= cpus) {
+      throw new ToolstackError(`cpu = ${config.cpu}: this machine has ${cpus} CPU(s), numbered from 0`);
     }
     const m = this.build(config, boot);
     this.emit({ kind: "created", id: m.domain.id, name: config.name });
@@ -225,11 +258,12 @@ export class DomainManager {
         cmdline: config.cmdline,
         module: boot.ramdisk,
         abi: config.abi,
+        controlChannel: config.abi === DEFAULT_ABI,
       });
     } catch (e) {
       throw new ToolstackError(`cannot build domain "${config.name}": ${(e as Error).message}`);
     }
-    const { domain, image } = result;
+    const { domain, image, controlPort } = result;
     const m: ManagedDomain = {
       domain,
       config,
@@ -240,6 +274,7 @@ export class DomainManager {
       targetKiB: domain.maxPages * 4,
       restarts: 0,
       stopHandled: false,
+      control: controlPort === undefined ? null : this.connectControl(domain, controlPort),
     };
     this.managed.set(domain.id, m);
     if (config.cpu >= 0) this.pinCpu(m, config.cpu);
@@ -258,47 +293,105 @@ export class DomainManager {
       targetKiB: domain.maxPages * 4,
       restarts: 0,
       stopHandled: false,
+      control: null,
     };
+    // The restored domain's end of its control channel lost its peer; bind it to dom0 again
+    // (port 1, now unbound towards dom0). A domain that had none keeps none.
+    if (config.abi === DEFAULT_ABI) {
+      try {
+        const [port] = bindControlChannel(this.dom0, domain.id);
+        m.control = this.connectControl(domain, port);
+      } catch {
+        m.control = null;
+      }
+    }
     this.managed.set(domain.id, m);
     this.emit({ kind: "created", id: domain.id, name: config.name });
     return m;
   }
 
+  private connectControl(domain: Domain, port: number): ControlInterface {
+    return new ControlInterface(
+      this.dom0,
+      domain.id,
+      port,
+      (bytes) => this.consoleOutput(domain, bytes),
+      (why) => this.hv.log(why),
+    );
+  }
+
+  /** xm pause: DOM0_PAUSEDOMAIN. */
   pause(m: ManagedDomain): void {
     this.requireRunning(m, "pause");
-    this.hv.pauseDomain(m.domain);
+    this.xc(() => xcDomainPause(this.dom0, m.domain.id));
   }
 
+  /** xm unpause: DOM0_UNPAUSEDOMAIN. */
   unpause(m: ManagedDomain): void {
     this.requireRunning(m, "unpause");
-    this.hv.unpauseDomain(m.domain);
+    this.xc(() => xcDomainUnpause(this.dom0, m.domain.id));
   }
 
-  private requireRunning(m: ManagedDomain, what: string): void {
-    const s = m.domain.state;
-    if (s !== DomainState.Running) {
-      const how =
-        s === DomainState.Crashed
-          ? "has crashed"
-          : s === DomainState.Shutdown
-            ? "has shut down"
-            : "is being destroyed";
+  private requireRunning(m: ManagedDomain, what: string): XcDomainInfo {
+    const x = xcDomainGetInfo(this.dom0, m.domain.id);
+    const gone = x === null || x.domid !== m.domain.id;
+    if (gone || x.crashed || x.shutdown || x.dying) {
+      const how = gone || x.dying ? "is being destroyed" : x.crashed ? "has crashed" : "has shut down";
       throw new ToolstackError(
         `cannot ${what} domain "${m.config.name}": it ${how} (xm destroy removes it)`,
         409,
       );
     }
+    return x;
   }
 
   /**
-   * xm shutdown / xm reboot. The March 2005 interface asks a guest to shut down through the
-   * control interface, which tsxen does not have yet, so the toolstack stops the domain as if
-   * it had shut itself down with this reason, then applies on_poweroff / on_reboot.
+   * xm shutdown / xm reboot, as xend did it: a CMSG_SHUTDOWN request (poweroff or reboot) on
+   * the domain's control interface. The guest answers and shuts itself down with that reason;
+   * on_poweroff / on_reboot then applies (handleStops). Resolves once the guest has answered;
+   * a guest that does not answer within timeoutMs (its kernel does not listen, or it is
+   * paused) gets a ToolstackError saying so, and xm destroy remains the hard stop.
    */
-  shutdown(m: ManagedDomain, reason: "poweroff" | "reboot"): void {
-    this.requireRunning(m, reason === "reboot" ? "reboot" : "shut down");
-    this.hv.shutdownDomain(m.domain, reason === "reboot" ? Shutdown.reboot : Shutdown.poweroff, false);
-    this.handleStops();
+  async shutdown(
+    m: ManagedDomain,
+    reason: "poweroff" | "reboot",
+    timeoutMs = SHUTDOWN_ANSWER_MS,
+  ): Promise<void> {
+    const what = reason === "reboot" ? "reboot" : "shut down";
+    const x = this.requireRunning(m, what);
+    const name = m.config.name;
+    if (m.control === null || !m.control.connected)
+      throw new ToolstackError(
+        `cannot ask domain "${name}" to ${what}: it has no control interface (xm destroy stops it)`,
+        409,
+      );
+    if (x.paused)
+      throw new ToolstackError(
+        `domain "${name}" is paused and cannot answer; xm unpause it first (or xm destroy it)`,
+        409,
+      );
+    let answer: Promise<unknown>;
+    try {
+      answer = m.control.request(
+        Cmsg.SHUTDOWN,
+        reason === "reboot" ? CmsgShutdown.REBOOT : CmsgShutdown.POWEROFF,
+      );
+    } catch (e) {
+      throw new ToolstackError(`cannot ask domain "${name}" to ${what}: ${(e as Error).message}`, 409);
+    }
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<"timeout">((resolve) => {
+      timer = setTimeout(() => resolve("timeout"), timeoutMs);
+    });
+    const got = await Promise.race([answer, late]);
+    clearTimeout(timer);
+    if (got === "timeout" || got === null) {
+      throw new ToolstackError(
+        `domain "${name}" did not answer the ${reason} request within ${timeoutMs / 1000} s: ` +
+          `its kernel does not listen on the control interface; xm destroy stops it`,
+        504,
+      );
+    }
   }
 
   /**
@@ -335,9 +428,13 @@ export class DomainManager {
     const oldId = m.domain.id;
     const restarts = m.restarts + 1;
     this.destroy(m, false);
-    if (m.boot === null) return; // a restored domain without its kernel cannot be rebuilt
     try {
-      const n = this.build(m.config, m.boot);
+      // A restored domain did not bring its kernel: it is read again from its configuration.
+      const boot = m.boot ?? {
+        kernel: readFileSync(m.config.kernel),
+        ramdisk: m.config.ramdisk === undefined ? undefined : readFileSync(m.config.ramdisk),
+      };
+      const n = this.build(m.config, boot);
       n.restarts = restarts;
       this.emit({ kind: "restarted", id: n.domain.id, name: m.config.name, oldId });
     } catch (e) {
@@ -349,6 +446,9 @@ export class DomainManager {
   destroy(m: ManagedDomain, announce = true): void {
     const d = m.domain;
     this.managed.delete(d.id);
+    // dom0 lets go of the domain's shared_info page and its channel first (xcs), so nothing
+    // of dom0's keeps the domain alive as a zombie.
+    m.control?.disconnect();
     this.killDomain(d);
     for (const fn of this.consoleWatchers.get(d.id) ?? []) fn(new Uint8Array(0));
     this.consoleWatchers.delete(d.id);
@@ -365,87 +465,135 @@ export class DomainManager {
     for (const m of [...this.managed.values()]) this.destroy(m);
   }
 
-  // ------------------------------------------------------------------ control (the future xc.ts calls)
+  // ------------------------------------------------------------------ control (dom0_op through xc.ts)
 
-  pinCpu(m: ManagedDomain, cpu: number): void {
-    const n = this.hv.sched.pcpus.length;
-    if (!Number.isInteger(cpu) || cpu < 0 || cpu >= n)
-      throw new ToolstackError(`CPU ${cpu} does not exist: this machine has CPUs 0..${n - 1}`);
-    for (const v of m.domain.vcpus) if (v.processor !== cpu) this.hv.sched.migrate(v, cpu);
+  /** Runs an xc call; a failing dom0_op becomes a ToolstackError that names it. */
+  private xc<T>(fn: () => T): T {
+    try {
+      return fn();
+    } catch (e) {
+      if (e instanceof XcError) throw new ToolstackError(`the hypervisor refused: ${e.message}`, 409);
+      throw e;
+    }
   }
 
-  /** xm mem-max: the most memory the domain may hold (DOM0_SETDOMAINMAXMEM). */
+  /** xm pincpu: DOM0_PINCPUDOMAIN for each vcpu. */
+  pinCpu(m: ManagedDomain, cpu: number): void {
+    const n = this.nrCpus();
+    if (!Number.isInteger(cpu) || cpu < 0 || cpu >= n)
+      throw new ToolstackError(`CPU ${cpu} does not exist: this machine has CPUs 0..${n - 1}`);
+    for (const v of m.domain.vcpus) this.xc(() => xcDomainPinCpu(this.dom0, m.domain.id, v.id, cpu));
+  }
+
+  private nrCpus(): number {
+    const p = xcPhysInfo(this.dom0);
+    return p.htPerCore * p.cores;
+  }
+
+  /** xm mem-max: the most memory the domain may hold (DOM0_SETDOMAINMAXMEM, in KiB). */
   setMaxMem(m: ManagedDomain, mib: number): void {
     if (!Number.isInteger(mib) || mib < 1 || mib > 4096)
       throw new ToolstackError(`memory must be 1..4096 MiB, not ${mib}`);
-    m.domain.maxPages = (mib * 1024) / 4;
+    this.xc(() => xcSetMaxMem(this.dom0, m.domain.id, mib * 1024));
   }
 
   /**
    * xm mem-set (the manual's balloon): the target the guest's balloon driver should reach
-   * through dom_mem_op. It may not exceed mem-max. Guests of this interface learn the target
-   * over the control interface, which tsxen lacks; the target is recorded and shown.
+   * through dom_mem_op, at most mem-max. As xend did, the target goes to the guest in a
+   * CMSG_MEM_REQUEST on its control interface; a guest without a balloon driver answers
+   * without acting (or not at all), and the target is still recorded and shown.
    */
   setMemTarget(m: ManagedDomain, mib: number): void {
     if (!Number.isInteger(mib) || mib < 1)
       throw new ToolstackError(`memory target must be a whole number of MiB, not ${mib}`);
-    if (mib * 256 > m.domain.maxPages) {
+    const x = this.requireRunning(m, "set the memory target of");
+    if (mib * 256 > x.maxPages) {
       throw new ToolstackError(
-        `${mib} MiB is above the domain's maximum of ${m.domain.maxPages / 256} MiB (raise it with xm mem-max)`,
+        `${mib} MiB is above the domain's maximum of ${x.maxPages / 256} MiB (raise it with xm mem-max)`,
       );
     }
     m.targetKiB = mib * 1024;
+    if (m.control?.connected) {
+      const req = new Uint8Array(MemRequest.SIZE);
+      new DataView(req.buffer).setUint32(MemRequest.target, mib * 256, true);
+      try {
+        void m.control.request(Cmsg.MEM_REQUEST, CMSG_MEM_REQUEST_SET, req);
+      } catch (e) {
+        this.hv.log(`domain ${m.domain.id}: memory target not sent: ${(e as Error).message}`);
+      }
+    }
   }
 
-  /** xm sched-bvt: per-domain BVT parameters (DOM0_ADJUSTDOM). Times in ns. */
+  private requireBvt(): void {
+    const id = xcSchedId(this.dom0);
+    if (id !== SchedId.BVT) throw new ToolstackError(`the scheduler is ${schedName(id)}, not bvt`);
+  }
+
+  /**
+   * xm sched-bvt: per-domain BVT parameters (DOM0_ADJUSTDOM PUT). warpl and warpu are in
+   * milliseconds, as the dom0_op takes them.
+   */
   setBvt(
     m: ManagedDomain,
     p: { mcuadv: number; warpback: number; warpvalue: number; warpl: number; warpu: number },
   ): void {
-    if (this.hv.sched.policy.name !== "bvt")
-      throw new ToolstackError(`the scheduler is ${this.hv.sched.policy.name}, not bvt`);
+    this.requireBvt();
     const nat = (x: number, what: string, min = 0): void => {
-      if (!Number.isSafeInteger(x) || x < min)
+      if (!Number.isSafeInteger(x) || x < min || x > 0xffffffff)
         throw new ToolstackError(`${what} must be a whole number >= ${min}, not ${x}`);
     };
     nat(p.mcuadv, "mcuadv", 1);
     nat(p.warpvalue, "warp");
     nat(p.warpl, "warpl");
     nat(p.warpu, "warpu");
-    const b = m.domain.bvt;
-    b.mcuAdvance = p.mcuadv;
-    b.warpback = p.warpback !== 0;
-    b.warpValue = p.warpvalue;
-    b.warplNs = p.warpl;
-    b.warpuNs = p.warpu;
+    this.xc(() =>
+      xcBvtDomainSet(this.dom0, m.domain.id, {
+        mcuAdvance: p.mcuadv,
+        warpback: p.warpback !== 0,
+        warpValue: p.warpvalue,
+        warplMs: p.warpl,
+        warpuMs: p.warpu,
+      }),
+    );
   }
 
-  /** xm sched-bvt-ctxallow: the context-switch allowance in ns (DOM0_SCHEDCTL). */
+  /** xm sched-bvt-ctxallow: the context-switch allowance in ns (DOM0_SCHEDCTL PUT). */
   setCtxAllow(ns: number): void {
-    if (this.hv.sched.policy.name !== "bvt")
-      throw new ToolstackError(`the scheduler is ${this.hv.sched.policy.name}, not bvt`);
-    if (!Number.isSafeInteger(ns) || ns < 100_000)
-      throw new ToolstackError(`ctx_allow must be at least 100000 ns, not ${ns}`);
-    this.hv.sched.policy.ctxAllowNs = ns;
+    this.requireBvt();
+    if (!Number.isSafeInteger(ns) || ns < 100_000 || ns > 0xffffffff)
+      throw new ToolstackError(`ctx_allow must be 100000..4294967295 ns, not ${ns}`);
+    this.xc(() => xcBvtCtxAllow(this.dom0, ns));
   }
 
-  /** xm info: DOM0_PHYSINFO and the scheduler. */
+  /** xm info: DOM0_PHYSINFO, DOM0_SCHED_ID and (under BVT) DOM0_SCHEDCTL GET. */
   physinfo(): Record<string, number | string> {
-    const hv = this.hv;
-    return {
-      nr_cpus: hv.sched.pcpus.length,
-      cpu_mhz: hv.clock.tscHz / 1e6,
-      total_memory: (hv.mem.nrFrames * 4) / 1024,
-      free_memory: Math.floor((hv.mem.freeFrames * 4) / 1024),
-      scheduler: hv.sched.policy.name,
-      ctx_allow_ns: hv.sched.policy.ctxAllowNs,
-      xen_version: "2.0 (tsxen)",
-      system_time_ns: hv.nowNs(),
+    const p = xcPhysInfo(this.dom0);
+    const sched = xcSchedId(this.dom0);
+    const out: Record<string, number | string> = {
+      nr_cpus: p.htPerCore * p.cores,
+      ht_per_core: p.htPerCore,
+      cpu_mhz: p.cpuKhz / 1000,
+      total_memory: Math.floor((p.totalPages * 4) / 1024),
+      free_memory: Math.floor((p.freePages * 4) / 1024),
+      scheduler: schedName(sched),
     };
+    if (sched === SchedId.BVT) out.ctx_allow_ns = xcBvtCtxAllow(this.dom0);
+    out.xen_version = "2.0 (tsxen)";
+    return out;
   }
 
   /** DOM0_DESTROYDOMAIN through dom0: domain_kill, its memory relinquished (semantics.md §8.1). */
   private killDomain(d: Domain): void {
     xcDomainDestroy(dom0Of(this.hv), d.id);
   }
+}
+
+function schedName(id: number): string {
+  return id === SchedId.BVT
+    ? "bvt"
+    : id === SchedId.RROBIN
+      ? "rrobin"
+      : id === SchedId.ATROPOS
+        ? "atropos"
+        : `scheduler ${id}`;
 }

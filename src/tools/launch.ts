@@ -5,27 +5,34 @@
  * MACHPHYS_UPDATE × pages, PIN_L2_TABLE], SETDOMAININFO with the initial context, UNPAUSEDOMAIN.
  */
 import {
-  DR6_FORCED_ONES,
   MMU_UPDATE_CMD_MASK,
   MMUEXT_DOMID_SHIFT,
+  MmuExtJul,
   MmuExtMar,
+  MmuJul,
   MmuMar,
   Sif,
 } from "../public/xen.js";
-import { type AbiName, DEFAULT_ABI } from "../xen/abi.js";
+import { ABIS, type AbiName, DEFAULT_ABI } from "../xen/abi.js";
 import type { Domain } from "../xen/domain.js";
+import { setDomainAbi } from "../xen/domain_ctl.js";
 import type { Hypervisor } from "../xen/hypervisor.js";
 import { physdevInitDom0 } from "../xen/physdev.js";
 import { buildDomainImage, type DomainImage } from "./builder.js";
+import { bindControlChannel } from "./control_if.js";
 import { dom0Of } from "./dom0.js";
 import {
   initialContext,
+  isJulDom0,
   xcDomainCreate,
   xcDomainDestroy,
   xcDomainSetContext,
   xcDomainUnpause,
   xcGetMemList,
+  xcIncreaseReservation,
+  xcMmuextOp,
   xcMmuUpdate,
+  xcSetMaxMem,
 } from "./xc.js";
 
 export interface LaunchOptions {
@@ -42,20 +49,26 @@ export interface LaunchOptions {
   cpu?: number;
   /** Leave it paused after building (xm create -p). */
   paused?: boolean;
+  /**
+   * Bind the control interface's event channel from dom0 before building, as xcs did
+   * (EVTCHNOP_bind_interdomain(DOMID_SELF, domid, 0, 1)); the guest finds its end in
+   * start_info.domain_controller_evtchn and dom0's end is returned as controlPort (MAR only).
+   */
+  controlChannel?: boolean;
 }
 
 /** Requests per mmu_update call (each call re-establishes the foreign domain). */
 const MMU_BATCH = 1024;
 
 /** Creates, builds and unpauses a domain; throws BuildError/ElfError/RangeError/XcError on bad input. */
-export function launchDomain(hv: Hypervisor, opts: LaunchOptions): { domain: Domain; image: DomainImage } {
+export function launchDomain(
+  hv: Hypervisor,
+  opts: LaunchOptions,
+): { domain: Domain; image: DomainImage; controlPort?: number } {
   if (!Number.isInteger(opts.memoryMiB) || opts.memoryMiB < 1) {
     throw new RangeError(`domain memory must be a whole number of MiB (at least 1), not ${opts.memoryMiB}`);
   }
   const abi = opts.abi ?? DEFAULT_ABI;
-  // The MAR dom0_op interface has no field for the guest's revision: other revisions are
-  // created directly by the hypervisor (the embedded path), MAR guests through dom0.
-  if (abi !== DEFAULT_ABI) return launchDirect(hv, opts, abi);
   const nrPages = (opts.memoryMiB << 20) >>> 12;
   if (nrPages + 8 > hv.mem.freeFrames) {
     throw new RangeError(
@@ -63,17 +76,27 @@ export function launchDomain(hv: Hypervisor, opts: LaunchOptions): { domain: Dom
     );
   }
   const dom0 = dom0Of(hv);
-  const domid = xcDomainCreate(dom0, { memoryKb: opts.memoryMiB * 1024, cpu: opts.cpu ?? 0 });
+  // The build follows dom0's revision (abi.md §4.7): March creates with the memory; July
+  // creates empty, raises max_pages and reserves the memory on the new domain's behalf.
+  const jul = isJulDom0(dom0);
+  const domid = xcDomainCreate(dom0, { memoryKb: jul ? 0 : opts.memoryMiB * 1024, cpu: opts.cpu ?? 0 });
   const d = hv.domains.get(domid);
   if (d === undefined) throw new Error(`domain ${domid} vanished after creation`);
   d.name = opts.name;
   try {
+    // The guest's revision is the builder's to name (dom0_op has no field for it).
+    if (setDomainAbi(hv, d, ABIS[abi]) !== 0) throw new Error(`domain ${domid} is already built`);
+    if (jul) {
+      xcSetMaxMem(dom0, domid, opts.memoryMiB * 1024);
+      xcIncreaseReservation(dom0, domid, nrPages);
+    }
     if (opts.privileged) {
       // A second privileged domain (tsxen's shortcut for a driver domain): IS_PRIV and every
       // PCI device, as dom0 has.
       d.privileged = true;
       physdevInitDom0(hv, d);
     }
+    const [controlPort, controlEvtchn] = opts.controlChannel ? bindControlChannel(dom0, domid) : [];
     const frames = xcGetMemList(dom0, domid, nrPages);
     const image = buildDomainImage({
       image: opts.image,
@@ -84,9 +107,11 @@ export function launchDomain(hv: Hypervisor, opts: LaunchOptions): { domain: Dom
       flags: opts.privileged ? Sif.PRIVILEGED : 0,
       module: opts.module,
       abi,
+      controlEvtchn,
     });
     hv.cpu.invalidateCode(0, hv.mem.bytes.length);
-    pinAndMapM2p(dom0Of(hv), domid, image);
+    if (jul) pinAndMapM2pJul(dom0, domid, image);
+    else pinAndMapM2p(dom0, domid, image);
     const r = image.initialRegs;
     xcDomainSetContext(
       dom0,
@@ -106,7 +131,7 @@ export function launchDomain(hv: Hypervisor, opts: LaunchOptions): { domain: Dom
       }),
     );
     if (!opts.paused) xcDomainUnpause(dom0, domid);
-    return { domain: d, image };
+    return { domain: d, image, controlPort };
   } catch (e) {
     xcDomainDestroy(dom0, domid);
     throw e;
@@ -127,34 +152,12 @@ function pinAndMapM2p(dom0: ReturnType<typeof dom0Of>, domid: number, image: Dom
   for (let i = 0; i < reqs.length; i += MMU_BATCH) xcMmuUpdate(dom0, [fd, ...reqs.slice(i, i + MMU_BATCH)]);
 }
 
-/** The embedded path for guest revisions dom0_op cannot name: the hypervisor builds directly. */
-function launchDirect(
-  hv: Hypervisor,
-  opts: LaunchOptions,
-  abi: AbiName,
-): { domain: Domain; image: DomainImage } {
-  const d = hv.createDomain(opts.name, (opts.memoryMiB << 20) >>> 12, opts.privileged ?? false, abi);
-  const image = buildDomainImage({
-    image: opts.image,
-    mem: hv.mem.bytes,
-    frames: [...d.pages],
-    sharedInfoMfn: d.sharedInfoMfn,
-    cmdline: opts.cmdline ?? "",
-    flags: opts.privileged ? Sif.PRIVILEGED : 0,
-    module: opts.module,
-    abi,
-  });
-  hv.cpu.invalidateCode(0, hv.mem.bytes.length);
-  for (const [mfn, pfn] of image.m2p) hv.setM2p(mfn, pfn);
-  const r = image.initialRegs;
-  hv.startDomain(
-    d,
-    image.l2Mfn,
-    { eip: r.eip, esp: r.esp, esi: r.esi, eflags: r.eflags },
-    { ss: image.kernelSs, esp: image.kernelEsp },
-  );
-  // The builder's SETDOMAININFO loads the zero debug registers through set_debugreg, which
-  // forces DR6's reserved bits (semantics.md §8.3).
-  d.vcpus[0].debugreg[6] = DR6_FORCED_ONES;
-  return { domain: d, image };
+/** The July build's batches: mmu_update with the foreign domain as argument, then mmuext_op pin. */
+function pinAndMapM2pJul(dom0: ReturnType<typeof dom0Of>, domid: number, image: DomainImage): void {
+  const reqs: Array<[number, number]> = image.m2p.map(([mfn, pfn]) => [
+    mfn * 4096 + MmuJul.MACHPHYS_UPDATE,
+    pfn,
+  ]);
+  for (let i = 0; i < reqs.length; i += MMU_BATCH) xcMmuUpdate(dom0, reqs.slice(i, i + MMU_BATCH), domid);
+  xcMmuextOp(dom0, MmuExtJul.PIN_L2_TABLE, image.cr3 >>> 12, domid);
 }

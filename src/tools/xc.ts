@@ -4,29 +4,37 @@
  * throws XcError with the errno; `dom0Op` gives the raw return value for callers (and tests)
  * that want it. Layouts come from src/public (abi.md §2.11, §2.12).
  */
+
+import { _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_PRESENT, _PAGE_RW } from "../public/arch_x86_32.js";
 import {
   CONSOLE_RING_CLEAR,
   CREATEDOMAIN_ANY_CPU,
   DOM0_INTERFACE_VERSION,
+  DOM0_INTERFACE_VERSION_JUL,
   Dom0Cmd,
+  Dom0CmdJul,
   Dom0CmdXen20,
   Dom0CreateDomain,
   Dom0DomainOnly,
   Dom0GetDomainInfo,
+  Dom0GetDomainInfoJul,
   Dom0GetMemList,
   Dom0GetPageFrameInfo,
   Dom0GetPageFrameInfo2,
   Dom0GetTbufs,
+  Dom0GetVcpuContextJul,
   Dom0IoplXen20,
   Dom0IoportPermission,
   Dom0Msr,
   Dom0Op,
+  Dom0OpJul,
   Dom0PcidevAccess,
   Dom0PhysInfo,
   Dom0PinCpuDomain,
   Dom0ReadConsole,
   Dom0SchedId,
   Dom0SetDomainInfo,
+  Dom0SetDomainInfoJul,
   Dom0SetDomainInitialMem,
   Dom0SetDomainMaxMem,
   Dom0SetDomainVmAssistXen20,
@@ -36,9 +44,35 @@ import {
   ExecutionContext,
   FullExecutionContext,
   ShadowOp,
+  VcpuGuestContextJul,
 } from "../public/dom0_ops.js";
+import { ESRCH } from "../public/errno.js";
+import {
+  EvtchnBindInterdomain,
+  EvtchnClose,
+  EvtchnOp,
+  EvtchnOpMar,
+  EvtchnSend,
+} from "../public/event_channel.js";
 import { SchedAdjdomCmd, SchedCtlCmd, SchedInfo } from "../public/sched_ctl.js";
-import { DomId, HypercallMar, MmuUpdateMar, TrapInfo } from "../public/xen.js";
+import {
+  DomId,
+  HypercallMar,
+  MemOp,
+  MMUEXT_DOMID_SHIFT,
+  MmuExtMar,
+  MmuExtOpJul,
+  MmuMar,
+  MmuUpdateMar,
+  Shutdown,
+  TrapInfo,
+} from "../public/xen.js";
+import {
+  julContextFromMar,
+  julUnionFromMar,
+  marContextFromJul,
+  marUnionFromJul,
+} from "../xen/dom0_compat.js";
 import { type Dom0, XcError } from "./dom0.js";
 
 export { XcError };
@@ -70,6 +104,7 @@ export function dom0Op(
   fill: (u: OpFields, alloc: (n: number, init?: Uint8Array) => number) => void = () => {},
   version = DOM0_INTERFACE_VERSION,
 ): OpResult {
+  if (isJulDom0(dom0)) return dom0OpJul(dom0, cmd, fill, version);
   const s = dom0.scratch();
   const bytes = new Uint8Array(Dom0Op.SIZE);
   const dv = new DataView(bytes.buffer);
@@ -97,6 +132,76 @@ export function dom0Op(
     u16: (off) => out.getUint16(u + off, true),
     u64: (off) => out.getUint32(u + off, true) + out.getUint32(u + off + 4, true) * 2 ** 32,
   };
+}
+
+/** Whether dom0 speaks the July-2005 dom0_op (428-byte op, natural alignment). */
+export function isJulDom0(dom0: Dom0): boolean {
+  return dom0.domain.abi.dom0Op.SIZE !== Dom0Op.SIZE;
+}
+
+/**
+ * dom0Op for a July dom0: the caller fills the MAR form as usual; the fields are moved into the
+ * JUL union (dom0_compat.ts, the same tables the hypervisor uses) and back. Commands whose
+ * JUL struct differs in meaning have their own wrappers (`dom0OpJulRaw`).
+ */
+function dom0OpJul(
+  dom0: Dom0,
+  cmd: number,
+  fill: (u: OpFields, alloc: (n: number, init?: Uint8Array) => number) => void,
+  version: number,
+): OpResult {
+  let marUnion: Uint8Array = new Uint8Array(Dom0Op.SIZE - Dom0Op.u);
+  const mdv = new DataView(marUnion.buffer);
+  const r = dom0OpJulRaw(
+    dom0,
+    cmd,
+    (_u, alloc) => {
+      fill(
+        {
+          u32: (off, value) => mdv.setUint32(off, value >>> 0, true),
+          u16: (off, value) => mdv.setUint16(off, value & 0xffff, true),
+          u64: (off, value) => {
+            mdv.setUint32(off, (value % 2 ** 32) >>> 0, true);
+            mdv.setUint32(off + 4, Math.floor(value / 2 ** 32) >>> 0, true);
+          },
+        },
+        alloc,
+      );
+    },
+    version === DOM0_INTERFACE_VERSION ? DOM0_INTERFACE_VERSION_JUL : version,
+    (jul) => julUnionFromMar(cmd, marUnion, jul),
+  );
+  marUnion = marUnionFromJul(cmd, r.union, marUnion.length) ?? marUnion;
+  const out = new DataView(marUnion.buffer);
+  return {
+    rc: r.rc,
+    u32: (off) => out.getUint32(off, true),
+    s32: (off) => out.getInt32(off, true),
+    u16: (off) => out.getUint16(off, true),
+    u64: (off) => out.getUint32(off, true) + out.getUint32(off + 4, true) * 2 ** 32,
+  };
+}
+
+/** A July dom0_op with its union filled directly; returns rc and the union as left. */
+export function dom0OpJulRaw(
+  dom0: Dom0,
+  cmd: number,
+  fill: (u: DataView, alloc: (n: number, init?: Uint8Array) => number) => void,
+  version = DOM0_INTERFACE_VERSION_JUL,
+  encode?: (julUnion: Uint8Array) => void,
+): { rc: number; union: Uint8Array; dv: DataView } {
+  const E = Dom0OpJul;
+  const s = dom0.scratch();
+  const bytes = new Uint8Array(E.SIZE);
+  const dv = new DataView(bytes.buffer);
+  dv.setUint32(E.cmd, cmd >>> 0, true);
+  dv.setUint32(E.interface_version, version >>> 0, true);
+  fill(new DataView(bytes.buffer, E.u), (n, init) => s.alloc(n, init));
+  encode?.(bytes.subarray(E.u));
+  const va = s.alloc(E.SIZE, bytes);
+  const rc = dom0.hypercall(dom0.nr("dom0_op"), va);
+  const union = dom0.read(va, E.SIZE).subarray(E.u);
+  return { rc, union, dv: new DataView(union.buffer, union.byteOffset, union.byteLength) };
 }
 
 function check(name: string, r: OpResult): OpResult {
@@ -321,6 +426,7 @@ export function xcDomainGetInfo(
   domid: number,
   opts: { vcpu?: number; withContext?: boolean } = {},
 ): DomainInfo | null {
+  if (isJulDom0(dom0)) return domainGetInfoJul(dom0, domid, opts);
   const G = Dom0GetDomainInfo;
   let ctxVa = 0;
   const r = dom0Op(dom0, Dom0Cmd.GETDOMAININFO, (u, alloc) => {
@@ -353,6 +459,55 @@ export function xcDomainGetInfo(
   return info;
 }
 
+/** GETDOMAININFO (+ GETVCPUCONTEXT for the context) from a July dom0. */
+function domainGetInfoJul(
+  dom0: Dom0,
+  domid: number,
+  opts: { vcpu?: number; withContext?: boolean },
+): DomainInfo | null {
+  const G = Dom0GetDomainInfoJul;
+  const r = dom0OpJulRaw(dom0, Dom0CmdJul.GETDOMAININFO, (u) => u.setUint16(G.domain, domid, true));
+  if (r.rc === -ESRCH) return null;
+  if (r.rc < 0) throw new XcError("DOM0_GETDOMAININFO", -r.rc);
+  const u = r.dv;
+  const flags = u.getUint32(G.flags, true);
+  const id = u.getUint16(G.domain, true);
+  const vcpu = opts.vcpu ?? 0;
+  const info: DomainInfo = {
+    domid: id,
+    vcpu,
+    flags,
+    dying: (flags & DomFlags.DYING) !== 0,
+    // July reports a crash as a shutdown with reason crash.
+    crashed:
+      (flags & DomFlags.SHUTDOWN) !== 0 &&
+      ((flags >>> DomFlags.SHUTDOWNSHIFT) & DomFlags.SHUTDOWNMASK) === Shutdown.crash,
+    shutdown: (flags & DomFlags.SHUTDOWN) !== 0,
+    paused: (flags & DomFlags.PAUSED) !== 0,
+    blocked: (flags & DomFlags.BLOCKED) !== 0,
+    running: (flags & DomFlags.RUNNING) !== 0,
+    cpu: Math.max(0, u.getInt32(G.vcpu_to_cpu + vcpu * 4, true)),
+    shutdownReason: (flags >>> DomFlags.SHUTDOWNSHIFT) & DomFlags.SHUTDOWNMASK,
+    totPages: u.getUint32(G.tot_pages, true),
+    maxPages: u.getUint32(G.max_pages, true),
+    sharedInfoFrame: u.getUint32(G.shared_info_frame, true),
+    cpuTimeNs: u.getUint32(G.cpu_time, true) + u.getUint32(G.cpu_time + 4, true) * 2 ** 32,
+  };
+  if (opts.withContext) {
+    const V = Dom0GetVcpuContextJul;
+    let ctxVa = 0;
+    const c = dom0OpJulRaw(dom0, Dom0CmdJul.GETVCPUCONTEXT, (cu, alloc) => {
+      ctxVa = alloc(VcpuGuestContextJul.SIZE);
+      cu.setUint16(V.domain, id, true);
+      cu.setUint16(V.vcpu, vcpu, true);
+      cu.setUint32(V.ctxt, ctxVa, true);
+    });
+    if (c.rc < 0) throw new XcError("DOM0_GETVCPUCONTEXT", -c.rc);
+    info.context = decodeContext(marContextFromJul(dom0.read(ctxVa, VcpuGuestContextJul.SIZE)));
+  }
+  return info;
+}
+
 /** Every domain, by iterating GETDOMAININFO from id 0. */
 export function xcDomainList(dom0: Dom0): DomainInfo[] {
   const out: DomainInfo[] = [];
@@ -374,6 +529,18 @@ export function xcDomainSetContext(
 ): void {
   const S = Dom0SetDomainInfo;
   const bytes = ctx instanceof Uint8Array ? ctx : encodeContext(ctx);
+  if (isJulDom0(dom0)) {
+    // July: a vcpu_guest_context_t (ctrlreg[3] the page-table base, no fast trap).
+    const J = Dom0SetDomainInfoJul;
+    const jul = bytes.length === VcpuGuestContextJul.SIZE ? bytes : julContextFromMar(bytes);
+    const r = dom0OpJulRaw(dom0, Dom0CmdJul.SETDOMAININFO, (u, alloc) => {
+      u.setUint16(J.domain, domid, true);
+      u.setUint16(J.vcpu, vcpu, true);
+      u.setUint32(J.ctxt, alloc(jul.length, jul), true);
+    });
+    if (r.rc < 0) throw new XcError("DOM0_SETDOMAININFO", -r.rc);
+    return;
+  }
   check(
     "DOM0_SETDOMAININFO",
     dom0Op(dom0, Dom0Cmd.SETDOMAININFO, (u, alloc) => {
@@ -486,21 +653,58 @@ export function xcSetMaxMem(dom0: Dom0, domid: number, maxMemKb: number): void {
   );
 }
 
-/** mmu_update from dom0: [ptr, val] requests; returns the number done (throws on failure). */
-export function xcMmuUpdate(dom0: Dom0, reqs: ReadonlyArray<readonly [number, number]>): number {
+/**
+ * mmu_update from dom0: [ptr, val] requests in dom0's revision (MAR u32 pairs; JUL u64 pairs
+ * with the foreign domain as the fourth argument, default DOMID_SELF); returns the number done
+ * (throws on failure).
+ */
+export function xcMmuUpdate(
+  dom0: Dom0,
+  reqs: ReadonlyArray<readonly [number, number]>,
+  foreignDom: number = DomId.SELF,
+): number {
   const s = dom0.scratch();
-  const bytes = new Uint8Array(reqs.length * MmuUpdateMar.SIZE);
+  const M = dom0.domain.abi.mmuUpdate;
+  const wide = dom0.domain.abi.mmuUpdateWide;
+  const bytes = new Uint8Array(reqs.length * M.SIZE);
   const dv = new DataView(bytes.buffer);
   reqs.forEach(([ptr, val], i) => {
-    dv.setUint32(i * MmuUpdateMar.SIZE + MmuUpdateMar.ptr, ptr >>> 0, true);
-    dv.setUint32(i * MmuUpdateMar.SIZE + MmuUpdateMar.val, val >>> 0, true);
+    dv.setUint32(i * M.SIZE + M.ptr, ptr >>> 0, true);
+    dv.setUint32(i * M.SIZE + M.val, val >>> 0, true);
   });
   const va = s.alloc(bytes.length, bytes);
   const doneVa = s.alloc(4);
-  const rc = dom0.hypercall(HypercallMar.mmu_update, va, reqs.length, doneVa);
+  const rc = wide
+    ? dom0.hypercall(dom0.nr("mmu_update"), va, reqs.length, doneVa, foreignDom)
+    : dom0.hypercall(dom0.nr("mmu_update"), va, reqs.length, doneVa);
   const done = new DataView(dom0.read(doneVa, 4).buffer).getUint32(0, true);
   if (rc < 0) throw new XcError(`mmu_update (request ${done} of ${reqs.length})`, -rc);
   return done;
+}
+
+/** mmuext_op (JUL, hypercall 26) from dom0: one command on an MFN for a foreign domain. */
+export function xcMmuextOp(dom0: Dom0, cmd: number, mfn: number, foreignDom: number = DomId.SELF): void {
+  const s = dom0.scratch();
+  const E = MmuExtOpJul;
+  const bytes = new Uint8Array(E.SIZE);
+  const dv = new DataView(bytes.buffer);
+  dv.setUint32(E.cmd, cmd >>> 0, true);
+  dv.setUint32(E.mfn, mfn >>> 0, true);
+  const va = s.alloc(bytes.length, bytes);
+  const rc = dom0.hypercall(dom0.nr("mmuext_op"), va, 1, 0, foreignDom);
+  if (rc < 0) throw new XcError(`mmuext_op ${cmd}`, -rc);
+}
+
+/**
+ * dom_mem_op(increase_reservation) issued by dom0 on behalf of domid (the July way to give a
+ * new domain its memory); returns the frames allocated.
+ */
+export function xcIncreaseReservation(dom0: Dom0, domid: number, nrPages: number): number {
+  const list = dom0.scratch().alloc(nrPages * 4);
+  const rc = dom0.hypercall(dom0.nr("dom_mem_op"), MemOp.increase_reservation, list, nrPages, 0, domid);
+  if (rc >= 0 && rc < nrPages) throw new XcError(`dom_mem_op(increase_reservation): ${rc} of ${nrPages}`, 12);
+  if (rc < 0) throw new XcError("dom_mem_op(increase_reservation)", -rc);
+  return rc;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -773,4 +977,80 @@ export function xcSetDomainVmAssist(dom0: Dom0, domid: number, cmd: number, type
       u.u32(S.type, type);
     }),
   );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Event channels and foreign mappings (what xcs and privcmd did for the control interface)
+
+function evtchnOp(dom0: Dom0, cmd: number, fill: (dv: DataView) => void): { rc: number; out: DataView } {
+  const op = new Uint8Array(EvtchnOpMar.SIZE);
+  const dv = new DataView(op.buffer);
+  dv.setUint32(EvtchnOpMar.cmd, cmd, true);
+  fill(new DataView(op.buffer, EvtchnOpMar.u));
+  const va = dom0.scratch().alloc(op.length, op);
+  const rc = dom0.hypercall(HypercallMar.event_channel_op, va);
+  const back = dom0.read(va, op.length);
+  return { rc, out: new DataView(back.buffer, EvtchnOpMar.u) };
+}
+
+/** EVTCHNOP_bind_interdomain from dom0: returns [dom0's port, the remote port]. */
+export function xcEvtchnBindInterdomain(
+  dom0: Dom0,
+  dom1: number,
+  dom2: number,
+  port1: number,
+  port2: number,
+): [number, number] {
+  const B = EvtchnBindInterdomain;
+  const r = evtchnOp(dom0, EvtchnOp.bind_interdomain, (u) => {
+    u.setUint16(B.dom1, dom1, true);
+    u.setUint16(B.dom2, dom2, true);
+    u.setUint32(B.port1, port1, true);
+    u.setUint32(B.port2, port2, true);
+  });
+  if (r.rc < 0) throw new XcError("EVTCHNOP_bind_interdomain", -r.rc);
+  return [r.out.getUint32(B.port1, true), r.out.getUint32(B.port2, true)];
+}
+
+/** EVTCHNOP_send on one of dom0's ports. */
+export function xcEvtchnSend(dom0: Dom0, port: number): void {
+  const r = evtchnOp(dom0, EvtchnOp.send, (u) => u.setUint32(EvtchnSend.local_port, port, true));
+  if (r.rc < 0) throw new XcError("EVTCHNOP_send", -r.rc);
+}
+
+/** EVTCHNOP_close of one of dom0's ports (errors ignored when the peer is gone already). */
+export function xcEvtchnClose(dom0: Dom0, port: number): number {
+  return evtchnOp(dom0, EvtchnOp.close, (u) => {
+    u.setUint16(EvtchnClose.dom, DomId.SELF, true);
+    u.setUint32(EvtchnClose.port, port, true);
+  }).rc;
+}
+
+/**
+ * Maps another domain's frame writable into dom0's address space (privcmd's mmap: one
+ * mmu_update batch [SET_FOREIGNDOM(domid), the PTE in dom0's L1]). Returns its address there.
+ */
+export function xcMapForeignFrame(dom0: Dom0, domid: number, mfn: number): number {
+  const w = dom0.takeWindow();
+  const fd: [number, number] = [
+    MmuMar.EXTENDED_COMMAND,
+    MmuExtMar.SET_FOREIGNDOM | (domid << MMUEXT_DOMID_SHIFT),
+  ];
+  const pte = (mfn * 4096 + (_PAGE_PRESENT | _PAGE_RW | _PAGE_ACCESSED | _PAGE_DIRTY)) >>> 0;
+  try {
+    xcMmuUpdate(dom0, [fd, [w.pteMa | MmuMar.NORMAL_PT_UPDATE, pte]]);
+  } catch (e) {
+    dom0.releaseWindow(w.va);
+    throw e;
+  }
+  dom0.windowMapped(w.va, mfn);
+  return w.va;
+}
+
+/** Unmaps a window made by xcMapForeignFrame (its reference on the frame goes). */
+export function xcUnmapForeignFrame(dom0: Dom0, va: number): void {
+  const pteMa = dom0.windowPte(va);
+  if (pteMa === undefined) return;
+  xcMmuUpdate(dom0, [[pteMa | MmuMar.NORMAL_PT_UPDATE, 0]]);
+  dom0.releaseWindow(va);
 }

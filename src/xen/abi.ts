@@ -23,6 +23,7 @@ import {
   SelectorsJul,
   SelectorsMar,
 } from "../public/arch_x86_32.js";
+import { DOM0_INTERFACE_VERSION, DOM0_INTERFACE_VERSION_JUL, Dom0Op, Dom0OpJul } from "../public/dom0_ops.js";
 import { EvtchnOpJul, EvtchnOpMar } from "../public/event_channel.js";
 import {
   GntStJul,
@@ -149,6 +150,9 @@ export interface GuestAbi {
   readonly bounceToZeroCrashes: boolean;
   /** start_info_t. abi.md §2.6 */
   readonly startInfo: typeof StartInfoMar | typeof StartInfoJul;
+  /** dom0_op_t envelope and the interface version it must carry. abi.md §2.11.1 */
+  readonly dom0Op: typeof Dom0Op | typeof Dom0OpJul;
+  readonly dom0InterfaceVersion: number;
   /** Grant-table layouts and sizes. abi.md §2.9 */
   readonly grant: {
     readonly mapGrantRef: typeof GnttabMapGrantRefMar | typeof GnttabMapGrantRefJul;
@@ -194,6 +198,8 @@ export const ABIS: Readonly<Record<AbiName, GuestAbi>> = Object.freeze({
     bounceSavesUpcallMask: false,
     bounceToZeroCrashes: false,
     startInfo: StartInfoMar,
+    dom0Op: Dom0Op,
+    dom0InterfaceVersion: DOM0_INTERFACE_VERSION,
     grant: Object.freeze({
       mapGrantRef: GnttabMapGrantRefMar,
       unmapGrantRef: GnttabUnmapGrantRefMar,
@@ -237,6 +243,8 @@ export const ABIS: Readonly<Record<AbiName, GuestAbi>> = Object.freeze({
     bounceSavesUpcallMask: true,
     bounceToZeroCrashes: true,
     startInfo: StartInfoJul,
+    dom0Op: Dom0OpJul,
+    dom0InterfaceVersion: DOM0_INTERFACE_VERSION_JUL,
     grant: Object.freeze({
       mapGrantRef: GnttabMapGrantRefJul,
       unmapGrantRef: GnttabUnmapGrantRefJul,

@@ -7,41 +7,56 @@
  */
 
 import {
+  ACM_DEFAULT_SSID_JUL,
   CONSOLE_RING_CLEAR,
+  CPUMAP_RUNANYWHERE,
   DOM0_INTERFACE_VERSION,
+  DOM0_INTERFACE_VERSION_JUL,
+  DOM0_TBUF_GET_INFO,
   Dom0Cmd,
+  Dom0CmdJul,
   Dom0CmdXen20,
   Dom0CreateDomain,
   Dom0DomainOnly,
   Dom0GetDomainInfo,
+  Dom0GetDomainInfoJul,
   Dom0GetMemList,
   Dom0GetPageFrameInfo,
   Dom0GetPageFrameInfo2,
   Dom0GetTbufs,
+  Dom0GetVcpuContextJul,
   Dom0IoplXen20,
   Dom0IoportPermission,
   Dom0Msr,
   Dom0Op,
+  Dom0OpJul,
   Dom0PcidevAccess,
   Dom0PhysInfo,
+  Dom0PhysInfoJul,
   Dom0PinCpuDomain,
+  Dom0PinCpuDomainJul,
   Dom0ReadConsole,
+  Dom0ReadConsoleJul,
   Dom0SchedId,
   Dom0SetDomainInfo,
+  Dom0SetDomainInfoJul,
   Dom0SetDomainInitialMem,
   Dom0SetDomainMaxMem,
   Dom0SetDomainVmAssistXen20,
   Dom0SetTime,
   Dom0ShadowControl,
+  Dom0TbufControlJul,
   DomFlags,
   FullExecutionContext,
   GETPAGEFRAMEINFO2_MAX,
   PageFrameType,
+  VcpuGuestContextJul,
 } from "../public/dom0_ops.js";
 import { E2BIG, EACCES, EFAULT, EINVAL, ENOSYS, ENXIO, EPERM, ESRCH } from "../public/errno.js";
 import { SchedAdjdomCmd, SchedCtlCmd, SchedInfo } from "../public/sched_ctl.js";
 import { Trc } from "../public/trace.js";
-import { DomId, MAX_VIRT_CPUS, VirqMar } from "../public/xen.js";
+import { DomId, MAX_VIRT_CPUS, Shutdown, VirqMar } from "../public/xen.js";
+import { julContextFromMar, julUnionFromMar, marContextFromJul, marUnionFromJul } from "./dom0_compat.js";
 import { type Domain, DomainState, type Vcpu } from "./domain.js";
 import {
   createDomainOp,
@@ -75,7 +90,15 @@ const IOBMP_BYTES = 8192;
 /** One decoded request: the op bytes and accessors into its union. */
 class Op {
   readonly dv: DataView;
-  constructor(readonly bytes: Uint8Array) {
+  /**
+   * @param bytes the request in the core's (MAR) form
+   * @param writeBack copies the (possibly updated) request back to the caller in its own
+   *   revision's layout; false on a fault
+   */
+  constructor(
+    readonly bytes: Uint8Array,
+    readonly writeBack: () => boolean,
+  ) {
     this.dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   }
   get cmd(): number {
@@ -108,42 +131,34 @@ class Op {
 /** do_dom0_op(op*). */
 export function doDom0Op(hv: Hypervisor, v: Vcpu, opVa: number): number {
   if (!v.domain.privileged) return -EPERM;
+  // The caller's revision decides the envelope and layouts (dom0_compat.ts for July).
+  if (v.domain.abi.dom0Op.SIZE !== Dom0Op.SIZE) return doDom0OpJul(hv, v, opVa);
   const bytes = hv.guest.copyFrom(opVa, Dom0Op.SIZE);
   if (bytes === null) return -EFAULT;
-  const op = new Op(bytes);
+  const op = new Op(bytes, () => hv.guest.copyTo(opVa, bytes));
   if (op.dv.getUint32(Dom0Op.interface_version, true) !== DOM0_INTERFACE_VERSION) return -EACCES;
-  const cmd = op.cmd;
+  return traced(hv, op.cmd, op.bytes.subarray(Dom0Op.u), () => dispatch(hv, v, op));
+}
+
+/** Runs one command between its trace records (the union's first four words). */
+function traced(hv: Hypervisor, cmd: number, union: Uint8Array, run: () => number): number {
+  const t = hv.tbufs;
+  if (t === null || t === undefined) return run();
+  const dv = new DataView(union.buffer, union.byteOffset, union.byteLength);
+  const w = (i: number): number => dv.getUint32(i * 4, true);
   const cpu = hv.sched.cur.id;
-  hv.tbufs?.record(
-    hv,
-    cpu,
-    (Trc.DOM0OP_ENTER_BASE + cmd) >>> 0,
-    0,
-    op.u32(0),
-    op.u32(4),
-    op.u32(8),
-    op.u32(12),
-  );
-  const rc = dispatch(hv, v, op, opVa);
-  hv.tbufs?.record(
-    hv,
-    cpu,
-    (Trc.DOM0OP_LEAVE_BASE + cmd) >>> 0,
-    rc,
-    op.u32(0),
-    op.u32(4),
-    op.u32(8),
-    op.u32(12),
-  );
+  t.record(hv, cpu, (Trc.DOM0OP_ENTER_BASE + cmd) >>> 0, 0, w(0), w(1), w(2), w(3));
+  const rc = run();
+  t.record(hv, cpu, (Trc.DOM0OP_LEAVE_BASE + cmd) >>> 0, rc, w(0), w(1), w(2), w(3));
   return rc;
 }
 
 /** Writes the whole op back (the commands with outputs); false on a fault. */
-function copyBack(hv: Hypervisor, opVa: number, op: Op): boolean {
-  return hv.guest.copyTo(opVa, op.bytes);
+function copyBack(_hv: Hypervisor, _opVa: number, op: Op): boolean {
+  return op.writeBack();
 }
 
-function dispatch(hv: Hypervisor, v: Vcpu, op: Op, opVa: number): number {
+function dispatch(hv: Hypervisor, v: Vcpu, op: Op, opVa = 0): number {
   const dom = (off = 0): Domain | undefined => hv.domains.get(op.u16(off));
   switch (op.cmd) {
     case Dom0Cmd.GETMEMLIST:
@@ -188,12 +203,12 @@ function dispatch(hv: Hypervisor, v: Vcpu, op: Op, opVa: number): number {
       const S = Dom0SetDomainInfo;
       const d = dom(S.domain);
       if (d === undefined) return -ESRCH;
-      const ctx = hv.guest.copyFrom(op.u32(S.ctxt), FullExecutionContext.SIZE);
-      if (op.u16(S.exec_domain) >= MAX_VIRT_CPUS || d.vcpus[op.u16(S.exec_domain)] === undefined)
-        return -EINVAL;
-      if (d.constructed && (!d.paused || isHostDomain(d))) return -EINVAL;
-      if (ctx === null) return -EFAULT;
-      return setInfoGuest(hv, d, op.u16(S.exec_domain), ctx);
+      return setDomainInfo(
+        hv,
+        d,
+        op.u16(S.exec_domain),
+        hv.guest.copyFrom(op.u32(S.ctxt), FullExecutionContext.SIZE),
+      );
     }
     case Dom0Cmd.MSR:
       return msr(hv, op, opVa);
@@ -293,6 +308,201 @@ function dispatch(hv: Hypervisor, v: Vcpu, op: Op, opVa: number): number {
 }
 
 // ---------------------------------------------------------------------------------------------
+
+/** SETDOMAININFO's checks and load; ctx (MAR form) is null when it could not be copied in. */
+function setDomainInfo(hv: Hypervisor, d: Domain, vcpu: number, ctx: Uint8Array | null): number {
+  if (vcpu >= MAX_VIRT_CPUS || d.vcpus[vcpu] === undefined) return -EINVAL;
+  if (d.constructed && (!d.paused || isHostDomain(d))) return -EINVAL;
+  if (ctx === null) return -EFAULT;
+  return setInfoGuest(hv, d, vcpu, ctx);
+}
+
+// ---------------------------------------------------------------------------------------------
+// July 2005 callers (abi.md §2.11.1, §2.11.5): a 428-byte op, version 0xAAAA100C. Commands
+// that only moved fields run through the MAR handler in translation (dom0_compat.ts); the
+// ones whose meaning changed are decoded here.
+
+function doDom0OpJul(hv: Hypervisor, v: Vcpu, opVa: number): number {
+  const E = Dom0OpJul;
+  const jul = hv.guest.copyFrom(opVa, E.SIZE);
+  if (jul === null) return -EFAULT;
+  const jdv = new DataView(jul.buffer, jul.byteOffset, jul.byteLength);
+  if (jdv.getUint32(E.interface_version, true) !== DOM0_INTERFACE_VERSION_JUL) return -EACCES;
+  const cmd = jdv.getUint32(E.cmd, true);
+  const ju = jul.subarray(E.u);
+  const writeBack = (): boolean => hv.guest.copyTo(opVa, jul);
+  const special = julSpecial(hv, v, cmd, new DataView(ju.buffer, ju.byteOffset, ju.byteLength), writeBack);
+  if (special !== null) return traced(hv, cmd, ju, special);
+  const mu = marUnionFromJul(cmd, ju, Dom0Op.SIZE - Dom0Op.u);
+  if (mu === null) return -ENOSYS;
+  const mar = new Uint8Array(Dom0Op.SIZE);
+  mar.set(mu, Dom0Op.u);
+  new DataView(mar.buffer).setUint32(Dom0Op.cmd, cmd, true);
+  const op = new Op(mar, () => {
+    julUnionFromMar(cmd, mar.subarray(Dom0Op.u), ju);
+    return writeBack();
+  });
+  return traced(hv, cmd, ju, () => dispatch(hv, v, op));
+}
+
+/** The JUL commands decoded here (null for the table-translated ones). */
+function julSpecial(
+  hv: Hypervisor,
+  caller: Vcpu,
+  cmd: number,
+  u: DataView,
+  writeBack: () => boolean,
+): (() => number) | null {
+  switch (cmd) {
+    case Dom0CmdJul.GETDOMAININFO:
+      return () => getDomainInfoJul(hv, caller, u, writeBack);
+    case Dom0CmdJul.SETDOMAININFO:
+      return () => {
+        const S = Dom0SetDomainInfoJul;
+        const d = hv.domains.get(u.getUint16(S.domain, true));
+        if (d === undefined) return -ESRCH;
+        const ctx = hv.guest.copyFrom(u.getUint32(S.ctxt, true), VcpuGuestContextJul.SIZE);
+        return setDomainInfo(hv, d, u.getUint16(S.vcpu, true), ctx === null ? null : marContextFromJul(ctx));
+      };
+    case Dom0CmdJul.GETVCPUCONTEXT:
+      return () => {
+        const G = Dom0GetVcpuContextJul;
+        const d = hv.domains.get(u.getUint16(G.domain, true));
+        if (d === undefined) return -ESRCH;
+        const want = u.getUint16(G.vcpu, true);
+        if (want >= MAX_VIRT_CPUS) return -EINVAL;
+        // The first vcpu from the requested one.
+        const v = d.vcpus.slice(want).find((x) => x !== undefined);
+        if (v === undefined) return -ESRCH;
+        const t = Math.round(v.cpuTimeNs);
+        u.setUint32(G.cpu_time, t % 2 ** 32, true);
+        u.setUint32(G.cpu_time + 4, Math.floor(t / 2 ** 32), true);
+        let rc = 0;
+        const ctxt = u.getUint32(G.ctxt, true);
+        if (ctxt !== 0 && !hv.guest.copyTo(ctxt, julContextFromMar(getVcpuContext(hv, v)))) rc = -EINVAL;
+        if (!writeBack()) rc = -EINVAL;
+        return rc;
+      };
+    case Dom0CmdJul.READCONSOLE:
+      return () => {
+        // read_console_ring: the newest bytes end at buffer + count; buffer/count come back
+        // as the used part.
+        const R = Dom0ReadConsoleJul;
+        const buf = u.getUint32(R.buffer, true);
+        const count = u.getUint32(R.count, true);
+        const data = hv.consoleRing.read(count);
+        const start = (buf + count - data.length) >>> 0;
+        if (data.length > 0 && !hv.guest.copyTo(start, data)) return -EFAULT;
+        if (u.getUint32(R.clear, true) !== 0) hv.consoleRing.clear();
+        u.setUint32(R.buffer, start, true);
+        u.setUint32(R.count, data.length, true);
+        writeBack();
+        return 0;
+      };
+    case Dom0CmdJul.PINCPUDOMAIN:
+      return () => {
+        const P = Dom0PinCpuDomainJul;
+        const d = hv.domains.get(u.getUint16(P.domain, true));
+        if (d === undefined) return -ESRCH;
+        const vid = u.getUint16(P.vcpu, true);
+        const v = vid < MAX_VIRT_CPUS ? d.vcpus[vid] : undefined;
+        if (v === undefined || v === caller) return -EINVAL;
+        const raw = hv.guest.copyFrom(u.getUint32(P.cpumap, true), 8);
+        if (raw === null) return -EFAULT;
+        const map = new DataView(raw.buffer).getBigUint64(0, true);
+        if (map === CPUMAP_RUNANYWHERE) {
+          v.cpuPinned = false;
+          return 0;
+        }
+        let bit = 0;
+        while (bit < 63 && ((map >> BigInt(bit)) & 1n) === 0n) bit++;
+        const target = bit % hv.sched.pcpus.length;
+        if (target !== v.processor) {
+          if (isHostDomain(d)) v.processor = target;
+          else hv.sched.migrate(v, target);
+        }
+        v.cpuPinned = true;
+        return 0;
+      };
+    case Dom0CmdJul.PHYSINFO:
+      return () => {
+        const P = Dom0PhysInfoJul;
+        u.setUint32(P.threads_per_core, 1, true);
+        u.setUint32(P.cores_per_socket, hv.sched.pcpus.length, true);
+        u.setUint32(P.sockets_per_node, 1, true);
+        u.setUint32(P.nr_nodes, 1, true);
+        u.setUint32(P.cpu_khz, Math.floor(hv.clock.tscHz / 1000), true);
+        u.setUint32(P.total_pages, hv.frames.nrFrames, true);
+        u.setUint32(P.free_pages, hv.mem.freeFrames, true);
+        writeBack();
+        return 0;
+      };
+    case Dom0CmdJul.TBUFCONTROL:
+      return () => {
+        const T = Dom0TbufControlJul;
+        const t = hv.tbufs;
+        if (t === null || t === undefined) return -ENOSYS;
+        // Setting the CPU / event masks is accepted and has no effect (every event is traced).
+        if (u.getUint8(T.op) === DOM0_TBUF_GET_INFO) {
+          u.setUint32(T.mach_addr, t.bufMa[0], true);
+          u.setUint32(T.size, t.bytesPerCpu, true);
+        }
+        writeBack();
+        return 0;
+      };
+    default:
+      return null;
+  }
+}
+
+/**
+ * getdomaininfo, JUL: the whole domain (PAUSED/BLOCKED only if every vcpu is, RUNNING if any
+ * is; a crash is SHUTDOWN with reason crash; no CPU field), every vcpu's CPU and cpumap.
+ */
+function getDomainInfoJul(hv: Hypervisor, caller: Vcpu, u: DataView, writeBack: () => boolean): number {
+  const G = Dom0GetDomainInfoJul;
+  const want = u.getUint16(G.domain, true);
+  let d: Domain | undefined;
+  for (const e of hv.domains.values()) if (e.id >= want && (d === undefined || e.id < d.id)) d = e;
+  if (d === undefined) return -ESRCH;
+  u.setUint16(G.domain, d.id, true);
+  let flags = DomFlags.PAUSED | DomFlags.BLOCKED;
+  let cpuTime = 0;
+  let n = 0;
+  for (let i = 0; i < MAX_VIRT_CPUS; i++) {
+    u.setInt32(G.vcpu_to_cpu + i * 4, -1, true);
+    u.setBigUint64(G.cpumap + i * 8, 0n, true);
+  }
+  for (const v of d.vcpus) {
+    if (v === undefined) continue;
+    const f = domainFlags(hv, caller, d, v);
+    if ((f & DomFlags.PAUSED) === 0) flags &= ~DomFlags.PAUSED;
+    if ((f & DomFlags.BLOCKED) === 0) flags &= ~DomFlags.BLOCKED;
+    flags |= f & DomFlags.RUNNING;
+    u.setInt32(G.vcpu_to_cpu + v.id * 4, v.processor, true);
+    u.setBigUint64(G.cpumap + v.id * 8, v.cpuPinned ? 1n << BigInt(v.processor) : CPUMAP_RUNANYWHERE, true);
+    cpuTime += v.cpuTimeNs;
+    n++;
+  }
+  let reason = d.shutdownCode;
+  if (d.state === DomainState.Dying) flags |= DomFlags.DYING;
+  if (d.state === DomainState.Shutdown) flags |= DomFlags.SHUTDOWN;
+  if (d.state === DomainState.Crashed) {
+    flags |= DomFlags.SHUTDOWN;
+    reason = Shutdown.crash;
+  }
+  flags |= (reason & DomFlags.SHUTDOWNMASK) << DomFlags.SHUTDOWNSHIFT;
+  u.setUint32(G.flags, flags >>> 0, true);
+  u.setUint32(G.tot_pages, d.totPages, true);
+  u.setUint32(G.max_pages, d.maxPages, true);
+  u.setUint32(G.shared_info_frame, d.sharedInfoMfn, true);
+  const t = Math.round(cpuTime);
+  u.setUint32(G.cpu_time, t % 2 ** 32, true);
+  u.setUint32(G.cpu_time + 4, Math.floor(t / 2 ** 32), true);
+  u.setUint32(G.n_vcpu, n, true);
+  u.setUint32(G.ssidref, ACM_DEFAULT_SSID_JUL, true);
+  return writeBack() ? 0 : -EINVAL;
+}
 
 function getMemList(hv: Hypervisor, op: Op, opVa: number): number {
   const G = Dom0GetMemList;

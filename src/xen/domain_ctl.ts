@@ -18,9 +18,10 @@ import { EcfFlags, ExecutionContext, FullExecutionContext, INITIAL_TOPDOM } from
 import { EINVAL, ENOMEM } from "../public/errno.js";
 import { Trc } from "../public/trace.js";
 import { DomId, MAX_VIRT_CPUS, TrapInfo } from "../public/xen.js";
+import type { AbiName, GuestAbi } from "./abi.js";
 import { doSetDebugreg } from "./callbacks.js";
 import { destroyGdt, doSetFastTrap, gdtVirtStart, invalidateShadowLdt, setGdt } from "./descriptor_tables.js";
-import { loadGuestSegment } from "./descriptors.js";
+import { loadGuestSegment, xenGdtEntries } from "./descriptors.js";
 import { type Domain, DomainState, type Vcpu } from "./domain.js";
 import { closeAllPorts } from "./event_channel.js";
 import { NO_OWNER, PGT_l2_page_table, PGT_pinned, PGT_type_mask, PGT_validated } from "./frame_table.js";
@@ -415,6 +416,8 @@ export interface Dom0Layout {
   pages: number;
   /** Virtual address the buffers are mapped at (4 MiB aligned, below the hypervisor). */
   bufferVa: number;
+  /** dom0's interface revision (the toolstack's dom0_op, event and MMU layouts). */
+  abi?: AbiName;
 }
 
 /**
@@ -431,7 +434,7 @@ export function buildDom0(hv: Hypervisor, layout: Dom0Layout, upcall: (v: Vcpu) 
     throw new RangeError(`dom0 pages must be 3..1026, not ${pages}`);
   if (bufferVa % (1 << 22) !== 0 || bufferVa + (pages - 2) * 4096 > 0xfc000000)
     throw new RangeError(`dom0 buffer address 0x${bufferVa.toString(16)} is not a 4 MiB boundary below Xen`);
-  const d = hv.createDomain("Domain-0", pages, true, undefined, 0);
+  const d = hv.createDomain("Domain-0", pages, true, layout.abi, 0);
   d.hostUpcall = upcall;
   const frames = [...d.pages];
   let pfn = 0;
@@ -474,4 +477,31 @@ export function buildDom0(hv: Hypervisor, layout: Dom0Layout, upcall: (v: Vcpu) 
 /** Frames of d's memory in page-list order (GETMEMLIST). */
 export function memList(d: Domain): number[] {
   return [...d.pages];
+}
+
+/**
+ * Sets the interface revision of a domain that is not yet constructed (tsxen's toolstack
+ * extension: dom0_op has no field for it, so the builder names it between CREATEDOMAIN and
+ * SETDOMAININFO). Re-lays Xen's reserved GDT entries into the revision's GDT page (MAR page 0,
+ * JUL page 14). Returns 0, or -EINVAL once the domain is constructed.
+ */
+export function setDomainAbi(hv: Hypervisor, d: Domain, abi: GuestAbi): number {
+  if (d.constructed) return -EINVAL;
+  if (d.abi === abi) return 0;
+  const old = d.abi.gdt.reservedPage;
+  d.abi = abi;
+  const g = abi.gdt;
+  hv.mem.zeroFrame(d.defaultGdtMfn);
+  const gdtPageBase = g.reservedPage * GDT_ENTRIES_PER_PAGE;
+  for (const [index, lo, hi] of xenGdtEntries(g.firstReservedEntry)) {
+    hv.mem.write32(d.defaultGdtMfn * 4096 + (index - gdtPageBase) * 8, lo);
+    hv.mem.write32(d.defaultGdtMfn * 4096 + (index - gdtPageBase) * 8 + 4, hi);
+  }
+  const pd = d.perdomainMfn * 4096;
+  const pte = hv.mem.read32(pd + old * 4);
+  hv.mem.write32(pd + old * 4, 0);
+  hv.mem.write32(pd + g.reservedPage * 4, pte);
+  hv.cpu.invalidateCode(d.defaultGdtMfn * 4096, 4096);
+  hv.cpu.flushTlb();
+  return 0;
 }

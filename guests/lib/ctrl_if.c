@@ -1,0 +1,96 @@
+/*
+ * tsxen guest library: the control-interface client (MAR).  It answers every request the
+ * domain controller puts on the rx ring: CMSG_SHUTDOWN poweroff/reboot are recorded for the
+ * guest's main loop (ctrl_if_check_shutdown), CMSG_MEM_REQUEST's target is recorded (these
+ * guests have no balloon driver), anything else is answered without action.  Each answer
+ * echoes type, subtype and id with length 0, as Linux's ctrl_if did.
+ */
+#include "lib.h"
+#include "ctrl_if.h"
+#include "evtchn_ops.h"
+
+volatile u32 ctrl_shutdown_request;
+volatile u32 ctrl_mem_target;
+
+#ifndef XEN_ABI_JUL
+static u32 ctrl_port;
+static u32 rx_cons;
+
+static control_if_t *ctrl_if(void)
+{
+	return (control_if_t *)((u8 *)HYPERVISOR_shared_info + CONTROL_IF_OFFSET);
+}
+
+void ctrl_if_poll(void)
+{
+	volatile ctrl_sring_t *rx = &ctrl_if()->rx_ring;
+	u32 prod = rx->req_prod;
+	int answered = 0;
+	barrier();
+	/* Never trust the controller's index to be sane: at most one ring's worth. */
+	if (prod - rx_cons > CONTROL_RING_SIZE)
+		rx_cons = prod - CONTROL_RING_SIZE;
+	while (rx_cons != prod) {
+		volatile control_msg_t *m = &rx->ring[rx_cons & (CONTROL_RING_SIZE - 1)];
+		if (m->type == CMSG_SHUTDOWN && m->length == 0 &&
+		    (m->subtype == CMSG_SHUTDOWN_POWEROFF || m->subtype == CMSG_SHUTDOWN_REBOOT))
+			ctrl_shutdown_request = (u32)m->subtype + 1;
+		else if (m->type == CMSG_MEM_REQUEST && m->length >= 4)
+			ctrl_mem_target = (u32)m->msg[0] | (u32)m->msg[1] << 8 | (u32)m->msg[2] << 16 |
+					  (u32)m->msg[3] << 24;
+		/* The response goes in the slot of the request it answers. */
+		m->length = 0;
+		rx_cons++;
+		answered = 1;
+	}
+	if (answered) {
+		barrier();
+		rx->rsp_prod = rx_cons;
+		barrier();
+		ev_send(ctrl_port);
+	}
+}
+
+int ctrl_if_event(void)
+{
+	shared_info_t *s = HYPERVISOR_shared_info;
+	if (ctrl_port == 0 || !test_bit(ctrl_port, s->evtchn_pending))
+		return 0;
+	clear_bit(ctrl_port, s->evtchn_pending);
+	ctrl_if_poll();
+	return 1;
+}
+
+static void ctrl_handler(u32 port, struct upcall_frame *f)
+{
+	ctrl_if_poll();
+}
+
+u32 ctrl_if_init(void)
+{
+	u32 port = start_info->domain_controller_evtchn;
+	if (port == 0 || port >= NR_EVENT_CHANNELS || HYPERVISOR_shared_info == 0)
+		return 0;
+	ctrl_port = port;
+	/* Requests already queued (a restored domain) are picked up from where the ring is. */
+	rx_cons = ctrl_if()->rx_ring.rsp_prod;
+	evtchn_handlers[port] = ctrl_handler;
+	ctrl_if_poll();
+	return port;
+}
+#else
+/* JUL has no control interface (xenstore replaced it). */
+void ctrl_if_poll(void) {}
+int ctrl_if_event(void) { return 0; }
+u32 ctrl_if_init(void) { return 0; }
+#endif
+
+void ctrl_if_check_shutdown(const char *who)
+{
+	u32 req = ctrl_shutdown_request;
+	if (req == 0)
+		return;
+	printk("%s: shutting down (%s) at the domain controller's request\n", who,
+	       req - 1 == SHUTDOWN_reboot ? "reboot" : "poweroff");
+	guest_halt(req - 1);
+}

@@ -1,0 +1,54 @@
+/*
+ * tsxen guest library: the MAR control interface (abi.md §4.6), guest side.  Two 8-slot rings
+ * of 64-byte messages in the shared_info page at +2048; the domain controller (tsxend) puts
+ * requests on the rx ring and notifies start_info->domain_controller_evtchn.
+ */
+#ifndef TSXEN_CTRL_IF_H
+#define TSXEN_CTRL_IF_H
+
+#include "xen.h"
+
+typedef struct {
+	u8 type, subtype, id, length;
+	u8 msg[60];
+} PACKED control_msg_t;
+ASSERT_SIZE(control_msg_t, 64);
+
+#define CONTROL_RING_SIZE 8
+typedef struct {
+	u32 req_prod, rsp_prod;
+	control_msg_t ring[CONTROL_RING_SIZE];
+} PACKED ctrl_sring_t;
+ASSERT_SIZE(ctrl_sring_t, 520);
+
+typedef struct {
+	ctrl_sring_t tx_ring; /* guest -> controller */
+	ctrl_sring_t rx_ring; /* controller -> guest */
+} PACKED control_if_t;
+ASSERT_SIZE(control_if_t, 1040);
+ASSERT_OFF(control_if_t, rx_ring, 520);
+#define CONTROL_IF_OFFSET 2048
+
+#define CMSG_CONSOLE 0
+#define CMSG_SHUTDOWN 6
+#define CMSG_MEM_REQUEST 7
+#define CMSG_SHUTDOWN_POWEROFF 0
+#define CMSG_SHUTDOWN_REBOOT 1
+
+/* Set by the handler: the SHUTDOWN_* reason + 1 the controller asked for, else 0. */
+extern volatile u32 ctrl_shutdown_request;
+/* The last CMSG_MEM_REQUEST target in pages (0: none).  Recorded, not acted on. */
+extern volatile u32 ctrl_mem_target;
+
+/* Starts answering the controller on start_info's control channel (needs shared_info mapped
+ * and events).  Returns the port, or 0 when the domain has none. */
+u32 ctrl_if_init(void);
+/* For guests with their own upcall_hook: takes the control port's event if pending.
+ * Returns 1 if it was. */
+int ctrl_if_event(void);
+/* Answers every request on the rx ring. */
+void ctrl_if_poll(void);
+/* If a shutdown was requested: print "<who>: shutting down (<reason>) ..." and shut down. */
+void ctrl_if_check_shutdown(const char *who);
+
+#endif
