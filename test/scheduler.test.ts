@@ -45,7 +45,9 @@ describe("scheduling", () => {
     ds[2].bvt.mcuAdvance = 20;
     hv.run(2e9);
     const want = [1 / 6, 2 / 6, 3 / 6];
-    ds.forEach((d, i) => assert.ok(Math.abs(share(d, ds) - want[i]) < 0.03, `${d.name}: ${share(d, ds)}`));
+    for (const [i, d] of ds.entries()) {
+      assert.ok(Math.abs(share(d, ds) - want[i]) < 0.03, `${d.name}: ${share(d, ds)}`);
+    }
   });
 
   it("round-robin shares equally", () => {
@@ -62,7 +64,8 @@ describe("scheduling", () => {
     const b = spin(hv, "b");
     hv.sched.migrate(b.vcpus[0], 1);
     hv.run(5e8);
-    for (const d of [a, b]) assert.ok(d.vcpus[0].cpuTimeNs > 0.95 * 5e8, `${d.name}: ${d.vcpus[0].cpuTimeNs}`);
+    for (const d of [a, b])
+      assert.ok(d.vcpus[0].cpuTimeNs > 0.95 * 5e8, `${d.name}: ${d.vcpus[0].cpuTimeNs}`);
   });
 
   it("is deterministic: the same run gives the same CPU times", () => {
@@ -81,13 +84,22 @@ describe("scheduling", () => {
       const hv = machine();
       const a = spin(hv, "warped");
       const b = spin(hv, "plain");
-      Object.assign(a.bvt, { warpback: true, warp: true, warpValue: 1000, warplNs: warplMs * 1e6, warpuNs: warpuMs * 1e6 });
+      Object.assign(a.bvt, {
+        warpback: true,
+        warp: true,
+        warpValue: 1000,
+        warplNs: warplMs * 1e6,
+        warpuNs: warpuMs * 1e6,
+      });
       return { hv, a, b };
     };
     const first = setup(0, 0);
     first.hv.run(5e6);
     assert.equal(first.b.vcpus[0].cpuTimeNs, 0, "the warped domain is dispatched first");
-    for (const [l, u] of [[0, 0], [10, 90]]) {
+    for (const [l, u] of [
+      [0, 0],
+      [10, 90],
+    ]) {
       const { hv, a, b } = setup(l, u);
       hv.run(1e9);
       assert.ok(Math.abs(share(a, [a, b]) - 0.5) < 0.03, `warpl ${l} warpu ${u}: ${share(a, [a, b])}`);

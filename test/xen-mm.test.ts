@@ -28,7 +28,8 @@ function setup() {
   return { hv, d, pages, other: [...other.pages], otherDom: other };
 }
 
-const entry = (hv: Hypervisor, table: number, i: number, v: number) => hv.mem.write32(table * 4096 + i * 4, v >>> 0);
+const entry = (hv: Hypervisor, table: number, i: number, v: number) =>
+  hv.mem.write32(table * 4096 + i * 4, v >>> 0);
 const typeOf = (hv: Hypervisor, f: number) => hv.frames.typeInfo[f] & PGT_type_mask;
 const typeCount = (hv: Hypervisor, f: number) => hv.frames.typeInfo[f] & PGT_count_mask;
 
@@ -44,7 +45,11 @@ describe("page types (semantics.md §1.3-§1.7)", () => {
     assert.equal(typeOf(hv, l1), PGT_l1_page_table);
     assert.ok(hv.frames.typeInfo[l1] & PGT_validated);
     assert.equal(typeOf(hv, data), PGT_writable_page);
-    assert.equal(hv.mem.read32(l2 * 4096 + LINEAR_PT_SLOT * 4) >>> 12, l2, "linear page-table slot maps the L2");
+    assert.equal(
+      hv.mem.read32(l2 * 4096 + LINEAR_PT_SLOT * 4) >>> 12,
+      l2,
+      "linear page-table slot maps the L2",
+    );
   });
 
   it("a page table can never be mapped writable", () => {
@@ -144,6 +149,10 @@ describe("page types (semantics.md §1.3-§1.7)", () => {
     assert.equal(hv.frames.count[a], ca);
     assert.equal(hv.frames.count[b], cb + 1);
     assert.equal(typeOf(hv, b), PGT_writable_page);
-    assert.equal(hv.mm.modL1Entry(l1 * 4096 + 4, (l1 << 12) | P | RW, d.id, d.id), false, "its own L1 writable");
+    assert.equal(
+      hv.mm.modL1Entry(l1 * 4096 + 4, (l1 << 12) | P | RW, d.id, d.id),
+      false,
+      "its own L1 writable",
+    );
   });
 });

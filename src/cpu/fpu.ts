@@ -259,7 +259,7 @@ export function x80ToF64(se: number, hi: number, lo: number, rc = 0): number {
  */
 export function x80ToF32(se: number, hi: number, lo: number, rc = 0): number {
   const e = se & 0x7fff;
-  if (e === 0x7fff || ((hi | lo) >>> 0 === 0)) return Math.fround(x80ToF64(se, hi, lo, rc));
+  if (e === 0x7fff || (hi | lo) >>> 0 === 0) return Math.fround(x80ToF64(se, hi, lo, rc));
   const neg = (se & 0x8000) !== 0;
   hi >>>= 0;
   lo >>>= 0;

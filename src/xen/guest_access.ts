@@ -6,7 +6,13 @@
  * into -EFAULT. Nothing here throws for bad guest input.
  */
 import type { Cpu } from "../cpu/cpu.js";
-import { _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_PRESENT, _PAGE_RW, HYPERVISOR_VIRT_START } from "../public/arch_x86_32.js";
+import {
+  _PAGE_ACCESSED,
+  _PAGE_DIRTY,
+  _PAGE_PRESENT,
+  _PAGE_RW,
+  HYPERVISOR_VIRT_START,
+} from "../public/arch_x86_32.js";
 
 /** access_ok(va, n): the whole range lies below HYPERVISOR_VIRT_START (33-bit sum). */
 export function accessOk(va: number, n: number): boolean {

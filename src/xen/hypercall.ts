@@ -95,7 +95,8 @@ export function doHypercall(hv: Hypervisor, v: Vcpu): void {
   hv.afterHypercall?.(v, nr);
   if (hv.checkInvariantsAfterHypercall) {
     const bad = checkInvariants(hv);
-    if (bad.length > 0) throw new Error(`frame-table invariant broken after hypercall ${nr}: ${bad.slice(0, 3).join("; ")}`);
+    if (bad.length > 0)
+      throw new Error(`frame-table invariant broken after hypercall ${nr}: ${bad.slice(0, 3).join("; ")}`);
   }
 }
 

@@ -182,7 +182,13 @@ export class RoundRobinPolicy implements SchedPolicy {
     q.remove(v);
   }
 
-  doSchedule(q: RunQueue, prev: Vcpu | null, _ranNs: number, prevRunnable: boolean, _nowNs: number): Decision {
+  doSchedule(
+    q: RunQueue,
+    prev: Vcpu | null,
+    _ranNs: number,
+    prevRunnable: boolean,
+    _nowNs: number,
+  ): Decision {
     if (prev !== null) {
       q.remove(prev);
       if (prevRunnable) q.queue.push(prev);

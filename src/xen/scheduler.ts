@@ -50,7 +50,8 @@ export class Scheduler {
     readonly policy: SchedPolicy,
     nrCpus: number,
   ) {
-    if (!Number.isInteger(nrCpus) || nrCpus < 1 || nrCpus > 32) throw new RangeError(`CPUs must be 1..32, not ${nrCpus}`);
+    if (!Number.isInteger(nrCpus) || nrCpus < 1 || nrCpus > 32)
+      throw new RangeError(`CPUs must be 1..32, not ${nrCpus}`);
     this.tickCycles = hv.clock.cyclesAt(TICK_NS);
     this.quantumCycles = hv.clock.cyclesAt(QUANTUM_NS);
     for (let i = 0; i < nrCpus; i++) {
@@ -104,8 +105,15 @@ export class Scheduler {
     const prev = p.curr;
     const ranNs = this.hv.clock.ns(p.cycles - p.lastSchedCycles);
     // An event that arrived before the block keeps the vcpu runnable.
-    if (prev?.blocked && upcallPending(this.hv, prev) !== 0 && upcallMask(this.hv, prev) === 0) prev.blocked = false;
-    const d = this.policy.doSchedule(p.rq, prev, ranNs, prev !== null && this.runnable(prev), this.hv.clock.ns(p.cycles));
+    if (prev?.blocked && upcallPending(this.hv, prev) !== 0 && upcallMask(this.hv, prev) === 0)
+      prev.blocked = false;
+    const d = this.policy.doSchedule(
+      p.rq,
+      prev,
+      ranNs,
+      prev !== null && this.runnable(prev),
+      this.hv.clock.ns(p.cycles),
+    );
     p.curr = d.next;
     p.lastSchedCycles = p.cycles;
     p.sliceEnd = p.cycles + Math.max(1, this.hv.clock.cyclesAt(d.sliceNs));
@@ -178,7 +186,8 @@ export class Scheduler {
   /** How far p may run: its next event, and QUANTUM past the slowest other CPU. */
   horizon(p: PhysicalCpu): number {
     let h = this.nextEvent(p);
-    for (const o of this.pcpus) if (o !== p) h = Math.min(h, Math.max(o.cycles, p.cycles) + this.quantumCycles);
+    for (const o of this.pcpus)
+      if (o !== p) h = Math.min(h, Math.max(o.cycles, p.cycles) + this.quantumCycles);
     return h;
   }
 }
