@@ -3,8 +3,10 @@
  * docs/cpu-vectors.md; generated with Unicorn by scripts/gen-vectors.py) against the CPU.
  * Prints one line per failing case and `N passed, N failed` as the last line.
  */
+
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import type { Command } from "commander";
 import { Cpu } from "../cpu/cpu.js";
 import { EAX, EBP, EBX, ECX, EDI, EDX, ESI, ESP, Exit } from "../cpu/regs.js";
@@ -281,8 +283,9 @@ export function registerCpuTest(program: Command): void {
   program
     .command("cpu-test")
     .description("run CPU test vectors (JSON files, or directories of them)")
-    .argument("<files...>", "vector files or directories")
+    .argument("[files...]", "vector files or directories (default: the committed vectors, test/vectors)")
     .action((files: string[]) => {
-      process.exitCode = cpuTest(files);
+      const vectors = fileURLToPath(new URL("../../../test/vectors", import.meta.url));
+      process.exitCode = cpuTest(files.length > 0 ? files : [vectors]);
     });
 }
