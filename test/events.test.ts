@@ -14,6 +14,7 @@ import { launchDomain } from "../src/tools/launch.js";
 import type { Domain, Vcpu } from "../src/xen/domain.js";
 import {
   allocUnbound,
+  allocUnboundPort,
   bindInterdomain,
   bindIpi,
   bindPirq,
@@ -165,6 +166,25 @@ describe("port table (semantics.md §5.1)", () => {
     assert.equal(last, 1023);
     assert.equal(d.evtchn.size, 1024);
     assert.equal(getFreePort(d, 0), -ENOSPC);
+  });
+
+  it("July 2005: alloc_unbound's port is in/out and bind_ipi's ipi_vcpu must exist (abi.md §2.8.1)", () => {
+    const hv = machine();
+    const j = hv.createDomain("j", 4, false, "2005-07");
+    const v = j.vcpus[0];
+    assert.equal(allocUnboundPort(v, 7, 0), 1, "0 allocates the lowest free port");
+    assert.equal(allocUnboundPort(v, 7, 5), 5, "a named FREE port becomes UNBOUND");
+    assert.equal(allocUnboundPort(v, 7, 5), 5, "again for the same domain: accepted");
+    assert.equal(allocUnboundPort(v, 8, 5), -EINVAL, "UNBOUND for another domain");
+    assert.equal(allocUnboundPort(v, 7, 16), -EINVAL, "beyond the table");
+    assert.equal(allocUnboundPort(v, 7, -1), -EINVAL);
+    assert.equal(status(hv, v, 0x7ff0, 5).status, EvtchnStat.unbound);
+    assert.equal(bindIpi(v, 1), -EINVAL, "no VCPU 1");
+    const ipi = bindIpi(v, 0);
+    assert.ok(ipi > 0);
+    assert.equal(allocUnboundPort(v, 7, ipi), -EINVAL, "an IPI port");
+    // A March domain may still name any id below 32.
+    assert.ok(bindIpi(domain(hv).vcpus[0], 31) > 0);
   });
 
   it("a vcpu's free-port search starts at vcpu_id*32", () => {

@@ -87,12 +87,65 @@ describe("grant table structures (semantics.md §6.1)", () => {
     assert.deepEqual(setupTable(hv, v, SELF, 1), {
       status: GntStMar.okay,
       frame: grantTableOf(a)?.sharedMfn,
+      frames: [grantTableOf(a)?.sharedMfn],
     });
     assert.equal(setupTable(hv, v, SELF, 2).status, GntStMar.general_error);
     assert.equal(setupTable(hv, v, a.id, 1).status, GntStMar.permission_denied);
     assert.equal(setupTable(hv, v, SELF, 0).status, undefined);
-    assert.deepEqual(setupTable(hv, p.vcpus[0], a.id, 1), { status: 0, frame: grantTableOf(a)?.sharedMfn });
+    assert.deepEqual(setupTable(hv, p.vcpus[0], a.id, 1), {
+      status: 0,
+      frame: grantTableOf(a)?.sharedMfn,
+      frames: [grantTableOf(a)?.sharedMfn],
+    });
     assert.equal(setupTable(hv, p.vcpus[0], 0x1234, 1).status, GntStMar.bad_domain);
+  });
+
+  it("July 2005 domains: four frames, 2048 entries; setup_table of 0..4 frames; refs bound per table", () => {
+    const hv = machine();
+    const j = hv.createDomain("j", 4, false, "2005-07");
+    const m = hv.createDomain("m", 4);
+    const gt = grantTableOf(j);
+    assert.ok(gt);
+    assert.equal(gt.sharedMfns.length, 4);
+    assert.equal(gt.entries, 2048);
+    assert.equal(new Set(gt.sharedMfns).size, 4);
+    for (const f of gt.sharedMfns) {
+      assert.equal(hv.frames.owner[f], j.id);
+      assert.equal(hv.getM2p(f) >>> 0, M2P_INVALID_ENTRY >>> 0);
+    }
+    const v = j.vcpus[0];
+    assert.deepEqual(setupTable(hv, v, SELF, 4), {
+      status: 0,
+      frame: gt.sharedMfns[0],
+      frames: [...gt.sharedMfns],
+    });
+    assert.deepEqual(setupTable(hv, v, SELF, 0), { status: 0, frame: 0, frames: [] });
+    assert.equal(setupTable(hv, v, SELF, 5).status, GntStMar.general_error);
+    // Ref 2047 lives in the last frame; a MAR grantor's table ends at 511.
+    grant(hv, j, 2047, Gtf.permit_access, m.id, pageOf(j));
+    assert.equal(hv.read32(gt.sharedMfns[3] * 4096 + 511 * 8) & 0xffff, Gtf.permit_access);
+    const r = mapGrantRef(hv, m.vcpus[0], { hostVirtAddr: 0, dom: j.id, ref: 2047, flags: DEV });
+    assert.equal(r.handle, GntStMar.bad_gntref, "a MAR caller's bound is 512");
+    const r2 = mapGrantRef(hv, v, { hostVirtAddr: 0, dom: m.id, ref: 600, flags: DEV });
+    assert.equal(r2.handle, GntStMar.bad_gntref, "past the MAR grantor's one page");
+    clean(hv);
+    domainKill(hv, j);
+    clean(hv);
+  });
+
+  it("a domain switched to July before it is built gets the four-frame table (and back)", async () => {
+    const { setDomainAbi } = await import("../src/xen/domain_ctl.js");
+    const { ABIS } = await import("../src/xen/abi.js");
+    const hv = machine();
+    const d = hv.createDomain("d", 4);
+    const free = hv.mem.freeFrames;
+    assert.equal(setDomainAbi(hv, d, ABIS["2005-07"]), 0);
+    assert.equal(grantTableOf(d)?.sharedMfns.length, 4);
+    assert.equal(hv.mem.freeFrames, free - 3);
+    assert.equal(setDomainAbi(hv, d, ABIS["2005-03"]), 0);
+    assert.equal(grantTableOf(d)?.sharedMfns.length, 1);
+    assert.equal(hv.mem.freeFrames, free);
+    clean(hv);
   });
 
   it("dump_table needs no privilege; an unknown domain is bad_domain", () => {

@@ -64,6 +64,43 @@ describe("save and restore", () => {
     assert.doesNotMatch(text(), /FAIL/);
   });
 
+  it("a July 2005 domain saves and restores as July (start_info layout, selectors, grant table)", () => {
+    const { hv, mgr, text } = setUp();
+    execFileSync("make", ["-s", "-C", GUESTS, "ABI=jul", "build/jul/ev_counter.elf"], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    const kernel = join(GUESTS, "build", "jul", "ev_counter.elf");
+    const config = parseDomainConfig(
+      "j.cfg",
+      `kernel = "${kernel}"\nmemory = 8\nname = "j"\nabi = "2005-07"\nextra = "noctrl"\n`,
+    );
+    mgr.create(config, { kernel: readFileSync(kernel) });
+    hv.run(hv.nowNs() + 550e6);
+    const m = mgr.find("j");
+    assert.equal(m.domain.abi.name, "2005-07");
+    mgr.pause(m);
+    const image = captureDomain(hv, m.domain, m.config, m.startInfoVa, new Uint8Array());
+    assert.equal(decodeImage(image).header.abi, "2005-07");
+    const savedAt = text().match(/counter: \d+\n/g)?.length ?? 0;
+    assert.ok(savedAt >= 4, text());
+    mgr.destroy(m);
+    const { domain, header } = restoreDomain(hv, image, (d) => mgr.discard(d));
+    assert.equal(domain.abi.name, "2005-07");
+    mgr.adopt(domain, header.config, null, header.startInfoVa);
+    assert.deepEqual(checkInvariants(hv), []);
+    hv.run(hv.nowNs() + 550e6);
+    assert.deepEqual(checkInvariants(hv), []);
+    // The code selector it runs on is July's flat ring-1 one (0xE019), restored as saved.
+    assert.equal(domain.vcpus[0].context?.segSel?.[1] ?? 0xe019, 0xe019);
+    const counts = [...text().matchAll(/^counter: (\d+)$/gm)].map((x) => Number(x[1]));
+    assert.ok(counts.length >= savedAt + 4, text());
+    assert.deepEqual(
+      counts,
+      counts.map((_, i) => i + 1),
+    );
+    assert.doesNotMatch(text(), /FAIL|failed/);
+  });
+
   it("refuses damaged images before creating anything", () => {
     const { hv, mgr } = setUp();
     const kernel = join(GUESTS, "build", "ev_counter.elf");

@@ -4,11 +4,24 @@
  * because time is virtual.
  */
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { describe, it } from "node:test";
+import { TraceBuf, TraceRec, Trc } from "../src/public/trace.js";
+import { bootDom0, type Dom0 } from "../src/tools/dom0.js";
 import { launchDomain } from "../src/tools/launch.js";
+import {
+  xcBvtCtxAllow,
+  xcBvtDomainGet,
+  xcBvtDomainSet,
+  xcDomainPinCpu,
+  xcGetTbufs,
+} from "../src/tools/xc.js";
+import type { AbiName } from "../src/xen/abi.js";
 import type { Domain } from "../src/xen/domain.js";
 import { Hypervisor } from "../src/xen/hypervisor.js";
 import { writeElf32 } from "./helpers/elf32_writer.js";
+import { buildGuests } from "./support/guests.js";
 
 /** A guest that never stops computing: `inc eax; jmp .-1`. */
 const spinner = writeElf32({
@@ -119,4 +132,139 @@ describe("scheduling", () => {
   it("an unknown policy name is refused", () => {
     assert.throws(() => machine({ scheduler: "atropos" }), /unknown scheduler "atropos"/);
   });
+});
+
+/** The SCHED_SWITCH records in CPU 0's trace buffer, as dom0 reads them: [cycles, domid]. */
+function switches(hv: Hypervisor, dom0: Dom0): Array<[number, number]> {
+  const t = xcGetTbufs(dom0);
+  const nrRecs = hv.read32(t.machAddr + TraceBuf.size);
+  const head = hv.read32(t.machAddr + TraceBuf.head);
+  assert.ok(head <= nrRecs, `the trace ring wrapped (${head} records)`);
+  const out: Array<[number, number]> = [];
+  for (let i = 0; i < head; i++) {
+    const rec = t.machAddr + TraceBuf.SIZE + i * TraceRec.SIZE;
+    if (hv.read32(rec + TraceRec.event) !== Trc.SCHED_SWITCH) continue;
+    const cycles = hv.read32(rec + TraceRec.cycles) + hv.read32(rec + TraceRec.cycles + 4) * 2 ** 32;
+    out.push([cycles, hv.read32(rec + TraceRec.d1)]);
+  }
+  return out;
+}
+
+describe("scheduling through the administrative interface (dom0)", () => {
+  const withDom0 = (opts: { cpus?: number } = {}) => {
+    const hv = machine(opts);
+    return { hv, dom0: bootDom0(hv) };
+  };
+
+  it("BVT shares follow mcu_advance set by DOM0_ADJUSTDOM (weights 1:2:3) within 3%", () => {
+    const { hv, dom0 } = withDom0();
+    const ds = [spin(hv, "w1"), spin(hv, "w2"), spin(hv, "w3")];
+    const advance = [60, 30, 20];
+    for (const [i, d] of ds.entries()) xcBvtDomainSet(dom0, d.id, { mcuAdvance: advance[i] });
+    for (const [i, d] of ds.entries()) assert.equal(xcBvtDomainGet(dom0, d.id).mcuAdvance, advance[i]);
+    hv.run(2e9);
+    const want = [1 / 6, 2 / 6, 3 / 6];
+    for (const [i, d] of ds.entries())
+      assert.ok(Math.abs(share(d, ds) - want[i]) < 0.03, `${d.name}: ${share(d, ds)}`);
+  });
+
+  it("DOM0_ADJUSTDOM changes the shares of domains already running", () => {
+    const { hv, dom0 } = withDom0();
+    const a = spin(hv, "a");
+    const b = spin(hv, "b");
+    hv.run(2e8);
+    const before = [a.vcpus[0].cpuTimeNs, b.vcpus[0].cpuTimeNs];
+    xcBvtDomainSet(dom0, a.id, { mcuAdvance: 10 });
+    xcBvtDomainSet(dom0, b.id, { mcuAdvance: 30 });
+    hv.run(2e9);
+    const ranA = a.vcpus[0].cpuTimeNs - before[0];
+    const ranB = b.vcpus[0].cpuTimeNs - before[1];
+    assert.ok(Math.abs(ranA / (ranA + ranB) - 0.75) < 0.03, `a: ${ranA / (ranA + ranB)}`);
+  });
+
+  it("DOM0_SCHEDCTL ctx_allow sets the slice: fewer, longer slices, shares unchanged", () => {
+    const run = (ctxAllowMs: number) => {
+      const { hv, dom0 } = withDom0();
+      assert.equal(xcBvtCtxAllow(dom0, ctxAllowMs * 1e6), ctxAllowMs * 1e6);
+      assert.equal(xcBvtCtxAllow(dom0), ctxAllowMs * 1e6);
+      const ds = [spin(hv, "a"), spin(hv, "b")];
+      hv.run(4e8);
+      for (const d of ds) assert.ok(Math.abs(share(d, ds) - 0.5) < 0.03, `share ${share(d, ds)}`);
+      // Slices: the time between switches to different domains, in the trace's cycle stamps.
+      const sw = switches(hv, dom0);
+      const slices: number[] = [];
+      for (let i = 1; i < sw.length; i++) {
+        assert.notEqual(sw[i][1], sw[i - 1][1], "a switch changes the domain");
+        slices.push(hv.clock.ns(sw[i][0] - sw[i - 1][0]));
+      }
+      // Drop the first (start-up) slice; the rest are steady state.
+      const steady = slices.slice(1);
+      return {
+        count: sw.length,
+        mean: steady.reduce((x, y) => x + y, 0) / steady.length,
+        min: Math.min(...steady),
+      };
+    };
+    const short = run(2);
+    const long = run(20);
+    // Every slice lasts at least ctx_allow (the allowance is added to the BVT difference).
+    assert.ok(short.min >= 2e6 - 1e5, `ctx_allow 2 ms: shortest slice ${short.min} ns`);
+    assert.ok(long.min >= 20e6 - 1e5, `ctx_allow 20 ms: shortest slice ${long.min} ns`);
+    // Two equal spinners: each slice is ctx_allow plus the BVT lead it buys, under 3 x ctx_allow.
+    assert.ok(short.mean < 6e6 && long.mean < 60e6, `mean slices ${short.mean} / ${long.mean} ns`);
+    // Ten times the allowance: the slices grow about tenfold, the switches shrink as much.
+    const ratio = long.mean / short.mean;
+    assert.ok(ratio > 8 && ratio < 12, `mean slices ${short.mean} / ${long.mean} ns`);
+    assert.ok(long.count * 5 < short.count, `switches ${short.count} / ${long.count}`);
+  });
+
+  it("DOM0_PINCPUDOMAIN on two CPUs: pinned apart each runs > 95%, pinned together ~50% each", () => {
+    const run = (cpuA: number, cpuB: number) => {
+      const { hv, dom0 } = withDom0({ cpus: 2 });
+      const a = spin(hv, "a");
+      const b = spin(hv, "b");
+      xcDomainPinCpu(dom0, a.id, 0, cpuA);
+      xcDomainPinCpu(dom0, b.id, 0, cpuB);
+      assert.deepEqual([a.vcpus[0].processor, b.vcpus[0].processor], [cpuA, cpuB]);
+      assert.ok(a.vcpus[0].cpuPinned && b.vcpus[0].cpuPinned);
+      hv.run(5e8);
+      return [a.vcpus[0].cpuTimeNs / 5e8, b.vcpus[0].cpuTimeNs / 5e8];
+    };
+    for (const f of run(0, 1)) assert.ok(f > 0.95, `pinned apart: ${f}`);
+    // Move both away from where they start, and back together onto CPU 0.
+    for (const f of run(1, 0)) assert.ok(f > 0.95, `pinned apart, swapped: ${f}`);
+    for (const f of run(0, 0)) assert.ok(Math.abs(f - 0.5) < 0.03, `pinned together: ${f}`);
+    for (const f of run(1, 1)) assert.ok(Math.abs(f - 0.5) < 0.03, `pinned together on CPU 1: ${f}`);
+  });
+});
+
+describe("the periodic tick and the time version protocol (guests/conformance/timer_tick.c)", () => {
+  for (const abi of ["2005-03", "2005-07"] as AbiName[]) {
+    it(`a busy guest takes >= 2 ticks in 30 ms, versions and times move in 10 ms steps (${abi})`, () => {
+      const dir = join(buildGuests(), abi === "2005-07" ? "jul" : "");
+      const out: Uint8Array[] = [];
+      const hv = new Hypervisor({ memoryMiB: 64, onConsole: (_d, b) => void out.push(b.slice()) });
+      launchDomain(hv, {
+        name: "tick",
+        image: readFileSync(join(dir, "conf_timer_tick.elf")),
+        memoryMiB: 16,
+        abi,
+      });
+      const result = hv.run(5e9);
+      const text = Buffer.concat(out).toString("latin1");
+      assert.equal(result.kind, "shutdown", text);
+      assert.doesNotMatch(text, /^FAIL/m);
+      for (const name of [
+        "versions_equal_at_rest",
+        "periodic_tick_reaches_busy_guest",
+        "versions_advance_together_across_ticks",
+        "system_time_and_tsc_timestamp_monotonic",
+        "system_time_steps_10ms_at_ticks",
+        "tsc_timestamp_consistent_with_system_time",
+        "wall_clock_consistent_with_system_time",
+      ])
+        assert.match(text, new RegExp(`^PASS ${name}$`, "m"));
+      assert.match(text, /^DONE passed=\d+ failed=0$/m);
+    });
+  }
 });

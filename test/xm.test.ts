@@ -49,11 +49,11 @@ async function ok(...args: string[]): Promise<string> {
   return r.stdout;
 }
 
-/** Rows of xm list by name: [id, mem, cpu, state, time]. */
+/** Rows of xm list by name: [id, mem, cpu, state, time, abi]. */
 async function list(): Promise<Map<string, string[]>> {
   const out = await ok("list");
   const lines = out.trimEnd().split("\n");
-  assert.match(lines[0], /^Name\s+Id\s+Mem\(MB\)\s+CPU\s+State\s+Time\(s\)$/);
+  assert.match(lines[0], /^Name\s+Id\s+Mem\(MB\)\s+CPU\s+State\s+Time\(s\)\s+ABI$/);
   return new Map(
     lines.slice(1).map((l) => {
       const f = l.trim().split(/\s+/);
@@ -138,6 +138,26 @@ describe("tsxen xm against a running tsxend", () => {
     assert.equal(rows.get("counter1")?.[1], "16");
     assert.equal(rows.get("other")?.[1], "8");
     assert.match(rows.get("counter1")?.[3] ?? "", /^[r-][b-]----$/);
+  });
+
+  it('creates a July 2005 domain (abi = "2005-07") beside the March ones; xm list shows each revision', async () => {
+    execFileSync("make", ["-s", "-C", GUESTS, "ABI=jul", "build/jul/ev_counter.elf"], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    const jul = join(GUESTS, "build", "jul", "ev_counter.elf");
+    config("jul.cfg", `kernel = "${jul}"\nmemory = 8\nname = "julctr"\nabi = "2005-07"\nextra = "noctrl"\n`);
+    const r = await xm("create", "jul.cfg");
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /Started domain julctr \(id \d+\)/);
+    const rows = await list();
+    assert.equal(rows.get("julctr")?.[5], "2005-07");
+    assert.equal(rows.get("counter1")?.[5], "2005-03");
+    assert.equal(rows.get("other")?.[5], "2005-03");
+    // Both revisions run side by side: the July counter counts while the March ones do.
+    const text = await consoleText("julctr", /counter: 3\n/);
+    assert.doesNotMatch(text, /FAIL/);
+    assert.equal((await xm("destroy", "julctr")).code, 0);
+    assert.ok(!(await list()).has("julctr"));
   });
 
   it("refuses a second domain with the same name", async () => {
@@ -387,7 +407,7 @@ describe("the README's toolstack walk-through", () => {
     const [c1, c2, l1, con1, con2, , l2, , , rest, con3, , , l3] = outs;
     assert.match(c1, /^Started domain counter1 \(id \d+\)/);
     assert.match(c2, /^Started domain hello \(id \d+\)/);
-    assert.match(l1, /^Name\s+Id\s+Mem\(MB\)\s+CPU\s+State\s+Time\(s\)\n/);
+    assert.match(l1, /^Name\s+Id\s+Mem\(MB\)\s+CPU\s+State\s+Time\(s\)\s+ABI\n/);
     assert.match(l1, /\ncounter1\s+\d+\s+16\s+0\s+[r-][b-]----/);
     assert.match(l1, /\nhello\s+\d+\s+8\s+0\s+/);
     assert.match(con1, /counter: 1\n/);

@@ -83,6 +83,9 @@ static void alloc_unbound(void)
 
 	memset(&op, 0xEE, sizeof(op));
 	op.u.alloc_unbound.dom = NONEXISTENT_DOM;
+#ifdef XEN_ABI_JUL
+	op.u.alloc_unbound.port = 0; /* JUL: in/out, 0 = allocate */
+#endif
 	rc = ev_op(&op, EVTCHNOP_alloc_unbound);
 	p = op.u.alloc_unbound.port;
 	CHECK(rc == 0 && p == 1, "alloc_unbound_nonexistent_dom_ok_port1");
@@ -251,15 +254,60 @@ static void ipi(void)
 	CHECK_EQ(ev_send(p), 0, "send_ipi_ok");
 	CHECK(pending(p) && vcpu0()->evtchn_upcall_pending, "send_ipi_pending_on_same_port");
 	clear_port_bits(p);
+#ifdef XEN_ABI_JUL
+	/* JUL ipi_vcpu: the VCPU must exist (we have only VCPU 0). */
+	(void)p31;
+	CHECK_EQ(ev_bind_ipi(31, 0), -EINVAL, "bind_ipi_missing_vcpu31_einval");
+	CHECK_EQ(ev_bind_ipi(1, 0), -EINVAL, "bind_ipi_missing_vcpu1_einval");
+#else
 	CHECK_EQ(ev_bind_ipi(31, &p31), 0, "bind_ipi_vcpu31_ok");
 	CHECK(ev_status(DOMID_SELF, p31, &st, &u1, 0) == 0 && st == EVTCHNSTAT_ipi && u1 == 31,
 	      "status_ipi_31");
 	CHECK_EQ(ev_send(p31), -EINVAL, "send_ipi_to_missing_vcpu_einval");
+#endif
 	CHECK_EQ(ev_bind_ipi(32, 0), -EINVAL, "bind_ipi_32_einval");
 	CHECK_EQ(ev_bind_ipi(0xFFFFFFFFu, 0), -EINVAL, "bind_ipi_minus1_einval");
 	CHECK_EQ(ev_close(DOMID_SELF, p), 0, "close_ipi_ok");
+#ifndef XEN_ABI_JUL
 	CHECK_EQ(ev_close(DOMID_SELF, p31), 0, "close_ipi31_ok");
+#endif
 }
+
+#ifdef XEN_ABI_JUL
+/* JUL alloc_unbound: port in/out — 0 allocates, a named port is made (or kept) UNBOUND. */
+static long alloc_at(u32 dom, u32 port_in, u32 *port_out)
+{
+	evtchn_op_t op;
+	long rc;
+	memset(&op, 0, sizeof(op));
+	op.u.alloc_unbound.dom = (domid_t)dom;
+	op.u.alloc_unbound.port = port_in;
+	rc = ev_op(&op, EVTCHNOP_alloc_unbound);
+	if (port_out)
+		*port_out = op.u.alloc_unbound.port;
+	return rc;
+}
+
+static void alloc_unbound_in_out(void)
+{
+	u32 p = 0, q = 0, st, u1;
+	CHECK(alloc_at(NONEXISTENT_DOM, 0, &p) == 0 && p == 1, "jul_alloc_port0_allocates_lowest");
+	CHECK(alloc_at(NONEXISTENT_DOM, 5, &q) == 0 && q == 5, "jul_alloc_named_free_port");
+	CHECK(ev_status(DOMID_SELF, 5, &st, &u1, 0) == 0 && st == EVTCHNSTAT_unbound &&
+	      (u1 & 0xFFFF) == NONEXISTENT_DOM, "jul_named_port_unbound_for_dom");
+	CHECK(alloc_at(NONEXISTENT_DOM, 5, &q) == 0 && q == 5, "jul_alloc_same_unbound_again_ok");
+	CHECK_EQ(alloc_at(me, 5, 0), -EINVAL, "jul_alloc_unbound_for_other_dom_einval");
+	CHECK_EQ(alloc_at(NONEXISTENT_DOM, 0xFFFFFFFFu, 0), -EINVAL, "jul_alloc_negative_port_einval");
+	CHECK_EQ(alloc_at(NONEXISTENT_DOM, 1024, 0), -EINVAL, "jul_alloc_port_1024_einval");
+	CHECK_EQ(ev_bind_ipi(0, &q), 0, "jul_setup_ipi_port");
+	CHECK_EQ(alloc_at(NONEXISTENT_DOM, q, 0), -EINVAL, "jul_alloc_on_ipi_port_einval");
+	CHECK(alloc_at(NONEXISTENT_DOM, 0, &st) == 0 && st == 3, "jul_alloc_port0_skips_used");
+	CHECK_EQ(ev_close(DOMID_SELF, st), 0, "jul_close_3");
+	CHECK_EQ(ev_close(DOMID_SELF, q), 0, "jul_close_ipi");
+	CHECK_EQ(ev_close(DOMID_SELF, 5), 0, "jul_close_5");
+	CHECK_EQ(ev_close(DOMID_SELF, p), 0, "jul_close_1");
+}
+#endif
 
 static void pirq_and_privilege(void)
 {
@@ -344,6 +392,9 @@ void start_kernel(start_info_t *si)
 	printk("domain id %u\n", me);
 	interdomain();
 	ipi();
+#ifdef XEN_ABI_JUL
+	alloc_unbound_in_out();
+#endif
 	pirq_and_privilege();
 	physdev_unprivileged();
 	checks_done();

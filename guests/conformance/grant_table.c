@@ -5,6 +5,8 @@
  * errors), the shared table page, and MMUEXT_TRANSFER_PAGE to itself (§1.8).
  * Mapping another domain's grant is covered by the grant_a / grant_b pair.
  * cmdline: self=<own domid> (default 1, the first domain created).
+ * JUL builds: four table frames of 2048 entries, setup_table(0 frames) reports okay,
+ * dump_table is -ENOSYS, GNTST_* renumbered, GNTUNMAP_DEV_FROM_VIRT; no MMUEXT_TRANSFER_PAGE.
  */
 #include "probe.h"
 #include "grant.h"
@@ -12,7 +14,7 @@
 
 PROBE(p_read, "movl probe_addr, %eax", "movl (%eax), %ecx");
 
-static u8 gt_page[4096] BSS_PAGE;    /* the grant table is mapped here */
+static u8 gt_page[NR_GRANT_FRAMES * 4096] BSS_PAGE; /* the grant table is mapped here */
 static u8 scratch[4096] BSS_PAGE;    /* host-map target VA */
 static u8 xfer_page[4096] BSS_PAGE;  /* transferred to ourselves */
 static gnttab_map_grant_ref_t maps[4];
@@ -23,6 +25,7 @@ static grant_entry_t *gt(void)
 	return (grant_entry_t *)gt_page;
 }
 
+#ifndef XEN_ABI_JUL
 static long transfer(void *va, u32 dom, u32 ref)
 {
 	mmu_update_t req;
@@ -31,6 +34,7 @@ static long transfer(void *va, u32 dom, u32 ref)
 	req.val = (dom << 16) | (ref & 0xFF00) | MMUEXT_TRANSFER_PAGE;
 	return HYPERVISOR_mmu_update(&req, 1, &done);
 }
+#endif
 
 static int readable(void *va)
 {
@@ -41,6 +45,7 @@ static int readable(void *va)
 void start_kernel(start_info_t *si)
 {
 	u32 self, frame = 0, frame2 = 0, mfn, dev;
+	u32 frames[NR_GRANT_FRAMES + 1];
 	s16 st = 0;
 	long rc;
 	int i;
@@ -69,17 +74,29 @@ void start_kernel(start_info_t *si)
 	CHECK_EQ(HYPERVISOR_grant_table_op(GNTTABOP_setup_table, maps, 2), -EINVAL, "setup_count_2_einval");
 	CHECK_EQ(HYPERVISOR_grant_table_op(GNTTABOP_setup_table, (void *)HYPERVISOR_VIRT_START, 1), -EFAULT,
 		 "setup_bad_pointer_efault");
-	CHECK(gnt_setup(DOMID_SELF, 2, &st, &frame) == 0 && st == GNTST_general_error, "setup_2_frames_general_error");
+	CHECK(gnt_setup(DOMID_SELF, NR_GRANT_FRAMES + 1, &st, frames) == 0 && st == GNTST_general_error,
+	      "setup_too_many_frames_general_error");
 	CHECK(gnt_setup(self, 1, &st, &frame) == 0 && st == GNTST_permission_denied, "setup_own_id_needs_privilege");
 	CHECK(gnt_setup(0x1234, 1, &st, &frame) == 0 && st == GNTST_permission_denied,
 	      "setup_privilege_checked_before_domain");
 	st = 0x5555;
 	rc = gnt_setup(DOMID_SELF, 0, &st, &frame);
+#ifdef XEN_ABI_JUL
+	CHECK(rc == 0 && st == GNTST_okay, "setup_0_frames_okay");
+#else
 	CHECK(rc == 0 && (u16)st == 0x5555, "setup_0_frames_writes_nothing");
+#endif
 	frame = 0;
 	CHECK(gnt_setup(DOMID_SELF, 1, &st, &frame) == 0 && st == GNTST_okay && frame != 0, "setup_self_1_frame_ok");
 	CHECK(gnt_setup(DOMID_SELF, 1, &st, &frame2) == 0 && frame2 == frame, "setup_same_frame_again");
 	CHECK_EQ(machine_to_phys_mapping[frame], 0xFFFFFFFF, "table_frame_m2p_invalid");
+	memset(frames, 0, sizeof(frames));
+	CHECK(gnt_setup(DOMID_SELF, NR_GRANT_FRAMES, &st, frames) == 0 && st == GNTST_okay && frames[0] == frame &&
+	      frames[NR_GRANT_FRAMES] == 0, "setup_all_frames_ok");
+	for (i = 1; i < NR_GRANT_FRAMES; i++)
+		if (frames[i] == 0 || frames[i] == frame || machine_to_phys_mapping[frames[i]] != 0xFFFFFFFF)
+			break;
+	CHECK_EQ(i, NR_GRANT_FRAMES, "table_frames_distinct_m2p_invalid");
 	{
 		/* A bad frame_list pointer is ignored: status still okay, hypercall 0. */
 		gnttab_setup_table_t op;
@@ -90,7 +107,10 @@ void start_kernel(start_info_t *si)
 		CHECK(HYPERVISOR_grant_table_op(GNTTABOP_setup_table, &op, 1) == 0 && op.status == 0,
 		      "setup_bad_frame_list_ignored");
 	}
-	CHECK_EQ(gnt_map_table(gt_page, frame), 0, "table_frame_maps_writable");
+	for (i = 0; i < NR_GRANT_FRAMES; i++)
+		if (gnt_map_table(gt_page + i * 4096, frames[i]) != 0)
+			break;
+	CHECK_EQ(i, NR_GRANT_FRAMES, "table_frames_map_writable");
 	for (i = 0; i < NR_GRANT_ENTRIES; i++)
 		if (gt()[i].flags || gt()[i].domid || gt()[i].frame)
 			break;
@@ -108,12 +128,15 @@ void start_kernel(start_info_t *si)
 		 "map_va_fc000000_bad_virt_addr");
 	CHECK_EQ(gnt_map(0xFFFFF000u, 0x1234, 600, GNTMAP_device_map, 0), GNTST_bad_virt_addr,
 		 "map_nonzero_high_va_device_only_bad_virt_addr_first");
-	CHECK_EQ(gnt_map(0, self, 512, GNTMAP_host_map, 0), GNTST_bad_gntref, "map_ref_512_bad_gntref");
+	CHECK_EQ(gnt_map(0, self, NR_GRANT_ENTRIES, GNTMAP_host_map, 0), GNTST_bad_gntref, "map_ref_nr_entries_bad_gntref");
+	CHECK_EQ(gnt_map(0, self, NR_GRANT_ENTRIES - 1, GNTMAP_host_map, 0), GNTST_bad_domain,
+		 "map_last_ref_passes_ref_check");
 	CHECK_EQ(gnt_map(0, self, 0xFFFF, GNTMAP_device_map, 0), GNTST_bad_gntref, "map_ref_ffff_bad_gntref");
 	CHECK_EQ(gnt_map(0, self, 1, 0, 0), GNTST_bad_gntref, "map_no_flags_bad_gntref");
 	CHECK_EQ(gnt_map(0, self, 1, GNTMAP_readonly | GNTMAP_application_map, 0), GNTST_bad_gntref,
 		 "map_neither_device_nor_host_bad_gntref");
-	CHECK_EQ(gnt_map(0, 0x1234, 700, GNTMAP_host_map, 0), GNTST_bad_gntref, "map_ref_checked_before_domain");
+	CHECK_EQ(gnt_map(0, 0x1234, NR_GRANT_ENTRIES + 188, GNTMAP_host_map, 0), GNTST_bad_gntref,
+		 "map_ref_checked_before_domain");
 	CHECK_EQ(gnt_map((u32)scratch, self, 1, GNTMAP_host_map, 0), GNTST_bad_domain, "map_self_grant_bad_domain");
 	CHECK_EQ(gnt_map(0, DOMID_SELF, 1, GNTMAP_device_map, 0), GNTST_bad_domain, "map_domid_self_bad_domain");
 	CHECK_EQ(gnt_map(0, 0x1234, 1, GNTMAP_host_map | GNTMAP_readonly, 0), GNTST_bad_domain,
@@ -129,7 +152,7 @@ void start_kernel(start_info_t *si)
 	/* A batch: every entry gets its own status; the call returns 0. */
 	memset(maps, 0, sizeof(maps));
 	maps[0].dom = 0x1234; maps[0].ref = 1; maps[0].flags = GNTMAP_host_map;
-	maps[1].dom = (domid_t)self; maps[1].ref = 513; maps[1].flags = GNTMAP_host_map;
+	maps[1].dom = (domid_t)self; maps[1].ref = NR_GRANT_ENTRIES + 1; maps[1].flags = GNTMAP_host_map;
 	maps[2].dom = (domid_t)self; maps[2].ref = 1; maps[2].flags = GNTMAP_host_map;
 	maps[2].host_virt_addr = 0xFC001000u;
 	maps[3].dom = (domid_t)self; maps[3].ref = 2; maps[3].flags = 0;
@@ -152,8 +175,25 @@ void start_kernel(start_info_t *si)
 	CHECK_EQ(HYPERVISOR_grant_table_op(GNTTABOP_unmap_grant_ref, unmaps, 2), 0, "unmap_batch_returns_0");
 	CHECK(unmaps[0].status == GNTST_bad_handle && unmaps[1].status == GNTST_bad_handle &&
 	      unmaps[0].dev_bus_addr == 0x1234, "unmap_batch_per_entry_status");
+#ifdef XEN_ABI_JUL
+	CHECK_EQ(gnt_unmap(0, GNTUNMAP_DEV_FROM_VIRT, 3), GNTST_bad_handle, "unmap_dev_from_virt_bad_handle_first");
+#endif
 
 	/* ---- dump_table ---- */
+#ifdef XEN_ABI_JUL
+	{
+		/* Built only with GRANT_DEBUG in July 2005. */
+		gnttab_dump_table_t d;
+		d.dom = DOMID_SELF; d.status = 0x5555;
+		CHECK(HYPERVISOR_grant_table_op(GNTTABOP_dump_table, &d, 1) == -ENOSYS && (u16)d.status == 0x5555,
+		      "dump_table_enosys");
+	}
+	/* The last entry of the last frame is ours to write. */
+	gt()[NR_GRANT_ENTRIES - 1].frame = 0x87654321;
+	CHECK_EQ(((volatile grant_entry_t *)gt_page)[NR_GRANT_ENTRIES - 1].frame, 0x87654321, "last_entry_writable");
+	gt()[NR_GRANT_ENTRIES - 1].frame = 0;
+	(void)xfer_page;
+#else
 	{
 		gnttab_dump_table_t d;
 		d.dom = DOMID_SELF; d.status = 0x5555;
@@ -215,6 +255,7 @@ void start_kernel(start_info_t *si)
 	}
 	CHECK_EQ(gnt_map_table(gt_page, frame), 0, "table_frame_maps_again");
 	CHECK_EQ(gt()[302].flags, GTF_accept_transfer, "table_frame_transfer_left_entry");
+#endif
 
 	checks_done();
 }

@@ -124,5 +124,13 @@ void start_kernel(start_info_t *si)
 	/* shared_info mapping survives. */
 	CHECK_EQ(vcpu0()->evtchn_upcall_mask, 1, "shared_info_still_mapped");
 
+	/* update_va_mapping_otherdomain (22) is for privileged domains only: -EPERM, before the
+	 * domain id is looked at. */
+	CHECK_EQ(HYPERVISOR_update_va_mapping_otherdomain(sva, ma_scratch | 3, UVMF_INVLPG, 0),
+		 -EPERM, "otherdomain_unprivileged_eperm");
+	CHECK_EQ(HYPERVISOR_update_va_mapping_otherdomain(sva, ma_scratch | 3, UVMF_INVLPG, 999),
+		 -EPERM, "otherdomain_unprivileged_unknown_domid_eperm");
+	CHECK_EQ(rd(scratch), 0x11111111, "otherdomain_refused_leaves_mapping");
+
 	checks_done();
 }

@@ -12,6 +12,7 @@ u32 last_upcall_entry_esp;
 u8 last_upcall_mask_at_entry, last_upcall_pending_at_entry;
 u32 last_upcall_sel_at_entry;
 struct failsafe_frame last_failsafe;
+u32 failsafe_live_fs, failsafe_live_gs; /* FS/GS as the handler found them */
 
 static void demux(struct upcall_frame *f)
 {
@@ -70,6 +71,10 @@ void do_upcall(struct upcall_frame *f)
 
 void do_failsafe(struct failsafe_frame *f)
 {
+	u32 fs, gs;
+	__asm__ __volatile__("movl %%fs, %0\n\tmovl %%gs, %1" : "=r"(fs), "=r"(gs));
+	failsafe_live_fs = fs & 0xFFFF;
+	failsafe_live_gs = gs & 0xFFFF;
 	failsafe_count++;
 	last_failsafe = *f;
 	/* Resume with known-good data segments. */

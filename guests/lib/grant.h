@@ -1,5 +1,5 @@
 /*
- * Grant tables (hypercall 20), MAR layouts (abi.md §2.9): the shared entries, the op structs,
+ * Grant tables (hypercall 20), MAR layouts, or JUL's under XEN_ABI_JUL (abi.md §2.9): the shared entries, the op structs,
  * and small wrappers for the grant guests. Each wrapper returns the hypercall's result; the
  * per-entry outcome is in the struct (handle / status).
  */
@@ -15,7 +15,14 @@ typedef struct {
 	u32 frame;
 } grant_entry_t; /* 8 bytes */
 
+#ifdef XEN_ABI_JUL
+#define NR_GRANT_FRAMES 4
+#define NR_GRANT_ENTRIES 2048
+#define GNTUNMAP_DEV_FROM_VIRT (~0U)
+#else
+#define NR_GRANT_FRAMES 1
 #define NR_GRANT_ENTRIES 512
+#endif
 #define NR_MAPTRACK_ENTRIES 1024
 
 #define GTF_invalid 0
@@ -44,6 +51,39 @@ typedef struct {
 #define GNTST_bad_gntref (-3)
 #define GNTST_bad_handle (-4)
 #define GNTST_bad_virt_addr (-5)
+#ifdef XEN_ABI_JUL
+#define GNTST_bad_dev_addr (-6)
+#define GNTST_no_device_space (-7)
+#define GNTST_permission_denied (-8)
+
+/* JUL: natural alignment, no pads (abi.md §2.9.2). */
+typedef struct {
+	u32 host_virt_addr;
+	domid_t dom;
+	grant_ref_t ref;
+	u16 flags;
+	s16 handle; /* out: >= 0 handle, < 0 GNTST_* */
+	u32 dev_bus_addr; /* out (device_map): the frame number */
+} gnttab_map_grant_ref_t; /* 16 bytes */
+
+typedef struct {
+	u32 host_virt_addr;
+	u32 dev_bus_addr;
+	u16 handle;
+	s16 status; /* out */
+} gnttab_unmap_grant_ref_t; /* 12 bytes */
+
+typedef struct {
+	domid_t dom;
+	u16 nr_frames;
+	s16 status; /* out */
+	u32 *frame_list;
+} gnttab_setup_table_t; /* 12 bytes */
+
+_Static_assert(sizeof(gnttab_map_grant_ref_t) == 16, "gnttab_map_grant_ref_t");
+_Static_assert(sizeof(gnttab_unmap_grant_ref_t) == 12, "gnttab_unmap_grant_ref_t");
+_Static_assert(sizeof(gnttab_setup_table_t) == 12, "gnttab_setup_table_t");
+#else
 #define GNTST_no_device_space (-6)
 #define GNTST_permission_denied (-7)
 
@@ -77,15 +117,17 @@ typedef struct {
 	u32 __pad1;
 } __attribute__((packed)) gnttab_setup_table_t; /* 16 bytes */
 
+_Static_assert(sizeof(gnttab_map_grant_ref_t) == 24, "gnttab_map_grant_ref_t");
+_Static_assert(sizeof(gnttab_unmap_grant_ref_t) == 24, "gnttab_unmap_grant_ref_t");
+_Static_assert(sizeof(gnttab_setup_table_t) == 16, "gnttab_setup_table_t");
+#endif
+
 typedef struct {
 	domid_t dom;
 	s16 status; /* out */
 } __attribute__((packed)) gnttab_dump_table_t; /* 4 bytes */
 
 _Static_assert(sizeof(grant_entry_t) == 8, "grant_entry_t");
-_Static_assert(sizeof(gnttab_map_grant_ref_t) == 24, "gnttab_map_grant_ref_t");
-_Static_assert(sizeof(gnttab_unmap_grant_ref_t) == 24, "gnttab_unmap_grant_ref_t");
-_Static_assert(sizeof(gnttab_setup_table_t) == 16, "gnttab_setup_table_t");
 
 /* setup_table for `dom` with nr_frames; status and frame out. */
 static inline long gnt_setup(u32 dom, u32 nr_frames, s16 *status, u32 *frame)

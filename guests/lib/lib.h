@@ -119,6 +119,7 @@ extern u32 last_upcall_entry_esp;
 extern u8 last_upcall_mask_at_entry, last_upcall_pending_at_entry;
 extern u32 last_upcall_sel_at_entry;
 extern struct failsafe_frame last_failsafe;
+extern u32 failsafe_live_fs, failsafe_live_gs; /* FS/GS on entry to the failsafe handler */
 
 long evtchn_bind_virq(u32 virq, u32 *port);
 static inline vcpu_info_t *vcpu0(void) { return &HYPERVISOR_shared_info->vcpu_data[0]; }

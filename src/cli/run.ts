@@ -11,7 +11,7 @@ import { Shutdown } from "../public/xen.js";
 import { looksLikeConfig, parseDomainConfig } from "../tools/config.js";
 import { launchDomain } from "../tools/launch.js";
 import { ABI_NAMES, type AbiName, abiByName, DEFAULT_ABI } from "../xen/abi.js";
-import { Hypervisor } from "../xen/hypervisor.js";
+import { CONSOLE_RING, Hypervisor, type RunResult } from "../xen/hypervisor.js";
 
 /** The bundled demo guest (guests/hello.elf, rebuilt and compared by npm test). */
 export const BUNDLED_GUEST = fileURLToPath(new URL("../../../guests/hello.elf", import.meta.url));
@@ -37,8 +37,34 @@ function wholeNumber(text: string, what: string): number {
   return Number(text);
 }
 
+/** Guest time run between looks at stdin (the run loop is synchronous). */
+const SLICE_NS = 10e6;
+
+/**
+ * Feeds the process's stdin into the console input ring (CONSOLEIO_read) as room frees: the
+ * bytes wait here, since the ring drops what it cannot hold. Returns a function to stop.
+ */
+function feedStdin(hv: Hypervisor): { pump: () => void; stop: () => void } {
+  const pending: number[] = [];
+  const stdin = process.stdin;
+  const onData = (b: Buffer): void => void pending.push(...b);
+  stdin.on("data", onData);
+  stdin.on("error", () => {});
+  return {
+    pump: () => {
+      const room = CONSOLE_RING - hv.consoleQueued();
+      if (room > 0 && pending.length > 0) hv.consoleInput(Uint8Array.from(pending.splice(0, room)));
+    },
+    stop: () => {
+      stdin.off("data", onData);
+      stdin.pause();
+      stdin.destroy();
+    },
+  };
+}
+
 /** Runs a kernel; returns the process exit status. */
-export function runKernel(kernelPath: string, opts: RunOptions): number {
+export async function runKernel(kernelPath: string, opts: RunOptions): Promise<number> {
   const err = (m: string): void => void process.stderr.write(`tsxen: ${m}\n`);
   let image: Uint8Array;
   try {
@@ -73,10 +99,14 @@ export function runKernel(kernelPath: string, opts: RunOptions): number {
     const abi = opts.abi ?? configAbi ?? DEFAULT_ABI;
     if (abiByName(abi) === null)
       throw new Error(`--abi must be one of ${ABI_NAMES.join(", ")}, not "${abi}"`);
+    const logged = new Set<string>();
     const hv = new Hypervisor({
       memoryMiB: wholeNumber(opts.machineMemory, "--machine-memory"),
       onConsole: (_d, bytes) => void process.stdout.write(bytes),
-      onLog: (m) => err(m),
+      onLog: (m) => {
+        logged.add(m);
+        err(m);
+      },
     });
     const { domain } = launchDomain(hv, {
       name,
@@ -85,15 +115,31 @@ export function runKernel(kernelPath: string, opts: RunOptions): number {
       cmdline,
       abi: abi as AbiName,
     });
-    const r = hv.run(seconds === undefined ? Number.POSITIVE_INFINITY : seconds * 1e9);
+    const limitNs = seconds === undefined ? Number.POSITIVE_INFINITY : seconds * 1e9;
+    // Run in slices of guest time, letting stdin's data events in between.
+    const input = feedStdin(hv);
+    let r: RunResult;
+    try {
+      for (let until = SLICE_NS; ; until += SLICE_NS) {
+        input.pump();
+        r = hv.run(Math.min(until, limitNs));
+        if (r.kind !== "time-limit" || until >= limitNs) break;
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+    } finally {
+      input.stop();
+    }
     switch (r.kind) {
       case "shutdown":
         if (r.reason === Shutdown.poweroff) return 0;
         err(`domain ${domain.id} shut down: ${SHUTDOWN_NAMES[r.reason] ?? `reason ${r.reason}`}`);
         return 1;
-      case "crashed":
-        err(`domain ${r.domain.id} crashed: ${r.why}`);
+      case "crashed": {
+        // crashDomain has logged the reason already; a guest-reported crash has not.
+        const line = `domain ${r.domain.id} (${r.domain.name}) crashed: ${r.why}`;
+        if (!logged.has(line)) err(line);
         return 1;
+      }
       case "time-limit":
         return 0;
       case "idle":
@@ -119,7 +165,7 @@ export function registerRun(program: Command): void {
     .option("--cmdline <text>", "the guest's command line", "")
     .option("--machine-memory <MiB>", "the machine's memory in MiB", "128")
     .option("--abi <revision>", `the guest interface revision (${ABI_NAMES.join(", ")})`, DEFAULT_ABI)
-    .action((kernel: string | undefined, opts: RunOptions) => {
-      process.exitCode = runKernel(kernel ?? BUNDLED_GUEST, opts);
+    .action(async (kernel: string | undefined, opts: RunOptions) => {
+      process.exitCode = await runKernel(kernel ?? BUNDLED_GUEST, opts);
     });
 }

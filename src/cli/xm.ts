@@ -19,16 +19,18 @@ interface DomainRow {
   cpuTimeNs: number;
   shutdownReason?: string;
   crashReason?: string;
+  /** Guest interface revision ("2005-03" / "2005-07"). */
+  abi?: string;
 }
 
-/** `xm list`: the manual's columns. */
+/** `xm list`: the manual's columns, then tsxen's ABI (each domain's interface revision). */
 export function formatList(rows: DomainRow[]): string {
   const lines = [
-    `${"Name".padEnd(24)}${"Id".padStart(4)}${"Mem(MB)".padStart(9)}${"CPU".padStart(5)}  ${"State".padEnd(6)}${"Time(s)".padStart(9)}`,
+    `${"Name".padEnd(24)}${"Id".padStart(4)}${"Mem(MB)".padStart(9)}${"CPU".padStart(5)}  ${"State".padEnd(6)}${"Time(s)".padStart(9)}  ABI`,
   ];
   for (const r of rows) {
     lines.push(
-      `${r.name.padEnd(24)}${String(r.id).padStart(4)}${String(Math.floor(r.memKiB / 1024)).padStart(9)}${String(r.cpu).padStart(5)}  ${r.state.padEnd(6)}${(r.cpuTimeNs / 1e9).toFixed(1).padStart(9)}`,
+      `${r.name.padEnd(24)}${String(r.id).padStart(4)}${String(Math.floor(r.memKiB / 1024)).padStart(9)}${String(r.cpu).padStart(5)}  ${r.state.padEnd(6)}${(r.cpuTimeNs / 1e9).toFixed(1).padStart(9)}  ${r.abi ?? "-"}`,
     );
   }
   return `${lines.join("\n")}\n`;
@@ -147,7 +149,7 @@ export function registerXm(program: Command): void {
     );
 
   xm.command("list")
-    .description("list domains: Name, Id, Mem(MB), CPU, State (r b p s c d), Time(s)")
+    .description("list domains: Name, Id, Mem(MB), CPU, State (r b p s c d), Time(s), ABI")
     .argument("[domains...]", "only these domains")
     .option("-l, --long", "everything known about each domain, as JSON")
     .action(

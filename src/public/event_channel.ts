@@ -37,7 +37,13 @@ export const EvtchnOpMar = Object.freeze({ cmd: 0, __reserved: 4, u: 8, SIZE: 32
 export const EvtchnOpJul = Object.freeze({ cmd: 0, u: 4, SIZE: 24 } as const);
 
 /** Union members, offsets relative to evtchn_op_t.u (both revisions). abi.md §2.8.1 */
-export const EvtchnBindInterdomain = Object.freeze({ dom1: 0, dom2: 2, port1: 4, port2: 8, SIZE: 12 } as const);
+export const EvtchnBindInterdomain = Object.freeze({
+  dom1: 0,
+  dom2: 2,
+  port1: 4,
+  port2: 8,
+  SIZE: 12,
+} as const);
 export const EvtchnBindVirq = Object.freeze({ virq: 0, port: 4, SIZE: 8 } as const);
 export const EvtchnBindPirq = Object.freeze({ pirq: 0, flags: 4, port: 8, SIZE: 12 } as const);
 export const EvtchnClose = Object.freeze({ dom: 0, port: 4, SIZE: 8 } as const);

@@ -70,6 +70,8 @@ export const NR_GRANT_FRAMES_MAR = 1;
 export const NR_GRANT_ENTRIES_MAR = 512;
 export const NR_GRANT_FRAMES_JUL = 4;
 export const NR_GRANT_ENTRIES_JUL = 2048;
+/** JUL unmap: dev_bus_addr meaning "release the device mapping with the host one". abi.md §2.9.2 */
+export const GNTUNMAP_DEV_FROM_VIRT_JUL = 0xffffffff;
 /** Mapping handles per domain. */
 export const NR_MAPTRACK_ENTRIES = 1024;
 /** MAR: grant_table_op count above this is -EINVAL. abi.md §2.9.2 */

@@ -21,7 +21,8 @@ import { open, rename, unlink } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { CpuContext } from "../cpu/context.js";
 import { _PAGE_PRESENT } from "../public/arch_x86_32.js";
-import { SharedInfo, StartInfoMar } from "../public/xen.js";
+import { SharedInfo } from "../public/xen.js";
+import { abiByName } from "../xen/abi.js";
 import { type Domain, DomainState, type Vcpu } from "../xen/domain.js";
 import {
   ECS_FREE,
@@ -176,8 +177,8 @@ export function captureDomain(
 ): Uint8Array {
   if (d.privileged)
     throw new SaveError(`domain ${d.name} is privileged; only unprivileged domains can be saved`);
-  if (config.abi !== "2005-03")
-    throw new SaveError(`saving domains of the ${config.abi} interface is not supported yet`);
+  // The image records the revision; start_info's layout follows it (abi.md §2.6).
+  const StartInfo = d.abi.startInfo;
   if (d.state !== DomainState.Running && !(d.state === DomainState.Shutdown && d.shutdownCode === 2)) {
     throw new SaveError(`domain ${d.name} has stopped; only a running (or suspended) domain can be saved`);
   }
@@ -258,9 +259,9 @@ export function captureDomain(
   if (startInfoPfn >= 0) {
     const siOff = (pfnIndex.get(startInfoPfn) as number) * PAGE + (startInfoVa & 0xfff);
     const siMa = siMfn * PAGE + (startInfoVa & 0xfff);
-    bodyView.setUint32(siOff + StartInfoMar.shared_info, PFN_SHARED_INFO * PAGE, true);
-    const listVa = view.getUint32(siMa + StartInfoMar.mfn_list, true);
-    p2mEntries = view.getUint32(siMa + StartInfoMar.nr_pages, true);
+    bodyView.setUint32(siOff + StartInfo.shared_info, PFN_SHARED_INFO * PAGE, true);
+    const listVa = view.getUint32(siMa + StartInfo.mfn_list, true);
+    p2mEntries = view.getUint32(siMa + StartInfo.nr_pages, true);
     p2mOffset = listVa & 0xfff;
     const nPages = Math.ceil((p2mOffset + p2mEntries * 4) / PAGE);
     for (let i = 0; i < nPages; i++) {
@@ -285,7 +286,7 @@ export function captureDomain(
   const header: ImageHeader = {
     name: config.name,
     config,
-    abi: config.abi,
+    abi: d.abi.name,
     savedAtNs: hv.nowNs(),
     maxPages: d.maxPages,
     pfns,
@@ -433,15 +434,16 @@ export function restoreDomain(
       throw new SaveError("the save image's page list is damaged");
     }
   }
-  if (h.abi !== "2005-03")
-    throw new SaveError(`restoring domains of the ${h.abi} interface is not supported yet`);
+  const abi = abiByName(String(h.abi));
+  if (abi === null)
+    throw new SaveError(`the save image's interface revision ${JSON.stringify(h.abi)} is unknown`);
   if (n > hv.mem.freeFrames - 8)
     throw new SaveError(
       `not enough free memory: the image needs ${(n * 4) >> 10} MiB, ${(hv.mem.freeFrames * 4) >> 10} MiB are free`,
     );
   let d: Domain;
   try {
-    d = hv.createDomain(h.name, n);
+    d = hv.createDomain(h.name, n, false, abi.name);
   } catch (e) {
     throw new SaveError(`cannot create the domain: ${(e as Error).message}`);
   }
@@ -491,7 +493,7 @@ function fillDomain(hv: Hypervisor, d: Domain, h: ImageHeader, body: Uint8Array)
   }
   if (h.startInfoPfn >= 0) {
     const siMa = uncanon(h.startInfoPfn, "start_info") * PAGE + (h.startInfoVa & 0xfff);
-    view.setUint32(siMa + StartInfoMar.shared_info, d.sharedInfoMfn * PAGE, true);
+    view.setUint32(siMa + d.abi.startInfo.shared_info, d.sharedInfoMfn * PAGE, true);
     forEachP2mEntry(h.p2mPfns, h.p2mOffset, h.p2mEntries, (pfn, off) => {
       const ma = uncanon(pfn, "the p2m list") * PAGE + off;
       const e = view.getUint32(ma, true);

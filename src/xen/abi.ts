@@ -26,6 +26,7 @@ import {
 import { DOM0_INTERFACE_VERSION, DOM0_INTERFACE_VERSION_JUL, Dom0Op, Dom0OpJul } from "../public/dom0_ops.js";
 import { EvtchnOpJul, EvtchnOpMar } from "../public/event_channel.js";
 import {
+  GNTUNMAP_DEV_FROM_VIRT_JUL,
   GntStJul,
   GntStMar,
   GnttabMapGrantRefJul,
@@ -124,6 +125,12 @@ export interface GuestAbi {
   readonly timerHighArg: ArgIndex;
   /** evtchn_op_t envelope. abi.md §2.8.1 */
   readonly evtchnOp: { readonly cmd: number; readonly u: number; readonly SIZE: number };
+  /**
+   * Event-channel semantics that moved (abi.md §2.8.1): alloc_unbound's port is in/out (JUL:
+   * 0 allocates, else that port is made or kept UNBOUND for dom) rather than out only (MAR);
+   * bind_ipi names a VCPU of the caller that must exist (JUL ipi_vcpu) rather than any id < 32.
+   */
+  readonly evtchn: { readonly allocUnboundPortIn: boolean; readonly ipiVcpuMustExist: boolean };
   /** physdev_op_t envelope, and whether the PCI ops (0..3) exist. abi.md §2.10 */
   readonly physdevOp: { readonly cmd: number; readonly u: number; readonly SIZE: number };
   readonly physdevPci: boolean;
@@ -161,6 +168,12 @@ export interface GuestAbi {
     readonly status: typeof GntStMar | typeof GntStJul;
     readonly frames: number;
     readonly entries: number;
+    /** setup_table with nr_frames 0 still reports GNTST_okay (JUL); MAR writes nothing. */
+    readonly setupZeroFramesOkay: boolean;
+    /** GNTTABOP_dump_table exists (MAR); JUL built it only with GRANT_DEBUG: -ENOSYS. */
+    readonly dumpTable: boolean;
+    /** unmap's dev_bus_addr value for "device mapping too" (JUL), or null (MAR). */
+    readonly devFromVirt: number | null;
   };
 }
 
@@ -189,6 +202,7 @@ export const ABIS: Readonly<Record<AbiName, GuestAbi>> = Object.freeze({
     uvm: Object.freeze({ flagsArg: 2, domidArg: 3, pteHighArg: null }),
     timerHighArg: 0,
     evtchnOp: EvtchnOpMar,
+    evtchn: Object.freeze({ allocUnboundPortIn: false, ipiVcpuMustExist: false }),
     physdevOp: PhysdevOpMar,
     physdevPci: true,
     physdevSetIobitmap: PhysdevSetIobitmap,
@@ -207,6 +221,9 @@ export const ABIS: Readonly<Record<AbiName, GuestAbi>> = Object.freeze({
       status: GntStMar,
       frames: NR_GRANT_FRAMES_MAR,
       entries: NR_GRANT_ENTRIES_MAR,
+      setupZeroFramesOkay: false,
+      dumpTable: true,
+      devFromVirt: null,
     }),
   }),
   "2005-07": Object.freeze<GuestAbi>({
@@ -234,6 +251,7 @@ export const ABIS: Readonly<Record<AbiName, GuestAbi>> = Object.freeze({
     uvm: Object.freeze({ flagsArg: 3, domidArg: 4, pteHighArg: 2 }),
     timerHighArg: 1,
     evtchnOp: EvtchnOpJul,
+    evtchn: Object.freeze({ allocUnboundPortIn: true, ipiVcpuMustExist: true }),
     physdevOp: PhysdevOpJul,
     physdevPci: false,
     physdevSetIobitmap: PhysdevSetIobitmapJul,
@@ -252,6 +270,9 @@ export const ABIS: Readonly<Record<AbiName, GuestAbi>> = Object.freeze({
       status: GntStJul,
       frames: NR_GRANT_FRAMES_JUL,
       entries: NR_GRANT_ENTRIES_JUL,
+      setupZeroFramesOkay: true,
+      dumpTable: false,
+      devFromVirt: GNTUNMAP_DEV_FROM_VIRT_JUL,
     }),
   }),
 });

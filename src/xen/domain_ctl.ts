@@ -25,7 +25,7 @@ import { loadGuestSegment, xenGdtEntries } from "./descriptors.js";
 import { type Domain, DomainState, type Vcpu } from "./domain.js";
 import { closeAllPorts } from "./event_channel.js";
 import { NO_OWNER, PGT_l2_page_table, PGT_pinned, PGT_type_mask, PGT_validated } from "./frame_table.js";
-import { destroyGrantTable, releaseDevMappings } from "./grant_table.js";
+import { destroyGrantTable, releaseDevMappings, resizeGrantTable } from "./grant_table.js";
 import type { Hypervisor } from "./hypervisor.js";
 import { ptwrFlushAll } from "./ptwr.js";
 import { shadowModeOff } from "./shadow.js";
@@ -488,6 +488,9 @@ export function memList(d: Domain): number[] {
 export function setDomainAbi(hv: Hypervisor, d: Domain, abi: GuestAbi): number {
   if (d.constructed) return -EINVAL;
   if (d.abi === abi) return 0;
+  // The grant table's size follows the revision (MAR 1 frame, JUL 4: abi.md §2.9.1).
+  const rc = resizeGrantTable(hv, d, abi.grant.frames);
+  if (rc !== 0) return rc;
   const old = d.abi.gdt.reservedPage;
   d.abi = abi;
   const g = abi.gdt;

@@ -141,6 +141,25 @@ export function allocUnbound(v: Vcpu, dom: number): number {
   return port;
 }
 
+/**
+ * alloc_unbound of July 2005 {dom, port in/out}: port 0 allocates (the lowest free); another
+ * port (a signed int: negative or beyond the table is -EINVAL) is made UNBOUND for dom if
+ * FREE, accepted as it is if already UNBOUND for dom, else -EINVAL. Returns the port.
+ */
+export function allocUnboundPort(v: Vcpu, dom: number, port: number): number {
+  const t = v.domain.evtchn;
+  let p = port | 0;
+  if (p === 0) {
+    p = getFreePort(v.domain, v.id);
+    if (p < 0) return p;
+  } else if (p < 0 || p >= t.size) return -EINVAL;
+  if (t.state[p] === ECS_FREE) {
+    t.state[p] = ECS_UNBOUND;
+    t.a[p] = dom & 0xffff;
+  } else if (t.state[p] !== ECS_UNBOUND || t.a[p] !== (dom & 0xffff)) return -EINVAL;
+  return p;
+}
+
 export interface InterdomainResult {
   rc: number;
   port1: number;
@@ -252,6 +271,8 @@ export function bindVirq(v: Vcpu, virq: number): number {
  */
 export function bindIpi(v: Vcpu, ipiEdom: number): number {
   if (ipiEdom >>> 0 >= MAX_VIRT_CPUS) return -EINVAL;
+  // July 2005 (ipi_vcpu): the VCPU must exist in the caller's domain.
+  if (v.domain.abi.evtchn.ipiVcpuMustExist && v.domain.vcpus[ipiEdom] === undefined) return -EINVAL;
   const port = getFreePort(v.domain, v.id);
   if (port < 0) return port;
   const t = v.domain.evtchn;
@@ -428,7 +449,10 @@ export function doEventChannelOp(hv: Hypervisor, v: Vcpu, opVa: number): number 
   let copyBack = true;
   switch (dv.getUint32(env.cmd, true)) {
     case EvtchnOp.alloc_unbound:
-      rc = allocUnbound(v, u16(EvtchnAllocUnbound.dom));
+      // MAR: port out only; JUL: port in/out, 0 = allocate (abi.md §2.8.1).
+      rc = v.domain.abi.evtchn.allocUnboundPortIn
+        ? allocUnboundPort(v, u16(EvtchnAllocUnbound.dom), u32(EvtchnAllocUnbound.port))
+        : allocUnbound(v, u16(EvtchnAllocUnbound.dom));
       if (rc >= 0) dv.setUint32(u + EvtchnAllocUnbound.port, rc, true);
       break;
     case EvtchnOp.bind_interdomain: {

@@ -15,7 +15,7 @@ import {
   HYPERVISOR_VIRT_START,
   M2P_INVALID_ENTRY,
 } from "../public/arch_x86_32.js";
-import { EFAULT, EINVAL, ENOSYS } from "../public/errno.js";
+import { EBUSY, EFAULT, EINVAL, ENOMEM, ENOSYS } from "../public/errno.js";
 import {
   GNTTABOP_MAX_COUNT_MAR,
   GntMap,
@@ -24,7 +24,6 @@ import {
   GnttabOp,
   GrantEntry,
   Gtf,
-  NR_GRANT_ENTRIES_MAR,
   NR_MAPTRACK_ENTRIES,
 } from "../public/grant_table.js";
 import { DomId } from "../public/xen.js";
@@ -53,26 +52,58 @@ const GNTPIN_overflow = 0x80808080;
 const MAPTRACK_REF_SHIFT = 3;
 const MAPTRACK_GNTMAP_MASK = GntMap.device_map | GntMap.host_map | GntMap.readonly;
 
+/** Grant entries per shared page. */
+const ENTRIES_PER_FRAME = 4096 / GrantEntry.SIZE;
+/**
+ * Internal status "inappropriate device address" (JUL's GNTST_bad_dev_addr; MAR has no such
+ * code and never produces it). guestStatus translates it.
+ */
+const GNTST_BAD_DEV_ADDR = -100;
+
 /** Held references of an active entry (Xen infers them from the pins; we record them). */
 const ACT_PAGE_REF = 1;
 const ACT_TYPE_REF = 2;
 
-/** The grant state of one domain. */
+/**
+ * The grant state of one domain. Its size follows the domain's interface revision: MAR one
+ * shared page of 512 entries, JUL four pages of 2048 (abi.md §2.9.1).
+ */
 export class GrantTable {
+  /** Number of grant entries (refs 0 .. entries-1). */
+  readonly entries: number;
   /** Active table, per grant ref: the pins, the mapping domain and the granted frame. */
-  readonly pin = new Uint32Array(NR_GRANT_ENTRIES_MAR);
-  readonly actDomid = new Uint16Array(NR_GRANT_ENTRIES_MAR);
-  readonly actFrame = new Int32Array(NR_GRANT_ENTRIES_MAR);
-  readonly actRefs = new Uint8Array(NR_GRANT_ENTRIES_MAR);
+  readonly pin: Uint32Array;
+  readonly actDomid: Uint16Array;
+  readonly actFrame: Int32Array;
+  readonly actRefs: Uint8Array;
   /** Maptrack: the mappings this domain holds; free entries link through ref_and_flags >> 3. */
   readonly maptrackRefAndFlags = new Uint16Array(NR_MAPTRACK_ENTRIES);
   readonly maptrackDomid = new Uint16Array(NR_MAPTRACK_ENTRIES);
   maptrackHead = 0;
   mapCount = 0;
 
-  /** sharedMfn: the Xen-heap page holding the grant entries, shared writable with the domain. */
-  constructor(readonly sharedMfn: number) {
+  /** sharedMfns: the Xen-heap pages holding the grant entries, shared writable with the domain. */
+  constructor(readonly sharedMfns: readonly number[]) {
+    this.entries = sharedMfns.length * ENTRIES_PER_FRAME;
+    this.pin = new Uint32Array(this.entries);
+    this.actDomid = new Uint16Array(this.entries);
+    this.actFrame = new Int32Array(this.entries);
+    this.actRefs = new Uint8Array(this.entries);
     for (let i = 0; i < NR_MAPTRACK_ENTRIES; i++) this.maptrackRefAndFlags[i] = (i + 1) << MAPTRACK_REF_SHIFT;
+  }
+
+  /** The first shared page (the only one at MAR). */
+  get sharedMfn(): number {
+    return this.sharedMfns[0];
+  }
+
+  /** Machine address of entry `ref`'s byte `off`. */
+  entryMa(ref: number, off: number): number {
+    return (
+      this.sharedMfns[Math.floor(ref / ENTRIES_PER_FRAME)] * 4096 +
+      (ref % ENTRIES_PER_FRAME) * GrantEntry.SIZE +
+      off
+    );
   }
 }
 
@@ -84,20 +115,71 @@ export function grantTableOf(d: Domain): GrantTable | undefined {
 }
 
 /**
- * grant_table_create (domain creation): one zeroed Xen-heap page shared writable with the
- * domain (count allocated|1, type writable with one count, M2P invalid), as shared_info is
- * (semantics.md §1.11, §6.1). Returns false when machine memory is exhausted.
+ * grant_table_create (domain creation): the domain's revision's number of zeroed Xen-heap
+ * pages (MAR 1, JUL 4: `d.abi.grant.frames`) shared writable with the domain (count
+ * allocated|1, type writable with one count, M2P invalid), as shared_info is (semantics.md
+ * §1.11, §6.1). Returns false when machine memory is exhausted.
  */
 export function createGrantTable(hv: Hypervisor, d: Domain): boolean {
-  const mfn = hv.mem.allocFrame();
-  if (mfn < 0) return false;
-  hv.mem.zeroFrame(mfn);
-  hv.cpu.invalidateCode(mfn * 4096, 4096);
-  hv.frames.assign(mfn, d.id);
-  hv.frames.typeInfo[mfn] = PGT_writable_page | PGT_validated | 1;
-  hv.setM2p(mfn, M2P_INVALID_ENTRY);
-  tables.set(d, new GrantTable(mfn));
+  const mfns: number[] = [];
+  for (let i = 0; i < d.abi.grant.frames; i++) {
+    const mfn = hv.mem.allocFrame();
+    if (mfn < 0) {
+      for (const m of mfns) {
+        hv.frames.release(m);
+        hv.mem.freeFrame(m);
+      }
+      return false;
+    }
+    hv.mem.zeroFrame(mfn);
+    hv.cpu.invalidateCode(mfn * 4096, 4096);
+    hv.frames.assign(mfn, d.id);
+    hv.frames.typeInfo[mfn] = PGT_writable_page | PGT_validated | 1;
+    hv.setM2p(mfn, M2P_INVALID_ENTRY);
+    mfns.push(mfn);
+  }
+  tables.set(d, new GrantTable(mfns));
   return true;
+}
+
+/**
+ * A domain's revision is chosen after creation (setDomainAbi, before it is built): its table
+ * grows or shrinks to that revision's frame count. Frames beyond the new count go back to the
+ * heap, scrubbed; one still mapped elsewhere refuses the change. Returns 0 or -errno.
+ */
+export function resizeGrantTable(hv: Hypervisor, d: Domain, frames: number): number {
+  const gt = tables.get(d);
+  if (!gt || gt.sharedMfns.length === frames) return 0;
+  const ft = hv.frames;
+  const mfns = gt.sharedMfns.slice(0, frames);
+  const extra = gt.sharedMfns.slice(frames);
+  if (gt.mapCount !== 0 || gt.pin.some((p) => p !== 0)) return -EBUSY;
+  for (const mfn of extra) if (ft.count[mfn] !== 1) return -EBUSY;
+  while (mfns.length < frames) {
+    const mfn = hv.mem.allocFrame();
+    if (mfn < 0) {
+      for (const m of mfns.slice(gt.sharedMfns.length)) {
+        ft.release(m);
+        hv.mem.freeFrame(m);
+      }
+      return -ENOMEM;
+    }
+    hv.mem.zeroFrame(mfn);
+    hv.cpu.invalidateCode(mfn * 4096, 4096);
+    ft.assign(mfn, d.id);
+    ft.typeInfo[mfn] = PGT_writable_page | PGT_validated | 1;
+    hv.setM2p(mfn, M2P_INVALID_ENTRY);
+    mfns.push(mfn);
+  }
+  for (const mfn of extra) {
+    ft.release(mfn);
+    hv.mem.zeroFrame(mfn);
+    hv.cpu.invalidateCode(mfn * 4096, 4096);
+    hv.mem.freeFrame(mfn);
+  }
+  if (extra.length) hv.cpu.flushTlb();
+  tables.set(d, new GrantTable(mfns));
+  return 0;
 }
 
 /**
@@ -135,13 +217,14 @@ export function destroyGrantTable(hv: Hypervisor, d: Domain): void {
   const gt = tables.get(d);
   if (!gt) return;
   tables.delete(d);
-  const mfn = gt.sharedMfn;
   const ft = hv.frames;
-  if (ft.owner[mfn] !== d.id || ft.count[mfn] !== 1 || ft.allocated[mfn] !== 1) return;
-  ft.release(mfn);
-  hv.mem.zeroFrame(mfn);
-  hv.cpu.invalidateCode(mfn * 4096, 4096);
-  hv.mem.freeFrame(mfn);
+  for (const mfn of gt.sharedMfns) {
+    if (ft.owner[mfn] !== d.id || ft.count[mfn] !== 1 || ft.allocated[mfn] !== 1) continue;
+    ft.release(mfn);
+    hv.mem.zeroFrame(mfn);
+    hv.cpu.invalidateCode(mfn * 4096, 4096);
+    hv.mem.freeFrame(mfn);
+  }
   hv.cpu.flushTlb();
 }
 
@@ -149,7 +232,7 @@ export function destroyGrantTable(hv: Hypervisor, d: Domain): void {
 
 /** The first word of a shared entry: flags (low 16 bits) and domid (high 16 bits). */
 function sharedWordMa(gt: GrantTable, ref: number): number {
-  return gt.sharedMfn * 4096 + ref * GrantEntry.SIZE + GrantEntry.flags;
+  return gt.entryMa(ref, GrantEntry.flags);
 }
 
 function sharedFlags(hv: Hypervisor, gt: GrantTable, ref: number): number {
@@ -161,7 +244,7 @@ function sharedDomid(hv: Hypervisor, gt: GrantTable, ref: number): number {
 }
 
 function sharedFrame(hv: Hypervisor, gt: GrantTable, ref: number): number {
-  return hv.read32(gt.sharedMfn * 4096 + ref * GrantEntry.SIZE + GrantEntry.frame);
+  return hv.read32(gt.entryMa(ref, GrantEntry.frame));
 }
 
 /** Xen's set_bit/clear_bit on the flags: the domid half of the word is left alone. */
@@ -251,11 +334,14 @@ export function mapGrantRef(hv: Hypervisor, v: Vcpu, op: MapRequest): MapResult 
   const lgt = tables.get(ld);
   if (((flags & GntMap.host_map) !== 0 || va !== 0) && va >= HYPERVISOR_VIRT_START)
     return fail(GntStMar.bad_virt_addr);
-  if (ref >= NR_GRANT_ENTRIES_MAR || (flags & (GntMap.device_map | GntMap.host_map)) === 0)
+  // The bound is the caller's revision's (Xen's NR_GRANT_ENTRIES) ...
+  if (ref >= ld.abi.grant.entries || (flags & (GntMap.device_map | GntMap.host_map)) === 0)
     return fail(GntStMar.bad_gntref);
   const rd = hv.domains.get(dom);
   const rgt = rd && tables.get(rd);
   if (rd === undefined || rd === ld || rgt === undefined) return fail(GntStMar.bad_domain);
+  // ... and a JUL caller naming a MAR grantor's ref beyond its one page is refused too.
+  if (ref >= rgt.entries) return fail(GntStMar.bad_gntref);
   if (lgt === undefined) return fail(GntStMar.no_device_space);
   const handle = getMaptrackHandle(lgt);
   if (handle < 0) return fail(GntStMar.no_device_space);
@@ -376,7 +462,14 @@ export function unmapGrantRef(hv: Hypervisor, v: Vcpu, op: UnmapRequest): UnmapR
   const frame = rgt.actFrame[ref];
   let status = 1;
 
-  const devBusAddr = op.devBusAddr >>> 0;
+  let devBusAddr = op.devBusAddr >>> 0;
+  if (devBusAddr !== 0 && devBusAddr === ld.abi.grant.devFromVirt) {
+    // JUL GNTUNMAP_DEV_FROM_VIRT: needs a device mapping, else GNTST_bad_dev_addr. Xen of July
+    // 2005 then replaced the value by the frame before testing it again [QUIRK], so the device
+    // mapping was never released here: it stays, as there.
+    if ((mf & GntMap.device_map) === 0) return done(GNTST_BAD_DEV_ADDR);
+    devBusAddr = 0;
+  }
   if (devBusAddr !== 0) {
     // dev_bus_addr carries the frame number (abi.md Q7).
     if (devBusAddr !== frame) return done(GntStMar.general_error);
@@ -462,7 +555,7 @@ export function gnttabPrepareForTransfer(
 ): boolean {
   const rd = hv.domains.get(receiver);
   const rgt = rd && tables.get(rd);
-  if (rgt === undefined || ref >= NR_GRANT_ENTRIES_MAR) return false;
+  if (rgt === undefined || ref >= rgt.entries) return false;
   if (sharedFlags(hv, rgt, ref) !== Gtf.accept_transfer || sharedDomid(hv, rgt, ref) !== sender) return false;
   setSharedFlags(hv, rgt, ref, Gtf.transfer_committed, 0);
   return true;
@@ -477,30 +570,42 @@ export function gnttabPrepareForTransfer(
 export function gnttabNotifyTransfer(hv: Hypervisor, receiver: number, ref: number, mfn: number): void {
   const rd = hv.domains.get(receiver);
   const rgt = rd && tables.get(rd);
-  if (rgt === undefined || ref >= NR_GRANT_ENTRIES_MAR) return;
-  hv.write32(rgt.sharedMfn * 4096 + ref * GrantEntry.SIZE + GrantEntry.frame, mfn);
+  if (rgt === undefined || ref >= rgt.entries) return;
+  hv.write32(rgt.entryMa(ref, GrantEntry.frame), mfn);
   setSharedFlags(hv, rgt, ref, Gtf.transfer_completed, 0);
 }
 
 // ------------------------------------------------------------------ setup and dump
 
 export interface SetupResult {
-  /** undefined: nothing is written (nr_frames == 0 on a valid domain). */
+  /** undefined: nothing is written (nr_frames == 0 on a valid domain, MAR). */
   status: number | undefined;
+  /** The first frame (0 unless okay). */
   frame: number;
+  /** The nr_frames frames for frame_list (empty unless okay). */
+  frames?: number[];
 }
 
-/** gnttab_setup_table (semantics.md §6.2): one frame only; another domain needs privilege. */
+/**
+ * gnttab_setup_table (semantics.md §6.2): up to the caller's revision's table size (MAR one
+ * frame, JUL four); another domain needs privilege. A JUL caller asking for more frames than
+ * a MAR domain's table has gets GNTST_general_error.
+ */
 export function setupTable(hv: Hypervisor, v: Vcpu, dom: number, nrFrames: number): SetupResult {
-  if (nrFrames > 1) return { status: GntStMar.general_error, frame: 0 };
+  const fail = (status: number | undefined): SetupResult => ({ status, frame: 0 });
+  const g = v.domain.abi.grant;
+  if (nrFrames > g.frames) return fail(GntStMar.general_error);
   let id = dom;
   if (dom === DomId.SELF) id = v.domain.id;
-  else if (!v.domain.privileged) return { status: GntStMar.permission_denied, frame: 0 };
+  else if (!v.domain.privileged) return fail(GntStMar.permission_denied);
   const d = hv.domains.get(id);
   const gt = d && tables.get(d);
-  if (gt === undefined) return { status: GntStMar.bad_domain, frame: 0 };
-  if (nrFrames === 0) return { status: undefined, frame: 0 };
-  return { status: GntStMar.okay, frame: gt.sharedMfn };
+  if (gt === undefined) return fail(GntStMar.bad_domain);
+  if (nrFrames > gt.sharedMfns.length) return fail(GntStMar.general_error);
+  if (nrFrames === 0)
+    return g.setupZeroFramesOkay ? { status: GntStMar.okay, frame: 0, frames: [] } : fail(undefined);
+  const frames = gt.sharedMfns.slice(0, nrFrames);
+  return { status: GntStMar.okay, frame: frames[0], frames };
 }
 
 /**
@@ -513,7 +618,7 @@ export function dumpTable(hv: Hypervisor, v: Vcpu, dom: number): { status: numbe
   const gt = d && tables.get(d);
   if (gt === undefined) return { status: GntStMar.bad_domain, text: "" };
   const lines = [`grant table for dom ${id}: shared frame ${gt.sharedMfn}, map_count ${gt.mapCount}`];
-  for (let ref = 0; ref < NR_GRANT_ENTRIES_MAR; ref++) {
+  for (let ref = 0; ref < gt.entries; ref++) {
     const f = sharedFlags(hv, gt, ref);
     const p = gt.pin[ref];
     if (f === 0 && p === 0) continue;
@@ -542,8 +647,9 @@ export function dumpTable(hv: Hypervisor, v: Vcpu, dom: number): { status: numbe
  * flush the TLB. Xen's -EFAULT for a bad map/unmap array returned with the domain's big lock
  * held [QUIRK]; there is no such lock here, so the domain carries on (docs/DEVIATIONS.md).
  * Struct layouts and GNTST_* numbering follow the domain's interface revision
- * (`v.domain.abi.grant`); the table itself is MAR's one page of 512 entries for both (July
- * 2005's four-page table is not modelled: JUL grant semantics are not traced in abi.md).
+ * (`v.domain.abi.grant`), and so do the table's size (MAR one page of 512 entries, JUL four
+ * pages of 2048), setup_table's frame count, unmap's GNTUNMAP_DEV_FROM_VIRT and whether
+ * dump_table exists (JUL: -ENOSYS, Xen built it only with GRANT_DEBUG).
  */
 export function doGrantTableOp(hv: Hypervisor, v: Vcpu, cmd: number, uop: number, count: number): number {
   if (count >>> 0 > GNTTABOP_MAX_COUNT_MAR) return -EINVAL;
@@ -557,6 +663,7 @@ export function doGrantTableOp(hv: Hypervisor, v: Vcpu, cmd: number, uop: number
     case GnttabOp.setup_table:
       return setupTableOp(hv, v, uop, count);
     case GnttabOp.dump_table:
+      if (!v.domain.abi.grant.dumpTable) return -ENOSYS;
       return dumpTableOp(hv, v, uop);
     default:
       return -ENOSYS;
@@ -631,7 +738,11 @@ function setupTableOp(hv: Hypervisor, v: Vcpu, uop: number, count: number): numb
   const r = setupTable(hv, v, dv.getUint16(S.dom, true), dv.getUint16(S.nr_frames, true));
   // Xen's put_user results are ignored: a bad status or frame_list pointer is not an error.
   if (r.status !== undefined) writeS16(hv, (uop + S.status) >>> 0, guestStatus(v, r.status));
-  if (r.status === GntStMar.okay) hv.guest.write32(dv.getUint32(S.frame_list, true), r.frame);
+  if (r.status === GntStMar.okay) {
+    const list = dv.getUint32(S.frame_list, true);
+    const frames = r.frames ?? [r.frame];
+    for (let i = 0; i < frames.length; i++) hv.guest.write32((list + i * 4) >>> 0, frames[i]);
+  }
   return 0;
 }
 
@@ -653,6 +764,8 @@ function guestStatus(v: Vcpu, status: number): number {
   const codes = v.domain.abi.grant.status;
   if (status === GntStMar.no_device_space) return codes.no_device_space;
   if (status === GntStMar.permission_denied) return codes.permission_denied;
+  if (status === GNTST_BAD_DEV_ADDR)
+    return "bad_dev_addr" in codes ? codes.bad_dev_addr : GntStMar.general_error;
   return status;
 }
 
@@ -718,7 +831,7 @@ export function grantAccounting(hv: Hypervisor): GrantAccounting {
   for (const rd of hv.domains.values()) {
     const rgt = tables.get(rd);
     if (!rgt) continue;
-    for (let ref = 0; ref < NR_GRANT_ENTRIES_MAR; ref++) {
+    for (let ref = 0; ref < rgt.entries; ref++) {
       const pin = rgt.pin[ref];
       const want = expected.get(`${rd.id}:${ref}`) ?? 0;
       if (pin !== want)

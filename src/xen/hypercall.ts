@@ -25,7 +25,7 @@ import { doEventChannelOp } from "./event_channel.js";
 import { doGrantTableOp } from "./grant_table.js";
 import { arrayAccessOk } from "./guest_access.js";
 import type { Hypervisor } from "./hypervisor.js";
-import { checkInvariants } from "./invariants.js";
+import { checkInvariants, InvariantError } from "./invariants.js";
 import { doMmuUpdate } from "./mmu.js";
 import { doMmuextOp } from "./mmuext_op.js";
 import { doPhysdevOp } from "./physdev.js";
@@ -96,7 +96,9 @@ export function doHypercall(hv: Hypervisor, v: Vcpu): void {
   if (hv.checkInvariantsAfterHypercall) {
     const bad = checkInvariants(hv);
     if (bad.length > 0)
-      throw new Error(`frame-table invariant broken after hypercall ${nr}: ${bad.slice(0, 3).join("; ")}`);
+      throw new InvariantError(
+        `frame-table invariant broken after hypercall ${nr}: ${bad.slice(0, 3).join("; ")}`,
+      );
   }
 }
 

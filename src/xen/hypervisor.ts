@@ -63,6 +63,7 @@ import {
 } from "./grant_table.js";
 import { GuestMemory } from "./guest_access.js";
 import { doHypercall } from "./hypercall.js";
+import { InvariantError } from "./invariants.js";
 import { GuestIrqs, nextMachineInterruptNs, serviceMachineInterrupts } from "./irq.js";
 import { Mm, type MmHost } from "./mm.js";
 import { domainIomemInPfn, physdevInitDom0 } from "./physdev.js";
@@ -70,7 +71,7 @@ import { PtwrInfo, ptwrFlushAll } from "./ptwr.js";
 import { makePolicy } from "./sched_policy.js";
 import { Scheduler } from "./scheduler.js";
 import type { TraceBuffers } from "./trace.js";
-import { deliverEvents, handleException } from "./traps.js";
+import { deliverEvents, handleException, reloadDataSegments } from "./traps.js";
 
 export interface HypervisorOptions {
   /** Machine memory in MiB (default 128). */
@@ -88,6 +89,9 @@ export interface HypervisorOptions {
   /** Check the frame table's invariants after every hypercall (default: env TSXEN_CHECK_INVARIANTS=1). */
   checkInvariants?: boolean;
 }
+
+/** Size of the serial input ring (consoleInput drops what does not fit). */
+export const CONSOLE_RING = 128;
 
 /** Why run() returned. */
 export type RunResult =
@@ -116,8 +120,8 @@ export class Hypervisor implements MmHost {
   /** Called after every hypercall from a guest (tests run the invariant checker here). */
   afterHypercall: ((v: Vcpu, hypercall: number) => void) | null = null;
   /**
-   * Recompute the frame table's invariants after every hypercall (a broken one crashes the
-   * calling domain as an internal error). Costly; on in the test suite.
+   * Recompute the frame table's invariants after every hypercall (a broken one throws an
+   * InvariantError out of run()). Costly; on in the test suite.
    */
   checkInvariantsAfterHypercall: boolean;
   /** Xen's per-CPU deferred_ops (mmu.ts DOP_*), run at the end of mmu_update/update_va_mapping. */
@@ -415,9 +419,14 @@ export class Hypervisor implements MmHost {
   /** Queues serial input (128-byte ring; characters beyond it are dropped). */
   consoleInput(bytes: Uint8Array): void {
     const wasEmpty = this.consoleIn.length === 0;
-    for (const b of bytes) if (this.consoleIn.length < 128) this.consoleIn.push(b);
+    for (const b of bytes) if (this.consoleIn.length < CONSOLE_RING) this.consoleIn.push(b);
     // A character queued into an empty ring raises VIRQ_CONSOLE on dom0 vcpu0 (semantics.md §9.2).
     if (wasEmpty && this.consoleIn.length > 0) this.notifyDom0(VirqMar.CONSOLE);
+  }
+
+  /** Bytes of serial input queued and not yet read. */
+  consoleQueued(): number {
+    return this.consoleIn.length;
   }
 
   consoleRead(count: number): Uint8Array {
@@ -516,7 +525,10 @@ export class Hypervisor implements MmHost {
         p.cycles = horizon;
         continue;
       }
+      // Switched back onto the CPU: Xen's load_segments reloads DS/ES/FS/GS (semantics.md §4.4).
+      const switched = this.current !== v;
       this.switchTo(v);
+      if (switched) reloadDataSegments(this, v);
       deliverEvents(this, v);
       if (!sched.runnable(v)) continue;
       let exit: Exit;
@@ -542,6 +554,8 @@ export class Hypervisor implements MmHost {
         this.handleExit(v, exit);
       } catch (e) {
         if (e === CPU_FAULT) this.crashDomain(v.domain, "fault inside the hypervisor's handling of an exit");
+        else if (e instanceof InvariantError)
+          throw e; // a hypervisor bug: fail loudly
         else
           this.crashDomain(
             v.domain,

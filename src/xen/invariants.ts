@@ -44,6 +44,14 @@ const TYPE_NAMES: Record<number, string> = {
   [PGT_writable_page >>> 29]: "writable",
 };
 
+/**
+ * A broken frame-table invariant found after a guest hypercall (hv.checkInvariantsAfterHypercall):
+ * a hypervisor bug, so the run loop rethrows it instead of crashing the domain.
+ */
+export class InvariantError extends Error {
+  override name = "InvariantError";
+}
+
 export function checkInvariants(hv: Hypervisor): string[] {
   const ft = hv.frames;
   const n = ft.nrFrames;

@@ -4,15 +4,16 @@
  * stack, and the event upcall on every return to the guest.
  */
 import { CPU_FAULT, type Cpu } from "../cpu/cpu.js";
-import { CS, DS, ES, ESP, FS, GS, NT, RF, SS, TF, VM } from "../cpu/regs.js";
+import { CS, DS, EAX, ES, ESP, FS, GS, NT, RF, SS, TF, VM } from "../cpu/regs.js";
 import { HYPERCALL_VECTOR, TI_DPL_MASK, TI_IF } from "../public/arch_x86_32.js";
-import { SharedInfo, VcpuInfo } from "../public/xen.js";
+import { HypercallJul, HypercallMar, NR_HYPERCALLS, SharedInfo, VcpuInfo } from "../public/xen.js";
 import { gdtFaultSelector, handleLdtFault, shadowLdtForSelector } from "./descriptor_tables.js";
 import { loadGuestSegment } from "./descriptors.js";
 import type { Vcpu } from "./domain.js";
 import { doHypercall } from "./hypercall.js";
 import type { Hypervisor } from "./hypervisor.js";
 import { ptwrBeforeGuestStackWrite, ptwrPageFault } from "./ptwr.js";
+import { gpfEmulate4gb } from "./seg_fixup.js";
 
 // Exception vectors as Xen names them.
 const TRAP_debug = 1;
@@ -200,7 +201,9 @@ export function handleException(hv: Hypervisor, v: Vcpu): void {
 function softwareInterrupt(hv: Hypervisor, v: Vcpu, cpu: Cpu, vector: number): void {
   // Xen's gates: 0x82 has DPL 1 (the hypercall), 3 and 4 DPL 3, everything else DPL 0.
   if (vector === HYPERCALL_VECTOR && cpu.cpl <= 1) {
+    const nr = cpu.regs[EAX] & (NR_HYPERCALLS - 1);
     doHypercall(hv, v);
+    if (RELOADS_SEGMENTS.has(nr)) reloadDataSegments(hv, v);
     return;
   }
   if (vector === TRAP_int3 || vector === TRAP_overflow) {
@@ -227,7 +230,7 @@ function generalProtection(hv: Hypervisor, v: Vcpu, errorCode: number): void {
       reflectTrap(hv, v, vector, -1, null);
       return;
     }
-  } else if (errorCode === 0 && hv.emulatePrivileged(v)) {
+  } else if (errorCode === 0 && (hv.emulatePrivileged(v) || gpfEmulate4gb(hv, v))) {
     return;
   }
   reflectTrap(hv, v, TRAP_gp_fault, errorCode, null);
@@ -247,4 +250,34 @@ export function failsafeBounce(hv: Hypervisor, v: Vcpu): void {
     return;
   }
   for (const seg of [DS, ES, FS, GS]) cpu.loadSegmentCache(seg, 0, 0, 0, 0);
+}
+
+/** Hypercalls that can change a descriptor under a loaded data selector (GDT, LDT, SET_LDT). */
+const RELOADS_SEGMENTS = new Set<number>([
+  HypercallMar.set_gdt,
+  HypercallMar.update_descriptor,
+  HypercallMar.mmu_update,
+  HypercallMar.multicall,
+  HypercallJul.mmuext_op,
+]);
+
+/**
+ * The return to the guest reloads DS, ES, FS and GS from their selectors (semantics.md §4.4).
+ * The CPU caches descriptors, so this runs where a loaded one can have changed: after the
+ * descriptor-table hypercalls and when a vcpu comes back onto the CPU. A not-yet-shadowed LDT
+ * page is mapped first (Xen fixes that #PF and retries); any other failure is a failsafe
+ * bounce with the old selectors in the frame. Returns false when it bounced (or crashed).
+ */
+export function reloadDataSegments(hv: Hypervisor, v: Vcpu): boolean {
+  if (hv.current !== v || !v.domain.runnable) return true;
+  const cpu = hv.cpu;
+  for (const seg of [DS, ES, FS, GS]) {
+    const sel = cpu.segSel[seg];
+    shadowLdtForSelector(hv, v, sel);
+    if (!loadGuestSegment(cpu, seg, sel, cpu.cpl, false, false)) {
+      failsafeBounce(hv, v);
+      return false;
+    }
+  }
+  return true;
 }
