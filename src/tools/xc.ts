@@ -63,7 +63,6 @@ import {
   MmuExtMar,
   MmuExtOpJul,
   MmuMar,
-  MmuUpdateMar,
   Shutdown,
   TrapInfo,
 } from "../public/xen.js";

@@ -62,7 +62,7 @@ function vcpuUpDown(hv: Hypervisor, v: Vcpu, vcpu: number, down: boolean): numbe
 }
 
 /** set_timer_op(hi, lo): absolute system time in ns; 0 cancels; the past fires at once. */
-export function doSetTimerOp(hv: Hypervisor, v: Vcpu, hi: number, lo: number): number {
+export function doSetTimerOp(_hv: Hypervisor, v: Vcpu, hi: number, lo: number): number {
   const deadline = hi * 2 ** 32 + lo;
   v.timerDeadline = deadline === 0 ? -1 : deadline;
   return 0;
