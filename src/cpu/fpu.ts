@@ -225,6 +225,26 @@ export function x80ToF64(se: number, hi: number, lo: number, rc = 0): number {
   }
   if ((hi | lo) === 0) return neg ? -0 : 0;
   if (e !== 0 && (hi & 0x80000000) === 0) return INDEFINITE; // unnormal
+  return roundFinite(neg, e, hi, lo, rc, 11, 1023, 2 ** 1024, Number.MAX_VALUE);
+}
+
+/**
+ * A finite, non-zero 80-bit value (biased exponent e, significand hi:lo) rounded under rc to a
+ * binary format whose significand is 64 - shBase bits, normal exponents up to maxE (the
+ * smallest is 1 - maxE), values from `limit` up overflowing to infinity or, when rc rounds
+ * toward zero, to maxFinite.
+ */
+function roundFinite(
+  neg: boolean,
+  e: number,
+  hi: number,
+  lo: number,
+  rc: number,
+  shBase: number,
+  maxE: number,
+  limit: number,
+  maxFinite: number,
+): number {
   let E = (e === 0 ? 1 : e) - 16383;
   // Normalize (denormals and pseudo-denormals).
   if ((hi & 0x80000000) === 0) {
@@ -241,14 +261,16 @@ export function x80ToF64(se: number, hi: number, lo: number, rc = 0): number {
     }
   }
   let m = Number.POSITIVE_INFINITY;
-  if (E <= 1023) {
-    const sh = E >= -1022 ? 11 : 11 + (-1022 - E);
+  if (E <= maxE) {
+    const minE = 1 - maxE;
+    const sh = E >= minE ? shBase : shBase + (minE - E);
     shiftRound(hi, lo, sh, rc, neg);
     m = (qHi * 4294967296 + qLo) * pow2(E - 63 + sh);
+    if (m >= limit) m = Number.POSITIVE_INFINITY;
   }
-  // Overflow: infinity, or the largest finite double when rounding toward zero.
+  // Overflow: infinity, or the largest finite value when rounding toward zero.
   if (m === Number.POSITIVE_INFINITY && !(rc === 0 || (rc === 2 && !neg) || (rc === 1 && neg))) {
-    m = Number.MAX_VALUE;
+    m = maxFinite;
   }
   return neg ? -m : m;
 }
@@ -264,31 +286,7 @@ export function x80ToF32(se: number, hi: number, lo: number, rc = 0): number {
   hi >>>= 0;
   lo >>>= 0;
   if (e !== 0 && (hi & 0x80000000) === 0) return INDEFINITE;
-  let E = (e === 0 ? 1 : e) - 16383;
-  if ((hi & 0x80000000) === 0) {
-    if (hi === 0) {
-      hi = lo;
-      lo = 0;
-      E -= 32;
-    }
-    const z = Math.clz32(hi);
-    if (z > 0) {
-      hi = ((hi << z) | (lo >>> (32 - z))) >>> 0;
-      lo = (lo << z) >>> 0;
-      E -= z;
-    }
-  }
-  let m = Number.POSITIVE_INFINITY;
-  if (E <= 127) {
-    const sh = E >= -126 ? 40 : 40 + (-126 - E);
-    shiftRound(hi, lo, sh, rc, neg);
-    m = (qHi * 4294967296 + qLo) * pow2(E - 63 + sh);
-    if (m >= 2 ** 128) m = Number.POSITIVE_INFINITY;
-  }
-  if (m === Number.POSITIVE_INFINITY && !(rc === 0 || (rc === 2 && !neg) || (rc === 1 && neg))) {
-    m = 3.4028234663852886e38;
-  }
-  return neg ? -m : m;
+  return roundFinite(neg, e, hi, lo, rc, 40, 127, 2 ** 128, 3.4028234663852886e38);
 }
 
 /** Writes the 80-bit encoding of the integer (hi:lo, two's complement int64) to out. */
