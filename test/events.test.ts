@@ -29,6 +29,7 @@ import {
 } from "../src/xen/event_channel.js";
 import { Hypervisor } from "../src/xen/hypervisor.js";
 import { pirqGuestUnmask, serviceMachineInterrupts } from "../src/xen/irq.js";
+import { assertGuestPassed, consoleMachine } from "./support/console.js";
 import { guestPath } from "./support/guests.js";
 
 const SELF = 0x7ff0;
@@ -448,11 +449,7 @@ function runGuests(
 
 describe("guests", () => {
   it("two domains ping-pong events over an interdomain channel (pingpong_a / pingpong_b)", () => {
-    const out = new Map<Domain, string>();
-    const hv = new Hypervisor({
-      memoryMiB: 64,
-      onConsole: (d, b) => void out.set(d, (out.get(d) ?? "") + Buffer.from(b).toString("latin1")),
-    });
+    const { hv, out } = consoleMachine();
     // Domain ids are handed out in order: A is 1, B is 2.
     const a = launchDomain(hv, {
       name: "a",
@@ -470,21 +467,12 @@ describe("guests", () => {
     runGuests(hv, [a, b], out, 20e9);
     for (const d of [a, b]) {
       const text = out.get(d) ?? "";
-      assert.deepEqual(
-        text.split("\n").filter((l) => l.startsWith("FAIL")),
-        [],
-        text,
-      );
-      assert.match(text, /DONE passed=\d+ failed=0/, text);
+      assertGuestPassed(text);
     }
   });
 
   it("a privileged guest binds physical IRQs: periodic edge line, level line with unmask-notify (pirq)", () => {
-    const out = new Map<Domain, string>();
-    const hv = new Hypervisor({
-      memoryMiB: 64,
-      onConsole: (d, b) => void out.set(d, (out.get(d) ?? "") + Buffer.from(b).toString("latin1")),
-    });
+    const { hv, out } = consoleMachine();
     hv.irq.attachPeriodic(8, 5e6);
     const nic = hv.irq.attachDevice(11, "level");
     const d = launchDomain(hv, {
@@ -495,11 +483,6 @@ describe("guests", () => {
     }).domain;
     runGuests(hv, [d], out, 20e9, { ns: 50e6, fn: () => nic.raise() });
     const text = out.get(d) ?? "";
-    assert.deepEqual(
-      text.split("\n").filter((l) => l.startsWith("FAIL")),
-      [],
-      text,
-    );
-    assert.match(text, /DONE passed=\d+ failed=0/, text);
+    assertGuestPassed(text);
   });
 });

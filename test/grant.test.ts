@@ -27,6 +27,7 @@ import {
 } from "../src/xen/grant_table.js";
 import { Hypervisor } from "../src/xen/hypervisor.js";
 import { checkInvariants } from "../src/xen/invariants.js";
+import { assertGuestPassed, consoleMachine } from "./support/console.js";
 import { guestPath } from "./support/guests.js";
 
 const SELF = 0x7ff0;
@@ -57,6 +58,19 @@ function pageOf(d: Domain, i = 0): number {
 }
 function clean(hv: Hypervisor): void {
   assert.deepEqual(checkInvariants(hv), []);
+}
+/** Domains a and b on a fresh machine. */
+function twoDomains(): { hv: Hypervisor; a: Domain; b: Domain } {
+  const hv = machine();
+  return { hv, a: hv.createDomain("a", 4), b: hv.createDomain("b", 4) };
+}
+/** twoDomains with a's first page f granted to b as ref 1 and mapped by b for device access. */
+function devMapped(): { hv: Hypervisor; a: Domain; b: Domain; f: number } {
+  const { hv, a, b } = twoDomains();
+  const f = pageOf(a);
+  grant(hv, a, 1, Gtf.permit_access, b.id, f);
+  mapGrantRef(hv, b.vcpus[0], { hostVirtAddr: 0, dom: a.id, ref: 1, flags: DEV });
+  return { hv, a, b, f };
 }
 
 describe("grant table structures (semantics.md §6.1)", () => {
@@ -149,9 +163,7 @@ describe("grant table structures (semantics.md §6.1)", () => {
   });
 
   it("dump_table needs no privilege; an unknown domain is bad_domain", () => {
-    const hv = machine();
-    const a = hv.createDomain("a", 4);
-    const b = hv.createDomain("b", 4);
+    const { hv, a, b } = twoDomains();
     grant(hv, a, 3, Gtf.permit_access, b.id, pageOf(a));
     const r = dumpTable(hv, b.vcpus[0], a.id);
     assert.equal(r.status, 0);
@@ -162,9 +174,7 @@ describe("grant table structures (semantics.md §6.1)", () => {
 
 describe("map and unmap (semantics.md §6.2)", () => {
   it("a writable device map sets reading|writing, takes a general and a writable type reference", () => {
-    const hv = machine();
-    const a = hv.createDomain("a", 4);
-    const b = hv.createDomain("b", 4);
+    const { hv, a, b } = twoDomains();
     const f = pageOf(a);
     grant(hv, a, 1, Gtf.permit_access, b.id, f);
     const r = mapGrantRef(hv, b.vcpus[0], { hostVirtAddr: 0, dom: a.id, ref: 1, flags: DEV });
@@ -201,9 +211,7 @@ describe("map and unmap (semantics.md §6.2)", () => {
   });
 
   it("a writable PTE only matches writable maps; a map of another grantor never matches", () => {
-    const hv = machine();
-    const a = hv.createDomain("a", 4);
-    const b = hv.createDomain("b", 4);
+    const { hv, a, b } = twoDomains();
     const c = hv.createDomain("c", 4);
     const f = pageOf(a);
     grant(hv, a, 2, Gtf.permit_access, b.id, f);
@@ -218,9 +226,7 @@ describe("map and unmap (semantics.md §6.2)", () => {
   });
 
   it("checks in order: va, ref/flags, domain (self or unknown), then the entry", () => {
-    const hv = machine();
-    const a = hv.createDomain("a", 4);
-    const b = hv.createDomain("b", 4);
+    const { hv, a, b } = twoDomains();
     const v = b.vcpus[0];
     const m = (hostVirtAddr: number, dom: number, ref: number, flags: number) =>
       mapGrantRef(hv, v, { hostVirtAddr, dom, ref, flags }).handle;
@@ -244,9 +250,7 @@ describe("map and unmap (semantics.md §6.2)", () => {
   });
 
   it("an active grant maps again only for the domain that activated it ([QUIRK] fixed)", () => {
-    const hv = machine();
-    const a = hv.createDomain("a", 4);
-    const b = hv.createDomain("b", 4);
+    const { hv, a, b } = twoDomains();
     const c = hv.createDomain("c", 4);
     grant(hv, a, 1, Gtf.permit_access, b.id, pageOf(a));
     assert.equal(
@@ -261,9 +265,7 @@ describe("map and unmap (semantics.md §6.2)", () => {
   });
 
   it("pins stop at 128 per kind with general_error, not +28 ([QUIRK] fixed); maptrack holds 1024", () => {
-    const hv = machine();
-    const a = hv.createDomain("a", 4);
-    const b = hv.createDomain("b", 4);
+    const { hv, a, b } = twoDomains();
     for (let r = 0; r < 9; r++) grant(hv, a, r, Gtf.permit_access | Gtf.readonly, b.id, pageOf(a));
     const v = b.vcpus[0];
     let n = 0;
@@ -293,9 +295,7 @@ describe("map and unmap (semantics.md §6.2)", () => {
   });
 
   it("unmap: bad handles, unknown grantor, wrong device address; only one's own handles", () => {
-    const hv = machine();
-    const a = hv.createDomain("a", 4);
-    const b = hv.createDomain("b", 4);
+    const { hv, a, b } = twoDomains();
     const f = pageOf(a);
     grant(hv, a, 1, Gtf.permit_access, b.id, f);
     const h = mapGrantRef(hv, b.vcpus[0], { hostVirtAddr: 0, dom: a.id, ref: 1, flags: DEV }).handle;
@@ -313,11 +313,7 @@ describe("map and unmap (semantics.md §6.2)", () => {
 
 describe("invariant checker (checkInvariants learns grants)", () => {
   it("counts an active entry's references and flags a pin that no handle accounts for", () => {
-    const hv = machine();
-    const a = hv.createDomain("a", 4);
-    const b = hv.createDomain("b", 4);
-    grant(hv, a, 1, Gtf.permit_access, b.id, pageOf(a));
-    mapGrantRef(hv, b.vcpus[0], { hostVirtAddr: 0, dom: a.id, ref: 1, flags: DEV });
+    const { hv, a } = devMapped();
     clean(hv);
     const gt = grantTableOf(a);
     assert.ok(gt);
@@ -331,12 +327,7 @@ describe("invariant checker (checkInvariants learns grants)", () => {
 
 describe("teardown and transfer", () => {
   it("a mapped grant keeps its frame alive after the grantor drops it; the unmap frees it", () => {
-    const hv = machine();
-    const a = hv.createDomain("a", 4);
-    const b = hv.createDomain("b", 4);
-    const f = pageOf(a);
-    grant(hv, a, 1, Gtf.permit_access, b.id, f);
-    mapGrantRef(hv, b.vcpus[0], { hostVirtAddr: 0, dom: a.id, ref: 1, flags: DEV });
+    const { hv, a, b, f } = devMapped();
     // The grantor's allocation reference goes (decrease_reservation's effect).
     hv.frames.allocated[f] = 0;
     hv.mm.putPage(f);
@@ -352,12 +343,7 @@ describe("teardown and transfer", () => {
   });
 
   it("release of a dying domain's device maps, then its table frame", () => {
-    const hv = machine();
-    const a = hv.createDomain("a", 4);
-    const b = hv.createDomain("b", 4);
-    const f = pageOf(a);
-    grant(hv, a, 1, Gtf.permit_access, b.id, f);
-    mapGrantRef(hv, b.vcpus[0], { hostVirtAddr: 0, dom: a.id, ref: 1, flags: DEV });
+    const { hv, a, b, f } = devMapped();
     mapGrantRef(hv, b.vcpus[0], { hostVirtAddr: 0, dom: a.id, ref: 1, flags: DEV | RO });
     releaseDevMappings(hv, b);
     assert.equal(grantTableOf(b)?.mapCount, 0);
@@ -373,12 +359,7 @@ describe("teardown and transfer", () => {
   });
 
   it("a killed grantor lingers while its grant is mapped and is freed by the mapper's unmap", () => {
-    const hv = machine();
-    const a = hv.createDomain("a", 4);
-    const b = hv.createDomain("b", 4);
-    const f = pageOf(a);
-    grant(hv, a, 1, Gtf.permit_access, b.id, f);
-    mapGrantRef(hv, b.vcpus[0], { hostVirtAddr: 0, dom: a.id, ref: 1, flags: DEV });
+    const { hv, a, b, f } = devMapped();
     domainKill(hv, a);
     assert.equal(hv.domains.get(a.id), a, "zombie while mapped");
     assert.deepEqual([...a.pages], [f]);
@@ -390,12 +371,7 @@ describe("teardown and transfer", () => {
   });
 
   it("a killed mapper's device maps are released (gnttab_release_dev_mappings)", () => {
-    const hv = machine();
-    const a = hv.createDomain("a", 4);
-    const b = hv.createDomain("b", 4);
-    const f = pageOf(a);
-    grant(hv, a, 1, Gtf.permit_access, b.id, f);
-    mapGrantRef(hv, b.vcpus[0], { hostVirtAddr: 0, dom: a.id, ref: 1, flags: DEV });
+    const { hv, a, b, f } = devMapped();
     const free = hv.mem.freeFrames;
     domainKill(hv, b);
     assert.equal(hv.domains.has(b.id), false);
@@ -406,9 +382,7 @@ describe("teardown and transfer", () => {
   });
 
   it("transfer: the entry must be exactly accept_transfer for the sender; then committed, frame, completed", () => {
-    const hv = machine();
-    const a = hv.createDomain("a", 4);
-    const b = hv.createDomain("b", 4);
+    const { hv, a, b } = twoDomains();
     assert.equal(gnttabPrepareForTransfer(hv, b.id, a.id, 3), false);
     grant(hv, b, 3, Gtf.accept_transfer, 0x77, 0);
     assert.equal(gnttabPrepareForTransfer(hv, b.id, a.id, 3), false);
@@ -427,11 +401,7 @@ describe("teardown and transfer", () => {
 
 describe("guests", () => {
   it("two domains share a page through a grant, exchange data with events, transfer a page (grant_a / grant_b)", () => {
-    const out = new Map<Domain, string>();
-    const hv = new Hypervisor({
-      memoryMiB: 64,
-      onConsole: (d, b) => void out.set(d, (out.get(d) ?? "") + Buffer.from(b).toString("latin1")),
-    });
+    const { hv, out } = consoleMachine();
     let invariants: string | null = null;
     hv.afterHypercall = (_v, nr) => {
       if (invariants !== null) return;
@@ -460,12 +430,7 @@ describe("guests", () => {
     }
     for (const d of [a, b]) {
       const text = out.get(d) ?? "";
-      assert.deepEqual(
-        text.split("\n").filter((l) => l.startsWith("FAIL")),
-        [],
-        text,
-      );
-      assert.match(text, /DONE passed=\d+ failed=0/, text);
+      assertGuestPassed(text);
     }
     assert.equal(invariants, null);
   });

@@ -109,27 +109,32 @@ export function dom0Op(
   const dv = new DataView(bytes.buffer);
   dv.setUint32(Dom0Op.cmd, cmd >>> 0, true);
   dv.setUint32(Dom0Op.interface_version, version >>> 0, true);
-  const u = Dom0Op.u;
-  fill(
-    {
-      u32: (off, value) => dv.setUint32(u + off, value >>> 0, true),
-      u16: (off, value) => dv.setUint16(u + off, value & 0xffff, true),
-      u64: (off, value) => {
-        dv.setUint32(u + off, (value % 2 ** 32) >>> 0, true);
-        dv.setUint32(u + off + 4, Math.floor(value / 2 ** 32) >>> 0, true);
-      },
-    },
-    (n, init) => s.alloc(n, init),
-  );
+  fill(fieldsAt(dv, Dom0Op.u), (n, init) => s.alloc(n, init));
   const va = s.alloc(Dom0Op.SIZE, bytes);
   const rc = dom0.hypercall(HypercallMar.dom0_op, va);
-  const out = new DataView(dom0.read(va, Dom0Op.SIZE).buffer);
+  return resultAt(rc, new DataView(dom0.read(va, Dom0Op.SIZE).buffer), Dom0Op.u);
+}
+
+/** Writers for a union that starts at `base` in dv. */
+function fieldsAt(dv: DataView, base: number): OpFields {
+  return {
+    u32: (off, value) => dv.setUint32(base + off, value >>> 0, true),
+    u16: (off, value) => dv.setUint16(base + off, value & 0xffff, true),
+    u64: (off, value) => {
+      dv.setUint32(base + off, (value % 2 ** 32) >>> 0, true);
+      dv.setUint32(base + off + 4, Math.floor(value / 2 ** 32) >>> 0, true);
+    },
+  };
+}
+
+/** Readers for a union that starts at `base` in dv, with the call's rc. */
+function resultAt(rc: number, dv: DataView, base: number): OpResult {
   return {
     rc,
-    u32: (off) => out.getUint32(u + off, true),
-    s32: (off) => out.getInt32(u + off, true),
-    u16: (off) => out.getUint16(u + off, true),
-    u64: (off) => out.getUint32(u + off, true) + out.getUint32(u + off + 4, true) * 2 ** 32,
+    u32: (off) => dv.getUint32(base + off, true),
+    s32: (off) => dv.getInt32(base + off, true),
+    u16: (off) => dv.getUint16(base + off, true),
+    u64: (off) => dv.getUint32(base + off, true) + dv.getUint32(base + off + 4, true) * 2 ** 32,
   };
 }
 
@@ -154,31 +159,12 @@ function dom0OpJul(
   const r = dom0OpJulRaw(
     dom0,
     cmd,
-    (_u, alloc) => {
-      fill(
-        {
-          u32: (off, value) => mdv.setUint32(off, value >>> 0, true),
-          u16: (off, value) => mdv.setUint16(off, value & 0xffff, true),
-          u64: (off, value) => {
-            mdv.setUint32(off, (value % 2 ** 32) >>> 0, true);
-            mdv.setUint32(off + 4, Math.floor(value / 2 ** 32) >>> 0, true);
-          },
-        },
-        alloc,
-      );
-    },
+    (_u, alloc) => fill(fieldsAt(mdv, 0), alloc),
     version === DOM0_INTERFACE_VERSION ? DOM0_INTERFACE_VERSION_JUL : version,
     (jul) => julUnionFromMar(cmd, marUnion, jul),
   );
   marUnion = marUnionFromJul(cmd, r.union, marUnion.length) ?? marUnion;
-  const out = new DataView(marUnion.buffer);
-  return {
-    rc: r.rc,
-    u32: (off) => out.getUint32(off, true),
-    s32: (off) => out.getInt32(off, true),
-    u16: (off) => out.getUint16(off, true),
-    u64: (off) => out.getUint32(off, true) + out.getUint32(off + 4, true) * 2 ** 32,
-  };
+  return resultAt(r.rc, new DataView(marUnion.buffer), 0);
 }
 
 /** A July dom0_op with its union filled directly; returns rc and the union as left. */
@@ -208,28 +194,27 @@ function check(name: string, r: OpResult): OpResult {
   return r;
 }
 
+/** dom0Op that throws XcError(name) on failure. */
+function xcOp(dom0: Dom0, name: string, cmd: number, fill?: Parameters<typeof dom0Op>[2]): OpResult {
+  return check(name, dom0Op(dom0, cmd, fill));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Domains
 
 /** DOM0_CREATEDOMAIN: memory allocated now, the domain paused. Returns its id. */
 export function xcDomainCreate(dom0: Dom0, opts: { memoryKb: number; cpu?: number; domid?: number }): number {
   const C = Dom0CreateDomain;
-  const r = check(
-    "DOM0_CREATEDOMAIN",
-    dom0Op(dom0, Dom0Cmd.CREATEDOMAIN, (u) => {
-      u.u32(C.memory_kb, opts.memoryKb);
-      u.u32(C.cpu, opts.cpu ?? CREATEDOMAIN_ANY_CPU);
-      u.u16(C.domain, opts.domid ?? 0);
-    }),
-  );
+  const r = xcOp(dom0, "DOM0_CREATEDOMAIN", Dom0Cmd.CREATEDOMAIN, (u) => {
+    u.u32(C.memory_kb, opts.memoryKb);
+    u.u32(C.cpu, opts.cpu ?? CREATEDOMAIN_ANY_CPU);
+    u.u16(C.domain, opts.domid ?? 0);
+  });
   return r.u16(C.domain);
 }
 
 function domainOnly(dom0: Dom0, cmd: number, name: string, domid: number): void {
-  check(
-    name,
-    dom0Op(dom0, cmd, (u) => u.u16(Dom0DomainOnly.domain, domid)),
-  );
+  xcOp(dom0, name, cmd, (u) => u.u16(Dom0DomainOnly.domain, domid));
 }
 
 export function xcDomainPause(dom0: Dom0, domid: number): void {
@@ -248,15 +233,12 @@ export function xcDomainDestroy(dom0: Dom0, domid: number): void {
 export function xcGetMemList(dom0: Dom0, domid: number, maxPfns: number): number[] {
   const G = Dom0GetMemList;
   let buf = 0;
-  const r = check(
-    "DOM0_GETMEMLIST",
-    dom0Op(dom0, Dom0Cmd.GETMEMLIST, (u, alloc) => {
-      buf = alloc(maxPfns * 4);
-      u.u16(G.domain, domid);
-      u.u32(G.max_pfns, maxPfns);
-      u.u32(G.buffer, buf);
-    }),
-  );
+  const r = xcOp(dom0, "DOM0_GETMEMLIST", Dom0Cmd.GETMEMLIST, (u, alloc) => {
+    buf = alloc(maxPfns * 4);
+    u.u16(G.domain, domid);
+    u.u32(G.max_pfns, maxPfns);
+    u.u32(G.buffer, buf);
+  });
   const n = r.u32(G.num_pfns);
   const raw = new DataView(dom0.read(buf, n * 4).buffer);
   return Array.from({ length: n }, (_, i) => raw.getUint32(i * 4, true));
@@ -540,14 +522,11 @@ export function xcDomainSetContext(
     if (r.rc < 0) throw new XcError("DOM0_SETDOMAININFO", -r.rc);
     return;
   }
-  check(
-    "DOM0_SETDOMAININFO",
-    dom0Op(dom0, Dom0Cmd.SETDOMAININFO, (u, alloc) => {
-      u.u16(S.domain, domid);
-      u.u16(S.exec_domain, vcpu);
-      u.u32(S.ctxt, alloc(bytes.length, bytes));
-    }),
-  );
+  xcOp(dom0, "DOM0_SETDOMAININFO", Dom0Cmd.SETDOMAININFO, (u, alloc) => {
+    u.u16(S.domain, domid);
+    u.u16(S.exec_domain, vcpu);
+    u.u32(S.ctxt, alloc(bytes.length, bytes));
+  });
 }
 
 /** The context xc_linux_build gives a fresh domU (abi.md §4.5), before the caller's fields. */
@@ -599,31 +578,25 @@ export function initialContext(p: {
 /** DOM0_GETPAGEFRAMEINFO: the type (PageFrameType) of a frame the domain owns. */
 export function xcGetPageFrameInfo(dom0: Dom0, domid: number, mfn: number): number {
   const G = Dom0GetPageFrameInfo;
-  return check(
-    "DOM0_GETPAGEFRAMEINFO",
-    dom0Op(dom0, Dom0Cmd.GETPAGEFRAMEINFO, (u) => {
-      u.u32(G.pfn, mfn);
-      u.u16(G.domain, domid);
-    }),
-  ).u32(G.type);
+  return xcOp(dom0, "DOM0_GETPAGEFRAMEINFO", Dom0Cmd.GETPAGEFRAMEINFO, (u) => {
+    u.u32(G.pfn, mfn);
+    u.u16(G.domain, domid);
+  }).u32(G.type);
 }
 
 /** DOM0_GETPAGEFRAMEINFO2: each MFN OR'ed with its type bits (LPINTAB if pinned, XTAB if not the domain's). */
 export function xcGetPageFrameInfo2(dom0: Dom0, domid: number, mfns: readonly number[]): number[] {
   const G = Dom0GetPageFrameInfo2;
   let va = 0;
-  check(
-    "DOM0_GETPAGEFRAMEINFO2",
-    dom0Op(dom0, Dom0Cmd.GETPAGEFRAMEINFO2, (u, alloc) => {
-      const init = new Uint8Array(mfns.length * 4);
-      const dv = new DataView(init.buffer);
-      for (const [i, m] of mfns.entries()) dv.setUint32(i * 4, m >>> 0, true);
-      va = alloc(init.length, init);
-      u.u16(G.domain, domid);
-      u.u32(G.num, mfns.length);
-      u.u32(G.array, va);
-    }),
-  );
+  xcOp(dom0, "DOM0_GETPAGEFRAMEINFO2", Dom0Cmd.GETPAGEFRAMEINFO2, (u, alloc) => {
+    const init = new Uint8Array(mfns.length * 4);
+    const dv = new DataView(init.buffer);
+    for (const [i, m] of mfns.entries()) dv.setUint32(i * 4, m >>> 0, true);
+    va = alloc(init.length, init);
+    u.u16(G.domain, domid);
+    u.u32(G.num, mfns.length);
+    u.u32(G.array, va);
+  });
   const raw = new DataView(dom0.read(va, mfns.length * 4).buffer);
   return mfns.map((_, i) => raw.getUint32(i * 4, true));
 }
@@ -631,25 +604,19 @@ export function xcGetPageFrameInfo2(dom0: Dom0, domid: number, mfns: readonly nu
 /** DOM0_SETDOMAININITIALMEM (before construction only). */
 export function xcSetInitialMem(dom0: Dom0, domid: number, memoryKb: number): void {
   const S = Dom0SetDomainInitialMem;
-  check(
-    "DOM0_SETDOMAININITIALMEM",
-    dom0Op(dom0, Dom0Cmd.SETDOMAININITIALMEM, (u) => {
-      u.u16(S.domain, domid);
-      u.u32(S.initial_memkb, memoryKb);
-    }),
-  );
+  xcOp(dom0, "DOM0_SETDOMAININITIALMEM", Dom0Cmd.SETDOMAININITIALMEM, (u) => {
+    u.u16(S.domain, domid);
+    u.u32(S.initial_memkb, memoryKb);
+  });
 }
 
 /** DOM0_SETDOMAINMAXMEM, in KiB (max_pages = kb / 4, the April 2005 fix). */
 export function xcSetMaxMem(dom0: Dom0, domid: number, maxMemKb: number): void {
   const S = Dom0SetDomainMaxMem;
-  check(
-    "DOM0_SETDOMAINMAXMEM",
-    dom0Op(dom0, Dom0Cmd.SETDOMAINMAXMEM, (u) => {
-      u.u16(S.domain, domid);
-      u.u32(S.max_memkb, maxMemKb);
-    }),
-  );
+  xcOp(dom0, "DOM0_SETDOMAINMAXMEM", Dom0Cmd.SETDOMAINMAXMEM, (u) => {
+    u.u16(S.domain, domid);
+    u.u32(S.max_memkb, maxMemKb);
+  });
 }
 
 /**
@@ -710,20 +677,17 @@ export function xcIncreaseReservation(dom0: Dom0, domid: number, nrPages: number
 // Scheduling
 
 export function xcSchedId(dom0: Dom0): number {
-  return check("DOM0_SCHED_ID", dom0Op(dom0, Dom0Cmd.SCHED_ID)).u32(Dom0SchedId.sched_id);
+  return xcOp(dom0, "DOM0_SCHED_ID", Dom0Cmd.SCHED_ID).u32(Dom0SchedId.sched_id);
 }
 
 /** DOM0_SCHEDCTL for BVT: sets ctx_allow (ns) when given, returns the current value. */
 export function xcBvtCtxAllow(dom0: Dom0, ctxAllowNs?: number): number {
   const S = SchedCtlCmd;
-  const r = check(
-    "DOM0_SCHEDCTL",
-    dom0Op(dom0, Dom0Cmd.SCHEDCTL, (u) => {
-      u.u32(S.sched_id, 0);
-      u.u32(S.direction, ctxAllowNs === undefined ? SchedInfo.GET : SchedInfo.PUT);
-      u.u32(S.ctx_allow, ctxAllowNs ?? 0);
-    }),
-  );
+  const r = xcOp(dom0, "DOM0_SCHEDCTL", Dom0Cmd.SCHEDCTL, (u) => {
+    u.u32(S.sched_id, 0);
+    u.u32(S.direction, ctxAllowNs === undefined ? SchedInfo.GET : SchedInfo.PUT);
+    u.u32(S.ctx_allow, ctxAllowNs ?? 0);
+  });
   return r.u32(S.ctx_allow);
 }
 
@@ -739,14 +703,11 @@ export interface BvtParamsOut {
 /** DOM0_ADJUSTDOM GET for BVT. */
 export function xcBvtDomainGet(dom0: Dom0, domid: number): BvtParamsOut {
   const A = SchedAdjdomCmd;
-  const r = check(
-    "DOM0_ADJUSTDOM",
-    dom0Op(dom0, Dom0Cmd.ADJUSTDOM, (u) => {
-      u.u32(A.sched_id, 0);
-      u.u32(A.direction, SchedInfo.GET);
-      u.u16(A.domain, domid);
-    }),
-  );
+  const r = xcOp(dom0, "DOM0_ADJUSTDOM", Dom0Cmd.ADJUSTDOM, (u) => {
+    u.u32(A.sched_id, 0);
+    u.u32(A.direction, SchedInfo.GET);
+    u.u16(A.domain, domid);
+  });
   return {
     mcuAdvance: r.u32(A.mcu_adv),
     warpback: r.u32(A.warpback) !== 0,
@@ -763,32 +724,26 @@ export function xcBvtDomainSet(
   p: { mcuAdvance: number; warpback?: boolean; warpValue?: number; warplMs?: number; warpuMs?: number },
 ): void {
   const A = SchedAdjdomCmd;
-  check(
-    "DOM0_ADJUSTDOM",
-    dom0Op(dom0, Dom0Cmd.ADJUSTDOM, (u) => {
-      u.u32(A.sched_id, 0);
-      u.u32(A.direction, SchedInfo.PUT);
-      u.u16(A.domain, domid);
-      u.u32(A.mcu_adv, p.mcuAdvance);
-      u.u32(A.warpback, p.warpback ? 1 : 0);
-      u.u32(A.warpvalue, p.warpValue ?? 0);
-      u.u64(A.warpl, p.warplMs ?? 2000);
-      u.u64(A.warpu, p.warpuMs ?? 1000);
-    }),
-  );
+  xcOp(dom0, "DOM0_ADJUSTDOM", Dom0Cmd.ADJUSTDOM, (u) => {
+    u.u32(A.sched_id, 0);
+    u.u32(A.direction, SchedInfo.PUT);
+    u.u16(A.domain, domid);
+    u.u32(A.mcu_adv, p.mcuAdvance);
+    u.u32(A.warpback, p.warpback ? 1 : 0);
+    u.u32(A.warpvalue, p.warpValue ?? 0);
+    u.u64(A.warpl, p.warplMs ?? 2000);
+    u.u64(A.warpu, p.warpuMs ?? 1000);
+  });
 }
 
 /** DOM0_PINCPUDOMAIN: pin vcpu to a CPU, or unpin with cpu -1. */
 export function xcDomainPinCpu(dom0: Dom0, domid: number, vcpu: number, cpu: number): void {
   const P = Dom0PinCpuDomain;
-  check(
-    "DOM0_PINCPUDOMAIN",
-    dom0Op(dom0, Dom0Cmd.PINCPUDOMAIN, (u) => {
-      u.u16(P.domain, domid);
-      u.u16(P.exec_domain, vcpu);
-      u.u32(P.cpu, cpu);
-    }),
-  );
+  xcOp(dom0, "DOM0_PINCPUDOMAIN", Dom0Cmd.PINCPUDOMAIN, (u) => {
+    u.u16(P.domain, domid);
+    u.u16(P.exec_domain, vcpu);
+    u.u32(P.cpu, cpu);
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -802,30 +757,24 @@ export function xcMsr(
   write?: { lo: number; hi: number },
 ): [number, number] {
   const M = Dom0Msr;
-  const r = check(
-    "DOM0_MSR",
-    dom0Op(dom0, Dom0Cmd.MSR, (u) => {
-      u.u32(M.write, write ? 1 : 0);
-      u.u32(M.cpu_mask, cpuMask);
-      u.u32(M.msr, msr);
-      u.u32(M.in1, write?.lo ?? 0);
-      u.u32(M.in2, write?.hi ?? 0);
-    }),
-  );
+  const r = xcOp(dom0, "DOM0_MSR", Dom0Cmd.MSR, (u) => {
+    u.u32(M.write, write ? 1 : 0);
+    u.u32(M.cpu_mask, cpuMask);
+    u.u32(M.msr, msr);
+    u.u32(M.in1, write?.lo ?? 0);
+    u.u32(M.in2, write?.hi ?? 0);
+  });
   return [r.u32(M.out1), r.u32(M.out2)];
 }
 
 /** DOM0_SETTIME: the wall clock reads (secs, usecs) at system time systemTimeNs. */
 export function xcSetTime(dom0: Dom0, secs: number, usecs: number, systemTimeNs: number): void {
   const S = Dom0SetTime;
-  check(
-    "DOM0_SETTIME",
-    dom0Op(dom0, Dom0Cmd.SETTIME, (u) => {
-      u.u32(S.secs, secs);
-      u.u32(S.usecs, usecs);
-      u.u64(S.system_time, systemTimeNs);
-    }),
-  );
+  xcOp(dom0, "DOM0_SETTIME", Dom0Cmd.SETTIME, (u) => {
+    u.u32(S.secs, secs);
+    u.u32(S.usecs, usecs);
+    u.u64(S.system_time, systemTimeNs);
+  });
 }
 
 /** DOM0_READCONSOLE: up to `count` bytes of Xen's console ring, optionally clearing it. */
@@ -833,22 +782,19 @@ export function xcReadConsole(dom0: Dom0, opts: { count?: number; clear?: boolea
   const R = Dom0ReadConsole;
   const count = opts.count ?? 16392;
   let va = 0;
-  const r = check(
-    "DOM0_READCONSOLE",
-    dom0Op(dom0, Dom0Cmd.READCONSOLE, (u, alloc) => {
-      va = alloc(count);
-      u.u32(R.str, va);
-      u.u32(R.count, count);
-      u.u32(R.cmd, opts.clear ? CONSOLE_RING_CLEAR : 0);
-    }),
-  );
+  const r = xcOp(dom0, "DOM0_READCONSOLE", Dom0Cmd.READCONSOLE, (u, alloc) => {
+    va = alloc(count);
+    u.u32(R.str, va);
+    u.u32(R.count, count);
+    u.u32(R.cmd, opts.clear ? CONSOLE_RING_CLEAR : 0);
+  });
   return Buffer.from(dom0.read(va, r.rc)).toString("latin1");
 }
 
 /** DOM0_GETTBUFS: machine address of CPU 0's trace buffer and bytes per CPU. */
 export function xcGetTbufs(dom0: Dom0): { machAddr: number; size: number } {
   const T = Dom0GetTbufs;
-  const r = check("DOM0_GETTBUFS", dom0Op(dom0, Dom0Cmd.GETTBUFS));
+  const r = xcOp(dom0, "DOM0_GETTBUFS", Dom0Cmd.GETTBUFS);
   return { machAddr: r.u32(T.mach_addr), size: r.u32(T.size) };
 }
 
@@ -862,7 +808,7 @@ export interface PhysInfo {
 
 export function xcPhysInfo(dom0: Dom0): PhysInfo {
   const P = Dom0PhysInfo;
-  const r = check("DOM0_PHYSINFO", dom0Op(dom0, Dom0Cmd.PHYSINFO));
+  const r = xcOp(dom0, "DOM0_PHYSINFO", Dom0Cmd.PHYSINFO);
   return {
     htPerCore: r.u32(P.ht_per_core),
     cores: r.u32(P.cores),
@@ -875,16 +821,13 @@ export function xcPhysInfo(dom0: Dom0): PhysInfo {
 /** DOM0_PCIDEV_ACCESS: give a domain a PCI device (it also becomes privileged). */
 export function xcPcidevAccess(dom0: Dom0, domid: number, bus: number, dev: number, func: number): void {
   const P = Dom0PcidevAccess;
-  check(
-    "DOM0_PCIDEV_ACCESS",
-    dom0Op(dom0, Dom0Cmd.PCIDEV_ACCESS, (u) => {
-      u.u16(P.domain, domid);
-      u.u32(P.bus, bus);
-      u.u32(P.dev, dev);
-      u.u32(P.func, func);
-      u.u32(P.enable, 1);
-    }),
-  );
+  xcOp(dom0, "DOM0_PCIDEV_ACCESS", Dom0Cmd.PCIDEV_ACCESS, (u) => {
+    u.u16(P.domain, domid);
+    u.u32(P.bus, bus);
+    u.u32(P.dev, dev);
+    u.u32(P.func, func);
+    u.u32(P.enable, 1);
+  });
 }
 
 /** DOM0_IOPORT_PERMISSION. */
@@ -896,15 +839,12 @@ export function xcIoportPermission(
   allow: boolean,
 ): void {
   const I = Dom0IoportPermission;
-  check(
-    "DOM0_IOPORT_PERMISSION",
-    dom0Op(dom0, Dom0Cmd.IOPORT_PERMISSION, (u) => {
-      u.u16(I.domain, domid);
-      u.u16(I.first_port, first);
-      u.u16(I.nr_ports, nr);
-      u.u16(I.allow_access, allow ? 1 : 0);
-    }),
-  );
+  xcOp(dom0, "DOM0_IOPORT_PERMISSION", Dom0Cmd.IOPORT_PERMISSION, (u) => {
+    u.u16(I.domain, domid);
+    u.u16(I.first_port, first);
+    u.u16(I.nr_ports, nr);
+    u.u16(I.allow_access, allow ? 1 : 0);
+  });
 }
 
 export interface ShadowStats {
@@ -928,16 +868,13 @@ export function xcShadowControl(
   const wantBitmap = op === ShadowOp.CLEAN || op === ShadowOp.PEEK;
   let va = 0;
   const bytes = Math.ceil(pages / 64) * 8;
-  const r = check(
-    "DOM0_SHADOW_CONTROL",
-    dom0Op(dom0, Dom0Cmd.SHADOW_CONTROL, (u, alloc) => {
-      if (wantBitmap && pages > 0) va = alloc(bytes);
-      u.u16(S.domain, domid);
-      u.u32(S.op, op);
-      u.u32(S.dirty_bitmap, va);
-      u.u32(S.pages, pages);
-    }),
-  );
+  const r = xcOp(dom0, "DOM0_SHADOW_CONTROL", Dom0Cmd.SHADOW_CONTROL, (u, alloc) => {
+    if (wantBitmap && pages > 0) va = alloc(bytes);
+    u.u16(S.domain, domid);
+    u.u32(S.op, op);
+    u.u32(S.dirty_bitmap, va);
+    u.u32(S.pages, pages);
+  });
   return {
     pages: r.u32(S.pages),
     stats: {
@@ -956,26 +893,20 @@ export function xcShadowControl(
 /** DOM0_IOPL (Xen 2.0, command 14): dom0's own virtual IOPL (domain must be DOMID_SELF). */
 export function xcIopl(dom0: Dom0, iopl: number, domid: number = DomId.SELF): void {
   const I = Dom0IoplXen20;
-  check(
-    "DOM0_IOPL",
-    dom0Op(dom0, Dom0CmdXen20.IOPL, (u) => {
-      u.u16(I.domain, domid);
-      u.u32(I.iopl, iopl);
-    }),
-  );
+  xcOp(dom0, "DOM0_IOPL", Dom0CmdXen20.IOPL, (u) => {
+    u.u16(I.domain, domid);
+    u.u32(I.iopl, iopl);
+  });
 }
 
 /** DOM0_SETDOMAINVMASSIST (Xen 2.0, command 30): vm_assist on another domain. */
 export function xcSetDomainVmAssist(dom0: Dom0, domid: number, cmd: number, type: number): void {
   const S = Dom0SetDomainVmAssistXen20;
-  check(
-    "DOM0_SETDOMAINVMASSIST",
-    dom0Op(dom0, Dom0CmdXen20.SETDOMAINVMASSIST, (u) => {
-      u.u16(S.domain, domid);
-      u.u32(S.cmd, cmd);
-      u.u32(S.type, type);
-    }),
-  );
+  xcOp(dom0, "DOM0_SETDOMAINVMASSIST", Dom0CmdXen20.SETDOMAINVMASSIST, (u) => {
+    u.u16(S.domain, domid);
+    u.u32(S.cmd, cmd);
+    u.u32(S.type, type);
+  });
 }
 
 // ---------------------------------------------------------------------------------------------

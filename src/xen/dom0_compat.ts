@@ -53,6 +53,15 @@ type Field = readonly [jul: number, mar: number, size: 2 | 4 | 8];
 
 const same = (size: 2 | 4 | 8, ...offs: number[]): Field[] => offs.map((o) => [o, o, size] as const);
 
+/** The fields named in `sizes`, at their offsets in the JUL struct and in the MAR struct. */
+function moved<K extends string>(
+  jul: Readonly<Record<NoInfer<K>, number>>,
+  mar: Readonly<Record<NoInfer<K>, number>>,
+  sizes: Readonly<Record<K, 2 | 4 | 8>>,
+): Field[] {
+  return (Object.keys(sizes) as K[]).map((k) => [jul[k], mar[k], sizes[k]] as const);
+}
+
 /**
  * Commands whose JUL struct is the MAR struct with fields moved. CREATEDOMAIN's domain is here
  * too (its other MAR inputs are filled in by `marRequest`).
@@ -60,38 +69,26 @@ const same = (size: 2 | 4 | 8, ...offs: number[]): Field[] => offs.map((o) => [o
 export const JUL_FIELD_MAP: ReadonlyMap<number, readonly Field[]> = new Map<number, readonly Field[]>([
   [
     Dom0CmdJul.GETMEMLIST,
-    [
-      [Dom0GetMemListJul.domain, Dom0GetMemList.domain, 2],
-      [Dom0GetMemListJul.max_pfns, Dom0GetMemList.max_pfns, 4],
-      [Dom0GetMemListJul.buffer, Dom0GetMemList.buffer, 4],
-      [Dom0GetMemListJul.num_pfns, Dom0GetMemList.num_pfns, 4],
-    ],
+    moved(Dom0GetMemListJul, Dom0GetMemList, { domain: 2, max_pfns: 4, buffer: 4, num_pfns: 4 }),
   ],
-  [
-    Dom0CmdJul.SCHEDCTL,
-    [
-      [SchedCtlCmdJul.sched_id, SchedCtlCmd.sched_id, 4],
-      [SchedCtlCmdJul.direction, SchedCtlCmd.direction, 4],
-      [SchedCtlCmdJul.ctx_allow, SchedCtlCmd.ctx_allow, 4],
-    ],
-  ],
+  [Dom0CmdJul.SCHEDCTL, moved(SchedCtlCmdJul, SchedCtlCmd, { sched_id: 4, direction: 4, ctx_allow: 4 })],
   [
     Dom0CmdJul.ADJUSTDOM,
-    [
-      [SchedAdjdomCmdJul.sched_id, SchedAdjdomCmd.sched_id, 4],
-      [SchedAdjdomCmdJul.direction, SchedAdjdomCmd.direction, 4],
-      [SchedAdjdomCmdJul.domain, SchedAdjdomCmd.domain, 2],
-      [SchedAdjdomCmdJul.mcu_adv, SchedAdjdomCmd.mcu_adv, 4],
-      [SchedAdjdomCmdJul.warpback, SchedAdjdomCmd.warpback, 4],
-      [SchedAdjdomCmdJul.warpvalue, SchedAdjdomCmd.warpvalue, 4],
-      [SchedAdjdomCmdJul.warpl, SchedAdjdomCmd.warpl, 8],
-      [SchedAdjdomCmdJul.warpu, SchedAdjdomCmd.warpu, 8],
-    ],
+    moved(SchedAdjdomCmdJul, SchedAdjdomCmd, {
+      sched_id: 4,
+      direction: 4,
+      domain: 2,
+      mcu_adv: 4,
+      warpback: 4,
+      warpvalue: 4,
+      warpl: 8,
+      warpu: 8,
+    }),
   ],
-  [Dom0CmdJul.CREATEDOMAIN, [[Dom0CreateDomainJul.domain, Dom0CreateDomain.domain, 2]]],
-  [Dom0CmdJul.DESTROYDOMAIN, [[Dom0DomainOnlyJul.domain, Dom0DomainOnly.domain, 2]]],
-  [Dom0CmdJul.PAUSEDOMAIN, [[Dom0DomainOnlyJul.domain, Dom0DomainOnly.domain, 2]]],
-  [Dom0CmdJul.UNPAUSEDOMAIN, [[Dom0DomainOnlyJul.domain, Dom0DomainOnly.domain, 2]]],
+  [Dom0CmdJul.CREATEDOMAIN, moved(Dom0CreateDomainJul, Dom0CreateDomain, { domain: 2 })],
+  [Dom0CmdJul.DESTROYDOMAIN, moved(Dom0DomainOnlyJul, Dom0DomainOnly, { domain: 2 })],
+  [Dom0CmdJul.PAUSEDOMAIN, moved(Dom0DomainOnlyJul, Dom0DomainOnly, { domain: 2 })],
+  [Dom0CmdJul.UNPAUSEDOMAIN, moved(Dom0DomainOnlyJul, Dom0DomainOnly, { domain: 2 })],
   [
     Dom0CmdJul.MSR,
     same(
@@ -112,76 +109,41 @@ export const JUL_FIELD_MAP: ReadonlyMap<number, readonly Field[]> = new Map<numb
   ],
   [
     Dom0CmdJul.GETPAGEFRAMEINFO,
-    [
-      [Dom0GetPageFrameInfoJul.pfn, Dom0GetPageFrameInfo.pfn, 4],
-      [Dom0GetPageFrameInfoJul.domain, Dom0GetPageFrameInfo.domain, 2],
-      [Dom0GetPageFrameInfoJul.type, Dom0GetPageFrameInfo.type, 4],
-    ],
+    moved(Dom0GetPageFrameInfoJul, Dom0GetPageFrameInfo, { pfn: 4, domain: 2, type: 4 }),
   ],
   [Dom0CmdJul.SCHED_ID, same(4, Dom0SchedId.sched_id)],
   [
     Dom0CmdJul.SHADOW_CONTROL,
-    [
-      [Dom0ShadowControlJul.domain, Dom0ShadowControl.domain, 2],
-      [Dom0ShadowControlJul.op, Dom0ShadowControl.op, 4],
-      [Dom0ShadowControlJul.dirty_bitmap, Dom0ShadowControl.dirty_bitmap, 4],
-      [Dom0ShadowControlJul.pages, Dom0ShadowControl.pages, 4],
-      [Dom0ShadowControlJul.fault_count, Dom0ShadowControl.fault_count, 4],
-      [Dom0ShadowControlJul.dirty_count, Dom0ShadowControl.dirty_count, 4],
-      [Dom0ShadowControlJul.dirty_net_count, Dom0ShadowControl.dirty_net_count, 4],
-      [Dom0ShadowControlJul.dirty_block_count, Dom0ShadowControl.dirty_block_count, 4],
-    ],
+    moved(Dom0ShadowControlJul, Dom0ShadowControl, {
+      domain: 2,
+      op: 4,
+      dirty_bitmap: 4,
+      pages: 4,
+      fault_count: 4,
+      dirty_count: 4,
+      dirty_net_count: 4,
+      dirty_block_count: 4,
+    }),
   ],
   [
     Dom0CmdJul.SETDOMAINMAXMEM,
-    [
-      [Dom0SetDomainMaxMemJul.domain, Dom0SetDomainMaxMem.domain, 2],
-      [Dom0SetDomainMaxMemJul.max_memkb, Dom0SetDomainMaxMem.max_memkb, 4],
-    ],
+    moved(Dom0SetDomainMaxMemJul, Dom0SetDomainMaxMem, { domain: 2, max_memkb: 4 }),
   ],
   [
     Dom0CmdJul.GETPAGEFRAMEINFO2,
-    [
-      [Dom0GetPageFrameInfo2Jul.domain, Dom0GetPageFrameInfo2.domain, 2],
-      [Dom0GetPageFrameInfo2Jul.num, Dom0GetPageFrameInfo2.num, 4],
-      [Dom0GetPageFrameInfo2Jul.array, Dom0GetPageFrameInfo2.array, 4],
-    ],
+    moved(Dom0GetPageFrameInfo2Jul, Dom0GetPageFrameInfo2, { domain: 2, num: 4, array: 4 }),
   ],
   [
     Dom0CmdJul.ADD_MEMTYPE,
-    [
-      [Dom0AddMemtypeJul.pfn, Dom0AddMemtype.pfn, 4],
-      [Dom0AddMemtypeJul.nr_pfns, Dom0AddMemtype.nr_pfns, 4],
-      [Dom0AddMemtypeJul.type, Dom0AddMemtype.type, 4],
-      [Dom0AddMemtypeJul.handle, Dom0AddMemtype.handle, 4],
-      [Dom0AddMemtypeJul.reg, Dom0AddMemtype.reg, 4],
-    ],
+    moved(Dom0AddMemtypeJul, Dom0AddMemtype, { pfn: 4, nr_pfns: 4, type: 4, handle: 4, reg: 4 }),
   ],
   [Dom0CmdJul.DEL_MEMTYPE, same(4, Dom0DelMemtype.handle, Dom0DelMemtype.reg)],
   [
     Dom0CmdJul.READ_MEMTYPE,
-    [
-      [Dom0ReadMemtypeJul.reg, Dom0ReadMemtype.reg, 4],
-      [Dom0ReadMemtypeJul.pfn, Dom0ReadMemtype.pfn, 4],
-      [Dom0ReadMemtypeJul.nr_pfns, Dom0ReadMemtype.nr_pfns, 4],
-      [Dom0ReadMemtypeJul.type, Dom0ReadMemtype.type, 4],
-    ],
+    moved(Dom0ReadMemtypeJul, Dom0ReadMemtype, { reg: 4, pfn: 4, nr_pfns: 4, type: 4 }),
   ],
-  [
-    Dom0CmdJul.PERFCCONTROL,
-    [
-      [Dom0PerfcControlJul.op, Dom0PerfcControl.op, 4],
-      [Dom0PerfcControlJul.nr_counters, Dom0PerfcControl.nr_counters, 4],
-      [Dom0PerfcControlJul.desc, Dom0PerfcControl.desc, 4],
-    ],
-  ],
-  [
-    Dom0CmdJul.MICROCODE,
-    [
-      [Dom0MicrocodeJul.data, Dom0Microcode.data, 4],
-      [Dom0MicrocodeJul.length, Dom0Microcode.length, 4],
-    ],
-  ],
+  [Dom0CmdJul.PERFCCONTROL, moved(Dom0PerfcControlJul, Dom0PerfcControl, { op: 4, nr_counters: 4, desc: 4 })],
+  [Dom0CmdJul.MICROCODE, moved(Dom0MicrocodeJul, Dom0Microcode, { data: 4, length: 4 })],
   [
     Dom0CmdJul.IOPORT_PERMISSION,
     same(
