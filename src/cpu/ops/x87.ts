@@ -769,58 +769,14 @@ function transcend(f: Fpu, m: number): void {
       f.pop();
       return;
     }
-    case 0xf2: {
+    case 0xf2:
       // fptan: ST(0) = tan, push 1.0
-      if (Number.isNaN(x)) {
-        const r = nan1(f, x);
-        if (f.noStore) return;
-        f.set(0, r);
-        f.push(r);
-        return;
-      }
-      if (!Number.isFinite(x)) {
-        const r = invalidResult(f);
-        if (f.noStore) return;
-        f.set(0, r);
-        f.push(r);
-        return;
-      }
-      if (Math.abs(x) >= TWO63) {
-        f.sw |= FSW_C2;
-        return;
-      }
-      f.sw &= ~FSW_C2;
-      if (!f.isEmpty(7)) {
-        // Stack overflow: nothing but the flags and the indefinite pushed.
-        f.push(0);
-        return;
-      }
-      f.set(0, Math.tan(x));
-      f.push(1);
+      replaceAndPush(f, x, Math.tan(x), 1);
       return;
-    }
-    case 0xfb: {
+    case 0xfb:
       // fsincos: ST(0) = sin, push cos
-      if (Number.isNaN(x) || !Number.isFinite(x)) {
-        const r = Number.isNaN(x) ? nan1(f, x) : invalidResult(f);
-        if (f.noStore) return;
-        f.set(0, r);
-        f.push(r);
-        return;
-      }
-      if (Math.abs(x) >= TWO63) {
-        f.sw |= FSW_C2;
-        return;
-      }
-      f.sw &= ~FSW_C2;
-      if (!f.isEmpty(7)) {
-        f.push(0);
-        return;
-      }
-      f.set(0, Math.sin(x));
-      f.push(Math.cos(x));
+      replaceAndPush(f, x, Math.sin(x), Math.cos(x));
       return;
-    }
     case 0xf4:
       fxtract(f, x);
       return;
@@ -832,6 +788,33 @@ function transcend(f: Fpu, m: number): void {
       fscale(f, x, y);
       return;
   }
+}
+
+/**
+ * fptan and fsincos: ST(0) becomes `first` and `second` is pushed; a NaN or infinite operand
+ * gives the NaN / indefinite in both, |x| >= 2^63 only sets C2, and a full stack pushes the
+ * indefinite after the flags.
+ */
+function replaceAndPush(f: Fpu, x: number, first: number, second: number): void {
+  if (Number.isNaN(x) || !Number.isFinite(x)) {
+    const r = Number.isNaN(x) ? nan1(f, x) : invalidResult(f);
+    if (f.noStore) return;
+    f.set(0, r);
+    f.push(r);
+    return;
+  }
+  if (Math.abs(x) >= TWO63) {
+    f.sw |= FSW_C2;
+    return;
+  }
+  f.sw &= ~FSW_C2;
+  if (!f.isEmpty(7)) {
+    // Stack overflow: nothing but the flags and the indefinite pushed.
+    f.push(0);
+    return;
+  }
+  f.set(0, first);
+  f.push(second);
 }
 
 function fxtract(f: Fpu, x: number): void {
