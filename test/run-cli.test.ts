@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
@@ -75,6 +75,19 @@ describe("tsxen run", () => {
     const missing = tsxen([join(dir, "missing.elf")]);
     assert.equal(missing.status, 2);
     assert.match(missing.stderr, /^tsxen: cannot read kernel /);
+  });
+
+  it("a config file's abi is used when --abi is not given", () => {
+    const dir = mkdtempSync(join(tmpdir(), "tsxen-run-"));
+    const cfg = join(dir, "jul.cfg");
+    writeFileSync(
+      cfg,
+      `kernel = "${join(BUILD, "jul/conf_xen_version.elf")}"\nmemory = 16\nabi = "2005-07"\n`,
+    );
+    const r = tsxen([cfg]);
+    rmSync(dir, { recursive: true });
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /DONE passed=\d+ failed=0/);
   });
 
   it("--memory abc: exit 2, says what is wrong", () => {
