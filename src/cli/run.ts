@@ -164,7 +164,10 @@ export function registerRun(program: Command): void {
     .option("--seconds <N>", "stop after N seconds of guest time")
     .option("--cmdline <text>", "the guest's command line", "")
     .option("--machine-memory <MiB>", "the machine's memory in MiB", "128")
-    .option("--abi <revision>", `the guest interface revision (${ABI_NAMES.join(", ")}; default ${DEFAULT_ABI}, or the config file's abi)`)
+    .option(
+      "--abi <revision>",
+      `the guest interface revision (${ABI_NAMES.join(", ")}; default ${DEFAULT_ABI}, or the config file's abi)`,
+    )
     .action(async (kernel: string | undefined, opts: RunOptions) => {
       process.exitCode = await runKernel(kernel ?? BUNDLED_GUEST, opts);
     });
