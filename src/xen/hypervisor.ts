@@ -5,26 +5,7 @@
  */
 import { CpuContext } from "../cpu/context.js";
 import { CPU_FAULT, Cpu } from "../cpu/cpu.js";
-import {
-  CR0_ET,
-  CR0_NE,
-  CR0_PE,
-  CR0_PG,
-  CR0_WP,
-  CS,
-  DS,
-  EAX,
-  EBX,
-  ECX,
-  EDI,
-  EDX,
-  ES,
-  ESI,
-  Exit,
-  FS,
-  GS,
-  SS,
-} from "../cpu/regs.js";
+import { EAX, EBX, ECX, EDI, EDX, ESI, Exit } from "../cpu/regs.js";
 import { VirtualClock } from "../machine/clock.js";
 import { IrqController } from "../machine/irq.js";
 import { MachineMemory } from "../machine/memory.js";
@@ -36,17 +17,15 @@ import {
   _PAGE_RW,
   M2P_INVALID_ENTRY,
   M2P_UNSET_ENTRY,
-  PERDOMAIN_VIRT_START,
 } from "../public/arch_x86_32.js";
 import { Trc } from "../public/trace.js";
 import { DomId, VirqMar } from "../public/xen.js";
 import { type AbiName, abiByName, DEFAULT_ABI } from "./abi.js";
 import { ConsoleRing } from "./console_ring.js";
 import { invalidateShadowLdt, validateDescriptorPage } from "./descriptor_tables.js";
-import { decodeDescriptor, xenGdtEntries } from "./descriptors.js";
+import { xenGdtEntries } from "./descriptors.js";
 import { Domain, DomainState, type Vcpu } from "./domain.js";
 import { releaseDomain } from "./domain_ctl.js";
-import { emulatePrivilegedOp } from "./emulate.js";
 import { sendGuestVirq } from "./event_channel.js";
 import {
   FrameTable,
@@ -331,57 +310,6 @@ export class Hypervisor implements MmHost {
     return d;
   }
 
-  /**
-   * The end of building (DOM0_SETDOMAININFO's role for vcpu 0): pin the bootstrap L2, take it
-   * as the base pointer and load the initial registers (abi.md §4.5).
-   */
-  startDomain(
-    d: Domain,
-    l2Mfn: number,
-    regs: { eip: number; esp: number; esi: number; eflags: number },
-    kernelStack: { ss: number; esp: number },
-  ): void {
-    if (!this.mm.pin(l2Mfn, d.id, PGT_l2_page_table)) {
-      throw new Error(`the bootstrap page directory (frame ${l2Mfn}) does not validate`);
-    }
-    const v = d.vcpus[0];
-    if (!this.mm.getPageAndType(l2Mfn, d.id, PGT_l2_page_table))
-      throw new Error("cannot take the base pointer");
-    v.baseMfn = l2Mfn;
-    const S = d.abi.selectors;
-    v.trapCs.fill(S.FLAT_KERNEL_CS);
-    v.eventCs = v.failsafeCs = S.FLAT_KERNEL_CS;
-    v.kernelSs = kernelStack.ss;
-    v.kernelEsp = kernelStack.esp;
-    const ctx = new CpuContext();
-    ctx.eip = regs.eip;
-    ctx.eflags = regs.eflags | 2;
-    ctx.regs[4] = regs.esp;
-    ctx.regs[6] = regs.esi;
-    ctx.cpl = 1;
-    ctx.cr0 = CR0_PE | CR0_ET | CR0_NE | CR0_WP | CR0_PG;
-    ctx.cr3 = l2Mfn * 4096;
-    ctx.gdtrBase = PERDOMAIN_VIRT_START + (v.id << 17);
-    ctx.gdtrLimit = d.abi.gdt.defaultLimit;
-    const flat = (seg: number, sel: number): void => {
-      const index = (sel >>> 3) - d.abi.gdt.reservedPage * 512;
-      const c = decodeDescriptor(
-        this.mem.read32(d.defaultGdtMfn * 4096 + index * 8),
-        this.mem.read32(d.defaultGdtMfn * 4096 + index * 8 + 4),
-      );
-      ctx.segSel[seg] = sel;
-      ctx.segBase[seg] = c.base;
-      ctx.segLimit[seg] = c.limit;
-      ctx.segAttr[seg] = c.attr | 1; // accessed, as the load would set it
-    };
-    flat(CS, S.FLAT_KERNEL_CS);
-    for (const seg of [SS, DS, ES, FS, GS]) flat(seg, S.FLAT_KERNEL_DS);
-    ctx.segAttr[6] = 0;
-    ctx.segAttr[7] = 0x8b;
-    v.context = ctx;
-    this.unpauseDomain(d);
-  }
-
   /** SCHEDOP_shutdown for a domU: it never runs again; dom0 hears of it (VIRQ_DOM_EXC). */
   shutdownDomain(d: Domain, reason: number, crashed: boolean): void {
     if (d.state !== DomainState.Running) return;
@@ -657,10 +585,5 @@ export class Hypervisor implements MmHost {
     // The LDT is linear: its shadow pages go with the old address space (semantics.md §3.4).
     invalidateShadowLdt(this, v);
     return true;
-  }
-
-  /** Privileged-instruction emulation on #GP(0) (semantics.md §4.8); false = reflect #GP. */
-  emulatePrivileged(v: Vcpu): boolean {
-    return emulatePrivilegedOp(this, v);
   }
 }

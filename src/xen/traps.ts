@@ -10,6 +10,7 @@ import { HypercallJul, HypercallMar, NR_HYPERCALLS, SharedInfo, VcpuInfo } from 
 import { gdtFaultSelector, handleLdtFault, shadowLdtForSelector } from "./descriptor_tables.js";
 import { loadGuestSegment } from "./descriptors.js";
 import type { Vcpu } from "./domain.js";
+import { emulatePrivilegedOp } from "./emulate.js";
 import { doHypercall } from "./hypercall.js";
 import type { Hypervisor } from "./hypervisor.js";
 import { ptwrBeforeGuestStackWrite, ptwrPageFault } from "./ptwr.js";
@@ -230,7 +231,7 @@ function generalProtection(hv: Hypervisor, v: Vcpu, errorCode: number): void {
       reflectTrap(hv, v, vector, -1, null);
       return;
     }
-  } else if (errorCode === 0 && (hv.emulatePrivileged(v) || gpfEmulate4gb(hv, v))) {
+  } else if (errorCode === 0 && (emulatePrivilegedOp(hv, v) || gpfEmulate4gb(hv, v))) {
     return;
   }
   reflectTrap(hv, v, TRAP_gp_fault, errorCode, null);
