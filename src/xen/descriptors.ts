@@ -5,6 +5,7 @@
 import type { Cpu } from "../cpu/cpu.js";
 import { LDTR } from "../cpu/regs.js";
 import { FIRST_RESERVED_GDT_ENTRY_MAR, FlatDescriptors, SELECTOR_TI } from "../public/arch_x86_32.js";
+import { walkPageTables } from "./guest_access.js";
 
 /** A descriptor decoded into the CPU's cache fields. */
 export interface SegmentCache {
@@ -30,14 +31,8 @@ export function readDescriptor(cpu: Cpu, sel: number): { lo: number; hi: number 
   const off = sel & ~7;
   if (off + 7 > limit || (ldt && (cpu.segAttr[LDTR] & 0x80) === 0)) return null;
   const lin = (base + off) | 0;
-  const g = (l: number): number => {
-    const pde = cpu.physRead32((cpu.cr3 & ~0xfff) | ((l >>> 20) & 0xffc));
-    if ((pde & 1) === 0) return -1;
-    const pte = cpu.physRead32((pde & ~0xfff) | ((l >>> 10) & 0xffc));
-    return pte & 1 ? (pte & ~0xfff) | (l & 0xfff) : -1;
-  };
-  const p0 = g(lin);
-  const p1 = g((lin + 4) | 0);
+  const p0 = walkPageTables(cpu, lin, false);
+  const p1 = walkPageTables(cpu, (lin + 4) | 0, false);
   if (p0 === -1 || p1 === -1) return null;
   return { lo: cpu.physRead32(p0), hi: cpu.physRead32(p1) };
 }

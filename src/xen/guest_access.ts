@@ -25,6 +25,28 @@ export function arrayAccessOk(va: number, count: number, size: number): boolean 
 }
 
 /**
+ * The walk the MMU does for a supervisor access with CR0.WP set, through the page tables the
+ * CPU has loaded: the machine address of va, or -1 when not mapped (or not writable when
+ * write is set). Sets accessed/dirty bits as the hardware walk would.
+ */
+export function walkPageTables(cpu: Cpu, va: number, write: boolean): number {
+  const pdeMa = (cpu.cr3 & ~0xfff) | ((va >>> 20) & 0xffc);
+  const pde = cpu.physRead32(pdeMa);
+  if ((pde & _PAGE_PRESENT) === 0 || (write && (pde & _PAGE_RW) === 0)) return -1;
+  const pteMa = (pde & ~0xfff) | ((va >>> 10) & 0xffc);
+  const pte = cpu.physRead32(pteMa);
+  if ((pte & _PAGE_PRESENT) === 0 || (write && (pte & _PAGE_RW) === 0)) return -1;
+  const ma = (pte & ~0xfff) | (va & 0xfff);
+  if (ma >>> 0 >= cpu.memSize) return -1;
+  if ((pde & _PAGE_ACCESSED) === 0) cpu.physWrite32(pdeMa, pde | _PAGE_ACCESSED);
+  const set = _PAGE_ACCESSED | (write ? _PAGE_DIRTY : 0);
+  if ((pte & set) !== set) cpu.physWrite32(pteMa, pte | set);
+  // Xen's copies to guest memory go through the (shadow) page tables: log-dirty sees them.
+  if (write && cpu.writeWatch !== null) cpu.watchedWrite(ma >>> 12);
+  return ma >>> 0;
+}
+
+/**
  * Guest virtual memory of the vcpu currently loaded on `cpu`, walked through its CR3. Sets
  * accessed/dirty bits as the hardware walk would.
  */
@@ -41,20 +63,8 @@ export class GuestMemory {
   translate(va: number, write: boolean): number {
     const cpu = this.cpu;
     const pdeMa = (cpu.cr3 & ~0xfff) | ((va >>> 20) & 0xffc);
-    let pde = cpu.physRead32(pdeMa);
-    if ((pde & _PAGE_PRESENT) === 0 && this.pdeFixup?.(va)) pde = cpu.physRead32(pdeMa);
-    if ((pde & _PAGE_PRESENT) === 0 || (write && (pde & _PAGE_RW) === 0)) return -1;
-    const pteMa = (pde & ~0xfff) | ((va >>> 10) & 0xffc);
-    const pte = cpu.physRead32(pteMa);
-    if ((pte & _PAGE_PRESENT) === 0 || (write && (pte & _PAGE_RW) === 0)) return -1;
-    const ma = (pte & ~0xfff) | (va & 0xfff);
-    if (ma >>> 0 >= cpu.memSize) return -1;
-    if ((pde & _PAGE_ACCESSED) === 0) cpu.physWrite32(pdeMa, pde | _PAGE_ACCESSED);
-    const set = _PAGE_ACCESSED | (write ? _PAGE_DIRTY : 0);
-    if ((pte & set) !== set) cpu.physWrite32(pteMa, pte | set);
-    // Xen's copies to guest memory go through the (shadow) page tables: log-dirty sees them.
-    if (write && cpu.writeWatch !== null) cpu.watchedWrite(ma >>> 12);
-    return ma >>> 0;
+    if ((cpu.physRead32(pdeMa) & _PAGE_PRESENT) === 0) this.pdeFixup?.(va);
+    return walkPageTables(cpu, va, write);
   }
 
   /** Copies n bytes from guest va into a new array, or null on a fault / bad range. */
