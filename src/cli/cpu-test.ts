@@ -106,7 +106,11 @@ function isException(f: VectorState | VectorException): f is VectorException {
   return (f as VectorException).exception !== undefined;
 }
 
-/** Runs vector cases on one reused CPU and its memory. */
+/**
+ * Runs vector cases on one reused CPU and its memory. Each case runs twice: in the
+ * interpreter, then as a compiled block (blocks.ts, compiled before its first run); both
+ * must give the expected result.
+ */
 export class VectorRunner {
   readonly mem = new Uint8Array(VECTOR_MEMORY);
   readonly cpu = new Cpu(this.mem);
@@ -115,6 +119,15 @@ export class VectorRunner {
 
   /** Runs one case; returns null when it passes, else what differed. */
   runCase(c: VectorCase): string | null {
+    this.cpu.blockThreshold = 0;
+    const interpreted = this.runOnce(c);
+    if (interpreted !== null) return interpreted;
+    this.cpu.blockThreshold = 1;
+    const compiled = this.runOnce(c);
+    return compiled === null ? null : `(compiled block) ${compiled}`;
+  }
+
+  private runOnce(c: VectorCase): string | null {
     try {
       return this.execute(c);
     } catch (e) {

@@ -6,6 +6,7 @@
  * It knows nothing of Xen. Faults raised inside an instruction unwind through the run loop
  * (a preallocated throw, never an allocation) with the instruction's state rolled back.
  */
+import { BLOCK_THRESHOLD, compileBlock } from "./blocks.js";
 import * as decodeNs from "./decode.js";
 import { DecodeCache, decodeInto } from "./decode.js";
 import * as flagsNs from "./flags.js";
@@ -208,6 +209,13 @@ export class Cpu {
   /** EIP and ESP at the start of the current instruction, restored when it faults. */
   instrStart = 0;
   savedEsp = 0;
+  /**
+   * Interpreted runs of an instruction before the block starting there is compiled
+   * (blocks.ts); 0 turns compiling off, 1 compiles before the first run (tests).
+   */
+  blockThreshold = BLOCK_THRESHOLD;
+  /** Set when a code frame is written: a compiled block stops after the writing instruction. */
+  codeHit = 0;
   /** The pending fault raised by fault(). */
   private fVector = 0;
   private fError = -1;
@@ -550,6 +558,7 @@ export class Cpu {
 
   /** Drops decoded instructions of a frame the host or the guest wrote. */
   codeWritten(frame: number): void {
+    this.codeHit = 1;
     this.dc.invalidateFrame(frame);
     this.codePage[frame] = 0;
     this.dropFetch();
@@ -1285,8 +1294,25 @@ export class Cpu {
     const handlers = HANDLERS;
     const regs = this.regs;
     const segBase = this.segBase;
-    while (this.retired < this.runEnd) {
+    const blockFn = dc.blockFn;
+    const hits = dc.hits;
+    const blockLen = dc.blockLen;
+    const threshold = this.blockThreshold;
+    for (;;) {
       const eip = this.eip;
+      // The compiled block at EIP, when the fetch window has it: no per-instruction
+      // bookkeeping here, the block does its own (and runs whole or not at all, so the
+      // budget is kept exactly).
+      const off0 = (eip - this.fetchEip) >>> 0;
+      if (off0 < 0x1000) {
+        const e0 = slots[this.fetchBlock + off0];
+        const block = blockFn[e0 & SLOT_MASK];
+        if (block !== null && this.retired + blockLen[e0 & SLOT_MASK] <= this.runEnd) {
+          block(this);
+          continue;
+        }
+      }
+      if (this.retired >= this.runEnd) break;
       let e = 0;
       // Set before the fetch, so a fetch fault reports this instruction.
       this.instrStart = eip;
@@ -1296,6 +1322,15 @@ export class Cpu {
       if (e === 0) e = this.fetchSlot((segBase[CS] + eip) | 0);
       // e packs slot, length and hot case (decode.ts SLOT_MASK).
       const slot = e & SLOT_MASK;
+      const block = blockFn[slot];
+      if (block !== null) {
+        if (this.retired + blockLen[slot] <= this.runEnd) {
+          block(this);
+          continue;
+        }
+      } else if (++hits[slot] === threshold && e >> 22 !== 0) {
+        if (compileBlock(this, this.fetchBlock, (eip - this.fetchEip) >>> 0)) continue;
+      }
       this.eip = (eip + ((e >> 18) & 15)) | 0;
       // One case per HOT_FNS entry (HOT_CASES of them).
       switch (e >> 22) {

@@ -132,6 +132,17 @@ for (const op of [0xab, 0xb3, 0xbb, 0xb0, 0xb1, 0xc0, 0xc1]) LOCKABLE[0x100 | op
 LOCKABLE[0x1ba] = 0xe0; // bts, btr, btc
 LOCKABLE[0x1c7] = 0x02; // cmpxchg8b
 
+/** Whether an opcode of map 0 (one-byte) or 1 (0F xx) has a ModRM byte. */
+export function hasModrm(map: number, opcode: number): boolean {
+  return (ATTR[(map << 8) | opcode] & M) !== 0;
+}
+
+/**
+ * A compiled block (blocks.ts): runs a straight line of decoded instructions starting at
+ * cpu.eip and retires them, leaving the CPU as the run loop would have.
+ */
+export type BlockFn = (cpu: Cpu) => void;
+
 /** The slot bits of a DecodeCache.slotOf entry (the length is at bit 18, the hot case at 22). */
 export const SLOT_MASK = (1 << 18) - 1;
 
@@ -159,6 +170,12 @@ export class DecodeCache {
   /** First immediate (sign-extended imm8 for most opcodes; see decodeInto), second immediate. */
   readonly imm: Int32Array;
   readonly imm2: Int32Array;
+  /** The compiled block starting at each slot's instruction, or null (see blocks.ts). */
+  readonly blockFn: (BlockFn | null)[];
+  /** Instructions in blockFn[slot]. */
+  readonly blockLen: Uint8Array;
+  /** Times each slot ran in the interpreter: a block is compiled when it reaches a threshold. */
+  readonly hits: Uint8Array;
   private nextSlot = 1;
   private readonly slotCount: number;
 
@@ -173,6 +190,8 @@ export class DecodeCache {
   /** The offset of a block that is never given to a frame: every lookup in it misses. */
   readonly emptyBlock: number;
   private readonly blockFrame: Int32Array;
+  /** Per block: 1 when a compiled block starts in it (invalidation must drop it). */
+  private readonly compiled: Uint8Array;
   private readonly freeBlocks: Int32Array;
   private freeCount: number;
 
@@ -191,12 +210,16 @@ export class DecodeCache {
     this.eam = new Uint16Array(slots);
     this.imm = new Int32Array(slots);
     this.imm2 = new Int32Array(slots);
+    this.blockFn = new Array<BlockFn | null>(slots).fill(null);
+    this.blockLen = new Uint8Array(slots);
+    this.hits = new Uint8Array(slots);
     const blocks = Math.max(16, Math.min(frames, 1024));
     this.frameBlock = new Int32Array(frames).fill(-1);
     // One block more than frames can use: EMPTY, always all zeros (see emptyBlock).
     this.slotOf = new Int32Array((blocks + 1) << 12);
     this.emptyBlock = blocks << 12;
     this.blockFrame = new Int32Array(blocks).fill(-1);
+    this.compiled = new Uint8Array(blocks);
     this.freeBlocks = new Int32Array(blocks);
     for (let i = 0; i < blocks; i++) this.freeBlocks[i] = blocks - 1 - i;
     this.freeCount = blocks;
@@ -217,6 +240,13 @@ export class DecodeCache {
   invalidateFrame(frame: number): void {
     const off = this.frameBlock[frame];
     if (off < 0) return;
+    if (this.compiled[off >>> 12] !== 0) {
+      this.compiled[off >>> 12] = 0;
+      for (let i = off; i < off + 4096; i++) {
+        const e = this.slotOf[i];
+        if (e !== 0) this.setBlock(e & SLOT_MASK, null, 0);
+      }
+    }
     this.slotOf.fill(0, off, off + 4096);
     this.frameBlock[frame] = -1;
     this.blockFrame[off >>> 12] = -1;
@@ -230,6 +260,15 @@ export class DecodeCache {
       if (f >= 0) this.invalidateFrame(f);
     }
     this.nextSlot = 1;
+    this.hits.fill(0);
+  }
+
+  /** Records the compiled block starting at slot (of the frame block at blockOff). */
+  setBlock(slot: number, fn: BlockFn | null, len: number, blockOff = -1): void {
+    this.blockFn[slot] = fn;
+    this.blockLen[slot] = len;
+    this.hits[slot] = 0;
+    if (blockOff >= 0) this.compiled[blockOff >>> 12] = 1;
   }
 
   allocSlot(): number {

@@ -1,0 +1,182 @@
+/**
+ * Compiled blocks: a straight line of hot decoded instructions turned into one JS function
+ * that calls their handlers with constant slots, so the run loop's per-instruction work (slot
+ * lookup, switch, indirect jump, retired/instrStart/savedEsp bookkeeping) is paid once per
+ * block. Each call site in a block sees one handler, which TurboFan inlines.
+ *
+ * A block runs whole or not at all (the run loop enters it only when its instructions fit the
+ * budget), so retired counts, exits and timing are exactly the interpreter's. A fault inside
+ * a block sets instrStart, savedEsp and retired to what the interpreter would have had at the
+ * faulting instruction, then unwinds to the run loop as usual. A write to a code frame
+ * (cpu.codeHit) ends the block after the writing instruction, so self-modifying code is seen
+ * by the next instruction, as on a P6.
+ *
+ * Only the hot handlers (ops/table.ts HOT_FNS) are compiled: none of them changes CS, CPL,
+ * paging, the debug state or the run loop's end, or reads EIP except the control transfers,
+ * which end a block.
+ */
+
+import { type FlagState, inlineCode } from "./codegen.js";
+import type { Cpu } from "./cpu.js";
+import { type BlockFn, type DecodeCache, hasModrm, SLOT_MASK } from "./decode.js";
+import { type Handler, HOT_FNS } from "./ops/table.js";
+
+/** Interpreted runs of an instruction before a block starting there is compiled. */
+export const BLOCK_THRESHOLD = 40;
+/** Longest block, in instructions (blockLen is a byte). */
+const MAX_BLOCK = 64;
+
+/** Near jumps, calls and returns: they set EIP, so they end a block. */
+function isControl(opc: number, sub: number): boolean {
+  return (
+    (opc >= 0x70 && opc <= 0x7f) ||
+    (opc >= 0x180 && opc <= 0x18f) ||
+    opc === 0xe8 ||
+    opc === 0xe9 ||
+    opc === 0xeb ||
+    opc === 0xc2 ||
+    opc === 0xc3 ||
+    (opc === 0xff && (sub === 2 || sub === 4))
+  );
+}
+
+/** Instructions that move ESP before they can fault: a fault rolls ESP back. */
+function movesStack(opc: number, sub: number): boolean {
+  return (
+    (opc >= 0x50 && opc <= 0x5f) ||
+    opc === 0x68 ||
+    opc === 0x6a ||
+    opc === 0x8f ||
+    opc === 0xc9 ||
+    opc === 0xe8 ||
+    opc === 0xc2 ||
+    opc === 0xc3 ||
+    (opc === 0xff && (sub === 2 || sub === 6))
+  );
+}
+
+/** Memory-operand forms that only read memory (everything else with a memory operand may write). */
+function readsOnly(opc: number, sub: number): boolean {
+  if (opc < 0x40) return (opc & 0x38) === 0x38; // cmp
+  if (opc >= 0x80 && opc <= 0x83) return sub === 7;
+  if (opc === 0xf6 || opc === 0xf7) return sub !== 2 && sub !== 3; // test, mul, imul, div, idiv
+  return (
+    opc === 0x84 ||
+    opc === 0x85 ||
+    opc === 0x8a ||
+    opc === 0x8b ||
+    opc === 0x8d ||
+    opc === 0x69 ||
+    opc === 0x6b ||
+    opc === 0x1af ||
+    opc === 0x1b6 ||
+    opc === 0x1b7 ||
+    opc === 0x1be ||
+    opc === 0x1bf ||
+    opc === 0x1a3 ||
+    (opc === 0x1ba && sub === 4) ||
+    (opc >= 0x140 && opc <= 0x14f) // cmovcc
+  );
+}
+
+/**
+ * Block factories by generated source. A block compiled again (after its frame was written,
+ * or by another CPU running the same code at the same slots) reuses its factory, so V8's
+ * feedback and optimised code for it are kept.
+ */
+const factories = new Map<string, (...a: unknown[]) => BlockFn>();
+
+function blockSource(dc: DecodeCache, slots: number[], offs: number[], flags: number[]): string {
+  const n = flags.length;
+  const st: FlagState = { op: 0, size: 32 };
+  let body = "";
+  for (let k = 0; k < n; k++) {
+    const f = flags[k];
+    if (k > 0) body += `k=${k};`;
+    if (f & F_STACK) body += "c.savedEsp=r[4];";
+    if (f & F_CONTROL) body += `c.eip=(e0+${offs[k + 1]})|0;`;
+    const taken = f & F_BRANCH ? `c.retired+=${k + 1};return;` : "";
+    const code = inlineCode(dc, slots[k], offs[k + 1], st, taken);
+    if (code !== null) {
+      body += `${code}\n`;
+    } else {
+      body += `h${k}(c,${slots[k]});\n`;
+      st.op = 0;
+    }
+    if (f & F_CHECK)
+      body += `if(c.codeHit!==0){c.codeHit=0;c.eip=(e0+${offs[k + 1]})|0;c.retired+=${k + 1};return;}\n`;
+  }
+  if ((flags[n - 1] & F_CONTROL) === 0) body += `c.eip=(e0+${offs[n]})|0;`;
+  return (
+    "return function block(c){const e0=c.eip,r=c.regs,r8=c.regs8;let k=0,fa=0,fb=0,fx=0;" +
+    `try{\n${body}}catch(x){` +
+    "c.retired+=k;c.instrStart=(e0+O[k])|0;if((F[k]&1)===0)c.savedEsp=r[4];throw x}" +
+    `c.retired+=${n}}`
+  );
+}
+
+function factoryFor(source: string, n: number): (...a: unknown[]) => BlockFn {
+  let make = factories.get(source);
+  if (make === undefined) {
+    const params = Array.from({ length: n }, (_, i) => `h${i}`);
+    make = new Function("O", "F", ...params, source) as (...a: unknown[]) => BlockFn;
+    factories.set(source, make);
+  }
+  return make;
+}
+
+// Per-instruction flags of a block.
+const F_STACK = 1; // moves ESP before it can fault
+const F_CONTROL = 2; // sets EIP: ends the block
+const F_CHECK = 4; // may write memory: stop if it wrote a code frame
+const F_BRANCH = 8; // a jcc the block goes on after when it is not taken
+
+/**
+ * Compiles the block starting at byte offset off of the frame whose decoded instructions are
+ * in slotOf block blockOff, and records it at the first instruction's slot. Returns false
+ * when the first instruction is not compilable.
+ */
+export function compileBlock(cpu: Cpu, blockOff: number, off: number): boolean {
+  const dc = cpu.dc;
+  const fns: Handler[] = [];
+  const slots: number[] = [];
+  const offs: number[] = [];
+  const flags: number[] = [];
+  let pos = off;
+  while (flags.length < MAX_BLOCK && pos < 0x1000) {
+    const e = dc.slotOf[blockOff + pos];
+    const hot = e >> 22;
+    if (e === 0 || hot === 0) break;
+    const slot = e & SLOT_MASK;
+    const id = dc.op[slot];
+    const opc = (id >> 3) & 0x1ff;
+    const sub = id & 7;
+    const memForm = hasModrm(opc >> 8, opc & 0xff) && dc.modrm[slot] < 0xc0 && opc !== 0x8d;
+    const pushes =
+      (opc >= 0x50 && opc <= 0x57) || opc === 0x68 || opc === 0x6a || (opc === 0xff && sub === 6);
+    const len = (e >> 18) & 15;
+    const stack = movesStack(opc, sub) ? F_STACK : 0;
+    let f: number;
+    if (isControl(opc, sub)) {
+      // A jcc (inline: no operand-size prefix) goes on to the next instruction when that is
+      // compilable too; any other control transfer ends the block, and needs no write check.
+      const jcc = id >> 12 === 0 && ((opc & 0x1f0) === 0x70 || (opc & 0x1f0) === 0x180);
+      const ne = pos + len < 0x1000 ? dc.slotOf[blockOff + pos + len] : 0;
+      f = jcc && ne >> 22 !== 0 && flags.length + 1 < MAX_BLOCK ? F_BRANCH : F_CONTROL | stack;
+    } else {
+      f = stack | ((memForm && !readsOnly(opc, sub)) || pushes ? F_CHECK : 0);
+    }
+    fns.push(HOT_FNS[hot]);
+    slots.push(slot);
+    offs.push(pos - off);
+    flags.push(f);
+    pos += len;
+    if (f & F_CONTROL) break;
+  }
+  if (flags.length === 0) return false;
+  offs.push(pos - off);
+  const make = factoryFor(blockSource(dc, slots, offs, flags), flags.length);
+  const block = make(new Int32Array(offs), new Uint8Array(flags), ...fns);
+  dc.setBlock(slots[0], block, flags.length, blockOff);
+  return true;
+}

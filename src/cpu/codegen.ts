@@ -1,0 +1,268 @@
+/**
+ * Inline JS for the commonest instruction forms of a compiled block (blocks.ts): moves, lea,
+ * add/or/and/sub/xor/cmp/test, inc/dec, movzx/movsx and the near jumps, with the slot's
+ * registers, displacement and immediate as constants. Everything else in a block calls its
+ * handler. Each form here must do exactly what its handler does (same memory accesses in
+ * the same order, same lazy-flag record); test/cpu-blocks.test.ts runs every committed
+ * vector through compiled blocks to hold them to that.
+ *
+ * The generated code sees c (the Cpu), r (c.regs), r8 (c.regs8), e0 (EIP at block entry)
+ * and fa/fb/fx, block locals that mirror the last lazy-flag record of the block while it is
+ * known (FlagState), so a jcc after a cmp or test tests its operands directly.
+ */
+import { type DecodeCache, EA_BASE, EA_DISP, EA_SIB, hasModrm } from "./decode.js";
+import { L_ADD, L_DEC, L_INC, L_LOGIC, L_SUB } from "./flags.js";
+import { CS, GP } from "./regs.js";
+
+/** The lazy-flag record the block's code last wrote into fa/fb/fx: its kind and size, or none. */
+export interface FlagState {
+  op: number; // L_SUB, L_LOGIC, or 0: unknown (read the CPU's lazy flags)
+  size: number;
+}
+
+const ADD = 0;
+const OR = 1;
+const AND = 4;
+const SUB = 5;
+const XOR = 6;
+const CMP = 7;
+
+/** Index into regs8 of 8-bit register n (AL CL DL BL AH CH DH BH). */
+function r8(n: number): number {
+  return ((n & 3) << 2) | (n >> 2);
+}
+
+/** The effective address of slot s as a JS expression, or null for the rare forms. */
+function ea(dc: DecodeCache, s: number): string | null {
+  const m = dc.eam[s];
+  const d = dc.disp[s];
+  switch (m & 3) {
+    case EA_DISP:
+      return `${d}`;
+    case EA_BASE:
+      return `(r[${(m >> 2) & 7}]+(${d}))|0`;
+    case EA_SIB:
+      return `(r[${(m >> 2) & 7}]+(r[${(m >> 5) & 7}]<<${(m >> 8) & 3})+(${d}))|0`;
+    default:
+      return null;
+  }
+}
+
+function seg(dc: DecodeCache, s: number): number {
+  return (dc.eam[s] >> 10) & 7;
+}
+
+/** Code recording an ALU result in the lazy flags (and fa/fb/fx); a, b, x are JS names. */
+function lazy(op: number, size: number, st: FlagState): string {
+  st.op = op === L_SUB || op === L_LOGIC ? op : 0;
+  st.size = size;
+  return `fa=a;fb=b;fx=x;c.lzOp=${op};c.lzA=a;c.lzB=b;c.lzRes=x;c.lzSize=${size};`;
+}
+
+/** x = a OP b for a 32-bit ALU operation, with its flags; null for adc/sbb. */
+function alu32(op: number, st: FlagState): string | null {
+  switch (op) {
+    case ADD:
+      return `const x=(a+b)|0;${lazy(L_ADD, 32, st)}`;
+    case OR:
+      return `const x=a|b;${lazy(L_LOGIC, 32, st)}`;
+    case AND:
+      return `const x=a&b;${lazy(L_LOGIC, 32, st)}`;
+    case XOR:
+      return `const x=a^b;${lazy(L_LOGIC, 32, st)}`;
+    case SUB:
+    case CMP:
+      return `const x=(a-b)|0;${lazy(L_SUB, 32, st)}`;
+    default:
+      return null;
+  }
+}
+
+/**
+ * The condition cc (0-15) as a JS boolean expression: from fa/fb/fx when the block's last
+ * flag record is known, else from the CPU's lazy flags.
+ */
+function condition(cc: number, st: FlagState): string {
+  const neg = (cc & 1) !== 0;
+  const t = (e: string, n: string): string => (neg ? n : e);
+  if (st.op === L_SUB) {
+    const sh = 32 - st.size;
+    const ua = st.size === 32 ? "(fa>>>0)" : "fa";
+    const ub = st.size === 32 ? "(fb>>>0)" : "fb";
+    const sa = sh === 0 ? "fa" : `(fa<<${sh})`;
+    const sb = sh === 0 ? "fb" : `(fb<<${sh})`;
+    const sx = sh === 0 ? "fx" : `(fx<<${sh})`;
+    switch (cc >> 1) {
+      case 1:
+        return t(`${ua}<${ub}`, `${ua}>=${ub}`);
+      case 2:
+        return t("fx===0", "fx!==0");
+      case 3:
+        return t(`${ua}<=${ub}`, `${ua}>${ub}`);
+      case 4:
+        return t(`${sx}<0`, `${sx}>=0`);
+      case 6:
+        return t(`${sa}<${sb}`, `${sa}>=${sb}`);
+      case 7:
+        return t(`${sa}<=${sb}`, `${sa}>${sb}`);
+    }
+  } else if (st.op === L_LOGIC) {
+    const sx = st.size === 32 ? "fx" : `(fx<<${32 - st.size})`;
+    switch (cc >> 1) {
+      case 1:
+        return t("false", "true");
+      case 2:
+      case 3:
+        return t("fx===0", "fx!==0");
+      case 4:
+      case 6:
+        return t(`${sx}<0`, `${sx}>=0`);
+      case 7:
+        return t(`${sx}<=0`, `${sx}>0`);
+    }
+  }
+  const f = [
+    "c.of()",
+    "c.cf()",
+    "c.zf()",
+    "(c.cf()|c.zf())",
+    "c.sf()",
+    "c.pf()",
+    "c.lt()",
+    "(c.lt()|c.zf())",
+  ][cc >> 1];
+  return t(`${f}!==0`, `${f}===0`);
+}
+
+/** A near jump to e0 + next + rel, with the CS limit check of jrel32. */
+function jump(next: number, rel: number): string {
+  return `{const t=(e0+${next + rel})|0;if(t>>>0>c.segHi[${CS}])c.fault(${GP},0);c.eip=t;}`;
+}
+
+/**
+ * Inline code for slot s (at block offset next - its length), or null to call its handler.
+ * next: the block offset of the following instruction. Updates st to the flag record the
+ * code leaves (unchanged when the code does not touch the flags). taken: code run after a
+ * jcc in the middle of a block has jumped (it leaves the block).
+ */
+export function inlineCode(
+  dc: DecodeCache,
+  s: number,
+  next: number,
+  st: FlagState,
+  taken = "",
+): string | null {
+  const id = dc.op[s];
+  if (id >> 12 !== 0) return null; // operand-size prefix: the handlers do those
+  const opc = (id >> 3) & 0x1ff;
+  const sub = id & 7;
+  const m = dc.modrm[s];
+  const rm = m & 7;
+  const reg = (m >> 3) & 7;
+  const isReg = m >= 0xc0;
+  const imm = dc.imm[s];
+  const mem = isReg ? null : ea(dc, s);
+  // A memory operand in one of the rare address forms: the handler does it.
+  if (!isReg && mem === null && hasModrm(opc >> 8, opc & 0xff)) return null;
+  const sg = isReg ? 0 : seg(dc, s);
+  // ALU forms 00-3D: operation in opcode bits 5-3.
+  if (opc < 0x40 && (opc & 7) <= 5) {
+    const op = (opc >> 3) & 7;
+    const form = opc & 7;
+    if (form === 1) {
+      // Ed, Gd
+      if (isReg) {
+        const body = alu32(op, st);
+        if (body === null) return null;
+        return `{const a=r[${rm}],b=r[${reg}];${body}${op === CMP ? "" : `r[${rm}]=x;`}}`;
+      }
+      const body = alu32(op, st);
+      if (body === null) return null;
+      if (op === CMP) return `{const a=c.rd32(${sg},${mem}),b=r[${reg}];${body}}`;
+      return `{const a=c.rmwRd32(${sg},${mem}),b=r[${reg}];${body}c.rmwWr32(x);}`;
+    }
+    if (form === 3) {
+      // Gd, Ed
+      const body = alu32(op, st);
+      if (body === null) return null;
+      const src = isReg ? `r[${rm}]` : `c.rd32(${sg},${mem})`;
+      return `{const b=${src},a=r[${reg}];${body}${op === CMP ? "" : `r[${reg}]=x;`}}`;
+    }
+    if (form === 5) {
+      const body = alu32(op, st);
+      if (body === null) return null;
+      return `{const a=r[0],b=${imm};${body}${op === CMP ? "" : "r[0]=x;"}}`;
+    }
+    if (op === CMP && form === 0) {
+      // cmp Eb, Gb
+      const a = isReg ? `r8[${r8(rm)}]` : `c.rd8(${sg},${mem})`;
+      return `{const a=${a},b=r8[${r8(reg)}];const x=(a-b)&255;${lazy(L_SUB, 8, st)}}`;
+    }
+    if (op === CMP && form === 4) {
+      return `{const a=r8[0],b=${imm & 0xff};const x=(a-b)&255;${lazy(L_SUB, 8, st)}}`;
+    }
+    return null;
+  }
+  switch (opc) {
+    case 0x81:
+    case 0x83: {
+      const body = alu32(sub, st);
+      if (body === null) return null;
+      if (isReg) return `{const a=r[${rm}],b=${imm};${body}${sub === CMP ? "" : `r[${rm}]=x;`}}`;
+      if (sub === CMP) return `{const a=c.rd32(${sg},${mem}),b=${imm};${body}}`;
+      return `{const a=c.rmwRd32(${sg},${mem}),b=${imm};${body}c.rmwWr32(x);}`;
+    }
+    case 0x80:
+      if (sub !== CMP) return null;
+      return `{const a=${isReg ? `r8[${r8(rm)}]` : `c.rd8(${sg},${mem})`},b=${imm & 0xff};const x=(a-b)&255;${lazy(L_SUB, 8, st)}}`;
+    case 0x85: {
+      const a = isReg ? `r[${rm}]` : `c.rd32(${sg},${mem})`;
+      st.op = L_LOGIC;
+      st.size = 32;
+      return `{const x=${a}&r[${reg}];fx=x;c.lzOp=${L_LOGIC};c.lzA=0;c.lzB=0;c.lzRes=x;c.lzSize=32;}`;
+    }
+    case 0x84: {
+      const a = isReg ? `r8[${r8(rm)}]` : `c.rd8(${sg},${mem})`;
+      st.op = L_LOGIC;
+      st.size = 8;
+      return `{const x=${a}&r8[${r8(reg)}];fx=x;c.lzOp=${L_LOGIC};c.lzA=0;c.lzB=0;c.lzRes=x;c.lzSize=8;}`;
+    }
+    case 0x89:
+      return isReg ? `r[${rm}]=r[${reg}];` : `c.wr32(${sg},${mem},r[${reg}]);`;
+    case 0x8b:
+      return isReg ? `r[${reg}]=r[${rm}];` : `r[${reg}]=c.rd32(${sg},${mem});`;
+    case 0x88:
+      return isReg ? `r8[${r8(rm)}]=r8[${r8(reg)}];` : `c.wr8(${sg},${mem},r8[${r8(reg)}]);`;
+    case 0x8a:
+      return isReg ? `r8[${r8(reg)}]=r8[${r8(rm)}];` : `r8[${r8(reg)}]=c.rd8(${sg},${mem});`;
+    case 0x8d:
+      // lea: the register form is #UD and the 16-bit forms are the handler's.
+      if (isReg || mem === null) return null;
+      return `r[${reg}]=${mem};`;
+    case 0xc7:
+      return isReg ? `r[${rm}]=${imm};` : `c.wr32(${sg},${mem},${imm});`;
+    case 0x1b6:
+      return `r[${reg}]=${isReg ? `r8[${r8(rm)}]` : `c.rd8(${sg},${mem})`};`;
+    case 0x1b7:
+      return `r[${reg}]=${isReg ? `c.regs16[${rm << 1}]` : `c.rd16(${sg},${mem})`};`;
+    case 0x1be:
+      return `r[${reg}]=(${isReg ? `r8[${r8(rm)}]` : `c.rd8(${sg},${mem})`}<<24)>>24;`;
+    case 0x1bf:
+      return `r[${reg}]=(${isReg ? `c.regs16[${rm << 1}]` : `c.rd16(${sg},${mem})`}<<16)>>16;`;
+    case 0xeb:
+    case 0xe9:
+      return jump(next, imm);
+  }
+  if (opc >= 0xb8 && opc <= 0xbf) return `r[${opc & 7}]=${imm};`;
+  if (opc >= 0x40 && opc <= 0x4f) {
+    const n = opc & 7;
+    const inc = opc < 0x48;
+    st.op = 0;
+    return `{const a=r[${n}],x=(a${inc ? "+" : "-"}1)|0;c.keepCF();c.lzOp=${inc ? L_INC : L_DEC};c.lzA=a;c.lzB=1;c.lzRes=x;c.lzSize=32;r[${n}]=x;}`;
+  }
+  if ((opc & 0x1f0) === 0x70 || (opc & 0x1f0) === 0x180) {
+    // Not taken: EIP is next (set before a block-ending jcc; a jcc inside a block goes on).
+    return `if(${condition(opc & 15, st)}){${jump(next, imm)}${taken}}`;
+  }
+  return null;
+}
