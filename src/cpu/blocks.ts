@@ -86,16 +86,32 @@ function readsOnly(opc: number, sub: number): boolean {
  */
 const factories = new Map<string, (...a: unknown[]) => BlockFn>();
 
+/** Slot s is a near jmp/jcc (no prefix) whose target is the block's start (end: its end offset). */
+function loops(dc: DecodeCache, s: number, end: number): boolean {
+  const id = dc.op[s];
+  const opc = (id >> 3) & 0x1ff;
+  const rel =
+    id >> 12 === 0 && ((opc & 0x1f0) === 0x70 || (opc & 0x1f0) === 0x180 || opc === 0xeb || opc === 0xe9);
+  return rel && end + dc.imm[s] === 0;
+}
+
 function blockSource(dc: DecodeCache, slots: number[], offs: number[], flags: number[]): string {
   const n = flags.length;
   const st: FlagState = { op: 0, size: 32 };
   let body = "";
+  let round = false;
   for (let k = 0; k < n; k++) {
     const f = flags[k];
     if (k > 0) body += `k=${k};`;
     if (f & F_STACK) body += "c.savedEsp=r[4];";
     if (f & F_CONTROL) body += `c.eip=(e0+${offs[k + 1]})|0;`;
-    const taken = f & F_BRANCH ? `c.retired+=${k + 1};return;` : "";
+    let taken = f & F_BRANCH ? `c.retired+=${k + 1};return;` : "";
+    // A block ending in a jump to its own start goes round inside the function while the
+    // budget allows another whole pass (as the run loop would have run it again).
+    if (k === n - 1 && loops(dc, slots[k], offs[n])) {
+      taken = `c.retired+=${n};if(c.retired+${n}<=c.runEnd)continue;return;`;
+      round = true;
+    }
     const code = inlineCode(dc, slots[k], offs[k + 1], st, taken);
     if (code !== null) {
       body += `${code}\n`;
@@ -109,7 +125,7 @@ function blockSource(dc: DecodeCache, slots: number[], offs: number[], flags: nu
   if ((flags[n - 1] & F_CONTROL) === 0) body += `c.eip=(e0+${offs[n]})|0;`;
   return (
     "return function block(c){const e0=c.eip,r=c.regs,r8=c.regs8;let k=0,fa=0,fb=0,fx=0;" +
-    `try{\n${body}}catch(x){` +
+    `try{${round ? `for(;;){k=0;\n${body}break}` : body}}catch(x){` +
     "c.retired+=k;c.instrStart=(e0+O[k])|0;if((F[k]&1)===0)c.savedEsp=r[4];throw x}" +
     `c.retired+=${n}}`
   );

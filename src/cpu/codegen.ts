@@ -10,9 +10,9 @@
  * and fa/fb/fx, block locals that mirror the last lazy-flag record of the block while it is
  * known (FlagState), so a jcc after a cmp or test tests its operands directly.
  */
-import { type DecodeCache, EA_BASE, EA_DISP, EA_SIB, hasModrm } from "./decode.js";
-import { L_ADD, L_DEC, L_INC, L_LOGIC, L_SUB } from "./flags.js";
-import { CS, GP } from "./regs.js";
+import { type DecodeCache, EA_BASE, EA_DISP, EA_SIB, hasModrm, P_A16 } from "./decode.js";
+import { L_ADD, L_DEC, L_INC, L_LOGIC, L_RES, L_SUB } from "./flags.js";
+import { AF, CF, CS, GP, OF } from "./regs.js";
 
 /** The lazy-flag record the block's code last wrote into fa/fb/fx: its kind and size, or none. */
 export interface FlagState {
@@ -44,7 +44,9 @@ function ea(dc: DecodeCache, s: number): string | null {
     case EA_SIB:
       return `(r[${(m >> 2) & 7}]+(r[${(m >> 5) & 7}]<<${(m >> 8) & 3})+(${d}))|0`;
     default:
-      return null;
+      // 32-bit: an index without a base (the 16-bit forms are the handlers').
+      if ((dc.pfx[s] & P_A16) !== 0 || dc.base[s] >= 0 || dc.index[s] < 0) return null;
+      return `((r[${dc.index[s]}]<<${dc.scale[s]})+(${d}))|0`;
   }
 }
 
@@ -59,20 +61,42 @@ function lazy(op: number, size: number, st: FlagState): string {
   return `fa=a;fb=b;fx=x;c.lzOp=${op};c.lzA=a;c.lzB=b;c.lzRes=x;c.lzSize=${size};`;
 }
 
-/** x = a OP b for a 32-bit ALU operation, with its flags; null for adc/sbb. */
-function alu32(op: number, st: FlagState): string | null {
+/** x = a OP b for an 8- or 32-bit ALU operation, with its flags; null for adc/sbb. */
+function alu(op: number, size: number, st: FlagState): string | null {
+  const wrap = size === 32 ? "|0" : "&255";
   switch (op) {
     case ADD:
-      return `const x=(a+b)|0;${lazy(L_ADD, 32, st)}`;
+      return `const x=(a+b)${wrap};${lazy(L_ADD, size, st)}`;
     case OR:
-      return `const x=a|b;${lazy(L_LOGIC, 32, st)}`;
+      return `const x=a|b;${lazy(L_LOGIC, size, st)}`;
     case AND:
-      return `const x=a&b;${lazy(L_LOGIC, 32, st)}`;
+      return `const x=a&b;${lazy(L_LOGIC, size, st)}`;
     case XOR:
-      return `const x=a^b;${lazy(L_LOGIC, 32, st)}`;
+      return `const x=a^b;${lazy(L_LOGIC, size, st)}`;
     case SUB:
     case CMP:
-      return `const x=(a-b)|0;${lazy(L_SUB, 32, st)}`;
+      return `const x=(a-b)${wrap};${lazy(L_SUB, size, st)}`;
+    default:
+      return null;
+  }
+}
+
+/** CF, OF and AF replaced, ZF/SF/PF from x (lazyRes); cf and of are JS expressions (0/1). */
+function resFlags(cf: string, of: string, size: number, st: FlagState): string {
+  st.op = 0;
+  return `c.flags=(c.flags&${~(CF | OF | AF)})|${cf}|(${of})<<11;c.lzOp=${L_RES};c.lzRes=x;c.lzSize=${size};`;
+}
+
+/** shl/shr/sar of a by the constant count n (1-31) into x, with the flags (alu-shift.ts). */
+function shift(op: number, n: number, st: FlagState): string | null {
+  switch (op) {
+    case 4:
+    case 6:
+      return `const x=a<<${n},f=(a<<${n - 1})>>>31;${resFlags("f", "(x>>>31)^f", 32, st)}`;
+    case 5:
+      return `const x=(a>>>${n})|0,t=a>>>${n - 1};${resFlags("(t&1)", "(t^x)>>>31", 32, st)}`;
+    case 7:
+      return `const x=a>>${n};${resFlags(`((a>>${n - 1})&1)`, "0", 32, st)}`;
     default:
       return null;
   }
@@ -143,7 +167,8 @@ function jump(next: number, rel: number): string {
  * Inline code for slot s (at block offset next - its length), or null to call its handler.
  * next: the block offset of the following instruction. Updates st to the flag record the
  * code leaves (unchanged when the code does not touch the flags). taken: code run after a
- * jcc in the middle of a block has jumped (it leaves the block).
+ * near jump (jcc taken, or jmp) has set EIP: leaving a block from its middle, or going round
+ * a block that loops to its own start.
  */
 export function inlineCode(
   dc: DecodeCache,
@@ -153,7 +178,7 @@ export function inlineCode(
   taken = "",
 ): string | null {
   const id = dc.op[s];
-  if (id >> 12 !== 0) return null; // operand-size prefix: the handlers do those
+  if (id >> 12 !== 0) return id === ((1 << 12) | (0x90 << 3)) ? "" : null; // 66 90 is a nop; other 66 forms are the handlers'
   const opc = (id >> 3) & 0x1ff;
   const sub = id & 7;
   const m = dc.modrm[s];
@@ -172,49 +197,104 @@ export function inlineCode(
     if (form === 1) {
       // Ed, Gd
       if (isReg) {
-        const body = alu32(op, st);
+        const body = alu(op, 32, st);
         if (body === null) return null;
         return `{const a=r[${rm}],b=r[${reg}];${body}${op === CMP ? "" : `r[${rm}]=x;`}}`;
       }
-      const body = alu32(op, st);
+      const body = alu(op, 32, st);
       if (body === null) return null;
       if (op === CMP) return `{const a=c.rd32(${sg},${mem}),b=r[${reg}];${body}}`;
       return `{const a=c.rmwRd32(${sg},${mem}),b=r[${reg}];${body}c.rmwWr32(x);}`;
     }
     if (form === 3) {
       // Gd, Ed
-      const body = alu32(op, st);
+      const body = alu(op, 32, st);
       if (body === null) return null;
       const src = isReg ? `r[${rm}]` : `c.rd32(${sg},${mem})`;
       return `{const b=${src},a=r[${reg}];${body}${op === CMP ? "" : `r[${reg}]=x;`}}`;
     }
     if (form === 5) {
-      const body = alu32(op, st);
+      const body = alu(op, 32, st);
       if (body === null) return null;
       return `{const a=r[0],b=${imm};${body}${op === CMP ? "" : "r[0]=x;"}}`;
     }
-    if (op === CMP && form === 0) {
-      // cmp Eb, Gb
-      const a = isReg ? `r8[${r8(rm)}]` : `c.rd8(${sg},${mem})`;
-      return `{const a=${a},b=r8[${r8(reg)}];const x=(a-b)&255;${lazy(L_SUB, 8, st)}}`;
+    const body = alu(op, 8, st);
+    if (body === null) return null;
+    const put = op !== CMP;
+    if (form === 0) {
+      // Eb, Gb
+      if (isReg) return `{const a=r8[${r8(rm)}],b=r8[${r8(reg)}];${body}${put ? `r8[${r8(rm)}]=x;` : ""}}`;
+      if (!put) return `{const a=c.rd8(${sg},${mem}),b=r8[${r8(reg)}];${body}}`;
+      return `{const a=c.rmwRd8(${sg},${mem}),b=r8[${r8(reg)}];${body}c.rmwWr8(x);}`;
     }
-    if (op === CMP && form === 4) {
-      return `{const a=r8[0],b=${imm & 0xff};const x=(a-b)&255;${lazy(L_SUB, 8, st)}}`;
+    if (form === 2) {
+      // Gb, Eb
+      const src = isReg ? `r8[${r8(rm)}]` : `c.rd8(${sg},${mem})`;
+      return `{const b=${src},a=r8[${r8(reg)}];${body}${put ? `r8[${r8(reg)}]=x;` : ""}}`;
     }
-    return null;
+    return `{const a=r8[0],b=${imm & 0xff};${body}${put ? "r8[0]=x;" : ""}}`;
   }
   switch (opc) {
     case 0x81:
     case 0x83: {
-      const body = alu32(sub, st);
+      const body = alu(sub, 32, st);
       if (body === null) return null;
       if (isReg) return `{const a=r[${rm}],b=${imm};${body}${sub === CMP ? "" : `r[${rm}]=x;`}}`;
       if (sub === CMP) return `{const a=c.rd32(${sg},${mem}),b=${imm};${body}}`;
       return `{const a=c.rmwRd32(${sg},${mem}),b=${imm};${body}c.rmwWr32(x);}`;
     }
-    case 0x80:
-      if (sub !== CMP) return null;
-      return `{const a=${isReg ? `r8[${r8(rm)}]` : `c.rd8(${sg},${mem})`},b=${imm & 0xff};const x=(a-b)&255;${lazy(L_SUB, 8, st)}}`;
+    case 0x80: {
+      const body = alu(sub, 8, st);
+      if (body === null) return null;
+      const b = imm & 0xff;
+      if (isReg) return `{const a=r8[${r8(rm)}],b=${b};${body}${sub === CMP ? "" : `r8[${r8(rm)}]=x;`}}`;
+      if (sub === CMP) return `{const a=c.rd8(${sg},${mem}),b=${b};${body}}`;
+      return `{const a=c.rmwRd8(${sg},${mem}),b=${b};${body}c.rmwWr8(x);}`;
+    }
+    case 0xf6:
+      // test Eb, Ib
+      if (sub > 1) return null;
+      st.op = L_LOGIC;
+      st.size = 8;
+      return `{const x=${isReg ? `r8[${r8(rm)}]` : `c.rd8(${sg},${mem})`}&${imm & 0xff};fx=x;c.lzOp=${L_LOGIC};c.lzA=0;c.lzB=0;c.lzRes=x;c.lzSize=8;}`;
+    case 0xc1: {
+      const n = imm & 0x1f;
+      if (n === 0) return isReg ? "" : `c.rmwWr32(c.rmwRd32(${sg},${mem}));`;
+      const body = shift(sub, n, st);
+      if (body === null) return null;
+      if (isReg) return `{const a=r[${rm}];${body}r[${rm}]=x;}`;
+      return `{const a=c.rmwRd32(${sg},${mem});${body}c.rmwWr32(x);}`;
+    }
+    case 0xd1: {
+      const body = shift(sub, 1, st);
+      if (body === null) return null;
+      if (isReg) return `{const a=r[${rm}];${body}r[${rm}]=x;}`;
+      return `{const a=c.rmwRd32(${sg},${mem});${body}c.rmwWr32(x);}`;
+    }
+    case 0x1af: {
+      // imul Gd, Ed: CF = OF = the product does not fit (imul32).
+      const src = isReg ? `r[${rm}]` : `c.rd32(${sg},${mem})`;
+      return `{const b=${src},a=r[${reg}];const x=Math.imul(a,b);${resFlags("(a*b!==x?1:0)", "(a*b!==x?1:0)", 32, st)}r[${reg}]=x;}`;
+    }
+    case 0xff: {
+      if (sub === 6) return `c.push32(${isReg ? `r[${rm}]` : `c.rd32(${sg},${mem})`});`;
+      // inc/dec Ed
+      if (sub > 1) return null;
+      st.op = 0;
+      const upd = `x=(a${sub === 0 ? "+" : "-"}1)|0;c.keepCF();c.lzOp=${sub === 0 ? L_INC : L_DEC};c.lzA=a;c.lzB=1;c.lzRes=x;c.lzSize=32;`;
+      if (isReg) return `{const a=r[${rm}],${upd}r[${rm}]=x;}`;
+      return `{const a=c.rmwRd32(${sg},${mem}),${upd}c.rmwWr32(x);}`;
+    }
+    case 0x90:
+      return "";
+    case 0x68:
+    case 0x6a:
+      return `c.push32(${imm});`;
+    case 0xe8:
+      // call rel32: EIP is already next, the return address.
+      return `{const t=(e0+${next + imm})|0;if(t>>>0>c.segHi[${CS}])c.fault(${GP},0);c.push32((e0+${next})|0);c.eip=t;}`;
+    case 0xc3:
+      return `{const t=c.pop32();if(t>>>0>c.segHi[${CS}])c.fault(${GP},0);c.eip=t;}`;
     case 0x85: {
       const a = isReg ? `r[${rm}]` : `c.rd32(${sg},${mem})`;
       st.op = L_LOGIC;
@@ -251,9 +331,11 @@ export function inlineCode(
       return `r[${reg}]=(${isReg ? `c.regs16[${rm << 1}]` : `c.rd16(${sg},${mem})`}<<16)>>16;`;
     case 0xeb:
     case 0xe9:
-      return jump(next, imm);
+      return jump(next, imm) + taken;
   }
   if (opc >= 0xb8 && opc <= 0xbf) return `r[${opc & 7}]=${imm};`;
+  if (opc >= 0x50 && opc <= 0x57) return `c.push32(r[${opc & 7}]);`;
+  if (opc >= 0x58 && opc <= 0x5f) return `{const v=c.pop32();r[${opc & 7}]=v;}`;
   if (opc >= 0x40 && opc <= 0x4f) {
     const n = opc & 7;
     const inc = opc < 0x48;
