@@ -85,6 +85,7 @@ function readsOnly(opc: number, sub: number): boolean {
  * feedback and optimised code for it are kept.
  */
 const factories = new Map<string, (...a: unknown[]) => BlockFn>();
+const MAX_FACTORIES = 16384;
 
 /** Slot s is a near jmp/jcc (no prefix) whose target is the block's start (end: its end offset). */
 function loops(dc: DecodeCache, s: number, end: number): boolean {
@@ -134,6 +135,8 @@ function blockSource(dc: DecodeCache, slots: number[], offs: number[], flags: nu
 function factoryFor(source: string, n: number): (...a: unknown[]) => BlockFn {
   let make = factories.get(source);
   if (make === undefined) {
+    // Sources name slots, which change when a cache is flushed: keep the map bounded.
+    if (factories.size >= MAX_FACTORIES) factories.clear();
     const params = Array.from({ length: n }, (_, i) => `h${i}`);
     make = new Function("O", "F", ...params, source) as (...a: unknown[]) => BlockFn;
     factories.set(source, make);
