@@ -148,6 +148,23 @@ describe("compiled blocks", () => {
     assert.deepEqual(b.s, a.s);
   });
 
+  it("leave ESP after a call when the fetch at its target faults", () => {
+    // loop: call far_away (beyond memory: the fetch there is #GP(0)) after 10 rounds of
+    // dec ecx; jnz loop.
+    const code = [0x49, 0x75, 0xfd, 0xe8, ...d(0x200000 - (CODE + 8)), 0xf4];
+    const run = (blocks: boolean) => {
+      const cpu = machine(code, blocks);
+      cpu.regs[ECX] = 10;
+      return step(cpu, 1000);
+    };
+    const a = run(false);
+    assert.equal(a.vector, 13);
+    assert.equal(a.eip, 0x200000);
+    assert.equal(a.regs[ESP], 0x8000 - 4);
+    assert.equal(a.retired, 21);
+    assert.deepEqual(run(true), a);
+  });
+
   it("see a store into their own code at the next instruction", () => {
     // loop: mov [esi],bl; target: mov eax,0x11111111; add edx,eax; dec ecx; jnz loop; hlt
     const code = [0x88, 0x1e, 0xb8, ...d(0x11111111), 0x01, 0xc2, 0x49, 0x75, 0xf4, 0xf4];

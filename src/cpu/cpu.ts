@@ -1298,32 +1298,23 @@ export class Cpu {
     const hits = dc.hits;
     const blockLen = dc.blockLen;
     const threshold = this.blockThreshold;
-    for (;;) {
+    while (this.retired < this.runEnd) {
       const eip = this.eip;
-      // The compiled block at EIP, when the fetch window has it: no per-instruction
-      // bookkeeping here, the block does its own (and runs whole or not at all, so the
-      // budget is kept exactly).
-      const off0 = (eip - this.fetchEip) >>> 0;
-      if (off0 < 0x1000) {
-        const e0 = slots[this.fetchBlock + off0];
-        const block = blockFn[e0 & SLOT_MASK];
-        if (block !== null && this.retired + blockLen[e0 & SLOT_MASK] <= this.runEnd) {
-          block(this);
-          continue;
-        }
-      }
-      if (this.retired >= this.runEnd) break;
       let e = 0;
-      // Set before the fetch, so a fetch fault reports this instruction.
-      this.instrStart = eip;
-      this.savedEsp = regs[ESP];
       const off = (eip - this.fetchEip) >>> 0;
       if (off < 0x1000) e = slots[this.fetchBlock + off];
-      if (e === 0) e = this.fetchSlot((segBase[CS] + eip) | 0);
+      if (e === 0) {
+        // Set before the fetch, so a fetch fault reports this instruction.
+        this.instrStart = eip;
+        this.savedEsp = regs[ESP];
+        e = this.fetchSlot((segBase[CS] + eip) | 0);
+      }
       // e packs slot, length and hot case (decode.ts SLOT_MASK).
       const slot = e & SLOT_MASK;
       const block = blockFn[slot];
       if (block !== null) {
+        // A compiled block does its own bookkeeping, and runs whole or not at all, so the
+        // budget is kept exactly.
         if (this.retired + blockLen[slot] <= this.runEnd) {
           block(this);
           continue;
@@ -1331,6 +1322,8 @@ export class Cpu {
       } else if (++hits[slot] === threshold && e >> 22 !== 0) {
         if (compileBlock(this, this.fetchBlock, (eip - this.fetchEip) >>> 0)) continue;
       }
+      this.instrStart = eip;
+      this.savedEsp = regs[ESP];
       this.eip = (eip + ((e >> 18) & 15)) | 0;
       // One case per HOT_FNS entry (HOT_CASES of them).
       switch (e >> 22) {
