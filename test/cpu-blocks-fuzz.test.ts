@@ -100,22 +100,36 @@ function instruction(r: () => number): number[] {
 }
 
 /**
- * A random loop: instructions, some followed by a jcc over the next one, then
- * `dec ebp; jnz start` and hlt. EBP counts the rounds (an instruction may change it too).
+ * A random loop: instructions, some followed by a jcc or jmp over the next one or a call of a
+ * small function placed after the loop, then `dec ebp; jnz start` and hlt. EBP counts the
+ * rounds (an instruction may change it too).
  */
 function program(r: () => number): number[] {
   const body: number[][] = [];
   const n = 4 + (r() % 20);
   for (let i = 0; i < n; i++) body.push(instruction(r));
+  const fn: number[] = [];
+  for (let i = r() % 4; i > 0; i--) fn.push(...instruction(r));
+  fn.push(0xc3);
   const code: number[] = [];
+  const calls: number[] = [];
   for (let i = 0; i < body.length; i++) {
     code.push(...body[i]);
-    if (i + 1 < body.length && r() % 4 === 0) code.push(0x70 | (r() & 15), body[i + 1].length);
+    const k = r() % 8;
+    if (i + 1 < body.length && k < 2) code.push(0x70 | (r() & 15), body[i + 1].length);
+    else if (i + 1 < body.length && k === 2) code.push(0xeb, body[i + 1].length);
+    else if (k === 3) {
+      calls.push(code.length + 1);
+      code.push(0xe8, 0, 0, 0, 0);
+    }
   }
   code.push(0x4d); // dec ebp
   const rel = -(code.length + 2);
-  code.push(0x75, rel & 0xff, 0xf4);
   if (rel < -128) return program(r);
+  code.push(0x75, rel & 0xff, 0xf4);
+  const f = code.length;
+  code.push(...fn);
+  for (const at of calls) code.splice(at, 4, ...d32(f - (at + 4)));
   return code;
 }
 

@@ -16,7 +16,7 @@
  * which end a block.
  */
 
-import { type FlagState, inlineCode } from "./codegen.js";
+import { type FlagState, followedJump, inlineCode, predictedReturn } from "./codegen.js";
 import type { Cpu } from "./cpu.js";
 import { type BlockFn, type DecodeCache, hasModrm, SLOT_MASK } from "./decode.js";
 import { type Handler, HOT_FNS } from "./ops/table.js";
@@ -96,7 +96,18 @@ function loops(dc: DecodeCache, s: number, end: number): boolean {
   return rel && end + dc.imm[s] === 0;
 }
 
-function blockSource(dc: DecodeCache, slots: number[], offs: number[], flags: number[]): string {
+/**
+ * The block's JS source. offs[k]: where instruction k starts, relative to the block's start
+ * (offs[n]: where execution goes on after the last one); ends[k]: where instruction k ends.
+ * They differ after a jmp or call the block follows to its target.
+ */
+function blockSource(
+  dc: DecodeCache,
+  slots: number[],
+  offs: number[],
+  ends: number[],
+  flags: number[],
+): string {
   const n = flags.length;
   const st: FlagState = { op: 0, size: 32 };
   let body = "";
@@ -105,15 +116,18 @@ function blockSource(dc: DecodeCache, slots: number[], offs: number[], flags: nu
     const f = flags[k];
     if (k > 0) body += `k=${k};`;
     if (f & F_STACK) body += "c.savedEsp=r[4];";
-    if (f & F_CONTROL) body += `c.eip=(e0+${offs[k + 1]})|0;`;
+    if (f & F_CONTROL) body += `c.eip=(e0+${ends[k]})|0;`;
     let taken = f & F_BRANCH ? `c.retired+=${k + 1};return;` : "";
     // A block ending in a jump to its own start goes round inside the function while the
     // budget allows another whole pass (as the run loop would have run it again).
-    if (k === n - 1 && loops(dc, slots[k], offs[n])) {
+    if (k === n - 1 && loops(dc, slots[k], ends[k])) {
       taken = `c.retired+=${n};if(c.retired+${n}<=c.runEnd)continue;return;`;
       round = true;
     }
-    const code = inlineCode(dc, slots[k], offs[k + 1], st, taken);
+    let code: string | null;
+    if (f & F_TRACE) code = followedJump(dc, slots[k], ends[k]);
+    else if (f & F_RETURN) code = predictedReturn(offs[k + 1], k);
+    else code = inlineCode(dc, slots[k], ends[k], st, taken);
     if (code !== null) {
       body += `${code}\n`;
     } else {
@@ -149,6 +163,13 @@ const F_STACK = 1; // moves ESP before it can fault
 const F_CONTROL = 2; // sets EIP: ends the block
 const F_CHECK = 4; // may write memory: stop if it wrote a code frame
 const F_BRANCH = 8; // a jcc the block goes on after when it is not taken
+const F_TRACE = 16; // a jmp or call the block follows to its target
+const F_RETURN = 32; // a ret to the instruction after a call the block followed: goes on there
+
+/** A decoded hot instruction starts at page offset pos of the frame's slotOf block. */
+function hotAt(dc: DecodeCache, blockOff: number, pos: number): boolean {
+  return dc.slotOf[blockOff + pos] >> 22 !== 0;
+}
 
 /**
  * Compiles the block starting at byte offset off of the frame whose decoded instructions are
@@ -160,7 +181,11 @@ export function compileBlock(cpu: Cpu, blockOff: number, off: number): boolean {
   const fns: Handler[] = [];
   const slots: number[] = [];
   const offs: number[] = [];
+  const ends: number[] = [];
   const flags: number[] = [];
+  const seen = new Set<number>();
+  /** Return addresses (page offsets) of the calls the block followed. */
+  const returns: number[] = [];
   let pos = off;
   while (flags.length < MAX_BLOCK && pos < 0x1000) {
     const e = dc.slotOf[blockOff + pos];
@@ -176,25 +201,60 @@ export function compileBlock(cpu: Cpu, blockOff: number, off: number): boolean {
     const len = (e >> 18) & 15;
     const stack = movesStack(opc, sub) ? F_STACK : 0;
     let f: number;
+    let next = pos + len;
+    seen.add(pos);
     if (isControl(opc, sub)) {
       // A jcc (inline: no operand-size prefix) goes on to the next instruction when that is
-      // compilable too; any other control transfer ends the block, and needs no write check.
-      const jcc = id >> 12 === 0 && ((opc & 0x1f0) === 0x70 || (opc & 0x1f0) === 0x180);
-      const ne = pos + len < 0x1000 ? dc.slotOf[blockOff + pos + len] : 0;
-      f = jcc && ne >> 22 !== 0 && flags.length + 1 < MAX_BLOCK ? F_BRANCH : F_CONTROL | stack;
+      // compilable too; a jmp or call rel goes on at its target in the same page (not the
+      // block's start: that is a loop, see loops()); any other control transfer ends the
+      // block, and needs no write check.
+      const prefix = id >> 12 !== 0;
+      const jcc = !prefix && ((opc & 0x1f0) === 0x70 || (opc & 0x1f0) === 0x180);
+      const jmp = !prefix && (opc === 0xe8 || opc === 0xe9 || opc === 0xeb);
+      const target = pos + len + dc.imm[slot];
+      const room = flags.length + 1 < MAX_BLOCK;
+      if (
+        jmp &&
+        room &&
+        target >= 0 &&
+        target < 0x1000 &&
+        target !== off &&
+        !seen.has(target) &&
+        hotAt(dc, blockOff, target)
+      ) {
+        f = F_TRACE | (opc === 0xe8 ? F_STACK | F_CHECK : 0);
+        next = target;
+        if (opc === 0xe8) returns.push(pos + len);
+      } else if (
+        !prefix &&
+        opc === 0xc3 &&
+        returns.length > 0 &&
+        room &&
+        hotAt(dc, blockOff, returns[returns.length - 1])
+      ) {
+        // Back from a call the block followed: when the popped address is that call's
+        // return address (it almost always is) the block goes on after the call.
+        f = F_RETURN | F_STACK;
+        next = returns.pop() as number;
+      } else if (jcc && room && pos + len < 0x1000 && hotAt(dc, blockOff, pos + len)) {
+        f = F_BRANCH;
+      } else {
+        f = F_CONTROL | stack;
+      }
     } else {
       f = stack | ((memForm && !readsOnly(opc, sub)) || pushes ? F_CHECK : 0);
     }
     fns.push(HOT_FNS[hot]);
     slots.push(slot);
     offs.push(pos - off);
+    ends.push(pos + len - off);
     flags.push(f);
-    pos += len;
+    pos = next;
     if (f & F_CONTROL) break;
   }
   if (flags.length === 0) return false;
   offs.push(pos - off);
-  const make = factoryFor(blockSource(dc, slots, offs, flags), flags.length);
+  const make = factoryFor(blockSource(dc, slots, offs, ends, flags), flags.length);
   const block = make(new Int32Array(offs), new Uint8Array(flags), ...fns);
   dc.setBlock(slots[0], block, flags.length, blockOff);
   return true;

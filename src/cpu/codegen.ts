@@ -164,6 +164,27 @@ function jump(next: number, rel: number): string {
 }
 
 /**
+ * A jmp or call rel32 that a block follows to its target (blocks.ts F_TRACE): the CS limit
+ * check, and the return address pushed for a call; the block goes on at the target.
+ */
+export function followedJump(dc: DecodeCache, s: number, next: number): string {
+  const t = `{const t=(e0+${next + dc.imm[s]})|0;if(t>>>0>c.segHi[${CS}])c.fault(${GP},0);`;
+  return ((dc.op[s] >> 3) & 0xff) === 0xe8 ? `${t}c.push32((e0+${next})|0);}` : `${t}}`;
+}
+
+/**
+ * A ret after a call the block followed (blocks.ts F_RETURN), as inline code for instruction
+ * k: pops and checks the target; when it is not the call's return address (block offset
+ * back), the block ends there.
+ */
+export function predictedReturn(back: number, k: number): string {
+  return (
+    `{const t=c.pop32();if(t>>>0>c.segHi[${CS}])c.fault(${GP},0);` +
+    `if(t!==((e0+${back})|0)){c.eip=t;c.retired+=${k + 1};return;}}`
+  );
+}
+
+/**
  * Inline code for slot s (at block offset next - its length), or null to call its handler.
  * next: the block offset of the following instruction. Updates st to the flag record the
  * code leaves (unchanged when the code does not touch the flags). taken: code run after a
