@@ -9,19 +9,16 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { Cpu } from "../src/cpu/cpu.js";
 import { ESP, Exit } from "../src/cpu/regs.js";
+import { type CpuState, compiledBlocks, runSlice } from "./helpers/cpu-state.js";
+import { prng } from "./helpers/elf32_writer.js";
 
 const CODE = 0x1000;
 const DATA = 0x10000;
 
-/** xorshift32: deterministic, so a failure names its seed. */
+/** Uniform 32-bit values from a seed: deterministic, so a failure names its seed. */
 function rng(seed: number): () => number {
-  let x = seed | 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return x >>> 0;
-  };
+  const p = prng(seed);
+  return () => (p() * 4294967296) >>> 0;
 }
 
 function d32(v: number): number[] {
@@ -133,20 +130,11 @@ function program(r: () => number): number[] {
   return code;
 }
 
-interface State {
-  exit: Exit;
-  retired: number;
-  eip: number;
-  regs: number[];
-  flags: number;
-  vector: number;
-}
-
 function runTrace(
   code: number[],
   seed: number,
   blocks: boolean,
-): { states: State[]; mem: Uint8Array; compiled: number } {
+): { states: CpuState[]; mem: Uint8Array; compiled: number } {
   const mem = new Uint8Array(1 << 20);
   const cpu = new Cpu(mem);
   cpu.resetFlat32();
@@ -162,21 +150,14 @@ function runTrace(
   cpu.regs[5] = 50; // ebp: rounds
   cpu.eip = CODE;
   cpu.setFlags(r() & 0x8d5);
-  const states: State[] = [];
+  const states: CpuState[] = [];
   const slices = rng(seed);
   for (let i = 0; i < 40; i++) {
-    const exit = cpu.run(1 + (slices() % 150));
-    states.push({
-      exit,
-      retired: cpu.retired,
-      eip: cpu.eip,
-      regs: Array.from(cpu.regs),
-      flags: cpu.getFlags(),
-      vector: exit === Exit.Exception ? cpu.exitVector : -1,
-    });
-    if (exit !== Exit.Budget) break;
+    const state = runSlice(cpu, 1 + (slices() % 150));
+    states.push(state);
+    if (state.exit !== Exit.Budget) break;
   }
-  return { states, mem, compiled: cpu.dc.blockFn.filter((f) => f !== null).length };
+  return { states, mem, compiled: compiledBlocks(cpu) };
 }
 
 test("compiled blocks match the interpreter on 300 random loops", () => {

@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { Cpu } from "../src/cpu/cpu.js";
 import { DS, EAX, EBX, ECX, EDX, ESI, ESP, Exit, SS } from "../src/cpu/regs.js";
+import { type CpuState, compiledBlocks, runSlice } from "./helpers/cpu-state.js";
 
 const CODE = 0x1000;
 
@@ -22,37 +23,12 @@ function machine(code: number[], blocks: boolean): Cpu {
   return cpu;
 }
 
-function compiledBlocks(cpu: Cpu): number {
-  return cpu.dc.blockFn.filter((f) => f !== null).length;
-}
-
-interface Step {
-  exit: Exit;
-  retired: number;
-  eip: number;
-  regs: number[];
-  flags: number;
-  vector: number;
-}
-
-function step(cpu: Cpu, budget: number): Step {
-  const exit = cpu.run(budget);
-  return {
-    exit,
-    retired: cpu.retired,
-    eip: cpu.eip,
-    regs: Array.from(cpu.regs),
-    flags: cpu.getFlags(),
-    vector: exit === Exit.Exception ? cpu.exitVector : -1,
-  };
-}
-
 /** Runs to hlt (or 200 slices) in slices of `slice` instructions; the state after each. */
-function trace(code: number[], blocks: boolean, slice: number): { steps: Step[]; cpu: Cpu } {
+function trace(code: number[], blocks: boolean, slice: number): { steps: CpuState[]; cpu: Cpu } {
   const cpu = machine(code, blocks);
-  const steps: Step[] = [];
+  const steps: CpuState[] = [];
   for (let i = 0; i < 20000; i++) {
-    const s = step(cpu, slice);
+    const s = runSlice(cpu, slice);
     steps.push(s);
     if (s.exit !== Exit.Budget) break;
   }
@@ -108,13 +84,13 @@ describe("compiled blocks", () => {
   // loop: push eax; mov ebx,[esi]; pop eax; dec ecx; jnz loop; hlt
   const FAULTY = [0x50, 0x8b, 0x1e, 0x58, 0x49, 0x75, 0xf9, 0xf4];
 
-  function faultAfterWarmup(blocks: boolean, breakIt: (cpu: Cpu) => void): { s: Step; cpu: Cpu } {
+  function faultAfterWarmup(blocks: boolean, breakIt: (cpu: Cpu) => void): { s: CpuState; cpu: Cpu } {
     const cpu = machine(FAULTY, blocks);
     cpu.regs[ECX] = 1000;
     cpu.regs[ESI] = 0x4000;
     assert.equal(cpu.run(50), Exit.Budget); // 10 iterations: blocks compiled and in use
     breakIt(cpu);
-    return { s: step(cpu, 1000), cpu };
+    return { s: runSlice(cpu, 1000), cpu };
   }
 
   it("roll a load fault in the middle of a block back to the faulting instruction", () => {
@@ -155,7 +131,7 @@ describe("compiled blocks", () => {
     const run = (blocks: boolean) => {
       const cpu = machine(code, blocks);
       cpu.regs[ECX] = 10;
-      return step(cpu, 1000);
+      return runSlice(cpu, 1000);
     };
     const a = run(false);
     assert.equal(a.vector, 13);

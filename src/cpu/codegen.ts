@@ -12,6 +12,8 @@
  */
 import { type DecodeCache, EA_BASE, EA_DISP, EA_SIB, hasModrm, P_A16 } from "./decode.js";
 import { L_ADD, L_DEC, L_INC, L_LOGIC, L_RES, L_SUB } from "./flags.js";
+import { ADD, AND, CMP, OR, SUB, XOR } from "./ops/alu.js";
+import { SAL, SAR, SHL, SHR } from "./ops/alu-shift.js";
 import { AF, CF, CS, GP, OF } from "./regs.js";
 
 /** The lazy-flag record the block's code last wrote into fa/fb/fx: its kind and size, or none. */
@@ -19,13 +21,6 @@ export interface FlagState {
   op: number; // L_SUB, L_LOGIC, or 0: unknown (read the CPU's lazy flags)
   size: number;
 }
-
-const ADD = 0;
-const OR = 1;
-const AND = 4;
-const SUB = 5;
-const XOR = 6;
-const CMP = 7;
 
 /** Index into regs8 of 8-bit register n (AL CL DL BL AH CH DH BH). */
 function r8(n: number): number {
@@ -90,12 +85,12 @@ function resFlags(cf: string, of: string, size: number, st: FlagState): string {
 /** shl/shr/sar of a by the constant count n (1-31) into x, with the flags (alu-shift.ts). */
 function shift(op: number, n: number, st: FlagState): string | null {
   switch (op) {
-    case 4:
-    case 6:
+    case SHL:
+    case SAL:
       return `const x=a<<${n},f=(a<<${n - 1})>>>31;${resFlags("f", "(x>>>31)^f", 32, st)}`;
-    case 5:
+    case SHR:
       return `const x=(a>>>${n})|0,t=a>>>${n - 1};${resFlags("(t&1)", "(t^x)>>>31", 32, st)}`;
-    case 7:
+    case SAR:
       return `const x=a>>${n};${resFlags(`((a>>${n - 1})&1)`, "0", 32, st)}`;
     default:
       return null;

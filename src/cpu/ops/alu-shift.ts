@@ -21,8 +21,11 @@ const ROL = 0;
 const ROR = 1;
 const RCL = 2;
 const RCR = 3;
-const SHR = 5;
-const SAR = 7;
+/** Shl; 6 (sal) is the same operation. */
+export const SHL = 4;
+export const SHR = 5;
+export const SAL = 6;
+export const SAR = 7;
 
 /** Sets CF and OF of a rotate; the other flags stay. */
 function rotFlags(cpu: Cpu, cf: number, of: number): void {

@@ -21,14 +21,15 @@ const { L_ADC, L_ADD, L_DEC, L_INC, L_LOGIC, L_SBB, L_SUB, PARITY } = flagsNs;
 const { AF, CF, DE, OF, PF, SF, ZF } = regsNs;
 
 // The eight ALU operations, numbered as opcode bits 5-3 of 00-3F and the ModRM reg of 80-83.
-const ADD = 0;
-const OR = 1;
-const ADC = 2;
-const SBB = 3;
-const AND = 4;
-// 5 is sub (the default case below, shared with cmp).
-const XOR = 6;
-const CMP = 7;
+export const ADD = 0;
+export const OR = 1;
+export const ADC = 2;
+export const SBB = 3;
+export const AND = 4;
+/** Sub: the default case of the alu functions below, shared with cmp. */
+export const SUB = 5;
+export const XOR = 6;
+export const CMP = 7;
 
 /** ALU operation of a handler id: opcode bits 5-3 (00-3D) sit at id bits 8-6. */
 function opOf(cpu: Cpu, s: number): number {
