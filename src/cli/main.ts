@@ -14,6 +14,7 @@ const COMMANDS: [string, () => Promise<Register>][] = [
   ["cpu-test", () => import("./cpu-test.js").then((m) => m.registerCpuTest)],
   ["daemon", () => import("../daemon/cli.js").then((m) => m.registerDaemon)],
   ["xm", () => import("./xm.js").then((m) => m.registerXm)],
+  ["web", () => import("./web.js").then((m) => m.registerWeb)],
 ];
 
 const program = new Command();

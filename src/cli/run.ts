@@ -7,7 +7,7 @@ import { readFileSync } from "node:fs";
 import { basename, dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Command } from "commander";
-import { Shutdown } from "../public/xen.js";
+import { SHUTDOWN_NAMES, Shutdown } from "../public/xen.js";
 import { looksLikeConfig, parseDomainConfig } from "../tools/config.js";
 import { launchDomain } from "../tools/launch.js";
 import { ABI_NAMES, type AbiName, abiByName, DEFAULT_ABI } from "../xen/abi.js";
@@ -24,13 +24,6 @@ export interface RunOptions {
   /** Guest interface revision: 2005-03 (default) or 2005-07. */
   abi?: string;
 }
-
-const SHUTDOWN_NAMES: Record<number, string> = {
-  [Shutdown.poweroff]: "poweroff",
-  [Shutdown.reboot]: "reboot",
-  [Shutdown.suspend]: "suspend",
-  [Shutdown.crash]: "crash",
-};
 
 function wholeNumber(text: string, what: string): number {
   if (!/^\d+$/.test(text)) throw new Error(`${what} must be a whole number, not "${text}"`);

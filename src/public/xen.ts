@@ -211,6 +211,8 @@ export const SCHEDOP_VCPUSHIFT = 8;
 
 /** Shutdown reasons (SCHEDOP_shutdown and getdomaininfo flags bits 23:16). abi.md §2.13.4 */
 export const Shutdown = Object.freeze({ poweroff: 0, reboot: 1, suspend: 2, crash: 3 } as const);
+/** The name of each shutdown reason, by number (as xm prints them). */
+export const SHUTDOWN_NAMES: readonly string[] = Object.freeze(["poweroff", "reboot", "suspend", "crash"]);
 
 /** console_io commands. abi.md §2.13.1 */
 export const ConsoleIo = Object.freeze({ write: 0, read: 1 } as const);

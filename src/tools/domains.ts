@@ -12,7 +12,7 @@
 import { readFileSync } from "node:fs";
 import { CMSG_MEM_REQUEST_SET, Cmsg, CmsgShutdown, MemRequest } from "../public/control_if.js";
 import { SchedId } from "../public/sched_ctl.js";
-import { Shutdown } from "../public/xen.js";
+import { SHUTDOWN_NAMES, Shutdown } from "../public/xen.js";
 import { DEFAULT_ABI } from "../xen/abi.js";
 import { type Domain, DomainState } from "../xen/domain.js";
 import type { Hypervisor } from "../xen/hypervisor.js";
@@ -108,7 +108,6 @@ export interface ManagedDomain {
 export const SHUTDOWN_ANSWER_MS = 5000;
 
 const CONSOLE_KEEP = 64 * 1024;
-const SHUTDOWN_NAMES = ["poweroff", "reboot", "suspend", "crash"];
 
 export class DomainManager {
   private readonly managed = new Map<number, ManagedDomain>();

@@ -788,7 +788,8 @@ export function xcReadConsole(dom0: Dom0, opts: { count?: number; clear?: boolea
     u.u32(R.count, count);
     u.u32(R.cmd, opts.clear ? CONSOLE_RING_CLEAR : 0);
   });
-  return Buffer.from(dom0.read(va, r.rc)).toString("latin1");
+  // Latin-1, byte for byte (Buffer is Node's, and TextDecoder's "latin1" is windows-1252).
+  return String.fromCharCode(...dom0.read(va, r.rc));
 }
 
 /** DOM0_GETTBUFS: machine address of CPU 0's trace buffer and bytes per CPU. */

@@ -1,0 +1,83 @@
+/**
+ * The page itself, end to end in headless Chromium (Debian's chromium, driven by
+ * playwright-core): `tsxen web` serves the build, the page boots the bundled hello guest and
+ * its console shows in the xterm.js terminal; a kernel that is not an ELF gets a sentence in
+ * the status line. Skipped where /usr/bin/chromium is not installed (.ci/run installs it).
+ */
+import assert from "node:assert/strict";
+import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { type Browser, chromium } from "playwright-core";
+import { buildWeb } from "../scripts/build-web.js";
+import { serveWeb } from "../src/cli/web.js";
+
+const CHROMIUM = "/usr/bin/chromium";
+
+describe("the web page in Chromium", {
+  skip: !existsSync(CHROMIUM) && `${CHROMIUM} is not installed`,
+}, () => {
+  let browser: Browser;
+  let url: string;
+  let close: () => void;
+  before(async () => {
+    const dir = await buildWeb(mkdtempSync(join(tmpdir(), "tsxen-web-")));
+    const server = await serveWeb(0, "127.0.0.1", dir);
+    close = () => server.close();
+    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: [
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+      ],
+    });
+  });
+  after(async () => {
+    await browser?.close();
+    close?.();
+  });
+
+  it("boots the bundled hello guest and shows its console", async () => {
+    const page = await browser.newPage();
+    const errors: string[] = [];
+    page.on("pageerror", (e) => errors.push(e.message));
+    await page.goto(url);
+    await page.click("#start");
+    await page.waitForFunction(
+      () => /shut down/.test(document.getElementById("status")?.textContent ?? ""),
+      null,
+      {
+        timeout: 60_000,
+      },
+    );
+    const status = await page.textContent("#status");
+    assert.match(status ?? "", /^domain 1 shut down: poweroff \(guest time [\d.]+ s\)$/);
+    const screen = await page.textContent(".xterm-rows");
+    assert.match(screen ?? "", /Hello from tsxen!/);
+    assert.match(screen ?? "", /hello: goodbye/);
+    if (process.env.TSXEN_SCREENSHOT) await page.screenshot({ path: process.env.TSXEN_SCREENSHOT });
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+
+  it("names what is wrong with a kernel that is not an ELF", async () => {
+    const page = await browser.newPage();
+    await page.goto(url);
+    const bad = join(mkdtempSync(join(tmpdir(), "tsxen-bad-")), "notakernel.bin");
+    writeFileSync(bad, "this is not an ELF image\n");
+    await page.setInputFiles("#kernel", bad);
+    await page.click("#start");
+    await page.waitForFunction(() => document.getElementById("status")?.className === "error");
+    assert.match((await page.textContent("#status")) ?? "", /ELF/);
+    assert.equal(await page.isDisabled("#start"), false);
+    await page.close();
+  });
+});

@@ -1,0 +1,103 @@
+/**
+ * The page (web/index.html): boots a guest on a WebMachine and shows its console in an
+ * xterm.js terminal; the keyboard goes to the guest's console input. Guest time is paced by
+ * the page's clock (a guest that sleeps for a second sleeps for a second here; one that
+ * computes runs flat out), in slices of guest time, about 20 ms of the page's time at once,
+ * so the page stays live.
+ */
+import { Terminal } from "@xterm/xterm";
+import { type Ending, WebMachine } from "./machine.js";
+
+/** The bundled guest, served beside the page. */
+const BUNDLED = "hello.elf";
+/** Most guest time per step, and wall time per batch of steps before the page gets a turn. */
+const STEP_NS = 10e6;
+const BATCH_MS = 20;
+
+const $ = <T extends HTMLElement>(id: string): T => document.getElementById(id) as T;
+const status = $<HTMLDivElement>("status");
+const startButton = $<HTMLButtonElement>("start");
+const stopButton = $<HTMLButtonElement>("stop");
+
+const term = new Terminal({ convertEol: true, cols: 100, rows: 30, fontSize: 13 });
+term.open($<HTMLDivElement>("terminal"));
+
+let machine: WebMachine | null = null;
+let timer: ReturnType<typeof setTimeout> | undefined;
+
+function show(text: string, kind: "" | "error" | "done" = ""): void {
+  status.textContent = text;
+  status.className = kind;
+}
+
+function finish(ending: NonNullable<Ending> | { ok: false; text: string }): void {
+  clearTimeout(timer);
+  startButton.disabled = false;
+  stopButton.disabled = true;
+  show(ending.text, ending.ok ? "done" : "error");
+}
+
+async function kernelImage(): Promise<{ name: string; image: Uint8Array }> {
+  const file = $<HTMLInputElement>("kernel").files?.[0];
+  if (file) return { name: file.name, image: new Uint8Array(await file.arrayBuffer()) };
+  const r = await fetch(BUNDLED);
+  if (!r.ok) throw new Error(`cannot load the bundled guest ${BUNDLED}: HTTP ${r.status}`);
+  return { name: "hello", image: new Uint8Array(await r.arrayBuffer()) };
+}
+
+async function boot(): Promise<void> {
+  startButton.disabled = true;
+  term.reset();
+  try {
+    const { name, image } = await kernelImage();
+    machine = new WebMachine({
+      image,
+      name,
+      memoryMiB: Number($<HTMLInputElement>("memory").value),
+      machineMemoryMiB: 128,
+      cmdline: $<HTMLInputElement>("cmdline").value,
+      abi: $<HTMLSelectElement>("abi").value,
+      onConsole: (bytes) => term.write(bytes),
+      onLog: (line) => term.write(`\x1b[33m(XEN) ${line}\x1b[0m\n`),
+    });
+  } catch (e) {
+    finish({ ok: false, text: (e as Error).message });
+    return;
+  }
+  stopButton.disabled = false;
+  const m = machine;
+  const t0 = performance.now();
+  const run = (): void => {
+    const batchEnd = performance.now() + BATCH_MS;
+    let ending: Ending = null;
+    try {
+      for (;;) {
+        const wallNs = (performance.now() - t0) * 1e6;
+        if (ending !== null || performance.now() >= batchEnd || m.guestNs >= wallNs) break;
+        ending = m.runUntil(Math.min(m.guestNs + STEP_NS, wallNs));
+      }
+    } catch (e) {
+      ending = { ok: false, text: `tsxen failed: ${(e as Error).message}` };
+    }
+    if (ending !== null) {
+      finish({ ok: ending.ok, text: `${ending.text} (guest time ${(m.guestNs / 1e9).toFixed(2)} s)` });
+      return;
+    }
+    show(
+      `domain ${m.domainId} running: guest time ${(m.guestNs / 1e9).toFixed(2)} s, ${(m.retired / 1e6).toFixed(1)} million instructions`,
+    );
+    // Ahead of the page's clock: wait for it; behind: go on at once.
+    timer = setTimeout(run, m.guestNs >= (performance.now() - t0) * 1e6 ? 10 : 0);
+  };
+  run();
+}
+
+$<HTMLFormElement>("boot").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  void boot();
+});
+stopButton.addEventListener("click", () => finish({ ok: false, text: "stopped" }));
+const encoder = new TextEncoder();
+term.onData((data) => machine?.input(encoder.encode(data)));
+// For tests driving the page: the status line's text once the run has ended.
+(globalThis as { tsxenStatus?: () => string }).tsxenStatus = () => status.textContent ?? "";
