@@ -4,10 +4,14 @@
  * and boots the bundled hello guest; the page's bundle builds too.
  */
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { test } from "node:test";
 import { runInNewContext } from "node:vm";
 import { bundleForBrowser } from "../scripts/build-web.js";
+import { serveWeb } from "../src/cli/web.js";
 
 const HELLO = new URL("../../guests/hello.elf", import.meta.url);
 
@@ -73,4 +77,30 @@ test("the page's bundle (web/main.ts with xterm.js) builds for the browser", asy
   const code = await bundleForBrowser("web/main.ts");
   assert.ok(code.length > 10_000);
   assert.doesNotMatch(code, /from\s*"node:|require\("node:/);
+});
+
+test("tsxen web serves the build's own files only, and says when the build is missing", async () => {
+  await assert.rejects(
+    serveWeb(0, "127.0.0.1", mkdtempSync(join(tmpdir(), "tsxen-empty-"))),
+    /npm run build:web/,
+  );
+  const dir = mkdtempSync(join(tmpdir(), "tsxen-web-"));
+  for (const f of ["index.html", "tsxen.js", "xterm.css", "hello.elf"])
+    writeFileSync(join(dir, f), `file ${f}`);
+  writeFileSync(join(dir, "secret.txt"), "not served");
+  const server = await serveWeb(0, "127.0.0.1", dir);
+  try {
+    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const index = await fetch(`${base}/`);
+    assert.equal(index.status, 200);
+    assert.equal(index.headers.get("content-type"), "text/html; charset=utf-8");
+    assert.equal(await index.text(), "file index.html");
+    const js = await fetch(`${base}/tsxen.js`);
+    assert.equal(js.headers.get("content-type"), "text/javascript; charset=utf-8");
+    assert.equal((await fetch(`${base}/secret.txt`)).status, 404);
+    assert.equal((await fetch(`${base}/..%2fsecret.txt`)).status, 404);
+    assert.equal((await fetch(`${base}/`, { method: "POST" })).status, 405);
+  } finally {
+    server.close();
+  }
 });
