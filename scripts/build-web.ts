@@ -1,7 +1,8 @@
 /**
- * Builds the browser version of tsxen into dist/web/: web/main.ts bundled for the browser
- * (esbuild; a Node.js module pulled in by mistake fails the build), the page, xterm.js's
- * stylesheet and the bundled hello guest.
+ * Builds the browser version of tsxen into dist/web/: web/main.ts (guests in the page) and
+ * web/dashboard.ts (tsxend's dashboard) bundled for the browser (esbuild; a Node.js module
+ * pulled in by mistake fails the build), their pages, xterm.js's stylesheet and the bundled
+ * hello guest.
  *
  *   npm run build:web        (also run by npm's prepare, so npm ci leaves it built)
  */
@@ -39,7 +40,8 @@ export async function bundleForBrowser(entry: string, opts: { globalName?: strin
 export async function buildWeb(out = join(ROOT, "dist", "web")): Promise<string> {
   mkdirSync(out, { recursive: true });
   writeFileSync(join(out, "tsxen.js"), await bundleForBrowser("web/main.ts"));
-  copyFileSync(join(ROOT, "web", "index.html"), join(out, "index.html"));
+  writeFileSync(join(out, "dashboard.js"), await bundleForBrowser("web/dashboard.ts"));
+  for (const page of ["index.html", "dashboard.html"]) copyFileSync(join(ROOT, "web", page), join(out, page));
   const require = createRequire(import.meta.url);
   copyFileSync(require.resolve("@xterm/xterm/css/xterm.css"), join(out, "xterm.css"));
   copyFileSync(join(ROOT, "guests", "hello.elf"), join(out, "hello.elf"));

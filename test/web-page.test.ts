@@ -5,20 +5,17 @@
  * the status line. Skipped where /usr/bin/chromium is not installed (.ci/run installs it).
  */
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { type Browser, chromium } from "playwright-core";
+import type { Browser } from "playwright-core";
 import { buildWeb } from "../scripts/build-web.js";
 import { serveWeb } from "../src/cli/web.js";
+import { launchChromium, noChromium } from "./helpers/chromium.js";
 
-const CHROMIUM = "/usr/bin/chromium";
-
-describe("the web page in Chromium", {
-  skip: !existsSync(CHROMIUM) && `${CHROMIUM} is not installed`,
-}, () => {
+describe("the web page in Chromium", { skip: noChromium }, () => {
   let browser: Browser;
   let url: string;
   let close: () => void;
@@ -27,18 +24,7 @@ describe("the web page in Chromium", {
     const server = await serveWeb(0, "127.0.0.1", dir);
     close = () => server.close();
     url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-      ],
-    });
+    browser = await launchChromium();
   });
   after(async () => {
     await browser?.close();

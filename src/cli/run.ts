@@ -5,16 +5,13 @@
  */
 import { readFileSync } from "node:fs";
 import { basename, dirname, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
 import type { Command } from "commander";
+import { BUNDLED_GUEST } from "../daemon/web-files.js";
 import { SHUTDOWN_NAMES, Shutdown } from "../public/xen.js";
 import { looksLikeConfig, parseDomainConfig } from "../tools/config.js";
 import { launchDomain } from "../tools/launch.js";
 import { ABI_NAMES, type AbiName, abiByName, DEFAULT_ABI } from "../xen/abi.js";
 import { CONSOLE_RING, Hypervisor, type RunResult } from "../xen/hypervisor.js";
-
-/** The bundled demo guest (guests/hello.elf, rebuilt and compared by npm test). */
-export const BUNDLED_GUEST = fileURLToPath(new URL("../../../guests/hello.elf", import.meta.url));
 
 export interface RunOptions {
   memory: string;

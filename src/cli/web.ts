@@ -3,14 +3,11 @@
  * loopback, so a browser on this machine can run guests in the page. Only the build's own
  * files are served.
  */
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import type { Command } from "commander";
-
-/** dist/web beside this module (dist/src/cli/web.js). */
-export const WEB_DIR = fileURLToPath(new URL("../../web/", import.meta.url));
+import { sendWebFile, WEB_DIR } from "../daemon/web-files.js";
 
 const FILES: Record<string, string> = {
   "/": "index.html",
@@ -18,12 +15,6 @@ const FILES: Record<string, string> = {
   "/tsxen.js": "tsxen.js",
   "/xterm.css": "xterm.css",
   "/hello.elf": "hello.elf",
-};
-const TYPES: Record<string, string> = {
-  html: "text/html; charset=utf-8",
-  js: "text/javascript; charset=utf-8",
-  css: "text/css; charset=utf-8",
-  elf: "application/octet-stream",
 };
 
 /** Starts the server; resolves once it listens (port 0: any free port, see server.address()). */
@@ -42,13 +33,7 @@ export function serveWeb(port: number, host: string, dir = WEB_DIR): Promise<Ser
       res.writeHead(404, { "content-type": "text/plain" }).end(`no such file: ${path}\n`);
       return;
     }
-    try {
-      const body = readFileSync(join(dir, file));
-      res.writeHead(200, { "content-type": TYPES[file.split(".").pop() ?? ""], "cache-control": "no-cache" });
-      res.end(req.method === "HEAD" ? undefined : body);
-    } catch (e) {
-      res.writeHead(500, { "content-type": "text/plain" }).end(`${(e as Error).message}\n`);
-    }
+    sendWebFile(res, dir, file, req.method === "HEAD");
   });
   return new Promise((resolve, reject) => {
     server.once("error", reject);

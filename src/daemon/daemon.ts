@@ -15,6 +15,7 @@ import { captureDomain, readImageFile, restoreDomain, SaveError, writeImageFile 
 import { xcReadConsole } from "../tools/xc.js";
 import { Hypervisor } from "../xen/hypervisor.js";
 import { type Pacing, RunLoop } from "./runloop.js";
+import { BUNDLED_GUEST, sendWebFile, WEB_DIR } from "./web-files.js";
 
 export interface DaemonOptions {
   host: string;
@@ -26,9 +27,19 @@ export interface DaemonOptions {
   pacing: Pacing;
   /** Daemon messages (stderr by default). */
   log?: (line: string) => void;
+  /** Where the dashboard's files are (default: dist/web). */
+  webDir?: string;
 }
 
 const API = "/api/v1";
+/** The dashboard's files (dist/web), by path. */
+const DASHBOARD: Record<string, string> = {
+  "/": "dashboard.html",
+  "/dashboard.js": "dashboard.js",
+  "/xterm.css": "xterm.css",
+};
+/** What browsers ask for unbidden: answered with nothing rather than an API error. */
+const NO_CONTENT = new Set(["/favicon.ico"]);
 const MAX_BODY = 1 << 20;
 
 export function isLoopback(host: string): boolean {
@@ -109,16 +120,32 @@ export class Daemon {
 
   // ------------------------------------------------------------------ HTTP
 
-  private authorised(req: IncomingMessage): boolean {
+  /** The request carries the token: Authorization: Bearer, or (query) ?token= for a browser's WebSocket. */
+  private authorised(req: IncomingMessage, query = false): boolean {
     const token = this.opts.token;
     if (!token) return true;
-    const got = /^Bearer (.+)$/.exec(req.headers.authorization ?? "")?.[1] ?? "";
+    const bearer = /^Bearer (.+)$/.exec(req.headers.authorization ?? "")?.[1];
+    const got =
+      bearer ?? (query ? new URL(req.url ?? "/", "http://tsxend").searchParams.get("token") : null) ?? "";
     const a = Buffer.from(got);
     const b = Buffer.from(token);
     return a.length === b.length && timingSafeEqual(a, b);
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    // The dashboard's files hold no data: the API calls it makes need the token.
+    const path = new URL(req.url ?? "/", "http://tsxend").pathname;
+    if (NO_CONTENT.has(path)) {
+      res.writeHead(204).end();
+      return;
+    }
+    const page = DASHBOARD[path];
+    if (page !== undefined && (req.method === "GET" || req.method === "HEAD")) {
+      sendWebFile(res, this.opts.webDir ?? WEB_DIR, page, req.method === "HEAD", (text) =>
+        text.replaceAll("{{BUNDLED_KERNEL}}", BUNDLED_GUEST),
+      );
+      return;
+    }
     try {
       if (!this.authorised(req))
         throw new ToolstackError("a valid token is required (Authorization: Bearer ...)", 401);
@@ -357,7 +384,7 @@ export class Daemon {
         `HTTP/1.1 ${status} ${msg}\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n${msg}\n`,
       );
     };
-    if (!this.authorised(req)) {
+    if (!this.authorised(req, true)) {
       reject(401, "a valid token is required");
       return;
     }

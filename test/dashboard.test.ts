@@ -1,0 +1,146 @@
+/**
+ * tsxend's dashboard end to end in headless Chromium (Debian's chromium, driven by
+ * playwright-core), against a real daemon: the host and the domains, a domain created from a
+ * configuration with its console attached, pause/unpause and destroy, a bad configuration
+ * named, and a daemon that wants a token. Skipped where /usr/bin/chromium is not installed
+ * (.ci/run installs it).
+ */
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
+import type { Browser, Page } from "playwright-core";
+import { buildWeb } from "../scripts/build-web.js";
+import { Daemon } from "../src/daemon/daemon.js";
+import { launchChromium, noChromium } from "./helpers/chromium.js";
+
+const GUESTS = fileURLToPath(new URL("../../guests", import.meta.url));
+
+async function startDaemon(webDir: string, token?: string): Promise<{ daemon: Daemon; url: string }> {
+  const daemon = new Daemon({
+    host: "127.0.0.1",
+    port: 0,
+    token,
+    machineMemoryMiB: 128,
+    cpus: 1,
+    scheduler: "bvt",
+    pacing: "realtime",
+    log: () => {},
+    webDir,
+  });
+  const addr = await daemon.listen();
+  return { daemon, url: `http://127.0.0.1:${addr.port}/` };
+}
+
+/** The text of the domains table's row for a domain name, or "" when there is none. */
+function rowText(page: Page, name: string): Promise<string> {
+  return page.evaluate(
+    (n) =>
+      [...document.querySelectorAll("#domains tr")].find((tr) => tr.children[1]?.textContent === n)
+        ?.textContent ?? "",
+    name,
+  );
+}
+
+describe("the tsxend dashboard in Chromium", { skip: noChromium }, () => {
+  let browser: Browser;
+  let webDir: string;
+  let kernel: string;
+  const daemons: Daemon[] = [];
+  before(async () => {
+    execFileSync("make", ["-s", "-C", GUESTS, "build/ev_counter.elf"], { stdio: ["ignore", "pipe", "pipe"] });
+    kernel = join(GUESTS, "build", "ev_counter.elf");
+    webDir = await buildWeb(mkdtempSync(join(tmpdir(), "tsxen-dash-")));
+    browser = await launchChromium();
+  });
+  after(async () => {
+    await browser?.close();
+    for (const d of daemons) await d.close();
+  });
+
+  it("lists the domains, creates one with its console, pauses, unpauses and destroys it", async () => {
+    const { daemon, url } = await startDaemon(webDir);
+    daemons.push(daemon);
+    const page = await browser.newPage();
+    const errors: string[] = [];
+    page.on("pageerror", (e) => errors.push(e.message));
+    await page.goto(url);
+    await page.waitForFunction(() => /CPU\(s\)/.test(document.getElementById("host")?.textContent ?? ""));
+    assert.match(
+      (await page.textContent("#host")) ?? "",
+      /^Xen .* 1 CPU\(s\), \d+ of 128 MiB free, scheduler bvt$/,
+    );
+    assert.match(await rowText(page, "Domain-0"), /^0Domain-0/);
+    // The form comes with the bundled guest's path filled in.
+    assert.match(await page.inputValue("#config"), /guests\/hello\.elf/);
+
+    await page.fill("#config", `name = "ctr"\nkernel = "${kernel}"\nmemory = 16\n`);
+    await page.click("#create button");
+    await page.waitForFunction(() => /created/.test(document.getElementById("message")?.textContent ?? ""));
+    assert.match((await page.textContent("#message")) ?? "", /^domain 1 \(ctr\) created$/);
+    await page.waitForFunction(
+      () => /counter: 3/.test(document.querySelector(".xterm-rows")?.textContent ?? ""),
+      null,
+      {
+        timeout: 20_000,
+      },
+    );
+    assert.match((await page.textContent("#console-name")) ?? "", /of domain 1 \(ctr\)/);
+
+    const button = (label: string) =>
+      page.locator("#domains tr", { hasText: "ctr" }).getByRole("button", { name: label });
+    await button("Pause").click();
+    await page.waitForFunction(() => /paused/.test(document.getElementById("message")?.textContent ?? ""));
+    await page.waitForFunction(() =>
+      document.querySelector("#domains tr:nth-child(2)")?.children[4]?.textContent?.includes("p"),
+    );
+    assert.equal(daemon.manager.find("ctr").domain.paused, true);
+    await button("Unpause").click();
+    await page.waitForFunction(() => /unpaused/.test(document.getElementById("message")?.textContent ?? ""));
+    assert.equal(daemon.manager.find("ctr").domain.paused, false);
+
+    await button("Destroy").click();
+    await page.waitForFunction(() => /destroyed/.test(document.getElementById("message")?.textContent ?? ""));
+    await page.waitForFunction(() => document.querySelectorAll("#domains tr").length === 1);
+    assert.throws(() => daemon.manager.find("ctr"));
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+
+  it("names the line of a bad configuration", async () => {
+    const { daemon, url } = await startDaemon(webDir);
+    daemons.push(daemon);
+    const page = await browser.newPage();
+    await page.goto(url);
+    await page.fill("#config", `kernel = "${kernel}"\nmemory = "lots"\n`);
+    await page.click("#create button");
+    await page.waitForFunction(() => document.getElementById("message")?.className === "error");
+    assert.match((await page.textContent("#message")) ?? "", /dashboard:2: memory must be a whole number/);
+    await page.close();
+  });
+
+  it("asks for the token of a daemon that wants one, then works with it, console included", async () => {
+    const { daemon, url } = await startDaemon(webDir, "s3cret");
+    daemons.push(daemon);
+    const page = await browser.newPage();
+    await page.goto(url);
+    await page.waitForSelector("#auth", { state: "visible" });
+    assert.match((await page.textContent("#host")) ?? "", /token/);
+    await page.fill("#token", "s3cret");
+    await page.click("#auth button");
+    await page.waitForFunction(() => /CPU\(s\)/.test(document.getElementById("host")?.textContent ?? ""));
+    await page.fill("#config", `name = "ctr"\nkernel = "${kernel}"\nmemory = 16\n`);
+    await page.click("#create button");
+    await page.waitForFunction(
+      () => /counter: 2/.test(document.querySelector(".xterm-rows")?.textContent ?? ""),
+      null,
+      {
+        timeout: 20_000,
+      },
+    );
+    await page.close();
+  });
+});

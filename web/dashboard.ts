@@ -1,0 +1,179 @@
+/**
+ * tsxend's dashboard (web/dashboard.html, served by the daemon at /): the host, the domains
+ * with their actions (console, pause/unpause, shutdown, reboot, destroy), a domain created
+ * from a configuration, and Xen's console ring. Everything goes through the daemon's API
+ * (docs/api.md), as xm's requests do; the console is the same WebSocket xm console uses.
+ */
+import { Terminal } from "@xterm/xterm";
+
+interface DomainInfo {
+  id: number;
+  name: string;
+  memKiB: number;
+  cpu: number;
+  state: string;
+  cpuTimeNs: number;
+  abi: string;
+}
+
+const API = "/api/v1";
+const REFRESH_MS = 1500;
+
+const $ = <T extends HTMLElement>(id: string): T => document.getElementById(id) as T;
+const term = new Terminal({ convertEol: true, cols: 90, rows: 24, fontSize: 13 });
+term.open($<HTMLDivElement>("terminal"));
+const encoder = new TextEncoder();
+
+let token = sessionStorage.getItem("tsxen-token") ?? "";
+let consoleSocket: WebSocket | null = null;
+let consoleDomain = -1;
+
+function say(text: string, kind: "" | "error" | "ok" = ""): void {
+  const m = $<HTMLDivElement>("message");
+  m.textContent = text;
+  m.className = kind;
+}
+
+/** Calls the API; resolves with the JSON answer, rejects with the daemon's sentence. */
+async function api<T>(method: string, path: string, body?: unknown): Promise<T> {
+  const headers: Record<string, string> = {};
+  if (token !== "") headers.authorization = `Bearer ${token}`;
+  if (body !== undefined) headers["content-type"] = "application/json";
+  const r = await fetch(API + path, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (r.status === 401) $<HTMLFormElement>("auth").style.display = "block";
+  const text = await r.text();
+  let answer: { error?: string } = {};
+  try {
+    answer = text === "" ? {} : JSON.parse(text.trim().split("\n").pop() ?? "{}");
+  } catch {
+    throw new Error(`tsxend answered ${r.status} with something that is not JSON`);
+  }
+  if (!r.ok || answer.error !== undefined) throw new Error(answer.error ?? `tsxend answered ${r.status}`);
+  return answer as T;
+}
+
+function button(label: string, action: () => Promise<unknown>, done: string): HTMLButtonElement {
+  const b = document.createElement("button");
+  b.textContent = label;
+  b.addEventListener("click", () => {
+    action().then(
+      () => {
+        say(done, "ok");
+        void refresh();
+      },
+      (e: Error) => say(e.message, "error"),
+    );
+  });
+  return b;
+}
+
+function row(d: DomainInfo): HTMLTableRowElement {
+  const tr = document.createElement("tr");
+  tr.dataset.domain = String(d.id);
+  if (d.id === consoleDomain) tr.className = "selected";
+  const cells = [
+    String(d.id),
+    d.name,
+    (d.memKiB / 1024).toFixed(0),
+    String(d.cpu),
+    d.state,
+    (d.cpuTimeNs / 1e9).toFixed(1),
+    d.abi,
+  ];
+  cells.forEach((text, i) => {
+    const td = document.createElement("td");
+    td.textContent = text;
+    if (i === 0 || i === 2 || i === 3 || i === 5) td.className = "num";
+    tr.append(td);
+  });
+  const actions = document.createElement("td");
+  const dom = `/domains/${d.id}`;
+  actions.append(button("Console", async () => attachConsole(d), `console of domain ${d.id} (${d.name})`));
+  if (d.id !== 0) {
+    const paused = d.state.includes("p");
+    actions.append(
+      paused
+        ? button("Unpause", () => api("POST", `${dom}/unpause`, {}), `domain ${d.id} unpaused`)
+        : button("Pause", () => api("POST", `${dom}/pause`, {}), `domain ${d.id} paused`),
+      button("Shutdown", () => api("POST", `${dom}/shutdown`, {}), `domain ${d.id} is shutting down`),
+      button("Reboot", () => api("POST", `${dom}/reboot`, {}), `domain ${d.id} is rebooting`),
+      button("Destroy", () => api("DELETE", dom), `domain ${d.id} destroyed`),
+    );
+  }
+  tr.append(actions);
+  return tr;
+}
+
+function attachConsole(d: DomainInfo): void {
+  consoleSocket?.close();
+  term.reset();
+  consoleDomain = d.id;
+  $<HTMLSpanElement>("console-name").textContent = `of domain ${d.id} (${d.name})`;
+  const q = token === "" ? "" : `?token=${encodeURIComponent(token)}`;
+  const ws = new WebSocket(
+    `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}${API}/domains/${d.id}/console${q}`,
+  );
+  ws.binaryType = "arraybuffer";
+  ws.onmessage = (ev) => term.write(new Uint8Array(ev.data as ArrayBuffer));
+  ws.onclose = (ev) => {
+    if (consoleSocket === ws)
+      term.write(`\r\n\x1b[33m[console closed${ev.reason ? `: ${ev.reason}` : ""}]\x1b[0m\r\n`);
+  };
+  consoleSocket = ws;
+  term.focus();
+  void refresh();
+}
+
+term.onData((data) => {
+  if (consoleSocket?.readyState === WebSocket.OPEN) consoleSocket.send(encoder.encode(data));
+});
+
+async function refresh(): Promise<void> {
+  try {
+    const info = await api<Record<string, number | string>>("GET", "/info");
+    $<HTMLDivElement>("host").textContent =
+      `Xen ${info.xen_version} on tsxen: ${info.nr_cpus} CPU(s), ${info.free_memory} of ${info.total_memory} MiB free, scheduler ${info.scheduler}`;
+    const { domains } = await api<{ domains: DomainInfo[] }>("GET", "/domains");
+    $<HTMLTableSectionElement>("domains").replaceChildren(...domains.map(row));
+    const { text } = await api<{ text: string }>("GET", "/dmesg");
+    const pre = $<HTMLPreElement>("dmesg");
+    if (pre.textContent !== text) {
+      pre.textContent = text;
+      pre.scrollTop = pre.scrollHeight;
+    }
+  } catch (e) {
+    $<HTMLDivElement>("host").textContent = `tsxend: ${(e as Error).message}`;
+  }
+}
+
+$<HTMLFormElement>("create").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  api<{ domain: DomainInfo; warnings: string[] }>("POST", "/domains", {
+    file: "dashboard",
+    config: $<HTMLTextAreaElement>("config").value,
+  }).then(
+    (r) => {
+      say(
+        `domain ${r.domain.id} (${r.domain.name}) created${r.warnings.map((w) => `; ${w}`).join("")}`,
+        "ok",
+      );
+      attachConsole(r.domain);
+    },
+    (e: Error) => say(e.message, "error"),
+  );
+});
+
+$<HTMLFormElement>("auth").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  token = $<HTMLInputElement>("token").value;
+  sessionStorage.setItem("tsxen-token", token);
+  $<HTMLFormElement>("auth").style.display = "none";
+  void refresh();
+});
+
+void refresh();
+setInterval(() => void refresh(), REFRESH_MS);
