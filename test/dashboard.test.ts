@@ -14,25 +14,15 @@ import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import type { Browser, Page } from "playwright-core";
 import { buildWeb } from "../scripts/build-web.js";
-import { Daemon } from "../src/daemon/daemon.js";
+import type { Daemon } from "../src/daemon/daemon.js";
 import { launchChromium, noChromium } from "./helpers/chromium.js";
+import { startDaemon } from "./helpers/daemon.js";
 
 const GUESTS = fileURLToPath(new URL("../../guests", import.meta.url));
 
-async function startDaemon(webDir: string, token?: string): Promise<{ daemon: Daemon; url: string }> {
-  const daemon = new Daemon({
-    host: "127.0.0.1",
-    port: 0,
-    token,
-    machineMemoryMiB: 128,
-    cpus: 1,
-    scheduler: "bvt",
-    pacing: "realtime",
-    log: () => {},
-    webDir,
-  });
-  const addr = await daemon.listen();
-  return { daemon, url: `http://127.0.0.1:${addr.port}/` };
+async function dashboardDaemon(webDir: string, token?: string): Promise<{ daemon: Daemon; url: string }> {
+  const { daemon, port } = await startDaemon({ webDir, token });
+  return { daemon, url: `http://127.0.0.1:${port}/` };
 }
 
 /** The text of the domains table's row for a domain name, or "" when there is none. */
@@ -62,7 +52,7 @@ describe("the tsxend dashboard in Chromium", { skip: noChromium }, () => {
   });
 
   it("lists the domains, creates one with its console, pauses, unpauses and destroys it", async () => {
-    const { daemon, url } = await startDaemon(webDir);
+    const { daemon, url } = await dashboardDaemon(webDir);
     daemons.push(daemon);
     const page = await browser.newPage();
     const errors: string[] = [];
@@ -111,7 +101,7 @@ describe("the tsxend dashboard in Chromium", { skip: noChromium }, () => {
   });
 
   it("names the line of a bad configuration", async () => {
-    const { daemon, url } = await startDaemon(webDir);
+    const { daemon, url } = await dashboardDaemon(webDir);
     daemons.push(daemon);
     const page = await browser.newPage();
     await page.goto(url);
@@ -123,7 +113,7 @@ describe("the tsxend dashboard in Chromium", { skip: noChromium }, () => {
   });
 
   it("asks for the token of a daemon that wants one, then works with it, console included", async () => {
-    const { daemon, url } = await startDaemon(webDir, "s3cret");
+    const { daemon, url } = await dashboardDaemon(webDir, "s3cret");
     daemons.push(daemon);
     const page = await browser.newPage();
     await page.goto(url);

@@ -3,8 +3,9 @@
  * restore, and the console over a WebSocket.
  */
 import WebSocket from "ws";
+import { DEFAULT_PORT } from "../daemon/port.js";
 
-export const DEFAULT_DAEMON = "http://127.0.0.1:8006";
+export const DEFAULT_DAEMON = `http://127.0.0.1:${DEFAULT_PORT}`;
 
 /** A failure to show the user as is (exit status 1). */
 export class XmError extends Error {

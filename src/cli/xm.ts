@@ -332,6 +332,31 @@ export function registerXm(program: Command): void {
       }),
     );
 
+  xm.command("migrate")
+    .description("move a domain to another tsxend: stop it, copy it over, run it there")
+    .argument("<domain>", "domain name or id")
+    .argument("<host>", "the other tsxend: host, host:port (port 8006 by default) or http:// URL")
+    .option("-l, --live", "keep the domain running while its memory is copied (not implemented yet)")
+    .option("--dest-token <secret>", "the other tsxend's token, if it wants one")
+    .action(
+      run(async (dom: string, host: string, o: { live?: boolean; destToken?: string }) => {
+        const bar = progressBar(`Migrating ${dom} to ${host}`);
+        let r: Record<string, unknown>;
+        try {
+          r = await streamed(
+            conn(),
+            `/domains/${enc(dom)}/migrate`,
+            { to: host, live: o.live === true, token: o.destToken },
+            bar.update,
+          );
+        } finally {
+          bar.end();
+        }
+        const d = r.domain as DomainRow;
+        process.stdout.write(`Migrated ${dom} to ${r.to}: domain ${d.name} (id ${d.id}) there\n`);
+      }),
+    );
+
   xm.command("restore")
     .description("restore a domain from a saved image")
     .argument("<file>", "the image written by xm save")

@@ -5,9 +5,8 @@
 import { writeFileSync } from "node:fs";
 import type { Command } from "commander";
 import { Daemon } from "./daemon.js";
+import { DEFAULT_PORT } from "./port.js";
 import type { Pacing } from "./runloop.js";
-
-export const DEFAULT_PORT = 8006;
 
 interface DaemonCliOptions {
   listen: string;

@@ -5,7 +5,13 @@
  */
 import { timingSafeEqual } from "node:crypto";
 import { readFile } from "node:fs/promises";
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import {
+  createServer,
+  request as httpRequest,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from "node:http";
 import type { AddressInfo } from "node:net";
 import { dirname, isAbsolute, resolve } from "node:path";
 import { type WebSocket, WebSocketServer } from "ws";
@@ -14,6 +20,7 @@ import { DomainManager, ToolstackError } from "../tools/domains.js";
 import { captureDomain, readImageFile, restoreDomain, SaveError, writeImageFile } from "../tools/save.js";
 import { xcReadConsole } from "../tools/xc.js";
 import { Hypervisor } from "../xen/hypervisor.js";
+import { DEFAULT_PORT } from "./port.js";
 import { type Pacing, RunLoop } from "./runloop.js";
 import { BUNDLED_GUEST, sendWebFile, WEB_DIR } from "./web-files.js";
 
@@ -151,6 +158,11 @@ export class Daemon {
         throw new ToolstackError("a valid token is required (Authorization: Bearer ...)", 401);
       if (this.closing) throw new ToolstackError("tsxend is shutting down", 503);
       const url = new URL(req.url ?? "/", "http://tsxend");
+      if (req.method === "POST" && url.pathname === `${API}/receive`) {
+        // A migrating domain's image, sent by another tsxend (xm migrate).
+        const bytes = await readBytes(req, this.opts.machineMemoryMiB * 2 ** 20 + MAX_BODY);
+        return sendJson(res, 201, this.adoptImage(bytes));
+      }
       const body = req.method === "POST" ? await readJson(req) : {};
       await this.route(req.method ?? "GET", url, body, res);
     } catch (e) {
@@ -243,6 +255,18 @@ export class Daemon {
         break;
       case "save":
         return this.save(d.domain.id, str(body.path, "path"), res);
+      case "migrate":
+        if (body.live === true)
+          throw new ToolstackError(
+            "live migration (--live) is not implemented yet; without it the domain is stopped, copied and restarted",
+            501,
+          );
+        return this.migrate(
+          d.domain.id,
+          str(body.to, "to"),
+          typeof body.token === "string" ? body.token : undefined,
+          res,
+        );
       default:
         throw new ToolstackError(`no such domain operation "${action}"`, 404);
     }
@@ -310,6 +334,29 @@ export class Daemon {
   private async save(id: number, path: string, res: ServerResponse): Promise<void> {
     if (!isAbsolute(path))
       throw new ToolstackError(`the save path must be absolute (xm resolves it), not "${path}"`);
+    await this.moveOut(id, res, "saving", async (image, m, progress) => {
+      await writeImageFile(path, image, progress).catch((e: Error) => {
+        throw new Error(`cannot write ${path}: ${e.message.replace(/^.*?: /, "")}; the domain keeps running`);
+      });
+      return { ok: true, path, bytes: image.length, name: m.config.name };
+    });
+  }
+
+  /**
+   * Stops a domain and captures its image for ship (a file, another tsxend): once ship has
+   * resolved the domain is destroyed here and its answer ends the stream; if ship fails the
+   * domain runs on (unless it was paused) and the error ends the stream.
+   */
+  private async moveOut(
+    id: number,
+    res: ServerResponse,
+    phase: string,
+    ship: (
+      image: Uint8Array,
+      m: ReturnType<DomainManager["find"]>,
+      progress: (done: number, total: number) => void,
+    ) => Promise<Record<string, unknown>>,
+  ): Promise<void> {
     const m = this.manager.find(id);
     const wasPaused = m.domain.paused;
     if (!wasPaused) this.manager.pause(m);
@@ -321,17 +368,16 @@ export class Daemon {
       throw e;
     }
     const stream = startProgress(res);
-    const work = writeImageFile(path, image, (done, total) => stream.progress("saving", done, total))
-      .then(() => {
+    const work = ship(image, m, (done, total) => stream.progress(phase, done, total))
+      .then((answer) => {
         this.manager.destroy(m);
-        stream.done({ ok: true, path, bytes: image.length, name: m.config.name });
+        stream.done(answer);
       })
       .catch((e: Error) => {
         if (this.manager.byName(m.config.name) === m && !wasPaused) this.manager.unpause(m);
-        stream.done({
-          error: `cannot write ${path}: ${e.message.replace(/^.*?: /, "")}; the domain keeps running`,
-        });
-      });
+        stream.done({ error: e.message });
+      })
+      .finally(() => this.loop.kick());
     this.track(work);
     await work;
   }
@@ -348,27 +394,53 @@ export class Daemon {
         return stream.done({ error: `cannot read ${path}: ${(e as Error).message.replace(/^.*?: /, "")}` });
       }
       try {
-        const peek = peekName(bytes);
-        if (peek !== null && this.manager.byName(peek) !== undefined) {
-          throw new ToolstackError(
-            `a domain named "${peek}" is running already; destroy it first or restore elsewhere`,
-          );
-        }
-        const { domain, header } = restoreDomain(this.hv, bytes, (d) => this.manager.discard(d));
-        const managed = this.manager.adopt(domain, header.config, null, header.startInfoVa);
-        const history = Buffer.from(header.console ?? "", "base64");
-        if (history.length > 0) {
-          managed.console.push(history);
-          managed.consoleBytes = history.length;
-        }
-        this.loop.kick();
-        stream.done({ ok: true, domain: this.manager.info(managed) });
+        stream.done(this.adoptImage(bytes));
       } catch (e) {
         stream.done({ error: (e as Error).message });
       }
     })();
     this.track(work);
     await work;
+  }
+
+  /** Restores a saved (or migrating) domain's image here; the answer names the new domain. */
+  private adoptImage(bytes: Uint8Array): { ok: true; domain: unknown } {
+    const peek = peekName(bytes);
+    if (peek !== null && this.manager.byName(peek) !== undefined) {
+      throw new ToolstackError(
+        `a domain named "${peek}" is running already; destroy it first or restore elsewhere`,
+        409,
+      );
+    }
+    const { domain, header } = restoreDomain(this.hv, bytes, (d) => this.manager.discard(d));
+    const managed = this.manager.adopt(domain, header.config, null, header.startInfoVa);
+    const history = Buffer.from(header.console ?? "", "base64");
+    if (history.length > 0) {
+      managed.console.push(history);
+      managed.consoleBytes = history.length;
+    }
+    this.loop.kick();
+    return { ok: true, domain: this.manager.info(managed) };
+  }
+
+  /**
+   * xm migrate without --live, as xend did it: stop the domain, copy its image to the other
+   * tsxend (POST /receive there), and destroy it here once the other side runs it. If the
+   * copy fails the domain runs on here.
+   */
+  private async migrate(
+    id: number,
+    to: string,
+    token: string | undefined,
+    res: ServerResponse,
+  ): Promise<void> {
+    const target = migrationTarget(to);
+    await this.moveOut(id, res, "sending", async (image, m, progress) => {
+      const answer = await sendImage(target, image, token, progress).catch((e: Error) => {
+        throw new Error(`cannot migrate ${m.config.name} to ${target}: ${e.message}; it keeps running here`);
+      });
+      return { ok: true, to: target, bytes: image.length, domain: answer.domain };
+    });
   }
 
   private track(p: Promise<unknown>): void {
@@ -484,6 +556,81 @@ function startProgress(res: ServerResponse): {
       res.end(`${JSON.stringify(final)}\n`);
     },
   };
+}
+
+/** Reads a request body of at most limit bytes. */
+async function readBytes(req: IncomingMessage, limit: number): Promise<Uint8Array> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const c of req) {
+    size += (c as Buffer).length;
+    if (size > limit) throw new ToolstackError(`request body too large (more than ${limit} bytes)`, 413);
+    chunks.push(c as Buffer);
+  }
+  return new Uint8Array(Buffer.concat(chunks));
+}
+
+/** The base URL of the tsxend a domain migrates to: "host", "host:port" or a URL (port 8006 by default). */
+export function migrationTarget(to: string): string {
+  const withScheme = /^[a-z]+:\/\//i.test(to) ? to : `http://${to}`;
+  let url: URL;
+  try {
+    url = new URL(withScheme);
+  } catch {
+    throw new ToolstackError(`"${to}" is not a host, host:port or http:// URL`);
+  }
+  if (url.protocol !== "http:" || url.pathname !== "/" || url.search !== "" || url.username !== "")
+    throw new ToolstackError(`"${to}" is not a host, host:port or http:// URL`);
+  // (An IPv6 hostname keeps its brackets.)
+  return `http://${url.hostname}:${url.port || DEFAULT_PORT}`;
+}
+
+/** POSTs a domain image to another tsxend's /receive, reporting bytes sent; resolves with its answer. */
+function sendImage(
+  base: string,
+  image: Uint8Array,
+  token: string | undefined,
+  progress: (done: number, total: number) => void,
+): Promise<{ domain: unknown }> {
+  return new Promise((resolvePromise, reject) => {
+    const headers: Record<string, string | number> = {
+      "content-type": "application/octet-stream",
+      "content-length": image.length,
+    };
+    if (token !== undefined) headers.authorization = `Bearer ${token}`;
+    const req = httpRequest(`${base}${API}/receive`, { method: "POST", headers }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on("data", (c: Buffer) => chunks.push(c));
+      res.on("end", () => {
+        let answer: { error?: string; domain?: unknown } = {};
+        try {
+          answer = JSON.parse(Buffer.concat(chunks).toString("utf8"));
+        } catch {
+          // Said below.
+        }
+        if (res.statusCode === 201 && answer.domain !== undefined) resolvePromise({ domain: answer.domain });
+        else reject(new Error(answer.error ?? `the other side answered HTTP ${res.statusCode}`));
+      });
+    });
+    req.on("error", (e) => reject(new Error(e.message)));
+    const CHUNK = 256 * 1024;
+    let sent = 0;
+    const pump = (): void => {
+      while (sent < image.length) {
+        const end = Math.min(sent + CHUNK, image.length);
+        const more = req.write(image.subarray(sent, end));
+        sent = end;
+        progress(sent, image.length);
+        if (!more) {
+          req.once("drain", pump);
+          return;
+        }
+      }
+      req.end();
+    };
+    progress(0, image.length);
+    pump();
+  });
 }
 
 function str(v: unknown, what: string): string {

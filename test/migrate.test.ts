@@ -1,0 +1,156 @@
+/**
+ * xm migrate (without --live): a counter domain moves from one tsxend to another and counts
+ * on there; a failed copy leaves it running where it was; bad requests are named. Two real
+ * daemons in this process, driven through their HTTP API and through `tsxen xm migrate`.
+ */
+import assert from "node:assert/strict";
+import { execFile, execFileSync } from "node:child_process";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import { type Daemon, migrationTarget } from "../src/daemon/daemon.js";
+import { startDaemon } from "./helpers/daemon.js";
+
+const CLI = fileURLToPath(new URL("../src/cli/main.js", import.meta.url));
+const GUESTS = fileURLToPath(new URL("../../guests", import.meta.url));
+
+async function daemon(token?: string): Promise<{ d: Daemon; base: string; port: number }> {
+  const { daemon: d, port } = await startDaemon({ token });
+  return { d, base: `http://127.0.0.1:${port}/api/v1`, port };
+}
+
+async function api(
+  base: string,
+  method: string,
+  path: string,
+  body?: unknown,
+  token?: string,
+): Promise<Response> {
+  const headers: Record<string, string> = { "content-type": "application/json" };
+  if (token) headers.authorization = `Bearer ${token}`;
+  return fetch(base + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+}
+
+/** The final line of a streamed (ndjson) answer. */
+async function final(r: Response): Promise<Record<string, unknown>> {
+  const lines = (await r.text()).trim().split("\n");
+  return JSON.parse(lines[lines.length - 1]) as Record<string, unknown>;
+}
+
+async function consoleText(base: string, dom: string): Promise<string> {
+  return ((await (await api(base, "GET", `/domains/${dom}/console`)).json()) as { text: string }).text;
+}
+
+/** The last counter value a console shows. */
+function lastCount(text: string): number {
+  const all = [...text.matchAll(/counter: (\d+)/g)];
+  return all.length === 0 ? -1 : Number(all[all.length - 1][1]);
+}
+
+async function until(what: string, check: () => Promise<boolean>, ms = 15000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe("xm migrate", () => {
+  let kernel: string;
+  const daemons: Daemon[] = [];
+  before(() => {
+    execFileSync("make", ["-s", "-C", GUESTS, "build/ev_counter.elf"], { stdio: ["ignore", "pipe", "pipe"] });
+    kernel = join(GUESTS, "build", "ev_counter.elf");
+  });
+  after(async () => {
+    for (const d of daemons) await d.close();
+  });
+
+  async function withCounter(name: string): Promise<{ a: Awaited<ReturnType<typeof daemon>> }> {
+    const a = await daemon();
+    daemons.push(a.d);
+    const r = await api(a.base, "POST", "/domains", {
+      file: "/migrate-test.cfg",
+      config: `name = "${name}"\nkernel = "${kernel}"\nmemory = 16\n`,
+    });
+    assert.equal(r.status, 201, await r.clone().text());
+    await until("the counter to count", async () => lastCount(await consoleText(a.base, name)) >= 3);
+    return { a };
+  }
+
+  it("moves a running domain to another tsxend, where it counts on", async () => {
+    const { a } = await withCounter("ctr");
+    const b = await daemon();
+    daemons.push(b.d);
+    const r = await final(await api(a.base, "POST", "/domains/ctr/migrate", { to: `127.0.0.1:${b.port}` }));
+    assert.equal(r.ok, true, JSON.stringify(r));
+    assert.equal(r.to, `http://127.0.0.1:${b.port}`);
+    assert.equal((await api(a.base, "GET", "/domains/ctr")).status, 404);
+    const there = await consoleText(b.base, "ctr");
+    const at = lastCount(there);
+    assert.ok(at >= 3, there);
+    await until(
+      "the counter to count on over there",
+      async () => lastCount(await consoleText(b.base, "ctr")) >= at + 3,
+    );
+  });
+
+  it("leaves the domain running here when the other side refuses it", async () => {
+    const { a } = await withCounter("dup");
+    const b = await daemon();
+    daemons.push(b.d);
+    // The other side has a domain of that name already.
+    await api(b.base, "POST", "/domains", {
+      file: "/x.cfg",
+      config: `name = "dup"\nkernel = "${kernel}"\nmemory = 8\n`,
+    });
+    const r = await final(await api(a.base, "POST", "/domains/dup/migrate", { to: `127.0.0.1:${b.port}` }));
+    assert.match(
+      String(r.error),
+      /cannot migrate dup to .*: a domain named "dup" is running already.*; it keeps running here/,
+    );
+    const info = (await (await api(a.base, "GET", "/domains/dup")).json()) as { state: string };
+    assert.doesNotMatch(info.state, /p/);
+    const at = lastCount(await consoleText(a.base, "dup"));
+    await until("the counter to count on here", async () => lastCount(await consoleText(a.base, "dup")) > at);
+    // Nobody listening there.
+    const r2 = await final(await api(a.base, "POST", "/domains/dup/migrate", { to: "127.0.0.1:1" }));
+    assert.match(
+      String(r2.error),
+      /cannot migrate dup to http:\/\/127\.0\.0\.1:1: .*ECONNREFUSED.*; it keeps running here/,
+    );
+    assert.equal((await api(a.base, "GET", "/domains/dup")).status, 200);
+  });
+
+  it("names bad requests: a target that is not a host, --live", async () => {
+    const { a } = await withCounter("req");
+    const bad = await api(a.base, "POST", "/domains/req/migrate", { to: "ftp://x/y" });
+    assert.equal(bad.status, 400);
+    assert.match(
+      ((await bad.json()) as { error: string }).error,
+      /"ftp:\/\/x\/y" is not a host, host:port or http:\/\/ URL/,
+    );
+    const live = await api(a.base, "POST", "/domains/req/migrate", { to: "127.0.0.1", live: true });
+    assert.equal(live.status, 501);
+    assert.equal(migrationTarget("example.org"), "http://example.org:8006");
+    assert.equal(migrationTarget("10.0.0.2:9000"), "http://10.0.0.2:9000");
+    assert.equal(migrationTarget("http://[::1]:7000"), "http://[::1]:7000");
+  });
+
+  it("xm migrate moves it and says where; the other side's token is given with --dest-token", async () => {
+    const { a } = await withCounter("cli");
+    const b = await daemon("t0ken");
+    daemons.push(b.d);
+    const xm = (...args: string[]) =>
+      promisify(execFile)(process.execPath, [CLI, "xm", "--daemon", a.base.replace("/api/v1", ""), ...args]);
+    await assert.rejects(xm("migrate", "cli", `127.0.0.1:${b.port}`), /a valid token is required/);
+    const { stdout } = await xm("migrate", "cli", `127.0.0.1:${b.port}`, "--dest-token", "t0ken");
+    assert.match(
+      stdout,
+      new RegExp(`^Migrated cli to http://127\\.0\\.0\\.1:${b.port}: domain cli \\(id 1\\) there\\n$`),
+    );
+    const r = await api(b.base, "GET", "/domains/cli", undefined, "t0ken");
+    assert.equal(r.status, 200);
+  });
+});
