@@ -1,21 +1,27 @@
 /**
- * Compiled blocks: a straight line of hot decoded instructions turned into one JS function
- * that calls their handlers with constant slots, so the run loop's per-instruction work (slot
- * lookup, switch, indirect jump, retired/instrStart/savedEsp bookkeeping) is paid once per
- * block. Each call site in a block sees one handler, which TurboFan inlines.
+ * Compiled blocks: a run of hot decoded instructions turned into one JS function, so the run
+ * loop's per-instruction work (slot lookup, switch, indirect jump, retired/instrStart/
+ * savedEsp bookkeeping) is paid once per block. The commonest forms are written inline with
+ * their operands as constants (codegen.ts); the others call their handler with a constant
+ * slot, one call site per handler, which TurboFan inlines.
  *
- * A block runs whole or not at all (the run loop enters it only when its instructions fit the
- * budget), so retired counts, exits and timing are exactly the interpreter's. A fault inside
- * a block sets instrStart, savedEsp and retired to what the interpreter would have had at the
- * faulting instruction, then unwinds to the run loop as usual. A write to a code frame
+ * A block follows the code as it ran: past a jcc that is not taken (a taken one leaves the
+ * block), to the target of a jmp or call in the same page, and back from a ret to the call it
+ * followed (leaving when the return address is not the expected one); a block that jumps
+ * back to its own start loops inside its function. It stops at any other control transfer,
+ * at an instruction not yet decoded or not hot, at the page's end, or after MAX_BLOCK.
+ *
+ * A block runs whole or not at all (the run loop enters it only when its longest path fits
+ * the budget), so retired counts, exits and timing are exactly the interpreter's. A fault
+ * inside a block sets instrStart, savedEsp and retired to what the interpreter would have had
+ * at the faulting instruction, then unwinds to the run loop as usual. A write to a code frame
  * (cpu.codeHit) ends the block after the writing instruction, so self-modifying code is seen
  * by the next instruction, as on a P6.
  *
  * Only the hot handlers (ops/table.ts HOT_FNS) are compiled: none of them changes CS, CPL,
  * paging, the debug state or the run loop's end, or reads EIP except the control transfers,
- * which end a block.
+ * whose EIP the block sets first.
  */
-
 import { type FlagState, followedJump, inlineCode, predictedReturn } from "./codegen.js";
 import type { Cpu } from "./cpu.js";
 import { type BlockFn, type DecodeCache, hasModrm, SLOT_MASK } from "./decode.js";
@@ -26,7 +32,7 @@ export const BLOCK_THRESHOLD = 40;
 /** Longest block, in instructions (blockLen is a byte). */
 const MAX_BLOCK = 64;
 
-/** Near jumps, calls and returns: they set EIP, so they end a block. */
+/** Near jumps, calls and returns: they set EIP (see compileBlock for those a block goes past). */
 function isControl(opc: number, sub: number): boolean {
   return (
     (opc >= 0x70 && opc <= 0x7f) ||

@@ -1,10 +1,11 @@
 /**
  * Inline JS for the commonest instruction forms of a compiled block (blocks.ts): moves, lea,
- * add/or/and/sub/xor/cmp/test, inc/dec, movzx/movsx and the near jumps, with the slot's
- * registers, displacement and immediate as constants. Everything else in a block calls its
- * handler. Each form here must do exactly what its handler does (same memory accesses in
- * the same order, same lazy-flag record); test/cpu-blocks.test.ts runs every committed
- * vector through compiled blocks to hold them to that.
+ * movzx/movsx, add/or/and/sub/xor/cmp/test in 8 and 32 bits, inc/dec, shifts by a constant,
+ * imul, push/pop, call/ret and the near jumps, with the slot's registers, displacement and
+ * immediate as constants. Everything else in a block calls its handler. Each form here must
+ * do exactly what its handler does (same memory accesses in the same order, same lazy-flag
+ * record): `tsxen cpu-test` runs every committed vector as a compiled block too, and
+ * test/cpu-blocks-fuzz.test.ts compares random loops of these forms with the interpreter.
  *
  * The generated code sees c (the Cpu), r (c.regs), r8 (c.regs8), e0 (EIP at block entry)
  * and fa/fb/fx, block locals that mirror the last lazy-flag record of the block while it is

@@ -1319,7 +1319,7 @@ export class Cpu {
           block(this);
           continue;
         }
-      } else if (++hits[slot] === threshold && e >> 22 !== 0) {
+      } else if (e >> 22 !== 0 && ++hits[slot] === threshold) {
         if (compileBlock(this, this.fetchBlock, (eip - this.fetchEip) >>> 0)) continue;
       }
       this.instrStart = eip;
