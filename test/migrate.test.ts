@@ -123,7 +123,7 @@ describe("xm migrate", () => {
     assert.equal((await api(a.base, "GET", "/domains/dup")).status, 200);
   });
 
-  it("names bad requests: a target that is not a host, --live", async () => {
+  it("names bad requests: a target that is not a host, a paused domain to move live", async () => {
     const { a } = await withCounter("req");
     const bad = await api(a.base, "POST", "/domains/req/migrate", { to: "ftp://x/y" });
     assert.equal(bad.status, 400);
@@ -131,11 +131,61 @@ describe("xm migrate", () => {
       ((await bad.json()) as { error: string }).error,
       /"ftp:\/\/x\/y" is not a host, host:port or http:\/\/ URL/,
     );
-    const live = await api(a.base, "POST", "/domains/req/migrate", { to: "127.0.0.1", live: true });
-    assert.equal(live.status, 501);
+    await api(a.base, "POST", "/domains/req/pause", {});
+    const paused = await api(a.base, "POST", "/domains/req/migrate", { to: "127.0.0.1", live: true });
+    assert.equal(paused.status, 409);
+    assert.match(
+      ((await paused.json()) as { error: string }).error,
+      /req is paused; live migration moves a running domain/,
+    );
     assert.equal(migrationTarget("example.org"), "http://example.org:8006");
     assert.equal(migrationTarget("10.0.0.2:9000"), "http://10.0.0.2:9000");
     assert.equal(migrationTarget("http://[::1]:7000"), "http://[::1]:7000");
+  });
+
+  it("moves a running domain live: it runs during the copy, and only the last pages go while it is stopped", async () => {
+    const { a } = await withCounter("live");
+    const b = await daemon();
+    daemons.push(b.d);
+    const before = lastCount(await consoleText(a.base, "live"));
+    const r = await final(
+      await api(a.base, "POST", "/domains/live/migrate", { to: `127.0.0.1:${b.port}`, live: true }),
+    );
+    assert.equal(r.ok, true, JSON.stringify(r));
+    const rounds = r.rounds as number[];
+    // The first round is the whole domain (16 MiB: 4096 pages and the page tables and p2m).
+    assert.ok(rounds[0] >= 4096, JSON.stringify(r));
+    assert.ok(rounds.length >= 2, JSON.stringify(r));
+    assert.ok((r.finalPages as number) < rounds[0] / 10, JSON.stringify(r));
+    assert.equal(typeof r.downtimeMs, "number");
+    assert.equal((await api(a.base, "GET", "/domains/live")).status, 404);
+    // It kept counting while the rounds went over, and counts on over there.
+    const there = lastCount(await consoleText(b.base, "live"));
+    assert.ok(there > before, `${there} after ${before}`);
+    await until(
+      "the counter to count on over there",
+      async () => lastCount(await consoleText(b.base, "live")) >= there + 3,
+    );
+  });
+
+  it("refuses live deltas for a migration that is not under way, and damaged ones", async () => {
+    const b = await daemon();
+    daemons.push(b.d);
+    const post = (path: string, bytes: Uint8Array<ArrayBuffer>) =>
+      fetch(`${b.base}${path}`, {
+        method: "POST",
+        headers: { "content-type": "application/octet-stream" },
+        body: bytes,
+      });
+    const none = await post("/receive/live/0123abcd/pages", new Uint8Array(8));
+    assert.equal(none.status, 404);
+    assert.match(
+      ((await none.json()) as { error: string }).error,
+      /no live migration 0123abcd is under way here/,
+    );
+    const junk = await post("/receive/live", new Uint8Array(100));
+    assert.equal(junk.status, 400);
+    assert.match(((await junk.json()) as { error: string }).error, /not a tsxen save image/);
   });
 
   it("xm migrate moves it and says where; the other side's token is given with --dest-token", async () => {
@@ -152,5 +202,23 @@ describe("xm migrate", () => {
     );
     const r = await api(b.base, "GET", "/domains/cli", undefined, "t0ken");
     assert.equal(r.status, 200);
+    // And live, back again.
+    const back = await promisify(execFile)(process.execPath, [
+      CLI,
+      "xm",
+      "--daemon",
+      `127.0.0.1:${b.port}`,
+      "--token",
+      "t0ken",
+      "migrate",
+      "--live",
+      "cli",
+      a.base.replace("/api/v1", ""),
+    ]);
+    assert.match(
+      back.stdout,
+      /^Migrated cli to http:\/\/127\.0\.0\.1:\d+: domain cli \(id \d+\) there \(live: pages sent per round \d+(, \d+)+, then \d+ with the domain stopped for \d+ ms\)\n$/,
+    );
+    assert.equal((await api(a.base, "GET", "/domains/cli")).status, 200);
   });
 });

@@ -333,10 +333,10 @@ export function registerXm(program: Command): void {
     );
 
   xm.command("migrate")
-    .description("move a domain to another tsxend: stop it, copy it over, run it there")
+    .description("move a domain to another tsxend (stop, copy, run there; --live: copy while it runs)")
     .argument("<domain>", "domain name or id")
     .argument("<host>", "the other tsxend: host, host:port (port 8006 by default) or http:// URL")
-    .option("-l, --live", "keep the domain running while its memory is copied (not implemented yet)")
+    .option("-l, --live", "keep the domain running while its memory is copied (pre-copy rounds)")
     .option("--dest-token <secret>", "the other tsxend's token, if it wants one")
     .action(
       run(async (dom: string, host: string, o: { live?: boolean; destToken?: string }) => {
@@ -353,7 +353,11 @@ export function registerXm(program: Command): void {
           bar.end();
         }
         const d = r.domain as DomainRow;
-        process.stdout.write(`Migrated ${dom} to ${r.to}: domain ${d.name} (id ${d.id}) there\n`);
+        const how =
+          r.live === true
+            ? ` (live: pages sent per round ${(r.rounds as number[]).join(", ")}, then ${r.finalPages} with the domain stopped for ${r.downtimeMs} ms)`
+            : "";
+        process.stdout.write(`Migrated ${dom} to ${r.to}: domain ${d.name} (id ${d.id}) there${how}\n`);
       }),
     );
 

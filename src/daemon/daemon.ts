@@ -3,7 +3,7 @@
  * serving the HTTP + WebSocket API of docs/api.md. Loopback only unless told otherwise, and
  * then only with a token.
  */
-import { timingSafeEqual } from "node:crypto";
+import { randomBytes, timingSafeEqual } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import {
   createServer,
@@ -17,7 +17,17 @@ import { dirname, isAbsolute, resolve } from "node:path";
 import { type WebSocket, WebSocketServer } from "ws";
 import { type ConfigValue, parseDomainConfig, parseOverride } from "../tools/config.js";
 import { DomainManager, ToolstackError } from "../tools/domains.js";
-import { captureDomain, readImageFile, restoreDomain, SaveError, writeImageFile } from "../tools/save.js";
+import { applyDelta, changedPages, encodeDelta } from "../tools/migrate.js";
+import {
+  captureDomain,
+  decodeImage,
+  encodeImage,
+  type ImageHeader,
+  readImageFile,
+  restoreDomain,
+  SaveError,
+  writeImageFile,
+} from "../tools/save.js";
 import { xcReadConsole } from "../tools/xc.js";
 import { Hypervisor } from "../xen/hypervisor.js";
 import { DEFAULT_PORT } from "./port.js";
@@ -39,6 +49,13 @@ export interface DaemonOptions {
 }
 
 const API = "/api/v1";
+const PAGE_SIZE = 4096;
+/** Live migration: pre-copy rounds at most, the wait between them, few enough pages to stop. */
+const LIVE_ROUNDS = 8;
+const LIVE_ROUND_MS = 50;
+const LIVE_FINAL_PAGES = 64;
+/** An incoming live migration not heard from for this long is dropped. */
+const LIVE_SESSION_MS = 60_000;
 /** The dashboard's files (dist/web), by path. */
 const DASHBOARD: Record<string, string> = {
   "/": "dashboard.html",
@@ -63,6 +80,8 @@ export class Daemon {
   /** Saves and restores under way: shutdown waits for them. */
   private readonly pending = new Set<Promise<unknown>>();
   private closing = false;
+  /** Live migrations arriving here: the image so far, by session. */
+  private readonly incoming = new Map<string, { header: ImageHeader; body: Uint8Array; touched: number }>();
 
   constructor(private readonly opts: DaemonOptions) {
     if (!isLoopback(opts.host) && !opts.token) {
@@ -158,10 +177,13 @@ export class Daemon {
         throw new ToolstackError("a valid token is required (Authorization: Bearer ...)", 401);
       if (this.closing) throw new ToolstackError("tsxend is shutting down", 503);
       const url = new URL(req.url ?? "/", "http://tsxend");
-      if (req.method === "POST" && url.pathname === `${API}/receive`) {
-        // A migrating domain's image, sent by another tsxend (xm migrate).
+      const receive = /^\/api\/v1\/receive(?:\/live(?:\/([0-9a-f]+)\/(pages|finish))?)?$/.exec(url.pathname);
+      if (req.method === "POST" && receive !== null) {
+        // A migrating domain, sent by another tsxend (xm migrate): its image, or with --live
+        // a first image then page deltas (src/tools/migrate.ts).
         const bytes = await readBytes(req, this.opts.machineMemoryMiB * 2 ** 20 + MAX_BODY);
-        return sendJson(res, 201, this.adoptImage(bytes));
+        if (!url.pathname.includes("/live")) return sendJson(res, 201, this.adoptImage(bytes));
+        return this.receiveLive(receive[1], receive[2], bytes, res);
       }
       const body = req.method === "POST" ? await readJson(req) : {};
       await this.route(req.method ?? "GET", url, body, res);
@@ -257,9 +279,11 @@ export class Daemon {
         return this.save(d.domain.id, str(body.path, "path"), res);
       case "migrate":
         if (body.live === true)
-          throw new ToolstackError(
-            "live migration (--live) is not implemented yet; without it the domain is stopped, copied and restarted",
-            501,
+          return this.migrateLive(
+            d.domain.id,
+            str(body.to, "to"),
+            typeof body.token === "string" ? body.token : undefined,
+            res,
           );
         return this.migrate(
           d.domain.id,
@@ -436,11 +460,129 @@ export class Daemon {
   ): Promise<void> {
     const target = migrationTarget(to);
     await this.moveOut(id, res, "sending", async (image, m, progress) => {
-      const answer = await sendImage(target, image, token, progress).catch((e: Error) => {
+      const answer = await sendBytes(target, "/receive", image, token, progress).catch((e: Error) => {
         throw new Error(`cannot migrate ${m.config.name} to ${target}: ${e.message}; it keeps running here`);
       });
       return { ok: true, to: target, bytes: image.length, domain: answer.domain };
     });
+  }
+
+  /**
+   * xm migrate --live (xc_linux_save's pre-copy): the domain runs on while a whole image
+   * goes over, then up to LIVE_ROUNDS rounds of the pages that changed meanwhile, until few
+   * do; then it is paused, the last changed pages and the header go over, and the other
+   * tsxend restores it. Its downtime is that last step only. A failure before the pause
+   * costs the domain nothing; after it, the domain runs on here.
+   */
+  private async migrateLive(
+    id: number,
+    to: string,
+    token: string | undefined,
+    res: ServerResponse,
+  ): Promise<void> {
+    const target = migrationTarget(to);
+    const m = this.manager.find(id);
+    if (m.domain.paused)
+      throw new ToolstackError(`${m.config.name} is paused; live migration moves a running domain`, 409);
+    const capture = () => {
+      const image = decodeImage(
+        captureDomain(this.hv, m.domain, m.config, m.startInfoVa, this.manager.consoleHistory(m)),
+      );
+      // A copy, word-aligned for changedPages.
+      return { header: image.header, body: new Uint8Array(image.body) };
+    };
+    const gone = () => this.manager.byName(m.config.name) !== m;
+    const stream = startProgress(res);
+    let paused = false;
+    const work = (async () => {
+      let { header, body } = capture();
+      const first = await postTo(target, "/receive/live", encodeImage(header, body), token);
+      const session = String(first.session);
+      const rounds = [body.length / PAGE_SIZE];
+      stream.progress("round", 1, LIVE_ROUNDS + 1);
+      for (let round = 1; round <= LIVE_ROUNDS; round++) {
+        await new Promise((r) => setTimeout(r, LIVE_ROUND_MS));
+        if (gone()) throw new Error("it stopped during the migration");
+        const next = capture();
+        if (next.header.pfns.join() !== header.pfns.join())
+          throw new Error("its memory changed during the migration");
+        const changed = changedPages(body, next.body);
+        await postTo(target, `/receive/live/${session}/pages`, encodeDelta(null, next.body, changed), token);
+        ({ header, body } = next);
+        rounds.push(changed.length);
+        stream.progress("round", round + 1, LIVE_ROUNDS + 1);
+        if (changed.length <= LIVE_FINAL_PAGES) break;
+      }
+      // Stop and copy what is left.
+      this.manager.pause(m);
+      paused = true;
+      const t0 = performance.now();
+      const last = capture();
+      const changed = changedPages(body, last.body);
+      const done = await postTo(
+        target,
+        `/receive/live/${session}/finish`,
+        encodeDelta(last.header, last.body, changed),
+        token,
+      );
+      const downtimeMs = Math.round(performance.now() - t0);
+      this.manager.destroy(m);
+      stream.done({
+        ok: true,
+        to: target,
+        live: true,
+        rounds,
+        finalPages: changed.length,
+        downtimeMs,
+        domain: done.domain,
+      });
+    })()
+      .catch((e: Error) => {
+        if (paused && !gone()) this.manager.unpause(m);
+        stream.done({
+          error: `cannot migrate ${m.config.name} to ${target}: ${e.message}; it keeps running here`,
+        });
+      })
+      .finally(() => this.loop.kick());
+    this.track(work);
+    await work;
+  }
+
+  /** The receiving end of xm migrate --live: a first image, page deltas, the final delta. */
+  private receiveLive(
+    session: string | undefined,
+    step: string | undefined,
+    bytes: Uint8Array,
+    res: ServerResponse,
+  ): void {
+    const now = Date.now();
+    for (const [k, v] of this.incoming) if (now - v.touched > LIVE_SESSION_MS) this.incoming.delete(k);
+    if (session === undefined) {
+      const { header, body } = decodeImage(bytes);
+      if (this.manager.byName(header.name) !== undefined)
+        throw new ToolstackError(
+          `a domain named "${header.name}" is running already; destroy it first or migrate elsewhere`,
+          409,
+        );
+      const id = randomBytes(8).toString("hex");
+      this.incoming.set(id, { header, body: new Uint8Array(body), touched: now });
+      sendJson(res, 201, { ok: true, session: id });
+      return;
+    }
+    const s = this.incoming.get(session);
+    if (s === undefined)
+      throw new ToolstackError(`no live migration ${session} is under way here (it may have timed out)`, 404);
+    s.touched = now;
+    const header = applyDelta(s.body, bytes);
+    if (step === "pages") {
+      sendJson(res, 200, { ok: true });
+      return;
+    }
+    this.incoming.delete(session);
+    if (header === null) throw new ToolstackError("the last step of a live migration carries the header");
+    if (header.pfns.join() !== s.header.pfns.join())
+      throw new ToolstackError("the domain's page list changed during the migration", 409);
+    sendJson(res, 201, this.adoptImage(encodeImage(header, s.body)));
   }
 
   private track(p: Promise<unknown>): void {
@@ -585,42 +727,62 @@ export function migrationTarget(to: string): string {
   return `http://${url.hostname}:${url.port || DEFAULT_PORT}`;
 }
 
-/** POSTs a domain image to another tsxend's /receive, reporting bytes sent; resolves with its answer. */
-function sendImage(
+/** POSTs bytes to another tsxend's API path; resolves with its JSON answer (any 2xx). */
+async function postTo(
   base: string,
-  image: Uint8Array,
+  path: string,
+  bytes: Uint8Array,
+  token: string | undefined,
+): Promise<Record<string, unknown>> {
+  return sendBytes(base, path, bytes, token, () => {});
+}
+
+/**
+ * POSTs bytes to another tsxend's API path, reporting bytes sent; resolves with its JSON
+ * answer when the status is 2xx, else rejects with its error sentence.
+ */
+function sendBytes(
+  base: string,
+  path: string,
+  bytes: Uint8Array,
   token: string | undefined,
   progress: (done: number, total: number) => void,
-): Promise<{ domain: unknown }> {
+): Promise<Record<string, unknown>> {
   return new Promise((resolvePromise, reject) => {
     const headers: Record<string, string | number> = {
       "content-type": "application/octet-stream",
-      "content-length": image.length,
+      "content-length": bytes.length,
     };
     if (token !== undefined) headers.authorization = `Bearer ${token}`;
-    const req = httpRequest(`${base}${API}/receive`, { method: "POST", headers }, (res) => {
+    const req = httpRequest(`${base}${API}${path}`, { method: "POST", headers }, (res) => {
       const chunks: Buffer[] = [];
       res.on("data", (c: Buffer) => chunks.push(c));
       res.on("end", () => {
-        let answer: { error?: string; domain?: unknown } = {};
+        let answer: Record<string, unknown> = {};
         try {
           answer = JSON.parse(Buffer.concat(chunks).toString("utf8"));
         } catch {
           // Said below.
         }
-        if (res.statusCode === 201 && answer.domain !== undefined) resolvePromise({ domain: answer.domain });
-        else reject(new Error(answer.error ?? `the other side answered HTTP ${res.statusCode}`));
+        const status = res.statusCode ?? 0;
+        if (status >= 200 && status < 300 && answer.error === undefined) resolvePromise(answer);
+        else
+          reject(
+            new Error(
+              typeof answer.error === "string" ? answer.error : `the other side answered HTTP ${status}`,
+            ),
+          );
       });
     });
     req.on("error", (e) => reject(new Error(e.message)));
     const CHUNK = 256 * 1024;
     let sent = 0;
     const pump = (): void => {
-      while (sent < image.length) {
-        const end = Math.min(sent + CHUNK, image.length);
-        const more = req.write(image.subarray(sent, end));
+      while (sent < bytes.length) {
+        const end = Math.min(sent + CHUNK, bytes.length);
+        const more = req.write(bytes.subarray(sent, end));
         sent = end;
-        progress(sent, image.length);
+        progress(sent, bytes.length);
         if (!more) {
           req.once("drain", pump);
           return;
@@ -628,7 +790,7 @@ function sendImage(
       }
       req.end();
     };
-    progress(0, image.length);
+    progress(0, bytes.length);
     pump();
   });
 }

@@ -353,7 +353,8 @@ function saveVcpu(
   };
 }
 
-function encodeImage(header: ImageHeader, body: Uint8Array): Uint8Array {
+/** The image of a header and its page body: framing, JSON header, pages, SHA-256. */
+export function encodeImage(header: ImageHeader, body: Uint8Array): Uint8Array {
   const json = Buffer.from(JSON.stringify(header), "utf8");
   const head = Buffer.alloc(16);
   head.write(MAGIC, 0, "latin1");
