@@ -35,6 +35,16 @@ function helloConsole(): string {
 }
 
 describe("tsxen run", () => {
+  it("runs as the README says, `npx tsxen run`, from the repository (the built command is executable)", () => {
+    const r = spawnSync("npx", ["--no-install", "tsxen", "run"], {
+      cwd: ROOT,
+      encoding: "utf8",
+      timeout: 120_000,
+    });
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stdout, helloConsole());
+  });
+
   it("the bundled hello: exit 0, stdout exactly the guest's console, stderr empty", () => {
     const r = tsxen([]);
     assert.equal(r.status, 0, r.stderr);
