@@ -5,6 +5,8 @@
  */
 import assert from "node:assert/strict";
 import { execFile, execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
@@ -186,6 +188,20 @@ describe("xm migrate", () => {
     const junk = await post("/receive/live", new Uint8Array(100));
     assert.equal(junk.status, 400);
     assert.match(((await junk.json()) as { error: string }).error, /not a tsxen save image/);
+    // A real image (xm save's), offered again and again: four migrations may arrive at once.
+    const { a } = await withCounter("img");
+    const path = join(mkdtempSync(join(tmpdir(), "tsxen-mig-")), "img.save");
+    assert.equal((await final(await api(a.base, "POST", "/domains/img/save", { path }))).ok, true);
+    const image = new Uint8Array(readFileSync(path));
+    for (let i = 0; i < 4; i++) assert.equal((await post("/receive/live", image)).status, 201);
+    const busy = await post("/receive/live", image);
+    assert.equal(busy.status, 503);
+    assert.match(
+      ((await busy.json()) as { error: string }).error,
+      /4 live migrations are arriving here already/,
+    );
+    // (The limit is checked before any image is decoded.)
+    assert.equal((await post("/receive/live", image.slice(0, image.length - 1))).status, 503);
   });
 
   it("xm migrate moves it and says where; the other side's token is given with --dest-token", async () => {

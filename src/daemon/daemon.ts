@@ -54,8 +54,9 @@ const PAGE_SIZE = 4096;
 const LIVE_ROUNDS = 8;
 const LIVE_ROUND_MS = 50;
 const LIVE_FINAL_PAGES = 64;
-/** An incoming live migration not heard from for this long is dropped. */
+/** An incoming live migration not heard from for this long is dropped; at most this many at once. */
 const LIVE_SESSION_MS = 60_000;
+const LIVE_SESSIONS_MAX = 4;
 /** The dashboard's files (dist/web), by path. */
 const DASHBOARD: Record<string, string> = {
   "/": "dashboard.html",
@@ -558,6 +559,11 @@ export class Daemon {
     const now = Date.now();
     for (const [k, v] of this.incoming) if (now - v.touched > LIVE_SESSION_MS) this.incoming.delete(k);
     if (session === undefined) {
+      if (this.incoming.size >= LIVE_SESSIONS_MAX)
+        throw new ToolstackError(
+          `${LIVE_SESSIONS_MAX} live migrations are arriving here already; try again later`,
+          503,
+        );
       const { header, body } = decodeImage(bytes);
       if (this.manager.byName(header.name) !== undefined)
         throw new ToolstackError(
