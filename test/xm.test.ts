@@ -208,6 +208,20 @@ describe("tsxen xm against a running tsxend", () => {
     assert.equal((await ok("domname", id)).trim(), "other");
   });
 
+  it("lists a domain in full: -l in xend's SXP, --json for scripts", async () => {
+    const sxp = await ok("list", "-l", "other");
+    assert.match(sxp, /^\(domain\n {4}\(id \d+\)\n {4}\(name other\)\n {4}\(memory 8\)\n {4}\(maxmem 8\)\n/);
+    assert.match(sxp, /\n {4}\(abi 2005-03\)\n/);
+    assert.match(sxp, /\(config\n {8}\(vm\n {12}\(name other\)\n {12}\(memory 8\)/);
+    assert.match(sxp, /\(image \(linux \(kernel \/\S+\/ev_counter\.elf\) \(args hello\)\)\)/);
+    assert.equal(sxp.match(/^\(domain$/gm)?.length, 1);
+    const json = JSON.parse(await ok("list", "--json", "other")) as { name: string; cmdline: string }[];
+    assert.deepEqual(
+      json.map((d) => [d.name, d.cmdline]),
+      [["other", "hello"]],
+    );
+  });
+
   it("attaches to a console and detaches with Ctrl-]", async () => {
     const text = await consoleText("counter1", /counter: 3\n/);
     assert.match(text, /counter: starting/);

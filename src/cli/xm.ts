@@ -21,6 +21,52 @@ interface DomainRow {
   crashReason?: string;
   /** Guest interface revision ("2005-03" / "2005-07"). */
   abi?: string;
+  onPoweroff?: string;
+  onReboot?: string;
+  onCrash?: string;
+  kernel?: string;
+  cmdline?: string;
+  restarts?: number;
+}
+
+/** An SXP atom: bare when it can be, else quoted as xend's sxp.show quoted strings. */
+function atom(v: string | number): string {
+  const t = String(v);
+  return /^[A-Za-z0-9_./:+-]+$/.test(t) ? t : `'${t.replace(/\\/g, "\\\\").replace(/'/g, "\\'")}'`;
+}
+
+/**
+ * `xm list -l`: each domain in xend's SXP, (domain (id …) (name …) … (config (vm …))), with
+ * xend's field names where it had them and tsxen's (abi) where it did not.
+ */
+export function formatSxp(rows: DomainRow[]): string {
+  const field = (k: string, v: string | number | undefined): string =>
+    v === undefined ? "" : `\n    (${k} ${atom(v)})`;
+  return rows
+    .map((d) => {
+      const image =
+        d.kernel === undefined
+          ? ""
+          : `\n            (image (linux (kernel ${atom(d.kernel)})${d.cmdline ? ` (args ${atom(d.cmdline)})` : ""}))`;
+      const vm =
+        d.id === 0
+          ? ""
+          : `\n    (config\n        (vm\n            (name ${atom(d.name)})\n            (memory ${Math.round(d.maxMemKiB / 1024)})` +
+            ["on_poweroff", "on_reboot", "on_crash"]
+              .map((k, i) => {
+                const v = [d.onPoweroff, d.onReboot, d.onCrash][i];
+                return v === undefined ? "" : `\n            (${k} ${atom(v)})`;
+              })
+              .join("") +
+            `${image}\n        )\n    )`;
+      return (
+        `(domain${field("id", d.id)}${field("name", d.name)}${field("memory", Math.round(d.memKiB / 1024))}` +
+        `${field("maxmem", Math.round(d.maxMemKiB / 1024))}${field("state", d.state)}${field("cpu", d.cpu)}` +
+        `${field("cpu_time", (d.cpuTimeNs / 1e9).toFixed(3))}${field("abi", d.abi)}${field("restart_count", d.restarts)}` +
+        `${field("shutdown_reason", d.shutdownReason)}${field("crash_reason", d.crashReason)}${vm}\n)\n`
+      );
+    })
+    .join("");
 }
 
 /** `xm list`: the manual's columns, then tsxen's ABI (each domain's interface revision). */
@@ -151,9 +197,10 @@ export function registerXm(program: Command): void {
   xm.command("list")
     .description("list domains: Name, Id, Mem(MB), CPU, State (r b p s c d), Time(s), ABI")
     .argument("[domains...]", "only these domains")
-    .option("-l, --long", "everything known about each domain, as JSON")
+    .option("-l, --long", "everything known about each domain, in xend's SXP")
+    .option("--json", "everything known about each domain, as JSON")
     .action(
-      run(async (doms: string[], o: { long?: boolean }) => {
+      run(async (doms: string[], o: { long?: boolean; json?: boolean }) => {
         const c = conn();
         let rows = (await request<{ domains: DomainRow[] }>(c, "GET", "/domains")).domains;
         if (doms.length > 0) {
@@ -162,7 +209,8 @@ export function registerXm(program: Command): void {
               await request(c, "GET", `/domains/${enc(d)}`);
           rows = rows.filter((r) => doms.includes(r.name) || doms.includes(String(r.id)));
         }
-        process.stdout.write(o.long ? `${JSON.stringify(rows, null, 2)}\n` : formatList(rows));
+        if (o.json) process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
+        else process.stdout.write(o.long ? formatSxp(rows) : formatList(rows));
       }),
     );
 
