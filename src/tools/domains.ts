@@ -12,9 +12,9 @@
 import { readFileSync } from "node:fs";
 import { CMSG_MEM_REQUEST_SET, Cmsg, CmsgShutdown, MemRequest } from "../public/control_if.js";
 import { SchedId } from "../public/sched_ctl.js";
-import { SHUTDOWN_NAMES, Shutdown } from "../public/xen.js";
+import { SHUTDOWN_NAMES, Shutdown, VirqMar } from "../public/xen.js";
 import { DEFAULT_ABI } from "../xen/abi.js";
-import { type Domain, DomainState } from "../xen/domain.js";
+import type { Domain } from "../xen/domain.js";
 import type { Hypervisor } from "../xen/hypervisor.js";
 import type { DomainConfig, ExitAction } from "./config.js";
 import { bindControlChannel, ControlInterface } from "./control_if.js";
@@ -114,7 +114,15 @@ export class DomainManager {
   private readonly consoleWatchers = new Map<number, Set<(bytes: Uint8Array) => void>>();
   private readonly eventWatchers = new Set<(e: DomainEvent) => void>();
 
-  constructor(readonly hv: Hypervisor) {}
+  /** dom0 heard VIRQ_DOM_EXC since handleStops last looked. */
+  private domainException = false;
+
+  constructor(readonly hv: Hypervisor) {
+    // As xend did: dom0 binds VIRQ_DOM_EXC, and asks DOM0_GETDOMAININFO when it fires.
+    this.dom0.onVirq(VirqMar.DOM_EXC, () => {
+      this.domainException = true;
+    });
+  }
 
   /** The toolstack's own domain, whose hypercalls carry every request. */
   get dom0(): Dom0 {
@@ -395,21 +403,27 @@ export class DomainManager {
 
   /**
    * Applies on_poweroff / on_reboot / on_crash to domains that stopped since the last call
-   * (the daemon calls this after every slice of the run loop).
+   * (the daemon calls this after every slice of the run loop). As xend, it learns of them from
+   * VIRQ_DOM_EXC on dom0 and then DOM0_GETDOMAININFO, not from the hypervisor's own state.
    */
   handleStops(): void {
+    if (!this.domainException) return;
+    this.domainException = false;
     for (const m of [...this.managed.values()]) {
       const d = m.domain;
-      if (m.stopHandled || (d.state !== DomainState.Shutdown && d.state !== DomainState.Crashed)) continue;
+      if (m.stopHandled) continue;
+      const info = xcDomainGetInfo(this.dom0, d.id);
+      if (info === null || info.domid !== d.id || (!info.shutdown && !info.crashed)) continue;
       m.stopHandled = true;
-      const crashed = d.state === DomainState.Crashed || d.shutdownCode === Shutdown.crash;
+      const code = info.shutdownReason;
+      const crashed = info.crashed || code === Shutdown.crash;
       const reason = crashed
         ? `crashed${m.crashReason ? `: ${m.crashReason}` : ""}`
-        : (SHUTDOWN_NAMES[d.shutdownCode] ?? `shutdown ${d.shutdownCode}`);
+        : (SHUTDOWN_NAMES[code] ?? `shutdown ${code}`);
       let action: ExitAction;
       if (crashed) action = m.config.onCrash;
-      else if (d.shutdownCode === Shutdown.reboot) action = m.config.onReboot;
-      else if (d.shutdownCode === Shutdown.suspend) action = "preserve";
+      else if (code === Shutdown.reboot) action = m.config.onReboot;
+      else if (code === Shutdown.suspend) action = "preserve";
       else action = m.config.onPoweroff;
       this.emit({ kind: "stopped", id: d.id, name: m.config.name, reason, action });
       if (action === "destroy") this.destroy(m);
