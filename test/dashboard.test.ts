@@ -100,6 +100,36 @@ describe("the tsxend dashboard in Chromium", { skip: noChromium }, () => {
     await page.close();
   });
 
+  it("migrates a domain live to another tsxend, asking where to", async () => {
+    const { daemon, url } = await dashboardDaemon(webDir);
+    const other = await startDaemon();
+    daemons.push(daemon, other.daemon);
+    const page = await browser.newPage();
+    await page.goto(url);
+    await page.fill("#config", `name = "mover"\nkernel = "${kernel}"\nmemory = 16\n`);
+    await page.click("#create button");
+    await page.waitForFunction(
+      () => /counter: 2/.test(document.querySelector(".xterm-rows")?.textContent ?? ""),
+      null,
+      {
+        timeout: 20_000,
+      },
+    );
+    page.once("dialog", (d) => void d.accept(`127.0.0.1:${other.port}`));
+    await page.locator("#domains tr", { hasText: "mover" }).getByRole("button", { name: "Migrate" }).click();
+    await page.waitForFunction(
+      () => /migrated/.test(document.getElementById("message")?.textContent ?? ""),
+      null,
+      {
+        timeout: 20_000,
+      },
+    );
+    await page.waitForFunction(() => document.querySelectorAll("#domains tr").length === 1);
+    assert.equal(other.daemon.manager.find("mover").domain.paused, false);
+    assert.throws(() => daemon.manager.find("mover"));
+    await page.close();
+  });
+
   it("names the line of a bad configuration", async () => {
     const { daemon, url } = await dashboardDaemon(webDir);
     daemons.push(daemon);

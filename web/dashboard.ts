@@ -102,10 +102,19 @@ function row(d: DomainInfo): HTMLTableRowElement {
       button("Shutdown", () => api("POST", `${dom}/shutdown`, {}), `domain ${d.id} is shutting down`),
       button("Reboot", () => api("POST", `${dom}/reboot`, {}), `domain ${d.id} is rebooting`),
       button("Destroy", () => api("DELETE", dom), `domain ${d.id} destroyed`),
+      button("Migrate", () => migrate(d), `domain ${d.id} (${d.name}) migrated`),
     );
   }
   tr.append(actions);
   return tr;
+}
+
+/** xm migrate --live from the page: asks where to, then moves the domain there. */
+async function migrate(d: DomainInfo): Promise<unknown> {
+  const to = prompt(`Migrate ${d.name} (live) to which tsxend? host:port`, "");
+  if (to === null || to.trim() === "") throw new Error("migration cancelled");
+  say(`migrating ${d.name} to ${to.trim()}…`);
+  return api("POST", `/domains/${d.id}/migrate`, { to: to.trim(), live: true });
 }
 
 function attachConsole(d: DomainInfo): void {
