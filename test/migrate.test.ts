@@ -131,7 +131,7 @@ describe("xm migrate", () => {
     assert.equal(bad.status, 400);
     assert.match(
       ((await bad.json()) as { error: string }).error,
-      /"ftp:\/\/x\/y" is not a host, host:port or http:\/\/ URL/,
+      /"ftp:\/\/x\/y" is not a port, host, host:port or http:\/\/ URL/,
     );
     await api(a.base, "POST", "/domains/req/pause", {});
     const paused = await api(a.base, "POST", "/domains/req/migrate", { to: "127.0.0.1", live: true });
@@ -143,6 +143,8 @@ describe("xm migrate", () => {
     assert.equal(migrationTarget("example.org"), "http://example.org:8006");
     assert.equal(migrationTarget("10.0.0.2:9000"), "http://10.0.0.2:9000");
     assert.equal(migrationTarget("http://[::1]:7000"), "http://[::1]:7000");
+    assert.equal(migrationTarget("9001"), "http://127.0.0.1:9001");
+    assert.throws(() => migrationTarget("http://host/path"), /not a port, host, host:port or http:\/\/ URL/);
   });
 
   it("moves a running domain live: it runs during the copy, and only the last pages go while it is stopped", async () => {

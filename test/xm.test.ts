@@ -310,6 +310,19 @@ describe("tsxen xm against a running tsxend", () => {
     assert.ok(!(await list()).has("counter5"));
   });
 
+  it("names a --daemon that is not an address", async () => {
+    const r = await new Promise<{ code: number; stderr: string }>((resolve) => {
+      execFile(process.execPath, [CLI, "xm", "--daemon", "ftp://x", "list"], (err, _o, stderr) =>
+        resolve({ code: err === null ? 0 : Number(err.code), stderr }),
+      );
+    });
+    assert.equal(r.code, 1);
+    assert.match(
+      r.stderr,
+      /--daemon: "ftp:\/\/x" is not a port, host, host:port or http:\/\/ URL of a tsxend/,
+    );
+  });
+
   it("stops cleanly on SIGTERM", async () => {
     await ok("create", "counter.cfg", "vmid=3");
     const code = await new Promise<number | null>((resolve) => {

@@ -3,7 +3,7 @@
  * restore, and the console over a WebSocket.
  */
 import WebSocket from "ws";
-import { DEFAULT_PORT } from "../daemon/port.js";
+import { DEFAULT_PORT, tsxendUrl } from "../daemon/port.js";
 
 export const DEFAULT_DAEMON = `http://127.0.0.1:${DEFAULT_PORT}`;
 
@@ -18,10 +18,13 @@ export interface Connection {
 }
 
 export function connection(opts: { daemon?: string; token?: string }): Connection {
-  let base = opts.daemon ?? process.env.TSXEN_DAEMON ?? DEFAULT_DAEMON;
-  if (/^\d+$/.test(base)) base = `http://127.0.0.1:${base}`;
-  else if (!/^https?:\/\//.test(base)) base = `http://${base}`;
-  return { base: base.replace(/\/+$/, ""), token: opts.token ?? process.env.TSXEN_TOKEN };
+  let base: string;
+  try {
+    base = tsxendUrl(opts.daemon ?? process.env.TSXEN_DAEMON ?? DEFAULT_DAEMON);
+  } catch (e) {
+    throw new XmError(`--daemon: ${(e as Error).message}`);
+  }
+  return { base, token: opts.token ?? process.env.TSXEN_TOKEN };
 }
 
 function headers(c: Connection, json: boolean): Record<string, string> {

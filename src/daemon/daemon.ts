@@ -30,7 +30,7 @@ import {
 } from "../tools/save.js";
 import { xcReadConsole } from "../tools/xc.js";
 import { Hypervisor } from "../xen/hypervisor.js";
-import { DEFAULT_PORT } from "./port.js";
+import { tsxendUrl } from "./port.js";
 import { type Pacing, RunLoop } from "./runloop.js";
 import { BUNDLED_GUEST, sendWebFile, WEB_DIR } from "./web-files.js";
 
@@ -718,19 +718,13 @@ async function readBytes(req: IncomingMessage, limit: number): Promise<Uint8Arra
   return new Uint8Array(Buffer.concat(chunks));
 }
 
-/** The base URL of the tsxend a domain migrates to: "host", "host:port" or a URL (port 8006 by default). */
+/** The base URL of the tsxend a domain migrates to (see tsxendUrl). */
 export function migrationTarget(to: string): string {
-  const withScheme = /^[a-z]+:\/\//i.test(to) ? to : `http://${to}`;
-  let url: URL;
   try {
-    url = new URL(withScheme);
-  } catch {
-    throw new ToolstackError(`"${to}" is not a host, host:port or http:// URL`);
+    return tsxendUrl(to);
+  } catch (e) {
+    throw new ToolstackError((e as Error).message);
   }
-  if (url.protocol !== "http:" || url.pathname !== "/" || url.search !== "" || url.username !== "")
-    throw new ToolstackError(`"${to}" is not a host, host:port or http:// URL`);
-  // (An IPv6 hostname keeps its brackets.)
-  return `http://${url.hostname}:${url.port || DEFAULT_PORT}`;
 }
 
 /** POSTs bytes to another tsxend's API path; resolves with its JSON answer (any 2xx). */
