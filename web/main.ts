@@ -30,7 +30,7 @@ function show(text: string, kind: "" | "error" | "done" = ""): void {
   status.className = kind;
 }
 
-function finish(ending: NonNullable<Ending> | { ok: false; text: string }): void {
+function finish(ending: NonNullable<Ending>): void {
   clearTimeout(timer);
   startButton.disabled = false;
   stopButton.disabled = true;

@@ -15,17 +15,12 @@ import { type DecodeCache, EA_BASE, EA_DISP, EA_SIB, hasModrm, P_A16 } from "./d
 import { L_ADD, L_DEC, L_INC, L_LOGIC, L_RES, L_SUB } from "./flags.js";
 import { ADD, AND, CMP, OR, SUB, XOR } from "./ops/alu.js";
 import { SAL, SAR, SHL, SHR } from "./ops/alu-shift.js";
-import { AF, CF, CS, GP, OF } from "./regs.js";
+import { AF, CF, CS, GP, OF, reg8Index as r8 } from "./regs.js";
 
 /** The lazy-flag record the block's code last wrote into fa/fb/fx: its kind and size, or none. */
 export interface FlagState {
   op: number; // L_SUB, L_LOGIC, or 0: unknown (read the CPU's lazy flags)
   size: number;
-}
-
-/** Index into regs8 of 8-bit register n (AL CL DL BL AH CH DH BH). */
-function r8(n: number): number {
-  return ((n & 3) << 2) | (n >> 2);
 }
 
 /** The effective address of slot s as a JS expression, or null for the rare forms. */

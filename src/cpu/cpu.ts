@@ -50,6 +50,7 @@ const {
   SS_VEC,
   TF,
   ZF,
+  reg8Index,
 } = regsNs;
 
 /** #DE #TS #NP #SS #GP: the contributory exceptions of the double-fault rules. */
@@ -828,10 +829,10 @@ export class Cpu {
 
   /** 8-bit register r (AL CL DL BL AH CH DH BH). */
   reg8(r: number): number {
-    return this.regs8[((r & 3) << 2) | (r >> 2)];
+    return this.regs8[reg8Index(r)];
   }
   setReg8(r: number, v: number): void {
-    this.regs8[((r & 3) << 2) | (r >> 2)] = v;
+    this.regs8[reg8Index(r)] = v;
   }
   reg16(r: number): number {
     return this.regs16[r << 1];

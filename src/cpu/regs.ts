@@ -13,6 +13,14 @@ export const EBP = 5;
 export const ESI = 6;
 export const EDI = 7;
 
+/**
+ * Index into the registers' bytes (regs8) of 8-bit register r, AL CL DL BL AH CH DH BH: the
+ * low bytes of EAX..EBX, then their second bytes.
+ */
+export function reg8Index(r: number): number {
+  return ((r & 3) << 2) | (r >> 2);
+}
+
 // Segment registers, in ModRM sreg encoding order.
 export const ES = 0;
 export const CS = 1;

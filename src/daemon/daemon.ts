@@ -49,7 +49,6 @@ export interface DaemonOptions {
 }
 
 const API = "/api/v1";
-const PAGE_SIZE = 4096;
 /** Live migration: pre-copy rounds at most, the wait between them, few enough pages to stop. */
 const LIVE_ROUNDS = 8;
 const LIVE_ROUND_MS = 50;
@@ -499,7 +498,7 @@ export class Daemon {
       let { header, body } = capture();
       const first = await postTo(target, "/receive/live", encodeImage(header, body), token);
       const session = String(first.session);
-      const rounds = [body.length / PAGE_SIZE];
+      const rounds = [header.pfns.length];
       stream.progress("round", 1, LIVE_ROUNDS + 1);
       for (let round = 1; round <= LIVE_ROUNDS; round++) {
         await new Promise((r) => setTimeout(r, LIVE_ROUND_MS));

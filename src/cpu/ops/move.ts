@@ -693,8 +693,7 @@ function movR32Imm(cpu: Cpu, s: number): void {
   cpu.regs[regOfOp(cpu, s)] = cpu.dc.imm[s];
 }
 function movR8Imm(cpu: Cpu, s: number): void {
-  const r = regOfOp(cpu, s);
-  cpu.regs8[((r & 3) << 2) | (r >> 2)] = cpu.dc.imm[s];
+  cpu.setReg8(regOfOp(cpu, s), cpu.dc.imm[s]);
 }
 function pushR16(cpu: Cpu, s: number): void {
   cpu.push16(cpu.regs16[regOfOp(cpu, s) << 1]);
