@@ -4,22 +4,26 @@
  * and boots the bundled hello guest; the page's bundle builds too.
  */
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
+import { fileURLToPath } from "node:url";
 import { runInNewContext } from "node:vm";
 import { bundleForBrowser } from "../scripts/build-web.js";
 import { serveWeb } from "../src/cli/web.js";
 
 const HELLO = new URL("../../guests/hello.elf", import.meta.url);
+const GUESTS = fileURLToPath(new URL("../../guests", import.meta.url));
 
 interface Machine {
   domainId: number;
   retired: number;
   guestNs: number;
   runUntil(ns: number): { ok: boolean; text: string } | null;
+  input(bytes: Uint8Array): void;
 }
 interface WebModule {
   WebMachine: new (opts: object) => Machine;
@@ -58,6 +62,30 @@ test("the browser bundle boots the hello guest with nothing of Node.js around it
   assert.equal(ending?.text, `domain ${m.domainId} shut down: poweroff`);
   assert.equal(ending?.ok, true);
   assert.ok(m.retired > 0);
+});
+
+test("keyboard input reaches the guest's CONSOLEIO_read in the browser bundle", async () => {
+  execFileSync("make", ["-s", "-C", GUESTS, "build/ev_console_echo.elf"], {
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const { web, bytes } = await loadBundle();
+  const out: number[] = [];
+  const m = new web.WebMachine({
+    image: bytes(readFileSync(join(GUESTS, "build", "ev_console_echo.elf"))),
+    name: "echo",
+    memoryMiB: 16,
+    machineMemoryMiB: 128,
+    cmdline: "",
+    abi: "2005-03",
+    onConsole: (b: Uint8Array) => out.push(...b),
+    onLog: () => {},
+  });
+  m.input(bytes(new TextEncoder().encode("typed in the page\n")));
+  let ending = null;
+  for (let i = 0; i < 500 && ending === null; i++) ending = m.runUntil(m.guestNs + 10e6);
+  const text = String.fromCharCode(...out);
+  assert.match(text, /^echo: typed in the page$/m);
+  assert.match(text, /DONE passed=1 failed=0/);
 });
 
 test("the browser bundle refuses a bad kernel with a sentence, not a crash", async () => {

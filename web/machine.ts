@@ -5,9 +5,10 @@
  * JavaScript context to hold it to that); web/main.ts is the page around it.
  */
 import { SHUTDOWN_NAMES, Shutdown } from "../src/public/xen.js";
+import { ConsoleFeed } from "../src/tools/console_feed.js";
 import { launchDomain } from "../src/tools/launch.js";
 import { ABI_NAMES, type AbiName, abiByName } from "../src/xen/abi.js";
-import { CONSOLE_RING, Hypervisor } from "../src/xen/hypervisor.js";
+import { Hypervisor } from "../src/xen/hypervisor.js";
 
 export { ABI_NAMES, type AbiName };
 
@@ -31,7 +32,7 @@ export type Ending = { ok: boolean; text: string } | null;
 export class WebMachine {
   readonly hv: Hypervisor;
   readonly domainId: number;
-  private readonly pending: number[] = [];
+  private readonly keyboard: ConsoleFeed;
   private ended: Ending = null;
 
   /** Builds the machine and boots the guest; throws an Error naming what is wrong. */
@@ -52,6 +53,7 @@ export class WebMachine {
       abi: opts.abi as AbiName,
     });
     this.domainId = domain.id;
+    this.keyboard = new ConsoleFeed(this.hv);
   }
 
   /** Guest time so far, in nanoseconds. */
@@ -66,7 +68,7 @@ export class WebMachine {
 
   /** Keyboard input for the guest's console (CONSOLEIO_read), kept until the ring has room. */
   input(bytes: Uint8Array): void {
-    for (const b of bytes) this.pending.push(b);
+    this.keyboard.push(bytes);
   }
 
   /**
@@ -75,9 +77,7 @@ export class WebMachine {
    */
   runUntil(limitNs: number): Ending {
     if (this.ended !== null) return this.ended;
-    const room = CONSOLE_RING - this.hv.consoleQueued();
-    if (room > 0 && this.pending.length > 0)
-      this.hv.consoleInput(Uint8Array.from(this.pending.splice(0, room)));
+    this.keyboard.pump();
     if (limitNs <= this.hv.nowNs()) return null;
     const r = this.hv.run(limitNs);
     switch (r.kind) {

@@ -9,9 +9,10 @@ import type { Command } from "commander";
 import { BUNDLED_GUEST } from "../daemon/web-files.js";
 import { SHUTDOWN_NAMES, Shutdown } from "../public/xen.js";
 import { looksLikeConfig, parseDomainConfig } from "../tools/config.js";
+import { ConsoleFeed } from "../tools/console_feed.js";
 import { launchDomain } from "../tools/launch.js";
 import { ABI_NAMES, type AbiName, abiByName, DEFAULT_ABI } from "../xen/abi.js";
-import { CONSOLE_RING, Hypervisor, type RunResult } from "../xen/hypervisor.js";
+import { Hypervisor, type RunResult } from "../xen/hypervisor.js";
 
 export interface RunOptions {
   memory: string;
@@ -31,20 +32,17 @@ function wholeNumber(text: string, what: string): number {
 const SLICE_NS = 10e6;
 
 /**
- * Feeds the process's stdin into the console input ring (CONSOLEIO_read) as room frees: the
- * bytes wait here, since the ring drops what it cannot hold. Returns a function to stop.
+ * Feeds the process's stdin into the console input ring (CONSOLEIO_read) through a
+ * ConsoleFeed. Returns its pump and a function to stop.
  */
 function feedStdin(hv: Hypervisor): { pump: () => void; stop: () => void } {
-  const pending: number[] = [];
+  const feed = new ConsoleFeed(hv);
   const stdin = process.stdin;
-  const onData = (b: Buffer): void => void pending.push(...b);
+  const onData = (b: Buffer): void => feed.push(b);
   stdin.on("data", onData);
   stdin.on("error", () => {});
   return {
-    pump: () => {
-      const room = CONSOLE_RING - hv.consoleQueued();
-      if (room > 0 && pending.length > 0) hv.consoleInput(Uint8Array.from(pending.splice(0, room)));
-    },
+    pump: () => feed.pump(),
     stop: () => {
       stdin.off("data", onData);
       stdin.pause();
