@@ -11,10 +11,17 @@
 
 volatile u32 ctrl_shutdown_request;
 volatile u32 ctrl_mem_target;
+volatile u32 ctrl_console_dropped;
 
 #ifndef XEN_ABI_JUL
 static u32 ctrl_port;
 static u32 rx_cons;
+/* Responses to our tx requests that we have seen (their content is not needed). */
+static u32 tx_rsp_cons;
+/* Console input from the controller, waiting for ctrl_console_read. */
+#define CONS_IN_SIZE 512
+static u8 cons_in[CONS_IN_SIZE];
+static volatile u32 cons_in_prod, cons_in_cons;
 
 static control_if_t *ctrl_if(void)
 {
@@ -35,7 +42,16 @@ void ctrl_if_poll(void)
 		if (m->type == CMSG_SHUTDOWN && m->length == 0 &&
 		    (m->subtype == CMSG_SHUTDOWN_POWEROFF || m->subtype == CMSG_SHUTDOWN_REBOOT))
 			ctrl_shutdown_request = (u32)m->subtype + 1;
-		else if (m->type == CMSG_MEM_REQUEST && m->length >= 4)
+		else if (m->type == CMSG_CONSOLE && m->subtype == CMSG_CONSOLE_DATA &&
+			 m->length <= sizeof(m->msg)) {
+			u32 i;
+			for (i = 0; i < m->length; i++) {
+				if (cons_in_prod - cons_in_cons < CONS_IN_SIZE)
+					cons_in[cons_in_prod++ % CONS_IN_SIZE] = m->msg[i];
+				else
+					ctrl_console_dropped++;
+			}
+		} else if (m->type == CMSG_MEM_REQUEST && m->length >= 4)
 			ctrl_mem_target = (u32)m->msg[0] | (u32)m->msg[1] << 8 | (u32)m->msg[2] << 16 |
 					  (u32)m->msg[3] << 24;
 		/* The response goes in the slot of the request it answers. */
@@ -49,6 +65,52 @@ void ctrl_if_poll(void)
 		barrier();
 		ev_send(ctrl_port);
 	}
+}
+
+u32 ctrl_console_write(const char *s, u32 len)
+{
+	volatile ctrl_sring_t *tx;
+	u32 sent = 0, spins = 0;
+	if (ctrl_port == 0)
+		return 0;
+	tx = &ctrl_if()->tx_ring;
+	while (sent < len) {
+		u32 prod = tx->req_prod, n = len - sent, i;
+		volatile control_msg_t *m;
+		tx_rsp_cons = tx->rsp_prod;
+		barrier();
+		if (prod - tx_rsp_cons >= CONTROL_RING_SIZE) {
+			/* Full: let the controller run.  A controller that never answers loses
+			 * the rest rather than hanging the guest. */
+			if (++spins > 100000)
+				break;
+			HYPERVISOR_sched_op(SCHEDOP_yield);
+			continue;
+		}
+		m = &tx->ring[prod & (CONTROL_RING_SIZE - 1)];
+		if (n > sizeof(m->msg))
+			n = sizeof(m->msg);
+		m->type = CMSG_CONSOLE;
+		m->subtype = CMSG_CONSOLE_DATA;
+		m->id = 0xff; /* no callback wanted, as Linux's noblock send */
+		m->length = (u8)n;
+		for (i = 0; i < n; i++)
+			m->msg[i] = (u8)s[sent + i];
+		barrier();
+		tx->req_prod = prod + 1;
+		barrier();
+		ev_send(ctrl_port);
+		sent += n;
+	}
+	return sent;
+}
+
+u32 ctrl_console_read(char *buf, u32 len)
+{
+	u32 n = 0;
+	while (n < len && cons_in_cons != cons_in_prod)
+		buf[n++] = (char)cons_in[cons_in_cons++ % CONS_IN_SIZE];
+	return n;
 }
 
 int ctrl_if_event(void)
@@ -72,6 +134,7 @@ u32 ctrl_if_init(void)
 	if (port == 0 || port >= NR_EVENT_CHANNELS || HYPERVISOR_shared_info == 0)
 		return 0;
 	ctrl_port = port;
+	tx_rsp_cons = ctrl_if()->tx_ring.rsp_prod;
 	/* Requests already queued (a restored domain) are picked up from where the ring is. */
 	rx_cons = ctrl_if()->rx_ring.rsp_prod;
 	evtchn_handlers[port] = ctrl_handler;
@@ -81,6 +144,8 @@ u32 ctrl_if_init(void)
 #else
 /* JUL has no control interface (xenstore replaced it). */
 void ctrl_if_poll(void) {}
+u32 ctrl_console_write(const char *s, u32 len) { return 0; }
+u32 ctrl_console_read(char *buf, u32 len) { return 0; }
 int ctrl_if_event(void) { return 0; }
 u32 ctrl_if_init(void) { return 0; }
 #endif

@@ -32,6 +32,7 @@ ASSERT_OFF(control_if_t, rx_ring, 520);
 #define CMSG_CONSOLE 0
 #define CMSG_SHUTDOWN 6
 #define CMSG_MEM_REQUEST 7
+#define CMSG_CONSOLE_DATA 0
 #define CMSG_SHUTDOWN_POWEROFF 0
 #define CMSG_SHUTDOWN_REBOOT 1
 
@@ -48,6 +49,15 @@ u32 ctrl_if_init(void);
 int ctrl_if_event(void);
 /* Answers every request on the rx ring. */
 void ctrl_if_poll(void);
+/* The console over the control interface, as XenLinux's domU console (drivers/xen/console):
+ * output as CMSG_CONSOLE requests on the tx ring (waiting, by yielding, while the ring is full;
+ * returns the bytes sent), input from the controller's CMSG_CONSOLE requests on the rx ring,
+ * kept in a 512-byte buffer (what does not fit is dropped). */
+u32 ctrl_console_write(const char *s, u32 len);
+u32 ctrl_console_read(char *buf, u32 len);
+/* Bytes of console input dropped because the buffer was full. */
+extern volatile u32 ctrl_console_dropped;
+
 /* If a shutdown was requested: print "<who>: shutting down (<reason>) ..." and shut down. */
 void ctrl_if_check_shutdown(const char *who);
 

@@ -4,11 +4,13 @@
  * (the guest's end is start_info.domain_controller_evtchn, port 1), and the two rings in the
  * domain's shared_info page at +2048, which dom0 maps into its own address space.
  *
- * The controller writes requests into the rx ring (CMSG_SHUTDOWN, CMSG_MEM_REQUEST) and
- * notifies; the guest answers each with a response carrying the same type, subtype and id.
- * Requests the guest makes on the tx ring are answered too: CMSG_CONSOLE data goes to the
- * domain's console, anything else is echoed back unhandled (length 0), as xcs did for types
- * nobody had registered for.
+ * The controller writes requests into the rx ring (CMSG_CONSOLE input, CMSG_SHUTDOWN,
+ * CMSG_MEM_REQUEST) and notifies; the guest answers each with a response carrying the same
+ * type, subtype and id. Requests the guest makes on the tx ring go to whoever serves their
+ * message type, as xcs passed them to the xend controller registered for the type: a handler
+ * this one interface has (its console), else a service registered for the machine
+ * (registerControlService: block and network backends), else they are echoed back unhandled
+ * (length 0), as xcs did for types nobody had registered for.
  *
  * Everything read from the rings is the guest's to write, so every index and length is checked
  * and a ring that makes no sense is disconnected (the guest only loses its control interface).
@@ -41,6 +43,61 @@ export interface ControlMessage {
   payload: Uint8Array;
 }
 
+/**
+ * What a handler gives back for a guest's request: the response payload (at most 60 bytes),
+ * nothing (an empty response), or a promise of either when the answer needs time (the
+ * response goes on the ring when it settles; Linux's ctrl_if matches responses by id).
+ */
+export type ControlReply = Uint8Array | undefined | Promise<Uint8Array | undefined>;
+export type ControlHandler = (msg: ControlMessage, ctrl: ControlInterface) => ControlReply;
+
+/**
+ * A module serving one message type on every MAR domain's control interface of a machine
+ * (xend's controllers: console, blkif, netif, usbif).
+ */
+export interface ControlService {
+  /** A request of this type the guest put on its tx ring. */
+  message: ControlHandler;
+  /** A domain's control interface came up (for domains already up, at registration). */
+  connected?(ctrl: ControlInterface): void;
+  /** It went away (the domain is being destroyed, saved or moved). */
+  disconnected?(ctrl: ControlInterface): void;
+}
+
+/** The machine's services by message type and its connected interfaces. */
+interface Registry {
+  services: Map<number, ControlService>;
+  interfaces: Set<ControlInterface>;
+}
+const registries = new WeakMap<Dom0, Registry>();
+
+function registryOf(dom0: Dom0): Registry {
+  let r = registries.get(dom0);
+  if (r === undefined) registries.set(dom0, (r = { services: new Map(), interfaces: new Set() }));
+  return r;
+}
+
+/**
+ * Serves message type `type` (a Cmsg value) on every control interface of dom0's machine, now
+ * and later. One service per type; returns a function that unregisters it.
+ */
+export function registerControlService(dom0: Dom0, type: number, service: ControlService): () => void {
+  if (!Number.isInteger(type) || type < 0 || type > 0xff)
+    throw new RangeError(`message type ${type} is not a byte`);
+  const r = registryOf(dom0);
+  if (r.services.has(type)) throw new Error(`control message type ${type} is already served`);
+  r.services.set(type, service);
+  for (const ctrl of r.interfaces) service.connected?.(ctrl);
+  return () => {
+    if (r.services.get(type) === service) r.services.delete(type);
+  };
+}
+
+/** The control interfaces connected on dom0's machine (for a service looking up a domain). */
+export function controlInterfaces(dom0: Dom0): ControlInterface[] {
+  return [...registryOf(dom0).interfaces];
+}
+
 /** Binds a new domain's control channel (xcs): returns [dom0's port, the domain's port]. */
 export function bindControlChannel(dom0: Dom0, domid: number): [number, number] {
   return xcEvtchnBindInterdomain(dom0, DomId.SELF, domid, 0, CONTROL_REMOTE_PORT);
@@ -53,6 +110,8 @@ export class ControlInterface {
   private nextId = 0;
   /** Requests sent and not yet answered, by id. */
   private readonly waiting = new Map<number, (rsp: ControlMessage | null) => void>();
+  /** This interface's own handlers by type (its console), before the machine's services. */
+  private readonly handlers = new Map<number, ControlHandler>();
   /** Our copy of the tx ring's response producer (the guest must not move it). */
   private txRspProd = 0;
   /** Our copy of the rx ring's request producer. */
@@ -61,6 +120,7 @@ export class ControlInterface {
   private rxRspCons = 0;
   private txReqCons = 0;
   private closed = false;
+  private everUsed = false;
   private readonly listener = (): void => this.poll();
 
   /**
@@ -71,7 +131,7 @@ export class ControlInterface {
     private readonly dom0: Dom0,
     readonly domid: number,
     readonly port: number,
-    private readonly onConsole: (bytes: Uint8Array) => void = () => {},
+    onConsole?: (bytes: Uint8Array) => void,
     private readonly onError: (why: string) => void = () => {},
   ) {
     const info = xcDomainGetInfo(dom0, domid);
@@ -84,11 +144,37 @@ export class ControlInterface {
     this.txReqCons = this.u32(ControlIf.tx_ring + CtrlSring.req_prod);
     this.txRspProd = this.txReqCons;
     this.setU32(ControlIf.tx_ring + CtrlSring.rsp_prod, this.txRspProd);
+    if (onConsole !== undefined)
+      this.register(Cmsg.CONSOLE, (m) => {
+        if (m.subtype === CMSG_CONSOLE_DATA) onConsole(m.payload);
+        return undefined;
+      });
     dom0.onPort(port, this.listener);
+    const r = registryOf(dom0);
+    r.interfaces.add(this);
+    for (const s of r.services.values()) this.guard("connect", () => s.connected?.(this));
   }
 
   get connected(): boolean {
     return !this.closed;
+  }
+
+  /**
+   * The guest has used its interface: it put a request on the tx ring or answered one of
+   * ours. Until then nobody may be listening (console input then goes elsewhere).
+   */
+  get active(): boolean {
+    return this.everUsed && !this.closed;
+  }
+
+  /** Requests that can be put on the rx ring now without waiting for answers. */
+  get freeRequestSlots(): number {
+    return this.closed ? 0 : CONTROL_RING_SIZE - ((this.rxReqProd - this.rxRspCons) >>> 0);
+  }
+
+  /** Handles message type `type` on this interface only (before the machine's services). */
+  register(type: number, handler: ControlHandler): void {
+    this.handlers.set(type, handler);
   }
 
   /**
@@ -102,7 +188,7 @@ export class ControlInterface {
   ): Promise<ControlMessage | null> {
     if (this.closed) throw new Error("the control interface is disconnected");
     if (payload.length > ControlMsg.MSG_MAX) throw new RangeError("control message payload too long");
-    if (this.rxReqProd - this.rxRspCons >= CONTROL_RING_SIZE)
+    if (this.freeRequestSlots === 0)
       throw new Error("the guest's control ring is full: it is not answering requests");
     const id = this.nextId;
     this.nextId = (this.nextId + 1) & 0xff;
@@ -131,42 +217,98 @@ export class ControlInterface {
       return;
     }
     for (; this.rxRspCons !== rspProd; this.rxRspCons = (this.rxRspCons + 1) >>> 0) {
+      this.everUsed = true;
       const m = this.readMsg(ControlIf.rx_ring, this.rxRspCons);
       const done = this.waiting.get(m.id);
       this.waiting.delete(m.id);
       done?.(m);
     }
+    // The guest may fill the slots up to one ring ahead of the responses we have written
+    // (answers still on their way free none).
     const reqProd = this.u32(ControlIf.tx_ring + CtrlSring.req_prod);
-    if ((reqProd - this.txReqCons) >>> 0 > CONTROL_RING_SIZE) {
-      this.fail(`claims ${(reqProd - this.txReqCons) >>> 0} requests on an 8-slot ring`);
+    const fresh = (reqProd - this.txReqCons) >>> 0;
+    const room = (this.txRspProd + CONTROL_RING_SIZE - this.txReqCons) >>> 0;
+    if (fresh > room) {
+      this.fail(`claims ${fresh} new requests with room for ${room} on an 8-slot ring`);
       return;
     }
+    const requests: ControlMessage[] = [];
+    for (; this.txReqCons !== reqProd; this.txReqCons = (this.txReqCons + 1) >>> 0)
+      requests.push(this.readMsg(ControlIf.tx_ring, this.txReqCons));
+    if (requests.length > 0) this.everUsed = true;
     let answered = false;
-    for (; this.txReqCons !== reqProd; this.txReqCons = (this.txReqCons + 1) >>> 0) {
-      const m = this.readMsg(ControlIf.tx_ring, this.txReqCons);
-      if (m.type === Cmsg.CONSOLE && m.subtype === CMSG_CONSOLE_DATA) this.onConsole(m.payload);
-      // The response echoes type, subtype and id (length 0: nothing to report back).
-      const slot =
-        ControlIf.tx_ring + CtrlSring.ring + (this.txRspProd % CONTROL_RING_SIZE) * ControlMsg.SIZE;
-      this.dom0.write(this.base + slot, new Uint8Array([m.type, m.subtype, m.id, 0]));
-      this.txRspProd = (this.txRspProd + 1) >>> 0;
-      answered = true;
+    for (const m of requests) {
+      const reply = this.dispatch(m);
+      if (reply instanceof Promise)
+        reply.then(
+          (payload) => this.respond(m, payload, true),
+          (e: unknown) => {
+            this.onError(`domain ${this.domid}: control message type ${m.type} failed: ${String(e)}`);
+            this.respond(m, undefined, true);
+          },
+        );
+      else answered = this.respond(m, reply, false) || answered;
     }
-    if (answered) {
-      this.setU32(ControlIf.tx_ring + CtrlSring.rsp_prod, this.txRspProd);
-      xcEvtchnSend(this.dom0, this.port);
+    // One notification for the burst, as xcs sent.
+    if (answered) xcEvtchnSend(this.dom0, this.port);
+  }
+
+  /** The handler's answer for one request; a handler that throws answers empty. */
+  private dispatch(m: ControlMessage): ControlReply {
+    const handler =
+      this.handlers.get(m.type) ?? registryOf(this.dom0).services.get(m.type)?.message ?? (() => undefined);
+    let reply: ControlReply;
+    this.guard(`control message type ${m.type}`, () => {
+      reply = handler(m, this);
+    });
+    return reply;
+  }
+
+  /**
+   * Writes the response to a tx-ring request: type, subtype and id echoed, then the payload.
+   * Returns whether it was written.
+   */
+  private respond(m: ControlMessage, payload: Uint8Array | undefined, notify: boolean): boolean {
+    if (this.closed) return false;
+    const body = payload ?? new Uint8Array(0);
+    if (body.length > ControlMsg.MSG_MAX) {
+      this.onError(
+        `domain ${this.domid}: a response of ${body.length} bytes to type ${m.type} was cut to 60`,
+      );
     }
+    const n = Math.min(body.length, ControlMsg.MSG_MAX);
+    const rsp = new Uint8Array(ControlMsg.msg + n);
+    rsp.set([m.type, m.subtype, m.id, n]);
+    rsp.set(body.subarray(0, n), ControlMsg.msg);
+    const slot = ControlIf.tx_ring + CtrlSring.ring + (this.txRspProd % CONTROL_RING_SIZE) * ControlMsg.SIZE;
+    this.dom0.write(this.base + slot, rsp);
+    this.txRspProd = (this.txRspProd + 1) >>> 0;
+    this.setU32(ControlIf.tx_ring + CtrlSring.rsp_prod, this.txRspProd);
+    if (notify) xcEvtchnSend(this.dom0, this.port);
+    return true;
   }
 
   /** Unmaps the rings and closes dom0's port (before the domain is destroyed). */
   disconnect(): void {
     if (this.closed) return;
     this.closed = true;
+    const r = registryOf(this.dom0);
+    r.interfaces.delete(this);
+    for (const s of r.services.values()) this.guard("disconnect", () => s.disconnected?.(this));
     xcUnmapForeignFrame(this.dom0, this.sharedVa);
     xcEvtchnClose(this.dom0, this.port);
     this.dom0.offPort(this.port, this.listener);
     for (const done of this.waiting.values()) done(null);
     this.waiting.clear();
+  }
+
+  /** Runs a handler's code: what it throws is logged, never carried into the run loop. */
+  private guard(what: string, fn: () => void): void {
+    try {
+      fn();
+    } catch (e) {
+      this.onError(`domain ${this.domid}: ${what}: ${e instanceof Error ? e.message : String(e)}`);
+    }
   }
 
   private fail(why: string): void {
