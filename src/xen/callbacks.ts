@@ -53,9 +53,18 @@ export function doSetTrapTable(hv: Hypervisor, v: Vcpu, va: number): number {
   }
 }
 
-/** stack_switch(ss, esp): only the RPL of ss is checked. */
+/**
+ * VALID_STACKSEL: the flat kernel SS or a VALID_SEL. Xen of March 2005 checked only the RPL,
+ * so Xen's own ring-1 view of its data segment (0x811) was accepted and the domain died at
+ * its next trap from ring 3; later Xen checks the selector (DEVIATIONS.md).
+ */
+export function validStackSel(sel: number, abi: GuestAbi): boolean {
+  return sel === abi.selectors.FLAT_KERNEL_SS || validSel(sel, abi);
+}
+
+/** stack_switch(ss, esp): ss must be a guest ring-1 stack selector (else -EPERM). */
 export function doStackSwitch(v: Vcpu, ss: number, esp: number): number {
-  if ((ss & SELECTOR_RPL_MASK) !== 1) return -EPERM;
+  if ((ss & SELECTOR_RPL_MASK) !== 1 || !validStackSel(ss & 0xffff, v.domain.abi)) return -EPERM;
   v.kernelSs = ss & 0xffff;
   v.kernelEsp = esp;
   return 0;

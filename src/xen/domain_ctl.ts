@@ -305,6 +305,7 @@ function firstContext(hv: Hypervisor, d: Domain, v: Vcpu, dv: DataView): number 
 
   const cpu = hv.cpu;
   const base = u32(F.pt_base) >>> 12;
+  ptwrFlushAll(hv, d); // a new base pointer: no unchecked window may go live in it
   if (!hv.frames.isRam(base) || !hv.mm.getPageAndType(base, d.id, PGT_l2_page_table)) return -EINVAL;
   v.baseMfn = base;
   cpu.cr0 = CR0_GUEST;

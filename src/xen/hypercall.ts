@@ -29,6 +29,7 @@ import { checkInvariants, InvariantError } from "./invariants.js";
 import { doMmuUpdate } from "./mmu.js";
 import { doMmuextOp } from "./mmuext_op.js";
 import { doPhysdevOp } from "./physdev.js";
+import { ptwrFlushAll } from "./ptwr.js";
 import { doSchedOp } from "./schedule.js";
 import { doVmAssist, doXenVersion } from "./version.js";
 
@@ -75,10 +76,33 @@ HYPERCALLS[HypercallMar.set_gdt] = (hv, v, a1, a2) => doSetGdt(hv, v, a1, a2);
 HYPERCALLS[HypercallMar.update_descriptor] = (hv, v, a1, a2, a3) => doUpdateDescriptor(hv, v, a1, a2, a3);
 HYPERCALLS[HypercallMar.set_fast_trap] = (_hv, v, a1) => doSetFastTrap(v, a1);
 
+/**
+ * Hypercalls that may load a base pointer, change a page's type or count, or free or move a
+ * frame: the caller's writable-page-table state is flushed before they run (Xen of the time
+ * flushed only in mmu_update, update_va_mapping and grant mapping; DEVIATIONS.md). A multicall
+ * flushes once for its whole batch: no guest store can reopen a window between its entries.
+ */
+const FLUSHES_PTWR = new Uint8Array(NR_HYPERCALLS);
+for (const nr of [
+  HypercallMar.mmu_update,
+  HypercallJul.mmuext_op,
+  HypercallMar.update_va_mapping,
+  HypercallMar.update_va_mapping_otherdomain,
+  HypercallMar.dom_mem_op,
+  HypercallMar.grant_table_op,
+  HypercallMar.set_gdt,
+  HypercallMar.update_descriptor,
+  HypercallMar.dom0_op,
+  HypercallMar.multicall,
+  HypercallMar.vm_assist,
+])
+  FLUSHES_PTWR[nr] = 1;
+
 /** Executes the hypercall in the vcpu's registers (EIP already after int $0x82). */
 export function doHypercall(hv: Hypervisor, v: Vcpu): void {
   const r = hv.cpu.regs;
   const nr = r[EAX] & (NR_HYPERCALLS - 1);
+  if (FLUSHES_PTWR[nr]) ptwrFlushAll(hv, v.domain);
   hv.trace?.(v, nr);
   hv.tbufs?.record(hv, v.processor, Trc.HYPERCALL_BASE + nr, v.domain.id, v.id);
   const rc = hypercallHandler(v.domain.abi, nr)(
@@ -93,13 +117,14 @@ export function doHypercall(hv: Hypervisor, v: Vcpu): void {
   // A handler that descheduled or crashed the domain still leaves its result in EAX.
   r[EAX] = rc;
   hv.afterHypercall?.(v, nr);
-  if (hv.checkInvariantsAfterHypercall) {
-    const bad = checkInvariants(hv);
-    if (bad.length > 0)
-      throw new InvariantError(
-        `frame-table invariant broken after hypercall ${nr}: ${bad.slice(0, 3).join("; ")}`,
-      );
-  }
+  if (hv.checkInvariantsAfterHypercall) assertInvariants(hv, `hypercall ${nr}`);
+}
+
+/** Runs the invariant checker (tests and debugging); a violation is a hypervisor bug. */
+export function assertInvariants(hv: Hypervisor, after: string): void {
+  const bad = checkInvariants(hv);
+  if (bad.length > 0)
+    throw new InvariantError(`frame-table invariant broken after ${after}: ${bad.slice(0, 3).join("; ")}`);
 }
 
 const PRESENT = new Map<GuestAbi, Uint8Array>();

@@ -41,12 +41,12 @@ import {
   gnttabPrepareForTransfer,
 } from "./grant_table.js";
 import { GuestMemory } from "./guest_access.js";
-import { doHypercall } from "./hypercall.js";
+import { assertInvariants, doHypercall } from "./hypercall.js";
 import { InvariantError } from "./invariants.js";
 import { GuestIrqs, nextMachineInterruptNs, serviceMachineInterrupts } from "./irq.js";
 import { Mm, type MmHost } from "./mm.js";
 import { domainIomemInPfn, physdevInitDom0 } from "./physdev.js";
-import { PtwrInfo, ptwrFlushAll } from "./ptwr.js";
+import { PtwrInfo, ptwrBeforeDevalidate, ptwrFlushAll } from "./ptwr.js";
 import { makePolicy } from "./sched_policy.js";
 import { Scheduler } from "./scheduler.js";
 import type { TraceBuffers } from "./trace.js";
@@ -189,6 +189,10 @@ export class Hypervisor implements MmHost {
 
   flushTlbs(): void {
     this.cpu.flushTlb();
+  }
+
+  beforeDevalidate(mfn: number): void {
+    ptwrBeforeDevalidate(this, mfn);
   }
 
   checkDescriptorPage(mfn: number): boolean {
@@ -405,8 +409,10 @@ export class Hypervisor implements MmHost {
   /** Puts vcpu v's register state on the emulated core (saving whoever was there). */
   private switchTo(v: Vcpu): void {
     if (this.current === v) return;
-    // Writable page tables are flushed when the CPU leaves the domain (semantics.md §2).
-    if (this.current && this.current.domain !== v.domain) ptwrFlushAll(this, this.current.domain);
+    // Writable page tables are flushed when the CPU leaves a vcpu (semantics.md §2 and §7:
+    // __enter_scheduler flushes prev's state whenever next != prev), so a window never
+    // outlives the address space it was opened in.
+    if (this.current) ptwrFlushAll(this, this.current.domain);
     if (this.current?.context) this.current.context.save(this.cpu);
     this.current = v;
     v.context?.restore(this.cpu);
@@ -562,9 +568,14 @@ export class Hypervisor implements MmHost {
         // hlt is privileged: at ring 1 the CPU raises #GP, so a Halt exit cannot come from a guest.
         this.crashDomain(v.domain, "the guest halted the processor");
         return;
-      case Exit.Exception:
+      case Exit.Exception: {
+        const soft = this.cpu.exitSoft;
         handleException(this, v);
+        // Faults reach the page-type rules too (writable page tables, emulated CR3 loads,
+        // LDT shadowing): checked like hypercalls, which check themselves.
+        if (this.checkInvariantsAfterHypercall && !soft) assertInvariants(this, "a fault");
         return;
+      }
       case Exit.TripleFault:
         this.crashDomain(v.domain, "triple fault");
         return;
@@ -576,6 +587,9 @@ export class Hypervisor implements MmHost {
    * it, release the old one.
    */
   newBasePointer(v: Vcpu, mfn: number): boolean {
+    // Every CR3 load (emulated mov, MMUEXT_NEW_BASEPTR, the builder) flushes first: a window's
+    // unchecked entries must not go live in the new address space ([QUIRK] fixed, DEVIATIONS.md).
+    ptwrFlushAll(this, v.domain);
     if (!this.frames.isRam(mfn) || !this.mm.getPageAndType(mfn, v.domain.id, PGT_l2_page_table)) return false;
     const old = v.baseMfn;
     v.baseMfn = mfn;

@@ -79,6 +79,8 @@ export function checkInvariants(hv: Hypervisor): string[] {
     if (which === PTWR_PT_ACTIVE) unhookedPde.add(s.pdeMa);
   });
 
+  windowChecks(hv, out);
+
   // Grant tables: active entries hold references; their host maps make foreign PTEs legitimate.
   const grants = grantAccounting(hv);
   for (const g of grants.references) ref(g.frame, g.withType);
@@ -240,4 +242,53 @@ function xenSlots(hv: Hypervisor, f: number, owner: number, out: string[]): void
       out.push(`L2 ${f}: Xen slot ${i} is 0x${got.toString(16)}, want 0x${(want(i) >>> 0).toString(16)}`);
     }
   }
+}
+
+/**
+ * A writable window's entries are unchecked until its flush, so the snapshot may stand in for
+ * them only while no hardware walk can reach them: no loaded base pointer (the CPU's CR3, any
+ * vcpu's base) may hook the L1 present. The slot's own frames must still be what it recorded:
+ * the L1, the L1 holding its RW alias and (ACTIVE) the L2 holding the unhooked entry, all
+ * validated tables of the slot's domain.
+ */
+function windowChecks(hv: Hypervisor, out: string[]): void {
+  const ft = hv.frames;
+  const bases = new Map<number, string>();
+  const cr3 = hv.cpu.cr3 >>> 12;
+  if (hv.current && cr3 !== 0)
+    bases.set(cr3, `the CPU's CR3 (vcpu ${hv.current.domain.id}.${hv.current.id})`);
+  for (const d of hv.domains.values())
+    for (const v of d.vcpus) if (v.baseMfn !== 0) bases.set(v.baseMfn, `vcpu ${d.id}.${v.id}'s base`);
+  hv.ptwr.slots.forEach((s, which) => {
+    if (s.l1va === 0 || s.vcpu === null) return;
+    const dom = s.vcpu.domain.id;
+    const table = (mfn: number, type: number, what: string): void => {
+      const ti = ft.typeInfo[mfn];
+      if (
+        mfn >= ft.nrFrames ||
+        ft.owner[mfn] !== dom ||
+        (ti & (PGT_type_mask | PGT_validated)) !== (type | PGT_validated) ||
+        (ti & PGT_count_mask) === 0
+      )
+        out.push(`writable window ${which}: ${what} ${mfn} is not a validated table of domain ${dom}`);
+    };
+    table(s.l1Mfn, PGT_l1_page_table, "L1");
+    table(s.pteMa >>> 12, PGT_l1_page_table, "the L1 holding its alias PTE,");
+    if (which === PTWR_PT_ACTIVE)
+      table(s.pdeMa >>> 12, PGT_l2_page_table, "the L2 holding its unhooked entry,");
+    for (const [l2, who] of bases) {
+      for (let i = 0; i < ROOT_PAGETABLE_FIRST_XEN_SLOT; i++) {
+        const e = hv.mem.read32(l2 * 4096 + i * 4) >>> 0;
+        if ((e & _PAGE_PRESENT) === 0 || e >>> 12 !== s.l1Mfn) continue;
+        for (let k = 0; k < 1024; k++) {
+          const cur = hv.mem.read32(s.l1Mfn * 4096 + k * 4) >>> 0;
+          if (((cur ^ s.snapshot[k]) & ~AD) === 0) continue;
+          out.push(
+            `L1 ${s.l1Mfn} in a writable window is live in ${who} (L2 ${l2} slot ${i}) with unchecked entry ${k} = 0x${cur.toString(16)}`,
+          );
+          return;
+        }
+      }
+    }
+  });
 }

@@ -65,6 +65,8 @@ export interface MmHost {
   ioMemoryAllowed?(domid: number, mfn: number): boolean;
   /** gnttab_notify_transfer: writes the transferred frame into the receiver's grant entry. */
   grantNotifyTransfer?(receiver: number, ref: number, mfn: number): void;
+  /** A validated page table is about to drop its entries' references (ptwr flush hook). */
+  beforeDevalidate?(mfn: number): void;
   /** invalidate_shadow_ldt of the domain's vcpu 0 (semantics.md §1.4, §1.10). */
   invalidateShadowLdt?(domid: number): void;
   /** alloc_segdesc_page: every descriptor of a would-be GDT/LDT page passes check_descriptor. */
@@ -200,6 +202,7 @@ export class Mm {
   }
 
   private freePageType(mfn: number, type: number): void {
+    this.host.beforeDevalidate?.(mfn);
     const base = mfn * 4096;
     const owner = this.ft.owner[mfn];
     if (type === PGT_l1_page_table) {

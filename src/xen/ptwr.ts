@@ -69,11 +69,30 @@ export function ptwrPageFault(hv: Hypervisor, v: Vcpu): boolean {
   return false;
 }
 
-/** Flushes both slots if they hold state of domain d (mmu_update, update_va_mapping, switch). */
+/**
+ * Flushes both slots if they hold state of domain d. Every path that loads a page-table base,
+ * changes a page's type or count, or frees or moves a frame calls this first (the audit list is
+ * in ARCHITECTURE.md): entries a guest stored into a writable window are unchecked until the
+ * flush, so nothing may use or tear down that table before it.
+ */
 export function ptwrFlushAll(hv: Hypervisor, d: Domain): void {
   const [active, inactive] = hv.ptwr.slots;
   if (active.l1va !== 0 && active.vcpu?.domain === d) ptwrFlush(hv, PTWR_PT_ACTIVE);
   if (inactive.l1va !== 0 && inactive.vcpu?.domain === d) ptwrFlush(hv, PTWR_PT_INACTIVE);
+}
+
+/**
+ * A page table is about to be devalidated (its entries drop their references): a slot whose L1
+ * is that table, or whose RW alias PTE or unhooked PDE lives in it, is flushed first, so the
+ * teardown sees checked entries and the flush never writes into a frame that has gone. This
+ * is the last line of defence below the entry-point flushes of ptwrFlushAll.
+ */
+export function ptwrBeforeDevalidate(hv: Hypervisor, mfn: number): void {
+  hv.ptwr.slots.forEach((s, which) => {
+    if (s.l1va === 0) return;
+    if (s.l1Mfn === mfn || s.pteMa >>> 12 === mfn || (which === PTWR_PT_ACTIVE && s.pdeMa >>> 12 === mfn))
+      ptwrFlush(hv, which);
+  });
 }
 
 /**
