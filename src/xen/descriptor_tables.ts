@@ -38,6 +38,7 @@ import type { Vcpu } from "./domain.js";
 import { PGT_gdt_page, PGT_ldt_page, PGT_type_mask, PGT_writable_page } from "./frame_table.js";
 import type { Hypervisor } from "./hypervisor.js";
 import { DOP_FLUSH_TLB, DOP_RELOAD_LDT } from "./mmu.js";
+import { ptwrFlushAll } from "./ptwr.js";
 
 // Descriptor high-word fields (Intel SDM vol. 3 §3.4.5).
 const SEG_P = 0x8000;
@@ -359,6 +360,10 @@ function writeLdtDescriptor(hv: Hypervisor, v: Vcpu): void {
 export function mapLdtShadowPage(hv: Hypervisor, v: Vcpu, page: number): boolean {
   // Only pages the LDT covers (a deferred pre-map may come after SET_LDT to an empty LDT).
   if (page * GDT_ENTRIES_PER_PAGE >= v.ldtEnts) return false;
+  // A type change ahead: a writable-window L1 may hold an unchecked RW mapping of the frame,
+  // which must be counted (or the domain crashed) before the frame can become an LDT page.
+  ptwrFlushAll(hv, v.domain);
+  if (!v.domain.runnable) return false;
   const va = (v.ldtBase + page * PAGE_SIZE) >>> 0;
   const pde = hv.read32(v.baseMfn * PAGE_SIZE + (va >>> 22) * 4);
   if ((pde & _PAGE_PRESENT) === 0) return false;
