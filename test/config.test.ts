@@ -16,7 +16,10 @@ describe("configuration files", () => {
     assert.equal(c.memoryMiB, 64);
     assert.equal(c.name, "ttylinux");
     assert.equal(c.cmdline, "ip=1.2.3.4:::::eth0:off root=/dev/sda1 ro");
-    assert.ok(c.warnings.some((w) => /ttylinux\.cfg:6: disk ignored/.test(w)));
+    assert.deepEqual(c.disks, [
+      { path: "/path/to/ttylinux/rootfs", dev: "sda1", vdev: 0x801, writable: true, force: false },
+    ]);
+    assert.ok(!c.warnings.some((w) => /disk/.test(w)), c.warnings.join("\n"));
   });
 
   it("evaluates xmexample2-style expressions with command-line variables", () => {

@@ -11,6 +11,7 @@
 
 volatile u32 ctrl_shutdown_request;
 volatile u32 ctrl_mem_target;
+void (*ctrl_if_receiver)(control_msg_t *m);
 volatile u32 ctrl_console_dropped;
 
 #ifndef XEN_ABI_JUL
@@ -54,8 +55,17 @@ void ctrl_if_poll(void)
 		} else if (m->type == CMSG_MEM_REQUEST && m->length >= 4)
 			ctrl_mem_target = (u32)m->msg[0] | (u32)m->msg[1] << 8 | (u32)m->msg[2] << 16 |
 					  (u32)m->msg[3] << 24;
+		else if (m->type != CMSG_SHUTDOWN && m->type != CMSG_CONSOLE &&
+			 m->type != CMSG_MEM_REQUEST && ctrl_if_receiver) {
+			/* The receiver sees a copy and may leave a response payload in it. */
+			control_msg_t copy = *m;
+			ctrl_if_receiver(&copy);
+			*m = copy;
+			goto answered;
+		}
 		/* The response goes in the slot of the request it answers. */
 		m->length = 0;
+	answered:
 		rx_cons++;
 		answered = 1;
 	}
@@ -105,6 +115,31 @@ u32 ctrl_console_write(const char *s, u32 len)
 	return sent;
 }
 
+int ctrl_if_send(const control_msg_t *req, control_msg_t *rsp, u64 timeout_ns)
+{
+	volatile ctrl_sring_t *tx = &ctrl_if()->tx_ring;
+	u64 deadline = time_now_ns() + timeout_ns;
+	u32 idx = tx->req_prod;
+	if (ctrl_port == 0 || idx - tx->rsp_prod >= CONTROL_RING_SIZE)
+		return -1;
+	tx->ring[idx & (CONTROL_RING_SIZE - 1)] = *req;
+	barrier();
+	tx->req_prod = idx + 1;
+	barrier();
+	ev_send(ctrl_port);
+	/* Responses come in order: ours is in its slot once rsp_prod has passed it. */
+	while ((s32)(tx->rsp_prod - (idx + 1)) < 0) {
+		if (time_now_ns() >= deadline)
+			return -1;
+		HYPERVISOR_set_timer_op(deadline);
+		HYPERVISOR_sched_op(SCHEDOP_block);
+	}
+	barrier();
+	if (rsp)
+		*rsp = tx->ring[idx & (CONTROL_RING_SIZE - 1)];
+	return 0;
+}
+
 u32 ctrl_console_read(char *buf, u32 len)
 {
 	u32 n = 0;
@@ -144,6 +179,7 @@ u32 ctrl_if_init(void)
 #else
 /* JUL has no control interface (xenstore replaced it). */
 void ctrl_if_poll(void) {}
+int ctrl_if_send(const control_msg_t *req, control_msg_t *rsp, u64 timeout_ns) { return -1; }
 u32 ctrl_console_write(const char *s, u32 len) { return 0; }
 u32 ctrl_console_read(char *buf, u32 len) { return 0; }
 int ctrl_if_event(void) { return 0; }

@@ -36,6 +36,14 @@ ASSERT_OFF(control_if_t, rx_ring, 520);
 #define CMSG_SHUTDOWN_POWEROFF 0
 #define CMSG_SHUTDOWN_REBOOT 1
 
+/* Called for each controller request of another type (CMSG_BLKIF_FE...) before it is
+ * answered; it may write a response payload into m (msg and length; default length 0). */
+extern void (*ctrl_if_receiver)(control_msg_t *m);
+/* Puts a request on the tx ring, notifies, and waits (blocking, at most timeout_ns of guest
+ * time; the caller keeps VIRQ_TIMER bound so the wait can end) for its response, copied to
+ * rsp.  Returns 0, or -1 on timeout or a full ring. */
+int ctrl_if_send(const control_msg_t *req, control_msg_t *rsp, u64 timeout_ns);
+
 /* Set by the handler: the SHUTDOWN_* reason + 1 the controller asked for, else 0. */
 extern volatile u32 ctrl_shutdown_request;
 /* The last CMSG_MEM_REQUEST target in pages (0: none).  Recorded, not acted on. */

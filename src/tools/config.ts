@@ -14,6 +14,8 @@
  * line is an error naming file:line:column.
  */
 
+import { blkdevNameToNumber } from "./backends/vdev.js";
+
 export type ConfigValue = string | number | boolean | null | ConfigValue[];
 
 export class ConfigError extends Error {
@@ -51,8 +53,49 @@ export interface DomainConfig {
   onReboot: ExitAction;
   onCrash: ExitAction;
   abi: AbiName;
+  /** Virtual block devices (disk = [...]); absent in configurations saved before there were any. */
+  disks?: DiskSpec[];
   /** Settings accepted but without effect here, each with why (shown by xm create). */
   warnings: string[];
+}
+
+/** One entry of disk = [...]: 'file:/path/root.img,sda1,w'. */
+export interface DiskSpec {
+  /** The image file (relative paths are relative to the configuration file). */
+  path: string;
+  /** The device name the guest sees, as written ("sda1"), and its number (0x801). */
+  dev: string;
+  vdev: number;
+  /** Read-write or read-only. */
+  writable: boolean;
+  /** "w!" / "r!": share the image even if another domain has it (xend's override). */
+  force: boolean;
+}
+
+/** Parses one disk entry 'file:PATH,DEV,MODE' (MODE r, w, r! or w!); throws an Error saying what is wrong. */
+export function parseDiskSpec(text: string): DiskSpec {
+  const parts = text.split(",").map((p) => p.trim());
+  if (parts.length !== 3)
+    throw new Error(
+      `disk "${text}" must be 'file:/path/image,DEVICE,MODE' (like 'file:/srv/root.img,sda1,w')`,
+    );
+  const [uname, dev, mode] = parts;
+  const colon = uname.indexOf(":");
+  const type = colon < 0 ? "" : uname.slice(0, colon);
+  const path = uname.slice(colon + 1);
+  if (type !== "file")
+    throw new Error(
+      `disk "${text}": tsxen serves raw image files ('file:/path/image'), not ${type === "" ? "a bare path" : `${type}: devices`}`,
+    );
+  if (path === "") throw new Error(`disk "${text}" names no image file`);
+  const vdev = blkdevNameToNumber(dev);
+  if (vdev === null)
+    throw new Error(
+      `disk "${text}": "${dev}" is not a device name like sda1, sdb, hda or hdb2 (or a hex number)`,
+    );
+  if (!/^[rw]!?$/.test(mode))
+    throw new Error(`disk "${text}": the mode must be r or w (or r!, w!), not "${mode}"`);
+  return { path, dev, vdev, writable: mode[0] === "w", force: mode.endsWith("!") };
 }
 
 // ------------------------------------------------------------------------------------ lexer
@@ -412,7 +455,6 @@ export function parseConfigText(
 
 /** Settings of the manual that are meaningful only with devices tsxen does not have yet. */
 const DEVICE_SETTINGS: Record<string, string> = {
-  disk: "tsxen has no virtual block devices yet",
   vif: "tsxen has no virtual network interfaces yet",
   nics: "tsxen has no virtual network interfaces yet",
   console: "consoles are served by the daemon's API, not TCP ports",
@@ -441,6 +483,7 @@ const KNOWN = new Set([
   "on_reboot",
   "on_crash",
   "abi",
+  "disk",
   ...IP_SETTINGS,
 ]);
 
@@ -553,10 +596,31 @@ export function checkConfig(
       `the kernel command line is ${cmdline.length} bytes; at most 255 fit in start_info`,
     );
 
+  const disks: DiskSpec[] = [];
+  const diskList = vars.get("disk");
+  if (diskList !== undefined && diskList !== null) {
+    if (!Array.isArray(diskList))
+      fail("disk", `disk must be a list, like disk = ['file:/path/root.img,sda1,w']`);
+    for (const entry of diskList as ConfigValue[]) {
+      if (typeof entry !== "string")
+        fail("disk", `each disk must be a string in quotes, not ${typeName(entry)}`);
+      let d: DiskSpec | undefined;
+      try {
+        d = parseDiskSpec(entry as string);
+      } catch (e) {
+        fail("disk", (e as Error).message);
+      }
+      if (d === undefined) continue;
+      if (disks.some((x) => x.vdev === d.vdev)) fail("disk", `two disks are both ${d.dev}`);
+      disks.push(d);
+    }
+  }
+
   return {
     name,
     kernel,
     ramdisk: str("ramdisk"),
+    disks,
     memoryMiB,
     cpu,
     vcpus,

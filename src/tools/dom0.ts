@@ -58,6 +58,8 @@ export class Dom0 {
   /** Foreign frames mapped after the buffers (page index in the buffer L1 -> MFN). */
   private readonly windows = new Map<number, number>();
   private readonly windowsTaken = new Set<number>();
+  /** Windows whose PTE is read-only: dom0 cannot write through them either. */
+  private readonly readOnlyWindows = new Set<number>();
   private dispatchQueued = false;
 
   constructor(
@@ -78,8 +80,12 @@ export class Dom0 {
     return new Scratch(this);
   }
 
-  /** Writes bytes at a buffer address (dom0 writing its own memory). */
+  /** Writes bytes at a buffer address (dom0 writing its own memory); not through a read-only window. */
   write(va: number, bytes: Uint8Array): void {
+    const first = Math.floor((va - DOM0_BUFFER_VA) / PAGE);
+    const last = Math.floor((va + bytes.length - 1 - DOM0_BUFFER_VA) / PAGE);
+    for (let p = first; p <= last; p++)
+      if (this.readOnlyWindows.has(p)) throw new RangeError(`0x${va.toString(16)} is mapped read-only`);
     this.copy(va, bytes.length, (ma, off, n) => this.hv.mem.bytes.set(bytes.subarray(off, off + n), ma));
   }
 
@@ -120,8 +126,10 @@ export class Dom0 {
     throw new RangeError("dom0 has no free page slot for another foreign mapping");
   }
 
-  windowMapped(va: number, mfn: number): void {
-    this.windows.set((va - DOM0_BUFFER_VA) / PAGE, mfn);
+  windowMapped(va: number, mfn: number, writable = true): void {
+    const page = (va - DOM0_BUFFER_VA) / PAGE;
+    this.windows.set(page, mfn);
+    if (!writable) this.readOnlyWindows.add(page);
   }
 
   windowPte(va: number): number | undefined {
@@ -134,6 +142,7 @@ export class Dom0 {
     const page = (va - DOM0_BUFFER_VA) / PAGE;
     this.windows.delete(page);
     this.windowsTaken.delete(page);
+    this.readOnlyWindows.delete(page);
   }
 
   /** A hypercall issued by dom0's vcpu; returns EAX (negative errno on failure). */

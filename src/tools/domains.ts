@@ -16,7 +16,9 @@ import { SHUTDOWN_NAMES, Shutdown, VirqMar } from "../public/xen.js";
 import { DEFAULT_ABI } from "../xen/abi.js";
 import type { Domain } from "../xen/domain.js";
 import type { Hypervisor } from "../xen/hypervisor.js";
+import { BlkifController, type BlockDevice } from "./backends/blkif_ctl.js";
 import type { DomainConfig, ExitAction } from "./config.js";
+import { type DiskSpec, parseDiskSpec } from "./config.js";
 import { bindControlChannel, ControlInterface } from "./control_if.js";
 import { type Dom0, dom0Of, XcError } from "./dom0.js";
 import { launchDomain } from "./launch.js";
@@ -102,6 +104,8 @@ export interface ManagedDomain {
   crashReason?: string;
   /** The controller's end of its control interface (MAR domains), null when it has none. */
   control: ControlInterface | null;
+  /** Its virtual block devices (xend's blkif controller; MAR domains with a control interface). */
+  blkif?: BlkifController;
 }
 
 /** How long xm shutdown / reboot waits for the guest to answer the request (ms). */
@@ -284,8 +288,77 @@ export class DomainManager {
       control: controlPort === undefined ? null : this.connectControl(domain, controlPort),
     };
     this.managed.set(domain.id, m);
-    if (config.cpu >= 0) this.pinCpu(m, config.cpu);
+    try {
+      if (config.cpu >= 0) this.pinCpu(m, config.cpu);
+      this.attachConfigDisks(m);
+    } catch (e) {
+      this.destroy(m, false);
+      throw e instanceof ToolstackError
+        ? e
+        : new ToolstackError(`cannot build domain "${config.name}": ${(e as Error).message}`);
+    }
     return m;
+  }
+
+  /** Its controller for block devices, and the disks its configuration names (xm create). */
+  private attachConfigDisks(m: ManagedDomain): void {
+    if (m.control === null) {
+      if ((m.config.disks ?? []).length > 0)
+        throw new ToolstackError(
+          `domain "${m.config.name}" has disks, but virtual disks need the 2005-03 interface's control interface`,
+        );
+      return;
+    }
+    m.blkif = new BlkifController(this.dom0, m.domain.id, m.control, (msg) => this.hv.log(msg));
+    for (const d of m.config.disks ?? []) m.blkif.attach(d);
+  }
+
+  // ------------------------------------------------------------------ virtual block devices
+
+  /** xm block-attach: 'file:/path,dev,mode' given as its three parts, as xm takes them. */
+  blockAttach(m: ManagedDomain, uname: string, dev: string, mode: string): BlockDevice[] {
+    let spec: DiskSpec;
+    try {
+      spec = parseDiskSpec(`${uname},${dev},${mode}`);
+    } catch (e) {
+      throw new ToolstackError((e as Error).message);
+    }
+    const blkif = this.requireBlkif(m);
+    try {
+      blkif.attach(spec);
+    } catch (e) {
+      throw new ToolstackError((e as Error).message, 409);
+    }
+    m.config.disks = [...(m.config.disks ?? []), spec];
+    return blkif.list();
+  }
+
+  /** xm block-detach: by device name (sdb) or number (0x810). */
+  blockDetach(m: ManagedDomain, dev: string): BlockDevice[] {
+    const blkif = this.requireBlkif(m);
+    try {
+      blkif.detach(dev);
+    } catch (e) {
+      throw new ToolstackError((e as Error).message, 404);
+    }
+    const left = new Set(blkif.specs());
+    m.config.disks = (m.config.disks ?? []).filter((d) => left.has(d));
+    return blkif.list();
+  }
+
+  /** xm block-list. */
+  blockList(m: ManagedDomain): BlockDevice[] {
+    return m.blkif?.list() ?? [];
+  }
+
+  private requireBlkif(m: ManagedDomain): BlkifController {
+    this.requireRunning(m, "change the disks of");
+    if (m.blkif === undefined)
+      throw new ToolstackError(
+        `domain "${m.config.name}" has no control interface (the 2005-07 interface), so it can have no virtual disks`,
+        409,
+      );
+    return m.blkif;
   }
 
   /** Adopts a domain made elsewhere (restore). */
@@ -311,6 +384,13 @@ export class DomainManager {
       } catch {
         m.control = null;
       }
+    }
+    // Its disks come back as they were configured; the frontend finds its interface
+    // disconnected when it says its driver is up again, and connects anew.
+    try {
+      this.attachConfigDisks(m);
+    } catch (e) {
+      this.hv.log(`domain ${config.name}: disks not attached after restore: ${(e as Error).message}`);
     }
     this.managed.set(domain.id, m);
     this.emit({ kind: "created", id: domain.id, name: config.name });
@@ -461,6 +541,7 @@ export class DomainManager {
     this.managed.delete(d.id);
     // dom0 lets go of the domain's shared_info page and its channel first (xcs), so nothing
     // of dom0's keeps the domain alive as a zombie.
+    m.blkif?.destroy();
     m.control?.disconnect();
     this.killDomain(d);
     for (const fn of this.consoleWatchers.get(d.id) ?? []) fn(new Uint8Array(0));

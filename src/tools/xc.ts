@@ -958,23 +958,24 @@ export function xcEvtchnClose(dom0: Dom0, port: number): number {
 }
 
 /**
- * Maps another domain's frame writable into dom0's address space (privcmd's mmap: one
- * mmu_update batch [SET_FOREIGNDOM(domid), the PTE in dom0's L1]). Returns its address there.
+ * Maps another domain's frame into dom0's address space, writable unless `writable` is false
+ * (privcmd's mmap: one mmu_update batch [SET_FOREIGNDOM(domid), the PTE in dom0's L1]). Xen
+ * refuses a frame that domid does not own (XcError). Returns its address there.
  */
-export function xcMapForeignFrame(dom0: Dom0, domid: number, mfn: number): number {
+export function xcMapForeignFrame(dom0: Dom0, domid: number, mfn: number, writable = true): number {
   const w = dom0.takeWindow();
   const fd: [number, number] = [
     MmuMar.EXTENDED_COMMAND,
     MmuExtMar.SET_FOREIGNDOM | (domid << MMUEXT_DOMID_SHIFT),
   ];
-  const pte = (mfn * 4096 + (_PAGE_PRESENT | _PAGE_RW | _PAGE_ACCESSED | _PAGE_DIRTY)) >>> 0;
+  const pte = (mfn * 4096 + (_PAGE_PRESENT | (writable ? _PAGE_RW : 0) | _PAGE_ACCESSED | _PAGE_DIRTY)) >>> 0;
   try {
     xcMmuUpdate(dom0, [fd, [w.pteMa | MmuMar.NORMAL_PT_UPDATE, pte]]);
   } catch (e) {
     dom0.releaseWindow(w.va);
     throw e;
   }
-  dom0.windowMapped(w.va, mfn);
+  dom0.windowMapped(w.va, mfn, writable);
   return w.va;
 }
 
