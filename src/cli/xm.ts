@@ -128,6 +128,19 @@ async function waitGone(c: Connection, dom: string, what: string): Promise<void>
   throw new XmError(`domain ${dom} did not ${what} within 60 s`);
 }
 
+/**
+ * A reader that goes away (`xm console X | head -3`) ends xm quietly, as SIGPIPE ends a C
+ * tool, instead of an EPIPE stack trace; the daemon sees its console socket close.
+ */
+function endQuietlyOnClosedStdout(): void {
+  if (process.stdout.listenerCount("error") > 0) return;
+  process.stdout.on("error", (e: NodeJS.ErrnoException) => {
+    if (e.code === "EPIPE") process.exit(process.exitCode ?? 0);
+    process.stderr.write(`xm: cannot write the output: ${e.message}\n`);
+    process.exit(1);
+  });
+}
+
 export function registerXm(program: Command): void {
   const xm = program
     .command("xm")
@@ -138,6 +151,7 @@ export function registerXm(program: Command): void {
   const run =
     <A extends unknown[]>(fn: (...args: A) => Promise<void>) =>
     async (...args: A): Promise<void> => {
+      endQuietlyOnClosedStdout();
       try {
         await fn(...args);
       } catch (e) {

@@ -17,7 +17,7 @@
  * digest is wrong before touching the hypervisor.
  */
 import { createHash } from "node:crypto";
-import { open, rename, unlink } from "node:fs/promises";
+import { type FileHandle, open, readdir, readFile, rename, unlink } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { CpuContext } from "../cpu/context.js";
 import { _PAGE_PRESENT } from "../public/arch_x86_32.js";
@@ -582,6 +582,9 @@ function fillDomain(hv: Hypervisor, d: Domain, h: ImageHeader, body: Uint8Array)
   // The shared_info page carries the pending events; the time in it is refreshed on the
   // first schedule. A domain saved while suspended resumes from its shutdown hypercall.
   void SharedInfo;
+  // Every vcpu has its context: the domain is built, as a successful SETDOMAININFO would mark
+  // it (DF_CONSTRUCTED), so DOM0_UNPAUSEDOMAIN accepts it after a pause.
+  d.constructed = true;
   hv.unpauseDomain(d);
 }
 
@@ -591,18 +594,41 @@ function n(h: ImageHeader): number {
 
 // ------------------------------------------------------------------ files
 
+/** The temporary name of an image being written to path (hidden, beside it). */
+const TMP_NAME = /^\..+\.tmp-(\d+)-\d+$/;
+let tmpSeq = 0;
+
+/** fsync of a directory, so a rename or unlink in it survives a crash. */
+async function syncDir(dir: string): Promise<void> {
+  const fh = await open(dir, "r");
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
 /**
- * Writes an image atomically: to a temporary file beside the target, synced, then renamed
- * over it, so a crash mid-save never leaves a partial image under the target's name.
+ * Writes an image atomically: to a temporary file beside the target, synced, renamed over it,
+ * and the directory synced, so a crash mid-save never leaves a partial image under the
+ * target's name. A failed write removes its temporary file. With a journal directory (the
+ * daemon's state directory), the temporary file's path is noted there first, so that if the
+ * process is killed mid-write cleanImageLeftovers at its next start removes it.
  */
 export async function writeImageFile(
   path: string,
   bytes: Uint8Array,
   progress: (done: number, total: number) => void,
+  journal?: string,
 ): Promise<void> {
-  const tmp = join(dirname(path), `.${basename(path)}.tmp-${process.pid}-${Date.now()}`);
-  const fh = await open(tmp, "wx", 0o600);
+  const dir = dirname(path);
+  const tmp = join(dir, `.${basename(path)}.tmp-${process.pid}-${Date.now()}${tmpSeq}`);
+  const note = journal === undefined ? undefined : join(journal, `${process.pid}-${tmpSeq}`);
+  tmpSeq++;
+  if (note !== undefined) await writeSynced(note, tmp);
+  let fh: FileHandle | undefined;
   try {
+    fh = await open(tmp, "wx", 0o600);
     const CHUNK = 1 << 20;
     for (let off = 0; off < bytes.length; off += CHUNK) {
       const part = bytes.subarray(off, Math.min(bytes.length, off + CHUNK));
@@ -611,11 +637,60 @@ export async function writeImageFile(
     }
     await fh.sync();
     await fh.close();
+    fh = undefined;
     await rename(tmp, path);
+    await syncDir(dir);
   } catch (e) {
-    await fh.close().catch(() => {});
+    await fh?.close().catch(() => {});
     await unlink(tmp).catch(() => {});
     throw e;
+  } finally {
+    if (note !== undefined) await unlink(note).catch(() => {});
+  }
+}
+
+async function writeSynced(path: string, text: string): Promise<void> {
+  const fh = await open(path, "w", 0o600);
+  try {
+    await fh.writeFile(text);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  await syncDir(dirname(path));
+}
+
+/**
+ * Removes the temporary image files that a killed writer left (noted in journal by
+ * writeImageFile), skipping those of a process still alive. Returns the files removed.
+ */
+export async function cleanImageLeftovers(journal: string): Promise<string[]> {
+  const removed: string[] = [];
+  for (const entry of await readdir(journal).catch(() => [] as string[])) {
+    const pid = Number(/^(\d+)-\d+$/.exec(entry)?.[1] ?? Number.NaN);
+    // A live writer's file (this process's too: another daemon in it may be writing).
+    if (Number.isNaN(pid) || processAlive(pid)) continue;
+    const tmp = await readFile(join(journal, entry), "utf8").catch(() => "");
+    // Only ever a temporary image's name: the journal must not be a way to delete anything else.
+    if (TMP_NAME.test(basename(tmp))) {
+      const gone = await unlink(tmp).then(
+        () => true,
+        () => false,
+      );
+      if (gone) removed.push(tmp);
+    }
+    await unlink(join(journal, entry)).catch(() => {});
+  }
+  return removed;
+}
+
+/** A process with this id exists (signal 0 reaches it, or it is another user's). */
+export function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as { code?: string }).code === "EPERM";
   }
 }
 
