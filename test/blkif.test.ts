@@ -5,15 +5,18 @@
  * images or the backend's ability to serve. The images are checked on the host afterwards.
  */
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
 import { blkbackOf } from "../src/tools/backends/blkback.js";
 import { blkdevNameToNumber, blkdevNumberToName } from "../src/tools/backends/vdev.js";
 import { parseDiskSpec, parseDomainConfig } from "../src/tools/config.js";
 import { DomainManager, type ManagedDomain, ToolstackError } from "../src/tools/domains.js";
 import { Hypervisor } from "../src/xen/hypervisor.js";
+import { startDaemon } from "./helpers/daemon.js";
 import { guestPath } from "./support/guests.js";
 
 /** Byte i of sector s of an image made with seed (the guest computes the same). */
@@ -219,5 +222,106 @@ describe("blkif: the test frontend against blkback", () => {
     );
     assert.ok(after.root.equals(want), "the read-write image holds exactly the guest's writes");
     assert.ok(readFileSync(join(dir, "extra.img")).equals(image(64, 3)));
+  });
+});
+
+describe("blkif: xm block-attach, block-detach, block-list through tsxend", () => {
+  const CLI = fileURLToPath(new URL("../src/cli/main.js", import.meta.url));
+  let stop: () => Promise<void> = async () => {};
+  let env: NodeJS.ProcessEnv = {};
+
+  function xm(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+    return new Promise((done) => {
+      execFile(
+        process.execPath,
+        [CLI, "xm", ...args],
+        { cwd: dir, env, timeout: 30_000 },
+        (err, stdout, stderr) =>
+          done({ code: err === null ? 0 : typeof err.code === "number" ? err.code : 1, stdout, stderr }),
+      );
+    });
+  }
+
+  before(async () => {
+    // The helper's answer has a token and a state directory once tsxend has them.
+    const d = (await startDaemon()) as {
+      daemon: { close(): Promise<void> };
+      port: number;
+      token?: string;
+      stateDir?: string;
+    };
+    stop = () => d.daemon.close();
+    env = { ...process.env, TSXEN_DAEMON: `127.0.0.1:${d.port}` };
+    if (d.token !== undefined) env.TSXEN_TOKEN = d.token;
+    if (d.stateDir !== undefined) env.TSXEN_STATE_DIR = d.stateDir;
+  });
+  after(() => stop());
+
+  it("attaches, lists and detaches disks of a running domain, with clear errors", async () => {
+    writeFileSync(join(dir, "xm-root.img"), image(256, 4));
+    writeFileSync(join(dir, "xm-extra.img"), image(64, 5));
+    writeFileSync(
+      join(dir, "xm.cfg"),
+      `kernel = "${guestPath("ev_counter")}"\nname = "disky"\nmemory = 4\ndisk = ['file:xm-root.img,sda1,w']\n`,
+    );
+    const created = await xm("create", "xm.cfg");
+    assert.equal(created.code, 0, created.stderr);
+    assert.doesNotMatch(created.stderr, /disk/);
+
+    let r = await xm("block-list", "disky");
+    assert.equal(r.code, 0, r.stderr);
+    const rows = (out: string): string[][] =>
+      out
+        .trim()
+        .split("\n")
+        .slice(1)
+        .map((l) => l.trim().split(/\s+/));
+    assert.match(r.stdout, /^Dev\s+Vdev\s+Mode\s+Size\(MiB\)\s+State\s+Reqs\s+Errs\s+Image$/m);
+    assert.deepEqual(rows(r.stdout), [
+      ["sda1", "0x801", "w", "0.1", "disconnected", "0", "0", join(dir, "xm-root.img")],
+    ]);
+
+    r = await xm("block-attach", "disky", "file:xm-extra.img", "hdb", "r");
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(
+      rows(r.stdout).map((x) => [x[0], x[1], x[2], x[7]]),
+      [
+        ["hdb", "0x340", "r", join(dir, "xm-extra.img")],
+        ["sda1", "0x801", "w", join(dir, "xm-root.img")],
+      ],
+    );
+    const json = JSON.parse((await xm("block-list", "disky", "--json")).stdout) as Array<{
+      dev: string;
+      sectors: number;
+    }>;
+    assert.deepEqual(
+      json.map((x) => [x.dev, x.sectors]),
+      [
+        ["hdb", 64],
+        ["sda1", 256],
+      ],
+    );
+
+    for (const [args, msg] of [
+      [["block-attach", "disky", "xm-extra.img", "hdc", "r"], /must be given as file:/],
+      [["block-attach", "disky", "file:xm-extra.img", "hdc", "rw"], /mode must be r or w/],
+      [["block-attach", "disky", "file:xm-extra.img", "floppy", "r"], /not a device name/],
+      [["block-attach", "disky", "file:nothere.img", "hdc", "r"], /cannot open disk image .*ENOENT/],
+      [["block-attach", "disky", "file:xm-root.img", "sdb", "r"], /in use read-write by domain/],
+      [["block-attach", "nobody", "file:xm-extra.img", "hdc", "r"], /no domain "nobody"/],
+      [["block-detach", "disky", "sdz"], /has no disk sdz; it has hdb, sda1/],
+    ] as Array<[string[], RegExp]>) {
+      const e = await xm(...args);
+      assert.equal(e.code, 1, `xm ${args.join(" ")} succeeded`);
+      assert.match(e.stderr, msg);
+    }
+
+    r = await xm("block-detach", "disky", "hdb");
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(
+      rows((await xm("block-list", "disky")).stdout).map((x) => x[0]),
+      ["sda1"],
+    );
+    assert.equal((await xm("destroy", "disky")).code, 0);
   });
 });

@@ -6,6 +6,7 @@ import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import type { Command } from "commander";
 import { looksLikeConfig } from "../tools/config.js";
+import { registerDeviceCommands } from "./xm-devices.js";
 import { attachConsole, type Connection, connection, request, streamed, XmError } from "./xm-client.js";
 
 interface DomainRow {
@@ -237,6 +238,7 @@ export function registerXm(program: Command): void {
       }),
     );
 
+  registerDeviceCommands(xm, conn, run);
   simple("pause", "pause a domain's execution", "pause");
   simple("unpause", "unpause a domain", "unpause");
   simple("destroy", "kill a domain immediately", "destroy");

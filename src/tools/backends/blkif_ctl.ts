@@ -157,7 +157,9 @@ export class BlkifController {
     const vdev = blkdevNameToNumber(dev);
     const d = vdev === null ? undefined : this.devices.get(vdev);
     if (vdev === null || d === undefined) {
-      const have = [...this.devices.values()].map((x) => x.spec.dev);
+      const have = [...this.devices.values()]
+        .sort((a, b) => a.spec.vdev - b.spec.vdev)
+        .map((x) => x.spec.dev);
       throw new Error(
         `domain ${this.domid} has no disk ${dev}${have.length > 0 ? `; it has ${have.join(", ")}` : ""}`,
       );
