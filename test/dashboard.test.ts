@@ -20,9 +20,10 @@ import { startDaemon } from "./helpers/daemon.js";
 
 const GUESTS = fileURLToPath(new URL("../../guests", import.meta.url));
 
+/** A daemon serving the page, and the URL it prints at start (the token in it). */
 async function dashboardDaemon(webDir: string, token?: string): Promise<{ daemon: Daemon; url: string }> {
-  const { daemon, port } = await startDaemon({ webDir, token });
-  return { daemon, url: `http://127.0.0.1:${port}/` };
+  const { daemon } = await startDaemon({ webDir, token });
+  return { daemon, url: daemon.dashboardUrl() };
 }
 
 /** The text of the domains table's row for a domain name, or "" when there is none. */
@@ -63,6 +64,11 @@ describe("the tsxend dashboard in Chromium", { skip: noChromium }, () => {
       (await page.textContent("#host")) ?? "",
       /^Xen .* 1 CPU\(s\), \d+ of 128 MiB free, scheduler bvt$/,
     );
+    // The page kept the printed URL's token and took it out of the address bar; a visit
+    // without it (a reload, another tab) still gets in.
+    assert.equal(page.url(), url.replace(/\?token=.*$/, ""));
+    await page.reload();
+    await page.waitForFunction(() => /CPU\(s\)/.test(document.getElementById("host")?.textContent ?? ""));
     assert.match(await rowText(page, "Domain-0"), /^0Domain-0/);
     // The form comes with the bundled guest's path filled in.
     assert.match(await page.inputValue("#config"), /guests\/hello\.elf/);
@@ -102,7 +108,7 @@ describe("the tsxend dashboard in Chromium", { skip: noChromium }, () => {
 
   it("migrates a domain live to another tsxend, asking where to", async () => {
     const { daemon, url } = await dashboardDaemon(webDir);
-    const other = await startDaemon();
+    const other = await startDaemon({ token: "other-s3cret" });
     daemons.push(daemon, other.daemon);
     const page = await browser.newPage();
     await page.goto(url);
@@ -115,7 +121,9 @@ describe("the tsxend dashboard in Chromium", { skip: noChromium }, () => {
         timeout: 20_000,
       },
     );
-    page.once("dialog", (d) => void d.accept(`127.0.0.1:${other.port}`));
+    // Where to, then that tsxend's token.
+    const answers = [`127.0.0.1:${other.port}`, "other-s3cret"];
+    page.on("dialog", (d) => void d.accept(answers.shift()));
     await page.locator("#domains tr", { hasText: "mover" }).getByRole("button", { name: "Migrate" }).click();
     await page.waitForFunction(
       () => /migrated/.test(document.getElementById("message")?.textContent ?? ""),
@@ -142,13 +150,13 @@ describe("the tsxend dashboard in Chromium", { skip: noChromium }, () => {
     await page.close();
   });
 
-  it("asks for the token of a daemon that wants one, then works with it, console included", async () => {
+  it("asks for the token when opened without it, then works with it, console included", async () => {
     const { daemon, url } = await dashboardDaemon(webDir, "s3cret");
     daemons.push(daemon);
     const page = await browser.newPage();
-    await page.goto(url);
+    await page.goto(url.replace(/\?token=.*$/, ""));
     await page.waitForSelector("#auth", { state: "visible" });
-    assert.match((await page.textContent("#host")) ?? "", /token/);
+    assert.match((await page.textContent("#host")) ?? "", /this tsxend wants its token/);
     await page.fill("#token", "s3cret");
     await page.click("#auth button");
     await page.waitForFunction(() => /CPU\(s\)/.test(document.getElementById("host")?.textContent ?? ""));

@@ -12,14 +12,19 @@ import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { type Daemon, migrationTarget } from "../src/daemon/daemon.js";
-import { startDaemon } from "./helpers/daemon.js";
+import { apiHeaders, startDaemon } from "./helpers/daemon.js";
 
 const CLI = fileURLToPath(new URL("../src/cli/main.js", import.meta.url));
 const GUESTS = fileURLToPath(new URL("../../guests", import.meta.url));
 
-async function daemon(token?: string): Promise<{ d: Daemon; base: string; port: number }> {
-  const { daemon: d, port } = await startDaemon({ token });
-  return { d, base: `http://127.0.0.1:${port}/api/v1`, port };
+/** Each daemon's token, by its API's base URL. */
+const tokens = new Map<string, string>();
+
+async function daemon(given?: string): Promise<{ d: Daemon; base: string; port: number; token: string }> {
+  const { daemon: d, port, token } = await startDaemon({ token: given });
+  const base = `http://127.0.0.1:${port}/api/v1`;
+  tokens.set(base, token);
+  return { d, base, port, token };
 }
 
 async function api(
@@ -27,10 +32,9 @@ async function api(
   method: string,
   path: string,
   body?: unknown,
-  token?: string,
+  token = tokens.get(base) ?? "",
 ): Promise<Response> {
-  const headers: Record<string, string> = { "content-type": "application/json" };
-  if (token) headers.authorization = `Bearer ${token}`;
+  const headers = apiHeaders(token);
   return fetch(base + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
 }
 
@@ -85,7 +89,9 @@ describe("xm migrate", () => {
     const { a } = await withCounter("ctr");
     const b = await daemon();
     daemons.push(b.d);
-    const r = await final(await api(a.base, "POST", "/domains/ctr/migrate", { to: `127.0.0.1:${b.port}` }));
+    const r = await final(
+      await api(a.base, "POST", "/domains/ctr/migrate", { to: `127.0.0.1:${b.port}`, token: b.token }),
+    );
     assert.equal(r.ok, true, JSON.stringify(r));
     assert.equal(r.to, `http://127.0.0.1:${b.port}`);
     assert.equal((await api(a.base, "GET", "/domains/ctr")).status, 404);
@@ -107,7 +113,9 @@ describe("xm migrate", () => {
       file: "/x.cfg",
       config: `name = "dup"\nkernel = "${kernel}"\nmemory = 8\n`,
     });
-    const r = await final(await api(a.base, "POST", "/domains/dup/migrate", { to: `127.0.0.1:${b.port}` }));
+    const r = await final(
+      await api(a.base, "POST", "/domains/dup/migrate", { to: `127.0.0.1:${b.port}`, token: b.token }),
+    );
     assert.match(
       String(r.error),
       /cannot migrate dup to .*: a domain named "dup" is running already.*; it keeps running here/,
@@ -153,7 +161,11 @@ describe("xm migrate", () => {
     daemons.push(b.d);
     const before = lastCount(await consoleText(a.base, "live"));
     const r = await final(
-      await api(a.base, "POST", "/domains/live/migrate", { to: `127.0.0.1:${b.port}`, live: true }),
+      await api(a.base, "POST", "/domains/live/migrate", {
+        to: `127.0.0.1:${b.port}`,
+        token: b.token,
+        live: true,
+      }),
     );
     assert.equal(r.ok, true, JSON.stringify(r));
     const rounds = r.rounds as number[];
@@ -178,7 +190,7 @@ describe("xm migrate", () => {
     const post = (path: string, bytes: Uint8Array<ArrayBuffer>) =>
       fetch(`${b.base}${path}`, {
         method: "POST",
-        headers: { "content-type": "application/octet-stream" },
+        headers: { ...apiHeaders(b.token), "content-type": "application/octet-stream" },
         body: bytes,
       });
     const none = await post("/receive/live/0123abcd/pages", new Uint8Array(8));
@@ -211,8 +223,19 @@ describe("xm migrate", () => {
     const b = await daemon("t0ken");
     daemons.push(b.d);
     const xm = (...args: string[]) =>
-      promisify(execFile)(process.execPath, [CLI, "xm", "--daemon", a.base.replace("/api/v1", ""), ...args]);
-    await assert.rejects(xm("migrate", "cli", `127.0.0.1:${b.port}`), /a valid token is required/);
+      promisify(execFile)(process.execPath, [
+        CLI,
+        "xm",
+        "--daemon",
+        a.base.replace("/api/v1", ""),
+        "--token",
+        a.token,
+        ...args,
+      ]);
+    await assert.rejects(
+      xm("migrate", "cli", `127.0.0.1:${b.port}`),
+      /cannot migrate cli to .*: this tsxend wants its token: its token is the one it was started with \(--token or TSXEN_TOKEN\)/,
+    );
     const { stdout } = await xm("migrate", "cli", `127.0.0.1:${b.port}`, "--dest-token", "t0ken");
     assert.match(
       stdout,
@@ -232,6 +255,8 @@ describe("xm migrate", () => {
       "--live",
       "cli",
       a.base.replace("/api/v1", ""),
+      "--dest-token",
+      a.token,
     ]);
     assert.match(
       back.stdout,

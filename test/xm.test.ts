@@ -11,6 +11,11 @@ import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 
 const CLI = fileURLToPath(new URL("../src/cli/main.js", import.meta.url));
+// The daemon here and the xm that talks to it share a state directory of this test's (its
+// token file), as a user's share ~/.local/state/tsxen.
+const STATE_DIR = mkdtempSync(join(tmpdir(), "tsxen-xm-state-"));
+process.env.TSXEN_STATE_DIR = STATE_DIR;
+process.on("exit", () => rmSync(STATE_DIR, { recursive: true, force: true }));
 const GUESTS = fileURLToPath(new URL("../../guests", import.meta.url));
 
 /** Builds just the counter guest (the other guests are test/guests.test.ts's business). */
@@ -346,6 +351,8 @@ describe("the README's toolstack walk-through", () => {
   let walkDaemon: ChildProcess | undefined;
   let walkPort = 0;
   let walkDir = "";
+  // A state directory of its own: its daemon runs beside the other one.
+  const walkEnv = { ...process.env, TSXEN_STATE_DIR: mkdtempSync(join(tmpdir(), "tsxen-readme-state-")) };
 
   function readmeCommands(): string[][] {
     const readme = readFileSync(join(ROOT, "README.md"), "utf8");
@@ -357,6 +364,7 @@ describe("the README's toolstack walk-through", () => {
     return new Promise((resolve) => {
       const p = spawn(process.execPath, [CLI, "xm", "--daemon", `127.0.0.1:${walkPort}`, ...args], {
         cwd: walkDir,
+        env: walkEnv,
       });
       let stdout = "";
       let stderr = "";
@@ -385,7 +393,10 @@ describe("the README's toolstack walk-through", () => {
     walkDir = mkdtempSync(join(tmpdir(), "tsxen-readme-"));
     symlinkSync(join(ROOT, "examples"), join(walkDir, "examples"));
     symlinkSync(join(ROOT, "guests"), join(walkDir, "guests"));
-    const d = spawn(process.execPath, [CLI, "daemon", "--port", "0"], { stdio: ["ignore", "pipe", "pipe"] });
+    const d = spawn(process.execPath, [CLI, "daemon", "--port", "0"], {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: walkEnv,
+    });
     walkDaemon = d;
     walkPort = await new Promise<number>((resolve, reject) => {
       let out = "";
@@ -401,6 +412,7 @@ describe("the README's toolstack walk-through", () => {
   after(() => {
     if (walkDaemon !== undefined && walkDaemon.exitCode === null) walkDaemon.kill("SIGTERM");
     rmSync(walkDir, { recursive: true, force: true });
+    rmSync(walkEnv.TSXEN_STATE_DIR, { recursive: true, force: true });
   });
 
   it("runs every xm command of the README in order, each doing what the README says", async () => {

@@ -24,7 +24,19 @@ const term = new Terminal({ convertEol: true, cols: 90, rows: 24, fontSize: 13 }
 term.open($<HTMLDivElement>("terminal"));
 const encoder = new TextEncoder();
 
-let token = sessionStorage.getItem("tsxen-token") ?? "";
+/**
+ * tsxend's token: the URL it printed at start carries it (?token=); the page keeps it for
+ * this origin (localStorage: other tabs and later visits need it too) and takes it out of
+ * the address bar, so it stays out of history and screenshots.
+ */
+const TOKEN_KEY = "tsxen-token";
+const given = new URL(location.href);
+if (given.searchParams.has("token")) {
+  localStorage.setItem(TOKEN_KEY, given.searchParams.get("token") ?? "");
+  given.searchParams.delete("token");
+  history.replaceState(null, "", given.pathname + given.search + given.hash);
+}
+let token = localStorage.getItem(TOKEN_KEY) ?? "";
 let consoleSocket: WebSocket | null = null;
 let consoleDomain = -1;
 
@@ -113,8 +125,14 @@ function row(d: DomainInfo): HTMLTableRowElement {
 async function migrate(d: DomainInfo): Promise<unknown> {
   const to = prompt(`Migrate ${d.name} (live) to which tsxend? host:port`, "");
   if (to === null || to.trim() === "") throw new Error("migration cancelled");
+  const key = prompt(`The token of the tsxend at ${to.trim()} (its token file, or its --token)`, "");
+  if (key === null) throw new Error("migration cancelled");
   say(`migrating ${d.name} to ${to.trim()}…`);
-  return api("POST", `/domains/${d.id}/migrate`, { to: to.trim(), live: true });
+  return api("POST", `/domains/${d.id}/migrate`, {
+    to: to.trim(),
+    live: true,
+    ...(key.trim() === "" ? {} : { token: key.trim() }),
+  });
 }
 
 function attachConsole(d: DomainInfo): void {
@@ -179,7 +197,7 @@ $<HTMLFormElement>("create").addEventListener("submit", (ev) => {
 $<HTMLFormElement>("auth").addEventListener("submit", (ev) => {
   ev.preventDefault();
   token = $<HTMLInputElement>("token").value;
-  sessionStorage.setItem("tsxen-token", token);
+  localStorage.setItem(TOKEN_KEY, token);
   $<HTMLFormElement>("auth").style.display = "none";
   void refresh();
 });

@@ -4,6 +4,7 @@
  */
 import WebSocket from "ws";
 import { DEFAULT_PORT, tsxendUrl } from "../daemon/port.js";
+import { defaultStateDir, isLoopback, readTokenFile, tokenFile } from "../daemon/token.js";
 
 export const DEFAULT_DAEMON = `http://127.0.0.1:${DEFAULT_PORT}`;
 
@@ -15,8 +16,14 @@ export class XmError extends Error {
 export interface Connection {
   base: string;
   token?: string;
+  /** Where the token came from (or why there is none), added to the daemon's 401 sentence. */
+  tokenFrom: string;
 }
 
+/**
+ * Where tsxend is and its token: --token, else $TSXEN_TOKEN, else (for a tsxend on this
+ * machine) the token file in tsxend's state directory ($TSXEN_STATE_DIR or the default).
+ */
 export function connection(opts: { daemon?: string; token?: string }): Connection {
   let base: string;
   try {
@@ -24,7 +31,23 @@ export function connection(opts: { daemon?: string; token?: string }): Connectio
   } catch (e) {
     throw new XmError(`--daemon: ${(e as Error).message}`);
   }
-  return { base, token: opts.token ?? process.env.TSXEN_TOKEN };
+  if (opts.token) return { base, token: opts.token, tokenFrom: "xm sent the token given with --token" };
+  if (process.env.TSXEN_TOKEN)
+    return { base, token: process.env.TSXEN_TOKEN, tokenFrom: "xm sent the token in $TSXEN_TOKEN" };
+  if (!isLoopback(new URL(base).hostname))
+    return { base, tokenFrom: "xm sent no token: give it with --token or TSXEN_TOKEN" };
+  const file = tokenFile(defaultStateDir());
+  try {
+    return { base, token: readTokenFile(file), tokenFrom: `xm sent the token in ${file}` };
+  } catch (e) {
+    const why = (e as NodeJS.ErrnoException).code === "ENOENT" ? `there is no ${file}` : (e as Error).message;
+    return { base, tokenFrom: `xm sent no token: ${why}` };
+  }
+}
+
+/** The daemon's refusal of a token, with what xm sent. */
+function refused(c: Connection, status: number, error: string): string {
+  return status === 401 ? `${error} (${c.tokenFrom})` : error;
 }
 
 function headers(c: Connection, json: boolean): Record<string, string> {
@@ -67,7 +90,10 @@ export async function request<T = Record<string, unknown>>(
   } catch {
     throw new XmError(`tsxend sent an answer that is not JSON (HTTP ${res.status})`);
   }
-  if (!res.ok) throw new XmError(String((value as { error?: unknown }).error ?? `HTTP ${res.status}`));
+  if (!res.ok)
+    throw new XmError(
+      refused(c, res.status, String((value as { error?: unknown }).error ?? `HTTP ${res.status}`)),
+    );
   return value as T;
 }
 
@@ -84,7 +110,7 @@ export async function streamed(
   const res = await send(c, "POST", path, body);
   if (!res.ok) {
     const v = (await res.json().catch(() => ({}))) as { error?: string };
-    throw new XmError(v.error ?? `HTTP ${res.status}`);
+    throw new XmError(refused(c, res.status, v.error ?? `HTTP ${res.status}`));
   }
   let buf = "";
   let final: Record<string, unknown> | null = null;
@@ -145,7 +171,15 @@ export function attachConsole(
       let text = "";
       res.on("data", (d: Buffer) => (text += d.toString()));
       res.on("end", () =>
-        reject(new XmError(text.trim() || `cannot attach to the console (HTTP ${res.statusCode})`)),
+        reject(
+          new XmError(
+            refused(
+              c,
+              res.statusCode ?? 0,
+              text.trim() || `cannot attach to the console (HTTP ${res.statusCode})`,
+            ),
+          ),
+        ),
       );
     });
     ws.on("error", (e: Error & { code?: string }) => {

@@ -1,6 +1,7 @@
 /**
  * `tsxen daemon`: starts tsxend in the foreground. It prints where it listens on stdout
- * (one line, "tsxend listening on http://HOST:PORT") and stops cleanly on SIGTERM or SIGINT.
+ * ("tsxend listening on http://HOST:PORT", then the dashboard's URL with the token) and stops
+ * cleanly on SIGTERM or SIGINT.
  */
 import { writeFileSync } from "node:fs";
 import type { Command } from "commander";
@@ -12,6 +13,8 @@ interface DaemonCliOptions {
   listen: string;
   port: string;
   token?: string;
+  stateDir?: string;
+  allowHost: string[];
   machineMemory: string;
   cpus: string;
   sched: string;
@@ -34,7 +37,9 @@ export async function runDaemon(o: DaemonCliOptions): Promise<number> {
     daemon = new Daemon({
       host: o.listen,
       port: whole(o.port, "--port", 0, 65535),
-      token: o.token ?? process.env.TSXEN_TOKEN,
+      token: o.token || process.env.TSXEN_TOKEN || undefined,
+      stateDir: o.stateDir,
+      allowHosts: o.allowHost,
       machineMemoryMiB: whole(o.machineMemory, "--machine-memory", 16, 4096),
       cpus: whole(o.cpus, "--cpus", 1, 32),
       scheduler: o.sched,
@@ -53,6 +58,8 @@ export async function runDaemon(o: DaemonCliOptions): Promise<number> {
   }
   const host = addr.family === "IPv6" ? `[${addr.address}]` : addr.address;
   process.stdout.write(`tsxend listening on http://${host}:${addr.port}\n`);
+  // As Jupyter does: one URL that lets a browser in; the page keeps the token.
+  process.stdout.write(`tsxend dashboard: ${daemon.dashboardUrl()}\n`);
   if (o.portFile) writeFileSync(o.portFile, `${addr.port}\n`);
   await new Promise<void>((resolve) => {
     const stop = (sig: string): void => {
@@ -69,9 +76,22 @@ export function registerDaemon(program: Command): void {
   program
     .command("daemon")
     .description("run tsxend: the hypervisor and toolstack, managed with `tsxen xm`")
-    .option("--listen <host>", "address to listen on (anything but loopback needs --token)", "127.0.0.1")
+    .option("--listen <host>", "address to listen on", "127.0.0.1")
     .option("--port <n>", "TCP port (0 picks a free one)", String(DEFAULT_PORT))
-    .option("--token <secret>", "require this bearer token from clients (default: $TSXEN_TOKEN)")
+    .option(
+      "--token <secret>",
+      "the bearer token clients must send (default: $TSXEN_TOKEN, else the state directory's token file)",
+    )
+    .option(
+      "--state-dir <dir>",
+      "tsxend's state directory, which holds its token file (default: $TSXEN_STATE_DIR, else ~/.local/state/tsxen)",
+    )
+    .option(
+      "--allow-host <name>",
+      "another name (or name:port) clients reach tsxend by, e.g. behind a proxy; repeatable",
+      (v: string, all: string[]) => [...all, v],
+      [] as string[],
+    )
     .option("--machine-memory <MiB>", "the machine's memory in MiB", "256")
     .option("--cpus <n>", "physical CPUs", "1")
     .option("--sched <name>", "scheduler: bvt or rrobin", "bvt")

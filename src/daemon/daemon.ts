@@ -3,7 +3,7 @@
  * serving the HTTP + WebSocket API of docs/api.md. Loopback only unless told otherwise, and
  * then only with a token.
  */
-import { randomBytes, timingSafeEqual } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import {
   createServer,
@@ -11,6 +11,7 @@ import {
   type IncomingMessage,
   type Server,
   type ServerResponse,
+  STATUS_CODES,
 } from "node:http";
 import type { AddressInfo } from "node:net";
 import { dirname, isAbsolute, resolve } from "node:path";
@@ -30,15 +31,21 @@ import {
 } from "../tools/save.js";
 import { xcReadConsole } from "../tools/xc.js";
 import { Hypervisor } from "../xen/hypervisor.js";
-import { deviceRequest, resolveDiskPaths } from "./devices.js";
+import { Guard, type Need, type Refusal } from "./guard.js";
 import { tsxendUrl } from "./port.js";
 import { type Pacing, RunLoop } from "./runloop.js";
+import { defaultStateDir, loadOrCreateToken, tokenFile } from "./token.js";
 import { BUNDLED_GUEST, sendWebFile, WEB_DIR } from "./web-files.js";
 
 export interface DaemonOptions {
   host: string;
   port: number;
+  /** The token clients must send; default: the token file of stateDir (made when absent). */
   token?: string;
+  /** tsxend's state directory (its token file); default defaultStateDir(). */
+  stateDir?: string;
+  /** More names clients may reach tsxend by (--allow-host), besides loopback and --listen. */
+  allowHosts?: string[];
   machineMemoryMiB: number;
   cpus: number;
   scheduler: string;
@@ -67,10 +74,6 @@ const DASHBOARD: Record<string, string> = {
 const NO_CONTENT = new Set(["/favicon.ico"]);
 const MAX_BODY = 1 << 20;
 
-export function isLoopback(host: string): boolean {
-  return host === "localhost" || host === "::1" || /^127\.\d+\.\d+\.\d+$/.test(host);
-}
-
 export class Daemon {
   readonly hv: Hypervisor;
   readonly manager: DomainManager;
@@ -78,6 +81,8 @@ export class Daemon {
   private readonly server: Server;
   private readonly wss = new WebSocketServer({ noServer: true });
   private readonly log: (line: string) => void;
+  /** Host, Origin, token and body type of every request (src/daemon/guard.ts). */
+  private readonly guard: Guard;
   /** Saves and restores under way: shutdown waits for them. */
   private readonly pending = new Set<Promise<unknown>>();
   private closing = false;
@@ -85,11 +90,13 @@ export class Daemon {
   private readonly incoming = new Map<string, { header: ImageHeader; body: Uint8Array; touched: number }>();
 
   constructor(private readonly opts: DaemonOptions) {
-    if (!isLoopback(opts.host) && !opts.token) {
-      throw new Error(
-        `listening on ${opts.host} exposes the machine to the network: give a token (--token or TSXEN_TOKEN)`,
-      );
-    }
+    const stateDir = opts.stateDir ?? defaultStateDir();
+    this.guard = new Guard({
+      listen: opts.host,
+      token: opts.token ?? loadOrCreateToken(stateDir),
+      tokenFile: opts.token === undefined ? tokenFile(stateDir) : null,
+      allowHosts: opts.allowHosts,
+    });
     this.log = opts.log ?? ((line) => void process.stderr.write(`tsxend: ${line}\n`));
     this.hv = new Hypervisor({
       memoryMiB: opts.machineMemoryMiB,
@@ -129,8 +136,10 @@ export class Daemon {
       this.server.once("error", fail);
       this.server.listen(this.opts.port, this.opts.host, () => ok());
     });
+    const addr = this.server.address() as AddressInfo;
+    this.guard.listening(addr.port);
     this.loop.start();
-    return this.server.address() as AddressInfo;
+    return addr;
   }
 
   /** Clean shutdown: no new requests, saves finish, guests are stopped, sockets closed. */
@@ -147,20 +156,38 @@ export class Daemon {
 
   // ------------------------------------------------------------------ HTTP
 
-  /** The request carries the token: Authorization: Bearer, or (query) ?token= for a browser's WebSocket. */
-  private authorised(req: IncomingMessage, query = false): boolean {
-    const token = this.opts.token;
-    if (!token) return true;
-    const bearer = /^Bearer (.+)$/.exec(req.headers.authorization ?? "")?.[1];
-    const got =
-      bearer ?? (query ? new URL(req.url ?? "/", "http://tsxend").searchParams.get("token") : null) ?? "";
-    const a = Buffer.from(got);
-    const b = Buffer.from(token);
-    return a.length === b.length && timingSafeEqual(a, b);
+  /** The token clients must send. */
+  get token(): string {
+    return this.guard.token;
+  }
+
+  /** The dashboard's address with the token, printed at start. */
+  dashboardUrl(): string {
+    return this.guard.dashboardUrl();
+  }
+
+  /**
+   * Why a request or console upgrade is refused, or null (src/daemon/guard.ts). The
+   * dashboard's files hold no data and need no token (the API calls the page makes do);
+   * domain images arrive as octet-stream, everything else as JSON.
+   */
+  private refusal(req: IncomingMessage, upgrade: boolean): Refusal | null {
+    const path = new URL(req.url ?? "/", "http://tsxend").pathname;
+    const file =
+      !upgrade &&
+      (req.method === "GET" || req.method === "HEAD") &&
+      (Object.hasOwn(DASHBOARD, path) || NO_CONTENT.has(path));
+    const need: Need = {
+      token: !file,
+      upgrade,
+      body: path.startsWith(`${API}/receive`) ? "application/octet-stream" : "application/json",
+    };
+    return this.guard.check(req, need);
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    // The dashboard's files hold no data: the API calls it makes need the token.
+    const refused = this.refusal(req, false);
+    if (refused !== null) return sendJson(res, refused.status, { error: refused.message });
     const path = new URL(req.url ?? "/", "http://tsxend").pathname;
     if (NO_CONTENT.has(path)) {
       res.writeHead(204).end();
@@ -174,8 +201,6 @@ export class Daemon {
       return;
     }
     try {
-      if (!this.authorised(req))
-        throw new ToolstackError("a valid token is required (Authorization: Bearer ...)", 401);
       if (this.closing) throw new ToolstackError("tsxend is shutting down", 503);
       const url = new URL(req.url ?? "/", "http://tsxend");
       const receive = /^\/api\/v1\/receive(?:\/live(?:\/([0-9a-f]+)\/(pages|finish))?)?$/.exec(url.pathname);
@@ -237,11 +262,6 @@ export class Daemon {
     }
     if (method === "GET" && action === "console")
       return sendJson(res, 200, { text: Buffer.from(m.consoleHistory(d)).toString("latin1") });
-    const device = deviceRequest(m, method, action, d, body);
-    if (device !== undefined) {
-      this.loop.kick();
-      return sendJson(res, 200, device);
-    }
     if (method !== "POST") throw new ToolstackError(`${method} is not allowed on ${path}`, 405);
     switch (action) {
       case "pause":
@@ -351,7 +371,6 @@ export class Daemon {
       });
     }
     config.kernel = kernelPath;
-    resolveDiskPaths(config, base);
     if (config.ramdisk !== undefined) config.ramdisk = resolve(base, config.ramdisk);
     const info = this.manager.create(config, { kernel, ramdisk });
     this.loop.kick();
@@ -607,11 +626,12 @@ export class Daemon {
   private upgrade(req: IncomingMessage, socket: import("node:stream").Duplex, head: Buffer): void {
     const reject = (status: number, msg: string): void => {
       socket.end(
-        `HTTP/1.1 ${status} ${msg}\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n${msg}\n`,
+        `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n${msg}\n`,
       );
     };
-    if (!this.authorised(req, true)) {
-      reject(401, "a valid token is required");
+    const refused = this.refusal(req, true);
+    if (refused !== null) {
+      reject(refused.status, refused.message);
       return;
     }
     const url = new URL(req.url ?? "/", "http://tsxend");

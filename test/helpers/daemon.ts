@@ -1,9 +1,18 @@
 /** Test helper: a real tsxend in this process, on a free loopback port, quiet. */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { Daemon, type DaemonOptions } from "../../src/daemon/daemon.js";
 
+/**
+ * A daemon of its own state directory (a temporary one: never the user's), where it makes
+ * its token file; the answer carries the token and the directory (for xm: TSXEN_STATE_DIR).
+ */
 export async function startDaemon(
   opts: Partial<DaemonOptions> = {},
-): Promise<{ daemon: Daemon; port: number }> {
+): Promise<{ daemon: Daemon; port: number; token: string; stateDir: string }> {
+  const stateDir = opts.stateDir ?? mkdtempSync(join(tmpdir(), "tsxen-state-"));
+  process.on("exit", () => rmSync(stateDir, { recursive: true, force: true }));
   const daemon = new Daemon({
     host: "127.0.0.1",
     port: 0,
@@ -13,7 +22,13 @@ export async function startDaemon(
     pacing: "realtime",
     log: () => {},
     ...opts,
+    stateDir,
   });
   const { port } = await daemon.listen();
-  return { daemon, port };
+  return { daemon, port, token: daemon.token, stateDir };
+}
+
+/** The headers of a JSON API call with a daemon's token. */
+export function apiHeaders(token: string): Record<string, string> {
+  return { "content-type": "application/json", authorization: `Bearer ${token}` };
 }
