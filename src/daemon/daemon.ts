@@ -31,6 +31,7 @@ import {
 } from "../tools/save.js";
 import { xcReadConsole } from "../tools/xc.js";
 import { Hypervisor } from "../xen/hypervisor.js";
+import { deviceRequest, resolveDiskPaths } from "./devices.js";
 import { Guard, type Need, type Refusal } from "./guard.js";
 import { tsxendUrl } from "./port.js";
 import { type Pacing, RunLoop } from "./runloop.js";
@@ -262,6 +263,11 @@ export class Daemon {
     }
     if (method === "GET" && action === "console")
       return sendJson(res, 200, { text: Buffer.from(m.consoleHistory(d)).toString("latin1") });
+    const device = deviceRequest(m, method, action, d, body);
+    if (device !== undefined) {
+      this.loop.kick();
+      return sendJson(res, 200, device);
+    }
     if (method !== "POST") throw new ToolstackError(`${method} is not allowed on ${path}`, 405);
     switch (action) {
       case "pause":
@@ -371,6 +377,7 @@ export class Daemon {
       });
     }
     config.kernel = kernelPath;
+    resolveDiskPaths(config, base);
     if (config.ramdisk !== undefined) config.ramdisk = resolve(base, config.ramdisk);
     const info = this.manager.create(config, { kernel, ramdisk });
     this.loop.kick();
