@@ -15,11 +15,34 @@ describe("configuration files", () => {
     assert.equal(c.kernel, "/boot/vmlinuz-2.6.9-xenU");
     assert.equal(c.memoryMiB, 64);
     assert.equal(c.name, "ttylinux");
-    assert.equal(c.cmdline, "ip=1.2.3.4:::::eth0:off root=/dev/sda1 ro");
+    // xm's ip= names its stand-in NFS server, 1.2.3.4, when none is given.
+    assert.equal(c.cmdline, "ip=1.2.3.4:1.2.3.4::::eth0:off root=/dev/sda1 ro");
     assert.deepEqual(c.disks, [
       { path: "/path/to/ttylinux/rootfs", dev: "sda1", vdev: 0x801, writable: true, force: false },
     ]);
     assert.ok(!c.warnings.some((w) => /disk/.test(w)), c.warnings.join("\n"));
+  });
+
+  it("composes the kernel command line as xm did: ip, root, nfsroot, extra", () => {
+    const line = (text: string): string => parseDomainConfig("c.cfg", `kernel = "/k"\n${text}`).cmdline;
+    assert.equal(line(""), "");
+    assert.equal(
+      line(`root = "/dev/sda1 ro"\nextra = "4 console=tty0"\n`),
+      "root=/dev/sda1 ro 4 console=tty0",
+    );
+    assert.equal(line(`root = "root=/dev/ram0"\n`), "root=/dev/ram0", "a leading root= is not doubled");
+    assert.equal(line(`extra = "quiet"\n`), "quiet");
+    assert.equal(
+      line(`nfs_server = "10.0.0.1"\nnfs_root = "/export/vm"\nroot = "/dev/nfs"\nextra = "ro"\n`),
+      "root=/dev/nfs nfsroot=10.0.0.1:/export/vm ro",
+    );
+    assert.equal(
+      line(`dhcp = "dhcp"\nhostname = "vm1"\n`),
+      "ip=:1.2.3.4:::vm1:eth0:dhcp",
+      "dhcp alone asks for ip=, with xm's stand-in server",
+    );
+    assert.equal(line(`gateway = "10.0.0.254"\n`), "", "no ip= without an address or dhcp");
+    assert.throws(() => line(`nfs_root = "/export"\n`), /c\.cfg:2: nfs_root needs nfs_server/);
   });
 
   it("evaluates xmexample2-style expressions with command-line variables", () => {

@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
-import { launchDomain } from "../src/tools/launch.js";
+import { launchDomain, startDomain } from "../src/tools/launch.js";
 import { Hypervisor } from "../src/xen/hypervisor.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
@@ -25,11 +25,12 @@ function tsxen(args: string[], input = ""): { status: number | null; stdout: str
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-/** What the bundled hello guest prints, run in-process. */
+/** What the bundled hello guest prints, run in-process and started as `tsxen run` starts it. */
 function helloConsole(): string {
   const out: number[] = [];
   const hv = new Hypervisor({ onConsole: (_d, b) => void out.push(...b) });
-  launchDomain(hv, { name: "hello", image: readFileSync(join(ROOT, "guests/hello.elf")), memoryMiB: 32 });
+  const image = readFileSync(join(ROOT, "guests/hello.elf"));
+  startDomain(hv, { name: "hello", image, memoryMiB: 32 }, () => {}, assert.fail);
   assert.equal(hv.run(10e9).kind, "shutdown");
   return Buffer.from(out).toString("utf8");
 }

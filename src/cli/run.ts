@@ -1,21 +1,27 @@
 /**
- * `tsxen run <kernel.elf>`: one process, no daemon. Builds the machine and the domain, runs
- * it with its console on stdout until it shuts down or N seconds of guest time have passed.
- * The guest's console bytes go to stdout unaltered; tsxen's own messages go to stderr.
+ * `tsxen run <kernel.elf>`: one process, no daemon. Builds the machine and the domain as xend
+ * did (its control interface served), runs it with its console on stdout and stdin as its
+ * keyboard until it powers off or N seconds of guest time have passed; a reboot rebuilds it
+ * (on_reboot = restart, xm's default). The guest's console bytes go to stdout unaltered,
+ * whether it writes them with console_io or over its control interface (CMSG_CONSOLE, a 2005
+ * XenLinux domU); tsxen's own messages go to stderr.
  */
 import { readFileSync } from "node:fs";
 import { basename, dirname, resolve } from "node:path";
 import type { Command } from "commander";
 import { BUNDLED_GUEST } from "../daemon/web-files.js";
-import { SHUTDOWN_NAMES, Shutdown } from "../public/xen.js";
-import { looksLikeConfig, parseDomainConfig } from "../tools/config.js";
-import { ConsoleFeed } from "../tools/console_feed.js";
-import { launchDomain } from "../tools/launch.js";
+import { Shutdown } from "../public/xen.js";
+import { type ExitAction, looksLikeConfig, parseDomainConfig } from "../tools/config.js";
+import { GuestSession, type SessionEnd } from "../tools/session.js";
 import { ABI_NAMES, type AbiName, abiByName, DEFAULT_ABI } from "../xen/abi.js";
-import { Hypervisor, type RunResult } from "../xen/hypervisor.js";
+import { Hypervisor } from "../xen/hypervisor.js";
 
 export interface RunOptions {
   memory: string;
+  /** An initial ramdisk, the guest's start_info module. */
+  ramdisk?: string;
+  /** --no-reboot: a reboot ends the run (on_reboot = destroy). */
+  reboot?: boolean;
   seconds?: string;
   cmdline: string;
   machineMemory: string;
@@ -31,112 +37,167 @@ function wholeNumber(text: string, what: string): number {
 /** Guest time run between looks at stdin (the run loop is synchronous). */
 const SLICE_NS = 10e6;
 
+/** Exit statuses (README, `tsxen run`). */
+export const RunExit = Object.freeze({ OK: 0, FAILED: 1, USAGE: 2, REBOOTED: 3 } as const);
+
 /**
- * Feeds the process's stdin into the console input ring (CONSOLEIO_read) through a
- * ConsoleFeed. Returns its pump and a function to stop.
+ * The process's stdin as the guest's keyboard: bytes go to the session as they arrive.
+ * waitForInput resolves true when more bytes came, false once stdin has ended.
  */
-function feedStdin(hv: Hypervisor): { pump: () => void; stop: () => void } {
-  const feed = new ConsoleFeed(hv);
+function feedStdin(session: GuestSession): { stop: () => void; waitForInput: () => Promise<boolean> } {
   const stdin = process.stdin;
-  const onData = (b: Buffer): void => feed.push(b);
+  let ended = false;
+  let wake: ((more: boolean) => void) | null = null;
+  const onData = (b: Buffer): void => {
+    session.input(b);
+    wake?.(true);
+  };
+  const onEnd = (): void => {
+    ended = true;
+    wake?.(false);
+  };
   stdin.on("data", onData);
-  stdin.on("error", () => {});
+  stdin.on("end", onEnd);
+  stdin.on("error", onEnd);
   return {
-    pump: () => feed.pump(),
+    waitForInput: () =>
+      ended
+        ? Promise.resolve(false)
+        : new Promise((resolve) => {
+            wake = (more) => {
+              wake = null;
+              resolve(more);
+            };
+          }),
     stop: () => {
       stdin.off("data", onData);
+      stdin.off("end", onEnd);
       stdin.pause();
       stdin.destroy();
     },
   };
 }
 
-/** Runs a kernel; returns the process exit status. */
+/** What to boot: from the command line, or from a domain configuration file (xm's syntax). */
+interface Boot {
+  name: string;
+  image: Uint8Array;
+  ramdisk?: Uint8Array;
+  memoryMiB?: number;
+  cmdline: string;
+  abi?: string;
+  onPoweroff?: ExitAction;
+  onReboot?: ExitAction;
+  onCrash?: ExitAction;
+}
+
+function readBoot(kernelPath: string, opts: RunOptions): Boot {
+  const read = (path: string, what: string): Uint8Array => {
+    try {
+      return readFileSync(path);
+    } catch (e) {
+      throw new Error(`cannot read ${what} ${path}: ${(e as NodeJS.ErrnoException).message}`);
+    }
+  };
+  const image = read(kernelPath, "kernel");
+  const ramdisk = opts.ramdisk === undefined ? undefined : read(opts.ramdisk, "ramdisk");
+  if (!looksLikeConfig(image)) return { name: basename(kernelPath), image, ramdisk, cmdline: opts.cmdline };
+  // A domain configuration file: boot the kernel (and ramdisk) it names, with its settings;
+  // --cmdline and --ramdisk win over the file's.
+  const config = parseDomainConfig(kernelPath, Buffer.from(image).toString("utf8"));
+  for (const w of config.warnings) process.stderr.write(`tsxen: warning: ${w}\n`);
+  const here = dirname(kernelPath);
+  return {
+    name: config.name,
+    image: read(resolve(here, config.kernel), "kernel"),
+    ramdisk:
+      ramdisk ?? (config.ramdisk === undefined ? undefined : read(resolve(here, config.ramdisk), "ramdisk")),
+    memoryMiB: config.memoryMiB,
+    cmdline: opts.cmdline !== "" ? opts.cmdline : config.cmdline,
+    abi: config.abi,
+    onPoweroff: config.onPoweroff,
+    onReboot: config.onReboot,
+    onCrash: config.onCrash,
+  };
+}
+
+/** Runs a kernel; returns the process exit status (RunExit). */
 export async function runKernel(kernelPath: string, opts: RunOptions): Promise<number> {
   const err = (m: string): void => void process.stderr.write(`tsxen: ${m}\n`);
-  let image: Uint8Array;
+  let boot: Boot;
   try {
-    image = readFileSync(kernelPath);
+    boot = readBoot(kernelPath, opts);
   } catch (e) {
-    err(`cannot read kernel ${kernelPath}: ${(e as Error).message}`);
-    return 2;
+    err((e as Error).message);
+    return RunExit.USAGE;
   }
-  let name = basename(kernelPath);
-  let memoryFromConfig: number | undefined;
-  let cmdline = opts.cmdline;
-  let configAbi: string | undefined;
-  if (looksLikeConfig(image)) {
-    // A domain configuration file (xm's syntax): boot the kernel it names, with its settings.
-    try {
-      const config = parseDomainConfig(kernelPath, Buffer.from(image).toString("utf8"));
-      for (const w of config.warnings) err(`warning: ${w}`);
-      const path = resolve(dirname(kernelPath), config.kernel);
-      image = readFileSync(path);
-      name = config.name;
-      memoryFromConfig = config.memoryMiB;
-      if (cmdline === "") cmdline = config.cmdline;
-      configAbi = config.abi;
-    } catch (e) {
-      err((e as Error).message);
-      return 2;
-    }
-  }
+  let session: GuestSession;
+  let seconds: number | undefined;
+  const logged = new Set<string>();
   try {
-    const memoryMiB = memoryFromConfig ?? wholeNumber(opts.memory, "--memory");
-    const seconds = opts.seconds === undefined ? undefined : wholeNumber(opts.seconds, "--seconds");
-    const abi = opts.abi ?? configAbi ?? DEFAULT_ABI;
+    const memoryMiB = boot.memoryMiB ?? wholeNumber(opts.memory, "--memory");
+    seconds = opts.seconds === undefined ? undefined : wholeNumber(opts.seconds, "--seconds");
+    const abi = opts.abi ?? boot.abi ?? DEFAULT_ABI;
     if (abiByName(abi) === null)
       throw new Error(`--abi must be one of ${ABI_NAMES.join(", ")}, not "${abi}"`);
-    const logged = new Set<string>();
+    const stdout = (bytes: Uint8Array): void => void process.stdout.write(bytes);
     const hv = new Hypervisor({
       memoryMiB: wholeNumber(opts.machineMemory, "--machine-memory"),
-      onConsole: (_d, bytes) => void process.stdout.write(bytes),
+      onConsole: (_d, bytes) => stdout(bytes),
       onLog: (m) => {
         logged.add(m);
         err(m);
       },
     });
-    const { domain } = launchDomain(hv, {
-      name,
-      image,
+    session = new GuestSession(hv, {
+      name: boot.name,
+      image: boot.image,
+      module: boot.ramdisk,
       memoryMiB,
-      cmdline,
+      cmdline: boot.cmdline,
       abi: abi as AbiName,
+      onPoweroff: boot.onPoweroff,
+      onReboot: opts.reboot === false ? "destroy" : boot.onReboot,
+      onCrash: boot.onCrash,
+      onConsole: stdout,
+      onNote: err,
     });
-    const limitNs = seconds === undefined ? Number.POSITIVE_INFINITY : seconds * 1e9;
-    // Run in slices of guest time, letting stdin's data events in between.
-    const input = feedStdin(hv);
-    let r: RunResult;
-    try {
-      for (let until = SLICE_NS; ; until += SLICE_NS) {
-        input.pump();
-        r = hv.run(Math.min(until, limitNs));
-        if (r.kind !== "time-limit" || until >= limitNs) break;
-        await new Promise((resolve) => setImmediate(resolve));
-      }
-    } finally {
-      input.stop();
-    }
-    switch (r.kind) {
-      case "shutdown":
-        if (r.reason === Shutdown.poweroff) return 0;
-        err(`domain ${domain.id} shut down: ${SHUTDOWN_NAMES[r.reason] ?? `reason ${r.reason}`}`);
-        return 1;
-      case "crashed": {
-        // crashDomain has logged the reason already; a guest-reported crash has not.
-        const line = `domain ${r.domain.id} (${r.domain.name}) crashed: ${r.why}`;
-        if (!logged.has(line)) err(line);
-        return 1;
-      }
-      case "time-limit":
-        return 0;
-      case "idle":
-        err(`stopped: ${r.why}`);
-        return 1;
-    }
   } catch (e) {
     err((e as Error).message);
-    return 2;
+    return RunExit.USAGE;
+  }
+  const limitNs = seconds === undefined ? Number.POSITIVE_INFINITY : seconds * 1e9;
+  // Run in slices of guest time, letting stdin's data events in between.
+  const input = feedStdin(session);
+  let end: SessionEnd | null = null;
+  try {
+    for (let until = session.hv.nowNs() + SLICE_NS; ; until = session.hv.nowNs() + SLICE_NS) {
+      end = session.runUntil(Math.min(until, limitNs));
+      // Waiting for the keyboard: a real machine would sit there too, until stdin ends.
+      if (end?.kind === "idle" && (await input.waitForInput())) continue;
+      if (end !== null || session.hv.nowNs() >= limitNs) break;
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+  } catch (e) {
+    err(`internal error: ${(e as Error).stack ?? e}`);
+    return RunExit.FAILED;
+  } finally {
+    input.stop();
+  }
+  if (end === null) return RunExit.OK; // the time limit
+  switch (end.kind) {
+    case "shutdown":
+      if (end.reason === Shutdown.poweroff) return RunExit.OK;
+      err(end.text);
+      return end.reason === Shutdown.reboot ? RunExit.REBOOTED : RunExit.FAILED;
+    case "crashed":
+      // crashDomain has logged the reason already; a guest-reported crash has not.
+      if (!logged.has(end.text)) err(end.text);
+      return RunExit.FAILED;
+    case "restart-refused":
+    case "idle":
+      err(end.text);
+      return RunExit.FAILED;
   }
 }
 
@@ -151,6 +212,8 @@ export function registerRun(program: Command): void {
     .option("--memory <MiB>", "the domain's memory in MiB", "32")
     .option("--seconds <N>", "stop after N seconds of guest time")
     .option("--cmdline <text>", "the guest's command line", "")
+    .option("--ramdisk <file>", "an initial ramdisk (initrd), given to the guest as its start_info module")
+    .option("--no-reboot", "a reboot inside the guest ends the run (exit status 3) instead of restarting it")
     .option("--machine-memory <MiB>", "the machine's memory in MiB", "128")
     .option(
       "--abi <revision>",

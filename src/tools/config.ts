@@ -577,18 +577,29 @@ export function checkConfig(
   onReboot = action("on_reboot", onReboot);
   onCrash = action("on_crash", onCrash);
 
+  // The command line as xm and xend built it (create.py's preprocess_ip and preprocess_nfs,
+  // XendDomainInfo's vm_image_linux): ip=..., root= (a leading "root=" in the setting is
+  // dropped), then extra with nfsroot=<server>:<path> put in front of it. (xend's string also
+  // began with a space, which nothing reads.)
   const cmd: string[] = [];
-  if (IP_SETTINGS.some((k) => vars.has(k))) {
-    const ipv = IP_SETTINGS.map((k) => (k === "dhcp" ? "" : (str(k) ?? "")));
-    const dhcp = str("dhcp") ?? "off";
-    cmd.push(`ip=${ipv[0]}:${ipv[1]}:${ipv[2]}:${ipv[3]}:${ipv[4]}:eth0:${dhcp}`);
+  const ip = str("ip") ?? "";
+  const dhcp = str("dhcp") ?? "off";
+  if (ip !== "" || dhcp !== "off") {
+    // xm's stand-in when no NFS server is named.
+    const server = str("nfs_server") || "1.2.3.4";
+    const [gateway, netmask, hostname] = ["gateway", "netmask", "hostname"].map((k) => str(k) ?? "");
+    cmd.push(`ip=${ip}:${server}:${gateway}:${netmask}:${hostname}:eth0:${dhcp}`);
   }
   const root = str("root");
-  if (root !== undefined) cmd.push(`root=${root}`);
+  if (root) cmd.push(`root=${root.replace(/^root=/, "")}`);
+  let extra = str("extra") ?? "";
   const nfsRoot = str("nfs_root");
-  if (nfsRoot !== undefined) cmd.push(`nfsroot=${nfsRoot}`);
-  const extra = str("extra");
-  if (extra !== undefined && extra !== "") cmd.push(extra);
+  if (nfsRoot) {
+    const server = str("nfs_server");
+    if (!server) fail("nfs_root", "nfs_root needs nfs_server (the NFS server's address), as xm required");
+    extra = `nfsroot=${server}:${nfsRoot}${extra === "" ? "" : ` ${extra}`}`;
+  }
+  if (extra !== "") cmd.push(extra);
   const cmdline = cmd.join(" ");
   if (cmdline.length > 255)
     fail(

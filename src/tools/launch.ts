@@ -19,7 +19,7 @@ import { setDomainAbi } from "../xen/domain_ctl.js";
 import type { Hypervisor } from "../xen/hypervisor.js";
 import { physdevInitDom0 } from "../xen/physdev.js";
 import { buildDomainImage, type DomainImage } from "./builder.js";
-import { bindControlChannel } from "./control_if.js";
+import { bindControlChannel, ControlInterface } from "./control_if.js";
 import { dom0Of } from "./dom0.js";
 import {
   initialContext,
@@ -134,6 +134,40 @@ export function launchDomain(
     return { domain: d, image, controlPort };
   } catch (e) {
     xcDomainDestroy(dom0, domid);
+    throw e;
+  }
+}
+
+/** A domain started as xend started one: built, and its control interface connected. */
+export interface StartedDomain {
+  domain: Domain;
+  image: DomainImage;
+  /** The controller's end of its control interface; null for a July domain (it has none). */
+  control: ControlInterface | null;
+}
+
+/**
+ * launchDomain plus what xend did around it, for every toolstack here (`tsxen run`, the web
+ * page, tsxend): a March domain gets its control channel and dom0 connects to its rings, with
+ * the guest's CMSG_CONSOLE output going to onConsole (a 2005 XenLinux domU's console).
+ */
+export function startDomain(
+  hv: Hypervisor,
+  opts: Omit<LaunchOptions, "controlChannel">,
+  onConsole: (bytes: Uint8Array) => void,
+  onError: (why: string) => void,
+): StartedDomain {
+  const mar = (opts.abi ?? DEFAULT_ABI) === DEFAULT_ABI;
+  const { domain, image, controlPort } = launchDomain(hv, { ...opts, controlChannel: mar });
+  if (controlPort === undefined) return { domain, image, control: null };
+  try {
+    return {
+      domain,
+      image,
+      control: new ControlInterface(dom0Of(hv), domain.id, controlPort, onConsole, onError),
+    };
+  } catch (e) {
+    xcDomainDestroy(dom0Of(hv), domain.id);
     throw e;
   }
 }
