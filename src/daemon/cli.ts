@@ -19,6 +19,7 @@ interface DaemonCliOptions {
   cpus: string;
   sched: string;
   pace: string;
+  onStop: string;
   portFile?: string;
 }
 
@@ -30,10 +31,18 @@ function whole(text: string, what: string, min: number, max: number): number {
 
 export async function runDaemon(o: DaemonCliOptions): Promise<number> {
   const err = (m: string): void => void process.stderr.write(`tsxend: ${m}\n`);
+  // The last net: whatever escapes every request's own handler is logged, and the daemon
+  // (with every domain on it) runs on. Tests still assert that known paths never get here.
+  process.on("uncaughtException", (e) => err(`internal error (tsxend runs on): ${e.stack ?? e.message}`));
+  process.on("unhandledRejection", (e) =>
+    err(`internal error (tsxend runs on): ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`),
+  );
   let daemon: Daemon;
   try {
     if (o.pace !== "realtime" && o.pace !== "fast")
       throw new Error(`--pace must be realtime or fast, not "${o.pace}"`);
+    if (o.onStop !== "save" && o.onStop !== "destroy")
+      throw new Error(`--on-stop must be save or destroy, not "${o.onStop}"`);
     daemon = new Daemon({
       host: o.listen,
       port: whole(o.port, "--port", 0, 65535),
@@ -44,6 +53,7 @@ export async function runDaemon(o: DaemonCliOptions): Promise<number> {
       cpus: whole(o.cpus, "--cpus", 1, 32),
       scheduler: o.sched,
       pacing: o.pace as Pacing,
+      onStop: o.onStop,
     });
   } catch (e) {
     err((e as Error).message);
@@ -63,7 +73,7 @@ export async function runDaemon(o: DaemonCliOptions): Promise<number> {
   if (o.portFile) writeFileSync(o.portFile, `${addr.port}\n`);
   await new Promise<void>((resolve) => {
     const stop = (sig: string): void => {
-      err(`${sig}: stopping guests and shutting down`);
+      err(`${sig}: ${o.onStop === "save" ? "saving" : "stopping"} guests and shutting down`);
       void daemon.close().then(resolve);
     };
     process.once("SIGTERM", () => stop("SIGTERM"));
@@ -96,6 +106,11 @@ export function registerDaemon(program: Command): void {
     .option("--cpus <n>", "physical CPUs", "1")
     .option("--sched <name>", "scheduler: bvt or rrobin", "bvt")
     .option("--pace <mode>", "realtime: guest time follows the wall clock; fast: run flat out", "realtime")
+    .option(
+      "--on-stop <what>",
+      "on SIGTERM: save running domains into the state directory (restored at the next start) or destroy them",
+      "save",
+    )
     .option("--port-file <path>", "write the port number here once listening")
     .action(async (o: DaemonCliOptions) => {
       process.exitCode = await runDaemon(o);

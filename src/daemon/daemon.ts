@@ -4,7 +4,7 @@
  * then only with a token.
  */
 import { randomBytes } from "node:crypto";
-import { readFile } from "node:fs/promises";
+import { readFile, rename, unlink } from "node:fs/promises";
 import {
   createServer,
   request as httpRequest,
@@ -35,6 +35,7 @@ import { deviceRequest, resolveDiskPaths } from "./devices.js";
 import { Guard, type Need, type Refusal } from "./guard.js";
 import { tsxendUrl } from "./port.js";
 import { type Pacing, RunLoop } from "./runloop.js";
+import { StateDir } from "./state.js";
 import { defaultStateDir, loadOrCreateToken, tokenFile } from "./token.js";
 import { BUNDLED_GUEST, sendWebFile, WEB_DIR } from "./web-files.js";
 
@@ -51,6 +52,13 @@ export interface DaemonOptions {
   cpus: number;
   scheduler: string;
   pacing: Pacing;
+  /**
+   * What close() does with running domains: save them into the state directory (restored at
+   * the next start, as Xen's xendomains did) or destroy them. Set (tsxen daemon sets it), the
+   * daemon also takes the state directory for itself and restores what it holds at listen().
+   * Unset (a daemon inside a test), domains are destroyed and nothing is restored.
+   */
+  onStop?: "save" | "destroy";
   /** Daemon messages (stderr by default). */
   log?: (line: string) => void;
   /** Where the dashboard's files are (default: dist/web). */
@@ -82,6 +90,8 @@ export class Daemon {
   private readonly server: Server;
   private readonly wss = new WebSocketServer({ noServer: true });
   private readonly log: (line: string) => void;
+  /** The journal of image files being written, and the domains kept over a restart. */
+  private readonly state: StateDir;
   /** Host, Origin, token and body type of every request (src/daemon/guard.ts). */
   private readonly guard: Guard;
   /** Saves and restores under way: shutdown waits for them. */
@@ -99,6 +109,9 @@ export class Daemon {
       allowHosts: opts.allowHosts,
     });
     this.log = opts.log ?? ((line) => void process.stderr.write(`tsxend: ${line}\n`));
+    this.state = new StateDir(opts.stateDir ?? defaultStateDir());
+    this.state.create();
+    if (opts.onStop !== undefined) this.state.lock();
     this.hv = new Hypervisor({
       memoryMiB: opts.machineMemoryMiB,
       cpus: opts.cpus,
@@ -123,7 +136,9 @@ export class Daemon {
     this.hv.log(
       `tsxen hypervisor: ${opts.machineMemoryMiB} MiB, ${opts.cpus} CPU(s), scheduler ${opts.scheduler}, ${opts.pacing} pacing`,
     );
-    this.server = createServer((req, res) => void this.handle(req, res));
+    this.server = createServer(
+      (req, res) => void this.handle(req, res).catch((e) => this.unexpected(req, res, e)),
+    );
     this.server.on("upgrade", (req, socket, head) => this.upgrade(req, socket, head));
   }
 
@@ -133,13 +148,19 @@ export class Daemon {
 
   /** Starts listening; resolves with the bound address. */
   async listen(): Promise<AddressInfo> {
+    for (const f of await this.state.cleanLeftovers())
+      this.log(`removed ${f}, left by a tsxend killed mid-write`);
     await new Promise<void>((ok, fail) => {
-      this.server.once("error", fail);
+      this.server.once("error", (e) => {
+        this.state.close();
+        fail(e);
+      });
       this.server.listen(this.opts.port, this.opts.host, () => ok());
     });
     const addr = this.server.address() as AddressInfo;
     this.guard.listening(addr.port);
     this.loop.start();
+    if (this.opts.onStop !== undefined) await this.restoreSaved();
     return addr;
   }
 
@@ -150,7 +171,9 @@ export class Daemon {
     this.server.close();
     await Promise.allSettled([...this.pending]);
     await this.loop.stop();
+    if (this.opts.onStop === "save") await this.saveAll();
     this.manager.destroyAll();
+    this.state.close();
     for (const ws of this.wss.clients) ws.close(1001, "tsxend is shutting down");
     this.server.closeAllConnections();
   }
@@ -215,10 +238,27 @@ export class Daemon {
       const body = req.method === "POST" ? await readJson(req) : {};
       await this.route(req.method ?? "GET", url, body, res);
     } catch (e) {
-      const status = e instanceof ToolstackError ? e.status : e instanceof SaveError ? 400 : 500;
-      if (status === 500) this.log(`error serving ${req.method} ${req.url}: ${(e as Error).stack ?? e}`);
-      if (!res.headersSent) sendJson(res, status, { error: (e as Error).message });
-      else res.end(`${JSON.stringify({ error: (e as Error).message })}\n`);
+      if (!(e instanceof ToolstackError || e instanceof SaveError)) throw e;
+      const status = e instanceof ToolstackError ? e.status : 400;
+      if (!res.headersSent) sendJson(res, status, { error: e.message });
+      else res.end(`${JSON.stringify({ error: e.message })}\n`);
+    }
+  }
+
+  /**
+   * The safety net under every request: an exception no handler expected is a bug, logged
+   * with its stack and answered 500, and the daemon (and every domain) runs on.
+   */
+  private unexpected(req: IncomingMessage, res: ServerResponse, e: unknown): void {
+    this.log(
+      `internal error serving ${req.method} ${req.url}: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`,
+    );
+    try {
+      const error = `internal error in tsxend (its log has the details): ${e instanceof Error ? e.message : String(e)}`;
+      if (!res.headersSent) sendJson(res, 500, { error });
+      else res.end(`${JSON.stringify({ error })}\n`);
+    } catch {
+      res.destroy();
     }
   }
 
@@ -392,7 +432,7 @@ export class Daemon {
     if (!isAbsolute(path))
       throw new ToolstackError(`the save path must be absolute (xm resolves it), not "${path}"`);
     await this.moveOut(id, res, "saving", async (image, m, progress) => {
-      await writeImageFile(path, image, progress).catch((e: Error) => {
+      await writeImageFile(path, image, progress, this.state.writes).catch((e: Error) => {
         throw new Error(`cannot write ${path}: ${e.message.replace(/^.*?: /, "")}; the domain keeps running`);
       });
       return { ok: true, path, bytes: image.length, name: m.config.name };
@@ -421,7 +461,7 @@ export class Daemon {
     try {
       image = captureDomain(this.hv, m.domain, m.config, m.startInfoVa, this.manager.consoleHistory(m));
     } catch (e) {
-      if (!wasPaused) this.manager.unpause(m);
+      if (!wasPaused) this.resume(m);
       throw e;
     }
     const stream = startProgress(res);
@@ -431,12 +471,76 @@ export class Daemon {
         stream.done(answer);
       })
       .catch((e: Error) => {
-        if (this.manager.byName(m.config.name) === m && !wasPaused) this.manager.unpause(m);
+        if (!wasPaused) this.resume(m);
         stream.done({ error: e.message });
       })
       .finally(() => this.loop.kick());
     this.track(work);
     await work;
+  }
+
+  /**
+   * On stop (xendomains stop): every domain that runs (or is paused, or suspended) is saved
+   * into the state directory, atomically, and destroyed; one that has stopped cannot be and
+   * is destroyed. Progress goes to the log.
+   */
+  private async saveAll(): Promise<void> {
+    const all = this.manager.list().filter((x) => x.id !== 0);
+    if (all.length > 0) this.log(`saving ${all.length} domain(s) into ${this.state.domains}`);
+    for (const x of all) {
+      const m = this.manager.byName(x.name);
+      if (m === undefined) continue;
+      const what = `domain ${x.id} (${x.name})`;
+      try {
+        const image = captureDomain(
+          this.hv,
+          m.domain,
+          m.config,
+          m.startInfoVa,
+          this.manager.consoleHistory(m),
+        );
+        const path = this.state.imagePath(x.id, x.name, x.state.includes("p"));
+        let told = 0;
+        await writeImageFile(
+          path,
+          image,
+          (done, total) => {
+            const pct = Math.floor((done * 100) / total);
+            if (pct >= told + 25 || done === total) {
+              told = pct;
+              this.log(`saving ${what}: ${pct}%`);
+            }
+          },
+          this.state.writes,
+        );
+        this.log(`saved ${what} to ${path}`);
+      } catch (e) {
+        this.log(`cannot save ${what}, so it is lost: ${(e as Error).message}`);
+      }
+      this.manager.destroy(m);
+    }
+  }
+
+  /** At start (xendomains start): the domains saved on stop run again; their images go. */
+  private async restoreSaved(): Promise<void> {
+    for (const saved of this.state.saved()) {
+      try {
+        const { domain } = this.adoptImage(await readImageFile(saved.path, () => {}));
+        const m = this.manager.find((domain as { id: number }).id);
+        if (saved.paused) this.manager.pause(m);
+        await unlink(saved.path);
+        this.log(
+          `restored ${saved.name} as domain ${m.domain.id}${saved.paused ? " (paused)" : ""} from ${saved.path}`,
+        );
+      } catch (e) {
+        // Kept for a person to look at, and not tried again at every start.
+        const keep = `${saved.path}.failed`;
+        await rename(saved.path, keep).catch(() => {});
+        this.log(
+          `cannot restore ${saved.name} from ${saved.path} (kept as ${keep}): ${(e as Error).message}`,
+        );
+      }
+    }
   }
 
   private async restore(path: string, res: ServerResponse): Promise<void> {
@@ -571,7 +675,7 @@ export class Daemon {
       });
     })()
       .catch((e: Error) => {
-        if (paused && !gone()) this.manager.unpause(m);
+        if (paused) this.resume(m);
         stream.done({
           error: `cannot migrate ${m.config.name} to ${target}: ${e.message}; it keeps running here`,
         });
@@ -623,9 +727,23 @@ export class Daemon {
     sendJson(res, 201, this.adoptImage(encodeImage(header, s.body)));
   }
 
+  /**
+   * Lets a domain that a failed save or migration paused run on. A failure here (the domain
+   * stopped meanwhile) is logged: it must not turn the failure handler into a second failure.
+   */
+  private resume(m: ReturnType<DomainManager["find"]>): void {
+    if (this.manager.byName(m.config.name) !== m) return;
+    try {
+      this.manager.unpause(m);
+    } catch (e) {
+      this.log(`domain ${m.domain.id} (${m.config.name}) stays paused: ${(e as Error).message}`);
+    }
+  }
+
   private track(p: Promise<unknown>): void {
     this.pending.add(p);
-    void p.finally(() => this.pending.delete(p));
+    // The caller awaits p and answers its failure; this chain only must not reject unheard.
+    void p.catch(() => {}).finally(() => this.pending.delete(p));
   }
 
   // ------------------------------------------------------------------ consoles over WebSocket
@@ -636,6 +754,8 @@ export class Daemon {
         `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n${msg}\n`,
       );
     };
+    // A client that resets the connection must not become an unheard 'error' event.
+    socket.on("error", (e) => this.log(`console connection: ${e.message}`));
     const refused = this.refusal(req, true);
     if (refused !== null) {
       reject(refused.status, refused.message);
@@ -667,6 +787,8 @@ export class Daemon {
       ws.close(4004, (e as Error).message.slice(0, 120));
       return;
     }
+    // A malformed frame or a reset closes this console only.
+    ws.on("error", (e) => this.log(`console of domain ${id}: ${e.message}`));
     if (history) ws.send(this.manager.consoleHistory(m));
     const unwatch = this.manager.watchConsole(id, (bytes) => {
       if (bytes.length === 0) ws.close(4000, `domain ${id} is gone`);
@@ -696,16 +818,10 @@ function peekName(bytes: Uint8Array): string | null {
 }
 
 async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const c of req) {
-    size += (c as Buffer).length;
-    if (size > MAX_BODY) throw new ToolstackError("request body too large", 413);
-    chunks.push(c as Buffer);
-  }
-  if (size === 0) return {};
+  const bytes = await readBytes(req, MAX_BODY);
+  if (bytes.length === 0) return {};
   try {
-    const v = JSON.parse(Buffer.concat(chunks).toString("utf8")) as unknown;
+    const v = JSON.parse(Buffer.from(bytes).toString("utf8")) as unknown;
     if (v === null || typeof v !== "object" || Array.isArray(v)) throw new Error();
     return v as Record<string, unknown>;
   } catch {
@@ -743,10 +859,16 @@ function startProgress(res: ServerResponse): {
 async function readBytes(req: IncomingMessage, limit: number): Promise<Uint8Array> {
   const chunks: Buffer[] = [];
   let size = 0;
-  for await (const c of req) {
-    size += (c as Buffer).length;
-    if (size > limit) throw new ToolstackError(`request body too large (more than ${limit} bytes)`, 413);
-    chunks.push(c as Buffer);
+  try {
+    for await (const c of req) {
+      size += (c as Buffer).length;
+      if (size > limit) throw new ToolstackError(`request body too large (more than ${limit} bytes)`, 413);
+      chunks.push(c as Buffer);
+    }
+  } catch (e) {
+    if (e instanceof ToolstackError) throw e;
+    // The client went away mid-body (a peer killed during a migration, say).
+    throw new ToolstackError(`the request body was cut off: ${(e as Error).message}`);
   }
   return new Uint8Array(Buffer.concat(chunks));
 }
@@ -789,6 +911,8 @@ function sendBytes(
     if (token !== undefined) headers.authorization = `Bearer ${token}`;
     const req = httpRequest(`${base}${API}${path}`, { method: "POST", headers }, (res) => {
       const chunks: Buffer[] = [];
+      // The other side went away mid-answer.
+      res.on("error", (e) => reject(new Error(e.message)));
       res.on("data", (c: Buffer) => chunks.push(c));
       res.on("end", () => {
         let answer: Record<string, unknown> = {};
@@ -798,11 +922,15 @@ function sendBytes(
           // Said below.
         }
         const status = res.statusCode ?? 0;
-        if (status >= 200 && status < 300 && answer.error === undefined) resolvePromise(answer);
+        // Only a tsxend's own "ok" means the domain arrived: anything else (a cut-off answer,
+        // some other server) is a failure, and the domain runs on here.
+        if (status >= 200 && status < 300 && answer?.ok === true) resolvePromise(answer);
         else
           reject(
             new Error(
-              typeof answer.error === "string" ? answer.error : `the other side answered HTTP ${status}`,
+              typeof answer?.error === "string"
+                ? answer.error
+                : `the other side answered HTTP ${status} without a tsxend's "ok"`,
             ),
           );
       });
