@@ -8,7 +8,7 @@
  * the file when the token is missing or wrong.
  */
 import assert from "node:assert/strict";
-import { execFile, execFileSync, spawn } from "node:child_process";
+import { type ChildProcess, execFile, execFileSync, spawn } from "node:child_process";
 import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { request } from "node:http";
 import { tmpdir } from "node:os";
@@ -87,6 +87,9 @@ describe("tsxend refuses what a web page can send it", () => {
   /** The issue's request: a configuration that would create and run domain "pwn". */
   const pwn = () =>
     JSON.stringify({ file: "/tmp/x.cfg", config: `name = "pwn"\nkernel = "${kernel}"\nmemory = 8\n` });
+  /** That request with these headers (Host: ours unless given). */
+  const create = (headers: Record<string, string>) =>
+    raw(port, "POST", "/api/v1/domains", { host: host(), ...headers }, pwn());
 
   before(async () => {
     execFileSync("make", ["-s", "-C", GUESTS, "build/ev_counter.elf"], { stdio: ["ignore", "pipe", "pipe"] });
@@ -102,18 +105,11 @@ describe("tsxend refuses what a web page can send it", () => {
 
   it("refuses a cross-origin text/plain POST that would create a domain, token or not", async () => {
     for (const withToken of [false, true]) {
-      const a = await raw(
-        port,
-        "POST",
-        "/api/v1/domains",
-        {
-          host: host(),
-          origin: "http://evil.example",
-          "content-type": "text/plain",
-          ...(withToken ? { authorization: auth() } : {}),
-        },
-        pwn(),
-      );
+      const a = await create({
+        origin: "http://evil.example",
+        "content-type": "text/plain",
+        ...(withToken ? { authorization: auth() } : {}),
+      });
       assert.equal(a.status, 403, a.text);
       assert.match(error(a), /a request from the web page of http:\/\/evil\.example is refused/);
     }
@@ -148,13 +144,7 @@ describe("tsxend refuses what a web page can send it", () => {
       "application/x-www-form-urlencoded",
       "multipart/form-data; boundary=x",
     ]) {
-      const a = await raw(
-        port,
-        "POST",
-        "/api/v1/domains",
-        { host: host(), "content-type": type, authorization: auth() },
-        pwn(),
-      );
+      const a = await create({ "content-type": type, authorization: auth() });
       assert.equal(a.status, 415, a.text);
       assert.match(error(a), /POST \/api\/v1\/domains takes a body of Content-Type application\/json, not "/);
     }
@@ -189,13 +179,11 @@ describe("tsxend refuses what a web page can send it", () => {
       }
     }
     // The rebinding page's own POST: refused on its Host before anything else is looked at.
-    const post = await raw(
-      port,
-      "POST",
-      "/api/v1/domains",
-      { host: `evil.example:${port}`, origin: `http://evil.example:${port}`, "content-type": "text/plain" },
-      pwn(),
-    );
+    const post = await create({
+      host: `evil.example:${port}`,
+      origin: `http://evil.example:${port}`,
+      "content-type": "text/plain",
+    });
     assert.equal(post.status, 403);
     assert.match(error(post), /^Host "evil\.example:\d+" is not a name/);
     // Every name it does listen as works, the dashboard's own Origin with them.
@@ -233,13 +221,7 @@ describe("tsxend refuses what a web page can send it", () => {
     const query = await raw(port, "GET", `/api/v1/domains?token=${token}`, { host: host() });
     assert.equal(query.status, 401);
     // The issue's request without an Origin (curl): no token, nothing created.
-    const curl = await raw(
-      port,
-      "POST",
-      "/api/v1/domains",
-      { host: host(), "content-type": "application/json" },
-      pwn(),
-    );
+    const curl = await create({ "content-type": "application/json" });
     assert.equal(curl.status, 401);
     assert.deepEqual(domainNames(), []);
     // The dashboard's files hold no data and need none; the right token does the rest.
@@ -247,26 +229,14 @@ describe("tsxend refuses what a web page can send it", () => {
       status: 200,
       text: "<p>the dashboard</p>\n",
     });
-    const ok = await raw(
-      port,
-      "POST",
-      "/api/v1/domains",
-      { host: host(), "content-type": "application/json; charset=utf-8", authorization: auth() },
-      pwn(),
-    );
+    const ok = await create({ "content-type": "application/json; charset=utf-8", authorization: auth() });
     assert.equal(ok.status, 201, ok.text);
     assert.deepEqual(domainNames(), ["pwn"]);
   });
 
   it("checks the WebSocket console's upgrade the same way: Origin, Host and token", async () => {
     if (!domainNames().includes("pwn")) {
-      const made = await raw(
-        port,
-        "POST",
-        "/api/v1/domains",
-        { host: host(), "content-type": "application/json", authorization: auth() },
-        pwn(),
-      );
+      const made = await create({ "content-type": "application/json", authorization: auth() });
       assert.equal(made.status, 201, made.text);
     }
     const path = "/api/v1/domains/pwn/console";
@@ -330,6 +300,28 @@ describe("the token file, the printed URL and xm", () => {
     for (const d of dirs) rmSync(d, { recursive: true, force: true });
   });
 
+  /** `tsxen daemon` on a free port and this state directory, once it has printed its two lines. */
+  async function daemon(state: string): Promise<{ d: ChildProcess; port: number; url: string }> {
+    const d = spawn(process.execPath, [CLI, "daemon", "--port", "0", "--state-dir", state], {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, TSXEN_TOKEN: "" },
+    });
+    return new Promise((resolve, reject) => {
+      let out = "";
+      d.stdout.on("data", (b: Buffer) => {
+        out += b.toString();
+        const m = /listening on http:\/\/127\.0\.0\.1:(\d+)\ntsxend dashboard: (\S+)\n/.exec(out);
+        if (m) resolve({ d, port: Number(m[1]), url: m[2] });
+      });
+      d.on("exit", (code) => reject(new Error(`tsxend exited early (${code})`)));
+    });
+  }
+
+  async function stop(d: ChildProcess): Promise<void> {
+    d.kill("SIGTERM");
+    await new Promise((r) => d.once("exit", r));
+  }
+
   function xm(env: Record<string, string>, ...args: string[]): Promise<{ code: number; stderr: string }> {
     return new Promise((resolve) => {
       execFile(
@@ -343,76 +335,43 @@ describe("the token file, the printed URL and xm", () => {
 
   it("makes a 0600 token file at first start, prints the URL with it, and xm finds it by itself", async () => {
     const state = join(temp("tsxen-sec-"), "state");
-    const d = spawn(process.execPath, [CLI, "daemon", "--port", "0", "--state-dir", state], {
-      stdio: ["ignore", "pipe", "pipe"],
-      env: { ...process.env, TSXEN_TOKEN: "" },
-    });
+    const { d, port, url } = await daemon(state);
     try {
-      const [port, url] = await new Promise<[number, string]>((resolve, reject) => {
-        let out = "";
-        d.stdout.on("data", (b: Buffer) => {
-          out += b.toString();
-          const m = /listening on http:\/\/127\.0\.0\.1:(\d+)\ntsxend dashboard: (\S+)\n/.exec(out);
-          if (m) resolve([Number(m[1]), m[2]]);
-        });
-        d.on("exit", (code) => reject(new Error(`tsxend exited early (${code})`)));
-      });
       const file = join(state, "token");
       assert.equal(statSync(file).mode & 0o777, 0o600);
       assert.equal(statSync(state).mode & 0o777, 0o700);
       const token = readFileSync(file, "utf8").trim();
       assert.match(token, /^[0-9a-f]{64}$/);
       assert.equal(url, `http://127.0.0.1:${port}/?token=${token}`);
-      const daemon = `127.0.0.1:${port}`;
+      const at = `127.0.0.1:${port}`;
       // xm reads the file of the state directory it is pointed at (as the default one).
-      assert.deepEqual(await xm({ TSXEN_STATE_DIR: state }, "--daemon", daemon, "list"), {
+      assert.deepEqual(await xm({ TSXEN_STATE_DIR: state }, "--daemon", at, "list"), {
         code: 0,
         stderr: "",
       });
       // Without it: the message says what xm sent and where the token is.
       const empty = temp("tsxen-sec-empty-");
-      const missing = await xm({ TSXEN_STATE_DIR: empty }, "--daemon", daemon, "list");
+      const missing = await xm({ TSXEN_STATE_DIR: empty }, "--daemon", at, "list");
       assert.equal(missing.code, 1);
       assert.equal(
         missing.stderr,
         `xm: this tsxend wants its token: its token is in ${file}, which xm reads by itself for a tsxend on this machine; xm takes another with --token or TSXEN_TOKEN, a browser opens the URL tsxend printed at start (/?token=...), other clients send "Authorization: Bearer <token>" (xm sent no token: there is no ${join(empty, "token")})\n`,
       );
-      const wrong = await xm({ TSXEN_STATE_DIR: state, TSXEN_TOKEN: "nope" }, "--daemon", daemon, "list");
+      const wrong = await xm({ TSXEN_STATE_DIR: state, TSXEN_TOKEN: "nope" }, "--daemon", at, "list");
       assert.match(wrong.stderr, /^xm: the token is wrong: .*\(xm sent the token in \$TSXEN_TOKEN\)\n$/);
-      const flag = await xm(
-        { TSXEN_STATE_DIR: state },
-        "--daemon",
-        daemon,
-        "--token",
-        "nope",
-        "console",
-        "0",
-      );
+      const flag = await xm({ TSXEN_STATE_DIR: state }, "--daemon", at, "--token", "nope", "console", "0");
       assert.match(flag.stderr, /^xm: the token is wrong: .*\(xm sent the token given with --token\)\n$/);
-      assert.equal((await xm({}, "--daemon", daemon, "--token", token, "list")).code, 0);
+      assert.equal((await xm({}, "--daemon", at, "--token", token, "list")).code, 0);
     } finally {
-      d.kill("SIGTERM");
-      await new Promise((r) => d.once("exit", r));
+      await stop(d);
     }
     // The next start keeps the token (the browser's and scripts' copies stay good).
-    const again = spawn(process.execPath, [CLI, "daemon", "--port", "0", "--state-dir", state], {
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    try {
-      const url = await new Promise<string>((resolve, reject) => {
-        let out = "";
-        again.stdout.on("data", (b: Buffer) => {
-          out += b.toString();
-          const m = /tsxend dashboard: (\S+)\n/.exec(out);
-          if (m) resolve(m[1]);
-        });
-        again.on("exit", (code) => reject(new Error(`tsxend exited early (${code})`)));
-      });
-      assert.ok(url.endsWith(`?token=${readFileSync(join(state, "token"), "utf8").trim()}`));
-    } finally {
-      again.kill("SIGTERM");
-      await new Promise((r) => again.once("exit", r));
-    }
+    const again = await daemon(state);
+    await stop(again.d);
+    assert.equal(
+      again.url,
+      `http://127.0.0.1:${again.port}/?token=${readFileSync(join(state, "token"), "utf8").trim()}`,
+    );
   });
 
   it("refuses to start on a token file other users can read, or one that holds no token", async () => {
