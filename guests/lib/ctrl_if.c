@@ -12,7 +12,6 @@
 volatile u32 ctrl_shutdown_request;
 volatile u32 ctrl_mem_target;
 void (*ctrl_if_receiver)(control_msg_t *m);
-volatile u32 ctrl_console_dropped;
 
 #ifndef XEN_ABI_JUL
 static u32 ctrl_port;
@@ -46,12 +45,12 @@ void ctrl_if_poll(void)
 		else if (m->type == CMSG_CONSOLE && m->subtype == CMSG_CONSOLE_DATA &&
 			 m->length <= sizeof(m->msg)) {
 			u32 i;
-			for (i = 0; i < m->length; i++) {
-				if (cons_in_prod - cons_in_cons < CONS_IN_SIZE)
-					cons_in[cons_in_prod++ % CONS_IN_SIZE] = m->msg[i];
-				else
-					ctrl_console_dropped++;
-			}
+			/* Flow control: input that does not fit waits on the ring, unanswered,
+			 * until ctrl_console_read makes room (the controller holds the rest). */
+			if (CONS_IN_SIZE - (cons_in_prod - cons_in_cons) < m->length)
+				break;
+			for (i = 0; i < m->length; i++)
+				cons_in[cons_in_prod++ % CONS_IN_SIZE] = m->msg[i];
 		} else if (m->type == CMSG_MEM_REQUEST && m->length >= 4)
 			ctrl_mem_target = (u32)m->msg[0] | (u32)m->msg[1] << 8 | (u32)m->msg[2] << 16 |
 					  (u32)m->msg[3] << 24;
@@ -145,6 +144,14 @@ u32 ctrl_console_read(char *buf, u32 len)
 	u32 n = 0;
 	while (n < len && cons_in_cons != cons_in_prod)
 		buf[n++] = (char)cons_in[cons_in_cons++ % CONS_IN_SIZE];
+	if (n > 0) {
+		/* Room again: take input left waiting on the ring (not while the upcall does). */
+		u8 was = vcpu0()->evtchn_upcall_mask;
+		events_disable();
+		ctrl_if_poll();
+		vcpu0()->evtchn_upcall_mask = was;
+		barrier();
+	}
 	return n;
 }
 

@@ -60,11 +60,10 @@ void ctrl_if_poll(void);
 /* The console over the control interface, as XenLinux's domU console (drivers/xen/console):
  * output as CMSG_CONSOLE requests on the tx ring (waiting, by yielding, while the ring is full;
  * returns the bytes sent), input from the controller's CMSG_CONSOLE requests on the rx ring,
- * kept in a 512-byte buffer (what does not fit is dropped). */
+ * kept in a 512-byte buffer; a request that does not fit stays on the ring, unanswered, until
+ * reading makes room (so the controller paces a paste). */
 u32 ctrl_console_write(const char *s, u32 len);
 u32 ctrl_console_read(char *buf, u32 len);
-/* Bytes of console input dropped because the buffer was full. */
-extern volatile u32 ctrl_console_dropped;
 
 /* If a shutdown was requested: print "<who>: shutting down (<reason>) ..." and shut down. */
 void ctrl_if_check_shutdown(const char *who);

@@ -85,7 +85,14 @@ export class GuestSession {
     if (this.ended !== null) return this.ended;
     this.keyboard.pump();
     if (limitNs <= this.hv.nowNs()) return null;
-    const r = this.hv.run(limitNs);
+    let r = this.hv.run(limitNs);
+    // Idle after taking what it had room for: the rest of the typing goes in as room frees.
+    while (r.kind === "idle" && this.keyboard.queued > 0) {
+      const before = this.keyboard.queued;
+      this.keyboard.pump();
+      if (this.keyboard.queued === before) break;
+      r = this.hv.run(limitNs);
+    }
     switch (r.kind) {
       case "time-limit":
         return null;
@@ -95,7 +102,7 @@ export class GuestSession {
       case "crashed": {
         const d = r.domain;
         const crashed = r.kind === "crashed";
-        const reason = crashed ? Shutdown.crash : r.reason;
+        const reason = r.kind === "crashed" ? Shutdown.crash : r.reason;
         const action = crashed
           ? (this.opts.onCrash ?? "destroy")
           : reason === Shutdown.reboot
