@@ -250,7 +250,7 @@ static void test_l2_updates(void)
 		CHECK_EQ(mmu1(slot_ma, 0), 0, "pde_clear_ok");
 		/* Unhooked and unpinned: the L1 lost its validation; it may be mapped writable now. */
 		CHECK_EQ(map_scratch((l1 << PAGE_SHIFT) | 0x23), 0, "unhooked_l1_rw_ok");
-		CHECK_EQ(map_scratch(0), 0, "unmap_scratch");
+		CHECK_EQ(map_scratch(0), 0, "unmap_scratch_after_unhook");
 	}
 }
 
@@ -269,7 +269,7 @@ static void test_pins(void)
 	CHECK_EQ(mmu1((l1 << PAGE_SHIFT) + 8, virt_to_mach(page_b) | 0x23), 0, "pinned_l1_entry_ok");
 	CHECK_EQ(rd(scratch + 8), virt_to_mach(page_b) | 0x23, "pinned_l1_entry_visible");
 	CHECK_EQ(mmu1((l1 << PAGE_SHIFT) + 12, ma_l2 | 0x23), -EINVAL, "pinned_l1_bad_entry_einval");
-	CHECK_EQ(map_scratch(0), 0, "unmap_scratch");
+	CHECK_EQ(map_scratch(0), 0, "unmap_scratch_after_pinned_l1");
 	CHECK_EQ(ext(l1 << PAGE_SHIFT, MMUEXT_UNPIN_TABLE), 0, "unpin_ok");
 	CHECK_EQ(ext(l1 << PAGE_SHIFT, MMUEXT_UNPIN_TABLE), -EINVAL, "unpin_twice_einval");
 	/* Unpinned at type count 0: an update validates the whole table again, then drops it. */
