@@ -90,10 +90,29 @@ async function count(t: Tsxend, dom: string): Promise<number> {
   return lastCount(String((await call(t, "GET", `/domains/${dom}/console`)).json.text));
 }
 
+/** The domain's counter goes on past where it is now by more than `by`. */
+async function countsOn(t: Tsxend, dom: string, by: number): Promise<void> {
+  const at = await count(t, dom);
+  await until(`${dom} to count on`, async () => (await count(t, dom)) > at + by);
+}
+
 async function state(t: Tsxend, dom: string): Promise<string> {
   const a = await call(t, "GET", `/domains/${dom}`);
   assert.equal(a.status, 200, a.text);
   return String(a.json.state);
+}
+
+/** DOM0_PAUSEDOMAIN and DOM0_UNPAUSEDOMAIN take, and the domain counts on. */
+async function pausesAndRuns(t: Tsxend, dom: string): Promise<void> {
+  for (const [op, now] of [
+    ["pause", /^--p---$/],
+    ["unpause", /^[r-][b-]----$/],
+  ] as const) {
+    const a = await call(t, "POST", `/domains/${dom}/${op}`);
+    assert.equal(a.status, 200, a.text);
+    assert.match(await state(t, dom), now);
+  }
+  await countsOn(t, dom, 2);
 }
 
 /** The daemon is alive and well: it answers, and nothing reached its safety net. */
@@ -154,14 +173,7 @@ describe("tsxend never dies and answers every error", () => {
 
   it("(a) a restored domain pauses and unpauses, and counts on", async () => {
     await restored(t, "ra");
-    const p = await call(t, "POST", "/domains/ra/pause");
-    assert.equal(p.status, 200, p.text);
-    assert.match(await state(t, "ra"), /^--p---$/);
-    const u = await call(t, "POST", "/domains/ra/unpause");
-    assert.equal(u.status, 200, u.text);
-    assert.doesNotMatch(await state(t, "ra"), /p/);
-    const at = await count(t, "ra");
-    await until("ra to count on", async () => (await count(t, "ra")) > at + 2);
+    await pausesAndRuns(t, "ra");
     await healthy(t);
   });
 
@@ -171,10 +183,7 @@ describe("tsxend never dies and answers every error", () => {
     daemons.push(b.d);
     const m = await call(t, "POST", "/domains/mi/migrate", { to: `127.0.0.1:${b.port}`, token: b.token });
     assert.equal(m.json.ok, true, m.text);
-    assert.equal((await call(b, "POST", "/domains/mi/pause")).status, 200);
-    assert.equal((await call(b, "POST", "/domains/mi/unpause")).status, 200);
-    const at = await count(b, "mi");
-    await until("mi to count on", async () => (await count(b, "mi")) > at + 2);
+    await pausesAndRuns(b, "mi");
     await healthy(b);
   });
 
@@ -189,8 +198,7 @@ describe("tsxend never dies and answers every error", () => {
       );
       assert.doesNotMatch(await state(t, "rb"), /p/);
     }
-    const at = await count(t, "rb");
-    await until("rb to count on", async () => (await count(t, "rb")) > at + 2);
+    await countsOn(t, "rb", 2);
     await healthy(t);
   });
 
@@ -242,8 +250,7 @@ describe("tsxend never dies and answers every error", () => {
     }
     // The refused domain did not arrive half-way over there.
     assert.equal((await call(b, "GET", "/domains/peer")).status, 404);
-    const at = await count(t, "peer");
-    await until("peer to count on", async () => (await count(t, "peer")) > at + 2);
+    await countsOn(t, "peer", 2);
     await healthy(t);
     await healthy(b);
   });
@@ -490,8 +497,7 @@ describe("tsxend never dies and answers every error", () => {
         ok();
       });
     });
-    const at = await count(t, "cli");
-    await until("cli to count on", async () => (await count(t, "cli")) > at + 1);
+    await countsOn(t, "cli", 1);
     await healthy(t);
   });
 

@@ -361,7 +361,7 @@ describe("tsxend keeps its domains over a restart, and a kill loses nothing it h
         const there = await b.status("/domains/big");
         if (there === 200) await counting(b, "big");
         else assert.equal(there, 404, `seed ${SEED} round ${round}`);
-        assert.equal((await b.json("GET", "/domains")).domains instanceof Array, true);
+        assert.ok(Array.isArray((await b.json("GET", "/domains")).domains));
       } else {
         // The destination dies: the domain runs on here (or, if it got there whole, is gone here).
         const res = a.fetch("POST", "/domains/big/migrate", body).then((x) => x.text());

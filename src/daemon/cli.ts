@@ -59,6 +59,15 @@ export async function runDaemon(o: DaemonCliOptions): Promise<number> {
     err((e as Error).message);
     return 2;
   }
+  // Handled from the start: a SIGTERM while the saved domains are restored saves them again.
+  const stopped = new Promise<void>((resolve) => {
+    const stop = (sig: string): void => {
+      err(`${sig}: ${o.onStop === "save" ? "saving" : "stopping"} guests and shutting down`);
+      void daemon.close().then(resolve);
+    };
+    process.once("SIGTERM", () => stop("SIGTERM"));
+    process.once("SIGINT", () => stop("SIGINT"));
+  });
   let addr: import("node:net").AddressInfo;
   try {
     addr = await daemon.listen();
@@ -71,14 +80,7 @@ export async function runDaemon(o: DaemonCliOptions): Promise<number> {
   // As Jupyter does: one URL that lets a browser in; the page keeps the token.
   process.stdout.write(`tsxend dashboard: ${daemon.dashboardUrl()}\n`);
   if (o.portFile) writeFileSync(o.portFile, `${addr.port}\n`);
-  await new Promise<void>((resolve) => {
-    const stop = (sig: string): void => {
-      err(`${sig}: ${o.onStop === "save" ? "saving" : "stopping"} guests and shutting down`);
-      void daemon.close().then(resolve);
-    };
-    process.once("SIGTERM", () => stop("SIGTERM"));
-    process.once("SIGINT", () => stop("SIGINT"));
-  });
+  await stopped;
   return 0;
 }
 

@@ -157,10 +157,20 @@ export class Daemon {
       });
       this.server.listen(this.opts.port, this.opts.host, () => ok());
     });
+    if (this.closing) {
+      // Stopped while starting: close() has run, so nothing may start now.
+      this.server.close();
+      throw new Error("tsxend was stopped while starting");
+    }
     const addr = this.server.address() as AddressInfo;
     this.guard.listening(addr.port);
     this.loop.start();
-    if (this.opts.onStop !== undefined) await this.restoreSaved();
+    if (this.opts.onStop !== undefined) {
+      // close() waits for it, and it stops at the next image once close() has begun.
+      const restoring = this.restoreSaved();
+      this.track(restoring);
+      await restoring;
+    }
     return addr;
   }
 
@@ -524,6 +534,7 @@ export class Daemon {
   /** At start (xendomains start): the domains saved on stop run again; their images go. */
   private async restoreSaved(): Promise<void> {
     for (const saved of this.state.saved()) {
+      if (this.closing) return;
       try {
         const { domain } = this.adoptImage(await readImageFile(saved.path, () => {}));
         const m = this.manager.find((domain as { id: number }).id);
