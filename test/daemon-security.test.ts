@@ -17,6 +17,7 @@ import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import WebSocket from "ws";
 import type { Daemon } from "../src/daemon/daemon.js";
+import { Guard } from "../src/daemon/guard.js";
 import { startDaemon } from "./helpers/daemon.js";
 
 const CLI = fileURLToPath(new URL("../src/cli/main.js", import.meta.url));
@@ -279,13 +280,22 @@ describe("tsxend refuses what a web page can send it", () => {
           authorization: `Bearer ${t}`,
           ...(origin ? { origin } : {}),
         });
+      // A bare name on any port (a proxy's Host may carry none), with its pages' Origin.
       assert.equal((await get(`tsxen.test:${p}`, `http://tsxen.test:${p}`)).status, 200);
-      assert.equal((await get("proxy.test:443")).status, 200);
+      assert.equal((await get("tsxen.test", "https://tsxen.test")).status, 200);
+      // name:port on that port only.
+      assert.equal((await get("proxy.test:443", "https://proxy.test")).status, 200);
       assert.equal((await get("proxy.test:444")).status, 403);
+      assert.equal((await get("proxy.test")).status, 403);
       assert.equal((await get(`other.test:${p}`)).status, 403);
+      assert.equal((await get(`tsxen.test:${p}`, "http://other.test")).status, 403);
     } finally {
       await d.close();
     }
+    assert.throws(
+      () => new Guard({ listen: "127.0.0.1", token: "t", tokenFile: null, allowHosts: ["fe80::1"] }),
+      /--allow-host "fe80::1" is not a host name or name:port \(an IPv6 address in brackets\)/,
+    );
   });
 });
 

@@ -43,15 +43,24 @@ export interface Need {
 const WILDCARD = new Set(["0.0.0.0", "::", "[::]", ""]);
 const WITH_BODY = new Set(["POST", "PUT", "PATCH"]);
 
-/** "host:port" as a client names a server (lowercase, IPv6 in brackets, port 80 when absent). */
-function hostPort(authority: string): string | null {
+/** "host:port" as a client names a server (lowercase, IPv6 in brackets, the scheme's port when absent). */
+function hostPort(authority: string, scheme = "http"): string | null {
   try {
-    const u = new URL(`http://${authority}`);
+    const u = new URL(`${scheme}://${authority}`);
     if (u.username !== "" || u.password !== "" || u.pathname !== "/" || u.search !== "") return null;
-    return `${u.hostname}:${u.port || "80"}`;
+    return `${u.hostname}:${u.port || (scheme === "https" ? "443" : "80")}`;
   } catch {
     return null;
   }
+}
+
+/**
+ * An --allow-host entry: "name:port" is that port only; a bare "name" any port ("name:*"),
+ * since behind a proxy the port the client used is the proxy's, and absent from Host.
+ */
+function allowedName(entry: string): string | null {
+  if (/:\d+$/.test(entry) && !entry.endsWith("]")) return hostPort(entry);
+  return hostPort(`${entry}:1`)?.replace(/:1$/, ":*") ?? null;
 }
 
 /** An address as it appears in a Host header (IPv6 bracketed). */
@@ -63,7 +72,11 @@ export class Guard {
   private allowed: string[] = [];
   private port = 0;
 
-  constructor(private readonly o: GuardOptions) {}
+  constructor(private readonly o: GuardOptions) {
+    for (const a of o.allowHosts ?? [])
+      if (allowedName(a) === null)
+        throw new Error(`--allow-host "${a}" is not a host name or name:port (an IPv6 address in brackets)`);
+  }
 
   get token(): string {
     return this.o.token;
@@ -79,12 +92,10 @@ export class Guard {
       for (const list of Object.values(networkInterfaces()))
         for (const a of list ?? []) names.push(asHostName(a.address));
     } else names.push(asHostName(this.o.listen));
-    const all = [...names.map((n) => `${n}:${port}`), ...(this.o.allowHosts ?? [])];
     const set = new Set<string>();
-    for (const a of all) {
-      const hp = hostPort(/:\d+$/.test(a) && !a.endsWith("]") ? a : `${a}:${port}`);
-      if (hp !== null) set.add(hp);
-    }
+    for (const n of names) set.add(hostPort(`${n}:${port}`) ?? "");
+    for (const a of this.o.allowHosts ?? []) set.add(allowedName(a) ?? "");
+    set.delete("");
     this.allowed = [...set];
   }
 
@@ -99,7 +110,7 @@ export class Guard {
   check(req: IncomingMessage, need: Need): Refusal | null {
     const names = this.allowed.join(", ");
     const host = req.headers.host;
-    if (host === undefined || !this.allowed.includes(hostPort(host) ?? "")) {
+    if (host === undefined || !this.admits(hostPort(host))) {
       return {
         status: 403,
         message:
@@ -141,7 +152,14 @@ export class Guard {
     } catch {
       return false; // "null" (a sandboxed frame, a file: page) included
     }
-    return u.protocol === "http:" && this.allowed.includes(`${u.hostname}:${u.port || "80"}`);
+    // https: a page served through a TLS proxy in front of tsxend (--allow-host names it).
+    if (u.protocol !== "http:" && u.protocol !== "https:") return false;
+    return this.admits(hostPort(u.host, u.protocol.slice(0, -1)));
+  }
+
+  /** A "host:port" is one of ours: exactly, or a name allowed on any port. */
+  private admits(hp: string | null): boolean {
+    return hp !== null && (this.allowed.includes(hp) || this.allowed.includes(hp.replace(/:\d+$/, ":*")));
   }
 
   /** What is wrong with the request's token, naming where the right one is; null when right. */
