@@ -55,6 +55,8 @@ export interface DomainConfig {
   abi: AbiName;
   /** Virtual block devices (disk = [...]); absent in configurations saved before there were any. */
   disks?: DiskSpec[];
+  /** Virtual network interfaces (vif = [...], nics = N); absent in older saved configurations. */
+  vifs?: VifSpec[];
   /** Settings accepted but without effect here, each with why (shown by xm create). */
   warnings: string[];
 }
@@ -70,6 +72,57 @@ export interface DiskSpec {
   writable: boolean;
   /** "w!" / "r!": share the image even if another domain has it (xend's override). */
   force: boolean;
+}
+
+/** One entry of vif = [...]: 'mac=00:16:3e:01:02:03, bridge=xenbr0'. */
+export interface VifSpec {
+  /** Lower-case, colon-separated. */
+  mac: string;
+  bridge: string;
+}
+
+/** The bridge a vif joins unless it names one (xend's default). */
+export const DEFAULT_BRIDGE = "xenbr0";
+
+/** A random locally-chosen MAC in Xen's range 00:16:3e (with the multicast bit clear). */
+export function randomMac(): string {
+  const b = [
+    0x00,
+    0x16,
+    0x3e,
+    Math.floor(Math.random() * 128),
+    Math.floor(Math.random() * 256),
+    Math.floor(Math.random() * 256),
+  ];
+  return b.map((x) => x.toString(16).padStart(2, "0")).join(":");
+}
+
+/** Parses one vif entry (comma-separated key=value: mac, bridge); throws an Error saying what is wrong. */
+export function parseVifSpec(text: string): VifSpec {
+  let mac: string | undefined;
+  let bridge = DEFAULT_BRIDGE;
+  for (const part of text
+    .split(",")
+    .map((p) => p.trim())
+    .filter((p) => p !== "")) {
+    const eq = part.indexOf("=");
+    const key = eq < 0 ? part : part.slice(0, eq).trim();
+    const value = eq < 0 ? "" : part.slice(eq + 1).trim();
+    if (key === "mac") {
+      if (!/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i.test(value))
+        throw new Error(`vif "${text}": mac must look like 00:16:3e:01:02:03, not "${value}"`);
+      if ((Number.parseInt(value.slice(0, 2), 16) & 1) !== 0)
+        throw new Error(`vif "${text}": ${value} is a multicast address; a vif needs a unicast MAC`);
+      mac = value.toLowerCase();
+    } else if (key === "bridge") {
+      if (!/^[A-Za-z0-9][\w.-]{0,14}$/.test(value))
+        throw new Error(`vif "${text}": "${value}" is not a bridge name`);
+      bridge = value;
+    } else if (key !== "ip" && key !== "script" && key !== "vifname" && key !== "type") {
+      throw new Error(`vif "${text}": tsxen knows mac= and bridge=, not "${key}"`);
+    }
+  }
+  return { mac: mac ?? randomMac(), bridge };
 }
 
 /** Parses one disk entry 'file:PATH,DEV,MODE' (MODE r, w, r! or w!); throws an Error saying what is wrong. */
@@ -455,8 +508,6 @@ export function parseConfigText(
 
 /** Settings of the manual that are meaningful only with devices tsxen does not have yet. */
 const DEVICE_SETTINGS: Record<string, string> = {
-  vif: "tsxen has no virtual network interfaces yet",
-  nics: "tsxen has no virtual network interfaces yet",
   console: "consoles are served by the daemon's API, not TCP ports",
   builder: "tsxen has one domain builder (linux-style ELF)",
   vbd: "tsxen has no virtual block devices yet",
@@ -484,6 +535,8 @@ const KNOWN = new Set([
   "on_crash",
   "abi",
   "disk",
+  "vif",
+  "nics",
   ...IP_SETTINGS,
 ]);
 
@@ -627,11 +680,38 @@ export function checkConfig(
     }
   }
 
+  const vifs: VifSpec[] = [];
+  const vifList = vars.get("vif");
+  if (vifList !== undefined && vifList !== null) {
+    if (!Array.isArray(vifList))
+      fail("vif", `vif must be a list, like vif = ['mac=00:16:3e:01:02:03, bridge=xenbr0']`);
+    for (const entry of vifList as ConfigValue[]) {
+      if (typeof entry !== "string")
+        fail("vif", `each vif must be a string in quotes, not ${typeName(entry)}`);
+      let v: VifSpec | undefined;
+      try {
+        v = parseVifSpec(entry as string);
+      } catch (e) {
+        fail("vif", (e as Error).message);
+      }
+      if (v === undefined) continue;
+      if (vifs.some((x) => x.mac === v.mac)) fail("vif", `two vifs have the MAC ${v.mac}`);
+      vifs.push(v);
+    }
+  }
+  // nics = N: that many interfaces, the vif list configuring the first ones (xm's rule).
+  const nics = int("nics", 0, 8);
+  if (nics !== undefined) {
+    if (nics < vifs.length) fail("nics", `nics = ${nics} but vif lists ${vifs.length} interfaces`);
+    while (vifs.length < nics) vifs.push({ mac: randomMac(), bridge: DEFAULT_BRIDGE });
+  }
+
   return {
     name,
     kernel,
     ramdisk: str("ramdisk"),
     disks,
+    vifs,
     memoryMiB,
     cpu,
     vcpus,

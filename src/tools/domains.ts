@@ -17,8 +17,9 @@ import { DEFAULT_ABI } from "../xen/abi.js";
 import type { Domain } from "../xen/domain.js";
 import type { Hypervisor } from "../xen/hypervisor.js";
 import { BlkifController, type BlockDevice } from "./backends/blkif_ctl.js";
+import { NetifController, type NetworkDevice } from "./backends/netif_ctl.js";
 import type { DomainConfig, ExitAction } from "./config.js";
-import { type DiskSpec, parseDiskSpec } from "./config.js";
+import { type DiskSpec, parseDiskSpec, parseVifSpec } from "./config.js";
 import { bindControlChannel, ControlInterface } from "./control_if.js";
 import { type Dom0, dom0Of, XcError } from "./dom0.js";
 import { launchDomain } from "./launch.js";
@@ -106,6 +107,8 @@ export interface ManagedDomain {
   control: ControlInterface | null;
   /** Its virtual block devices (xend's blkif controller; MAR domains with a control interface). */
   blkif?: BlkifController;
+  /** Its virtual network interfaces (xend's netif controller), likewise. */
+  netif?: NetifController;
 }
 
 /** How long xm shutdown / reboot waits for the guest to answer the request (ms). */
@@ -290,7 +293,7 @@ export class DomainManager {
     this.managed.set(domain.id, m);
     try {
       if (config.cpu >= 0) this.pinCpu(m, config.cpu);
-      this.attachConfigDisks(m);
+      this.attachConfigDevices(m);
     } catch (e) {
       this.destroy(m, false);
       throw e instanceof ToolstackError
@@ -300,17 +303,66 @@ export class DomainManager {
     return m;
   }
 
-  /** Its controller for block devices, and the disks its configuration names (xm create). */
-  private attachConfigDisks(m: ManagedDomain): void {
+  /** Its controllers for block and network devices, and the devices its configuration names (xm create). */
+  private attachConfigDevices(m: ManagedDomain): void {
     if (m.control === null) {
-      if ((m.config.disks ?? []).length > 0)
+      if ((m.config.disks ?? []).length > 0 || (m.config.vifs ?? []).length > 0)
         throw new ToolstackError(
-          `domain "${m.config.name}" has disks, but virtual disks need the 2005-03 interface's control interface`,
+          `domain "${m.config.name}" has virtual devices, but they need the 2005-03 interface's control interface`,
         );
       return;
     }
     m.blkif = new BlkifController(this.dom0, m.domain.id, m.control, (msg) => this.hv.log(msg));
     for (const d of m.config.disks ?? []) m.blkif.attach(d);
+    m.netif = new NetifController(this.dom0, m.domain.id, m.control, (msg) => this.hv.log(msg));
+    for (const v of m.config.vifs ?? []) m.netif.attach(v);
+  }
+
+  // ------------------------------------------------------------------ virtual network interfaces
+
+  /** xm network-attach: "mac=..., bridge=..." (both optional). */
+  networkAttach(m: ManagedDomain, spec: string): NetworkDevice[] {
+    let v: ReturnType<typeof parseVifSpec>;
+    try {
+      v = parseVifSpec(spec);
+    } catch (e) {
+      throw new ToolstackError((e as Error).message);
+    }
+    const netif = this.requireNetif(m);
+    try {
+      netif.attach(v);
+    } catch (e) {
+      throw new ToolstackError((e as Error).message, 409);
+    }
+    m.config.vifs = [...(m.config.vifs ?? []), v];
+    return netif.list();
+  }
+
+  /** xm network-detach: by the vif's index or MAC. */
+  networkDetach(m: ManagedDomain, which: string): NetworkDevice[] {
+    const netif = this.requireNetif(m);
+    try {
+      netif.detach(which);
+    } catch (e) {
+      throw new ToolstackError((e as Error).message, 404);
+    }
+    const left = new Set(netif.specs());
+    m.config.vifs = (m.config.vifs ?? []).filter((v) => left.has(v));
+    return netif.list();
+  }
+
+  networkList(m: ManagedDomain): NetworkDevice[] {
+    return m.netif?.list() ?? [];
+  }
+
+  private requireNetif(m: ManagedDomain): NetifController {
+    this.requireRunning(m, "change the network interfaces of");
+    if (m.netif === undefined)
+      throw new ToolstackError(
+        `domain "${m.config.name}" has no control interface (the 2005-07 interface), so it can have no virtual network interfaces`,
+        409,
+      );
+    return m.netif;
   }
 
   // ------------------------------------------------------------------ virtual block devices
@@ -388,9 +440,9 @@ export class DomainManager {
     // Its disks come back as they were configured; the frontend finds its interface
     // disconnected when it says its driver is up again, and connects anew.
     try {
-      this.attachConfigDisks(m);
+      this.attachConfigDevices(m);
     } catch (e) {
-      this.hv.log(`domain ${config.name}: disks not attached after restore: ${(e as Error).message}`);
+      this.hv.log(`domain ${config.name}: devices not attached after restore: ${(e as Error).message}`);
     }
     this.managed.set(domain.id, m);
     this.emit({ kind: "created", id: domain.id, name: config.name });
@@ -542,6 +594,7 @@ export class DomainManager {
     // dom0 lets go of the domain's shared_info page and its channel first (xcs), so nothing
     // of dom0's keeps the domain alive as a zombie.
     m.blkif?.destroy();
+    m.netif?.destroy();
     m.control?.disconnect();
     this.killDomain(d);
     for (const fn of this.consoleWatchers.get(d.id) ?? []) fn(new Uint8Array(0));

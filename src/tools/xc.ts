@@ -673,6 +673,29 @@ export function xcIncreaseReservation(dom0: Dom0, domid: number, nrPages: number
   return rc;
 }
 
+/**
+ * dom_mem_op(increase_reservation) for dom0 itself: n fresh pages of its own (netback's
+ * alloc_mfn); returns their MFNs, fewer when Xen has no more or max_pages is reached.
+ */
+export function xcAllocOwnPages(dom0: Dom0, n: number): number[] {
+  const list = dom0.scratch().alloc(n * 4);
+  const rc = dom0.hypercall(dom0.nr("dom_mem_op"), MemOp.increase_reservation, list, n, 0, DomId.SELF);
+  if (rc < 0) throw new XcError("dom_mem_op(increase_reservation)", -rc);
+  const raw = new DataView(dom0.read(list, rc * 4).buffer);
+  return Array.from({ length: rc }, (_, i) => raw.getUint32(i * 4, true));
+}
+
+/**
+ * MMUEXT_REASSIGN_PAGE: gives one of dom0's pages (mapped nowhere, its allocation reference
+ * only) to domid, as netback flips a received packet's page to the guest.
+ */
+export function xcReassignPage(dom0: Dom0, mfn: number, domid: number): void {
+  xcMmuUpdate(dom0, [
+    [MmuMar.EXTENDED_COMMAND, MmuExtMar.SET_FOREIGNDOM | (domid << MMUEXT_DOMID_SHIFT)],
+    [(mfn * 4096) | MmuMar.EXTENDED_COMMAND, MmuExtMar.REASSIGN_PAGE],
+  ]);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Scheduling
 

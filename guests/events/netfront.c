@@ -1,0 +1,364 @@
+/*
+ * Test network frontend: XenLinux's netfront protocol of March 2005 against the domain
+ * controller and dom0's netback, run as two guests on one bridge (test/netif.test.ts).
+ *
+ * Both negotiate (driver UP -> DISCONNECTED with their MAC, INTERFACE_CONNECT -> CONNECTED)
+ * and post receive buffers the way netfront did: each buffer page is unmapped and given back
+ * to Xen (decrease_reservation); a packet arrives in a page netback flips to us, which we map
+ * where the buffer was and enter in our p2m and M2P.
+ *
+ * "role=pong" broadcasts READY every 20 ms until pinged, then answers each PING with a PONG of
+ * the same sequence number and payload, until BYE.  "role=ping" waits for READY, sends 8 PINGs
+ * of sizes up to 1514 and checks each PONG, then sends what a broken frontend would (a runt, an
+ * oversized frame, one crossing its page, frames that are not ours): each must be refused with
+ * NETIF_RSP_ERROR, and garbage ring indices must get the interface disconnected.
+ */
+#include "lib.h"
+#include "ctrl_if.h"
+#include "evtchn_ops.h"
+#include "netif.h"
+
+#define MS 1000000ull
+#define NRX 16
+#define NPING 8
+#define ETHERTYPE 0x88b5
+
+static u8 tx_page[4096] BSS_PAGE;
+static u8 rx_page[4096] BSS_PAGE;
+static u8 txbuf[4][4096] BSS_PAGE;
+static u8 rxbuf[NRX][4096] BSS_PAGE;
+static netif_tx_interface_t *const tx = (netif_tx_interface_t *)tx_page;
+static netif_rx_interface_t *const rx = (netif_rx_interface_t *)rx_page;
+static u32 tx_prod, rx_cons, rx_prod;
+
+static volatile u32 statuses, last_status, last_evtchn;
+static u8 my_mac[6];
+static u32 port;
+
+static void receiver(control_msg_t *m)
+{
+	netif_fe_interface_status_t st;
+	if (m->type != CMSG_NETIF_FE || m->subtype != CMSG_NETIF_FE_INTERFACE_STATUS ||
+	    m->length != sizeof(st)) {
+		m->length = 0;
+		return;
+	}
+	memcpy(&st, m->msg, sizeof(st));
+	last_status = st.status;
+	last_evtchn = st.evtchn;
+	if (st.status != NETIF_INTERFACE_STATUS_CLOSED)
+		memcpy(my_mac, st.mac, 6);
+	statuses++;
+}
+
+static void noop(u32 p, struct upcall_frame *f) {}
+
+static int wait_for(int (*cond)(void), u64 timeout_ns)
+{
+	u64 deadline = time_now_ns() + timeout_ns;
+	while (!cond()) {
+		if (time_now_ns() >= deadline)
+			return 0;
+		HYPERVISOR_set_timer_op(deadline);
+		HYPERVISOR_sched_op(SCHEDOP_block);
+	}
+	return 1;
+}
+
+static u32 want;
+static int enough_statuses(void) { return statuses >= want; }
+
+static int fe_send(u32 subtype, const void *payload, u32 len)
+{
+	control_msg_t m, rsp;
+	memset(&m, 0, sizeof(m));
+	m.type = CMSG_NETIF_FE;
+	m.subtype = (u8)subtype;
+	m.length = (u8)len;
+	memcpy(m.msg, payload, len);
+	if (ctrl_if_send(&m, &rsp, 1000 * MS))
+		return -1;
+	return rsp.length;
+}
+
+static u32 next_status(u32 before)
+{
+	want = before + 1;
+	return wait_for(enough_statuses, 1000 * MS) ? last_status : ~0u;
+}
+
+static u32 connect(u32 txf, u32 rxf)
+{
+	netif_fe_interface_connect_t c;
+	u32 before = statuses;
+	memset(&c, 0, sizeof(c));
+	c.tx_shmem_frame = txf;
+	c.rx_shmem_frame = rxf;
+	if (fe_send(CMSG_NETIF_FE_INTERFACE_CONNECT, &c, sizeof(c)) != sizeof(c))
+		return ~1u;
+	return next_status(before);
+}
+
+/* netfront's network_alloc_rx_buffers for one buffer: unmap it, give the page back, post it. */
+static long post_rx(u32 id)
+{
+	u32 mfn = virt_to_mfn(rxbuf[id]);
+	long rc = HYPERVISOR_update_va_mapping((u32)rxbuf[id], 0, UVMF_INVLPG);
+	if (rc)
+		return rc;
+	if (HYPERVISOR_dom_mem_op(MEMOP_decrease_reservation, &mfn, 1, 0, DOMID_SELF) != 1)
+		return -1;
+	rx->ring[rx_prod & (NETIF_RX_RING_SIZE - 1)].req.id = (u16)id;
+	barrier();
+	rx->req_prod = ++rx_prod;
+	return 0;
+}
+
+/* Takes one received packet, if any: maps its page where the buffer was; returns its length
+ * (the data at *data) or 0, or -1 if the response was bad. The buffer is re-posted by the
+ * caller with post_rx(*id). */
+static int rx_take(u8 **data, u32 *id)
+{
+	netif_rx_response_t r;
+	mmu_update_t mu;
+	u32 pfn, mfn;
+	if (rx_cons == rx->resp_prod)
+		return 0;
+	barrier();
+	r = rx->ring[rx_cons & (NETIF_RX_RING_SIZE - 1)].resp;
+	rx_cons++;
+	rx->event = rx_cons + 1;
+	if (r.id >= NRX || r.status <= 0)
+		return -1;
+	mfn = r.addr >> 12;
+	pfn = virt_to_pfn(rxbuf[r.id]);
+	if (HYPERVISOR_update_va_mapping((u32)rxbuf[r.id], (mfn << 12) | _PAGE_PRESENT | _PAGE_RW, UVMF_INVLPG))
+		return -1;
+	mu.ptr = (mfn << 12) | MMU_MACHPHYS_UPDATE;
+	mu.val = pfn;
+	if (HYPERVISOR_mmu_update(&mu, 1, 0))
+		return -1;
+	((u32 *)start_info->mfn_list)[pfn] = mfn;
+	*id = r.id;
+	*data = rxbuf[r.id] + (r.addr & 4095);
+	return r.status;
+}
+
+/* Transmits len bytes at addr (a machine address); returns the response status. */
+static s32 tx_raw(u32 addr, u32 len)
+{
+	netif_tx_request_t *q = &tx->ring[tx_prod & (NETIF_TX_RING_SIZE - 1)].req;
+	u32 id = tx_prod & 0xffff, mine = tx_prod;
+	u64 deadline = time_now_ns() + 1000 * MS;
+	q->addr = addr;
+	q->id = (u16)id;
+	q->size = (u16)len;
+	barrier();
+	tx->req_prod = ++tx_prod;
+	tx->event = tx_prod;
+	ev_send(port);
+	while ((s32)(tx->resp_prod - (mine + 1)) < 0) {
+		if (time_now_ns() >= deadline)
+			return 0x7f;
+		HYPERVISOR_set_timer_op(deadline);
+		HYPERVISOR_sched_op(SCHEDOP_block);
+	}
+	if (tx->ring[mine & (NETIF_TX_RING_SIZE - 1)].resp.id != id)
+		return 0x7e;
+	return tx->ring[mine & (NETIF_TX_RING_SIZE - 1)].resp.status;
+}
+
+static u8 fillbyte(u32 seq, u32 i) { return (u8)(seq * 29 + i * 3 + 7); }
+
+/* Builds frame `kind` to dst in txbuf[0] with `len` bytes in all and sends it. */
+static s32 send(const u8 *dst, char kind, u32 seq, u32 len)
+{
+	u8 *f = txbuf[0];
+	u32 i;
+	memcpy(f, dst, 6);
+	memcpy(f + 6, my_mac, 6);
+	f[12] = ETHERTYPE >> 8;
+	f[13] = ETHERTYPE & 0xff;
+	memcpy(f + 14, "tsxen", 5);
+	f[19] = (u8)kind;
+	memcpy(f + 20, &seq, 4);
+	for (i = 24; i < len; i++)
+		f[i] = fillbyte(seq, i);
+	return tx_raw(virt_to_mach(f), len);
+}
+
+/* Is this one of our frames, of this kind? Checks its payload. */
+static int ours(const u8 *f, int len, char kind, u32 *seq)
+{
+	int i;
+	if (len < 24 || f[12] != (ETHERTYPE >> 8) || f[13] != (ETHERTYPE & 0xff) || memcmp(f + 14, "tsxen", 5) ||
+	    f[19] != (u8)kind)
+		return 0;
+	memcpy(seq, f + 20, 4);
+	for (i = 24; i < len; i++)
+		if (f[i] != fillbyte(*seq, (u32)i))
+			return -1;
+	return 1;
+}
+
+static volatile u32 rx_events;
+static void rx_handler(u32 p, struct upcall_frame *f) { rx_events++; }
+static int rx_ready(void) { return rx_cons != rx->resp_prod; }
+
+/* Waits for the next frame of `kind` (others are dropped); returns its length or 0. */
+static int expect(char kind, u32 *seq, u8 *src, u64 timeout_ns)
+{
+	u64 deadline = time_now_ns() + timeout_ns;
+	for (;;) {
+		u8 *data;
+		u32 id;
+		int n;
+		while ((n = rx_take(&data, &id)) != 0) {
+			int ok = n > 0 ? ours(data, n, kind, seq) : 0;
+			if (n > 0 && src)
+				memcpy(src, data + 6, 6);
+			if (n > 0)
+				post_rx(id);
+			if (ok != 0)
+				return ok > 0 ? n : -1;
+		}
+		if (time_now_ns() >= deadline)
+			return 0;
+		if (!wait_for(rx_ready, deadline - time_now_ns()))
+			return 0;
+	}
+}
+
+static const u8 broadcast[6] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
+static const u32 sizes[NPING] = { 60, 64, 128, 200, 512, 1000, 1500, 1514 };
+
+static void ping(void)
+{
+	u8 peer[6];
+	u32 seq, k, good = 0;
+	int n;
+	n = expect('R', &seq, peer, 10000 * MS);
+	CHECK(n > 0, "peer_ready_seen");
+	for (k = 0; k < NPING; k++) {
+		u8 src[6];
+		if (send(peer, 'P', k, sizes[k]) != NETIF_RSP_OKAY)
+			continue;
+		n = expect('O', &seq, src, 2000 * MS);
+		if (n == (int)sizes[k] && seq == k && memcmp(src, peer, 6) == 0)
+			good++;
+	}
+	CHECK_EQ(good, NPING, "pongs_all_back_intact");
+	/* The smallest frame netback takes, and one ending at its page's last byte but one. */
+	memset(txbuf[1], 0, 4096);
+	memcpy(txbuf[1], peer, 6);
+	CHECK_EQ(tx_raw(virt_to_mach(txbuf[1]), 14), NETIF_RSP_OKAY, "tx_14_bytes_ok");
+	memcpy(txbuf[1] + 4095 - 100, peer, 6);
+	CHECK_EQ(tx_raw(virt_to_mach(txbuf[1] + 4095 - 100), 100), NETIF_RSP_OKAY, "tx_to_page_end_ok");
+	/* Bad frames: refused and counted. */
+	CHECK_EQ(tx_raw(virt_to_mach(txbuf[1]), 13), NETIF_RSP_ERROR, "tx_runt_refused");
+	CHECK_EQ(tx_raw(virt_to_mach(txbuf[1]), 1515), NETIF_RSP_ERROR, "tx_oversized_refused");
+	CHECK_EQ(tx_raw(virt_to_mach(txbuf[1] + 4000), 200), NETIF_RSP_ERROR, "tx_crossing_page_refused");
+	CHECK_EQ(tx_raw(0xfffff000u, 60), NETIF_RSP_ERROR, "tx_frame_not_ram_refused");
+	CHECK_EQ(tx_raw(0x00000000u, 60), NETIF_RSP_ERROR, "tx_frame_0_refused");
+	CHECK_EQ(send(peer, 'B', 99, 60), NETIF_RSP_OKAY, "bye_sent");
+	{
+		u32 before = statuses;
+		tx->req_prod = tx_prod + 1000;
+		barrier();
+		ev_send(port);
+		CHECK_EQ(next_status(before), NETIF_INTERFACE_STATUS_DISCONNECTED, "tx_garbage_indices_disconnected");
+	}
+}
+
+static void pong(void)
+{
+	u32 seq, pings = 0, bad = 0, inorder = 1;
+	u8 src[6];
+	int n;
+	u64 next = 0;
+	for (;;) {
+		u8 *data;
+		u32 id;
+		int got = 0;
+		if (pings == 0 && time_now_ns() >= next) {
+			send(broadcast, 'R', 0, 60);
+			next = time_now_ns() + 20 * MS;
+		}
+		while ((n = rx_take(&data, &id)) != 0) {
+			int p = n > 0 ? ours(data, n, 'P', &seq) : 0;
+			u32 bs;
+			if (n > 0 && ours(data, n, 'B', &bs) == 1)
+				got = 2;
+			if (p == 1) {
+				memcpy(src, data + 6, 6);
+				if (seq != pings)
+					inorder = 0;
+				pings++;
+				post_rx(id);
+				send(src, 'O', seq, (u32)n);
+				continue;
+			}
+			if (p < 0)
+				bad++;
+			if (n > 0)
+				post_rx(id);
+		}
+		if (got == 2)
+			break;
+		want = 0;
+		if (!wait_for(rx_ready, pings == 0 ? 20 * MS : 10000 * MS) && pings > 0)
+			break;
+	}
+	CHECK_EQ(pings, NPING, "pings_answered");
+	CHECK(inorder && bad == 0, "pings_in_order_intact");
+}
+
+static int cmdline_has(const char *word)
+{
+	const char *s = (const char *)start_info->cmd_line;
+	size_t n = strlen(word);
+	for (; *s; s++)
+		if (memcmp(s, word, n) == 0)
+			return 1;
+	return 0;
+}
+
+void start_kernel(start_info_t *si)
+{
+	u32 timer_port, k, before, ds[2] = { NETIF_DRIVER_STATUS_UP, 0 };
+	int pinger;
+	long rc = 0;
+	conf_init(si, "netfront");
+	pinger = cmdline_has("role=ping");
+	if (evtchn_bind_virq(VIRQ_TIMER, &timer_port) == 0)
+		evtchn_handlers[timer_port] = noop;
+	ctrl_if_receiver = receiver;
+	if (ctrl_if_init() == 0) {
+		check_fail("control_interface", "the domain has no control channel");
+		checks_done();
+	}
+	events_enable();
+	before = statuses;
+	CHECK_EQ(fe_send(CMSG_NETIF_FE_DRIVER_STATUS, ds, 8), 8, "driver_up_answered");
+	CHECK_EQ(next_status(before), NETIF_INTERFACE_STATUS_DISCONNECTED, "driver_up_gives_disconnected");
+	CHECK((my_mac[0] & 1) == 0 && (my_mac[0] | my_mac[1] | my_mac[2]) != 0, "mac_given");
+	if (pinger) {
+		CHECK_EQ(connect(0xfffff, virt_to_mfn(rx_page)), NETIF_INTERFACE_STATUS_CLOSED, "connect_bad_tx_frame_closed");
+		CHECK_EQ(connect(virt_to_mfn(tx_page), virt_to_mfn((void *)si->pt_base)), NETIF_INTERFACE_STATUS_CLOSED,
+			 "connect_page_table_closed");
+	}
+	memset(tx_page, 0, 4096);
+	memset(rx_page, 0, 4096);
+	CHECK_EQ(connect(virt_to_mfn(tx_page), virt_to_mfn(rx_page)), NETIF_INTERFACE_STATUS_CONNECTED, "connected");
+	port = last_evtchn;
+	evtchn_handlers[port] = rx_handler;
+	rx->event = 1;
+	for (k = 0; k < NRX && rc == 0; k++)
+		rc = post_rx(k);
+	CHECK_EQ(rc, 0, "rx_buffers_posted");
+	if (pinger)
+		ping();
+	else
+		pong();
+	checks_done();
+}
