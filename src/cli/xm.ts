@@ -147,7 +147,10 @@ export function registerXm(program: Command): void {
     .command("xm")
     .description("manage domains on a running tsxend (see `tsxen xm help`)")
     .option("--daemon <url>", "tsxend's address (default: $TSXEN_DAEMON or http://127.0.0.1:8006)")
-    .option("--token <secret>", "the daemon's token (default: $TSXEN_TOKEN)");
+    .option(
+      "--token <secret>",
+      "the daemon's token (default: $TSXEN_TOKEN, else for a daemon on this machine its token file in $TSXEN_STATE_DIR or ~/.local/state/tsxen)",
+    );
   const conn = (): Connection => connection(xm.opts() as { daemon?: string; token?: string });
   const run =
     <A extends unknown[]>(fn: (...args: A) => Promise<void>) =>
@@ -401,7 +404,7 @@ export function registerXm(program: Command): void {
     .argument("<domain>", "domain name or id")
     .argument("<host>", "the other tsxend: host, host:port (port 8006 by default) or http:// URL")
     .option("-l, --live", "keep the domain running while its memory is copied (pre-copy rounds)")
-    .option("--dest-token <secret>", "the other tsxend's token, if it wants one")
+    .option("--dest-token <secret>", "the other tsxend's token (its token file, or its --token)")
     .action(
       run(async (dom: string, host: string, o: { live?: boolean; destToken?: string }) => {
         const bar = progressBar(`Migrating ${dom} to ${host}`);
