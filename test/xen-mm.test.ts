@@ -90,6 +90,24 @@ describe("page types (semantics.md §1.3-§1.7)", () => {
     assert.equal(hv.mm.pin(l2, d.id, PGT_l2_page_table), false);
   });
 
+  it("a read-only PDE may map another L2 only once that L2 is validated", () => {
+    const { hv, d, pages } = setup();
+    const [a, b, l1] = pages;
+    entry(hv, b, 0, (l1 << 12) | P | RW);
+    assert.ok(hv.mm.pin(b, d.id, PGT_l2_page_table));
+    entry(hv, a, 3, (b << 12) | P);
+    assert.ok(hv.mm.pin(a, d.id, PGT_l2_page_table), "a validated L2 may be mapped read-only");
+    assert.equal(typeCount(hv, b), 2, "the mapping holds a type reference (pin + A's entry)");
+    assert.ok(hv.mm.unpin(a, d.id));
+    // B as it is in the middle of its own validation (or force-devalidated by domain
+    // destruction): typed L2 with references, not validated. Mapping it must be refused, or
+    // its unchecked entries would be trusted.
+    const saved = hv.frames.typeInfo[b];
+    hv.frames.typeInfo[b] = saved & ~PGT_validated;
+    assert.equal(hv.mm.pin(a, d.id, PGT_l2_page_table), false);
+    hv.frames.typeInfo[b] = saved;
+  });
+
   it("a read-only linear PDE cannot be made writable by an update (XSA-182 fixed)", () => {
     const { hv, d, pages } = setup();
     const [l2] = pages;
