@@ -15,10 +15,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
+import { guestPath } from "./support/guests.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const MAIN = join(ROOT, "dist/src/cli/main.js");
-const SHELL = join(ROOT, "guests/build/ev_ctrl_shell.elf");
+const SHELL = guestPath("ev_ctrl_shell");
 const PROMPT = /ctrl> $/;
 
 interface Run {

@@ -5,6 +5,7 @@
  * the status line. Skipped where /usr/bin/chromium is not installed (.ci/run installs it).
  */
 import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -14,6 +15,7 @@ import type { Browser } from "playwright-core";
 import { buildWeb } from "../scripts/build-web.js";
 import { serveWeb } from "../src/cli/web.js";
 import { launchChromium, noChromium } from "./helpers/chromium.js";
+import { guestPath } from "./support/guests.js";
 
 describe("the web page in Chromium", { skip: noChromium }, () => {
   let browser: Browser;
@@ -50,6 +52,58 @@ describe("the web page in Chromium", { skip: noChromium }, () => {
     assert.match(screen ?? "", /Hello from tsxen!/);
     assert.match(screen ?? "", /hello: goodbye/);
     if (process.env.TSXEN_SCREENSHOT) await page.screenshot({ path: process.env.TSXEN_SCREENSHOT });
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+
+  it("boots an uploaded kernel with an uploaded initrd, and the keyboard reaches its control-interface console", async () => {
+    const page = await browser.newPage();
+    const errors: string[] = [];
+    page.on("pageerror", (e) => errors.push(e.message));
+    await page.goto(url);
+    const dir = mkdtempSync(join(tmpdir(), "tsxen-upload-"));
+    const initrd = join(dir, "initrd.img");
+    const bytes = randomBytes(9000);
+    writeFileSync(initrd, bytes);
+    await page.setInputFiles("#kernel", guestPath("ev_ctrl_shell"));
+    await page.setInputFiles("#ramdisk", initrd);
+    await page.fill("#memory", "16");
+    await page.click("#start");
+    const screen = async (): Promise<string> => (await page.textContent(".xterm-rows")) ?? "";
+    const waitScreen = (re: RegExp): Promise<unknown> =>
+      page.waitForFunction(
+        (src) => new RegExp(src).test(document.querySelector(".xterm-rows")?.textContent ?? ""),
+        re.source,
+        { timeout: 60_000 },
+      );
+    await waitScreen(/ctrl> /);
+    // The guest read the module the page uploaded: its length and hash, as it printed them.
+    let h = 2166136261;
+    for (const b of bytes) h = Math.imul(h ^ b, 16777619) >>> 0;
+    assert.match(
+      await screen(),
+      new RegExp(`module: start=0x[0-9a-f]+ len=9000 fnv=0x${h.toString(16).padStart(8, "0")}`),
+    );
+    await page.click("#terminal");
+    await page.keyboard.type("echo typed in the page");
+    await page.keyboard.press("Enter");
+    await waitScreen(/ctrl> echo typed in the page\s*typed in the page\s*ctrl> /);
+    await page.keyboard.type("reboot");
+    await page.keyboard.press("Enter");
+    await waitScreen(/rebooting[\s\S]*ctrl_shell: boot[\s\S]*ctrl> /);
+    await page.keyboard.type("poweroff");
+    await page.keyboard.press("Enter");
+    await page.waitForFunction(
+      () => /shut down/.test(document.getElementById("status")?.textContent ?? ""),
+      null,
+      {
+        timeout: 60_000,
+      },
+    );
+    assert.match(
+      (await page.textContent("#status")) ?? "",
+      /^domain 2 shut down: poweroff \(guest time [\d.]+ s\)$/,
+    );
     assert.deepEqual(errors, []);
     await page.close();
   });

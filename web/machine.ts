@@ -4,9 +4,8 @@
  * nothing of Node.js (test/web.test.ts bundles it for the browser and runs it in a bare
  * JavaScript context to hold it to that); web/main.ts is the page around it.
  */
-import { SHUTDOWN_NAMES, Shutdown } from "../src/public/xen.js";
-import { ConsoleFeed } from "../src/tools/console_feed.js";
-import { launchDomain } from "../src/tools/launch.js";
+import { Shutdown } from "../src/public/xen.js";
+import { GuestSession } from "../src/tools/session.js";
 import { ABI_NAMES, type AbiName, abiByName } from "../src/xen/abi.js";
 import { Hypervisor } from "../src/xen/hypervisor.js";
 
@@ -15,14 +14,16 @@ export { ABI_NAMES, type AbiName };
 export interface WebBootOptions {
   /** The guest kernel: an ELF with a __xen_guest section. */
   image: Uint8Array;
+  /** An initial ramdisk (initrd), given to the guest as its start_info module. */
+  ramdisk?: Uint8Array;
   name: string;
   memoryMiB: number;
   machineMemoryMiB: number;
   cmdline: string;
   abi: string;
-  /** The guest's console output (domain 1's CONSOLEIO_write and console ring). */
+  /** The guest's console output: console_io writes and its control interface's CMSG_CONSOLE. */
   onConsole: (bytes: Uint8Array) => void;
-  /** The hypervisor's own messages. */
+  /** The hypervisor's own messages, and the toolstack's (a reboot restarting the guest). */
   onLog: (line: string) => void;
 }
 
@@ -31,11 +32,14 @@ export type Ending = { ok: boolean; text: string } | null;
 
 export class WebMachine {
   readonly hv: Hypervisor;
-  readonly domainId: number;
-  private readonly keyboard: ConsoleFeed;
+  private readonly session: GuestSession;
   private ended: Ending = null;
+  private idle = false;
 
-  /** Builds the machine and boots the guest; throws an Error naming what is wrong. */
+  /**
+   * Builds the machine and boots the guest as `tsxen run` does (a GuestSession: its control
+   * interface served, a reboot rebuilding it); throws an Error naming what is wrong.
+   */
   constructor(opts: WebBootOptions) {
     const abi = abiByName(opts.abi);
     if (abi === null)
@@ -45,15 +49,26 @@ export class WebMachine {
       onConsole: (_d, bytes) => opts.onConsole(bytes),
       onLog: opts.onLog,
     });
-    const { domain } = launchDomain(this.hv, {
+    this.session = new GuestSession(this.hv, {
       name: opts.name,
       image: opts.image,
+      module: opts.ramdisk,
       memoryMiB: opts.memoryMiB,
       cmdline: opts.cmdline,
       abi: opts.abi as AbiName,
+      onConsole: opts.onConsole,
+      onNote: opts.onLog,
     });
-    this.domainId = domain.id;
-    this.keyboard = new ConsoleFeed(this.hv);
+  }
+
+  /** The guest's domain id now (a reboot gives it a new one). */
+  get domainId(): number {
+    return this.session.domain.id;
+  }
+
+  /** Times the guest was rebuilt after rebooting. */
+  get restarts(): number {
+    return this.session.restarts;
   }
 
   /** Guest time so far, in nanoseconds. */
@@ -66,36 +81,30 @@ export class WebMachine {
     return this.hv.cpu.retired;
   }
 
-  /** Keyboard input for the guest's console (CONSOLEIO_read), kept until the ring has room. */
+  /**
+   * Keyboard input for the guest's console, kept until it has room: over its control
+   * interface once it uses one (XenLinux), else Xen's console ring (CONSOLEIO_read).
+   */
   input(bytes: Uint8Array): void {
-    this.keyboard.push(bytes);
+    this.session.input(bytes);
   }
 
   /**
    * Runs until guest time limitNs (at once when it is already past); returns how the run
-   * ended, or null when it goes on.
+   * ended, or null when it goes on. A guest waiting for the keyboard with nothing else due
+   * is not an ending here: the page goes on waiting for keys.
    */
   runUntil(limitNs: number): Ending {
     if (this.ended !== null) return this.ended;
-    this.keyboard.pump();
-    if (limitNs <= this.hv.nowNs()) return null;
-    const r = this.hv.run(limitNs);
-    switch (r.kind) {
-      case "time-limit":
-        return null;
-      case "shutdown":
-        this.ended = {
-          ok: r.reason === Shutdown.poweroff,
-          text: `domain ${r.domain.id} shut down: ${SHUTDOWN_NAMES[r.reason] ?? `reason ${r.reason}`}`,
-        };
-        break;
-      case "crashed":
-        this.ended = { ok: false, text: `domain ${r.domain.id} (${r.domain.name}) crashed: ${r.why}` };
-        break;
-      case "idle":
-        this.ended = { ok: false, text: `stopped: ${r.why}` };
-        break;
-    }
+    const end = this.session.runUntil(limitNs);
+    this.idle = end?.kind === "idle";
+    if (end === null || end.kind === "idle") return null;
+    this.ended = { ok: end.kind === "shutdown" && end.reason === Shutdown.poweroff, text: end.text };
     return this.ended;
+  }
+
+  /** The last run found the guest blocked with nothing due: only the keyboard can wake it. */
+  get waiting(): boolean {
+    return this.idle;
   }
 }

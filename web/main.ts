@@ -1,6 +1,7 @@
 /**
- * The page (web/index.html): boots a guest on a WebMachine and shows its console in an
- * xterm.js terminal; the keyboard goes to the guest's console input. Guest time is paced by
+ * The page (web/index.html): boots a guest (a kernel file, and an initrd as its module) on a
+ * WebMachine and shows its console in an xterm.js terminal; the keyboard goes to the guest's
+ * console input (over its control interface for a XenLinux domU, as with `tsxen run`). Guest time is paced by
  * the page's clock (a guest that sleeps for a second sleeps for a second here; one that
  * computes runs flat out), in slices of guest time, about 20 ms of the page's time at once,
  * so the page stays live.
@@ -45,6 +46,11 @@ async function kernelImage(): Promise<{ name: string; image: Uint8Array }> {
   return { name: "hello", image: new Uint8Array(await r.arrayBuffer()) };
 }
 
+async function ramdiskImage(): Promise<Uint8Array | undefined> {
+  const file = $<HTMLInputElement>("ramdisk").files?.[0];
+  return file ? new Uint8Array(await file.arrayBuffer()) : undefined;
+}
+
 async function boot(): Promise<void> {
   startButton.disabled = true;
   term.reset();
@@ -52,6 +58,7 @@ async function boot(): Promise<void> {
     const { name, image } = await kernelImage();
     machine = new WebMachine({
       image,
+      ramdisk: await ramdiskImage(),
       name,
       memoryMiB: Number($<HTMLInputElement>("memory").value),
       machineMemoryMiB: 128,
@@ -75,6 +82,8 @@ async function boot(): Promise<void> {
         const wallNs = (performance.now() - t0) * 1e6;
         if (ending !== null || performance.now() >= batchEnd || m.guestNs >= wallNs) break;
         ending = m.runUntil(Math.min(m.guestNs + STEP_NS, wallNs));
+        // Blocked with nothing due: only a key can wake it (time stands still meanwhile).
+        if (m.waiting) break;
       }
     } catch (e) {
       ending = { ok: false, text: `tsxen failed: ${(e as Error).message}` };
@@ -84,10 +93,10 @@ async function boot(): Promise<void> {
       return;
     }
     show(
-      `domain ${m.domainId} running: guest time ${(m.guestNs / 1e9).toFixed(2)} s, ${(m.retired / 1e6).toFixed(1)} million instructions`,
+      `domain ${m.domainId} ${m.waiting ? "waiting for the keyboard" : "running"}: guest time ${(m.guestNs / 1e9).toFixed(2)} s, ${(m.retired / 1e6).toFixed(1)} million instructions`,
     );
-    // Ahead of the page's clock: wait for it; behind: go on at once.
-    timer = setTimeout(run, m.guestNs >= (performance.now() - t0) * 1e6 ? 10 : 0);
+    // Ahead of the page's clock, or waiting for a key: wait; behind: go on at once.
+    timer = setTimeout(run, m.waiting || m.guestNs >= (performance.now() - t0) * 1e6 ? 10 : 0);
   };
   run();
 }
