@@ -13,10 +13,12 @@ import { describe, it } from "node:test";
 import { LDT_GDT_ENTRY_MAR } from "../src/public/arch_x86_32.js";
 import { GntMap, GntStMar } from "../src/public/grant_table.js";
 import { DomId } from "../src/public/xen.js";
+import { parseDomainConfig } from "../src/tools/config.js";
 import { ControlInterface } from "../src/tools/control_if.js";
 import { bootDom0, type Dom0 } from "../src/tools/dom0.js";
 import { launchDomain } from "../src/tools/launch.js";
-import { xcDomainDestroy, xcDomainUnpause } from "../src/tools/xc.js";
+import { captureDomain, SaveError } from "../src/tools/save.js";
+import { xcDomainDestroy, xcDomainPause, xcDomainUnpause } from "../src/tools/xc.js";
 import { type Domain, DomainState } from "../src/xen/domain.js";
 import { PGT_gdt_page, PGT_type_mask } from "../src/xen/frame_table.js";
 import { mapGrantRef, unmapGrantRef } from "../src/xen/grant_table.js";
@@ -161,6 +163,8 @@ interface Machine {
   /** dom0's end of the attacker's control interface (with `control`), and what it reported. */
   control: ControlInterface | null;
   controlErrors: string[];
+  /** Where the attacker's start_info is (for a save image). */
+  startInfoVa: number;
 }
 
 const victimImage = (): Uint8Array => readFileSync(guestPath("hostile_victim"));
@@ -183,7 +187,11 @@ function machine(guest: string, cmdline = "", opts: { memoryMiB?: number; contro
   const victimMfn = Number(ready[3]);
   assert.equal(hv.frames.owner[victimMfn], victim.id);
   const self = victim.id + 1;
-  const { domain: attacker, controlPort } = launchDomain(hv, {
+  const {
+    domain: attacker,
+    controlPort,
+    image: { startInfoVa },
+  } = launchDomain(hv, {
     name: guest,
     image: readFileSync(guestPath(`hostile_${guest}`)),
     memoryMiB: opts.memoryMiB ?? 8,
@@ -205,7 +213,7 @@ function machine(guest: string, cmdline = "", opts: { memoryMiB?: number; contro
           (why) => void controlErrors.push(why),
         );
   const before = snapshot(hv, victim, attacker, dom0.domain);
-  return { hv, dom0, victim, attacker, out, before, victimMfn, control, controlErrors };
+  return { hv, dom0, victim, attacker, out, before, victimMfn, control, controlErrors, startInfoVa };
 }
 
 /** Runs until the attacker stops (it is the only domain that can), at most limitNs of virtual time. */
@@ -345,6 +353,9 @@ describe("hostile guests beside a victim", () => {
       [7, "MMUEXT_TRANSFER_PAGE of the window L1 to the victim", 13],
       [8, "update_va_mapping", 13],
       [9, "a multicall batch [mmu_update NEW_BASEPTR]", 13],
+      [13, "decrease_reservation of the window L1 itself, then unpin of its L2", 12],
+      [14, "set_gdt", 12],
+      [15, "update_descriptor", 13],
     ];
     for (const [mode, what, checks] of paths)
       attack({
@@ -354,6 +365,21 @@ describe("hostile guests beside a victim", () => {
         checks,
         crashChecks: 8,
       });
+    attack({
+      title:
+        "an ACTIVE window (L1 hooked in the current L2, unhooked by the store), then mov %eax,%cr3 reloading it",
+      guest: "ptwr_window",
+      cmdline: "mode=16",
+      checks: 14,
+      crashChecks: 12,
+    });
+    attack({
+      title: "an ACTIVE window, then MMUEXT_NEW_BASEPTR to the other L2",
+      guest: "ptwr_window",
+      cmdline: "mode=17",
+      checks: 15,
+      crashChecks: 12,
+    });
     attack({
       title: "set_gdt of a frame the window maps writable: refused (-EINVAL), the entry being valid",
       guest: "ptwr_window",
@@ -365,6 +391,33 @@ describe("hostile guests beside a victim", () => {
       guest: "ptwr_window",
       cmdline: "mode=12",
       checks: 14,
+    });
+    attack({
+      title: "dom0 saves the attacker while its window is open: the capture flushes first",
+      guest: "ptwr_window",
+      cmdline: "mode=10",
+      checks: 0,
+      crashChecks: 8,
+      drive: (m) => {
+        runUntil(m, /WINDOW open/);
+        xcDomainPause(m.dom0, m.attacker.id);
+        const config = parseDomainConfig("a.cfg", 'kernel = "/a"\nmemory = 8\nname = "a"\n');
+        let image: Uint8Array | null = null;
+        let refused: unknown = null;
+        try {
+          image = captureDomain(m.hv, m.attacker, config, m.startInfoVa, new Uint8Array());
+        } catch (e) {
+          refused = e;
+        }
+        assert.equal(m.attacker.state, DomainState.Crashed, "the flush crashed the attacker");
+        assert.equal(image, null, "no image of a domain that died in the capture");
+        assert.ok(refused instanceof SaveError, String(refused));
+        return {
+          kind: "crashed",
+          domain: m.attacker,
+          why: "writable page table: crashed by the save's flush",
+        };
+      },
     });
     attack({
       title: "dom0 destroys the attacker while its window is open",

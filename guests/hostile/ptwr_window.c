@@ -13,6 +13,10 @@
  *   9 multicall [NEW_BASEPTR l2b]         10 spin in the window: dom0 destroys us
  *  11 set_gdt of a frame the window maps writable (entry valid, so no crash: -EINVAL)
  *  12 an LDT page the window maps writable, then an LDT selector load (must fault)
+ *  13 decrease_reservation of l1b itself    14 set_gdt with the hostile entries pending
+ *  15 update_descriptor                      16 the ACTIVE window (l1a, hooked in the
+ *     current L2 at slot 0x100 and unhooked by the store), then mov %cr3 reloading the
+ *     current L2                             17 the ACTIVE window, then NEW_BASEPTR to l2b
  * Surviving the flush is allowed only if what was stored never took effect: every mode checks
  * that afterwards.
  */
@@ -24,6 +28,7 @@
 #define WIN_VA (WIN_SLOT << 22)
 
 static u8 scratch[4096] BSS_PAGE; /* maps l1b read-only */
+static u8 scratch2[4096] BSS_PAGE; /* modes 16, 17: maps l1a read-only */
 static u8 ldt_va[4096] BSS_PAGE;  /* mode 12: the LDT's page */
 static u32 l1b, l2b, fpage, vmfn, m2pl1;
 
@@ -32,14 +37,19 @@ static volatile u32 *win_l1(void)
 	return (volatile u32 *)scratch;
 }
 
-/* Opens the window; stores `n` entries at l1b[0..n). */
-static void open_window(const u32 *entries, u32 n)
+/* Opens the window; stores `n` entries at the start of the L1 mapped read-only at l1. */
+static void open_window_at(volatile u32 *l1, const u32 *entries, u32 n)
 {
 	u32 i;
 	CHECK_EQ(HYPERVISOR_vm_assist(VMASST_CMD_enable, VMASST_TYPE_writable_pagetables), 0,
 		 "vm_assist_writable_pagetables");
 	for (i = 0; i < n; i++)
-		CHECK_EQ(try_store((u32)&win_l1()[i], entries[i]), -1, "window_store");
+		CHECK_EQ(try_store((u32)&l1[i], entries[i]), -1, "window_store");
+}
+
+static void open_window(const u32 *entries, u32 n)
+{
+	open_window_at(win_l1(), entries, n);
 }
 
 /* After a path that should have crashed us: none of the stored entries may be live in l2b. */
@@ -108,6 +118,28 @@ void start_kernel(start_info_t *si)
 		checks_done();
 	}
 
+	if (mode == 16 || mode == 17) {
+		/* ACTIVE: l1a hooked in the current L2 at slot 0x100 (VA 0x40000000). */
+		u32 l1a = spare_mfn(3);
+		CHECK_EQ(fill_frame(l1a, 0), 0, "zero_l1a");
+		CHECK_EQ(mmu1(cur_l2_ma() + 0x100 * 4, (l1a << PAGE_SHIFT) | PTE_RW), 0, "hook_l1a");
+		CHECK_EQ(HYPERVISOR_update_va_mapping((u32)scratch2, (l1a << PAGE_SHIFT) | PTE_RO,
+						      UVMF_INVLPG),
+			 0, "map_l1a_readonly");
+		open_window_at((volatile u32 *)scratch2, entries, 3);
+		CHECK_EQ(cur_l2()[0x100] & _PAGE_PRESENT, 0, "active_window_unhooked");
+		expect_crash("writable page table");
+		if (mode == 16) {
+			load_cr3(cur_l2_ma());
+		} else {
+			CHECK(mmuext(l2b << PAGE_SHIFT, MMUEXT_NEW_BASEPTR) != 0, "new_baseptr_refused");
+			load_cr3(cur_l2_ma());
+		}
+		CHECK_EQ(try_load(0x40000000u), 14, "active_m2p_l1_not_readable");
+		CHECK_EQ(try_store(0x40000000u + 2 * PAGE_SIZE, 0xDEADBEEF), 14, "active_victim_not_writable");
+		checks_done();
+	}
+
 	open_window(entries, 3);
 	expect_crash("writable page table");
 	switch (mode) {
@@ -166,6 +198,25 @@ void start_kernel(start_info_t *si)
 		mc[0].args[2] = 0;
 		HYPERVISOR_multicall(mc, 1);
 		CHECK(MC_RES(&mc[0]) != 0, "multicall_new_baseptr_refused");
+		break;
+	}
+	case 13: {
+		u32 list[1] = { l1b };
+		rc = HYPERVISOR_dom_mem_op(MEMOP_decrease_reservation, list, 1, 0, DOMID_SELF);
+		printk("decrease_reservation(l1b) = %d\n", (int)rc);
+		rc = mmuext(l2b << PAGE_SHIFT, MMUEXT_UNPIN_TABLE);
+		printk("unpin = %d\n", (int)rc);
+		break;
+	}
+	case 14: {
+		u32 frames[1] = { fpage };
+		rc = HYPERVISOR_set_gdt(frames, MIN_GDT_ENTRIES);
+		printk("set_gdt = %d\n", (int)rc);
+		break;
+	}
+	case 15: {
+		struct desc d = mkseg(0, 0xFFFFF, ACC_R1_DATA, FLG_G);
+		CHECK_EQ(HYPERVISOR_update_descriptor(fpage << PAGE_SHIFT, d.lo, d.hi), 0, "update_descriptor");
 		break;
 	}
 	case 10:
