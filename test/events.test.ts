@@ -9,7 +9,7 @@ import { describe, it } from "node:test";
 import { IrqController, NmiReason } from "../src/machine/irq.js";
 import { EBUSY, EINVAL, ENOSPC, EPERM } from "../src/public/errno.js";
 import { BIND_PIRQ__WILL_SHARE, EvtchnStat } from "../src/public/event_channel.js";
-import { SharedInfo, VcpuInfo, VirqMar } from "../src/public/xen.js";
+import { NR_VIRQS, SharedInfo, VcpuInfo, VirqMar } from "../src/public/xen.js";
 import { launchDomain } from "../src/tools/launch.js";
 import type { Domain, Vcpu } from "../src/xen/domain.js";
 import {
@@ -254,6 +254,30 @@ describe("interdomain channels and destroy", () => {
     assert.equal(pending(hv, d, p), 1);
     const q = bindIpi(d.vcpus[0], 5);
     assert.equal(send(hv, d.vcpus[0], q), -EINVAL);
+  });
+
+  it("closing a free, reserved or out-of-range port is -EINVAL; a closed port is free again", () => {
+    const hv = machine();
+    const a = domain(hv);
+    const v = a.vcpus[0];
+    const free = getFreePort(a, 0);
+    assert.equal(close(hv, v, SELF, free), -EINVAL, "a free port");
+    assert.equal(close(hv, v, SELF, 0), -EINVAL, "port 0 is reserved");
+    assert.equal(close(hv, v, SELF, a.evtchn.size), -EINVAL, "past the table");
+    assert.equal(close(hv, v, SELF, -1), -EINVAL, "a negative port");
+    const p = allocUnbound(v, 0);
+    assert.equal(close(hv, v, SELF, p), 0);
+    assert.equal(close(hv, v, SELF, p), -EINVAL, "closing it twice");
+  });
+
+  it("bind_virq: each VIRQ below NR_VIRQS binds once per vcpu; NR_VIRQS and above are -EINVAL", () => {
+    const hv = machine();
+    const v = domain(hv).vcpus[0];
+    const last = bindVirq(v, NR_VIRQS - 1);
+    assert.ok(last > 0, "the last VIRQ binds");
+    assert.equal(bindVirq(v, NR_VIRQS - 1), last, "binding again gives the same port");
+    assert.equal(bindVirq(v, NR_VIRQS), -EINVAL);
+    assert.equal(bindVirq(v, 0xffffffff), -EINVAL);
   });
 
   it("close and status on another domain need privilege", () => {
