@@ -117,6 +117,20 @@ void start_kernel(start_info_t *si)
 	CHECK_EQ(trap_catch(probe_fs_read, 0), 13, "load_xen_ds_faults");
 	restore_data_segs();
 
+	/* An LDT over the M2P (Xen's frames, mapped read-only for everyone): SET_LDT allows the
+	 * range, but no frame there can become an LDT page of ours. */
+	CHECK_EQ(set_ldt(HYPERVISOR_VIRT_START, 512), 0, "set_ldt_over_m2p");
+	probe_sel = SEL_LDT(0, 1);
+	probe_off = (u32)page;
+	CHECK(trap_catch(probe_fs_read, 0) != -1, "ldt_selector_over_m2p_faults");
+	restore_data_segs();
+	CHECK_EQ(set_ldt(0, 0), 0, "ldt_off");
+	CHECK_EQ(set_ldt(0xFC3FF000u, 513), -EINVAL, "set_ldt_crossing_into_xen");
+	frames[0] = m2pl1 + 1;
+	CHECK_EQ(HYPERVISOR_set_gdt(frames, MIN_GDT_ENTRIES), -EINVAL, "set_gdt_m2p_frame");
+	CHECK_EQ(HYPERVISOR_update_descriptor((m2pl1 + 1) << PAGE_SHIFT, ok.lo, ok.hi), -EINVAL,
+		 "into_m2p_frame");
+
 	/* Trap table, callbacks and the ring-1 stack with ring-0 selectors. */
 	memset(t, 0, sizeof(t));
 	t[0].vector = 0x80;

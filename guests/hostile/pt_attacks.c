@@ -17,7 +17,7 @@
 
 static u8 scratch[4096] BSS_PAGE;
 static u8 scratch2[4096] BSS_PAGE;
-static u32 vmfn, vl2, m2pl1, l2ma;
+static u32 vmfn, vl2, vl1, m2pl1, l2ma;
 
 static u32 pte_ma(const void *va)
 {
@@ -93,6 +93,20 @@ static void rw_flips(void)
 	CHECK_EQ(cur_l2()[FREE_SLOT] & _PAGE_RW, 0, "linear_pde_still_readonly");
 	CHECK_EQ(try_store((FREE_SLOT << 22) + (FREE_SLOT << 12) + 4, 0x1234), 14,
 		 "linear_window_not_writable");
+	/* update_va_mapping of a VA inside the linear window: its "PTE" is an entry of the L2
+	 * itself, reached through a read-only linear mapping. Nothing may be written there. */
+	{
+		u32 lin = FREE_SLOT << 22;
+		CHECK_EQ(uvm((void *)(lin + (0x103u << 12)), (l1 << PAGE_SHIFT) | 0x67), -EINVAL,
+			 "uvm_through_linear_own_l1_as_pde");
+		CHECK_EQ(uvm((void *)(lin + (0x103u << 12)), (vmfn << PAGE_SHIFT) | 0x67), -EINVAL,
+			 "uvm_through_linear_victim_as_pde");
+		CHECK_EQ(uvm((void *)(lin + (FREE_SLOT << 12)), l2ma | 0x27), -EINVAL,
+			 "uvm_through_linear_rw_self_map");
+		CHECK_EQ(uvm((void *)(lin + (0x103u << 12)), 0), -EINVAL, "uvm_through_linear_clear");
+		CHECK_EQ(cur_l2()[0x103], 0, "l2_entry_untouched");
+		CHECK_EQ(cur_l2()[FREE_SLOT] & _PAGE_RW, 0, "self_map_still_readonly");
+	}
 	CHECK_EQ(mmu1(pde_ma, 0), 0, "linear_pde_cleared");
 	/* A read-only PTE of a page table: RW flips by every route. */
 	CHECK_EQ(uvm(scratch, (l1 << PAGE_SHIFT) | 0x25), 0, "map_own_l1_readonly");
@@ -158,6 +172,12 @@ static void foreign(void)
 	CHECK_EQ(mmuext(vl2 << PAGE_SHIFT, MMUEXT_NEW_BASEPTR), -EINVAL, "baseptr_victim_l2");
 	CHECK_EQ(mmuext(vmfn << PAGE_SHIFT, MMUEXT_PIN_L1_TABLE), -EINVAL, "pin_victim_frame");
 	CHECK_EQ(mmuext(m2pl1 << PAGE_SHIFT, MMUEXT_PIN_L1_TABLE), -EINVAL, "pin_m2p_l1");
+	/* The victim's kernel L1 (vl1=): already a validated L1, but not ours. */
+	CHECK_EQ(mmu1(pde_ma, (vl1 << PAGE_SHIFT) | 0x67), -EINVAL, "pde_at_victim_l1");
+	CHECK_EQ(mmuext(vl1 << PAGE_SHIFT, MMUEXT_PIN_L1_TABLE), -EINVAL, "pin_victim_l1");
+	CHECK_EQ(uvm(scratch, (vl1 << PAGE_SHIFT) | 0x25), -EINVAL, "uvm_map_victim_l1");
+	/* The frame after the M2P's L1 is (in tsxen's layout) an M2P frame: Xen's, read-only. */
+	CHECK_EQ(uvm(scratch, ((m2pl1 + 1) << PAGE_SHIFT) | 0x25), -EINVAL, "uvm_map_m2p_frame");
 	/* Plain stores by machine address and M2P updates of frames not ours. */
 	CHECK_EQ(mmu1(vmfn << PAGE_SHIFT, 0xDEADBEEF), -EINVAL, "plain_store_into_victim");
 	CHECK_EQ(mmu1(vl2 << PAGE_SHIFT, 0xDEADBEEF), -EINVAL, "plain_store_into_victim_l2");
@@ -188,9 +208,10 @@ void start_kernel(start_info_t *si)
 	hostile_init(si, "pt_attacks");
 	vmfn = cmdline_u32(si, "vmfn", 0);
 	vl2 = cmdline_u32(si, "vl2", 0);
+	vl1 = cmdline_u32(si, "vl1", 0);
 	m2pl1 = m2p_l1_mfn();
 	l2ma = cur_l2_ma();
-	CHECK(vmfn != 0 && vl2 != 0, "victim_named");
+	CHECK(vmfn != 0 && vl2 != 0 && vl1 != 0, "victim_named");
 	superpages();
 	rw_flips();
 	foreign();
