@@ -225,7 +225,7 @@ describe("blkif: the test frontend against blkback", () => {
   });
 });
 
-describe("blkif: xm block-attach, block-detach, block-list through tsxend", () => {
+describe("xm's device commands through tsxend (block-*, network-*)", () => {
   const CLI = fileURLToPath(new URL("../src/cli/main.js", import.meta.url));
   let stop: () => Promise<void> = async () => {};
   let env: NodeJS.ProcessEnv = {};
@@ -321,6 +321,39 @@ describe("blkif: xm block-attach, block-detach, block-list through tsxend", () =
     assert.deepEqual(
       rows((await xm("block-list", "disky")).stdout).map((x) => x[0]),
       ["sda1"],
+    );
+
+    // Network interfaces: the configuration gave none; attach two, detach one by MAC.
+    r = await xm("network-list", "disky");
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(rows(r.stdout), []);
+    r = await xm("network-attach", "disky", "mac=00:16:3e:0a:0b:0c", "bridge=br7");
+    assert.equal(r.code, 0, r.stderr);
+    r = await xm("network-attach", "disky");
+    assert.equal(r.code, 0, r.stderr);
+    const vifs = rows(r.stdout);
+    assert.deepEqual(
+      vifs[0].map((x, i) => (i === 1 ? x.replace(/^vif\d+/, "vifN") : x)),
+      ["0", "vifN.0", "00:16:3e:0a:0b:0c", "br7", "disconnected", "0", "0", "0", "0"],
+    );
+    assert.match(vifs[1][2], /^00:16:3e(:[0-9a-f]{2}){3}$/);
+    assert.equal(vifs[1][3], "xenbr0");
+    for (const [args, msg] of [
+      [["network-attach", "disky", "mac=00:16:3e:0a:0b:0c"], /already has a vif with MAC/],
+      [["network-attach", "disky", "mac=zz"], /mac must look like/],
+      [["network-detach", "disky", "7"], /has no vif 7; it has 0 \(00:16:3e:0a:0b:0c\), 1 /],
+    ] as Array<[string[], RegExp]>) {
+      const e = await xm(...args);
+      assert.equal(e.code, 1, `xm ${args.join(" ")} succeeded`);
+      assert.match(e.stderr, msg);
+    }
+    assert.equal((await xm("network-detach", "disky", "00:16:3E:0A:0B:0C")).code, 0);
+    const vifJson = JSON.parse((await xm("network-list", "disky", "--json")).stdout) as Array<{
+      handle: number;
+    }>;
+    assert.deepEqual(
+      vifJson.map((v) => v.handle),
+      [1],
     );
     assert.equal((await xm("destroy", "disky")).code, 0);
   });

@@ -1,10 +1,13 @@
 /**
- * tsxend's endpoints for a domain's virtual devices (docs/api.md, "Virtual devices"): what
- * xm block-attach / block-detach / block-list ask for.
+ * tsxend's endpoints for a domain's virtual devices (docs/devices.md): what xm block-attach /
+ * block-detach / block-list and network-attach / network-detach / network-list ask for.
  *
  *   GET  /api/v1/domains/:d/block                       -> { devices }
  *   POST /api/v1/domains/:d/block-attach {uname, dev, mode} -> { devices }
  *   POST /api/v1/domains/:d/block-detach {dev}          -> { devices }
+ *   GET  /api/v1/domains/:d/network                     -> { devices }
+ *   POST /api/v1/domains/:d/network-attach {spec}       -> { devices }   spec: "mac=..., bridge=..."
+ *   POST /api/v1/domains/:d/network-detach {vif}        -> { devices }   vif: index or MAC
  */
 import { isAbsolute, resolve } from "node:path";
 import type { DomainConfig } from "../tools/config.js";
@@ -27,6 +30,7 @@ export function deviceRequest(
   body: Record<string, unknown>,
 ): { devices: unknown[] } | undefined {
   if (action === "block" && method === "GET") return { devices: m.blockList(d) };
+  if (action === "network" && method === "GET") return { devices: m.networkList(d) };
   if (method !== "POST") return undefined;
   if (action === "block-attach") {
     const uname = text(body.uname, "uname");
@@ -37,6 +41,9 @@ export function deviceRequest(
     return { devices: m.blockAttach(d, uname, text(body.dev, "dev"), text(body.mode, "mode")) };
   }
   if (action === "block-detach") return { devices: m.blockDetach(d, text(body.dev, "dev")) };
+  if (action === "network-attach")
+    return { devices: m.networkAttach(d, typeof body.spec === "string" ? body.spec : "") };
+  if (action === "network-detach") return { devices: m.networkDetach(d, text(body.vif, "vif")) };
   return undefined;
 }
 
