@@ -122,6 +122,20 @@ test("sbb with borrow-in: 0 - 0xffffffff - 1 is 0 with CF set", () => {
   assert.equal(arith(cpu), CF | ZF | AF | PF);
 });
 
+test("sbb with borrow-in on equal operands: 5 - 5 - 1 borrows (CF set), without borrow-in it does not", () => {
+  const { cpu } = setup([0x19, 0xd8, 0x19, 0xd8], CF); // sbb eax, ebx twice
+  cpu.regs[EAX] = 5;
+  cpu.regs[EBX] = 5;
+  step(cpu);
+  assert.equal(cpu.regs[EAX] >>> 0, 0xffffffff);
+  assert.equal(arith(cpu), CF | SF | AF | PF);
+  cpu.regs[EAX] = 5;
+  cpu.setFlags(0);
+  step(cpu);
+  assert.equal(cpu.regs[EAX], 0);
+  assert.equal(arith(cpu), ZF | PF);
+});
+
 test("sbb 8-bit signed overflow: 0x80 - 0 - 1 = 0x7f sets OF and AF", () => {
   const { cpu } = setup([0x1c, 0x00], CF); // sbb al, 0
   cpu.regs[EAX] = 0x80;
