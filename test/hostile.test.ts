@@ -441,6 +441,27 @@ describe("hostile guests beside a victim", () => {
     attack({ title: "every attempt refused with Xen's errno or a #PF", guest: "pt_attacks", checks: 83 });
   });
 
+  describe("3b. bounce frames written into page tables", () => {
+    for (const [mode, what, crashChecks] of [
+      [1, "the kernel stack in the attacker's L2, a ring-3 trap pushing a superpage PDE", 3],
+      [2, "the ring-1 stack in the attacker's L2, int3", 2],
+      [3, "the kernel stack in its self-mapping L1 under the writable-page-table assist", 4],
+      [4, "the kernel stack in Xen's space", 3],
+    ] as const)
+      attack({
+        title: `${what}: the domain is crashed, the table untouched`,
+        guest: "bounce",
+        cmdline: `mode=${mode}`,
+        checks: crashChecks + 1,
+        crashChecks,
+        after: (m) => {
+          const l2 = m.attacker.vcpus[0].baseMfn * PAGE;
+          for (let slot = 0x100; slot < 0x110; slot++)
+            assert.equal(m.hv.read32(l2 + slot * 4), 0, `L2 slot ${slot}`);
+        },
+      });
+  });
+
   describe("6. memory-op bounds and extent_order (XSA-29/-212 style)", () => {
     attack({
       title: "huge counts and orders, lists in Xen's space, runs into other owners' frames",

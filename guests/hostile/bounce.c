@@ -1,0 +1,62 @@
+/*
+ * Bounce frames aimed at page tables: Xen writes a trap's frame (EIP, CS, EFLAGS and, from
+ * ring 3, ESP and SS: values the guest chooses) on the guest's kernel stack. With that stack
+ * inside a page table the guest maps read-only, the frame would become page-table entries
+ * nobody checked. Xen must write the frame with the guest's rights, fail, and crash the
+ * domain instead. By mode=<n>, the kernel stack (stack_switch, ESP unchecked) or the current
+ * ring-1 stack lies in:
+ *   1 our L2 (ring-3 trap; the pushed ESP is a superpage PDE over the victim's memory)
+ *   2 our L2 (ring-1 int3 with ESP there)
+ *   3 our self-mapping kernel L1, with the writable-page-table assist on (ring-3 trap; the
+ *     pushed ESP is a PTE of the victim's frame)
+ *   4 Xen's space above the M2P
+ * The test checks the L2 slots the frame would have hit are still empty.
+ */
+#include "desc.h"
+#include "hostile.h"
+
+#define SLOT 0x104u
+
+void start_kernel(start_info_t *si)
+{
+	u32 mode, vmfn, esp, user_esp;
+	hostile_init(si, "bounce");
+	mode = cmdline_u32(si, "mode", 0);
+	vmfn = cmdline_u32(si, "vmfn", 0);
+	CHECK_EQ(user_pages_init(), 0, "user_pages");
+	CHECK_EQ(cur_l2()[SLOT], 0, "slot_empty");
+	/* The frame from ring 3 is SS, ESP, EFLAGS, CS, EIP from the top down: ESP lands at
+	 * kernel ESP - 8, i.e. at L2 slot SLOT when the kernel stack ends at slot SLOT + 2. */
+	esp = si->pt_base + (SLOT + 2) * 4;
+	user_esp = ((vmfn & ~1023u) << PAGE_SHIFT) | 0xE7;
+	switch (mode) {
+	case 1:
+		CHECK_EQ(HYPERVISOR_stack_switch(FLAT_KERNEL_SS, esp), 0, "kernel_stack_in_l2");
+		expect_crash("fault while writing a bounce frame");
+		run_user((u32)u_load_eax_ds, user_esp, FLAT_USER_DS);
+		break;
+	case 2:
+		expect_crash("fault while writing a bounce frame");
+		__asm__ __volatile__("movl %%esp, %%ebx\n\tmovl %0, %%esp\n\tint3\n\tmovl %%ebx, %%esp" ::"r"(esp)
+				     : "ebx", "memory");
+		break;
+	case 3: {
+		u32 kl1 = si->pt_base + PAGE_SIZE;
+		CHECK_EQ(HYPERVISOR_vm_assist(VMASST_CMD_enable, VMASST_TYPE_writable_pagetables), 0,
+			 "assist_on");
+		CHECK_EQ(HYPERVISOR_stack_switch(FLAT_KERNEL_SS, kl1 + 0x800), 0, "kernel_stack_in_l1");
+		expect_crash("fault while writing a bounce frame");
+		run_user((u32)u_load_eax_ds, (vmfn << PAGE_SHIFT) | 0x67, FLAT_USER_DS);
+		break;
+	}
+	case 4:
+		CHECK_EQ(HYPERVISOR_stack_switch(FLAT_KERNEL_SS, 0xFC800000u), 0, "kernel_stack_in_xen");
+		expect_crash("fault while writing a bounce frame");
+		run_user((u32)u_load_eax_ds, user_esp, FLAT_USER_DS);
+		break;
+	default:
+		check_fail("mode", "unknown mode %u", mode);
+	}
+	CHECK_EQ(cur_l2()[SLOT], 0, "slot_still_empty");
+	checks_done();
+}
