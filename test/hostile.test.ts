@@ -438,7 +438,7 @@ describe("hostile guests beside a victim", () => {
   });
 
   describe("3-5. superpages (XSA-148), RW flips on page-table mappings (XSA-182), foreign frames", () => {
-    attack({ title: "every attempt refused with Xen's errno or a #PF", guest: "pt_attacks", checks: 83 });
+    attack({ title: "every attempt refused with Xen's errno or a #PF", guest: "pt_attacks", checks: 90 });
   });
 
   describe("3b. bounce frames written into page tables", () => {

@@ -185,6 +185,14 @@ static void foreign(void)
 	CHECK_EQ(mmu1(m2pl1 << PAGE_SHIFT | MMU_MACHPHYS_UPDATE, 5), -EINVAL, "machphys_m2p_l1");
 	CHECK_EQ(mmu1((vmfn << PAGE_SHIFT) | MMU_MACHPHYS_UPDATE, 5), -EINVAL, "machphys_victim");
 	CHECK_EQ(mmu1((vl2 << PAGE_SHIFT) | MMU_MACHPHYS_UPDATE, 5), -EINVAL, "machphys_victim_l2");
+	/* Frames beyond machine memory and in the I/O hole. */
+	CHECK_EQ(mmu1(0xFFFFFFF8u, 0), -EINVAL, "plain_store_beyond_memory");
+	CHECK_EQ(mmu1(0x1000, 0), -EINVAL, "plain_store_into_io_frame");
+	CHECK_EQ(mmu1(0xFFFFF000u | MMU_MACHPHYS_UPDATE, 0), -EINVAL, "machphys_beyond_memory");
+	CHECK_EQ(mmuext(0xFFFFF000u, MMUEXT_PIN_L1_TABLE), -EINVAL, "pin_beyond_memory");
+	CHECK_EQ(mmuext(0xFFFFF000u, MMUEXT_NEW_BASEPTR), -EINVAL, "baseptr_beyond_memory");
+	CHECK_EQ(mmuext(0, MMUEXT_PIN_L2_TABLE), -EINVAL, "pin_io_frame_0");
+	CHECK_EQ(uvm(scratch, 0xFFFFF000u | 0x25), -EINVAL, "uvm_frame_beyond_memory");
 	/* Moving frames: transfer and reassign of the victim's, decrease of it. */
 	CHECK_EQ(mmu1((vmfn << PAGE_SHIFT) | MMU_EXTENDED_COMMAND, MMUEXT_TRANSFER_PAGE), -EINVAL,
 		 "transfer_victim_frame");
