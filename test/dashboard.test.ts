@@ -1,13 +1,15 @@
 /**
  * tsxend's dashboard end to end in headless Chromium (Debian's chromium, driven by
  * playwright-core), against a real daemon: the host and the domains, a domain created from a
- * configuration with its console attached, pause/unpause and destroy, a bad configuration
- * named, and a daemon that wants a token. Skipped where /usr/bin/chromium is not installed
+ * configuration with its console attached, pause/unpause and destroy, a kernel and an initrd
+ * uploaded from the page with typing into the guest's console, a bad configuration named, and
+ * a daemon that wants a token. Skipped where /usr/bin/chromium is not installed
  * (.ci/run installs it).
  */
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { mkdtempSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -42,7 +44,9 @@ describe("the tsxend dashboard in Chromium", { skip: noChromium }, () => {
   let kernel: string;
   const daemons: Daemon[] = [];
   before(async () => {
-    execFileSync("make", ["-s", "-C", GUESTS, "build/ev_counter.elf"], { stdio: ["ignore", "pipe", "pipe"] });
+    execFileSync("make", ["-s", "-C", GUESTS, "build/ev_counter.elf", "build/ev_ctrl_shell.elf"], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     kernel = join(GUESTS, "build", "ev_counter.elf");
     webDir = await buildWeb(mkdtempSync(join(tmpdir(), "tsxen-dash-")));
     browser = await launchChromium();
@@ -102,6 +106,54 @@ describe("the tsxend dashboard in Chromium", { skip: noChromium }, () => {
     await page.waitForFunction(() => /destroyed/.test(document.getElementById("message")?.textContent ?? ""));
     await page.waitForFunction(() => document.querySelectorAll("#domains tr").length === 1);
     assert.throws(() => daemon.manager.find("ctr"));
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+
+  it("creates a domain from an uploaded kernel and initrd; typing reaches its control-interface console", async () => {
+    const { daemon, url } = await dashboardDaemon(webDir);
+    daemons.push(daemon);
+    const page = await browser.newPage();
+    const errors: string[] = [];
+    page.on("pageerror", (e) => errors.push(e.message));
+    await page.goto(url);
+    await page.waitForFunction(() => /CPU\(s\)/.test(document.getElementById("host")?.textContent ?? ""));
+    const dir = mkdtempSync(join(tmpdir(), "tsxen-dash-upload-"));
+    const initrd = join(dir, "initrd.img");
+    const bytes = randomBytes(20_000);
+    writeFileSync(initrd, bytes);
+    // No kernel line: the uploaded file stands in for it.
+    await page.fill("#config", `name = "shell"\nmemory = 16\nroot = "/dev/ram0"\n`);
+    await page.setInputFiles("#kernel-file", join(GUESTS, "build", "ev_ctrl_shell.elf"));
+    await page.setInputFiles("#ramdisk-file", initrd);
+    await page.click("#create button");
+    const waitScreen = (re: RegExp): Promise<unknown> =>
+      page.waitForFunction(
+        (src) => new RegExp(src).test(document.querySelector(".xterm-rows")?.textContent ?? ""),
+        re.source,
+        { timeout: 30_000 },
+      );
+    await waitScreen(/ctrl> /);
+    let h = 2166136261;
+    for (const b of bytes) h = Math.imul(h ^ b, 16777619) >>> 0;
+    const screen = (await page.textContent(".xterm-rows")) ?? "";
+    assert.match(screen, /boot cmdline="root=\/dev\/ram0"/);
+    assert.match(
+      screen,
+      new RegExp(`module: start=0x[0-9a-f]+ len=20000 fnv=0x${h.toString(16).padStart(8, "0")}`),
+    );
+    assert.equal(daemon.manager.find("shell").config.kernel, "upload:ev_ctrl_shell.elf");
+    await page.click("#terminal");
+    await page.keyboard.type("echo typed in the dashboard");
+    await page.keyboard.press("Enter");
+    await waitScreen(/echo typed in the dashboard\s*typed in the dashboard\s*ctrl> /);
+    await page.keyboard.type("poweroff");
+    await page.keyboard.press("Enter");
+    // on_poweroff = destroy: the row goes.
+    await page.waitForFunction(() => document.querySelectorAll("#domains tr").length === 1, null, {
+      timeout: 20_000,
+    });
+    assert.throws(() => daemon.manager.find("shell"));
     assert.deepEqual(errors, []);
     await page.close();
   });

@@ -1,7 +1,8 @@
 /**
  * tsxend's dashboard (web/dashboard.html, served by the daemon at /): the host, the domains
  * with their actions (console, pause/unpause, shutdown, reboot, destroy), a domain created
- * from a configuration, and Xen's console ring. Everything goes through the daemon's API
+ * from a configuration (with a kernel and an initrd uploaded from the browser, or the
+ * daemon's files), and Xen's console ring. Everything goes through the daemon's API
  * (docs/api.md), as xm's requests do; the console is the same WebSocket xm console uses.
  */
 import { Terminal } from "@xterm/xterm";
@@ -177,12 +178,29 @@ async function refresh(): Promise<void> {
   }
 }
 
-$<HTMLFormElement>("create").addEventListener("submit", (ev) => {
-  ev.preventDefault();
-  api<{ domain: DomainInfo; warnings: string[] }>("POST", "/domains", {
+/** A chosen file as the API takes an upload: its name and its bytes in base64. */
+async function upload(id: string): Promise<{ name: string; data: string } | undefined> {
+  const file = $<HTMLInputElement>(id).files?.[0];
+  if (file === undefined) return undefined;
+  const bytes = new Uint8Array(await file.arrayBuffer());
+  let text = "";
+  for (let i = 0; i < bytes.length; i += 0x8000)
+    text += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  return { name: file.name, data: btoa(text) };
+}
+
+async function createDomain(): Promise<{ domain: DomainInfo; warnings: string[] }> {
+  return api<{ domain: DomainInfo; warnings: string[] }>("POST", "/domains", {
     file: "dashboard",
     config: $<HTMLTextAreaElement>("config").value,
-  }).then(
+    kernelUpload: await upload("kernel-file"),
+    ramdiskUpload: await upload("ramdisk-file"),
+  });
+}
+
+$<HTMLFormElement>("create").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  createDomain().then(
     (r) => {
       say(
         `domain ${r.domain.id} (${r.domain.name}) created${r.warnings.map((w) => `; ${w}`).join("")}`,

@@ -245,7 +245,10 @@ export class Daemon {
         if (!url.pathname.includes("/live")) return sendJson(res, 201, this.adoptImage(bytes));
         return this.receiveLive(receive[1], receive[2], bytes, res);
       }
-      const body = req.method === "POST" ? await readJson(req) : {};
+      // xm create may carry the kernel and ramdisk themselves (the dashboard's uploads).
+      const limit =
+        url.pathname === "/api/v1/domains" ? this.opts.machineMemoryMiB * 2 ** 21 + MAX_BODY : MAX_BODY;
+      const body = req.method === "POST" ? await readJson(req, limit) : {};
       await this.route(req.method ?? "GET", url, body, res);
     } catch (e) {
       if (!(e instanceof ToolstackError || e instanceof SaveError)) throw e;
@@ -408,6 +411,11 @@ export class Daemon {
         throw new ToolstackError((e as Error).message);
       }
     }
+    // Uploaded files (the dashboard): {name, data (base64)}; the configuration names them.
+    const kernelUpload = upload(body.kernelUpload, "kernelUpload");
+    const ramdiskUpload = upload(body.ramdiskUpload, "ramdiskUpload");
+    if (kernelUpload !== undefined) overrides.set("kernel", kernelUpload.name);
+    if (ramdiskUpload !== undefined) overrides.set("ramdisk", ramdiskUpload.name);
     let config: ReturnType<typeof parseDomainConfig>;
     try {
       config = parseDomainConfig(file, text, overrides);
@@ -415,12 +423,14 @@ export class Daemon {
       throw new ToolstackError((e as Error).message);
     }
     const base = isAbsolute(file) ? dirname(file) : process.cwd();
-    const kernelPath = resolve(base, config.kernel);
-    const kernel = await readFile(kernelPath).catch((e: Error) => {
-      throw new ToolstackError(`cannot read the kernel ${kernelPath}: ${e.message.replace(/^.*?: /, "")}`);
-    });
-    let ramdisk: Uint8Array | undefined;
-    if (config.ramdisk !== undefined) {
+    const kernelPath = kernelUpload === undefined ? resolve(base, config.kernel) : config.kernel;
+    const kernel =
+      kernelUpload?.data ??
+      (await readFile(kernelPath).catch((e: Error) => {
+        throw new ToolstackError(`cannot read the kernel ${kernelPath}: ${e.message.replace(/^.*?: /, "")}`);
+      }));
+    let ramdisk: Uint8Array | undefined = ramdiskUpload?.data;
+    if (config.ramdisk !== undefined && ramdisk === undefined) {
       const p = resolve(base, config.ramdisk);
       ramdisk = await readFile(p).catch((e: Error) => {
         throw new ToolstackError(`cannot read the ramdisk ${p}: ${e.message.replace(/^.*?: /, "")}`);
@@ -428,7 +438,8 @@ export class Daemon {
     }
     config.kernel = kernelPath;
     resolveDiskPaths(config, base);
-    if (config.ramdisk !== undefined) config.ramdisk = resolve(base, config.ramdisk);
+    if (config.ramdisk !== undefined && ramdiskUpload === undefined)
+      config.ramdisk = resolve(base, config.ramdisk);
     const info = this.manager.create(config, { kernel, ramdisk });
     this.loop.kick();
     return { domain: info, warnings: config.warnings };
@@ -806,8 +817,9 @@ export class Daemon {
       else ws.send(bytes);
     });
     ws.on("message", (data: Buffer) => {
-      // Xen's console input: one ring for the machine's serial line (console_io read).
-      this.hv.consoleInput(new Uint8Array(data));
+      // To the guest's console as xend's console controller sent it: CMSG_CONSOLE over its
+      // control interface once it uses one, else Xen's console ring (console_io read).
+      this.manager.consoleInput(m, new Uint8Array(data));
       this.loop.kick();
     });
     ws.on("close", unwatch);
@@ -828,8 +840,22 @@ function peekName(bytes: Uint8Array): string | null {
   }
 }
 
-async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> {
-  const bytes = await readBytes(req, MAX_BODY);
+/** An uploaded file in a request: {name, data} with data in base64, or nothing. */
+function upload(v: unknown, what: string): { name: string; data: Uint8Array } | undefined {
+  if (v === undefined || v === null) return undefined;
+  const o = v as { name?: unknown; data?: unknown };
+  if (typeof o !== "object" || typeof o.name !== "string" || typeof o.data !== "string")
+    throw new ToolstackError(`${what} must be {name, data} with the file's bytes in base64`);
+  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(o.data)) throw new ToolstackError(`${what}.data is not base64`);
+  const data = Buffer.from(o.data, "base64");
+  if (data.length === 0) throw new ToolstackError(`${what} (${o.name}) is empty`);
+  // The name is shown (xm list) and stands in the configuration's kernel/ramdisk line.
+  const name = o.name.replace(/[^\w.+-]/g, "_").slice(0, 64) || "upload";
+  return { name: `upload:${name}`, data };
+}
+
+async function readJson(req: IncomingMessage, limit = MAX_BODY): Promise<Record<string, unknown>> {
+  const bytes = await readBytes(req, limit);
   if (bytes.length === 0) return {};
   try {
     const v = JSON.parse(Buffer.from(bytes).toString("utf8")) as unknown;

@@ -113,6 +113,7 @@ export class RunLoop {
         // Ahead of the wall clock (or nearly): wait instead of crawling forward.
         if (now + MIN_STEP_NS > target) return Math.max(1, Math.min(10, (now + MIN_STEP_NS - target) / 1e6));
       }
+      this.manager.pumpConsoles();
       const r = hv.run(Math.min(target, now + RUN_STEP_NS));
       this.manager.handleStops();
       if (r.kind === "idle") {

@@ -20,9 +20,10 @@ import { BlkifController, type BlockDevice } from "./backends/blkif_ctl.js";
 import { NetifController, type NetworkDevice } from "./backends/netif_ctl.js";
 import type { DomainConfig, ExitAction } from "./config.js";
 import { type DiskSpec, parseDiskSpec, parseVifSpec } from "./config.js";
+import { ConsoleFeed } from "./console_feed.js";
 import { bindControlChannel, ControlInterface } from "./control_if.js";
 import { type Dom0, dom0Of, XcError } from "./dom0.js";
-import { launchDomain } from "./launch.js";
+import { type StartedDomain, startDomain } from "./launch.js";
 import {
   type DomainInfo as XcDomainInfo,
   xcBvtCtxAllow,
@@ -120,6 +121,7 @@ export class DomainManager {
   private readonly managed = new Map<number, ManagedDomain>();
   private readonly consoleWatchers = new Map<number, Set<(bytes: Uint8Array) => void>>();
   private readonly eventWatchers = new Set<(e: DomainEvent) => void>();
+  private readonly keyboards = new WeakMap<ManagedDomain, ConsoleFeed>();
 
   /** dom0 heard VIRQ_DOM_EXC since handleStops last looked. */
   private domainException = false;
@@ -235,6 +237,22 @@ export class DomainManager {
     return Buffer.concat(m.console);
   }
 
+  /**
+   * Keyboard bytes for a domain's console (xm console, the dashboard): over its control
+   * interface once the guest uses it, else Xen's console ring; they wait until it has room.
+   */
+  consoleInput(m: ManagedDomain, bytes: Uint8Array): void {
+    let feed = this.keyboards.get(m);
+    if (feed === undefined) this.keyboards.set(m, (feed = new ConsoleFeed(this.hv, () => m.control)));
+    feed.push(bytes);
+    feed.pump();
+  }
+
+  /** Gives waiting keyboard bytes to the guests that have room now (between slices). */
+  pumpConsoles(): void {
+    for (const m of this.managed.values()) this.keyboards.get(m)?.pump();
+  }
+
   watchConsole(id: number, fn: (bytes: Uint8Array) => void): () => void {
     let set = this.consoleWatchers.get(id);
     if (set === undefined) this.consoleWatchers.set(id, (set = new Set()));
@@ -263,21 +281,30 @@ export class DomainManager {
   }
 
   private build(config: DomainConfig, boot: BootFiles): ManagedDomain {
-    let result: ReturnType<typeof launchDomain>;
+    let result: StartedDomain;
+    // Its console output can only come once it runs, after the build has returned.
+    let built: Domain | undefined;
     try {
-      result = launchDomain(this.hv, {
-        name: config.name,
-        image: boot.kernel,
-        memoryMiB: config.memoryMiB,
-        cmdline: config.cmdline,
-        module: boot.ramdisk,
-        abi: config.abi,
-        controlChannel: config.abi === DEFAULT_ABI,
-      });
+      result = startDomain(
+        this.hv,
+        {
+          name: config.name,
+          image: boot.kernel,
+          memoryMiB: config.memoryMiB,
+          cmdline: config.cmdline,
+          module: boot.ramdisk,
+          abi: config.abi,
+        },
+        (bytes) => {
+          if (built !== undefined) this.consoleOutput(built, bytes);
+        },
+        (why) => this.hv.log(why),
+      );
     } catch (e) {
       throw new ToolstackError(`cannot build domain "${config.name}": ${(e as Error).message}`);
     }
-    const { domain, image, controlPort } = result;
+    const { domain, image, control } = result;
+    built = domain;
     const m: ManagedDomain = {
       domain,
       config,
@@ -288,7 +315,7 @@ export class DomainManager {
       targetKiB: domain.maxPages * 4,
       restarts: 0,
       stopHandled: false,
-      control: controlPort === undefined ? null : this.connectControl(domain, controlPort),
+      control,
     };
     this.managed.set(domain.id, m);
     try {
