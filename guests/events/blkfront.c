@@ -63,18 +63,6 @@ static void receiver(control_msg_t *m)
 static void blk_handler(u32 port, struct upcall_frame *f) { blk_events++; }
 static void timer_handler(u32 port, struct upcall_frame *f) {}
 
-/* Blocks until cond() or timeout_ns of guest time have passed; returns cond(). */
-static int wait_for(int (*cond)(void), u64 timeout_ns)
-{
-	u64 deadline = time_now_ns() + timeout_ns;
-	while (!cond()) {
-		if (time_now_ns() >= deadline)
-			return 0;
-		HYPERVISOR_set_timer_op(deadline);
-		HYPERVISOR_sched_op(SCHEDOP_block);
-	}
-	return 1;
-}
 
 static u32 want_statuses;
 static int enough_statuses(void) { return statuses >= want_statuses; }
@@ -83,27 +71,12 @@ static int enough_changes(void) { return changes >= want_changes; }
 static u32 want_rsp;
 static int enough_rsp(void) { return ring->rsp_prod - rsp_cons >= want_rsp; }
 
-/* Sends a CMSG_BLKIF_FE request; returns the response's length, or -1 with no response. */
-static int fe_send(u32 subtype, const void *payload, u32 len)
-{
-	control_msg_t m, rsp;
-	memset(&m, 0, sizeof(m));
-	m.type = CMSG_BLKIF_FE;
-	m.subtype = (u8)subtype;
-	m.length = (u8)len;
-	memcpy(m.msg, payload, len);
-	if (ctrl_if_send(&m, &rsp, 1000 * MS))
-		return -1;
-	if (rsp.type != m.type || rsp.subtype != m.subtype || rsp.id != m.id)
-		return -2;
-	return rsp.length;
-}
 
 /* Waits for the next interface status (not CHANGED) after sending; returns it or ~0. */
 static u32 next_status(u32 before)
 {
 	want_statuses = before + 1;
-	if (!wait_for(enough_statuses, 1000 * MS))
+	if (!wait_cond(enough_statuses, 1000 * MS))
 		return ~0u;
 	return last_status;
 }
@@ -115,7 +88,7 @@ static u32 connect(u32 handle, u32 frame)
 	memset(&c, 0, sizeof(c));
 	c.handle = handle;
 	c.shmem_frame = frame;
-	if (fe_send(CMSG_BLKIF_FE_INTERFACE_CONNECT, &c, sizeof(c)) != sizeof(c))
+	if (ctrl_if_call(CMSG_BLKIF_FE, CMSG_BLKIF_FE_INTERFACE_CONNECT, &c, sizeof(c)) != sizeof(c))
 		return ~1u;
 	return next_status(before);
 }
@@ -162,7 +135,7 @@ static u32 wait_rsps(u32 n)
 {
 	push();
 	want_rsp = n;
-	wait_for(enough_rsp, 2000 * MS);
+	wait_cond(enough_rsp, 2000 * MS);
 	return ring->rsp_prod - rsp_cons;
 }
 
@@ -232,15 +205,6 @@ static s32 probe(vdisk_t *out, u32 max)
 	return st;
 }
 
-static int cmdline_has(const char *word)
-{
-	const char *s = (const char *)start_info->cmd_line;
-	size_t n = strlen(word);
-	for (; *s; s++)
-		if (memcmp(s, word, n) == 0)
-			return 1;
-	return 0;
-}
 
 static void negotiate(void)
 {
@@ -250,12 +214,12 @@ static void negotiate(void)
 	u32 l2_mfn = virt_to_mfn((void *)start_info->pt_base);
 	u32 n;
 
-	CHECK_EQ(fe_send(CMSG_BLKIF_FE_DRIVER_STATUS, &ds, sizeof(ds)), sizeof(ds), "driver_up_answered");
+	CHECK_EQ(ctrl_if_call(CMSG_BLKIF_FE, CMSG_BLKIF_FE_DRIVER_STATUS, &ds, sizeof(ds)), sizeof(ds), "driver_up_answered");
 	CHECK_EQ(next_status(before), BLKIF_INTERFACE_STATUS_DISCONNECTED, "driver_up_gives_disconnected");
 	/* A message of the wrong length is a parse error: answered with length 0. */
-	CHECK_EQ(fe_send(CMSG_BLKIF_FE_DRIVER_STATUS, &ds, 3), 0, "driver_status_bad_length_empty_answer");
-	CHECK_EQ(fe_send(CMSG_BLKIF_FE_INTERFACE_CONNECT, &ds, 5), 0, "connect_bad_length_empty_answer");
-	CHECK_EQ(fe_send(77, &ds, 4), 0, "unknown_subtype_empty_answer");
+	CHECK_EQ(ctrl_if_call(CMSG_BLKIF_FE, CMSG_BLKIF_FE_DRIVER_STATUS, &ds, 3), 0, "driver_status_bad_length_empty_answer");
+	CHECK_EQ(ctrl_if_call(CMSG_BLKIF_FE, CMSG_BLKIF_FE_INTERFACE_CONNECT, &ds, 5), 0, "connect_bad_length_empty_answer");
+	CHECK_EQ(ctrl_if_call(CMSG_BLKIF_FE, 77, &ds, 4), 0, "unknown_subtype_empty_answer");
 	/* A ring in a frame that is not ours, or that dom0 may not map writable, is refused. */
 	CHECK_EQ(connect(0, 0xfffff), BLKIF_INTERFACE_STATUS_CLOSED, "connect_frame_not_ram_closed");
 	CHECK_EQ(connect(0, 0), BLKIF_INTERFACE_STATUS_CLOSED, "connect_frame_0_closed");
@@ -265,9 +229,9 @@ static void negotiate(void)
 	memset(&c, 0, sizeof(c));
 	c.handle = 7;
 	c.shmem_frame = virt_to_mfn(ring_page);
-	CHECK_EQ(fe_send(CMSG_BLKIF_FE_INTERFACE_CONNECT, &c, sizeof(c)), sizeof(c), "connect_unknown_handle_answered");
+	CHECK_EQ(ctrl_if_call(CMSG_BLKIF_FE, CMSG_BLKIF_FE_INTERFACE_CONNECT, &c, sizeof(c)), sizeof(c), "connect_unknown_handle_answered");
 	want_statuses = n + 1;
-	CHECK(!wait_for(enough_statuses, 50 * MS), "connect_unknown_handle_no_status");
+	CHECK(!wait_cond(enough_statuses, 50 * MS), "connect_unknown_handle_no_status");
 
 	ring_init();
 	CHECK_EQ(connect(0, virt_to_mfn(ring_page)), BLKIF_INTERFACE_STATUS_CONNECTED, "connect_connected");
@@ -277,7 +241,7 @@ static void negotiate(void)
 	{
 		blkif_fe_interface_status_t q;
 		memset(&q, 0, sizeof(q));
-		CHECK_EQ(fe_send(CMSG_BLKIF_FE_INTERFACE_QUERY, &q, sizeof(q)), sizeof(q), "query_answered");
+		CHECK_EQ(ctrl_if_call(CMSG_BLKIF_FE, CMSG_BLKIF_FE_INTERFACE_QUERY, &q, sizeof(q)), sizeof(q), "query_answered");
 	}
 }
 
@@ -428,7 +392,7 @@ static void hotplug(void)
 	vdisk_t vd[8];
 	want_changes = changes + 1;
 	printk("blkfront: waiting for a disk to be attached\n");
-	CHECK(wait_for(enough_changes, 20000 * MS), "attach_announced_changed");
+	CHECK(wait_cond(enough_changes, 20000 * MS), "attach_announced_changed");
 	CHECK_EQ(probe(vd, 8), 3, "probe_after_attach");
 	CHECK(vd[2].device == SDC && vd[2].capacity == 64 && (vd[2].info & VDISK_FLAG_RO) == 0,
 	      "attached_sdc");
@@ -436,7 +400,7 @@ static void hotplug(void)
 	CHECK(holds(data[0], 3, 0, 8), "read_sdc_contents");
 	want_changes = changes + 1;
 	printk("blkfront: waiting for a disk to be detached\n");
-	CHECK(wait_for(enough_changes, 20000 * MS), "detach_announced_changed");
+	CHECK(wait_cond(enough_changes, 20000 * MS), "detach_announced_changed");
 	CHECK_EQ(probe(vd, 8), 2, "probe_after_detach");
 	CHECK_EQ(rw1(BLKIF_OP_READ, SDC, 0, data[0], 0, 7), BLKIF_RSP_ERROR, "read_detached_sdc");
 }
@@ -446,7 +410,7 @@ static void disconnect(void)
 	u32 before = statuses, rsp;
 	u32 h = 0;
 	long rc;
-	CHECK_EQ(fe_send(CMSG_BLKIF_FE_INTERFACE_DISCONNECT, &h, 4), 4, "disconnect_answered");
+	CHECK_EQ(ctrl_if_call(CMSG_BLKIF_FE, CMSG_BLKIF_FE_INTERFACE_DISCONNECT, &h, 4), 4, "disconnect_answered");
 	CHECK_EQ(next_status(before), BLKIF_INTERFACE_STATUS_DISCONNECTED, "disconnect_disconnected");
 	/* The channel is closed at dom0's end: a request now goes nowhere. */
 	rsp = ring->rsp_prod;
@@ -455,7 +419,7 @@ static void disconnect(void)
 	rc = ev_send(blk_port);
 	CHECK(rc != 0, "send_after_disconnect_refused");
 	want_rsp = 1;
-	CHECK(!wait_for(enough_rsp, 50 * MS) && ring->rsp_prod == rsp, "no_response_after_disconnect");
+	CHECK(!wait_cond(enough_rsp, 50 * MS) && ring->rsp_prod == rsp, "no_response_after_disconnect");
 }
 
 void start_kernel(start_info_t *si)
@@ -475,7 +439,7 @@ void start_kernel(start_info_t *si)
 		data_path();
 		bad_requests();
 		garbage_ring();
-		if (cmdline_has("hotplug"))
+		if (cmdline_word("hotplug"))
 			hotplug();
 		disconnect();
 	}

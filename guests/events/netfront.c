@@ -53,38 +53,15 @@ static void receiver(control_msg_t *m)
 
 static void noop(u32 p, struct upcall_frame *f) {}
 
-static int wait_for(int (*cond)(void), u64 timeout_ns)
-{
-	u64 deadline = time_now_ns() + timeout_ns;
-	while (!cond()) {
-		if (time_now_ns() >= deadline)
-			return 0;
-		HYPERVISOR_set_timer_op(deadline);
-		HYPERVISOR_sched_op(SCHEDOP_block);
-	}
-	return 1;
-}
 
 static u32 want;
 static int enough_statuses(void) { return statuses >= want; }
 
-static int fe_send(u32 subtype, const void *payload, u32 len)
-{
-	control_msg_t m, rsp;
-	memset(&m, 0, sizeof(m));
-	m.type = CMSG_NETIF_FE;
-	m.subtype = (u8)subtype;
-	m.length = (u8)len;
-	memcpy(m.msg, payload, len);
-	if (ctrl_if_send(&m, &rsp, 1000 * MS))
-		return -1;
-	return rsp.length;
-}
 
 static u32 next_status(u32 before)
 {
 	want = before + 1;
-	return wait_for(enough_statuses, 1000 * MS) ? last_status : ~0u;
+	return wait_cond(enough_statuses, 1000 * MS) ? last_status : ~0u;
 }
 
 static u32 connect(u32 txf, u32 rxf)
@@ -94,7 +71,7 @@ static u32 connect(u32 txf, u32 rxf)
 	memset(&c, 0, sizeof(c));
 	c.tx_shmem_frame = txf;
 	c.rx_shmem_frame = rxf;
-	if (fe_send(CMSG_NETIF_FE_INTERFACE_CONNECT, &c, sizeof(c)) != sizeof(c))
+	if (ctrl_if_call(CMSG_NETIF_FE, CMSG_NETIF_FE_INTERFACE_CONNECT, &c, sizeof(c)) != sizeof(c))
 		return ~1u;
 	return next_status(before);
 }
@@ -224,7 +201,7 @@ static int expect(char kind, u32 *seq, u8 *src, u64 timeout_ns)
 		}
 		if (time_now_ns() >= deadline)
 			return 0;
-		if (!wait_for(rx_ready, deadline - time_now_ns()))
+		if (!wait_cond(rx_ready, deadline - time_now_ns()))
 			return 0;
 	}
 }
@@ -306,22 +283,13 @@ static void pong(void)
 		if (got == 2)
 			break;
 		want = 0;
-		if (!wait_for(rx_ready, pings == 0 ? 20 * MS : 10000 * MS) && pings > 0)
+		if (!wait_cond(rx_ready, pings == 0 ? 20 * MS : 10000 * MS) && pings > 0)
 			break;
 	}
 	CHECK_EQ(pings, NPING, "pings_answered");
 	CHECK(inorder && bad == 0, "pings_in_order_intact");
 }
 
-static int cmdline_has(const char *word)
-{
-	const char *s = (const char *)start_info->cmd_line;
-	size_t n = strlen(word);
-	for (; *s; s++)
-		if (memcmp(s, word, n) == 0)
-			return 1;
-	return 0;
-}
 
 void start_kernel(start_info_t *si)
 {
@@ -329,7 +297,7 @@ void start_kernel(start_info_t *si)
 	int pinger;
 	long rc = 0;
 	conf_init(si, "netfront");
-	pinger = cmdline_has("role=ping");
+	pinger = cmdline_word("role=ping");
 	if (evtchn_bind_virq(VIRQ_TIMER, &timer_port) == 0)
 		evtchn_handlers[timer_port] = noop;
 	ctrl_if_receiver = receiver;
@@ -339,7 +307,7 @@ void start_kernel(start_info_t *si)
 	}
 	events_enable();
 	before = statuses;
-	CHECK_EQ(fe_send(CMSG_NETIF_FE_DRIVER_STATUS, ds, 8), 8, "driver_up_answered");
+	CHECK_EQ(ctrl_if_call(CMSG_NETIF_FE, CMSG_NETIF_FE_DRIVER_STATUS, ds, 8), 8, "driver_up_answered");
 	CHECK_EQ(next_status(before), NETIF_INTERFACE_STATUS_DISCONNECTED, "driver_up_gives_disconnected");
 	CHECK((my_mac[0] & 1) == 0 && (my_mac[0] | my_mac[1] | my_mac[2]) != 0, "mac_given");
 	if (pinger) {

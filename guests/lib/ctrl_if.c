@@ -139,6 +139,21 @@ int ctrl_if_send(const control_msg_t *req, control_msg_t *rsp, u64 timeout_ns)
 	return 0;
 }
 
+int ctrl_if_call(u32 type, u32 subtype, const void *payload, u32 len)
+{
+	control_msg_t m, rsp;
+	memset(&m, 0, sizeof(m));
+	m.type = (u8)type;
+	m.subtype = (u8)subtype;
+	m.length = (u8)len;
+	memcpy(m.msg, payload, len);
+	if (ctrl_if_send(&m, &rsp, 1000000000ull))
+		return -1;
+	if (rsp.type != m.type || rsp.subtype != m.subtype || rsp.id != m.id)
+		return -2;
+	return rsp.length;
+}
+
 u32 ctrl_console_read(char *buf, u32 len)
 {
 	u32 n = 0;
@@ -187,6 +202,7 @@ u32 ctrl_if_init(void)
 /* JUL has no control interface (xenstore replaced it). */
 void ctrl_if_poll(void) {}
 int ctrl_if_send(const control_msg_t *req, control_msg_t *rsp, u64 timeout_ns) { return -1; }
+int ctrl_if_call(u32 type, u32 subtype, const void *payload, u32 len) { return -1; }
 u32 ctrl_console_write(const char *s, u32 len) { return 0; }
 u32 ctrl_console_read(char *buf, u32 len) { return 0; }
 int ctrl_if_event(void) { return 0; }

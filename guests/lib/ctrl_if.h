@@ -43,6 +43,9 @@ extern void (*ctrl_if_receiver)(control_msg_t *m);
  * time; the caller keeps VIRQ_TIMER bound so the wait can end) for its response, copied to
  * rsp.  Returns 0, or -1 on timeout or a full ring. */
 int ctrl_if_send(const control_msg_t *req, control_msg_t *rsp, u64 timeout_ns);
+/* Sends a request of type/subtype with len bytes of payload and waits up to 1 s for its
+ * response: returns the response's length, -1 with none, -2 if it does not echo the request. */
+int ctrl_if_call(u32 type, u32 subtype, const void *payload, u32 len);
 
 /* Set by the handler: the SHUTDOWN_* reason + 1 the controller asked for, else 0. */
 extern volatile u32 ctrl_shutdown_request;

@@ -153,6 +153,13 @@ static inline u64 rdtsc(void)
 	return v;
 }
 
+/* ---- wait.c ---- */
+/* Blocks until cond() or timeout_ns of guest time have passed (VIRQ_TIMER must be bound so
+ * the block can end); returns cond(). */
+int wait_cond(int (*cond)(void), u64 timeout_ns);
+/* Does the command line contain word? */
+int cmdline_word(const char *word);
+
 /* ---- conformance checks (check.c) ---- */
 extern u32 checks_passed, checks_failed;
 void check_pass(const char *name);

@@ -52,6 +52,7 @@ import {
 } from "../../public/control_if.js";
 import type { Dom0 } from "../dom0.js";
 import { xcEvtchnSend, xcMapForeignFrame, xcUnmapForeignFrame } from "../xc.js";
+import { openBeMessage, perDom0, readU32, writeU32 } from "./common.js";
 
 /** Loop devices are major 7, as Linux numbered them. */
 const LOOP_MAJOR = 7;
@@ -198,17 +199,11 @@ export class BlkBack {
       [CmsgBlkifBe.VBD_GROW]: BlkifBeVbdGrow.SIZE,
       [CmsgBlkifBe.VBD_SHRINK]: BlkifBeVbd.SIZE,
     };
-    if (sizes[subtype] === undefined || msg.length !== sizes[subtype]) return new Uint8Array(0);
-    const out = msg.slice();
-    const dv = new DataView(out.buffer);
-    const domid = dv.getUint16(0, true);
-    const handle = dv.getUint32(4, true);
+    const m = openBeMessage(sizes, subtype, msg);
+    if (m === null) return new Uint8Array(0);
+    const { dv, domid, handle, put } = m;
     const key = `${domid}/${handle}`;
     const b = this.ifs.get(key);
-    const put = (off: number, st: number): Uint8Array => {
-      dv.setUint32(off, st, true);
-      return out;
-    };
     const S = BlkifBeStatus;
     switch (subtype) {
       case CmsgBlkifBe.CREATE:
@@ -523,13 +518,11 @@ export class BlkBack {
   }
 
   private u32(va: number): number {
-    return new DataView(this.dom0.read(va, 4).buffer).getUint32(0, true);
+    return readU32(this.dom0, va);
   }
 
   private setU32(va: number, v: number): void {
-    const b = new Uint8Array(4);
-    new DataView(b.buffer).setUint32(0, v >>> 0, true);
-    this.dom0.write(va, b);
+    writeU32(this.dom0, va, v);
   }
 }
 
@@ -548,14 +541,5 @@ function translate(v: Vbd, sector: number): [Extent, number] {
   throw new BadRequest();
 }
 
-const backs = new WeakMap<Dom0, BlkBack>();
-
 /** dom0's one blkback driver (made on first use). */
-export function blkbackOf(dom0: Dom0, log?: (m: string) => void): BlkBack {
-  let b = backs.get(dom0);
-  if (b === undefined) {
-    b = new BlkBack(dom0, log);
-    backs.set(dom0, b);
-  }
-  return b;
-}
+export const blkbackOf = perDom0((dom0, log) => new BlkBack(dom0, log));

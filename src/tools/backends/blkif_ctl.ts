@@ -33,12 +33,12 @@ import {
   FeInterfaceDisconnect,
   IfStatus,
 } from "../../public/control_if.js";
-import { DomId } from "../../public/xen.js";
 import type { DiskSpec } from "../config.js";
 import type { ControlInterface, ControlMessage } from "../control_if.js";
 import type { Dom0 } from "../dom0.js";
-import { xcEvtchnBindInterdomain, xcEvtchnClose } from "../xc.js";
+import { xcEvtchnClose } from "../xc.js";
 import { type BlkBack, blkbackOf, type LoopDevice } from "./blkback.js";
+import { bindBackendChannel, ControllerRegistry, sendBeMessage } from "./common.js";
 import { blkdevNameToNumber, blkdevNumberToName } from "./vdev.js";
 
 /** The one interface handle xend gave each domain's block devices. */
@@ -71,8 +71,9 @@ export interface BlockDevice {
   errors: number;
 }
 
-/** Controllers by backend and domain, so a ring the backend drops reaches its domain's. */
-const controllers = new WeakMap<BlkBack, Map<number, BlkifController>>();
+const controllers = new ControllerRegistry<BlkBack, BlkifController>((c, handle) => {
+  if (handle === HANDLE) c.ringFailed();
+});
 
 export class BlkifController {
   readonly back: BlkBack;
@@ -90,16 +91,7 @@ export class BlkifController {
     private readonly log: (m: string) => void = () => {},
   ) {
     this.back = blkbackOf(dom0, log);
-    let mine = controllers.get(this.back);
-    if (mine === undefined) {
-      const all = new Map<number, BlkifController>();
-      controllers.set(this.back, all);
-      this.back.onRingError = (domid, handle) => {
-        if (handle === HANDLE) all.get(domid)?.ringFailed();
-      };
-      mine = all;
-    }
-    mine.set(domid, this);
+    controllers.add(this.back, domid, this);
     control?.register(Cmsg.BLKIF_FE, (m) => this.receive(m));
   }
 
@@ -208,7 +200,7 @@ export class BlkifController {
     this.devices.clear();
     if (this.beCreated) this.be(CmsgBlkifBe.DESTROY, BlkifBeIf.SIZE, BlkifBeIf.status, () => {});
     this.beCreated = false;
-    controllers.get(this.back)?.delete(this.domid);
+    controllers.remove(this.back, this.domid);
   }
 
   // ------------------------------------------------------------------ the frontend's messages
@@ -263,7 +255,7 @@ export class BlkifController {
       return;
     }
     this.disconnectRing();
-    const ports = xcEvtchnBindInterdomain(this.dom0, DomId.SELF, this.domid, 0, 0);
+    const ports = bindBackendChannel(this.dom0, this.domid);
     const st = this.be(CmsgBlkifBe.CONNECT, BlkifBeConnect.SIZE, BlkifBeConnect.status, (dv) => {
       dv.setUint32(BlkifBeConnect.shmem_frame, frame, true);
       dv.setUint32(BlkifBeConnect.evtchn, ports[0], true);
@@ -281,7 +273,7 @@ export class BlkifController {
   }
 
   /** The backend dropped the ring (it made no sense): the frontend must connect again. */
-  private ringFailed(): void {
+  ringFailed(): void {
     this.disconnectRing();
     this.tell(IfStatus.DISCONNECTED);
   }
@@ -319,13 +311,16 @@ export class BlkifController {
 
   /** Sends one CMSG_BLKIF_BE message (domid and handle filled in) and returns its status. */
   private be(subtype: number, size: number, statusOff: number, fill: (dv: DataView) => void): number {
-    const msg = new Uint8Array(size);
-    const dv = new DataView(msg.buffer);
-    dv.setUint16(BlkifBeIf.domid, this.domid, true);
-    dv.setUint32(BlkifBeIf.blkif_handle, HANDLE, true);
-    fill(dv);
-    const out = this.back.control(subtype, msg);
-    return out.length === size ? new DataView(out.buffer).getUint32(statusOff, true) : BlkifBeStatus.ERROR;
+    return sendBeMessage(
+      (st, msg) => this.back.control(st, msg),
+      subtype,
+      size,
+      statusOff,
+      this.domid,
+      HANDLE,
+      fill,
+      BlkifBeStatus.ERROR,
+    );
   }
 
   private destroyVbd(vdev: number): void {
@@ -337,9 +332,9 @@ export class BlkifController {
   private checkSharing(spec: DiskSpec, identity: string): void {
     for (const other of this.back.boundTo(identity)) {
       if (!other.writable && !spec.writable) continue;
-      const owner = [...(controllers.get(this.back)?.values() ?? [])].find((c) =>
-        [...c.devices.values()].some((d) => d.loop === other),
-      );
+      const owner = controllers
+        .all(this.back)
+        .find((c) => [...c.devices.values()].some((d) => d.loop === other));
       const who = owner === undefined ? "another domain" : `domain ${owner.domid}`;
       throw new Error(
         other.writable

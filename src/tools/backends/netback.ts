@@ -50,6 +50,7 @@ import {
   xcUnmapForeignFrame,
 } from "../xc.js";
 import { type Bridge, type BridgePort, bridgeOf } from "./bridge.js";
+import { openBeMessage, perDom0, readU32, writeU32 } from "./common.js";
 
 const PAGE = 4096;
 /** dom0's own domain id: its fresh pages are mapped with itself as the foreign domain. */
@@ -112,17 +113,11 @@ export class NetBack {
       [CmsgNetifBe.DISCONNECT]: NetifBeIf.SIZE,
       [CmsgNetifBe.CREDITLIMIT]: NetifBeCreditLimit.SIZE,
     };
-    if (sizes[subtype] === undefined || msg.length !== sizes[subtype]) return new Uint8Array(0);
-    const out = msg.slice();
-    const dv = new DataView(out.buffer);
-    const domid = dv.getUint16(0, true);
-    const handle = dv.getUint32(4, true);
+    const m = openBeMessage(sizes, subtype, msg);
+    if (m === null) return new Uint8Array(0);
+    const { out, dv, domid, handle, put } = m;
     const key = `${domid}/${handle}`;
     const n = this.ifs.get(key);
-    const put = (off: number, st: number): Uint8Array => {
-      dv.setUint32(off, st, true);
-      return out;
-    };
     const S = NetifBeStatus;
     switch (subtype) {
       case CmsgNetifBe.CREATE: {
@@ -384,24 +379,13 @@ export class NetBack {
   }
 
   private u32(va: number): number {
-    return new DataView(this.dom0.read(va, 4).buffer).getUint32(0, true);
+    return readU32(this.dom0, va);
   }
 
   private setU32(va: number, v: number): void {
-    const b = new Uint8Array(4);
-    new DataView(b.buffer).setUint32(0, v >>> 0, true);
-    this.dom0.write(va, b);
+    writeU32(this.dom0, va, v);
   }
 }
-
-const backs = new WeakMap<Dom0, NetBack>();
 
 /** dom0's one netback driver (made on first use). */
-export function netbackOf(dom0: Dom0, log?: (m: string) => void): NetBack {
-  let b = backs.get(dom0);
-  if (b === undefined) {
-    b = new NetBack(dom0, log);
-    backs.set(dom0, b);
-  }
-  return b;
-}
+export const netbackOf = perDom0((dom0, log) => new NetBack(dom0, log));

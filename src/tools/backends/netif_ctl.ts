@@ -26,11 +26,11 @@ import {
   NetifFeInterfaceQuery,
   NetifFeInterfaceStatus,
 } from "../../public/control_if.js";
-import { DomId } from "../../public/xen.js";
 import type { VifSpec } from "../config.js";
 import type { ControlInterface, ControlMessage } from "../control_if.js";
 import type { Dom0 } from "../dom0.js";
-import { xcEvtchnBindInterdomain, xcEvtchnClose } from "../xc.js";
+import { xcEvtchnClose } from "../xc.js";
+import { bindBackendChannel, ControllerRegistry, sendBeMessage } from "./common.js";
 import { type NetBack, netbackOf, type VifStats } from "./netback.js";
 
 const BACKEND_DOMID = 0;
@@ -59,7 +59,7 @@ interface Vif {
   state: number;
 }
 
-const controllers = new WeakMap<NetBack, Map<number, NetifController>>();
+const controllers = new ControllerRegistry<NetBack, NetifController>((c, handle) => c.ringFailed(handle));
 
 export class NetifController {
   readonly back: NetBack;
@@ -73,14 +73,7 @@ export class NetifController {
     private readonly log: (m: string) => void = () => {},
   ) {
     this.back = netbackOf(dom0, log);
-    let mine = controllers.get(this.back);
-    if (mine === undefined) {
-      const all = new Map<number, NetifController>();
-      controllers.set(this.back, all);
-      this.back.onRingError = (domid, handle) => all.get(domid)?.ringFailed(handle);
-      mine = all;
-    }
-    mine.set(domid, this);
+    controllers.add(this.back, domid, this);
     control?.register(Cmsg.NETIF_FE, (m) => this.receive(m));
   }
 
@@ -150,7 +143,7 @@ export class NetifController {
       this.be(CmsgNetifBe.DESTROY, NetifBeIf.SIZE, NetifBeIf.status, handle, () => {});
     }
     this.vifs.clear();
-    controllers.get(this.back)?.delete(this.domid);
+    controllers.remove(this.back, this.domid);
   }
 
   private find(which: string): number {
@@ -212,7 +205,7 @@ export class NetifController {
       return;
     }
     this.disconnectRing(handle);
-    const ports = xcEvtchnBindInterdomain(this.dom0, DomId.SELF, this.domid, 0, 0);
+    const ports = bindBackendChannel(this.dom0, this.domid);
     const st = this.be(CmsgNetifBe.CONNECT, NetifBeConnect.SIZE, NetifBeConnect.status, handle, (dv) => {
       dv.setUint32(NetifBeConnect.tx_shmem_frame, txFrame, true);
       dv.setUint32(NetifBeConnect.rx_shmem_frame, rxFrame, true);
@@ -228,7 +221,8 @@ export class NetifController {
     this.tell(handle, IfStatus.CONNECTED);
   }
 
-  private ringFailed(handle: number): void {
+  /** The backend dropped the vif's rings: the frontend must connect again. */
+  ringFailed(handle: number): void {
     if (!this.vifs.has(handle)) return;
     this.disconnectRing(handle);
     this.tell(handle, IfStatus.DISCONNECTED);
@@ -279,13 +273,16 @@ export class NetifController {
     handle: number,
     fill: (dv: DataView) => void,
   ): number {
-    const msg = new Uint8Array(size);
-    const dv = new DataView(msg.buffer);
-    dv.setUint16(NetifBeIf.domid, this.domid, true);
-    dv.setUint32(NetifBeIf.netif_handle, handle, true);
-    fill(dv);
-    const out = this.back.control(subtype, msg);
-    return out.length === size ? new DataView(out.buffer).getUint32(statusOff, true) : NetifBeStatus.ERROR;
+    return sendBeMessage(
+      (st, msg) => this.back.control(st, msg),
+      subtype,
+      size,
+      statusOff,
+      this.domid,
+      handle,
+      fill,
+      NetifBeStatus.ERROR,
+    );
   }
 }
 
