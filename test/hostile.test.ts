@@ -383,6 +383,14 @@ describe("hostile guests beside a victim", () => {
       crashChecks: 12,
     });
     attack({
+      title:
+        "both windows at once, the INACTIVE one's RW alias inside the ACTIVE one, retargeted before the flush",
+      guest: "ptwr_window",
+      cmdline: "mode=18",
+      checks: 18,
+      crashChecks: 12,
+    });
+    attack({
       title: "set_gdt of a frame the window maps writable: refused (-EINVAL), the entry being valid",
       guest: "ptwr_window",
       cmdline: "mode=11",

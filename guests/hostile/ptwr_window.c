@@ -140,6 +140,40 @@ void start_kernel(start_info_t *si)
 		checks_done();
 	}
 
+	if (mode == 18) {
+		u32 l1c = spare_mfn(3), k = 5;
+		volatile u32 *l1c_ro = (volatile u32 *)scratch2;
+		CHECK_EQ(fill_frame(l1c, 0), 0, "zero_l1c");
+		CHECK_EQ(mmu1((l1c << PAGE_SHIFT) + k * 4, (l1b << PAGE_SHIFT) | PTE_RO), 0,
+			 "l1c_maps_l1b_readonly");
+		CHECK_EQ(mmu1(cur_l2_ma() + 0x100 * 4, (l1c << PAGE_SHIFT) | PTE_RW), 0, "hook_l1c");
+		CHECK_EQ(HYPERVISOR_update_va_mapping((u32)scratch2, (l1c << PAGE_SHIFT) | PTE_RO,
+						      UVMF_INVLPG),
+			 0, "map_l1c_readonly");
+		entries[0] = 0;
+		open_window_at((volatile u32 *)(0x40000000u + k * PAGE_SIZE), entries, 1);
+		CHECK_EQ(try_store((u32)&l1c_ro[k + 1], 0), -1, "active_window_on_l1c");
+		CHECK_EQ(l1c_ro[k] & ~0xFFFu, l1b << PAGE_SHIFT, "alias_is_l1b");
+		/* Crashing us at the flush is a fine answer too. */
+		expect_crash("writable page table");
+		CHECK_EQ(try_store((u32)&l1c_ro[k], virt_to_mach(ldt_va) | 0x67), -1, "alias_retargeted");
+		/* Entry 0 of l1c is empty: touching it flushes l1c's window, then faults. */
+		CHECK_EQ(try_load(0x40000000u), 14, "active_flushed_by_touching_its_region");
+		CHECK_EQ(HYPERVISOR_mmu_update(hp_big, 0, 0), 0, "inactive_flushed");
+		rc = HYPERVISOR_update_va_mapping((u32)scratch, (l1b << PAGE_SHIFT) | 3, UVMF_INVLPG);
+		CHECK_EQ(rc, -EINVAL, "l1b_still_a_page_table");
+		if (rc == 0) {
+			/* l1b lost its type while l2b still hooks it: write it as plain memory. */
+			win_l1()[2] = (vmfn << PAGE_SHIFT) | PTE_RW;
+			mmuext(l2b << PAGE_SHIFT, MMUEXT_NEW_BASEPTR);
+			try_store(WIN_VA + 2 * PAGE_SIZE, 0xDEADBEEF);
+		}
+		CHECK_EQ(mmuext(l2b << PAGE_SHIFT, MMUEXT_NEW_BASEPTR), 0, "l2b_still_usable");
+		CHECK_EQ(try_load(WIN_VA + 2 * PAGE_SIZE), 14, "victim_not_reachable");
+		load_cr3(cur_l2_ma());
+		checks_done();
+	}
+
 	open_window(entries, 3);
 	expect_crash("writable page table");
 	switch (mode) {
