@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { Cpu } from "../src/cpu/cpu.js";
-import { DS, EAX, EBX, ECX, EDX, ESI, ESP, Exit, SS } from "../src/cpu/regs.js";
+import { DS, EAX, EBP, EBX, ECX, EDI, EDX, ESI, ESP, Exit, SS } from "../src/cpu/regs.js";
 import { type CpuState, compiledBlocks, runSlice } from "./helpers/cpu-state.js";
 
 const CODE = 0x1000;
@@ -162,5 +162,56 @@ describe("compiled blocks", () => {
     assert.equal(a.eax, 0x11111122);
     assert.equal(a.edx, (10 * 0x11111111 + 30 * 0x11111122) >>> 0);
     assert.deepEqual({ ...b, compiled: 0 }, { ...a, compiled: 0 });
+  });
+
+  it("take signed conditions after cmp at the sign boundaries, in 32 and 8 bits, as the interpreter", () => {
+    // Pairs (a, b) around the sign boundaries, three times over so the loop gets compiled.
+    const base = [
+      [0, 0],
+      [1, 0],
+      [0, 1],
+      [-1, 0],
+      [0, -1],
+      [5, 5],
+      [-1, -1],
+      [0x7fffffff, 0x80000000],
+      [0x80000000, 0x7fffffff],
+      [0x7f, 0x80],
+      [0x80, 0x7f],
+      [0xff, 0x01],
+      [0x100, 0x1ff],
+    ];
+    const pairs = [...base, ...base, ...base];
+    // mov ecx,N; mov esi,0x3000; xor edx,edx; xor edi,edi; xor ebp,ebp
+    // loop: mov eax,[esi]; mov ebx,[esi+4]; cmp eax,ebx; jl +1; inc edx; cmp eax,ebx; jle +1;
+    //       inc ebp; cmp al,bl; jl +1; inc edi; add esi,8; dec ecx; jnz loop; hlt
+    const code = [
+      [0xb9, ...d(pairs.length)],
+      [0xbe, ...d(0x3000)],
+      [0x31, 0xd2, 0x31, 0xff, 0x31, 0xed],
+      [0x8b, 0x06, 0x8b, 0x5e, 0x04],
+      [0x39, 0xd8, 0x7c, 0x01, 0x42],
+      [0x39, 0xd8, 0x7e, 0x01, 0x45],
+      [0x38, 0xd8, 0x7c, 0x01, 0x47],
+      [0x83, 0xc6, 0x08, 0x49, 0x75, 0],
+      [0xf4],
+    ].flat();
+    code[code.length - 2] = (16 - (code.length - 1)) & 0xff;
+    const want = {
+      notLt32: pairs.filter(([a, b]) => !((a | 0) < (b | 0))).length,
+      notLe32: pairs.filter(([a, b]) => !((a | 0) <= (b | 0))).length,
+      notLt8: pairs.filter(([a, b]) => !((a << 24) >> 24 < (b << 24) >> 24)).length,
+    };
+    for (const blocks of [false, true]) {
+      const cpu = machine(code, blocks);
+      pairs.forEach(([a, b], i) => {
+        cpu.mem32[(0x3000 >> 2) + 2 * i] = a;
+        cpu.mem32[(0x3000 >> 2) + 2 * i + 1] = b;
+      });
+      for (let i = 0; i < 100 && cpu.run(50) === Exit.Budget; i++);
+      const got = { notLt32: cpu.regs[EDX], notLe32: cpu.regs[EBP], notLt8: cpu.regs[EDI] };
+      assert.deepEqual(got, want, blocks ? "compiled" : "interpreted");
+      if (blocks) assert.ok(compiledBlocks(cpu) > 0, "no block was compiled");
+    }
   });
 });
