@@ -15,6 +15,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
+import { fnv1a } from "./support/fnv.js";
 import { guestPath } from "./support/guests.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
@@ -67,13 +68,6 @@ function session(args: string[], steps: Array<[RegExp, string]>, timeoutMs = 90_
       resolve({ status, stdout, stderr });
     });
   });
-}
-
-/** FNV-1a over the bytes, as the guest computes it. */
-function fnv1a(bytes: Uint8Array): string {
-  let h = 2166136261;
-  for (const b of bytes) h = Math.imul(h ^ b, 16777619) >>> 0;
-  return `0x${h.toString(16).padStart(8, "0")}`;
 }
 
 function tempDir(): string {
