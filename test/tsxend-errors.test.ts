@@ -260,7 +260,14 @@ describe("tsxend never dies and answers every error", () => {
     await refused(t, "POST", "/domains", "{", 400, /the request body is not a JSON object/);
     await refused(t, "POST", "/domains", "[1,2]", 400, /the request body is not a JSON object/);
     await refused(t, "POST", "/domains", "null", 400, /the request body is not a JSON object/);
-    await refused(t, "POST", "/domains", JSON.stringify({ pad: "x".repeat(1 << 20) }), 413, /too large/);
+    await refused(
+      t,
+      "POST",
+      "/domains/req/pause",
+      JSON.stringify({ pad: "x".repeat(1 << 20) }),
+      413,
+      /too large/,
+    );
     await refused(t, "GET", "/nope", undefined, 404, /no such endpoint/);
     await refused(t, "PUT", "/domains", undefined, 405, /PUT is not allowed/);
     await refused(t, "PATCH", "/domains/req", undefined, 405, /PATCH is not allowed/);
