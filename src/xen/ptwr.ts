@@ -155,6 +155,15 @@ function ptwrDoPageFault(hv: Hypervisor, v: Vcpu, addr: number): boolean {
     const act = slots[PTWR_PT_ACTIVE];
     if (l2e & _PAGE_PRESENT || (act.l1va !== 0 && act.l2Idx === l2Idx)) which = PTWR_PT_ACTIVE;
   }
+  // The two windows must not overlap: the other slot's RW alias is uncounted, so an L1 that
+  // holds it (or one whose alias would live in the other window's L1) would let the guest
+  // rewrite that alias and have the flush drop a writable reference nobody took. Flush the
+  // other slot and restart the instruction; it faults again with one slot free.
+  const other = slots[which ^ 1];
+  if (other.l1va !== 0 && (other.pteMa >>> 12 === pfn || pteMa >>> 12 === other.l1Mfn)) {
+    ptwrFlush(hv, which ^ 1);
+    return true;
+  }
   const slot = slots[which];
   if (slot.l1va !== 0) ptwrFlush(hv, which);
   if (!v.domain.runnable) return true; // the flush crashed the domain
