@@ -140,7 +140,7 @@ void start_kernel(start_info_t *si)
 		checks_done();
 	}
 
-	if (mode == 18) {
+	if (mode >= 18 && mode <= 20) {
 		u32 l1c = spare_mfn(3), k = 5;
 		volatile u32 *l1c_ro = (volatile u32 *)scratch2;
 		CHECK_EQ(fill_frame(l1c, 0), 0, "zero_l1c");
@@ -156,7 +156,12 @@ void start_kernel(start_info_t *si)
 		CHECK_EQ(l1c_ro[k] & ~0xFFFu, l1b << PAGE_SHIFT, "alias_is_l1b");
 		/* Crashing us at the flush is a fine answer too. */
 		expect_crash("writable page table");
-		CHECK_EQ(try_store((u32)&l1c_ro[k], virt_to_mach(ldt_va) | 0x67), -1, "alias_retargeted");
+		/* 18: a writable mapping of our own page; 19: the alias with only RW removed;
+		 * 20: the alias cleared. Each is a change the ACTIVE flush would account. */
+		CHECK_EQ(try_store((u32)&l1c_ro[k], mode == 18   ? virt_to_mach(ldt_va) | 0x67
+						  : mode == 19 ? (l1b << PAGE_SHIFT) | PTE_RO
+							       : 0),
+			 -1, "alias_retargeted");
 		/* Entry 0 of l1c is empty: touching it flushes l1c's window, then faults. */
 		CHECK_EQ(try_load(0x40000000u), 14, "active_flushed_by_touching_its_region");
 		CHECK_EQ(HYPERVISOR_mmu_update(hp_big, 0, 0), 0, "inactive_flushed");
