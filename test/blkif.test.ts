@@ -358,3 +358,55 @@ describe("xm's device commands through tsxend (block-*, network-*)", () => {
     assert.equal((await xm("destroy", "disky")).code, 0);
   });
 });
+
+describe("blkif: tsxen run --disk", () => {
+  const CLI = fileURLToPath(new URL("../src/cli/main.js", import.meta.url));
+  function run(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+    return new Promise((done) => {
+      execFile(
+        process.execPath,
+        [CLI, "run", ...args],
+        { cwd: dir, timeout: 120_000 },
+        (err, stdout, stderr) =>
+          done({ code: err === null ? 0 : typeof err.code === "number" ? err.code : 1, stdout, stderr }),
+      );
+    });
+  }
+
+  it("serves disks given on the command line and in a configuration file", async () => {
+    writeFileSync(join(dir, "run-root.img"), image(2048, 1));
+    writeFileSync(join(dir, "run-data.img"), image(128, 2));
+    let r = await run(
+      guestPath("ev_blkfront"),
+      "--memory",
+      "4",
+      "--disk",
+      "file:run-root.img,sda1,w",
+      "--disk",
+      "file:run-data.img,sdb,r",
+    );
+    assert.equal(r.code, 0, r.stderr + r.stdout);
+    assert.match(r.stdout, /DONE passed=64 failed=0/, r.stdout);
+    assert.ok(
+      sectorsOf(readFileSync(join(dir, "run-root.img")), 100, 16).equals(
+        sectorsOf(image(116, 0x33), 100, 16),
+      ),
+    );
+
+    // The same from a configuration file, its images relative to the file.
+    writeFileSync(
+      join(dir, "run.cfg"),
+      `kernel = "${guestPath("ev_blkfront")}"\nmemory = 4\ndisk = ['file:run-root.img,sda1,w', 'file:run-data.img,sdb,r']\n`,
+    );
+    r = await run(join(dir, "run.cfg"), "--seconds", "60");
+    assert.equal(r.code, 0, r.stderr + r.stdout);
+    assert.match(r.stdout, /DONE passed=64 failed=0/, r.stdout);
+
+    r = await run(guestPath("ev_blkfront"), "--disk", "file:run-root.img,sda1");
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /must be 'file:\/path\/image,DEVICE,MODE'/);
+    r = await run(guestPath("ev_blkfront"), "--disk", "file:missing.img,sda1,w");
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /cannot open disk image .*missing\.img: ENOENT/);
+  });
+});

@@ -11,8 +11,18 @@ import { basename, dirname, resolve } from "node:path";
 import type { Command } from "commander";
 import { BUNDLED_GUEST } from "../daemon/web-files.js";
 import { Shutdown } from "../public/xen.js";
-import { type ExitAction, looksLikeConfig, parseDomainConfig } from "../tools/config.js";
-import { GuestSession, type SessionEnd } from "../tools/session.js";
+import { attachDevices, type DomainDevices, detachDevices } from "../tools/backends/devices.js";
+import {
+  type DiskSpec,
+  type ExitAction,
+  looksLikeConfig,
+  parseDiskSpec,
+  parseDomainConfig,
+  parseVifSpec,
+  type VifSpec,
+} from "../tools/config.js";
+import { dom0Of } from "../tools/dom0.js";
+import { GuestSession, type SessionEnd, type SessionOptions } from "../tools/session.js";
 import { ABI_NAMES, type AbiName, abiByName, DEFAULT_ABI } from "../xen/abi.js";
 import { Hypervisor } from "../xen/hypervisor.js";
 
@@ -27,6 +37,10 @@ export interface RunOptions {
   machineMemory: string;
   /** Guest interface revision: 2005-03 (default) or 2005-07. */
   abi?: string;
+  /** --disk file:IMAGE,DEV,MODE (repeatable), as a configuration's disk entries. */
+  disk?: string[];
+  /** --vif "mac=...,bridge=..." (repeatable), as a configuration's vif entries. */
+  vif?: string[];
 }
 
 function wholeNumber(text: string, what: string): number {
@@ -89,6 +103,17 @@ interface Boot {
   onPoweroff?: ExitAction;
   onReboot?: ExitAction;
   onCrash?: ExitAction;
+  disks: DiskSpec[];
+  vifs: VifSpec[];
+}
+
+/** --disk and --vif, the image paths relative to the current directory. */
+function deviceOptions(opts: RunOptions): { disks: DiskSpec[]; vifs: VifSpec[] } {
+  const disks = (opts.disk ?? []).map((t) => {
+    const d = parseDiskSpec(t);
+    return { ...d, path: resolve(d.path) };
+  });
+  return { disks, vifs: (opts.vif ?? []).map(parseVifSpec) };
 }
 
 function readBoot(kernelPath: string, opts: RunOptions): Boot {
@@ -101,7 +126,9 @@ function readBoot(kernelPath: string, opts: RunOptions): Boot {
   };
   const image = read(kernelPath, "kernel");
   const ramdisk = opts.ramdisk === undefined ? undefined : read(opts.ramdisk, "ramdisk");
-  if (!looksLikeConfig(image)) return { name: basename(kernelPath), image, ramdisk, cmdline: opts.cmdline };
+  const extra = deviceOptions(opts);
+  if (!looksLikeConfig(image))
+    return { name: basename(kernelPath), image, ramdisk, cmdline: opts.cmdline, ...extra };
   // A domain configuration file: boot the kernel (and ramdisk) it names, with its settings;
   // --cmdline and --ramdisk win over the file's.
   const config = parseDomainConfig(kernelPath, Buffer.from(image).toString("utf8"));
@@ -118,6 +145,26 @@ function readBoot(kernelPath: string, opts: RunOptions): Boot {
     onPoweroff: config.onPoweroff,
     onReboot: config.onReboot,
     onCrash: config.onCrash,
+    // The file's disks (relative to it) and vifs, then the command line's.
+    disks: [...(config.disks ?? []).map((d) => ({ ...d, path: resolve(here, d.path) })), ...extra.disks],
+    vifs: [...(config.vifs ?? []), ...extra.vifs],
+  };
+}
+
+/** The session's devices hook: controllers made and the devices attached after each build. */
+function devicesHook(hv: Hypervisor, boot: Boot, log: (m: string) => void): SessionOptions["devices"] {
+  if (boot.disks.length === 0 && boot.vifs.length === 0) return undefined;
+  let current: DomainDevices | null = null;
+  return {
+    attach: (domain, control) => {
+      if (control === null)
+        throw new Error("virtual disks and vifs need the 2005-03 interface (a control interface)");
+      current = attachDevices(dom0Of(hv), domain.id, control, boot.disks, boot.vifs, log);
+    },
+    detach: () => {
+      if (current !== null) detachDevices(current);
+      current = null;
+    },
   };
 }
 
@@ -161,6 +208,7 @@ export async function runKernel(kernelPath: string, opts: RunOptions): Promise<n
       onCrash: boot.onCrash,
       onConsole: stdout,
       onNote: err,
+      devices: devicesHook(hv, boot, err),
     });
   } catch (e) {
     err((e as Error).message);
@@ -215,6 +263,16 @@ export function registerRun(program: Command): void {
     .option("--ramdisk <file>", "an initial ramdisk (initrd), given to the guest as its start_info module")
     .option("--no-reboot", "a reboot inside the guest ends the run (exit status 3) instead of restarting it")
     .option("--machine-memory <MiB>", "the machine's memory in MiB", "128")
+    .option(
+      "--disk <file:IMAGE,DEV,MODE>",
+      "a virtual disk, as a configuration's disk entry (repeatable), e.g. file:root.img,sda1,w",
+      (v: string, prev: string[] = []) => [...prev, v],
+    )
+    .option(
+      "--vif <settings>",
+      'a virtual network interface, as a configuration\'s vif entry (repeatable), e.g. "mac=00:16:3e:00:00:01,bridge=xenbr0"',
+      (v: string, prev: string[] = []) => [...prev, v],
+    )
     .option(
       "--abi <revision>",
       `the guest interface revision (${ABI_NAMES.join(", ")}; default ${DEFAULT_ABI}, or the config file's abi)`,

@@ -16,8 +16,9 @@ import { SHUTDOWN_NAMES, Shutdown, VirqMar } from "../public/xen.js";
 import { DEFAULT_ABI } from "../xen/abi.js";
 import type { Domain } from "../xen/domain.js";
 import type { Hypervisor } from "../xen/hypervisor.js";
-import { BlkifController, type BlockDevice } from "./backends/blkif_ctl.js";
-import { NetifController, type NetworkDevice } from "./backends/netif_ctl.js";
+import type { BlkifController, BlockDevice } from "./backends/blkif_ctl.js";
+import { attachDevices, detachDevices } from "./backends/devices.js";
+import type { NetifController, NetworkDevice } from "./backends/netif_ctl.js";
 import type { DomainConfig, ExitAction } from "./config.js";
 import { type DiskSpec, parseDiskSpec, parseVifSpec } from "./config.js";
 import { ConsoleFeed } from "./console_feed.js";
@@ -339,10 +340,12 @@ export class DomainManager {
         );
       return;
     }
-    m.blkif = new BlkifController(this.dom0, m.domain.id, m.control, (msg) => this.hv.log(msg));
-    for (const d of m.config.disks ?? []) m.blkif.attach(d);
-    m.netif = new NetifController(this.dom0, m.domain.id, m.control, (msg) => this.hv.log(msg));
-    for (const v of m.config.vifs ?? []) m.netif.attach(v);
+    Object.assign(
+      m,
+      attachDevices(this.dom0, m.domain.id, m.control, m.config.disks ?? [], m.config.vifs ?? [], (msg) =>
+        this.hv.log(msg),
+      ),
+    );
   }
 
   // ------------------------------------------------------------------ virtual network interfaces
@@ -620,8 +623,7 @@ export class DomainManager {
     this.managed.delete(d.id);
     // dom0 lets go of the domain's shared_info page and its channel first (xcs), so nothing
     // of dom0's keeps the domain alive as a zombie.
-    m.blkif?.destroy();
-    m.netif?.destroy();
+    detachDevices(m);
     m.control?.disconnect();
     this.killDomain(d);
     for (const fn of this.consoleWatchers.get(d.id) ?? []) fn(new Uint8Array(0));

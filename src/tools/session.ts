@@ -30,6 +30,14 @@ export interface SessionOptions extends Omit<LaunchOptions, "controlChannel" | "
   onConsole: (bytes: Uint8Array) => void;
   /** The toolstack's own remarks (a restart, a broken control ring). */
   onNote: (line: string) => void;
+  /**
+   * Virtual devices (tsxen run's --disk / --vif): attached after each build (a throw fails the
+   * build), detached before the domain is destroyed for a restart.
+   */
+  devices?: {
+    attach(domain: Domain, control: ControlInterface | null): void;
+    detach(domain: Domain): void;
+  };
 }
 
 /** How a session ended (null from runUntil while it goes on). */
@@ -160,12 +168,21 @@ export class GuestSession {
       o.onConsole,
       o.onNote,
     );
+    try {
+      o.devices?.attach(domain, control);
+    } catch (e) {
+      o.devices?.detach(domain);
+      control?.disconnect();
+      xcDomainDestroy(dom0Of(this.hv), domain.id);
+      throw e;
+    }
     return { domain, control };
   }
 
   /** on_* = restart: the old domain destroyed through dom0, the same image built again. */
   private restart(what: string): void {
     const old = this.current;
+    this.opts.devices?.detach(old.domain);
     old.control?.disconnect();
     xcDomainDestroy(dom0Of(this.hv), old.domain.id);
     this.current = this.start();
