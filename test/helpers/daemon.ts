@@ -4,6 +4,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Daemon, type DaemonOptions } from "../../src/daemon/daemon.js";
 
+/** The state directories made here, removed when the test process ends. */
+const made: string[] = [];
+process.on("exit", () => {
+  for (const d of made) rmSync(d, { recursive: true, force: true });
+});
+
 /**
  * A daemon of its own state directory (a temporary one: never the user's), where it makes
  * its token file; the answer carries the token and the directory (for xm: TSXEN_STATE_DIR).
@@ -11,8 +17,11 @@ import { Daemon, type DaemonOptions } from "../../src/daemon/daemon.js";
 export async function startDaemon(
   opts: Partial<DaemonOptions> = {},
 ): Promise<{ daemon: Daemon; port: number; token: string; stateDir: string }> {
-  const stateDir = opts.stateDir ?? mkdtempSync(join(tmpdir(), "tsxen-state-"));
-  process.on("exit", () => rmSync(stateDir, { recursive: true, force: true }));
+  let stateDir = opts.stateDir;
+  if (stateDir === undefined) {
+    stateDir = mkdtempSync(join(tmpdir(), "tsxen-state-"));
+    made.push(stateDir);
+  }
   const daemon = new Daemon({
     host: "127.0.0.1",
     port: 0,
