@@ -55,6 +55,8 @@ class Tsxend {
   constructor(
     readonly state: string,
     readonly args: string[] = [],
+    /** Node.js options before the script (a preloaded module). */
+    readonly node: string[] = [],
   ) {}
 
   get base(): string {
@@ -64,7 +66,18 @@ class Tsxend {
   async start(): Promise<this> {
     const p = spawn(
       process.execPath,
-      [CLI, "daemon", "--port", "0", "--machine-memory", "192", "--state-dir", this.state, ...this.args],
+      [
+        ...this.node,
+        CLI,
+        "daemon",
+        "--port",
+        "0",
+        "--machine-memory",
+        "192",
+        "--state-dir",
+        this.state,
+        ...this.args,
+      ],
       { stdio: ["ignore", "pipe", "pipe"] },
     );
     this.proc = p;
@@ -161,8 +174,8 @@ describe("tsxend keeps its domains over a restart, and a kill loses nothing it h
   let work: string;
   let config: string;
   const running: Tsxend[] = [];
-  const daemon = async (state: string, args: string[] = []): Promise<Tsxend> => {
-    const t = await new Tsxend(state, args).start();
+  const daemon = async (state: string, args: string[] = [], node: string[] = []): Promise<Tsxend> => {
+    const t = await new Tsxend(state, args, node).start();
     running.push(t);
     return t;
   };
@@ -256,8 +269,11 @@ describe("tsxend keeps its domains over a restart, and a kill loses nothing it h
     await t.stop("SIGKILL");
   });
 
-  it("xm console piped into head: three lines, no EPIPE trace, and tsxend runs on", async () => {
-    const t = await daemon(join(work, "state-head"));
+  it("xm console piped into head ends quietly; an exception that escapes everything is logged, and tsxend runs on", async () => {
+    // A bug stand-in, preloaded: on SIGUSR2 an exception and a rejection nothing handles.
+    const bug =
+      'data:text/javascript,process.on("SIGUSR2",()=>{Promise.reject(new Error("an unheard rejection"));throw new Error("an uncaught exception")})';
+    const t = await daemon(join(work, "state-head"), [], ["--import", bug]);
     await create(t, join(EXAMPLES, "counter.cfg"), "counter7", ["vmid=7"]);
     const r = spawnSync(
       "bash",
@@ -271,6 +287,12 @@ describe("tsxend keeps its domains over a restart, and a kill loses nothing it h
     assert.match(r.stdout, /^counter: starting/);
     assert.equal(r.stderr, "xm exit 0\n");
     await counting(t, "counter7");
+    // The process-level net: both are logged, and tsxend and its domain run on.
+    t.proc.kill("SIGUSR2");
+    await until("the log to tell", async () => /an unheard rejection/.test(t.log));
+    assert.match(t.log, /internal error \(tsxend runs on\): Error: an uncaught exception/);
+    assert.match(t.log, /internal error \(tsxend runs on\): Error: an unheard rejection/);
+    assert.equal(await t.status("/info"), 200);
     await t.stop("SIGKILL");
   });
 
