@@ -54,26 +54,45 @@ const SLICE_NS = 10e6;
 /** Exit statuses (README, `tsxen run`). */
 export const RunExit = Object.freeze({ OK: 0, FAILED: 1, USAGE: 2, REBOOTED: 3 } as const);
 
+/** Typed at a terminal, Ctrl-] ends the run (xm console's escape). */
+const ESCAPE = 0x1d;
+
 /**
- * The process's stdin as the guest's keyboard: bytes go to the session as they arrive.
- * waitForInput resolves true when more bytes came, false once stdin has ended.
+ * The process's stdin as the guest's keyboard: bytes go to the session as they arrive. A
+ * terminal is put in raw mode, as xm console did, so the guest sees every key as typed (its
+ * shell echoes and edits; Ctrl-C goes to it) and Ctrl-] ends the run. waitForInput resolves
+ * true when more bytes came, false once stdin has ended (or Ctrl-] was typed).
  */
-function feedStdin(session: GuestSession): { stop: () => void; waitForInput: () => Promise<boolean> } {
+function feedStdin(session: GuestSession): {
+  stop: () => void;
+  waitForInput: () => Promise<boolean>;
+  readonly escaped: boolean;
+} {
   const stdin = process.stdin;
+  const raw = stdin.isTTY === true;
+  if (raw) stdin.setRawMode(true);
   let ended = false;
+  let escaped = false;
   let wake: ((more: boolean) => void) | null = null;
-  const onData = (b: Buffer): void => {
-    session.input(b);
-    wake?.(true);
-  };
   const onEnd = (): void => {
     ended = true;
     wake?.(false);
+  };
+  const onData = (b: Buffer): void => {
+    const at = raw ? b.indexOf(ESCAPE) : -1;
+    session.input(at < 0 ? b : b.subarray(0, at));
+    if (at >= 0) {
+      escaped = true;
+      onEnd();
+    } else wake?.(true);
   };
   stdin.on("data", onData);
   stdin.on("end", onEnd);
   stdin.on("error", onEnd);
   return {
+    get escaped() {
+      return escaped;
+    },
     waitForInput: () =>
       ended
         ? Promise.resolve(false)
@@ -86,6 +105,7 @@ function feedStdin(session: GuestSession): { stop: () => void; waitForInput: () 
     stop: () => {
       stdin.off("data", onData);
       stdin.off("end", onEnd);
+      if (raw) stdin.setRawMode(false);
       stdin.pause();
       stdin.destroy();
     },
@@ -223,7 +243,7 @@ export async function runKernel(kernelPath: string, opts: RunOptions): Promise<n
       end = session.runUntil(Math.min(until, limitNs));
       // Waiting for the keyboard: a real machine would sit there too, until stdin ends.
       if (end?.kind === "idle" && (await input.waitForInput())) continue;
-      if (end !== null || session.hv.nowNs() >= limitNs) break;
+      if (end !== null || session.hv.nowNs() >= limitNs || input.escaped) break;
       await new Promise((resolve) => setImmediate(resolve));
     }
   } catch (e) {
@@ -231,6 +251,10 @@ export async function runKernel(kernelPath: string, opts: RunOptions): Promise<n
     return RunExit.FAILED;
   } finally {
     input.stop();
+  }
+  if (input.escaped) {
+    err("stopped at Ctrl-]");
+    return RunExit.FAILED;
   }
   if (end === null) return RunExit.OK; // the time limit
   switch (end.kind) {
