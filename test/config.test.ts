@@ -120,6 +120,31 @@ describe("configuration files", () => {
       () => parseDomainConfig("c.cfg", `kernel = "/k"\nname = "bad name"\n`),
       /c\.cfg:2: name "bad name" is not usable/,
     );
+    assert.throws(
+      () => parseDomainConfig("c.cfg", `kernel = "/k"\nname = "Domain-0"\n`),
+      /c\.cfg:2: the name Domain-0 belongs to dom0/,
+    );
+    for (const [setting, bad] of [
+      ["memory", 0],
+      ["memory", 4097],
+      ["cpu", -2],
+      ["cpu", 32],
+      ["vcpus", 0],
+      ["vcpus", 33],
+    ] as const) {
+      assert.throws(
+        () => parseDomainConfig("c.cfg", `kernel = "/k"\n${setting} = ${bad}\n`),
+        new RegExp(`c\\.cfg:2: ${setting} = ${bad} is out of range`),
+        `${setting} = ${bad}`,
+      );
+    }
+    assert.equal(parseDomainConfig("c.cfg", `kernel = "/k"\nmemory = 4096\ncpu = 31\n`).memoryMiB, 4096);
+    // One virtual CPU per domain at this interface: vcpus = 1 is the default and the only value.
+    assert.equal(parseDomainConfig("c.cfg", `kernel = "/k"\nvcpus = 1\n`).vcpus, 1);
+    assert.throws(
+      () => parseDomainConfig("c.cfg", `kernel = "/k"\nvcpus = 2\n`),
+      /c\.cfg:2: vcpus = 2: the 2005-03 interface has one virtual CPU per domain/,
+    );
   });
 
   it("maps the manual's restart setting onto on_poweroff/on_reboot/on_crash", () => {
