@@ -209,8 +209,11 @@ export function ptwrFlush(hv: Hypervisor, which: number): void {
     const n = hv.read32(base + i * 4);
     if (o === n) continue;
     modified++;
-    if (o === (n | _PAGE_RW) >>> 0) {
-      // Only RW was removed: a strict reduction, drop the writable type reference.
+    if (o === (n | _PAGE_RW) >>> 0 && hv.frames.owner[n >>> 12] === d.id) {
+      // Only RW was removed from a mapping of the domain's own frame: a strict reduction, drop
+      // the writable type reference the entry held. (A foreign frame's entry may be a grant
+      // mapping, whose references the grant's pin holds, not the entry: it takes the full
+      // path below, where putPageFromL1e knows grants.)
       if (n & _PAGE_PRESENT && hv.frames.isRam(n >>> 12)) mm.putPageType(n >>> 12);
       continue;
     }
