@@ -168,6 +168,9 @@ export class NetifController {
           this.disconnectRing(h);
           if (this.driverUp) this.tell(h, IfStatus.DISCONNECTED);
         }
+        // As xend: after the interfaces, the driver status UP with their number, which netfront
+        // waits for before it counts its interfaces connected.
+        if (this.driverUp) this.tellDriverUp();
         const out = m.payload.slice();
         new DataView(out.buffer).setUint32(FeDriverStatus.max_handle, Math.max(0, ...this.vifs.keys()), true);
         return out;
@@ -263,6 +266,19 @@ export class NetifController {
       );
     } catch (e) {
       this.log(`netif: domain ${this.domid} not told vif ${handle}'s status: ${(e as Error).message}`);
+    }
+  }
+
+  private tellDriverUp(): void {
+    if (this.control === null || !this.control.connected) return;
+    const msg = new Uint8Array(FeDriverStatus.SIZE);
+    const dv = new DataView(msg.buffer);
+    dv.setUint32(FeDriverStatus.status, DriverStatus.UP, true);
+    dv.setUint32(FeDriverStatus.max_handle, this.vifs.size, true);
+    try {
+      void this.control.request(Cmsg.NETIF_FE, CmsgNetifFe.DRIVER_STATUS, msg);
+    } catch (e) {
+      this.log(`netif: domain ${this.domid} not told the driver status: ${(e as Error).message}`);
     }
   }
 
