@@ -246,6 +246,18 @@ function assertIsolation(m: Machine): void {
   assert.equal((m.out.get(victim) ?? "").split("\n").length, 2, "the victim printed nothing more");
 }
 
+/** dom0 grants the attacker its first buffer page (ref 3), marked 0x600DF00D; returns the frame. */
+function grantFromDom0(m: Machine): number {
+  const frame = [...m.dom0.domain.pages][2];
+  m.hv.write32(frame * PAGE, 0x600df00d);
+  const gt = grantTableOf(m.dom0.domain);
+  assert.ok(gt);
+  const e = gt.sharedMfns[0] * PAGE + 3 * GrantEntry.SIZE;
+  m.hv.write32(e + GrantEntry.frame, frame);
+  m.hv.write32(e + GrantEntry.flags, Gtf.permit_access | (m.attacker.id << 16));
+  return frame;
+}
+
 const count = (text: string, re: RegExp): number => text.split("\n").filter((l) => re.test(l)).length;
 
 /**
@@ -540,17 +552,6 @@ describe("hostile guests beside a victim", () => {
   });
 
   describe("9b. a grant mapping inside the writable window", () => {
-    /** dom0 grants the attacker its first buffer page (ref 3), marked 0x600DF00D. */
-    const grantFromDom0 = (m: Machine): number => {
-      const frame = [...m.dom0.domain.pages][2];
-      m.hv.write32(frame * PAGE, 0x600df00d);
-      const gt = grantTableOf(m.dom0.domain);
-      assert.ok(gt);
-      const e = gt.sharedMfns[0] * PAGE + 3 * GrantEntry.SIZE;
-      m.hv.write32(e + GrantEntry.frame, frame);
-      m.hv.write32(e + GrantEntry.flags, Gtf.permit_access | (m.attacker.id << 16));
-      return frame;
-    };
     for (const [mode, what, checks, crashChecks] of [
       [1, "the grant PTE rewritten without RW", 12, 9],
       [2, "the grant PTE cleared", 12, 9],
@@ -569,6 +570,33 @@ describe("hostile guests beside a victim", () => {
           return r;
         },
       });
+  });
+
+  describe("9c. two grant mappings of one frame", () => {
+    attack({
+      title:
+        "the read-only one's PTE torn down by update_va_mapping releases its own pin, not the writable one's",
+      guest: "grant_double",
+      cmdline: "ref=3",
+      checks: 8,
+      drive: (m) => {
+        const frame = grantFromDom0(m);
+        const go = Number(runUntil(m, /MAPPED writable go=(\d+)/)[1]);
+        const gt = grantTableOf(m.dom0.domain);
+        assert.ok(gt);
+        const flags = m.hv.read32(gt.sharedMfns[0] * PAGE + 3 * GrantEntry.SIZE) & 0xffff;
+        assert.equal(
+          flags & Gtf.writing,
+          Gtf.writing,
+          "dom0's grant entry still says the page is being written",
+        );
+        assert.ok(m.hv.frames.count[frame] > 1, "dom0's page is still held by the grant");
+        m.hv.write32(go, 1);
+        const r = runAttacker(m);
+        assert.equal(m.hv.read32(frame * PAGE), 0x5ec0de, "the attacker wrote through its writable grant");
+        return r;
+      },
+    });
   });
 
   describe("10. event channels", () => {

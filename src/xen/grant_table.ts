@@ -506,7 +506,10 @@ export function unmapGrantRef(hv: Hypervisor, v: Vcpu, op: UnmapRequest): UnmapR
  * away. If one of mapper's host maps of owner's grants covers it (a read-only PTE matches any
  * map, a writable PTE only writable ones), that map's host pin is dropped and true returned.
  * Unlike Xen we also require the map to be a host map of `owner` (Xen matched a device-only
- * map, or another grantor's, and then released the wrong pin).
+ * map, or another grantor's, and then released the wrong pin), and a read-only PTE takes a
+ * read-only map first: Xen took the first match, so tearing down the read-only one of two
+ * mappings of a frame could drop the writable map's pin while its writable PTE stayed
+ * (docs/DEVIATIONS.md).
  */
 export function gnttabCheckUnmap(
   hv: Hypervisor,
@@ -521,22 +524,24 @@ export function gnttabCheckUnmap(
   const rd = hv.domains.get(owner);
   const rgt = rd && tables.get(rd);
   if (rd === undefined || rgt === undefined) return false;
-  for (let h = 0; h < NR_MAPTRACK_ENTRIES; h++) {
-    const rf = lgt.maptrackRefAndFlags[h];
-    let mf = rf & MAPTRACK_GNTMAP_MASK;
-    if ((mf & GntMap.host_map) === 0 || lgt.maptrackDomid[h] !== owner) continue;
-    const ro = (mf & GntMap.readonly) !== 0;
-    if (!readonly && ro) continue;
-    const ref = rf >>> MAPTRACK_REF_SHIFT;
-    if (rgt.pin[ref] === 0 || rgt.actFrame[ref] !== mfn) continue;
-    if ((rgt.pin[ref] & (ro ? GNTPIN_hstr_mask : GNTPIN_hstw_mask)) === 0) continue;
-    rgt.pin[ref] = (rgt.pin[ref] - (ro ? GNTPIN_hstr_inc : GNTPIN_hstw_inc)) >>> 0;
-    mf &= ~GntMap.host_map;
-    if ((mf & GntMap.device_map) === 0) putMaptrackHandle(lgt, h);
-    else lgt.maptrackRefAndFlags[h] = (ref << MAPTRACK_REF_SHIFT) | mf;
-    dropActiveRefs(hv, rgt, ref);
-    return true;
-  }
+  // A map of the PTE's own kind first; a read-only PTE then takes a writable map.
+  for (const wantRo of readonly ? [true, false] : [false])
+    for (let h = 0; h < NR_MAPTRACK_ENTRIES; h++) {
+      const rf = lgt.maptrackRefAndFlags[h];
+      let mf = rf & MAPTRACK_GNTMAP_MASK;
+      if ((mf & GntMap.host_map) === 0 || lgt.maptrackDomid[h] !== owner) continue;
+      const ro = (mf & GntMap.readonly) !== 0;
+      if (ro !== wantRo) continue;
+      const ref = rf >>> MAPTRACK_REF_SHIFT;
+      if (rgt.pin[ref] === 0 || rgt.actFrame[ref] !== mfn) continue;
+      if ((rgt.pin[ref] & (ro ? GNTPIN_hstr_mask : GNTPIN_hstw_mask)) === 0) continue;
+      rgt.pin[ref] = (rgt.pin[ref] - (ro ? GNTPIN_hstr_inc : GNTPIN_hstw_inc)) >>> 0;
+      mf &= ~GntMap.host_map;
+      if ((mf & GntMap.device_map) === 0) putMaptrackHandle(lgt, h);
+      else lgt.maptrackRefAndFlags[h] = (ref << MAPTRACK_REF_SHIFT) | mf;
+      dropActiveRefs(hv, rgt, ref);
+      return true;
+    }
   return false;
 }
 
