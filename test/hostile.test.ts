@@ -18,7 +18,7 @@ import { ControlInterface } from "../src/tools/control_if.js";
 import { bootDom0, type Dom0 } from "../src/tools/dom0.js";
 import { launchDomain } from "../src/tools/launch.js";
 import { captureDomain, SaveError } from "../src/tools/save.js";
-import { xcDomainDestroy, xcDomainPause, xcDomainUnpause } from "../src/tools/xc.js";
+import { xcDomainDestroy, xcDomainPause, xcDomainUnpause, xcSetMaxMem } from "../src/tools/xc.js";
 import { type Domain, DomainState } from "../src/xen/domain.js";
 import { PGT_gdt_page, PGT_type_mask } from "../src/xen/frame_table.js";
 import { grantTableOf, mapGrantRef, unmapGrantRef } from "../src/xen/grant_table.js";
@@ -518,8 +518,15 @@ describe("hostile guests beside a victim", () => {
       title:
         "unowned frames offered to dom0, refs out of range, another domain's handle, transfers of pinned pages",
       guest: "grant_abuse",
-      checks: 24,
+      checks: 26,
       drive: (m) => {
+        // The victim accepts page transfers from the attacker on refs 1..5, and has room.
+        const vgt = grantTableOf(m.victim);
+        assert.ok(vgt);
+        const ventry = (ref: number): number => vgt.sharedMfns[0] * PAGE + ref * GrantEntry.SIZE;
+        for (let ref = 1; ref <= 5; ref++)
+          m.hv.write32(ventry(ref) + GrantEntry.flags, Gtf.accept_transfer | (m.attacker.id << 16));
+        xcSetMaxMem(m.dom0, m.victim.id, 4 * 1024 + 64);
         const go = Number(runUntil(m, /GRANTS ready go=(\d+)/)[1]);
         const dev = (ref: number, flags = GntMap.device_map) =>
           m.hv.onVcpu(m.dom0.vcpu, () =>
@@ -546,6 +553,17 @@ describe("hostile guests beside a victim", () => {
         );
         // A device-only unmap reports 1 (Xen's status starts there, [QUIRK] kept).
         assert.equal(un.status, 1, "dom0 unmaps its own handle");
+        // Only the plain page went over, into ref 5 (committed, its frame written there).
+        const gave = Number(/^GAVE (\d+)$/m.exec(m.out.get(m.attacker) ?? "")?.[1]);
+        assert.equal(m.hv.frames.owner[gave], m.victim.id, "the plain page is the victim's now");
+        for (let ref = 1; ref <= 4; ref++)
+          assert.equal(m.hv.read32(ventry(ref)) & 0xffff, Gtf.accept_transfer, `ref ${ref} untouched`);
+        // Committed and (as Xen from April 2005 on) completed.
+        assert.equal(
+          m.hv.read32(ventry(5)) & 0xffff,
+          Gtf.accept_transfer | Gtf.transfer_committed | Gtf.transfer_completed,
+        );
+        assert.equal(m.hv.read32(ventry(5) + GrantEntry.frame), gave);
         return r;
       },
     });

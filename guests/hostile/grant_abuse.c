@@ -78,12 +78,18 @@ void start_kernel(start_info_t *si)
 	/* dom0 holds a handle on our page: it is dom0's, not one of ours. */
 	CHECK_EQ(gnt_unmap(0, virt_to_mach(shared), handle), GNTST_bad_handle, "unmap_dom0_handle");
 	CHECK_EQ(gnt_unmap((u32)shared, 0, handle), GNTST_bad_handle, "unmap_dom0_handle_by_va");
-	/* Transfers: the page dom0 maps, our pinned L2, our grant table, the victim's frame. */
+	/* Transfers to the victim, whose refs 1..5 accept pages from us (the test set them): the
+	 * page dom0 maps, our pinned L2, our grant-table and shared_info frames (Xen's pages)
+	 * must stay; a plain page of ours may go (ref 5). The victim's frame is not ours to
+	 * give, even to ourselves. */
 	grant(6, GTF_accept_transfer, victim, 0);
-	CHECK_EQ(transfer(virt_to_mfn(shared), victim, 0), -EINVAL, "transfer_page_mapped_by_dom0");
-	CHECK_EQ(transfer(cur_l2_ma() >> PAGE_SHIFT, victim, 0), -EINVAL, "transfer_pinned_l2");
-	CHECK_EQ(transfer(frame, victim, 0), -EINVAL, "transfer_grant_table_frame");
+	CHECK_EQ(transfer(virt_to_mfn(shared), victim, 1), -EINVAL, "transfer_page_mapped_by_dom0");
+	CHECK_EQ(transfer(cur_l2_ma() >> PAGE_SHIFT, victim, 2), -EINVAL, "transfer_pinned_l2");
+	CHECK_EQ(transfer(frame, victim, 3), -EINVAL, "transfer_grant_table_frame");
+	CHECK_EQ(transfer(si->shared_info >> PAGE_SHIFT, victim, 4), -EINVAL, "transfer_shared_info");
 	CHECK_EQ(transfer(vmfn, self, 6), -EINVAL, "transfer_victim_frame_to_us");
+	CHECK_EQ(transfer(spare_mfn(0), victim, 5), 0, "transfer_plain_page");
+	printk("GAVE %u\n", spare_mfn(0));
 	/* Revoking what dom0 has mapped does not take the page back from dom0 (nor crash us). */
 	grant(1, 0, 0, 0);
 	CHECK_EQ(((volatile grant_entry_t *)gt)[1].flags, 0, "revoked_locally");
