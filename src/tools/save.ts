@@ -40,6 +40,7 @@ import {
   PGT_pinned,
   PGT_type_mask,
 } from "../xen/frame_table.js";
+import { grantTableOf } from "../xen/grant_table.js";
 import type { Hypervisor } from "../xen/hypervisor.js";
 import { ptwrFlushAll } from "../xen/ptwr.js";
 import type { DomainConfig } from "./config.js";
@@ -52,6 +53,12 @@ const GUEST_L2_SLOTS = 1008;
 /** Canonical frame numbers for frames that are not the guest's pages. */
 const PFN_SHARED_INFO = 0xffffe;
 const PFN_UNKNOWN = 0xfffff;
+/**
+ * The grant table's shared frames: PFN_GRANT_TABLE + index. XenLinux maps them in its fixmap
+ * (gnttab_init) and keeps them mapped while it runs, as it does shared_info.
+ */
+const PFN_GRANT_TABLE = 0xffff0;
+const GRANT_FRAMES_MAX = PFN_SHARED_INFO - PFN_GRANT_TABLE;
 const M2P_MAX_PFN = 1 << 20;
 
 /** Everything but the pages. */
@@ -68,6 +75,8 @@ export interface ImageHeader {
   l2: number[];
   pinned: number[];
   sharedInfo: string;
+  /** The grant table's shared frames, concatenated (absent from images made before them). */
+  grantTable?: string;
   startInfoVa: number;
   startInfoPfn: number;
   /** PFN of each page of the p2m list, the byte offset of entry 0 in the first, entries. */
@@ -201,8 +210,11 @@ export function captureDomain(
     mfnToPfn.set(mfn, pfn);
     usedPfns.add(pfn);
   }
+  const grantMfns = grantTableOf(d)?.sharedMfns ?? [];
   const canon = (mfn: number, strict: boolean, where: string): number => {
     if (mfn === d.sharedInfoMfn) return PFN_SHARED_INFO;
+    const g = grantMfns.indexOf(mfn);
+    if (g >= 0 && g < GRANT_FRAMES_MAX) return PFN_GRANT_TABLE + g;
     const pfn = mfnToPfn.get(mfn);
     if (pfn !== undefined) return pfn;
     if (strict)
@@ -294,6 +306,9 @@ export function captureDomain(
     l2,
     pinned,
     sharedInfo: Buffer.from(mem.subarray(d.sharedInfoMfn * PAGE, (d.sharedInfoMfn + 1) * PAGE)).toString(
+      "base64",
+    ),
+    grantTable: Buffer.concat(grantMfns.map((m) => mem.subarray(m * PAGE, (m + 1) * PAGE))).toString(
       "base64",
     ),
     startInfoVa,
@@ -463,8 +478,11 @@ function fillDomain(hv: Hypervisor, d: Domain, h: ImageHeader, body: Uint8Array)
   const frames = [...d.pages];
   const pfnToMfn = new Map<number, number>();
   for (const [k, pfn] of h.pfns.entries()) pfnToMfn.set(pfn, frames[k]);
+  const grantMfns = grantTableOf(d)?.sharedMfns ?? [];
   const uncanon = (pfn: number, where: string): number => {
     if (pfn === PFN_SHARED_INFO) return d.sharedInfoMfn;
+    if (pfn >= PFN_GRANT_TABLE && pfn - PFN_GRANT_TABLE < grantMfns.length)
+      return grantMfns[pfn - PFN_GRANT_TABLE];
     const mfn = pfnToMfn.get(pfn);
     if (mfn === undefined)
       throw new SaveError(
@@ -503,6 +521,12 @@ function fillDomain(hv: Hypervisor, d: Domain, h: ImageHeader, body: Uint8Array)
   }
   const si = Buffer.from(h.sharedInfo, "base64");
   if (si.length !== PAGE) throw new SaveError("the save image's shared_info page is damaged");
+  if (h.grantTable !== undefined) {
+    const gt = Buffer.from(h.grantTable, "base64");
+    if (gt.length !== grantMfns.length * PAGE)
+      throw new SaveError("the save image's grant table does not fit this domain's revision");
+    grantMfns.forEach((m, i) => void mem.set(gt.subarray(i * PAGE, (i + 1) * PAGE), m * PAGE));
+  }
   mem.set(si, d.sharedInfoMfn * PAGE);
   hv.cpu.invalidateCode(0, mem.length);
   hv.cpu.flushTlb();
