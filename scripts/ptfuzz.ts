@@ -79,9 +79,9 @@ const REF_RW = 2;
 const REF_TRANSFER = [3, 4, 5, 6];
 /** Machine and domain sizes: small, so the invariant check after every call stays cheap. */
 const MACHINE_MIB = 12;
-/** Virtual time a session may take: a base and a share per operation (each takes microseconds). */
-const SESSION_NS = 2e9;
-const OP_NS = 2e6;
+/** Virtual time a session may take: a base and ten times what an operation takes (about 3 µs). */
+const SESSION_NS = 1e8;
+const OP_NS = 3e4;
 const DOMAIN_MIB = 4;
 
 /** One operation as the executor receives it. */
