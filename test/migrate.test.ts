@@ -54,6 +54,20 @@ function lastCount(text: string): number {
   return all.length === 0 ? -1 : Number(all[all.length - 1][1]);
 }
 
+/**
+ * The counter's console after a move: no check failed (its p2m remap and x87 checks, each
+ * tick) and the counts run 1, 2, 3, ... with none lost or repeated across the move.
+ */
+function assertCountedOn(text: string): void {
+  assert.doesNotMatch(text, /FAIL|failed/);
+  const counts = [...text.matchAll(/^counter: (\d+)$/gm)].map((x) => Number(x[1]));
+  assert.ok(counts.length >= 3, text);
+  assert.deepEqual(
+    counts,
+    counts.map((_, i) => i + 1),
+  );
+}
+
 async function until(what: string, check: () => Promise<boolean>, ms = 15000): Promise<void> {
   const end = Date.now() + ms;
   while (!(await check())) {
@@ -102,6 +116,7 @@ describe("xm migrate", () => {
       "the counter to count on over there",
       async () => lastCount(await consoleText(b.base, "ctr")) >= at + 3,
     );
+    assertCountedOn(await consoleText(b.base, "ctr"));
   });
 
   it("leaves the domain running here when the other side refuses it", async () => {
@@ -182,6 +197,7 @@ describe("xm migrate", () => {
       "the counter to count on over there",
       async () => lastCount(await consoleText(b.base, "live")) >= there + 3,
     );
+    assertCountedOn(await consoleText(b.base, "live"));
   });
 
   it("refuses live deltas for a migration that is not under way, and damaged ones", async () => {
@@ -243,6 +259,15 @@ describe("xm migrate", () => {
     );
     const r = await api(b.base, "GET", "/domains/cli", undefined, "t0ken");
     assert.equal(r.status, 200);
+    const cliText = async (base: string, token: string) =>
+      ((await (await api(base, "GET", "/domains/cli/console", undefined, token)).json()) as { text: string })
+        .text;
+    const moved = lastCount(await cliText(b.base, "t0ken"));
+    await until(
+      "the counter to count on over there",
+      async () => lastCount(await cliText(b.base, "t0ken")) >= moved + 3,
+    );
+    assertCountedOn(await cliText(b.base, "t0ken"));
     // And live, back again.
     const back = await promisify(execFile)(process.execPath, [
       CLI,
@@ -263,5 +288,11 @@ describe("xm migrate", () => {
       /^Migrated cli to http:\/\/127\.0\.0\.1:\d+: domain cli \(id \d+\) there \(live: pages sent per round \d+(, \d+)+, then \d+ with the domain stopped for \d+ ms\)\n$/,
     );
     assert.equal((await api(a.base, "GET", "/domains/cli")).status, 200);
+    const home = lastCount(await cliText(a.base, a.token));
+    await until(
+      "the counter to count on back here",
+      async () => lastCount(await cliText(a.base, a.token)) >= home + 3,
+    );
+    assertCountedOn(await cliText(a.base, a.token));
   });
 });
