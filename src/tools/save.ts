@@ -23,6 +23,7 @@ import { CpuContext } from "../cpu/context.js";
 import { _PAGE_PRESENT } from "../public/arch_x86_32.js";
 import { SharedInfo } from "../public/xen.js";
 import { abiByName } from "../xen/abi.js";
+import { setGdt } from "../xen/descriptor_tables.js";
 import { type Domain, DomainState, type Vcpu } from "../xen/domain.js";
 import {
   ECS_FREE,
@@ -34,7 +35,6 @@ import {
   ECS_VIRQ,
 } from "../xen/event_channel.js";
 import {
-  PGT_gdt_page,
   PGT_l1_page_table,
   PGT_l2_page_table,
   PGT_pinned,
@@ -79,6 +79,8 @@ export interface ImageHeader {
   grantTable?: string;
   startInfoVa: number;
   startInfoPfn: number;
+  /** The page of shared_info's arch.pfn_to_mfn_frame_list (PFNs in the image); -1: none. */
+  frameListPfn?: number;
   /** PFN of each page of the p2m list, the byte offset of entry 0 in the first, entries. */
   p2mPfns: number[];
   p2mOffset: number;
@@ -263,12 +265,26 @@ export function captureDomain(
   const v0 = d.vcpus[0];
   const base = v0.baseMfn;
   // start_info and the p2m list: their machine frames become PFNs.
-  const siMfn = translate(hv, base, startInfoVa);
+  // A guest that publishes its p2m list in shared_info (arch.pfn_to_mfn_frame_list, as
+  // XenLinux does once it has copied start_info and freed the builder's list) is saved by
+  // that list, as xc_linux_save did; start_info's page may hold anything by then.
+  const frameListMfn = view.getUint32(d.sharedInfoMfn * PAGE + SharedInfo.pfn_to_mfn_frame_list, true);
+  const frameListPfn = frameListMfn === 0 ? -1 : (mfnToPfn.get(frameListMfn) ?? -1);
+  const siMfn = frameListPfn >= 0 ? -1 : translate(hv, base, startInfoVa);
   const startInfoPfn = siMfn < 0 ? -1 : (mfnToPfn.get(siMfn) ?? -1);
   let p2mPfns: number[] = [];
   let p2mOffset = 0;
   let p2mEntries = 0;
-  if (startInfoPfn >= 0) {
+  if (frameListPfn >= 0) {
+    const flOff = (pfnIndex.get(frameListPfn) as number) * PAGE;
+    for (let j = 0; j < PAGE / 4 && p2mPfns.length * 1024 < d.maxPages; j++) {
+      const pfn = mfnToPfn.get(bodyView.getUint32(flOff + j * 4, true));
+      if (pfn === undefined) break;
+      p2mPfns.push(pfn);
+      bodyView.setUint32(flOff + j * 4, pfn, true);
+    }
+    p2mEntries = Math.min(p2mPfns.length * 1024, d.maxPages);
+  } else if (startInfoPfn >= 0) {
     const siOff = (pfnIndex.get(startInfoPfn) as number) * PAGE + (startInfoVa & 0xfff);
     const siMa = siMfn * PAGE + (startInfoVa & 0xfff);
     bodyView.setUint32(siOff + StartInfo.shared_info, PFN_SHARED_INFO * PAGE, true);
@@ -283,15 +299,15 @@ export function captureDomain(
         throw new SaveError(`cannot save ${d.name}: its p2m list (start_info.mfn_list) is not mapped`);
       p2mPfns.push(pfn);
     }
-    forEachP2mEntry(p2mPfns, p2mOffset, p2mEntries, (pfn, off) => {
-      const at = (pfnIndex.get(pfn) as number) * PAGE + off;
-      const e = bodyView.getUint32(at, true);
-      const c = mfnToPfn.get(e) ?? PFN_UNKNOWN;
-      bodyView.setUint32(at, c, true);
-    });
   } else {
     p2mPfns = [];
   }
+  forEachP2mEntry(p2mPfns, p2mOffset, p2mEntries, (pfn, off) => {
+    const at = (pfnIndex.get(pfn) as number) * PAGE + off;
+    const e = bodyView.getUint32(at, true);
+    const c = mfnToPfn.get(e) ?? PFN_UNKNOWN;
+    bodyView.setUint32(at, c, true);
+  });
 
   const vcpus: SavedVcpu[] = d.vcpus.map((v) => saveVcpu(hv, v, mfnToPfn, canon));
   const t = d.evtchn;
@@ -313,6 +329,7 @@ export function captureDomain(
     ),
     startInfoVa,
     startInfoPfn,
+    frameListPfn,
     p2mPfns,
     p2mOffset,
     p2mEntries,
@@ -513,11 +530,18 @@ function fillDomain(hv: Hypervisor, d: Domain, h: ImageHeader, body: Uint8Array)
   if (h.startInfoPfn >= 0) {
     const siMa = uncanon(h.startInfoPfn, "start_info") * PAGE + (h.startInfoVa & 0xfff);
     view.setUint32(siMa + d.abi.startInfo.shared_info, d.sharedInfoMfn * PAGE, true);
-    forEachP2mEntry(h.p2mPfns, h.p2mOffset, h.p2mEntries, (pfn, off) => {
-      const ma = uncanon(pfn, "the p2m list") * PAGE + off;
-      const e = view.getUint32(ma, true);
-      view.setUint32(ma, e === PFN_UNKNOWN ? 0xffffffff : (pfnToMfn.get(e) ?? 0xffffffff), true);
-    });
+  }
+  forEachP2mEntry(h.p2mPfns, h.p2mOffset, h.p2mEntries, (pfn, off) => {
+    const ma = uncanon(pfn, "the p2m list") * PAGE + off;
+    const e = view.getUint32(ma, true);
+    view.setUint32(ma, e === PFN_UNKNOWN ? 0xffffffff : (pfnToMfn.get(e) ?? 0xffffffff), true);
+  });
+  const frameListMfn =
+    h.frameListPfn !== undefined && h.frameListPfn >= 0 ? uncanon(h.frameListPfn, "the p2m frame list") : -1;
+  if (frameListMfn >= 0) {
+    if (h.p2mPfns.length > PAGE / 4) throw new SaveError("the save image's p2m frame list is damaged");
+    for (let j = 0; j < h.p2mPfns.length; j++)
+      view.setUint32(frameListMfn * PAGE + j * 4, uncanon(h.p2mPfns[j], "the p2m list"), true);
   }
   const si = Buffer.from(h.sharedInfo, "base64");
   if (si.length !== PAGE) throw new SaveError("the save image's shared_info page is damaged");
@@ -528,6 +552,8 @@ function fillDomain(hv: Hypervisor, d: Domain, h: ImageHeader, body: Uint8Array)
     grantMfns.forEach((m, i) => void mem.set(gt.subarray(i * PAGE, (i + 1) * PAGE), m * PAGE));
   }
   mem.set(si, d.sharedInfoMfn * PAGE);
+  if (frameListMfn >= 0)
+    view.setUint32(d.sharedInfoMfn * PAGE + SharedInfo.pfn_to_mfn_frame_list, frameListMfn, true);
   hv.cpu.invalidateCode(0, mem.length);
   hv.cpu.flushTlb();
 
@@ -563,14 +589,15 @@ function fillDomain(hv: Hypervisor, d: Domain, h: ImageHeader, body: Uint8Array)
       v.baseMfn = base;
       ctx.cr3 = base * PAGE;
     }
-    for (const [idx, pfn, flags] of sv.gdt) {
-      if (!Number.isInteger(idx) || idx < 0 || idx > 15)
-        throw new SaveError("the save image's GDT list is damaged");
-      const mfn = uncanon(pfn, "the GDT");
-      if (!hv.mm.getPageAndType(mfn, d.id, PGT_gdt_page))
-        throw new SaveError(`the GDT frame at pfn ${pfn} does not validate`);
-      hv.write32(d.perdomainMfn * PAGE + (v.id * 32 + idx) * 4, mfn * PAGE + (flags & 0xfff));
+    // Through set_gdt's own path: at the March interface Xen's reserved descriptors live in
+    // the guest's frame 0, so the saved frame holds DPL-0 entries that only set_gdt may replace.
+    const gdtMfns: number[] = [];
+    for (const [idx, pfn] of sv.gdt) {
+      if (idx !== gdtMfns.length) throw new SaveError("the save image's GDT list is damaged");
+      gdtMfns.push(uncanon(pfn, "the GDT"));
     }
+    if (gdtMfns.length > 0 && setGdt(hv, v, gdtMfns) !== 0)
+      throw new SaveError(`the GDT frames at pfns ${sv.gdt.map((g) => g[1]).join(", ")} do not validate`);
     v.context = ctx;
     v.timerDeadline = sv.timerRemainingNs < 0 ? -1 : now + sv.timerRemainingNs;
     v.blocked = sv.blocked;
