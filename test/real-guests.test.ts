@@ -4,11 +4,17 @@
  * only when TSXEN_MINIOS_MAR names a mini-os.elf built by the recipe in docs/real-guests.md.
  */
 import assert from "node:assert/strict";
-import { existsSync, readFileSync } from "node:fs";
-import { describe, it } from "node:test";
+import { execFile } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
 import { HypercallJul, HypercallMar, SchedOpJul, SchedOpMar } from "../src/public/xen.js";
 import { launchDomain } from "../src/tools/launch.js";
 import { Hypervisor } from "../src/xen/hypervisor.js";
+import { startDaemon } from "./helpers/daemon.js";
+import { LinuxRun, PROMPT, xenLinuxFiles, xenLinuxInitrd } from "./helpers/xenlinux.js";
 
 const EBX = 3;
 const ECX = 1;
@@ -212,5 +218,221 @@ suiteOrSkip("Mini-OS b7d34829 (July 2005 interface)", skipJul, () => {
       const gap = at[i] - at[i - 1];
       assert.ok(gap > 0.98e6 && gap < 1.05e6, `gap ${gap} us between T lines`);
     }
+  });
+});
+
+/**
+ * XenLinux 2.6.11 domU (the recipe of docs/real-guests.md) with the BusyBox userland and our
+ * test program guests/linux/ltest.c, gated on TSXEN_XENLINUX, TSXEN_XENLINUX_USERLAND and
+ * TSXEN_XENLINUX_LTEST. Each boot takes ~30 s of wall time; the suite takes a few minutes.
+ */
+const linuxFiles = xenLinuxFiles();
+/** The checks guests/linux/ltest.c makes (its PASS lines when all pass). */
+const LTEST_CHECKS = 30;
+
+suiteOrSkip(
+  "XenLinux 2.6.11: userland behaviour (tsxen run's session)",
+  typeof linuxFiles === "string" && linuxFiles,
+  () => {
+    it(`boots to the shell, ltest passes its ${LTEST_CHECKS} checks, poweroff ends the session`, () => {
+      if (typeof linuxFiles === "string") return;
+      const run = new LinuxRun(linuxFiles);
+      let at = run.until(PROMPT, 0, 60);
+      run.type("ltest");
+      at = run.until(/LTEST DONE passed=\d+ failed=\d+/, at, 120);
+      const out = run.console;
+      const report = out.slice(out.indexOf("LTEST START"), at);
+      const fails = report.match(/^FAIL .*$/gm) ?? [];
+      assert.deepEqual(fails, [], report);
+      assert.equal((report.match(/^PASS /gm) ?? []).length, LTEST_CHECKS, report);
+      assert.match(report, new RegExp(`LTEST DONE passed=${LTEST_CHECKS} failed=0$`));
+      // BusyBox's poweroff signals PID 1, whose reboot(2) becomes SCHEDOP_shutdown(poweroff).
+      run.until(PROMPT, at, 10);
+      run.type("poweroff");
+      const end = run.session.runUntil(run.hv.nowNs() + 30e9);
+      assert.equal(end?.kind, "shutdown", run.console.slice(-2000));
+      assert.equal(end?.kind === "shutdown" && end.reason, 0 /* poweroff */);
+    });
+  },
+);
+
+const CLI = fileURLToPath(new URL("../src/cli/main.js", import.meta.url));
+
+/** The L<n> lines of `i=0; while ...; echo L$i` in order of appearance. */
+function loopLines(text: string): number[] {
+  return [...text.matchAll(/^L(\d+)\r?$/gm)].map((m) => Number(m[1]));
+}
+
+/** Asserts the loop's lines run 1, 2, 3, ... with none lost or repeated; returns the last. */
+function assertConsecutive(text: string): number {
+  const ls = loopLines(text);
+  assert.ok(ls.length > 0, text.slice(-2000));
+  for (let i = 0; i < ls.length; i++) assert.equal(ls[i], i + 1, `line ${i} is L${ls[i]}: ${ls.join(" ")}`);
+  return ls.length;
+}
+
+const LOOP = "i=0; while true; do i=$((i+1)); echo L$i; sleep 0.2; done";
+
+suiteOrSkip("XenLinux 2.6.11 under tsxend and xm", typeof linuxFiles === "string" && linuxFiles, () => {
+  type D = Awaited<ReturnType<typeof startDaemon>>;
+  let a: D;
+  let b: D;
+  let dir = "";
+
+  function xm(d: D, ...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+    return new Promise((resolve) => {
+      execFile(
+        process.execPath,
+        [CLI, "xm", "--daemon", `127.0.0.1:${d.port}`, ...args],
+        { cwd: dir, timeout: 120_000, env: { ...process.env, TSXEN_STATE_DIR: d.stateDir } },
+        (err, stdout, stderr) =>
+          resolve({ code: err === null ? 0 : typeof err.code === "number" ? err.code : 1, stdout, stderr }),
+      );
+    });
+  }
+  async function ok(d: D, ...args: string[]): Promise<string> {
+    const r = await xm(d, ...args);
+    assert.equal(r.code, 0, `xm ${args.join(" ")}: ${r.stderr}`);
+    return r.stdout;
+  }
+  /** xm list's row of a domain: [id, mem, cpu, state, time, abi], or undefined. */
+  async function row(d: D, name: string): Promise<string[] | undefined> {
+    const line = (await ok(d, "list")).split("\n").find((l) => l.startsWith(`${name} `));
+    return line?.trim().split(/\s+/).slice(1);
+  }
+  function consoleOf(d: D, name: string): string {
+    const m = d.daemon.manager.find(name);
+    return Buffer.from(d.daemon.manager.consoleHistory(m)).toString("latin1");
+  }
+  function type(d: D, name: string, line: string): void {
+    d.daemon.manager.consoleInput(d.daemon.manager.find(name), Buffer.from(`${line}\n`));
+  }
+  async function until(what: string, check: () => boolean | Promise<boolean>, ms = 120_000): Promise<void> {
+    const end = Date.now() + ms;
+    while (!(await check())) {
+      if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  /** Types a command into a daemon-A domain's shell; the match of re in what follows. */
+  async function ask(name: string, cmd: string, re: RegExp): Promise<RegExpExecArray> {
+    const at = consoleOf(a, name).length;
+    type(a, name, cmd);
+    let m: RegExpExecArray | null = null;
+    await until(`${re} after ${cmd}`, () => (m = re.exec(consoleOf(a, name).slice(at))) !== null);
+    return m as unknown as RegExpExecArray;
+  }
+  /** Prompts the console shows (the shell prints one per command). */
+  const prompts = (text: string): number => text.split(PROMPT).length - 1;
+
+  before(async () => {
+    if (typeof linuxFiles === "string") return;
+    dir = mkdtempSync(join(tmpdir(), "tsxen-linux-"));
+    writeFileSync(join(dir, "initrd.cpio"), xenLinuxInitrd(linuxFiles));
+    for (const n of ["linux1", "linux2"])
+      writeFileSync(
+        join(dir, `${n}.cfg`),
+        `kernel = "${linuxFiles.kernel}"\nramdisk = "initrd.cpio"\nmemory = 64\nname = "${n}"\n`,
+      );
+    a = await startDaemon({ machineMemoryMiB: 256, pacing: "fast" });
+    b = await startDaemon({ machineMemoryMiB: 256, pacing: "fast" });
+    await ok(a, "create", "linux1.cfg");
+    await ok(a, "create", "linux2.cfg");
+  });
+  after(async () => {
+    await a?.daemon.close();
+    await b?.daemon.close();
+  });
+
+  it("runs two Linux domains at once, each with its own shell", async () => {
+    await until(
+      "both prompts",
+      () => prompts(consoleOf(a, "linux1")) >= 1 && prompts(consoleOf(a, "linux2")) >= 1,
+      240_000,
+    );
+    type(a, "linux1", "echo one-$((6*7))");
+    type(a, "linux2", "echo two-$((7*7))");
+    await until(
+      "both answers",
+      () => /^one-42\r?$/m.test(consoleOf(a, "linux1")) && /^two-49\r?$/m.test(consoleOf(a, "linux2")),
+    );
+    assert.doesNotMatch(consoleOf(a, "linux1"), /two-/);
+    assert.doesNotMatch(consoleOf(a, "linux2"), /one-/);
+    assert.equal((await row(a, "linux1"))?.[1], "64");
+    assert.equal((await row(a, "linux2"))?.[1], "64");
+  });
+
+  it("xm pause stops the shell, xm unpause lets it answer", async () => {
+    await ok(a, "pause", "linux2");
+    assert.match((await row(a, "linux2"))?.[3] ?? "", /p/);
+    const time0 = (await row(a, "linux2"))?.[4];
+    type(a, "linux2", "echo paused-$((40+2))");
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.doesNotMatch(consoleOf(a, "linux2"), /^paused-42\r?$/m, "a paused domain answered");
+    assert.equal((await row(a, "linux2"))?.[4], time0, "a paused domain's CPU time moved");
+    await ok(a, "unpause", "linux2");
+    await until("the answer after unpause", () => /^paused-42\r?$/m.test(consoleOf(a, "linux2")));
+    assert.doesNotMatch((await row(a, "linux2"))?.[3] ?? "", /p/);
+  });
+
+  it("xm mem-set goes through the balloon driver: Linux gives the pages back, the Mem column follows", async () => {
+    const memFree = async () =>
+      Number((await ask("linux2", "grep MemFree /proc/meminfo", /MemFree:\s+(\d+) kB/))[1]);
+    const allocation = async () =>
+      Number((await ask("linux2", "cat /proc/xen/balloon", /Current allocation:\s+(\d+) kB/))[1]);
+    const free0 = await memFree();
+    const frames0 = a.daemon.hv.mem.freeFrames;
+    await ok(a, "mem-set", "linux2", "40");
+    await until("Mem 40", async () => (await row(a, "linux2"))?.[1] === "40");
+    assert.equal(await allocation(), 40 * 1024);
+    const frames1 = a.daemon.hv.mem.freeFrames;
+    assert.ok(frames1 - frames0 >= 24 * 256 - 16, `machine free frames ${frames0} -> ${frames1}`);
+    const free1 = await memFree();
+    assert.ok(free0 - free1 >= 23 * 1024, `MemFree ${free0} -> ${free1} kB`);
+    await ok(a, "mem-set", "linux2", "64");
+    await until("Mem 64", async () => (await row(a, "linux2"))?.[1] === "64");
+    assert.equal(await allocation(), 64 * 1024);
+    assert.ok((await memFree()) - free1 >= 23 * 1024, "Linux did not take the pages back");
+  });
+
+  it("xm save and xm restore a Linux whose shell loop runs: no line lost or repeated", async () => {
+    type(a, "linux1", LOOP);
+    await until("L10", () => loopLines(consoleOf(a, "linux1")).length >= 10);
+    const img = join(dir, "linux1.save");
+    await ok(a, "save", "linux1", img);
+    assert.equal(await row(a, "linux1"), undefined);
+    await ok(a, "restore", img);
+    const n0 = loopLines(consoleOf(a, "linux1")).length;
+    await until("10 more lines", () => loopLines(consoleOf(a, "linux1")).length >= n0 + 10);
+    assertConsecutive(consoleOf(a, "linux1"));
+  });
+
+  it("xm migrate --live moves the running Linux to another tsxend: its loop counts on there", async () => {
+    const out = await ok(a, "migrate", "linux1", `127.0.0.1:${b.port}`, "--live", "--dest-token", b.token);
+    assert.match(out, /live: pages sent per round/);
+    assert.equal(await row(a, "linux1"), undefined);
+    const n0 = loopLines(consoleOf(b, "linux1")).length;
+    await until("10 more lines there", () => loopLines(consoleOf(b, "linux1")).length >= n0 + 10);
+    assertConsecutive(consoleOf(b, "linux1"));
+    type(b, "linux1", "\x03");
+  });
+
+  it("xm reboot goes through Linux's own handler: it boots again; xm shutdown powers it off", async () => {
+    const id0 = (await row(a, "linux2"))?.[0];
+    await ok(a, "reboot", "linux2");
+    await until("a new domain", async () => {
+      const id = (await row(a, "linux2"))?.[0];
+      return id !== undefined && id !== id0;
+    });
+    await until(
+      "the new boot's prompt",
+      () => {
+        const t = consoleOf(a, "linux2");
+        return t.lastIndexOf(PROMPT) > t.lastIndexOf("Linux version 2.6.11");
+      },
+      240_000,
+    );
+    await ok(a, "shutdown", "-w", "linux2");
+    assert.equal(await row(a, "linux2"), undefined);
   });
 });

@@ -47,7 +47,7 @@ const DEVS = [
   "/dev/ttyS0,c,4,64",
 ];
 
-/** The userland directory plus /bin/ltest as an uncompressed initrd (no gunzip in the guest). */
+/** The userland directory plus /bin/ltest (and /sbin/halt) as an uncompressed initrd (no gunzip in the guest). */
 export function xenLinuxInitrd(files: XenLinuxFiles): Uint8Array {
   const mtime = 1111111111;
   const nodes = DEVS.map((d) => parseDevSpec(d, mtime));
@@ -59,10 +59,20 @@ export function xenLinuxInitrd(files: XenLinuxFiles): Uint8Array {
     mtime,
     data: readFileSync(files.ltest),
   };
-  const replaced = new Set([...nodes.map((n) => n.name), extra.name]);
+  // XenLinux's shutdown handler runs `/sbin/halt -p` (sysvinit's power-off flag); BusyBox's
+  // halt has no -p and would refuse, so xm shutdown would do nothing.
+  const halt: CpioEntry = {
+    name: "sbin/halt",
+    mode: S_IFREG | 0o755,
+    uid: 0,
+    gid: 0,
+    mtime,
+    data: Buffer.from('#!/bin/sh\n[ "$1" = -p ] && exec poweroff\nexec busybox halt "$@"\n'),
+  };
+  const replaced = new Set([...nodes.map((n) => n.name), extra.name, halt.name]);
   const entries = entriesFromDirectory(files.userland, { mtime }).filter((e) => !replaced.has(e.name));
   if (!statSync(files.ltest).isFile()) throw new Error(`${files.ltest} is not a file`);
-  return packCpio([...entries, extra, ...nodes]);
+  return packCpio([...entries, extra, halt, ...nodes]);
 }
 
 /** The shell's prompt as the userland's /etc/profile sets it (PS1="\h:\w# "). */
