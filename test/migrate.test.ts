@@ -146,6 +146,13 @@ describe("xm migrate", () => {
       /cannot migrate dup to http:\/\/127\.0\.0\.1:1: .*ECONNREFUSED.*; it keeps running here/,
     );
     assert.equal((await api(a.base, "GET", "/domains/dup")).status, 200);
+    // Both copies that failed left it counting on here, unharmed.
+    const here = lastCount(await consoleText(a.base, "dup"));
+    await until(
+      "the counter to count on here",
+      async () => lastCount(await consoleText(a.base, "dup")) >= here + 2,
+    );
+    assertCountedOn(await consoleText(a.base, "dup"));
   });
 
   it("names bad requests: a target that is not a host, a paused domain to move live", async () => {
