@@ -244,6 +244,16 @@ export function ptwrFlush(hv: Hypervisor, which: number): void {
  * faults) is undone, registers included, and the #PF goes to the guest.
  */
 function emulate(hv: Hypervisor, v: Vcpu, addr: number, pteMa: number, pte: number, pfn: number): boolean {
+  // A store into an L1 that holds an open window's RW alias could replace that uncounted
+  // entry and have its "old" reference put: flush the window first (the alias goes back to
+  // the counted read-only entry) and restart the instruction.
+  let flushed = false;
+  hv.ptwr.slots.forEach((s, which) => {
+    if (s.l1va === 0 || s.pteMa >>> 12 !== pfn) return;
+    ptwrFlush(hv, which);
+    flushed = true;
+  });
+  if (flushed) return true;
   const cpu = hv.cpu;
   const d = v.domain;
   const base = pfn * 4096;
