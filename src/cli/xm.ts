@@ -6,8 +6,8 @@ import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import type { Command } from "commander";
 import { looksLikeConfig } from "../tools/config.js";
-import { registerDeviceCommands } from "./xm-devices.js";
 import { attachConsole, type Connection, connection, request, streamed, XmError } from "./xm-client.js";
+import { registerDeviceCommands } from "./xm-devices.js";
 
 interface DomainRow {
   id: number;
