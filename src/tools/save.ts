@@ -34,12 +34,7 @@ import {
   ECS_UNBOUND,
   ECS_VIRQ,
 } from "../xen/event_channel.js";
-import {
-  PGT_l1_page_table,
-  PGT_l2_page_table,
-  PGT_pinned,
-  PGT_type_mask,
-} from "../xen/frame_table.js";
+import { PGT_l1_page_table, PGT_l2_page_table, PGT_pinned, PGT_type_mask } from "../xen/frame_table.js";
 import { grantTableOf } from "../xen/grant_table.js";
 import type { Hypervisor } from "../xen/hypervisor.js";
 import { ptwrFlushAll } from "../xen/ptwr.js";
