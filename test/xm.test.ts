@@ -207,7 +207,11 @@ describe("tsxen xm against a running tsxend", () => {
     await ok("pause", "other");
     assert.equal((await list()).get("other")?.[3], "--p---");
     await ok("unpause", "other");
-    assert.doesNotMatch((await list()).get("other")?.[3] ?? "", /p/);
+    assert.match(
+      (await list()).get("other")?.[3] ?? "(no row)",
+      /^[r-][b-]----$/,
+      "unpaused: listed, state without p",
+    );
     const id = (await ok("domid", "other")).trim();
     assert.match(id, /^\d+$/);
     assert.equal((await ok("domname", id)).trim(), "other");
