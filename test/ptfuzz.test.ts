@@ -60,6 +60,15 @@ describe("page-table fuzzer", () => {
     });
   }
 
+  // Found at seed 1, session 713 (shrunk to 3 operations): a grant mapped writable, a non-present
+  // entry stored elsewhere with the granted frame's number, then an unmap naming that entry:
+  // the pin went while the real mapping stayed. Unmap now wants the mapping's own entry.
+  it("seed 1, session 713: a grant unmap must name the mapping's own present entry", () => {
+    const report = runFuzz(guestPath("fuzz_ptfuzz"), { calls: 70, seed: 1, session: 713, keepGoing: true });
+    assert.ok(report.calls >= 66, `calls: ${report.calls}`);
+    assert.equal(report.found, 0);
+  });
+
   // Found at seed 7: with a frame granted and mapped twice (writable and read-only), tearing
   // down the read-only PTE released the writable mapping's pin (fixed in grant_table.ts).
   it("seed 7: one of two grant mappings of a frame torn down keeps the other's pin", () => {

@@ -485,7 +485,13 @@ export function unmapGrantRef(hv: Hypervisor, v: Vcpu, op: UnmapRequest): UnmapR
   if (va !== 0 && mf & GntMap.host_map && (rgt.pin[ref] & GNTPIN_host) !== 0) {
     ptwrFlushAll(hv, ld);
     const ma = linearPteMa(hv, v, va);
-    if (ma < 0 || hv.read32(ma) >>> 12 !== frame) return done(-EINVAL);
+    // The entry must be this mapping: present, on the frame, writable exactly when the
+    // mapping is. Xen of the time compared the frame alone, so a guest could name a
+    // non-present entry it had written with that frame number and leave the real mapping in
+    // place without the pin that pays for it (the page-table fuzzer's find; DEVIATIONS.md).
+    const pte = ma < 0 ? 0 : hv.read32(ma);
+    if (ma < 0 || (pte & _PAGE_PRESENT) === 0 || pte >>> 12 !== frame || ((pte & _PAGE_RW) === 0) !== ro)
+      return done(-EINVAL);
     // Cleared directly: the entry held no reference of its own, the pin did.
     hv.write32(ma, 0);
     mf &= ~GntMap.host_map;
