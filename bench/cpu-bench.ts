@@ -1,9 +1,11 @@
 /**
- * CPU benchmark: runs a freestanding C workload (bench/workload/) on the bare tsxen CPU and
- * the same C natively on the host, checks that both produce the same checksum, and prints
- * instructions retired, time, MIPS and the slowdown of the emulated run.
+ * CPU benchmark: runs a freestanding C workload (bench/workload/) on the bare tsxen CPU (with
+ * compiled blocks, then the interpreter alone), the same image as a multiboot kernel in v86
+ * (the npm package, a devDependency, behind SeaBIOS from Debian's `seabios` package), and
+ * the same C natively on the host; checks that all produce the same checksum, and prints
+ * instructions retired, cold and steady-state MIPS and the tsxen/v86 ratio side by side.
  *
- *   npm run bench:cpu [-- --iterations N] [-- --native-repeats N] [-- --max-seconds S]
+ *   npm run bench:cpu [-- --iterations N] [-- --rounds N] [-- --native-repeats N] [-- --max-seconds S]
  *
  * Exit status: 0 when the checksums match, 1 on a checksum mismatch, 2 when the workload
  * could not be built or the CPU stopped on anything other than the final `hlt`.
@@ -20,6 +22,8 @@ const DEFAULT_SEED = 0x2545f491;
 /** bench_result + 4 holds this once start32.S has stored the checksum. */
 const BENCH_DONE = 0x600dd0de;
 const MEM_BYTES = 64 << 20;
+/** workload.h's BENCH_PORT: start32.S marks the start and end of each run there. */
+const BENCH_PORT = 0x5f0;
 const RUN_SLICE = 10_000_000;
 
 const VECTOR_NAMES: Record<number, string> = {
@@ -49,6 +53,8 @@ interface Options {
   nativeRepeats: number;
   maxSeconds: number;
   micro: boolean;
+  /** Rounds of tsxen then v86, side by side. */
+  rounds: number;
 }
 
 function usage(): string {
@@ -58,6 +64,7 @@ function usage(): string {
     "  --warmup N          iterations of a warm-up run before the measured one (default 200)",
     "  --native-repeats N  timed native runs; the median is reported (default 10)",
     "  --max-seconds S     give up on the emulated run after S seconds of wall time (default 600)",
+    "  --rounds N          rounds of tsxen and v86 side by side; ranges are printed (default 1)",
     "  --micro             also run micro-benchmarks (hand-assembled loops) and print their MIPS",
   ].join("\n");
 }
@@ -70,6 +77,7 @@ function parseArgs(argv: string[]): Options {
     nativeRepeats: 10,
     maxSeconds: 600,
     micro: false,
+    rounds: 1,
   };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
@@ -96,6 +104,9 @@ function parseArgs(argv: string[]): Options {
         break;
       case "--max-seconds":
         opts.maxSeconds = value();
+        break;
+      case "--rounds":
+        opts.rounds = value();
         break;
       case "--micro":
         opts.micro = true;
@@ -281,17 +292,68 @@ function hex(n: number, width = 8): string {
   return (n >>> 0).toString(16).padStart(width, "0");
 }
 
-interface EmuResult {
+/** One timed run of workload_run, between two writes to BENCH_PORT. */
+interface Phase {
   checksum: number;
+  /** Instructions retired by tsxen in it (v86 runs the same code: the same count). */
   retired: number;
-  /** Wall-clock seconds of the emulated run. */
+  /** Wall-clock seconds. */
   seconds: number;
   /** CPU seconds (user + system) this process spent on it: robust against a loaded machine. */
   cpuSeconds: number;
 }
 
+interface EmuResult {
+  /** The warm-up run: the first time the workload runs in this emulator (null: --warmup 0). */
+  cold: Phase | null;
+  /** The measured run, in the same emulator after the warm-up. */
+  steady: Phase;
+}
+
+/**
+ * Times the runs start32.S brackets with writes to BENCH_PORT: 1/3 start the warm-up and
+ * the measured run, 2/4 end them; BENCH_PORT + 4 carries the checksum just before an end.
+ * `retired` reads the emulator's instruction count, when it has one.
+ */
+class PhaseClock {
+  readonly phases: Phase[] = [];
+  private t = 0;
+  private cpu0 = process.cpuUsage();
+  private r = 0;
+  private checksum = 0;
+  constructor(private readonly retired: () => number) {}
+
+  write(port: number, value: number): void {
+    if (port === BENCH_PORT + 4) {
+      this.checksum = value >>> 0;
+      return;
+    }
+    if (port !== BENCH_PORT) return;
+    if (value === 1 || value === 3) {
+      this.r = this.retired();
+      this.cpu0 = process.cpuUsage();
+      this.t = performance.now();
+    } else if (value === 2 || value === 4) {
+      const seconds = (performance.now() - this.t) / 1000;
+      const used = process.cpuUsage(this.cpu0);
+      this.phases.push({
+        checksum: this.checksum,
+        retired: this.retired() - this.r,
+        seconds,
+        cpuSeconds: (used.user + used.system) / 1e6,
+      });
+    }
+  }
+
+  result(warmup: number): EmuResult | null {
+    const want = warmup > 0 ? 2 : 1;
+    if (this.phases.length !== want) return null;
+    return { cold: warmup > 0 ? this.phases[0] : null, steady: this.phases[want - 1] };
+  }
+}
+
 /** blocks: compile hot code (the default); false runs the interpreter alone. */
-function runEmulated(elfPath: string, opts: Options, iterations = opts.iterations, blocks = true): EmuResult {
+function runEmulated(elfPath: string, opts: Options, blocks = true): EmuResult {
   const image = new Uint8Array(readFileSync(elfPath));
   const elf = parseElf32(image, elfPath);
   const params = needSymbol(elf, "bench_params");
@@ -301,15 +363,17 @@ function runEmulated(elfPath: string, opts: Options, iterations = opts.iteration
   const mem = new Uint8Array(MEM_BYTES);
   loadElf(elf, image, mem);
   const mv = new DataView(mem.buffer);
-  mv.setUint32(params, iterations, true);
+  mv.setUint32(params, opts.iterations, true);
   mv.setUint32(params + 4, opts.seed, true);
+  mv.setUint32(params + 8, opts.warmup, true);
 
   const cpu = new Cpu(mem);
   if (!blocks) cpu.blockThreshold = 0;
   cpu.resetFlat32();
   cpu.eip = elf.entry;
   cpu.regs[ESP] = stackTop;
-
+  const clock = new PhaseClock(() => cpu.retired);
+  cpu.io = { read: () => -1, write: (port, _size, value) => clock.write(port, value) };
   const describeStop = (what: string): never => {
     const lin = (cpu.segBase[CS] + cpu.eip) >>> 0;
     const bytes: string[] = [];
@@ -338,7 +402,6 @@ function runEmulated(elfPath: string, opts: Options, iterations = opts.iteration
 
   const deadline = opts.maxSeconds * 1000;
   const t0 = performance.now();
-  const c0 = process.cpuUsage();
   let exit = Exit.Budget as Exit;
   for (;;) {
     try {
@@ -350,10 +413,6 @@ function runEmulated(elfPath: string, opts: Options, iterations = opts.iteration
     if (performance.now() - t0 > deadline)
       describeStop(`the emulated run did not halt within ${opts.maxSeconds} s`);
   }
-  const seconds = (performance.now() - t0) / 1000;
-  const cpuUsed = process.cpuUsage(c0);
-  const cpuSeconds = (cpuUsed.user + cpuUsed.system) / 1e6;
-
   if (exit !== Exit.Halt) {
     if (exit === Exit.Exception) {
       const name = VECTOR_NAMES[cpu.exitVector] ?? "vector";
@@ -369,7 +428,110 @@ function runEmulated(elfPath: string, opts: Options, iterations = opts.iteration
   if (cpu.regs[EAX] >>> 0 !== checksum) {
     describeStop(`EAX 0x${hex(cpu.regs[EAX])} differs from bench_result 0x${hex(checksum)} at hlt`);
   }
-  return { checksum, retired: cpu.retired, seconds, cpuSeconds };
+  return (
+    clock.result(opts.warmup) ??
+    describeStop(`expected ${opts.warmup > 0 ? 2 : 1} timed runs, got ${clock.phases.length}`)
+  );
+}
+
+// ------------------------------------------------------------------ v86
+
+/** Debian's seabios package (apt-get install seabios) puts its images here. */
+const SEABIOS_DIR = "/usr/share/seabios";
+
+/** The v86 figures, or why they are missing. */
+type V86Result = (EmuResult & { version: string; ownCount: number }) | { skipped: string };
+
+/** The same image as a multiboot kernel, its bench_params patched in the file itself. */
+function patchedImage(elfPath: string, opts: Options): ArrayBuffer {
+  const image = new Uint8Array(readFileSync(elfPath));
+  const elf = parseElf32(image, elfPath);
+  const params = needSymbol(elf, "bench_params");
+  const seg = elf.segments.find((s) => params >= s.vaddr && params + 12 <= s.vaddr + s.filesz);
+  if (!seg) return fail("bench_params is not in a loaded segment's file contents");
+  const v = new DataView(image.buffer, image.byteOffset + seg.offset + (params - seg.vaddr), 12);
+  v.setUint32(0, opts.iterations, true);
+  v.setUint32(4, opts.seed, true);
+  v.setUint32(8, opts.warmup, true);
+  return image.buffer.slice(image.byteOffset, image.byteOffset + image.length);
+}
+
+function fileBuffer(path: string): { buffer: ArrayBuffer } {
+  const b = readFileSync(path);
+  return { buffer: b.buffer.slice(b.byteOffset, b.byteOffset + b.length) };
+}
+
+/**
+ * Boots the workload as a multiboot kernel in v86 (its x86-to-WebAssembly JIT) behind
+ * SeaBIOS, and times the same BENCH_PORT-bracketed runs from v86's port-write callback.
+ * `retired` is taken from tsxen's count of the same runs (the same code and parameters
+ * retire the same instructions); v86's own counter is reported beside it.
+ */
+async function runV86(root: string, elfPath: string, opts: Options, retired: EmuResult): Promise<V86Result> {
+  const pkg = join(root, "node_modules", "v86");
+  if (!existsSync(join(pkg, "package.json")))
+    return { skipped: "the v86 package is not installed (npm install)" };
+  const bios = join(SEABIOS_DIR, "bios.bin");
+  const vgaBios = join(SEABIOS_DIR, "vgabios-stdvga.bin");
+  if (!existsSync(bios) || !existsSync(vgaBios))
+    return { skipped: `no ${bios} / ${vgaBios} (apt-get install seabios)` };
+  const version = (JSON.parse(readFileSync(join(pkg, "package.json"), "utf8")) as { version: string })
+    .version;
+  const { V86 } = await import("v86");
+  type V86Io = {
+    register_write(
+      port: number,
+      dev: object,
+      w8?: (v: number) => void,
+      w16?: (v: number) => void,
+      w32?: (v: number) => void,
+    ): void;
+  };
+  return new Promise<V86Result>((resolve) => {
+    const emulator = new V86({
+      wasm_path: join(pkg, "build", "v86.wasm"),
+      bios: fileBuffer(bios),
+      vga_bios: fileBuffer(vgaBios),
+      multiboot: { buffer: patchedImage(elfPath, opts) },
+      memory_size: MEM_BYTES,
+      autostart: false,
+      disable_keyboard: true,
+      disable_mouse: true,
+      disable_speaker: true,
+    });
+    const counter = () => emulator.get_instruction_counter();
+    const clock = new PhaseClock(counter);
+    let ownCount = 0;
+    let ownStart = 0;
+    const timer = setTimeout(() => {
+      void emulator.destroy();
+      resolve({ skipped: `v86 did not finish within ${opts.maxSeconds} s` });
+    }, opts.maxSeconds * 1000);
+    const finish = () => {
+      clearTimeout(timer);
+      void emulator.destroy();
+      const r = clock.result(opts.warmup);
+      if (!r) return resolve({ skipped: `v86 reported ${clock.phases.length} timed runs` });
+      // Wall and CPU time are v86's; the instruction count is the architectural one.
+      if (r.cold && retired.cold) r.cold.retired = retired.cold.retired;
+      r.steady.retired = retired.steady.retired;
+      resolve({ ...r, version, ownCount });
+    };
+    emulator.add_listener("emulator-loaded", () => {
+      const io = (emulator as unknown as { v86: { cpu: { io: V86Io } } }).v86.cpu.io;
+      const dev = {};
+      io.register_write(BENCH_PORT + 4, dev, undefined, undefined, (v) => clock.write(BENCH_PORT + 4, v));
+      io.register_write(BENCH_PORT, dev, undefined, undefined, (v) => {
+        clock.write(BENCH_PORT, v);
+        if (v === 3) ownStart = counter();
+        if (v === 4) {
+          ownCount = (counter() - ownStart) >>> 0;
+          finish();
+        }
+      });
+      void emulator.run();
+    });
+  });
 }
 
 interface NativeResult {
@@ -453,76 +615,102 @@ function runMicros(): void {
 
 // ------------------------------------------------------------------ main
 
-function main(): void {
+function fmtRange(xs: number[], digits: number): string {
+  const lo = Math.min(...xs);
+  const hi = Math.max(...xs);
+  return lo === hi ? lo.toFixed(digits) : `${lo.toFixed(digits)}-${hi.toFixed(digits)}`;
+}
+
+async function main(): Promise<void> {
   const opts = parseArgs(process.argv.slice(2));
   if (opts.micro) runMicros();
   const root = repoRoot();
   const built = build(root);
-  // A JIT warms up: the first run of the same code includes V8 compiling and re-optimising the
-  // CPU's run loop (over a second). The headline is the steady state after a warm-up run on a
-  // fresh CPU; the cold figures are printed too.
-  const cold = opts.warmup > 0 ? runEmulated(built.elf, opts, opts.warmup) : null;
-  const emu = runEmulated(built.elf, opts);
-  // The same run in the interpreter alone (no compiled blocks), warmed up likewise.
-  if (opts.warmup > 0) runEmulated(built.elf, opts, opts.warmup, false);
-  const interp = runEmulated(built.elf, opts, opts.iterations, false);
+  // Side by side: each round runs tsxen and then v86 on the same image, so a load change on
+  // this shared machine hits both; the ratio is taken per round and its range printed.
+  const rounds: { emu: EmuResult; v86: V86Result }[] = [];
+  for (let r = 0; r < opts.rounds; r++) {
+    const emu = runEmulated(built.elf, opts);
+    rounds.push({ emu, v86: await runV86(root, built.elf, opts, emu) });
+  }
+  const interp = runEmulated(built.elf, opts, false);
   const nat = runNative(built.native, opts);
 
-  const match = emu.checksum === nat.checksum && interp.checksum === nat.checksum;
-  const mips = (r: EmuResult, t: number) => (r.retired / t / 1e6).toFixed(1);
-  const row = (label: string, a: string, b: string, c: string) =>
-    `  ${label.padEnd(22)}${a.padEnd(22)}${b.padEnd(22)}${c}`;
-  const lines = [
-    `tsxen CPU benchmark: bench/workload, ${opts.iterations} iterations, seed 0x${hex(opts.seed)}`,
-    "",
-    row("", "tsxen CPU", "tsxen interpreter", "native (host gcc -O2)"),
-    row("", "(compiled blocks)", "(blocks off)", ""),
-    row("checksum", `0x${hex(emu.checksum)}`, `0x${hex(interp.checksum)}`, `0x${hex(nat.checksum)}`),
-    row(
-      "instructions retired",
-      emu.retired.toLocaleString("en-US"),
-      interp.retired.toLocaleString("en-US"),
-      "-",
-    ),
-    row(
-      "seconds (wall)",
-      emu.seconds.toFixed(3),
-      interp.seconds.toFixed(3),
-      `${nat.seconds.toFixed(4)} (median of ${opts.nativeRepeats})`,
-    ),
-    row(
-      "seconds (CPU time)",
-      emu.cpuSeconds.toFixed(3),
-      interp.cpuSeconds.toFixed(3),
-      `${nat.cpuSeconds.toFixed(4)} (median)`,
-    ),
-    row("MIPS (wall)", mips(emu, emu.seconds), mips(interp, interp.seconds), "-"),
-    row("MIPS (CPU time)", mips(emu, emu.cpuSeconds), mips(interp, interp.cpuSeconds), "-"),
-    row(
-      "slowdown (wall)",
-      `${(emu.seconds / nat.seconds).toFixed(1)}x native`,
-      `${(interp.seconds / nat.seconds).toFixed(1)}x native`,
-      "1x",
-    ),
-    row(
-      "slowdown (CPU time)",
-      `${(emu.cpuSeconds / nat.cpuSeconds).toFixed(1)}x native`,
-      `${(interp.cpuSeconds / nat.cpuSeconds).toFixed(1)}x native`,
-      "1x",
-    ),
-    ...(cold === null
-      ? []
-      : [
-          "",
-          `  measured after a warm-up run of ${opts.warmup} iterations (a fresh CPU, the same process);`,
-          `  the warm-up itself, cold: ${(cold.retired / cold.cpuSeconds / 1e6).toFixed(1)} MIPS (CPU time).`,
-          "  CPU time includes V8's compiler threads, which optimise the compiled blocks beside the run.",
-        ]),
-    "",
-    match ? "  checksums match" : "  *** CHECKSUM MISMATCH: the emulated CPU computed a different result ***",
+  const last = rounds[rounds.length - 1];
+  const emu = last.emu;
+  const v86 = "skipped" in last.v86 ? null : last.v86;
+  const sums = [emu.steady.checksum, interp.steady.checksum, ...(v86 ? [v86.steady.checksum] : [])];
+  const match = sums.every((c) => c === nat.checksum);
+  const mips = (p: Phase, t: number) => p.retired / t / 1e6;
+  const f1 = (n: number) => n.toFixed(1);
+  const cols = (a: string, b: string, c: string, d: string) =>
+    `${a.padEnd(20)}${b.padEnd(20)}${c.padEnd(24)}${d}`;
+  const row = (label: string, e: string, i: string, v: string, n: string) =>
+    `  ${label.padEnd(26)}${cols(e, i, v, n)}`;
+  const each = (fn: (p: Phase) => string, n: string): [string, string, string, string] => [
+    fn(emu.steady),
+    fn(interp.steady),
+    v86 ? fn(v86.steady) : "-",
+    n,
   ];
+  const cold = (r: EmuResult | null) => (r?.cold ? f1(mips(r.cold, r.cold.seconds)) : "-");
+  const vname = v86 ? `v86 ${v86.version}` : "v86";
+  const lines = [
+    `tsxen CPU benchmark: bench/workload, ${opts.iterations} iterations (warm-up ${opts.warmup}), seed 0x${hex(opts.seed)}`,
+    "",
+    row("", "tsxen CPU", "tsxen interpreter", vname, "native"),
+    row("", "(compiled blocks)", "(blocks off)", "(its wasm JIT)", "(host gcc -O2)"),
+    row("checksum", ...each((p) => `0x${hex(p.checksum)}`, `0x${hex(nat.checksum)}`)),
+    row("instructions retired", ...each((p) => p.retired.toLocaleString("en-US"), "-")),
+    row("cold MIPS (wall)", cold(emu), cold(interp), cold(v86), "-"),
+    row("steady seconds (wall)", ...each((p) => p.seconds.toFixed(3), `${nat.seconds.toFixed(4)} (median)`)),
+    row(
+      "steady seconds (CPU time)",
+      ...each((p) => p.cpuSeconds.toFixed(3), `${nat.cpuSeconds.toFixed(4)} (median)`),
+    ),
+    row(
+      "steady MIPS (wall)",
+      ...each((p) => f1(mips(p, p.seconds)), f1(emu.steady.retired / nat.seconds / 1e6)),
+    ),
+    row(
+      "steady MIPS (CPU time)",
+      ...each((p) => f1(mips(p, p.cpuSeconds)), f1(emu.steady.retired / nat.cpuSeconds / 1e6)),
+    ),
+    row("slowdown (CPU time)", ...each((p) => `${f1(p.cpuSeconds / nat.cpuSeconds)}x native`, "1x")),
+    "",
+  ];
+  if (v86) {
+    lines.push(
+      `  v86's own instruction counter for the measured run: ${v86.ownCount.toLocaleString("en-US")}`,
+      "  (MIPS above divide tsxen's architectural count of the same run by each one's time).",
+    );
+  } else if ("skipped" in last.v86) {
+    lines.push(`  v86: not run: ${last.v86.skipped}`);
+  }
+  const ratios = rounds.flatMap((r) =>
+    "skipped" in r.v86 ? [] : [r.v86.steady.cpuSeconds / r.emu.steady.cpuSeconds],
+  );
+  const wallRatios = rounds.flatMap((r) =>
+    "skipped" in r.v86 ? [] : [r.v86.steady.seconds / r.emu.steady.seconds],
+  );
+  if (ratios.length > 0) {
+    lines.push(
+      `  tsxen / v86, steady state, ${ratios.length} round(s) side by side: ` +
+        `${fmtRange(ratios, 2)} by CPU time, ${fmtRange(wallRatios, 2)} by wall time`,
+      `  tsxen steady MIPS (CPU time) per round: ${rounds.map((r) => f1(mips(r.emu.steady, r.emu.steady.cpuSeconds))).join(", ")}`,
+      `  v86 steady MIPS (CPU time) per round:   ${rounds.map((r) => ("skipped" in r.v86 ? "-" : f1(mips(r.v86.steady, r.v86.steady.cpuSeconds)))).join(", ")}`,
+    );
+  }
+  lines.push(
+    "",
+    "  cold: the warm-up run, the first time the workload runs in a fresh emulator (V8 and v86",
+    "  compiling); steady: the measured run right after it in the same emulator. CPU time",
+    "  includes V8's compiler threads.",
+    "",
+    match ? "  checksums match" : "  *** CHECKSUM MISMATCH: an emulated CPU computed a different result ***",
+  );
   process.stdout.write(`${lines.join("\n")}\n`);
   if (!match) process.exit(1);
 }
 
-main();
+await main();
