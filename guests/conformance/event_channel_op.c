@@ -125,7 +125,7 @@ void start_kernel(start_info_t *si)
 	upcall_hook = 0;
 	for (i = 0; i < 1000 && !ok; i++) {
 		u32 before = upcall_count;
-		if (HYPERVISOR_sched_op(SCHEDOP_block))
+		if (HYPERVISOR_sched_op(SCHEDOP_block) < 0) /* slept: EAX = hypercall number */
 			break;
 		ok = upcall_count != before && last_upcall_sel_at_entry & (1u << (timer_port >> 5));
 	}

@@ -21,7 +21,7 @@ static u32 wait_timer_event(void)
 	u32 start = timer_events, i;
 	events_enable();
 	for (i = 1; i <= 2000; i++) {
-		if (HYPERVISOR_sched_op(SCHEDOP_block))
+		if (HYPERVISOR_sched_op(SCHEDOP_block) < 0) /* slept: EAX = hypercall number */
 			break;
 		if (timer_events != start) {
 			events_disable();
@@ -87,7 +87,7 @@ void start_kernel(start_info_t *si)
 	CHECK_EQ(HYPERVISOR_set_timer_op(1), 0, "past_deadline_again_returns_0");
 	n = upcall_count;
 	events_enable();
-	while (upcall_count == n && HYPERVISOR_sched_op(SCHEDOP_block) == 0)
+	while (upcall_count == n && HYPERVISOR_sched_op(SCHEDOP_block) >= 0)
 		;
 	events_disable();
 	upcall_hook = 0;

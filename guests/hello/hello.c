@@ -78,8 +78,9 @@ void start_kernel(start_info_t *si)
 	events_enable();
 	while (!timer_seen) {
 		ctrl_if_check_shutdown("hello");
+		/* A block that slept returns the hypercall number in EAX (Xen never writes it). */
 		rc = HYPERVISOR_sched_op(SCHEDOP_block);
-		if (rc)
+		if (rc < 0)
 			fatal("sched_op(block)", rc);
 		if (++blocks > 100000)
 			fatal("waiting for the timer", -1);

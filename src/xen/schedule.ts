@@ -3,6 +3,8 @@
  * §7.4). The scheduler itself (which vcpu runs) is in hypervisor.ts for now: one policy,
  * round-robin over runnable vcpus.
  */
+
+import { EAX } from "../cpu/regs.js";
 import { EINVAL, ENOSYS, ESRCH } from "../public/errno.js";
 import {
   MAX_VIRT_CPUS,
@@ -23,10 +25,14 @@ export function doSchedOp(hv: Hypervisor, v: Vcpu, op: number): number {
       hv.yieldVcpu(v);
       return 0;
     case S.block:
-      // Events are enabled; an event already pending keeps the vcpu runnable.
+      // Events are enabled; an event already pending keeps the vcpu runnable and returns 0.
       setUpcallMask(hv, v, 0);
-      if (upcallPending(hv, v) === 0) hv.block(v);
-      return 0;
+      if (upcallPending(hv, v) !== 0) return 0;
+      hv.block(v);
+      // Xen's do_block sleeps in __enter_scheduler, whose context switch never comes back
+      // through the hypercall's result store: the vcpu resumes with EAX still holding the
+      // hypercall number (seen on real Xen, issue 17). Returning EAX unchanged keeps it so.
+      return hv.cpu.regs[EAX];
     case S.shutdown: {
       const reason = (op >>> SCHEDOP_REASONSHIFT) & 0xff;
       hv.shutdownDomain(v.domain, reason, reason === Shutdown.crash);
