@@ -89,14 +89,14 @@ void start_kernel(start_info_t *si)
 	frame = 0;
 	CHECK(gnt_setup(DOMID_SELF, 1, &st, &frame) == 0 && st == GNTST_okay && frame != 0, "setup_self_1_frame_ok");
 	CHECK(gnt_setup(DOMID_SELF, 1, &st, &frame2) == 0 && frame2 == frame, "setup_same_frame_again");
-	CHECK_EQ(machine_to_phys_mapping[frame], 0xFFFFFFFF, "table_frame_m2p_invalid");
+	CHECK_EQ(machine_to_phys_mapping[frame], GRANT_FRAME_M2P, "table_frame_m2p");
 	memset(frames, 0, sizeof(frames));
 	CHECK(gnt_setup(DOMID_SELF, NR_GRANT_FRAMES, &st, frames) == 0 && st == GNTST_okay && frames[0] == frame &&
 	      frames[NR_GRANT_FRAMES] == 0, "setup_all_frames_ok");
 	for (i = 1; i < NR_GRANT_FRAMES; i++)
-		if (frames[i] == 0 || frames[i] == frame || machine_to_phys_mapping[frames[i]] != 0xFFFFFFFF)
+		if (frames[i] == 0 || frames[i] == frame || machine_to_phys_mapping[frames[i]] != GRANT_FRAME_M2P)
 			break;
-	CHECK_EQ(i, NR_GRANT_FRAMES, "table_frames_distinct_m2p_invalid");
+	CHECK_EQ(i, NR_GRANT_FRAMES, "table_frames_distinct_m2p");
 	{
 		/* A bad frame_list pointer is ignored: status still okay, hypercall 0. */
 		gnttab_setup_table_t op;

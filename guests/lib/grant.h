@@ -19,9 +19,11 @@ typedef struct {
 #define NR_GRANT_FRAMES 4
 #define NR_GRANT_ENTRIES 2048
 #define GNTUNMAP_DEV_FROM_VIRT (~0U)
+#define GRANT_FRAME_M2P 0xFFFFFFFFu /* July writes INVALID_M2P_ENTRY */
 #else
 #define NR_GRANT_FRAMES 1
 #define NR_GRANT_ENTRIES 512
+#define GRANT_FRAME_M2P 0x55555555u /* never written: Xen's boot fill of the M2P */
 #endif
 #define NR_MAPTRACK_ENTRIES 1024
 

@@ -55,7 +55,10 @@ export const RO_MPT_VIRT_END = 0xfc400000;
 export const MACHINE_TO_PHYS_MAPPING = RO_MPT_VIRT_START;
 /** M2P value of a frame that belongs to Xen (shared_info, grant table). */
 export const M2P_INVALID_ENTRY = 0xffffffff;
-/** M2P value of a frame never assigned. */
+/**
+ * Xen's boot fill of the M2P (paging_init memsets it with 0x55): the entry of every frame Xen
+ * never wrote one for, such as the March grant table's Xen-heap frames.
+ */
 export const M2P_UNSET_ENTRY = 0x55555555;
 /** Xen direct map start; bounds guest segments, LDT, debug registers. */
 export const PAGE_OFFSET = 0xfc400000;

@@ -16,6 +16,8 @@ import {
   LAST_RESERVED_GDT_ENTRY_MAR,
   LDT_GDT_ENTRY_JUL,
   LDT_GDT_ENTRY_MAR,
+  M2P_INVALID_ENTRY,
+  M2P_UNSET_ENTRY,
   MAX_GDT_ENTRIES_JUL,
   MAX_GDT_ENTRIES_MAR,
   MAX_GDT_FRAMES,
@@ -174,6 +176,11 @@ export interface GuestAbi {
     readonly dumpTable: boolean;
     /** unmap's dev_bus_addr value for "device mapping too" (JUL), or null (MAR). */
     readonly devFromVirt: number | null;
+    /**
+     * The M2P entry of the table's Xen-heap frames: MAR never writes one, so they keep Xen's
+     * boot fill (M2P_UNSET_ENTRY, seen on real Xen: issue 17); JUL writes M2P_INVALID_ENTRY.
+     */
+    readonly frameM2p: number;
   };
 }
 
@@ -224,6 +231,7 @@ export const ABIS: Readonly<Record<AbiName, GuestAbi>> = Object.freeze({
       setupZeroFramesOkay: false,
       dumpTable: true,
       devFromVirt: null,
+      frameM2p: M2P_UNSET_ENTRY,
     }),
   }),
   "2005-07": Object.freeze<GuestAbi>({
@@ -273,6 +281,7 @@ export const ABIS: Readonly<Record<AbiName, GuestAbi>> = Object.freeze({
       setupZeroFramesOkay: true,
       dumpTable: false,
       devFromVirt: GNTUNMAP_DEV_FROM_VIRT_JUL,
+      frameM2p: M2P_INVALID_ENTRY,
     }),
   }),
 });

@@ -490,7 +490,7 @@ export function setDomainAbi(hv: Hypervisor, d: Domain, abi: GuestAbi): number {
   if (d.constructed) return -EINVAL;
   if (d.abi === abi) return 0;
   // The grant table's size follows the revision (MAR 1 frame, JUL 4: abi.md §2.9.1).
-  const rc = resizeGrantTable(hv, d, abi.grant.frames);
+  const rc = resizeGrantTable(hv, d, abi.grant);
   if (rc !== 0) return rc;
   const old = d.abi.gdt.reservedPage;
   d.abi = abi;

@@ -13,7 +13,6 @@ import {
   _PAGE_PRESENT,
   _PAGE_RW,
   HYPERVISOR_VIRT_START,
-  M2P_INVALID_ENTRY,
 } from "../public/arch_x86_32.js";
 import { EBUSY, EFAULT, EINVAL, ENOMEM, ENOSYS } from "../public/errno.js";
 import {
@@ -27,6 +26,7 @@ import {
   NR_MAPTRACK_ENTRIES,
 } from "../public/grant_table.js";
 import { DomId } from "../public/xen.js";
+import type { GuestAbi } from "./abi.js";
 import type { Domain, Vcpu } from "./domain.js";
 import { PGT_validated, PGT_writable_page } from "./frame_table.js";
 import { arrayAccessOk } from "./guest_access.js";
@@ -135,7 +135,7 @@ export function createGrantTable(hv: Hypervisor, d: Domain): boolean {
     hv.cpu.invalidateCode(mfn * 4096, 4096);
     hv.frames.assign(mfn, d.id);
     hv.frames.typeInfo[mfn] = PGT_writable_page | PGT_validated | 1;
-    hv.setM2p(mfn, M2P_INVALID_ENTRY);
+    hv.setM2p(mfn, d.abi.grant.frameM2p);
     mfns.push(mfn);
   }
   tables.set(d, new GrantTable(mfns));
@@ -147,9 +147,15 @@ export function createGrantTable(hv: Hypervisor, d: Domain): boolean {
  * grows or shrinks to that revision's frame count. Frames beyond the new count go back to the
  * heap, scrubbed; one still mapped elsewhere refuses the change. Returns 0 or -errno.
  */
-export function resizeGrantTable(hv: Hypervisor, d: Domain, frames: number): number {
+export function resizeGrantTable(hv: Hypervisor, d: Domain, grant: GuestAbi["grant"]): number {
   const gt = tables.get(d);
-  if (!gt || gt.sharedMfns.length === frames) return 0;
+  if (!gt) return 0;
+  const frames = grant.frames;
+  // The kept frames' M2P entries follow the revision too (frameM2p).
+  if (gt.sharedMfns.length === frames) {
+    for (const mfn of gt.sharedMfns) hv.setM2p(mfn, grant.frameM2p);
+    return 0;
+  }
   const ft = hv.frames;
   const mfns = gt.sharedMfns.slice(0, frames);
   const extra = gt.sharedMfns.slice(frames);
@@ -168,9 +174,9 @@ export function resizeGrantTable(hv: Hypervisor, d: Domain, frames: number): num
     hv.cpu.invalidateCode(mfn * 4096, 4096);
     ft.assign(mfn, d.id);
     ft.typeInfo[mfn] = PGT_writable_page | PGT_validated | 1;
-    hv.setM2p(mfn, M2P_INVALID_ENTRY);
     mfns.push(mfn);
   }
+  for (const mfn of mfns) hv.setM2p(mfn, grant.frameM2p);
   for (const mfn of extra) {
     ft.release(mfn);
     hv.mem.zeroFrame(mfn);
