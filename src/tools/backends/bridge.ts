@@ -33,6 +33,12 @@ export class Bridge {
     for (const [mac, p] of this.fdb) if (p === port) this.fdb.delete(mac);
   }
 
+  /** Whether a port other than `except` last sent from this MAC (it is on the bridge). */
+  knows(mac: string, except?: BridgePort): boolean {
+    const p = this.fdb.get(mac);
+    return p !== undefined && p !== except && this.ports.has(p);
+  }
+
   portNames(): string[] {
     return [...this.ports].map((p) => p.name);
   }
@@ -59,7 +65,8 @@ export class Bridge {
   }
 }
 
-function macKey(b: Uint8Array, off: number): string {
+/** The MAC at off as "00:16:3e:01:02:03". */
+export function macKey(b: Uint8Array, off: number): string {
   return Array.from(b.subarray(off, off + 6), (x) => x.toString(16).padStart(2, "0")).join(":");
 }
 
