@@ -8,12 +8,13 @@ import { execFile } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, before, describe, it } from "node:test";
+import { after, before, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { HypercallJul, HypercallMar, SchedOpJul, SchedOpMar } from "../src/public/xen.js";
 import { launchDomain } from "../src/tools/launch.js";
 import { Hypervisor } from "../src/xen/hypervisor.js";
 import { startDaemon } from "./helpers/daemon.js";
+import { suiteOrSkip } from "./helpers/suite.js";
 import { LinuxRun, PROMPT, xenLinuxFiles, xenLinuxInitrd } from "./helpers/xenlinux.js";
 
 const EBX = 3;
@@ -65,15 +66,6 @@ function bootMiniOs(ms: number) {
   const result = hv.run(ms * 1e6);
   const console = Buffer.concat(chunks).toString("latin1");
   return { hv, domain, result, console, calls, yields, firstYield, lastYield, otherAfterYield };
-}
-
-/**
- * A suite that cannot run is one skipped test with its reason, so the run's summary counts it
- * (a skipped describe counts no test at all).
- */
-function suiteOrSkip(name: string, skipReason: string | false, body: () => void): void {
-  if (skipReason) it(name, { skip: skipReason }, () => {});
-  else describe(name, body);
 }
 
 suiteOrSkip("Mini-OS 16d8409f (March 2005 interface)", skip, () => {

@@ -11,7 +11,7 @@ import { basename, dirname, resolve } from "node:path";
 import type { Command } from "commander";
 import { BUNDLED_GUEST } from "../daemon/web-files.js";
 import { Shutdown } from "../public/xen.js";
-import { attachDevices, type DomainDevices, detachDevices } from "../tools/backends/devices.js";
+import { sessionDevices } from "../tools/backends/devices.js";
 import {
   type DiskSpec,
   type ExitAction,
@@ -21,8 +21,7 @@ import {
   parseVifSpec,
   type VifSpec,
 } from "../tools/config.js";
-import { dom0Of } from "../tools/dom0.js";
-import { GuestSession, type SessionEnd, type SessionOptions } from "../tools/session.js";
+import { GuestSession, type SessionEnd } from "../tools/session.js";
 import { ABI_NAMES, type AbiName, abiByName, DEFAULT_ABI } from "../xen/abi.js";
 import { Hypervisor } from "../xen/hypervisor.js";
 
@@ -171,23 +170,6 @@ function readBoot(kernelPath: string, opts: RunOptions): Boot {
   };
 }
 
-/** The session's devices hook: controllers made and the devices attached after each build. */
-function devicesHook(hv: Hypervisor, boot: Boot, log: (m: string) => void): SessionOptions["devices"] {
-  if (boot.disks.length === 0 && boot.vifs.length === 0) return undefined;
-  let current: DomainDevices | null = null;
-  return {
-    attach: (domain, control) => {
-      if (control === null)
-        throw new Error("virtual disks and vifs need the 2005-03 interface (a control interface)");
-      current = attachDevices(dom0Of(hv), domain.id, control, boot.disks, boot.vifs, log);
-    },
-    detach: () => {
-      if (current !== null) detachDevices(current);
-      current = null;
-    },
-  };
-}
-
 /** Runs a kernel; returns the process exit status (RunExit). */
 export async function runKernel(kernelPath: string, opts: RunOptions): Promise<number> {
   const err = (m: string): void => void process.stderr.write(`tsxen: ${m}\n`);
@@ -228,7 +210,7 @@ export async function runKernel(kernelPath: string, opts: RunOptions): Promise<n
       onCrash: boot.onCrash,
       onConsole: stdout,
       onNote: err,
-      devices: devicesHook(hv, boot, err),
+      devices: sessionDevices(hv, boot.disks, boot.vifs, err),
     });
   } catch (e) {
     err((e as Error).message);

@@ -12,7 +12,7 @@ import {
   parseDevSpec,
   S_IFREG,
 } from "../../scripts/mkinitrd.js";
-import { GuestSession } from "../../src/tools/session.js";
+import { GuestSession, type SessionOptions } from "../../src/tools/session.js";
 import { Hypervisor } from "../../src/xen/hypervisor.js";
 
 /** TSXEN_XENLINUX: vmlinux; TSXEN_XENLINUX_USERLAND: the BusyBox directory with /init;
@@ -89,14 +89,22 @@ export class LinuxRun {
   private text = "";
   constructor(
     files: XenLinuxFiles,
-    opts: { memoryMiB?: number; initrd?: Uint8Array; cmdline?: string } = {},
+    opts: {
+      memoryMiB?: number;
+      /** null: none (the root is on a disk). */
+      initrd?: Uint8Array | null;
+      cmdline?: string;
+      /** Virtual disks and vifs (sessionDevices), attached to each build. */
+      devices?: (hv: Hypervisor) => SessionOptions["devices"];
+    } = {},
   ) {
     const onConsole = (b: Uint8Array): void => void this.chunks.push(Buffer.from(b));
     this.hv = new Hypervisor({ memoryMiB: 256, onConsole: (_d, b) => onConsole(b), onLog: () => {} });
     this.session = new GuestSession(this.hv, {
       name: "linux",
       image: readFileSync(files.kernel),
-      module: opts.initrd ?? xenLinuxInitrd(files),
+      module: opts.initrd === null ? undefined : (opts.initrd ?? xenLinuxInitrd(files)),
+      devices: opts.devices?.(this.hv),
       memoryMiB: opts.memoryMiB ?? 64,
       cmdline: opts.cmdline ?? "",
       onReboot: "destroy",

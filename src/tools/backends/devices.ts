@@ -3,9 +3,11 @@
  * controllers with the disks and vifs it is configured with (xend did this between building and
  * unpausing a domain). tsxend's DomainManager and `tsxen run` both use it.
  */
+import type { Hypervisor } from "../../xen/hypervisor.js";
 import type { DiskSpec, VifSpec } from "../config.js";
 import type { ControlInterface } from "../control_if.js";
-import type { Dom0 } from "../dom0.js";
+import { type Dom0, dom0Of } from "../dom0.js";
+import type { SessionOptions } from "../session.js";
 import { BlkifController } from "./blkif_ctl.js";
 import { NetifController } from "./netif_ctl.js";
 
@@ -44,4 +46,29 @@ export function attachDevices(
 export function detachDevices(d: Partial<DomainDevices>): void {
   d.blkif?.destroy();
   d.netif?.destroy();
+}
+
+/**
+ * A GuestSession's devices hook (tsxen run, the gated Linux suite): the disks and vifs attached
+ * after each build, detached before a restart; undefined when there are none.
+ */
+export function sessionDevices(
+  hv: Hypervisor,
+  disks: readonly DiskSpec[],
+  vifs: readonly VifSpec[],
+  log: (m: string) => void,
+): SessionOptions["devices"] {
+  if (disks.length === 0 && vifs.length === 0) return undefined;
+  let current: DomainDevices | null = null;
+  return {
+    attach: (domain, control) => {
+      if (control === null)
+        throw new Error("virtual disks and vifs need the 2005-03 interface (a control interface)");
+      current = attachDevices(dom0Of(hv), domain.id, control, disks, vifs, log);
+    },
+    detach: () => {
+      if (current !== null) detachDevices(current);
+      current = null;
+    },
+  };
 }
