@@ -1,0 +1,188 @@
+/**
+ * Scale benchmark (issue 16): many idle domains in one tsxend. Starts a real tsxend (a child
+ * process, `tsxen daemon`, realtime pacing), creates N domains of M MiB running
+ * guests/bench/idle.c (a 100 Hz tick by default, like an idle kernel), waits until each
+ * has printed that it is idle, and prints the daemon's host memory per domain (the growth
+ * of its resident set over the empty daemon, divided by N) and its CPU use while they idle
+ * (percent of one core, over --seconds). Not a timed test: it prints figures.
+ *
+ *   npm run bench:scale [-- --domains N] [-- --mib M] [-- --seconds S] [-- --tick-ms T]
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { request } from "node:http";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { guestPath } from "../test/support/guests.js";
+
+interface Options {
+  domains: number;
+  mib: number;
+  seconds: number;
+  tickMs: number;
+}
+
+function fail(message: string): never {
+  process.stderr.write(`scale-bench: ${message}\n`);
+  process.exit(2);
+}
+
+function parseArgs(argv: string[]): Options {
+  const opts: Options = { domains: 100, mib: 16, seconds: 10, tickMs: 10 };
+  const limits: Record<string, [keyof Options, number, number]> = {
+    "--domains": ["domains", 1, 1000],
+    "--mib": ["mib", 4, 1024],
+    "--seconds": ["seconds", 1, 600],
+    "--tick-ms": ["tickMs", 0, 10_000],
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const lim = limits[argv[i]];
+    if (!lim) fail(`unknown option ${JSON.stringify(argv[i])}; options: ${Object.keys(limits).join(", ")}`);
+    const text = argv[++i];
+    const v = Number(text);
+    if (!Number.isInteger(v) || v < lim[1] || v > lim[2])
+      fail(`${argv[i - 1]} needs a whole number in ${lim[1]}..${lim[2]}, got ${JSON.stringify(text)}`);
+    opts[lim[0]] = v;
+  }
+  return opts;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Resident set (bytes) and CPU time (seconds, user + system) of a process, from /proc. */
+function usage(pid: number): { rss: number; cpu: number } {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  const rss = Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? Number.NaN) * 1024;
+  // Fields after the command's closing parenthesis: utime and stime are the 12th and 13th.
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const ticksPerSecond = 100; // USER_HZ on Linux
+  return { rss, cpu: (Number(f[11]) + Number(f[12])) / ticksPerSecond };
+}
+
+function api(port: number, token: string, method: string, path: string, body?: unknown): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const data = body === undefined ? undefined : JSON.stringify(body);
+    const req = request(
+      {
+        host: "127.0.0.1",
+        port,
+        method,
+        path: `/api/v1${path}`,
+        headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (c: Buffer) => chunks.push(c));
+        res.on("end", () => {
+          const text = Buffer.concat(chunks).toString("utf8");
+          if ((res.statusCode ?? 500) >= 300)
+            reject(new Error(`${method} ${path}: ${res.statusCode} ${text}`));
+          else resolve(JSON.parse(text));
+        });
+      },
+    );
+    req.on("error", reject);
+    req.end(data);
+  });
+}
+
+async function main(): Promise<void> {
+  const opts = parseArgs(process.argv.slice(2));
+  const kernel = guestPath("bench_idle");
+  const cli = join(dirname(fileURLToPath(import.meta.url)), "..", "src", "cli", "main.js");
+  const dir = mkdtempSync(join(tmpdir(), "tsxen-scale-"));
+  const token = "scale-bench-token";
+  const portFile = join(dir, "port");
+  // Room for the domains plus the hypervisor's own frames.
+  const machineMiB = opts.domains * opts.mib + 64;
+  let daemon: ChildProcess | null = spawn(
+    process.execPath,
+    [
+      cli,
+      "daemon",
+      "--port",
+      "0",
+      "--port-file",
+      portFile,
+      "--state-dir",
+      dir,
+      "--token",
+      token,
+      "--machine-memory",
+      String(machineMiB),
+      "--on-stop",
+      "destroy",
+    ],
+    { stdio: "ignore" },
+  );
+  const stop = () => {
+    if (daemon?.pid !== undefined && daemon.exitCode === null) daemon.kill("SIGTERM");
+    daemon = null;
+  };
+  process.on("exit", () => {
+    stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  try {
+    const pid = daemon.pid ?? fail("tsxend did not start");
+    for (let i = 0; !existsSync(portFile) || readFileSync(portFile, "utf8").trim() === ""; i++) {
+      if (i > 300 || daemon.exitCode !== null) fail("tsxend did not start listening");
+      await sleep(100);
+    }
+    const port = Number(readFileSync(portFile, "utf8").trim());
+    await sleep(2000);
+    const empty = usage(pid);
+
+    const config = join(dir, "idle.cfg");
+    writeFileSync(config, `kernel = "${kernel}"\nmemory = ${opts.mib}\nextra = "tick_ms=${opts.tickMs}"\n`);
+    const t0 = performance.now();
+    for (let i = 0; i < opts.domains; i++) {
+      await api(port, token, "POST", "/domains", {
+        file: config,
+        config: readFileSync(config, "utf8"),
+        overrides: [`name=idle${i}`],
+      });
+    }
+    // Each domain is idle once its console says so.
+    for (let i = 0; i < opts.domains; i++) {
+      for (let tries = 0; ; tries++) {
+        const c = (await api(port, token, "GET", `/domains/idle${i}/console`)) as { text: string };
+        if (c.text.includes("idle: ready")) break;
+        if (tries > 600) fail(`domain idle${i} did not become idle: ${JSON.stringify(c.text.slice(-300))}`);
+        await sleep(100);
+      }
+    }
+    const created = (performance.now() - t0) / 1000;
+    await sleep(2000);
+    const full = usage(pid);
+    const before = usage(pid);
+    const w0 = performance.now();
+    await sleep(opts.seconds * 1000);
+    const after = usage(pid);
+    const wall = (performance.now() - w0) / 1000;
+    const list = (await api(port, token, "GET", "/domains")) as { domains: unknown[] };
+
+    const mib = (b: number) => (b / 2 ** 20).toFixed(1);
+    const perDomain = (full.rss - empty.rss) / opts.domains;
+    const idlePct = ((after.cpu - before.cpu) / wall) * 100;
+    process.stdout.write(
+      [
+        `tsxen scale: ${opts.domains} idle domains of ${opts.mib} MiB in one tsxend (guests/bench/idle.c, tick ${opts.tickMs} ms)`,
+        "",
+        `  domains listed                ${list.domains.length - 1} (and Domain-0)`,
+        `  created and idle in           ${created.toFixed(1)} s`,
+        `  tsxend RSS, empty             ${mib(empty.rss)} MiB`,
+        `  tsxend RSS, with the domains  ${mib(full.rss)} MiB`,
+        `  host memory per domain        ${mib(perDomain)} MiB (RSS growth / ${opts.domains}; the goal: <= ${opts.mib} + 2 MiB)`,
+        `  idle CPU use                  ${idlePct.toFixed(1)} % of one core over ${wall.toFixed(1)} s (the goal: <= 5 %)`,
+        "",
+      ].join("\n"),
+    );
+  } finally {
+    stop();
+  }
+}
+
+await main();
