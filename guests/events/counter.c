@@ -72,6 +72,7 @@ void start_kernel(start_info_t *si)
 	/* Loaded onto the x87 stack once; it must still be there after every tick. */
 	const u32 fpu_magic = 31337;
 	u32 fpu_seen;
+	int spin;
 
 	lib_init(si);
 	printk("counter: starting (nr_pages=%u)\n", si->nr_pages);
@@ -88,6 +89,8 @@ void start_kernel(start_info_t *si)
 	 * xm shutdown timeout). */
 	if (!cmdline_has((const char *)si->cmd_line, "noctrl"))
 		ctrl_if_init();
+	/* extra = "spin": waits for each tick busy, never blocking (xm top's 100% CPU). */
+	spin = cmdline_has((const char *)si->cmd_line, "spin");
 	__asm__ __volatile__("fninit; fildl %0" : : "m"(fpu_magic));
 
 	next = time_now_ns() + TICK_NS;
@@ -104,7 +107,8 @@ void start_kernel(start_info_t *si)
 				HYPERVISOR_set_timer_op(next);
 			}
 			ctrl_if_check_shutdown("counter");
-			HYPERVISOR_sched_op(SCHEDOP_block);
+			if (!spin)
+				HYPERVISOR_sched_op(SCHEDOP_block);
 		}
 		ctrl_if_check_shutdown("counter");
 		/* The next tick is 100 ms after this one was seen: a domain that was saved for

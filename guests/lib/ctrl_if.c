@@ -1,7 +1,8 @@
 /*
  * tsxen guest library: the control-interface client (MAR).  It answers every request the
  * domain controller puts on the rx ring: CMSG_SHUTDOWN poweroff/reboot are recorded for the
- * guest's main loop (ctrl_if_check_shutdown), CMSG_MEM_REQUEST's target is recorded (these
+ * guest's main loop (ctrl_if_check_shutdown), which also reports a CMSG_SHUTDOWN_SYSRQ key
+ * (XenLinux hands it to handle_sysrq), CMSG_MEM_REQUEST's target is recorded (these
  * guests have no balloon driver), anything else is answered without action.  Each answer
  * echoes type, subtype and id with length 0, as Linux's ctrl_if did.
  */
@@ -10,6 +11,7 @@
 #include "evtchn_ops.h"
 
 volatile u32 ctrl_shutdown_request;
+volatile u32 ctrl_sysrq_key;
 volatile u32 ctrl_mem_target;
 void (*ctrl_if_receiver)(control_msg_t *m);
 
@@ -42,6 +44,9 @@ void ctrl_if_poll(void)
 		if (m->type == CMSG_SHUTDOWN && m->length == 0 &&
 		    (m->subtype == CMSG_SHUTDOWN_POWEROFF || m->subtype == CMSG_SHUTDOWN_REBOOT))
 			ctrl_shutdown_request = (u32)m->subtype + 1;
+		else if (m->type == CMSG_SHUTDOWN && m->subtype == CMSG_SHUTDOWN_SYSRQ && m->length >= 1 &&
+			 m->length <= sizeof(m->msg))
+			ctrl_sysrq_key = m->msg[0];
 		else if (m->type == CMSG_CONSOLE && m->subtype == CMSG_CONSOLE_DATA &&
 			 m->length <= sizeof(m->msg)) {
 			u32 i;
@@ -212,6 +217,11 @@ u32 ctrl_if_init(void) { return 0; }
 void ctrl_if_check_shutdown(const char *who)
 {
 	u32 req = ctrl_shutdown_request;
+	u32 key = ctrl_sysrq_key;
+	if (key != 0) {
+		ctrl_sysrq_key = 0;
+		printk("%s: sysrq %c\n", who, (int)key);
+	}
 	if (req == 0)
 		return;
 	printk("%s: shutting down (%s) at the domain controller's request\n", who,

@@ -35,6 +35,7 @@ ASSERT_OFF(control_if_t, rx_ring, 520);
 #define CMSG_CONSOLE_DATA 0
 #define CMSG_SHUTDOWN_POWEROFF 0
 #define CMSG_SHUTDOWN_REBOOT 1
+#define CMSG_SHUTDOWN_SYSRQ 3
 
 /* Called for each controller request of another type (CMSG_BLKIF_FE...) before it is
  * answered; it may write a response payload into m (msg and length; default length 0). */
@@ -49,6 +50,8 @@ int ctrl_if_call(u32 type, u32 subtype, const void *payload, u32 len);
 
 /* Set by the handler: the SHUTDOWN_* reason + 1 the controller asked for, else 0. */
 extern volatile u32 ctrl_shutdown_request;
+/* The key of the last CMSG_SHUTDOWN_SYSRQ not yet reported, else 0. */
+extern volatile u32 ctrl_sysrq_key;
 /* The last CMSG_MEM_REQUEST target in pages (0: none).  Recorded, not acted on. */
 extern volatile u32 ctrl_mem_target;
 

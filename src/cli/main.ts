@@ -5,7 +5,10 @@
  * module that fails to load (say, mid-way through a change elsewhere in the tree) only
  * loses its own command.
  */
+import { readFileSync } from "node:fs";
 import { Command } from "commander";
+import { XEN_VERSION_NAME } from "../xen/version.js";
+import { fitHelp } from "./help.js";
 
 type Register = (program: Command) => void;
 
@@ -15,10 +18,17 @@ const COMMANDS: [string, () => Promise<Register>][] = [
   ["daemon", () => import("../daemon/cli.js").then((m) => m.registerDaemon)],
   ["xm", () => import("./xm.js").then((m) => m.registerXm)],
   ["web", () => import("./web.js").then((m) => m.registerWeb)],
+  // Last: its script lists the commands registered before it.
+  ["completion", () => import("./completion.js").then((m) => m.registerCompletion)],
 ];
 
 const program = new Command();
 program.name("tsxen").description("a Xen-compatible hypervisor on its own x86-32 CPU");
+fitHelp(program);
+program.version(
+  `tsxen ${(JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as { version: string }).version}: Xen ${XEN_VERSION_NAME} (the interface of March 2005; July 2005's per domain)`,
+  "-V, --version",
+);
 for (const [name, load] of COMMANDS) {
   try {
     (await load())(program);

@@ -150,10 +150,12 @@ export function attachConsole(
     const stdin = process.stdin;
     const raw = stdin.isTTY === true;
     let done = false;
+    let ended = false;
     const finish = (how: "detached" | "closed"): void => {
       if (done) return;
       done = true;
       stdin.off("data", onInput);
+      stdin.off("end", onEnd);
       if (raw) stdin.setRawMode(false);
       stdin.pause();
       // A pipe or socket on stdin would keep the process alive; the console owned it.
@@ -166,6 +168,12 @@ export function attachConsole(
       const part = at < 0 ? data : data.subarray(0, at);
       if (part.length > 0 && ws.readyState === WebSocket.OPEN) ws.send(part);
       if (at >= 0) finish("detached");
+    };
+    // The end of stdin (a pipe or file that has no more) detaches, as Ctrl-] does; the close
+    // handshake lets what tsxend sent before it (the history) arrive first.
+    const onEnd = (): void => {
+      ended = true;
+      if (ws.readyState === WebSocket.OPEN) ws.close(1000);
     };
     ws.on("unexpected-response", (_req, res) => {
       let text = "";
@@ -195,6 +203,7 @@ export function attachConsole(
     ws.on("open", () => {
       if (raw) stdin.setRawMode(true);
       stdin.on("data", onInput);
+      stdin.on("end", onEnd);
       stdin.resume();
       if (process.stderr.isTTY) process.stderr.write(`[attached to ${dom}; Ctrl-] detaches]\r\n`);
     });
@@ -202,7 +211,7 @@ export function attachConsole(
     ws.on("close", (code, reason) => {
       if (!done && code !== 1000 && code !== 1005)
         process.stderr.write(`\r\n[${reason.toString() || "console closed"}]\r\n`);
-      finish("closed");
+      finish(ended ? "detached" : "closed");
     });
   });
 }

@@ -3,11 +3,13 @@
  * named by name or id; errors go to stderr as "xm: <what went wrong>" with exit status 1.
  */
 import { readFileSync } from "node:fs";
-import { resolve } from "node:path";
+import { dirname, resolve } from "node:path";
 import type { Command } from "commander";
-import { looksLikeConfig } from "../tools/config.js";
+import { CONSOLE_RING_SIZE } from "../public/dom0_ops.js";
+import { type ConfigValue, looksLikeConfig, parseDomainConfig, parseOverride } from "../tools/config.js";
 import { attachConsole, type Connection, connection, request, streamed, XmError } from "./xm-client.js";
 import { registerDeviceCommands } from "./xm-devices.js";
+import { formatConfigSxp, registerMoreCommands } from "./xm-more.js";
 
 interface DomainRow {
   id: number;
@@ -89,13 +91,21 @@ function progressBar(label: string): {
 } {
   const tty = process.stderr.isTTY === true;
   let shown = false;
+  // Not a terminal (a pipe, a file): a plain line per phase and per tenth, no \r redraws.
+  let told = "";
   return {
     update(phase, done, total) {
-      if (!tty) return;
       const pct = total === 0 ? 100 : Math.floor((done * 100) / total);
+      const mib = (n: number): string => (n / 1048576).toFixed(1);
+      if (!tty) {
+        const step = `${phase} ${Math.floor(pct / 10)}`;
+        if (step !== told)
+          process.stderr.write(`${label}: ${phase} ${pct}% ${mib(done)}/${mib(total)} MiB\n`);
+        told = step;
+        return;
+      }
       const width = 30;
       const filled = Math.round((pct * width) / 100);
-      const mib = (n: number): string => (n / 1048576).toFixed(1);
       process.stderr.write(
         `\r${label}: ${phase} [${"#".repeat(filled)}${" ".repeat(width - filled)}] ${String(pct).padStart(3)}% ${mib(done)}/${mib(total)} MiB`,
       );
@@ -182,8 +192,9 @@ export function registerXm(program: Command): void {
     .argument("<file>", "the domain configuration file")
     .argument("[vars...]", "variable settings var=value (override the file)")
     .option("-c, --console", "attach to the new domain's console")
+    .option("-n, --dryrun", "print the configuration as it would be sent (SXP), create nothing")
     .action(
-      run(async (file: string, vars: string[], o: { console?: boolean }) => {
+      run(async (file: string, vars: string[], o: { console?: boolean; dryrun?: boolean }) => {
         const path = resolve(file);
         let bytes: Buffer;
         try {
@@ -200,6 +211,19 @@ export function registerXm(program: Command): void {
         }
         for (const v of vars)
           if (!v.includes("=")) throw new XmError(`"${v}" is not a variable setting (expected var=value)`);
+        if (o.dryrun) {
+          const overrides = new Map<string, ConfigValue>();
+          let config: ReturnType<typeof parseDomainConfig>;
+          try {
+            for (const v of vars) overrides.set(...parseOverride(v));
+            config = parseDomainConfig(path, bytes.toString("utf8"), overrides);
+          } catch (e) {
+            throw new XmError((e as Error).message);
+          }
+          for (const w of config.warnings) process.stderr.write(`xm: warning: ${w}\n`);
+          process.stdout.write(formatConfigSxp(config, dirname(path)));
+          return;
+        }
         const c = conn();
         const r = await request<{ domain: DomainRow; warnings: string[] }>(c, "POST", "/domains", {
           file: path,
@@ -242,6 +266,7 @@ export function registerXm(program: Command): void {
     );
 
   registerDeviceCommands(xm, conn, run);
+  registerMoreCommands(xm, conn, run);
   simple("pause", "pause a domain's execution", "pause");
   simple("unpause", "unpause a domain", "unpause");
   simple("destroy", "kill a domain immediately", "destroy");
@@ -250,13 +275,23 @@ export function registerXm(program: Command): void {
     ["shutdown", "shut down"],
     ["reboot", "reboot"],
   ] as const) {
-    xm.command(name)
+    const cmd = xm
+      .command(name)
       .description(`${what} a domain (applies its on_${name === "shutdown" ? "poweroff" : "reboot"} setting)`)
-      .argument("<domain>", "domain name or id")
+      .argument(name === "shutdown" ? "[domain]" : "<domain>", "domain name or id")
       .option("-w, --wait", "wait until the domain has stopped")
-      .option("-t, --timeout <s>", "seconds the guest has to answer the request (default 5)")
-      .action(
-        run(async (dom: string, o: { wait?: boolean; timeout?: string }) => {
+      .option("-t, --timeout <s>", "seconds the guest has to answer the request (default 5)");
+    if (name === "shutdown")
+      cmd
+        .option("-a, --all", "every domain but Domain-0")
+        .option("-R, --reboot", "reboot instead (as xm reboot)")
+        .option("-H, --halt", "power off (the default)");
+    cmd.action(
+      run(
+        async (
+          dom: string | undefined,
+          o: { wait?: boolean; timeout?: string; all?: boolean; reboot?: boolean; halt?: boolean },
+        ) => {
           const c = conn();
           const body: Record<string, number> = {};
           if (o.timeout !== undefined) {
@@ -265,19 +300,52 @@ export function registerXm(program: Command): void {
               throw new XmError(`the timeout must be a number of seconds, not "${o.timeout}"`);
             body.timeout = t;
           }
-          await request(c, "POST", `/domains/${enc(dom)}/${name}`, body);
-          if (o.wait && name === "shutdown") await waitGone(c, dom, "shut down");
-        }),
-      );
+          if (o.reboot && o.halt) throw new XmError("-R (reboot) and -H (halt) ask for opposite things");
+          if (o.all && dom !== undefined) throw new XmError("-a means every domain: name none with it");
+          if (!o.all && dom === undefined) throw new XmError("which domain? (name one, or -a for all)");
+          const action = name === "reboot" || o.reboot ? "reboot" : "shutdown";
+          const rows = (await request<{ domains: DomainRow[] }>(c, "GET", "/domains")).domains;
+          const doms =
+            dom !== undefined
+              ? [dom]
+              : rows.filter((r) => r.id !== 0 && !/[scd]/.test(r.state)).map((r) => r.name);
+          // -w follows each by id: a rebooted domain comes back under its name with a new one.
+          const ids = doms.map((d) => String(rows.find((r) => r.name === d || String(r.id) === d)?.id ?? d));
+          // Asked one after another, as xm did; each failure is said and the rest still asked.
+          const failed: string[] = [];
+          for (const d of doms) {
+            try {
+              await request(c, "POST", `/domains/${enc(d)}/${action}`, body);
+            } catch (e) {
+              if (doms.length === 1) throw e;
+              process.stderr.write(`xm: ${d}: ${(e as Error).message}\n`);
+              failed.push(d);
+            }
+          }
+          if (o.wait)
+            for (const [i, d] of doms.entries())
+              if (!failed.includes(d))
+                await waitGone(c, ids[i], action === "reboot" ? "reboot" : "shut down");
+          if (failed.length > 0)
+            throw new XmError(`${failed.length} of ${doms.length} domains were not asked`);
+        },
+      ),
+    );
   }
 
   xm.command("dmesg")
-    .description("show the hypervisor's console messages")
+    .description(
+      `show Xen's console ring: its messages since boot or the last -c (${CONSOLE_RING_SIZE} bytes; once full, as in Xen, it keeps no more)`,
+    )
     .option("-c, --clear", "clear them after showing")
     .action(
       run(async (o: { clear?: boolean }) => {
         const r = await request<{ text: string }>(conn(), "GET", `/dmesg${o.clear ? "?clear=1" : ""}`);
         process.stdout.write(r.text);
+        if (r.text.length >= CONSOLE_RING_SIZE)
+          process.stderr.write(
+            `xm: Xen's console ring is full (${CONSOLE_RING_SIZE} bytes): later messages were not kept${o.clear ? "" : "; xm dmesg -c clears it"}\n`,
+          );
       }),
     );
 

@@ -4,7 +4,9 @@
  * cleanly on SIGTERM or SIGINT.
  */
 import { writeFileSync } from "node:fs";
+import { resolve } from "node:path";
 import type { Command } from "commander";
+import { uplinkOption } from "../tools/backends/passt.js";
 import { Daemon } from "./daemon.js";
 import { DEFAULT_PORT } from "./port.js";
 import type { Pacing } from "./runloop.js";
@@ -21,6 +23,9 @@ interface DaemonCliOptions {
   pace: string;
   onStop: string;
   portFile?: string;
+  uplink?: string;
+  forward: string[];
+  log?: string;
 }
 
 function whole(text: string, what: string, min: number, max: number): number {
@@ -30,14 +35,16 @@ function whole(text: string, what: string, min: number, max: number): number {
 }
 
 export async function runDaemon(o: DaemonCliOptions): Promise<number> {
-  const err = (m: string): void => void process.stderr.write(`tsxend: ${m}\n`);
+  // Before the daemon (and its log) exists, a bad option is said plainly; then its log says it.
+  let daemon: Daemon | undefined;
+  const err = (m: string): void =>
+    daemon === undefined ? void process.stderr.write(`tsxend: ${m}\n`) : daemon.note(m);
   // The last net: whatever escapes every request's own handler is logged, and the daemon
   // (with every domain on it) runs on. Tests still assert that known paths never get here.
   process.on("uncaughtException", (e) => err(`internal error (tsxend runs on): ${e.stack ?? e.message}`));
   process.on("unhandledRejection", (e) =>
     err(`internal error (tsxend runs on): ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`),
   );
-  let daemon: Daemon;
   try {
     if (o.pace !== "realtime" && o.pace !== "fast")
       throw new Error(`--pace must be realtime or fast, not "${o.pace}"`);
@@ -54,23 +61,26 @@ export async function runDaemon(o: DaemonCliOptions): Promise<number> {
       scheduler: o.sched,
       pacing: o.pace as Pacing,
       onStop: o.onStop,
+      uplink: uplinkOption(o.uplink, o.forward),
+      logFile: o.log === undefined ? undefined : resolve(o.log),
     });
   } catch (e) {
     err((e as Error).message);
     return 2;
   }
+  const started = daemon;
   // Handled from the start: a SIGTERM while the saved domains are restored saves them again.
   const stopped = new Promise<void>((resolve) => {
     const stop = (sig: string): void => {
       err(`${sig}: ${o.onStop === "save" ? "saving" : "stopping"} guests and shutting down`);
-      void daemon.close().then(resolve);
+      void started.close().then(resolve);
     };
     process.once("SIGTERM", () => stop("SIGTERM"));
     process.once("SIGINT", () => stop("SIGINT"));
   });
   let addr: import("node:net").AddressInfo;
   try {
-    addr = await daemon.listen();
+    addr = await started.listen();
   } catch (e) {
     err(`cannot listen on ${o.listen}:${o.port}: ${(e as Error).message}`);
     return 1;
@@ -78,7 +88,7 @@ export async function runDaemon(o: DaemonCliOptions): Promise<number> {
   const host = addr.family === "IPv6" ? `[${addr.address}]` : addr.address;
   process.stdout.write(`tsxend listening on http://${host}:${addr.port}\n`);
   // As Jupyter does: one URL that lets a browser in; the page keeps the token.
-  process.stdout.write(`tsxend dashboard: ${daemon.dashboardUrl()}\n`);
+  process.stdout.write(`tsxend dashboard: ${started.dashboardUrl()}\n`);
   if (o.portFile) writeFileSync(o.portFile, `${addr.port}\n`);
   await stopped;
   return 0;
@@ -114,6 +124,20 @@ export function registerDaemon(program: Command): void {
       "save",
     )
     .option("--port-file <path>", "write the port number here once listening")
+    .option(
+      "--uplink <bridge>",
+      "connect this bridge (e.g. xenbr0) to the outside world through passt: DHCP, the host as the gateway 10.0.2.2",
+    )
+    .option(
+      "--forward <tcp:HOSTPORT:GUESTPORT>",
+      "forward a host port (on 127.0.0.1 unless tcp:ADDR:HOSTPORT:GUESTPORT) to the uplink's guest; repeatable",
+      (v: string, all: string[]) => [...all, v],
+      [] as string[],
+    )
+    .option(
+      "--log <file>",
+      "append the log here, each line stamped (default: tsxend.log in the state directory)",
+    )
     .action(async (o: DaemonCliOptions) => {
       process.exitCode = await runDaemon(o);
     });

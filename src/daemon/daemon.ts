@@ -16,6 +16,8 @@ import {
 import type { AddressInfo } from "node:net";
 import { dirname, isAbsolute, resolve } from "node:path";
 import { type WebSocket, WebSocketServer } from "ws";
+import { bridgeOf } from "../tools/backends/bridge.js";
+import { PasstUplink, type UplinkSpec } from "../tools/backends/passt.js";
 import { type ConfigValue, parseDomainConfig, parseOverride } from "../tools/config.js";
 import { DomainManager, ToolstackError } from "../tools/domains.js";
 import { applyDelta, changedPages, encodeDelta } from "../tools/migrate.js";
@@ -33,6 +35,7 @@ import { xcReadConsole } from "../tools/xc.js";
 import { Hypervisor } from "../xen/hypervisor.js";
 import { deviceRequest, resolveDiskPaths } from "./devices.js";
 import { Guard, type Need, type Refusal } from "./guard.js";
+import { DaemonLog, defaultLogFile } from "./log.js";
 import { tsxendUrl } from "./port.js";
 import { type Pacing, RunLoop } from "./runloop.js";
 import { StateDir } from "./state.js";
@@ -59,8 +62,12 @@ export interface DaemonOptions {
    * Unset (a daemon inside a test), domains are destroyed and nothing is restored.
    */
   onStop?: "save" | "destroy";
-  /** Daemon messages (stderr by default). */
+  /** Daemon messages, unstamped (default: stamped on stderr). */
   log?: (line: string) => void;
+  /** The log file, each line stamped (default: tsxend.log in the state directory; null: none). */
+  logFile?: string | null;
+  /** A bridge connected to the outside world through passt, with its port forwards (--uplink). */
+  uplink?: UplinkSpec;
   /** Where the dashboard's files are (default: dist/web). */
   webDir?: string;
 }
@@ -90,6 +97,8 @@ export class Daemon {
   private readonly server: Server;
   private readonly wss = new WebSocketServer({ noServer: true });
   private readonly log: (line: string) => void;
+  /** tsxend.log: what log() said, stamped (xm log reads it). */
+  private readonly logFile: DaemonLog;
   /** The journal of image files being written, and the domains kept over a restart. */
   private readonly state: StateDir;
   /** Host, Origin, token and body type of every request (src/daemon/guard.ts). */
@@ -97,6 +106,10 @@ export class Daemon {
   /** Saves and restores under way: shutdown waits for them. */
   private readonly pending = new Set<Promise<unknown>>();
   private closing = false;
+  /** The bridge's passt (--uplink), from listen() to close(). */
+  uplink: PasstUplink | null = null;
+  /** When this tsxend began: Domain-0's start in xm uptime. */
+  private readonly startedMs = Date.now();
   /** Live migrations arriving here: the image so far, by session. */
   private readonly incoming = new Map<string, { header: ImageHeader; body: Uint8Array; touched: number }>();
 
@@ -108,9 +121,16 @@ export class Daemon {
       tokenFile: opts.token === undefined ? tokenFile(stateDir) : null,
       allowHosts: opts.allowHosts,
     });
-    this.log = opts.log ?? ((line) => void process.stderr.write(`tsxend: ${line}\n`));
-    this.state = new StateDir(opts.stateDir ?? defaultStateDir());
+    this.state = new StateDir(stateDir);
     this.state.create();
+    this.logFile = new DaemonLog(
+      opts.logFile === undefined ? defaultLogFile(stateDir) : opts.logFile,
+      opts.log === undefined ? (text) => void process.stderr.write(text) : () => {},
+    );
+    this.log = (line) => {
+      opts.log?.(line);
+      this.logFile.write(line);
+    };
     if (opts.onStop !== undefined) this.state.lock();
     this.hv = new Hypervisor({
       memoryMiB: opts.machineMemoryMiB,
@@ -142,6 +162,11 @@ export class Daemon {
     this.server.on("upgrade", (req, socket, head) => this.upgrade(req, socket, head));
   }
 
+  /** A line for tsxend's log (stamped, to its file and stderr): tsxen daemon's own messages. */
+  note(line: string): void {
+    this.log(line);
+  }
+
   private printk(m: string): void {
     this.log(m.replace(/\n$/, ""));
   }
@@ -164,6 +189,20 @@ export class Daemon {
     }
     const addr = this.server.address() as AddressInfo;
     this.guard.listening(addr.port);
+    if (this.opts.uplink !== undefined) {
+      const spec = this.opts.uplink;
+      try {
+        this.uplink = await PasstUplink.start(bridgeOf(this.manager.dom0, spec.bridge), spec, (m) =>
+          this.log(m),
+        );
+      } catch (e) {
+        this.server.close();
+        this.state.close();
+        throw e;
+      }
+      // Stopped while passt started: close() has run already.
+      if (this.closing) this.uplink.stop();
+    }
     this.loop.start();
     if (this.opts.onStop !== undefined) {
       // close() waits for it, and it stops at the next image once close() has begun.
@@ -183,6 +222,7 @@ export class Daemon {
     await this.loop.stop();
     if (this.opts.onStop === "save") await this.saveAll();
     this.manager.destroyAll();
+    this.uplink?.stop();
     this.state.close();
     for (const ws of this.wss.clients) ws.close(1001, "tsxend is shutting down");
     this.server.closeAllConnections();
@@ -242,7 +282,8 @@ export class Daemon {
         // A migrating domain, sent by another tsxend (xm migrate): its image, or with --live
         // a first image then page deltas (src/tools/migrate.ts).
         const bytes = await readBytes(req, this.opts.machineMemoryMiB * 2 ** 20 + MAX_BODY);
-        if (!url.pathname.includes("/live")) return sendJson(res, 201, this.adoptImage(bytes));
+        if (!url.pathname.includes("/live"))
+          return sendJson(res, 201, this.adoptImage(bytes, "arrived by migration"));
         return this.receiveLive(receive[1], receive[2], bytes, res);
       }
       // xm create may carry the kernel and ramdisk themselves (the dashboard's uploads).
@@ -288,6 +329,8 @@ export class Daemon {
     const parts = path.slice(API.length).split("/").filter(Boolean).map(decodeURIComponent);
     const [top, ref, action] = parts;
     if (method === "GET" && top === "info" && parts.length === 1) return sendJson(res, 200, m.physinfo());
+    if (method === "GET" && top === "log" && parts.length === 1)
+      return sendJson(res, 200, { file: this.logFile.file, text: this.logFile.tail() });
     if (method === "GET" && top === "dmesg" && parts.length === 1) {
       // Xen's console ring, read by dom0 with DOM0_READCONSOLE (xc_readconsolering).
       const text = xcReadConsole(this.manager.dom0, { clear: url.searchParams.get("clear") === "1" });
@@ -330,9 +373,14 @@ export class Daemon {
         m.unpause(d);
         break;
       case "shutdown":
-      case "reboot": {
+      case "reboot":
+      case "sysrq": {
         // The guest is asked over its control interface; the loop must run for it to answer.
-        const answered = m.shutdown(d, action === "reboot" ? "reboot" : "poweroff", timeoutMs(body.timeout));
+        const t = timeoutMs(body.timeout);
+        const answered =
+          action === "sysrq"
+            ? m.sysrq(d, str(body.key, "key"), t)
+            : m.shutdown(d, action === "reboot" ? "reboot" : "poweroff", t);
         this.loop.kick();
         await answered;
         this.loop.kick();
@@ -395,6 +443,7 @@ export class Daemon {
       cpu: 0,
       state: "r-----",
       cpuTimeNs: dom0 ? dom0.vcpus[0].cpuTimeNs : 0,
+      startedMs: this.startedMs,
     });
     return rows;
   }
@@ -452,12 +501,20 @@ export class Daemon {
   private async save(id: number, path: string, res: ServerResponse): Promise<void> {
     if (!isAbsolute(path))
       throw new ToolstackError(`the save path must be absolute (xm resolves it), not "${path}"`);
-    await this.moveOut(id, res, "saving", async (image, m, progress) => {
-      await writeImageFile(path, image, progress, this.state.writes).catch((e: Error) => {
-        throw new Error(`cannot write ${path}: ${e.message.replace(/^.*?: /, "")}; the domain keeps running`);
-      });
-      return { ok: true, path, bytes: image.length, name: m.config.name };
-    });
+    await this.moveOut(
+      id,
+      res,
+      "saving",
+      async (image, m, progress) => {
+        await writeImageFile(path, image, progress, this.state.writes).catch((e: Error) => {
+          throw new Error(
+            `cannot write ${path}: ${e.message.replace(/^.*?: /, "")}; the domain keeps running`,
+          );
+        });
+        return { ok: true, path, bytes: image.length, name: m.config.name };
+      },
+      () => `saved to ${path}`,
+    );
   }
 
   /**
@@ -474,6 +531,8 @@ export class Daemon {
       m: ReturnType<DomainManager["find"]>,
       progress: (done: number, total: number) => void,
     ) => Promise<Record<string, unknown>>,
+    /** What happened, for the log ("saved to FILE"), from ship's answer. */
+    said: (answer: Record<string, unknown>) => string,
   ): Promise<void> {
     const m = this.manager.find(id);
     const wasPaused = m.domain.paused;
@@ -488,7 +547,9 @@ export class Daemon {
     const stream = startProgress(res);
     const work = ship(image, m, (done, total) => stream.progress(phase, done, total))
       .then((answer) => {
-        this.manager.destroy(m);
+        // It lives on in the image (or over there): not "destroyed" in the log.
+        this.manager.destroy(m, false);
+        this.log(`domain ${id} (${m.config.name}) ${said(answer)}`);
         stream.done(answer);
       })
       .catch((e: Error) => {
@@ -535,10 +596,11 @@ export class Daemon {
           this.state.writes,
         );
         this.log(`saved ${what} to ${path}`);
+        this.manager.destroy(m, false);
       } catch (e) {
         this.log(`cannot save ${what}, so it is lost: ${(e as Error).message}`);
+        this.manager.destroy(m);
       }
-      this.manager.destroy(m);
     }
   }
 
@@ -547,7 +609,7 @@ export class Daemon {
     for (const saved of this.state.saved()) {
       if (this.closing) return;
       try {
-        const { domain } = this.adoptImage(await readImageFile(saved.path, () => {}));
+        const { domain } = this.adoptImage(await readImageFile(saved.path, () => {}), null);
         const m = this.manager.find((domain as { id: number }).id);
         if (saved.paused) this.manager.pause(m);
         await unlink(saved.path);
@@ -577,7 +639,7 @@ export class Daemon {
         return stream.done({ error: `cannot read ${path}: ${(e as Error).message.replace(/^.*?: /, "")}` });
       }
       try {
-        stream.done(this.adoptImage(bytes));
+        stream.done(this.adoptImage(bytes, `restored from ${path}`));
       } catch (e) {
         stream.done({ error: (e as Error).message });
       }
@@ -586,8 +648,11 @@ export class Daemon {
     await work;
   }
 
-  /** Restores a saved (or migrating) domain's image here; the answer names the new domain. */
-  private adoptImage(bytes: Uint8Array): { ok: true; domain: unknown } {
+  /**
+   * Restores a saved (or migrating) domain's image here; the answer names the new domain.
+   * `how` ("restored from FILE") goes to the log; null: the caller says it.
+   */
+  private adoptImage(bytes: Uint8Array, how: string | null): { ok: true; domain: unknown } {
     const peek = peekName(bytes);
     if (peek !== null && this.manager.byName(peek) !== undefined) {
       throw new ToolstackError(
@@ -596,7 +661,8 @@ export class Daemon {
       );
     }
     const { domain, header } = restoreDomain(this.hv, bytes, (d) => this.manager.discard(d));
-    const managed = this.manager.adopt(domain, header.config, null, header.startInfoVa);
+    const managed = this.manager.adopt(domain, header.config, null, header.startInfoVa, false);
+    if (how !== null) this.log(`domain ${domain.id} (${header.config.name}) ${how}`);
     const history = Buffer.from(header.console ?? "", "base64");
     if (history.length > 0) {
       managed.console.push(history);
@@ -618,12 +684,20 @@ export class Daemon {
     res: ServerResponse,
   ): Promise<void> {
     const target = migrationTarget(to);
-    await this.moveOut(id, res, "sending", async (image, m, progress) => {
-      const answer = await sendBytes(target, "/receive", image, token, progress).catch((e: Error) => {
-        throw new Error(`cannot migrate ${m.config.name} to ${target}: ${e.message}; it keeps running here`);
-      });
-      return { ok: true, to: target, bytes: image.length, domain: answer.domain };
-    });
+    await this.moveOut(
+      id,
+      res,
+      "sending",
+      async (image, m, progress) => {
+        const answer = await sendBytes(target, "/receive", image, token, progress).catch((e: Error) => {
+          throw new Error(
+            `cannot migrate ${m.config.name} to ${target}: ${e.message}; it keeps running here`,
+          );
+        });
+        return { ok: true, to: target, bytes: image.length, domain: answer.domain };
+      },
+      () => `migrated to ${target}`,
+    );
   }
 
   /**
@@ -685,7 +759,8 @@ export class Daemon {
         token,
       );
       const downtimeMs = Math.round(performance.now() - t0);
-      this.manager.destroy(m);
+      this.manager.destroy(m, false);
+      this.log(`domain ${id} (${m.config.name}) migrated live to ${target} (stopped for ${downtimeMs} ms)`);
       stream.done({
         ok: true,
         to: target,
@@ -746,7 +821,7 @@ export class Daemon {
     if (header === null) throw new ToolstackError("the last step of a live migration carries the header");
     if (header.pfns.join() !== s.header.pfns.join())
       throw new ToolstackError("the domain's page list changed during the migration", 409);
-    sendJson(res, 201, this.adoptImage(encodeImage(header, s.body)));
+    sendJson(res, 201, this.adoptImage(encodeImage(header, s.body), "arrived by live migration"));
   }
 
   /**
@@ -812,10 +887,29 @@ export class Daemon {
     // A malformed frame or a reset closes this console only.
     ws.on("error", (e) => this.log(`console of domain ${id}: ${e.message}`));
     if (history) ws.send(this.manager.consoleHistory(m));
+    // A domain that has stopped (kept by on_poweroff/on_crash = preserve) says nothing more:
+    // its history, then the console closes saying so, at once or when it stops.
+    const stopped = (why: string | undefined): void =>
+      ws.close(4000, `domain ${id} (${m.config.name}) has stopped${why ? `: ${why}` : ""}`.slice(0, 120));
+    let info: ReturnType<DomainManager["info"]>;
+    try {
+      info = this.manager.info(m);
+    } catch (e) {
+      ws.close(4004, (e as Error).message.slice(0, 120));
+      return;
+    }
+    if (/[sc]/.test(info.state)) {
+      stopped(info.crashReason ?? info.shutdownReason);
+      return;
+    }
     const unwatch = this.manager.watchConsole(id, (bytes) => {
       if (bytes.length === 0) ws.close(4000, `domain ${id} is gone`);
       else ws.send(bytes);
     });
+    const unwatchEvents = this.manager.onEvent((e) => {
+      if (e.kind === "stopped" && e.id === id) stopped(e.reason);
+    });
+    ws.on("close", unwatchEvents);
     ws.on("message", (data: Buffer) => {
       // To the guest's console as xend's console controller sent it: CMSG_CONSOLE over its
       // control interface once it uses one, else Xen's console ring (console_io read).

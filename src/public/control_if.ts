@@ -55,6 +55,9 @@ export const CmsgShutdown = Object.freeze({
   SYSRQ: 3,
 } as const);
 
+/** shutdown_sysrq_t, CMSG_SHUTDOWN_SYSRQ's payload (4 bytes): the key XenLinux hands to handle_sysrq. */
+export const ShutdownSysrq = Object.freeze({ key: 0, SIZE: 4 } as const);
+
 /** CMSG_MEM_REQUEST subtype and mem_request_t (8 bytes). */
 export const CMSG_MEM_REQUEST_SET = 0;
 export const MemRequest = Object.freeze({ target: 0, status: 4, SIZE: 8 } as const);

@@ -10,12 +10,13 @@
  * reboot, change its memory footprint.
  */
 import { readFileSync } from "node:fs";
-import { CMSG_MEM_REQUEST_SET, Cmsg, CmsgShutdown, MemRequest } from "../public/control_if.js";
+import { CMSG_MEM_REQUEST_SET, Cmsg, CmsgShutdown, MemRequest, ShutdownSysrq } from "../public/control_if.js";
 import { SchedId } from "../public/sched_ctl.js";
 import { SHUTDOWN_NAMES, Shutdown, VirqMar } from "../public/xen.js";
 import { DEFAULT_ABI } from "../xen/abi.js";
 import type { Domain } from "../xen/domain.js";
 import type { Hypervisor } from "../xen/hypervisor.js";
+import { XEN_VERSION_NAME } from "../xen/version.js";
 import type { BlkifController, BlockDevice } from "./backends/blkif_ctl.js";
 import { attachDevices, detachDevices } from "./backends/devices.js";
 import type { NetifController, NetworkDevice } from "./backends/netif_ctl.js";
@@ -64,6 +65,8 @@ export interface DomainInfo {
   /** Xen's state letters: r running, b blocked, p paused, s shut down, c crashed, d dying. */
   state: string;
   cpuTimeNs: number;
+  /** Wall-clock time (ms since 1970) it began running in this tsxend. */
+  startedMs: number;
   /** Why it stopped (poweroff, reboot, suspend, crash), when it has. */
   shutdownReason?: string;
   crashReason?: string;
@@ -104,6 +107,8 @@ export interface ManagedDomain {
   restarts: number;
   /** The stop was handled (on_* applied) already. */
   stopHandled: boolean;
+  /** Wall-clock time it began running here (created, restored or arrived): xm uptime. */
+  startedMs: number;
   crashReason?: string;
   /** The controller's end of its control interface (MAR domains), null when it has none. */
   control: ControlInterface | null;
@@ -208,6 +213,7 @@ export class DomainManager {
       cmdline: m.config.cmdline,
       kernel: m.config.kernel,
       restarts: m.restarts,
+      startedMs: m.startedMs,
     };
   }
 
@@ -317,6 +323,7 @@ export class DomainManager {
       restarts: 0,
       stopHandled: false,
       control,
+      startedMs: Date.now(),
     };
     this.managed.set(domain.id, m);
     try {
@@ -443,8 +450,14 @@ export class DomainManager {
     return m.blkif;
   }
 
-  /** Adopts a domain made elsewhere (restore). */
-  adopt(domain: Domain, config: DomainConfig, boot: BootFiles | null, startInfoVa: number): ManagedDomain {
+  /** Adopts a domain made elsewhere (restore); announce: say "created" (a caller may say more). */
+  adopt(
+    domain: Domain,
+    config: DomainConfig,
+    boot: BootFiles | null,
+    startInfoVa: number,
+    announce = true,
+  ): ManagedDomain {
     const m: ManagedDomain = {
       domain,
       config,
@@ -456,6 +469,7 @@ export class DomainManager {
       restarts: 0,
       stopHandled: false,
       control: null,
+      startedMs: Date.now(),
     };
     // The restored domain's end of its control channel lost its peer; bind it to dom0 again
     // (port 1, now unbound towards dom0). A domain that had none keeps none.
@@ -475,7 +489,7 @@ export class DomainManager {
       this.hv.log(`domain ${config.name}: devices not attached after restore: ${(e as Error).message}`);
     }
     this.managed.set(domain.id, m);
-    this.emit({ kind: "created", id: domain.id, name: config.name });
+    if (announce) this.emit({ kind: "created", id: domain.id, name: config.name });
     return m;
   }
 
@@ -527,6 +541,38 @@ export class DomainManager {
     timeoutMs = SHUTDOWN_ANSWER_MS,
   ): Promise<void> {
     const what = reason === "reboot" ? "reboot" : "shut down";
+    await this.ask(
+      m,
+      what,
+      `the ${reason} request`,
+      reason === "reboot" ? CmsgShutdown.REBOOT : CmsgShutdown.POWEROFF,
+      new Uint8Array(0),
+      timeoutMs,
+    );
+  }
+
+  /**
+   * xm sysrq: CMSG_SHUTDOWN_SYSRQ carrying the key (shutdown_sysrq_t), which XenLinux's
+   * shutdown handler passes to handle_sysrq. Resolves once the guest has answered.
+   */
+  async sysrq(m: ManagedDomain, key: string, timeoutMs = SHUTDOWN_ANSWER_MS): Promise<void> {
+    if (!/^[\x21-\x7e]$/.test(key))
+      throw new ToolstackError(`a sysrq key is one printable character, not ${JSON.stringify(key)}`);
+    const payload = new Uint8Array(ShutdownSysrq.SIZE);
+    payload[ShutdownSysrq.key] = key.charCodeAt(0);
+    this.requireRunning(m, `send sysrq ${key} to`);
+    await this.ask(m, `take sysrq ${key}`, `sysrq ${key}`, CmsgShutdown.SYSRQ, payload, timeoutMs);
+  }
+
+  /** A CMSG_SHUTDOWN request answered by the guest within timeoutMs, or a ToolstackError. */
+  private async ask(
+    m: ManagedDomain,
+    what: string,
+    request: string,
+    subtype: number,
+    payload: Uint8Array,
+    timeoutMs: number,
+  ): Promise<void> {
     const x = this.requireRunning(m, what);
     const name = m.config.name;
     if (m.control === null || !m.control.connected)
@@ -541,10 +587,7 @@ export class DomainManager {
       );
     let answer: Promise<unknown>;
     try {
-      answer = m.control.request(
-        Cmsg.SHUTDOWN,
-        reason === "reboot" ? CmsgShutdown.REBOOT : CmsgShutdown.POWEROFF,
-      );
+      answer = m.control.request(Cmsg.SHUTDOWN, subtype, payload);
     } catch (e) {
       throw new ToolstackError(`cannot ask domain "${name}" to ${what}: ${(e as Error).message}`, 409);
     }
@@ -556,7 +599,7 @@ export class DomainManager {
     clearTimeout(timer);
     if (got === "timeout" || got === null) {
       throw new ToolstackError(
-        `domain "${name}" did not answer the ${reason} request within ${timeoutMs / 1000} s: ` +
+        `domain "${name}" did not answer ${request} within ${timeoutMs / 1000} s: ` +
           `its kernel does not listen on the control interface; xm destroy stops it`,
         504,
       );
@@ -754,7 +797,7 @@ export class DomainManager {
       scheduler: schedName(sched),
     };
     if (sched === SchedId.BVT) out.ctx_allow_ns = xcBvtCtxAllow(this.dom0);
-    out.xen_version = "2.0 (tsxen)";
+    out.xen_version = XEN_VERSION_NAME;
     return out;
   }
 

@@ -8,6 +8,7 @@
 import { _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_PRESENT, _PAGE_RW } from "../public/arch_x86_32.js";
 import {
   CONSOLE_RING_CLEAR,
+  CONSOLE_RING_SIZE,
   CREATEDOMAIN_ANY_CPU,
   DOM0_INTERFACE_VERSION,
   DOM0_INTERFACE_VERSION_JUL,
@@ -803,7 +804,8 @@ export function xcSetTime(dom0: Dom0, secs: number, usecs: number, systemTimeNs:
 /** DOM0_READCONSOLE: up to `count` bytes of Xen's console ring, optionally clearing it. */
 export function xcReadConsole(dom0: Dom0, opts: { count?: number; clear?: boolean } = {}): string {
   const R = Dom0ReadConsole;
-  const count = opts.count ?? 16392;
+  // xend read into 32 KiB, more than the ring holds: the whole ring.
+  const count = opts.count ?? 2 * CONSOLE_RING_SIZE;
   let va = 0;
   const r = xcOp(dom0, "DOM0_READCONSOLE", Dom0Cmd.READCONSOLE, (u, alloc) => {
     va = alloc(count);

@@ -5,12 +5,20 @@ import {
   VmAssistCmd,
   XEN_EXTRAVERSION,
   XEN_EXTRAVERSION_LEN,
+  XEN_VERSION_MAJOR,
+  XEN_VERSION_MINOR,
   XEN_VERSION_VALUE,
   XenCompileInfoJul,
   XenVer,
 } from "../public/xen.js";
 import type { Vcpu } from "./domain.js";
 import type { Hypervisor } from "./hypervisor.js";
+
+/**
+ * The name of the Xen tsxen is (xm info, the dashboard, tsxen --version): what xen_version and
+ * XENVER_extraversion return, as Xen's tree of March 2005 called itself.
+ */
+export const XEN_VERSION_NAME = `${XEN_VERSION_MAJOR}.${XEN_VERSION_MINOR}${XEN_EXTRAVERSION}`;
 
 /** What tsxen reports as its build in XENVER_compile_info (JUL): it is not a gcc build of Xen. */
 const COMPILE_INFO = Object.freeze({
