@@ -76,6 +76,18 @@ export function parseUplink(bridge: string, forwards: readonly string[] = []): U
   return { bridge, forwards: fs };
 }
 
+/** tsxend's and tsxen run's --uplink BRIDGE with its --forward entries (which need an uplink). */
+export function uplinkOption(
+  bridge: string | undefined,
+  forwards: readonly string[] = [],
+): UplinkSpec | undefined {
+  if (bridge === undefined) {
+    if (forwards.length > 0) throw new Error("--forward needs --uplink BRIDGE (the bridge passt serves)");
+    return undefined;
+  }
+  return parseUplink(bridge, forwards);
+}
+
 /** The uplink's counters. */
 export interface UplinkStats {
   /** Frames (and bytes) passed to passt, and taken from it onto the bridge. */
