@@ -20,6 +20,7 @@ import {
   StreamUplink,
   UPLINK_NET,
 } from "../src/tools/backends/passt.js";
+import { pidGone, until } from "./helpers/domain-shell.js";
 
 const GUEST_MAC = "00:16:3e:00:00:01";
 const OTHER_MAC = "00:16:3e:00:00:02";
@@ -208,14 +209,6 @@ class RawPort implements BridgePort {
   }
 }
 
-async function until(what: string, check: () => boolean, ms = 3000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
 describe("passt uplink: options", () => {
   it("parses --forward and --uplink, and says what is wrong", () => {
     assert.deepEqual(parseForward("tcp:8080:80"), {
@@ -314,7 +307,7 @@ describe("passt uplink: stream framing against a fake passt", () => {
     b.send(dhcp(OTHER_MAC, 1, 8)); // a second guest's DHCP: the uplink is taken
     a.send(arp);
     assert.equal(uplink.stats.refused, 2);
-    await until("two frames at passt", () => written().length === 2);
+    await until("two frames at passt", () => written().length === 2, 3000);
     assert.deepEqual(
       written().map((f) => Buffer.from(f).toString("hex")),
       [discover, arp].map((f) => Buffer.from(f).toString("hex")),
@@ -338,7 +331,7 @@ describe("passt uplink: stream framing against a fake passt", () => {
     peer.write(all.subarray(0, all.length - 50));
     await new Promise((r) => setTimeout(r, 20));
     peer.write(all.subarray(all.length - 50));
-    await until("three good frames", () => a.got.length - gotA === 3);
+    await until("three good frames", () => a.got.length - gotA === 3, 3000);
     assert.deepEqual(
       a.got.slice(gotA).map((f) => f.length),
       [60, 1514, 100],
@@ -354,7 +347,7 @@ describe("passt uplink: stream framing against a fake passt", () => {
     const bad = Buffer.alloc(8);
     bad.writeUInt32BE(0x7fffffff, 0);
     peer.write(bad);
-    await until("the uplink closed", () => closed === 1);
+    await until("the uplink closed", () => closed === 1, 3000);
     assert.match(logs.join("\n"), /2147483647-byte frame length: the stream is out of step/);
     assert.deepEqual(bridge.portNames().sort(), ["vifA", "vifB"]);
   });
@@ -566,18 +559,7 @@ describe("passt uplink: the real passt", { skip: passtMissing }, () => {
     assert.ok(pid !== undefined && pid > 0);
     up.stop();
     assert.deepEqual(bridge.portNames().sort(), ["vifG", "vifO"]);
-    await until(
-      "passt to exit",
-      () => {
-        try {
-          process.kill(pid, 0);
-          return false;
-        } catch {
-          return true;
-        }
-      },
-      3000,
-    );
+    await until("passt to exit", () => pidGone(pid), 3000);
     assert.ok(
       logs.some((l) => /br-passt: uplink through passt \(pid \d+\), guest 10\.0\.2\.15\/24/.test(l)),
       logs.join("\n"),
