@@ -40,7 +40,7 @@ export interface PortForward {
   guestPort: number;
 }
 
-/** tsxend's --uplink and --forward (tsxen run's too). */
+/** tsxend's --uplink and its --forward entries. */
 export interface UplinkSpec {
   bridge: string;
   forwards: PortForward[];
@@ -76,7 +76,7 @@ export function parseUplink(bridge: string, forwards: readonly string[] = []): U
   return { bridge, forwards: fs };
 }
 
-/** tsxend's and tsxen run's --uplink BRIDGE with its --forward entries (which need an uplink). */
+/** tsxend's --uplink BRIDGE with its --forward entries (which need an uplink). */
 export function uplinkOption(
   bridge: string | undefined,
   forwards: readonly string[] = [],
