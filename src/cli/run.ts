@@ -18,6 +18,7 @@ import {
   looksLikeConfig,
   parseDiskSpec,
   parseDomainConfig,
+  parseOverride,
   parseVifSpec,
   type VifSpec,
 } from "../tools/config.js";
@@ -40,6 +41,8 @@ export interface RunOptions {
   disk?: string[];
   /** --vif "mac=...,bridge=..." (repeatable), as a configuration's vif entries. */
   vif?: string[];
+  /** name=value variables for a configuration file (xm create's), e.g. vmid=1. */
+  vars?: string[];
 }
 
 function wholeNumber(text: string, what: string): number {
@@ -146,11 +149,16 @@ function readBoot(kernelPath: string, opts: RunOptions): Boot {
   const image = read(kernelPath, "kernel");
   const ramdisk = opts.ramdisk === undefined ? undefined : read(opts.ramdisk, "ramdisk");
   const extra = deviceOptions(opts);
-  if (!looksLikeConfig(image))
+  const vars = opts.vars ?? [];
+  if (!looksLikeConfig(image)) {
+    if (vars.length > 0)
+      throw new Error(`${vars[0]}: variables are for a configuration file, and ${kernelPath} is a kernel`);
     return { name: basename(kernelPath), image, ramdisk, cmdline: opts.cmdline, ...extra };
+  }
   // A domain configuration file: boot the kernel (and ramdisk) it names, with its settings;
   // --cmdline and --ramdisk win over the file's.
-  const config = parseDomainConfig(kernelPath, Buffer.from(image).toString("utf8"));
+  const overrides = new Map(vars.map(parseOverride));
+  const config = parseDomainConfig(kernelPath, Buffer.from(image).toString("utf8"), overrides);
   for (const w of config.warnings) process.stderr.write(`tsxen: warning: ${w}\n`);
   const here = dirname(kernelPath);
   return {
@@ -263,6 +271,7 @@ export function registerRun(program: Command): void {
       "[kernel]",
       "the guest kernel (an ELF with a __xen_guest section) or a domain configuration file; default: the bundled hello guest",
     )
+    .argument("[vars...]", "name=value variables for a configuration file, as xm create takes (vmid=1)")
     .option("--memory <MiB>", "the domain's memory in MiB", "32")
     .option("--seconds <N>", "stop after N seconds of guest time")
     .option("--cmdline <text>", "the guest's command line", "")
@@ -283,7 +292,7 @@ export function registerRun(program: Command): void {
       "--abi <revision>",
       `the guest interface revision (${ABI_NAMES.join(", ")}; default ${DEFAULT_ABI}, or the config file's abi)`,
     )
-    .action(async (kernel: string | undefined, opts: RunOptions) => {
-      process.exitCode = await runKernel(kernel ?? BUNDLED_GUEST, opts);
+    .action(async (kernel: string | undefined, vars: string[], opts: RunOptions) => {
+      process.exitCode = await runKernel(kernel ?? BUNDLED_GUEST, { ...opts, vars });
     });
 }

@@ -153,7 +153,7 @@ export function parseDiskSpec(text: string): DiskSpec {
 
 // ------------------------------------------------------------------------------------ lexer
 
-type TokenKind = "name" | "string" | "number" | "op" | "newline" | "eof";
+type TokenKind = "name" | "string" | "number" | "op" | "newline" | "indent" | "dedent" | "eof";
 interface Token {
   kind: TokenKind;
   text: string;
@@ -162,7 +162,32 @@ interface Token {
   column: number;
 }
 
-const OPERATORS = new Set(["=", "[", "]", "(", ")", ",", "+", "-", "*", "%"]);
+/** Longest first, so that "==" is not read as "=" "=". */
+const OPERATORS = [
+  "==",
+  "!=",
+  "<=",
+  ">=",
+  "//",
+  "+=",
+  "-=",
+  "*=",
+  "=",
+  "[",
+  "]",
+  "(",
+  ")",
+  ",",
+  ":",
+  ".",
+  "+",
+  "-",
+  "*",
+  "/",
+  "%",
+  "<",
+  ">",
+];
 const ESCAPES: Record<string, string> = {
   n: "\n",
   t: "\t",
@@ -173,22 +198,57 @@ const ESCAPES: Record<string, string> = {
   "0": "\0",
 };
 
+/** What the configuration language is, for the errors that meet something outside it. */
+const SUBSET =
+  "tsxen reads a subset of Python: assignments, if/elif/else, import os/sys, int(), str(), arithmetic, comparisons, % formatting and lists";
+
 function tokenize(file: string, text: string): Token[] {
   const tokens: Token[] = [];
   let line = 1;
   let col = 1;
   let depth = 0; // inside brackets, newlines do not end a statement (as in Python)
   let i = 0;
+  let lineStart = true;
+  const indents = [0];
   const fail = (msg: string, c = col): never => {
     throw new ConfigError(file, line, c, msg);
   };
+  const push = (kind: TokenKind, t: string, column = col): void =>
+    void tokens.push({ kind, text: t, line, column });
   while (i < text.length) {
+    if (lineStart && depth === 0) {
+      // Python's blocks: a deeper line opens one, a shallower one closes those it leaves.
+      lineStart = false;
+      let width = 0;
+      let j = i;
+      for (; text[j] === " " || text[j] === "\t"; j++)
+        width = text[j] === "\t" ? (width + 8) & ~7 : width + 1;
+      col += j - i;
+      i = j;
+      const next = text[i];
+      if (next !== undefined && next !== "\n" && next !== "\r" && next !== "#") {
+        if (width > indents[indents.length - 1]) {
+          indents.push(width);
+          push("indent", "");
+        }
+        while (width < indents[indents.length - 1]) {
+          indents.pop();
+          push("dedent", "");
+        }
+        if (width !== indents[indents.length - 1])
+          fail("this line's indentation matches no enclosing block", 1);
+      }
+      continue;
+    }
     const ch = text[i];
     if (ch === "\n") {
-      if (depth === 0) tokens.push({ kind: "newline", text: "\n", line, column: col });
+      const last = tokens[tokens.length - 1];
+      // Blank lines end nothing (as in Python): one newline per statement.
+      if (depth === 0 && last !== undefined && last.kind !== "newline") push("newline", "\n");
       i++;
       line++;
       col = 1;
+      lineStart = depth === 0;
       continue;
     }
     if (ch === " " || ch === "\t" || ch === "\r") {
@@ -246,31 +306,94 @@ function tokenize(file: string, text: string): Token[] {
     }
     const name = /^[A-Za-z_]\w*/.exec(text.slice(i, i + 200));
     if (name) {
-      tokens.push({ kind: "name", text: name[0], line, column: start });
+      push("name", name[0]);
       i += name[0].length;
       col += name[0].length;
       continue;
     }
-    if (OPERATORS.has(ch)) {
-      if (ch === "[" || ch === "(") depth++;
-      if (ch === "]" || ch === ")") depth = Math.max(0, depth - 1);
-      tokens.push({ kind: "op", text: ch, line, column: start });
-      i++;
-      col++;
+    const op = OPERATORS.find((o) => text.startsWith(o, i));
+    if (op !== undefined) {
+      if (op === "[" || op === "(") depth++;
+      if (op === "]" || op === ")") depth = Math.max(0, depth - 1);
+      push("op", op);
+      i += op.length;
+      col += op.length;
       continue;
     }
     fail(`unexpected character "${ch}"`);
   }
-  tokens.push({ kind: "eof", text: "", line, column: col });
+  const last = tokens[tokens.length - 1];
+  if (last !== undefined && last.kind !== "newline") push("newline", "\n");
+  for (let k = indents.length; k > 1; k--) push("dedent", "");
+  push("eof", "");
   return tokens;
 }
 
 // ----------------------------------------------------------------------------------- parser
 
 const CONSTANTS: Record<string, ConfigValue> = { True: true, False: false, None: null };
+/** Imports accepted because configs carry them by habit; nothing of theirs can be used. */
+const HARMLESS_MODULES = new Set(["os", "sys", "re", "string"]);
+/** Python statements outside the subset: named in the error rather than misread. */
+const UNSUPPORTED_STATEMENTS = new Set([
+  "def",
+  "class",
+  "for",
+  "while",
+  "try",
+  "except",
+  "finally",
+  "raise",
+  "return",
+  "lambda",
+  "with",
+  "del",
+  "global",
+  "print",
+  "exec",
+  "assert",
+  "yield",
+  "break",
+  "continue",
+]);
+const COMPARISONS = new Set(["==", "!=", "<", "<=", ">", ">="]);
+
+/** Python's truth: 0, "", [], None and False are false. */
+function truthy(v: ConfigValue): boolean {
+  if (Array.isArray(v)) return v.length > 0;
+  return v !== null && v !== false && v !== 0 && v !== "";
+}
+
+/** Python's str() of a value. */
+function pyStr(v: ConfigValue): string {
+  if (typeof v === "string") return v;
+  return pyRepr(v);
+}
+
+/** Python's repr() of a value. */
+function pyRepr(v: ConfigValue): string {
+  if (v === null) return "None";
+  if (v === true) return "True";
+  if (v === false) return "False";
+  if (typeof v === "number") return String(v);
+  if (typeof v === "string") return `'${v.replace(/\\/g, "\\\\").replace(/'/g, "\\'")}'`;
+  return `[${v.map(pyRepr).join(", ")}]`;
+}
+
+function equal(a: ConfigValue, b: ConfigValue): boolean {
+  if (Array.isArray(a) && Array.isArray(b)) return a.length === b.length && a.every((x, k) => equal(x, b[k]));
+  // As in Python, True == 1 and False == 0.
+  const n = (x: ConfigValue): ConfigValue => (x === true ? 1 : x === false ? 0 : x);
+  return n(a) === n(b);
+}
 
 class Parser {
   private pos = 0;
+  /** Inside an untaken if/else branch: the syntax is read, nothing is evaluated or assigned. */
+  private skipping = false;
+  private readonly modules = new Set<string>();
+  private onAssign: (name: string, value: ConfigValue, line: number) => void = () => {};
+
   constructor(
     private readonly file: string,
     private readonly tokens: Token[],
@@ -288,40 +411,315 @@ class Parser {
   private describe(t: Token): string {
     if (t.kind === "newline") return "the end of the line";
     if (t.kind === "eof") return "the end of the file";
+    if (t.kind === "indent" || t.kind === "dedent") return "a change of indentation";
     return `"${t.text}"`;
   }
 
-  /** The whole file: `name = expression` statements. Returns each name's line. */
+  private isOp(text: string): boolean {
+    return this.tok.kind === "op" && this.tok.text === text;
+  }
+
+  private isName(text: string): boolean {
+    return this.tok.kind === "name" && this.tok.text === text;
+  }
+
+  private expectOp(text: string, what: string): void {
+    if (!this.isOp(text)) this.fail(`expected "${text}" ${what}, found ${this.describe(this.tok)}`);
+    this.pos++;
+  }
+
+  /** The whole file: statements; `onAssign` sees each assignment that runs, with its line. */
   parseFile(onAssign: (name: string, value: ConfigValue, line: number) => void): void {
-    while (this.tok.kind !== "eof") {
-      if (this.tok.kind === "newline") {
+    this.onAssign = onAssign;
+    while (this.tok.kind !== "eof") this.statement();
+  }
+
+  /** One value and nothing after it: a command line's name=value. */
+  wholeValue(): ConfigValue {
+    const v = this.expression();
+    this.endOfStatement("the value");
+    return v;
+  }
+
+  /** After a value the statement ends: the newline (or the end of the file). */
+  private endOfStatement(what: string): void {
+    const t = this.tok;
+    if (t.kind === "newline") this.pos++;
+    else if (t.kind !== "eof") this.fail(`unexpected ${this.describe(t)} after ${what}`, t);
+  }
+
+  private statement(): void {
+    const t = this.tok;
+    if (t.kind === "newline") {
+      this.pos++;
+      return;
+    }
+    if (t.kind === "indent")
+      this.fail("unexpected indentation (only the lines of an if, elif or else block are indented)");
+    if (t.kind !== "name") this.fail(`expected a setting name (like memory = 64), found ${this.describe(t)}`);
+    switch (t.text) {
+      case "import":
+        this.importStatement();
+        return;
+      case "from":
+        this.fail(`"from ... import" is not supported: ${SUBSET}`);
+        break;
+      case "if":
+        this.ifStatement();
+        return;
+      case "pass":
         this.pos++;
-        continue;
-      }
-      const target = this.tok;
-      if (target.kind !== "name")
-        this.fail(`expected a setting name (like memory = 64), found ${this.describe(target)}`);
-      if (target.text in CONSTANTS) this.fail(`cannot assign to ${target.text}`);
-      this.pos++;
-      if (this.tok.kind !== "op" || this.tok.text !== "=") {
+        this.endOfStatement('"pass"');
+        return;
+      case "elif":
+      case "else":
+        this.fail(`"${t.text}" without an if before it`);
+    }
+    if (UNSUPPORTED_STATEMENTS.has(t.text)) this.fail(`"${t.text}" is not supported: ${SUBSET}`);
+    this.assignment();
+  }
+
+  /** import os, sys: accepted and without effect; other modules are refused by name. */
+  private importStatement(): void {
+    this.pos++;
+    for (;;) {
+      const m = this.tok;
+      if (m.kind !== "name") this.fail(`expected a module name after "import", found ${this.describe(m)}`);
+      if (!HARMLESS_MODULES.has(m.text))
         this.fail(
-          `expected "=" after "${target.text}" (settings are written name = value), found ${this.describe(this.tok)}`,
+          `import ${m.text} is not supported: tsxen accepts import os and import sys (and nothing uses them)`,
         );
-      }
       this.pos++;
-      const value = this.expression();
-      const after: Token = this.tokens[this.pos];
-      if (after.kind !== "newline" && after.kind !== "eof") {
-        this.fail(`unexpected ${this.describe(after)} after the value of "${target.text}"`, after);
+      this.modules.add(m.text);
+      if (!this.isOp(",")) break;
+      this.pos++;
+    }
+    this.endOfStatement("the import");
+  }
+
+  private ifStatement(): void {
+    const outer = this.skipping;
+    let done = outer; // a branch has run, or the whole if is in an untaken branch
+    do {
+      this.pos++; // "if" or "elif"
+      this.skipping = done;
+      const cond = this.expression();
+      const run = !done && truthy(cond);
+      this.skipping = !run;
+      this.block();
+      done ||= run;
+    } while (this.isName("elif"));
+    if (this.isName("else")) {
+      this.pos++;
+      this.skipping = done;
+      this.block();
+    }
+    this.skipping = outer;
+  }
+
+  /** ":" then a statement on the same line, or an indented block on the lines below. */
+  private block(): void {
+    this.expectOp(":", "at the end of the if, elif or else line");
+    if (this.tok.kind !== "newline") {
+      this.statement();
+      return;
+    }
+    const indent = this.tokens[++this.pos];
+    if (indent.kind !== "indent")
+      this.fail('expected an indented block after the line ending with ":"', indent);
+    this.pos++;
+    // (this.tok is re-read each time: the statements move on.)
+    const here = (): TokenKind => this.tok.kind;
+    while (here() !== "dedent" && here() !== "eof") this.statement();
+    if (here() === "dedent") this.pos++;
+  }
+
+  /** name = value, or name += value (-=, *=). */
+  private assignment(): void {
+    const target = this.tok;
+    if (target.text in CONSTANTS) this.fail(`cannot assign to ${target.text}`);
+    this.pos++;
+    const op = this.tok;
+    if (op.kind !== "op" || !["=", "+=", "-=", "*="].includes(op.text)) {
+      if (op.kind === "op" && (op.text === "." || op.text === "(")) {
+        const attr = this.tokens[this.pos + 1];
+        const what = op.text === "(" ? "()" : `.${attr.kind === "name" ? attr.text : ""}`;
+        this.fail(`"${target.text}${what}" is not supported: ${SUBSET}`, target);
       }
-      this.vars.set(target.text, value);
-      onAssign(target.text, value, target.line);
+      this.fail(
+        `expected "=" after "${target.text}" (settings are written name = value), found ${this.describe(op)}`,
+      );
+    }
+    this.pos++;
+    let value = this.expression();
+    this.endOfStatement(`the value of "${target.text}"`);
+    if (this.skipping) return;
+    if (op.text !== "=") value = this.binary({ ...op, text: op.text[0] }, this.lookup(target), value);
+    this.vars.set(target.text, value);
+    this.onAssign(target.text, value, target.line);
+  }
+
+  private lookup(t: Token): ConfigValue {
+    if (t.text in CONSTANTS) return CONSTANTS[t.text];
+    const v = this.vars.get(t.text);
+    if (v === undefined && !this.skipping)
+      this.fail(
+        `"${t.text}" is not defined (set it earlier in the file or on the command line as ${t.text}=value)`,
+        t,
+      );
+    return v ?? null;
+  }
+
+  /** Whether the expression starting here is `a if condition else b`: an "if" at this depth. */
+  private conditionalAhead(): boolean {
+    let depth = 0;
+    for (let k = this.pos; ; k++) {
+      const t = this.tokens[k];
+      if (t.kind !== "op" && t.kind !== "name" && t.kind !== "string" && t.kind !== "number") return false;
+      if (t.kind === "op") {
+        if (t.text === "(" || t.text === "[") depth++;
+        else if (t.text === ")" || t.text === "]") {
+          if (depth === 0) return false;
+          depth--;
+        } else if (depth === 0 && (t.text === "," || t.text === ":")) return false;
+      } else if (depth === 0 && t.kind === "name" && (t.text === "if" || t.text === "else")) {
+        return t.text === "if";
+      }
     }
   }
 
+  /** A value; Python's conditional expression `a if condition else b` evaluates the condition first. */
   expression(): ConfigValue {
+    if (!this.conditionalAhead()) return this.orTest();
+    const start = this.pos;
+    const outer = this.skipping;
+    // a comes first in the text but counts only if the condition holds: an error in it waits.
+    // (Evaluating has no effects, so reading a once is enough, and nesting stays linear.)
+    let a: ConfigValue = null;
+    let aError: ConfigError | null = null;
+    try {
+      a = this.orTest();
+    } catch (e) {
+      if (!(e instanceof ConfigError)) throw e;
+      aError = e;
+      this.pos = start;
+      this.skipping = true;
+      this.orTest();
+    }
+    this.skipping = outer;
+    if (!this.isName("if")) this.fail(`unexpected ${this.describe(this.tok)}`);
+    this.pos++;
+    const cond = truthy(this.orTest());
+    if (!this.isName("else"))
+      this.fail(`expected "else" in "... if ... else ...", found ${this.describe(this.tok)}`);
+    this.pos++;
+    this.skipping = outer || cond;
+    const b = this.expression();
+    this.skipping = outer;
+    if (!cond) return b;
+    if (aError !== null) throw aError;
+    return a;
+  }
+
+  /** `or` and `and` short-circuit, as in Python: the side not needed is not evaluated. */
+  private orTest(): ConfigValue {
+    let left = this.andTest();
+    while (this.isName("or")) {
+      this.pos++;
+      const outer = this.skipping;
+      this.skipping = outer || truthy(left);
+      const right = this.andTest();
+      this.skipping = outer;
+      if (!truthy(left)) left = right;
+    }
+    return left;
+  }
+
+  private andTest(): ConfigValue {
+    let left = this.notTest();
+    while (this.isName("and")) {
+      this.pos++;
+      const outer = this.skipping;
+      this.skipping = outer || !truthy(left);
+      const right = this.notTest();
+      this.skipping = outer;
+      if (truthy(left)) left = right;
+    }
+    return left;
+  }
+
+  private notTest(): ConfigValue {
+    if (this.isName("not")) {
+      this.pos++;
+      return !truthy(this.notTest());
+    }
+    return this.comparison();
+  }
+
+  /** a < b <= c chains as in Python; also in, not in, is, is not. */
+  private comparison(): ConfigValue {
+    let left = this.arith();
+    let result: ConfigValue = true;
+    let chained = false;
+    for (;;) {
+      const t = this.tok;
+      let op: string;
+      if (t.kind === "op" && COMPARISONS.has(t.text)) op = t.text;
+      else if (this.isName("in")) op = "in";
+      else if (this.isName("is")) op = "is";
+      else if (this.isName("not") && this.tokens[this.pos + 1].text === "in") op = "not in";
+      else break;
+      this.pos += op === "not in" ? 2 : 1;
+      if (op === "is" && this.isName("not")) {
+        op = "is not";
+        this.pos++;
+      }
+      const right = this.arith();
+      chained = true;
+      if (!this.skipping && result === true) result = this.compare({ ...t, text: op }, left, right);
+      left = right;
+    }
+    return chained ? (this.skipping ? null : result) : left;
+  }
+
+  private compare(op: Token, a: ConfigValue, b: ConfigValue): boolean {
+    switch (op.text) {
+      case "==":
+        return equal(a, b);
+      case "!=":
+        return !equal(a, b);
+      case "is":
+        return a === b;
+      case "is not":
+        return a !== b;
+      case "in":
+      case "not in": {
+        let found: boolean;
+        if (Array.isArray(b)) found = b.some((x) => equal(x, a));
+        else if (typeof b === "string" && typeof a === "string") found = b.includes(a);
+        else this.fail(`cannot test ${typeName(a)} "in" ${typeName(b)}`, op);
+        return op.text === "in" ? found : !found;
+      }
+    }
+    const order =
+      typeof a === "number" && typeof b === "number"
+        ? a - b
+        : typeof a === "string" && typeof b === "string"
+          ? a < b
+            ? -1
+            : a > b
+              ? 1
+              : 0
+          : this.fail(`cannot compare ${typeName(a)} and ${typeName(b)} with "${op.text}"`, op);
+    if (op.text === "<") return order < 0;
+    if (op.text === "<=") return order <= 0;
+    if (op.text === ">") return order > 0;
+    return order >= 0;
+  }
+
+  private arith(): ConfigValue {
     let left = this.term();
-    while (this.tok.kind === "op" && (this.tok.text === "+" || this.tok.text === "-")) {
+    while (this.isOp("+") || this.isOp("-")) {
       const op = this.tok;
       this.pos++;
       const right = this.term();
@@ -332,7 +730,7 @@ class Parser {
 
   private term(): ConfigValue {
     let left = this.unary();
-    while (this.tok.kind === "op" && (this.tok.text === "*" || this.tok.text === "%")) {
+    while (this.isOp("*") || this.isOp("%") || this.isOp("/") || this.isOp("//")) {
       const op = this.tok;
       this.pos++;
       const right = this.unary();
@@ -342,14 +740,34 @@ class Parser {
   }
 
   private unary(): ConfigValue {
-    if (this.tok.kind === "op" && this.tok.text === "-") {
+    if (this.isOp("-") || this.isOp("+")) {
       const op = this.tok;
       this.pos++;
       const v = this.unary();
-      if (typeof v !== "number") this.fail("only a number can be negated", op);
-      return -v;
+      if (this.skipping) return null;
+      if (typeof v !== "number") this.fail(`only a number can be signed with "${op.text}"`, op);
+      return op.text === "-" ? -v : v;
     }
-    return this.primary();
+    return this.postfix();
+  }
+
+  /** A value, then indexes: disk[0], name[-1]. */
+  private postfix(): ConfigValue {
+    let v = this.primary();
+    while (this.isOp("[")) {
+      const open = this.tok;
+      this.pos++;
+      const index = this.expression();
+      this.expectOp("]", "after the index");
+      if (this.skipping) continue;
+      if (!Array.isArray(v) && typeof v !== "string") this.fail(`cannot index ${typeName(v)}`, open);
+      if (typeof index !== "number")
+        this.fail(`an index must be a whole number, not ${typeName(index)}`, open);
+      const k = index < 0 ? v.length + index : index;
+      if (k < 0 || k >= v.length) this.fail(`index ${index} is out of range (length ${v.length})`, open);
+      v = v[k];
+    }
+    return v;
   }
 
   private primary(): ConfigValue {
@@ -370,35 +788,28 @@ class Parser {
         return t.value as number;
       case "name": {
         this.pos++;
-        if (t.text in CONSTANTS) return CONSTANTS[t.text];
-        const v = this.vars.get(t.text);
-        if (v === undefined)
-          this.fail(
-            `"${t.text}" is not defined (set it earlier in the file or on the command line as ${t.text}=value)`,
-            t,
-          );
-        return v;
+        if (this.isOp(".")) {
+          const attr = this.tokens[this.pos + 1];
+          const what = `${t.text}.${attr?.kind === "name" ? attr.text : ""}`;
+          if (this.modules.has(t.text))
+            this.fail(
+              `${what} is not supported: import ${t.text} is accepted, but nothing of it can be used`,
+              t,
+            );
+          this.fail(`"${what}" is not supported: ${SUBSET}`, t);
+        }
+        if (this.isOp("(")) return this.call(t);
+        if (UNSUPPORTED_STATEMENTS.has(t.text)) this.fail(`"${t.text}" is not supported: ${SUBSET}`, t);
+        return this.lookup(t);
       }
       case "op":
         if (t.text === "[" || t.text === "(") {
           const close = t.text === "[" ? "]" : ")";
           this.pos++;
-          const items: ConfigValue[] = [];
-          let sawComma = false;
-          while (!(this.tok.kind === "op" && this.tok.text === close)) {
-            if (this.tok.kind === "eof") this.fail(`"${t.text}" opened at line ${t.line} is never closed`, t);
-            items.push(this.expression());
-            if (this.tok.kind === "op" && this.tok.text === ",") {
-              sawComma = true;
-              this.pos++;
-            } else if (!(this.tok.kind === "op" && this.tok.text === close)) {
-              this.fail(`expected "," or "${close}" in the list, found ${this.describe(this.tok)}`);
-            }
-          }
-          this.pos++;
+          const items = this.items(t, close);
           // (x) is just x; (x,) and [x] are sequences.
-          if (t.text === "(" && items.length === 1 && !sawComma) return items[0];
-          return items;
+          if (t.text === "(" && items.values.length === 1 && !items.sawComma) return items.values[0];
+          return items.values;
         }
         this.fail(`expected a value, found ${this.describe(t)}`);
         break;
@@ -407,8 +818,66 @@ class Parser {
     }
   }
 
+  /** Comma-separated values up to `close` (the opening bracket has been read). */
+  private items(open: Token, close: string): { values: ConfigValue[]; sawComma: boolean } {
+    const values: ConfigValue[] = [];
+    let sawComma = false;
+    while (!this.isOp(close)) {
+      if (this.tok.kind === "eof")
+        this.fail(`"${open.text}" opened at line ${open.line} is never closed`, open);
+      values.push(this.expression());
+      if (this.isOp(",")) {
+        sawComma = true;
+        this.pos++;
+      } else if (!this.isOp(close)) {
+        this.fail(`expected "," or "${close}" in the list, found ${this.describe(this.tok)}`);
+      }
+    }
+    this.pos++;
+    return { values, sawComma };
+  }
+
+  /** int(x[, base]) and str(x); no other function exists here. */
+  private call(fn: Token): ConfigValue {
+    if (fn.text !== "int" && fn.text !== "str")
+      this.fail(`${fn.text}() is not supported: of Python's functions tsxen has int() and str()`, fn);
+    const open = this.tok;
+    this.pos++;
+    const args = this.items(open, ")").values;
+    const max = fn.text === "int" ? 2 : 1;
+    if (args.length === 0 || args.length > max)
+      this.fail(`${fn.text}() takes ${max === 1 ? "one value" : "a value and an optional base"}`, fn);
+    if (this.skipping) return null;
+    const [v, base] = args;
+    if (fn.text === "str") return pyStr(v);
+    if (base !== undefined && (typeof base !== "number" || base < 2 || base > 36 || typeof v !== "string"))
+      this.fail("int(text, base) needs a string and a base from 2 to 36", fn);
+    if (typeof v === "number") return v;
+    if (typeof v === "boolean") return v ? 1 : 0;
+    if (typeof v === "string") {
+      const radix = (base as number | undefined) ?? 10;
+      const digits = v.trim().replace(/^[+-]/, "");
+      const ok =
+        digits !== "" &&
+        [...digits.toLowerCase()].every((c) => {
+          const d = Number.parseInt(c, 36);
+          return !Number.isNaN(d) && d < radix;
+        });
+      const n = Number.parseInt(v.trim(), radix);
+      if (ok && Number.isSafeInteger(n)) return n;
+    }
+    this.fail(`int() cannot read ${pyRepr(v)} as a whole number`, fn);
+  }
+
   private binary(op: Token, a: ConfigValue, b: ConfigValue): ConfigValue {
+    if (this.skipping) return null;
     const both = (type: string): boolean => typeof a === type && typeof b === type;
+    const repeat = (seq: ConfigValue, n: ConfigValue): ConfigValue | undefined => {
+      if (typeof n !== "number") return undefined;
+      if (typeof seq === "string") return seq.repeat(Math.max(0, n));
+      if (Array.isArray(seq)) return Array.from({ length: Math.max(0, n) }, () => seq).flat(1);
+      return undefined;
+    };
     switch (op.text) {
       case "+":
         if (both("number")) return (a as number) + (b as number);
@@ -418,32 +887,43 @@ class Parser {
       case "-":
         if (both("number")) return (a as number) - (b as number);
         break;
-      case "*":
+      case "*": {
         if (both("number")) return (a as number) * (b as number);
+        const r = repeat(a, b) ?? repeat(b, a);
+        if (r !== undefined) return r;
         break;
+      }
+      case "/":
+      case "//":
       case "%":
         if (both("number")) {
+          // Whole numbers only: / divides as Python 2 (xm's Python) did, rounding down.
           if (b === 0) this.fail("division by zero", op);
-          return (a as number) % (b as number);
+          const q = Math.floor((a as number) / (b as number));
+          return op.text === "%" ? (a as number) - q * (b as number) : q;
         }
-        if (typeof a === "string") return this.format(op, a, Array.isArray(b) ? b : [b]);
+        if (op.text === "%" && typeof a === "string") return this.format(op, a, Array.isArray(b) ? b : [b]);
         break;
     }
     this.fail(`cannot apply "${op.text}" to ${typeName(a)} and ${typeName(b)}`, op);
   }
 
-  /** Python's "fmt" % args for %s %d %i %x %X %%. */
+  /** Python's "fmt" % args for %s %r %d %i %x %X %%. */
   private format(op: Token, fmt: string, args: ConfigValue[]): string {
     let k = 0;
-    const out = fmt.replace(/%([-0]?\d*)([sdixX%])/g, (_m, flags: string, conv: string) => {
+    const out = fmt.replace(/%([-0]?\d*)(.?)/g, (_m, flags: string, conv: string) => {
       if (conv === "%") return "%";
+      if (!"srdixX".includes(conv) || conv === "")
+        this.fail(`the % format "${fmt}" has %${flags}${conv}; tsxen knows %s %r %d %i %x %X %%`, op);
       if (k >= args.length) this.fail(`not enough values for the % format "${fmt}"`, op);
       const v = args[k++];
       let s: string;
-      if (conv === "s") s = typeof v === "string" ? v : JSON.stringify(v);
+      if (conv === "s") s = pyStr(v);
+      else if (conv === "r") s = pyRepr(v);
       else {
-        if (typeof v !== "number") this.fail(`%${conv} needs a number, got ${typeName(v)}`, op);
-        s = conv === "x" ? v.toString(16) : conv === "X" ? v.toString(16).toUpperCase() : String(v);
+        const n = typeof v === "boolean" ? Number(v) : v;
+        if (typeof n !== "number") this.fail(`%${conv} needs a number, got ${typeName(v)}`, op);
+        s = conv === "x" ? n.toString(16) : conv === "X" ? n.toString(16).toUpperCase() : String(n);
       }
       const width = Number.parseInt(flags.replace(/^[-0]/, ""), 10) || 0;
       if (flags.startsWith("-")) return s.padEnd(width);
@@ -473,10 +953,10 @@ export function parseOverride(arg: string): [string, ConfigValue] {
     throw new Error(`"${arg}" is not a variable setting (expected name=value)`);
   const text = arg.slice(eq + 1);
   if (/^\s*(-?\d|0x|["'[(])/.test(text)) {
-    const tokens = tokenize("command line", text);
+    const tokens = tokenize("command line", text.trim());
     const p = new Parser(`command line (${name})`, tokens, new Map());
     try {
-      return [name, p.expression()];
+      return [name, p.wholeValue()];
     } catch {
       // Not an expression after all: keep the text.
     }
@@ -737,7 +1217,8 @@ export function parseDomainConfig(
 
 /**
  * Does this look like a configuration file rather than a kernel image? ELF images start with
- * \x7fELF; a configuration file is text whose first statement is an assignment.
+ * \x7fELF; a configuration file is text whose first statement is an assignment, an import or
+ * another Python statement (which the parser then accepts or names as unsupported).
  */
 export function looksLikeConfig(bytes: Uint8Array): boolean {
   if (bytes.length >= 4 && bytes[0] === 0x7f && bytes[1] === 0x45 && bytes[2] === 0x4c && bytes[3] === 0x46)
@@ -748,5 +1229,5 @@ export function looksLikeConfig(bytes: Uint8Array): boolean {
     const c = head.charCodeAt(i);
     if (c < 0x20 && c !== 9 && c !== 10 && c !== 12 && c !== 13) return false;
   }
-  return /^\s*(#[^\n]*\n\s*)*[A-Za-z_]\w*\s*=/.test(head);
+  return /^\s*(#[^\n]*\n\s*)*([A-Za-z_]\w*\s*[-+*]?=[^=]|(import|from|if|def)\s)/.test(head);
 }
