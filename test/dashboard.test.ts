@@ -186,6 +186,34 @@ describe("the tsxend dashboard in Chromium", { skip: noChromium }, () => {
     await page.close();
   });
 
+  it("Domain-0's Console explains that dom0 is tsxend and shows Xen's console ring instead", async () => {
+    const { daemon, url } = await dashboardDaemon(webDir);
+    daemons.push(daemon);
+    daemon.hv.log("a message for dom0's console");
+    const page = await browser.newPage();
+    const errors: string[] = [];
+    page.on("pageerror", (e) => errors.push(e.message));
+    await page.goto(url);
+    await page.waitForFunction(() => /CPU\(s\)/.test(document.getElementById("host")?.textContent ?? ""));
+    await page
+      .locator("#domains tr", { hasText: "Domain-0" })
+      .getByRole("button", { name: "Console" })
+      .click();
+    await page.waitForFunction(
+      () => /for dom0's console/.test(document.querySelector(".xterm-rows")?.textContent ?? ""),
+      null,
+      { timeout: 20_000 },
+    );
+    const screen = (await page.textContent(".xterm-rows")) ?? "";
+    assert.match(screen, /Domain-0 is tsxend itself/);
+    assert.match(screen, /\(XEN\) tsxen hypervisor: 128 MiB/);
+    assert.match(screen, /\(XEN\) a message for dom0's console/);
+    assert.doesNotMatch(screen, /console closed/);
+    assert.match((await page.textContent("#console-name")) ?? "", /of domain 0 \(Domain-0\)/);
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+
   it("names the line of a bad configuration", async () => {
     const { daemon, url } = await dashboardDaemon(webDir);
     daemons.push(daemon);

@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -100,6 +100,71 @@ describe("the web page in Chromium", { skip: noChromium }, () => {
       (await page.textContent("#status")) ?? "",
       /^domain 2 shut down: poweroff \(guest time [\d.]+ s\)$/,
     );
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+
+  it("boots the kernel its URL names (?kernel=…&cmdline=…&memory=…) at once, as v86's page does", async () => {
+    const page = await browser.newPage();
+    const errors: string[] = [];
+    page.on("pageerror", (e) => errors.push(e.message));
+    await page.goto(`${url}?kernel=hello.elf&cmdline=${encodeURIComponent("from the address")}&memory=16`);
+    await page.waitForFunction(
+      () => /shut down/.test(document.getElementById("status")?.textContent ?? ""),
+      null,
+      {
+        timeout: 60_000,
+      },
+    );
+    const screen = (await page.textContent(".xterm-rows")) ?? "";
+    assert.match(screen, /cmdline="from the address"/);
+    assert.match(screen, /nr_pages=4096 /, "16 MiB");
+    assert.equal(await page.inputValue("#memory"), "16");
+    const missing = await browser.newPage();
+    await missing.goto(`${url}?kernel=nosuch.elf`);
+    await missing.waitForFunction(() => document.getElementById("status")?.className === "error");
+    assert.equal(await missing.textContent("#status"), "cannot fetch the kernel nosuch.elf: HTTP 404");
+    const big = await browser.newPage();
+    await big.goto(`${url}?kernel=hello.elf&memory=4000`);
+    await big.waitForFunction(() => document.getElementById("status")?.className === "error");
+    assert.equal(
+      await big.textContent("#status"),
+      'memory must be a whole number of MiB from 1 to 96, not "4000"',
+    );
+    assert.deepEqual(errors, []);
+    for (const p of [page, missing, big]) await p.close();
+  });
+
+  it("boots a kernel dropped on the page, with a dropped initrd as its module", async () => {
+    const page = await browser.newPage();
+    const errors: string[] = [];
+    page.on("pageerror", (e) => errors.push(e.message));
+    await page.goto(url);
+    const initrd = randomBytes(5000);
+    const kernel = readFileSync(guestPath("ev_ctrl_shell"));
+    // What a browser makes of a drag from the file manager: a drop event with two files.
+    await page.evaluate(
+      ([k, i]) => {
+        const dt = new DataTransfer();
+        const bytes = (b64: string) => Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+        dt.items.add(new File([bytes(i)], "initrd.img"));
+        dt.items.add(new File([bytes(k)], "ctrl_shell.elf"));
+        document.body.dispatchEvent(
+          new DragEvent("drop", { dataTransfer: dt, bubbles: true, cancelable: true }),
+        );
+      },
+      [kernel.toString("base64"), initrd.toString("base64")],
+    );
+    await page.waitForFunction(
+      () => /ctrl> /.test(document.querySelector(".xterm-rows")?.textContent ?? ""),
+      null,
+      {
+        timeout: 60_000,
+      },
+    );
+    const screen = (await page.textContent(".xterm-rows")) ?? "";
+    // The shell reports its module's size and hash: the dropped initrd's.
+    assert.match(screen, new RegExp(`module: start=0x[0-9a-f]+ len=5000 fnv=${fnv1a(initrd)}`));
     assert.deepEqual(errors, []);
     await page.close();
   });

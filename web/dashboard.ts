@@ -136,11 +136,36 @@ async function migrate(d: DomainInfo): Promise<unknown> {
   });
 }
 
+/**
+ * Domain-0's console: dom0 here is tsxend itself, a Node.js process, not a kernel with a
+ * console of its own. On a 2005 machine dom0's console was the machine's (serial line or VGA),
+ * where Xen's own messages appeared: the page says so and shows those, Xen's console ring.
+ */
+async function explainDom0Console(): Promise<void> {
+  const text = [
+    "Domain-0 is tsxend itself: the toolstack (xend's part) running in Node.js, which",
+    "builds and drives the other domains. It runs no guest kernel, so there is no console",
+    "to attach to. On a 2005 machine dom0's console was the machine's own (serial or VGA),",
+    "where Xen printed its messages; those are Xen's console ring, shown below (xm dmesg).",
+    "tsxend's own log is on its stderr and in tsxend.log in its state directory (xm log).",
+    "",
+  ];
+  term.write(`\x1b[36m${text.join("\r\n")}\x1b[0m\r\n`);
+  const { text: ring } = await api<{ text: string }>("GET", "/dmesg");
+  term.write(ring.replace(/\n/g, "\r\n"));
+}
+
 function attachConsole(d: DomainInfo): void {
   consoleSocket?.close();
+  consoleSocket = null;
   term.reset();
   consoleDomain = d.id;
   $<HTMLSpanElement>("console-name").textContent = `of domain ${d.id} (${d.name})`;
+  if (d.id === 0) {
+    void explainDom0Console().catch((e: Error) => say(e.message, "error"));
+    void refresh();
+    return;
+  }
   const q = token === "" ? "" : `?token=${encodeURIComponent(token)}`;
   const ws = new WebSocket(
     `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}${API}/domains/${d.id}/console${q}`,
