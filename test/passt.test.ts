@@ -20,7 +20,10 @@ import {
   StreamUplink,
   UPLINK_NET,
 } from "../src/tools/backends/passt.js";
+import { parseDomainConfig } from "../src/tools/config.js";
+import { startDaemon } from "./helpers/daemon.js";
 import { pidGone, until } from "./helpers/domain-shell.js";
+import { guestPath } from "./support/guests.js";
 
 const GUEST_MAC = "00:16:3e:00:00:01";
 const OTHER_MAC = "00:16:3e:00:00:02";
@@ -579,3 +582,37 @@ async function gatewayMac(port: RawPort): Promise<string> {
   );
   return mac.map((x) => x.toString(16).padStart(2, "0")).join(":");
 }
+
+describe("passt uplink: our C netfront through netback and passt", { skip: passtMissing }, () => {
+  it("takes a DHCP offer and the gateway's ARP answer, received by page flipping", async () => {
+    const d = await startDaemon({ pacing: "realtime", uplink: parseUplink("xenbr0") });
+    try {
+      const m = d.daemon.manager;
+      const cfg = parseDomainConfig(
+        "/nonexistent/dhcp.cfg",
+        `kernel = "netfront"\nname = "dhcp"\nmemory = 4\nextra = "role=dhcp"\non_poweroff = "preserve"\nvif = ['mac=${GUEST_MAC}, bridge=xenbr0']\n`,
+      );
+      const dom = m.find(m.create(cfg, { kernel: readFileSync(guestPath("ev_netfront")) }).id);
+      const text = (): string => Buffer.from(m.consoleHistory(dom)).toString("latin1");
+      await until("the guest's checks", () => /DONE passed=\d+ failed=\d+/.test(text()), 30_000);
+      const out = text();
+      assert.deepEqual(
+        out.split("\n").filter((l) => l.startsWith("FAIL")),
+        [],
+        out,
+      );
+      assert.match(
+        out,
+        new RegExp(`^OFFER yiaddr=${UPLINK_NET.guest} router=${UPLINK_NET.gateway}$`, "m"),
+        out,
+      );
+      assert.match(out, /^ROUTER mac=(?!00:00:00:00:00:00)[0-9a-f]{2}(:[0-9a-f]{2}){5}$/m, out);
+      assert.equal(d.daemon.uplink?.port.owner, GUEST_MAC);
+      const vif = m.networkList(dom)[0];
+      assert.ok(vif.rxPackets >= 2, `the guest received ${vif.rxPackets} frames`);
+      assert.equal(vif.txErrors, 0);
+    } finally {
+      await d.daemon.close();
+    }
+  });
+});

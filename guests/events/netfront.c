@@ -12,6 +12,10 @@
  * of sizes up to 1514 and checks each PONG, then sends what a broken frontend would (a runt, an
  * oversized frame, one crossing its page, frames that are not ours): each must be refused with
  * NETIF_RSP_ERROR, and garbage ring indices must get the interface disconnected.
+ *
+ * "role=dhcp" is alone on a bridge with a passt uplink (test/passt.test.ts): it
+ * broadcasts a DHCP DISCOVER until an OFFER comes (bounded), prints the address and router
+ * offered, then asks ARP for the router and prints the answer.
  */
 #include "lib.h"
 #include "ctrl_if.h"
@@ -247,6 +251,152 @@ static void ping(void)
 	}
 }
 
+/* The Internet checksum of n bytes (big-endian words). */
+static u16 csum(const u8 *p, u32 n)
+{
+	u32 acc = 0, i;
+	for (i = 0; i + 1 < n; i += 2)
+		acc += (u32)(p[i] << 8 | p[i + 1]);
+	if (n & 1)
+		acc += (u32)p[n - 1] << 8;
+	while (acc >> 16)
+		acc = (acc & 0xffff) + (acc >> 16);
+	return (u16)~acc;
+}
+
+static void put16(u8 *p, u32 v) { p[0] = (u8)(v >> 8); p[1] = (u8)v; }
+static u32 get16(const u8 *p) { return (u32)(p[0] << 8 | p[1]); }
+
+#define DHCP_XID 0x7a5e0001u
+
+/* A DHCP DISCOVER (RFC 2131) from us, broadcast, in txbuf[2]; returns its length. */
+static u32 dhcp_discover(void)
+{
+	u8 *f = txbuf[2], *ip = f + 14, *udp = ip + 20, *b = udp + 8;
+	memset(f, 0, 14 + 20 + 8 + 300);
+	memcpy(f, broadcast, 6);
+	memcpy(f + 6, my_mac, 6);
+	put16(f + 12, 0x0800);
+	ip[0] = 0x45;
+	put16(ip + 2, 20 + 8 + 300);
+	ip[8] = 64;
+	ip[9] = 17;
+	memset(ip + 16, 0xff, 4); /* from 0.0.0.0 to 255.255.255.255 */
+	put16(ip + 10, csum(ip, 20));
+	put16(udp, 68);
+	put16(udp + 2, 67);
+	put16(udp + 4, 8 + 300); /* UDP checksum 0: none, as IPv4 allows */
+	b[0] = 1;
+	b[1] = 1;
+	b[2] = 6;
+	b[4] = DHCP_XID >> 24; b[5] = DHCP_XID >> 16 & 0xff; b[6] = DHCP_XID >> 8 & 0xff; b[7] = DHCP_XID & 0xff;
+	b[10] = 0x80; /* answer by broadcast */
+	memcpy(b + 28, my_mac, 6);
+	b[236] = 0x63; b[237] = 0x82; b[238] = 0x53; b[239] = 0x63;
+	b[240] = 53; b[241] = 1; b[242] = 1; /* DISCOVER */
+	b[243] = 55; b[244] = 2; b[245] = 1; b[246] = 3; /* want the netmask and router */
+	b[247] = 255;
+	return 14 + 20 + 8 + 300;
+}
+
+/* An OFFER for our DISCOVER in frame f: the address offered and the router (0 if none). */
+static int dhcp_offer(const u8 *f, int n, u8 *yiaddr, u8 *router)
+{
+	const u8 *ip = f + 14, *udp, *b;
+	int i, l4;
+	if (n < 14 + 20 + 8 + 240 || get16(f + 12) != 0x0800 || ip[9] != 17)
+		return 0;
+	l4 = 14 + (ip[0] & 15) * 4;
+	udp = f + l4;
+	b = udp + 8;
+	if (get16(udp) != 67 || get16(udp + 2) != 68 || b[0] != 2 || b[4] != DHCP_XID >> 24 ||
+	    b[7] != (DHCP_XID & 0xff) || l4 + 8 + 240 > n)
+		return 0;
+	memcpy(yiaddr, b + 16, 4);
+	memset(router, 0, 4);
+	for (i = l4 + 8 + 240; i + 1 < n && f[i] != 255;) {
+		if (f[i] == 0) {
+			i++;
+			continue;
+		}
+		if (f[i] == 53 && f[i + 2] != 2)
+			return 0; /* not an OFFER */
+		if (f[i] == 3 && f[i + 1] >= 4 && i + 6 <= n)
+			memcpy(router, f + i + 2, 4);
+		i += 2 + f[i + 1];
+	}
+	return 1;
+}
+
+/* An ARP request from `ip` for `target`, broadcast, in txbuf[3]; returns its length. */
+static u32 arp_request(const u8 *ip, const u8 *target)
+{
+	u8 *f = txbuf[3];
+	static const u8 head[8] = { 0, 1, 8, 0, 6, 4, 0, 1 };
+	memset(f, 0, 60);
+	memcpy(f, broadcast, 6);
+	memcpy(f + 6, my_mac, 6);
+	put16(f + 12, 0x0806);
+	memcpy(f + 14, head, 8);
+	memcpy(f + 22, my_mac, 6);
+	memcpy(f + 28, ip, 4);
+	memcpy(f + 38, target, 4);
+	return 60;
+}
+
+/* Waits (bounded) for a received frame `match` accepts; every frame goes back as a buffer. */
+static int await_frame(int (*match)(const u8 *, int), u64 timeout_ns)
+{
+	u64 deadline = time_now_ns() + timeout_ns;
+	for (;;) {
+		u8 *data;
+		u32 id;
+		int n, hit = 0;
+		while (!hit && (n = rx_take(&data, &id)) != 0) {
+			if (n > 0) {
+				hit = match(data, n);
+				post_rx(id);
+			}
+		}
+		if (hit)
+			return 1;
+		if (time_now_ns() >= deadline || !wait_cond(rx_ready, deadline - time_now_ns()))
+			return 0;
+	}
+}
+
+static u8 offered[4], router[4], router_mac[6];
+static int is_offer(const u8 *f, int n) { return dhcp_offer(f, n, offered, router); }
+static int is_arp_reply(const u8 *f, int n)
+{
+	if (n < 42 || get16(f + 12) != 0x0806 || get16(f + 20) != 2 || memcmp(f + 28, router, 4))
+		return 0;
+	memcpy(router_mac, f + 22, 6);
+	return 1;
+}
+
+static void dhcp(void)
+{
+	u32 tries, len = dhcp_discover();
+	int got = 0;
+	/* passt answers in wall-clock time: retry every 200 ms, 50 times at most. */
+	for (tries = 0; tries < 50 && !got; tries++) {
+		CHECK_EQ(tx_raw(virt_to_mach(txbuf[2]), len), NETIF_RSP_OKAY, "dhcp_discover_sent");
+		got = await_frame(is_offer, 200 * MS);
+	}
+	CHECK(got, "dhcp_offer_received");
+	printk("OFFER yiaddr=%u.%u.%u.%u router=%u.%u.%u.%u\n", offered[0], offered[1], offered[2], offered[3],
+	       router[0], router[1], router[2], router[3]);
+	got = 0;
+	for (tries = 0; tries < 10 && !got; tries++) {
+		tx_raw(virt_to_mach(txbuf[3]), arp_request(offered, router));
+		got = await_frame(is_arp_reply, 200 * MS);
+	}
+	CHECK(got, "router_arp_answered");
+	printk("ROUTER mac=%02x:%02x:%02x:%02x:%02x:%02x\n", router_mac[0], router_mac[1], router_mac[2],
+	       router_mac[3], router_mac[4], router_mac[5]);
+}
+
 static void pong(void)
 {
 	u32 seq, pings = 0, bad = 0, inorder = 1;
@@ -294,10 +444,11 @@ static void pong(void)
 void start_kernel(start_info_t *si)
 {
 	u32 timer_port, k, before, ds[2] = { NETIF_DRIVER_STATUS_UP, 0 };
-	int pinger;
+	int pinger, dhcper;
 	long rc = 0;
 	conf_init(si, "netfront");
 	pinger = cmdline_word("role=ping");
+	dhcper = cmdline_word("role=dhcp");
 	if (evtchn_bind_virq(VIRQ_TIMER, &timer_port) == 0)
 		evtchn_handlers[timer_port] = noop;
 	ctrl_if_receiver = receiver;
@@ -326,6 +477,8 @@ void start_kernel(start_info_t *si)
 	CHECK_EQ(rc, 0, "rx_buffers_posted");
 	if (pinger)
 		ping();
+	else if (dhcper)
+		dhcp();
 	else
 		pong();
 	checks_done();
