@@ -1107,7 +1107,7 @@ export function runSession(imagePath: string, opts: SessionOptions): SessionResu
         };
     } else if (res.kind === "time-limit" || res.kind === "idle") {
       end = `attacker ${res.kind === "idle" ? "blocked" : "ran out of time"}`;
-    } else if (res.domain !== m.attacker) {
+    } else if (res.kind === "shutdown" && res.domain !== m.attacker) {
       violation ??= { index: delivered - 1, kind: "machine", message: `${res.domain.name} shut down` };
     }
   } catch (e) {

@@ -22,9 +22,11 @@ import {
   parseVifSpec,
   type VifSpec,
 } from "../tools/config.js";
+import { RecordError, SessionMachine, sha256 } from "../tools/replay.js";
 import { GuestSession, type SessionEnd } from "../tools/session.js";
 import { ABI_NAMES, type AbiName, abiByName, DEFAULT_ABI } from "../xen/abi.js";
 import { Hypervisor } from "../xen/hypervisor.js";
+import { prepareDebugRun, replayVerdict, runLoop, writeRecord } from "./run-debug.js";
 
 export interface RunOptions {
   memory: string;
@@ -43,15 +45,17 @@ export interface RunOptions {
   vif?: string[];
   /** name=value variables for a configuration file (xm create's), e.g. vmid=1. */
   vars?: string[];
+  /** --gdb [host:]port, --gdb-nowait [host:]port, --record FILE, --replay FILE (run-debug.ts). */
+  gdb?: string;
+  gdbNowait?: string;
+  record?: string;
+  replay?: string;
 }
 
 function wholeNumber(text: string, what: string): number {
   if (!/^\d+$/.test(text)) throw new Error(`${what} must be a whole number, not "${text}"`);
   return Number(text);
 }
-
-/** Guest time run between looks at stdin (the run loop is synchronous). */
-const SLICE_NS = 10e6;
 
 /** Exit statuses (README, `tsxen run`). */
 export const RunExit = Object.freeze({ OK: 0, FAILED: 1, USAGE: 2, REBOOTED: 3 } as const);
@@ -65,28 +69,25 @@ const ESCAPE = 0x1d;
  * shell echoes and edits; Ctrl-C goes to it) and Ctrl-] ends the run. waitForInput resolves
  * true when more bytes came, false once stdin has ended (or Ctrl-] was typed).
  */
-function feedStdin(session: GuestSession): {
+function feedStdin(machine: SessionMachine): {
   stop: () => void;
-  waitForInput: () => Promise<boolean>;
   readonly escaped: boolean;
 } {
   const stdin = process.stdin;
   const raw = stdin.isTTY === true;
   if (raw) stdin.setRawMode(true);
-  let ended = false;
   let escaped = false;
-  let wake: ((more: boolean) => void) | null = null;
   const onEnd = (): void => {
-    ended = true;
-    wake?.(false);
+    machine.inputClosed = true;
+    machine.wakeUp();
   };
   const onData = (b: Buffer): void => {
     const at = raw ? b.indexOf(ESCAPE) : -1;
-    session.input(at < 0 ? b : b.subarray(0, at));
+    machine.input(at < 0 ? b : b.subarray(0, at));
     if (at >= 0) {
       escaped = true;
       onEnd();
-    } else wake?.(true);
+    }
   };
   stdin.on("data", onData);
   stdin.on("end", onEnd);
@@ -95,15 +96,6 @@ function feedStdin(session: GuestSession): {
     get escaped() {
       return escaped;
     },
-    waitForInput: () =>
-      ended
-        ? Promise.resolve(false)
-        : new Promise((resolve) => {
-            wake = (more) => {
-              wake = null;
-              resolve(more);
-            };
-          }),
     stop: () => {
       stdin.off("data", onData);
       stdin.off("end", onEnd);
@@ -188,56 +180,105 @@ export async function runKernel(kernelPath: string, opts: RunOptions): Promise<n
     err((e as Error).message);
     return RunExit.USAGE;
   }
-  let session: GuestSession;
+  let machine: SessionMachine;
   let seconds: number | undefined;
+  let replaying = false;
   const logged = new Set<string>();
+  // Console bytes shown: a machine rebuilt by gdb's reverse execution replays its output
+  // silently up to what was shown already.
+  let shown = 0;
+  const consoleKept: Uint8Array[] = [];
   try {
     const memoryMiB = boot.memoryMiB ?? wholeNumber(opts.memory, "--memory");
     seconds = opts.seconds === undefined ? undefined : wholeNumber(opts.seconds, "--seconds");
     const abi = opts.abi ?? boot.abi ?? DEFAULT_ABI;
     if (abiByName(abi) === null)
       throw new Error(`--abi must be one of ${ABI_NAMES.join(", ")}, not "${abi}"`);
-    const stdout = (bytes: Uint8Array): void => void process.stdout.write(bytes);
-    const hv = new Hypervisor({
-      memoryMiB: wholeNumber(opts.machineMemory, "--machine-memory"),
-      onConsole: (_d, bytes) => stdout(bytes),
-      onLog: (m) => {
-        logged.add(m);
-        err(m);
-      },
-    });
-    session = new GuestSession(hv, {
-      name: boot.name,
-      image: boot.image,
-      module: boot.ramdisk,
+    const machineMiB = wholeNumber(opts.machineMemory, "--machine-memory");
+    const keep = opts.record !== undefined || opts.replay !== undefined;
+    const devices = boot.disks.length > 0 || boot.vifs.length > 0;
+    if (keep && devices)
+      throw new Error("--record and --replay take no --disk or --vif (their contents are outside the log)");
+    const prepared = prepareDebugRun(opts, boot.image, {
       memoryMiB,
+      machineMiB,
       cmdline: boot.cmdline,
-      abi: abi as AbiName,
-      onPoweroff: boot.onPoweroff,
-      onReboot: opts.reboot === false ? "destroy" : boot.onReboot,
-      onCrash: boot.onCrash,
-      onConsole: stdout,
-      onNote: err,
-      devices: sessionDevices(hv, boot.disks, boot.vifs, err),
+      abi,
+      ramdiskSha256: boot.ramdisk === undefined ? null : sha256(boot.ramdisk),
+      reboot: opts.reboot !== false,
     });
+    replaying = prepared.replaying;
+    const make = (): GuestSession => {
+      let produced = 0;
+      const stdout = (bytes: Uint8Array): void => {
+        const start = produced;
+        produced += bytes.length;
+        if (produced <= shown) return;
+        const fresh = bytes.subarray(Math.max(0, shown - start));
+        shown = produced;
+        if (keep) consoleKept.push(Uint8Array.from(fresh));
+        process.stdout.write(fresh);
+      };
+      const hv = new Hypervisor({
+        memoryMiB: machineMiB,
+        onConsole: (_d, bytes) => stdout(bytes),
+        onLog: (m) => {
+          logged.add(m);
+          err(m);
+        },
+      });
+      return new GuestSession(hv, {
+        name: boot.name,
+        image: boot.image,
+        module: boot.ramdisk,
+        memoryMiB,
+        cmdline: boot.cmdline,
+        abi: abi as AbiName,
+        onPoweroff: boot.onPoweroff,
+        onReboot: opts.reboot === false ? "destroy" : boot.onReboot,
+        onCrash: boot.onCrash,
+        onConsole: stdout,
+        onNote: err,
+        devices: sessionDevices(hv, boot.disks, boot.vifs, err),
+      });
+    };
+    machine = new SessionMachine(make, prepared.log, { rewindable: !devices });
   } catch (e) {
     err((e as Error).message);
     return RunExit.USAGE;
   }
   const limitNs = seconds === undefined ? Number.POSITIVE_INFINITY : seconds * 1e9;
-  // Run in slices of guest time, letting stdin's data events in between.
-  const input = feedStdin(session);
+  // Run in slices of guest time, letting stdin's data events in between (a replay takes its
+  // input from the log: stdin is left alone).
+  if (replaying) machine.inputClosed = true;
+  const input = replaying ? { stop: () => {}, escaped: false } : feedStdin(machine);
   let end: SessionEnd | null = null;
   try {
-    for (let until = session.hv.nowNs() + SLICE_NS; ; until = session.hv.nowNs() + SLICE_NS) {
-      end = session.runUntil(Math.min(until, limitNs));
-      // Waiting for the keyboard: a real machine would sit there too, until stdin ends.
-      if (end?.kind === "idle" && (await input.waitForInput())) continue;
-      if (end !== null || session.hv.nowNs() >= limitNs || input.escaped) break;
-      await new Promise((resolve) => setImmediate(resolve));
+    const r = await runLoop(machine, opts, limitNs, err, () => input.escaped);
+    end = r.end;
+    const all = Buffer.concat(consoleKept);
+    if (opts.record !== undefined) {
+      writeRecord(opts.record, machine, all);
+      err(
+        `recorded ${machine.log.events.length} inputs to ${opts.record}; state hash ${machine.log.end?.stateHash}`,
+      );
+    }
+    if (replaying) {
+      const problem = replayVerdict(machine, all, r.divergence);
+      if (problem !== null) {
+        err(`replay diverged: ${problem}`);
+        return RunExit.FAILED;
+      }
+      err(
+        `replayed ${machine.log.events.length} inputs; state hash ${machine.endRecord(all).stateHash} (as recorded)`,
+      );
     }
   } catch (e) {
-    err(`internal error: ${(e as Error).stack ?? e}`);
+    err(
+      e instanceof Error && !(e instanceof RecordError)
+        ? `internal error: ${e.stack ?? e}`
+        : (e as Error).message,
+    );
     return RunExit.FAILED;
   } finally {
     input.stop();
@@ -287,6 +328,19 @@ export function registerRun(program: Command): void {
       "--vif <settings>",
       'a virtual network interface, as a configuration\'s vif entry (repeatable), e.g. "mac=00:16:3e:00:00:01,bridge=xenbr0"',
       (v: string, prev: string[] = []) => [...prev, v],
+    )
+    .option(
+      "--gdb <[host:]port>",
+      "serve gdb's remote protocol there and wait for it before the first instruction",
+    )
+    .option(
+      "--gdb-nowait <[host:]port>",
+      "serve gdb's remote protocol there; the guest runs until gdb connects",
+    )
+    .option("--record <file>", "log every input (console) with its virtual time, and the end state's hash")
+    .option(
+      "--replay <file>",
+      "run again with the inputs of a --record log: the same console bytes and end state",
     )
     .option(
       "--abi <revision>",

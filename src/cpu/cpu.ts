@@ -70,6 +70,17 @@ const TLB_LIST_MAX = 4096;
 
 /** DR6: breakpoint conditions B0-B3 and single step (BS). */
 export const DR6_BS = 1 << 14;
+/** A host debugger attached to a Cpu (cpu.hostDebug); see loopDebug and translate. */
+export interface HostDebug {
+  /** Before the instruction at linear address lin: true stops the run with it not executed. */
+  before(lin: number): boolean;
+  /** After an instruction retired: true stops the run there. */
+  after(): boolean;
+  /** Linear page numbers (lin >>> 12) whose every access is reported to access(). */
+  readonly watchPages: ReadonlySet<number>;
+  access(lin: number, write: boolean): void;
+}
+
 /** DR7: the L0/G0 .. L3/G3 enable bits. */
 const DR7_ENABLES = 0xff;
 
@@ -173,6 +184,14 @@ export class Cpu {
   writeWatch: Uint8Array | null = null;
   /** Called (and the frame unwatched) on the first write to a watched frame. */
   onWatchedWrite: ((frame: number) => void) | null = null;
+
+  /**
+   * A host debugger (the gdb stub's target, src/tools/debug_target.ts). While one is attached
+   * run() goes one instruction at a time through loopDebug, asking it before and after each;
+   * linear pages it watches never enter the TLB, so every access to them walks translate(),
+   * which reports it. null, the default, costs the fast loop nothing.
+   */
+  hostDebug: HostDebug | null = null;
 
   // --- Software TLB: one entry per virtual page, see TLB_* bits ---
   readonly tlb = new Int32Array(1 << 20);
@@ -470,7 +489,9 @@ export class Cpu {
         if (perm & PTE_RW || (this.cr0 & CR0_WP) === 0) bits |= TLB_SUP_WRITE;
         if (perm & PTE_RW && perm & PTE_US) bits |= TLB_USER_WRITE;
       }
-      this.tlbInsert(lin, frame, bits);
+      const hd = this.hostDebug;
+      if (hd !== null && hd.watchPages.has(lin >>> 12)) hd.access(lin, write);
+      else this.tlbInsert(lin, frame, bits);
     }
     return frame | (lin & 0xfff);
   }
@@ -1178,7 +1199,7 @@ export class Cpu {
 
   /** Single-stepping (EFLAGS.TF) or an enabled DR0-DR3 breakpoint needs the debug loop. */
   debugArmed(): boolean {
-    return (this.flags & TF) !== 0 || (this.dr[7] & DR7_ENABLES) !== 0;
+    return (this.flags & TF) !== 0 || (this.dr[7] & DR7_ENABLES) !== 0 || this.hostDebug !== null;
   }
 
   /**
@@ -1201,11 +1222,20 @@ export class Cpu {
       const flags = this.getFlags();
       this.instrStart = this.eip;
       this.savedEsp = this.regs[ESP];
+      const hd = this.hostDebug;
+      if (hd?.before((this.segBase[CS] + this.eip) | 0)) {
+        this.runEnd = 0;
+        return;
+      }
       if (flags & RF) this.flags &= ~RF;
       else if (this.dr[7] & DR7_ENABLES) this.checkInstructionBreakpoints();
       this.runEnd = this.retired + 1;
       this.loop();
       if (this.runEnd === 0 || this.exitReason !== Exit.Budget) return;
+      if (hd?.after()) {
+        this.runEnd = 0;
+        return;
+      }
       if (flags & TF) {
         this.dr[6] |= DR6_BS;
         // A trap: EIP stays after the instruction, which has already retired.

@@ -6,7 +6,7 @@
 import { writeFileSync } from "node:fs";
 import { resolve } from "node:path";
 import type { Command } from "commander";
-import { uplinkOption } from "../tools/backends/passt.js";
+import { UplinkError, uplinkOption } from "../tools/backends/passt.js";
 import { Daemon } from "./daemon.js";
 import { DEFAULT_PORT } from "./port.js";
 import type { Pacing } from "./runloop.js";
@@ -82,7 +82,11 @@ export async function runDaemon(o: DaemonCliOptions): Promise<number> {
   try {
     addr = await started.listen();
   } catch (e) {
-    err(`cannot listen on ${o.listen}:${o.port}: ${(e as Error).message}`);
+    err(
+      e instanceof UplinkError
+        ? e.message
+        : `cannot listen on ${o.listen}:${o.port}: ${(e as Error).message}`,
+    );
     return 1;
   }
   const host = addr.family === "IPv6" ? `[${addr.address}]` : addr.address;

@@ -77,7 +77,20 @@ export type RunResult =
   | { kind: "shutdown"; domain: Domain; reason: number }
   | { kind: "crashed"; domain: Domain; why: string }
   | { kind: "time-limit" }
-  | { kind: "idle"; why: string };
+  | { kind: "idle"; why: string }
+  /** A host debugger asked the run to stop (requestStop). */
+  | { kind: "stopped" };
+
+/** A host debugger (the gdb stub's target) watching the hypervisor. */
+export interface HypervisorDebugHook {
+  /** An exception exit of vcpu v, before Xen handles it: true leaves it unhandled, the run stopped. */
+  exception(v: Vcpu): boolean;
+  /**
+   * A fault of vcpu v is about to crash its domain (no handler, or none that can run): true
+   * keeps the domain as it is, at the faulting instruction, and the hook stops the run.
+   */
+  fatalFault(v: Vcpu, why: string): boolean;
+}
 
 /** Virtual cycles charged for each exit into the hypervisor (about 1 µs at 100 MHz). */
 const EXIT_COST_CYCLES = 100;
@@ -120,6 +133,10 @@ export class Hypervisor implements MmHost {
   readonly consoleRing = new ConsoleRing();
   /** Trace buffers (DOM0_GETTBUFS), created with dom0; null before. */
   tbufs: TraceBuffers | null = null;
+  /** A host debugger; null when none is attached. */
+  debugHook: HypervisorDebugHook | null = null;
+  /** The vcpu whose exception exit is being handled (for debugHook.fatalFault). */
+  private faultingVcpu: Vcpu | null = null;
   /** Host work queued from inside the hypervisor (dom0 upcalls), run between exits. */
   private readonly deferred: Array<() => void> = [];
   readonly sched: Scheduler;
@@ -329,6 +346,8 @@ export class Hypervisor implements MmHost {
   /** domain_crash: the guest did something fatal. */
   crashDomain(d: Domain, why: string): void {
     if (d.state !== DomainState.Running) return;
+    const fv = this.faultingVcpu;
+    if (fv !== null && fv.domain === d && this.debugHook?.fatalFault(fv, why)) return;
     this.onLog(`domain ${d.id} (${d.name}) crashed: ${why}`);
     d.state = DomainState.Crashed;
     for (const v of d.vcpus) this.sched.sleep(v);
@@ -502,6 +521,15 @@ export class Hypervisor implements MmHost {
     return this.result;
   }
 
+  /**
+   * Ends run() after the current exit, with the machine as it stands (a debugger stopping it);
+   * the next run() goes on from there.
+   */
+  requestStop(): void {
+    this.result ??= { kind: "stopped" };
+    this.cpu.runEnd = 0;
+  }
+
   /** Queues host work (a dom0 upcall) to run at the next safe point, outside any hypercall. */
   defer(fn: () => void): void {
     this.deferred.push(fn);
@@ -570,7 +598,13 @@ export class Hypervisor implements MmHost {
         return;
       case Exit.Exception: {
         const soft = this.cpu.exitSoft;
-        handleException(this, v);
+        if (this.debugHook?.exception(v)) return;
+        this.faultingVcpu = soft ? null : v;
+        try {
+          handleException(this, v);
+        } finally {
+          this.faultingVcpu = null;
+        }
         // Faults reach the page-type rules too (writable page tables, emulated CR3 loads,
         // LDT shadowing): checked like hypercalls, which check themselves.
         if (this.checkInvariantsAfterHypercall && !soft) assertInvariants(this, "a fault");

@@ -209,6 +209,9 @@ export class StreamUplink implements BridgePort {
   }
 }
 
+/** passt could not be started (missing, refused, or silent): the message says why. */
+export class UplinkError extends Error {}
+
 /** A running passt and its port on the bridge. */
 export class PasstUplink {
   private stopped = false;
@@ -320,7 +323,7 @@ function connectWhenReady(
     };
     child.once("error", (e: NodeJS.ErrnoException) =>
       fail(
-        new Error(
+        new UplinkError(
           e.code === "ENOENT"
             ? `the uplink needs passt, which is not installed (${bin} not found): install the Debian package passt (apt-get install passt)`
             : `cannot start ${bin}: ${e.message}`,
@@ -329,7 +332,9 @@ function connectWhenReady(
     );
     child.once("exit", (code, sig) =>
       fail(
-        new Error(`passt exited (${sig ?? `status ${code}`}) before it took a connection: ${said().trim()}`),
+        new UplinkError(
+          `passt exited (${sig ?? `status ${code}`}) before it took a connection: ${said().trim()}`,
+        ),
       ),
     );
     const attempt = (): void => {
@@ -346,7 +351,7 @@ function connectWhenReady(
       s.once("error", () => {
         s.destroy();
         if (Date.now() > deadline)
-          fail(new Error(`passt did not open its socket within ${START_MS} ms: ${said().trim()}`));
+          fail(new UplinkError(`passt did not open its socket within ${START_MS} ms: ${said().trim()}`));
         else setTimeout(attempt, 25);
       });
     };

@@ -1,0 +1,189 @@
+/**
+ * `tsxen run`'s loop over a SessionMachine, with what rides on it: --record FILE (every input
+ * logged with its virtual-time stamp, the end state hashed), --replay FILE (the inputs taken
+ * from the log instead of stdin; the console bytes and the end state must come out the same),
+ * and --gdb [host:]port / --gdb-nowait (the gdb stub on the machine: before the first
+ * instruction gdb is waited for; with --gdb-nowait the guest runs and gdb stops it when it
+ * connects). While gdb holds the machine, the loop waits; once gdb detaches it runs on.
+ */
+import { readFileSync, writeFileSync } from "node:fs";
+import type { Server } from "node:net";
+import { DebugTarget } from "../tools/debug_target.js";
+import { listenGdb } from "../tools/gdbstub.js";
+import {
+  InputLog,
+  RecordError,
+  type RecordHeader,
+  type SessionFactory,
+  type SessionMachine,
+  sha256,
+} from "../tools/replay.js";
+import type { SessionEnd } from "../tools/session.js";
+
+export interface DebugRunOptions {
+  gdb?: string;
+  gdbNowait?: string;
+  record?: string;
+  replay?: string;
+}
+
+/** "[host:]port" as --gdb takes it; the host is loopback unless given. */
+export function parseGdbAddress(text: string): { host: string; port: number } {
+  const m = /^(?:(.*):)?(\d{1,5})$/.exec(text);
+  const port = m ? Number(m[2]) : Number.NaN;
+  if (m === null || port > 65535) throw new Error(`--gdb wants [host:]port, not "${text}"`);
+  return { host: m[1] === undefined || m[1] === "" ? "127.0.0.1" : m[1], port };
+}
+
+export interface RunLoopResult {
+  end: SessionEnd | null;
+  /** A replay that went a different way than its log (a message), or null. */
+  divergence: string | null;
+}
+
+/** Checks the options together and reads a --replay log. */
+export function prepareDebugRun(
+  opts: DebugRunOptions,
+  image: Uint8Array,
+  options: Record<string, unknown>,
+): { log: InputLog; replaying: boolean } {
+  if (opts.gdb !== undefined && opts.gdbNowait !== undefined)
+    throw new Error("--gdb and --gdb-nowait are one or the other");
+  if (opts.record !== undefined && opts.replay !== undefined)
+    throw new Error("--record and --replay are one or the other");
+  const header: RecordHeader = { tsxenRecord: 1, kernelSha256: sha256(image), options };
+  if (opts.replay === undefined) return { log: new InputLog(header), replaying: false };
+  let text: string;
+  try {
+    text = readFileSync(opts.replay, "utf8");
+  } catch (e) {
+    throw new Error(`cannot read record ${opts.replay}: ${(e as NodeJS.ErrnoException).message}`);
+  }
+  const log = InputLog.decode(text, opts.replay);
+  if (log.header.kernelSha256 !== header.kernelSha256)
+    throw new RecordError(`${opts.replay} was recorded with another kernel (its SHA-256 differs)`);
+  const want = JSON.stringify(log.header.options);
+  if (want !== JSON.stringify(options))
+    throw new RecordError(`${opts.replay} was recorded with other options: ${want}`);
+  return { log, replaying: true };
+}
+
+/**
+ * gdb's hold on tsxen run's loop: when gdb connects, the loop stops between two slices and
+ * serves it until it detaches (the loop runs on) or kills the guest (the run ends).
+ */
+class GdbHandover {
+  /** Set when gdb has connected and waits for the loop to hand the machine over. */
+  private attachNow: (() => void) | null = null;
+  private connectedOnce: () => void = () => {};
+  readonly connected = new Promise<void>((resolve) => {
+    this.connectedOnce = resolve;
+  });
+  private finish: (how: "detached" | "killed") => void = () => {};
+  private readonly finished = new Promise<"detached" | "killed">((resolve) => {
+    this.finish = resolve;
+  });
+  server: Server | null = null;
+
+  constructor(private readonly machine: SessionMachine) {}
+
+  get wanted(): boolean {
+    return this.attachNow !== null;
+  }
+
+  async listen(at: string, note: (m: string) => void): Promise<void> {
+    const { host, port } = parseGdbAddress(at);
+    const listening = await listenGdb(new DebugTarget(this.machine), host, port, {
+      beforeAttach: () =>
+        new Promise<void>((resolve) => {
+          this.attachNow = resolve;
+          this.connectedOnce();
+          this.machine.wakeUp();
+        }),
+      onDetach: () => {
+        note("gdb detached; the guest runs on");
+        this.finish("detached");
+      },
+      onKill: () => {
+        note("killed from gdb");
+        this.finish("killed");
+      },
+      log: note,
+    });
+    this.server = listening.server;
+    note(`waiting for gdb on ${host}:${listening.port} (target remote ${host}:${listening.port})`);
+  }
+
+  /** Hands the machine to gdb; resolves when gdb is done with it. */
+  serve(): Promise<"detached" | "killed"> {
+    const go = this.attachNow;
+    this.attachNow = null;
+    go?.();
+    return this.finished;
+  }
+}
+
+/**
+ * Runs the machine to its end (or limitNs, or until the keyboard closes while the guest is
+ * idle), serving gdb if asked. The console bytes are the caller's (onConsole).
+ */
+export async function runLoop(
+  machine: SessionMachine,
+  opts: DebugRunOptions,
+  limitNs: number,
+  note: (m: string) => void,
+  escaped: () => boolean,
+): Promise<RunLoopResult> {
+  const gdbAt = opts.gdb ?? opts.gdbNowait;
+  const gdb = gdbAt === undefined ? null : new GdbHandover(machine);
+  let end: SessionEnd | null = null;
+  try {
+    if (gdb !== null && gdbAt !== undefined) {
+      await gdb.listen(gdbAt, note);
+      if (opts.gdb !== undefined) await gdb.connected;
+    }
+    for (;;) {
+      if (gdb?.wanted) {
+        const how = await gdb.serve();
+        end = machine.lastEnd;
+        if (how === "killed" || (end !== null && end.kind !== "idle")) break;
+      }
+      end = machine.slice(limitNs);
+      if (end?.kind === "idle" && (await machine.waitForInput())) continue;
+      if (end?.kind === "idle" && gdb?.wanted) continue;
+      if (end !== null || machine.hv.nowNs() >= limitNs || escaped()) break;
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+  } finally {
+    gdb?.server?.close();
+  }
+  return { end, divergence: machine.divergence };
+}
+
+/** Why a replay is not the recorded run (null when it is): inputs, console bytes, end state. */
+export function replayVerdict(
+  machine: SessionMachine,
+  console: Uint8Array,
+  divergence: string | null,
+): string | null {
+  if (divergence !== null) return divergence;
+  const want = machine.log.end;
+  if (want === null) return "the record has no end (the recording run did not finish)";
+  if (machine.pendingInputs > 0) return `${machine.pendingInputs} logged inputs never went in`;
+  const got = machine.endRecord(console);
+  if (got.consoleBytes !== want.consoleBytes || got.consoleSha256 !== want.consoleSha256)
+    return `the console output differs (${got.consoleBytes} bytes, ${want.consoleBytes} recorded)`;
+  if (got.retired !== want.retired || got.ns !== want.ns)
+    return `the run ended at instruction ${got.retired} (${got.ns} ns), recorded ${want.retired} (${want.ns} ns)`;
+  if (got.stateHash !== want.stateHash)
+    return `the end state's hash is ${got.stateHash}, recorded ${want.stateHash}`;
+  return null;
+}
+
+/** Writes the record file of a run (--record). */
+export function writeRecord(path: string, machine: SessionMachine, console: Uint8Array): void {
+  machine.log.end = machine.endRecord(console);
+  writeFileSync(path, machine.log.encode());
+}
+
+export type { SessionFactory };

@@ -1,0 +1,595 @@
+/**
+ * A domain as a debugger sees it, behind the gdb stub (gdbstub.ts): its vcpus as threads, their
+ * registers, memory at guest virtual addresses through the vcpu's own page tables, breakpoints
+ * and watchpoints kept by the host (nothing is written into the guest, which never sees them),
+ * single-step, running until something hits, and, where the machine can be rebuilt and replayed
+ * (tsxen run), reverse execution. Stopping is the CPU's hostDebug hook (checked only while a
+ * breakpoint, watchpoint or step is armed) and the hypervisor's debugHook for fatal faults.
+ * Imports nothing of Node.js.
+ */
+import type { HostDebug } from "../cpu/cpu.js";
+import {
+  ARITH_FLAGS,
+  CS,
+  DE,
+  DF,
+  DS,
+  EAX,
+  EBP,
+  EBX,
+  ECX,
+  EDI,
+  EDX,
+  ES,
+  ESI,
+  ESP,
+  FS,
+  GP,
+  GS,
+  PF_VEC,
+  SS,
+  TF,
+  UD,
+} from "../cpu/regs.js";
+import { _PAGE_PRESENT } from "../public/arch_x86_32.js";
+import { type Domain, DomainState, type Vcpu } from "../xen/domain.js";
+import { PGT_none, PGT_type_mask, PGT_writable_page } from "../xen/frame_table.js";
+import type { Hypervisor, HypervisorDebugHook } from "../xen/hypervisor.js";
+
+/** The signal numbers gdb's remote protocol uses (its own, not the host's). */
+export const Sig = Object.freeze({ INT: 2, ILL: 4, TRAP: 5, FPE: 8, KILL: 9, SEGV: 11 } as const);
+
+export type WatchType = "watch" | "rwatch" | "awatch";
+
+/** Why the target stopped, as a stop reply says it. */
+export type Stop =
+  | {
+      kind: "signal";
+      signal: number;
+      /** The vcpu that stopped (gdb's thread is its id + 1). */
+      vcpu: number;
+      watch?: { type: WatchType; addr: number };
+      breakpoint?: "sw" | "hw";
+      /** Reverse execution ran into the start of the recorded history. */
+      history?: "begin";
+    }
+  /** The domain shut down (code: its shutdown reason) or was destroyed. */
+  | { kind: "exited"; code: number }
+  /** The domain crashed. */
+  | { kind: "killed"; signal: number };
+
+/**
+ * The machine a target runs on: tsxen run's own (stops the whole machine, can be rebuilt and
+ * replayed) or tsxend's (the domain is paused while stopped, the others run on).
+ */
+export interface DebugMachine {
+  readonly hv: Hypervisor;
+  readonly domain: Domain;
+  /**
+   * Runs the machine until stopped() holds (checked at least every few ms of guest time and
+   * after every stop request), or the domain ends: resolves to how it ended, or null.
+   */
+  runUntilStopped(stopped: () => boolean): Promise<Stop | null>;
+  /** rewind() gives the same run again. */
+  readonly canRewind?: boolean;
+  /** Resume and stop hooks (tsxend pauses and unpauses the domain). */
+  onStop?(): void;
+  onResume?(): void;
+  /**
+   * Rebuilds the machine as it was at boot and replays its recorded inputs (tsxen run): after
+   * it, hv and domain are the new ones, before the first instruction. Absent: no reverse.
+   */
+  rewind?(): void;
+  /**
+   * With rewind: runs at full speed until the CPU has retired close to (never more than)
+   * `retired` instructions.
+   */
+  approach?(retired: number): Promise<void>;
+}
+
+/** The signal gdb shows for a guest fault. */
+function signalOf(vector: number): number {
+  return vector === DE
+    ? Sig.FPE
+    : vector === UD
+      ? Sig.ILL
+      : vector === GP || vector === PF_VEC
+        ? Sig.SEGV
+        : Sig.TRAP;
+}
+
+/** Watchpoint lengths gdb may ask for (x86 debug registers: 1, 2, 4 or 8 bytes). */
+const MAX_WATCH_LEN = 8;
+/** How many breakpoints and watchpoints a target keeps (like Z packets' resource errors). */
+const MAX_POINTS = 256;
+/** Instructions run at full speed short of a reverse target, before the stepping loop. */
+const APPROACH_MARGIN = 4096;
+
+interface Watch {
+  type: WatchType;
+  addr: number;
+  len: number;
+}
+
+/** A position in the run: instructions retired by the CPU since the machine was built. */
+type Position = number;
+
+export class DebugTarget implements HostDebug, HypervisorDebugHook {
+  readonly watchPages = new Set<number>();
+  private readonly breaks = new Map<number, "sw" | "hw">();
+  private watches: Watch[] = [];
+  /** The step in progress: stop at the first instruction after this one. */
+  private stepFrom: { retired: number; lin: number } | null = null;
+  /** Resuming from a breakpoint: its first check is passed over (like EFLAGS.RF). */
+  private skipLin = -1;
+  /** A watchpoint hit by the instruction just run. */
+  private watchHit: { type: WatchType; addr: number } | null = null;
+  /** Stop before the first instruction at or after this position (reverse execution). */
+  private stopAt: Position = Number.POSITIVE_INFINITY;
+  /** Collecting hits to find the last one before a position (reverse-continue): none stop. */
+  private collect: Array<{ at: Position; stop: Stop }> | null = null;
+  /** The stop in effect; null while running. */
+  private stop: Stop | null = null;
+  private interrupted = false;
+  /** gdb continued with the fault's signal: the next fatal fault crashes the domain. */
+  private passFault = false;
+  /** The exception being handled now was passed on (its fatal end is not stopped either). */
+  private passingFault = false;
+  private attached = false;
+
+  constructor(private readonly m: DebugMachine) {}
+
+  get hv(): Hypervisor {
+    return this.m.hv;
+  }
+
+  get domain(): Domain {
+    return this.m.domain;
+  }
+
+  /** Reverse execution needs a machine that can be rebuilt and replayed. */
+  get canReverse(): boolean {
+    return this.m.canRewind === true && this.m.rewind !== undefined && this.m.approach !== undefined;
+  }
+
+  /** Hooks the hypervisor (fatal faults) and stops the domain where it is (SIGTRAP). */
+  attach(): Stop {
+    this.attached = true;
+    this.hv.debugHook = this;
+    this.arm();
+    this.m.onStop?.();
+    this.stop = { kind: "signal", signal: Sig.TRAP, vcpu: this.currentVcpu().id };
+    return this.stop;
+  }
+
+  /** Removes every hook and point; the domain runs on as if never debugged. */
+  detach(): void {
+    this.breaks.clear();
+    this.watches = [];
+    this.updateWatchPages();
+    this.stepFrom = null;
+    this.attached = false;
+    if (this.hv.debugHook === this) this.hv.debugHook = null;
+    if (this.hv.cpu.hostDebug === this) this.hv.cpu.hostDebug = null;
+    this.m.onResume?.();
+  }
+
+  /** The last stop (the one in effect while stopped). */
+  get lastStop(): Stop | null {
+    return this.stop;
+  }
+
+  // ------------------------------------------------------------------ threads
+
+  /** The vcpus gdb sees as threads: those that have been brought up. */
+  vcpus(): Vcpu[] {
+    return this.domain.vcpus.filter((v) => v.context !== null || this.hv.current === v);
+  }
+
+  vcpu(id: number): Vcpu | null {
+    return this.vcpus().find((v) => v.id === id) ?? null;
+  }
+
+  private currentVcpu(): Vcpu {
+    const cur = this.hv.current;
+    if (cur !== null && cur.domain === this.domain) return cur;
+    return this.vcpus()[0] ?? this.domain.vcpus[0];
+  }
+
+  /** The vcpu the last stop was in. */
+  stoppedVcpu(): number {
+    return this.stop?.kind === "signal" ? this.stop.vcpu : this.currentVcpu().id;
+  }
+
+  // ------------------------------------------------------------------ registers
+
+  /** The 16 general registers in gdb's i386 order: eax ecx edx ebx esp ebp esi edi eip eflags cs ss ds es fs gs. */
+  registers(v: Vcpu): number[] {
+    const cpu = this.hv.cpu;
+    const onCpu = this.hv.current === v;
+    const c = v.context;
+    const regs = onCpu ? cpu.regs : (c?.regs ?? new Int32Array(8));
+    const sel = onCpu ? cpu.segSel : (c?.segSel ?? new Int32Array(8));
+    const gprs = [EAX, ECX, EDX, EBX, ESP, EBP, ESI, EDI].map((r) => regs[r] >>> 0);
+    const eip = onCpu ? cpu.eip : (c?.eip ?? 0);
+    const eflags = onCpu ? cpu.getFlags() : (c?.eflags ?? 0);
+    return [...gprs, eip >>> 0, eflags >>> 0, ...[CS, SS, DS, ES, FS, GS].map((s) => sel[s] & 0xffff)];
+  }
+
+  /**
+   * Sets general register n (gdb's numbering). Segment registers are refused (a selector
+   * load needs the descriptor checks a guest's own load gets); EFLAGS takes only the bits a
+   * guest kernel can set with popf (arithmetic flags, TF, DF), never IOPL or IF.
+   */
+  setRegister(v: Vcpu, n: number, value: number): boolean {
+    const onCpu = this.hv.current === v;
+    const cpu = this.hv.cpu;
+    const c = v.context;
+    if (!onCpu && c === null) return false;
+    const GPR_ORDER = [EAX, ECX, EDX, EBX, ESP, EBP, ESI, EDI];
+    if (n < 8) {
+      if (onCpu) cpu.regs[GPR_ORDER[n]] = value;
+      else if (c) c.regs[GPR_ORDER[n]] = value;
+      return true;
+    }
+    if (n === 8) {
+      if (onCpu) {
+        cpu.eip = value;
+        cpu.dropFetch();
+      } else if (c) c.eip = value;
+      return true;
+    }
+    if (n === 9) {
+      const mask = ARITH_FLAGS | TF | DF;
+      const old = onCpu ? cpu.getFlags() : (c?.eflags ?? 0);
+      const flags = (old & ~mask) | (value & mask);
+      if (onCpu) cpu.setFlags(flags);
+      else if (c) c.eflags = flags;
+      return true;
+    }
+    // A segment register: unchanged values are accepted (gdb writes all of 'G').
+    return n < 16 && this.registers(v)[n] === (value & 0xffff);
+  }
+
+  // ------------------------------------------------------------------ memory
+
+  private cr3Of(v: Vcpu): number {
+    if (this.hv.current === v) return this.hv.cpu.cr3;
+    return v.context?.cr3 ?? v.baseMfn * 4096;
+  }
+
+  /**
+   * The machine address of guest virtual address va in v's address space, or -1 where it is
+   * not mapped. Reads the page tables only (no accessed bits set, no TLB filled).
+   */
+  translate(v: Vcpu, va: number): number {
+    const cpu = this.hv.cpu;
+    const pde = cpu.physRead32((this.cr3Of(v) & ~0xfff) + ((va >>> 22) << 2));
+    if ((pde & _PAGE_PRESENT) === 0) return -1;
+    let ma: number;
+    if ((pde & 0x80) !== 0 && (cpu.cr4 & 0x10) !== 0) ma = ((pde & 0xffc00000) | (va & 0x3fffff)) >>> 0;
+    else {
+      const pte = cpu.physRead32((pde & ~0xfff) + (((va >>> 12) & 0x3ff) << 2));
+      if ((pte & _PAGE_PRESENT) === 0) return -1;
+      ma = ((pte & ~0xfff) | (va & 0xfff)) >>> 0;
+    }
+    return ma < cpu.memSize ? ma : -1;
+  }
+
+  /** Reads up to len bytes at va; stops short at the first unmapped byte. */
+  readMemory(v: Vcpu, va: number, len: number): Uint8Array {
+    const out: number[] = [];
+    const mem = this.hv.cpu.mem8;
+    while (out.length < len) {
+      const at = (va + out.length) >>> 0;
+      const ma = this.translate(v, at);
+      if (ma < 0) break;
+      const n = Math.min(len - out.length, 4096 - (at & 0xfff));
+      for (let i = 0; i < n; i++) out.push(mem[ma + i]);
+    }
+    return Uint8Array.from(out);
+  }
+
+  /**
+   * Writes bytes at va, all or nothing: every page must be mapped, be the domain's own and
+   * be an ordinary page (a page table, GDT or LDT changes only through the hypercalls that
+   * check it).
+   */
+  writeMemory(v: Vcpu, va: number, bytes: Uint8Array): boolean {
+    const frames = this.hv.frames;
+    const parts: Array<[number, number, number]> = [];
+    for (let done = 0; done < bytes.length; ) {
+      const at = (va + done) >>> 0;
+      const ma = this.translate(v, at);
+      if (ma < 0) return false;
+      const mfn = ma >>> 12;
+      const type = frames.typeInfo[mfn] & PGT_type_mask;
+      if (!this.domain.pages.has(mfn) || (type !== PGT_none && type !== PGT_writable_page)) return false;
+      const n = Math.min(bytes.length - done, 4096 - (at & 0xfff));
+      parts.push([ma, done, n]);
+      done += n;
+    }
+    const cpu = this.hv.cpu;
+    for (const [ma, off, n] of parts) {
+      cpu.mem8.set(bytes.subarray(off, off + n), ma);
+      cpu.invalidateCode(ma, n);
+    }
+    return true;
+  }
+
+  // ------------------------------------------------------------------ breakpoints and watchpoints
+
+  /** Z packets: 0 software, 1 hardware breakpoint, 2 write, 3 read, 4 access watchpoint. */
+  insertPoint(type: number, addr: number, len: number): boolean {
+    addr >>>= 0;
+    if (type === 0 || type === 1) {
+      if (!this.breaks.has(addr) && this.pointCount() >= MAX_POINTS) return false;
+      this.breaks.set(addr, type === 0 ? "sw" : "hw");
+    } else if (type >= 2 && type <= 4) {
+      if (len < 1 || len > MAX_WATCH_LEN || this.pointCount() >= MAX_POINTS) return false;
+      const wt: WatchType = type === 2 ? "watch" : type === 3 ? "rwatch" : "awatch";
+      if (!this.watches.some((w) => w.type === wt && w.addr === addr && w.len === len))
+        this.watches.push({ type: wt, addr, len });
+      this.updateWatchPages();
+    } else return false;
+    this.arm();
+    return true;
+  }
+
+  removePoint(type: number, addr: number, len: number): boolean {
+    addr >>>= 0;
+    if (type === 0 || type === 1) this.breaks.delete(addr);
+    else if (type >= 2 && type <= 4) {
+      const wt: WatchType = type === 2 ? "watch" : type === 3 ? "rwatch" : "awatch";
+      this.watches = this.watches.filter((w) => !(w.type === wt && w.addr === addr && w.len === len));
+      this.updateWatchPages();
+    } else return false;
+    this.arm();
+    return true;
+  }
+
+  private pointCount(): number {
+    return this.breaks.size + this.watches.length;
+  }
+
+  private updateWatchPages(): void {
+    this.watchPages.clear();
+    for (const w of this.watches) {
+      // An access of up to 4 bytes starting 3 before the range may touch it.
+      for (let a = w.addr - 3; a < w.addr + w.len; a += 1) this.watchPages.add((a >>> 0) >>> 12);
+    }
+    // Entries already in the TLB would let accesses past translate(), which reports them.
+    this.hv.cpu.flushTlb();
+  }
+
+  /** The CPU hook is attached only while something needs a look at every instruction. */
+  private arm(): void {
+    const needed =
+      this.attached &&
+      (this.breaks.size > 0 ||
+        this.watches.length > 0 ||
+        this.stepFrom !== null ||
+        this.collect !== null ||
+        Number.isFinite(this.stopAt));
+    this.hv.cpu.hostDebug = needed ? this : null;
+    if (needed) this.hv.cpu.armDebug();
+  }
+
+  // ------------------------------------------------------------------ the CPU's hooks
+
+  private ours(): boolean {
+    return this.hv.current?.domain === this.domain;
+  }
+
+  /** Records a stop (or, collecting, notes it and goes on); true when the run must stop. */
+  private hit(stop: Stop): boolean {
+    if (this.collect !== null && Number.isFinite(this.stopAt) && this.hv.cpu.retired < this.stopAt) {
+      this.collect.push({ at: this.hv.cpu.retired, stop });
+      return false;
+    }
+    this.stopHere(stop);
+    return true;
+  }
+
+  /** Stops the run where it is, from inside it (a hook), with this stop. */
+  private stopHere(stop: Stop): void {
+    this.stop = stop;
+    this.hv.requestStop();
+    this.m.onStop?.();
+  }
+
+  before(lin: number): boolean {
+    if (!this.ours()) return false;
+    const cpu = this.hv.cpu;
+    const vcpu = this.currentVcpu().id;
+    if (cpu.retired >= this.stopAt) {
+      this.stopHere({ kind: "signal", signal: Sig.TRAP, vcpu });
+      return true;
+    }
+    if (this.watchHit !== null) {
+      const watch = this.watchHit;
+      this.watchHit = null;
+      if (this.hit({ kind: "signal", signal: Sig.TRAP, vcpu, watch })) return true;
+    }
+    const step = this.stepFrom;
+    if (step !== null && (cpu.retired !== step.retired || lin !== step.lin)) {
+      this.stopHere({ kind: "signal", signal: Sig.TRAP, vcpu });
+      return true;
+    }
+    if (this.skipLin === lin) {
+      this.skipLin = -1;
+      return false;
+    }
+    this.skipLin = -1;
+    const b = this.breaks.get(lin >>> 0);
+    return b !== undefined && this.hit({ kind: "signal", signal: Sig.TRAP, vcpu, breakpoint: b });
+  }
+
+  after(): boolean {
+    if (this.watchHit === null || !this.ours()) return false;
+    const watch = this.watchHit;
+    this.watchHit = null;
+    return this.hit({ kind: "signal", signal: Sig.TRAP, vcpu: this.currentVcpu().id, watch });
+  }
+
+  access(lin: number, write: boolean): void {
+    if (!this.ours()) return;
+    for (const w of this.watches) {
+      if (lin >>> 0 < (w.addr - 3) >>> 0 || lin >>> 0 >= (w.addr + w.len) >>> 0) continue;
+      if (w.type === "watch" ? write : w.type === "rwatch" ? !write : true) {
+        this.watchHit = { type: w.type, addr: w.addr };
+        return;
+      }
+    }
+  }
+
+  /**
+   * A fault the guest has no handler for (its trap table has no address for the vector) stops
+   * before Xen handles it, at the faulting instruction, as gdb shows a signal. Resumed with
+   * that signal (gdb's continue after it), Xen handles it as it would have.
+   */
+  exception(v: Vcpu): boolean {
+    const cpu = this.hv.cpu;
+    this.passingFault = false;
+    if (v.domain !== this.domain || !this.attached || cpu.exitSoft) return false;
+    const vector = cpu.exitVector;
+    // Xen gives every vector the kernel's CS at creation: an EIP of 0 is "no handler".
+    if (v.trapAddress[vector] !== 0 || signalOf(vector) === Sig.TRAP) return false;
+    return this.faultStop(v, vector);
+  }
+
+  /** A fault about to crash the domain (whatever its trap table says) stops it first. */
+  fatalFault(v: Vcpu, _why: string): boolean {
+    if (v.domain !== this.domain || !this.attached) return false;
+    return this.faultStop(v, this.hv.cpu.exitVector);
+  }
+
+  private faultStop(v: Vcpu, vector: number): boolean {
+    // Passed on by gdb: this exception goes to Xen, crash and all.
+    if (this.passFault || this.passingFault) {
+      this.passFault = false;
+      this.passingFault = true;
+      return false;
+    }
+    this.stopHere({ kind: "signal", signal: signalOf(vector), vcpu: v.id });
+    return true;
+  }
+
+  // ------------------------------------------------------------------ running
+
+  /** Ctrl-C: the running target stops at the next look (a few ms of guest time at most). */
+  interrupt(): void {
+    this.interrupted = true;
+    this.hv.requestStop();
+  }
+
+  /**
+   * Continue (step = false) or single-step (step = true) from the current stop. signal: the
+   * signal gdb resumes with; the fault's own signal lets a fatal fault crash the domain.
+   */
+  async resume(step: boolean, signal = 0): Promise<Stop> {
+    const prev = this.stop;
+    this.passFault = prev?.kind === "signal" && signal !== 0 && signal === prev.signal && signal !== Sig.TRAP;
+    return this.runFrom(step);
+  }
+
+  private async runFrom(step: boolean): Promise<Stop> {
+    const cpu = this.hv.cpu;
+    const v = this.currentVcpu();
+    const lin = this.hv.current === v ? (cpu.segBase[CS] + cpu.eip) | 0 : (v.context?.eip ?? 0);
+    this.stepFrom = step ? { retired: cpu.retired, lin } : null;
+    this.skipLin = lin;
+    this.watchHit = null;
+    this.interrupted = false;
+    this.stop = null;
+    this.arm();
+    this.m.onResume?.();
+    const ended = await this.m.runUntilStopped(() => this.stop !== null || this.interrupted);
+    this.stepFrom = null;
+    this.arm();
+    this.m.onStop?.();
+    if (ended !== null) this.stop = ended;
+    else if (this.stop === null) this.stop = { kind: "signal", signal: Sig.INT, vcpu: this.currentVcpu().id };
+    return this.stop;
+  }
+
+  /** How the domain stands: ended (exited or crashed) once it is no longer running. */
+  endedStop(): Stop | null {
+    const d = this.domain;
+    if (d.state === DomainState.Crashed) return { kind: "killed", signal: Sig.SEGV };
+    if (d.state !== DomainState.Running || !this.hv.domains.has(d.id))
+      return { kind: "exited", code: d.shutdownCode };
+    return null;
+  }
+
+  // ------------------------------------------------------------------ reverse execution
+
+  /**
+   * The machine rebuilt and replayed to position `at`, stopped before the first instruction
+   * there. collect: the breakpoints and watchpoints are live on the way and their hits are
+   * returned (none stops); otherwise the way is run at full speed with none armed.
+   */
+  private async replayTo(at: Position, collect: boolean): Promise<Array<{ at: Position; stop: Stop }>> {
+    const m = this.m;
+    if (m.rewind === undefined || m.approach === undefined)
+      throw new Error("this target cannot run backwards");
+    const saved = { breaks: [...this.breaks], watches: this.watches };
+    m.rewind();
+    this.hv.debugHook = this;
+    this.stepFrom = null;
+    this.skipLin = -1;
+    this.watchHit = null;
+    const hits: Array<{ at: Position; stop: Stop }> = [];
+    if (!collect) {
+      this.breaks.clear();
+      this.watches = [];
+      this.updateWatchPages();
+      this.arm();
+      await m.approach(at - APPROACH_MARGIN);
+    }
+    this.collect = collect ? hits : null;
+    this.stopAt = at;
+    this.stop = null;
+    this.arm();
+    m.onResume?.();
+    if (this.hv.cpu.retired < at) await m.runUntilStopped(() => this.stop !== null);
+    m.onStop?.();
+    this.collect = null;
+    this.stopAt = Number.POSITIVE_INFINITY;
+    this.breaks.clear();
+    for (const [addr, kind] of saved.breaks) this.breaks.set(addr, kind);
+    this.watches = saved.watches;
+    this.updateWatchPages();
+    this.arm();
+    return hits;
+  }
+
+  /** bs: back to before the last instruction this vcpu retired. */
+  async reverseStep(): Promise<Stop> {
+    const here = this.hv.cpu.retired;
+    if (here === 0) return this.historyBegin();
+    await this.replayTo(here - 1, false);
+    return this.stop ?? this.historyBegin();
+  }
+
+  /** bc: back to the last breakpoint or watchpoint hit before here, or the start of history. */
+  async reverseContinue(): Promise<Stop> {
+    const here = this.hv.cpu.retired;
+    const hits = await this.replayTo(here, true);
+    const last = hits.filter((h) => h.at < here).pop();
+    if (last === undefined) {
+      await this.replayTo(0, false);
+      return this.historyBegin();
+    }
+    // A watchpoint stops before the writing instruction when going backwards, as gdb expects
+    // (it compares the value it saw with the one there now: the old one).
+    await this.replayTo(last.stop.kind === "signal" && last.stop.watch ? last.at - 1 : last.at, false);
+    this.stop = last.stop;
+    return last.stop;
+  }
+
+  private historyBegin(): Stop {
+    this.stop = { kind: "signal", signal: Sig.TRAP, vcpu: this.currentVcpu().id, history: "begin" };
+    return this.stop;
+  }
+}

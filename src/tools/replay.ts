@@ -1,0 +1,297 @@
+/**
+ * Deterministic record and replay of a `tsxen run` session. The machine runs in virtual time,
+ * so a run is a function of its boot options and of what comes in from outside: for tsxen run
+ * that is the keyboard (console input; it attaches no uplink to the outside network, and the
+ * toolstack's requests to the domain are its own). The log stamps every input with the virtual
+ * time and the CPU's retired-instruction count at which it went in; replaying boots the same
+ * kernel, runs the same slices and puts each input in at its stamp, so the guest sees the same
+ * bytes at the same instruction and the run ends in the same state (machineStateHash).
+ *
+ * SessionMachine is also the gdb stub's machine for tsxen run (DebugMachine): rewinding is a
+ * fresh machine from the same boot options with the log replayed, which is what reverse
+ * execution stands on.
+ *
+ * The log is JSON lines: a header {"tsxenRecord": 1, "kernelSha256", "options"}, one line per
+ * input {"ns", "retired", "console": base64}, and an end line {"end": {...}}.
+ */
+import { createHash } from "node:crypto";
+import type { Hypervisor } from "../xen/hypervisor.js";
+import type { DebugMachine, Stop } from "./debug_target.js";
+import type { GuestSession, SessionEnd } from "./session.js";
+
+/** Guest time run between looks at the outside world (tsxen run's slice). */
+export const SLICE_NS = 10e6;
+
+export interface InputEvent {
+  /** Virtual time (system time, ns) and CPU position at which the input went in. */
+  ns: number;
+  retired: number;
+  console: Uint8Array;
+}
+
+export interface RecordEnd {
+  ns: number;
+  retired: number;
+  /** Console bytes the guest wrote, and their SHA-256. */
+  consoleBytes: number;
+  consoleSha256: string;
+  /** machineStateHash at the end. */
+  stateHash: string;
+}
+
+export interface RecordHeader {
+  tsxenRecord: 1;
+  kernelSha256: string;
+  /** The boot options that shape the run (they must match on replay). */
+  options: Record<string, unknown>;
+}
+
+export class RecordError extends Error {}
+
+export function sha256(bytes: Uint8Array): string {
+  return createHash("sha256").update(bytes).digest("hex");
+}
+
+/**
+ * The whole machine's state as a SHA-256: every byte of machine memory (all domains, the
+ * hypervisor's frames, page tables), the CPU's registers, its retired count and virtual time.
+ */
+export function machineStateHash(hv: Hypervisor): string {
+  const cpu = hv.cpu;
+  const h = createHash("sha256");
+  h.update(cpu.mem8);
+  const regs = new Int32Array([
+    ...cpu.regs,
+    cpu.eip,
+    cpu.getFlags(),
+    cpu.cr0,
+    cpu.cr2,
+    cpu.cr3,
+    cpu.cr4,
+    cpu.cpl,
+  ]);
+  h.update(new Uint8Array(regs.buffer));
+  h.update(`${cpu.retired}:${hv.nowNs()}:${[...cpu.segSel].join(",")}`);
+  return h.digest("hex");
+}
+
+/** The log of one run: what came in, and how the run ended. */
+export class InputLog {
+  readonly events: InputEvent[] = [];
+  end: RecordEnd | null = null;
+
+  constructor(readonly header: RecordHeader) {}
+
+  add(ev: InputEvent): void {
+    // Inputs typed after a rewind may come before later ones: the log stays in time order.
+    let i = this.events.length;
+    while (i > 0 && this.events[i - 1].ns > ev.ns) i--;
+    this.events.splice(i, 0, ev);
+  }
+
+  encode(): string {
+    const lines = [JSON.stringify(this.header)];
+    for (const e of this.events)
+      lines.push(
+        JSON.stringify({ ns: e.ns, retired: e.retired, console: Buffer.from(e.console).toString("base64") }),
+      );
+    if (this.end !== null) lines.push(JSON.stringify({ end: this.end }));
+    return `${lines.join("\n")}\n`;
+  }
+
+  static decode(text: string, what: string): InputLog {
+    const lines = text.split("\n").filter((l) => l.trim() !== "");
+    const parse = (l: string, n: number): Record<string, unknown> => {
+      try {
+        const v: unknown = JSON.parse(l);
+        if (typeof v === "object" && v !== null && !Array.isArray(v)) return v as Record<string, unknown>;
+      } catch {}
+      throw new RecordError(`${what}: line ${n + 1} is not a JSON object`);
+    };
+    if (lines.length === 0) throw new RecordError(`${what} is empty: not a tsxen record`);
+    const head = parse(lines[0], 0);
+    if (head.tsxenRecord !== 1 || typeof head.kernelSha256 !== "string" || typeof head.options !== "object")
+      throw new RecordError(`${what} is not a tsxen record (version 1)`);
+    const log = new InputLog(head as unknown as RecordHeader);
+    const num = (v: unknown): v is number => typeof v === "number" && Number.isSafeInteger(v) && v >= 0;
+    lines.slice(1).forEach((l, i) => {
+      const o = parse(l, i + 1);
+      if (o.end !== undefined) {
+        const e = o.end as RecordEnd;
+        if (typeof e !== "object" || !num(e.ns) || !num(e.retired) || typeof e.stateHash !== "string")
+          throw new RecordError(`${what}: line ${i + 2}: a damaged end record`);
+        log.end = e;
+        return;
+      }
+      if (!num(o.ns) || !num(o.retired) || typeof o.console !== "string")
+        throw new RecordError(`${what}: line ${i + 2}: an input needs ns, retired and console`);
+      const prev = log.events.at(-1);
+      if (prev !== undefined && (o.ns < prev.ns || o.retired < prev.retired))
+        throw new RecordError(`${what}: line ${i + 2}: inputs out of order`);
+      log.events.push({ ns: o.ns, retired: o.retired, console: Buffer.from(o.console, "base64") });
+    });
+    return log;
+  }
+}
+
+/** A fresh machine and session booted from the run's options. */
+export type SessionFactory = () => GuestSession;
+
+/**
+ * tsxen run's machine: a GuestSession run in slices of guest time, its inputs logged (live) or
+ * taken from a log (replay, and after a rewind until the log runs out).
+ */
+export class SessionMachine implements DebugMachine {
+  session: GuestSession;
+  /** The next logged input to put in. */
+  private next = 0;
+  /** Set when a replayed input went in at another position than logged. */
+  divergence: string | null = null;
+  /** Interrupts the wait for input while the guest is idle (the debugger's Ctrl-C). */
+  private wake: (() => void) | null = null;
+  /** True once nothing more will come in (stdin ended, or replaying only). */
+  inputClosed = false;
+  /** How the last slice ended (null: it went on). */
+  lastEnd: SessionEnd | null = null;
+
+  /** Whether rewind() gives the same run again (not with disks, whose contents it cannot undo). */
+  readonly canRewind: boolean;
+
+  constructor(
+    private readonly make: SessionFactory,
+    readonly log: InputLog,
+    opts: { rewindable?: boolean } = {},
+  ) {
+    this.session = make();
+    this.canRewind = opts.rewindable ?? true;
+  }
+
+  get hv(): Hypervisor {
+    return this.session.hv;
+  }
+
+  get domain() {
+    return this.session.domain;
+  }
+
+  /** Live keyboard input: logged with its stamp, then given to the guest. */
+  input(bytes: Uint8Array): void {
+    if (bytes.length === 0) return;
+    this.log.add({ ns: this.hv.nowNs(), retired: this.hv.cpu.retired, console: Uint8Array.from(bytes) });
+    this.next++;
+    this.session.input(bytes);
+    this.wake?.();
+  }
+
+  /** Logged inputs not yet replayed. */
+  get pendingInputs(): number {
+    return this.log.events.length - this.next;
+  }
+
+  /** Puts in the logged inputs due at the current time. */
+  private injectDue(): void {
+    const hv = this.hv;
+    const now = hv.nowNs();
+    while (this.next < this.log.events.length && this.log.events[this.next].ns <= now) {
+      const e = this.log.events[this.next++];
+      if ((e.ns !== now || e.retired !== hv.cpu.retired) && this.divergence === null)
+        this.divergence = `input ${this.next} was logged at ${e.ns} ns (instruction ${e.retired}) but went in at ${now} ns (instruction ${hv.cpu.retired})`;
+      this.session.input(e.console);
+    }
+  }
+
+  /** The time of the next logged input, or +inf. */
+  private nextInputNs(): number {
+    return this.next < this.log.events.length ? this.log.events[this.next].ns : Number.POSITIVE_INFINITY;
+  }
+
+  /**
+   * One slice of tsxen run's loop: due inputs in, then guest time up to SLICE_NS further (or
+   * limitNs). Returns how the session ended, or null while it goes on.
+   */
+  slice(limitNs = Number.POSITIVE_INFINITY): SessionEnd | null {
+    this.injectDue();
+    this.lastEnd = this.session.runUntil(Math.min(this.hv.nowNs() + SLICE_NS, limitNs));
+    return this.lastEnd;
+  }
+
+  /** Waits (host time) until input comes or wakeUp is called; false once input has closed. */
+  waitForInput(): Promise<boolean> {
+    if (this.pendingInputs > 0) return Promise.resolve(true);
+    if (this.inputClosed) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      this.wake = () => {
+        this.wake = null;
+        resolve(true);
+      };
+    });
+  }
+
+  wakeUp(): void {
+    this.wake?.();
+  }
+
+  async runUntilStopped(stopped: () => boolean): Promise<Stop | null> {
+    for (;;) {
+      if (stopped()) return null;
+      const end = this.slice();
+      if (stopped()) return null;
+      if (end !== null) {
+        if (end.kind === "idle") {
+          // Nothing happens until input comes: wait for it, or for the debugger.
+          if (this.pendingInputs > 0) continue;
+          await new Promise<void>((resolve) => {
+            const t = setTimeout(() => {
+              this.wake = null;
+              resolve();
+            }, 20);
+            this.wake = () => {
+              clearTimeout(t);
+              this.wake = null;
+              resolve();
+            };
+          });
+          continue;
+        }
+        return end.kind === "crashed"
+          ? { kind: "killed", signal: 11 }
+          : { kind: "exited", code: "reason" in end ? end.reason : 0 };
+      }
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+  }
+
+  rewind(): void {
+    this.session = this.make();
+    this.next = 0;
+    this.lastEnd = null;
+  }
+
+  async approach(retired: number): Promise<void> {
+    for (;;) {
+      const hv = this.hv;
+      const left = retired - hv.cpu.retired;
+      if (left <= 0) return;
+      this.injectDue();
+      // Cycles advance at least as fast as instructions retire: this limit never overshoots.
+      const limitNs = Math.min(hv.clock.ns(hv.nowCycles() + left), hv.nowNs() + SLICE_NS, this.nextInputNs());
+      const before = hv.cpu.retired;
+      const end = this.session.runUntil(limitNs);
+      if (end !== null && end.kind !== "idle") return;
+      if (hv.cpu.retired === before && (end !== null || limitNs <= hv.nowNs()) && this.pendingInputs === 0)
+        return;
+    }
+  }
+
+  /** The end record of this run as it stands. */
+  endRecord(consoleBytes: Uint8Array): RecordEnd {
+    const hv = this.hv;
+    return {
+      ns: hv.nowNs(),
+      retired: hv.cpu.retired,
+      consoleBytes: consoleBytes.length,
+      consoleSha256: sha256(consoleBytes),
+      stateHash: machineStateHash(hv),
+    };
+  }
+}

@@ -1,0 +1,431 @@
+/**
+ * The gdb stub (src/tools/gdbstub.ts, debug_target.ts) driven by Debian's real gdb in batch mode
+ * against guests/debug/target.c (built with -g -O0): breakpoints on functions, registers and
+ * memory, stepping over a hypercall, watchpoints, a fault, threads, reverse execution; the
+ * protocol's error replies and Ctrl-C with a raw client; and tsxen run's --record / --replay
+ * of a typed session into the control-interface shell guest.
+ */
+import assert from "node:assert/strict";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, writeFileSync } from "node:fs";
+import { connect } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
+import { guestPath } from "./support/guests.js";
+
+const ROOT = fileURLToPath(new URL("../../", import.meta.url));
+const MAIN = join(ROOT, "dist/src/cli/main.js");
+const GDB = "/usr/bin/gdb";
+const TARGET = guestPath("dbg_target");
+const SHELL = guestPath("ev_ctrl_shell");
+const noGdb = existsSync(GDB) ? false : "gdb is not installed (.ci/run installs it)";
+
+interface Tsxen {
+  port: Promise<number>;
+  done: Promise<{ status: number | null; stdout: string; stderr: string }>;
+  kill(): void;
+}
+
+/** `tsxen run args` with its stub on a free port (read from its stderr). */
+function tsxen(args: string[]): Tsxen {
+  const p = spawn(process.execPath, [MAIN, "run", ...args], { stdio: ["pipe", "pipe", "pipe"] });
+  let stdout = "";
+  let stderr = "";
+  let gotPort: (n: number) => void = () => {};
+  const port = new Promise<number>((resolve) => {
+    gotPort = resolve;
+  });
+  p.stdout.setEncoding("latin1");
+  p.stdout.on("data", (s: string) => {
+    stdout += s;
+  });
+  p.stderr.on("data", (b: Buffer) => {
+    stderr += b.toString();
+    const m = /waiting for gdb on [^:]+:(\d+)/.exec(stderr);
+    if (m) gotPort(Number(m[1]));
+  });
+  const timer = setTimeout(() => p.kill(), 120_000);
+  const done = new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
+    p.on("close", (status) => {
+      clearTimeout(timer);
+      resolve({ status, stdout, stderr });
+    });
+  });
+  return { port, done, kill: () => p.kill() };
+}
+
+const scratch = mkdtempSync(join(tmpdir(), "tsxen-gdb-"));
+
+/**
+ * gdb -batch with the target's symbols, connected to port, running the commands in order (an
+ * error in one does not stop the next); its stdout and stderr together, in order.
+ */
+async function gdb(port: number, commands: string[]): Promise<string> {
+  const ex = ["set pagination off", `target remote 127.0.0.1:${port}`, ...commands].flatMap((c) => [
+    "-ex",
+    c,
+  ]);
+  const file = join(scratch, `gdb-${port}.out`);
+  const fd = openSync(file, "w");
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const p = spawn(GDB, ["-batch", "-nx", ...ex, TARGET], { stdio: ["ignore", fd, fd] });
+      const timer = setTimeout(() => p.kill(), 120_000);
+      p.on("error", reject);
+      p.on("close", () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  } finally {
+    closeSync(fd);
+  }
+  return readFileSync(file, "utf8");
+}
+
+/** Symbol addresses from the ELF (nm), to check what gdb reports against the binary. */
+function symbols(): Map<string, number> {
+  const out = execFileSync("nm", [TARGET], { encoding: "utf8" });
+  return new Map(
+    out
+      .split("\n")
+      .map((l) => l.split(" "))
+      .filter((f) => f.length === 3)
+      .map((f) => [f[2], Number.parseInt(f[0], 16)]),
+  );
+}
+
+/** Where the instruction `int $0x82` of the function fn is (objdump). */
+function hypercallIn(fn: string): number {
+  const out = execFileSync("objdump", ["-d", "--no-show-raw-insn", TARGET], { encoding: "utf8" });
+  const body = out.split(`<${fn}>:`)[1]?.split("\n\n")[0] ?? "";
+  const m = /^\s*([0-9a-f]+):\s+int\s+\$0x82/m.exec(body);
+  assert.ok(m, `no int $0x82 in ${fn}`);
+  return Number.parseInt(m[1], 16);
+}
+
+describe("gdb stub: real gdb against a guest with symbols", { skip: noGdb }, () => {
+  it("breaks on a function; registers, memory (read, write, unmapped), threads", async () => {
+    const t = tsxen([TARGET, "--gdb", "0"]);
+    const out = await gdb(await t.port, [
+      "info threads",
+      "break writer_b",
+      "continue",
+      "print watched",
+      "print counter",
+      "info registers",
+      "x/4xb &watched",
+      "x/s banner",
+      "x/x 0",
+      "set var counter = 1000",
+      "delete",
+      "continue",
+    ]);
+    const r = await t.done;
+    const sym = symbols();
+    assert.match(out, /\* 1 {4}Thread 1 \(vcpu 0 of domain 1 \(dbg_target\.elf\)\)/);
+    assert.match(out, /Breakpoint 1, writer_b \(v=1\) at debug\/target\.c:23/);
+    // At writer_b(1): writer_a(1) ran (watched = 1) and counter += 1.
+    assert.match(out, /\$1 = 1\n\$2 = 1\n/);
+    const eip = /^eip\s+0x([0-9a-f]+)\s+0x[0-9a-f]+ <writer_b\+(\d+)>$/m.exec(out);
+    assert.ok(eip, out);
+    assert.equal(Number.parseInt(eip[1], 16), (sym.get("writer_b") ?? 0) + Number(eip[2]));
+    assert.match(out, /^cs\s+0x819\s/m, "ring-1 flat code selector");
+    assert.match(out, /^ss\s+0x821\s/m);
+    const esp = /^esp\s+0x([0-9a-f]+)/m.exec(out);
+    assert.ok(esp && Number.parseInt(esp[1], 16) >= 0xc0000000, "a kernel stack address");
+    assert.match(out, /<watched>:\s+0x01\s+0x00\s+0x00\s+0x00/);
+    assert.match(out, /<banner>:\s+"dbg: start\\n"/);
+    assert.match(out, /Cannot access memory at address 0x0/);
+    assert.match(out, /\[Inferior 1 \(Remote target\) exited normally\]/);
+    assert.equal(r.status, 0, r.stderr);
+    // counter = 1000 at writer_b(1): +2 +3, writer_c +5, ask_version +1, +100.
+    assert.equal(r.stdout, "dbg: start\ndbg: watched=11 counter=1111 version=30000\n");
+  });
+
+  it("steps over a hypercall: next over the call, stepi over int $0x82", async () => {
+    // printk's console write (in done(), after ask_version) is the next hypercall.
+    const at = hypercallIn("printk");
+    const t = tsxen([TARGET, "--gdb", "0"]);
+    const out = await gdb(await t.port, [
+      "break ask_version",
+      "continue",
+      "next",
+      "print/x version",
+      `break *0x${at.toString(16)}`,
+      "continue",
+      "info registers eip eax",
+      "stepi",
+      "info registers eip eax",
+      "kill",
+    ]);
+    await t.done;
+    assert.match(
+      out,
+      /Breakpoint 1, ask_version \(\) at debug\/target\.c:34\n34\t\tversion = HYPERVISOR_xen_version\(0\);\n35\t\tcounter\+\+;/,
+    );
+    assert.match(out, /\$1 = 0x30000/);
+    // At the int, EAX is the hypercall's number (console_io, 18); one stepi later the call is
+    // done: EIP after the int, EAX its result.
+    const eips = [...out.matchAll(/^eip\s+0x([0-9a-f]+)/gm)].map((m) => Number.parseInt(m[1], 16));
+    const eaxs = [...out.matchAll(/^eax\s+0x([0-9a-f]+)/gm)].map((m) => Number.parseInt(m[1], 16));
+    assert.deepEqual(eips, [at, at + 2], out);
+    assert.equal(eaxs[0], 18);
+    assert.notEqual(eaxs[1], 18, "the hypercall ran and returned");
+  });
+
+  it("watchpoints: write (each change), read and access", async () => {
+    const t = tsxen([TARGET, "--gdb", "0"]);
+    const out = await gdb(await t.port, [
+      "watch watched",
+      "continue",
+      "continue",
+      "continue",
+      "delete",
+      "rwatch version",
+      "continue",
+      "delete",
+      "awatch counter",
+      "continue",
+      "kill",
+    ]);
+    await t.done;
+    const hits = [...out.matchAll(/Old value = (\d+)\nNew value = (\d+)\n(\w+) \(v=(\d)\)/g)].map((m) =>
+      m.slice(1).join(" "),
+    );
+    // writer_a(2) stores the 2 already there: no change, no stop (gdb checks the value).
+    assert.deepEqual(hits, ["0 1 writer_a 1", "1 2 writer_b 1", "2 4 writer_b 2"]);
+    assert.match(out, /Hardware read watchpoint 2: version\n\nValue = 196608\n.* in done \(\)/);
+    assert.match(out, /Hardware access \(read\/write\) watchpoint 3: counter\n\nValue = \d+\n/);
+  });
+
+  it("a fault with no handler stops as SIGSEGV at the faulting store; continuing crashes the domain", async () => {
+    const t = tsxen([TARGET, "--gdb", "0", "--cmdline", "fault"]);
+    // continue passes the signal on: Xen bounces the fault to the trap table's empty entry
+    // (EIP 0, which faults again: gdb sees it); passed on and on, the bounce frames fill the
+    // stack until one cannot be written and the domain crashes.
+    const out = await gdb(await t.port, [
+      "continue",
+      "info registers eip",
+      "x/i $pc",
+      "continue",
+      "handle SIGSEGV nostop noprint pass",
+      "continue",
+    ]);
+    const r = await t.done;
+    assert.match(
+      out,
+      /Program received signal SIGSEGV, Segmentation fault\.\n(0x[0-9a-f]+ in )?start_kernel \(si=0x[0-9a-f]+\) at debug\/target\.c:68\n68\t\t\t\*\(volatile int \*\)0 = 1;/,
+    );
+    assert.match(out, /=> 0x[0-9a-f]+ <start_kernel\+\d+>:\tmovl\s+\$0x1,\(%eax\)/);
+    assert.match(out, /Program received signal SIGSEGV, Segmentation fault\.\n0x00000000 in \?\? \(\)\n/);
+    assert.match(out, /Program terminated with signal SIGSEGV/);
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /domain 1 \(dbg_target\.elf\) crashed/);
+  });
+
+  it("reverse-continue to a watchpoint finds the last writer; reverse-stepi, -next, -step", async () => {
+    const t = tsxen([TARGET, "--gdb", "0"]);
+    const sym = symbols();
+    const out = await gdb(await t.port, [
+      "break done",
+      "continue",
+      "watch watched",
+      "reverse-continue",
+      "reverse-continue",
+      "delete",
+      "info registers eip",
+      "reverse-stepi",
+      "info registers eip",
+      "reverse-step",
+      "info registers eip",
+      "reverse-next",
+      "reverse-next",
+      "info registers eip",
+      "continue",
+    ]);
+    const r = await t.done;
+    // Backwards, gdb shows the value now as Old and the one before the write as New.
+    assert.match(
+      out,
+      /Hardware watchpoint 2: watched\n\nOld value = 11\nNew value = 6\nwriter_c \(v=5\) at debug\/target\.c:29/,
+    );
+    assert.match(out, /Old value = 6\nNew value = 3\nwriter_b \(v=3\) at debug\/target\.c:23/);
+    const eips = [...out.matchAll(/^eip\s+0x([0-9a-f]+)/gm)].map((m) => Number.parseInt(m[1], 16));
+    assert.equal(eips.length, 4, out);
+    const wb = sym.get("writer_b") ?? 0;
+    assert.ok(
+      eips[0] > wb && eips[1] < eips[0] && eips[1] >= wb,
+      `reverse-stepi went back in writer_b: ${eips}`,
+    );
+    // reverse-step goes to the start of line 23 (after the prologue, where break put it).
+    assert.equal(eips[2], wb + 3);
+    // reverse-next leaves writer_b for its call in start_kernel, then goes a line up.
+    assert.match(
+      out,
+      /start_kernel \(si=0x[0-9a-f]+\) at debug\/target\.c:61\n61\t\t\twriter_b\(i\);\n60\t\t\tcounter \+= i;/,
+    );
+    const sk = sym.get("start_kernel") ?? 0;
+    assert.ok(eips[3] > sk && eips[3] < wb + 0x1000, `in start_kernel: ${eips[3].toString(16)}`);
+    // Forward again to the end: the console shows every line once (replays are silent).
+    assert.match(out, /exited normally/);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stdout, "dbg: start\ndbg: watched=11 counter=112 version=30000\n");
+  });
+});
+
+/** A raw remote-protocol client: sends packets, reads replies (acks off after QStartNoAckMode). */
+class Rsp {
+  private buf = "";
+  private waiters: Array<() => void> = [];
+  private constructor(private readonly sock: import("node:net").Socket) {
+    sock.setEncoding("latin1");
+    sock.on("data", (s: string) => {
+      this.buf += s;
+      for (const w of this.waiters.splice(0)) w();
+    });
+  }
+
+  static open(port: number): Promise<Rsp> {
+    return new Promise((resolve, reject) => {
+      const s = connect(port, "127.0.0.1", () => resolve(new Rsp(s)));
+      s.on("error", reject);
+    });
+  }
+
+  raw(text: string): void {
+    this.sock.write(text);
+  }
+
+  async send(data: string): Promise<string> {
+    let sum = 0;
+    for (const c of data) sum = (sum + c.charCodeAt(0)) & 0xff;
+    this.sock.write(`$${data}#${sum.toString(16).padStart(2, "0")}`);
+    return this.reply();
+  }
+
+  async reply(): Promise<string> {
+    for (;;) {
+      const m = /\$([^#]*)#[0-9a-f]{2}/.exec(this.buf);
+      if (m) {
+        this.buf = this.buf.slice(m.index + m[0].length);
+        return m[1];
+      }
+      await new Promise<void>((resolve) => this.waiters.push(resolve));
+    }
+  }
+
+  close(): void {
+    this.sock.end();
+  }
+}
+
+describe("gdb stub: the protocol", () => {
+  it("answers malformed and refused requests with errors, Ctrl-C stops a spinning guest, detach lets it run", async () => {
+    const t = tsxen([TARGET, "--gdb", "0", "--cmdline", "spin"]);
+    const c = await Rsp.open(await t.port);
+    assert.match(await c.send("qSupported:multiprocess+;swbreak+"), /qXfer:features:read\+/);
+    assert.equal(await c.send("QStartNoAckMode"), "OK");
+    assert.match(
+      await c.send("qXfer:features:read:target.xml:0,fff"),
+      /^l<\?xml[\s\S]*org\.gnu\.gdb\.i386\.core[\s\S]*<\/target>/,
+    );
+    assert.equal(await c.send("qXfer:features:read:other.xml:0,10"), "E00");
+    assert.equal(await c.send("m0,4"), "E03", "unmapped");
+    assert.equal(await c.send("mzz,4"), "E01", "not hex");
+    assert.equal(await c.send("m0,ffffff"), "E01", "too long");
+    assert.equal(await c.send("Hg63"), "E02", "no vcpu 98");
+    assert.equal(await c.send("T2"), "E02");
+    assert.equal(await c.send("T1"), "OK");
+    assert.equal(await c.send("M0,1:00"), "E03", "unmapped write");
+    assert.equal(await c.send("Z2,c000a000,10"), "E04", "a 16-byte watchpoint");
+    assert.equal(await c.send("Z9,0,1"), "E01");
+    assert.equal(await c.send("P0a=11111111"), "E01", "a segment register");
+    // At the first instruction there is nothing behind: reverse-continue meets the start.
+    assert.equal(await c.send("bc"), "T05replaylog:begin;thread:1;");
+    // Continue, then Ctrl-C: the guest spins in start_kernel.
+    c.raw("$c#63");
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    c.raw("\x03");
+    assert.match(await c.reply(), /^T02thread:1;$/);
+    const regs = await c.send("g");
+    assert.equal(regs.length, 16 * 8 + 8 * 20 + 8 * 8);
+    assert.equal(await c.send("D"), "OK");
+    c.close();
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    t.kill();
+    const r = await t.done;
+    assert.match(r.stderr, /gdb detached; the guest runs on/);
+  });
+});
+
+describe("tsxen run --record / --replay", () => {
+  it("a typed session into the shell guest replays byte for byte with the same end state; a changed log diverges", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "tsxen-record-"));
+    const log = join(dir, "session.rec");
+    const typed = ["echo first line\n", "echo and a second\n", "cmdline\n", "poweroff\n"];
+    const rec = await new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
+      const p = spawn(process.execPath, [MAIN, "run", SHELL, "--record", log], {
+        stdio: ["pipe", "pipe", "pipe"],
+      });
+      let stdout = "";
+      let stderr = "";
+      let step = 0;
+      p.stdout.setEncoding("latin1");
+      p.stdout.on("data", (s: string) => {
+        stdout += s;
+        // Type the next line at each prompt, a little later each time (another virtual time).
+        const prompts = stdout.split("ctrl> ").length - 1;
+        if (prompts > step && step < typed.length) {
+          const line = typed[step++];
+          setTimeout(() => p.stdin.write(line), 50 * step);
+        }
+      });
+      p.stderr.on("data", (b: Buffer) => {
+        stderr += b.toString();
+      });
+      p.stdin.on("error", () => {});
+      p.on("close", (status) => resolve({ status, stdout, stderr }));
+    });
+    assert.equal(rec.status, 0, rec.stderr);
+    assert.match(rec.stdout, /ctrl> echo first line\nfirst line\nctrl> echo and a second\nand a second\n/);
+    const recorded = /recorded (\d+) inputs to .*; state hash ([0-9a-f]{64})/.exec(rec.stderr);
+    assert.ok(recorded, rec.stderr);
+    assert.ok(Number(recorded[1]) >= typed.length, "each line typed went in as an input");
+    const lines = readFileSync(log, "utf8").trim().split("\n");
+    const stamps = lines.slice(1, -1).map((l) => JSON.parse(l) as { ns: number; retired: number });
+    assert.ok(
+      stamps.every((s, i) => i === 0 || (s.ns >= stamps[i - 1].ns && s.retired > stamps[i - 1].retired)),
+    );
+
+    const rp = spawnResult([SHELL, "--replay", log]);
+    assert.equal(rp.status, 0, rp.stderr);
+    assert.equal(rp.stdout, rec.stdout, "the same console bytes");
+    assert.match(rp.stderr, new RegExp(`state hash ${recorded[2]} \\(as recorded\\)`));
+
+    // One typed byte changed: the guest answers differently, and the replay says so.
+    const changed = lines.map((l, i) => {
+      if (i !== 1) return l;
+      const o = JSON.parse(l) as { console: string };
+      const text = Buffer.from(o.console, "base64").toString("latin1").replace("first", "FIRST");
+      return JSON.stringify({ ...o, console: Buffer.from(text, "latin1").toString("base64") });
+    });
+    const bad = join(dir, "changed.rec");
+    writeFileSync(bad, `${changed.join("\n")}\n`);
+    const rb = spawnResult([SHELL, "--replay", bad]);
+    assert.equal(rb.status, 1);
+    assert.match(rb.stdout, /FIRST line/);
+    assert.match(rb.stderr, /replay diverged: the console output differs/);
+    // Another kernel than the one recorded is refused before it runs.
+    const other = spawnResult([TARGET, "--replay", log]);
+    assert.equal(other.status, 2);
+    assert.match(other.stderr, /recorded with another kernel/);
+  });
+});
+
+function spawnResult(args: string[]): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [MAIN, "run", ...args], { encoding: "latin1", timeout: 120_000 });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
