@@ -6,7 +6,7 @@
  * event sent to itself and taken in its upcall, a privileged instruction emulated.
  * Not a timed test: it prints figures (the first round cold, the others steady, as ranges).
  *
- *   npm run bench:exits [-- --n N] [-- --batch N] [-- --rounds R]
+ *   npm run bench:exits [-- --n N] [-- --batch N] [-- --rounds R] [-- --only KIND]
  *
  * Profile with `node --cpu-prof dist/bench/exits-bench.js`.
  */
@@ -19,6 +19,8 @@ interface Options {
   n: number;
   batch: number;
   rounds: number;
+  /** One kind only (for a profile), or null for all. */
+  only: string | null;
 }
 
 function fail(message: string): never {
@@ -26,16 +28,35 @@ function fail(message: string): never {
   process.exit(2);
 }
 
+const KINDS: Record<string, string> = {
+  null_hypercall: "null hypercall (xen_version)",
+  multicall: "multicall",
+  mmu_update: "mmu_update",
+  page_fault: "#PF bounced to the guest",
+  event_upcall: "event send + upcall",
+  priv_op: "privileged insn (mov cr0)",
+};
+
 function parseArgs(argv: string[]): Options {
-  const opts: Options = { n: 20000, batch: 16, rounds: 4 };
-  const limits: Record<string, [keyof Options, number, number]> = {
+  const opts: Options = { n: 20000, batch: 16, rounds: 4, only: null };
+  const limits: Record<string, ["n" | "batch" | "rounds", number, number]> = {
     "--n": ["n", 1, 10_000_000],
     "--batch": ["batch", 1, 64],
     "--rounds": ["rounds", 1, 100],
   };
   for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === "--only") {
+      const kind = argv[++i];
+      if (!(kind in KINDS))
+        fail(`--only needs one of ${Object.keys(KINDS).join(", ")}, got ${JSON.stringify(kind)}`);
+      opts.only = kind;
+      continue;
+    }
     const lim = limits[argv[i]];
-    if (!lim) fail(`unknown option ${JSON.stringify(argv[i])}; options: --n N, --batch 1..64, --rounds R`);
+    if (!lim)
+      fail(
+        `unknown option ${JSON.stringify(argv[i])}; options: --n N, --batch 1..64, --rounds R, --only KIND`,
+      );
     const text = argv[++i];
     const v = Number(text);
     if (!Number.isInteger(v) || v < lim[1] || v > lim[2])
@@ -57,15 +78,6 @@ interface Sample {
   cpuNs: number;
   instructions: number;
 }
-
-const KINDS: Record<string, string> = {
-  null_hypercall: "null hypercall (xen_version)",
-  multicall: "multicall",
-  mmu_update: "mmu_update",
-  page_fault: "#PF bounced to the guest",
-  event_upcall: "event send + upcall",
-  priv_op: "privileged insn (mov cr0)",
-};
 
 function main(): void {
   const opts = parseArgs(process.argv.slice(2));
@@ -107,7 +119,7 @@ function main(): void {
     name: "bench-exits",
     image,
     memoryMiB: 16,
-    cmdline: `n=${opts.n} batch=${opts.batch} rounds=${opts.rounds}`,
+    cmdline: `n=${opts.n} batch=${opts.batch} rounds=${opts.rounds}${opts.only ? ` only=${opts.only}` : ""}`,
   });
   const t0 = performance.now();
   const result = hv.run(3600e9);

@@ -8,7 +8,7 @@
  * to the guest's handler and back, an event sent to itself (send + upcall), a privileged
  * instruction emulated (mov from CR0 at ring 1). Each runs `rounds` times, so the first
  * (cold) round can be told from the steady ones.
- * cmdline: n=<iterations> batch=<N> rounds=<R>.
+ * cmdline: n=<iterations> batch=<N> rounds=<R> [only=<kind>] (one kind, for a profile).
  */
 #include "lib.h"
 #include "evtchn_ops.h"
@@ -21,6 +21,9 @@ static u8 pages[MAX_BATCH][4096] BSS_PAGE;
 static u8 unmapped[4096] BSS_PAGE;
 static volatile u32 upcalls;
 static u32 failures;
+
+/* Run this kind? All of them unless the command line says only=<kind>. */
+static int want(const char *kind) { return !cmdline_word("only=") || cmdline_word(kind); }
 
 static void begin(const char *kind) { printk("BENCH %s begin\n", kind); }
 
@@ -164,24 +167,36 @@ void start_kernel(start_info_t *si)
 	events_enable();
 
 	for (u32 r = 0; r < rounds && failures == 0; r++) {
-		begin("null_hypercall");
-		null_hypercalls(n);
-		end("null_hypercall", n, 1);
-		begin("multicall");
-		multicalls(n / batch, batch);
-		end("multicall", n / batch, batch);
-		begin("mmu_update");
-		mmu_updates(n / batch, batch, si);
-		end("mmu_update", n / batch, batch);
-		begin("page_fault");
-		page_faults(n);
-		end("page_fault", n, 1);
-		begin("event_upcall");
-		event_upcalls(n, port);
-		end("event_upcall", n, 1);
-		begin("priv_op");
-		priv_ops(n);
-		end("priv_op", n, 1);
+		if (want("null_hypercall")) {
+			begin("null_hypercall");
+			null_hypercalls(n);
+			end("null_hypercall", n, 1);
+		}
+		if (want("multicall")) {
+			begin("multicall");
+			multicalls(n / batch, batch);
+			end("multicall", n / batch, batch);
+		}
+		if (want("mmu_update")) {
+			begin("mmu_update");
+			mmu_updates(n / batch, batch, si);
+			end("mmu_update", n / batch, batch);
+		}
+		if (want("page_fault")) {
+			begin("page_fault");
+			page_faults(n);
+			end("page_fault", n, 1);
+		}
+		if (want("event_upcall")) {
+			begin("event_upcall");
+			event_upcalls(n, port);
+			end("event_upcall", n, 1);
+		}
+		if (want("priv_op")) {
+			begin("priv_op");
+			priv_ops(n);
+			end("priv_op", n, 1);
+		}
 	}
 	printk("BENCH done failures=%u\n", failures);
 	checks_done();

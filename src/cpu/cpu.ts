@@ -277,6 +277,17 @@ export class Cpu {
    * it has checked a descriptor. attr = access byte | flags nibble << 12.
    */
   loadSegmentCache(seg: number, selector: number, base: number, limit: number, attr: number): void {
+    // Reloading what is already there (every iret, bounce and vcpu switch reloads CS, SS and
+    // the data segments, nearly always with the same descriptors) changes nothing. A usable
+    // descriptor (attr not 0) has been through the full path once, so its checks are synced.
+    if (
+      attr !== 0 &&
+      this.segAttr[seg] === attr &&
+      this.segSel[seg] === (selector & 0xffff) &&
+      this.segBase[seg] === (base | 0) &&
+      this.segLimit[seg] === (limit | 0)
+    )
+      return;
     this.segSel[seg] = selector & 0xffff;
     this.segBase[seg] = base | 0;
     this.segLimit[seg] = limit | 0;
@@ -317,11 +328,12 @@ export class Cpu {
       // Offsets o with lo <= o and o + n - 1 <= hi (exact: lo, hi are doubles up to 2^32).
       const rdHi = this.segHi[seg] - (n - 1);
       const wrHi = this.segWHi[seg] - (n - 1);
-      const empty = (hi: number): boolean => hi < lo || hi < 0;
-      c[k + 2 * n] = empty(rdHi) ? 0x7fffffff : lo ^ -0x80000000;
-      c[k + 2 * n + 1] = empty(rdHi) ? -0x80000000 : rdHi ^ -0x80000000;
-      c[k + 16 + 2 * n] = empty(wrHi) ? 0x7fffffff : lo ^ -0x80000000;
-      c[k + 17 + 2 * n] = empty(wrHi) ? -0x80000000 : wrHi ^ -0x80000000;
+      const rdEmpty = rdHi < lo || rdHi < 0;
+      const wrEmpty = wrHi < lo || wrHi < 0;
+      c[k + 2 * n] = rdEmpty ? 0x7fffffff : lo ^ -0x80000000;
+      c[k + 2 * n + 1] = rdEmpty ? -0x80000000 : rdHi ^ -0x80000000;
+      c[k + 16 + 2 * n] = wrEmpty ? 0x7fffffff : lo ^ -0x80000000;
+      c[k + 17 + 2 * n] = wrEmpty ? -0x80000000 : wrHi ^ -0x80000000;
     }
   }
 

@@ -439,6 +439,15 @@ export function status(hv: Hypervisor, v: Vcpu, dom: number, port: number): Stat
 export function doEventChannelOp(hv: Hypervisor, v: Vcpu, opVa: number): number {
   // The envelope is the domain's revision's: MAR 32 bytes, union at 8; JUL 24, union at 4.
   const env = v.domain.abi.evtchnOp;
+  // send, the commonest (every notification of a frontend or backend), allocates nothing:
+  // the whole envelope must still be readable, as Xen's copy of it.
+  const g = hv.guest;
+  if (g.peek32(opVa + env.cmd) === EvtchnOp.send && g.ok) {
+    g.peek32(opVa + env.SIZE - 4);
+    if (!g.ok) return -EFAULT;
+    const rc = send(hv, v, g.peek32(opVa + env.u + EvtchnSend.local_port) >>> 0);
+    return rc > 0 ? 0 : rc;
+  }
   const op = hv.guest.copyFrom(opVa, env.SIZE);
   if (op === null) return -EFAULT;
   const dv = new DataView(op.buffer, op.byteOffset, op.byteLength);

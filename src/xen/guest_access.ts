@@ -102,13 +102,42 @@ export class GuestMemory {
 
   /** Reads a u32 at va, or null. */
   read32(va: number): number | null {
-    const b = this.copyFrom(va, 4);
-    return b === null ? null : (b[0] | (b[1] << 8) | (b[2] << 16) | (b[3] << 24)) >>> 0;
+    const v = this.peek32(va);
+    return this.ok ? v >>> 0 : null;
+  }
+
+  /** Whether the last peek32 read its word. */
+  ok = true;
+
+  /**
+   * Reads the u32 at va as an int32, allocating nothing (hypercall argument structures are
+   * read word by word on the exit path); on a fault or bad range, returns 0 and sets ok false.
+   */
+  peek32(va: number): number {
+    va >>>= 0;
+    if ((va & 0xfff) > 0xffc) {
+      // Straddles two pages: the general copy.
+      const b = this.copyFrom(va, 4);
+      this.ok = b !== null;
+      return b === null ? 0 : b[0] | (b[1] << 8) | (b[2] << 16) | (b[3] << 24);
+    }
+    const ma = accessOk(va, 4) ? this.translate(va, false) : -1;
+    this.ok = ma >= 0;
+    return ma >= 0 ? this.cpu.physRead32(ma) : 0;
   }
 
   write32(va: number, value: number): boolean {
-    const b = new Uint8Array(4);
-    new DataView(b.buffer).setUint32(0, value >>> 0, true);
-    return this.copyTo(va, b);
+    va >>>= 0;
+    if ((va & 0xfff) > 0xffc) {
+      const b = new Uint8Array(4);
+      new DataView(b.buffer).setUint32(0, value >>> 0, true);
+      return this.copyTo(va, b);
+    }
+    if (!accessOk(va, 4)) return false;
+    const ma = this.translate(va, true);
+    if (ma < 0) return false;
+    // physWrite32 drops decoded code in the frame, as copyTo's invalidateCode does.
+    this.cpu.physWrite32(ma, value | 0);
+    return true;
   }
 }

@@ -5,7 +5,7 @@
 import { EAX, EBX, ECX, EDI, EDX, ESI } from "../cpu/regs.js";
 import { EFAULT, EINVAL, ENOSYS } from "../public/errno.js";
 import { Trc } from "../public/trace.js";
-import { HypercallJul, HypercallMar, MULTICALL_ARGS_PASSED, NR_HYPERCALLS } from "../public/xen.js";
+import { HypercallJul, HypercallMar, NR_HYPERCALLS } from "../public/xen.js";
 import type { GuestAbi } from "./abi.js";
 import {
   doFpuTaskswitch,
@@ -128,6 +128,8 @@ export function assertInvariants(hv: Hypervisor, after: string): void {
 }
 
 const PRESENT = new Map<GuestAbi, Uint8Array>();
+let lastAbi: GuestAbi | null = null;
+let lastPresent: Uint8Array = new Uint8Array(NR_HYPERCALLS);
 
 /**
  * The handler of hypercall nr for an interface revision: the numbers that revision defines
@@ -135,12 +137,16 @@ const PRESENT = new Map<GuestAbi, Uint8Array>();
  * MAR).
  */
 export function hypercallHandler(abi: GuestAbi, nr: number): HypercallHandler {
+  // Every exit asks: the last revision's table answers without a Map lookup.
+  if (abi === lastAbi) return lastPresent[nr] ? HYPERCALLS[nr] : notImplemented;
   let present = PRESENT.get(abi);
   if (present === undefined) {
     present = new Uint8Array(NR_HYPERCALLS);
     for (const n of Object.values(abi.hypercall)) if (n !== undefined) present[n] = 1;
     PRESENT.set(abi, present);
   }
+  lastAbi = abi;
+  lastPresent = present;
   return present[nr] ? HYPERCALLS[nr] : notImplemented;
 }
 
@@ -158,13 +164,21 @@ function doMulticall(hv: Hypervisor, v: Vcpu, list: number, n: number): number {
   try {
     for (let i = 0; i < n; i++) {
       const va = (list + i * E.SIZE) >>> 0;
-      const entry = hv.guest.copyFrom(va, E.SIZE);
-      if (entry === null) return -EFAULT;
-      const dv = new DataView(entry.buffer);
-      const op = dv.getUint32(E.op, true) & (NR_HYPERCALLS - 1);
-      const a: number[] = [];
-      for (let k = 0; k < MULTICALL_ARGS_PASSED; k++) a.push(dv.getUint32(E.args + 4 * k, true));
-      const rc = hypercallHandler(v.domain.abi, op)(hv, v, a[0], a[1], a[2], a[3], a[4]);
+      // The entry word by word, allocating nothing. The whole entry must be readable, as
+      // Xen's copy of it: its first and last words cover the (at most two) pages it spans.
+      const g = hv.guest;
+      g.peek32(va);
+      if (!g.ok) return -EFAULT;
+      g.peek32(va + E.SIZE - 4);
+      if (!g.ok) return -EFAULT;
+      const op = g.peek32(va + E.op) & (NR_HYPERCALLS - 1);
+      // The MULTICALL_ARGS_PASSED (5) arguments.
+      const a0 = g.peek32(va + E.args) >>> 0;
+      const a1 = g.peek32(va + E.args + 4) >>> 0;
+      const a2 = g.peek32(va + E.args + 8) >>> 0;
+      const a3 = g.peek32(va + E.args + 12) >>> 0;
+      const a4 = g.peek32(va + E.args + 16) >>> 0;
+      const rc = hypercallHandler(v.domain.abi, op)(hv, v, a0, a1, a2, a3, a4);
       if (!hv.guest.write32((va + E.result) >>> 0, rc)) return -EFAULT;
       if (!v.domain.runnable) return 0;
       if (v.blocked && i + 1 < n) {

@@ -121,13 +121,18 @@ function runBatch(
   const L = abi.mmuUpdate;
   if (!arrayAccessOk(reqs, count, L.SIZE)) return -EFAULT;
   for (; progress.i < count; progress.i++) {
-    const req = hv.guest.copyFrom((reqs + progress.i * L.SIZE) >>> 0, L.SIZE);
-    if (req === null) return -EFAULT;
-    const dv = new DataView(req.buffer);
+    // The request word by word, allocating nothing; all of it must be readable, as Xen's
+    // copy of it: its first and last words cover the (at most two) pages it spans.
+    const va = (reqs + progress.i * L.SIZE) >>> 0;
+    const g = hv.guest;
+    g.peek32(va);
+    if (!g.ok) return -EFAULT;
+    g.peek32(va + L.SIZE - 4);
+    if (!g.ok) return -EFAULT;
     // JUL's u64 ptr: a high word names a machine address beyond any frame (non-PAE), which
     // fails like any bad frame; the high word of val is dropped (a non-PAE PTE is 32 bits).
-    if (abi.mmuUpdateWide && dv.getUint32(L.ptr + 4, true) !== 0) return -EINVAL;
-    if (!mmuRequest(hv, v, batch, dv.getUint32(L.ptr, true), dv.getUint32(L.val, true))) {
+    if (abi.mmuUpdateWide && g.peek32(va + L.ptr + 4) !== 0) return -EINVAL;
+    if (!mmuRequest(hv, v, batch, g.peek32(va + L.ptr) >>> 0, g.peek32(va + L.val) >>> 0)) {
       return -EINVAL;
     }
   }

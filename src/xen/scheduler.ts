@@ -141,8 +141,11 @@ export class Scheduler {
       }
     }
     const nowNs = this.hv.clock.ns(p.cycles);
-    for (const v of this.vcpusOn(p)) {
-      if (v.timerDeadline >= 0 && v.timerDeadline <= nowNs) {
+    // Plain loops, not a generator: this runs at every exit and must allocate nothing.
+    for (const d of this.hv.domains.values()) {
+      if (d.state !== DomainState.Running) continue;
+      for (const v of d.vcpus) {
+        if (v.processor !== p.id || v.timerDeadline < 0 || v.timerDeadline > nowNs) continue;
         v.timerDeadline = -1;
         updateDomainTime(this.hv, v, p.lastTickCycles);
         sendGuestVirq(this.hv, v, VirqMar.TIMER);
@@ -152,11 +155,15 @@ export class Scheduler {
 
   /** The next cycle count at which something is due on p (tick, slice end, a one-shot). */
   nextEvent(p: PhysicalCpu): number {
-    let next = Math.min(p.nextTick, p.curr !== null ? p.sliceEnd : Number.POSITIVE_INFINITY);
-    for (const v of this.vcpusOn(p)) {
-      if (v.timerDeadline >= 0) next = Math.min(next, this.hv.clock.cyclesAt(v.timerDeadline));
+    const next = Math.min(p.nextTick, p.curr !== null ? p.sliceEnd : Number.POSITIVE_INFINITY);
+    let deadline = Number.POSITIVE_INFINITY;
+    for (const d of this.hv.domains.values()) {
+      if (d.state !== DomainState.Running) continue;
+      for (const v of d.vcpus)
+        if (v.processor === p.id && v.timerDeadline >= 0 && v.timerDeadline < deadline)
+          deadline = v.timerDeadline;
     }
-    return next;
+    return deadline === Number.POSITIVE_INFINITY ? next : Math.min(next, this.hv.clock.cyclesAt(deadline));
   }
 
   /** Is anything ever going to happen: a runnable vcpu, or a one-shot timer somewhere? */
@@ -167,13 +174,6 @@ export class Scheduler {
       for (const v of d.vcpus) if (v.timerDeadline >= 0 || !v.blocked) return true;
     }
     return false;
-  }
-
-  private *vcpusOn(p: PhysicalCpu): Generator<Vcpu> {
-    for (const d of this.hv.domains.values()) {
-      if (d.state !== DomainState.Running) continue;
-      for (const v of d.vcpus) if (v.processor === p.id) yield v;
-    }
   }
 
   /** The physical CPU to run next: the one furthest behind (lowest id on ties). */
