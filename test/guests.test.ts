@@ -61,7 +61,7 @@ const CHECKS: Record<string, { "2005-03": number; "2005-07": number }> = {
   conf_fpu_taskswitch: { "2005-03": 51, "2005-07": 51 },
   conf_grant_table: { "2005-03": 77, "2005-07": 54 },
   conf_hypercall: { "2005-03": 63, "2005-07": 60 },
-  conf_ldt: { "2005-03": 85, "2005-07": 81 },
+  conf_ldt: { "2005-03": 86, "2005-07": 82 },
   conf_mmu_update: { "2005-03": 123, "2005-07": 121 },
   conf_multicall: { "2005-03": 25, "2005-07": 25 },
   conf_physdev_pci_unpriv: { "2005-03": 39, "2005-07": 39 },

@@ -41,30 +41,30 @@ void start_kernel(start_info_t *si)
 		rc = dom0_op(cmd, DOM0_INTERFACE_VERSION);
 		if (rc != -EPERM) {
 			snprintf(name, sizeof(name), "cmd_%u_eperm", cmd);
-			CHECK_EQ(rc, -EPERM, name);
+			CHECK_EQ_UNPRIV(rc, -EPERM, name);
 			all_eperm = 0;
 		}
 		if (!untouched())
 			all_untouched = 0;
 	}
-	CHECK(all_eperm, "every_command_0_to_40_eperm");
-	CHECK(all_untouched, "nothing_written_back");
+	CHECK_UNPRIV(all_eperm, "every_command_0_to_40_eperm");
+	CHECK_UNPRIV(all_untouched, "nothing_written_back");
 
-	CHECK_EQ(dom0_op(DOM0_CREATEDOMAIN, DOM0_INTERFACE_VERSION), -EPERM, "createdomain_eperm");
-	CHECK_EQ(dom0_op(DOM0_DESTROYDOMAIN, DOM0_INTERFACE_VERSION), -EPERM, "destroydomain_eperm");
-	CHECK_EQ(dom0_op(DOM0_GETDOMAININFO, DOM0_INTERFACE_VERSION), -EPERM, "getdomaininfo_eperm");
-	CHECK_EQ(dom0_op(DOM0_READCONSOLE, DOM0_INTERFACE_VERSION), -EPERM, "readconsole_eperm");
-	CHECK_EQ(dom0_op(0xFFFFFFFFu, DOM0_INTERFACE_VERSION), -EPERM, "cmd_0xffffffff_eperm");
+	CHECK_EQ_UNPRIV(dom0_op(DOM0_CREATEDOMAIN, DOM0_INTERFACE_VERSION), -EPERM, "createdomain_eperm");
+	CHECK_EQ_UNPRIV(dom0_op(DOM0_DESTROYDOMAIN, DOM0_INTERFACE_VERSION), -EPERM, "destroydomain_eperm");
+	CHECK_EQ_UNPRIV(dom0_op(DOM0_GETDOMAININFO, DOM0_INTERFACE_VERSION), -EPERM, "getdomaininfo_eperm");
+	CHECK_EQ_UNPRIV(dom0_op(DOM0_READCONSOLE, DOM0_INTERFACE_VERSION), -EPERM, "readconsole_eperm");
+	CHECK_EQ_UNPRIV(dom0_op(0xFFFFFFFFu, DOM0_INTERFACE_VERSION), -EPERM, "cmd_0xffffffff_eperm");
 
 	/* Privilege comes before the version check (-EACCES) and the copy (-EFAULT). */
-	CHECK_EQ(dom0_op(DOM0_SCHED_ID, 0xAAAA1001u), -EPERM, "xen20_version_eperm_not_eacces");
-	CHECK_EQ(dom0_op(DOM0_SCHED_ID, 0), -EPERM, "version_0_eperm_not_eacces");
-	CHECK_EQ(HYPERVISOR_dom0_op((dom0_op_t *)0), -EPERM, "null_pointer_eperm_not_efault");
-	CHECK_EQ(HYPERVISOR_dom0_op((dom0_op_t *)0xFC000000u), -EPERM, "xen_area_pointer_eperm");
-	CHECK_EQ(HYPERVISOR_dom0_op((dom0_op_t *)0xFFFFFFF0u), -EPERM, "top_pointer_eperm");
+	CHECK_EQ_UNPRIV(dom0_op(DOM0_SCHED_ID, 0xAAAA1001u), -EPERM, "xen20_version_eperm_not_eacces");
+	CHECK_EQ_UNPRIV(dom0_op(DOM0_SCHED_ID, 0), -EPERM, "version_0_eperm_not_eacces");
+	CHECK_EQ_UNPRIV(HYPERVISOR_dom0_op((dom0_op_t *)0), -EPERM, "null_pointer_eperm_not_efault");
+	CHECK_EQ_UNPRIV(HYPERVISOR_dom0_op((dom0_op_t *)0xFC000000u), -EPERM, "xen_area_pointer_eperm");
+	CHECK_EQ_UNPRIV(HYPERVISOR_dom0_op((dom0_op_t *)0xFFFFFFF0u), -EPERM, "top_pointer_eperm");
 
 	/* Hypercall numbers alias modulo 32: 7 + 32 is dom0_op too. */
-	CHECK_EQ(hypercall1(__HYPERVISOR_dom0_op + 32, &op), -EPERM, "nr_39_aliases_dom0_op");
+	CHECK_EQ_UNPRIV(hypercall1(__HYPERVISOR_dom0_op + 32, &op), -EPERM, "nr_39_aliases_dom0_op");
 
 	/* Inside a multicall the same refusal lands in the entry's result. */
 	memset(mc, 0, sizeof(mc));
@@ -75,8 +75,8 @@ void start_kernel(start_info_t *si)
 	mc[1].args[0] = 0;
 	rc = HYPERVISOR_multicall(mc, 2);
 	CHECK_EQ(rc, 0, "multicall_returns_0");
-	CHECK_EQ(MC_RES(&mc[0]), -EPERM, "multicall_entry0_eperm");
-	CHECK_EQ(MC_RES(&mc[1]), -EPERM, "multicall_entry1_eperm");
+	CHECK_EQ_UNPRIV(MC_RES(&mc[0]), -EPERM, "multicall_entry0_eperm");
+	CHECK_EQ_UNPRIV(MC_RES(&mc[1]), -EPERM, "multicall_entry1_eperm");
 
 	/* Still alive and unprivileged: an ordinary hypercall works. */
 	CHECK_EQ(HYPERVISOR_xen_version(0) >> 16, 3, "still_running");

@@ -38,7 +38,7 @@ void start_kernel(start_info_t *si)
 	/* Argument checks. */
 	CHECK_EQ(HYPERVISOR_dom_mem_op(INC | (3 << 4), list, 2, 0, DOMID_SELF), -EINVAL,
 		 "start_extent_beyond_nr_einval");
-	CHECK_EQ(HYPERVISOR_dom_mem_op(INC, list, 1, 0, 0), -EPERM, "other_domain_unpriv_eperm");
+	CHECK_EQ_UNPRIV(HYPERVISOR_dom_mem_op(INC, list, 1, 0, 0), -EPERM, "other_domain_unpriv_eperm");
 	CHECK_EQ(HYPERVISOR_dom_mem_op(2, list, 1, 0, DOMID_SELF), -ENOSYS, "unknown_op_enosys");
 	CHECK_EQ(HYPERVISOR_dom_mem_op(15, list, 0, 0, DOMID_SELF), -ENOSYS, "op_15_enosys");
 
@@ -112,7 +112,7 @@ void start_kernel(start_info_t *si)
 	CHECK_EQ(mmu1((got[0] << PAGE_SHIFT) | MMU_MACHPHYS_UPDATE, 1234), 0, "new_page_machphys");
 	CHECK_EQ(map_scratch(0), 0, "unmap_new");
 	/* Extents of order > 0 need an I/O-capable caller. */
-	CHECK_EQ(HYPERVISOR_dom_mem_op(INC, got + 3, 1, 1, DOMID_SELF), 0, "order_1_unpriv_0");
+	CHECK_EQ_UNPRIV(HYPERVISOR_dom_mem_op(INC, got + 3, 1, 1, DOMID_SELF), 0, "order_1_unpriv_0");
 	/* start_extent: only extents [1, 4) are done; the count includes the skipped one. */
 	got[3] = got[4] = got[5] = got[6] = 0xdead;
 	rc = HYPERVISOR_dom_mem_op(INC | (1 << 4), got + 3, 4, 0, DOMID_SELF);

@@ -45,7 +45,9 @@ static void table_growth(void)
 		if (p != last + 1 && last)
 			break;
 		last = p;
-		n++;
+		/* Bounded: real Xen's cap never triggers (DEVIATIONS.md), it would go on for ever. */
+		if (++n > 1100)
+			break;
 		if (p == 16) {
 			CHECK_EQ(ev_status(DOMID_SELF, 47, &st, 0, 0), 0, "table_grew_to_48_port47_exists");
 			CHECK_EQ(ev_status(DOMID_SELF, 48, &st, 0, 0), -EINVAL, "table_grew_to_48_port48_einval");
@@ -160,13 +162,13 @@ static void interdomain(void)
 			 "rebind_port1_to_other_port2_einval");
 		a = free_port, b = 0;
 		/* [QUIRK] unprivileged, port2 FREE (wildcard): EPERM even for dom2 = SELF. */
-		CHECK_EQ(ev_bind_interdomain(DOMID_SELF, DOMID_SELF, &a, &b), -EPERM,
+		CHECK_EQ_UNPRIV(ev_bind_interdomain(DOMID_SELF, DOMID_SELF, &a, &b), -EPERM,
 			 "quirk_unpriv_free_port2_wildcard_eperm");
 		a = 0, b = free_port;
-		CHECK_EQ(ev_bind_interdomain(DOMID_SELF, DOMID_SELF, &a, &b), -EPERM,
+		CHECK_EQ_UNPRIV(ev_bind_interdomain(DOMID_SELF, DOMID_SELF, &a, &b), -EPERM,
 			 "quirk_unpriv_free_port2_eperm");
 		a = 0, b = 0;
-		CHECK_EQ(ev_bind_interdomain(me, DOMID_SELF, &a, &b), -EPERM,
+		CHECK_EQ_UNPRIV(ev_bind_interdomain(me, DOMID_SELF, &a, &b), -EPERM,
 			 "unpriv_dom1_not_self_eperm");
 		a = 0, b = 1;
 		CHECK_EQ(ev_bind_interdomain(DOMID_SELF, NONEXISTENT_DOM, &a, &b), -ESRCH,
@@ -312,17 +314,17 @@ static void alloc_unbound_in_out(void)
 static void pirq_and_privilege(void)
 {
 	u32 p, q, st;
-	CHECK_EQ(ev_bind_pirq(5, 0, &p), -EPERM, "bind_pirq_unprivileged_eperm");
-	CHECK_EQ(ev_bind_pirq(5, BIND_PIRQ__WILL_SHARE, &p), -EPERM, "bind_pirq_share_unprivileged_eperm");
+	CHECK_EQ_UNPRIV(ev_bind_pirq(5, 0, &p), -EPERM, "bind_pirq_unprivileged_eperm");
+	CHECK_EQ_UNPRIV(ev_bind_pirq(5, BIND_PIRQ__WILL_SHARE, &p), -EPERM, "bind_pirq_share_unprivileged_eperm");
 	CHECK_EQ(ev_bind_pirq(128, 0, &p), -EINVAL, "bind_pirq_128_einval");
 	CHECK_EQ(ev_bind_pirq(0xFFFFFFFFu, 0, &p), -EINVAL, "bind_pirq_minus1_einval");
 	/* The refused bind left its port free. */
 	CHECK_EQ(ev_alloc_unbound(NONEXISTENT_DOM, &q), 0, "setup_alloc_after_refused_pirq");
-	CHECK_EQ(q, 1, "refused_pirq_left_port_free");
-	CHECK_EQ(ev_close(me, q), -EPERM, "close_named_own_dom_unprivileged_eperm");
-	CHECK_EQ(ev_close(0, q), -EPERM, "close_other_dom_unprivileged_eperm");
-	CHECK_EQ(ev_status(0, q, &st, 0, 0), -EPERM, "status_other_dom_unprivileged_eperm");
-	CHECK_EQ(ev_close(DOMID_SELF, q), 0, "close_self_ok");
+	CHECK_EQ_UNPRIV(q, 1, "refused_pirq_left_port_free");
+	CHECK_EQ_UNPRIV(ev_close(me, q), -EPERM, "close_named_own_dom_unprivileged_eperm");
+	CHECK_EQ_UNPRIV(ev_close(0, q), -EPERM, "close_other_dom_unprivileged_eperm");
+	CHECK_EQ_UNPRIV(ev_status(0, q, &st, 0, 0), -EPERM, "status_other_dom_unprivileged_eperm");
+	CHECK_EQ_UNPRIV(ev_close(DOMID_SELF, q), 0, "close_self_ok");
 	CHECK_EQ(ev_close(DOMID_SELF, 0), -EINVAL, "close_reserved_port0_einval");
 	CHECK(ev_status(DOMID_SELF, 0, &st, 0, 0) == 0 && st == EVTCHNSTAT_closed,
 	      "status_reserved_port0_closed");
@@ -345,14 +347,14 @@ static void physdev_unprivileged(void)
 	CHECK_EQ(pd_op(&op, PHYSDEVOP_PCI_PROBE_ROOT_BUSES), -EINVAL, "jul_physdev_probe_einval");
 	CHECK_EQ(pd_op(&op, 11), -EINVAL, "jul_physdev_cmd_11_einval");
 #else
-	CHECK_EQ(pd_op(&op, PHYSDEVOP_PCI_CFGREG_READ), -EPERM, "physdev_pci_read_unprivileged_eperm");
-	CHECK_EQ(op.u.pci_cfgreg.value, 0xFFFFFFFF, "physdev_pci_read_refused_value_all_ones");
+	CHECK_EQ_UNPRIV(pd_op(&op, PHYSDEVOP_PCI_CFGREG_READ), -EPERM, "physdev_pci_read_unprivileged_eperm");
+	CHECK_EQ_UNPRIV(op.u.pci_cfgreg.value, 0xFFFFFFFF, "physdev_pci_read_refused_value_all_ones");
 	memset(&op, 0, sizeof(op));
-	CHECK_EQ(pd_op(&op, PHYSDEVOP_PCI_CFGREG_WRITE), -EPERM, "physdev_pci_write_unprivileged_eperm");
-	CHECK_EQ(pd_op(&op, PHYSDEVOP_PCI_INITIALISE_DEVICE), -EPERM,
+	CHECK_EQ_UNPRIV(pd_op(&op, PHYSDEVOP_PCI_CFGREG_WRITE), -EPERM, "physdev_pci_write_unprivileged_eperm");
+	CHECK_EQ_UNPRIV(pd_op(&op, PHYSDEVOP_PCI_INITIALISE_DEVICE), -EPERM,
 		 "physdev_pci_init_unprivileged_eperm");
 	memset(&op, 0xAB, sizeof(op));
-	CHECK(pd_op(&op, PHYSDEVOP_PCI_PROBE_ROOT_BUSES) == 0 && op.u.pci_probe_root_buses.busmask[0] == 0 &&
+	CHECK_UNPRIV(pd_op(&op, PHYSDEVOP_PCI_PROBE_ROOT_BUSES) == 0 && op.u.pci_probe_root_buses.busmask[0] == 0 &&
 	      op.u.pci_probe_root_buses.busmask[7] == 0, "physdev_probe_root_buses_empty");
 #endif
 	CHECK_EQ(pd_op(&op, PHYSDEVOP_IRQ_UNMASK_NOTIFY), 0, "physdev_unmask_notify_nothing_ok");

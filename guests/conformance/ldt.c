@@ -87,11 +87,6 @@ void start_kernel(start_info_t *si)
 	CHECK_EQ(done, 0, "bad_set_ldt_not_counted");
 	CHECK_EQ(sldt(), 0, "failed_set_ldt_leaves_no_ldt");
 
-	/* An LDT over Xen's read-only M2P (ending exactly at 0xFC400000) is accepted, but
-	 * Xen's frames never become our LDT: the fault comes back at our LDT address. */
-	CHECK_EQ(set_ldt(0xFC3FF000, 512), 0, "ldt_ending_at_fc400000_ok");
-	CHECK_EQ(fs_read(SEL_LDT(1, 1), 0), 14, "ldt_over_xen_area_faults");
-	CHECK_EQ(last_trap.cr2, 0xFC3FF008, "ldt_over_xen_area_cr2_is_guest_address");
 
 	/* ---- a three-page LDT */
 	memset(ldt_pages, 0, sizeof(ldt_pages));
@@ -127,11 +122,13 @@ void start_kernel(start_info_t *si)
 	/* ---- using it at ring 1 */
 	CHECK_EQ(fs_read(SEL_LDT(1, 1), 0), -1, "ldt_segment_loads");
 	CHECK_EQ(probe_val, MAGIC_K, "ldt_segment_base");
+	/* QEMU blind spot: TCG does not enforce segment limits (docs/realxen-table.md). */
 	CHECK_EQ(fs_read(SEL_LDT(1, 1), 0x1000), 13, "ldt_segment_limit_gp");
 	CHECK_EQ(desc_limit_field(desc_get(PAGE(0), 2)), 0xFC3FF, "ldt_page_4gb_truncated_in_frame");
 	CHECK_EQ(desc_limit_field(desc_get(PAGE(0), 4)), 0x013FF, "ldt_page_high_segment_truncated");
 	CHECK_EQ(seg_limit(SEL_LDT(4, 1)), 0x013FFFFF, "ldt_high_segment_lsl");
 	CHECK_EQ(fs_read(SEL_LDT(4, 1), 0x01000000), -1, "ldt_high_segment_reads_fc000000");
+	/* QEMU blind spot: TCG does not enforce segment limits (docs/realxen-table.md). */
 	CHECK_EQ(fs_read(SEL_LDT(4, 1), 0x01400000), 13, "ldt_high_segment_fc400000_gp");
 	CHECK_EQ(fs_read(SEL_LDT(600, 1), 0), -1, "second_page_mapped_lazily");
 	CHECK_EQ(probe_val, MAGIC_K2, "second_page_segment_base");
@@ -156,6 +153,7 @@ void start_kernel(start_info_t *si)
 	CHECK_EQ(last_trap.ss & 0xFFFF, SEL_LDT(3, 3), "ring3_ldt_ss");
 	CHECK_EQ(last_trap.eax, MAGIC_U, "ring3_ldt_data_base");
 	v = run_user_sel(u_read_ss_limit, 0xFF0, SEL_LDT(2, 3), SEL_LDT(3, 3), 0);
+	/* QEMU blind spot: TCG does not enforce segment limits (docs/realxen-table.md). */
 	CHECK_EQ(v, 13, "ring3_ldt_limit_gp");
 	v = run_user_sel(u_load_eax_ds, 0xFF0, SEL_LDT(2, 3), SEL_LDT(3, 3), SEL_LDT(1, 3));
 	CHECK_EQ(v, 13, "ring3_cannot_load_ring1_ldt_segment");
@@ -238,5 +236,13 @@ void start_kernel(start_info_t *si)
 	CHECK_EQ(remap(PAGE(0), 3), 0, "new_ldt_released_old_pages");
 
 	CHECK_EQ(set_ldt(0, 0), 0, "set_ldt_null_at_end");
+
+	/* Last, as it kills real Xen of March 2005 (DEVIATIONS.md, issue 17): an LDT over Xen's
+	 * read-only M2P (ending exactly at 0xFC400000) is accepted, but Xen's frames never
+	 * become our LDT: the fault comes back at our LDT address. */
+	CHECK_EQ(set_ldt(0xFC3FF000, 512), 0, "ldt_ending_at_fc400000_ok");
+	CHECK_EQ(fs_read(SEL_LDT(1, 1), 0), 14, "ldt_over_xen_area_faults");
+	CHECK_EQ(last_trap.cr2, 0xFC3FF008, "ldt_over_xen_area_cr2_is_guest_address");
+	CHECK_EQ(set_ldt(0, 0), 0, "set_ldt_null_after_xen_area");
 	checks_done();
 }

@@ -71,7 +71,7 @@ static void test_batches(void)
 	CHECK_EQ(done, 0, "count_0x10000_pdone_0");
 	/* A "resumed" call naming another FD (domain 0) as unprivileged: -EINVAL, done read back. */
 	done = 5;
-	CHECK_EQ(HYPERVISOR_mmu_update(r, 0x80000000u, &done), -EINVAL, "resume_foreign_unpriv_einval");
+	CHECK_EQ_UNPRIV(HYPERVISOR_mmu_update(r, 0x80000000u, &done), -EINVAL, "resume_foreign_unpriv_einval");
 #ifndef XEN_ABI_JUL /* JUL: the FD is an argument; the shim never resumes */
 	CHECK_EQ(done, 5, "resume_pdone_carried");
 #endif
@@ -156,18 +156,18 @@ static void test_l1_updates(void)
 	/* Frames of Xen / not ours: refused read-only and writable. */
 	CHECK_EQ(mmu1(pte_ma, (m2p_l1 << PAGE_SHIFT) | 0x21), -EINVAL, "pte_xen_frame_ro_einval");
 	CHECK_EQ(mmu1(pte_ma, (perdomain << PAGE_SHIFT) | 0x23), -EINVAL, "pte_perdomain_rw_einval");
-	CHECK_EQ(mmu1(pte_ma, (0xA0u << PAGE_SHIFT) | 0x23), -EINVAL, "pte_io_frame_unpriv_einval");
+	CHECK_EQ_UNPRIV(mmu1(pte_ma, (0xA0u << PAGE_SHIFT) | 0x23), -EINVAL, "pte_io_frame_unpriv_einval");
 	/* shared_info is shared with us: writable is fine. */
 	CHECK_EQ(mmu1(pte_ma, start_info->shared_info | 0x23), 0, "pte_shared_info_rw_ok");
 	/* Disallowed bits. */
 	CHECK_EQ(mmu1(pte_ma, virt_to_mach(page_a) | 0x23 | _PAGE_GLOBAL), -EINVAL, "pte_global_einval");
 	CHECK_EQ(mmu1(pte_ma, virt_to_mach(page_a) | 0x23 | _PAGE_PAT), -EINVAL, "pte_pat_einval");
 	/* Foreign domains: only DOMID_IO for an unprivileged caller, and it owns no RAM. */
-	CHECK_EQ(ext(0, MMUEXT_SET_FOREIGNDOM | (DOMID_XEN << 16)), -EINVAL, "set_fd_xen_unpriv_einval");
+	CHECK_EQ_UNPRIV(ext(0, MMUEXT_SET_FOREIGNDOM | (DOMID_XEN << 16)), -EINVAL, "set_fd_xen_unpriv_einval");
 #ifndef XEN_ABI_JUL /* MAR-specific: abi.md §5 */
 	CHECK_EQ(ext(0, MMUEXT_SET_FOREIGNDOM | (DOMID_SELF << 16)), -EINVAL, "set_fd_self_einval");
 #endif
-	CHECK_EQ(ext(0, MMUEXT_SET_FOREIGNDOM | (0 << 16)), -EINVAL, "set_fd_dom0_unpriv_einval");
+	CHECK_EQ_UNPRIV(ext(0, MMUEXT_SET_FOREIGNDOM | (0 << 16)), -EINVAL, "set_fd_dom0_unpriv_einval");
 	{
 		mmu_update_t r[4] = { { MMU_EXTENDED_COMMAND, MMUEXT_SET_FOREIGNDOM | (DOMID_IO << 16) },
 				      { pte_ma, virt_to_mach(page_a) | 0x23 } };
@@ -186,7 +186,7 @@ static void test_l1_updates(void)
 	ext((u32)scratch, MMUEXT_INVLPG);
 
 	/* Extended commands not available to us. */
-	CHECK_EQ(ext(0, MMUEXT_FLUSH_CACHE), -EINVAL, "flush_cache_unpriv_einval");
+	CHECK_EQ_UNPRIV(ext(0, MMUEXT_FLUSH_CACHE), -EINVAL, "flush_cache_unpriv_einval");
 	CHECK_EQ(ext(virt_to_mach(page_a), MMUEXT_REASSIGN_PAGE), -EINVAL, "reassign_unpriv_einval");
 	CHECK_EQ(ext(0, 2), -EINVAL, "pin_l3_einval");
 	CHECK_EQ(ext(0, 3), -EINVAL, "pin_l4_einval");

@@ -57,32 +57,32 @@ void start_kernel(start_info_t *si)
 	u32 i, v, rest = 0;
 
 	conf_init(si, "physdev_pci_unpriv");
-	CHECK(!(si->flags & SIF_PRIVILEGED), "start_info_unprivileged");
+	CHECK_UNPRIV(!(si->flags & SIF_PRIVILEGED), "start_info_unprivileged");
 
 	for (i = 0; i < ARRAY_SIZE(targets); i++) {
 		v = 0;
 		snprintf(name, sizeof(name), "read_%s_eperm", targets[i].what);
-		CHECK_EQ(cfg(PHYSDEVOP_PCI_CFGREG_READ, targets[i].bus, targets[i].dev, targets[i].fn, 0, 4, &v),
+		CHECK_EQ_UNPRIV(cfg(PHYSDEVOP_PCI_CFGREG_READ, targets[i].bus, targets[i].dev, targets[i].fn, 0, 4, &v),
 			 PCI_REFUSED, name);
 		snprintf(name, sizeof(name), "read_%s_all_ones", targets[i].what);
-		CHECK_EQ(v, REFUSED_READ(0), name);
+		CHECK_EQ_UNPRIV(v, REFUSED_READ(0), name);
 		v = 0;
 		snprintf(name, sizeof(name), "write_%s_eperm", targets[i].what);
-		CHECK_EQ(cfg(PHYSDEVOP_PCI_CFGREG_WRITE, targets[i].bus, targets[i].dev, targets[i].fn, 4, 2, &v),
+		CHECK_EQ_UNPRIV(cfg(PHYSDEVOP_PCI_CFGREG_WRITE, targets[i].bus, targets[i].dev, targets[i].fn, 4, 2, &v),
 			 PCI_REFUSED, name);
 		snprintf(name, sizeof(name), "initialise_%s_eperm", targets[i].what);
-		CHECK_EQ(cfg(PHYSDEVOP_PCI_INITIALISE_DEVICE, targets[i].bus, targets[i].dev, targets[i].fn, 0, 0, &v),
+		CHECK_EQ_UNPRIV(cfg(PHYSDEVOP_PCI_INITIALISE_DEVICE, targets[i].bus, targets[i].dev, targets[i].fn, 0, 0, &v),
 			 PCI_REFUSED, name);
 	}
 	v = 0;
-	CHECK_EQ(cfg(PHYSDEVOP_PCI_CFGREG_READ, 0, 3, 0, 256, 7, &v), PCI_REFUSED, "read_bad_reg_and_len_eperm_first");
+	CHECK_EQ_UNPRIV(cfg(PHYSDEVOP_PCI_CFGREG_READ, 0, 3, 0, 256, 7, &v), PCI_REFUSED, "read_bad_reg_and_len_eperm_first");
 	CHECK_EQ(v, REFUSED_READ(0), "read_bad_reg_and_len_all_ones");
-	CHECK_EQ(cfg(PHYSDEVOP_PCI_CFGREG_READ, 0, 3, 0, 0x3c, 1, &v), PCI_REFUSED, "read_interrupt_line_eperm");
+	CHECK_EQ_UNPRIV(cfg(PHYSDEVOP_PCI_CFGREG_READ, 0, 3, 0, 0x3c, 1, &v), PCI_REFUSED, "read_interrupt_line_eperm");
 
 	/* The write was refused: nothing reached the device (dom0 would see it; here the read
 	 * path is refused too, so check the envelope instead: the block still comes back). */
 	memset(&op, 0x77, sizeof(op));
-	CHECK_EQ(pd_op(&op, PHYSDEVOP_PCI_CFGREG_WRITE), PCI_REFUSED, "write_garbage_block_eperm");
+	CHECK_EQ_UNPRIV(pd_op(&op, PHYSDEVOP_PCI_CFGREG_WRITE), PCI_REFUSED, "write_garbage_block_eperm");
 	CHECK_EQ(op.u.pci_cfgreg.value, 0x77777777, "write_value_not_touched");
 	CHECK_EQ(((u32 *)&op)[1], 0x77777777, "write_block_pad_preserved");
 
@@ -96,12 +96,12 @@ void start_kernel(start_info_t *si)
 	CHECK_EQ(pd_op(&op, PHYSDEVOP_PCI_PROBE_ROOT_BUSES), 0, "probe_root_buses_no_privilege_needed");
 	for (i = 0; i < 8; i++)
 		rest |= op.u.pci_probe_root_buses.busmask[i];
-	CHECK_EQ(rest, 0, "probe_root_buses_empty_list");
+	CHECK_EQ_UNPRIV(rest, 0, "probe_root_buses_empty_list");
 #endif
 	CHECK_EQ(((u32 *)&op)[1], 0xffffffff, "probe_root_buses_pad_preserved");
 
 	/* Not physdev-capable: no I/O mapping, not even of a device's memory BAR. */
-	CHECK_EQ(HYPERVISOR_update_va_mapping((u32)scratch, 0xfebc0000u | 3, UVMF_INVLPG), -EINVAL,
+	CHECK_EQ_UNPRIV(HYPERVISOR_update_va_mapping((u32)scratch, 0xfebc0000u | 3, UVMF_INVLPG), -EINVAL,
 		 "map_nic_bar0_refused");
 	checks_done();
 }

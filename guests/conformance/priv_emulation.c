@@ -412,6 +412,7 @@ void start_kernel(start_info_t *si)
 
 	/* A jump beyond the CS limit faults at the jump, which is not emulated. */
 	probe_addr = 0xFC500000;
+	/* QEMU blind spot: TCG does not enforce segment limits (docs/realxen-table.md). */
 	expect_gp(p_jmp_far, p_jmp_far_insn, "jmp_beyond_cs_limit");
 
 	/* The read-only M2P (0xFC000000) lies inside the ring-1 CS limit but above

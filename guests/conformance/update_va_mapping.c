@@ -126,9 +126,9 @@ void start_kernel(start_info_t *si)
 
 	/* update_va_mapping_otherdomain (22) is for privileged domains only: -EPERM, before the
 	 * domain id is looked at. */
-	CHECK_EQ(HYPERVISOR_update_va_mapping_otherdomain(sva, ma_scratch | 3, UVMF_INVLPG, 0),
+	CHECK_EQ_UNPRIV(HYPERVISOR_update_va_mapping_otherdomain(sva, ma_scratch | 3, UVMF_INVLPG, 0),
 		 -EPERM, "otherdomain_unprivileged_eperm");
-	CHECK_EQ(HYPERVISOR_update_va_mapping_otherdomain(sva, ma_scratch | 3, UVMF_INVLPG, 999),
+	CHECK_EQ_UNPRIV(HYPERVISOR_update_va_mapping_otherdomain(sva, ma_scratch | 3, UVMF_INVLPG, 999),
 		 -EPERM, "otherdomain_unprivileged_unknown_domid_eperm");
 	CHECK_EQ(rd(scratch), 0x11111111, "otherdomain_refused_leaves_mapping");
 

@@ -37,6 +37,14 @@ void check_eq(u32 got, u32 want, const char *name)
 			   (s32)want);
 }
 
+int unpriv_check(const char *name)
+{
+	if (!(start_info->flags & SIF_PRIVILEGED))
+		return 1;
+	printk("SKIP %s: privileged\n", name);
+	return 0;
+}
+
 void checks_done(void)
 {
 	printk("DONE passed=%u failed=%u\n", checks_passed, checks_failed);

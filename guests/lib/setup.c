@@ -11,6 +11,11 @@ u8 user_stack[4096] __attribute__((section(".user.data"), aligned(4096)));
 void lib_init(start_info_t *si)
 {
 	start_info = si;
+	/* Xen's construct_dom0 never sets dom0's ring-1 stack (kernel_sp 0), where the domU
+	 * builder gives start_info + 2 pages: ask for the same, so a trap from ring 3 has a
+	 * stack on either side (run as dom0 on real Xen, issue 17). */
+	if (si->flags & SIF_INITDOMAIN)
+		HYPERVISOR_stack_switch(FLAT_KERNEL_DS, (u32)si + 2 * PAGE_SIZE);
 }
 
 u32 virt_to_pfn(const void *va)
