@@ -284,6 +284,44 @@ describe("xm create -n, shutdown -a -w -R -H, console", () => {
   });
 });
 
+describe("the README's promises", () => {
+  it("git ignores the images the README's commands write", () => {
+    const readme = readFileSync(join(ROOT, "README.md"), "utf8");
+    const images = [...readme.matchAll(/^npx tsxen xm save \S+ (\S+)/gm)].map((m) => m[1]);
+    assert.ok(images.length > 0, "the README saves an image");
+    for (const f of images) execFileSync("git", ["-C", ROOT, "check-ignore", "-q", f]);
+  });
+
+  it("a July 2005 domain saves and restores with xm, and counts on as July", async () => {
+    execFileSync("make", ["-s", "-C", GUESTS, "ABI=jul", "build/jul/ev_counter.elf"], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    writeFileSync(
+      join(dir, "jul.cfg"),
+      `kernel = "${join(GUESTS, "build", "jul", "ev_counter.elf")}"\nmemory = 8\nname = "jul"\nabi = "2005-07"\nextra = "noctrl"\n`,
+    );
+    await ok("create", "jul.cfg");
+    await waitConsole("jul", /counter: 3\n/);
+    const save = await xm("save", "jul", "jul.img");
+    assert.equal(save.code, 0, save.stderr);
+    assert.equal((await ids()).has("jul"), false);
+    const r = await xm("restore", "jul.img");
+    assert.equal(r.code, 0, r.stderr);
+    const rows = JSON.parse(await ok("list", "--json", "jul")) as { abi: string }[];
+    assert.equal(rows[0].abi, "2005-07");
+    const text = await waitConsole("jul", /counter: (1[0-9]|[2-9]\d)\n/);
+    const n = [...text.matchAll(/^counter: (\d+)$/gm)].map((m) => Number(m[1]));
+    assert.deepEqual(
+      n,
+      Array.from({ length: n.length }, (_, i) => i + 1),
+      "no restart, no gap",
+    );
+    assert.doesNotMatch(text, /FAIL/);
+    assert.equal(text.match(/counter: starting/g)?.length, 1);
+    await ok("destroy", "jul");
+  });
+});
+
 describe("xm dmesg", () => {
   it("shows Xen's whole console ring, which stops recording once full, as Xen's did; -c empties it", async () => {
     const { daemon, port, stateDir } = await startDaemon();
