@@ -346,6 +346,27 @@ describe("passt uplink: stream framing against a fake passt", () => {
     assert.equal(b.got.length, gotB);
   });
 
+  it("a port that fails on a frame from passt costs that frame only", async () => {
+    const broken: BridgePort = {
+      name: "broken",
+      deliver: () => {
+        throw new Error("broken port");
+      },
+    };
+    bridge.attach(broken);
+    const from = a.got.length;
+    const two = Buffer.alloc(2 * (4 + 60));
+    for (const at of [0, 64]) {
+      two.writeUInt32BE(60, at);
+      two.set(ether("ff:ff:ff:ff:ff:ff", "02:fc:00:00:00:01", 0x88b5, new Uint8Array(46)), at + 4);
+    }
+    peer.write(two);
+    await until("both broadcasts at A", () => a.got.length - from === 2, 3000);
+    bridge.detach(broken);
+    assert.equal(logs.filter((l) => /a frame from passt was not delivered: broken port/.test(l)).length, 2);
+    assert.equal(closed, 0);
+  });
+
   it("a frame length no frame can have ends the uplink, logged", async () => {
     const bad = Buffer.alloc(8);
     bad.writeUInt32BE(0x7fffffff, 0);

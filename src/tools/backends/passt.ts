@@ -195,8 +195,13 @@ export class StreamUplink implements BridgePort {
       }
       this.stats.fromPasst++;
       this.stats.fromPasstBytes += len;
-      // The bridge's ports may keep it: a copy, not a view of the stream's buffer.
-      this.bridge.send(this, Uint8Array.prototype.slice.call(frame));
+      try {
+        // The bridge's ports may keep it: a copy, not a view of the stream's buffer.
+        this.bridge.send(this, Uint8Array.prototype.slice.call(frame));
+      } catch (e) {
+        // A port's failure is its own: the stream (and tsxend) carry on.
+        this.log(`${this.name}: a frame from passt was not delivered: ${(e as Error).message}`);
+      }
     }
     this.pending = this.pending.subarray(at);
   }
