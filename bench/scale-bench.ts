@@ -6,7 +6,7 @@
  * of its resident set over the empty daemon, divided by N) and its CPU use while they idle
  * (percent of one core, over --seconds). Not a timed test: it prints figures.
  *
- *   npm run bench:scale [-- --domains N] [-- --mib M] [-- --seconds S] [-- --tick-ms T]
+ *   npm run bench:scale [-- --domains N] [-- --mib M] [-- --seconds S] [-- --tick-ms T] [-- --profile DIR]
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -21,6 +21,8 @@ interface Options {
   mib: number;
   seconds: number;
   tickMs: number;
+  /** Write tsxend's CPU profile (node --cpu-prof) into this directory. */
+  profile: string | null;
 }
 
 function fail(message: string): never {
@@ -29,16 +31,23 @@ function fail(message: string): never {
 }
 
 function parseArgs(argv: string[]): Options {
-  const opts: Options = { domains: 100, mib: 16, seconds: 10, tickMs: 10 };
-  const limits: Record<string, [keyof Options, number, number]> = {
+  const opts: Options = { domains: 100, mib: 16, seconds: 10, tickMs: 10, profile: null };
+  const limits: Record<string, ["domains" | "mib" | "seconds" | "tickMs", number, number]> = {
     "--domains": ["domains", 1, 1000],
     "--mib": ["mib", 4, 1024],
     "--seconds": ["seconds", 1, 600],
     "--tick-ms": ["tickMs", 0, 10_000],
   };
   for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === "--profile") {
+      opts.profile = argv[++i] ?? fail("--profile needs a directory");
+      continue;
+    }
     const lim = limits[argv[i]];
-    if (!lim) fail(`unknown option ${JSON.stringify(argv[i])}; options: ${Object.keys(limits).join(", ")}`);
+    if (!lim)
+      fail(
+        `unknown option ${JSON.stringify(argv[i])}; options: ${Object.keys(limits).join(", ")}, --profile DIR`,
+      );
     const text = argv[++i];
     const v = Number(text);
     if (!Number.isInteger(v) || v < lim[1] || v > lim[2])
@@ -100,6 +109,7 @@ async function main(): Promise<void> {
   let daemon: ChildProcess | null = spawn(
     process.execPath,
     [
+      ...(opts.profile === null ? [] : ["--cpu-prof", `--cpu-prof-dir=${opts.profile}`]),
       cli,
       "daemon",
       "--port",

@@ -446,7 +446,7 @@ export function doEventChannelOp(hv: Hypervisor, v: Vcpu, opVa: number): number 
     g.peek32(opVa + env.SIZE - 4);
     if (!g.ok) return -EFAULT;
     const rc = send(hv, v, g.peek32(opVa + env.u + EvtchnSend.local_port) >>> 0);
-    return rc > 0 ? 0 : rc;
+    return Math.min(rc, 0);
   }
   const op = hv.guest.copyFrom(opVa, env.SIZE);
   if (op === null) return -EFAULT;
