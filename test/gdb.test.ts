@@ -13,6 +13,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
+import { apiHeaders, startDaemon } from "./helpers/daemon.js";
 import { guestPath } from "./support/guests.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
@@ -273,6 +274,62 @@ describe("gdb stub: real gdb against a guest with symbols", { skip: noGdb }, () 
     assert.match(out, /exited normally/);
     assert.equal(r.status, 0, r.stderr);
     assert.equal(r.stdout, "dbg: start\ndbg: watched=11 counter=112 version=30000\n");
+  });
+});
+
+describe("xm debug: a stub for a domain of tsxend", { skip: noGdb }, () => {
+  it("opens on loopback, stops the domain for gdb (watchpoint, threads), and lets it run on after detach", async () => {
+    const { daemon, port, token } = await startDaemon();
+    const base = `http://127.0.0.1:${port}/api/v1`;
+    const call = async (
+      method: string,
+      path: string,
+      body?: unknown,
+    ): Promise<{ status: number; json: Record<string, unknown> }> => {
+      const r = await fetch(base + path, {
+        method,
+        headers: apiHeaders(token),
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+      return { status: r.status, json: (await r.json()) as Record<string, unknown> };
+    };
+    try {
+      const made = await call("POST", "/domains", {
+        file: "/gdb-test.cfg",
+        config: `name = "spinner"\nkernel = "${TARGET}"\nmemory = 16\nextra = "spin"\n`,
+      });
+      assert.equal(made.status, 201, JSON.stringify(made.json));
+      for (let i = 0; i < 400; i++) {
+        const c = await call("GET", "/domains/spinner/console");
+        if (String(c.json.text).includes("dbg: watched=")) break;
+        await new Promise((resolve) => setTimeout(resolve, 25));
+      }
+      assert.equal((await call("POST", "/domains/spinner/debug", { port: "x" })).status, 400);
+      assert.equal((await call("POST", "/domains/spinner/debug", { port: 70000 })).status, 400);
+      const opened = await call("POST", "/domains/spinner/debug", {});
+      assert.equal(opened.status, 200, JSON.stringify(opened.json));
+      assert.equal(opened.json.host, "127.0.0.1", "loopback only");
+      const again = await call("POST", "/domains/spinner/debug", {});
+      assert.equal(again.json.port, opened.json.port, "the same stub while gdb has not come");
+      const out = await gdb(Number(opened.json.port), [
+        "info threads",
+        "watch counter",
+        "continue",
+        "delete",
+        "detach",
+      ]);
+      assert.match(out, /Thread 1 \(vcpu 0 of domain 1 \(spinner\)\)/);
+      // The counter++ of the spin loop in start_kernel wrote it (the stop is after the write).
+      assert.match(out, /\nstart_kernel \(si=0x[0-9a-f]+\) at debug\/target\.c:\d+\n/);
+      const change = /Old value = (\d+)\nNew value = (\d+)\n/.exec(out);
+      assert.ok(change, out);
+      assert.equal(Number(change[2]), Number(change[1]) + 1, "the spin loop's counter++");
+      assert.match(out, /\[Inferior 1 \(Remote target\) detached\]/);
+      const info = await call("GET", "/domains/spinner");
+      assert.doesNotMatch(String(info.json.state), /p/, "running again after detach");
+    } finally {
+      await daemon.close();
+    }
   });
 });
 

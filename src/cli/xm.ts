@@ -8,6 +8,7 @@ import type { Command } from "commander";
 import { CONSOLE_RING_SIZE } from "../public/dom0_ops.js";
 import { type ConfigValue, looksLikeConfig, parseDomainConfig, parseOverride } from "../tools/config.js";
 import { attachConsole, type Connection, connection, request, streamed, XmError } from "./xm-client.js";
+import { registerDebugCommand } from "./xm-debug.js";
 import { registerDeviceCommands } from "./xm-devices.js";
 import { formatConfigSxp, registerMoreCommands } from "./xm-more.js";
 
@@ -267,6 +268,7 @@ export function registerXm(program: Command): void {
 
   registerDeviceCommands(xm, conn, run);
   registerMoreCommands(xm, conn, run);
+  registerDebugCommand(xm, conn, run);
   simple("pause", "pause a domain's execution", "pause");
   simple("unpause", "unpause a domain", "unpause");
   simple("destroy", "kill a domain immediately", "destroy");

@@ -33,6 +33,7 @@ import {
 } from "../tools/save.js";
 import { xcReadConsole } from "../tools/xc.js";
 import { Hypervisor } from "../xen/hypervisor.js";
+import { openDebugStub } from "./debug.js";
 import { deviceRequest, resolveDiskPaths } from "./devices.js";
 import { Guard, type Need, type Refusal } from "./guard.js";
 import { DaemonLog, defaultLogFile } from "./log.js";
@@ -410,6 +411,21 @@ export class Daemon {
         break;
       case "save":
         return this.save(d.domain.id, str(body.path, "path"), res);
+      case "debug": {
+        // xm debug: a gdb stub on loopback for this domain (src/daemon/debug.ts).
+        const at = await openDebugStub(
+          this.hv,
+          d.domain,
+          body.port,
+          () => this.loop.kick(),
+          () => {
+            if (m.list().some((r) => r.id === d.domain.id)) m.destroy(d);
+            this.loop.kick();
+          },
+          (line) => this.log(line),
+        );
+        return sendJson(res, 200, at);
+      }
       case "migrate":
         if (body.live === true)
           return this.migrateLive(
