@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { connect, createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -212,6 +212,18 @@ class RawPort implements BridgePort {
   }
 }
 
+/** PasstUplink.start with $TSXEN_PASST naming bin (restored after). */
+async function startWith(bin: string): Promise<PasstUplink> {
+  const saved = process.env.TSXEN_PASST;
+  process.env.TSXEN_PASST = bin;
+  try {
+    return await PasstUplink.start(new Bridge("br-x"), parseUplink("br-x"), () => {});
+  } finally {
+    if (saved === undefined) delete process.env.TSXEN_PASST;
+    else process.env.TSXEN_PASST = saved;
+  }
+}
+
 describe("passt uplink: options", () => {
   it("parses --forward and --uplink, and says what is wrong", () => {
     assert.deepEqual(parseForward("tcp:8080:80"), {
@@ -236,16 +248,22 @@ describe("passt uplink: options", () => {
   });
 
   it("names the package when passt is not installed", async () => {
-    const saved = process.env.TSXEN_PASST;
-    process.env.TSXEN_PASST = "/nonexistent/passt";
+    await assert.rejects(startWith("/nonexistent/passt"), /not installed .*Debian package passt/);
+  });
+});
+
+describe("passt uplink: a passt that will not start", () => {
+  it("says what passt said, and why", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "tsxen-bad-passt-"));
+    const fake = join(dir, "passt");
+    writeFileSync(fake, '#!/bin/sh\necho "External interface not usable" >&2\nexit 1\n', { mode: 0o755 });
     try {
       await assert.rejects(
-        PasstUplink.start(new Bridge("br-missing"), parseUplink("br-missing"), () => {}),
-        /not installed .*Debian package passt/,
+        startWith(fake),
+        /passt exited \(status 1\) before it took a connection: External interface not usable \(passt needs a network interface with a default route/,
       );
     } finally {
-      if (saved === undefined) delete process.env.TSXEN_PASST;
-      else process.env.TSXEN_PASST = saved;
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

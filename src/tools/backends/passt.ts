@@ -335,13 +335,17 @@ function connectWhenReady(
         ),
       ),
     );
-    child.once("exit", (code, sig) =>
+    child.once("exit", (code, sig) => {
+      // passt takes its template from the default route's interface, even with -a and -g.
+      const hint = /External interface not usable/.test(said())
+        ? " (passt needs a network interface with a default route on this machine)"
+        : "";
       fail(
         new UplinkError(
-          `passt exited (${sig ?? `status ${code}`}) before it took a connection: ${said().trim()}`,
+          `passt exited (${sig ?? `status ${code}`}) before it took a connection: ${said().trim()}${hint}`,
         ),
-      ),
-    );
+      );
+    });
     const attempt = (): void => {
       if (done) return;
       const s = connect(path);
