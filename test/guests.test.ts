@@ -21,6 +21,7 @@ function boot(
   path: string,
   seconds = 5,
   abi: AbiName = "2005-03",
+  privileged = false,
 ): { console: string; result: RunResult; invariants: string | null } {
   const chunks: Uint8Array[] = [];
   const hv = new Hypervisor({ memoryMiB: 64, onConsole: (_d, b) => void chunks.push(b.slice()) });
@@ -30,7 +31,7 @@ function boot(
     const bad = checkInvariants(hv);
     if (bad.length > 0) invariants = `after hypercall ${nr}: ${bad.slice(0, 5).join("; ")}`;
   };
-  launchDomain(hv, { name: "test", image: readFileSync(path), memoryMiB: 16, abi });
+  launchDomain(hv, { name: "test", image: readFileSync(path), memoryMiB: 16, abi, privileged });
   const result = hv.run(seconds * 1e9);
   return { console: Buffer.concat(chunks).toString("latin1"), result, invariants };
 }
@@ -53,6 +54,7 @@ describe("hello guest", () => {
 const CHECKS: Record<string, { "2005-03": number; "2005-07": number }> = {
   conf_console_io: { "2005-03": 12, "2005-07": 12 },
   conf_debugreg: { "2005-03": 106, "2005-07": 106 },
+  conf_dom0_op_priv: { "2005-03": 22, "2005-07": 1 },
   conf_dom0_op_unpriv: { "2005-03": 17, "2005-07": 17 },
   conf_dom_mem_op: { "2005-03": 38, "2005-07": 38 },
   conf_event_channel_op: { "2005-03": 34, "2005-07": 34 },
@@ -99,7 +101,8 @@ for (const { abi, sub } of [
       ));
     for (const g of guests) {
       it(g.replace(/\.elf$/, ""), () => {
-        const { console: out, result, invariants } = boot(join(dir, g), 5, abi);
+        // conf_*_priv guests judge what a privileged domain sees (SIF_PRIVILEGED).
+        const { console: out, result, invariants } = boot(join(dir, g), 5, abi, /_priv\.elf$/.test(g));
         assert.equal(invariants, null, "memory invariants hold after every hypercall");
         const fails = out.split("\n").filter((l) => l.startsWith("FAIL"));
         assert.deepEqual(fails, [], out);
