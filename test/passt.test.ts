@@ -482,28 +482,30 @@ describe("passt uplink: the real passt", { skip: passtMissing }, () => {
     assert.notDeepEqual(mac, [0, 0, 0, 0, 0, 0]);
   });
 
-  it("answers an ICMP echo to the gateway (the host's loopback)", {
+  // Debian 12's passt (2023-03) maps the gateway for TCP and UDP, not for ICMP: the echo goes
+  // to this machine's loopback by its own address.
+  it("carries an ICMP echo to this machine's 127.0.0.1 and its reply", {
     skip: pingSocketsAllowed()
       ? false
       : "this machine's net.ipv4.ping_group_range gives passt no ICMP echo sockets",
   }, async () => {
     const gw = await gatewayMac(guest);
     const from = guest.got.length;
-    const echo = new Uint8Array(16);
+    const echo = new Uint8Array(18);
     echo.set([8, 0, 0, 0, 0x12, 0x34, 0, 1]);
     echo.set(Buffer.from("tsxen-ping"), 8);
     new DataView(echo.buffer).setUint16(2, checksum(echo));
-    guest.send(ether(gw, GUEST_MAC, 0x0800, ipv4(UPLINK_NET.guest, UPLINK_NET.gateway, 1, echo)));
+    guest.send(ether(gw, GUEST_MAC, 0x0800, ipv4(UPLINK_NET.guest, "127.0.0.1", 1, echo)));
     const reply = await guest.wait(
       "an echo reply",
       (f) => {
         const ip = ipOf(f);
-        return ip?.proto === 1 && f[ip.l4] === 0 ? f.slice(ip.l4 + 8, ip.l4 + 16) : null;
+        return ip?.proto === 1 && f[ip.l4] === 0 ? f.slice(ip.l4 + 8, ip.l4 + 18) : null;
       },
       5000,
       from,
     );
-    assert.equal(Buffer.from(reply).toString(), "tsxen-pi");
+    assert.equal(Buffer.from(reply).toString(), "tsxen-ping");
   });
 
   it("carries a TCP exchange to a server on the host's loopback through the gateway", async () => {
