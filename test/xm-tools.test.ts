@@ -340,7 +340,10 @@ describe("xm dmesg", () => {
         full.stdout,
         Buffer.from(daemon.hv.consoleRing.read(CONSOLE_RING_SIZE)).toString("latin1"),
       );
-      assert.match(full.stdout, /^\(XEN\) tsxen hypervisor: 128 MiB/);
+      assert.match(
+        full.stdout,
+        /^\(XEN\) Xen version 3\.0-devel \(tsxen\)\n\(XEN\) tsxen hypervisor: 128 MiB/,
+      );
       assert.doesNotMatch(full.stdout, /after the ring filled up/);
       assert.equal(
         full.stderr,

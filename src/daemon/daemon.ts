@@ -33,6 +33,7 @@ import {
 } from "../tools/save.js";
 import { xcReadConsole } from "../tools/xc.js";
 import { Hypervisor } from "../xen/hypervisor.js";
+import { XEN_VERSION_NAME } from "../xen/version.js";
 import { openDebugStub } from "./debug.js";
 import { deviceRequest, resolveDiskPaths } from "./devices.js";
 import { Guard, type Need, type Refusal } from "./guard.js";
@@ -154,6 +155,8 @@ export class Daemon {
     this.loop = new RunLoop(this.hv, this.manager, opts.pacing, (e) => {
       this.log(`internal error in the run loop: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
     });
+    // Xen's first line named its version, as xen_version and XENVER_extraversion give it.
+    this.hv.log(`Xen version ${XEN_VERSION_NAME} (tsxen)`);
     this.hv.log(
       `tsxen hypervisor: ${opts.machineMemoryMiB} MiB, ${opts.cpus} CPU(s), scheduler ${opts.scheduler}, ${opts.pacing} pacing`,
     );
@@ -397,9 +400,14 @@ export class Daemon {
       case "mem-max":
         m.setMaxMem(d, num(body.mib, "mib"));
         break;
-      case "mem-set":
-        m.setMemTarget(d, num(body.mib, "mib"));
+      case "mem-set": {
+        // The guest answers over its control interface: the loop must run meanwhile.
+        const answered = m.setMemTarget(d, num(body.mib, "mib"), timeoutMs(body.timeout));
+        this.loop.kick();
+        await answered;
+        this.loop.kick();
         break;
+      }
       case "sched-bvt":
         m.setBvt(d, {
           mcuadv: num(body.mcuadv, "mcuadv"),

@@ -444,17 +444,14 @@ export class DebugTarget implements HostDebug, HypervisorDebugHook {
   }
 
   /**
-   * A fault the guest has no handler for (its trap table has no address for the vector) stops
-   * before Xen handles it, at the faulting instruction, as gdb shows a signal. Resumed with
-   * that signal (gdb's continue after it), Xen handles it as it would have.
+   * A fault the guest has no handler for (its trap table has no address for the vector)
+   * stops before Xen bounces it to EIP 0 (faults Xen fixes itself, as writable page tables,
+   * never get here), at the faulting instruction, as gdb shows a signal. Resumed with that
+   * signal (gdb's continue after it), Xen bounces it as it would have.
    */
-  exception(v: Vcpu): boolean {
-    const cpu = this.hv.cpu;
+  unhandledFault(v: Vcpu, vector: number): boolean {
     this.passingFault = false;
-    if (v.domain !== this.domain || !this.attached || cpu.exitSoft) return false;
-    const vector = cpu.exitVector;
-    // Xen gives every vector the kernel's CS at creation: an EIP of 0 is "no handler".
-    if (v.trapAddress[vector] !== 0 || signalOf(vector) === Sig.TRAP) return false;
+    if (v.domain !== this.domain || !this.attached || signalOf(vector) === Sig.TRAP) return false;
     return this.faultStop(v, vector);
   }
 

@@ -83,8 +83,11 @@ export type RunResult =
 
 /** A host debugger (the gdb stub's target) watching the hypervisor. */
 export interface HypervisorDebugHook {
-  /** An exception exit of vcpu v, before Xen handles it: true leaves it unhandled, the run stopped. */
-  exception(v: Vcpu): boolean;
+  /**
+   * A fault of vcpu v that Xen would bounce to the guest, which has no handler for it (EIP 0
+   * in its trap table): true leaves it unbounced, at the faulting instruction, the run stopped.
+   */
+  unhandledFault(v: Vcpu, vector: number): boolean;
   /**
    * A fault of vcpu v is about to crash its domain (no handler, or none that can run): true
    * keeps the domain as it is, at the faulting instruction, and the hook stops the run.
@@ -598,7 +601,6 @@ export class Hypervisor implements MmHost {
         return;
       case Exit.Exception: {
         const soft = this.cpu.exitSoft;
-        if (this.debugHook?.exception(v)) return;
         this.faultingVcpu = soft ? null : v;
         try {
           handleException(this, v);

@@ -107,6 +107,8 @@ export function reflectTrap(
   cr2: number | null,
   useIf = true,
 ): void {
+  // A debugger sees a fault the guest cannot handle before it is bounced to EIP 0.
+  if (v.trapAddress[vector] === 0 && !hv.cpu.exitSoft && hv.debugHook?.unhandledFault(v, vector)) return;
   if (!bounce(hv, v, v.trapCs[vector], v.trapAddress[vector], errorCode, cr2)) return;
   if (useIf && v.trapFlags[vector] & TI_IF) setUpcallMask(hv, v, 1);
 }
