@@ -7,9 +7,11 @@
  * XenLinux domU); tsxen's own messages go to stderr.
  */
 import { readFileSync } from "node:fs";
+import { totalmem } from "node:os";
 import { basename, dirname, resolve } from "node:path";
 import type { Command } from "commander";
 import { BUNDLED_GUEST } from "../daemon/web-files.js";
+import { machineMemoryOption } from "../machine/memory.js";
 import { Shutdown } from "../public/xen.js";
 import { sessionDevices } from "../tools/backends/devices.js";
 import {
@@ -194,7 +196,7 @@ export async function runKernel(kernelPath: string, opts: RunOptions): Promise<n
     const abi = opts.abi ?? boot.abi ?? DEFAULT_ABI;
     if (abiByName(abi) === null)
       throw new Error(`--abi must be one of ${ABI_NAMES.join(", ")}, not "${abi}"`);
-    const machineMiB = wholeNumber(opts.machineMemory, "--machine-memory");
+    const machineMiB = machineMemoryOption(opts.machineMemory, Math.floor(totalmem() / 2 ** 20));
     const keep = opts.record !== undefined || opts.replay !== undefined;
     const devices = boot.disks.length > 0 || boot.vifs.length > 0;
     if (keep && devices)
@@ -293,15 +295,38 @@ export async function runKernel(kernelPath: string, opts: RunOptions): Promise<n
       if (end.reason === Shutdown.poweroff) return RunExit.OK;
       err(end.text);
       return end.reason === Shutdown.reboot ? RunExit.REBOOTED : RunExit.FAILED;
-    case "crashed":
+    case "crashed": {
       // crashDomain has logged the reason already; a guest-reported crash has not.
       if (!logged.has(end.text)) err(end.text);
+      const hint = abiHint(opts.abi ?? boot.abi ?? DEFAULT_ABI, machine.hv.nowNs(), end.text);
+      if (hint !== null) err(hint);
       return RunExit.FAILED;
+    }
     case "restart-refused":
     case "idle":
       err(end.text);
       return RunExit.FAILED;
   }
+}
+
+/** Guest time within which a crash may be a kernel built for the other interface revision. */
+const EARLY_CRASH_NS = 1e9;
+
+/**
+ * What to say after a crash early in the run when the interface revision may be the wrong one:
+ * a kernel of the other revision crashes at its first hypercalls (start_info and hypercall
+ * arguments differ), and its image cannot tell (both revisions' __xen_guest say XEN_VER=3.0).
+ * Under the default revision only the tell-tale crash counts (an event delivered before any
+ * callback was set): the default's own early crashes are the guest's business.
+ */
+export function abiHint(abi: string, crashedAtNs: number, reason: string): string | null {
+  if (crashedAtNs >= EARLY_CRASH_NS) return null;
+  if (abi === DEFAULT_ABI && !/bounce to a handler at EIP 0\b/.test(reason)) return null;
+  const other = ABI_NAMES.find((n) => n !== abi);
+  return (
+    `the guest crashed ${Math.round(crashedAtNs / 1e6)} ms into its run under the ${abi} interface, as a kernel ` +
+    `built for the ${other} interface does (its image does not say which): if it is one, run it with --abi ${other}`
+  );
 }
 
 export function registerRun(program: Command): void {
@@ -318,7 +343,7 @@ export function registerRun(program: Command): void {
     .option("--cmdline <text>", "the guest's command line", "")
     .option("--ramdisk <file>", "an initial ramdisk (initrd), given to the guest as its start_info module")
     .option("--no-reboot", "a reboot inside the guest ends the run (exit status 3) instead of restarting it")
-    .option("--machine-memory <MiB>", "the machine's memory in MiB", "128")
+    .option("--machine-memory <MiB>", "the machine's memory in MiB (4..2048)", "128")
     .option(
       "--disk <file:IMAGE,DEV,MODE>",
       "a virtual disk, as a configuration's disk entry (repeatable), e.g. file:root.img,sda1,w",

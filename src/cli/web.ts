@@ -7,6 +7,7 @@ import { existsSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import { join } from "node:path";
 import type { Command } from "commander";
+import { listenError } from "../daemon/port.js";
 import { sendWebFile, WEB_DIR } from "../daemon/web-files.js";
 
 const FILES: Record<string, string> = {
@@ -59,7 +60,10 @@ export function registerWeb(program: Command): void {
           `tsxen web: open http://${opts.host}:${opts.port}/ in a browser (Ctrl-C stops)\n`,
         );
       } catch (e) {
-        process.stderr.write(`tsxen: ${(e as Error).message}\n`);
+        const err = e as NodeJS.ErrnoException;
+        process.stderr.write(
+          `tsxen: ${err.syscall === "listen" ? listenError(err, opts.host, opts.port) : err.message}\n`,
+        );
         process.exitCode = 2;
       }
     });

@@ -119,6 +119,8 @@ function progressBar(label: string): {
 }
 
 function mib(text: string, what: string): number {
+  if (/^-\d+$/.test(text) || /^0+$/.test(text))
+    throw new XmError(`memory must be positive: ${what} is ${Number(text)} MiB`);
   if (!/^\d+$/.test(text)) throw new XmError(`${what} must be a whole number of MiB, not "${text}"`);
   return Number(text);
 }
@@ -162,6 +164,11 @@ export function registerXm(program: Command): void {
       "--token <secret>",
       "the daemon's token (default: $TSXEN_TOKEN, else for a daemon on this machine its token file in $TSXEN_STATE_DIR or ~/.local/state/tsxen)",
     );
+  // An unknown command points at the list (after commander's own sentence and suggestion).
+  xm.configureOutput({
+    outputError: (str, write) =>
+      write(/^error: unknown command/.test(str) ? `${str}(\`tsxen xm help\` lists the commands)\n` : str),
+  });
   const conn = (): Connection => connection(xm.opts() as { daemon?: string; token?: string });
   const run =
     <A extends unknown[]>(fn: (...args: A) => Promise<void>) =>
@@ -365,6 +372,8 @@ export function registerXm(program: Command): void {
     .description("set a domain's memory target (the balloon), in MiB")
     .argument("<domain>", "domain name or id")
     .argument("<MiB>", "target")
+    // So that "-5" reaches mib() as the value it was meant as, not as an unknown option.
+    .allowUnknownOption()
     .action(
       run(async (dom: string, m: string) => {
         await request(conn(), "POST", `/domains/${enc(dom)}/mem-set`, { mib: mib(m, "the target") });
@@ -376,6 +385,7 @@ export function registerXm(program: Command): void {
     .description("set the most memory a domain may hold, in MiB")
     .argument("<domain>", "domain name or id")
     .argument("<MiB>", "limit")
+    .allowUnknownOption()
     .action(
       run(async (dom: string, m: string) => {
         await request(conn(), "POST", `/domains/${enc(dom)}/mem-max`, { mib: mib(m, "the limit") });

@@ -247,8 +247,8 @@ export class Cpu {
       throw new Error("Cpu memory must be a whole ArrayBuffer of 4 KiB frames");
     }
     this.mem8 = memory;
-    this.mem16 = new Uint16Array(memory.buffer, 0, memory.byteLength >> 1);
-    this.mem32 = new Int32Array(memory.buffer, 0, memory.byteLength >> 2);
+    this.mem16 = new Uint16Array(memory.buffer, 0, memory.byteLength >>> 1);
+    this.mem32 = new Int32Array(memory.buffer, 0, memory.byteLength >>> 2);
     this.memView = new DataView(memory.buffer);
     this.memSize = memory.byteLength;
     this.codePage = new Uint8Array(memory.byteLength >>> 12);

@@ -4,11 +4,13 @@
  * cleanly on SIGTERM or SIGINT.
  */
 import { writeFileSync } from "node:fs";
+import { totalmem } from "node:os";
 import { resolve } from "node:path";
 import type { Command } from "commander";
+import { machineMemoryOption } from "../machine/memory.js";
 import { UplinkError, uplinkOption } from "../tools/backends/passt.js";
 import { Daemon } from "./daemon.js";
-import { DEFAULT_PORT } from "./port.js";
+import { DEFAULT_PORT, listenError } from "./port.js";
 import type { Pacing } from "./runloop.js";
 
 interface DaemonCliOptions {
@@ -56,7 +58,7 @@ export async function runDaemon(o: DaemonCliOptions): Promise<number> {
       token: o.token || process.env.TSXEN_TOKEN || undefined,
       stateDir: o.stateDir,
       allowHosts: o.allowHost,
-      machineMemoryMiB: whole(o.machineMemory, "--machine-memory", 16, 4096),
+      machineMemoryMiB: machineMemoryOption(o.machineMemory, Math.floor(totalmem() / 2 ** 20), 16),
       cpus: whole(o.cpus, "--cpus", 1, 32),
       scheduler: o.sched,
       pacing: o.pace as Pacing,
@@ -82,11 +84,7 @@ export async function runDaemon(o: DaemonCliOptions): Promise<number> {
   try {
     addr = await started.listen();
   } catch (e) {
-    err(
-      e instanceof UplinkError
-        ? e.message
-        : `cannot listen on ${o.listen}:${o.port}: ${(e as Error).message}`,
-    );
+    err(e instanceof UplinkError ? e.message : listenError(e as Error, o.listen, o.port));
     return 1;
   }
   const host = addr.family === "IPv6" ? `[${addr.address}]` : addr.address;
@@ -118,7 +116,7 @@ export function registerDaemon(program: Command): void {
       (v: string, all: string[]) => [...all, v],
       [] as string[],
     )
-    .option("--machine-memory <MiB>", "the machine's memory in MiB", "256")
+    .option("--machine-memory <MiB>", "the machine's memory in MiB (16..2048)", "256")
     .option("--cpus <n>", "physical CPUs", "1")
     .option("--sched <name>", "scheduler: bvt or rrobin", "bvt")
     .option("--pace <mode>", "realtime: guest time follows the wall clock; fast: run flat out", "realtime")

@@ -400,9 +400,14 @@ export class Daemon {
       case "mem-max":
         m.setMaxMem(d, num(body.mib, "mib"));
         break;
-      case "mem-set":
-        m.setMemTarget(d, num(body.mib, "mib"));
+      case "mem-set": {
+        // The guest answers over its control interface: the loop must run meanwhile.
+        const answered = m.setMemTarget(d, num(body.mib, "mib"), timeoutMs(body.timeout));
+        this.loop.kick();
+        await answered;
+        this.loop.kick();
         break;
+      }
       case "sched-bvt":
         m.setBvt(d, {
           mcuadv: num(body.mcuadv, "mcuadv"),

@@ -27,3 +27,17 @@ export function tsxendUrl(text: string): string {
   // (An IPv6 hostname keeps its brackets.)
   return `http://${url.hostname}:${url.port || DEFAULT_PORT}`;
 }
+
+/** A failed listen() said with what to do: a port in use or refused names the port and --port. */
+export function listenError(e: Error, host: string, port: number | string): string {
+  switch ((e as NodeJS.ErrnoException).code) {
+    case "EADDRINUSE":
+      return `port ${port} on ${host} is already in use (by another program, or another tsxen); choose another with --port`;
+    case "EACCES":
+      return `port ${port} on ${host} needs privileges this user does not have; choose one above 1023 with --port`;
+    case "EADDRNOTAVAIL":
+      return `cannot listen on ${host}: it is not an address of this machine`;
+    default:
+      return `cannot listen on ${host}:${port}: ${e.message}`;
+  }
+}

@@ -4,6 +4,34 @@
  */
 export const FRAME_SIZE = 4096;
 export const FRAME_SHIFT = 12;
+/**
+ * The most machine memory modelled: machine addresses live in signed 32-bit integers (frame
+ * numbers shifted by 12, the CPU's TLB entries), so the machine ends below 2 GiB.
+ */
+export const MAX_MACHINE_MIB = 2048;
+
+/** A number of frames in MiB for messages: whole when exact, else down to a tenth. */
+export function framesInMiB(frames: number): string {
+  const tenths = Math.floor((Math.max(0, frames) * 10) / (2 ** 20 / FRAME_SIZE));
+  return tenths % 10 === 0 ? String(tenths / 10) : (tenths / 10).toFixed(1);
+}
+
+/**
+ * A --machine-memory option (MiB) checked against the model's range and the host's memory
+ * (hostMiB, passed in: this layer also runs in a browser); throws an Error saying which bound.
+ */
+export function machineMemoryOption(text: string, hostMiB: number, min = 4): number {
+  if (!/^\d+$/.test(text.trim()))
+    throw new Error(`--machine-memory must be a whole number of MiB, not "${text}"`);
+  const n = Number(text);
+  if (n < min) throw new Error(`--machine-memory ${n}: the machine needs at least ${min} MiB`);
+  if (n > MAX_MACHINE_MIB)
+    throw new Error(
+      `--machine-memory ${n}: at most ${MAX_MACHINE_MIB} MiB (tsxen keeps machine addresses in signed 32-bit integers)`,
+    );
+  if (n > hostMiB) throw new Error(`--machine-memory ${n}: this host has ${hostMiB} MiB of memory`);
+  return n;
+}
 
 export class MachineMemory {
   readonly bytes: Uint8Array;
@@ -16,10 +44,12 @@ export class MachineMemory {
 
   /** reservedFrames: frames below this are never handed out (firmware/I/O, as on a PC). */
   constructor(mebibytes: number, reservedFrames = 0) {
-    if (!Number.isInteger(mebibytes) || mebibytes < 4 || mebibytes > 2048) {
-      throw new RangeError(`machine memory must be a whole number of MiB in 4..2048, not ${mebibytes}`);
+    if (!Number.isInteger(mebibytes) || mebibytes < 4 || mebibytes > MAX_MACHINE_MIB) {
+      throw new RangeError(
+        `machine memory must be a whole number of MiB in 4..${MAX_MACHINE_MIB}, not ${mebibytes}`,
+      );
     }
-    this.nrFrames = (mebibytes << 20) >>> FRAME_SHIFT;
+    this.nrFrames = mebibytes * (2 ** 20 / FRAME_SIZE);
     this.bytes = new Uint8Array(this.nrFrames * FRAME_SIZE);
     this.view = new DataView(this.bytes.buffer);
     this.free = new Int32Array(this.nrFrames);

@@ -23,7 +23,7 @@ import type { NetifController, NetworkDevice } from "./backends/netif_ctl.js";
 import type { DomainConfig, ExitAction } from "./config.js";
 import { type DiskSpec, parseDiskSpec, parseVifSpec } from "./config.js";
 import { ConsoleFeed } from "./console_feed.js";
-import { bindControlChannel, ControlInterface } from "./control_if.js";
+import { bindControlChannel, ControlInterface, type ControlMessage } from "./control_if.js";
 import { type Dom0, dom0Of, XcError } from "./dom0.js";
 import { type StartedDomain, startDomain } from "./launch.js";
 import {
@@ -120,6 +120,8 @@ export interface ManagedDomain {
 
 /** How long xm shutdown / reboot waits for the guest to answer the request (ms). */
 export const SHUTDOWN_ANSWER_MS = 5000;
+/** How long xm mem-set waits for the balloon driver's answer. */
+export const MEM_ANSWER_MS = 2000;
 
 const CONSOLE_KEEP = 64 * 1024;
 
@@ -719,10 +721,12 @@ export class DomainManager {
   /**
    * xm mem-set (the manual's balloon): the target the guest's balloon driver should reach
    * through dom_mem_op, at most mem-max. As xend did, the target goes to the guest in a
-   * CMSG_MEM_REQUEST on its control interface; a guest without a balloon driver answers
-   * without acting (or not at all), and the target is still recorded and shown.
+   * CMSG_MEM_REQUEST on its control interface. XenLinux's balloon driver answers with the
+   * mem_request_t; a kernel without one answers empty (ctrl_if's default handler) or not at
+   * all. The target is recorded and shown either way; a ToolstackError says when the guest
+   * did not take it (waiting at most timeoutMs for the answer).
    */
-  setMemTarget(m: ManagedDomain, mib: number): void {
+  async setMemTarget(m: ManagedDomain, mib: number, timeoutMs = MEM_ANSWER_MS): Promise<void> {
     if (!Number.isInteger(mib) || mib < 1)
       throw new ToolstackError(`memory target must be a whole number of MiB, not ${mib}`);
     const x = this.requireRunning(m, "set the memory target of");
@@ -732,15 +736,41 @@ export class DomainManager {
       );
     }
     m.targetKiB = mib * 1024;
-    if (m.control?.connected) {
-      const req = new Uint8Array(MemRequest.SIZE);
-      new DataView(req.buffer).setUint32(MemRequest.target, mib * 256, true);
-      try {
-        void m.control.request(Cmsg.MEM_REQUEST, CMSG_MEM_REQUEST_SET, req);
-      } catch (e) {
-        this.hv.log(`domain ${m.domain.id}: memory target not sent: ${(e as Error).message}`);
-      }
+    const name = m.config.name;
+    const recorded = `its target is recorded as ${mib} MiB`;
+    if (m.control === null || !m.control.connected)
+      throw new ToolstackError(
+        `domain "${name}" has no control interface, so no balloon driver heard the request; ${recorded}`,
+        409,
+      );
+    const req = new Uint8Array(MemRequest.SIZE);
+    new DataView(req.buffer).setUint32(MemRequest.target, mib * 256, true);
+    let answer: Promise<ControlMessage | null>;
+    try {
+      answer = m.control.request(Cmsg.MEM_REQUEST, CMSG_MEM_REQUEST_SET, req);
+    } catch (e) {
+      throw new ToolstackError(
+        `domain "${name}" was not sent the request: ${(e as Error).message}; ${recorded}`,
+        409,
+      );
     }
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<"timeout">((resolve) => {
+      timer = setTimeout(() => resolve("timeout"), timeoutMs);
+    });
+    const got = await Promise.race([answer, late]);
+    clearTimeout(timer);
+    if (got === "timeout" || got === null)
+      throw new ToolstackError(
+        `domain "${name}" did not answer the memory request within ${timeoutMs / 1000} s ` +
+          `(${x.paused ? "it is paused" : "no balloon driver is listening"}); ${recorded}`,
+        504,
+      );
+    if (got.payload.length < MemRequest.SIZE)
+      throw new ToolstackError(
+        `domain "${name}" answered the memory request without taking it: its kernel has no balloon driver; ${recorded}`,
+        409,
+      );
   }
 
   private requireBvt(): void {

@@ -4,6 +4,8 @@
  * into the new domain's frames, one mmu_update batch per 1024 requests [SET_FOREIGNDOM(domid),
  * MACHPHYS_UPDATE × pages, PIN_L2_TABLE], SETDOMAININFO with the initial context, UNPAUSEDOMAIN.
  */
+
+import { FRAME_SIZE, framesInMiB } from "../machine/memory.js";
 import {
   MMU_UPDATE_CMD_MASK,
   MMUEXT_DOMID_SHIFT,
@@ -69,10 +71,11 @@ export function launchDomain(
     throw new RangeError(`domain memory must be a whole number of MiB (at least 1), not ${opts.memoryMiB}`);
   }
   const abi = opts.abi ?? DEFAULT_ABI;
-  const nrPages = (opts.memoryMiB << 20) >>> 12;
+  const nrPages = opts.memoryMiB * (2 ** 20 / FRAME_SIZE);
+  // 8 frames stay back for the domain's own tables (shared info, page directory...).
   if (nrPages + 8 > hv.mem.freeFrames) {
     throw new RangeError(
-      `not enough free machine memory for ${nrPages} pages (${hv.mem.freeFrames} frames free)`,
+      `not enough free machine memory for ${opts.memoryMiB} MiB: ${framesInMiB(hv.mem.freeFrames - 8)} MiB are free`,
     );
   }
   const dom0 = dom0Of(hv);

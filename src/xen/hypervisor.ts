@@ -8,7 +8,7 @@ import { CPU_FAULT, Cpu } from "../cpu/cpu.js";
 import { EAX, EBX, ECX, EDI, EDX, ESI, Exit } from "../cpu/regs.js";
 import { VirtualClock } from "../machine/clock.js";
 import { IrqController } from "../machine/irq.js";
-import { MachineMemory } from "../machine/memory.js";
+import { framesInMiB, MachineMemory } from "../machine/memory.js";
 import { type PciBus, standardPciBus } from "../machine/pci.js";
 import {
   _PAGE_ACCESSED,
@@ -294,7 +294,7 @@ export class Hypervisor implements MmHost {
       throw new RangeError(`domain memory must be at least one page`);
     if (nrPages > this.mem.freeFrames - 4) {
       throw new RangeError(
-        `not enough free machine memory for ${nrPages} pages (${this.mem.freeFrames} frames free)`,
+        `not enough free machine memory for ${framesInMiB(nrPages)} MiB: ${framesInMiB(this.mem.freeFrames - 4)} MiB are free`,
       );
     }
     const guestAbi = abiByName(abi);
