@@ -134,6 +134,7 @@ export async function runLoop(
   note: (m: string) => void,
   escaped: () => boolean,
 ): Promise<RunLoopResult> {
+  machine.limitNs = limitNs;
   const gdbAt = opts.gdb ?? opts.gdbNowait;
   const gdb = gdbAt === undefined ? null : new GdbHandover(machine);
   let end: SessionEnd | null = null;

@@ -153,6 +153,8 @@ export class SessionMachine implements DebugMachine {
   inputClosed = false;
   /** How the last slice ended (null: it went on). */
   lastEnd: SessionEnd | null = null;
+  /** tsxen run's --seconds, in guest ns: the run ends there, under gdb too. */
+  limitNs = Number.POSITIVE_INFINITY;
 
   /** Whether rewind() gives the same run again (not with disks, whose contents it cannot undo). */
   readonly canRewind: boolean;
@@ -234,7 +236,8 @@ export class SessionMachine implements DebugMachine {
   async runUntilStopped(stopped: () => boolean): Promise<Stop | null> {
     for (;;) {
       if (stopped()) return null;
-      const end = this.slice();
+      if (this.hv.nowNs() >= this.limitNs) return { kind: "exited", code: 0 };
+      const end = this.slice(this.limitNs);
       if (stopped()) return null;
       if (end !== null) {
         if (end.kind === "idle") {
