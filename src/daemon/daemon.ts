@@ -902,8 +902,10 @@ export class Daemon {
 
   private attachConsole(ws: WebSocket, id: number, history: boolean): void {
     let m: ReturnType<DomainManager["find"]>;
+    let info: ReturnType<DomainManager["info"]>;
     try {
       m = this.manager.find(id);
+      info = this.manager.info(m);
     } catch (e) {
       ws.close(4004, (e as Error).message.slice(0, 120));
       return;
@@ -915,13 +917,6 @@ export class Daemon {
     // its history, then the console closes saying so, at once or when it stops.
     const stopped = (why: string | undefined): void =>
       ws.close(4000, `domain ${id} (${m.config.name}) has stopped${why ? `: ${why}` : ""}`.slice(0, 120));
-    let info: ReturnType<DomainManager["info"]>;
-    try {
-      info = this.manager.info(m);
-    } catch (e) {
-      ws.close(4004, (e as Error).message.slice(0, 120));
-      return;
-    }
     if (/[sc]/.test(info.state)) {
       stopped(info.crashReason ?? info.shutdownReason);
       return;
