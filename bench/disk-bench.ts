@@ -14,7 +14,8 @@
  * (iflag=direct), so they reach the image, not Linux's page cache; the host's reads are served
  * by the host's page cache. The random loops run one dd process per operation: the same loop
  * with dd from /dev/zero to /dev/null measures that process cost, which the "net" column takes
- * away.
+ * away. The wall and CPU seconds of each guest pass tell how much of it the machine's load
+ * took (this process's CPU time is what the emulation itself cost).
  */
 import {
   closeSync,
@@ -157,14 +158,17 @@ function main(): number {
       if (s === undefined) throw new Error("the guest's block interface is gone");
       return s.stats;
     };
-    const guest: Record<string, Figure & { requests: number; syncs: number }> = {};
+    const guest: Record<string, Figure & { cpuS: number; requests: number; syncs: number }> = {};
     for (const [k, [name, ops, cmd]] of GUEST.entries()) {
       const s0 = stats();
       const w0 = performance.now();
+      const u0 = process.cpuUsage();
       run.type(`${cmd}; echo PASS${k}-$((${k}+1000))`);
       at = run.until(new RegExp(`^PASS${k}-${k + 1000}\\r?$`, "m"), at, 600);
       const s1 = stats();
+      const u1 = process.cpuUsage(u0);
       guest[name] = {
+        cpuS: (u1.user + u1.system) / 1e6,
         seconds: (performance.now() - w0) / 1000,
         ops,
         requests: s1.okay - s0.okay,
@@ -184,7 +188,7 @@ function main(): number {
         `one dd process in the guest costs ${(cost * 1000).toFixed(1)} ms\n`,
     );
     process.stdout.write(
-      `${"".padEnd(11)}${col("guest MB/s", 11)}${col("IOPS", 8)}${col("net IOPS", 10)}${col("requests", 10)}${col("syncs", 7)}` +
+      `${"".padEnd(11)}${col("wall s", 8)}${col("CPU s", 7)}${col("guest MB/s", 11)}${col("IOPS", 8)}${col("net IOPS", 10)}${col("requests", 10)}${col("syncs", 7)}` +
         `${col("host MB/s", 11)}${col("IOPS", 9)}\n`,
     );
     for (const name of ["seq write", "seq read", "rand read", "rand write"]) {
@@ -193,7 +197,7 @@ function main(): number {
       const left = g.seconds - cost * g.ops;
       const net = !name.startsWith("rand") ? "" : left > 0 ? (g.ops / left).toFixed(0) : "-";
       process.stdout.write(
-        `${name.padEnd(11)}${col(mbps(g).toFixed(2), 11)}${col(iops(g).toFixed(0), 8)}${col(net, 10)}` +
+        `${name.padEnd(11)}${col(g.seconds.toFixed(1), 8)}${col(g.cpuS.toFixed(1), 7)}${col(mbps(g).toFixed(2), 11)}${col(iops(g).toFixed(0), 8)}${col(net, 10)}` +
           `${col(String(g.requests), 10)}${col(String(g.syncs), 7)}` +
           `${col(mbps(h).toFixed(1), 11)}${col(iops(h).toFixed(0), 9)}\n`,
       );
