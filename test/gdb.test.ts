@@ -333,6 +333,46 @@ describe("xm debug: a stub for a domain of tsxend", { skip: noGdb }, () => {
   });
 });
 
+// Gated, as test/real-guests.test.ts: TSXEN_XENLINUX names a XenLinux 2.6.11 vmlinux
+// (docs/real-guests.md), symbols without debugging information.
+const VMLINUX = process.env.TSXEN_XENLINUX;
+describe("gdb stub: XenLinux's vmlinux", {
+  skip: noGdb || (VMLINUX === undefined && "TSXEN_XENLINUX is not set"),
+}, () => {
+  it("breaks in do_fork during boot (a backtrace through kernel_thread), watches jiffies tick in do_timer", async () => {
+    const t = tsxen([VMLINUX ?? "", "--memory", "64", "--cmdline", "xencons=tty", "--gdb", "0"]);
+    const port = await t.port;
+    const ex = ["set pagination off", `target remote 127.0.0.1:${port}`];
+    ex.push(
+      "break do_fork",
+      "continue",
+      "bt 3",
+      "delete",
+      "watch *(unsigned long *)&jiffies",
+      "continue",
+      "kill",
+    );
+    const file = join(scratch, "vmlinux.out");
+    const fd = openSync(file, "w");
+    await new Promise<void>((resolve) => {
+      const p = spawn(GDB, ["-batch", "-nx", ...ex.flatMap((c) => ["-ex", c]), VMLINUX ?? ""], {
+        stdio: ["ignore", fd, fd],
+      });
+      p.on("close", () => resolve());
+    });
+    closeSync(fd);
+    const out = readFileSync(file, "utf8");
+    await t.done;
+    assert.match(
+      out,
+      /Breakpoint 1, 0x[0-9a-f]+ in do_fork \(\)\n#0 {2}0x[0-9a-f]+ in do_fork \(\)\n#1 {2}0x[0-9a-f]+ in kernel_thread \(\)/,
+    );
+    const tick = /Old value = (\d+)\nNew value = (\d+)\n0x[0-9a-f]+ in do_timer \(\)/.exec(out);
+    assert.ok(tick, out);
+    assert.equal(Number(tick[2]), Number(tick[1]) + 1);
+  });
+});
+
 /** A raw remote-protocol client: sends packets, reads replies (acks off after QStartNoAckMode). */
 class Rsp {
   private buf = "";

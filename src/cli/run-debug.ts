@@ -51,6 +51,8 @@ export function prepareDebugRun(
     throw new Error("--gdb and --gdb-nowait are one or the other");
   if (opts.record !== undefined && opts.replay !== undefined)
     throw new Error("--record and --replay are one or the other");
+  const gdbAt = opts.gdb ?? opts.gdbNowait;
+  if (gdbAt !== undefined) parseGdbAddress(gdbAt);
   const header: RecordHeader = { tsxenRecord: 1, kernelSha256: sha256(image), options };
   if (opts.replay === undefined) return { log: new InputLog(header), replaying: false };
   let text: string;
@@ -93,23 +95,28 @@ class GdbHandover {
 
   async listen(at: string, note: (m: string) => void): Promise<void> {
     const { host, port } = parseGdbAddress(at);
-    const listening = await listenGdb(new DebugTarget(this.machine), host, port, {
-      beforeAttach: () =>
-        new Promise<void>((resolve) => {
-          this.attachNow = resolve;
-          this.connectedOnce();
-          this.machine.wakeUp();
-        }),
-      onDetach: () => {
-        note("gdb detached; the guest runs on");
-        this.finish("detached");
-      },
-      onKill: () => {
-        note("killed from gdb");
-        this.finish("killed");
-      },
-      log: note,
-    });
+    let listening: Awaited<ReturnType<typeof listenGdb>>;
+    try {
+      listening = await listenGdb(new DebugTarget(this.machine), host, port, {
+        beforeAttach: () =>
+          new Promise<void>((resolve) => {
+            this.attachNow = resolve;
+            this.connectedOnce();
+            this.machine.wakeUp();
+          }),
+        onDetach: () => {
+          note("gdb detached; the guest runs on");
+          this.finish("detached");
+        },
+        onKill: () => {
+          note("killed from gdb");
+          this.finish("killed");
+        },
+        log: note,
+      });
+    } catch (e) {
+      throw new RecordError(`cannot listen for gdb on ${host}:${port}: ${(e as Error).message}`);
+    }
     this.server = listening.server;
     note(`waiting for gdb on ${host}:${listening.port} (target remote ${host}:${listening.port})`);
   }
