@@ -29,7 +29,11 @@ program.version(
   `tsxen ${(JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as { version: string }).version}: Xen ${XEN_VERSION_NAME} (the interface of March 2005; July 2005's per domain)`,
   "-V, --version",
 );
+// A command named on the command line is loaded alone: loading the others' modules was a
+// tenth of the first command's time (issue 15). Help, --version and completion load them all.
+const asked = COMMANDS.find(([n]) => n === process.argv[2] && n !== "completion")?.[0];
 for (const [name, load] of COMMANDS) {
+  if (asked !== undefined && name !== asked) continue;
   try {
     (await load())(program);
   } catch (e) {
