@@ -102,6 +102,8 @@ function signalOf(vector: number): number {
 const MAX_WATCH_LEN = 8;
 /** How many breakpoints and watchpoints a target keeps (like Z packets' resource errors). */
 const MAX_POINTS = 256;
+/** The first window reverse-continue looks back through for a hit (instructions). */
+const FIRST_WINDOW = 200_000;
 /** Instructions run at full speed short of a reverse target, before the stepping loop. */
 const APPROACH_MARGIN = 4096;
 
@@ -383,8 +385,10 @@ export class DebugTarget implements HostDebug, HypervisorDebugHook {
 
   /** Records a stop (or, collecting, notes it and goes on); true when the run must stop. */
   private hit(stop: Stop): boolean {
-    if (this.collect !== null && Number.isFinite(this.stopAt) && this.hv.cpu.retired < this.stopAt) {
-      this.collect.push({ at: this.hv.cpu.retired, stop });
+    // A hit's position is its instruction's: a watchpoint is seen after the writer retired.
+    const at = this.hv.cpu.retired - (stop.kind === "signal" && stop.watch ? 1 : 0);
+    if (this.collect !== null && at < this.stopAt) {
+      this.collect.push({ at, stop });
       return false;
     }
     this.stopHere(stop);
@@ -523,10 +527,11 @@ export class DebugTarget implements HostDebug, HypervisorDebugHook {
 
   /**
    * The machine rebuilt and replayed to position `at`, stopped before the first instruction
-   * there. collect: the breakpoints and watchpoints are live on the way and their hits are
-   * returned (none stops); otherwise the way is run at full speed with none armed.
+   * there. collectFrom: from that position on the breakpoints and watchpoints are live and
+   * their hits (at positions before `at`) are returned, none stopping; the way before it (all
+   * of it without collectFrom) is run at full speed with none armed.
    */
-  private async replayTo(at: Position, collect: boolean): Promise<Array<{ at: Position; stop: Stop }>> {
+  private async replayTo(at: Position, collectFrom?: Position): Promise<Array<{ at: Position; stop: Stop }>> {
     const m = this.m;
     if (m.rewind === undefined || m.approach === undefined)
       throw new Error("this target cannot run backwards");
@@ -537,14 +542,28 @@ export class DebugTarget implements HostDebug, HypervisorDebugHook {
     this.skipLin = -1;
     this.watchHit = null;
     const hits: Array<{ at: Position; stop: Stop }> = [];
-    if (!collect) {
-      this.breaks.clear();
-      this.watches = [];
-      this.updateWatchPages();
+    const quiet = collectFrom ?? at;
+    this.breaks.clear();
+    this.watches = [];
+    this.updateWatchPages();
+    this.arm();
+    await m.approach(quiet - APPROACH_MARGIN);
+    if (collectFrom !== undefined && this.hv.cpu.retired < collectFrom) {
+      // The last instructions short of the window one at a time, to stop exactly at its start.
+      this.stopAt = collectFrom;
+      this.stop = null;
       this.arm();
-      await m.approach(at - APPROACH_MARGIN);
+      m.onResume?.();
+      await m.runUntilStopped(() => this.stop !== null);
+      m.onStop?.();
     }
-    this.collect = collect ? hits : null;
+    if (collectFrom !== undefined) {
+      for (const [addr, kind] of saved.breaks) this.breaks.set(addr, kind);
+      this.watches = saved.watches;
+      this.updateWatchPages();
+      this.skipLin = -1;
+    }
+    this.collect = collectFrom !== undefined ? hits : null;
     this.stopAt = at;
     this.stop = null;
     this.arm();
@@ -565,24 +584,34 @@ export class DebugTarget implements HostDebug, HypervisorDebugHook {
   async reverseStep(): Promise<Stop> {
     const here = this.hv.cpu.retired;
     if (here === 0) return this.historyBegin();
-    await this.replayTo(here - 1, false);
+    await this.replayTo(here - 1);
     return this.stop ?? this.historyBegin();
   }
 
-  /** bc: back to the last breakpoint or watchpoint hit before here, or the start of history. */
+  /**
+   * bc: back to the last breakpoint or watchpoint hit before here, or the start of history.
+   * The hits are looked for in windows going back from here, each four times the last, each
+   * a replay at full speed to its start and one instruction at a time through it, so a recent
+   * hit is found without stepping through the whole run.
+   */
   async reverseContinue(): Promise<Stop> {
     const here = this.hv.cpu.retired;
-    const hits = await this.replayTo(here, true);
-    const last = hits.filter((h) => h.at < here).pop();
-    if (last === undefined) {
-      await this.replayTo(0, false);
-      return this.historyBegin();
+    let end = here;
+    for (let size = FIRST_WINDOW; ; size *= 4) {
+      const start = Math.max(0, end - size);
+      const last = (await this.replayTo(end, start)).pop();
+      if (last !== undefined) {
+        // A watchpoint stops before the writing instruction when going backwards, as gdb
+        // expects (it compares the value it saw with the one there now: the old one).
+        await this.replayTo(last.at);
+        this.stop = last.stop;
+        return last.stop;
+      }
+      if (start === 0) break;
+      end = start;
     }
-    // A watchpoint stops before the writing instruction when going backwards, as gdb expects
-    // (it compares the value it saw with the one there now: the old one).
-    await this.replayTo(last.stop.kind === "signal" && last.stop.watch ? last.at - 1 : last.at, false);
-    this.stop = last.stop;
-    return last.stop;
+    await this.replayTo(0);
+    return this.historyBegin();
   }
 
   private historyBegin(): Stop {
