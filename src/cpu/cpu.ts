@@ -11,7 +11,7 @@ import * as decodeNs from "./decode.js";
 import { DecodeCache, decodeInto } from "./decode.js";
 import * as flagsNs from "./flags.js";
 import { Fpu } from "./fpu.js";
-import { HANDLERS, HOT_CASES, HOT_FNS, hotCase } from "./ops/table.js";
+import { HANDLERS, HOT_FNS, hotCase } from "./ops/table.js";
 import * as regsNs from "./regs.js";
 import { Exit, hasErrorCode } from "./regs.js";
 import { deliverInterrupt } from "./segments.js";
@@ -92,8 +92,6 @@ export interface IoPorts {
 
 const NO_IO: IoPorts = { read: () => -1, write: () => {} };
 
-// The loop's switch has 80 cases, and the case number must fit bits 22-28 of a slotOf entry.
-if (HOT_CASES !== 80) throw new Error("Cpu.loop has 80 hot cases: update it with HOT_CASES");
 
 export class Cpu {
   // --- Physical memory (owned by the machine; the CPU only reads and writes it) ---
@@ -1327,8 +1325,8 @@ export class Cpu {
 
   /**
    * The hot loop: fetch the decoded instruction at CS:EIP, execute, retire. The hot handlers
-   * (ops/table.ts HOT_OPS) are called from a switch, one call site each, so V8 sees each
-   * site monomorphic and inlines the handler; the rest go through the HANDLERS table.
+   * (ops/table.ts HOT_OPS, the ones blocks compile) are found by their case number in the
+   * slotOf entry, the rest through the HANDLERS table.
    */
   private loop(): void {
     const dc = this.dc;
@@ -1368,252 +1366,13 @@ export class Cpu {
       this.instrStart = eip;
       this.savedEsp = regs[ESP];
       this.eip = (eip + ((e >> 18) & 15)) | 0;
-      // One case per HOT_FNS entry (HOT_CASES of them).
-      switch (e >> 22) {
-        case 1:
-          h[1](this, slot);
-          break;
-        case 2:
-          h[2](this, slot);
-          break;
-        case 3:
-          h[3](this, slot);
-          break;
-        case 4:
-          h[4](this, slot);
-          break;
-        case 5:
-          h[5](this, slot);
-          break;
-        case 6:
-          h[6](this, slot);
-          break;
-        case 7:
-          h[7](this, slot);
-          break;
-        case 8:
-          h[8](this, slot);
-          break;
-        case 9:
-          h[9](this, slot);
-          break;
-        case 10:
-          h[10](this, slot);
-          break;
-        case 11:
-          h[11](this, slot);
-          break;
-        case 12:
-          h[12](this, slot);
-          break;
-        case 13:
-          h[13](this, slot);
-          break;
-        case 14:
-          h[14](this, slot);
-          break;
-        case 15:
-          h[15](this, slot);
-          break;
-        case 16:
-          h[16](this, slot);
-          break;
-        case 17:
-          h[17](this, slot);
-          break;
-        case 18:
-          h[18](this, slot);
-          break;
-        case 19:
-          h[19](this, slot);
-          break;
-        case 20:
-          h[20](this, slot);
-          break;
-        case 21:
-          h[21](this, slot);
-          break;
-        case 22:
-          h[22](this, slot);
-          break;
-        case 23:
-          h[23](this, slot);
-          break;
-        case 24:
-          h[24](this, slot);
-          break;
-        case 25:
-          h[25](this, slot);
-          break;
-        case 26:
-          h[26](this, slot);
-          break;
-        case 27:
-          h[27](this, slot);
-          break;
-        case 28:
-          h[28](this, slot);
-          break;
-        case 29:
-          h[29](this, slot);
-          break;
-        case 30:
-          h[30](this, slot);
-          break;
-        case 31:
-          h[31](this, slot);
-          break;
-        case 32:
-          h[32](this, slot);
-          break;
-        case 33:
-          h[33](this, slot);
-          break;
-        case 34:
-          h[34](this, slot);
-          break;
-        case 35:
-          h[35](this, slot);
-          break;
-        case 36:
-          h[36](this, slot);
-          break;
-        case 37:
-          h[37](this, slot);
-          break;
-        case 38:
-          h[38](this, slot);
-          break;
-        case 39:
-          h[39](this, slot);
-          break;
-        case 40:
-          h[40](this, slot);
-          break;
-        case 41:
-          h[41](this, slot);
-          break;
-        case 42:
-          h[42](this, slot);
-          break;
-        case 43:
-          h[43](this, slot);
-          break;
-        case 44:
-          h[44](this, slot);
-          break;
-        case 45:
-          h[45](this, slot);
-          break;
-        case 46:
-          h[46](this, slot);
-          break;
-        case 47:
-          h[47](this, slot);
-          break;
-        case 48:
-          h[48](this, slot);
-          break;
-        case 49:
-          h[49](this, slot);
-          break;
-        case 50:
-          h[50](this, slot);
-          break;
-        case 51:
-          h[51](this, slot);
-          break;
-        case 52:
-          h[52](this, slot);
-          break;
-        case 53:
-          h[53](this, slot);
-          break;
-        case 54:
-          h[54](this, slot);
-          break;
-        case 55:
-          h[55](this, slot);
-          break;
-        case 56:
-          h[56](this, slot);
-          break;
-        case 57:
-          h[57](this, slot);
-          break;
-        case 58:
-          h[58](this, slot);
-          break;
-        case 59:
-          h[59](this, slot);
-          break;
-        case 60:
-          h[60](this, slot);
-          break;
-        case 61:
-          h[61](this, slot);
-          break;
-        case 62:
-          h[62](this, slot);
-          break;
-        case 63:
-          h[63](this, slot);
-          break;
-        case 64:
-          h[64](this, slot);
-          break;
-        case 65:
-          h[65](this, slot);
-          break;
-        case 66:
-          h[66](this, slot);
-          break;
-        case 67:
-          h[67](this, slot);
-          break;
-        case 68:
-          h[68](this, slot);
-          break;
-        case 69:
-          h[69](this, slot);
-          break;
-        case 70:
-          h[70](this, slot);
-          break;
-        case 71:
-          h[71](this, slot);
-          break;
-        case 72:
-          h[72](this, slot);
-          break;
-        case 73:
-          h[73](this, slot);
-          break;
-        case 74:
-          h[74](this, slot);
-          break;
-        case 75:
-          h[75](this, slot);
-          break;
-        case 76:
-          h[76](this, slot);
-          break;
-        case 77:
-          h[77](this, slot);
-          break;
-        case 78:
-          h[78](this, slot);
-          break;
-        case 79:
-          h[79](this, slot);
-          break;
-        case 80:
-          h[80](this, slot);
-          break;
-        default:
-          handlers[dc.op[slot]](this, slot);
-          break;
-      }
+      // One call site for every handler. A switch with a call site per hot handler let V8
+      // inline each, but made the loop so large that TurboFan took 100-500 ms per compile,
+      // and each case first reached after a compile deoptimized it (no type feedback): a
+      // Linux boot recompiled it some twenty times, running unoptimized meanwhile.
+      const hot = e >> 22;
+      if (hot !== 0) h[hot](this, slot);
+      else handlers[dc.op[slot]](this, slot);
       this.retired++;
     }
   }

@@ -121,7 +121,7 @@ const HOT_OPS: readonly (readonly [number, number, number])[] = [
   [0, 0xc9, 0], // leave
 ];
 
-/** Cases of the run loop's hot switch (it has exactly this many, numbered 1..HOT_CASES). */
+/** Hot handlers at most (numbered 1..HOT_CASES, kept in bits 22-28 of a slotOf entry). */
 export const HOT_CASES = 80;
 /** The hot handlers by case number (case 0: not hot). */
 export const HOT_FNS: Handler[] = [ud];
