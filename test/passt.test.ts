@@ -560,6 +560,8 @@ describe("passt uplink: the real passt", { skip: passtMissing }, () => {
         from,
       );
       assert.equal(syn.dst, UPLINK_NET.guest);
+      // passt maps the host's loopback to the gateway: the connection comes from 10.0.2.2.
+      assert.equal(syn.src, UPLINK_NET.gateway);
       const gw = await gatewayMac(guest);
       const me = { src: UPLINK_NET.guest, dst: syn.src, sport: GUEST_PORT, dport: syn.sport };
       guest.send(
