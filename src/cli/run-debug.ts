@@ -10,14 +10,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import type { Server } from "node:net";
 import { DebugTarget } from "../tools/debug_target.js";
 import { listenGdb } from "../tools/gdbstub.js";
-import {
-  InputLog,
-  RecordError,
-  type RecordHeader,
-  type SessionFactory,
-  type SessionMachine,
-  sha256,
-} from "../tools/replay.js";
+import { InputLog, RecordError, type RecordHeader, type SessionMachine, sha256 } from "../tools/replay.js";
 import type { SessionEnd } from "../tools/session.js";
 
 export interface DebugRunOptions {
@@ -193,5 +186,3 @@ export function writeRecord(path: string, machine: SessionMachine, console: Uint
   machine.log.end = machine.endRecord(console);
   writeFileSync(path, machine.log.encode());
 }
-
-export type { SessionFactory };

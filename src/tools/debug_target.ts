@@ -135,6 +135,8 @@ export class DebugTarget implements HostDebug, HypervisorDebugHook {
   private interrupted = false;
   /** gdb continued with the fault's signal: the next fatal fault crashes the domain. */
   private passFault = false;
+  /** Signals gdb passes on without stopping (QPassSignals: `handle SIGSEGV nostop pass`). */
+  passSignals: ReadonlySet<number> = new Set();
   /** The exception being handled now was passed on (its fatal end is not stopped either). */
   private passingFault = false;
   private attached = false;
@@ -467,7 +469,7 @@ export class DebugTarget implements HostDebug, HypervisorDebugHook {
 
   private faultStop(v: Vcpu, vector: number): boolean {
     // Passed on by gdb: this exception goes to Xen, crash and all.
-    if (this.passFault || this.passingFault) {
+    if (this.passFault || this.passingFault || this.passSignals.has(signalOf(vector))) {
       this.passFault = false;
       this.passingFault = true;
       return false;

@@ -395,10 +395,26 @@ export class GdbSession {
   private query(p: string): string {
     const t = this.target;
     if (p.startsWith("qSupported")) {
-      const features = [`PacketSize=${PACKET_SIZE.toString(16)}`, "qXfer:features:read+", "QStartNoAckMode+"];
+      const features = [
+        `PacketSize=${PACKET_SIZE.toString(16)}`,
+        "qXfer:features:read+",
+        "QStartNoAckMode+",
+        "QPassSignals+",
+      ];
       features.push("swbreak+", "hwbreak+");
       if (t.canReverse) features.push("ReverseStep+", "ReverseContinue+");
       return features.join(";");
+    }
+    if (p.startsWith("QPassSignals:")) {
+      // gdb's `handle SIG nostop pass`: those faults go to Xen without a stop.
+      const sigs = p
+        .slice("QPassSignals:".length)
+        .split(";")
+        .filter((x) => x !== "");
+      const nums = sigs.map((x) => hexNum(x));
+      if (nums.some((n) => n === null)) return "E01";
+      t.passSignals = new Set(nums as number[]);
+      return "OK";
     }
     if (p === "QStartNoAckMode") {
       this.noAck = true;
