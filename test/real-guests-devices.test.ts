@@ -178,7 +178,7 @@ suiteOrSkip("XenLinux 2.6.11 on one bridge under tsxend (netfront against netbac
   });
 
   it("two guests ping each other over xenbr0", async () => {
-    await until("both prompts", () => NAMES.every((n) => consoleOf(n).includes(PROMPT)), 300_000);
+    await until("both prompts", () => NAMES.every((n) => consoleOf(n).includes(PROMPT)), 600_000);
     for (const [i, n] of NAMES.entries())
       await ask(
         n,
