@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
+import { EBP, EDI, ESI } from "../src/cpu/regs.js";
 import { TraceBuf, TraceRec, Trc } from "../src/public/trace.js";
 import { bootDom0, type Dom0 } from "../src/tools/dom0.js";
 import { launchDomain } from "../src/tools/launch.js";
@@ -29,6 +30,36 @@ const spinner = writeElf32({
   segments: [{ vaddr: 0xc0000000, data: Uint8Array.from([0x40, 0xeb, 0xfd]) }],
   xenGuest: "GUEST_OS=spin,XEN_VER=3.0,LOADER=generic",
 });
+
+/**
+ * A guest that yields forever, counting results: EDI the zeros, ESI the hypercall numbers
+ * (6) left in EAX, EBP anything else.
+ */
+const yieldCounter = writeElf32({
+  entry: 0xc0000000,
+  segments: [
+    {
+      vaddr: 0xc0000000,
+      // biome-ignore format: one instruction a line
+      data: Uint8Array.from([
+        0x31, 0xf6, 0x31, 0xff, 0x31, 0xed, // xor esi,esi; xor edi,edi; xor ebp,ebp
+        0xb8, 0x06, 0x00, 0x00, 0x00, // loop: mov eax, __HYPERVISOR_sched_op
+        0x31, 0xdb, // xor ebx,ebx (SCHEDOP_yield)
+        0xcd, 0x82, // int 0x82
+        0x85, 0xc0, 0x74, 0x08, // test eax,eax; jz zero
+        0x83, 0xf8, 0x06, 0x74, 0x06, // cmp eax,6; je kept
+        0x45, 0xeb, 0xeb, // inc ebp; jmp loop
+        0x47, 0xeb, 0xe8, // zero: inc edi; jmp loop
+        0x46, 0xeb, 0xe5, // kept: inc esi; jmp loop
+      ]),
+    },
+  ],
+  xenGuest: "GUEST_OS=yield,XEN_VER=3.0,LOADER=generic",
+});
+
+function yielder(hv: Hypervisor, name: string): Domain {
+  return launchDomain(hv, { name, image: yieldCounter, memoryMiB: 4 }).domain;
+}
 
 function machine(opts: { scheduler?: string; cpus?: number } = {}): Hypervisor {
   return new Hypervisor({ memoryMiB: 32, tscHz: 10_000_000, ...opts });
@@ -127,6 +158,30 @@ describe("scheduling", () => {
     hv.run(2e8);
     assert.equal(a.bvt.warp, false);
     assert.equal(a.bvt.warpback, false);
+  });
+
+  // Xen's do_yield switches away inside __enter_scheduler and never stores its result: a
+  // yield that lets another vcpu run resumes with EAX = the hypercall number (issue 17).
+  it("a yield that lets another domain run leaves EAX holding the hypercall number; alone it returns 0", () => {
+    const counts = (hv: Hypervisor, d: Domain) => {
+      const v = d.vcpus[0];
+      const r = hv.current === v ? hv.cpu.regs : (v.context?.regs ?? new Int32Array(8));
+      return { zero: r[EDI], kept: r[ESI], other: r[EBP] };
+    };
+    for (const scheduler of ["rrobin", "bvt"]) {
+      const two = machine({ scheduler });
+      const ds = [yielder(two, "a"), yielder(two, "b")];
+      two.run(20e6);
+      for (const d of ds) {
+        const c = counts(two, d);
+        assert.ok(c.kept > 100 && c.other === 0, `${scheduler}, two domains: ${JSON.stringify(c)}`);
+      }
+      const one = machine({ scheduler });
+      const solo = yielder(one, "solo");
+      one.run(20e6);
+      const c = counts(one, solo);
+      assert.ok(c.zero > 100 && c.kept === 0 && c.other === 0, `${scheduler}, alone: ${JSON.stringify(c)}`);
+    }
   });
 
   it("an unknown policy name is refused", () => {

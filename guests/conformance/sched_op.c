@@ -11,9 +11,13 @@ void start_kernel(start_info_t *si)
 
 	conf_init(si, "sched_op");
 
-	CHECK_EQ(HYPERVISOR_sched_op(SCHEDOP_yield), 0, "yield_returns_0");
+	/* A yield returns 0, unless another vcpu ran: Xen's do_yield switches away inside
+	 * __enter_scheduler and never stores its result, so EAX keeps the hypercall number. */
+	rc = HYPERVISOR_sched_op(SCHEDOP_yield);
+	CHECK(rc == 0 || rc == __HYPERVISOR_sched_op, "yield_returns_0_or_keeps_eax");
 	/* Only bits 7:0 select the command. */
-	CHECK_EQ(HYPERVISOR_sched_op(0xABCD00u | SCHEDOP_yield), 0, "yield_high_bits_ignored");
+	rc = HYPERVISOR_sched_op(0xABCD00u | SCHEDOP_yield);
+	CHECK(rc == 0 || rc == __HYPERVISOR_sched_op, "yield_high_bits_ignored");
 
 #ifdef XEN_ABI_JUL
 	/* JUL: vcpu_down (3) / vcpu_up (4), VCPU id in bits 8 and up (abi.md §1.4). */
@@ -43,7 +47,8 @@ void start_kernel(start_info_t *si)
 	in.edx = __HYPERVISOR_sched_op;
 	in.eflags = 0x202;
 	hc_probe(&in, &before, &after);
-	CHECK(after.eax == 0 && after.ebx == SCHEDOP_yield && after.edx == __HYPERVISOR_sched_op,
+	CHECK((after.eax == 0 || after.eax == __HYPERVISOR_sched_op) && after.ebx == SCHEDOP_yield &&
+	      after.edx == __HYPERVISOR_sched_op,
 	      "yield_preserves_ebx_edx");
 
 	/* block with an event already pending returns at once, having cleared the

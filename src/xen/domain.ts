@@ -49,6 +49,13 @@ export class Vcpu {
   /** One-shot timer deadline in ns of system time, or -1. */
   timerDeadline = -1;
   blocked = false;
+  /**
+   * EAX at a SCHEDOP_yield (the hypercall number), until the scheduler decides: Xen's
+   * do_yield switches away inside __enter_scheduler, whose context switch never comes back
+   * through the hypercall's result store, so a yield that lets another vcpu run resumes with
+   * this EAX; one that finds no other vcpu returns 0 (seen on real Xen, issue 17).
+   */
+  yieldEax = 0;
   /** JUL SCHEDOP_vcpu_down: not runnable until SCHEDOP_vcpu_up. */
   down = false;
   /** Port bound to each VIRQ, 0 when none (port 0 is never bound to a VIRQ). */

@@ -416,6 +416,12 @@ export class Hypervisor implements MmHost {
     if (p === this.sched.cur) this.cpu.runEnd = 0;
   }
 
+  /** Writes vcpu v's EAX, on the core if v is there, else in its saved context. */
+  setGuestEax(v: Vcpu, value: number): void {
+    if (this.current === v) this.cpu.regs[EAX] = value;
+    else if (v.context !== null) v.context.regs[EAX] = value;
+  }
+
   pauseDomain(d: Domain): void {
     if (d.paused) return;
     d.paused = true;

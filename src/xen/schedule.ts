@@ -22,6 +22,7 @@ export function doSchedOp(hv: Hypervisor, v: Vcpu, op: number): number {
   const S = v.domain.abi.schedOp;
   switch (op & SCHEDOP_CMDMASK) {
     case S.yield:
+      v.yieldEax = hv.cpu.regs[EAX];
       hv.yieldVcpu(v);
       return 0;
     case S.block:

@@ -120,6 +120,10 @@ export class Scheduler {
     p.needResched = false;
     if (prev !== null) prev.sleepTick = p.tick;
     const next = d.next;
+    if (prev !== null && prev.yieldEax !== 0) {
+      if (next !== prev) this.hv.setGuestEax(prev, prev.yieldEax);
+      prev.yieldEax = 0;
+    }
     if (next !== null && next !== prev) {
       this.hv.tbufs?.record(this.hv, p.id, Trc.SCHED_SWITCH, next.domain.id, next.id);
       updateDomainTime(this.hv, next, p.lastTickCycles);
