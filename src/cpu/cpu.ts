@@ -92,7 +92,6 @@ export interface IoPorts {
 
 const NO_IO: IoPorts = { read: () => -1, write: () => {} };
 
-
 export class Cpu {
   // --- Physical memory (owned by the machine; the CPU only reads and writes it) ---
   readonly mem8: Uint8Array;
