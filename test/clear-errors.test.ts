@@ -78,6 +78,12 @@ describe("clear errors", () => {
     );
   });
 
+  it("an unknown tsxen command points at tsxen --help", async () => {
+    const r = await tsxen(["frobnicate"]);
+    assert.equal(r.code, 1);
+    assert.equal(r.stderr, "error: unknown command 'frobnicate'\n(`tsxen --help` lists the commands)\n");
+  });
+
   it("a port in use names the port and --port (tsxen web, tsxen daemon)", async () => {
     const { server, port } = await busyPort();
     try {

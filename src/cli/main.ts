@@ -25,6 +25,16 @@ const COMMANDS: [string, () => Promise<Register>][] = [
 const program = new Command();
 program.name("tsxen").description("a Xen-compatible hypervisor on its own x86-32 CPU");
 fitHelp(program);
+// An unknown command points at the list (after commander's own sentence and suggestion). One
+// handler for all: commander's subcommands share their parent's output settings object.
+program.configureOutput({
+  outputError: (str, write) =>
+    write(
+      /^error: unknown command/.test(str)
+        ? `${str}(\`${process.argv[2] === "xm" ? "tsxen xm help" : "tsxen --help"}\` lists the commands)\n`
+        : str,
+    ),
+});
 program.version(
   `tsxen ${(JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as { version: string }).version}: Xen ${XEN_VERSION_NAME} (the interface of March 2005; July 2005's per domain)`,
   "-V, --version",

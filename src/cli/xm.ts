@@ -164,11 +164,6 @@ export function registerXm(program: Command): void {
       "--token <secret>",
       "the daemon's token (default: $TSXEN_TOKEN, else for a daemon on this machine its token file in $TSXEN_STATE_DIR or ~/.local/state/tsxen)",
     );
-  // An unknown command points at the list (after commander's own sentence and suggestion).
-  xm.configureOutput({
-    outputError: (str, write) =>
-      write(/^error: unknown command/.test(str) ? `${str}(\`tsxen xm help\` lists the commands)\n` : str),
-  });
   const conn = (): Connection => connection(xm.opts() as { daemon?: string; token?: string });
   const run =
     <A extends unknown[]>(fn: (...args: A) => Promise<void>) =>
