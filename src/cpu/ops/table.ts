@@ -121,7 +121,8 @@ const HOT_OPS: readonly (readonly [number, number, number])[] = [
   [0, 0xc9, 0], // leave
 ];
 
-/** Hot handlers at most (numbered 1..HOT_CASES, kept in bits 22-28 of a slotOf entry). */
+/** Hot handlers at most (numbered 1..HOT_CASES, kept in bits 22-28 of a slotOf entry, which
+ * the run loop calls through HOT_FNS). */
 export const HOT_CASES = 80;
 /** The hot handlers by case number (case 0: not hot). */
 export const HOT_FNS: Handler[] = [ud];
@@ -133,7 +134,7 @@ const HOT_REG = new Uint8Array(OP_COUNT);
 function hotCaseOf(fn: Handler): number {
   let k = HOT_FNS.indexOf(fn);
   if (k < 0) k = HOT_FNS.push(fn) - 1;
-  if (k > HOT_CASES) throw new Error("HOT_OPS has more handlers than the run loop has cases");
+  if (k > HOT_CASES) throw new Error(`HOT_OPS has more than ${HOT_CASES} handlers`);
   return k;
 }
 for (const [map, opcode, sub] of HOT_OPS) {
@@ -142,7 +143,7 @@ for (const [map, opcode, sub] of HOT_OPS) {
   const reg = REG_HANDLERS[id];
   if (reg) hotCaseOf(reg);
 }
-// Every id whose handler is hot takes its case, whatever its opcode (aluEdGd serves 01..39).
+// Every id whose handler is hot takes its number, whatever its opcode (aluEdGd serves 01..39).
 for (let id = 0; id < OP_COUNT; id++) {
   // indexOf gives -1 for a cold handler and 0 for ud: both mean "not hot".
   HOT_MEM[id] = Math.max(HOT_FNS.indexOf(HANDLERS[id]), 0);
@@ -152,7 +153,7 @@ for (let id = 0; id < OP_COUNT; id++) {
 }
 while (HOT_FNS.length <= HOT_CASES) HOT_FNS.push(ud);
 
-/** The hot-switch case of a decoded instruction (0: call HANDLERS[id]). */
+/** The hot handler number of a decoded instruction (0: call HANDLERS[id]). */
 export function hotCase(id: number, modrm: number): number {
   return modrm >= 0xc0 ? HOT_REG[id] : HOT_MEM[id];
 }
