@@ -14,6 +14,7 @@ import { readFileSync } from "node:fs";
 import { launchDomain } from "../src/tools/launch.js";
 import { Hypervisor } from "../src/xen/hypervisor.js";
 import { guestPath } from "../test/support/guests.js";
+import { failer, readWhole, type WholeLimits } from "./args.js";
 
 interface Options {
   n: number;
@@ -23,10 +24,7 @@ interface Options {
   only: string | null;
 }
 
-function fail(message: string): never {
-  process.stderr.write(`exits-bench: ${message}\n`);
-  process.exit(2);
-}
+const fail = failer("exits-bench");
 
 const KINDS: Record<string, string> = {
   null_hypercall: "null hypercall (xen_version)",
@@ -39,7 +37,7 @@ const KINDS: Record<string, string> = {
 
 function parseArgs(argv: string[]): Options {
   const opts: Options = { n: 20000, batch: 16, rounds: 4, only: null };
-  const limits: Record<string, ["n" | "batch" | "rounds", number, number]> = {
+  const limits: WholeLimits<"n" | "batch" | "rounds"> = {
     "--n": ["n", 1, 10_000_000],
     "--batch": ["batch", 1, 64],
     "--rounds": ["rounds", 1, 100],
@@ -52,16 +50,14 @@ function parseArgs(argv: string[]): Options {
       opts.only = kind;
       continue;
     }
-    const lim = limits[argv[i]];
-    if (!lim)
-      fail(
-        `unknown option ${JSON.stringify(argv[i])}; options: --n N, --batch 1..64, --rounds R, --only KIND`,
-      );
-    const text = argv[++i];
-    const v = Number(text);
-    if (!Number.isInteger(v) || v < lim[1] || v > lim[2])
-      fail(`${argv[i - 1]} needs a whole number in ${lim[1]}..${lim[2]}, got ${JSON.stringify(text)}`);
-    opts[lim[0]] = v;
+    i = readWhole(
+      opts,
+      limits,
+      argv,
+      i,
+      fail,
+      `unknown option ${JSON.stringify(argv[i])}; options: --n N, --batch 1..64, --rounds R, --only KIND`,
+    );
   }
   return opts;
 }

@@ -15,6 +15,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { guestPath } from "../test/support/guests.js";
+import { failer, readWhole, type WholeLimits } from "./args.js";
 
 interface Options {
   domains: number;
@@ -25,14 +26,11 @@ interface Options {
   profile: string | null;
 }
 
-function fail(message: string): never {
-  process.stderr.write(`scale-bench: ${message}\n`);
-  process.exit(2);
-}
+const fail = failer("scale-bench");
 
 function parseArgs(argv: string[]): Options {
   const opts: Options = { domains: 100, mib: 16, seconds: 10, tickMs: 10, profile: null };
-  const limits: Record<string, ["domains" | "mib" | "seconds" | "tickMs", number, number]> = {
+  const limits: WholeLimits<"domains" | "mib" | "seconds" | "tickMs"> = {
     "--domains": ["domains", 1, 1000],
     "--mib": ["mib", 4, 1024],
     "--seconds": ["seconds", 1, 600],
@@ -43,16 +41,14 @@ function parseArgs(argv: string[]): Options {
       opts.profile = argv[++i] ?? fail("--profile needs a directory");
       continue;
     }
-    const lim = limits[argv[i]];
-    if (!lim)
-      fail(
-        `unknown option ${JSON.stringify(argv[i])}; options: ${Object.keys(limits).join(", ")}, --profile DIR`,
-      );
-    const text = argv[++i];
-    const v = Number(text);
-    if (!Number.isInteger(v) || v < lim[1] || v > lim[2])
-      fail(`${argv[i - 1]} needs a whole number in ${lim[1]}..${lim[2]}, got ${JSON.stringify(text)}`);
-    opts[lim[0]] = v;
+    i = readWhole(
+      opts,
+      limits,
+      argv,
+      i,
+      fail,
+      `unknown option ${JSON.stringify(argv[i])}; options: ${Object.keys(limits).join(", ")}, --profile DIR`,
+    );
   }
   return opts;
 }
