@@ -623,27 +623,24 @@ class Parser {
 
   /** `or` and `and` short-circuit, as in Python: the side not needed is not evaluated. */
   private orTest(): ConfigValue {
-    let left = this.andTest();
-    while (this.isName("or")) {
-      this.pos++;
-      const outer = this.skipping;
-      this.skipping = outer || truthy(left);
-      const right = this.andTest();
-      this.skipping = outer;
-      if (!truthy(left)) left = right;
-    }
-    return left;
+    return this.shortCircuit("or", true, () => this.andTest());
   }
 
   private andTest(): ConfigValue {
-    let left = this.notTest();
-    while (this.isName("and")) {
+    return this.shortCircuit("and", false, () => this.notTest());
+  }
+
+  /** `left op right ...`: once left's truth is `decidedBy`, the rest is only skipped over. */
+  private shortCircuit(op: string, decidedBy: boolean, operand: () => ConfigValue): ConfigValue {
+    let left = operand();
+    while (this.isName(op)) {
       this.pos++;
       const outer = this.skipping;
-      this.skipping = outer || !truthy(left);
-      const right = this.notTest();
+      const decided = truthy(left) === decidedBy;
+      this.skipping = outer || decided;
+      const right = operand();
       this.skipping = outer;
-      if (truthy(left)) left = right;
+      if (!decided) left = right;
     }
     return left;
   }
