@@ -5,7 +5,7 @@
  * domain is paused and the others run on; time goes on for them, so there is no reverse
  * execution here (tsxen run --gdb has it).
  */
-import { type DebugMachine, DebugTarget, type Stop } from "../tools/debug_target.js";
+import { type DebugMachine, DebugTarget, Sig, type Stop } from "../tools/debug_target.js";
 import { ToolstackError } from "../tools/domains.js";
 import { listenGdb } from "../tools/gdbstub.js";
 import { type Domain, DomainState } from "../xen/domain.js";
@@ -38,7 +38,7 @@ class DaemonMachine implements DebugMachine {
   async runUntilStopped(stopped: () => boolean): Promise<Stop | null> {
     for (;;) {
       if (stopped()) return null;
-      if (this.domain.state === DomainState.Crashed) return { kind: "killed", signal: 11 };
+      if (this.domain.state === DomainState.Crashed) return { kind: "killed", signal: Sig.SEGV };
       if (!this.alive()) return { kind: "exited", code: this.domain.shutdownCode };
       await new Promise((resolve) => setTimeout(resolve, POLL_MS));
     }

@@ -10,6 +10,7 @@
 import type { HostDebug } from "../cpu/cpu.js";
 import {
   ARITH_FLAGS,
+  CR4_PSE,
   CS,
   DE,
   DF,
@@ -31,7 +32,7 @@ import {
   TF,
   UD,
 } from "../cpu/regs.js";
-import { _PAGE_PRESENT } from "../public/arch_x86_32.js";
+import { _PAGE_PRESENT, _PAGE_PSE } from "../public/arch_x86_32.js";
 import { type Domain, DomainState, type Vcpu } from "../xen/domain.js";
 import { PGT_none, PGT_type_mask, PGT_writable_page } from "../xen/frame_table.js";
 import type { Hypervisor, HypervisorDebugHook } from "../xen/hypervisor.js";
@@ -97,6 +98,9 @@ function signalOf(vector: number): number {
         ? Sig.SEGV
         : Sig.TRAP;
 }
+
+/** gdb's i386 order of the general registers (its register numbers 0 to 7). */
+const GPR_ORDER = [EAX, ECX, EDX, EBX, ESP, EBP, ESI, EDI];
 
 /** Watchpoint lengths gdb may ask for (x86 debug registers: 1, 2, 4 or 8 bytes). */
 const MAX_WATCH_LEN = 8;
@@ -214,7 +218,7 @@ export class DebugTarget implements HostDebug, HypervisorDebugHook {
     const c = v.context;
     const regs = onCpu ? cpu.regs : (c?.regs ?? new Int32Array(8));
     const sel = onCpu ? cpu.segSel : (c?.segSel ?? new Int32Array(8));
-    const gprs = [EAX, ECX, EDX, EBX, ESP, EBP, ESI, EDI].map((r) => regs[r] >>> 0);
+    const gprs = GPR_ORDER.map((r) => regs[r] >>> 0);
     const eip = onCpu ? cpu.eip : (c?.eip ?? 0);
     const eflags = onCpu ? cpu.getFlags() : (c?.eflags ?? 0);
     return [...gprs, eip >>> 0, eflags >>> 0, ...[CS, SS, DS, ES, FS, GS].map((s) => sel[s] & 0xffff)];
@@ -230,7 +234,6 @@ export class DebugTarget implements HostDebug, HypervisorDebugHook {
     const cpu = this.hv.cpu;
     const c = v.context;
     if (!onCpu && c === null) return false;
-    const GPR_ORDER = [EAX, ECX, EDX, EBX, ESP, EBP, ESI, EDI];
     if (n < 8) {
       if (onCpu) cpu.regs[GPR_ORDER[n]] = value;
       else if (c) c.regs[GPR_ORDER[n]] = value;
@@ -271,7 +274,8 @@ export class DebugTarget implements HostDebug, HypervisorDebugHook {
     const pde = cpu.physRead32((this.cr3Of(v) & ~0xfff) + ((va >>> 22) << 2));
     if ((pde & _PAGE_PRESENT) === 0) return -1;
     let ma: number;
-    if ((pde & 0x80) !== 0 && (cpu.cr4 & 0x10) !== 0) ma = ((pde & 0xffc00000) | (va & 0x3fffff)) >>> 0;
+    if ((pde & _PAGE_PSE) !== 0 && (cpu.cr4 & CR4_PSE) !== 0)
+      ma = ((pde & 0xffc00000) | (va & 0x3fffff)) >>> 0;
     else {
       const pte = cpu.physRead32((pde & ~0xfff) + (((va >>> 12) & 0x3ff) << 2));
       if ((pte & _PAGE_PRESENT) === 0) return -1;
