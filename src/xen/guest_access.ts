@@ -126,6 +126,17 @@ export class GuestMemory {
     return ma >= 0 ? this.cpu.physRead32(ma) : 0;
   }
 
+  /**
+   * Whether all n bytes (4 <= n <= 4096) at va are readable, as Xen's copy of a structure
+   * read word by word: its first and last words cover the (at most two) pages it spans.
+   */
+  readable(va: number, n: number): boolean {
+    this.peek32(va);
+    if (!this.ok) return false;
+    this.peek32(va + n - 4);
+    return this.ok;
+  }
+
   write32(va: number, value: number): boolean {
     va >>>= 0;
     if ((va & 0xfff) > 0xffc) {

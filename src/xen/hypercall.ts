@@ -164,13 +164,9 @@ function doMulticall(hv: Hypervisor, v: Vcpu, list: number, n: number): number {
   try {
     for (let i = 0; i < n; i++) {
       const va = (list + i * E.SIZE) >>> 0;
-      // The entry word by word, allocating nothing. The whole entry must be readable, as
-      // Xen's copy of it: its first and last words cover the (at most two) pages it spans.
+      // The entry word by word, allocating nothing; the whole of it must be readable.
       const g = hv.guest;
-      g.peek32(va);
-      if (!g.ok) return -EFAULT;
-      g.peek32(va + E.SIZE - 4);
-      if (!g.ok) return -EFAULT;
+      if (!g.readable(va, E.SIZE)) return -EFAULT;
       const op = g.peek32(va + E.op) & (NR_HYPERCALLS - 1);
       // The MULTICALL_ARGS_PASSED (5) arguments.
       const a0 = g.peek32(va + E.args) >>> 0;

@@ -121,14 +121,10 @@ function runBatch(
   const L = abi.mmuUpdate;
   if (!arrayAccessOk(reqs, count, L.SIZE)) return -EFAULT;
   for (; progress.i < count; progress.i++) {
-    // The request word by word, allocating nothing; all of it must be readable, as Xen's
-    // copy of it: its first and last words cover the (at most two) pages it spans.
+    // The request word by word, allocating nothing; the whole of it must be readable.
     const va = (reqs + progress.i * L.SIZE) >>> 0;
     const g = hv.guest;
-    g.peek32(va);
-    if (!g.ok) return -EFAULT;
-    g.peek32(va + L.SIZE - 4);
-    if (!g.ok) return -EFAULT;
+    if (!g.readable(va, L.SIZE)) return -EFAULT;
     // JUL's u64 ptr: a high word names a machine address beyond any frame (non-PAE), which
     // fails like any bad frame; the high word of val is dropped (a non-PAE PTE is 32 bits).
     if (abi.mmuUpdateWide && g.peek32(va + L.ptr + 4) !== 0) return -EINVAL;
