@@ -443,10 +443,8 @@ export function doEventChannelOp(hv: Hypervisor, v: Vcpu, opVa: number): number 
   // the whole envelope must still be readable, as Xen's copy of it.
   const g = hv.guest;
   if (g.peek32(opVa + env.cmd) === EvtchnOp.send && g.ok) {
-    g.peek32(opVa + env.SIZE - 4);
-    if (!g.ok) return -EFAULT;
-    const rc = send(hv, v, g.peek32(opVa + env.u + EvtchnSend.local_port) >>> 0);
-    return Math.min(rc, 0);
+    if (!g.readable(opVa, env.SIZE)) return -EFAULT;
+    return send(hv, v, g.peek32(opVa + env.u + EvtchnSend.local_port) >>> 0);
   }
   const op = hv.guest.copyFrom(opVa, env.SIZE);
   if (op === null) return -EFAULT;
@@ -488,10 +486,6 @@ export function doEventChannelOp(hv: Hypervisor, v: Vcpu, opVa: number): number 
       break;
     case EvtchnOp.close:
       rc = close(hv, v, u16(EvtchnClose.dom), u32(EvtchnClose.port));
-      copyBack = false;
-      break;
-    case EvtchnOp.send:
-      rc = send(hv, v, u32(EvtchnSend.local_port));
       copyBack = false;
       break;
     case EvtchnOp.status: {
