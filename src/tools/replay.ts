@@ -16,7 +16,7 @@
  */
 import { createHash } from "node:crypto";
 import type { Hypervisor } from "../xen/hypervisor.js";
-import type { DebugMachine, Stop } from "./debug_target.js";
+import { type DebugMachine, Sig, type Stop } from "./debug_target.js";
 import type { GuestSession, SessionEnd } from "./session.js";
 
 /** Guest time run between looks at the outside world (tsxen run's slice). */
@@ -257,7 +257,7 @@ export class SessionMachine implements DebugMachine {
           continue;
         }
         return end.kind === "crashed"
-          ? { kind: "killed", signal: 11 }
+          ? { kind: "killed", signal: Sig.SEGV }
           : { kind: "exited", code: "reason" in end ? end.reason : 0 };
       }
       await new Promise((resolve) => setImmediate(resolve));
