@@ -125,6 +125,19 @@ export const MEM_ANSWER_MS = 2000;
 
 const CONSOLE_KEEP = 64 * 1024;
 
+/** A control-interface answer, or "timeout" when the guest has not given it within ms. */
+async function answerWithin<T>(answer: Promise<T>, ms: number): Promise<T | "timeout"> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<"timeout">((resolve) => {
+    timer = setTimeout(() => resolve("timeout"), ms);
+  });
+  try {
+    return await Promise.race([answer, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 export class DomainManager {
   private readonly managed = new Map<number, ManagedDomain>();
   private readonly consoleWatchers = new Map<number, Set<(bytes: Uint8Array) => void>>();
@@ -593,12 +606,7 @@ export class DomainManager {
     } catch (e) {
       throw new ToolstackError(`cannot ask domain "${name}" to ${what}: ${(e as Error).message}`, 409);
     }
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<"timeout">((resolve) => {
-      timer = setTimeout(() => resolve("timeout"), timeoutMs);
-    });
-    const got = await Promise.race([answer, late]);
-    clearTimeout(timer);
+    const got = await answerWithin(answer, timeoutMs);
     if (got === "timeout" || got === null) {
       throw new ToolstackError(
         `domain "${name}" did not answer ${request} within ${timeoutMs / 1000} s: ` +
@@ -754,12 +762,7 @@ export class DomainManager {
         409,
       );
     }
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<"timeout">((resolve) => {
-      timer = setTimeout(() => resolve("timeout"), timeoutMs);
-    });
-    const got = await Promise.race([answer, late]);
-    clearTimeout(timer);
+    const got = await answerWithin(answer, timeoutMs);
     if (got === "timeout" || got === null)
       throw new ToolstackError(
         `domain "${name}" did not answer the memory request within ${timeoutMs / 1000} s ` +
