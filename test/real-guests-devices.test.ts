@@ -14,6 +14,7 @@ import { after, before, it } from "node:test";
 import { sessionDevices } from "../src/tools/backends/devices.js";
 import { parseDiskSpec, parseDomainConfig } from "../src/tools/config.js";
 import { startDaemon } from "./helpers/daemon.js";
+import { DomainShell, until } from "./helpers/domain-shell.js";
 import { makeRootImage, readImageFile, rootImageUnavailable } from "./helpers/rootfs.js";
 import { suiteOrSkip } from "./helpers/suite.js";
 import { LinuxRun, PROMPT, xenLinuxFiles, xenLinuxInitrd } from "./helpers/xenlinux.js";
@@ -120,25 +121,7 @@ suiteOrSkip("XenLinux 2.6.11 on one bridge under tsxend (netfront against netbac
   const MACS = ["00:16:3e:00:00:01", "00:16:3e:00:00:02"];
   const NAMES = ["net1", "net2"];
 
-  function consoleOf(name: string): string {
-    const m = d.daemon.manager;
-    return Buffer.from(m.consoleHistory(m.find(name))).toString("latin1");
-  }
-  async function until(what: string, check: () => boolean, ms: number): Promise<void> {
-    const end = Date.now() + ms;
-    while (!check()) {
-      if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
-  /** Types cmd into a domain's shell; the console from there once it printed the line re. */
-  async function ask(name: string, cmd: string, re: string, ms = 120_000): Promise<string> {
-    const m = d.daemon.manager;
-    const from = consoleOf(name).length;
-    m.consoleInput(m.find(name), Buffer.from(`${cmd}\n`));
-    await until(`${re} after ${cmd}`, () => answer(re).test(consoleOf(name).slice(from)), ms);
-    return consoleOf(name).slice(from);
-  }
+  const shell = (name: string): DomainShell => new DomainShell(d.daemon.manager, name);
   function config(name: string, extra: string): ReturnType<typeof parseDomainConfig> {
     return parseDomainConfig(
       join(dir, `${name}.cfg`),
@@ -178,16 +161,15 @@ suiteOrSkip("XenLinux 2.6.11 on one bridge under tsxend (netfront against netbac
   });
 
   it("two guests ping each other over xenbr0", async () => {
-    await until("both prompts", () => NAMES.every((n) => consoleOf(n).includes(PROMPT)), 600_000);
+    await until("both prompts", () => NAMES.every((n) => shell(n).console.includes(PROMPT)), 600_000);
     for (const [i, n] of NAMES.entries())
-      await ask(
-        n,
+      await shell(n).ask(
         `ifconfig eth0 10.0.0.${i + 1} netmask 255.255.255.0 up; echo UP-$((${i}+1))`,
         `UP-${i + 1}`,
       );
-    const p1 = await ask("net1", "ping -c 3 -W 5 10.0.0.2; echo PING-$((1+1))", "PING-2");
+    const p1 = await shell("net1").ask("ping -c 3 -W 5 10.0.0.2; echo PING-$((1+1))", "PING-2");
     assert.match(p1, /3 packets transmitted, 3 packets received, 0% packet loss/, p1);
-    const p2 = await ask("net2", "ping -c 3 -W 5 10.0.0.1; echo PING-$((1+1))", "PING-2");
+    const p2 = await shell("net2").ask("ping -c 3 -W 5 10.0.0.1; echo PING-$((1+1))", "PING-2");
     assert.match(p2, /3 packets transmitted, 3 packets received, 0% packet loss/, p2);
     const rows = d.daemon.manager.networkList(d.daemon.manager.find("net1"));
     assert.equal(rows.length, 1);
@@ -195,13 +177,11 @@ suiteOrSkip("XenLinux 2.6.11 on one bridge under tsxend (netfront against netbac
   });
 
   it("one fetches a page over HTTP from httpd on the other", async () => {
-    await ask(
-      "net2",
+    await shell("net2").ask(
       "mkdir -p /tmp/www && echo page-$((6*7)) > /tmp/www/index.html && httpd -p 80 -h /tmp/www; echo HTTPD-$((1+1))",
       "HTTPD-2",
     );
-    const got = await ask(
-      "net1",
+    const got = await shell("net1").ask(
       "wget -q -T 10 -O - http://10.0.0.2/index.html; echo WGET-$((1+1))-$?",
       "WGET-2-\\d+",
     );
