@@ -61,9 +61,10 @@ const scratch = mkdtempSync(join(tmpdir(), "tsxen-gdb-"));
 
 /**
  * gdb -batch with the target's symbols, connected to port, running the commands in order (an
- * error in one does not stop the next); its stdout and stderr together, in order.
+ * error in one does not stop the next); its stdout and stderr together, in order. elf: the
+ * symbols' file (the debug target unless given).
  */
-async function gdb(port: number, commands: string[]): Promise<string> {
+async function gdb(port: number, commands: string[], elf = TARGET): Promise<string> {
   const ex = ["set pagination off", `target remote 127.0.0.1:${port}`, ...commands].flatMap((c) => [
     "-ex",
     c,
@@ -72,7 +73,7 @@ async function gdb(port: number, commands: string[]): Promise<string> {
   const fd = openSync(file, "w");
   try {
     await new Promise<void>((resolve, reject) => {
-      const p = spawn(GDB, ["-batch", "-nx", ...ex, TARGET], { stdio: ["ignore", fd, fd] });
+      const p = spawn(GDB, ["-batch", "-nx", ...ex, elf], { stdio: ["ignore", fd, fd] });
       const timer = setTimeout(() => p.kill(), 120_000);
       p.on("error", reject);
       p.on("close", () => {
@@ -341,27 +342,11 @@ describe("gdb stub: XenLinux's vmlinux", {
 }, () => {
   it("breaks in do_fork during boot (a backtrace through kernel_thread), watches jiffies tick in do_timer", async () => {
     const t = tsxen([VMLINUX ?? "", "--memory", "64", "--cmdline", "xencons=tty", "--gdb", "0"]);
-    const port = await t.port;
-    const ex = ["set pagination off", `target remote 127.0.0.1:${port}`];
-    ex.push(
-      "break do_fork",
-      "continue",
-      "bt 3",
-      "delete",
-      "watch *(unsigned long *)&jiffies",
-      "continue",
-      "kill",
+    const out = await gdb(
+      await t.port,
+      ["break do_fork", "continue", "bt 3", "delete", "watch *(unsigned long *)&jiffies", "continue", "kill"],
+      VMLINUX ?? "",
     );
-    const file = join(scratch, "vmlinux.out");
-    const fd = openSync(file, "w");
-    await new Promise<void>((resolve) => {
-      const p = spawn(GDB, ["-batch", "-nx", ...ex.flatMap((c) => ["-ex", c]), VMLINUX ?? ""], {
-        stdio: ["ignore", fd, fd],
-      });
-      p.on("close", () => resolve());
-    });
-    closeSync(fd);
-    const out = readFileSync(file, "utf8");
     await t.done;
     assert.match(
       out,
