@@ -4,6 +4,7 @@
  */
 export const FRAME_SIZE = 4096;
 export const FRAME_SHIFT = 12;
+export const FRAMES_PER_MIB = 2 ** 20 / FRAME_SIZE;
 /**
  * The most machine memory modelled: machine addresses live in signed 32-bit integers (frame
  * numbers shifted by 12, the CPU's TLB entries), so the machine ends below 2 GiB.
@@ -12,7 +13,7 @@ export const MAX_MACHINE_MIB = 2048;
 
 /** A number of frames in MiB for messages: whole when exact, else down to a tenth. */
 export function framesInMiB(frames: number): string {
-  const tenths = Math.floor((Math.max(0, frames) * 10) / (2 ** 20 / FRAME_SIZE));
+  const tenths = Math.floor((Math.max(0, frames) * 10) / FRAMES_PER_MIB);
   return tenths % 10 === 0 ? String(tenths / 10) : (tenths / 10).toFixed(1);
 }
 
@@ -49,7 +50,7 @@ export class MachineMemory {
         `machine memory must be a whole number of MiB in 4..${MAX_MACHINE_MIB}, not ${mebibytes}`,
       );
     }
-    this.nrFrames = mebibytes * (2 ** 20 / FRAME_SIZE);
+    this.nrFrames = mebibytes * FRAMES_PER_MIB;
     this.bytes = new Uint8Array(this.nrFrames * FRAME_SIZE);
     this.view = new DataView(this.bytes.buffer);
     this.free = new Int32Array(this.nrFrames);

@@ -5,7 +5,7 @@
  * MACHPHYS_UPDATE × pages, PIN_L2_TABLE], SETDOMAININFO with the initial context, UNPAUSEDOMAIN.
  */
 
-import { FRAME_SIZE, framesInMiB } from "../machine/memory.js";
+import { FRAMES_PER_MIB, framesInMiB } from "../machine/memory.js";
 import {
   MMU_UPDATE_CMD_MASK,
   MMUEXT_DOMID_SHIFT,
@@ -71,7 +71,7 @@ export function launchDomain(
     throw new RangeError(`domain memory must be a whole number of MiB (at least 1), not ${opts.memoryMiB}`);
   }
   const abi = opts.abi ?? DEFAULT_ABI;
-  const nrPages = opts.memoryMiB * (2 ** 20 / FRAME_SIZE);
+  const nrPages = opts.memoryMiB * FRAMES_PER_MIB;
   // 8 frames stay back for the domain's own tables (shared info, page directory...).
   if (nrPages + 8 > hv.mem.freeFrames) {
     throw new RangeError(
