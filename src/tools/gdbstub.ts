@@ -132,6 +132,13 @@ export function stopReply(stop: Stop): string {
   return `${r}thread:${(stop.vcpu + 1).toString(16)};`;
 }
 
+/** A packet's checksum: its bytes' sum modulo 256. */
+function checksum(data: string): number {
+  let sum = 0;
+  for (let i = 0; i < data.length; i++) sum = (sum + data.charCodeAt(i)) & 0xff;
+  return sum;
+}
+
 /** Frames packets out of the byte stream: `$data#cs`, acks, and Ctrl-C (0x03). */
 class PacketReader {
   private buf = "";
@@ -159,9 +166,7 @@ class PacketReader {
       const data = this.buf.slice(1, hash);
       const cs = Number.parseInt(this.buf.slice(hash + 1, hash + 3), 16);
       this.buf = this.buf.slice(hash + 3);
-      let sum = 0;
-      for (let k = 0; k < data.length; k++) sum = (sum + data.charCodeAt(k)) & 0xff;
-      if (sum !== cs) this.onBadChecksum();
+      if (checksum(data) !== cs) this.onBadChecksum();
       else this.onPacket(unescapeBinary(data));
     }
   }
@@ -179,9 +184,7 @@ function unescapeBinary(data: string): string {
 }
 
 function frame(data: string): string {
-  let sum = 0;
-  for (let i = 0; i < data.length; i++) sum = (sum + data.charCodeAt(i)) & 0xff;
-  return `$${data}#${hex8(sum)}`;
+  return `$${data}#${hex8(checksum(data))}`;
 }
 
 export interface GdbSessionEvents {
