@@ -33,7 +33,7 @@ import {
   UD,
 } from "../cpu/regs.js";
 import { _PAGE_PRESENT, _PAGE_PSE } from "../public/arch_x86_32.js";
-import { type Domain, DomainState, type Vcpu } from "../xen/domain.js";
+import type { Domain, Vcpu } from "../xen/domain.js";
 import { PGT_none, PGT_type_mask, PGT_writable_page } from "../xen/frame_table.js";
 import type { Hypervisor, HypervisorDebugHook } from "../xen/hypervisor.js";
 
@@ -518,15 +518,6 @@ export class DebugTarget implements HostDebug, HypervisorDebugHook {
     if (ended !== null) this.stop = ended;
     else if (this.stop === null) this.stop = { kind: "signal", signal: Sig.INT, vcpu: this.currentVcpu().id };
     return this.stop;
-  }
-
-  /** How the domain stands: ended (exited or crashed) once it is no longer running. */
-  endedStop(): Stop | null {
-    const d = this.domain;
-    if (d.state === DomainState.Crashed) return { kind: "killed", signal: Sig.SEGV };
-    if (d.state !== DomainState.Running || !this.hv.domains.has(d.id))
-      return { kind: "exited", code: d.shutdownCode };
-    return null;
   }
 
   // ------------------------------------------------------------------ reverse execution
