@@ -286,16 +286,18 @@ export class DebugTarget implements HostDebug, HypervisorDebugHook {
 
   /** Reads up to len bytes at va; stops short at the first unmapped byte. */
   readMemory(v: Vcpu, va: number, len: number): Uint8Array {
-    const out: number[] = [];
+    const out = new Uint8Array(len);
     const mem = this.hv.cpu.mem8;
-    while (out.length < len) {
-      const at = (va + out.length) >>> 0;
+    let done = 0;
+    while (done < len) {
+      const at = (va + done) >>> 0;
       const ma = this.translate(v, at);
       if (ma < 0) break;
-      const n = Math.min(len - out.length, 4096 - (at & 0xfff));
-      for (let i = 0; i < n; i++) out.push(mem[ma + i]);
+      const n = Math.min(len - done, 4096 - (at & 0xfff));
+      out.set(mem.subarray(ma, ma + n), done);
+      done += n;
     }
-    return Uint8Array.from(out);
+    return out.subarray(0, done);
   }
 
   /**
