@@ -264,11 +264,11 @@ export class Hypervisor implements MmHost {
     const l1 = this.allocXenFrame();
     for (let i = 0; i < n; i++) {
       const f = this.allocXenFrame(PGT_gdt_page | PGT_validated | 1);
-      this.mem.bytes.fill(0x55, f * 4096, (f + 1) * 4096);
+      // Xen's boot fill: every entry M2P_UNSET_ENTRY until something sets it.
+      new Uint32Array(this.mem.bytes.buffer, f * 4096, 1024).fill(M2P_UNSET_ENTRY);
       this.m2pFrames.push(f);
       this.mem.write32(l1 * 4096 + i * 4, (f * 4096) | _PAGE_PRESENT | _PAGE_ACCESSED | _PAGE_DIRTY);
     }
-    void M2P_UNSET_ENTRY;
     return l1;
   }
 
