@@ -20,6 +20,7 @@ const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const MAIN = join(ROOT, "dist/src/cli/main.js");
 const GDB = "/usr/bin/gdb";
 const TARGET = guestPath("dbg_target");
+const FPU = guestPath("dbg_fpu");
 const SHELL = guestPath("ev_ctrl_shell");
 const noGdb = existsSync(GDB) ? false : "gdb is not installed (.ci/run installs it)";
 
@@ -226,6 +227,48 @@ describe("gdb stub: real gdb against a guest with symbols", { skip: noGdb }, () 
     assert.match(out, /Program terminated with signal SIGSEGV/);
     assert.equal(r.status, 1);
     assert.match(r.stderr, /domain 1 \(dbg_target\.elf\) crashed/);
+  });
+
+  it("x87 registers: info float and $st0 show what the guest loaded; st0 and fctrl writes reach it", async () => {
+    const t = tsxen([FPU, "--gdb", "0"]);
+    const out = await gdb(
+      await t.port,
+      [
+        "break fpu_loaded",
+        "continue",
+        "info float",
+        "p $st0",
+        "p $st1",
+        "p $st2",
+        "p $st3",
+        "p/x $fstat",
+        "set $st0 = 1234.75",
+        // Round toward zero: the guest's fistp stores 1234, not the nearest 1235.
+        "set $fctrl = 0x0f7f",
+        "p $st0",
+        "p/x $fctrl",
+        "continue",
+      ],
+      FPU,
+    );
+    const r = await t.done;
+    // fld1, fldpi, fldl 2.5: TOP 5, R5-R7 valid (tag word 0x03ff), the 80-bit encodings exact.
+    assert.match(out, /^ {2}R7: Valid {3}0x3fff8000000000000000 \+1 /m);
+    assert.match(out, /^ {2}R6: Valid {3}0x4000c90fdaa22168c235 \+3\.14159265358979323/m);
+    assert.match(out, /^=>R5: Valid {3}0x4000a000000000000000 \+2\.5 /m);
+    assert.match(out, /^ {2}R4: Empty {3}0x00000000000000000000$/m);
+    assert.match(out, /Status Word: +0x2800 .*\n +TOP: 5/);
+    assert.match(out, /Control Word: +0x037f /);
+    assert.match(out, /Tag Word: +0x03ff\n/);
+    // fldl's own: the ring-1 selectors, opcode DD /0 with a disp32 operand.
+    assert.match(
+      out,
+      /Instruction Pointer: 0x819:0xc0[0-9a-f]{6}\nOperand Pointer: +0x821:0xc0[0-9a-f]{6}\nOpcode: +0xdd05/,
+    );
+    assert.match(out, /\$1 = 2\.5\n\$2 = 3\.14159265358979323\d*\n\$3 = 1\n\$4 = 0\n\$5 = 0x2800\n/);
+    assert.match(out, /\$6 = 1234\.75\n\$7 = 0xf7f\n/);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stdout, "dbg: st0=1234\n");
   });
 
   it("reverse-continue to a watchpoint finds the last writer; reverse-stepi, -next, -step", async () => {

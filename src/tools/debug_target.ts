@@ -8,6 +8,7 @@
  * Imports nothing of Node.js.
  */
 import type { HostDebug } from "../cpu/cpu.js";
+import { Fpu, X80 } from "../cpu/fpu.js";
 import {
   ARITH_FLAGS,
   CR4_PSE,
@@ -101,6 +102,57 @@ function signalOf(vector: number): number {
 
 /** gdb's i386 order of the general registers (its register numbers 0 to 7). */
 const GPR_ORDER = [EAX, ECX, EDX, EBX, ESP, EBP, ESI, EDI];
+
+/**
+ * gdb's i386 registers (org.gnu.gdb.i386.core): 0-15 the general ones, 16-23 st0-st7, then
+ * fctrl, fstat, ftag, fiseg, fioff, foseg, fooff, fop.
+ */
+export const GDB_REGS = 32;
+const ST0 = 16;
+const FCTRL = 24;
+
+interface X87Control {
+  name: string;
+  max: number;
+  get(f: Fpu): number;
+  set(f: Fpu, v: number): void;
+}
+
+/** An x87 pointer register kept as it is in the Fpu. */
+function pointer(name: string, max: number, key: "fcs" | "fip" | "fds" | "fdp" | "fop"): X87Control {
+  return {
+    name,
+    max,
+    get: (f) => f[key],
+    set: (f, v) => {
+      f[key] = v;
+    },
+  };
+}
+
+/** gdb's x87 control registers (fctrl to fop): each one's largest value and its place in the Fpu. */
+export const X87_CONTROL: readonly X87Control[] = [
+  {
+    name: "fctrl",
+    max: 0xffff,
+    get: (f) => f.cw,
+    set: (f, v) => {
+      f.cw = (v & 0x1f3f) | 0x40; // as fldcw keeps it
+    },
+  },
+  { name: "fstat", max: 0xffff, get: (f) => f.statusWord(), set: (f, v) => f.setStatusWord(v) },
+  { name: "ftag", max: 0xffff, get: (f) => f.tagWord(), set: (f, v) => f.setTagWord(v) },
+  pointer("fiseg", 0xffff, "fcs"),
+  pointer("fioff", 0xffffffff, "fip"),
+  pointer("foseg", 0xffff, "fds"),
+  pointer("fooff", 0xffffffff, "fdp"),
+  pointer("fop", 0x7ff, "fop"),
+];
+
+/** Bytes of gdb's register n: st0-st7 are 80-bit, the others 32. */
+export function registerSize(n: number): number {
+  return n >= ST0 && n < FCTRL ? 10 : 4;
+}
 
 /** Watchpoint lengths gdb may ask for (x86 debug registers: 1, 2, 4 or 8 bytes). */
 const MAX_WATCH_LEN = 8;
@@ -256,6 +308,58 @@ export class DebugTarget implements HostDebug, HypervisorDebugHook {
     }
     // A segment register: unchanged values are accepted (gdb writes all of 'G').
     return n < 16 && this.registers(v)[n] === (value & 0xffff);
+  }
+
+  /** v's x87 unit: the CPU's while v is on it, else its saved context's (null before it ran). */
+  private fpuOf(v: Vcpu): Fpu | null {
+    return this.hv.current === v ? this.hv.cpu.fpu : (v.context?.fpu ?? null);
+  }
+
+  /** gdb's register n of v as target-order (little-endian) bytes (registerSize(n) of them). */
+  register(v: Vcpu, n: number): Uint8Array {
+    const out = new Uint8Array(registerSize(n));
+    const dv = new DataView(out.buffer);
+    if (n < ST0) {
+      dv.setUint32(0, this.registers(v)[n], true);
+      return out;
+    }
+    // A vcpu that never ran has the fninit state.
+    const f = this.fpuOf(v) ?? new Fpu();
+    if (n < FCTRL) {
+      const x = new X80();
+      f.getX80(f.phys(n - ST0), x);
+      dv.setUint32(0, x.lo, true);
+      dv.setUint32(4, x.hi, true);
+      dv.setUint16(8, x.se, true);
+    } else {
+      dv.setUint32(0, X87_CONTROL[n - FCTRL].get(f) >>> 0, true);
+    }
+    return out;
+  }
+
+  /**
+   * Writes gdb's register n of v (bytes as register() gives them): the general registers as
+   * setRegister allows; st0-st7 keep their tags (ftag says which are empty, as hardware's
+   * tag word does); a control register's value must fit its field (16 bits, fop 11).
+   */
+  writeRegister(v: Vcpu, n: number, bytes: Uint8Array): boolean {
+    if (n < 0 || n >= GDB_REGS || bytes.length !== registerSize(n)) return false;
+    const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
+    if (n < ST0) return this.setRegister(v, n, dv.getUint32(0, true));
+    const f = this.fpuOf(v);
+    if (f === null) return false;
+    if (n < FCTRL) {
+      const i = f.phys(n - ST0);
+      const empty = f.empty[i];
+      f.setX80(i, dv.getUint16(8, true), dv.getUint32(4, true), dv.getUint32(0, true));
+      f.empty[i] = empty;
+      return true;
+    }
+    const c = X87_CONTROL[n - FCTRL];
+    const value = dv.getUint32(0, true);
+    if (value > c.max) return false;
+    c.set(f, value);
+    return true;
   }
 
   // ------------------------------------------------------------------ memory

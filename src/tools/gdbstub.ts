@@ -11,7 +11,7 @@
  * reply, never an exception out of the stub.
  */
 import { createServer, type Server, type Socket } from "node:net";
-import { type DebugTarget, Sig, type Stop } from "./debug_target.js";
+import { type DebugTarget, GDB_REGS, registerSize, Sig, type Stop, X87_CONTROL } from "./debug_target.js";
 
 const PACKET_SIZE = 0x4000;
 /** What memory a single m/M/X may move (gdb asks in PacketSize-sized pieces). */
@@ -36,10 +36,6 @@ const REGS: ReadonlyArray<[string, string, string?]> = [
   ["fs", "int32"],
   ["gs", "int32"],
 ];
-
-const X87_CONTROL = ["fctrl", "fstat", "ftag", "fiseg", "fioff", "foseg", "fooff", "fop"];
-/** The x87 registers in a 'g' reply: unavailable ('x' digits), 8 of 80 bits and 8 of 32. */
-const X87_UNAVAILABLE = "x".repeat(8 * 20 + 8 * 8);
 
 const EFLAGS_FIELDS = [
   [0, "CF"],
@@ -72,11 +68,11 @@ export const TARGET_XML = [
   ...EFLAGS_FIELDS.map(([bit, name]) => `      <field name="${name}" start="${bit}" end="${bit}"/>`),
   "    </flags>",
   ...REGS.map(([name, type], i) => `    <reg name="${name}" bitsize="32" type="${type}" regnum="${i}"/>`),
-  // gdb's i386 core feature has the x87 registers too; they are reported unavailable.
+  // gdb's i386 core feature has the x87 registers too (there is no SSE state to add).
   ...[0, 1, 2, 3, 4, 5, 6, 7].map(
     (i) => `    <reg name="st${i}" bitsize="80" type="i387_ext" regnum="${16 + i}" group="float"/>`,
   ),
-  ...X87_CONTROL.map((name) => `    <reg name="${name}" bitsize="32" type="int" group="float"/>`),
+  ...X87_CONTROL.map(({ name }) => `    <reg name="${name}" bitsize="32" type="int" group="float"/>`),
   "  </feature>",
   "</target>",
   "",
@@ -84,18 +80,6 @@ export const TARGET_XML = [
 
 function hex8(n: number): string {
   return (n & 0xff).toString(16).padStart(2, "0");
-}
-
-/** A 32-bit value as gdb's target-order (little-endian) hex. */
-function le32(v: number): string {
-  return hex8(v) + hex8(v >>> 8) + hex8(v >>> 16) + hex8(v >>> 24);
-}
-
-function parseLe32(h: string): number | null {
-  if (!/^[0-9a-fA-F]{8}$/.test(h)) return null;
-  let v = 0;
-  for (let i = 3; i >= 0; i--) v = (v << 8) | Number.parseInt(h.slice(i * 2, i * 2 + 2), 16);
-  return v >>> 0;
 }
 
 function toHex(bytes: Uint8Array | string): string {
@@ -265,39 +249,43 @@ export class GdbSession {
       case "g": {
         const v = this.vcpuFor(this.gThread);
         if (v === null) return "E02";
-        return t.registers(v).map(le32).join("") + X87_UNAVAILABLE;
+        let r = "";
+        for (let n = 0; n < GDB_REGS; n++) r += toHex(t.register(v, n));
+        return r;
       }
       case "G": {
+        // All registers in order; a short G (at least the first 10) sets those it has, and
+        // 'x' digits (unavailable) leave one alone. Its syntax is checked before any is set.
         const v = this.vcpuFor(this.gThread);
         if (v === null) return "E02";
         const data = p.slice(1);
-        if (data.length < 8 * 10 || data.length % 8 !== 0) return "E01";
-        for (let n = 0; n * 8 < data.length && n < REGS.length; n++) {
-          const val = parseLe32(data.slice(n * 8, n * 8 + 8));
-          if (val === null) continue; // 'xx': unavailable, left alone
-          if (!t.setRegister(v, n, val)) return "E01";
+        const writes: Array<[number, Uint8Array]> = [];
+        let at = 0;
+        for (let n = 0; n < GDB_REGS && at < data.length; n++) {
+          const h = data.slice(at, at + registerSize(n) * 2);
+          at += h.length;
+          const bytes = fromHex(h);
+          if (bytes !== null && bytes.length === registerSize(n)) writes.push([n, bytes]);
+          else if (!/^x+$/.test(h) || h.length !== registerSize(n) * 2) return "E01";
         }
+        if (at !== data.length || at < 10 * 8) return "E01";
+        for (const [n, bytes] of writes) if (!t.writeRegister(v, n, bytes)) return "E01";
         return "OK";
       }
       case "p": {
         const v = this.vcpuFor(this.gThread);
         const n = hexNum(p.slice(1));
         if (v === null) return "E02";
-        if (n === null || n >= REGS.length + 16) return "E01";
-        return n < REGS.length
-          ? le32(t.registers(v)[n])
-          : n < REGS.length + 8
-            ? "x".repeat(20)
-            : "x".repeat(8);
+        if (n === null || n >= GDB_REGS) return "E01";
+        return toHex(t.register(v, n));
       }
       case "P": {
         const v = this.vcpuFor(this.gThread);
-        const m = /^P([0-9a-fA-F]+)=([0-9a-fA-F]{8})$/.exec(p);
+        const m = /^P([0-9a-fA-F]{1,8})=([0-9a-fA-F]+)$/.exec(p);
         if (v === null) return "E02";
-        const val = m ? parseLe32(m[2]) : null;
-        if (m === null || val === null) return "E01";
-        const n = Number.parseInt(m[1], 16);
-        return n < REGS.length && t.setRegister(v, n, val) ? "OK" : "E01";
+        const bytes = m ? fromHex(m[2]) : null;
+        if (m === null || bytes === null) return "E01";
+        return t.writeRegister(v, Number.parseInt(m[1], 16), bytes) ? "OK" : "E01";
       }
       case "m": {
         const [a, l] = p.slice(1).split(",");
