@@ -321,33 +321,55 @@ describe("gdb stub: real gdb against a guest with symbols", { skip: noGdb }, () 
   });
 });
 
+type ApiCall = (
+  method: string,
+  path: string,
+  body?: unknown,
+) => Promise<{ status: number; json: Record<string, unknown> }>;
+
+/** Calls tsxend's API on port with its token, each call bounded (10 s). */
+function api(port: number, token: string): ApiCall {
+  return async (method, path, body) => {
+    const r = await fetch(`http://127.0.0.1:${port}/api/v1${path}`, {
+      method,
+      headers: apiHeaders(token),
+      body: body === undefined ? undefined : JSON.stringify(body),
+      signal: AbortSignal.timeout(10_000),
+    });
+    return { status: r.status, json: (await r.json()) as Record<string, unknown> };
+  };
+}
+
+/** p, or a rejection naming what after ms: every wait of the tests below is bounded. */
+function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: nothing within ${ms} ms`)), ms);
+  });
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
+}
+
+/** A domain of the debug target's made through the API, running its spin loop. */
+async function spinner(call: ApiCall, name: string): Promise<void> {
+  const made = await call("POST", "/domains", {
+    file: `/${name}.cfg`,
+    config: `name = "${name}"\nkernel = "${TARGET}"\nmemory = 16\nextra = "spin"\n`,
+  });
+  assert.equal(made.status, 201, JSON.stringify(made.json));
+  for (let i = 0; i < 400; i++) {
+    const c = await call("GET", `/domains/${name}/console`);
+    if (String(c.json.text).includes("dbg: watched=")) return;
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+  assert.fail(`${name} never reached its spin loop`);
+}
+
 describe("xm debug: a stub for a domain of tsxend", { skip: noGdb }, () => {
   it("opens on loopback, stops the domain for gdb (watchpoint, threads), and lets it run on after detach", async () => {
     const { daemon, port, token } = await startDaemon();
-    const base = `http://127.0.0.1:${port}/api/v1`;
-    const call = async (
-      method: string,
-      path: string,
-      body?: unknown,
-    ): Promise<{ status: number; json: Record<string, unknown> }> => {
-      const r = await fetch(base + path, {
-        method,
-        headers: apiHeaders(token),
-        body: body === undefined ? undefined : JSON.stringify(body),
-      });
-      return { status: r.status, json: (await r.json()) as Record<string, unknown> };
-    };
+    const call = api(port, token);
     try {
-      const made = await call("POST", "/domains", {
-        file: "/gdb-test.cfg",
-        config: `name = "spinner"\nkernel = "${TARGET}"\nmemory = 16\nextra = "spin"\n`,
-      });
-      assert.equal(made.status, 201, JSON.stringify(made.json));
-      for (let i = 0; i < 400; i++) {
-        const c = await call("GET", "/domains/spinner/console");
-        if (String(c.json.text).includes("dbg: watched=")) break;
-        await new Promise((resolve) => setTimeout(resolve, 25));
-      }
+      await spinner(call, "spinner");
       assert.equal((await call("POST", "/domains/spinner/debug", { port: "x" })).status, 400);
       assert.equal((await call("POST", "/domains/spinner/debug", { port: 70000 })).status, 400);
       const opened = await call("POST", "/domains/spinner/debug", {});
@@ -373,6 +395,91 @@ describe("xm debug: a stub for a domain of tsxend", { skip: noGdb }, () => {
       assert.doesNotMatch(String(info.json.state), /p/, "running again after detach");
     } finally {
       await daemon.close();
+    }
+  });
+});
+
+describe("xm debug: the stub's life under tsxend", () => {
+  it("one domain at a time (409); a stub whose domain is gone is closed at the next request, its gdb dropped; breakpoints set and removed; no reverse", async () => {
+    const { daemon, port, token } = await startDaemon();
+    const call = api(port, token);
+    const hasWord = symbols().get("has_word") ?? 0;
+    try {
+      await spinner(call, "gone");
+      await spinner(call, "second");
+      await spinner(call, "third");
+      const first = await call("POST", "/domains/gone/debug", {});
+      assert.equal(first.status, 200, JSON.stringify(first.json));
+      const busy = await call("POST", "/domains/second/debug", {});
+      assert.equal(busy.status, 409);
+      assert.match(
+        String(busy.json.error),
+        /^domain \d+ \(gone\) has the debugger stub \(one domain at a time\)$/,
+      );
+      // Destroyed before gdb came: its stub no longer holds the machine's one stub.
+      assert.equal((await call("POST", "/domains/gone/destroy")).status, 200);
+      const second = await call("POST", "/domains/second/debug", {});
+      assert.equal(second.status, 200, JSON.stringify(second.json));
+      await assert.rejects(within(Rsp.open(Number(first.json.port)), 10_000, "connect"), /ECONNREFUSED/);
+
+      // Breakpoints through tsxend's stub (a raw client): the spin loop calls has_word.
+      const c = await within(Rsp.open(Number(second.json.port)), 10_000, "connect");
+      assert.equal(await c.send("QStartNoAckMode"), "OK");
+      assert.match(await c.send("?"), /^T05thread:1;$/);
+      assert.doesNotMatch(await c.send("qSupported"), /Reverse/);
+      assert.equal(await c.send(`Z0,${hasWord.toString(16)},1`), "OK");
+      assert.equal(await c.send("c"), "T05swbreak:;thread:1;");
+      assert.equal(await c.send("p8"), Buffer.from(new Uint32Array([hasWord]).buffer).toString("hex"));
+      assert.equal(await c.send("c"), "T05swbreak:;thread:1;", "the loop comes back to it");
+      assert.equal(await c.send(`z0,${hasWord.toString(16)},1`), "OK");
+      c.raw("$c#63");
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      c.raw("\x03");
+      assert.equal(await c.reply(), "T02thread:1;", "no breakpoint left: only Ctrl-C stops it");
+      // No reverse execution here (the other domains' time goes on): bs/bc are not supported.
+      assert.equal(await c.send("bs"), "");
+      assert.equal(await c.send("bc"), "");
+      // The domain destroyed under a connected gdb: the next request closes that stub too.
+      assert.equal((await call("POST", "/domains/second/destroy")).status, 200);
+      const third = await call("POST", "/domains/third/debug", {});
+      assert.equal(third.status, 200, JSON.stringify(third.json));
+      await within(c.closed, 10_000, "the dropped gdb connection");
+    } finally {
+      await within(daemon.close(), 30_000, "tsxend's close");
+    }
+  });
+
+  it("xm debug checks its arguments: a bad port, no such domain", async () => {
+    const { daemon, port, stateDir } = await startDaemon();
+    const xm = async (...args: string[]): Promise<{ code: number; stderr: string }> => {
+      const r = await within(
+        new Promise<{ code: number; stderr: string }>((resolve) => {
+          const p = spawn(process.execPath, [MAIN, "xm", "--daemon", `127.0.0.1:${port}`, "debug", ...args], {
+            env: { ...process.env, TSXEN_STATE_DIR: stateDir },
+            stdio: ["ignore", "ignore", "pipe"],
+          });
+          let stderr = "";
+          p.stderr.on("data", (b: Buffer) => {
+            stderr += b.toString();
+          });
+          p.on("close", (code) => resolve({ code: code ?? -1, stderr }));
+        }),
+        60_000,
+        `xm debug ${args.join(" ")}`,
+      );
+      return r;
+    };
+    try {
+      const badPort = await xm("nosuch", "--port", "x");
+      assert.equal(badPort.code, 1);
+      assert.match(badPort.stderr, /the port must be a number from 0 to 65535, not "x"/);
+      const big = await xm("nosuch", "--port", "70000");
+      assert.match(big.stderr, /not "70000"/);
+      const none = await xm("nosuch");
+      assert.equal(none.code, 1);
+      assert.match(none.stderr, /nosuch/);
+    } finally {
+      await within(daemon.close(), 30_000, "tsxend's close");
     }
   });
 });
@@ -405,7 +512,10 @@ describe("gdb stub: XenLinux's vmlinux", {
 class Rsp {
   private buf = "";
   private waiters: Array<() => void> = [];
+  /** Resolves when the stub closes the connection. */
+  readonly closed: Promise<void>;
   private constructor(private readonly sock: import("node:net").Socket) {
+    this.closed = new Promise((resolve) => sock.on("close", () => resolve()));
     sock.setEncoding("latin1");
     sock.on("data", (s: string) => {
       this.buf += s;
@@ -431,14 +541,17 @@ class Rsp {
     return this.reply();
   }
 
+  /** The next reply (at most 30 s away). */
   async reply(): Promise<string> {
+    const give = Date.now() + 30_000;
     for (;;) {
       const m = /\$([^#]*)#[0-9a-f]{2}/.exec(this.buf);
       if (m) {
         this.buf = this.buf.slice(m.index + m[0].length);
         return m[1];
       }
-      await new Promise<void>((resolve) => this.waiters.push(resolve));
+      const more = new Promise<void>((resolve) => this.waiters.push(resolve));
+      await within(more, Math.max(1, give - Date.now()), "a reply from the stub");
     }
   }
 

@@ -34,7 +34,7 @@ import {
 import { xcReadConsole } from "../tools/xc.js";
 import { Hypervisor } from "../xen/hypervisor.js";
 import { XEN_VERSION_NAME } from "../xen/version.js";
-import { openDebugStub } from "./debug.js";
+import { closeDebugStub, openDebugStub } from "./debug.js";
 import { deviceRequest, resolveDiskPaths } from "./devices.js";
 import { Guard, type Need, type Refusal } from "./guard.js";
 import { DaemonLog, defaultLogFile } from "./log.js";
@@ -226,6 +226,7 @@ export class Daemon {
     await this.loop.stop();
     if (this.opts.onStop === "save") await this.saveAll();
     this.manager.destroyAll();
+    closeDebugStub(this.hv);
     this.uplink?.stop();
     this.state.close();
     for (const ws of this.wss.clients) ws.close(1001, "tsxend is shutting down");

@@ -7,7 +7,7 @@
  */
 import { type DebugMachine, DebugTarget, Sig, type Stop } from "../tools/debug_target.js";
 import { ToolstackError } from "../tools/domains.js";
-import { listenGdb } from "../tools/gdbstub.js";
+import { type GdbSession, listenGdb } from "../tools/gdbstub.js";
 import { type Domain, DomainState } from "../xen/domain.js";
 import type { Hypervisor } from "../xen/hypervisor.js";
 
@@ -49,11 +49,30 @@ class DaemonMachine implements DebugMachine {
  * The stub open on a machine: one at a time, since the CPU and the hypervisor have one debug
  * hook each. Asked again for the same domain before gdb came, the same port is answered.
  */
-const open = new WeakMap<Hypervisor, { domain: Domain; port: number; waiting: boolean }>();
+interface OpenStub {
+  domain: Domain;
+  port: number;
+  waiting: boolean;
+  /** Closes its listener and its gdb connection, if any. */
+  close(): void;
+}
+const open = new WeakMap<Hypervisor, OpenStub>();
+
+/**
+ * Closes the machine's stub, if any: its listener and its gdb connection (gdb hears the remote
+ * closed; the domain, if still there, runs on). For tsxend's close, and a domain gone.
+ */
+export function closeDebugStub(hv: Hypervisor): void {
+  const cur = open.get(hv);
+  open.delete(hv);
+  cur?.close();
+}
 
 /**
  * Opens a stub for domain d on 127.0.0.1:port (0: any free port) and answers where; it serves
- * one gdb and closes when that one detaches (the domain runs on) or kills (it is destroyed).
+ * one gdb and closes when that one detaches (the domain runs on) or kills (it is destroyed). A
+ * stub whose domain has gone since (destroyed, saved, migrated) is closed first: it would
+ * hold the machine's one stub for ever.
  */
 export async function openDebugStub(
   hv: Hypervisor,
@@ -67,7 +86,12 @@ export async function openDebugStub(
   if (typeof p !== "number" || !Number.isInteger(p) || p < 0 || p > 65535)
     throw new ToolstackError(`port must be a whole number from 0 to 65535, not ${JSON.stringify(port)}`);
   const host = "127.0.0.1";
-  const cur = open.get(hv);
+  let cur = open.get(hv);
+  if (cur !== undefined && hv.domains.get(cur.domain.id) !== cur.domain) {
+    log(`gdb stub for domain ${cur.domain.id} (${cur.domain.name}) closed: the domain is gone`);
+    closeDebugStub(hv);
+    cur = undefined;
+  }
   if (cur !== undefined) {
     if (cur.domain === d && cur.waiting && (p === 0 || p === cur.port)) return { host, port: cur.port };
     throw new ToolstackError(
@@ -76,8 +100,12 @@ export async function openDebugStub(
     );
   }
   const target = new DebugTarget(new DaemonMachine(hv, d, kick));
-  const entry = { domain: d, port: p, waiting: true };
+  let closeNow = (): void => {};
+  const entry: OpenStub = { domain: d, port: p, waiting: true, close: () => closeNow() };
   open.set(hv, entry);
+  const forget = (): void => {
+    if (open.get(hv) === entry) open.delete(hv);
+  };
   let listening: Awaited<ReturnType<typeof listenGdb>>;
   try {
     listening = await listenGdb(target, host, p, {
@@ -86,16 +114,25 @@ export async function openDebugStub(
         log(`domain ${d.id} (${d.name}) killed from gdb`);
         destroy();
       },
-      onClose: () => open.delete(hv),
+      onClose: forget,
       log,
     });
   } catch (e) {
-    open.delete(hv);
+    forget();
     throw new ToolstackError(`cannot listen on ${host}:${p}: ${(e as Error).message}`, 409);
   }
   entry.port = listening.port;
-  void listening.connected.then(() => {
+  let session: GdbSession | null = null;
+  closeNow = () => {
+    listening.server.close();
+    session?.close();
+  };
+  // Closed before the listener was up (tsxend closing): close it now.
+  if (open.get(hv) !== entry) closeNow();
+  void listening.connected.then((s) => {
     entry.waiting = false;
+    session = s;
+    if (open.get(hv) !== entry) s.close();
   });
   log(`gdb stub for domain ${d.id} (${d.name}) on ${host}:${listening.port}`);
   return { host, port: listening.port };

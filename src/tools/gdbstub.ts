@@ -224,6 +224,11 @@ export class GdbSession {
     });
   }
 
+  /** Drops the connection (its owner is going): gdb hears that the remote closed. */
+  close(): void {
+    this.socket.destroy();
+  }
+
   private send(data: string): void {
     if (!this.closed) this.socket.write(frame(data));
   }
