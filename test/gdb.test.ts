@@ -530,6 +530,15 @@ class Rsp {
     });
   }
 
+  /** The next acknowledgement ('+' or '-'), or whatever byte comes first. */
+  async ack(): Promise<string> {
+    while (this.buf === "")
+      await within(new Promise<void>((resolve) => this.waiters.push(resolve)), 30_000, "an ack");
+    const a = this.buf[0];
+    this.buf = this.buf.slice(1);
+    return a;
+  }
+
   raw(text: string): void {
     this.sock.write(text);
   }
@@ -565,6 +574,10 @@ describe("gdb stub: the protocol", () => {
     const t = tsxen([TARGET, "--gdb", "0", "--cmdline", "spin"]);
     const c = await Rsp.open(await t.port);
     assert.match(await c.send("qSupported:multiprocess+;swbreak+"), /qXfer:features:read\+/);
+    // A packet damaged on the way (its checksum wrong) is refused with '-'; sent again, it is answered.
+    c.raw("$m0,4#00");
+    assert.equal(await c.ack(), "-");
+    assert.equal(await c.send("m0,4"), "E03");
     assert.equal(await c.send("QStartNoAckMode"), "OK");
     assert.match(
       await c.send("qXfer:features:read:target.xml:0,fff"),
@@ -581,6 +594,35 @@ describe("gdb stub: the protocol", () => {
     assert.equal(await c.send("Z2,c000a000,10"), "E04", "a 16-byte watchpoint");
     assert.equal(await c.send("Z9,0,1"), "E01");
     assert.equal(await c.send("P0a=11111111"), "E01", "a segment register");
+    // Malformed writes are refused and change nothing; the stub goes on answering.
+    const before = await c.send("g");
+    for (const bad of [
+      "X0,4:ab", // 4 bytes announced, 2 sent
+      "Xzz,1:a",
+      "X0,1",
+      "M0,2:123",
+      "Mc0000000,1:zz",
+      "M0,1:00:",
+      `G${before.slice(0, 100)}`, // not on a register's boundary
+      `G${"zz"}${before.slice(2)}`,
+      `G${before}00`,
+      "G1234",
+      "P18=ffff0100", // fctrl is 16 bits
+      "P1f=00080000", // fop is 11
+      "P10=00000000", // st0 is 80 bits
+      "P10=zz",
+      "P40=00000000",
+      "p20",
+    ])
+      assert.match(await c.send(bad), /^E0[13]$/, bad);
+    assert.equal(await c.send("g"), before, "nothing written");
+    assert.equal(await c.send(`G${before}`), "OK", "all registers written back as they are");
+    const pi80 = "35c26821a2daf0c90040";
+    assert.equal(await c.send(`P10=${pi80}`), "OK");
+    assert.equal(await c.send("p10"), pi80);
+    assert.equal(await c.send("P18=7f0c0000"), "OK");
+    assert.equal(await c.send("p18"), "7f0c0000");
+    assert.notEqual(await c.send("g"), before);
     // At the first instruction there is nothing behind: reverse-continue meets the start.
     assert.equal(await c.send("bc"), "T05replaylog:begin;thread:1;");
     // Continue, then Ctrl-C: the guest spins in start_kernel.
