@@ -9,9 +9,9 @@ import { describe, it } from "node:test";
 import { bridgeOf } from "../src/tools/backends/bridge.js";
 import { netbackOf } from "../src/tools/backends/netback.js";
 import { parseDomainConfig, parseVifSpec } from "../src/tools/config.js";
-import { DomainManager, type ManagedDomain } from "../src/tools/domains.js";
-import { Hypervisor } from "../src/xen/hypervisor.js";
+import type { ManagedDomain } from "../src/tools/domains.js";
 import { checkInvariants } from "../src/xen/invariants.js";
+import { managedMachine } from "./support/console.js";
 import { guestPath } from "./support/guests.js";
 
 describe("netif: vif entries", () => {
@@ -44,16 +44,7 @@ describe("netif: vif entries", () => {
 describe("netif: two test frontends on a bridge", () => {
   it("negotiate, exchange frames by page flipping, and refuse bad frames", () => {
     const kernel = readFileSync(guestPath("ev_netfront"));
-    const text = new Map<number, string>();
-    let manager: DomainManager | undefined;
-    const hv = new Hypervisor({
-      memoryMiB: 64,
-      onConsole: (d, b) => {
-        text.set(d.id, (text.get(d.id) ?? "") + Buffer.from(b).toString("latin1"));
-        manager?.consoleOutput(d, b);
-      },
-    });
-    manager = new DomainManager(hv);
+    const { hv, manager, text } = managedMachine();
     const make = (name: string, mac: string, role: string): ManagedDomain => {
       const cfg = parseDomainConfig(
         `${name}.cfg`,

@@ -13,6 +13,8 @@
  * oversized frame, one crossing its page, frames that are not ours): each must be refused with
  * NETIF_RSP_ERROR, and garbage ring indices must get the interface disconnected.
  *
+ * "role=spoof" sends from the victim's MAC and others not its own (see spoof()).
+ *
  * "role=dhcp" is alone on a bridge with a passt uplink (test/passt.test.ts): it
  * broadcasts a DHCP DISCOVER until an OFFER comes (bounded), prints the address and router
  * offered, then asks ARP for the router and prints the answer.
@@ -151,13 +153,13 @@ static s32 tx_raw(u32 addr, u32 len)
 
 static u8 fillbyte(u32 seq, u32 i) { return (u8)(seq * 29 + i * 3 + 7); }
 
-/* Builds frame `kind` to dst in txbuf[0] with `len` bytes in all and sends it. */
-static s32 send(const u8 *dst, char kind, u32 seq, u32 len)
+/* Builds frame `kind` from src to dst in txbuf[0] with `len` bytes in all and sends it. */
+static s32 send_from(const u8 *src, const u8 *dst, char kind, u32 seq, u32 len)
 {
 	u8 *f = txbuf[0];
 	u32 i;
 	memcpy(f, dst, 6);
-	memcpy(f + 6, my_mac, 6);
+	memcpy(f + 6, src, 6);
 	f[12] = ETHERTYPE >> 8;
 	f[13] = ETHERTYPE & 0xff;
 	memcpy(f + 14, "tsxen", 5);
@@ -167,6 +169,8 @@ static s32 send(const u8 *dst, char kind, u32 seq, u32 len)
 		f[i] = fillbyte(seq, i);
 	return tx_raw(virt_to_mach(f), len);
 }
+
+static s32 send(const u8 *dst, char kind, u32 seq, u32 len) { return send_from(my_mac, dst, kind, seq, len); }
 
 /* Is this one of our frames, of this kind? Checks its payload. */
 static int ours(const u8 *f, int len, char kind, u32 *seq)
@@ -232,8 +236,10 @@ static void ping(void)
 	/* The smallest frame netback takes, and one ending at its page's last byte but one. */
 	memset(txbuf[1], 0, 4096);
 	memcpy(txbuf[1], peer, 6);
+	memcpy(txbuf[1] + 6, my_mac, 6);
 	CHECK_EQ(tx_raw(virt_to_mach(txbuf[1]), 14), NETIF_RSP_OKAY, "tx_14_bytes_ok");
 	memcpy(txbuf[1] + 4095 - 100, peer, 6);
+	memcpy(txbuf[1] + 4095 - 100 + 6, my_mac, 6);
 	CHECK_EQ(tx_raw(virt_to_mach(txbuf[1] + 4095 - 100), 100), NETIF_RSP_OKAY, "tx_to_page_end_ok");
 	/* Bad frames: refused and counted. */
 	CHECK_EQ(tx_raw(virt_to_mach(txbuf[1]), 13), NETIF_RSP_ERROR, "tx_runt_refused");
@@ -397,6 +403,50 @@ static void dhcp(void)
 	       router_mac[3], router_mac[4], router_mac[5]);
 }
 
+/*
+ * role=spoof, beside a pong victim (test/netif-spoof.test.ts): sends frames from the victim's
+ * MAC (learnt from its READY) and from broadcast and multicast MACs, then keeps sending from
+ * the victim's MAC every 5 ms while it listens, until the host's END. netback drops every one
+ * of them (answering OKAY), so no frame for the victim may reach us.
+ */
+static void spoof(void)
+{
+	static const u8 mcast[6] = { 0x01, 0x00, 0x5e, 0x00, 0x00, 0x01 };
+	u8 victim[6];
+	u32 seq, k, okay = 0, sent = 0, stolen = 0, ended = 0;
+	u64 next = 0, deadline;
+	int n = expect('R', &seq, victim, 10000 * MS);
+	CHECK(n > 0, "victim_ready_seen");
+	for (k = 0; k < 4; k++)
+		okay += send_from(victim, broadcast, 'S', k, 60) == NETIF_RSP_OKAY;
+	CHECK_EQ(okay, 4, "victim_source_answered_okay");
+	CHECK_EQ(send_from(broadcast, broadcast, 'S', 4, 60), NETIF_RSP_OKAY, "broadcast_source_answered_okay");
+	CHECK_EQ(send_from(mcast, broadcast, 'S', 5, 60), NETIF_RSP_OKAY, "multicast_source_answered_okay");
+	printk("SPOOFED\n");
+	deadline = time_now_ns() + 20000 * MS;
+	while (!ended && time_now_ns() < deadline) {
+		u8 *data;
+		u32 id;
+		if (time_now_ns() >= next) {
+			send_from(victim, broadcast, 'S', 6 + sent++, 60);
+			next = time_now_ns() + 5 * MS;
+		}
+		while ((n = rx_take(&data, &id)) != 0) {
+			if (n < 0)
+				continue;
+			if (memcmp(data, victim, 6) == 0)
+				stolen++;
+			if (ours(data, n, 'E', &seq) == 1)
+				ended = 1;
+			post_rx(id);
+		}
+		wait_cond(rx_ready, 5 * MS);
+	}
+	CHECK(ended, "host_end_seen");
+	CHECK_EQ(stolen, 0, "no_frame_for_the_victim_received");
+	printk("SPOOF sent=%u\n", 6 + sent);
+}
+
 static void pong(void)
 {
 	u32 seq, pings = 0, bad = 0, inorder = 1;
@@ -444,11 +494,12 @@ static void pong(void)
 void start_kernel(start_info_t *si)
 {
 	u32 timer_port, k, before, ds[2] = { NETIF_DRIVER_STATUS_UP, 0 };
-	int pinger, dhcper;
+	int pinger, dhcper, spoofer;
 	long rc = 0;
 	conf_init(si, "netfront");
 	pinger = cmdline_word("role=ping");
 	dhcper = cmdline_word("role=dhcp");
+	spoofer = cmdline_word("role=spoof");
 	if (evtchn_bind_virq(VIRQ_TIMER, &timer_port) == 0)
 		evtchn_handlers[timer_port] = noop;
 	ctrl_if_receiver = receiver;
@@ -479,6 +530,8 @@ void start_kernel(start_info_t *si)
 		ping();
 	else if (dhcper)
 		dhcp();
+	else if (spoofer)
+		spoof();
 	else
 		pong();
 	checks_done();

@@ -41,4 +41,6 @@ export const NetifRsp = Object.freeze({ DROPPED: -2, ERROR: -1, OKAY: 0 } as con
 
 /** Ethernet sizes netback checks a transmitted frame against (ETH_HLEN, ETH_FRAME_LEN). */
 export const ETH_HLEN = 14;
+/** A MAC's length: the source address starts at this offset of a frame. */
+export const ETH_ALEN = 6;
 export const ETH_FRAME_LEN = 1514;

@@ -31,7 +31,7 @@ import type { ControlInterface, ControlMessage } from "../control_if.js";
 import type { Dom0 } from "../dom0.js";
 import { xcEvtchnClose } from "../xc.js";
 import { bindBackendChannel, ControllerRegistry, sendBeMessage } from "./common.js";
-import { type NetBack, netbackOf, type VifStats } from "./netback.js";
+import { type NetBack, netbackOf, noVifStats, type VifStats } from "./netback.js";
 
 const BACKEND_DOMID = 0;
 const STATUS_NAMES = [
@@ -121,14 +121,7 @@ export class NetifController {
             : v.state === IfStatus.CLOSED
               ? "closed"
               : "disconnected",
-        ...(this.back.status(this.domid, handle)?.stats ?? {
-          txPackets: 0,
-          txBytes: 0,
-          txErrors: 0,
-          rxPackets: 0,
-          rxBytes: 0,
-          rxDropped: 0,
-        }),
+        ...(this.back.status(this.domid, handle)?.stats ?? noVifStats()),
       }));
   }
 
