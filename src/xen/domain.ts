@@ -19,6 +19,15 @@ export const enum DomainState {
   Dying = 3,
 }
 
+/**
+ * Told of every change the scheduler's next-deadline cache depends on (scheduler.ts
+ * earliestDeadline): a vcpu's one-shot timer or physical CPU, a domain's state.
+ */
+export interface TimerWatch {
+  deadlineSet(v: Vcpu, old: number, ns: number): void;
+  changed(): void;
+}
+
 export class Vcpu {
   // The virtual IDT (set_trap_table): per vector, cs, address and flags (DPL | TI_IF).
   readonly trapCs = new Uint16Array(256);
@@ -46,8 +55,16 @@ export class Vcpu {
   ldtBase = 0;
   ldtEnts = 0;
   shadowLdtMapCount = 0;
+  #timerDeadline = -1;
   /** One-shot timer deadline in ns of system time, or -1. */
-  timerDeadline = -1;
+  get timerDeadline(): number {
+    return this.#timerDeadline;
+  }
+  set timerDeadline(ns: number) {
+    const old = this.#timerDeadline;
+    this.#timerDeadline = ns;
+    this.domain.timerWatch?.deadlineSet(this, old, ns);
+  }
   blocked = false;
   /**
    * EAX at a SCHEDOP_yield (the hypercall number), until the scheduler decides: Xen's
@@ -66,8 +83,15 @@ export class Vcpu {
   context: CpuContext | null = null;
   /** Virtual time consumed, in ns. */
   cpuTimeNs = 0;
+  #processor = 0;
   /** The physical CPU this vcpu runs on. */
-  processor = 0;
+  get processor(): number {
+    return this.#processor;
+  }
+  set processor(cpu: number) {
+    this.#processor = cpu;
+    this.domain.timerWatch?.changed();
+  }
   /** DONEINIT: the first SETDOMAININFO applied everything (later ones only registers). */
   doneInit = false;
   /** ECF_I387_VALID / ECF_IN_KERNEL of the last SETDOMAININFO, and its 256-byte FPU image. */
@@ -101,7 +125,16 @@ export class Domain {
   vmAssist = 0;
   /** I/O ports dom0 granted (Xen's iobmp_mask, a clear bit allows the port); null: none. */
   iobmpMask: Uint8Array | null = null;
-  state = DomainState.Running;
+  #state = DomainState.Running;
+  get state(): DomainState {
+    return this.#state;
+  }
+  set state(s: DomainState) {
+    this.#state = s;
+    this.timerWatch?.changed();
+  }
+  /** The scheduler of the hypervisor holding this domain (set when it is created). */
+  timerWatch: TimerWatch | null = null;
   shutdownCode = 0;
   paused = true;
   readonly evtchn: EventChannels = newEventChannels();

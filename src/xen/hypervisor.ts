@@ -305,6 +305,8 @@ export class Hypervisor implements MmHost {
     d.abi = guestAbi;
     d.maxPages = nrPages;
     this.domains.set(d.id, d);
+    d.timerWatch = this.sched;
+    this.sched.changed();
     if (privileged) physdevInitDom0(this, d);
     // shared_info: a Xen page shared writable with the domain (semantics.md §1.11).
     d.sharedInfoMfn = this.allocXenFrame();
