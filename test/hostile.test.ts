@@ -617,11 +617,40 @@ describe("hostile guests beside a victim", () => {
     });
   });
 
+  describe("9d. a grant unmap naming the other mapping of the frame", () => {
+    attack({
+      title: "writable handle at the read-only PTE and vice versa: -EINVAL, both stay, then both unmap",
+      guest: "grant_rwro",
+      cmdline: "ref=3",
+      checks: 11,
+      drive: (m) => {
+        const frame = grantFromDom0(m);
+        const count = m.hv.frames.count[frame];
+        const r = runAttacker(m);
+        const gt = grantTableOf(m.dom0.domain);
+        assert.ok(gt);
+        const flags = m.hv.read32(gt.sharedMfns[0] * PAGE + 3 * GrantEntry.SIZE) & 0xffff;
+        assert.equal(flags & (Gtf.reading | Gtf.writing), 0, "the grant is no longer in use");
+        assert.equal(m.hv.frames.count[frame], count, "dom0's page holds no reference of the grant");
+        assert.equal(m.hv.read32(frame * PAGE), 0x0ddba11, "the attacker wrote through its writable map");
+        return r;
+      },
+    });
+  });
+
   describe("10. event channels", () => {
     attack({
       title: "others' ports, domains that do not exist, ports out of range, a full port table",
       guest: "evtchn",
       checks: 28,
+    });
+  });
+
+  describe("10b. argument arrays straddling into an unmapped page", () => {
+    attack({
+      title: "multicall, mmu_update and event-channel send: -EFAULT at the entry that straddles",
+      guest: "straddle",
+      checks: 19,
     });
   });
 

@@ -78,6 +78,24 @@ static inline const volatile u32 *cur_l2(void)
 	return (const volatile u32 *)start_info->pt_base;
 }
 
+/* Machine address of the PTE mapping va (through the current L2). */
+static inline u32 pte_ma(const void *va)
+{
+	u32 pde = cur_l2()[(u32)va >> 22];
+	return (pde & ~0xfffu) + (((u32)va >> 12) & 1023) * 4;
+}
+
+/* A multicall entry update_va_mapping(va, pte, UVMF_INVLPG), its result word marked 0x5555. */
+static inline void set_uvm(multicall_entry_t *e, const void *va, u32 pte)
+{
+	memset(e, 0, sizeof(*e));
+	e->op = __HYPERVISOR_update_va_mapping;
+	e->args[0] = (u32)va;
+	e->args[1] = pte;
+	e->args[2] = UVMF_INVLPG;
+	MC_RES(e) = 0x5555;
+}
+
 /* The machine frame of Xen's M2P L1: every validated L2 holds it at slot 1008. */
 static inline u32 m2p_l1_mfn(void)
 {

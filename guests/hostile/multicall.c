@@ -15,22 +15,6 @@ static u32 vmfn;
 
 #define MC(p, i) (&((multicall_entry_t *)(p))[i])
 
-static u32 pte_ma(const void *va)
-{
-	u32 pde = cur_l2()[(u32)va >> 22];
-	return (pde & ~0xfffu) + (((u32)va >> 12) & 1023) * 4;
-}
-
-static void set_uvm(multicall_entry_t *e, const void *va, u32 pte)
-{
-	memset(e, 0, sizeof(*e));
-	e->op = __HYPERVISOR_update_va_mapping;
-	e->args[0] = (u32)va;
-	e->args[1] = pte;
-	e->args[2] = UVMF_INVLPG;
-	MC_RES(e) = 0x5555;
-}
-
 void start_kernel(start_info_t *si)
 {
 	static mmu_update_t req[4];

@@ -19,12 +19,6 @@ static u8 scratch[4096] BSS_PAGE;
 static u8 scratch2[4096] BSS_PAGE;
 static u32 vmfn, vl2, vl1, m2pl1, l2ma;
 
-static u32 pte_ma(const void *va)
-{
-	u32 pde = cur_l2()[(u32)va >> 22];
-	return (pde & ~0xfffu) + (((u32)va >> 12) & 1023) * 4;
-}
-
 static u32 kernel_l1_mfn(void)
 {
 	return cur_l2()[(u32)_text >> 22] >> PAGE_SHIFT;
