@@ -6,8 +6,10 @@
  * instruction gdb is waited for; with --gdb-nowait the guest runs and gdb stops it when it
  * connects). While gdb holds the machine, the loop waits; once gdb detaches it runs on.
  */
-import { readFileSync, writeFileSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { closeSync, openSync, readFileSync, readSync, writeFileSync } from "node:fs";
 import type { Server } from "node:net";
+import type { DiskSpec } from "../tools/config.js";
 import { DebugTarget } from "../tools/debug_target.js";
 import { listenGdb } from "../tools/gdbstub.js";
 import { InputLog, RecordError, type RecordHeader, type SessionMachine, sha256 } from "../tools/replay.js";
@@ -34,11 +36,72 @@ export interface RunLoopResult {
   divergence: string | null;
 }
 
-/** Checks the options together and reads a --replay log. */
+/** A disk image as a record knows it: the device the guest sees, its mode, size and SHA-256. */
+interface DiskIdentity {
+  dev: string;
+  writable: boolean;
+  bytes: number;
+  sha256: string;
+}
+
+/** The size and SHA-256 of a file, read a MiB at a time (disk images may be large). */
+function fileIdentity(path: string): { bytes: number; sha256: string } {
+  let fd: number;
+  try {
+    fd = openSync(path, "r");
+  } catch (e) {
+    throw new Error(`cannot read disk image ${path}: ${(e as NodeJS.ErrnoException).message}`);
+  }
+  try {
+    const h = createHash("sha256");
+    const buf = Buffer.alloc(1 << 20);
+    let bytes = 0;
+    for (let n: number; (n = readSync(fd, buf, 0, buf.length, null)) > 0; bytes += n)
+      h.update(buf.subarray(0, n));
+    return { bytes, sha256: h.digest("hex") };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Why a replay's disks are not the recorded ones (naming the image file), or null. */
+function diskChange(
+  record: string,
+  recorded: unknown,
+  disks: readonly DiskSpec[],
+  now: DiskIdentity[],
+): string | null {
+  const was = Array.isArray(recorded) ? (recorded as DiskIdentity[]) : [];
+  if (was.length !== now.length || was.some((w, i) => w.dev !== now[i].dev || w.writable !== now[i].writable))
+    return `${record} was recorded with the disks ${JSON.stringify(was.map((w) => w.dev))}, not ${JSON.stringify(now.map((d) => d.dev))}`;
+  const i = now.findIndex((d, k) => d.bytes !== was[k].bytes || d.sha256 !== was[k].sha256);
+  if (i < 0) return null;
+  const [d, w] = [now[i], was[i]];
+  return (
+    `disk image ${disks[i].path} (${d.dev}) is not the one ${record} was recorded with: ${d.bytes} bytes, ` +
+    `SHA-256 ${d.sha256}; recorded ${w.bytes} bytes, SHA-256 ${w.sha256} (the guest changes a writable ` +
+    `image as it runs: replay against a copy made before recording)`
+  );
+}
+
+/** The options a replay has that differ from its record's, as "name recorded (now value)". */
+function optionChanges(recorded: Record<string, unknown>, now: Record<string, unknown>): string[] {
+  const text = (v: unknown): string => (v === undefined ? "(none)" : JSON.stringify(v));
+  return [...new Set([...Object.keys(recorded), ...Object.keys(now)])]
+    .filter((k) => text(recorded[k]) !== text(now[k]))
+    .map((k) => `${k} ${text(recorded[k])} (now ${text(now[k])})`);
+}
+
+/**
+ * Checks the options together and reads a --replay log. options: what shapes the run (they
+ * must match at replay); disks: the disk images, whose size and SHA-256 go into the record
+ * (a replay with other contents is refused, naming the file).
+ */
 export function prepareDebugRun(
   opts: DebugRunOptions,
   image: Uint8Array,
   options: Record<string, unknown>,
+  disks: readonly DiskSpec[] = [],
 ): { log: InputLog; replaying: boolean } {
   if (opts.gdb !== undefined && opts.gdbNowait !== undefined)
     throw new Error("--gdb and --gdb-nowait are one or the other");
@@ -46,7 +109,13 @@ export function prepareDebugRun(
     throw new Error("--record and --replay are one or the other");
   const gdbAt = opts.gdb ?? opts.gdbNowait;
   if (gdbAt !== undefined) parseGdbAddress(gdbAt);
-  const header: RecordHeader = { tsxenRecord: 1, kernelSha256: sha256(image), options };
+  // Hashing the images costs a read of each: only for a record or a replay.
+  const logged = opts.record !== undefined || opts.replay !== undefined;
+  const diskIds = logged
+    ? disks.map((d) => ({ dev: d.dev, writable: d.writable, ...fileIdentity(d.path) }))
+    : [];
+  const all = { ...options, disks: diskIds };
+  const header: RecordHeader = { tsxenRecord: 1, kernelSha256: sha256(image), options: all };
   if (opts.replay === undefined) return { log: new InputLog(header), replaying: false };
   let text: string;
   try {
@@ -57,9 +126,11 @@ export function prepareDebugRun(
   const log = InputLog.decode(text, opts.replay);
   if (log.header.kernelSha256 !== header.kernelSha256)
     throw new RecordError(`${opts.replay} was recorded with another kernel (its SHA-256 differs)`);
-  const want = JSON.stringify(log.header.options);
-  if (want !== JSON.stringify(options))
-    throw new RecordError(`${opts.replay} was recorded with other options: ${want}`);
+  const disk = diskChange(opts.replay, log.header.options.disks, disks, diskIds);
+  if (disk !== null) throw new RecordError(disk);
+  const changes = optionChanges(log.header.options, all);
+  if (changes.length > 0)
+    throw new RecordError(`${opts.replay} was recorded with other options: ${changes.join(", ")}`);
   return { log, replaying: true };
 }
 

@@ -68,36 +68,27 @@ const ESCAPE = 0x1d;
 /**
  * The process's stdin as the guest's keyboard: bytes go to the session as they arrive. A
  * terminal is put in raw mode, as xm console did, so the guest sees every key as typed (its
- * shell echoes and edits; Ctrl-C goes to it) and Ctrl-] ends the run. waitForInput resolves
- * true when more bytes came, false once stdin has ended (or Ctrl-] was typed).
+ * shell echoes and edits; Ctrl-C goes to it) and Ctrl-] ends the run (machine.escape(), logged
+ * like a key). waitForInput resolves true when more bytes came, false once stdin has ended.
  */
-function feedStdin(machine: SessionMachine): {
-  stop: () => void;
-  readonly escaped: boolean;
-} {
+function feedStdin(machine: SessionMachine): { stop: () => void } {
   const stdin = process.stdin;
   const raw = stdin.isTTY === true;
   if (raw) stdin.setRawMode(true);
-  let escaped = false;
   const onEnd = (): void => {
     machine.inputClosed = true;
     machine.wakeUp();
   };
   const onData = (b: Buffer): void => {
     const at = raw ? b.indexOf(ESCAPE) : -1;
+    if (machine.escaped) return;
     machine.input(at < 0 ? b : b.subarray(0, at));
-    if (at >= 0) {
-      escaped = true;
-      onEnd();
-    }
+    if (at >= 0) machine.escape();
   };
   stdin.on("data", onData);
   stdin.on("end", onEnd);
   stdin.on("error", onEnd);
   return {
-    get escaped() {
-      return escaped;
-    },
     stop: () => {
       stdin.off("data", onData);
       stdin.off("end", onEnd);
@@ -199,16 +190,28 @@ export async function runKernel(kernelPath: string, opts: RunOptions): Promise<n
     const machineMiB = machineMemoryOption(opts.machineMemory, Math.floor(totalmem() / 2 ** 20));
     const keep = opts.record !== undefined || opts.replay !== undefined;
     const devices = boot.disks.length > 0 || boot.vifs.length > 0;
-    if (keep && devices)
-      throw new Error("--record and --replay take no --disk or --vif (their contents are outside the log)");
-    const prepared = prepareDebugRun(opts, boot.image, {
-      memoryMiB,
-      machineMiB,
-      cmdline: boot.cmdline,
-      abi,
-      ramdiskSha256: boot.ramdisk === undefined ? null : sha256(boot.ramdisk),
-      reboot: opts.reboot !== false,
-    });
+    // Everything else that shapes the run; the disk images go in by size and SHA-256. The vifs
+    // have a bridge of their own here (no uplink): nothing comes in over them from outside.
+    const prepared = prepareDebugRun(
+      opts,
+      boot.image,
+      {
+        memoryMiB,
+        machineMiB,
+        cmdline: boot.cmdline,
+        abi,
+        ramdiskSha256: boot.ramdisk === undefined ? null : sha256(boot.ramdisk),
+        reboot: opts.reboot !== false,
+        name: boot.name,
+        on_poweroff: boot.onPoweroff ?? null,
+        on_reboot: boot.onReboot ?? null,
+        on_crash: boot.onCrash ?? null,
+        vars: opts.vars ?? [],
+        seconds: seconds ?? null,
+        vifs: boot.vifs,
+      },
+      boot.disks,
+    );
     replaying = prepared.replaying;
     const make = (): GuestSession => {
       let produced = 0;
@@ -253,10 +256,10 @@ export async function runKernel(kernelPath: string, opts: RunOptions): Promise<n
   // Run in slices of guest time, letting stdin's data events in between (a replay takes its
   // input from the log: stdin is left alone).
   if (replaying) machine.inputClosed = true;
-  const input = replaying ? { stop: () => {}, escaped: false } : feedStdin(machine);
+  const input = replaying ? { stop: () => {} } : feedStdin(machine);
   let end: SessionEnd | null = null;
   try {
-    const r = await runLoop(machine, opts, limitNs, err, () => input.escaped);
+    const r = await runLoop(machine, opts, limitNs, err, () => machine.escaped);
     end = r.end;
     const all = Buffer.concat(consoleKept);
     if (opts.record !== undefined) {
@@ -285,7 +288,7 @@ export async function runKernel(kernelPath: string, opts: RunOptions): Promise<n
   } finally {
     input.stop();
   }
-  if (input.escaped) {
+  if (machine.escaped) {
     err("stopped at Ctrl-]");
     return RunExit.FAILED;
   }

@@ -27,6 +27,8 @@ export interface InputEvent {
   ns: number;
   retired: number;
   console: Uint8Array;
+  /** Ctrl-] typed at the terminal: the run ends after the slice it went in before. */
+  escape?: true;
 }
 
 export interface RecordEnd {
@@ -93,7 +95,11 @@ export class InputLog {
     const lines = [JSON.stringify(this.header)];
     for (const e of this.events)
       lines.push(
-        JSON.stringify({ ns: e.ns, retired: e.retired, console: Buffer.from(e.console).toString("base64") }),
+        JSON.stringify(
+          e.escape
+            ? { ns: e.ns, retired: e.retired, escape: true }
+            : { ns: e.ns, retired: e.retired, console: Buffer.from(e.console).toString("base64") },
+        ),
       );
     if (this.end !== null) lines.push(JSON.stringify({ end: this.end }));
     return `${lines.join("\n")}\n`;
@@ -110,25 +116,56 @@ export class InputLog {
     };
     if (lines.length === 0) throw new RecordError(`${what} is empty: not a tsxen record`);
     const head = parse(lines[0], 0);
-    if (head.tsxenRecord !== 1 || typeof head.kernelSha256 !== "string" || typeof head.options !== "object")
+    const hash = (v: unknown): boolean => typeof v === "string" && /^[0-9a-f]{64}$/.test(v);
+    const options = head.options;
+    if (
+      head.tsxenRecord !== 1 ||
+      !hash(head.kernelSha256) ||
+      typeof options !== "object" ||
+      options === null ||
+      Array.isArray(options)
+    )
       throw new RecordError(`${what} is not a tsxen record (version 1)`);
     const log = new InputLog(head as unknown as RecordHeader);
     const num = (v: unknown): v is number => typeof v === "number" && Number.isSafeInteger(v) && v >= 0;
     lines.slice(1).forEach((l, i) => {
       const o = parse(l, i + 1);
+      if (log.end !== null) throw new RecordError(`${what}: line ${i + 2} comes after the end record`);
       if (o.end !== undefined) {
-        const e = o.end as RecordEnd;
-        if (typeof e !== "object" || !num(e.ns) || !num(e.retired) || typeof e.stateHash !== "string")
+        // Every field of the end is compared at replay: each must be there, of its type.
+        const e = o.end as Partial<RecordEnd> | null;
+        if (
+          typeof e !== "object" ||
+          e === null ||
+          !num(e.ns) ||
+          !num(e.retired) ||
+          !num(e.consoleBytes) ||
+          !hash(e.consoleSha256) ||
+          !hash(e.stateHash)
+        )
           throw new RecordError(`${what}: line ${i + 2}: a damaged end record`);
-        log.end = e;
+        log.end = {
+          ns: e.ns,
+          retired: e.retired,
+          consoleBytes: e.consoleBytes,
+          consoleSha256: e.consoleSha256 as string,
+          stateHash: e.stateHash as string,
+        };
         return;
       }
-      if (!num(o.ns) || !num(o.retired) || typeof o.console !== "string")
-        throw new RecordError(`${what}: line ${i + 2}: an input needs ns, retired and console`);
+      if (!num(o.ns) || !num(o.retired) || (typeof o.console !== "string" && o.escape !== true))
+        throw new RecordError(`${what}: line ${i + 2}: an input needs ns, retired and console (or escape)`);
       const prev = log.events.at(-1);
       if (prev !== undefined && (o.ns < prev.ns || o.retired < prev.retired))
         throw new RecordError(`${what}: line ${i + 2}: inputs out of order`);
-      log.events.push({ ns: o.ns, retired: o.retired, console: Buffer.from(o.console, "base64") });
+      if (o.escape === true)
+        log.events.push({ ns: o.ns, retired: o.retired, console: new Uint8Array(0), escape: true });
+      else
+        log.events.push({
+          ns: o.ns,
+          retired: o.retired,
+          console: Buffer.from(o.console as string, "base64"),
+        });
     });
     return log;
   }
@@ -147,8 +184,13 @@ export class SessionMachine implements DebugMachine {
   private next = 0;
   /** Set when a replayed input went in at another position than logged. */
   divergence: string | null = null;
-  /** Interrupts the wait for input while the guest is idle (the debugger's Ctrl-C). */
-  private wake: (() => void) | null = null;
+  /**
+   * Those waiting in host time for input or the debugger (the run loop's waitForInput, a
+   * debugged run's idle wait): each one is woken, none takes another's place.
+   */
+  private readonly wakers = new Set<() => void>();
+  /** Ctrl-] was typed (live) or replayed: the run ends after this slice. */
+  escaped = false;
   /** True once nothing more will come in (stdin ended, or replaying only). */
   inputClosed = false;
   /** How the last slice ended (null: it went on). */
@@ -182,7 +224,21 @@ export class SessionMachine implements DebugMachine {
     this.log.add({ ns: this.hv.nowNs(), retired: this.hv.cpu.retired, console: Uint8Array.from(bytes) });
     this.next++;
     this.session.input(bytes);
-    this.wake?.();
+    this.wakeUp();
+  }
+
+  /** Ctrl-] at the terminal: logged with its stamp (a replay ends where this run does). */
+  escape(): void {
+    this.log.add({
+      ns: this.hv.nowNs(),
+      retired: this.hv.cpu.retired,
+      console: new Uint8Array(0),
+      escape: true,
+    });
+    this.next++;
+    this.escaped = true;
+    this.inputClosed = true;
+    this.wakeUp();
   }
 
   /** Logged inputs not yet replayed. */
@@ -198,7 +254,8 @@ export class SessionMachine implements DebugMachine {
       const e = this.log.events[this.next++];
       if ((e.ns !== now || e.retired !== hv.cpu.retired) && this.divergence === null)
         this.divergence = `input ${this.next} was logged at ${e.ns} ns (instruction ${e.retired}) but went in at ${now} ns (instruction ${hv.cpu.retired})`;
-      this.session.input(e.console);
+      if (e.escape) this.escaped = true;
+      else this.session.input(e.console);
     }
   }
 
@@ -221,16 +278,24 @@ export class SessionMachine implements DebugMachine {
   waitForInput(): Promise<boolean> {
     if (this.pendingInputs > 0) return Promise.resolve(true);
     if (this.inputClosed) return Promise.resolve(false);
+    return this.nap().then(() => true);
+  }
+
+  /** Resolves at the next wakeUp (input, the debugger), or after ms of host time. */
+  private nap(ms = Number.POSITIVE_INFINITY): Promise<void> {
     return new Promise((resolve) => {
-      this.wake = () => {
-        this.wake = null;
-        resolve(true);
+      const done = (): void => {
+        clearTimeout(timer);
+        this.wakers.delete(done);
+        resolve();
       };
+      const timer = Number.isFinite(ms) ? setTimeout(done, ms) : undefined;
+      this.wakers.add(done);
     });
   }
 
   wakeUp(): void {
-    this.wake?.();
+    for (const w of [...this.wakers]) w();
   }
 
   async runUntilStopped(stopped: () => boolean): Promise<Stop | null> {
@@ -243,17 +308,7 @@ export class SessionMachine implements DebugMachine {
         if (end.kind === "idle") {
           // Nothing happens until input comes: wait for it, or for the debugger.
           if (this.pendingInputs > 0) continue;
-          await new Promise<void>((resolve) => {
-            const t = setTimeout(() => {
-              this.wake = null;
-              resolve();
-            }, 20);
-            this.wake = () => {
-              clearTimeout(t);
-              this.wake = null;
-              resolve();
-            };
-          });
+          await this.nap(20);
           continue;
         }
         return end.kind === "crashed"
