@@ -365,7 +365,10 @@ export function registerRun(program: Command): void {
       "--gdb-nowait <[host:]port>",
       "serve gdb's remote protocol there; the guest runs until gdb connects",
     )
-    .option("--record <file>", "log every input (console) with its virtual time, and the end state's hash")
+    .option(
+      "--record <file>",
+      "log every input (console, Ctrl-]) with its virtual time, the options and disk images (size, SHA-256) it ran with, and the end state's hash",
+    )
     .option(
       "--replay <file>",
       "run again with the inputs of a --record log: the same console bytes and end state",
