@@ -141,7 +141,9 @@ describe("tsxend never dies and answers every error", () => {
   let t: Tsxend;
 
   before(async () => {
-    execFileSync("make", ["-s", "-C", GUESTS, "build/ev_counter.elf"], { stdio: ["ignore", "pipe", "pipe"] });
+    execFileSync("make", ["-s", "-C", GUESTS, "build/ev_counter.elf", "build/hostile_victim.elf"], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     kernel = join(GUESTS, "build", "ev_counter.elf");
     dir = mkdtempSync(join(tmpdir(), "tsxen-errors-"));
     t = await tsxend();
@@ -381,6 +383,100 @@ describe("tsxend never dies and answers every error", () => {
       /not a port, host, host:port or http:\/\/ URL/,
     );
     assert.doesNotMatch(await state(t, "req"), /p/);
+    await healthy(t);
+  });
+
+  it("sysrq: bad keys, unknown domains, no token, a paused, deaf or shut-down guest", async () => {
+    await counter(t, "sq", 'on_poweroff = "preserve"\n');
+    const one = (k: string) =>
+      new RegExp(
+        `^a sysrq key is one printable character, not ${JSON.stringify(k).replace(/[\\^$.*+?()[\]{}|]/g, "\\$&")}$`,
+      );
+    await refused(t, "POST", "/domains/sq/sysrq", {}, 400, /^the request needs "key" \(a string\)$/);
+    await refused(
+      t,
+      "POST",
+      "/domains/sq/sysrq",
+      { key: 116 },
+      400,
+      /^the request needs "key" \(a string\)$/,
+    );
+    for (const k of ["ab", " ", "\u00e9", "\n", "\u007f"])
+      await refused(t, "POST", "/domains/sq/sysrq", { key: k }, 400, one(k));
+    await refused(
+      t,
+      "POST",
+      "/domains/nosuch/sysrq",
+      { key: "t" },
+      404,
+      /^no domain "nosuch"; domains: .*sq/,
+    );
+    await refused(t, "POST", "/domains/0/sysrq", { key: "t" }, 400, /Domain-0 is the toolstack's own domain/);
+    await refused(
+      t,
+      "GET",
+      "/domains/sq/sysrq",
+      undefined,
+      405,
+      /^GET is not allowed on \/api\/v1\/domains\/sq\/sysrq$/,
+    );
+    // No token, a wrong one: 401 naming where the token is; the guest is not asked.
+    for (const [auth, why] of [
+      [undefined, /^this tsxend wants its token: its token is in .*token/],
+      ["Bearer nope", /^the token is wrong: its token is in /],
+      ["Basic x", /^the Authorization header is not "Bearer <token>": /],
+    ] as const) {
+      const headers: Record<string, string> = { "content-type": "application/json" };
+      if (auth !== undefined) headers.authorization = auth;
+      const r = await fetch(`${t.base}/domains/sq/sysrq`, { method: "POST", headers, body: '{"key":"u"}' });
+      assert.equal(r.status, 401);
+      assert.match(String(((await r.json()) as { error?: unknown }).error), why);
+    }
+    // A good key reaches the guest; the refused ones never did.
+    assert.equal((await call(t, "POST", "/domains/sq/sysrq", { key: "t" })).status, 200);
+    const text = async () => String((await call(t, "GET", "/domains/sq/console")).json.text);
+    await until("sq to take sysrq t", async () => /counter: sysrq t\n/.test(await text()));
+    assert.deepEqual((await text()).match(/counter: sysrq ./g), ["counter: sysrq t"]);
+    // Paused, then shut down: refused with the state.
+    assert.equal((await call(t, "POST", "/domains/sq/pause")).status, 200);
+    await refused(
+      t,
+      "POST",
+      "/domains/sq/sysrq",
+      { key: "t" },
+      409,
+      /^domain "sq" is paused and cannot answer; xm unpause it first/,
+    );
+    assert.equal((await call(t, "POST", "/domains/sq/unpause")).status, 200);
+    // A guest that never reads its control ring: the request times out.
+    const deaf = await call(t, "POST", "/domains", {
+      file: "/errors-test.cfg",
+      config: `name = "deaf"\nkernel = "${join(GUESTS, "build", "hostile_victim.elf")}"\nmemory = 4\n`,
+    });
+    assert.equal(deaf.status, 201, deaf.text);
+    await refused(
+      t,
+      "POST",
+      "/domains/deaf/sysrq",
+      { key: "t", timeout: 0.5 },
+      504,
+      /^domain "deaf" did not answer sysrq t within 0\.5 s: its kernel does not listen on the control interface; xm destroy stops it$/,
+    );
+    // The request's event came to a kernel with no event callback: it crashed, and on_crash
+    // destroyed it. Either way it is gone, and tsxend is unharmed.
+    await call(t, "DELETE", "/domains/deaf");
+    await until("deaf to go", async () => (await call(t, "GET", "/domains/deaf")).status === 404);
+    assert.equal((await call(t, "POST", "/domains/sq/shutdown", {})).status, 200);
+    await until("sq to shut down", async () => /s/.test(await state(t, "sq")));
+    await refused(
+      t,
+      "POST",
+      "/domains/sq/sysrq",
+      { key: "t" },
+      409,
+      /^cannot send sysrq t to domain "sq": it has shut down \(xm destroy removes it\)$/,
+    );
+    assert.equal((await call(t, "DELETE", "/domains/sq")).status, 200);
     await healthy(t);
   });
 
