@@ -12,7 +12,13 @@ import { GntMap, GntStMar, GrantEntry, Gtf } from "../src/public/grant_table.js"
 import { launchDomain } from "../src/tools/launch.js";
 import type { Domain } from "../src/xen/domain.js";
 import { domainKill } from "../src/xen/domain_ctl.js";
-import { PGT_count_mask, PGT_type_mask, PGT_validated, PGT_writable_page } from "../src/xen/frame_table.js";
+import {
+  NO_OWNER,
+  PGT_count_mask,
+  PGT_type_mask,
+  PGT_validated,
+  PGT_writable_page,
+} from "../src/xen/frame_table.js";
 import {
   destroyGrantTable,
   dumpTable,
@@ -158,11 +164,22 @@ describe("grant table structures (semantics.md §6.1)", () => {
     const d = hv.createDomain("d", 4);
     const free = hv.mem.freeFrames;
     assert.equal(setDomainAbi(hv, d, ABIS["2005-07"]), 0);
-    assert.equal(grantTableOf(d)?.sharedMfns.length, 4);
+    const four = grantTableOf(d)?.sharedMfns ?? [];
+    assert.equal(four.length, 4);
     assert.equal(hv.mem.freeFrames, free - 3);
+    for (const mfn of four) hv.write32(mfn * 4096 + 8, 0xfeedf00d);
     assert.equal(setDomainAbi(hv, d, ABIS["2005-03"]), 0);
-    assert.equal(grantTableOf(d)?.sharedMfns.length, 1);
+    assert.deepEqual(grantTableOf(d)?.sharedMfns, four.slice(0, 1));
     assert.equal(hv.mem.freeFrames, free);
+    // The released frames are free and scrubbed, and their M2P entries name no pseudo-physical
+    // page (Xen leaves a freed Xen-heap page's entry as it was: here the July marker).
+    for (const mfn of four.slice(1)) {
+      assert.equal(hv.frames.count[mfn], 0);
+      assert.equal(hv.frames.owner[mfn], NO_OWNER);
+      assert.equal(hv.read32(mfn * 4096 + 8), 0);
+      assert.equal(hv.getM2p(mfn), M2P_INVALID_ENTRY);
+    }
+    assert.equal(hv.getM2p(four[0]), M2P_UNSET_ENTRY);
     clean(hv);
   });
 
