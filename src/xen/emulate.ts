@@ -34,10 +34,11 @@ class Decoder {
 
   /** insn_fetch: one byte at eip; a fault is reflected as #PF (code 4) at that address. */
   byte(): number {
-    const b = this.hv.guest.copyFrom(this.eip >>> 0, 1);
-    if (b === null) throw FETCH_FAULT;
+    const guest = this.hv.guest;
+    const b = guest.peek8(this.eip);
+    if (!guest.ok) throw FETCH_FAULT;
     this.eip = (this.eip + 1) | 0;
-    return b[0];
+    return b;
   }
 }
 

@@ -126,6 +126,14 @@ export class GuestMemory {
     return ma >= 0 ? this.cpu.physRead32(ma) : 0;
   }
 
+  /** The byte at va, allocating nothing (the emulator's instruction fetch); as peek32 on a fault. */
+  peek8(va: number): number {
+    va >>>= 0;
+    const ma = accessOk(va, 1) ? this.translate(va, false) : -1;
+    this.ok = ma >= 0;
+    return ma >= 0 ? this.cpu.physRead8(ma) : 0;
+  }
+
   /**
    * Whether all n bytes (4 <= n <= 4096) at va are readable, as Xen's copy of a structure
    * read word by word: its first and last words cover the (at most two) pages it spans.

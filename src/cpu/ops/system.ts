@@ -55,6 +55,17 @@ function needCpl0(cpu: Cpu): void {
   if (cpu.cpl !== 0) gp0(cpu);
 }
 
+/**
+ * For a handler whose first check is CPL 0 (a PV kernel's privileged instructions, emulated
+ * by the hypervisor): true, with #GP(0) raised without a throw (cpu.raise), when CPL is not
+ * 0; the handler returns at once.
+ */
+function notCpl0(cpu: Cpu): boolean {
+  if (cpu.cpl === 0) return false;
+  cpu.raise(GP, 0);
+  return true;
+}
+
 function iopl(cpu: Cpu): number {
   return (cpu.flags & IOPL) >>> 12;
 }
@@ -190,18 +201,18 @@ function retFarImm(cpu: Cpu, s: number): void {
 }
 
 function hlt(cpu: Cpu): void {
-  needCpl0(cpu);
+  if (notCpl0(cpu)) return;
   cpu.exitReason = Exit.Halt;
   cpu.runEnd = 0;
 }
 
 function cli(cpu: Cpu): void {
-  if (cpu.cpl > iopl(cpu)) gp0(cpu);
-  cpu.flags &= ~IF;
+  if (cpu.cpl > iopl(cpu)) cpu.raise(GP, 0);
+  else cpu.flags &= ~IF;
 }
 function sti(cpu: Cpu): void {
-  if (cpu.cpl > iopl(cpu)) gp0(cpu);
-  cpu.flags |= IF;
+  if (cpu.cpl > iopl(cpu)) cpu.raise(GP, 0);
+  else cpu.flags |= IF;
 }
 
 // ---------------------------------------------------------------- port I/O
@@ -375,7 +386,7 @@ function descLimit(lo: number, hi: number): number {
 }
 
 function lldt(cpu: Cpu, s: number): void {
-  needCpl0(cpu);
+  if (notCpl0(cpu)) return;
   const sel = cpu.rm16(s);
   if ((sel & 0xfffc) === 0) {
     cpu.loadSegmentCache(LDTR, sel, 0, 0, 0);
@@ -390,7 +401,7 @@ function lldt(cpu: Cpu, s: number): void {
 }
 
 function ltr(cpu: Cpu, s: number): void {
-  needCpl0(cpu);
+  if (notCpl0(cpu)) return;
   const sel = cpu.rm16(s);
   if ((sel & 0xfffc) === 0) gp0(cpu);
   if (sel & 4 || !readDescriptor(cpu, sel)) gp(cpu, sel & 0xfffc);
@@ -548,7 +559,7 @@ function smsw(cpu: Cpu, s: number): void {
 }
 
 function lmsw(cpu: Cpu, s: number): void {
-  needCpl0(cpu);
+  if (notCpl0(cpu)) return;
   const v = cpu.rm16(s);
   // Loads PE, MP, EM, TS; PE cannot be cleared.
   cpu.setCr0((cpu.cr0 & ~0xe) | (v & 0xf) | (cpu.cr0 & CR0_PE));
@@ -556,19 +567,19 @@ function lmsw(cpu: Cpu, s: number): void {
 
 function invlpg(cpu: Cpu, s: number): void {
   memOnly(cpu, s);
-  needCpl0(cpu);
+  if (notCpl0(cpu)) return;
   cpu.invlpg((cpu.segBase[cpu.dc.seg[s]] + cpu.ea(s)) | 0);
 }
 
 // ---------------------------------------------------------------- 0F 0x
 
 function clts(cpu: Cpu): void {
-  needCpl0(cpu);
+  if (notCpl0(cpu)) return;
   cpu.cr0 &= ~CR0_TS;
 }
 
 function invd(cpu: Cpu): void {
-  needCpl0(cpu);
+  if (notCpl0(cpu)) return;
 }
 
 const CR0_NW = 1 << 29;
@@ -577,7 +588,7 @@ const CR0_CD = 1 << 30;
 const CR4_VALID = 0x7df;
 
 function movRdCr(cpu: Cpu, s: number): void {
-  needCpl0(cpu);
+  if (notCpl0(cpu)) return;
   const m = cpu.dc.modrm[s];
   const cr = (m >> 3) & 7;
   let v: number;
@@ -592,7 +603,7 @@ function movRdCr(cpu: Cpu, s: number): void {
 function movCrRd(cpu: Cpu, s: number): void {
   const m = cpu.dc.modrm[s];
   const cr = (m >> 3) & 7;
-  needCpl0(cpu);
+  if (notCpl0(cpu)) return;
   if (cr === 1 || cr > 4) cpu.fault(UD, 0);
   const v = cpu.regs[m & 7];
   if (cr === 0) {
@@ -620,14 +631,14 @@ function drIndex(cpu: Cpu, r: number): number {
 }
 
 function movRdDr(cpu: Cpu, s: number): void {
-  needCpl0(cpu);
+  if (notCpl0(cpu)) return;
   const m = cpu.dc.modrm[s];
   const r = drIndex(cpu, (m >> 3) & 7);
   cpu.regs[m & 7] = cpu.dr[r];
 }
 
 function movDrRd(cpu: Cpu, s: number): void {
-  needCpl0(cpu);
+  if (notCpl0(cpu)) return;
   const m = cpu.dc.modrm[s];
   const r = drIndex(cpu, (m >> 3) & 7);
   const v = cpu.regs[m & 7];
@@ -641,7 +652,7 @@ function movDrRd(cpu: Cpu, s: number): void {
 const MSR_TSC = 0x10;
 
 function rdmsr(cpu: Cpu): void {
-  needCpl0(cpu);
+  if (notCpl0(cpu)) return;
   const idx = cpu.regs[ECX] >>> 0;
   let v: bigint | undefined;
   if (idx === MSR_TSC) v = cpu.readTsc();
@@ -655,7 +666,7 @@ function rdmsr(cpu: Cpu): void {
 }
 
 function wrmsr(cpu: Cpu): void {
-  needCpl0(cpu);
+  if (notCpl0(cpu)) return;
   const idx = cpu.regs[ECX] >>> 0;
   const v = (BigInt(cpu.regs[EDX] >>> 0) << 32n) | BigInt(cpu.regs[EAX] >>> 0);
   if (idx === MSR_TSC) {

@@ -1,0 +1,96 @@
+/**
+ * Privileged instructions at CPL 3 raise #GP(0) without a throw (cpu.raise, the exit a PV
+ * kernel's privileged instructions take to be emulated). The state they leave must be
+ * exactly what the thrown fault left: each is run after an instruction that retires, with
+ * the budget ending at, before and after it, in the fast loop and the single-step loop, and
+ * compared with the same CPU whose raise() throws as fault() does.
+ */
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { Cpu } from "../src/cpu/cpu.js";
+import { CS, DS, ES, Exit, FS, GP, GS, SS, TF } from "../src/cpu/regs.js";
+
+const CODE = 0x1000;
+
+/** Each instruction, after `inc eax` and before `inc ecx`. */
+const PRIVILEGED: [string, number[]][] = [
+  ["mov eax, cr0", [0x0f, 0x20, 0xc0]],
+  ["mov cr0, eax", [0x0f, 0x22, 0xc0]],
+  ["mov cr3, eax", [0x0f, 0x22, 0xd8]],
+  ["mov eax, dr7", [0x0f, 0x21, 0xf8]],
+  ["mov dr7, eax", [0x0f, 0x23, 0xf8]],
+  ["clts", [0x0f, 0x06]],
+  ["invd", [0x0f, 0x08]],
+  ["wbinvd", [0x0f, 0x09]],
+  ["hlt", [0xf4]],
+  ["rdmsr", [0x0f, 0x32]],
+  ["wrmsr", [0x0f, 0x30]],
+  ["invlpg [eax]", [0x0f, 0x01, 0x38]],
+  ["lmsw ax", [0x0f, 0x01, 0xf0]],
+  ["lldt ax", [0x0f, 0x00, 0xd0]],
+  ["ltr ax", [0x0f, 0x00, 0xd8]],
+  ["cli", [0xfa]],
+  ["sti", [0xfb]],
+  ["lgdt [eax] (thrown in both)", [0x0f, 0x01, 0x10]],
+];
+
+/** A flat CPL 3 machine running `inc eax; <insn>; inc ecx` (IOPL 0: cli/sti fault too). */
+function machine(insn: number[], thrown: boolean, step: boolean): Cpu {
+  const mem = new Uint8Array(1 << 20);
+  const cpu = new Cpu(mem);
+  cpu.resetFlat32();
+  cpu.loadSegmentCache(CS, 0x1b, 0, -1, 0xc0fb);
+  for (const s of [SS, DS, ES, FS, GS]) cpu.loadSegmentCache(s, 0x23, 0, -1, 0xc0f3);
+  cpu.setCpl(3);
+  cpu.regs[4] = 0x8000;
+  cpu.regs[0] = 0x2000;
+  const code = [0x40, ...insn, 0x41];
+  mem.set(code, CODE);
+  cpu.invalidateCode(CODE, code.length);
+  cpu.eip = CODE;
+  if (step) cpu.setFlags(cpu.getFlags() | TF);
+  if (thrown) cpu.raise = (vector: number, error: number) => cpu.fault(vector, error);
+  return cpu;
+}
+
+/** The state after each run(budget) slice, until a #GP or three slices. */
+function slices(cpu: Cpu, budget: number): unknown[] {
+  const out: unknown[] = [];
+  for (let i = 0; i < 3; i++) {
+    const exit = cpu.run(budget);
+    out.push({
+      exit,
+      retired: cpu.retired,
+      eip: cpu.eip,
+      regs: Array.from(cpu.regs),
+      flags: cpu.getFlags(),
+      runEnd: cpu.runEnd === 0,
+      vector: exit === Exit.Exception ? [cpu.exitVector, cpu.exitErrorCode, cpu.exitSoft] : null,
+    });
+    if (exit === Exit.Exception && cpu.exitVector === GP) break;
+    if (exit === Exit.Exception) cpu.dr[6] = 0;
+  }
+  return out;
+}
+
+describe("privileged instructions raise #GP(0) without a throw", () => {
+  for (const [name, insn] of PRIVILEGED) {
+    it(`${name}: the same state as a thrown #GP, in the fast and the single-step loop`, () => {
+      for (const step of [false, true]) {
+        for (const budget of [1, 2, 5]) {
+          const raised = slices(machine(insn, false, step), budget);
+          const thrown = slices(machine(insn, true, step), budget);
+          assert.deepEqual(raised, thrown, `budget ${budget}${step ? ", single-stepping" : ""}`);
+        }
+        // And it is the architectural #GP(0): at the instruction, after inc eax retired.
+        const cpu = machine(insn, false, step);
+        const last = slices(cpu, 5).at(-1) as { exit: Exit; eip: number; vector: unknown[] };
+        assert.equal(last.exit, Exit.Exception);
+        assert.deepEqual(last.vector, [GP, 0, false]);
+        assert.equal(last.eip, CODE + 1);
+        assert.equal(cpu.retired, 1);
+        assert.equal(cpu.regs[0], 0x2001);
+      }
+    });
+  }
+});
