@@ -8,12 +8,12 @@ import assert from "node:assert/strict";
 import { type ChildProcess, execFile, execFileSync, spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:net";
-import { tmpdir } from "node:os";
+import { tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { Cpu } from "../src/cpu/cpu.js";
-import { MachineMemory } from "../src/machine/memory.js";
+import { MAX_MACHINE_MIB, MachineMemory } from "../src/machine/memory.js";
 import { startDaemon } from "./helpers/daemon.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
@@ -119,32 +119,52 @@ describe("clear errors", () => {
     assert.deepEqual([ok.code, ok.stderr], [0, ""]);
   });
 
-  it("machine memory: 2048 MiB works (its last byte too); above is refused saying why", async () => {
-    const mem = new MachineMemory(2048);
+  it("machine memory: 4095 MiB works (its last RAM byte too); above is refused saying why", async () => {
+    const mem = new MachineMemory(MAX_MACHINE_MIB);
     const cpu = new Cpu(mem.bytes);
-    const top = 2048 * 2 ** 20;
+    // RAM ends at the device window below 4 GiB; the last word before it, above 2 GiB.
+    const top = mem.ramEnd * 4096;
     cpu.physWrite32(top - 4, 0x12345678);
     cpu.physWrite16(top - 6, 0xbeef);
     assert.equal(mem.read32(top - 4), 0x12345678);
     assert.equal(cpu.physRead32(top - 4), 0x12345678);
     assert.equal(cpu.physRead16(top - 6), 0xbeef);
-    assert.equal(cpu.physRead8(top), 0xff, "beyond the end reads as open bus");
+    assert.equal(cpu.physRead8(MAX_MACHINE_MIB * 2 ** 20), 0xff, "beyond the end reads as open bus");
 
-    const tooBig = await tsxen(["daemon", "--machine-memory", "4095", "--state-dir", join(dir, "big")]);
+    const tooBig = await tsxen(["daemon", "--machine-memory", "4096", "--state-dir", join(dir, "big")]);
     assert.deepEqual(
       [tooBig.code, tooBig.stderr],
-      [
-        2,
-        "tsxend: --machine-memory 4095: at most 2048 MiB (tsxen keeps machine addresses in signed 32-bit integers)\n",
-      ],
+      [2, "tsxend: --machine-memory 4096: at most 4095 MiB (a 32-bit machine without PAE addresses 4 GiB)\n"],
     );
-    const run = await tsxen(["run", "--machine-memory", "2048"]);
+    const hostMiB = Math.floor(totalmem() / 2 ** 20);
+    if (hostMiB < MAX_MACHINE_MIB) {
+      // A host too small for the largest machine: refused naming the host's memory.
+      const r = await tsxen(["run", "--machine-memory", String(MAX_MACHINE_MIB)]);
+      assert.deepEqual(
+        [r.code, r.stderr],
+        [
+          2,
+          `tsxen: --machine-memory ${MAX_MACHINE_MIB}: this host has ${hostMiB} MiB of memory (tsxen takes it as the guests first write each frame)\n`,
+        ],
+      );
+      return;
+    }
+    const run = await tsxen(["run", "--machine-memory", String(MAX_MACHINE_MIB)]);
     assert.equal(run.code, 0, run.stderr);
     assert.match(run.stdout, /hello: goodbye\n$/);
-    // tsxend at 2048 MiB starts and listens (it used to die on a signed 32-bit size).
+    // tsxend at 4095 MiB starts and listens (it used to die on a signed 32-bit size at 2048).
     const d: ChildProcess = spawn(
       process.execPath,
-      [CLI, "daemon", "--machine-memory", "2048", "--port", "0", "--state-dir", join(dir, "d2048")],
+      [
+        CLI,
+        "daemon",
+        "--machine-memory",
+        String(MAX_MACHINE_MIB),
+        "--port",
+        "0",
+        "--state-dir",
+        join(dir, "dmax"),
+      ],
       { stdio: ["ignore", "pipe", "pipe"] },
     );
     let out = "";

@@ -11,7 +11,7 @@ import { totalmem } from "node:os";
 import { basename, dirname, resolve } from "node:path";
 import type { Command } from "commander";
 import { BUNDLED_GUEST } from "../daemon/web-files.js";
-import { machineMemoryOption } from "../machine/memory.js";
+import { MAX_MACHINE_MIB, machineMemoryOption } from "../machine/memory.js";
 import { Shutdown } from "../public/xen.js";
 import { sessionDevices } from "../tools/backends/devices.js";
 import {
@@ -346,7 +346,7 @@ export function registerRun(program: Command): void {
     .option("--cmdline <text>", "the guest's command line", "")
     .option("--ramdisk <file>", "an initial ramdisk (initrd), given to the guest as its start_info module")
     .option("--no-reboot", "a reboot inside the guest ends the run (exit status 3) instead of restarting it")
-    .option("--machine-memory <MiB>", "the machine's memory in MiB (4..2048)", "128")
+    .option("--machine-memory <MiB>", `the machine's memory in MiB (4..${MAX_MACHINE_MIB})`, "128")
     .option(
       "--disk <file:IMAGE,DEV,MODE>",
       "a virtual disk, as a configuration's disk entry (repeatable), e.g. file:root.img,sda1,w",

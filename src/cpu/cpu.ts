@@ -61,7 +61,8 @@ function isContributory(v: number): boolean {
 /** Thrown (always this one object) to unwind a faulting instruction to the run loop. */
 export const CPU_FAULT = { fault: true } as const;
 
-// TLB entry bits (low 12 bits of an entry; the high 20 hold the physical frame address).
+// TLB entry bits (low 12 bits of an entry; the high 20 hold the physical frame address, so an
+// entry for a frame above 2 GiB is negative: addresses made from one are indexed with >>>).
 export const TLB_SUP_READ = 1;
 export const TLB_USER_READ = 2;
 export const TLB_SUP_WRITE = 4;
@@ -559,25 +560,26 @@ export class Cpu {
   }
 
   // ------------------------------------------------------------------ physical memory
+  // p may be an int32 or a uint32 (bit 31 set: above 2 GiB); both name the same byte.
 
   physRead8(p: number): number {
-    return p >>> 0 < this.memSize ? this.mem8[p] : 0xff;
+    return p >>> 0 < this.memSize ? this.mem8[p >>> 0] : 0xff;
   }
 
   physRead16(p: number): number {
     if (p >>> 0 > this.memSize - 2) return this.physRead8(p) | (this.physRead8(p + 1) << 8);
-    return p & 1 ? this.memView.getUint16(p, true) : this.mem16[p >> 1];
+    return p & 1 ? this.memView.getUint16(p >>> 0, true) : this.mem16[p >>> 1];
   }
 
   physRead32(p: number): number {
     if (p >>> 0 > this.memSize - 4) return this.physRead16(p) | (this.physRead16(p + 2) << 16);
-    return p & 3 ? this.memView.getInt32(p, true) : this.mem32[p >> 2];
+    return p & 3 ? this.memView.getInt32(p >>> 0, true) : this.mem32[p >>> 2];
   }
 
   physWrite8(p: number, v: number): void {
     if (p >>> 0 >= this.memSize) return;
     if (this.codePage[p >>> 12] !== 0) this.codeWritten(p >>> 12);
-    this.mem8[p] = v;
+    this.mem8[p >>> 0] = v;
   }
 
   physWrite16(p: number, v: number): void {
@@ -587,8 +589,8 @@ export class Cpu {
       return;
     }
     if (this.codePage[p >>> 12] !== 0) this.codeWritten(p >>> 12);
-    if (p & 1) this.memView.setUint16(p, v, true);
-    else this.mem16[p >> 1] = v;
+    if (p & 1) this.memView.setUint16(p >>> 0, v, true);
+    else this.mem16[p >>> 1] = v;
   }
 
   physWrite32(p: number, v: number): void {
@@ -598,8 +600,8 @@ export class Cpu {
       return;
     }
     if (this.codePage[p >>> 12] !== 0) this.codeWritten(p >>> 12);
-    if (p & 3) this.memView.setInt32(p, v, true);
-    else this.mem32[p >> 2] = v;
+    if (p & 3) this.memView.setInt32(p >>> 0, v, true);
+    else this.mem32[p >>> 2] = v;
   }
 
   /**
@@ -706,7 +708,7 @@ export class Cpu {
   rd8(seg: number, off: number): number {
     const lin = this.segRead(seg, off, 1);
     const e = this.tlb[lin >>> 12];
-    if ((e & this.rdMask) !== 0) return this.mem8[(e & ~0xfff) | (lin & 0xfff)];
+    if ((e & this.rdMask) !== 0) return this.mem8[((e & ~0xfff) | (lin & 0xfff)) >>> 0];
     return this.linRead8(lin);
   }
 
@@ -714,8 +716,8 @@ export class Cpu {
     const lin = this.segRead(seg, off, 2);
     const e = this.tlb[lin >>> 12];
     if ((e & this.rdMask) !== 0 && (lin & 0xfff) !== 0xfff) {
-      const p = (e & ~0xfff) | (lin & 0xfff);
-      return p & 1 ? this.memView.getUint16(p, true) : this.mem16[p >> 1];
+      const p = ((e & ~0xfff) | (lin & 0xfff)) >>> 0;
+      return p & 1 ? this.memView.getUint16(p, true) : this.mem16[p >>> 1];
     }
     return this.linRead16(lin);
   }
@@ -725,8 +727,8 @@ export class Cpu {
     const e = this.tlb[lin >>> 12];
     if ((e & this.rdMask) !== 0) {
       // Frames are page-aligned: an aligned lin is an aligned physical address in one page.
-      if ((lin & 3) === 0) return this.mem32[((e & ~0xfff) | (lin & 0xfff)) >> 2];
-      if ((lin & 0xfff) <= 0xffc) return this.memView.getInt32((e & ~0xfff) | (lin & 0xfff), true);
+      if ((lin & 3) === 0) return this.mem32[((e & ~0xfff) | (lin & 0xfff)) >>> 2];
+      if ((lin & 0xfff) <= 0xffc) return this.memView.getInt32(((e & ~0xfff) | (lin & 0xfff)) >>> 0, true);
     }
     return this.linRead32(lin);
   }
@@ -735,7 +737,7 @@ export class Cpu {
     const lin = this.segWrite(seg, off, 1);
     const e = this.tlb[lin >>> 12];
     if ((e & this.wrMask) !== 0) {
-      const p = (e & ~0xfff) | (lin & 0xfff);
+      const p = ((e & ~0xfff) | (lin & 0xfff)) >>> 0;
       if (this.codePage[p >>> 12] !== 0) this.codeWritten(p >>> 12);
       this.mem8[p] = v;
       return;
@@ -747,10 +749,10 @@ export class Cpu {
     const lin = this.segWrite(seg, off, 2);
     const e = this.tlb[lin >>> 12];
     if ((e & this.wrMask) !== 0 && (lin & 0xfff) !== 0xfff) {
-      const p = (e & ~0xfff) | (lin & 0xfff);
+      const p = ((e & ~0xfff) | (lin & 0xfff)) >>> 0;
       if (this.codePage[p >>> 12] !== 0) this.codeWritten(p >>> 12);
       if (p & 1) this.memView.setUint16(p, v, true);
-      else this.mem16[p >> 1] = v;
+      else this.mem16[p >>> 1] = v;
       return;
     }
     this.linWrite16(lin, v);
@@ -760,10 +762,10 @@ export class Cpu {
     const lin = this.segWrite(seg, off, 4);
     const e = this.tlb[lin >>> 12];
     if ((e & this.wrMask) !== 0 && (lin & 0xfff) <= 0xffc) {
-      const p = (e & ~0xfff) | (lin & 0xfff);
+      const p = ((e & ~0xfff) | (lin & 0xfff)) >>> 0;
       if (this.codePage[p >>> 12] !== 0) this.codeWritten(p >>> 12);
       if (p & 3) this.memView.setInt32(p, v, true);
-      else this.mem32[p >> 2] = v;
+      else this.mem32[p >>> 2] = v;
       return;
     }
     this.linWrite32(lin, v);
@@ -791,8 +793,8 @@ export class Cpu {
     this.rmwLin = lin;
     const e = this.tlb[lin >>> 12];
     if ((e & this.wrMask) !== 0 && (lin & 0xfff) <= 0xffc) {
-      const p = (e & ~0xfff) | (lin & 0xfff);
-      return p & 3 ? this.memView.getInt32(p, true) : this.mem32[p >> 2];
+      const p = ((e & ~0xfff) | (lin & 0xfff)) >>> 0;
+      return p & 3 ? this.memView.getInt32(p, true) : this.mem32[p >>> 2];
     }
     this.physFor(lin, true);
     if ((lin & 0xfff) > 0xffc) this.physFor((lin + 4) & ~0xfff, true);
@@ -808,10 +810,10 @@ export class Cpu {
     const lin = this.rmwLin;
     const e = this.tlb[lin >>> 12];
     if ((e & this.wrMask) !== 0 && (lin & 0xfff) <= 0xffc) {
-      const p = (e & ~0xfff) | (lin & 0xfff);
+      const p = ((e & ~0xfff) | (lin & 0xfff)) >>> 0;
       if (this.codePage[p >>> 12] !== 0) this.codeWritten(p >>> 12);
       if (p & 3) this.memView.setInt32(p, v, true);
-      else this.mem32[p >> 2] = v;
+      else this.mem32[p >>> 2] = v;
       return;
     }
     this.linWrite32(lin, v);

@@ -7,7 +7,7 @@ import { writeFileSync } from "node:fs";
 import { totalmem } from "node:os";
 import { resolve } from "node:path";
 import type { Command } from "commander";
-import { machineMemoryOption } from "../machine/memory.js";
+import { MAX_MACHINE_MIB, machineMemoryOption } from "../machine/memory.js";
 import { UplinkError, uplinkOption } from "../tools/backends/passt.js";
 import { Daemon } from "./daemon.js";
 import { DEFAULT_PORT, listenError } from "./port.js";
@@ -116,7 +116,7 @@ export function registerDaemon(program: Command): void {
       (v: string, all: string[]) => [...all, v],
       [] as string[],
     )
-    .option("--machine-memory <MiB>", "the machine's memory in MiB (16..2048)", "256")
+    .option("--machine-memory <MiB>", `the machine's memory in MiB (16..${MAX_MACHINE_MIB})`, "256")
     .option("--cpus <n>", "physical CPUs", "1")
     .option("--sched <name>", "scheduler: bvt or rrobin", "bvt")
     .option("--pace <mode>", "realtime: guest time follows the wall clock; fast: run flat out", "realtime")

@@ -6,10 +6,16 @@ export const FRAME_SIZE = 4096;
 export const FRAME_SHIFT = 12;
 export const FRAMES_PER_MIB = 2 ** 20 / FRAME_SIZE;
 /**
- * The most machine memory modelled: machine addresses live in signed 32-bit integers (frame
- * numbers shifted by 12, the CPU's TLB entries), so the machine ends below 2 GiB.
+ * The most machine memory modelled: a non-PAE x86-32 machine addresses 4 GiB, and the last MiB
+ * stays out so the machine's size is a 32-bit number. Addresses above 2 GiB set bit 31, so
+ * code that makes one with bit operations (an int32) indexes memory with >>> (see Cpu).
  */
-export const MAX_MACHINE_MIB = 2048;
+export const MAX_MACHINE_MIB = 4095;
+/**
+ * The first frame of the PC's device window below 4 GiB (0xfe000000: PCI BARs, IO APIC,
+ * local APIC, BIOS): frames from here up are never RAM, however large the machine.
+ */
+export const DEVICE_WINDOW_FRAME = 0xfe000;
 
 /** A number of frames in MiB for messages: whole when exact, else down to a tenth. */
 export function framesInMiB(frames: number): string {
@@ -28,16 +34,23 @@ export function machineMemoryOption(text: string, hostMiB: number, min = 4): num
   if (n < min) throw new Error(`--machine-memory ${n}: the machine needs at least ${min} MiB`);
   if (n > MAX_MACHINE_MIB)
     throw new Error(
-      `--machine-memory ${n}: at most ${MAX_MACHINE_MIB} MiB (tsxen keeps machine addresses in signed 32-bit integers)`,
+      `--machine-memory ${n}: at most ${MAX_MACHINE_MIB} MiB (a 32-bit machine without PAE addresses 4 GiB)`,
     );
-  if (n > hostMiB) throw new Error(`--machine-memory ${n}: this host has ${hostMiB} MiB of memory`);
+  // The host backs a frame when it is first written, but the guests may write every one.
+  if (n > hostMiB)
+    throw new Error(
+      `--machine-memory ${n}: this host has ${hostMiB} MiB of memory (tsxen takes it as the guests first write each frame)`,
+    );
   return n;
 }
 
 export class MachineMemory {
   readonly bytes: Uint8Array;
   readonly view: DataView;
+  /** Frames the machine's address space covers (its size in MiB × 256). */
   readonly nrFrames: number;
+  /** Frames below this are RAM (all but those in the device window, DEVICE_WINDOW_FRAME). */
+  readonly ramEnd: number;
   /** Free frames, allocated from the lowest number up so runs are deterministic. */
   private readonly free: Int32Array;
   private freeCount = 0;
@@ -51,11 +64,17 @@ export class MachineMemory {
       );
     }
     this.nrFrames = mebibytes * FRAMES_PER_MIB;
-    this.bytes = new Uint8Array(this.nrFrames * FRAME_SIZE);
+    try {
+      // Zero-filled and untouched: the host commits a frame's memory when it is first written.
+      this.bytes = new Uint8Array(this.nrFrames * FRAME_SIZE);
+    } catch {
+      throw new RangeError(`machine memory of ${mebibytes} MiB: the host would not reserve that much`);
+    }
     this.view = new DataView(this.bytes.buffer);
     this.free = new Int32Array(this.nrFrames);
     this.isFree = new Uint8Array(this.nrFrames);
-    for (let f = this.nrFrames - 1; f >= reservedFrames; f--) {
+    this.ramEnd = Math.min(this.nrFrames, DEVICE_WINDOW_FRAME);
+    for (let f = this.ramEnd - 1; f >= reservedFrames; f--) {
       this.free[this.freeCount++] = f;
       this.isFree[f] = 1;
     }
@@ -99,19 +118,39 @@ export class MachineMemory {
 
   /** Returns a frame to the heap. Freeing a free or out-of-range frame is a bug in the caller. */
   freeFrame(frame: number): void {
-    if (frame < 0 || frame >= this.nrFrames || this.isFree[frame]) {
+    if (frame < 0 || frame >= this.ramEnd || this.isFree[frame]) {
       throw new Error(`freeFrame(${frame}): not an allocated frame`);
     }
     this.isFree[frame] = 1;
     this.free[this.freeCount++] = frame;
   }
 
+  /** addr may be an int32 or a uint32 (bit 31 set: above 2 GiB). */
+  /**
+   * Takes the free frames numbered first..end-1 out of the heap and returns them, for the
+   * caller to free again later: allocations meanwhile come from the other frames (a test puts
+   * a domain above 2 GiB this way).
+   */
+  withhold(first: number, end: number): Int32Array {
+    const taken: number[] = [];
+    let w = 0;
+    for (let i = 0; i < this.freeCount; i++) {
+      const f = this.free[i];
+      if (f >= first && f < end) {
+        taken.push(f);
+        this.isFree[f] = 0;
+      } else this.free[w++] = f;
+    }
+    this.freeCount = w;
+    return Int32Array.from(taken);
+  }
+
   read32(addr: number): number {
-    return this.view.getUint32(addr, true);
+    return this.view.getUint32(addr >>> 0, true);
   }
 
   write32(addr: number, value: number): void {
-    this.view.setUint32(addr, value >>> 0, true);
+    this.view.setUint32(addr >>> 0, value >>> 0, true);
   }
 
   zeroFrame(frame: number): void {

@@ -32,7 +32,11 @@ export class FrameTable {
   readonly allocated: Uint8Array;
   readonly typeInfo: Int32Array;
 
-  constructor(readonly nrFrames: number) {
+  /** ramEnd: frames from here up are the device window, not RAM (memory.ts DEVICE_WINDOW_FRAME). */
+  constructor(
+    readonly nrFrames: number,
+    readonly ramEnd = nrFrames,
+  ) {
     this.owner = new Int32Array(nrFrames).fill(NO_OWNER);
     this.count = new Int32Array(nrFrames);
     this.allocated = new Uint8Array(nrFrames);
@@ -41,7 +45,7 @@ export class FrameTable {
 
   /** Xen's pfn_is_ram: frames 0..0x100 (the first MiB and one page) count as I/O. */
   isRam(mfn: number): boolean {
-    return mfn > 0x100 && mfn < this.nrFrames;
+    return mfn > 0x100 && mfn < this.ramEnd;
   }
 
   type(mfn: number): number {

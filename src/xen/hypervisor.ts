@@ -156,7 +156,7 @@ export class Hypervisor implements MmHost {
     this.checkInvariantsAfterHypercall =
       opts.checkInvariants ?? globalThis.process?.env?.TSXEN_CHECK_INVARIANTS === "1";
     this.cpu = new Cpu(this.mem.bytes);
-    this.frames = new FrameTable(this.mem.nrFrames);
+    this.frames = new FrameTable(this.mem.nrFrames, this.mem.ramEnd);
     this.mm = new Mm(this);
     this.clock = new VirtualClock(opts.tscHz);
     this.guest = new GuestMemory(this.cpu);

@@ -115,11 +115,14 @@ function chunkElems(
   return k;
 }
 
-/** Physical address of linear lin when its page is in the TLB for this access, else -1. */
+/**
+ * Physical address of linear lin when its page is in the TLB for this access (unsigned: a
+ * frame above 2 GiB sets bit 31 of the entry), else -1.
+ */
 function tlbPhys(cpu: Cpu, lin: number, write: boolean): number {
   const e = cpu.tlb[lin >>> 12];
   if ((e & (write ? cpu.wrMask : cpu.rdMask)) === 0) return -1;
-  return (e & ~0xfff) | (lin & 0xfff);
+  return ((e & ~0xfff) | (lin & 0xfff)) >>> 0;
 }
 
 /** Copies up to n elements; returns how many (0: take the exact path for one element). */
@@ -171,10 +174,10 @@ function stosChunk(cpu: Cpu, di: number, n: number, size: number, a16: boolean, 
   if (size === 1) {
     cpu.mem8.fill(val, pd, end);
   } else if (size === 2) {
-    if ((pd & 1) === 0) cpu.mem16.fill(val, pd >> 1, end >> 1);
+    if ((pd & 1) === 0) cpu.mem16.fill(val, pd >>> 1, end >>> 1);
     else for (let p = pd; p < end; p += 2) cpu.memView.setUint16(p, val, true);
   } else if ((pd & 3) === 0) {
-    cpu.mem32.fill(val, pd >> 2, end >> 2);
+    cpu.mem32.fill(val, pd >>> 2, end >>> 2);
   } else {
     for (let p = pd; p < end; p += 4) cpu.memView.setInt32(p, val, true);
   }

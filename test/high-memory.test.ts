@@ -1,0 +1,206 @@
+/**
+ * Machine memory above 2 GiB (issue 15.3): a 4095 MiB machine, with guests whose every frame
+ * lies above 2 GiB (bit 31 of their machine addresses set), some of them near 4 GiB. The
+ * hello and conformance guests run there (page tables, mmu_update, grant tables, event
+ * channels, console, dom0's buffers all on high frames) and print what they print in a small
+ * machine, beside a victim below 2 GiB whose frames are the high ones' aliases modulo 2 GiB and
+ * whose memory stays as it was. The machine's memory is backed lazily: the test asserts the
+ * host commits little of it.
+ */
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { readdirSync, readFileSync } from "node:fs";
+import { describe, it } from "node:test";
+import { Cpu } from "../src/cpu/cpu.js";
+import { DEVICE_WINDOW_FRAME, MAX_MACHINE_MIB, MachineMemory } from "../src/machine/memory.js";
+import { dom0Of } from "../src/tools/dom0.js";
+import { launchDomain } from "../src/tools/launch.js";
+import { xcDomainDestroy } from "../src/tools/xc.js";
+import type { Domain } from "../src/xen/domain.js";
+import { Hypervisor } from "../src/xen/hypervisor.js";
+import { checkInvariants } from "../src/xen/invariants.js";
+import { buildGuests, guestPath } from "./support/guests.js";
+
+const PAGE = 4096;
+/** The first frame above 2 GiB: its machine address has bit 31 set. */
+const HIGH = 0x80000;
+
+/** Frees every frame of a withheld set back to the heap. */
+function release(mem: MachineMemory, frames: Int32Array): void {
+  for (const f of frames) mem.freeFrame(f);
+}
+
+/** SHA-256 of every frame a domain owns, in frame order. */
+function hashPages(hv: Hypervisor, d: Domain): string {
+  const h = createHash("sha256");
+  for (const mfn of [...d.pages].sort((a, b) => a - b))
+    h.update(hv.mem.bytes.subarray(mfn * PAGE, (mfn + 1) * PAGE));
+  return h.digest("hex");
+}
+
+/**
+ * A guest's console and how its run ended, in machine hv (the domain destroyed afterwards).
+ * self: the domid it will get (domids go round: the one after the last), on its command line
+ * for the guests that need it (conf_grant_table's grants to itself).
+ */
+function runGuest(
+  hv: Hypervisor,
+  out: Map<number, string>,
+  path: string,
+  self: number,
+): { text: string; kind: string; why: string; frames: number[] } {
+  const { domain } = launchDomain(hv, {
+    name: "guest",
+    image: readFileSync(path),
+    memoryMiB: 16,
+    cmdline: `self=${self}`,
+  });
+  assert.equal(domain.id, self);
+  const frames = [...domain.pages];
+  const r = hv.run(hv.nowNs() + 10e9);
+  const text = out.get(domain.id) ?? "";
+  xcDomainDestroy(dom0Of(hv), domain.id);
+  return { text, kind: r.kind, why: r.kind === "crashed" ? r.why : "", frames };
+}
+
+/**
+ * A machine with dom0 (above 2 GiB when dom0High) and the victim, domain 1: it fills its memory
+ * with a pattern and blocks for good.
+ */
+function victimMachine(
+  memoryMiB: number,
+  dom0High: boolean,
+): { hv: Hypervisor; out: Map<number, string>; victim: Domain } {
+  const out = new Map<number, string>();
+  const hv = new Hypervisor({
+    memoryMiB,
+    // The per-hypercall check walks all 2^20 frames each time; the test checks after each guest.
+    checkInvariants: false,
+    onConsole: (d, b) => void out.set(d.id, (out.get(d.id) ?? "") + Buffer.from(b).toString("latin1")),
+  });
+  // dom0 (and its buffers, where the toolstack writes) above 2 GiB too.
+  const low = dom0High ? hv.mem.withhold(0, HIGH) : new Int32Array(0);
+  const dom0 = dom0Of(hv).domain;
+  release(hv.mem, low);
+  assert.ok(!dom0High || [...dom0.pages].every((f) => f >= HIGH));
+  const victim = launchDomain(hv, {
+    name: "victim",
+    image: readFileSync(guestPath("hostile_victim")),
+    memoryMiB: 4,
+  }).domain;
+  const r = hv.run(5e9);
+  assert.equal(r.kind, "idle", out.get(victim.id));
+  assert.match(out.get(victim.id) ?? "", /VICTIM ready/);
+  return { hv, out, victim };
+}
+
+/** What a conformance guest's run says, without the numbers (machine addresses) of a crash's reason. */
+const verdict = (r: { text: string; kind: string; why: string }): string =>
+  `${r.kind} ${r.why.replace(/0x[0-9a-f]+|\d+/g, "#")}\n${r.text
+    .split("\n")
+    .filter((l) => /^(PASS|FAIL|DONE|EXPECT)/.test(l))
+    .join("\n")}`;
+
+describe("machine memory above 2 GiB", () => {
+  it(`${MAX_MACHINE_MIB} MiB: the CPU reaches the top RAM frame by either form of its address; the device window is not RAM`, () => {
+    const before = process.memoryUsage().rss;
+    const mem = new MachineMemory(MAX_MACHINE_MIB, 0x101);
+    const cpu = new Cpu(mem.bytes);
+    assert.equal(mem.nrFrames, MAX_MACHINE_MIB * 256);
+    assert.equal(mem.ramEnd, DEVICE_WINDOW_FRAME);
+    const top = mem.ramEnd * PAGE - 8; // 0xfdfffff8
+    cpu.physWrite32(top, 0x12345678);
+    assert.equal(mem.read32(top), 0x12345678);
+    assert.equal(cpu.physRead32(top | 0), 0x12345678, "the int32 form (negative) names the same word");
+    assert.equal(mem.read32(top | 0), 0x12345678);
+    cpu.physWrite16((top + 5) | 0, 0xbeef);
+    assert.equal(cpu.physRead16(top + 5), 0xbeef);
+    assert.equal(cpu.physRead8(top + 6), 0xbe);
+    // Nothing aliased into the low 2 GiB.
+    assert.equal(mem.read32(top - 0x80000000), 0);
+    assert.equal(cpu.physRead32(0xfffffffc), -1, "beyond the end reads as open bus");
+    // The heap never hands out a frame of the device window.
+    const all = mem.withhold(0, mem.nrFrames);
+    assert.equal(all.length, DEVICE_WINDOW_FRAME - 0x101);
+    assert.equal(
+      all.reduce((m, f) => Math.max(m, f), 0),
+      DEVICE_WINDOW_FRAME - 1,
+    );
+    assert.equal(mem.allocFrame(), -1);
+    assert.throws(() => mem.freeFrame(DEVICE_WINDOW_FRAME), /not an allocated frame/);
+    release(mem, all);
+    assert.equal(mem.freeFrames, DEVICE_WINDOW_FRAME - 0x101);
+    // The host backs frames as they are written: 4 GiB of machine costs it far less.
+    assert.ok(process.memoryUsage().rss - before < 256 * 2 ** 20, "the machine's memory is committed lazily");
+  });
+
+  it("guests whose frames are all above 2 GiB run as in a small machine; a victim below is untouched", () => {
+    const { hv, out, victim } = victimMachine(MAX_MACHINE_MIB, true);
+    const mem = hv.mem;
+    const vFrames = [...victim.pages].sort((a, b) => a - b);
+    assert.ok(vFrames[vFrames.length - 1] < HIGH);
+    const victimHash = hashPages(hv, victim);
+
+    // Guests get the victim's frames + 2 GiB (their aliases, were bit 31 dropped anywhere),
+    // then the last frames below the device window, near 4 GiB: as many as a 16 MiB domain
+    // needs beyond the band, and a few for its Xen-heap pages and reservations.
+    const band = vFrames[0] + HIGH;
+    const lowHeld = mem.withhold(0, band);
+    const above = mem.withhold(band + vFrames.length, mem.ramEnd);
+    const firstTop = mem.ramEnd - (16 * 256 + 32 - mem.freeFrames);
+    // Freed in the order withheld, so the heap hands them out lowest first again.
+    release(
+      mem,
+      above.filter((f) => f >= firstTop),
+    );
+    const held = [lowHeld, above.filter((f) => f < firstTop)];
+    const dir = buildGuests();
+    const guests = [
+      "hello",
+      ...readdirSync(dir)
+        .filter((f) => f.startsWith("conf_") && f.endsWith(".elf") && !f.includes("_priv"))
+        .map((f) => f.replace(/\.elf$/, ""))
+        .sort(),
+    ];
+    const seen = new Set<number>();
+    const high = new Map<string, ReturnType<typeof runGuest>>();
+    for (const [i, g] of guests.entries()) {
+      const r = runGuest(hv, out, guestPath(g), 2 + i);
+      for (const f of r.frames) seen.add(f);
+      assert.ok(
+        r.frames.every((f) => f >= HIGH),
+        `${g}: every frame above 2 GiB`,
+      );
+      assert.deepEqual(checkInvariants(hv).slice(0, 5), [], `${g}: memory invariants`);
+      high.set(g, r);
+    }
+    const frames = [...seen];
+    assert.ok(
+      frames.some((f) => vFrames.includes(f - HIGH)),
+      "some guest frames are the victim's aliases",
+    );
+    assert.ok(
+      frames.some((f) => f >= DEVICE_WINDOW_FRAME - 64),
+      "some guest frames lie within 256 KiB of the device window (0xfe000000)",
+    );
+    assert.equal(hashPages(hv, victim), victimHash, "the victim's memory is unchanged");
+    for (const h of held) release(mem, h);
+
+    // The same guests in a small machine print the same checks with the same verdicts.
+    const small = victimMachine(64, false);
+    for (const [i, g] of guests.entries()) {
+      const h = high.get(g);
+      assert.ok(h);
+      const s = runGuest(small.hv, small.out, guestPath(g), 2 + i);
+      if (g === "hello") {
+        assert.equal(h.kind, "shutdown", h.text);
+        // hello prints shared_info's machine address: the high one has bit 31 set.
+        assert.match(h.text, /shared_info=[89a-f][0-9a-f]{7} /);
+        assert.equal(h.text.replace(/shared_info=\S+/, ""), s.text.replace(/shared_info=\S+/, ""));
+        continue;
+      }
+      assert.match(h.text, /DONE passed=\d+ failed=0/, `${g}: ${h.text}`);
+      assert.equal(verdict(h), verdict(s), g);
+    }
+  });
+});
