@@ -13,9 +13,12 @@ import { readdirSync, readFileSync } from "node:fs";
 import { describe, it } from "node:test";
 import { Cpu } from "../src/cpu/cpu.js";
 import { DEVICE_WINDOW_FRAME, MAX_MACHINE_MIB, MachineMemory } from "../src/machine/memory.js";
+import { parseDomainConfig } from "../src/tools/config.js";
 import { dom0Of } from "../src/tools/dom0.js";
+import { DomainManager } from "../src/tools/domains.js";
 import { launchDomain } from "../src/tools/launch.js";
-import { xcDomainDestroy } from "../src/tools/xc.js";
+import { captureDomain, restoreDomain } from "../src/tools/save.js";
+import { xcDomainDestroy, xcPhysInfo } from "../src/tools/xc.js";
 import type { Domain } from "../src/xen/domain.js";
 import { Hypervisor } from "../src/xen/hypervisor.js";
 import { checkInvariants } from "../src/xen/invariants.js";
@@ -137,6 +140,11 @@ describe("machine memory above 2 GiB", () => {
   it("guests whose frames are all above 2 GiB run as in a small machine; a victim below is untouched", () => {
     const { hv, out, victim } = victimMachine(MAX_MACHINE_MIB, true);
     const mem = hv.mem;
+    assert.equal(
+      xcPhysInfo(dom0Of(hv)).totalPages,
+      DEVICE_WINDOW_FRAME,
+      "physinfo: RAM ends at the device window",
+    );
     const vFrames = [...victim.pages].sort((a, b) => a - b);
     assert.ok(vFrames[vFrames.length - 1] < HIGH);
     const victimHash = hashPages(hv, victim);
@@ -202,5 +210,60 @@ describe("machine memory above 2 GiB", () => {
       assert.match(h.text, /DONE passed=\d+ failed=0/, `${g}: ${h.text}`);
       assert.equal(verdict(h), verdict(s), g);
     }
+  });
+
+  it("a domain saved from frames below 2 GiB restores above and counts on; saved there, restores below", () => {
+    const out: string[] = [];
+    let mgr: DomainManager | null = null;
+    const hv = new Hypervisor({
+      memoryMiB: MAX_MACHINE_MIB,
+      checkInvariants: false,
+      onConsole: (d, b) => {
+        out.push(Buffer.from(b).toString("latin1"));
+        mgr?.consoleOutput(d, b);
+      },
+    });
+    mgr = new DomainManager(hv);
+    const m0 = mgr;
+    const kernel = guestPath("ev_counter");
+    const config = parseDomainConfig("c.cfg", `kernel = "${kernel}"\nmemory = 8\nname = "c"\n`);
+    m0.create(config, { kernel: readFileSync(kernel) });
+    const counts = (): number[] => [...out.join("").matchAll(/^counter: (\d+)$/gm)].map((x) => Number(x[1]));
+    /** Runs a while, saves, destroys, and restores with frames on the other side of 2 GiB held back. */
+    const moveAcross = (hold: [number, number]): Domain => {
+      hv.run(hv.nowNs() + 350e6);
+      const m = m0.find("c");
+      m0.pause(m);
+      const image = captureDomain(hv, m.domain, m.config, m.startInfoVa, new Uint8Array());
+      m0.destroy(m);
+      const held = hv.mem.withhold(hold[0], hold[1]);
+      const { domain, header } = restoreDomain(hv, image, (d) => m0.discard(d));
+      release(hv.mem, held);
+      m0.adopt(domain, header.config, null, header.startInfoVa);
+      assert.deepEqual(checkInvariants(hv).slice(0, 5), []);
+      return domain;
+    };
+    const up = moveAcross([0, HIGH]);
+    assert.ok(
+      [...up.pages].every((f) => f >= HIGH),
+      "restored above 2 GiB",
+    );
+    const atUp = counts().length;
+    const down = moveAcross([HIGH, hv.mem.ramEnd]);
+    assert.ok(
+      [...down.pages].every((f) => f < HIGH),
+      "restored below 2 GiB",
+    );
+    assert.ok(counts().length >= atUp + 2, out.join(""));
+    hv.run(hv.nowNs() + 350e6);
+    assert.deepEqual(checkInvariants(hv).slice(0, 5), []);
+    const c = counts();
+    assert.ok(c.length >= atUp + 4, out.join(""));
+    assert.deepEqual(
+      c,
+      c.map((_, i) => i + 1),
+      "the count goes on across both moves",
+    );
+    assert.doesNotMatch(out.join(""), /FAIL/);
   });
 });

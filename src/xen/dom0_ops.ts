@@ -238,7 +238,8 @@ function dispatch(hv: Hypervisor, v: Vcpu, op: Op, opVa = 0): number {
       op.set32(P.ht_per_core, 1);
       op.set32(P.cores, hv.sched.pcpus.length);
       op.set32(P.cpu_khz, Math.floor(hv.clock.tscHz / 1000));
-      op.set32(P.total_pages, hv.frames.nrFrames);
+      // max_page: one past the last RAM frame (a machine reaching 4 GiB stops at its device window).
+      op.set32(P.total_pages, hv.frames.ramEnd);
       op.set32(P.free_pages, hv.mem.freeFrames);
       copyBack(hv, opVa, op);
       return 0;
@@ -432,7 +433,7 @@ function julSpecial(
         u.setUint32(P.sockets_per_node, 1, true);
         u.setUint32(P.nr_nodes, 1, true);
         u.setUint32(P.cpu_khz, Math.floor(hv.clock.tscHz / 1000), true);
-        u.setUint32(P.total_pages, hv.frames.nrFrames, true);
+        u.setUint32(P.total_pages, hv.frames.ramEnd, true);
         u.setUint32(P.free_pages, hv.mem.freeFrames, true);
         writeBack();
         return 0;
