@@ -513,6 +513,26 @@ describe("hostile guests beside a victim", () => {
     });
   });
 
+  describe("8b. sched_op block and yield inside a multicall", () => {
+    attack({
+      title: "the sub-call gives 0 and the rest of the batch runs when the vcpu runs again",
+      guest: "mc_sched",
+      checks: 16,
+      drive: (m) => {
+        // A domain that never blocks: a yield switches to it.
+        const spinner = launchDomain(m.hv, {
+          name: "spinner",
+          image: readFileSync(guestPath("ev_counter")),
+          memoryMiB: 4,
+          cmdline: "spin noctrl",
+        }).domain;
+        const r = runAttacker(m);
+        assert.match(m.out.get(spinner) ?? "", /counter: starting/, "the spinner ran beside");
+        return r;
+      },
+    });
+  });
+
   describe("9. grant-table abuse", () => {
     attack({
       title:

@@ -174,12 +174,22 @@ function doMulticall(hv: Hypervisor, v: Vcpu, list: number, n: number): number {
       const a2 = g.peek32(va + E.args + 8) >>> 0;
       const a3 = g.peek32(va + E.args + 12) >>> 0;
       const a4 = g.peek32(va + E.args + 16) >>> 0;
-      const rc = hypercallHandler(v.domain.abi, op)(hv, v, a0, a1, a2, a3, a4);
+      let rc = hypercallHandler(v.domain.abi, op)(hv, v, a0, a1, a2, a3, a4);
+      // A sched_op that blocked or yielded. Xen of 2005 switched away inside it and never
+      // came back to the batch, leaving the CPU's multicall flag set (every later multicall
+      // there -EINVAL); since 0464e78ebb (2006) the sub-call gives 0 and the preemption check
+      // makes the rest a continuation, and so does tsxen (DEVIATIONS.md). Its EAX is the
+      // batch's, not the top-level call's "EAX keeps the number" (doSchedOp).
+      const descheduled = v.blocked || v.yieldEax !== 0;
+      if (descheduled) {
+        v.yieldEax = 0;
+        rc = 0;
+      }
       if (!hv.guest.write32((va + E.result) >>> 0, rc)) return -EFAULT;
       if (!v.domain.runnable) return 0;
-      if (v.blocked && i + 1 < n) {
-        // A sub-call descheduled the vcpu: like Xen's preemption, continue the rest of the
-        // batch as a continuation (int $0x82 re-executed with the remaining entries).
+      if (descheduled && i + 1 < n) {
+        // The rest of the batch as a continuation (int $0x82 re-executed with the remaining
+        // entries), run when the vcpu runs again.
         const r = hv.cpu.regs;
         r[EBX] = list + (i + 1) * E.SIZE;
         r[ECX] = n - i - 1;
