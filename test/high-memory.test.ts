@@ -81,6 +81,8 @@ function victimMachine(
     checkInvariants: false,
     onConsole: (d, b) => void out.set(d.id, (out.get(d.id) ?? "") + Buffer.from(b).toString("latin1")),
   });
+  // Compiled blocks from the first run: their inlined memory accesses meet high frames too.
+  if (dom0High) hv.cpu.blockThreshold = 1;
   // dom0 (and its buffers, where the toolstack writes) above 2 GiB too.
   const low = dom0High ? hv.mem.withhold(0, HIGH) : new Int32Array(0);
   const dom0 = dom0Of(hv).domain;
