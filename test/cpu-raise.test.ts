@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { Cpu } from "../src/cpu/cpu.js";
 import { CS, DS, ES, Exit, FS, GP, GS, SS, TF } from "../src/cpu/regs.js";
+import { compiledBlocks } from "./helpers/cpu-state.js";
 
 const CODE = 0x1000;
 
@@ -53,7 +54,7 @@ function machine(insn: number[], thrown: boolean, step: boolean): Cpu {
   return cpu;
 }
 
-/** The state after each run(budget) slice, until a #GP or three slices. */
+/** The state after each run(budget) slice, until a #GP, a hlt or three slices. */
 function slices(cpu: Cpu, budget: number): unknown[] {
   const out: unknown[] = [];
   for (let i = 0; i < 3; i++) {
@@ -67,7 +68,7 @@ function slices(cpu: Cpu, budget: number): unknown[] {
       runEnd: cpu.runEnd === 0,
       vector: exit === Exit.Exception ? [cpu.exitVector, cpu.exitErrorCode, cpu.exitSoft] : null,
     });
-    if (exit === Exit.Exception && cpu.exitVector === GP) break;
+    if (exit === Exit.Halt || (exit === Exit.Exception && cpu.exitVector === GP)) break;
     if (exit === Exit.Exception) cpu.dr[6] = 0;
   }
   return out;
@@ -90,6 +91,76 @@ describe("privileged instructions raise #GP(0) without a throw", () => {
         assert.equal(last.eip, CODE + 1);
         assert.equal(cpu.retired, 1);
         assert.equal(cpu.regs[0], 0x2001);
+      }
+    });
+  }
+});
+
+describe("a fault in a compiled block is held, not thrown again", () => {
+  // loop: push eax; mov ebx,[esi]; pop eax; dec ecx; jnz loop; hlt
+  const LOOP = [0x50, 0x8b, 0x1e, 0x58, 0x49, 0x75, 0xf9, 0xf4];
+  const GDT = 0x10000;
+  const IDT = 0x20000;
+  const HANDLER = 0x5000;
+
+  /** CPL 0, flat, the loop warmed up (compiled when blocks), then DS cut to 0x7fff under [esi]. */
+  function machine(blocks: boolean, idt: boolean): Cpu {
+    const cpu = new Cpu(new Uint8Array(1 << 20));
+    const mem = cpu.mem8;
+    const dv = new DataView(mem.buffer);
+    cpu.resetFlat32();
+    // GDT: 0x08 flat ring-0 code, 0x10 flat ring-0 data; IDT: #GP to HANDLER (interrupt gate).
+    dv.setUint32(GDT + 8, 0x0000ffff, true);
+    dv.setUint32(GDT + 12, 0x00cf9b00, true);
+    dv.setUint32(GDT + 16, 0x0000ffff, true);
+    dv.setUint32(GDT + 20, 0x00cf9300, true);
+    cpu.gdtrBase = GDT;
+    cpu.gdtrLimit = 23;
+    dv.setUint32(IDT + GP * 8, (0x08 << 16) | HANDLER, true);
+    dv.setUint32(IDT + GP * 8 + 4, 0x8e00, true);
+    cpu.idtrBase = IDT;
+    cpu.idtrLimit = 256 * 8 - 1;
+    // The handler: pop the error code, count in EDX, hlt.
+    mem.set([0x58, 0x42, 0xf4], HANDLER);
+    mem.set(LOOP, CODE);
+    cpu.invalidateCode(CODE, LOOP.length);
+    cpu.eip = CODE;
+    cpu.regs[4] = 0x8000;
+    cpu.regs[1] = 1000;
+    cpu.regs[6] = 0x4000;
+    cpu.blockThreshold = blocks ? 2 : 0;
+    assert.equal(cpu.run(50), Exit.Budget);
+    cpu.loadSegmentCache(DS, 0x10, 0, 0x7fff, 0x4093);
+    cpu.regs[6] = 0x8000;
+    cpu.deliverThroughIdt = idt;
+    return cpu;
+  }
+
+  for (const idt of [false, true]) {
+    it(`leaves the interpreter's state, ${idt ? "delivered through the IDT" : "as an exit"}, at every budget`, () => {
+      for (const budget of [1, 2, 3, 4, 1000]) {
+        const state = (blocks: boolean) => {
+          const cpu = machine(blocks, idt);
+          const out = slices(cpu, budget);
+          return { out, stack: Array.from(cpu.mem8.subarray(0x7fe0, 0x8000)), blocks: compiledBlocks(cpu) };
+        };
+        const a = state(false);
+        const b = state(true);
+        assert.ok(b.blocks > 0, "no block was compiled");
+        assert.deepEqual(b.out, a.out, `budget ${budget}`);
+        assert.deepEqual(b.stack, a.stack, `budget ${budget}`);
+      }
+      const cpu = machine(true, idt);
+      const last = slices(cpu, 1000).at(-1) as { exit: Exit; eip: number };
+      if (idt) {
+        assert.equal(last.exit, Exit.Halt);
+        assert.equal(cpu.regs[2], 1);
+        // push retired, the #GP delivered (not retired), pop, inc edx, hlt.
+        assert.equal(cpu.retired, 50 + 1 + 3);
+      } else {
+        assert.equal(last.exit, Exit.Exception);
+        assert.equal(last.eip, CODE + 1);
+        assert.equal(cpu.retired, 51);
       }
     });
   }

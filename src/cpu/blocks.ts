@@ -14,7 +14,8 @@
  * A block runs whole or not at all (the run loop enters it only when its longest path fits
  * the budget), so retired counts, exits and timing are exactly the interpreter's. A fault
  * inside a block sets instrStart, savedEsp and retired to what the interpreter would have had
- * at the faulting instruction, then unwinds to the run loop as usual. A write to a code frame
+ * at the faulting instruction, then returns to the run loop with the fault pending (Cpu.held:
+ * not thrown a second time, the loop ends as runEnd is 0). A write to a code frame
  * (cpu.codeHit) ends the block after the writing instruction, so self-modifying code is seen
  * by the next instruction, as on a P6.
  *
@@ -147,7 +148,7 @@ function blockSource(
   return (
     "return function block(c){const e0=c.eip,r=c.regs,r8=c.regs8;let k=0,fa=0,fb=0,fx=0;" +
     `try{${round ? `for(;;){k=0;\n${body}break}` : body}}catch(x){` +
-    "c.retired+=k;c.instrStart=(e0+O[k])|0;if((F[k]&1)===0)c.savedEsp=r[4];throw x}" +
+    "c.retired+=k;c.instrStart=(e0+O[k])|0;if((F[k]&1)===0)c.savedEsp=r[4];c.held(x);return}" +
     `c.retired+=${n}}`
   );
 }

@@ -403,6 +403,18 @@ export class Cpu {
     this.runEnd = 0;
   }
 
+  /**
+   * A compiled block's catch, after it set the faulting instruction's state: the CPU's fault
+   * becomes pending as raise()'s does and the block returns to the loop, instead of throwing
+   * it a second time (each throw costs ~0.6 us); anything else is thrown on.
+   */
+  held(x: unknown): void {
+    if (x !== CPU_FAULT) throw x;
+    this.fPending = true;
+    this.fRunEnd = this.runEnd;
+    this.runEnd = 0;
+  }
+
   /** Raises a trap or software interrupt: eip stays after the instruction. */
   trap(vector: number, errorCode: number, soft: boolean): never {
     this.fVector = vector;
