@@ -2,12 +2,15 @@
  * Hostile guests: random hypercalls with random arguments, and random machine code at ring 1.
  * Whatever a guest does, the hypervisor answers with an errno, a bounced fault or a clean
  * crash of that domain; an exception inside tsxen (reported as an "internal error" crash)
- * fails the test, and other domains keep running.
+ * fails the test, and other domains keep running: a victim beside the hypercall fuzzer, whose
+ * domid and frames the fuzzer names, keeps every byte of its memory.
  */
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
 import { launchDomain } from "../src/tools/launch.js";
+import { DomainState } from "../src/xen/domain.js";
 import { Hypervisor, type RunResult } from "../src/xen/hypervisor.js";
 import { checkInvariants } from "../src/xen/invariants.js";
 import { prng, writeElf32 } from "./helpers/elf32_writer.js";
@@ -20,10 +23,27 @@ function assertClean(r: RunResult, what: string): void {
 describe("hostile guests", () => {
   it("random hypercalls get errors, never an internal error; every seed makes all its calls", () => {
     const image = readFileSync(guestPath("ev_hcfuzz"));
+    const victimImage = readFileSync(guestPath("hostile_victim"));
     const count = 1500;
+    const seeds = 30;
     const total = { ok: 0, positive: 0, errors: 0, traps: 0 };
-    for (let seed = 1; seed <= 30; seed++) {
+    const byNr = new Array<number>(34).fill(0);
+    for (let seed = 1; seed <= seeds; seed++) {
       const hv = new Hypervisor({ memoryMiB: 32 });
+      // The victim fills its memory and blocks for good; its frames are hashed around the fuzz.
+      const victim = launchDomain(hv, { name: "victim", image: victimImage, memoryMiB: 4 }).domain;
+      assert.equal(hv.run(2e9).kind, "idle", "the victim blocked for good");
+      const vtext = Buffer.from(victim.consoleOut).toString("latin1");
+      const vmfn = Number(/VICTIM ready .* mfn=(\d+)/.exec(vtext)?.[1]);
+      assert.equal(hv.frames.owner[vmfn], victim.id, vtext);
+      const victimHash = (): string => {
+        const h = createHash("sha256");
+        for (const mfn of [...victim.pages].sort((a, b) => a - b))
+          h.update(hv.mem.bytes.subarray(mfn * 4096, (mfn + 1) * 4096));
+        return h.digest("hex");
+      };
+      const before = victimHash();
+      const victimPages = victim.pages.size;
       let violation: string | null = null;
       // Under TSXEN_CHECK_INVARIANTS the hypervisor checks after every hypercall itself (and
       // throws); checking twice would double the test's time.
@@ -37,9 +57,9 @@ describe("hostile guests", () => {
         name: `fuzz${seed}`,
         image,
         memoryMiB: 8,
-        cmdline: `seed=${seed} count=${count}`,
+        cmdline: `seed=${seed} count=${count} vdom=${victim.id} vmfn=${vmfn}`,
       });
-      const r = hv.run(2e9);
+      const r = hv.run(hv.nowNs() + 2e9);
       assertClean(r, `seed ${seed}`);
       assert.equal(violation, null, `seed ${seed}: the frame table's invariants broke`);
       // The guest survives its own calls (hcfuzz.c): it makes every call and powers off.
@@ -54,6 +74,17 @@ describe("hostile guests", () => {
       const [calls, ok, positive, errors, faulted, traps] = m.slice(1).map(Number);
       assert.equal(calls, count, `seed ${seed}: calls made`);
       assert.equal(ok + positive + errors + faulted, calls, `seed ${seed}: every call has one outcome`);
+      const nrs = /hcfuzz: by_nr((?: \d+){34})\n/.exec(text)?.[1].trim().split(" ").map(Number) ?? [];
+      assert.equal(nrs.length, 34, `seed ${seed}: no per-number line`);
+      assert.equal(
+        nrs.reduce((a, b) => a + b, 0),
+        calls,
+        `seed ${seed}: the per-number counts add up to the calls`,
+      );
+      for (const [nr, n] of nrs.entries()) byNr[nr] += n;
+      assert.equal(victim.state, DomainState.Running, `seed ${seed}: the victim is alive`);
+      assert.equal(victim.pages.size, victimPages, `seed ${seed}: the victim keeps its frames`);
+      assert.equal(victimHash(), before, `seed ${seed}: the victim's memory is unchanged`);
       total.ok += ok;
       total.positive += positive;
       total.errors += errors;
@@ -61,6 +92,12 @@ describe("hostile guests", () => {
     }
     // Each kind of outcome occurs: successes, counts, errnos and faults the guest took.
     for (const [what, n] of Object.entries(total)) assert.ok(n > 0, `no ${what} in 30 seeds`);
+    // Every hypercall number (0..33: the 32 slots and two past them) is called in every run.
+    assert.equal(
+      byNr.reduce((a, b) => a + b, 0),
+      seeds * count,
+    );
+    for (const [nr, n] of byNr.entries()) assert.ok(n >= seeds, `hypercall ${nr} called only ${n} times`);
   });
 
   it("random machine code at ring 1 never throws out of the hypervisor", () => {

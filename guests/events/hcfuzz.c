@@ -17,8 +17,15 @@
  *    handler returns to the loop, which installs its environment again, remaps the scratch
  *    pages (a frame given back is replaced by increase_reservation) and clears DR7; a trap
  *    before the call is made retries it.
+ * A victim domain may sit beside it (cmdline vdom=<domid> vmfn=<one of its frames>): its domid
+ * and frame are among the arguments and are planted in scratch (frame lists, PTEs, grant and
+ * event-channel blocks), so calls name another domain's memory. Sub-command blocks of
+ * event_channel_op, physdev_op, dom0_op (with the right interface version) and vm_assist get
+ * valid commands half the time, so their handlers are reached past the first check, and
+ * console_io sometimes gets a huge count.
+ *
  * At the end it prints the calls made, each call's outcome (0, positive, an errno, a fault
- * during the call) and the traps taken.
+ * during the call), the traps taken and the calls made of each hypercall number.
  */
 #include "evtchn_ops.h"
 #include "lib.h"
@@ -47,10 +54,13 @@ static u8 scratch_dead[SCRATCH_PAGES];
 static u8 keep_mfn[MAX_MFN];
 static u32 protect_end; /* [_text, protect_end): the builder's mapping */
 static u32 l2_mfn;
+static u32 vdom = 0x7ff0u, vmfn; /* the victim's domid and frame (DOMID_SELF, 0: none) */
 
 static u32 arg(void)
 {
-	switch (rnd() % 8) {
+	switch (rnd() % 10) {
+	case 8: return vdom;
+	case 9: return (vmfn << PAGE_SHIFT) | (rnd() & 0x67);
 	case 0: return rnd();
 	case 1: return rnd() % 64;
 	case 2: return (u32)scratch + (rnd() % SCRATCH_SIZE);
@@ -116,9 +126,29 @@ static void constrain_mmu_update(u32 reqs, u32 count)
 	}
 }
 
+/* The first word of a block in scratch (a sub-command), half the time one below `n`. */
+static void small_cmd(u32 va, u32 n)
+{
+	if (in_scratch(va) && in_scratch(va + 7) && (rnd() & 1))
+		*(u32 *)va = rnd() % n;
+}
+
 static void constrain(u32 nr, u32 *a, int depth)
 {
 	switch (nr & 31) {
+	case __HYPERVISOR_event_channel_op: small_cmd(a[0], 8); break;
+	case __HYPERVISOR_physdev_op: small_cmd(a[0], 12); break;
+	case __HYPERVISOR_dom0_op:
+		small_cmd(a[0], 48);
+		if (in_scratch(a[0]) && in_scratch(a[0] + 7))
+			((u32 *)a[0])[1] = DOM0_INTERFACE_VERSION;
+		break;
+	case __HYPERVISOR_vm_assist:
+		if (rnd() & 1) {
+			a[0] = rnd() % 2;
+			a[1] = rnd() % 4;
+		}
+		break;
 	case __HYPERVISOR_update_va_mapping:
 	case __HYPERVISOR_update_va_mapping_otherdomain:
 		a[0] = safe_va(a[0]);
@@ -136,7 +166,9 @@ static void constrain(u32 nr, u32 *a, int depth)
 		}
 		break;
 	case __HYPERVISOR_sched_op: a[0] = SCHEDOP_yield; break;  /* no shutdown or block */
-	case __HYPERVISOR_console_io: a[1] &= 63; break;           /* keep the console readable */
+	case __HYPERVISOR_console_io: /* mostly short writes: keep the console readable */
+		a[1] = rnd() % 8 ? a[1] & 63 : a[1] | 0x80000000u;
+		break;
 	case __HYPERVISOR_set_timer_op: a[0] = 0; break;           /* no far-future timers */
 	}
 }
@@ -169,6 +201,7 @@ static void repair(void)
 }
 
 static volatile u32 in_call;
+static u32 by_nr[34], cur_nr;
 static volatile long last_rc;
 
 static void one_call(void *unused)
@@ -178,7 +211,14 @@ static void one_call(void *unused)
 		if (!scratch_dead[i / 4096])
 			scratch[i] = (u8)rnd();
 	}
+	/* The victim's frame and domid in a few aligned words (frame lists, PTEs, blocks). */
+	for (u32 k = 0; k < 4; k++) {
+		u32 w = (rnd() % (SCRATCH_SIZE / 4)) * 4;
+		if (!scratch_dead[w / 4096])
+			*(u32 *)(scratch + w) = k & 1 ? vdom : k & 2 ? vmfn : (vmfn << PAGE_SHIFT) | 0x67;
+	}
 	u32 nr = rnd() % 34;
+	cur_nr = nr;
 	u32 a[5] = {arg(), arg(), arg(), arg(), arg()};
 	constrain(nr, a, 0);
 	in_call = 1;
@@ -217,6 +257,8 @@ void start_kernel(start_info_t *si)
 	lib_init(si);
 	state = (cmdline_u32(si, "seed", 1) * 0x9e3779b1u) | 1;
 	u32 count = cmdline_u32(si, "count", 2000);
+	vdom = cmdline_u32(si, "vdom", vdom);
+	vmfn = cmdline_u32(si, "vmfn", 0);
 	printk("hcfuzz: seed=%u count=%u\n", state, count);
 	if (map_shared_info() != 0)
 		printk("hcfuzz: FAIL map_shared_info\n");
@@ -228,6 +270,7 @@ void start_kernel(start_info_t *si)
 		int v = trap_catch(one_call, 0);
 		if (v < 0 || in_call) {
 			out.calls++;
+			by_nr[cur_nr]++;
 			if (v >= 0)
 				out.faulted++;
 			else if (last_rc == 0) {
@@ -247,6 +290,10 @@ void start_kernel(start_info_t *si)
 	}
 	printk("hcfuzz: calls=%u ok=%u positive=%u errors=%u faulted=%u traps=%u constrained=%u\n",
 	       out.calls, out.ok, out.positive, out.errors, out.faulted, out.traps, out.constrained);
+	printk("hcfuzz: by_nr");
+	for (u32 n = 0; n < 34; n++)
+		printk(" %u", by_nr[n]);
+	printk("\n");
 	for (u32 v = 0; v < 32; v++)
 		if (vectors[v])
 			printk("hcfuzz: fault vector %u x%u\n", v, vectors[v]);
