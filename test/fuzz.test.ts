@@ -6,7 +6,6 @@
  * domid and frames the fuzzer names, keeps every byte of its memory.
  */
 import assert from "node:assert/strict";
-import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
 import { launchDomain } from "../src/tools/launch.js";
@@ -15,6 +14,7 @@ import { Hypervisor, type RunResult } from "../src/xen/hypervisor.js";
 import { checkInvariants } from "../src/xen/invariants.js";
 import { prng, writeElf32 } from "./helpers/elf32_writer.js";
 import { guestPath } from "./support/guests.js";
+import { memoryHash } from "./support/memory.js";
 
 function assertClean(r: RunResult, what: string): void {
   if (r.kind === "crashed") assert.doesNotMatch(r.why, /internal error/, `${what}: ${r.why}`);
@@ -36,13 +36,7 @@ describe("hostile guests", () => {
       const vtext = Buffer.from(victim.consoleOut).toString("latin1");
       const vmfn = Number(/VICTIM ready .* mfn=(\d+)/.exec(vtext)?.[1]);
       assert.equal(hv.frames.owner[vmfn], victim.id, vtext);
-      const victimHash = (): string => {
-        const h = createHash("sha256");
-        for (const mfn of [...victim.pages].sort((a, b) => a - b))
-          h.update(hv.mem.bytes.subarray(mfn * 4096, (mfn + 1) * 4096));
-        return h.digest("hex");
-      };
-      const before = victimHash();
+      const before = memoryHash(hv, victim);
       const victimPages = victim.pages.size;
       let violation: string | null = null;
       // Under TSXEN_CHECK_INVARIANTS the hypervisor checks after every hypercall itself (and
@@ -84,7 +78,7 @@ describe("hostile guests", () => {
       for (const [nr, n] of nrs.entries()) byNr[nr] += n;
       assert.equal(victim.state, DomainState.Running, `seed ${seed}: the victim is alive`);
       assert.equal(victim.pages.size, victimPages, `seed ${seed}: the victim keeps its frames`);
-      assert.equal(victimHash(), before, `seed ${seed}: the victim's memory is unchanged`);
+      assert.equal(memoryHash(hv, victim), before, `seed ${seed}: the victim's memory is unchanged`);
       total.ok += ok;
       total.positive += positive;
       total.errors += errors;

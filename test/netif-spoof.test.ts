@@ -7,31 +7,21 @@
  * test/hostile.test.ts) sits blocked beside them; its memory is hashed before and after.
  */
 import assert from "node:assert/strict";
-import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
 import { type BridgePort, bridgeOf, macKey } from "../src/tools/backends/bridge.js";
 import { netbackOf } from "../src/tools/backends/netback.js";
 import { parseDomainConfig } from "../src/tools/config.js";
 import type { ManagedDomain } from "../src/tools/domains.js";
-import type { Domain } from "../src/xen/domain.js";
-import type { Hypervisor } from "../src/xen/hypervisor.js";
 import { checkInvariants } from "../src/xen/invariants.js";
 import { managedMachine } from "./support/console.js";
 import { guestPath } from "./support/guests.js";
+import { memoryHash } from "./support/memory.js";
 
 const VICTIM_MAC = "00:16:3e:00:00:0b";
 const ATTACKER_MAC = "00:16:3e:00:00:0a";
 const HOST_MAC = [0x00, 0x16, 0x3e, 0xee, 0xee, 0xee];
 const ETHERTYPE = 0x88b5;
-
-/** Every frame of the domain's, in frame order, as one hash. */
-function memoryHash(hv: Hypervisor, d: Domain): string {
-  const h = createHash("sha256");
-  for (const mfn of [...d.pages].sort((a, b) => a - b))
-    h.update(hv.mem.bytes.subarray(mfn * 4096, (mfn + 1) * 4096));
-  return h.digest("hex");
-}
 
 /** netfront.c's test frame: its `kind` and sequence number, payload bytes from fillbyte(). */
 function testFrame(dst: number[], kind: string, seq: number, len: number): Uint8Array {
