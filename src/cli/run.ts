@@ -24,7 +24,7 @@ import {
   parseVifSpec,
   type VifSpec,
 } from "../tools/config.js";
-import { RecordError, SessionMachine, sha256 } from "../tools/replay.js";
+import { CHECKPOINT_EVERY, RecordError, SessionMachine, sha256 } from "../tools/replay.js";
 import { GuestSession, type SessionEnd } from "../tools/session.js";
 import { ABI_NAMES, type AbiName, abiByName, DEFAULT_ABI } from "../xen/abi.js";
 import { Hypervisor } from "../xen/hypervisor.js";
@@ -180,6 +180,9 @@ export async function runKernel(kernelPath: string, opts: RunOptions): Promise<n
   // Console bytes shown: a machine rebuilt by gdb's reverse execution replays its output
   // silently up to what was shown already.
   let shown = 0;
+  // Console bytes the machine has written: in its checkpoints, so a restored one writes them
+  // again silently too.
+  const written = { bytes: 0 };
   const consoleKept: Uint8Array[] = [];
   try {
     const memoryMiB = boot.memoryMiB ?? wholeNumber(opts.memory, "--memory");
@@ -214,13 +217,13 @@ export async function runKernel(kernelPath: string, opts: RunOptions): Promise<n
     );
     replaying = prepared.replaying;
     const make = (): GuestSession => {
-      let produced = 0;
+      written.bytes = 0;
       const stdout = (bytes: Uint8Array): void => {
-        const start = produced;
-        produced += bytes.length;
-        if (produced <= shown) return;
+        const start = written.bytes;
+        written.bytes += bytes.length;
+        if (written.bytes <= shown) return;
         const fresh = bytes.subarray(Math.max(0, shown - start));
-        shown = produced;
+        shown = written.bytes;
         if (keep) consoleKept.push(Uint8Array.from(fresh));
         process.stdout.write(fresh);
       };
@@ -247,7 +250,12 @@ export async function runKernel(kernelPath: string, opts: RunOptions): Promise<n
         devices: sessionDevices(hv, boot.disks, boot.vifs, err),
       });
     };
-    machine = new SessionMachine(make, prepared.log, { rewindable: !devices });
+    const debugged = opts.gdb !== undefined || opts.gdbNowait !== undefined;
+    machine = new SessionMachine(make, prepared.log, {
+      rewindable: !devices,
+      checkpointEvery: debugged ? CHECKPOINT_EVERY : undefined,
+      hostState: [written],
+    });
   } catch (e) {
     err((e as Error).message);
     return RunExit.USAGE;

@@ -71,6 +71,11 @@ interface Registry {
 }
 const registries = new WeakMap<Dom0, Registry>();
 
+/** dom0's registry of services and interfaces, if it has one yet (checkpoint.ts keeps it). */
+export function controlRegistry(dom0: Dom0): object | undefined {
+  return registries.get(dom0);
+}
+
 function registryOf(dom0: Dom0): Registry {
   let r = registries.get(dom0);
   if (r === undefined) registries.set(dom0, (r = { services: new Map(), interfaces: new Set() }));

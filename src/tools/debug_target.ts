@@ -87,6 +87,13 @@ export interface DebugMachine {
    * `retired` instructions.
    */
   approach?(retired: number): Promise<void>;
+  /**
+   * Like rewind, but to the machine's last checkpoint at or before position `retired` (the
+   * same run, restored in place), so less is replayed.
+   */
+  rewindTo?(retired: number): void;
+  /** gdb changed the guest's memory or registers (the run leaves its record). */
+  noteWrite?(): void;
 }
 
 /** The signal gdb shows for a guest fault. */
@@ -286,6 +293,7 @@ export class DebugTarget implements HostDebug, HypervisorDebugHook {
     const cpu = this.hv.cpu;
     const c = v.context;
     if (!onCpu && c === null) return false;
+    this.m.noteWrite?.();
     if (n < 8) {
       if (onCpu) cpu.regs[GPR_ORDER[n]] = value;
       else if (c) c.regs[GPR_ORDER[n]] = value;
@@ -424,6 +432,7 @@ export class DebugTarget implements HostDebug, HypervisorDebugHook {
       done += n;
     }
     const cpu = this.hv.cpu;
+    this.m.noteWrite?.();
     for (const [ma, off, n] of parts) {
       cpu.mem8.set(bytes.subarray(off, off + n), ma);
       cpu.invalidateCode(ma, n);
@@ -639,13 +648,14 @@ export class DebugTarget implements HostDebug, HypervisorDebugHook {
     if (m.rewind === undefined || m.approach === undefined)
       throw new Error("this target cannot run backwards");
     const saved = { breaks: [...this.breaks], watches: this.watches };
-    m.rewind();
-    this.hv.debugHook = this;
     this.stepFrom = null;
     this.skipLin = -1;
     this.watchHit = null;
     const hits: Array<{ at: Position; stop: Stop }> = [];
     const quiet = collectFrom ?? at;
+    if (m.rewindTo !== undefined) m.rewindTo(quiet - APPROACH_MARGIN);
+    else m.rewind();
+    this.hv.debugHook = this;
     this.breaks.clear();
     this.watches = [];
     this.updateWatchPages();

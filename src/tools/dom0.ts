@@ -237,6 +237,11 @@ export function bootDom0(
   return d;
 }
 
+/** The machine's dom0 if it has been booted (checkpoint.ts keeps it). */
+export function bootedDom0(hv: Hypervisor): Dom0 | undefined {
+  return dom0s.get(hv);
+}
+
 /** The machine's dom0, booting it if needed. */
 export function dom0Of(hv: Hypervisor): Dom0 {
   return dom0s.get(hv) ?? bootDom0(hv);

@@ -7,20 +7,26 @@
  * kernel, runs the same slices and puts each input in at its stamp, so the guest sees the same
  * bytes at the same instruction and the run ends in the same state (machineStateHash).
  *
- * SessionMachine is also the gdb stub's machine for tsxen run (DebugMachine): rewinding is a
- * fresh machine from the same boot options with the log replayed, which is what reverse
- * execution stands on.
+ * SessionMachine is also the gdb stub's machine for tsxen run (DebugMachine): it takes
+ * checkpoints of the whole machine along the run (checkpoint.ts), and rewinding is restoring
+ * the nearest one before the position wanted (or, without them, a fresh machine from the same
+ * boot options) with the log replayed from there, which is what reverse execution stands on.
  *
  * The log is JSON lines: a header {"tsxenRecord": 1, "kernelSha256", "options"}, one line per
  * input {"ns", "retired", "console": base64}, and an end line {"end": {...}}.
  */
 import { createHash } from "node:crypto";
 import type { Hypervisor } from "../xen/hypervisor.js";
+import { MachineCheckpoints, type MachinePoint } from "./checkpoint.js";
 import { type DebugMachine, Sig, type Stop } from "./debug_target.js";
 import type { GuestSession, SessionEnd } from "./session.js";
 
 /** Guest time run between looks at the outside world (tsxen run's slice). */
 export const SLICE_NS = 10e6;
+/** Checkpoints a debugged run keeps (checkpoint.ts thins them beyond that). */
+export const DEFAULT_CHECKPOINTS = 16;
+/** Instructions between two checkpoints of a debugged run. */
+export const CHECKPOINT_EVERY = 4_000_000;
 
 export interface InputEvent {
   /** Virtual time (system time, ns) and CPU position at which the input went in. */
@@ -200,14 +206,62 @@ export class SessionMachine implements DebugMachine {
 
   /** Whether rewind() gives the same run again (not with disks, whose contents it cannot undo). */
   readonly canRewind: boolean;
+  /** Checkpoints of this run (with the log cursor and how the last slice ended); null: none taken. */
+  readonly checkpoints: MachineCheckpoints<{ next: number; lastEnd: SessionEnd | null }> | null;
+  /** The factory's state outside the machine that its checkpoints keep too (a console count). */
+  private readonly hostState: readonly object[];
+  /** The furthest position the run has reached: instructions run again below it were replayed. */
+  private frontier = 0;
+  /** Instructions run again after a rewind (below the furthest position reached). */
+  replayed = 0;
+  /** gdb changed memory or registers: the run is off its record until the next rewind. */
+  private offRecord = false;
 
   constructor(
     private readonly make: SessionFactory,
     readonly log: InputLog,
-    opts: { rewindable?: boolean } = {},
+    opts: {
+      rewindable?: boolean;
+      /** Take a checkpoint every so many instructions (none when absent), keeping at most checkpointKeep. */
+      checkpointEvery?: number;
+      checkpointKeep?: number;
+      hostState?: readonly object[];
+    } = {},
   ) {
     this.session = make();
     this.canRewind = opts.rewindable ?? true;
+    this.hostState = opts.hostState ?? [];
+    this.checkpoints =
+      opts.checkpointEvery === undefined || !this.canRewind
+        ? null
+        : new MachineCheckpoints(opts.checkpointEvery, opts.checkpointKeep ?? DEFAULT_CHECKPOINTS);
+    this.checkpoint();
+  }
+
+  /** Takes a checkpoint here if one is due. */
+  private checkpoint(): void {
+    const cps = this.checkpoints;
+    if (cps !== null && !this.offRecord && cps.due(this.hv)) this.checkpointHere();
+  }
+
+  /** Takes a checkpoint here (between two slices: at an instruction boundary). */
+  checkpointHere(): MachinePoint<{ next: number; lastEnd: SessionEnd | null }> {
+    if (this.checkpoints === null) throw new Error("this machine takes no checkpoints");
+    const extra = { next: this.next, lastEnd: this.lastEnd };
+    return this.checkpoints.take(this.hv, [this.session, ...this.hostState], extra);
+  }
+
+  /** After the session ran from position `before`: the replayed count, a checkpoint if due. */
+  private ran(before: number): void {
+    const now = this.hv.cpu.retired;
+    if (before < this.frontier) this.replayed += Math.min(now, this.frontier) - before;
+    this.frontier = Math.max(this.frontier, now);
+    this.checkpoint();
+  }
+
+  /** gdb wrote the guest's memory or registers: no checkpoints until the run is back on record. */
+  noteWrite(): void {
+    this.offRecord = true;
   }
 
   get hv(): Hypervisor {
@@ -222,6 +276,8 @@ export class SessionMachine implements DebugMachine {
   input(bytes: Uint8Array): void {
     if (bytes.length === 0) return;
     this.log.add({ ns: this.hv.nowNs(), retired: this.hv.cpu.retired, console: Uint8Array.from(bytes) });
+    // Checkpoints further on were of a run without this input.
+    this.checkpoints?.dropAfter(this.hv.cpu.retired);
     this.next++;
     this.session.input(bytes);
     this.wakeUp();
@@ -270,7 +326,9 @@ export class SessionMachine implements DebugMachine {
    */
   slice(limitNs = Number.POSITIVE_INFINITY): SessionEnd | null {
     this.injectDue();
+    const before = this.hv.cpu.retired;
     this.lastEnd = this.session.runUntil(Math.min(this.hv.nowNs() + SLICE_NS, limitNs));
+    this.ran(before);
     return this.lastEnd;
   }
 
@@ -323,6 +381,25 @@ export class SessionMachine implements DebugMachine {
     this.session = this.make();
     this.next = 0;
     this.lastEnd = null;
+    this.offRecord = false;
+    if (this.checkpoints !== null) {
+      // The old machine's checkpoints are of other objects.
+      this.checkpoints.dropAfter(-1);
+      this.checkpoint();
+    }
+  }
+
+  /** Back to the last checkpoint at or before position `retired` (boot without one). */
+  rewindTo(retired: number): void {
+    const p = this.checkpoints?.nearest(retired);
+    if (this.checkpoints === null || p === undefined) {
+      this.rewind();
+      return;
+    }
+    this.checkpoints.restore(this.hv, p);
+    this.next = p.extra.next;
+    this.lastEnd = p.extra.lastEnd;
+    this.offRecord = false;
   }
 
   async approach(retired: number): Promise<void> {
@@ -335,6 +412,7 @@ export class SessionMachine implements DebugMachine {
       const limitNs = Math.min(hv.clock.ns(hv.nowCycles() + left), hv.nowNs() + SLICE_NS, this.nextInputNs());
       const before = hv.cpu.retired;
       const end = this.session.runUntil(limitNs);
+      this.ran(before);
       if (end !== null && end.kind !== "idle") return;
       if (hv.cpu.retired === before && (end !== null || limitNs <= hv.nowNs()) && this.pendingInputs === 0)
         return;

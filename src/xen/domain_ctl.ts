@@ -39,6 +39,11 @@ const CR0_GUEST = CR0_PE | CR0_ET | CR0_NE | CR0_WP | CR0_PG;
 /** Xen's domain-id allocator state (per machine). */
 const idState = new WeakMap<Hypervisor, { last: number; top: number }>();
 
+/** The machine's domain-id allocator state, if it has one yet (checkpoint.ts keeps it). */
+export function domainIdState(hv: Hypervisor): object | undefined {
+  return idState.get(hv);
+}
+
 /** A domain whose vcpu runs TypeScript (dom0's toolstack) rather than guest code. */
 export function isHostDomain(d: Domain): boolean {
   return d.hostUpcall !== null;
