@@ -13,6 +13,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
+import { InputLog, SessionMachine } from "../src/tools/replay.js";
+import type { GuestSession } from "../src/tools/session.js";
 import { guestPath } from "./support/guests.js";
 
 const MAIN = fileURLToPath(new URL("../src/cli/main.js", import.meta.url));
@@ -167,5 +169,23 @@ describe("tsxen run --record: every input, checked at replay", () => {
     const r = run(TARGET, "--cmdline", "spin", "--seconds", "30", "--replay", "esc.rec");
     assert.equal(r.status, 1, r.stderr);
     assert.match(r.stderr, /state hash [0-9a-f]{64} \(as recorded\)\ntsxen: stopped at Ctrl-\]/);
+  });
+
+  it("every host-time wait is woken: the run loop's and the debugger's at once, neither losing the other's", async () => {
+    // No machine is run: only the waits (a session that is never sliced).
+    const m = new SessionMachine(
+      () => ({}) as GuestSession,
+      new InputLog({ tsxenRecord: 1, kernelSha256: "0".repeat(64), options: {} }),
+    );
+    const woken: string[] = [];
+    const a = m.waitForInput().then((more) => woken.push(`a ${more}`));
+    const b = m.waitForInput().then((more) => woken.push(`b ${more}`));
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(woken, [], "nothing came yet");
+    m.wakeUp();
+    await Promise.race([Promise.all([a, b]), new Promise((resolve) => setTimeout(resolve, 5000))]);
+    assert.deepEqual(woken.sort(), ["a true", "b true"]);
+    m.inputClosed = true;
+    assert.equal(await m.waitForInput(), false, "input closed: no wait");
   });
 });
