@@ -130,15 +130,18 @@ function program(r: () => number): number[] {
   return code;
 }
 
+/** blocks: compiled blocks on; regions: and linked into regions (else each block standalone). */
 function runTrace(
   code: number[],
   seed: number,
   blocks: boolean,
-): { states: CpuState[]; mem: Uint8Array; compiled: number } {
+  regions = false,
+): { states: CpuState[]; mem: Uint8Array; compiled: number; linked: number } {
   const mem = new Uint8Array(1 << 20);
   const cpu = new Cpu(mem);
   cpu.resetFlat32();
   cpu.blockThreshold = blocks ? 2 : 0;
+  cpu.regionThreshold = regions ? 2 : 0;
   mem.set(code, CODE);
   const r = rng(seed ^ 0x5bd1e995);
   for (let a = DATA; a < DATA + 0x1000; a++) mem[a] = r() & 0xff;
@@ -157,11 +160,12 @@ function runTrace(
     states.push(state);
     if (state.exit !== Exit.Budget) break;
   }
-  return { states, mem, compiled: compiledBlocks(cpu) };
+  return { states, mem, compiled: compiledBlocks(cpu), linked: cpu.regionBlocks };
 }
 
-test("compiled blocks match the interpreter on 300 random loops", () => {
+test("compiled blocks, standalone and linked into regions, match the interpreter on 300 random loops", () => {
   let withBlocks = 0;
+  let withRegions = 0;
   for (let seed = 1; seed <= 300; seed++) {
     const code = program(rng(seed * 2654435761));
     const a = runTrace(code, seed, false);
@@ -169,7 +173,12 @@ test("compiled blocks match the interpreter on 300 random loops", () => {
     const hex = code.map((x) => x.toString(16).padStart(2, "0")).join(" ");
     assert.deepEqual(b.states, a.states, `seed ${seed}, code ${hex}`);
     assert.deepEqual(b.mem, a.mem, `memory differs: seed ${seed}, code ${hex}`);
+    const c = runTrace(code, seed, true, true);
+    assert.deepEqual(c.states, a.states, `regions: seed ${seed}, code ${hex}`);
+    assert.deepEqual(c.mem, a.mem, `regions: memory differs: seed ${seed}, code ${hex}`);
     if (b.compiled > 0) withBlocks++;
+    if (c.linked > 0) withRegions++;
   }
   assert.ok(withBlocks > 200, `only ${withBlocks} of 300 programs ran compiled blocks`);
+  assert.ok(withRegions > 150, `only ${withRegions} of 300 programs ran blocks linked in a region`);
 });

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { Cpu } from "../src/cpu/cpu.js";
 import { DS, EAX, EBP, EBX, ECX, EDI, EDX, ESI, ESP, Exit, SS } from "../src/cpu/regs.js";
-import { type CpuState, compiledBlocks, runSlice } from "./helpers/cpu-state.js";
+import { type CpuState, compiledBlocks, runSlice, runSlices } from "./helpers/cpu-state.js";
 
 const CODE = 0x1000;
 
@@ -26,13 +26,7 @@ function machine(code: number[], blocks: boolean): Cpu {
 /** Runs to hlt (or 200 slices) in slices of `slice` instructions; the state after each. */
 function trace(code: number[], blocks: boolean, slice: number): { steps: CpuState[]; cpu: Cpu } {
   const cpu = machine(code, blocks);
-  const steps: CpuState[] = [];
-  for (let i = 0; i < 20000; i++) {
-    const s = runSlice(cpu, slice);
-    steps.push(s);
-    if (s.exit !== Exit.Budget) break;
-  }
-  return { steps, cpu };
+  return { steps: runSlices(cpu, slice, 20000), cpu };
 }
 
 /** Little-endian bytes of a 32-bit value. */

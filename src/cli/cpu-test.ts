@@ -123,6 +123,7 @@ export class VectorRunner {
     const interpreted = this.runOnce(c);
     if (interpreted !== null) return interpreted;
     this.cpu.blockThreshold = 1;
+    this.cpu.regionThreshold = 1;
     const compiled = this.runOnce(c);
     return compiled === null ? null : `(compiled block) ${compiled}`;
   }

@@ -25,11 +25,17 @@
  */
 import { type FlagState, followedJump, inlineCode, predictedReturn } from "./codegen.js";
 import type { Cpu } from "./cpu.js";
-import { type BlockFn, type DecodeCache, hasModrm, SLOT_MASK } from "./decode.js";
+import { type BlockFn, type DecodeCache, hasModrm, type RegionFn, SLOT_MASK } from "./decode.js";
 import { type Handler, HOT_FNS } from "./ops/table.js";
 
 /** Interpreted runs of an instruction before a block starting there is compiled. */
 export const BLOCK_THRESHOLD = 40;
+/**
+ * Standalone runs of a frame's compiled blocks (those in no region) before its region is
+ * rebuilt: high enough that a page whose hot code is still being found is not recompiled
+ * at each new block.
+ */
+export const REGION_THRESHOLD = 64;
 /** Longest block, in instructions (blockLen is a byte). */
 const MAX_BLOCK = 64;
 
@@ -125,10 +131,11 @@ function blockSource(
     if (f & F_STACK) body += "c.savedEsp=r[4];";
     if (f & F_CONTROL) body += `c.eip=(e0+${ends[k]})|0;`;
     let taken = f & F_BRANCH ? `c.retired+=${k + 1};return;` : "";
-    // A block ending in a jump to its own start goes round inside the function while the
-    // budget allows another whole pass (as the run loop would have run it again).
-    if (k === n - 1 && loops(dc, slots[k], ends[k])) {
-      taken = `c.retired+=${n};if(c.retired+${n}<=c.runEnd)continue;return;`;
+    // A jump to the block's own start (at its end, or a jcc taken inside it: a loop whose
+    // exit the block goes on past) goes round inside the function while the budget allows
+    // another whole pass (as the run loop would have run it again).
+    if ((k === n - 1 || f & F_BRANCH) && loops(dc, slots[k], ends[k])) {
+      taken = `c.retired+=${k + 1};if(c.retired+${n}<=c.runEnd)continue;return;`;
       round = true;
     }
     let code: string | null;
@@ -265,4 +272,59 @@ export function compileBlock(cpu: Cpu, blockOff: number, off: number): boolean {
   const block = make(new Int32Array(offs), new Uint8Array(flags), ...fns);
   dc.setBlock(slots[0], block, flags.length, blockOff);
   return true;
+}
+
+/**
+ * Links the compiled blocks of the frame whose decoded instructions are in slotOf block
+ * blockOff into a region: a loop that looks EIP's page offset up in its own table of the
+ * frame's blocks and runs the block found there, so a branch from one block to another in
+ * the page (a loop, an if, a call and its return) goes on without returning to the run loop.
+ * Before each block it checks the budget for that block as the run loop does, so retired
+ * counts, exits and faults are those of the blocks run one by one (a fault unwinds through
+ * the region untouched: the block has set the state). It returns to the run loop when EIP
+ * leaves the page or lands where no block starts, when the budget does not fit the next
+ * block, and after any write to a code frame (cpu.codeWrites moved: this frame's blocks may
+ * be gone). The run loop enters it at any of its blocks (dc.regionFn); a block compiled later
+ * runs standalone until the next rebuild. The blocks are called through one call site, so
+ * V8 keeps each block its own optimised function (inlined into one region, the blocks would
+ * exhaust TurboFan's inlining budget and call their memory helpers instead).
+ */
+export function compileRegion(cpu: Cpu, blockOff: number): void {
+  const dc = cpu.dc;
+  const index = new Uint16Array(0x1000);
+  const blocks: BlockFn[] = [noBlock];
+  const lens = [0];
+  const slots: number[] = [];
+  for (let i = 0; i < 0x1000; i++) {
+    const e = dc.slotOf[blockOff + i];
+    if (e === 0) continue;
+    const slot = e & SLOT_MASK;
+    const fn = dc.blockFn[slot];
+    if (fn === null) continue;
+    index[i] = blocks.length;
+    blocks.push(fn);
+    lens.push(dc.blockLen[slot]);
+    slots.push(slot);
+  }
+  if (slots.length === 0) return;
+  const region = linkRegion(index, new Uint8Array(lens), blocks);
+  for (const slot of slots) dc.regionFn[slot] = region;
+}
+
+const noBlock: BlockFn = () => {};
+
+/** The region over blocks B (B[X[page offset]], 0: none), L: their lengths. */
+function linkRegion(X: Uint16Array, L: Uint8Array, B: BlockFn[]): RegionFn {
+  return (c, pb) => {
+    const w = c.codeWrites;
+    for (;;) {
+      const o = (c.eip - pb) >>> 0;
+      if (o > 0xfff) return;
+      const i = X[o];
+      if (i === 0 || c.retired + L[i] > c.runEnd) return;
+      c.regionBlocks++;
+      B[i](c);
+      if (c.codeWrites !== w) return;
+    }
+  };
 }

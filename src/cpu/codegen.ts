@@ -17,9 +17,13 @@ import { ADD, AND, CMP, OR, SUB, XOR } from "./ops/alu.js";
 import { SAL, SAR, SHL, SHR } from "./ops/alu-shift.js";
 import { AF, CF, CS, GP, OF, reg8Index as r8 } from "./regs.js";
 
-/** The lazy-flag record the block's code last wrote into fa/fb/fx: its kind and size, or none. */
+/**
+ * The lazy-flag record the block's code last wrote into fa/fb/fx: its kind and size, or none.
+ * fx is the result for every kind (so ZF and SF come from it), fa and fb the operands for
+ * L_ADD, L_SUB and L_LOGIC, fa the operand of L_INC and L_DEC.
+ */
 export interface FlagState {
-  op: number; // L_SUB, L_LOGIC, or 0: unknown (read the CPU's lazy flags)
+  op: number; // L_ADD, L_SUB, L_LOGIC, L_INC, L_DEC, L_RES, or 0: unknown (read the CPU's lazy flags)
   size: number;
 }
 
@@ -47,7 +51,7 @@ function seg(dc: DecodeCache, s: number): number {
 
 /** Code recording an ALU result in the lazy flags (and fa/fb/fx); a, b, x are JS names. */
 function lazy(op: number, size: number, st: FlagState): string {
-  st.op = op === L_SUB || op === L_LOGIC ? op : 0;
+  st.op = op;
   st.size = size;
   return `fa=a;fb=b;fx=x;c.lzOp=${op};c.lzA=a;c.lzB=b;c.lzRes=x;c.lzSize=${size};`;
 }
@@ -74,8 +78,40 @@ function alu(op: number, size: number, st: FlagState): string | null {
 
 /** CF, OF and AF replaced, ZF/SF/PF from x (lazyRes); cf and of are JS expressions (0/1). */
 function resFlags(cf: string, of: string, size: number, st: FlagState): string {
-  st.op = 0;
-  return `c.flags=(c.flags&${~(CF | OF | AF)})|${cf}|(${of})<<11;c.lzOp=${L_RES};c.lzRes=x;c.lzSize=${size};`;
+  st.op = L_RES;
+  st.size = size;
+  return `c.flags=(c.flags&${~(CF | OF | AF)})|${cf}|(${of})<<11;fx=x;c.lzOp=${L_RES};c.lzRes=x;c.lzSize=${size};`;
+}
+
+/**
+ * What cpu.keepCF() does before an inc/dec (CF into c.flags), from the block's flag record
+ * when it is known: the CF of an add, sub or logic record; nothing after inc, dec or a
+ * record whose CF is already in c.flags.
+ */
+function keepCF(st: FlagState): string {
+  const u = (v: string) => (st.size === 32 ? `(${v}>>>0)` : v);
+  switch (st.op) {
+    case L_ADD:
+      return `c.flags=(c.flags&${~CF})|(${u("fx")}<${u("fa")}?1:0);`;
+    case L_SUB:
+      return `c.flags=(c.flags&${~CF})|(${u("fa")}<${u("fb")}?1:0);`;
+    case L_LOGIC:
+      return `c.flags&=${~CF};`;
+    case L_INC:
+    case L_DEC:
+    case L_RES:
+      return "";
+    default:
+      return "c.keepCF();";
+  }
+}
+
+/** inc (or dec) of a into x, with its flags (CF kept); st: the record before it. */
+function incDec(inc: boolean, st: FlagState): string {
+  const keep = keepCF(st);
+  st.op = inc ? L_INC : L_DEC;
+  st.size = 32;
+  return `x=(a${inc ? "+" : "-"}1)|0;${keep}fa=a;fx=x;c.lzOp=${st.op};c.lzA=a;c.lzB=1;c.lzRes=x;c.lzSize=32;`;
 }
 
 /** shl/shr/sar of a by the constant count n (1-31) into x, with the flags (alu-shift.ts). */
@@ -135,6 +171,12 @@ function condition(cc: number, st: FlagState): string {
       case 7:
         return t(`${sx}<=0`, `${sx}>0`);
     }
+  }
+  if (st.op !== 0) {
+    // Any known record: ZF and SF are those of its result.
+    const sx = st.size === 32 ? "fx" : `(fx<<${32 - st.size})`;
+    if (cc >> 1 === 2) return t("fx===0", "fx!==0");
+    if (cc >> 1 === 4) return t(`${sx}<0`, `${sx}>=0`);
   }
   const f = [
     "c.of()",
@@ -292,8 +334,7 @@ export function inlineCode(
       if (sub === 6) return `c.push32(${isReg ? `r[${rm}]` : `c.rd32(${sg},${mem})`});`;
       // inc/dec Ed
       if (sub > 1) return null;
-      st.op = 0;
-      const upd = `x=(a${sub === 0 ? "+" : "-"}1)|0;c.keepCF();c.lzOp=${sub === 0 ? L_INC : L_DEC};c.lzA=a;c.lzB=1;c.lzRes=x;c.lzSize=32;`;
+      const upd = incDec(sub === 0, st);
       if (isReg) return `{const a=r[${rm}],${upd}r[${rm}]=x;}`;
       return `{const a=c.rmwRd32(${sg},${mem}),${upd}c.rmwWr32(x);}`;
     }
@@ -350,9 +391,7 @@ export function inlineCode(
   if (opc >= 0x58 && opc <= 0x5f) return `{const v=c.pop32();r[${opc & 7}]=v;}`;
   if (opc >= 0x40 && opc <= 0x4f) {
     const n = opc & 7;
-    const inc = opc < 0x48;
-    st.op = 0;
-    return `{const a=r[${n}],x=(a${inc ? "+" : "-"}1)|0;c.keepCF();c.lzOp=${inc ? L_INC : L_DEC};c.lzA=a;c.lzB=1;c.lzRes=x;c.lzSize=32;r[${n}]=x;}`;
+    return `{const a=r[${n}],${incDec(opc < 0x48, st)}r[${n}]=x;}`;
   }
   if ((opc & 0x1f0) === 0x70 || (opc & 0x1f0) === 0x180) {
     // Not taken: EIP is next (set before a block-ending jcc; a jcc inside a block goes on).

@@ -6,7 +6,7 @@
  * It knows nothing of Xen. Faults raised inside an instruction unwind through the run loop
  * (a preallocated throw, never an allocation) with the instruction's state rolled back.
  */
-import { BLOCK_THRESHOLD, compileBlock } from "./blocks.js";
+import { BLOCK_THRESHOLD, compileBlock, compileRegion, REGION_THRESHOLD } from "./blocks.js";
 import * as decodeNs from "./decode.js";
 import { DecodeCache, decodeInto } from "./decode.js";
 import * as flagsNs from "./flags.js";
@@ -232,8 +232,22 @@ export class Cpu {
    * (blocks.ts); 0 turns compiling off, 1 compiles before the first run (tests).
    */
   blockThreshold = BLOCK_THRESHOLD;
+  /**
+   * Standalone runs of a frame's compiled blocks (ones in no region yet) before its region
+   * is (re)built (blocks.ts compileRegion); 0 turns regions off.
+   */
+  regionThreshold = REGION_THRESHOLD;
+  /**
+   * Entries from the run loop into regions and into standalone blocks, and blocks run
+   * inside regions (linked transfers), for tests and benches.
+   */
+  regionRuns = 0;
+  blockRuns = 0;
+  regionBlocks = 0;
   /** Set when a code frame is written: a compiled block stops after the writing instruction. */
   codeHit = 0;
+  /** Writes to code frames so far (a region returns to the run loop when it moves). */
+  codeWrites = 0;
   /** The pending fault raised by fault(). */
   private fVector = 0;
   private fError = -1;
@@ -627,6 +641,7 @@ export class Cpu {
   /** Drops decoded instructions of a frame the host or the guest wrote. */
   codeWritten(frame: number): void {
     this.codeHit = 1;
+    this.codeWrites++;
     this.dc.invalidateFrame(frame);
     this.codePage[frame] = 0;
     this.dropFetch();
@@ -1390,6 +1405,7 @@ export class Cpu {
     const regs = this.regs;
     const segBase = this.segBase;
     const blockFn = dc.blockFn;
+    const regionFn = dc.regionFn;
     const hits = dc.hits;
     const blockLen = dc.blockLen;
     const threshold = this.blockThreshold;
@@ -1411,7 +1427,21 @@ export class Cpu {
         // A compiled block does its own bookkeeping, and runs whole or not at all, so the
         // budget is kept exactly.
         if (this.retired + blockLen[slot] <= this.runEnd) {
+          const region = regionFn[slot];
+          if (region !== null) {
+            this.regionRuns++;
+            region(this, this.fetchEip);
+            continue;
+          }
+          this.blockRuns++;
+          const fb = this.fetchBlock;
           block(this);
+          // Blocks of this frame that no region holds run often: (re)build its region.
+          const due = ++dc.regionDue[fb >>> 12];
+          if (due === this.regionThreshold && due !== 0 && fb === this.fetchBlock) {
+            dc.regionDue[fb >>> 12] = 0;
+            compileRegion(this, fb);
+          }
           continue;
         }
       } else if (e >> 22 !== 0 && ++hits[slot] === threshold) {

@@ -143,6 +143,12 @@ export function hasModrm(map: number, opcode: number): boolean {
  */
 export type BlockFn = (cpu: Cpu) => void;
 
+/**
+ * A region (blocks.ts compileRegion): the compiled blocks of a code page linked, entered at
+ * any of them; pb is the EIP of the page's first byte.
+ */
+export type RegionFn = (cpu: Cpu, pb: number) => void;
+
 /** The slot bits of a DecodeCache.slotOf entry (the length is at bit 18, the hot case at 22). */
 export const SLOT_MASK = (1 << 18) - 1;
 
@@ -174,6 +180,10 @@ export class DecodeCache {
   readonly blockFn: (BlockFn | null)[];
   /** Instructions in blockFn[slot]. */
   readonly blockLen: Uint8Array;
+  /** The region holding blockFn[slot], or null (the block runs standalone). */
+  readonly regionFn: (RegionFn | null)[];
+  /** Per frame block: standalone runs of its compiled blocks since its region was built. */
+  readonly regionDue: Uint16Array;
   /** Times each slot ran in the interpreter: a block is compiled when it reaches a threshold. */
   readonly hits: Uint8Array;
   private nextSlot = 1;
@@ -212,6 +222,7 @@ export class DecodeCache {
     this.imm2 = new Int32Array(slots);
     this.blockFn = new Array<BlockFn | null>(slots).fill(null);
     this.blockLen = new Uint8Array(slots);
+    this.regionFn = new Array<RegionFn | null>(slots).fill(null);
     this.hits = new Uint8Array(slots);
     const blocks = Math.max(16, Math.min(frames, 1024));
     this.frameBlock = new Int32Array(frames).fill(-1);
@@ -220,6 +231,7 @@ export class DecodeCache {
     this.emptyBlock = blocks << 12;
     this.blockFrame = new Int32Array(blocks).fill(-1);
     this.compiled = new Uint8Array(blocks);
+    this.regionDue = new Uint16Array(blocks);
     this.freeBlocks = new Int32Array(blocks);
     for (let i = 0; i < blocks; i++) this.freeBlocks[i] = blocks - 1 - i;
     this.freeCount = blocks;
@@ -248,6 +260,7 @@ export class DecodeCache {
       }
     }
     this.slotOf.fill(0, off, off + 4096);
+    this.regionDue[off >>> 12] = 0;
     this.frameBlock[frame] = -1;
     this.blockFrame[off >>> 12] = -1;
     this.freeBlocks[this.freeCount++] = off >>> 12;
@@ -266,6 +279,7 @@ export class DecodeCache {
   /** Records the compiled block starting at slot (of the frame block at blockOff). */
   setBlock(slot: number, fn: BlockFn | null, len: number, blockOff = -1): void {
     this.blockFn[slot] = fn;
+    this.regionFn[slot] = null;
     this.blockLen[slot] = len;
     this.hits[slot] = 0;
     if (blockOff >= 0) this.compiled[blockOff >>> 12] = 1;

@@ -27,6 +27,17 @@ export function runSlice(cpu: Cpu, budget: number): CpuState {
   };
 }
 
+/** Runs cpu in slices of `slice` instructions until it stops on anything but the budget (at most max slices); the state after each. */
+export function runSlices(cpu: Cpu, slice: number, max: number): CpuState[] {
+  const steps: CpuState[] = [];
+  for (let i = 0; i < max; i++) {
+    const s = runSlice(cpu, slice);
+    steps.push(s);
+    if (s.exit !== Exit.Budget) break;
+  }
+  return steps;
+}
+
 /** How many compiled blocks the CPU's decoded-instruction cache holds. */
 export function compiledBlocks(cpu: Cpu): number {
   return cpu.dc.blockFn.filter((f) => f !== null).length;

@@ -1,0 +1,164 @@
+/**
+ * Regions (src/cpu/blocks.ts compileRegion): a code page's compiled blocks linked so that a
+ * branch from one to another goes on without the run loop. They must run exactly as the
+ * interpreter (state after every run() slice), and they must actually run: the counters pin
+ * that a loop's iterations pass from block to block inside a region, so a change that falls
+ * back to returning to the run loop at every branch fails here.
+ */
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { Cpu } from "../src/cpu/cpu.js";
+import { DS, EAX, ECX, EDI, EDX, ESI, ESP, Exit } from "../src/cpu/regs.js";
+import { type CpuState, runSlice, runSlices } from "./helpers/cpu-state.js";
+
+const CODE = 0x1000;
+const DATA = 0x3000;
+
+function d(v: number): number[] {
+  return [v & 0xff, (v >> 8) & 0xff, (v >> 16) & 0xff, (v >>> 24) & 0xff];
+}
+
+/** linked: blocks and regions compiled at the second run; else the interpreter alone. */
+function machine(code: number[], linked: boolean): Cpu {
+  const cpu = new Cpu(new Uint8Array(1 << 20));
+  cpu.resetFlat32();
+  cpu.mem8.set(code, CODE);
+  for (let i = 0; i < 0x20000; i++) cpu.mem8[DATA + i] = (i * 37 + (i >> 8)) & 0xff;
+  cpu.eip = CODE;
+  cpu.regs[ESP] = 0x8000;
+  cpu.blockThreshold = linked ? 2 : 0;
+  cpu.regionThreshold = linked ? 2 : 0;
+  return cpu;
+}
+
+function trace(
+  code: number[],
+  linked: boolean,
+  slice: number,
+  setup: (cpu: Cpu) => void,
+): { steps: CpuState[]; cpu: Cpu } {
+  const cpu = machine(code, linked);
+  setup(cpu);
+  return { steps: runSlices(cpu, slice, 100000), cpu };
+}
+
+const ITERATIONS = 20000;
+
+// 0x1000 mov ecx,N; xor eax,eax; mov esi,DATA
+// loop (12): mov edx,[esi]; test cl,1; jz even; add eax,edx; call f
+// even (26): mov [esi+4],eax; add esi,4; dec ecx; jnz loop; hlt
+// f (36):    xor eax,ecx; ret
+const LOOP = [
+  [0xb9, ...d(ITERATIONS)],
+  [0x31, 0xc0],
+  [0xbe, ...d(DATA)],
+  [0x8b, 0x16],
+  [0xf6, 0xc1, 0x01],
+  [0x74, 26 - 19],
+  [0x01, 0xd0],
+  [0xe8, ...d(36 - 26)],
+  [0x89, 0x46, 0x04],
+  [0x83, 0xc6, 0x04],
+  [0x49],
+  [0x75, (12 - 35) & 0xff],
+  [0xf4],
+  [0x31, 0xc8],
+  [0xc3],
+].flat();
+
+describe("regions", () => {
+  for (const slice of [3, 7, 50, 1000, 10_000_000]) {
+    it(`run a loop with an if and a call exactly as the interpreter, in slices of ${slice}`, () => {
+      const a = trace(LOOP, false, slice, () => {});
+      const b = trace(LOOP, true, slice, () => {});
+      assert.equal(a.steps[a.steps.length - 1].exit, Exit.Halt);
+      assert.deepEqual(b.steps, a.steps);
+      assert.deepEqual(
+        b.cpu.mem8.subarray(DATA, DATA + 4 * ITERATIONS + 8),
+        a.cpu.mem8.subarray(DATA, DATA + 4 * ITERATIONS + 8),
+      );
+      assert.equal(a.cpu.regionBlocks, 0);
+      if (slice >= 1000) {
+        // Every iteration runs at least two blocks (the loop's head and, from the jz, its
+        // tail), nearly all of them reached inside a region; the run loop enters a region
+        // or a block only a few times per slice.
+        assert.ok(b.cpu.regionBlocks > 2 * ITERATIONS - 100, `${b.cpu.regionBlocks} linked block runs`);
+        const entries = b.cpu.regionRuns + b.cpu.blockRuns;
+        assert.ok(entries < 40 + 3 * b.steps.length, `${entries} entries from the run loop`);
+      }
+    });
+  }
+
+  it("are not built when regionThreshold is 0, and the blocks give the same state", () => {
+    const a = trace(LOOP, false, 10_000_000, () => {});
+    const b = trace(LOOP, true, 10_000_000, (cpu) => {
+      cpu.regionThreshold = 0;
+    });
+    assert.deepEqual(b.steps, a.steps);
+    assert.equal(b.cpu.regionBlocks, 0);
+    assert.equal(b.cpu.regionRuns, 0);
+    assert.ok(b.cpu.blockRuns > ITERATIONS, `${b.cpu.blockRuns} block runs`);
+  });
+
+  // Every 64th round writes BL into the immediate of the mov at `target`, in the region's
+  // own page, from inside the region; the next round must see the new immediate.
+  // loop (0): test cl,63; jnz skip; mov [edi],bl; inc ebx
+  // skip (8): test cl,1; jz odd; target (13): mov eax,imm32; add edx,eax
+  // odd (20): add edx,ecx; dec ecx; jnz loop; hlt
+  const SMC = [
+    [0xf6, 0xc1, 0x3f],
+    [0x75, 8 - 5],
+    [0x88, 0x1f],
+    [0x43],
+    [0xf6, 0xc1, 0x01],
+    [0x74, 20 - 13],
+    [0xb8, ...d(0x11111111)],
+    [0x01, 0xc2],
+    [0x01, 0xca],
+    [0x49],
+    [0x75, (0 - 25) & 0xff],
+    [0xf4],
+  ].flat();
+  for (const slice of [13, 10_000_000]) {
+    it(`leave the region at a store into its own code, in slices of ${slice}`, () => {
+      const setup = (cpu: Cpu) => {
+        cpu.regs[ECX] = 5000;
+        cpu.regs[EDI] = CODE + 14;
+        cpu.regs[EDX] = 0;
+      };
+      const a = trace(SMC, false, slice, setup);
+      const b = trace(SMC, true, slice, setup);
+      assert.equal(a.steps[a.steps.length - 1].exit, Exit.Halt);
+      assert.deepEqual(b.steps, a.steps);
+      assert.notEqual(a.cpu.regs[EAX], 0x11111111, "the store reached the code");
+      assert.ok(b.cpu.regionBlocks > 1000, `${b.cpu.regionBlocks} linked block runs`);
+    });
+  }
+
+  it("stop at the budget inside a region exactly where the interpreter does", () => {
+    for (const budget of [3, 17, 4001, 33333]) {
+      const run = (linked: boolean) => {
+        const cpu = machine(LOOP, linked);
+        // Warm up, then one slice of the budget that ends in the middle of the loop.
+        runSlice(cpu, 5000);
+        return runSlice(cpu, budget);
+      };
+      assert.deepEqual(run(true), run(false), `budget ${budget}`);
+    }
+  });
+
+  it("hand a fault inside a linked block back with the interpreter's state", () => {
+    // The loop walks ESI upwards; a DS limit cuts it off in the middle of the run.
+    const run = (linked: boolean) => {
+      const cpu = machine(LOOP, linked);
+      runSlice(cpu, 5000);
+      cpu.loadSegmentCache(DS, 0x10, 0, cpu.regs[ESI] + 400, 0x4093);
+      const s = runSlice(cpu, 1_000_000);
+      return { s, edx: cpu.regs[EDX] };
+    };
+    const a = run(false);
+    assert.equal(a.s.exit, Exit.Exception);
+    assert.equal(a.s.vector, 13);
+    assert.deepEqual(run(true), a);
+  });
+});
