@@ -357,6 +357,7 @@ export class DebugTarget implements HostDebug, HypervisorDebugHook {
     const f = this.fpuOf(v);
     if (f === null) return false;
     if (n < FCTRL) {
+      this.m.noteWrite?.();
       const i = f.phys(n - ST0);
       const empty = f.empty[i];
       f.setX80(i, dv.getUint16(8, true), dv.getUint32(4, true), dv.getUint32(0, true));
@@ -366,6 +367,7 @@ export class DebugTarget implements HostDebug, HypervisorDebugHook {
     const c = X87_CONTROL[n - FCTRL];
     const value = dv.getUint32(0, true);
     if (value > c.max) return false;
+    this.m.noteWrite?.();
     c.set(f, value);
     return true;
   }
