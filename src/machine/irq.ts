@@ -40,6 +40,11 @@ export class IrqController {
   private readonly asserted: Uint8Array;
   private readonly periodic: PeriodicSource[] = [];
   private nmi = 0;
+  /**
+   * False when nextPending's last scan found no line and nothing since could have made one
+   * deliverable (set by raise, startup, end, setTrigger): the run loop asks at every exit.
+   */
+  private maybePending = true;
   /** Count of raises per line, for diagnostics. */
   readonly raised: Uint32Array;
 
@@ -66,6 +71,7 @@ export class IrqController {
   setTrigger(line: number, trigger: Trigger): void {
     this.check(line);
     this.level[line] = trigger === "level" ? 1 : 0;
+    this.maybePending = true;
   }
 
   trigger(line: number): Trigger {
@@ -81,6 +87,7 @@ export class IrqController {
     this.enabled[line] = 1;
     this.inService[line] = 0;
     if (this.level[line] && this.asserted[line]) this.pending[line] = 1;
+    this.maybePending = true;
   }
 
   /** Disables the line and forgets a latched edge. */
@@ -103,9 +110,11 @@ export class IrqController {
 
   /** The lowest enabled line with an interrupt to deliver and not masked in service, or -1. */
   nextPending(): number {
+    if (!this.maybePending) return -1;
     for (let l = 0; l < this.nrLines; l++) {
       if (this.pending[l] && this.enabled[l] && !(this.level[l] && this.inService[l])) return l;
     }
+    this.maybePending = false;
     return -1;
   }
 
@@ -121,6 +130,7 @@ export class IrqController {
     this.check(line);
     this.inService[line] = 0;
     if (this.enabled[line] && this.level[line] && this.asserted[line]) this.pending[line] = 1;
+    this.maybePending = true;
   }
 
   // ------------------------------------------------------------------ device side
@@ -129,6 +139,7 @@ export class IrqController {
   raise(line: number): void {
     this.check(line);
     this.raised[line]++;
+    this.maybePending = true;
     if (this.level[line]) {
       this.asserted[line] = 1;
       if (this.enabled[line]) this.pending[line] = 1;
