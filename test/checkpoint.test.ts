@@ -234,6 +234,7 @@ const VMLINUX = process.env.TSXEN_XENLINUX;
 describe("checkpoints: XenLinux", { skip: VMLINUX === undefined && "TSXEN_XENLINUX is not set" }, () => {
   it("booting: N, checkpoint, M; restore; M again gives the same hash and console", async () => {
     const r = machineFor(VMLINUX ?? "", { memoryMiB: 64, machineMiB: 128, cmdline: "xencons=tty" });
-    await sameRunTwice(r, 60_000_000, 30_000_000, "XenLinux");
+    // Without a root it panics near 27M instructions: N and M are within its boot.
+    await sameRunTwice(r, 12_000_000, 10_000_000, "XenLinux");
   });
 });
