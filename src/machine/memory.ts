@@ -6,9 +6,10 @@ export const FRAME_SIZE = 4096;
 export const FRAME_SHIFT = 12;
 export const FRAMES_PER_MIB = 2 ** 20 / FRAME_SIZE;
 /**
- * The most machine memory modelled: a non-PAE x86-32 machine addresses 4 GiB, and the last MiB
- * stays out so the machine's size is a 32-bit number. Addresses above 2 GiB set bit 31, so
- * code that makes one with bit operations (an int32) indexes memory with >>> (see Cpu).
+ * The most machine memory modelled: a non-PAE x86-32 machine addresses 4 GiB; it stops a MiB
+ * short so its size in bytes is a 32-bit number (no RAM is lost: the top 32 MiB are the device
+ * window). Addresses above 2 GiB set bit 31, so code that makes one with bit operations (an
+ * int32) indexes memory with >>> (see Cpu).
  */
 export const MAX_MACHINE_MIB = 4095;
 /**
@@ -125,7 +126,6 @@ export class MachineMemory {
     this.free[this.freeCount++] = frame;
   }
 
-  /** addr may be an int32 or a uint32 (bit 31 set: above 2 GiB). */
   /**
    * Takes the free frames numbered first..end-1 out of the heap and returns them, for the
    * caller to free again later: allocations meanwhile come from the other frames (a test puts
@@ -145,6 +145,7 @@ export class MachineMemory {
     return Int32Array.from(taken);
   }
 
+  /** addr may be an int32 or a uint32 (bit 31 set: above 2 GiB). */
   read32(addr: number): number {
     return this.view.getUint32(addr >>> 0, true);
   }
