@@ -1,17 +1,26 @@
 /**
- * Linux benchmark (issue 13): boots XenLinux 2.6.11 with the BusyBox userland to its shell
- * prompt in an in-process session like `tsxen run`'s (virtual time, as fast as the CPU
- * allows), then types a fixed shell workload. Prints wall time to the prompt and of the
- * workload, guest time, guest instructions, hypercalls and guest page faults per wall second.
+ * Linux benchmark (issues 13 and 16): boots XenLinux 2.6.11 with the BusyBox userland to its
+ * shell prompt in an in-process session like `tsxen run`'s (virtual time, as fast as the CPU
+ * allows), types a fixed shell workload, then runs our userland test guests/linux/ltest.c
+ * (fork, exec, COW, signals, pipes, mmap, threads, x87 across processes, sleeps) and powers
+ * off. Prints wall time to the prompt, of the workload, of ltest and of its x87 check, guest
+ * time, guest instructions, hypercalls and guest page faults per wall second.
+ * With TSXEN_REALXEN (the real Xen of March 2005, docs/real-guests.md "Real Xen as an oracle")
+ * and qemu-system-i386 it then runs the same kernel, initrd and typed lines as dom0 on real Xen
+ * under QEMU's TCG and prints both side by side (wall times from the console's lines).
  * Not a timed test: it prints figures.
  *
- *   TSXEN_XENLINUX=vmlinux TSXEN_XENLINUX_USERLAND=dir TSXEN_XENLINUX_LTEST=ltest npm run bench:linux
+ *   TSXEN_XENLINUX=vmlinux TSXEN_XENLINUX_USERLAND=dir TSXEN_XENLINUX_LTEST=ltest \
+ *     [TSXEN_REALXEN=xen] npm run bench:linux
  *
- * (docs/real-guests.md builds the three.) Profile with
- * `node --cpu-prof dist/bench/linux-bench.js`.
+ * (docs/real-guests.md builds them.) Profile with `node --cpu-prof dist/bench/linux-bench.js`.
  */
+import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { Exit } from "../src/cpu/regs.js";
-import { LinuxRun, PROMPT, xenLinuxFiles } from "../test/helpers/xenlinux.js";
+import { LinuxRun, PROMPT, xenLinuxFiles, xenLinuxInitrd } from "../test/helpers/xenlinux.js";
 
 const TRAP_page_fault = 14;
 
@@ -36,7 +45,26 @@ interface Counts {
   pageFaults: number;
 }
 
-function main(): number {
+/** The console lines that end each timed phase, in order; the first phase starts at power-on. */
+const MARKS: Array<[string, RegExp]> = [
+  ["to prompt", new RegExp(PROMPT.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&"))],
+  ["workload", /^BENCH-2\r?$/m],
+  ["ltest, to its x87", /^PASS main-tls-intact\r?$/m],
+  ["ltest's x87", /^(PASS|FAIL) x87-across-processes/m],
+  ["rest of ltest", /LTEST DONE passed=\d+ failed=\d+/],
+];
+/** What is typed after each mark (null: nothing). */
+const TYPED = [WORKLOAD, "ltest", null, null, "poweroff"];
+
+/** Wall ms from power-on at which each mark's line appeared, then power-off's. */
+type Times = number[];
+
+/** Seconds between consecutive marks. */
+function phases(t: Times): number[] {
+  return t.map((v, i) => (v - (i === 0 ? 0 : t[i - 1])) / 1000);
+}
+
+async function main(): Promise<number> {
   const files = xenLinuxFiles();
   if (typeof files === "string") {
     process.stdout.write(`bench:linux: not run: ${files}\n`);
@@ -66,29 +94,134 @@ function main(): number {
     pageFaults,
   });
   const start: Counts = { wallMs: t0, guestNs: 0, insns: 0, hypercalls: 0, pageFaults: 0 };
-  const at = run.until(PROMPT, 0, 120);
-  const prompt = snap();
-  run.type(WORKLOAD);
-  const done = run.until(/^BENCH-2\r?$/m, at, 300);
-  const end = snap();
-  const out = run.console.slice(at, done);
+  const counts: Counts[] = [];
+  let at = 0;
+  let promptAt = 0;
+  let out = "";
+  for (let i = 0; i < MARKS.length; i++) {
+    // ltest's marks in short slices of guest time (seen within 1 ms of guest time of their line).
+    at = run.until(MARKS[i][1], at, 300, i >= 2 ? 1e6 : 50e6);
+    counts.push(snap());
+    if (i === 0) promptAt = at;
+    if (i === 1) out = run.console.slice(promptAt, at);
+    const typed = TYPED[i];
+    if (typed !== null) run.type(typed);
+  }
+  const end = run.session.runUntil(run.hv.nowNs() + 30e9);
+  counts.push(snap());
+  const ltest = run.console.slice(run.console.indexOf("LTEST START"), at);
 
   const line = (what: string, a: Counts, b: Counts): string => {
     const s = (b.wallMs - a.wallMs) / 1000;
     const per = (n: number) => `${(n / s / 1e3).toFixed(1)}k/s`;
     return [
-      `${what.padEnd(10)} wall ${s.toFixed(2).padStart(7)} s`,
-      `guest ${((b.guestNs - a.guestNs) / 1e9).toFixed(2).padStart(6)} s`,
-      `${((b.insns - a.insns) / 1e6).toFixed(0).padStart(6)} M insns (${((b.insns - a.insns) / s / 1e6).toFixed(1)} MIPS)`,
+      `${what.padEnd(18)} wall ${s.toFixed(2).padStart(7)} s`,
+      `guest ${((b.guestNs - a.guestNs) / 1e9).toFixed(3).padStart(7)} s`,
+      `${((b.insns - a.insns) / 1e6).toFixed(1).padStart(6)} M insns (${((b.insns - a.insns) / s / 1e6).toFixed(1)} MIPS)`,
       `hypercalls ${b.hypercalls - a.hypercalls} (${per(b.hypercalls - a.hypercalls)})`,
       `page faults ${b.pageFaults - a.pageFaults} (${per(b.pageFaults - a.pageFaults)})`,
     ].join(", ");
   };
   process.stdout.write("XenLinux 2.6.11, BusyBox initrd, 64 MiB, virtual time\n");
-  process.stdout.write(`${line("to prompt", start, prompt)}\n`);
-  process.stdout.write(`${line("workload", prompt, end)}\n`);
+  const names = [...MARKS.map((m) => m[0]), "poweroff"];
+  for (let i = 0; i < counts.length; i++)
+    process.stdout.write(`${line(names[i], i === 0 ? start : counts[i - 1], counts[i])}\n`);
+  process.stdout.write(`${line("power-on to off", start, counts[counts.length - 1])}\n`);
+  process.stdout.write(`session end: ${end === null ? "none within 30 s of guest time" : end.kind}\n`);
   process.stdout.write(`workload output:\n${out.replace(/\r/g, "").trim()}\n`);
+  process.stdout.write(`ltest: ${ltest.match(/LTEST DONE.*/)?.[0] ?? "no result"}\n`);
+
+  const xen = process.env.TSXEN_REALXEN;
+  if (!xen) {
+    process.stdout.write("real Xen under QEMU: not run (set TSXEN_REALXEN, docs/real-guests.md)\n");
+    return 0;
+  }
+  const tsxen = counts.map((c) => c.wallMs - t0);
+  const real = await realXen(xen, files);
+  if (typeof real === "string") {
+    process.stdout.write(`real Xen under QEMU: not run: ${real}\n`);
+    return 0;
+  }
+  process.stdout.write("\nwall s, side by side (real Xen of March 2005 as dom0 under QEMU TCG, one CPU):\n");
+  process.stdout.write(`${"".padEnd(18)} ${"tsxen".padStart(8)} ${"real Xen".padStart(9)}\n`);
+  const [a, b] = [phases(tsxen), phases(real)];
+  for (let i = 0; i < names.length; i++)
+    process.stdout.write(
+      `${names[i].padEnd(18)} ${a[i].toFixed(2).padStart(8)} ${(b[i] ?? Number.NaN).toFixed(2).padStart(9)}\n`,
+    );
+  const total = (t: Times) => (t[t.length - 1] / 1000).toFixed(2);
+  process.stdout.write(
+    `${"power-on to off".padEnd(18)} ${total(tsxen).padStart(8)} ${total(real).padStart(9)}\n`,
+  );
   return 0;
 }
 
-process.exitCode = main();
+/**
+ * The same kernel, initrd and typed lines as dom0 on real Xen under QEMU (TCG, one CPU): the
+ * wall times of the marks from QEMU's start, or why it could not run. The serial line is
+ * dom0's console (xencons=ttyS); Xen halts the machine at dom0's power-off.
+ */
+function realXen(
+  xen: string,
+  files: Exclude<ReturnType<typeof xenLinuxFiles>, string>,
+): Promise<Times | string> {
+  const dir = mkdtempSync(join(tmpdir(), "tsxen-linuxbench-"));
+  const initrd = join(dir, "initrd.cpio");
+  writeFileSync(initrd, xenLinuxInitrd(files));
+  if (`${files.kernel}${initrd}`.includes(","))
+    return Promise.resolve("QEMU's -initrd cannot take a path with a comma");
+  const args = [
+    ...["-accel", "tcg", "-m", "192", "-smp", "1", "-display", "none", "-monitor", "none"],
+    ...["-serial", "stdio", "-no-reboot", "-net", "none", "-kernel", xen],
+    ...["-append", "com1=115200,8n1 console=com1 dom0_mem=65536 noreboot"],
+    ...["-initrd", `${files.kernel} xencons=ttyS,${initrd}`],
+  ];
+  return new Promise((resolve) => {
+    const t0 = performance.now();
+    const qemu = spawn("qemu-system-i386", args, { stdio: ["pipe", "pipe", "ignore"] });
+    const times: Times = [];
+    let text = "";
+    let from = 0;
+    const timer = setTimeout(() => qemu.kill("SIGKILL"), 300_000);
+    qemu.stdout.on("data", (b: Buffer) => {
+      text += b.toString("latin1");
+      const i = times.length;
+      if (i < MARKS.length) {
+        const m = MARKS[i][1].exec(text.slice(from));
+        if (m === null) return;
+        times.push(performance.now() - t0);
+        from += m.index + m[0].length;
+        // Xen hands the serial line's input to dom0 as typed; the shell wants a carriage return.
+        const typed = TYPED[i];
+        if (typed !== null) qemu.stdin.write(`${typed}\r`);
+      } else if (/\(XEN\) Domain 0 (halted|shutdown)/.test(text.slice(from))) {
+        times.push(performance.now() - t0);
+        qemu.kill("SIGKILL");
+      }
+    });
+    qemu.on("error", (e) => {
+      clearTimeout(timer);
+      rmSync(dir, { recursive: true, force: true });
+      resolve(`cannot run qemu-system-i386: ${e.message}`);
+    });
+    qemu.on("close", () => {
+      clearTimeout(timer);
+      rmSync(dir, { recursive: true, force: true });
+      if (times.length === MARKS.length + 1) resolve(times);
+      else
+        resolve(
+          `stopped after ${times.length} of ${MARKS.length + 1} marks; console tail:\n${text.slice(-1500)}`,
+        );
+    });
+  });
+}
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (e: Error) => {
+    process.stderr.write(`bench:linux: ${e.stack ?? e.message}\n`);
+    process.exitCode = 1;
+  },
+);

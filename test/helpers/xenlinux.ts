@@ -130,9 +130,9 @@ export class LinuxRun {
   /**
    * Runs until the console, from offset `from`, matches `re` (returns the match's end offset),
    * or until `seconds` more guest seconds have passed or the session ended (throws, with the
-   * console's tail).
+   * console's tail). The console is looked at every sliceNs of guest time.
    */
-  until(re: RegExp | string, from: number, seconds: number): number {
+  until(re: RegExp | string, from: number, seconds: number, sliceNs = 50e6): number {
     const limit = this.hv.nowNs() + seconds * 1e9;
     for (;;) {
       const out = this.console;
@@ -144,7 +144,7 @@ export class LinuxRun {
       }
       if (this.hv.nowNs() >= limit)
         throw new Error(`no ${re} within ${seconds} s; console:\n${out.slice(-3000)}`);
-      const end = this.session.runUntil(Math.min(limit, this.hv.nowNs() + 50e6));
+      const end = this.session.runUntil(Math.min(limit, this.hv.nowNs() + sliceNs));
       if (end !== null) throw new Error(`${end.text}; console:\n${this.console.slice(-3000)}`);
     }
   }
