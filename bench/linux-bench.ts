@@ -16,7 +16,7 @@
  * (docs/real-guests.md builds them.) Profile with `node --cpu-prof dist/bench/linux-bench.js`.
  */
 import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Exit } from "../src/cpu/regs.js";
@@ -165,6 +165,7 @@ function realXen(
   xen: string,
   files: Exclude<ReturnType<typeof xenLinuxFiles>, string>,
 ): Promise<Times | string> {
+  if (!existsSync(xen)) return Promise.resolve(`TSXEN_REALXEN=${xen} does not exist`);
   const dir = mkdtempSync(join(tmpdir(), "tsxen-linuxbench-"));
   const initrd = join(dir, "initrd.cpio");
   writeFileSync(initrd, xenLinuxInitrd(files));
