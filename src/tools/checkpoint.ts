@@ -41,6 +41,8 @@ type FieldRecord =
       /** Its own fields, then the accessors of its class (state kept in #private fields). */
       keys: string[];
       own: number;
+      /** Object.keys(o).length when taken, skipped fields included (a skipped name may be an accessor). */
+      count: number;
       vals: unknown[];
       skip: ReadonlySet<string> | undefined;
     }
@@ -173,12 +175,13 @@ export function captureCheckpoint(
     } else {
       const skip = opts.skip?.get(o);
       const kept = (k: string): boolean => skip === undefined || !skip.has(k);
-      const own = Object.keys(o).filter(kept);
+      const all = Object.keys(o);
+      const own = all.filter(kept);
       const keys = [...own, ...accessorsOf(o).filter(kept)];
       const rec = o as Record<string, unknown>;
       const vals = keys.map((k) => rec[k]);
       for (const v of vals) push(v);
-      if (!Object.isFrozen(o)) fields.push({ kind: "object", o: rec, keys, own: own.length, vals, skip });
+      if (!Object.isFrozen(o)) fields.push({ kind: "object", o: rec, keys, own: own.length, count: all.length, vals, skip });
       fieldBytes += vals.length * 8;
     }
     if (opts.more !== undefined) for (const x of opts.more(o)) push(x);
@@ -242,7 +245,7 @@ export function restoreCheckpoint(
     switch (f.kind) {
       case "object": {
         const o = f.o;
-        if (Object.keys(o).length !== f.own + (f.skip?.size ?? 0)) {
+        if (Object.keys(o).length !== f.count) {
           // A field added since (a lazily made one): gone again, as it was.
           const kept = new Set(f.keys.slice(0, f.own));
           for (const k of Object.keys(o)) if (!kept.has(k) && !f.skip?.has(k)) delete o[k];
