@@ -8,7 +8,6 @@
  * host commits little of it.
  */
 import assert from "node:assert/strict";
-import { createHash } from "node:crypto";
 import { readdirSync, readFileSync } from "node:fs";
 import { describe, it } from "node:test";
 import { Cpu } from "../src/cpu/cpu.js";
@@ -23,6 +22,7 @@ import type { Domain } from "../src/xen/domain.js";
 import { Hypervisor } from "../src/xen/hypervisor.js";
 import { checkInvariants } from "../src/xen/invariants.js";
 import { buildGuests, guestPath } from "./support/guests.js";
+import { memoryHash } from "./support/memory.js";
 
 const PAGE = 4096;
 /** The first frame above 2 GiB: its machine address has bit 31 set. */
@@ -31,14 +31,6 @@ const HIGH = 0x80000;
 /** Frees every frame of a withheld set back to the heap. */
 function release(mem: MachineMemory, frames: Int32Array): void {
   for (const f of frames) mem.freeFrame(f);
-}
-
-/** SHA-256 of every frame a domain owns, in frame order. */
-function hashPages(hv: Hypervisor, d: Domain): string {
-  const h = createHash("sha256");
-  for (const mfn of [...d.pages].sort((a, b) => a - b))
-    h.update(hv.mem.bytes.subarray(mfn * PAGE, (mfn + 1) * PAGE));
-  return h.digest("hex");
 }
 
 /**
@@ -149,7 +141,7 @@ describe("machine memory above 2 GiB", () => {
     );
     const vFrames = [...victim.pages].sort((a, b) => a - b);
     assert.ok(vFrames[vFrames.length - 1] < HIGH);
-    const victimHash = hashPages(hv, victim);
+    const victimHash = memoryHash(hv, victim);
 
     // Guests get the victim's frames + 2 GiB (their aliases, were bit 31 dropped anywhere),
     // then the last frames below the device window, near 4 GiB: as many as a 16 MiB domain
@@ -193,7 +185,7 @@ describe("machine memory above 2 GiB", () => {
       frames.some((f) => f >= DEVICE_WINDOW_FRAME - 64),
       "some guest frames lie within 256 KiB of the device window (0xfe000000)",
     );
-    assert.equal(hashPages(hv, victim), victimHash, "the victim's memory is unchanged");
+    assert.equal(memoryHash(hv, victim), victimHash, "the victim's memory is unchanged");
     for (const h of held) release(mem, h);
 
     // The same guests in a small machine print the same checks with the same verdicts.
