@@ -410,7 +410,7 @@ export class NetBack {
  * refuses others), so broadcast and multicast sources are refused too.
  */
 function sameMac(frame: Uint8Array, mac: Uint8Array): boolean {
-  for (let i = 0; i < 6; i++) if (frame[ETH_ALEN + i] !== mac[i]) return false;
+  for (let i = 0; i < ETH_ALEN; i++) if (frame[ETH_ALEN + i] !== mac[i]) return false;
   return true;
 }
 
