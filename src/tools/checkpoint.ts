@@ -181,7 +181,8 @@ export function captureCheckpoint(
       const rec = o as Record<string, unknown>;
       const vals = keys.map((k) => rec[k]);
       for (const v of vals) push(v);
-      if (!Object.isFrozen(o)) fields.push({ kind: "object", o: rec, keys, own: own.length, count: all.length, vals, skip });
+      if (!Object.isFrozen(o))
+        fields.push({ kind: "object", o: rec, keys, own: own.length, count: all.length, vals, skip });
       fieldBytes += vals.length * 8;
     }
     if (opts.more !== undefined) for (const x of opts.more(o)) push(x);
