@@ -137,6 +137,37 @@ describe("tsxen run --record: every input, checked at replay", () => {
     replaysAsRecorded("end.rec", TARGET);
   });
 
+  it("every field of a record is checked: a damaged disk entry is refused, naming it", () => {
+    const rec = run(TARGET, "--record", "fields.rec");
+    assert.equal(rec.status, 0, rec.stderr);
+    const lines = readFileSync(join(dir, "fields.rec"), "utf8").trim().split("\n");
+    const head = JSON.parse(lines[0]) as { options: Record<string, unknown> };
+    const refused = (text: string[], why: RegExp): void => {
+      writeFileSync(join(dir, "fields-bad.rec"), `${text.join("\n")}\n`);
+      const r = run(TARGET, "--replay", "fields-bad.rec");
+      assert.deepEqual([r.status, r.stdout], [2, ""], r.stderr);
+      assert.match(r.stderr, why);
+    };
+    const disk = { dev: "sda1", writable: true, bytes: 512, sha256: "0".repeat(64) };
+    const withDisks = (disks: unknown): string[] => [
+      JSON.stringify({ ...head, options: { ...head.options, disks } }),
+      ...lines.slice(1),
+    ];
+    refused(
+      withDisks([null]),
+      /fields-bad\.rec: options\.disks\[0\] must be an object \{dev, writable, bytes, sha256\}/,
+    );
+    refused(withDisks("sda1"), /fields-bad\.rec: options\.disks must be a list of disks/);
+    refused(
+      withDisks([disk, { ...disk, bytes: -1 }]),
+      /options\.disks\[1\]\.bytes must be a whole number of bytes/,
+    );
+    refused(withDisks([{ ...disk, writable: "w" }]), /options\.disks\[0\]\.writable must be true or false/);
+    refused(withDisks([{ ...disk, dev: 3 }]), /options\.disks\[0\]\.dev must be a string/);
+    refused(withDisks([{ ...disk, sha256: "x" }]), /options\.disks\[0\]\.sha256 must be a SHA-256/);
+    replaysAsRecorded("fields.rec", TARGET);
+  });
+
   it("Ctrl-] at a terminal is logged with its stamp: the replay of a busy guest ends where the recording did", {
     skip: existsSync("/usr/bin/script") ? false : "script(1) is not installed (util-linux)",
   }, () => {

@@ -64,6 +64,28 @@ function fileIdentity(path: string): { bytes: number; sha256: string } {
   }
 }
 
+/**
+ * A record's options.disks, each field checked (the file is a tool input: a damaged one is
+ * refused naming the field, never a TypeError).
+ */
+function recordedDisks(record: string, recorded: unknown): DiskIdentity[] {
+  const bad = (field: string, want: string): RecordError =>
+    new RecordError(`${record}: options.${field} must be ${want}: a damaged record`);
+  if (!Array.isArray(recorded)) throw bad("disks", "a list of disks");
+  return recorded.map((w: unknown, i) => {
+    if (typeof w !== "object" || w === null || Array.isArray(w))
+      throw bad(`disks[${i}]`, "an object {dev, writable, bytes, sha256}");
+    const d = w as Record<string, unknown>;
+    if (typeof d.dev !== "string") throw bad(`disks[${i}].dev`, "a string");
+    if (typeof d.writable !== "boolean") throw bad(`disks[${i}].writable`, "true or false");
+    if (typeof d.bytes !== "number" || !Number.isSafeInteger(d.bytes) || d.bytes < 0)
+      throw bad(`disks[${i}].bytes`, "a whole number of bytes");
+    if (typeof d.sha256 !== "string" || !/^[0-9a-f]{64}$/.test(d.sha256))
+      throw bad(`disks[${i}].sha256`, "a SHA-256 (64 hex digits)");
+    return { dev: d.dev, writable: d.writable, bytes: d.bytes, sha256: d.sha256 };
+  });
+}
+
 /** Why a replay's disks are not the recorded ones (naming the image file), or null. */
 function diskChange(
   record: string,
@@ -71,7 +93,7 @@ function diskChange(
   disks: readonly DiskSpec[],
   now: DiskIdentity[],
 ): string | null {
-  const was = Array.isArray(recorded) ? (recorded as DiskIdentity[]) : [];
+  const was = recordedDisks(record, recorded);
   if (was.length !== now.length || was.some((w, i) => w.dev !== now[i].dev || w.writable !== now[i].writable))
     return `${record} was recorded with the disks ${JSON.stringify(was.map((w) => w.dev))}, not ${JSON.stringify(now.map((d) => d.dev))}`;
   const i = now.findIndex((d, k) => d.bytes !== was[k].bytes || d.sha256 !== was[k].sha256);
