@@ -137,7 +137,7 @@ describe("tsxen run --record: every input, checked at replay", () => {
     replaysAsRecorded("end.rec", TARGET);
   });
 
-  it("every field of a record is checked: a damaged disk entry is refused, naming it", () => {
+  it("every field of a record is checked: a damaged disk entry or console input is refused, naming it", () => {
     const rec = run(TARGET, "--record", "fields.rec");
     assert.equal(rec.status, 0, rec.stderr);
     const lines = readFileSync(join(dir, "fields.rec"), "utf8").trim().split("\n");
@@ -165,6 +165,14 @@ describe("tsxen run --record: every input, checked at replay", () => {
     refused(withDisks([{ ...disk, writable: "w" }]), /options\.disks\[0\]\.writable must be true or false/);
     refused(withDisks([{ ...disk, dev: 3 }]), /options\.disks\[0\]\.dev must be a string/);
     refused(withDisks([{ ...disk, sha256: "x" }]), /options\.disks\[0\]\.sha256 must be a SHA-256/);
+    // An input's console bytes are base64: a character outside it is refused, not dropped.
+    const input = (console: string): string[] => [
+      lines[0],
+      JSON.stringify({ ns: 1, retired: 1, console }),
+      ...lines.slice(1),
+    ];
+    refused(input("aGk*"), /fields-bad\.rec: line 2: the console input "aGk\*" is not base64/);
+    refused(input("aGk"), /line 2: the console input "aGk" is not base64/);
     replaysAsRecorded("fields.rec", TARGET);
   });
 

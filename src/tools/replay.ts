@@ -166,12 +166,16 @@ export class InputLog {
         throw new RecordError(`${what}: line ${i + 2}: inputs out of order`);
       if (o.escape === true)
         log.events.push({ ns: o.ns, retired: o.retired, console: new Uint8Array(0), escape: true });
-      else
-        log.events.push({
-          ns: o.ns,
-          retired: o.retired,
-          console: Buffer.from(o.console as string, "base64"),
-        });
+      else {
+        // Node's decoder skips characters outside base64: only what encodes back the same is taken.
+        const text = o.console as string;
+        const console = Buffer.from(text, "base64");
+        if (console.toString("base64") !== text)
+          throw new RecordError(
+            `${what}: line ${i + 2}: the console input ${JSON.stringify(text)} is not base64`,
+          );
+        log.events.push({ ns: o.ns, retired: o.retired, console });
+      }
     });
     return log;
   }
