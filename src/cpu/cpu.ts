@@ -15,6 +15,7 @@ import { HANDLERS, HOT_FNS, hotCase } from "./ops/table.js";
 import * as regsNs from "./regs.js";
 import { Exit, hasErrorCode } from "./regs.js";
 import { deliverInterrupt } from "./segments.js";
+import { type CpuState, cpuState } from "./wasm/arena.js";
 
 // Module-level copies of imported constants: V8 constant-folds these, whereas each use of an
 // imported binding in optimized code costs a module-cell load and a TDZ check (hot paths).
@@ -102,12 +103,17 @@ export class Cpu {
   readonly memSize: number;
 
   // --- General registers and EIP ---
+  /**
+   * The arrays a WebAssembly block shares (wasm/arena.ts): views on the machine's
+   * WebAssembly.Memory when this Cpu has its state area, else the Cpu's own.
+   */
+  readonly state: CpuState;
   /** EAX, ECX, EDX, EBX, ESP, EBP, ESI, EDI (int32). */
-  readonly regs = new Int32Array(8);
+  readonly regs: Int32Array;
   /** Byte view: AL=0, AH=1, CL=4, CH=5 ... (little-endian host). */
-  readonly regs8 = new Uint8Array(this.regs.buffer);
+  readonly regs8: Uint8Array;
   /** Word view: AX=0, CX=2, DX=4 ... */
-  readonly regs16 = new Uint16Array(this.regs.buffer);
+  readonly regs16: Uint16Array;
   eip = 0;
 
   // --- EFLAGS: arithmetic flags are lazy (see flags.ts) ---
@@ -136,7 +142,7 @@ export class Cpu {
    * c[k + 2n + 1] for reads and c[k + 16 + 2n] .. c[k + 17 + 2n] for writes (an empty range is
    * INT32_MAX .. INT32_MIN). Kept by loadSegmentCache from segLo, segHi, segWHi and segBase.
    */
-  private readonly segChk = new Int32Array(256);
+  private readonly segChk: Int32Array;
 
   gdtrBase = 0;
   gdtrLimit = 0xffff;
@@ -192,7 +198,7 @@ export class Cpu {
   hostDebug: HostDebug | null = null;
 
   // --- Software TLB: one entry per virtual page, see TLB_* bits ---
-  readonly tlb = new Int32Array(1 << 20);
+  readonly tlb: Int32Array;
   private readonly tlbList = new Int32Array(TLB_LIST_MAX);
   private tlbCount = 0;
   /** A 4 MiB page was entered (as 4 KiB entries) since the last flush. */
@@ -267,7 +273,14 @@ export class Cpu {
     this.mem32 = new Int32Array(memory.buffer, 0, memory.byteLength >>> 2);
     this.memView = new DataView(memory.buffer);
     this.memSize = memory.byteLength;
-    this.codePage = new Uint8Array(memory.byteLength >>> 12);
+    const st = cpuState(memory);
+    this.state = st;
+    this.regs = st.regs;
+    this.regs8 = new Uint8Array(st.regs.buffer, st.regs.byteOffset, 32);
+    this.regs16 = new Uint16Array(st.regs.buffer, st.regs.byteOffset, 16);
+    this.segChk = st.segChk;
+    this.tlb = st.tlb;
+    this.codePage = st.codePage;
     this.dc = new DecodeCache(memory.byteLength >>> 12);
     this.fetchBlock = this.dc.emptyBlock;
   }

@@ -2,6 +2,8 @@
  * Machine memory: one ArrayBuffer of 4 KiB frames, and the heap allocator that hands frames
  * to the hypervisor. Knows nothing of Xen: ownership and types are the hypervisor's business.
  */
+import { allocRam } from "../cpu/wasm/arena.js";
+
 export const FRAME_SIZE = 4096;
 export const FRAME_SHIFT = 12;
 export const FRAMES_PER_MIB = 2 ** 20 / FRAME_SIZE;
@@ -67,11 +69,12 @@ export class MachineMemory {
     this.nrFrames = mebibytes * FRAMES_PER_MIB;
     try {
       // Zero-filled and untouched: the host commits a frame's memory when it is first written.
-      this.bytes = new Uint8Array(this.nrFrames * FRAME_SIZE);
+      // On a WebAssembly.Memory (with the CPU's state area) when it fits: wasm blocks.
+      this.bytes = allocRam(this.nrFrames * FRAME_SIZE);
     } catch {
       throw new RangeError(`machine memory of ${mebibytes} MiB: the host would not reserve that much`);
     }
-    this.view = new DataView(this.bytes.buffer);
+    this.view = new DataView(this.bytes.buffer, 0, this.bytes.byteLength);
     this.free = new Int32Array(this.nrFrames);
     this.isFree = new Uint8Array(this.nrFrames);
     this.ramEnd = Math.min(this.nrFrames, DEVICE_WINDOW_FRAME);

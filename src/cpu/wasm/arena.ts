@@ -1,0 +1,112 @@
+/**
+ * Guest RAM and the CPU state a WebAssembly block touches, in one WebAssembly.Memory: RAM at
+ * address 0 (a guest-physical address is a wasm address) and, after it, one state area of the
+ * arrays the JS CPU also uses (registers, the segment checks, codePage, the TLB) and a few
+ * words the blocks and their JS wrapper exchange (EIP, the lazy-flag record). The JS CPU
+ * sees the same bytes through typed arrays, so nothing is copied between the two back ends.
+ *
+ * A memory has one state area, claimed by the first Cpu made on it (a machine has one); a
+ * Cpu on a plain buffer, on a machine whose RAM and state area do not fit 4 GiB, or second on
+ * a memory, keeps its state in its own arrays and runs the JS back end only.
+ */
+
+const PAGE = 65536;
+/** A wasm32 memory holds at most 2^32 bytes. */
+const MAX_PAGES = 65536;
+
+// Byte offsets within the state area.
+export const ST_REGS = 0; // Int32 x 8
+/** The lazy-flag record and EIP exchanged with a block: Int32 words at ST_IO + 4 * IO_*. */
+export const ST_IO = 32;
+export const IO_EIP = 0;
+export const IO_FLAGS = 1;
+export const IO_LZOP = 2;
+export const IO_LZA = 3;
+export const IO_LZB = 4;
+export const IO_LZRES = 5;
+export const IO_LZSIZE = 6;
+export const IO_RDMASK = 7;
+export const IO_WRMASK = 8;
+export const IO_WORDS = 16;
+export const ST_SEGCHK = 128; // Int32 x 256 (Cpu.segChk)
+export const ST_CODEPAGE = 4096; // Uint8 x frames (Cpu.codePage)
+export const TLB_BYTES = 4 << 20; // Int32 x 2^20 (Cpu.tlb)
+
+/** The state area's size and its TLB's offset for a RAM of `ram` bytes. */
+function layout(ram: number): { tlb: number; size: number } {
+  const tlb = (ST_CODEPAGE + (ram >>> 12) + 0xfff) & ~0xfff;
+  return { tlb, size: tlb + TLB_BYTES };
+}
+
+export interface Arena {
+  readonly memory: WebAssembly.Memory;
+  /** Byte address of the state area (after RAM). */
+  readonly state: number;
+  readonly ramBytes: number;
+  claimed: boolean;
+}
+
+const arenas = new WeakMap<ArrayBufferLike, Arena>();
+
+/**
+ * A zero-filled RAM of `bytes` bytes (a multiple of 4 KiB), on a WebAssembly.Memory with a
+ * state area after it when both fit in 4 GiB and the host gives one; else a plain buffer.
+ * Either way the host commits pages when first written.
+ */
+export function allocRam(bytes: number): Uint8Array {
+  const { size } = layout(bytes);
+  const pages = Math.ceil((bytes + size) / PAGE);
+  if (typeof WebAssembly === "object" && pages <= MAX_PAGES) {
+    try {
+      const memory = new WebAssembly.Memory({ initial: pages, maximum: pages });
+      const ram = new Uint8Array(memory.buffer, 0, bytes);
+      arenas.set(memory.buffer, { memory, state: pages * PAGE - size, ramBytes: bytes, claimed: false });
+      return ram;
+    } catch {
+      // No room for another wasm memory (address space): a plain buffer, the JS back end.
+    }
+  }
+  return new Uint8Array(bytes);
+}
+
+/** The CPU state arrays, in a claimed arena when there is one. */
+export interface CpuState {
+  readonly arena: Arena | null;
+  readonly regs: Int32Array;
+  readonly io: Int32Array;
+  readonly segChk: Int32Array;
+  readonly codePage: Uint8Array;
+  readonly tlb: Int32Array;
+}
+
+/** State arrays for a Cpu on RAM `ram`: views on its arena's state area when it is free. */
+export function cpuState(ram: Uint8Array): CpuState {
+  const frames = ram.byteLength >>> 12;
+  const a = arenas.get(ram.buffer);
+  if (a === undefined || a.claimed || a.ramBytes !== ram.byteLength || ram.byteOffset !== 0) {
+    return {
+      arena: null,
+      regs: new Int32Array(8),
+      io: new Int32Array(IO_WORDS),
+      segChk: new Int32Array(256),
+      codePage: new Uint8Array(frames),
+      tlb: new Int32Array(1 << 20),
+    };
+  }
+  a.claimed = true;
+  const b = a.memory.buffer;
+  const s = a.state;
+  return {
+    arena: a,
+    regs: new Int32Array(b, s + ST_REGS, 8),
+    io: new Int32Array(b, s + ST_IO, IO_WORDS),
+    segChk: new Int32Array(b, s + ST_SEGCHK, 256),
+    codePage: new Uint8Array(b, s + ST_CODEPAGE, frames),
+    tlb: new Int32Array(b, s + layout(a.ramBytes).tlb, 1 << 20),
+  };
+}
+
+/** The TLB's byte address in the arena (for generated code). */
+export function tlbAddress(a: Arena): number {
+  return a.state + layout(a.ramBytes).tlb;
+}
