@@ -154,6 +154,36 @@ describe("checkpoints: a restored machine runs the same run", () => {
   });
 });
 
+describe("checkpoints under gdb's writes", () => {
+  it("registers and memory written back as they are (gdb's G) keep them coming; a real change stops them", async () => {
+    const r = machineFor(guestPath("ev_counter"), { every: 200_000, keep: 64 });
+    const t = new DebugTarget(r.machine);
+    t.attach();
+    const m = r.machine;
+    const count = (): number => m.checkpoints?.points.length ?? 0;
+    await runFor(r, 500_000);
+    const v = m.domain.vcpus[0];
+    // Every register as it is, eflags with IF flipped (a bit gdb cannot set), a stack word as it is.
+    for (let n = 0; n < 32; n++) assert.ok(t.writeRegister(v, n, t.register(v, n)), `register ${n}`);
+    const flags = t.register(v, 9);
+    flags[1] ^= 0x02;
+    assert.ok(t.writeRegister(v, 9, flags));
+    const esp = t.registers(v)[4];
+    const word = t.readMemory(v, esp, 4);
+    assert.ok(word.length === 4 && t.writeMemory(v, esp, word));
+    const before = count();
+    await runFor(r, 800_000);
+    assert.ok(count() >= before + 3, `checkpoints go on: ${before} -> ${count()}`);
+    // A real change (eax + 1): the run is off its record, no checkpoint is taken of it.
+    const eax = t.register(v, 0);
+    eax[0] ^= 1;
+    assert.ok(t.writeRegister(v, 0, eax));
+    const off = count();
+    await runFor(r, 800_000);
+    assert.equal(count(), off, "none off the record");
+  });
+});
+
 /** Where writer_c's store to `watched` is, and `watched`'s address (the ELF's symbols). */
 function symbol(elf: string, name: string): number {
   const line = execFileSync("nm", [elf], { encoding: "utf8" })

@@ -284,38 +284,29 @@ export class DebugTarget implements HostDebug, HypervisorDebugHook {
   }
 
   /**
-   * Sets general register n (gdb's numbering). Segment registers are refused (a selector
-   * load needs the descriptor checks a guest's own load gets); EFLAGS takes only the bits a
-   * guest kernel can set with popf (arithmetic flags, TF, DF), never IOPL or IF.
+   * Sets general register n (gdb's numbering), if canWriteRegister allows it. EFLAGS takes only
+   * the bits a guest kernel can set with popf (arithmetic flags, TF, DF), never IOPL or IF.
    */
-  setRegister(v: Vcpu, n: number, value: number): boolean {
+  private setRegister(v: Vcpu, n: number, value: number): void {
     const onCpu = this.hv.current === v;
     const cpu = this.hv.cpu;
     const c = v.context;
-    if (!onCpu && c === null) return false;
+    const old = this.registers(v)[n];
+    if (n === 9) value = (old & ~(ARITH_FLAGS | TF | DF)) | (value & (ARITH_FLAGS | TF | DF));
+    // gdb's G resends every register: only a real change takes the run off its record (a
+    // segment register's value is unchanged, canWriteRegister saw to it).
+    if (n > 9 || value >>> 0 === old) return;
     this.m.noteWrite?.();
     if (n < 8) {
       if (onCpu) cpu.regs[GPR_ORDER[n]] = value;
       else if (c) c.regs[GPR_ORDER[n]] = value;
-      return true;
-    }
-    if (n === 8) {
+    } else if (n === 8) {
       if (onCpu) {
         cpu.eip = value;
         cpu.dropFetch();
       } else if (c) c.eip = value;
-      return true;
-    }
-    if (n === 9) {
-      const mask = ARITH_FLAGS | TF | DF;
-      const old = onCpu ? cpu.getFlags() : (c?.eflags ?? 0);
-      const flags = (old & ~mask) | (value & mask);
-      if (onCpu) cpu.setFlags(flags);
-      else if (c) c.eflags = flags;
-      return true;
-    }
-    // A segment register: unchanged values are accepted (gdb writes all of 'G').
-    return n < 16 && this.registers(v)[n] === (value & 0xffff);
+    } else if (onCpu) cpu.setFlags(value);
+    else if (c) c.eflags = value;
   }
 
   /** v's x87 unit: the CPU's while v is on it, else its saved context's (null before it ran). */
@@ -346,29 +337,44 @@ export class DebugTarget implements HostDebug, HypervisorDebugHook {
   }
 
   /**
-   * Writes gdb's register n of v (bytes as register() gives them): the general registers as
-   * setRegister allows; st0-st7 keep their tags (ftag says which are empty, as hardware's
-   * tag word does); a control register's value must fit its field (16 bits, fop 11).
+   * Whether writeRegister would take these bytes for register n of v (a G packet checks all
+   * before it sets any). Segment registers take only their value (a selector load needs the
+   * descriptor checks a guest's own load gets; gdb writes all of them in a G); a control
+   * register's value must fit its field (16 bits, fop 11); a vcpu that never ran has nothing
+   * to write to.
+   */
+  canWriteRegister(v: Vcpu, n: number, bytes: Uint8Array): boolean {
+    if (n < 0 || n >= GDB_REGS || bytes.length !== registerSize(n)) return false;
+    const value = new DataView(bytes.buffer, bytes.byteOffset, bytes.length).getUint32(0, true);
+    if (n < ST0) {
+      if (this.hv.current !== v && v.context === null) return false;
+      return n <= 9 || this.registers(v)[n] === (value & 0xffff);
+    }
+    if (this.fpuOf(v) === null) return false;
+    return n < FCTRL || value <= X87_CONTROL[n - FCTRL].max;
+  }
+
+  /**
+   * Writes gdb's register n of v (bytes as register() gives them) if canWriteRegister allows:
+   * the general registers as setRegister does; st0-st7 keep their tags (ftag says which are
+   * empty, as hardware's tag word does). An unchanged value is no write.
    */
   writeRegister(v: Vcpu, n: number, bytes: Uint8Array): boolean {
-    if (n < 0 || n >= GDB_REGS || bytes.length !== registerSize(n)) return false;
+    if (!this.canWriteRegister(v, n, bytes)) return false;
     const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
-    if (n < ST0) return this.setRegister(v, n, dv.getUint32(0, true));
-    const f = this.fpuOf(v);
-    if (f === null) return false;
+    if (n < ST0) {
+      this.setRegister(v, n, dv.getUint32(0, true));
+      return true;
+    }
+    if (this.register(v, n).every((b, i) => b === bytes[i])) return true;
+    this.m.noteWrite?.();
+    const f = this.fpuOf(v) as Fpu;
     if (n < FCTRL) {
-      this.m.noteWrite?.();
       const i = f.phys(n - ST0);
       const empty = f.empty[i];
       f.setX80(i, dv.getUint16(8, true), dv.getUint32(4, true), dv.getUint32(0, true));
       f.empty[i] = empty;
-      return true;
-    }
-    const c = X87_CONTROL[n - FCTRL];
-    const value = dv.getUint32(0, true);
-    if (value > c.max) return false;
-    this.m.noteWrite?.();
-    c.set(f, value);
+    } else X87_CONTROL[n - FCTRL].set(f, dv.getUint32(0, true));
     return true;
   }
 
@@ -434,6 +440,9 @@ export class DebugTarget implements HostDebug, HypervisorDebugHook {
       done += n;
     }
     const cpu = this.hv.cpu;
+    // The same bytes again are no write: the run stays on its record.
+    if (parts.every(([ma, off, n]) => cpu.mem8.subarray(ma, ma + n).every((b, i) => b === bytes[off + i])))
+      return true;
     this.m.noteWrite?.();
     for (const [ma, off, n] of parts) {
       cpu.mem8.set(bytes.subarray(off, off + n), ma);
