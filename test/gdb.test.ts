@@ -607,6 +607,8 @@ describe("gdb stub: the protocol", () => {
       `G${"zz"}${before.slice(2)}`,
       `G${before}00`,
       "G1234",
+      // A valid eax, then cs changed (refused): nothing of it is set, not eax either.
+      `G${before.startsWith("01020304") ? "05060708" : "01020304"}${before.slice(8, 80)}${before.slice(80, 84) === "ffff" ? "0000" : "ffff"}${before.slice(84)}`,
       "P18=ffff0100", // fctrl is 16 bits
       "P1f=00080000", // fop is 11
       "P10=00000000", // st0 is 80 bits

@@ -260,7 +260,8 @@ export class GdbSession {
       }
       case "G": {
         // All registers in order; a short G (at least the first 10) sets those it has, and
-        // 'x' digits (unavailable) leave one alone. Its syntax is checked before any is set.
+        // 'x' digits (unavailable) leave one alone. Every value is checked before any is set,
+        // so a refused one leaves them all as they were.
         const v = this.vcpuFor(this.gThread);
         if (v === null) return "E02";
         const data = p.slice(1);
@@ -274,7 +275,8 @@ export class GdbSession {
           else if (!/^x+$/.test(h) || h.length !== registerSize(n) * 2) return "E01";
         }
         if (at !== data.length || at < 10 * 8) return "E01";
-        for (const [n, bytes] of writes) if (!t.writeRegister(v, n, bytes)) return "E01";
+        if (!writes.every(([n, bytes]) => t.canWriteRegister(v, n, bytes))) return "E01";
+        for (const [n, bytes] of writes) t.writeRegister(v, n, bytes);
         return "OK";
       }
       case "p": {
