@@ -400,7 +400,7 @@ describe("xm debug: a stub for a domain of tsxend", { skip: noGdb }, () => {
 });
 
 describe("xm debug: the stub's life under tsxend", () => {
-  it("one domain at a time (409); a stub whose domain is gone is closed at the next request, its gdb dropped; breakpoints set and removed; no reverse", async () => {
+  it("one domain at a time (409); a stub is closed when its domain goes, its gdb dropped; breakpoints set and removed; no reverse", async () => {
     const { daemon, port, token } = await startDaemon();
     const call = api(port, token);
     const hasWord = symbols().get("has_word") ?? 0;
@@ -416,11 +416,12 @@ describe("xm debug: the stub's life under tsxend", () => {
         String(busy.json.error),
         /^domain \d+ \(gone\) has the debugger stub \(one domain at a time\)$/,
       );
-      // Destroyed before gdb came: its stub no longer holds the machine's one stub.
+      // Destroyed before gdb came: its stub is closed with it (no other request needed), and
+      // no longer holds the machine's one stub.
       assert.equal((await call("POST", "/domains/gone/destroy")).status, 200);
+      await assert.rejects(within(Rsp.open(Number(first.json.port)), 10_000, "connect"), /ECONNREFUSED/);
       const second = await call("POST", "/domains/second/debug", {});
       assert.equal(second.status, 200, JSON.stringify(second.json));
-      await assert.rejects(within(Rsp.open(Number(first.json.port)), 10_000, "connect"), /ECONNREFUSED/);
 
       // Breakpoints through tsxend's stub (a raw client): the spin loop calls has_word.
       const c = await within(Rsp.open(Number(second.json.port)), 10_000, "connect");
@@ -439,11 +440,11 @@ describe("xm debug: the stub's life under tsxend", () => {
       // No reverse execution here (the other domains' time goes on): bs/bc are not supported.
       assert.equal(await c.send("bs"), "");
       assert.equal(await c.send("bc"), "");
-      // The domain destroyed under a connected gdb: the next request closes that stub too.
+      // The domain destroyed under a connected gdb: its connection is dropped at once.
       assert.equal((await call("POST", "/domains/second/destroy")).status, 200);
+      await within(c.closed, 10_000, "the dropped gdb connection");
       const third = await call("POST", "/domains/third/debug", {});
       assert.equal(third.status, 200, JSON.stringify(third.json));
-      await within(c.closed, 10_000, "the dropped gdb connection");
     } finally {
       await within(daemon.close(), 30_000, "tsxend's close");
     }

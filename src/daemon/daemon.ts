@@ -34,7 +34,7 @@ import {
 import { xcReadConsole } from "../tools/xc.js";
 import { Hypervisor } from "../xen/hypervisor.js";
 import { XEN_VERSION_NAME } from "../xen/version.js";
-import { closeDebugStub, openDebugStub } from "./debug.js";
+import { closeDebugStub, closeDebugStubOf, openDebugStub } from "./debug.js";
 import { deviceRequest, resolveDiskPaths } from "./devices.js";
 import { Guard, type Need, type Refusal } from "./guard.js";
 import { DaemonLog, defaultLogFile } from "./log.js";
@@ -152,6 +152,8 @@ export class Daemon {
       else if (e.kind === "destroyed") this.printk(`domain ${e.id} (${e.name}) destroyed`);
       else this.printk(`domain ${e.id} (${e.name}) created`);
     });
+    // A gdb stub goes with its domain (xm debug).
+    this.manager.onGone((d) => closeDebugStubOf(this.hv, d, (line) => this.log(line)));
     this.loop = new RunLoop(this.hv, this.manager, opts.pacing, (e) => {
       this.log(`internal error in the run loop: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
     });

@@ -69,10 +69,22 @@ export function closeDebugStub(hv: Hypervisor): void {
 }
 
 /**
+ * Closes the machine's stub if its domain is d, which has gone (destroyed, saved, migrated,
+ * restarted as another): its listener and its gdb, who hears the remote closed. Left open it
+ * would hold the machine's one stub, and a port, for ever.
+ */
+export function closeDebugStubOf(hv: Hypervisor, d: Domain, log: (m: string) => void): void {
+  const cur = open.get(hv);
+  if (cur === undefined || cur.domain !== d) return;
+  log(`gdb stub for domain ${d.id} (${d.name}) closed: the domain is gone`);
+  closeDebugStub(hv);
+}
+
+/**
  * Opens a stub for domain d on 127.0.0.1:port (0: any free port) and answers where; it serves
- * one gdb and closes when that one detaches (the domain runs on) or kills (it is destroyed). A
- * stub whose domain has gone since (destroyed, saved, migrated) is closed first: it would
- * hold the machine's one stub for ever.
+ * one gdb and closes when that one detaches (the domain runs on) or kills (it is destroyed),
+ * or when its domain goes (closeDebugStubOf). A stub whose domain went another way (not through
+ * the toolstack) is closed here first.
  */
 export async function openDebugStub(
   hv: Hypervisor,
@@ -86,12 +98,10 @@ export async function openDebugStub(
   if (typeof p !== "number" || !Number.isInteger(p) || p < 0 || p > 65535)
     throw new ToolstackError(`port must be a whole number from 0 to 65535, not ${JSON.stringify(port)}`);
   const host = "127.0.0.1";
-  let cur = open.get(hv);
-  if (cur !== undefined && hv.domains.get(cur.domain.id) !== cur.domain) {
-    log(`gdb stub for domain ${cur.domain.id} (${cur.domain.name}) closed: the domain is gone`);
-    closeDebugStub(hv);
-    cur = undefined;
-  }
+  const was = open.get(hv);
+  if (was !== undefined && hv.domains.get(was.domain.id) !== was.domain)
+    closeDebugStubOf(hv, was.domain, log);
+  const cur = open.get(hv);
   if (cur !== undefined) {
     if (cur.domain === d && cur.waiting && (p === 0 || p === cur.port)) return { host, port: cur.port };
     throw new ToolstackError(

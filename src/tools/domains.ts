@@ -142,6 +142,8 @@ export class DomainManager {
   private readonly managed = new Map<number, ManagedDomain>();
   private readonly consoleWatchers = new Map<number, Set<(bytes: Uint8Array) => void>>();
   private readonly eventWatchers = new Set<(e: DomainEvent) => void>();
+  /** Told of every domain killed, announced or not (a save, a migration, a restart's old one). */
+  private readonly goneWatchers = new Set<(d: Domain) => void>();
   private readonly keyboards = new WeakMap<ManagedDomain, ConsoleFeed>();
 
   /** dom0 heard VIRQ_DOM_EXC since handleStops last looked. */
@@ -237,6 +239,12 @@ export class DomainManager {
   onEvent(fn: (e: DomainEvent) => void): () => void {
     this.eventWatchers.add(fn);
     return () => this.eventWatchers.delete(fn);
+  }
+
+  /** fn(d) once each domain is killed (destroyed, saved, migrated away, restarted as another). */
+  onGone(fn: (d: Domain) => void): () => void {
+    this.goneWatchers.add(fn);
+    return () => this.goneWatchers.delete(fn);
   }
 
   private emit(e: DomainEvent): void {
@@ -837,6 +845,7 @@ export class DomainManager {
   /** DOM0_DESTROYDOMAIN through dom0: domain_kill, its memory relinquished (semantics.md §8.1). */
   private killDomain(d: Domain): void {
     xcDomainDestroy(dom0Of(this.hv), d.id);
+    for (const fn of this.goneWatchers) fn(d);
   }
 }
 
