@@ -71,6 +71,9 @@ describe("clear errors", () => {
     const r = await tsxen(["xm", "frobnicate"]);
     assert.equal(r.code, 1);
     assert.equal(r.stderr, "error: unknown command 'frobnicate'\n(`tsxen xm help` lists the commands)\n");
+    // Not read from the word after tsxen: the command parsed is xm here too.
+    const after = await tsxen(["--", "xm", "frobnicate"]);
+    assert.equal(after.stderr, "error: unknown command 'frobnicate'\n(`tsxen xm help` lists the commands)\n");
     const typo = await tsxen(["xm", "lst"]);
     assert.equal(
       typo.stderr,

@@ -26,12 +26,17 @@ const program = new Command();
 program.name("tsxen").description("a Xen-compatible hypervisor on its own x86-32 CPU");
 fitHelp(program);
 // An unknown command points at the list (after commander's own sentence and suggestion). One
-// handler for all: commander's subcommands share their parent's output settings object.
+// handler for all: commander's subcommands share their parent's output settings object, so
+// the command being parsed is followed (argv[2] need not be it: `tsxen -- xm frob`).
+let parsing = "";
+program.hook("preSubcommand", (_program, sub) => {
+  parsing = sub.name();
+});
 program.configureOutput({
   outputError: (str, write) =>
     write(
       /^error: unknown command/.test(str)
-        ? `${str}(\`${process.argv[2] === "xm" ? "tsxen xm help" : "tsxen --help"}\` lists the commands)\n`
+        ? `${str}(\`${parsing === "xm" ? "tsxen xm help" : "tsxen --help"}\` lists the commands)\n`
         : str,
     ),
 });
