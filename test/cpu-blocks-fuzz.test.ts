@@ -9,6 +9,8 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { Cpu } from "../src/cpu/cpu.js";
 import { ESP, Exit } from "../src/cpu/regs.js";
+import { allocRam, type Backend } from "../src/cpu/wasm/arena.js";
+import { wasmBackend } from "../src/cpu/wasm/backend.js";
 import { type CpuState, compiledBlocks, runSlice } from "./helpers/cpu-state.js";
 import { prng } from "./helpers/elf32_writer.js";
 
@@ -130,15 +132,22 @@ function program(r: () => number): number[] {
   return code;
 }
 
-/** blocks: compiled blocks on; regions: and linked into regions (else each block standalone). */
+/**
+ * blocks: compiled blocks on; regions: and linked into regions (else each block standalone);
+ * backend: the blocks' (wasm: RAM on a WebAssembly.Memory, each block wasm from its first run).
+ */
 function runTrace(
   code: number[],
   seed: number,
   blocks: boolean,
   regions = false,
-): { states: CpuState[]; mem: Uint8Array; compiled: number; linked: number } {
-  const mem = new Uint8Array(1 << 20);
+  backend: Backend = "js",
+): { states: CpuState[]; mem: Uint8Array; compiled: number; linked: number; wasmRuns: number } {
+  const mem = backend === "wasm" ? allocRam(1 << 20) : new Uint8Array(1 << 20);
   const cpu = new Cpu(mem);
+  cpu.backend = backend;
+  const wasm = backend === "wasm" ? wasmBackend(cpu) : null;
+  if (wasm !== null) wasm.batch = 1;
   cpu.resetFlat32();
   cpu.blockThreshold = blocks ? 2 : 0;
   cpu.regionThreshold = regions ? 2 : 0;
@@ -160,12 +169,13 @@ function runTrace(
     states.push(state);
     if (state.exit !== Exit.Budget) break;
   }
-  return { states, mem, compiled: compiledBlocks(cpu), linked: cpu.regionBlocks };
+  return { states, mem, compiled: compiledBlocks(cpu), linked: cpu.regionBlocks, wasmRuns: wasm?.runs ?? 0 };
 }
 
 test("compiled blocks, standalone and linked into regions, match the interpreter on 300 random loops", () => {
   let withBlocks = 0;
   let withRegions = 0;
+  let withWasm = 0;
   for (let seed = 1; seed <= 300; seed++) {
     const code = program(rng(seed * 2654435761));
     const a = runTrace(code, seed, false);
@@ -178,7 +188,18 @@ test("compiled blocks, standalone and linked into regions, match the interpreter
     assert.deepEqual(c.mem, a.mem, `regions: memory differs: seed ${seed}, code ${hex}`);
     if (b.compiled > 0) withBlocks++;
     if (c.linked > 0) withRegions++;
+    for (const regions of [false, true]) {
+      const w = runTrace(code, seed, true, regions, "wasm");
+      assert.deepEqual(w.states, a.states, `wasm${regions ? " regions" : ""}: seed ${seed}, code ${hex}`);
+      assert.deepEqual(
+        w.mem,
+        a.mem,
+        `wasm${regions ? " regions" : ""}: memory differs: seed ${seed}, code ${hex}`,
+      );
+      if (w.wasmRuns > 0) withWasm++;
+    }
   }
+  assert.ok(withWasm > 400, `only ${withWasm} of 600 wasm runs ran wasm blocks`);
   assert.ok(withBlocks > 200, `only ${withBlocks} of 300 programs ran compiled blocks`);
   assert.ok(withRegions > 150, `only ${withRegions} of 300 programs ran blocks linked in a region`);
 });

@@ -50,3 +50,11 @@ for (const f of files) {
     assert.equal(r.passed, CASES[f], "cases run");
   });
 }
+
+test("the vectors ran as wasm blocks too (a silently disabled back end fails here)", () => {
+  assert.ok(runner.wasm !== null, "the runner's memory is a WebAssembly.Memory");
+  // Cases whose first instruction is a hot one (1,465 of the 6,442 at the time of writing)
+  // run as a block, which the wasm pass makes wasm before its first run.
+  assert.ok(runner.wasm.blocks > 1200, `${runner.wasm.blocks} wasm blocks`);
+  assert.ok(runner.wasm.runs >= runner.wasm.blocks, `${runner.wasm.runs} wasm block runs`);
+});

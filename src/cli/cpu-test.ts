@@ -10,6 +10,8 @@ import { fileURLToPath } from "node:url";
 import type { Command } from "commander";
 import { Cpu } from "../cpu/cpu.js";
 import { EAX, EBP, EBX, ECX, EDI, EDX, ESI, ESP, Exit } from "../cpu/regs.js";
+import { allocRam } from "../cpu/wasm/arena.js";
+import { wasmBackend } from "../cpu/wasm/backend.js";
 
 /** Register names in vector files, with their index in cpu.regs. */
 const REGS: readonly (readonly [VectorReg, number])[] = [
@@ -107,13 +109,16 @@ function isException(f: VectorState | VectorException): f is VectorException {
 }
 
 /**
- * Runs vector cases on one reused CPU and its memory. Each case runs twice: in the
- * interpreter, then as a compiled block (blocks.ts, compiled before its first run); both
- * must give the expected result.
+ * Runs vector cases on one reused CPU and its memory. Each case runs three times: in the
+ * interpreter, then as a compiled block (blocks.ts, compiled before its first run), as a JS
+ * function and as WebAssembly (wasm/backend.ts; when the host has WebAssembly); each must
+ * give the expected result.
  */
 export class VectorRunner {
-  readonly mem = new Uint8Array(VECTOR_MEMORY);
+  readonly mem = allocRam(VECTOR_MEMORY);
   readonly cpu = new Cpu(this.mem);
+  /** The wasm back end (each block wasm from its first run), or null without WebAssembly. */
+  readonly wasm = wasmBackend(this.cpu);
   /** Pages the previous case wrote, cleared before the next one. */
   private dirty = new Set<number>();
 
@@ -124,8 +129,15 @@ export class VectorRunner {
     if (interpreted !== null) return interpreted;
     this.cpu.blockThreshold = 1;
     this.cpu.regionThreshold = 1;
+    this.cpu.backend = "js";
     const compiled = this.runOnce(c);
-    return compiled === null ? null : `(compiled block) ${compiled}`;
+    if (compiled !== null || this.wasm === null)
+      return compiled === null ? null : `(compiled block) ${compiled}`;
+    this.wasm.batch = 1;
+    this.cpu.backend = "wasm";
+    const wasm = this.runOnce(c);
+    this.cpu.backend = "js";
+    return wasm === null ? null : `(wasm block) ${wasm}`;
   }
 
   private runOnce(c: VectorCase): string | null {

@@ -27,6 +27,7 @@ import { type FlagState, followedJump, inlineCode, predictedReturn } from "./cod
 import type { Cpu } from "./cpu.js";
 import { type BlockFn, type DecodeCache, hasModrm, type RegionFn, SLOT_MASK } from "./decode.js";
 import { type Handler, HOT_FNS } from "./ops/table.js";
+import { wasmBackend } from "./wasm/backend.js";
 
 /** Interpreted runs of an instruction before a block starting there is compiled. */
 export const BLOCK_THRESHOLD = 40;
@@ -271,6 +272,12 @@ export function compileBlock(cpu: Cpu, blockOff: number, off: number): boolean {
   const make = factoryFor(blockSource(dc, slots, offs, ends, flags), flags.length);
   const block = make(new Int32Array(offs), new Uint8Array(flags), ...fns);
   dc.setBlock(slots[0], block, flags.length, blockOff);
+  // The wasm back end takes the block from here (its JS function runs until the batch is in).
+  const wasm = cpu.backend === "wasm" ? wasmBackend(cpu) : null;
+  if (wasm !== null) {
+    const loopsAt = slots.map((s, k) => loops(dc, s, ends[k]));
+    wasm.add({ slots, offs, ends, flags, fns, loops: loopsAt }, block);
+  }
   return true;
 }
 
@@ -291,6 +298,8 @@ export function compileBlock(cpu: Cpu, blockOff: number, off: number): boolean {
  */
 export function compileRegion(cpu: Cpu, blockOff: number): void {
   const dc = cpu.dc;
+  // Queued wasm blocks first, so that the region links them.
+  if (cpu.backend === "wasm") wasmBackend(cpu)?.flush();
   const index = new Uint16Array(0x1000);
   const blocks: BlockFn[] = [noBlock];
   const lens = [0];

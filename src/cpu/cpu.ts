@@ -15,7 +15,7 @@ import { HANDLERS, HOT_FNS, hotCase } from "./ops/table.js";
 import * as regsNs from "./regs.js";
 import { Exit, hasErrorCode } from "./regs.js";
 import { deliverInterrupt } from "./segments.js";
-import { type CpuState, cpuState } from "./wasm/arena.js";
+import { type Backend, type CpuState, cpuState, defaultBackend } from "./wasm/arena.js";
 
 // Module-level copies of imported constants: V8 constant-folds these, whereas each use of an
 // imported binding in optimized code costs a module-cell load and a TDZ check (hot paths).
@@ -243,6 +243,11 @@ export class Cpu {
    * is (re)built (blocks.ts compileRegion); 0 turns regions off.
    */
   regionThreshold = REGION_THRESHOLD;
+  /**
+   * What compiled blocks become: JS functions, or WebAssembly (wasm/backend.ts; only when the
+   * Cpu's state is in its memory's WebAssembly.Memory, else JS). TSXEN_CPU_BACKEND sets it.
+   */
+  backend: Backend = defaultBackend();
   /**
    * Entries from the run loop into regions and into standalone blocks, and blocks run
    * inside regions (linked transfers), for tests and benches.

@@ -27,6 +27,12 @@ export const IO_LZRES = 5;
 export const IO_LZSIZE = 6;
 export const IO_RDMASK = 7;
 export const IO_WRMASK = 8;
+/** SS is a 32-bit stack (its B bit): pushes and pops inline, else through JS. */
+export const IO_SS32 = 9;
+/** Instructions retired by the passes a looping block has finished in this call. */
+export const IO_DONE = 10;
+/** ESP before the current instruction, when it moves ESP itself (blocks.ts F_STACK). */
+export const IO_SAVEDESP = 11;
 export const IO_WORDS = 16;
 export const ST_SEGCHK = 128; // Int32 x 256 (Cpu.segChk)
 export const ST_CODEPAGE = 4096; // Uint8 x frames (Cpu.codePage)
@@ -109,4 +115,12 @@ export function cpuState(ram: Uint8Array): CpuState {
 /** The TLB's byte address in the arena (for generated code). */
 export function tlbAddress(a: Arena): number {
   return a.state + layout(a.ramBytes).tlb;
+}
+
+export type Backend = "js" | "wasm";
+
+/** The compiled-block back end a new Cpu takes: TSXEN_CPU_BACKEND (js, the default, or wasm). */
+export function defaultBackend(): Backend {
+  const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env;
+  return env?.TSXEN_CPU_BACKEND === "wasm" ? "wasm" : "js";
 }

@@ -1,0 +1,271 @@
+/**
+ * The WebAssembly back end of compiled blocks (issue 16): blocks.ts compiles a block to JS
+ * as before and, for a Cpu whose backend is "wasm" and whose state is in a WebAssembly.Memory
+ * (arena.ts), hands its plan here; the wasm function (gen.ts) is queued, and a batch of
+ * them becomes one module (a module's compile has a fixed cost) when the batch is full or
+ * a region is about to be built. The block's JS function is then replaced by a wrapper that
+ * hands the lazy flags and EIP over through the io words, calls the wasm function with the
+ * budget left, and takes the result back; a fault thrown by an import (the JS paths of
+ * memory accesses, a handler) unwinds through wasm to the wrapper, which sets the faulting
+ * instruction's state as the JS block's catch does.
+ */
+import type { Cpu } from "../cpu.js";
+import type { BlockFn } from "../decode.js";
+import { SS } from "../regs.js";
+import {
+  IO_DONE,
+  IO_EIP,
+  IO_FLAGS,
+  IO_LZA,
+  IO_LZB,
+  IO_LZOP,
+  IO_LZRES,
+  IO_LZSIZE,
+  IO_RDMASK,
+  IO_SAVEDESP,
+  IO_SS32,
+  IO_WRMASK,
+  tlbAddress,
+} from "./arena.js";
+import { type FuncType, I32, moduleBytes } from "./emit.js";
+import { BLOCK_TYPE, type BlockPlan, blockBody, IMPORT_TYPES, IMPORTS, LOCALS, type Site } from "./gen.js";
+
+const TYPES: FuncType[] = [
+  { params: [I32, I32, I32], results: [I32] },
+  { params: [I32, I32, I32, I32], results: [I32] },
+  { params: [I32, I32], results: [I32] },
+  { params: [I32], results: [I32] },
+];
+const LOCAL_TYPES: number[] = new Array<number>(LOCALS).fill(I32);
+/** Blocks per module. */
+export const WASM_BATCH = 32;
+/** The most a call may retire (the budget is passed as an i32). */
+const MAX_LEFT = 0x3fffffff;
+
+interface Pending {
+  body: number[];
+  slot: number;
+  js: BlockFn;
+  offs: Int32Array;
+  flags: Uint8Array;
+}
+
+/** The io words into the Cpu's lazy-flag fields (after wasm code or a handler ran). */
+function flagsIn(c: Cpu, io: Int32Array): void {
+  c.flags = io[IO_FLAGS];
+  c.lzOp = io[IO_LZOP];
+  c.lzA = io[IO_LZA];
+  c.lzB = io[IO_LZB];
+  c.lzRes = io[IO_LZRES];
+  c.lzSize = io[IO_LZSIZE];
+}
+
+function flagsOut(c: Cpu, io: Int32Array): void {
+  io[IO_FLAGS] = c.flags;
+  io[IO_LZOP] = c.lzOp;
+  io[IO_LZA] = c.lzA;
+  io[IO_LZB] = c.lzB;
+  io[IO_LZRES] = c.lzRes;
+  io[IO_LZSIZE] = c.lzSize;
+}
+
+export class WasmBackend {
+  /** Index in its block of the instruction an import was called for (a fault's). */
+  cur = 0;
+  /** EIP and retired at the running block's entry. */
+  e0 = 0;
+  r0 = 0;
+  /** Blocks per module (tests set 1: each block is wasm from its first run). */
+  batch = WASM_BATCH;
+  // Counters, for tests and benches.
+  runs = 0;
+  blocks = 0;
+  modules = 0;
+  inline = 0;
+  handlers = 0;
+  private pending: Pending[] = [];
+  private sites: Site[] = [];
+  private readonly io: Int32Array;
+  private readonly stateAt: number;
+  private readonly tlbAt: number;
+  private readonly memory: WebAssembly.Memory;
+
+  constructor(readonly cpu: Cpu) {
+    const a = cpu.state.arena;
+    if (a === null) throw new Error("a wasm back end needs the Cpu's state in a WebAssembly.Memory");
+    this.io = cpu.state.io;
+    this.stateAt = a.state;
+    this.tlbAt = tlbAddress(a);
+    this.memory = a.memory;
+  }
+
+  /** Queues the block whose JS function is js (compiled from plan). */
+  add(plan: BlockPlan, js: BlockFn): void {
+    const { body, inline } = blockBody(this.cpu.dc, plan, this.stateAt, this.tlbAt, this.sites);
+    this.inline += inline;
+    this.handlers += plan.flags.length - inline;
+    this.pending.push({
+      body,
+      slot: plan.slots[0],
+      js,
+      offs: Int32Array.from(plan.offs),
+      flags: Uint8Array.from(plan.flags),
+    });
+    if (this.pending.length >= this.batch) this.flush();
+  }
+
+  /** Compiles the queued blocks into one module and puts them in place of their JS functions. */
+  flush(): void {
+    const pending = this.pending;
+    if (pending.length === 0) return;
+    this.pending = [];
+    const sites = this.sites;
+    this.sites = [];
+    const bytes = moduleBytes({
+      types: TYPES,
+      imports: IMPORTS.map((name, i) => ({ name, type: IMPORT_TYPES[i] })),
+      memPages: this.memory.buffer.byteLength / 65536,
+      funcs: pending.map((p) => ({ type: BLOCK_TYPE, locals: LOCAL_TYPES, body: p.body })),
+      exports: pending.map((_, i) => ({ name: `b${i}`, func: IMPORTS.length + i })),
+    });
+    const inst = new WebAssembly.Instance(new WebAssembly.Module(bytes), { i: this.imports(sites) });
+    this.modules++;
+    const dc = this.cpu.dc;
+    for (let i = 0; i < pending.length; i++) {
+      const p = pending[i];
+      // Dropped (its frame written) or replaced meanwhile: nothing to do.
+      if (dc.blockFn[p.slot] !== p.js) continue;
+      dc.blockFn[p.slot] = this.wrapper(inst.exports[`b${i}`] as (left: number) => number, p.offs, p.flags);
+      this.blocks++;
+    }
+  }
+
+  private wrapper(fn: (left: number) => number, O: Int32Array, F: Uint8Array): BlockFn {
+    const io = this.io;
+    return (c) => {
+      const e0 = c.eip;
+      const r0 = c.retired;
+      io[IO_EIP] = e0;
+      flagsOut(c, io);
+      io[IO_RDMASK] = c.rdMask;
+      io[IO_WRMASK] = c.wrMask;
+      io[IO_SS32] = c.segAttr[SS] & 0x4000;
+      io[IO_DONE] = 0;
+      this.e0 = e0;
+      this.r0 = r0;
+      this.runs++;
+      let n: number;
+      try {
+        n = fn(Math.min(c.runEnd - r0, MAX_LEFT));
+      } catch (x) {
+        const k = this.cur;
+        c.retired = r0 + io[IO_DONE] + k;
+        c.instrStart = (e0 + O[k]) | 0;
+        c.savedEsp = (F[k] & 1) === 0 ? c.regs[4] : io[IO_SAVEDESP];
+        flagsIn(c, io);
+        c.held(x);
+        return;
+      }
+      c.eip = io[IO_EIP];
+      flagsIn(c, io);
+      c.retired = r0 + n;
+      c.codeHit = 0;
+    };
+  }
+
+  private imports(sites: Site[]): WebAssembly.ModuleImports {
+    const c = this.cpu;
+    const io = this.io;
+    return {
+      m: this.memory,
+      rd8: (k: number, s: number, o: number) => {
+        this.cur = k;
+        return c.rd8(s, o);
+      },
+      rd16: (k: number, s: number, o: number) => {
+        this.cur = k;
+        return c.rd16(s, o);
+      },
+      rd32: (k: number, s: number, o: number) => {
+        this.cur = k;
+        return c.rd32(s, o);
+      },
+      wr8: (k: number, s: number, o: number, v: number) => {
+        this.cur = k;
+        c.wr8(s, o, v);
+        return c.codeHit;
+      },
+      wr32: (k: number, s: number, o: number, v: number) => {
+        this.cur = k;
+        c.wr32(s, o, v);
+        return c.codeHit;
+      },
+      rmwRd8: (k: number, s: number, o: number) => {
+        this.cur = k;
+        return c.rmwRd8(s, o);
+      },
+      rmwRd32: (k: number, s: number, o: number) => {
+        this.cur = k;
+        return c.rmwRd32(s, o);
+      },
+      rmwWr8: (k: number, v: number) => {
+        this.cur = k;
+        c.rmwWr8(v);
+        return c.codeHit;
+      },
+      rmwWr32: (k: number, v: number) => {
+        this.cur = k;
+        c.rmwWr32(v);
+        return c.codeHit;
+      },
+      push: (k: number, v: number) => {
+        this.cur = k;
+        c.push32(v);
+        return c.codeHit;
+      },
+      pop: (k: number) => {
+        this.cur = k;
+        return c.pop32();
+      },
+      fault: (k: number, v: number, e: number) => {
+        this.cur = k;
+        return c.fault(v, e);
+      },
+      call: (k: number, i: number) => {
+        this.cur = k;
+        const s = sites[i];
+        flagsIn(c, io);
+        // As in a JS block: retired as at the block's entry (plus finished passes), EIP too
+        // except for a control transfer, which starts from the instruction's end.
+        c.retired = this.r0 + io[IO_DONE];
+        if (s.control) c.eip = (this.e0 + s.end) | 0;
+        s.fn(c as never, s.slot);
+        flagsOut(c, io);
+        if (s.control) io[IO_EIP] = c.eip;
+        return c.codeHit;
+      },
+      cond: (cc: number) => {
+        flagsIn(c, io);
+        return c.cond(cc) ? 1 : 0;
+      },
+      keepCF: () => {
+        flagsIn(c, io);
+        c.keepCF();
+        io[IO_FLAGS] = c.flags;
+        return 0;
+      },
+    };
+  }
+}
+
+const backends = new WeakMap<Cpu, WasmBackend | null>();
+
+/** The Cpu's wasm back end, or null when its state is not in a WebAssembly.Memory. */
+export function wasmBackend(cpu: Cpu): WasmBackend | null {
+  let b = backends.get(cpu);
+  if (b === undefined) {
+    b = cpu.state.arena !== null && typeof WebAssembly === "object" ? new WasmBackend(cpu) : null;
+    backends.set(cpu, b);
+  }
+  return b;
+}

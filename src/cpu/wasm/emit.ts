@@ -1,0 +1,230 @@
+/**
+ * A small WebAssembly binary writer: the opcodes the block generator uses (i32 and a few i64
+ * operations, loads and stores, structured control, calls) and a module of functions that
+ * import one memory and some JS functions. No validation beyond what WebAssembly.Module does.
+ */
+
+export const I32 = 0x7f;
+export const I64 = 0x7e;
+/** Block type of a block/loop/if that leaves nothing. */
+export const VOID = 0x40;
+
+/** Opcodes (WebAssembly core spec, 5.4). */
+export const Op = {
+  block: 0x02,
+  loop: 0x03,
+  if: 0x04,
+  else: 0x05,
+  end: 0x0b,
+  br: 0x0c,
+  brIf: 0x0d,
+  return: 0x0f,
+  call: 0x10,
+  drop: 0x1a,
+  select: 0x1b,
+  localGet: 0x20,
+  localSet: 0x21,
+  localTee: 0x22,
+  load: 0x28,
+  load8s: 0x2c,
+  load8u: 0x2d,
+  load16s: 0x2e,
+  load16u: 0x2f,
+  store: 0x36,
+  store8: 0x3a,
+  store16: 0x3b,
+  const: 0x41,
+  eqz: 0x45,
+  eq: 0x46,
+  ne: 0x47,
+  ltS: 0x48,
+  ltU: 0x49,
+  gtS: 0x4a,
+  gtU: 0x4b,
+  leS: 0x4c,
+  leU: 0x4d,
+  geS: 0x4e,
+  geU: 0x4f,
+  i64Ne: 0x52,
+  popcnt: 0x69,
+  add: 0x6a,
+  sub: 0x6b,
+  mul: 0x6c,
+  and: 0x71,
+  or: 0x72,
+  xor: 0x73,
+  shl: 0x74,
+  shrS: 0x75,
+  shrU: 0x76,
+  i64Mul: 0x7e,
+  wrap: 0xa7,
+  i64ExtendS: 0xac,
+} as const;
+
+/** Unsigned LEB128. */
+export function uleb(out: number[], v: number): void {
+  let x = v >>> 0;
+  do {
+    const b = x & 0x7f;
+    x >>>= 7;
+    out.push(x !== 0 ? b | 0x80 : b);
+  } while (x !== 0);
+}
+
+/** Signed LEB128 of an int32. */
+export function sleb(out: number[], v: number): void {
+  let x = v | 0;
+  for (;;) {
+    const b = x & 0x7f;
+    x >>= 7;
+    if ((x === 0 && (b & 0x40) === 0) || (x === -1 && (b & 0x40) !== 0)) {
+      out.push(b);
+      return;
+    }
+    out.push(b | 0x80);
+  }
+}
+
+/** A function body under construction. */
+export class Code {
+  readonly b: number[] = [];
+  op(...ops: number[]): this {
+    for (const o of ops) this.b.push(o);
+    return this;
+  }
+  i32(v: number): this {
+    this.b.push(Op.const);
+    sleb(this.b, v);
+    return this;
+  }
+  get(l: number): this {
+    this.b.push(Op.localGet);
+    uleb(this.b, l);
+    return this;
+  }
+  set(l: number): this {
+    this.b.push(Op.localSet);
+    uleb(this.b, l);
+    return this;
+  }
+  tee(l: number): this {
+    this.b.push(Op.localTee);
+    uleb(this.b, l);
+    return this;
+  }
+  /** A load or store (op) at address + offset (an unsigned 32-bit constant). */
+  mem(op: number, offset: number): this {
+    this.b.push(op);
+    // Alignment hint: none assumed (guest accesses may be unaligned).
+    this.b.push(0);
+    uleb(this.b, offset);
+    return this;
+  }
+  call(f: number): this {
+    this.b.push(Op.call);
+    uleb(this.b, f);
+    return this;
+  }
+  br(op: number, depth: number): this {
+    this.b.push(op);
+    uleb(this.b, depth);
+    return this;
+  }
+}
+
+export interface FuncType {
+  params: number[];
+  results: number[];
+}
+
+export interface ModuleSpec {
+  types: FuncType[];
+  /** Functions imported from module "i" under these names, with their type index. */
+  imports: { name: string; type: number }[];
+  /** Pages the imported memory "i"."m" has at least. */
+  memPages: number;
+  funcs: { type: number; locals: number[]; body: number[] }[];
+  /** Exported functions by index (imports first). */
+  exports: { name: string; func: number }[];
+}
+
+function section(out: number[], id: number, body: number[]): void {
+  out.push(id);
+  uleb(out, body.length);
+  for (const b of body) out.push(b);
+}
+
+function name(out: number[], s: string): void {
+  uleb(out, s.length);
+  for (let i = 0; i < s.length; i++) out.push(s.charCodeAt(i));
+}
+
+function vec<T>(out: number[], items: readonly T[], each: (out: number[], x: T) => void): number[] {
+  uleb(out, items.length);
+  for (const x of items) each(out, x);
+  return out;
+}
+
+/** The module's bytes. */
+export function moduleBytes(m: ModuleSpec): Uint8Array<ArrayBuffer> {
+  const out = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
+  section(
+    out,
+    1,
+    vec([], m.types, (o, t) => {
+      o.push(0x60);
+      vec(o, t.params, (o2, p) => o2.push(p));
+      vec(o, t.results, (o2, r) => o2.push(r));
+    }),
+  );
+  const imports: number[] = [];
+  uleb(imports, m.imports.length + 1); // the functions and the memory
+  for (const im of m.imports) {
+    name(imports, "i");
+    name(imports, im.name);
+    imports.push(0x00);
+    uleb(imports, im.type);
+  }
+  name(imports, "i");
+  name(imports, "m");
+  imports.push(0x02, 0x00);
+  uleb(imports, m.memPages);
+  section(out, 2, imports);
+  section(
+    out,
+    3,
+    vec([], m.funcs, (o, f) => uleb(o, f.type)),
+  );
+  section(
+    out,
+    7,
+    vec([], m.exports, (o, e) => {
+      name(o, e.name);
+      o.push(0x00);
+      uleb(o, e.func);
+    }),
+  );
+  section(
+    out,
+    10,
+    vec([], m.funcs, (o, f) => {
+      const body: number[] = [];
+      // Locals in runs of one type.
+      const runs: [number, number][] = [];
+      for (const t of f.locals) {
+        const last = runs[runs.length - 1];
+        if (last !== undefined && last[1] === t) last[0]++;
+        else runs.push([1, t]);
+      }
+      vec(body, runs, (o2, [n, t]) => {
+        uleb(o2, n);
+        o2.push(t);
+      });
+      for (const b of f.body) body.push(b);
+      body.push(Op.end);
+      uleb(o, body.length);
+      for (const b of body) o.push(b);
+    }),
+  );
+  return new Uint8Array(out);
+}

@@ -1,0 +1,980 @@
+/**
+ * x86 to WebAssembly for a compiled block (blocks.ts chose its instructions and flags; this
+ * writes one wasm function for it, backend.ts batches them into modules). The forms of
+ * codegen.ts are written inline: moves, lea, movzx/movsx, the 8- and 32-bit ALU operations,
+ * test, inc/dec, shifts by a constant, imul, push/pop, call/ret and the near jumps. Any other
+ * instruction calls its handler through an import, with the lazy flags handed over first.
+ *
+ * Registers stay in memory (the Cpu's regs view), so a handler, a fault or the JS CPU sees
+ * them at any point. The last lazy-flag record lives in locals (fa, fb, fx, its kind and
+ * size known here) and is written to the io words before anything that may show it to JS:
+ * an exit, a handler call, a slow memory access (which may fault), a fault. Memory accesses
+ * check the segment (Cpu.segChk) and the TLB inline and go to guest RAM directly; a miss, a
+ * page-crossing access, a write to a code frame or a 16-bit stack takes the JS path, the
+ * same as the JS block's. The imports record the instruction index first, so a fault unwinds
+ * to the wrapper with the state the JS block would have.
+ */
+import { type DecodeCache, EA_BASE, EA_DISP, EA_SIB, P_A16 } from "../decode.js";
+import { L_ADD, L_DEC, L_INC, L_LOGIC, L_RES, L_SUB } from "../flags.js";
+import { ADD, AND, CMP, OR, SUB, XOR } from "../ops/alu.js";
+import { SAL, SAR, SHL, SHR } from "../ops/alu-shift.js";
+import { AF, CF, CS, ESP, GP, OF, reg8Index as r8, SS } from "../regs.js";
+import {
+  IO_DONE,
+  IO_EIP,
+  IO_FLAGS,
+  IO_LZA,
+  IO_LZB,
+  IO_LZOP,
+  IO_LZRES,
+  IO_LZSIZE,
+  IO_RDMASK,
+  IO_SAVEDESP,
+  IO_SS32,
+  IO_WRMASK,
+  ST_CODEPAGE,
+  ST_IO,
+  ST_SEGCHK,
+} from "./arena.js";
+import { Code, I32, Op, VOID } from "./emit.js";
+
+// Imported functions (index = order in IMPORTS).
+export const IMPORTS = [
+  "rd8",
+  "rd16",
+  "rd32",
+  "wr8",
+  "wr32",
+  "rmwRd8",
+  "rmwRd32",
+  "rmwWr8",
+  "rmwWr32",
+  "push",
+  "pop",
+  "fault",
+  "call",
+  "cond",
+  "keepCF",
+] as const;
+const F = Object.fromEntries(IMPORTS.map((n, i) => [n, i])) as Record<(typeof IMPORTS)[number], number>;
+/** Type index of each import (backend.ts TYPES): 0 (i32 i32 i32)->i32, 1 (i32 x4)->i32, 2 (i32 i32)->i32, 3 (i32)->i32. */
+export const IMPORT_TYPES = [0, 0, 0, 1, 1, 0, 0, 2, 2, 2, 3, 0, 2, 3, 3];
+/** Type of a block function: (budget) -> instructions retired. */
+export const BLOCK_TYPE = 3;
+
+// Locals (0 is the budget parameter).
+const BUDGET = 0;
+const E0 = 1;
+const DONE = 2;
+const FA = 3;
+const FB = 4;
+const FX = 5;
+const A = 6;
+const B = 7;
+const X = 8;
+const LIN = 9;
+const E = 10;
+const P = 11;
+const O = 12;
+const V = 13;
+const HIT = 14;
+const EIP = 15;
+const SS32 = 16;
+const T = 17;
+const RMW = 18;
+export const LOCALS = 18;
+
+const INT_MIN = -0x80000000;
+
+/** A handler called from a block: the wrapper's import runs fn(cpu, slot). */
+export interface Site {
+  fn: (cpu: never, slot: number) => void;
+  slot: number;
+  /** Block offset of the instruction's end (EIP before a control transfer's handler). */
+  end: number;
+  control: boolean;
+}
+
+// Per-instruction flags of a block (blocks.ts).
+export const F_STACK = 1;
+export const F_CONTROL = 2;
+export const F_CHECK = 4;
+export const F_BRANCH = 8;
+export const F_TRACE = 16;
+export const F_RETURN = 32;
+
+/** The block, as blocks.ts laid it out. */
+export interface BlockPlan {
+  slots: number[];
+  offs: number[];
+  ends: number[];
+  flags: number[];
+  fns: ((cpu: never, slot: number) => void)[];
+  /** Per instruction: a jump back to the block's start (blocks.ts loops()). */
+  loops: boolean[];
+}
+
+class Gen {
+  readonly c = new Code();
+  /** The flag record in fa/fb/fx: kind (0: the io words hold it) and size. */
+  op = 0;
+  size = 32;
+  /** fa/fb/fx hold a record the io words do not have yet. */
+  dirty = false;
+  depth = 0;
+  loopLevel = -1;
+  k = 0;
+  inline = 0;
+
+  constructor(
+    readonly dc: DecodeCache,
+    readonly S: number,
+    readonly T: number,
+    readonly sites: Site[],
+  ) {}
+
+  // --- state words
+  ld(addr: number): this {
+    this.c.i32(0).mem(Op.load, addr);
+    return this;
+  }
+  io(w: number): number {
+    return this.S + ST_IO + 4 * w;
+  }
+  reg(r: number): number {
+    return this.S + 4 * r;
+  }
+  /** Stores what emit leaves at addr. */
+  put(addr: number, emit: () => void, op: number = Op.store): void {
+    this.c.i32(0);
+    emit();
+    this.c.mem(op, addr);
+  }
+  open(kind: number, type = VOID): void {
+    this.c.op(kind, type);
+    this.depth++;
+  }
+  else(): void {
+    this.c.op(Op.else);
+  }
+  close(): void {
+    this.c.op(Op.end);
+    this.depth--;
+  }
+
+  // --- lazy flags
+  flushCode(): void {
+    if (!this.dirty) return;
+    const c = this.c;
+    this.put(this.io(IO_LZOP), () => c.i32(this.op));
+    if (this.op !== L_RES) {
+      this.put(this.io(IO_LZA), () => c.get(FA));
+      this.put(this.io(IO_LZB), () => c.get(FB));
+    }
+    this.put(this.io(IO_LZRES), () => c.get(FX));
+    this.put(this.io(IO_LZSIZE), () => c.i32(this.size));
+  }
+  flush(): void {
+    this.flushCode();
+    this.dirty = false;
+  }
+  record(op: number, size: number): void {
+    this.op = op;
+    this.size = size;
+    this.dirty = true;
+  }
+  /** The io words are the record again (after a handler, or for a call that reads them). */
+  forget(): void {
+    this.flush();
+    this.op = 0;
+  }
+
+  // --- exits and faults
+  /** Leaves the block: EIP from the EIP local, `count` more instructions retired. */
+  exit(count: number): void {
+    this.flushCode();
+    this.put(this.io(IO_EIP), () => this.c.get(EIP));
+    this.c.get(DONE).i32(count).op(Op.add, Op.return);
+  }
+  eipAt(off: number): void {
+    this.c.get(E0).i32(off).op(Op.add).set(EIP);
+  }
+  fault(vector: number, error: number): void {
+    this.flushCode();
+    this.c.i32(this.k).i32(vector).i32(error).call(F.fault).op(Op.drop);
+  }
+  /** #GP(0) when the EIP local is beyond the CS limit (as jrel32 checks). */
+  csCheck(): void {
+    this.c.get(EIP).i32(INT_MIN).op(Op.xor);
+    this.ld(this.S + ST_SEGCHK + (CS * 32 + 3) * 4).c.op(Op.gtS);
+    this.open(Op.if);
+    this.fault(GP, 0);
+    this.close();
+  }
+
+  // --- memory
+  /**
+   * Leaves "the fast path applies" on the stack, with LIN, E, P set: the segment allows the
+   * access, the TLB entry grants it, it stays in its page (and, for a write, the frame holds
+   * no decoded code). The offset is in O.
+   */
+  check(size: number, seg: number, write: boolean): void {
+    const c = this.c;
+    const chk = this.S + ST_SEGCHK + seg * 128;
+    const r = (seg * 32 + (write ? 16 : 0) + 2 * size) * 4;
+    this.ld(chk).c.get(O).op(Op.add).set(LIN);
+    c.get(O).i32(INT_MIN).op(Op.xor).tee(T);
+    this.ld(this.S + ST_SEGCHK + r)
+      .c.op(Op.geS)
+      .get(T);
+    this.ld(this.S + ST_SEGCHK + r + 4).c.op(Op.leS, Op.and);
+    c.get(LIN).i32(12).op(Op.shrU).i32(2).op(Op.shl).mem(Op.load, this.T).tee(E);
+    this.ld(this.io(write ? IO_WRMASK : IO_RDMASK))
+      .c.op(Op.and)
+      .i32(0)
+      .op(Op.ne, Op.and);
+    c.get(E).i32(~0xfff).op(Op.and).get(LIN).i32(0xfff).op(Op.and, Op.or).set(P);
+    if (size > 1)
+      c.get(LIN)
+        .i32(0xfff)
+        .op(Op.and)
+        .i32(0x1000 - size)
+        .op(Op.leU, Op.and);
+    if (write)
+      c.get(P)
+        .i32(12)
+        .op(Op.shrU)
+        .mem(Op.load8u, this.S + ST_CODEPAGE)
+        .op(Op.eqz, Op.and);
+  }
+  /** Reads size bytes at seg:(addr) onto the stack. */
+  read(size: number, seg: number, addr: () => void): void {
+    const c = this.c;
+    addr();
+    c.set(O);
+    this.check(size, seg, false);
+    this.open(Op.if, I32);
+    c.get(P).mem(size === 1 ? Op.load8u : size === 2 ? Op.load16u : Op.load, 0);
+    this.else();
+    this.flushCode();
+    c.i32(this.k)
+      .i32(seg)
+      .get(O)
+      .call(size === 1 ? F.rd8 : size === 2 ? F.rd16 : F.rd32);
+    this.close();
+  }
+  /** Writes V (8 or 32 bits) at seg:(addr); a write through JS sets HIT to codeHit. */
+  write(size: number, seg: number, addr: () => void): void {
+    const c = this.c;
+    addr();
+    c.set(O);
+    this.check(size, seg, true);
+    this.open(Op.if);
+    c.get(P)
+      .get(V)
+      .mem(size === 1 ? Op.store8 : Op.store, 0);
+    this.else();
+    this.flushCode();
+    c.i32(this.k)
+      .i32(seg)
+      .get(O)
+      .get(V)
+      .call(size === 1 ? F.wr8 : F.wr32)
+      .set(HIT);
+    this.close();
+  }
+  /** The read of a read-modify-write (write permission checked): value on the stack, RMW says which path. */
+  rmwRead(size: number, seg: number, addr: () => void): void {
+    const c = this.c;
+    addr();
+    c.set(O);
+    this.check(size, seg, true);
+    this.open(Op.if, I32);
+    c.i32(1)
+      .set(RMW)
+      .get(P)
+      .mem(size === 1 ? Op.load8u : Op.load, 0);
+    this.else();
+    c.i32(0).set(RMW);
+    this.flushCode();
+    c.i32(this.k)
+      .i32(seg)
+      .get(O)
+      .call(size === 1 ? F.rmwRd8 : F.rmwRd32);
+    this.close();
+  }
+  /** Commits X to where rmwRead read. */
+  rmwWrite(size: number): void {
+    const c = this.c;
+    c.get(RMW);
+    this.open(Op.if);
+    c.get(P)
+      .get(X)
+      .mem(size === 1 ? Op.store8 : Op.store, 0);
+    this.else();
+    c.i32(this.k)
+      .get(X)
+      .call(size === 1 ? F.rmwWr8 : F.rmwWr32)
+      .set(HIT);
+    this.close();
+  }
+  /** Pushes V. */
+  push(): void {
+    const c = this.c;
+    c.get(SS32);
+    this.open(Op.if);
+    this.write(4, SS, () => this.ld(this.reg(ESP)).c.i32(4).op(Op.sub));
+    this.put(this.reg(ESP), () => c.get(O));
+    this.else();
+    this.flushCode();
+    c.i32(this.k).get(V).call(F.push).set(HIT);
+    this.close();
+  }
+  /** Pops into V. */
+  pop(): void {
+    const c = this.c;
+    c.get(SS32);
+    this.open(Op.if);
+    this.read(4, SS, () => this.ld(this.reg(ESP)));
+    c.set(V);
+    this.put(this.reg(ESP), () => c.get(O).i32(4).op(Op.add));
+    this.else();
+    this.flushCode();
+    c.i32(this.k).call(F.pop).set(V);
+    this.close();
+  }
+
+  /** The effective address of slot s, or null for the rare forms (the handler's). */
+  ea(s: number): (() => void) | null {
+    const dc = this.dc;
+    const m = dc.eam[s];
+    const d = dc.disp[s];
+    const c = this.c;
+    switch (m & 3) {
+      case EA_DISP:
+        return () => c.i32(d);
+      case EA_BASE:
+        return () =>
+          this.ld(this.reg((m >> 2) & 7))
+            .c.i32(d)
+            .op(Op.add);
+      case EA_SIB:
+        return () => {
+          this.ld(this.reg((m >> 2) & 7));
+          this.ld(this.reg((m >> 5) & 7))
+            .c.i32((m >> 8) & 3)
+            .op(Op.shl, Op.add)
+            .i32(d)
+            .op(Op.add);
+        };
+      default: {
+        if ((dc.pfx[s] & P_A16) !== 0 || dc.base[s] >= 0 || dc.index[s] < 0) return null;
+        const i = dc.index[s];
+        const sc = dc.scale[s];
+        return () => this.ld(this.reg(i)).c.i32(sc).op(Op.shl).i32(d).op(Op.add);
+      }
+    }
+  }
+
+  // --- flags
+  /** X = A op B with its record; false (nothing emitted) for adc/sbb. */
+  alu(op: number, size: number): boolean {
+    const o =
+      op === ADD
+        ? Op.add
+        : op === OR
+          ? Op.or
+          : op === AND
+            ? Op.and
+            : op === XOR
+              ? Op.xor
+              : op === SUB || op === CMP
+                ? Op.sub
+                : 0;
+    if (o === 0) return false;
+    const c = this.c;
+    c.get(A).get(B).op(o);
+    if (size === 8 && (o === Op.add || o === Op.sub)) c.i32(255).op(Op.and);
+    c.set(X).get(A).set(FA).get(B).set(FB).get(X).set(FX);
+    this.record(op === ADD ? L_ADD : op === SUB || op === CMP ? L_SUB : L_LOGIC, size);
+    return true;
+  }
+  /** test: X = A & B, recorded with zero operands as the handlers do. */
+  test(size: number): void {
+    this.c.get(A).get(B).op(Op.and).set(X).i32(0).set(FA).i32(0).set(FB).get(X).set(FX);
+    this.record(L_LOGIC, size);
+  }
+  /** CF, OF and AF replaced (cf, of: 0/1 emitters), ZF/SF/PF from X. */
+  resFlags(cf: () => void, of: () => void): void {
+    const c = this.c;
+    this.put(this.io(IO_FLAGS), () => {
+      this.ld(this.io(IO_FLAGS))
+        .c.i32(~(CF | OF | AF))
+        .op(Op.and);
+      cf();
+      c.op(Op.or);
+      of();
+      c.i32(11).op(Op.shl, Op.or);
+    });
+    c.get(X).set(FX);
+    this.record(L_RES, 32);
+  }
+  /** cpu.keepCF() before an inc/dec, from the known record when there is one. */
+  keepCF(): void {
+    const c = this.c;
+    const setCF = (cf: (() => void) | null) =>
+      this.put(this.io(IO_FLAGS), () => {
+        this.ld(this.io(IO_FLAGS)).c.i32(~CF).op(Op.and);
+        if (cf !== null) {
+          cf();
+          c.op(Op.or);
+        }
+      });
+    switch (this.op) {
+      case L_ADD:
+        setCF(() => c.get(FX).get(FA).op(Op.ltU));
+        return;
+      case L_SUB:
+        setCF(() => c.get(FA).get(FB).op(Op.ltU));
+        return;
+      case L_LOGIC:
+        setCF(null);
+        return;
+      case L_INC:
+      case L_DEC:
+      case L_RES:
+        return;
+      default:
+        this.forget();
+        c.i32(0).call(F.keepCF).op(Op.drop);
+    }
+  }
+  /** inc (or dec) of A into X with its record. */
+  incDec(inc: boolean): void {
+    this.keepCF();
+    this.c
+      .get(A)
+      .i32(1)
+      .op(inc ? Op.add : Op.sub)
+      .set(X)
+      .get(A)
+      .set(FA)
+      .i32(1)
+      .set(FB)
+      .get(X)
+      .set(FX);
+    this.record(inc ? L_INC : L_DEC, 32);
+  }
+  /** Condition cc (0-15) as an i32 (non-zero: holds); false when it took the import. */
+  cond(cc: number): boolean {
+    const c = this.c;
+    const neg = (cc & 1) !== 0;
+    const sh = 32 - this.size;
+    const signed = (l: number) => {
+      c.get(l);
+      if (sh !== 0) c.i32(sh).op(Op.shl);
+    };
+    const cmp = (l: () => void, r: () => void, yes: number, no: number): boolean => {
+      l();
+      r();
+      c.op(neg ? no : yes);
+      return true;
+    };
+    const zero = (yes: number, no: number) =>
+      cmp(
+        () => signed(FX),
+        () => c.i32(0),
+        yes,
+        no,
+      );
+    const t = cc >> 1;
+    if (this.op === L_SUB) {
+      switch (t) {
+        case 1:
+          return cmp(
+            () => c.get(FA),
+            () => c.get(FB),
+            Op.ltU,
+            Op.geU,
+          );
+        case 2:
+          return zero(Op.eq, Op.ne);
+        case 3:
+          return cmp(
+            () => c.get(FA),
+            () => c.get(FB),
+            Op.leU,
+            Op.gtU,
+          );
+        case 4:
+          return zero(Op.ltS, Op.geS);
+        case 6:
+          return cmp(
+            () => signed(FA),
+            () => signed(FB),
+            Op.ltS,
+            Op.geS,
+          );
+        case 7:
+          return cmp(
+            () => signed(FA),
+            () => signed(FB),
+            Op.leS,
+            Op.gtS,
+          );
+      }
+    } else if (this.op === L_LOGIC) {
+      switch (t) {
+        case 1:
+          c.i32(neg ? 1 : 0);
+          return true;
+        case 2:
+        case 3:
+          return zero(Op.eq, Op.ne);
+        case 4:
+        case 6:
+          return zero(Op.ltS, Op.geS);
+        case 7:
+          return zero(Op.leS, Op.gtS);
+      }
+    }
+    if (this.op !== 0 && (t === 2 || t === 4))
+      return zero(t === 2 ? Op.eq : Op.ltS, t === 2 ? Op.ne : Op.geS);
+    this.forget();
+    c.i32(cc).call(F.cond);
+    return false;
+  }
+
+  // --- instructions
+  /** Inline code for slot s, or false (nothing emitted) for its handler. */
+  inst(s: number, next: number, taken: () => void): boolean {
+    const dc = this.dc;
+    const c = this.c;
+    const id = dc.op[s];
+    if (id >> 12 !== 0) return id === ((1 << 12) | (0x90 << 3)); // 66 90: nop
+    const opc = (id >> 3) & 0x1ff;
+    const sub = id & 7;
+    const m = dc.modrm[s];
+    const rm = m & 7;
+    const rg = (m >> 3) & 7;
+    const isReg = m >= 0xc0;
+    const imm = dc.imm[s];
+    const sg = (dc.eam[s] >> 10) & 7;
+    const modrm =
+      (opc < 0x40 && (opc & 7) < 4) ||
+      [
+        0x80, 0x81, 0x83, 0x84, 0x85, 0x88, 0x89, 0x8a, 0x8b, 0x8d, 0xc1, 0xc7, 0xd1, 0xf6, 0xff, 0x1af,
+        0x1b6, 0x1b7, 0x1be, 0x1bf,
+      ].includes(opc);
+    const mem = modrm && !isReg ? this.ea(s) : null;
+    if (modrm && !isReg && mem === null) return false;
+    const ma = mem as () => void;
+    const r32 = (r: number) => () => this.ld(this.reg(r));
+    const r8v = (r: number) => () => c.i32(0).mem(Op.load8u, this.S + r8(r));
+    const r16 = (r: number) => () => c.i32(0).mem(Op.load16u, this.reg(r));
+    const set32 = (r: number, l: number) => this.put(this.reg(r), () => c.get(l));
+    const set8 = (r: number, l: number) => this.put(this.S + r8(r), () => c.get(l), Op.store8);
+    const ALU = new Set([ADD, OR, AND, XOR, SUB, CMP]);
+    // ALU forms 00-3D: the operation in opcode bits 5-3.
+    if (opc < 0x40 && (opc & 7) <= 5) {
+      const op = (opc >> 3) & 7;
+      if (!ALU.has(op)) return false;
+      const form = opc & 7;
+      const size = form & 1 ? 32 : 8;
+      const rv = size === 32 ? r32 : r8v;
+      const set = size === 32 ? set32 : set8;
+      if (form === 4 || form === 5) {
+        rv(0)();
+        c.set(A)
+          .i32(size === 32 ? imm : imm & 0xff)
+          .set(B);
+        this.alu(op, size);
+        if (op !== CMP) set(0, X);
+        return true;
+      }
+      if (form === 0 || form === 1) {
+        // E, G
+        if (isReg) {
+          rv(rm)();
+          c.set(A);
+          rv(rg)();
+          c.set(B);
+          this.alu(op, size);
+          if (op !== CMP) set(rm, X);
+        } else if (op === CMP) {
+          this.read(size / 8, sg, ma);
+          c.set(A);
+          rv(rg)();
+          c.set(B);
+          this.alu(op, size);
+        } else {
+          this.rmwRead(size / 8, sg, ma);
+          c.set(A);
+          rv(rg)();
+          c.set(B);
+          this.alu(op, size);
+          this.rmwWrite(size / 8);
+        }
+        return true;
+      }
+      // G, E
+      if (isReg) rv(rm)();
+      else this.read(size / 8, sg, ma);
+      c.set(B);
+      rv(rg)();
+      c.set(A);
+      this.alu(op, size);
+      if (op !== CMP) set(rg, X);
+      return true;
+    }
+    const rmRead = (size: number) => {
+      if (isReg) (size === 32 ? r32 : size === 8 ? r8v : r16)(rm)();
+      else this.read(size / 8, sg, ma);
+    };
+    switch (opc) {
+      case 0x80:
+      case 0x81:
+      case 0x83: {
+        if (!ALU.has(sub)) return false;
+        const size = opc === 0x80 ? 8 : 32;
+        const b = size === 8 ? imm & 0xff : imm;
+        if (isReg || sub === CMP) {
+          rmRead(size);
+          c.set(A).i32(b).set(B);
+          this.alu(sub, size);
+          if (sub !== CMP) (size === 8 ? set8 : set32)(rm, X);
+        } else {
+          this.rmwRead(size / 8, sg, ma);
+          c.set(A).i32(b).set(B);
+          this.alu(sub, size);
+          this.rmwWrite(size / 8);
+        }
+        return true;
+      }
+      case 0xf6:
+        if (sub > 1) return false;
+        rmRead(8);
+        c.set(A)
+          .i32(imm & 0xff)
+          .set(B);
+        this.test(8);
+        return true;
+      case 0x84:
+      case 0x85: {
+        const size = opc === 0x84 ? 8 : 32;
+        rmRead(size);
+        c.set(A);
+        (size === 8 ? r8v : r32)(rg)();
+        c.set(B);
+        this.test(size);
+        return true;
+      }
+      case 0xc1:
+      case 0xd1: {
+        const n = opc === 0xd1 ? 1 : imm & 0x1f;
+        if (n === 0) {
+          if (!isReg) {
+            this.rmwRead(4, sg, ma);
+            c.set(X);
+            this.rmwWrite(4);
+          }
+          return true;
+        }
+        if (sub !== SHL && sub !== SAL && sub !== SHR && sub !== SAR) return false;
+        if (isReg) r32(rm)();
+        else this.rmwRead(4, sg, ma);
+        c.set(A);
+        if (sub === SHR) {
+          c.get(A)
+            .i32(n)
+            .op(Op.shrU)
+            .set(X)
+            .get(A)
+            .i32(n - 1)
+            .op(Op.shrU)
+            .set(T);
+          this.resFlags(
+            () => c.get(T).i32(1).op(Op.and),
+            () => c.get(T).get(X).op(Op.xor).i32(31).op(Op.shrU),
+          );
+        } else if (sub === SAR) {
+          c.get(A).i32(n).op(Op.shrS).set(X);
+          this.resFlags(
+            () =>
+              c
+                .get(A)
+                .i32(n - 1)
+                .op(Op.shrS)
+                .i32(1)
+                .op(Op.and),
+            () => c.i32(0),
+          );
+        } else {
+          c.get(A)
+            .i32(n)
+            .op(Op.shl)
+            .set(X)
+            .get(A)
+            .i32(n - 1)
+            .op(Op.shl)
+            .i32(31)
+            .op(Op.shrU)
+            .set(T);
+          this.resFlags(
+            () => c.get(T),
+            () => c.get(X).i32(31).op(Op.shrU).get(T).op(Op.xor),
+          );
+        }
+        if (isReg) set32(rm, X);
+        else this.rmwWrite(4);
+        return true;
+      }
+      case 0x1af: {
+        rmRead(32);
+        c.set(B);
+        r32(rg)();
+        c.set(A);
+        c.get(A).get(B).op(Op.mul).set(X);
+        c.get(A)
+          .op(Op.i64ExtendS)
+          .get(B)
+          .op(Op.i64ExtendS, Op.i64Mul)
+          .get(X)
+          .op(Op.i64ExtendS, Op.i64Ne)
+          .set(T);
+        this.resFlags(
+          () => c.get(T),
+          () => c.get(T),
+        );
+        set32(rg, X);
+        return true;
+      }
+      case 0xff:
+        if (sub === 6) {
+          rmRead(32);
+          c.set(V);
+          this.push();
+          return true;
+        }
+        if (sub > 1) return false;
+        if (isReg) {
+          r32(rm)();
+          c.set(A);
+          this.incDec(sub === 0);
+          set32(rm, X);
+        } else {
+          this.rmwRead(4, sg, ma);
+          c.set(A);
+          this.incDec(sub === 0);
+          this.rmwWrite(4);
+        }
+        return true;
+      case 0x90:
+        return true;
+      case 0x68:
+      case 0x6a:
+        c.i32(imm).set(V);
+        this.push();
+        return true;
+      case 0xe8:
+        // call rel32 (ends the block): EIP after it is the return address.
+        this.eipAt(next + imm);
+        this.csCheck();
+        c.get(E0).i32(next).op(Op.add).set(V);
+        this.push();
+        return true;
+      case 0xc3:
+        this.pop();
+        c.get(V).set(EIP);
+        this.csCheck();
+        return true;
+      case 0x89:
+        if (isReg) {
+          r32(rg)();
+          c.set(V);
+          set32(rm, V);
+        } else {
+          r32(rg)();
+          c.set(V);
+          this.write(4, sg, ma);
+        }
+        return true;
+      case 0x88:
+        r8v(rg)();
+        c.set(V);
+        if (isReg) set8(rm, V);
+        else this.write(1, sg, ma);
+        return true;
+      case 0x8b:
+      case 0x8a:
+        rmRead(opc === 0x8b ? 32 : 8);
+        c.set(V);
+        (opc === 0x8b ? set32 : set8)(rg, V);
+        return true;
+      case 0x8d:
+        if (isReg) return false;
+        ma();
+        c.set(V);
+        set32(rg, V);
+        return true;
+      case 0xc7:
+        c.i32(imm).set(V);
+        if (isReg) set32(rm, V);
+        else this.write(4, sg, ma);
+        return true;
+      case 0x1b6:
+      case 0x1b7:
+      case 0x1be:
+      case 0x1bf: {
+        const size = opc & 1 ? 16 : 8;
+        rmRead(size);
+        if (opc >= 0x1be)
+          c.i32(32 - size)
+            .op(Op.shl)
+            .i32(32 - size)
+            .op(Op.shrS);
+        c.set(V);
+        set32(rg, V);
+        return true;
+      }
+      case 0xeb:
+      case 0xe9:
+        this.eipAt(next + imm);
+        this.csCheck();
+        taken();
+        return true;
+    }
+    if (opc >= 0xb8 && opc <= 0xbf) {
+      c.i32(imm).set(V);
+      set32(opc & 7, V);
+      return true;
+    }
+    if (opc >= 0x50 && opc <= 0x57) {
+      r32(opc & 7)();
+      c.set(V);
+      this.push();
+      return true;
+    }
+    if (opc >= 0x58 && opc <= 0x5f) {
+      this.pop();
+      set32(opc & 7, V);
+      return true;
+    }
+    if (opc >= 0x40 && opc <= 0x4f) {
+      r32(opc & 7)();
+      c.set(A);
+      this.incDec(opc < 0x48);
+      set32(opc & 7, X);
+      return true;
+    }
+    if ((opc & 0x1f0) === 0x70 || (opc & 0x1f0) === 0x180) {
+      this.cond(opc & 15);
+      this.open(Op.if);
+      this.eipAt(next + imm);
+      this.csCheck();
+      taken();
+      this.close();
+      return true;
+    }
+    return false;
+  }
+
+  /** The handler of instruction k through the call import. */
+  handler(fn: Site["fn"], slot: number, end: number, control: boolean): void {
+    this.forget();
+    this.c.i32(this.k).i32(this.sites.length).call(F.call).set(HIT);
+    this.sites.push({ fn, slot, end, control });
+    if (control) this.ld(this.io(IO_EIP)).c.set(EIP);
+  }
+}
+
+/**
+ * The function body (locals excluded) of the block plan p, for a Cpu whose state area is at
+ * S and TLB at T. Returns the body, the handler sites it calls (indexed from `sites`'s
+ * length) and how many instructions were inline.
+ */
+export function blockBody(
+  dc: DecodeCache,
+  p: BlockPlan,
+  S: number,
+  T: number,
+  sites: Site[],
+): { body: number[]; inline: number } {
+  const g = new Gen(dc, S, T, sites);
+  const c = g.c;
+  const n = p.flags.length;
+  g.ld(g.io(IO_EIP)).c.set(E0);
+  g.ld(g.io(IO_SS32)).c.set(SS32);
+  const round = p.flags.some((f, k) => (k === n - 1 || (f & F_BRANCH) !== 0) && p.loops[k]);
+  if (round) {
+    g.open(Op.loop);
+    g.loopLevel = g.depth;
+  }
+  for (let k = 0; k < n; k++) {
+    g.k = k;
+    const f = p.flags[k];
+    if (f & F_STACK) g.put(g.io(IO_SAVEDESP), () => g.ld(g.reg(ESP)));
+    if (f & F_CONTROL) g.eipAt(p.ends[k]);
+    const taken =
+      (k === n - 1 || f & F_BRANCH) && p.loops[k]
+        ? () => {
+            // Round again while the budget allows a whole pass, as the run loop would.
+            c.get(DONE)
+              .i32(k + 1)
+              .op(Op.add)
+              .tee(DONE)
+              .i32(n)
+              .op(Op.add)
+              .get(BUDGET)
+              .op(Op.leU);
+            g.open(Op.if);
+            g.flushCode();
+            g.put(g.io(IO_DONE), () => c.get(DONE));
+            c.br(Op.br, g.depth - g.loopLevel);
+            g.close();
+            g.exit(0);
+          }
+        : f & F_BRANCH
+          ? () => g.exit(k + 1)
+          : () => {};
+    let ok: boolean;
+    if (f & F_TRACE) {
+      // A jmp or call the block follows: the target's CS check, the return address pushed.
+      g.eipAt(p.ends[k] + dc.imm[p.slots[k]]);
+      g.csCheck();
+      if (((dc.op[p.slots[k]] >> 3) & 0xff) === 0xe8) {
+        c.get(E0).i32(p.ends[k]).op(Op.add).set(V);
+        g.push();
+      }
+      ok = true;
+    } else if (f & F_RETURN) {
+      // Back from a call the block followed: it goes on when the target is the call's return.
+      g.pop();
+      c.get(V).set(EIP);
+      g.csCheck();
+      c.get(EIP)
+        .get(E0)
+        .i32(p.offs[k + 1])
+        .op(Op.add, Op.ne);
+      g.open(Op.if);
+      g.exit(k + 1);
+      g.close();
+      ok = true;
+    } else {
+      ok = g.inst(p.slots[k], p.ends[k], taken);
+    }
+    if (ok) g.inline++;
+    else g.handler(p.fns[k], p.slots[k], p.ends[k], (f & F_CONTROL) !== 0);
+    if (f & F_CHECK) {
+      c.get(HIT);
+      g.open(Op.if);
+      g.eipAt(p.offs[k + 1]);
+      g.exit(k + 1);
+      g.close();
+    }
+  }
+  if (round) g.close();
+  if ((p.flags[n - 1] & F_CONTROL) === 0) g.eipAt(p.offs[n]);
+  g.exit(n);
+  return { body: c.b, inline: g.inline };
+}
