@@ -114,7 +114,8 @@ export class RunLoop {
         if (now + MIN_STEP_NS > target) return Math.max(1, Math.min(10, (now + MIN_STEP_NS - target) / 1e6));
       }
       this.manager.pumpConsoles();
-      const r = hv.run(Math.min(target, now + RUN_STEP_NS));
+      // Bounded in host time too: an exit can be slow (invariant checks after each hypercall).
+      const r = hv.run(Math.min(target, now + RUN_STEP_NS), start + TURN_MS);
       this.manager.handleStops();
       if (r.kind === "idle") {
         // Nothing will happen until the outside world acts; time stands still meanwhile,

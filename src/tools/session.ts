@@ -103,6 +103,7 @@ export class GuestSession {
     }
     switch (r.kind) {
       case "time-limit":
+      case "host-limit":
       case "stopped":
         return null;
       case "idle":

@@ -77,6 +77,8 @@ export type RunResult =
   | { kind: "shutdown"; domain: Domain; reason: number }
   | { kind: "crashed"; domain: Domain; why: string }
   | { kind: "time-limit" }
+  /** run's host deadline passed first: nothing happened to the machine, run again to go on. */
+  | { kind: "host-limit" }
   | { kind: "idle"; why: string }
   /** A host debugger asked the run to stop (requestStop). */
   | { kind: "stopped" };
@@ -99,6 +101,12 @@ export interface HypervisorDebugHook {
 const EXIT_COST_CYCLES = 100;
 /** Most instructions run between two looks at the timers when nothing else is due. */
 const MAX_SLICE = 1 << 20;
+/**
+ * run()'s looks at the host clock for its hostDeadlineMs: about every HOST_LOOK_MS, at most
+ * HOST_LOOK_MAX turns of its loop (exits, mostly) apart (a look costs about as much as an exit).
+ */
+const HOST_LOOK_MS = 1;
+const HOST_LOOK_MAX = 64;
 
 export class Hypervisor implements MmHost {
   readonly mem: MachineMemory;
@@ -458,14 +466,34 @@ export class Hypervisor implements MmHost {
 
   /**
    * Runs the machine until a domain shuts down or crashes, every domain is blocked with
-   * nothing to wake it, or system time reaches limitNs on every physical CPU.
+   * nothing to wake it, or system time reaches limitNs on every physical CPU; or, when given,
+   * the host clock (performance.now()) passes hostDeadlineMs, looked at between exits: a
+   * caller on an event loop stays responsive however slow an exit is (invariant checks after
+   * each hypercall). Stopping there and running again is the same run: virtual time does not
+   * depend on it.
    */
-  run(limitNs = Number.POSITIVE_INFINITY): RunResult {
+  run(limitNs = Number.POSITIVE_INFINITY, hostDeadlineMs = Number.POSITIVE_INFINITY): RunResult {
     const limitCycles = Number.isFinite(limitNs) ? this.clock.cyclesAt(limitNs) : Number.POSITIVE_INFINITY;
     this.result = null;
     const sched = this.sched;
+    const hostBound = Number.isFinite(hostDeadlineMs);
+    let lookedAt = hostBound ? performance.now() : 0;
+    // Turns between two looks at the host clock, halved while they take long, doubled while
+    // quick. The first look is after a turn: every call goes forward, however late.
+    let lookEvery = 1;
+    let untilLook = 2;
     while (this.result === null) {
       this.runDeferred();
+      if (hostBound && --untilLook === 0) {
+        const now = performance.now();
+        if (now >= hostDeadlineMs) return { kind: "host-limit" };
+        lookEvery =
+          now - lookedAt > HOST_LOOK_MS
+            ? Math.max(1, lookEvery >> 1)
+            : Math.min(HOST_LOOK_MAX, lookEvery << 1);
+        untilLook = lookEvery;
+        lookedAt = now;
+      }
       const p = sched.pickCpu();
       if (p.cycles >= limitCycles) return { kind: "time-limit" };
       sched.cur = p;
