@@ -44,8 +44,14 @@ interface Counts {
   insns: number;
   hypercalls: number;
   pageFaults: number;
+  /** Process CPU time (all threads: V8 compiles on its own), ms. */
+  cpuMs: number;
   /** Instructions retired in compiled blocks, code frames written, decode-cache flushes. */
   blockInsns: number;
+  /** cpu.run calls; entries from the run loop into regions or standalone blocks; blocks run. */
+  runs: number;
+  entries: number;
+  blocks: number;
   codeWrites: number;
   flushes: number;
 }
@@ -69,6 +75,11 @@ function phases(t: Times): number[] {
   return t.map((v, i) => (v - (i === 0 ? 0 : t[i - 1])) / 1000);
 }
 
+function cpuMs(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+}
+
 async function main(): Promise<number> {
   const files = xenLinuxFiles();
   if (typeof files === "string") {
@@ -76,6 +87,7 @@ async function main(): Promise<number> {
     return 0;
   }
   const t0 = performance.now();
+  const cpu0 = cpuMs();
   const run = new LinuxRun(files);
   const cpu = run.hv.cpu;
   let hypercalls = 0;
@@ -83,8 +95,10 @@ async function main(): Promise<number> {
   run.hv.trace = () => void hypercalls++;
   // Every guest exit comes back through cpu.run: the instructions and #PF exits are counted there.
   let insns = 0;
+  let runs = 0;
   const inner = cpu.run.bind(cpu);
   cpu.run = (budget: number): Exit => {
+    runs++;
     const before = cpu.retired;
     const e = inner(budget);
     insns += cpu.retired - before;
@@ -97,13 +111,17 @@ async function main(): Promise<number> {
     insns,
     hypercalls,
     pageFaults,
+    cpuMs: cpuMs(),
     blockInsns: cpu.blockInsns,
+    runs,
+    entries: cpu.regionRuns + cpu.blockRuns,
+    blocks: cpu.regionBlocks + cpu.blockRuns,
     codeWrites: cpu.codeWrites,
     flushes: cpu.dc.flushes,
   });
   const start: Counts = {
     ...{ wallMs: t0, guestNs: 0, insns: 0, hypercalls: 0, pageFaults: 0 },
-    ...{ blockInsns: 0, codeWrites: 0, flushes: 0 },
+    ...{ cpuMs: cpu0, blockInsns: 0, codeWrites: 0, flushes: 0, runs: 0, entries: 0, blocks: 0 },
   };
   // --why: why the workload's interpreted instructions were not in blocks (costs a little).
   const why = process.argv.includes("--why");
@@ -132,12 +150,16 @@ async function main(): Promise<number> {
     const per = (n: number) => `${(n / s / 1e3).toFixed(1)}k/s`;
     return [
       `${what.padEnd(18)} wall ${s.toFixed(2).padStart(7)} s`,
+      `CPU ${((b.cpuMs - a.cpuMs) / 1000).toFixed(2).padStart(6)} s`,
       `guest ${((b.guestNs - a.guestNs) / 1e9).toFixed(3).padStart(7)} s`,
       `${((b.insns - a.insns) / 1e6).toFixed(1).padStart(6)} M insns (${((b.insns - a.insns) / s / 1e6).toFixed(1)} MIPS)`,
       `hypercalls ${b.hypercalls - a.hypercalls} (${per(b.hypercalls - a.hypercalls)})`,
       `page faults ${b.pageFaults - a.pageFaults} (${per(b.pageFaults - a.pageFaults)})`,
       `in blocks ${((100 * (b.blockInsns - a.blockInsns)) / Math.max(b.insns - a.insns, 1)).toFixed(1)} %`,
       `code writes ${b.codeWrites - a.codeWrites}, flushes ${b.flushes - a.flushes}`,
+      `instructions a run() ${((b.insns - a.insns) / Math.max(b.runs - a.runs, 1)).toFixed(0)},` +
+        ` a run-loop entry ${((b.blockInsns - a.blockInsns) / Math.max(b.entries - a.entries, 1)).toFixed(1)},` +
+        ` a block ${((b.blockInsns - a.blockInsns) / Math.max(b.blocks - a.blocks, 1)).toFixed(1)}`,
     ].join(", ");
   };
   process.stdout.write("XenLinux 2.6.11, BusyBox initrd, 64 MiB, virtual time\n");

@@ -15,6 +15,7 @@ import { HANDLERS, HOT_FNS, hotCase } from "./ops/table.js";
 import * as regsNs from "./regs.js";
 import { Exit, hasErrorCode } from "./regs.js";
 import { deliverInterrupt } from "./segments.js";
+import type { InterpStats } from "./stats.js";
 import { type Backend, type CpuState, cpuState, defaultBackend } from "./wasm/arena.js";
 
 // Module-level copies of imported constants: V8 constant-folds these, whereas each use of an
@@ -255,6 +256,10 @@ export class Cpu {
   regionRuns = 0;
   blockRuns = 0;
   regionBlocks = 0;
+  /** Instructions retired by compiled blocks (standalone or in regions), for benches. */
+  blockInsns = 0;
+  /** When set, the run loop records why each interpreted instruction was not in a block. */
+  stats: InterpStats | null = null;
   /** Set when a code frame is written: a compiled block stops after the writing instruction. */
   codeHit = 0;
   /** Writes to code frames so far (a region returns to the run loop when it moves). */
@@ -1427,6 +1432,7 @@ export class Cpu {
     const hits = dc.hits;
     const blockLen = dc.blockLen;
     const threshold = this.blockThreshold;
+    const stats = this.stats;
     while (this.retired < this.runEnd) {
       const eip = this.eip;
       let e = 0;
@@ -1446,14 +1452,17 @@ export class Cpu {
         // budget is kept exactly.
         if (this.retired + blockLen[slot] <= this.runEnd) {
           const region = regionFn[slot];
+          const r0 = this.retired;
           if (region !== null) {
             this.regionRuns++;
             region(this, this.fetchEip);
+            this.blockInsns += this.retired - r0;
             continue;
           }
           this.blockRuns++;
           const fb = this.fetchBlock;
           block(this);
+          this.blockInsns += this.retired - r0;
           // Blocks of this frame that no region holds run often: (re)build its region.
           const due = ++dc.regionDue[fb >>> 12];
           if (due === this.regionThreshold && due !== 0 && fb === this.fetchBlock) {
@@ -1465,6 +1474,8 @@ export class Cpu {
       } else if (e >> 22 !== 0 && ++hits[slot] === threshold) {
         if (compileBlock(this, this.fetchBlock, (eip - this.fetchEip) >>> 0)) continue;
       }
+      if (stats !== null)
+        stats.note(this, e, this.fetchBlock + ((eip - this.fetchEip) >>> 0), block !== null);
       this.instrStart = eip;
       this.savedEsp = regs[ESP];
       this.eip = (eip + ((e >> 18) & 15)) | 0;
@@ -1504,6 +1515,9 @@ export class Cpu {
       if ((lin & 0xfff) + dc.len[slot] <= 0x1000 && dc.blockOf(frame) === block) {
         dc.slotOf[block + (phys & 0xfff)] = e;
       } else {
+        // Its slot is free again after this run (nothing holds it): taking a fresh one each
+        // time flushed the whole cache every 256 K runs of such an instruction.
+        dc.releaseSlot(slot);
         this.dropFetch();
       }
     }

@@ -266,8 +266,12 @@ export class DecodeCache {
     this.freeBlocks[this.freeCount++] = off >>> 12;
   }
 
+  /** Whole-cache flushes so far (slots or frame blocks ran out), for benches. */
+  flushes = 0;
+
   /** Drops every decoded instruction. */
   flush(): void {
+    this.flushes++;
     for (let b = 0; b < this.blockFrame.length; b++) {
       const f = this.blockFrame[b];
       if (f >= 0) this.invalidateFrame(f);
@@ -288,6 +292,16 @@ export class DecodeCache {
   allocSlot(): number {
     if (this.nextSlot >= this.slotCount) this.flush();
     return this.nextSlot++;
+  }
+
+  /**
+   * Gives back the last slot allocated, which nothing refers to (an instruction crossing a
+   * page end, decoded afresh at each run): the next decode reuses it.
+   */
+  releaseSlot(slot: number): void {
+    if (slot !== this.nextSlot - 1) return;
+    this.hits[slot] = 0;
+    this.nextSlot = slot;
   }
 }
 
