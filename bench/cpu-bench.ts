@@ -16,6 +16,8 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Cpu } from "../src/cpu/cpu.js";
 import { CS, EAX, EBX, ECX, ESI, ESP, Exit } from "../src/cpu/regs.js";
+import { allocRam, type Backend } from "../src/cpu/wasm/arena.js";
+import { wasmBackend } from "../src/cpu/wasm/backend.js";
 
 const DEFAULT_ITERATIONS = 1000;
 const DEFAULT_SEED = 0x2545f491;
@@ -353,14 +355,28 @@ class PhaseClock {
 }
 
 /** blocks: compile hot code (the default); false runs the interpreter alone. */
-function runEmulated(elfPath: string, opts: Options, blocks = true): EmuResult {
+/** Compiled blocks' figures of a wasm run: blocks, their runs, instructions written inline. */
+interface WasmFigures {
+  blocks: number;
+  runs: number;
+  inline: number;
+  handlers: number;
+}
+
+function runEmulated(
+  elfPath: string,
+  opts: Options,
+  blocks = true,
+  backend: Backend = "js",
+): EmuResult & { wasm?: WasmFigures } {
   const image = new Uint8Array(readFileSync(elfPath));
   const elf = parseElf32(image, elfPath);
   const params = needSymbol(elf, "bench_params");
   const result = needSymbol(elf, "bench_result");
   const stackTop = needSymbol(elf, "__stack_top");
 
-  const mem = new Uint8Array(MEM_BYTES);
+  // On a WebAssembly.Memory, as a machine's RAM is: the wasm back end needs it.
+  const mem = allocRam(MEM_BYTES);
   loadElf(elf, image, mem);
   const mv = new DataView(mem.buffer);
   mv.setUint32(params, opts.iterations, true);
@@ -368,6 +384,7 @@ function runEmulated(elfPath: string, opts: Options, blocks = true): EmuResult {
   mv.setUint32(params + 8, opts.warmup, true);
 
   const cpu = new Cpu(mem);
+  cpu.backend = backend;
   if (!blocks) cpu.blockThreshold = 0;
   cpu.resetFlat32();
   cpu.eip = elf.entry;
@@ -428,10 +445,14 @@ function runEmulated(elfPath: string, opts: Options, blocks = true): EmuResult {
   if (cpu.regs[EAX] >>> 0 !== checksum) {
     describeStop(`EAX 0x${hex(cpu.regs[EAX])} differs from bench_result 0x${hex(checksum)} at hlt`);
   }
-  return (
+  const r =
     clock.result(opts.warmup) ??
-    describeStop(`expected ${opts.warmup > 0 ? 2 : 1} timed runs, got ${clock.phases.length}`)
-  );
+    describeStop(`expected ${opts.warmup > 0 ? 2 : 1} timed runs, got ${clock.phases.length}`);
+  const w = backend === "wasm" ? wasmBackend(cpu) : null;
+  if (backend === "wasm" && (w === null || w.runs === 0)) describeStop("the wasm back end ran no block");
+  return w === null
+    ? r
+    : { ...r, wasm: { blocks: w.blocks, runs: w.runs, inline: w.inline, handlers: w.handlers } };
 }
 
 // ------------------------------------------------------------------ v86
@@ -628,10 +649,12 @@ async function main(): Promise<void> {
   const built = build(root);
   // Side by side: each round runs tsxen and then v86 on the same image, so a load change on
   // this shared machine hits both; the ratio is taken per round and its range printed.
-  const rounds: { emu: EmuResult; v86: V86Result }[] = [];
+  // The wasm back end of compiled blocks (wasm/backend.ts) runs in each round too.
+  const rounds: { emu: EmuResult; wasm: ReturnType<typeof runEmulated>; v86: V86Result }[] = [];
   for (let r = 0; r < opts.rounds; r++) {
     const emu = runEmulated(built.elf, opts);
-    rounds.push({ emu, v86: await runV86(root, built.elf, opts, emu) });
+    const wasm = runEmulated(built.elf, opts, true, "wasm");
+    rounds.push({ emu, wasm, v86: await runV86(root, built.elf, opts, emu) });
   }
   const interp = runEmulated(built.elf, opts, false);
   const nat = runNative(built.native, opts);
@@ -639,7 +662,12 @@ async function main(): Promise<void> {
   const last = rounds[rounds.length - 1];
   const emu = last.emu;
   const v86 = "skipped" in last.v86 ? null : last.v86;
-  const sums = [emu.steady.checksum, interp.steady.checksum, ...(v86 ? [v86.steady.checksum] : [])];
+  const sums = [
+    emu.steady.checksum,
+    last.wasm.steady.checksum,
+    interp.steady.checksum,
+    ...(v86 ? [v86.steady.checksum] : []),
+  ];
   const match = sums.every((c) => c === nat.checksum);
   const mips = (p: Phase, t: number) => p.retired / t / 1e6;
   const f1 = (n: number) => n.toFixed(1);
@@ -701,6 +729,24 @@ async function main(): Promise<void> {
       `  v86 steady MIPS (CPU time) per round:   ${rounds.map((r) => ("skipped" in r.v86 ? "-" : f1(mips(r.v86.steady, r.v86.steady.cpuSeconds)))).join(", ")}`,
     );
   }
+  const wasmRatios = rounds.flatMap((r) =>
+    "skipped" in r.v86 ? [] : [r.v86.steady.cpuSeconds / r.wasm.steady.cpuSeconds],
+  );
+  const wf = last.wasm.wasm;
+  lines.push(
+    "",
+    "  tsxen with wasm blocks (TSXEN_CPU_BACKEND=wasm), in the same rounds:",
+    `  steady MIPS (CPU time) per round:        ${rounds.map((r) => f1(mips(r.wasm.steady, r.wasm.steady.cpuSeconds))).join(", ")}`,
+    `  steady MIPS (wall) per round:            ${rounds.map((r) => f1(mips(r.wasm.steady, r.wasm.steady.seconds))).join(", ")}`,
+    `  cold MIPS (wall) per round:              ${rounds.map((r) => cold(r.wasm)).join(", ")}`,
+    ...(wasmRatios.length > 0 ? [`  tsxen wasm / v86 by CPU time: ${fmtRange(wasmRatios, 2)}`] : []),
+    ...(wf
+      ? [
+          `  ${wf.blocks} wasm blocks, ${wf.runs.toLocaleString("en-US")} runs; ` +
+            `${((100 * wf.inline) / Math.max(1, wf.inline + wf.handlers)).toFixed(1)} % of their instructions inline`,
+        ]
+      : []),
+  );
   lines.push(
     "",
     "  cold: the warm-up run, the first time the workload runs in a fresh emulator (V8 and v86",

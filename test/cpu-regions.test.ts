@@ -9,6 +9,8 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { Cpu } from "../src/cpu/cpu.js";
 import { DS, EAX, ECX, EDI, EDX, ESI, ESP, Exit } from "../src/cpu/regs.js";
+import { allocRam, type Backend } from "../src/cpu/wasm/arena.js";
+import { wasmBackend } from "../src/cpu/wasm/backend.js";
 import { type CpuState, runSlice, runSlices } from "./helpers/cpu-state.js";
 
 const CODE = 0x1000;
@@ -18,9 +20,15 @@ function d(v: number): number[] {
   return [v & 0xff, (v >> 8) & 0xff, (v >> 16) & 0xff, (v >>> 24) & 0xff];
 }
 
-/** linked: blocks and regions compiled at the second run; else the interpreter alone. */
-function machine(code: number[], linked: boolean): Cpu {
-  const cpu = new Cpu(new Uint8Array(1 << 20));
+/**
+ * linked: blocks and regions compiled at the second run; else the interpreter alone.
+ * backend: the blocks' (wasm: each block wasm from its first run).
+ */
+function machine(code: number[], linked: boolean, backend: Backend = "js"): Cpu {
+  const cpu = new Cpu(backend === "wasm" ? allocRam(1 << 20) : new Uint8Array(1 << 20));
+  cpu.backend = backend;
+  const wasm = wasmBackend(cpu);
+  if (wasm !== null) wasm.batch = 1;
   cpu.resetFlat32();
   cpu.mem8.set(code, CODE);
   for (let i = 0; i < 0x20000; i++) cpu.mem8[DATA + i] = (i * 37 + (i >> 8)) & 0xff;
@@ -36,8 +44,9 @@ function trace(
   linked: boolean,
   slice: number,
   setup: (cpu: Cpu) => void,
+  backend: Backend = "js",
 ): { steps: CpuState[]; cpu: Cpu } {
-  const cpu = machine(code, linked);
+  const cpu = machine(code, linked, backend);
   setup(cpu);
   return { steps: runSlices(cpu, slice, 100000), cpu };
 }
@@ -66,104 +75,127 @@ const LOOP = [
   [0xc3],
 ].flat();
 
-describe("regions", () => {
-  for (const slice of [3, 7, 50, 1000, 10_000_000]) {
-    it(`run a loop with an if and a call exactly as the interpreter, in slices of ${slice}`, () => {
-      const a = trace(LOOP, false, slice, () => {});
-      const b = trace(LOOP, true, slice, () => {});
-      assert.equal(a.steps[a.steps.length - 1].exit, Exit.Halt);
-      assert.deepEqual(b.steps, a.steps);
-      assert.deepEqual(
-        b.cpu.mem8.subarray(DATA, DATA + 4 * ITERATIONS + 8),
-        a.cpu.mem8.subarray(DATA, DATA + 4 * ITERATIONS + 8),
+/** Blocks the wasm back end ran on cpu (0 for a JS one). */
+function wasmRuns(cpu: Cpu): number {
+  return cpu.backend === "wasm" ? (wasmBackend(cpu)?.runs ?? 0) : 0;
+}
+
+for (const backend of ["js", "wasm"] as const)
+  describe(`regions (${backend} blocks)`, () => {
+    for (const slice of [3, 7, 50, 1000, 10_000_000]) {
+      it(`run a loop with an if and a call exactly as the interpreter, in slices of ${slice}`, () => {
+        const a = trace(LOOP, false, slice, () => {});
+        const b = trace(LOOP, true, slice, () => {}, backend);
+        assert.equal(a.steps[a.steps.length - 1].exit, Exit.Halt);
+        assert.deepEqual(b.steps, a.steps);
+        assert.deepEqual(
+          b.cpu.mem8.subarray(DATA, DATA + 4 * ITERATIONS + 8),
+          a.cpu.mem8.subarray(DATA, DATA + 4 * ITERATIONS + 8),
+        );
+        assert.equal(a.cpu.regionBlocks, 0);
+        if (slice >= 1000) {
+          // Every iteration runs at least two blocks (the loop's head and, from the jz, its
+          // tail), nearly all of them reached inside a region; the run loop enters a region
+          // or a block only a few times per slice.
+          assert.ok(b.cpu.regionBlocks > 2 * ITERATIONS - 100, `${b.cpu.regionBlocks} linked block runs`);
+          const entries = b.cpu.regionRuns + b.cpu.blockRuns;
+          assert.ok(entries < 40 + 3 * b.steps.length, `${entries} entries from the run loop`);
+        }
+        if (backend === "wasm")
+          assert.ok(wasmRuns(b.cpu) > 2 * ITERATIONS - 100, `${wasmRuns(b.cpu)} wasm block runs`);
+      });
+    }
+
+    it("are not built when regionThreshold is 0, and the blocks give the same state", () => {
+      const a = trace(LOOP, false, 10_000_000, () => {});
+      const b = trace(
+        LOOP,
+        true,
+        10_000_000,
+        (cpu) => {
+          cpu.regionThreshold = 0;
+        },
+        backend,
       );
-      assert.equal(a.cpu.regionBlocks, 0);
-      if (slice >= 1000) {
-        // Every iteration runs at least two blocks (the loop's head and, from the jz, its
-        // tail), nearly all of them reached inside a region; the run loop enters a region
-        // or a block only a few times per slice.
-        assert.ok(b.cpu.regionBlocks > 2 * ITERATIONS - 100, `${b.cpu.regionBlocks} linked block runs`);
-        const entries = b.cpu.regionRuns + b.cpu.blockRuns;
-        assert.ok(entries < 40 + 3 * b.steps.length, `${entries} entries from the run loop`);
+      assert.deepEqual(b.steps, a.steps);
+      assert.equal(b.cpu.regionBlocks, 0);
+      assert.equal(b.cpu.regionRuns, 0);
+      assert.ok(b.cpu.blockRuns > ITERATIONS, `${b.cpu.blockRuns} block runs`);
+    });
+
+    // Every 64th round writes BL into the immediate of the mov at `target`, in the region's
+    // own page, from inside the region; the next round must see the new immediate.
+    // loop (0): test cl,63; jnz skip; mov [edi],bl; inc ebx
+    // skip (8): test cl,1; jz odd; target (13): mov eax,imm32; add edx,eax
+    // odd (20): add edx,ecx; dec ecx; jnz loop; hlt
+    const SMC = [
+      [0xf6, 0xc1, 0x3f],
+      [0x75, 8 - 5],
+      [0x88, 0x1f],
+      [0x43],
+      [0xf6, 0xc1, 0x01],
+      [0x74, 20 - 13],
+      [0xb8, ...d(0x11111111)],
+      [0x01, 0xc2],
+      [0x01, 0xca],
+      [0x49],
+      [0x75, (0 - 25) & 0xff],
+      [0xf4],
+    ].flat();
+    for (const slice of [13, 10_000_000]) {
+      it(`leave the region at a store into its own code, in slices of ${slice}`, () => {
+        const setup = (cpu: Cpu) => {
+          cpu.regs[ECX] = 5000;
+          cpu.regs[EDI] = CODE + 14;
+          cpu.regs[EDX] = 0;
+        };
+        const a = trace(SMC, false, slice, setup);
+        const b = trace(SMC, true, slice, setup, backend);
+        assert.equal(a.steps[a.steps.length - 1].exit, Exit.Halt);
+        assert.deepEqual(b.steps, a.steps);
+        assert.notEqual(a.cpu.regs[EAX], 0x11111111, "the store reached the code");
+        assert.ok(b.cpu.regionBlocks > 1000, `${b.cpu.regionBlocks} linked block runs`);
+        if (backend === "wasm") assert.ok(wasmRuns(b.cpu) > 1000, `${wasmRuns(b.cpu)} wasm block runs`);
+      });
+    }
+
+    it("stop at the budget inside a region exactly where the interpreter does", () => {
+      for (const budget of [3, 17, 4001, 33333]) {
+        const run = (linked: boolean) => {
+          const cpu = machine(LOOP, linked, backend);
+          // Warm up, then one slice of the budget that ends in the middle of the loop.
+          runSlice(cpu, 5000);
+          return { s: runSlice(cpu, budget), regionRuns: cpu.regionRuns, wasmRuns: wasmRuns(cpu) };
+        };
+        const linked = run(true);
+        assert.deepEqual(linked.s, run(false).s, `budget ${budget}`);
+        assert.ok(linked.regionRuns > 0, `budget ${budget}: ${linked.regionRuns} region runs`);
+        if (backend === "wasm") assert.ok(linked.wasmRuns > 0, `budget ${budget}: no wasm block ran`);
       }
     });
-  }
 
-  it("are not built when regionThreshold is 0, and the blocks give the same state", () => {
-    const a = trace(LOOP, false, 10_000_000, () => {});
-    const b = trace(LOOP, true, 10_000_000, (cpu) => {
-      cpu.regionThreshold = 0;
-    });
-    assert.deepEqual(b.steps, a.steps);
-    assert.equal(b.cpu.regionBlocks, 0);
-    assert.equal(b.cpu.regionRuns, 0);
-    assert.ok(b.cpu.blockRuns > ITERATIONS, `${b.cpu.blockRuns} block runs`);
-  });
-
-  // Every 64th round writes BL into the immediate of the mov at `target`, in the region's
-  // own page, from inside the region; the next round must see the new immediate.
-  // loop (0): test cl,63; jnz skip; mov [edi],bl; inc ebx
-  // skip (8): test cl,1; jz odd; target (13): mov eax,imm32; add edx,eax
-  // odd (20): add edx,ecx; dec ecx; jnz loop; hlt
-  const SMC = [
-    [0xf6, 0xc1, 0x3f],
-    [0x75, 8 - 5],
-    [0x88, 0x1f],
-    [0x43],
-    [0xf6, 0xc1, 0x01],
-    [0x74, 20 - 13],
-    [0xb8, ...d(0x11111111)],
-    [0x01, 0xc2],
-    [0x01, 0xca],
-    [0x49],
-    [0x75, (0 - 25) & 0xff],
-    [0xf4],
-  ].flat();
-  for (const slice of [13, 10_000_000]) {
-    it(`leave the region at a store into its own code, in slices of ${slice}`, () => {
-      const setup = (cpu: Cpu) => {
-        cpu.regs[ECX] = 5000;
-        cpu.regs[EDI] = CODE + 14;
-        cpu.regs[EDX] = 0;
-      };
-      const a = trace(SMC, false, slice, setup);
-      const b = trace(SMC, true, slice, setup);
-      assert.equal(a.steps[a.steps.length - 1].exit, Exit.Halt);
-      assert.deepEqual(b.steps, a.steps);
-      assert.notEqual(a.cpu.regs[EAX], 0x11111111, "the store reached the code");
-      assert.ok(b.cpu.regionBlocks > 1000, `${b.cpu.regionBlocks} linked block runs`);
-    });
-  }
-
-  it("stop at the budget inside a region exactly where the interpreter does", () => {
-    for (const budget of [3, 17, 4001, 33333]) {
+    it("hand a fault inside a linked block back with the interpreter's state", () => {
+      // The loop walks ESI upwards; a DS limit cuts it off in the middle of the run.
       const run = (linked: boolean) => {
-        const cpu = machine(LOOP, linked);
-        // Warm up, then one slice of the budget that ends in the middle of the loop.
+        const cpu = machine(LOOP, linked, backend);
         runSlice(cpu, 5000);
-        return { s: runSlice(cpu, budget), regionRuns: cpu.regionRuns };
+        cpu.loadSegmentCache(DS, 0x10, 0, cpu.regs[ESI] + 400, 0x4093);
+        const before = cpu.regionRuns;
+        const wasmBefore = wasmRuns(cpu);
+        const s = runSlice(cpu, 1_000_000);
+        return {
+          s,
+          edx: cpu.regs[EDX],
+          regionRuns: cpu.regionRuns - before,
+          wasmRuns: wasmRuns(cpu) - wasmBefore,
+        };
       };
-      const linked = run(true);
-      assert.deepEqual(linked.s, run(false).s, `budget ${budget}`);
-      assert.ok(linked.regionRuns > 0, `budget ${budget}: ${linked.regionRuns} region runs`);
-    }
+      const a = run(false);
+      assert.equal(a.s.exit, Exit.Exception);
+      assert.equal(a.s.vector, 13);
+      const b = run(true);
+      assert.deepEqual({ s: b.s, edx: b.edx }, { s: a.s, edx: a.edx });
+      assert.ok(b.regionRuns > 0, "the fault came inside a region");
+      if (backend === "wasm") assert.ok(b.wasmRuns > 0, "in wasm blocks");
+    });
   });
-
-  it("hand a fault inside a linked block back with the interpreter's state", () => {
-    // The loop walks ESI upwards; a DS limit cuts it off in the middle of the run.
-    const run = (linked: boolean) => {
-      const cpu = machine(LOOP, linked);
-      runSlice(cpu, 5000);
-      cpu.loadSegmentCache(DS, 0x10, 0, cpu.regs[ESI] + 400, 0x4093);
-      const before = cpu.regionRuns;
-      const s = runSlice(cpu, 1_000_000);
-      return { s, edx: cpu.regs[EDX], regionRuns: cpu.regionRuns - before };
-    };
-    const a = run(false);
-    assert.equal(a.s.exit, Exit.Exception);
-    assert.equal(a.s.vector, 13);
-    const b = run(true);
-    assert.deepEqual({ s: b.s, edx: b.edx }, { s: a.s, edx: a.edx });
-    assert.ok(b.regionRuns > 0, "the fault came inside a region");
-  });
-});
