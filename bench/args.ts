@@ -26,9 +26,11 @@ export function readWhole<K extends string>(
   const lim = limits[argv[i]];
   if (!lim) fail(unknown);
   const text = argv[i + 1];
-  const v = Number(text);
-  if (!Number.isInteger(v) || v < lim[1] || v > lim[2])
-    fail(`${argv[i]} needs a whole number in ${lim[1]}..${lim[2]}, got ${JSON.stringify(text)}`);
+  const want = `${argv[i]} needs a whole number in ${lim[1]}..${lim[2]}`;
+  if (text === undefined) fail(want);
+  // Digits only: Number() would take "" as 0, and " 5", "0x10" or "1e3" too.
+  const v = /^\d{1,15}$/.test(text) ? Number(text) : Number.NaN;
+  if (!(v >= lim[1] && v <= lim[2])) fail(`${want}, got ${JSON.stringify(text)}`);
   opts[lim[0]] = v;
   return i + 1;
 }
