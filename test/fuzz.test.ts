@@ -75,7 +75,11 @@ describe("hostile guests", () => {
         calls,
         `seed ${seed}: the per-number counts add up to the calls`,
       );
-      for (const [nr, n] of nrs.entries()) byNr[nr] += n;
+      // Every hypercall number (0..33: the 32 slots and two past them) is called in every run.
+      for (const [nr, n] of nrs.entries()) {
+        assert.ok(n > 0, `seed ${seed}: hypercall ${nr} never called`);
+        byNr[nr] += n;
+      }
       assert.equal(victim.state, DomainState.Running, `seed ${seed}: the victim is alive`);
       assert.equal(victim.pages.size, victimPages, `seed ${seed}: the victim keeps its frames`);
       assert.equal(memoryHash(hv, victim), before, `seed ${seed}: the victim's memory is unchanged`);
@@ -86,12 +90,10 @@ describe("hostile guests", () => {
     }
     // Each kind of outcome occurs: successes, counts, errnos and faults the guest took.
     for (const [what, n] of Object.entries(total)) assert.ok(n > 0, `no ${what} in 30 seeds`);
-    // Every hypercall number (0..33: the 32 slots and two past them) is called in every run.
     assert.equal(
       byNr.reduce((a, b) => a + b, 0),
       seeds * count,
     );
-    for (const [nr, n] of byNr.entries()) assert.ok(n >= seeds, `hypercall ${nr} called only ${n} times`);
   });
 
   it("random machine code at ring 1 never throws out of the hypervisor", () => {
