@@ -43,6 +43,9 @@ interface Outcome {
   mismatches: number;
   /** Fires later than the deadline's cycle plus one exit's cost, when it was ahead at the previous call. */
   late: string[];
+  /** Due timers fired from the heap's top alone, and calls where several were due (a scan). */
+  sole: number;
+  several: number;
 }
 
 function scenario(withCache: boolean): Outcome {
@@ -60,8 +63,20 @@ function scenario(withCache: boolean): Outcome {
     return d;
   });
   const sched = hv.sched;
-  if (!withCache) sched.earliestDeadline = (p: PhysicalCpu) => scanned(hv, p);
-  const out: Outcome = { fires: [], retired: 0, cpuTimes: [], mismatches: 0, late: [] };
+  const out: Outcome = { fires: [], retired: 0, cpuTimes: [], mismatches: 0, late: [], sole: 0, several: 0 };
+  if (!withCache) {
+    sched.earliestDeadline = (p: PhysicalCpu) => scanned(hv, p);
+    // No heap either: every due timer is found by the scan.
+    sched.soleDue = () => null;
+  } else {
+    const soleDue = sched.soleDue.bind(sched);
+    sched.soleDue = (p: PhysicalCpu, nowNs: number) => {
+      const v = soleDue(p, nowNs);
+      if (v !== null) out.sole++;
+      else if (scanned(hv, p) <= nowNs) out.several++;
+      return v;
+    };
+  }
   const before = new Map<number, number>();
   const lastCycles = new Map<number, number>();
   const runTimers = sched.runTimers.bind(sched);
@@ -97,7 +112,7 @@ function scenario(withCache: boolean): Outcome {
   return out;
 }
 
-describe("one-shot timers with the next-deadline cache", () => {
+describe("one-shot timers with the deadline heaps", () => {
   it("fire on the same CPU at the same cycle as with a scan of every domain at each exit", () => {
     const cached = scenario(true);
     const scan = scenario(false);
@@ -109,5 +124,65 @@ describe("one-shot timers with the next-deadline cache", () => {
     assert.deepEqual(cached.fires, scan.fires);
     assert.equal(cached.retired, scan.retired);
     assert.deepEqual(cached.cpuTimes, scan.cpuTimes);
+    // Most fires come off the heap without a scan; the rest were due together.
+    assert.ok(
+      cached.sole > cached.fires.length * 0.8,
+      `${cached.sole} of ${cached.fires.length} from the heap`,
+    );
+    assert.equal(scan.sole, 0);
+  });
+});
+
+describe("the deadline heap against a scan", () => {
+  /** Three spinning domains on CPU 0 whose timers the test sets itself. */
+  function three() {
+    const hv = new Hypervisor({ memoryMiB: 64 });
+    const vs = [0, 1, 2].map(
+      (i) => launchDomain(hv, { name: `s${i}`, image: spinner, memoryMiB: 4 }).domain.vcpus[0],
+    );
+    return { hv, p: hv.sched.pcpus[0], vs };
+  }
+
+  it("finds the sole due timer, leaves several to the scan, and drops moved and dead ones", () => {
+    const { hv, p, vs } = three();
+    const sched = hv.sched;
+    vs[0].timerDeadline = 5e6;
+    vs[1].timerDeadline = 5e6;
+    vs[2].timerDeadline = 9e6;
+    assert.equal(sched.soleDue(p, 4e6), null, "nothing is due yet");
+    assert.equal(sched.soleDue(p, 6e6), null, "two are due: the scan fires them");
+    assert.equal(sched.earliestDeadline(p), 5e6, "the one taken off to look is back");
+    vs[1].timerDeadline = -1;
+    assert.equal(sched.soleDue(p, 6e6), vs[0]);
+    vs[0].timerDeadline = 7e6;
+    assert.equal(sched.earliestDeadline(p), 7e6, "the 5 ms entry went stale when it moved");
+    hv.pauseDomain(vs[0].domain);
+    assert.equal(sched.earliestDeadline(p), scanned(hv, p));
+    domainKill(hv, vs[2].domain);
+    assert.equal(sched.earliestDeadline(p), scanned(hv, p));
+    // A vcpu re-arming later and later while another's timer stays first: stale entries pile
+    // up under the top until the heap is rebuilt; the answer stays the scan's.
+    hv.unpauseDomain(vs[0].domain);
+    vs[1].timerDeadline = 1e6;
+    for (let i = 0; i < 10_000; i++) vs[0].timerDeadline = 2e6 + i;
+    assert.equal(sched.earliestDeadline(p), 1e6);
+    vs[1].timerDeadline = -1;
+    assert.equal(sched.earliestDeadline(p), 2e6 + 9_999);
+    assert.equal(sched.earliestDeadline(p), scanned(hv, p));
+  });
+
+  it("runTimers fires every due timer when several are due at once", () => {
+    const { hv, p, vs } = three();
+    vs[2].timerDeadline = 3e6;
+    vs[0].timerDeadline = 3e6;
+    vs[1].timerDeadline = 8e6;
+    p.cycles = hv.clock.cyclesAt(4e6);
+    hv.sched.runTimers(p);
+    assert.deepEqual(
+      vs.map((v) => v.timerDeadline),
+      [-1, 8e6, -1],
+      "both due timers fired, the later one kept",
+    );
+    assert.equal(hv.sched.earliestDeadline(p), 8e6);
   });
 });

@@ -4,7 +4,10 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import { Cpu } from "../src/cpu/cpu.js";
+import { CR0_PG } from "../src/cpu/regs.js";
 import { checkDescriptor, type Descriptor } from "../src/xen/descriptor_tables.js";
+import { readDescriptor } from "../src/xen/descriptors.js";
 import { PGT_gdt_page, PGT_ldt_page, PGT_type_mask, PGT_validated } from "../src/xen/frame_table.js";
 import { Hypervisor } from "../src/xen/hypervisor.js";
 
@@ -179,5 +182,51 @@ describe("descriptor pages (semantics.md §1.3)", () => {
     const { hv, d, frame } = setup();
     assert.ok(hv.mm.getPageAndType(frame, d.id, 7 << 29));
     assert.equal(hv.mm.getPageAndType(frame, d.id, PGT_gdt_page), false);
+  });
+});
+
+describe("readDescriptor through the guest's page tables", () => {
+  const PD = 0x100000;
+  const PT = 0x101000;
+  const ACCESSED = 0x20;
+  /** Paging on, GDT at 0x5ff4 (selector 8 straddles pages 5 and 6, 0x10 is in page 6). */
+  function gdt(page5: boolean, page6: boolean) {
+    const mem = new Uint8Array(1 << 22);
+    const dv = new DataView(mem.buffer);
+    const cpu = new Cpu(mem);
+    cpu.resetFlat32();
+    dv.setUint32(PD, PT | 3, true);
+    if (page5) dv.setUint32(PT + 5 * 4, 0x5000 | 1, true);
+    if (page6) dv.setUint32(PT + 6 * 4, 0x6000 | 1, true);
+    for (let i = 0; i < 16; i++) dv.setUint32(0x5ff4 + 8 + 4 * i, 0x11111111 * (i + 1), true);
+    cpu.setCr3(PD);
+    cpu.setCr0(cpu.cr0 | CR0_PG);
+    cpu.gdtrBase = 0x5ff4;
+    const accessed = (page: number) => (dv.getUint32(PT + page * 4, true) & ACCESSED) !== 0;
+    return { cpu, accessed };
+  }
+
+  it("reads a descriptor within one page with one walk's accessed bit", () => {
+    const { cpu, accessed } = gdt(false, true);
+    assert.deepEqual(readDescriptor(cpu, 0x10), { lo: 0x33333333, hi: 0x44444444 });
+    assert.ok(accessed(6));
+  });
+
+  it("walks both pages of a straddling descriptor, even when the first is unmapped", () => {
+    const both = gdt(true, true);
+    assert.deepEqual(readDescriptor(both.cpu, 0x08), { lo: 0x11111111, hi: 0x22222222 });
+    assert.ok(both.accessed(5) && both.accessed(6));
+    const second = gdt(false, true);
+    assert.equal(readDescriptor(second.cpu, 0x08), null);
+    assert.ok(second.accessed(6), "the second word's walk still ran and set its accessed bit");
+    const first = gdt(true, false);
+    assert.equal(readDescriptor(first.cpu, 0x08), null);
+    assert.ok(first.accessed(5));
+  });
+
+  it("fails a descriptor on an unmapped page without touching any entry", () => {
+    const { cpu, accessed } = gdt(true, false);
+    assert.equal(readDescriptor(cpu, 0x10), null);
+    assert.ok(!accessed(5) && !accessed(6));
   });
 });

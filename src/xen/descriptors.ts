@@ -32,7 +32,10 @@ export function readDescriptor(cpu: Cpu, sel: number): { lo: number; hi: number 
   if (off + 7 > limit || (ldt && (cpu.segAttr[LDTR] & 0x80) === 0)) return null;
   const lin = (base + off) | 0;
   const p0 = walkPageTables(cpu, lin, false);
-  const p1 = walkPageTables(cpu, (lin + 4) | 0, false);
+  // Both words in one page (always, for an aligned table): a second walk would find the
+  // same frame (or fail the same way) and set no bit the first did not.
+  const same = (lin & 0xfff) <= 0xff8;
+  const p1 = !same ? walkPageTables(cpu, (lin + 4) | 0, false) : p0 === -1 ? -1 : p0 + 4;
   if (p0 === -1 || p1 === -1) return null;
   return { lo: cpu.physRead32(p0), hi: cpu.physRead32(p1) };
 }

@@ -18,6 +18,69 @@ import { upcallMask, upcallPending } from "./traps.js";
 const TICK_NS = 1e9 / HZ;
 /** How far one physical CPU may run ahead of the others, in ns. */
 const QUANTUM_NS = 1_000_000;
+/** Entries in one CPU's deadline heap past which it is rebuilt from a scan (stale ones go). */
+const HEAP_REBUILD_AT = 4096;
+
+/** A binary min-heap of (deadline ns, vcpu). */
+class DeadlineHeap {
+  private readonly ns: number[] = [];
+  private readonly vs: Vcpu[] = [];
+
+  get size(): number {
+    return this.ns.length;
+  }
+
+  topNs(): number {
+    return this.ns[0];
+  }
+
+  topVcpu(): Vcpu {
+    return this.vs[0];
+  }
+
+  clear(): void {
+    this.ns.length = 0;
+    this.vs.length = 0;
+  }
+
+  push(t: number, v: Vcpu): void {
+    const ns = this.ns;
+    const vs = this.vs;
+    let i = ns.length;
+    ns.push(t);
+    vs.push(v);
+    while (i > 0) {
+      const up = (i - 1) >> 1;
+      if (ns[up] <= t) break;
+      ns[i] = ns[up];
+      vs[i] = vs[up];
+      i = up;
+    }
+    ns[i] = t;
+    vs[i] = v;
+  }
+
+  pop(): void {
+    const ns = this.ns;
+    const vs = this.vs;
+    const t = ns.pop() as number;
+    const v = vs.pop() as Vcpu;
+    const n = ns.length;
+    if (n === 0) return;
+    let i = 0;
+    for (;;) {
+      let c = 2 * i + 1;
+      if (c >= n) break;
+      if (c + 1 < n && ns[c + 1] < ns[c]) c++;
+      if (ns[c] >= t) break;
+      ns[i] = ns[c];
+      vs[i] = vs[c];
+      i = c;
+    }
+    ns[i] = t;
+    vs[i] = v;
+  }
+}
 
 export class PhysicalCpu {
   readonly rq = new RunQueue();
@@ -45,13 +108,14 @@ export class Scheduler implements TimerWatch {
   private readonly tickCycles: number;
   private readonly quantumCycles: number;
   /**
-   * The earliest one-shot deadline (ns) of the running domains' vcpus on each physical CPU,
-   * +Infinity when none, valid unless deadlinesDirty: an exit then costs no scan of the
-   * domains (100 idle domains exit tens of thousands of times a second). Kept by the
-   * domains' setters (TimerWatch): a lower deadline updates it, anything that may raise it
-   * marks it dirty and the next use rescans.
+   * The one-shot deadlines (ns) of the running domains' vcpus on each physical CPU, earliest
+   * first, valid unless deadlinesDirty: neither an exit nor a timer's fire costs a scan of the
+   * domains (100 idle domains wake 10,000 times a second). Kept by the domains' setters
+   * (TimerWatch): each deadline set is pushed, and entries that no longer match their vcpu
+   * are dropped when they reach the top; a vcpu moved or a domain's state changed marks it
+   * dirty and the next use rebuilds it from a scan.
    */
-  private readonly earliest: Float64Array;
+  private readonly heaps: DeadlineHeap[] = [];
   private deadlinesDirty = true;
 
   constructor(
@@ -69,15 +133,16 @@ export class Scheduler implements TimerWatch {
       this.pcpus.push(p);
     }
     this.cur = this.pcpus[0];
-    this.earliest = new Float64Array(nrCpus);
+    for (let i = 0; i < nrCpus; i++) this.heaps.push(new DeadlineHeap());
   }
 
   /** TimerWatch: v's one-shot timer went from old to ns (-1: none). */
-  deadlineSet(v: Vcpu, old: number, ns: number): void {
-    if (this.deadlinesDirty || v.domain.state !== DomainState.Running) return;
-    const p = v.processor;
-    if (ns >= 0 && ns < this.earliest[p]) this.earliest[p] = ns;
-    else if (old >= 0 && old <= this.earliest[p]) this.deadlinesDirty = true;
+  deadlineSet(v: Vcpu, _old: number, ns: number): void {
+    if (this.deadlinesDirty || v.domain.state !== DomainState.Running || ns < 0) return;
+    const h = this.heaps[v.processor];
+    // Stale entries below the top are only dropped by a rebuild: bound them.
+    if (h.size >= HEAP_REBUILD_AT) this.deadlinesDirty = true;
+    else h.push(ns, v);
   }
 
   /** TimerWatch: a vcpu moved, a domain changed state or was created. */
@@ -88,18 +153,43 @@ export class Scheduler implements TimerWatch {
   /** The earliest one-shot deadline (ns) of a running domain's vcpu on p, or +Infinity. */
   earliestDeadline(p: PhysicalCpu): number {
     if (this.deadlinesDirty) {
-      const e = this.earliest;
-      e.fill(Number.POSITIVE_INFINITY);
+      for (const h of this.heaps) h.clear();
       for (const d of this.hv.domains.values()) {
         if (d.state !== DomainState.Running) continue;
-        for (const v of d.vcpus) {
-          const t = v.timerDeadline;
-          if (t >= 0 && t < e[v.processor]) e[v.processor] = t;
-        }
+        for (const v of d.vcpus) if (v.timerDeadline >= 0) this.heaps[v.processor].push(v.timerDeadline, v);
       }
       this.deadlinesDirty = false;
     }
-    return this.earliest[p.id];
+    const h = this.heaps[p.id];
+    while (h.size > 0 && !this.live(h.topNs(), h.topVcpu(), p)) h.pop();
+    return h.size > 0 ? h.topNs() : Number.POSITIVE_INFINITY;
+  }
+
+  /** A heap entry still stands for v's timer: what the scan of the running domains would find. */
+  private live(ns: number, v: Vcpu, p: PhysicalCpu): boolean {
+    return (
+      v.timerDeadline === ns &&
+      v.processor === p.id &&
+      v.domain.state === DomainState.Running &&
+      this.hv.domains.get(v.domain.id) === v.domain
+    );
+  }
+
+  /**
+   * The one vcpu whose timer is due on p at nowNs when exactly one is (the usual case), else
+   * null (the caller scans, to fire several in the domains' order as before).
+   */
+  soleDue(p: PhysicalCpu, nowNs: number): Vcpu | null {
+    if (this.earliestDeadline(p) > nowNs) return null;
+    const h = this.heaps[p.id];
+    const ns = h.topNs();
+    const v = h.topVcpu();
+    h.pop();
+    if (this.earliestDeadline(p) <= nowNs) {
+      h.push(ns, v);
+      return null;
+    }
+    return v;
   }
 
   /** domain_runnable: not paused, not blocked, not shut down or crashed. */
@@ -185,9 +275,16 @@ export class Scheduler implements TimerWatch {
       }
     }
     const nowNs = this.hv.clock.ns(p.cycles);
-    // Scanned only when one is due: the same loop in the same order as before, so timers
-    // fire in the same order at the same virtual time.
+    // Scanned only when several are due: the same loop in the same order as before, so
+    // timers fire in the same order at the same virtual time.
     if (this.earliestDeadline(p) > nowNs) return;
+    const sole = this.soleDue(p, nowNs);
+    if (sole !== null) {
+      sole.timerDeadline = -1;
+      updateDomainTime(this.hv, sole, p.lastTickCycles);
+      sendGuestVirq(this.hv, sole, VirqMar.TIMER);
+      return;
+    }
     for (const d of this.hv.domains.values()) {
       if (d.state !== DomainState.Running) continue;
       for (const v of d.vcpus) {
