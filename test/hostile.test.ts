@@ -12,7 +12,7 @@ import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
 import { LDT_GDT_ENTRY_MAR } from "../src/public/arch_x86_32.js";
 import { GntMap, GntStMar, GrantEntry, Gtf } from "../src/public/grant_table.js";
-import { DomId } from "../src/public/xen.js";
+import { DomId, Shutdown } from "../src/public/xen.js";
 import { parseDomainConfig } from "../src/tools/config.js";
 import { ControlInterface } from "../src/tools/control_if.js";
 import { bootDom0, type Dom0 } from "../src/tools/dom0.js";
@@ -174,8 +174,12 @@ const victimImage = (): Uint8Array => readFileSync(guestPath("hostile_victim"));
  * built paused with the victim's domid, data frame and L2 and its own domid on its command
  * line (with its control interface connected to dom0 if `control`); then the snapshot.
  */
-function machine(guest: string, cmdline = "", opts: { memoryMiB?: number; control?: boolean } = {}): Machine {
-  const { hv, out } = consoleMachine(32);
+function machine(
+  guest: string,
+  cmdline = "",
+  opts: { memoryMiB?: number; control?: boolean; scheduler?: string } = {},
+): Machine {
+  const { hv, out } = consoleMachine(32, opts.scheduler);
   const dom0 = bootDom0(hv);
   const victim = launchDomain(hv, { name: "victim", image: victimImage(), memoryMiB: 4 }).domain;
   const r = hv.run(5e9);
@@ -300,6 +304,8 @@ interface Attack {
   crashChecks?: number;
   /** The attacker gets a control interface served by dom0. */
   control?: boolean;
+  /** The machine's scheduler (the default's when absent). */
+  scheduler?: string;
   /** Runs the attack to its end (default: runAttacker). */
   drive?: (m: Machine) => RunResult;
   /** More checks once the attack is over (before the attacker is destroyed). */
@@ -309,7 +315,7 @@ interface Attack {
 /** Boots the attack beside the victim, checks the outcome, then destroys the attacker from dom0 and checks again. */
 function attack(a: Attack): void {
   it(a.title, { timeout: 30_000 }, () => {
-    const m = machine(a.guest, a.cmdline, { control: a.control });
+    const m = machine(a.guest, a.cmdline, { control: a.control, scheduler: a.scheduler });
     xcDomainUnpause(m.dom0, m.attacker.id);
     const r = (a.drive ?? runAttacker)(m);
     assertOutcome(m, r, a.checks, a.crashChecks);
@@ -513,11 +519,16 @@ describe("hostile guests beside a victim", () => {
     });
   });
 
-  describe("8b. sched_op block and yield inside a multicall", () => {
+  describe("8b. sched_op block, yield and shutdown inside a multicall", () => {
     attack({
-      title: "the sub-call gives 0 and the rest of the batch runs when the vcpu runs again",
+      title:
+        "the sub-call gives 0 and the rest of the batch runs when the vcpu runs again (at once for a block with an event pending); a shutdown ends the batch",
       guest: "mc_sched",
-      checks: 16,
+      checks: 21,
+      // Round robin: a yield switches to the next runnable vcpu. Under BVT the yielder, having
+      // used less CPU than the spinner, is picked again at once (semantics.md §7.3): the batch's
+      // yield never switched there.
+      scheduler: "rrobin",
       drive: (m) => {
         // A domain that never blocks: a yield switches to it.
         const spinner = launchDomain(m.hv, {
@@ -526,8 +537,35 @@ describe("hostile guests beside a victim", () => {
           memoryMiB: 4,
           cmdline: "spin noctrl",
         }).domain;
+        // The spinner's CPU time at each of the attacker's hypercalls, with how much the
+        // attacker had printed by then: what ran between two of its PASS lines.
+        const marks: Array<[number, number]> = [];
+        m.hv.afterHypercall = (v) => {
+          if (v.domain === m.attacker)
+            marks.push([(m.out.get(m.attacker) ?? "").length, spinner.vcpus[0].cpuTimeNs]);
+        };
         const r = runAttacker(m);
+        m.hv.afterHypercall = null;
+        const text = m.out.get(m.attacker) ?? "";
         assert.match(m.out.get(spinner) ?? "", /counter: starting/, "the spinner ran beside");
+        const spunAt = (pass: string): number => {
+          const end = text.indexOf(`PASS ${pass}\n`);
+          assert.ok(end >= 0, `${pass}:\n${text}`);
+          const mark = marks.find(([len]) => len > end);
+          assert.ok(mark, pass);
+          return mark[1];
+        };
+        // The yield inside [yield, update_va_mapping, xen_version] switched to the spinner (the
+        // only thing the attacker did between these two lines), and so did the yields ending a
+        // batch: a slice of the spinner's (ms) each time, not a few instructions.
+        const yieldBatch = spunAt("yield_batch_returns_0") - spunAt("last_entry_after_block_ran");
+        assert.ok(yieldBatch > 100_000, `the spinner ran ${yieldBatch} ns in the yield batch`);
+        const yieldLast = spunAt("yield_last_returns_0") - spunAt("last_entry_after_yield_ran");
+        assert.ok(yieldLast > 100_000, `the spinner ran ${yieldLast} ns in the yields ending a batch`);
+        // A shutdown inside a batch stops the domain there: the entry before it ran, the one
+        // after never did, and the reason is the sub-call's.
+        assert.ok(r.kind === "shutdown" && r.reason === Shutdown.poweroff, r.kind);
+        assert.match(text, /\nMC before shutdown\n$/);
         return r;
       },
     });

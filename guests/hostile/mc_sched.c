@@ -4,6 +4,8 @@
  * back to the batch: the rest was dropped and the CPU's multicall flag stayed set, so every
  * later multicall there failed with -EINVAL. tsxen does what Xen does since November 2006: the
  * sub-call gives 0 and the rest of the batch runs, as a continuation, when the vcpu runs again.
+ * A block with an event pending gives 0 at once and the batch goes on; a shutdown inside a batch
+ * stops the domain there, the rest of the batch never run.
  */
 #include "hostile.h"
 
@@ -61,11 +63,11 @@ void start_kernel(start_info_t *si)
 	CHECK_EQ(scratch_word(), 0x5C5C5C5C, "entry_after_yield_took_effect");
 	CHECK_EQ(MC_RES(&mc[2]), version, "last_entry_after_yield_ran");
 
-	/* A yield as the last entry: the batch's result is 0 however the scheduler goes (many
-	 * times, so that some of the yields do switch to the spinner). */
+	/* A yield as the last entry: the batch's result is 0 however the scheduler goes (several
+	 * times, so that some of the yields do switch to the spinner under any policy). */
 	{
 		u32 k, bad = 0, badres = 0;
-		for (k = 0; k < 200; k++) {
+		for (k = 0; k < 20; k++) {
 			entry(&mc[0], __HYPERVISOR_xen_version, 0, 0, 0);
 			entry(&mc[1], __HYPERVISOR_sched_op, SCHEDOP_yield, 0, 0);
 			bad += HYPERVISOR_multicall(mc, 2) != 0;
@@ -79,5 +81,44 @@ void start_kernel(start_info_t *si)
 	entry(&mc[0], __HYPERVISOR_xen_version, 0, 0, 0);
 	CHECK_EQ(HYPERVISOR_multicall(mc, 1), 0, "multicall_usable_after");
 	CHECK_EQ(MC_RES(&mc[0]), version, "multicall_usable_after_result");
-	checks_done();
+
+	/* [block, xen_version] with an event pending (a timer tick taken while masked): the block
+	 * gives 0 at once and the batch goes on (semantics.md §7.3): no switch away (a slice of the
+	 * spinner's is 10 ms), and no sleep until the far timer set after the tick. */
+	{
+		u32 seen = ticks;
+		u64 far, t1;
+		events_disable();
+		HYPERVISOR_set_timer_op(time_now_ns() + 100000);
+		while (!vcpu0()->evtchn_upcall_pending)
+			barrier();
+		far = time_now_ns() + 200000000ull;
+		HYPERVISOR_set_timer_op(far);
+		entry(&mc[0], __HYPERVISOR_sched_op, SCHEDOP_block, 0, 0);
+		entry(&mc[1], __HYPERVISOR_xen_version, 0, 0, 0);
+		t1 = time_now_ns();
+		CHECK_EQ(HYPERVISOR_multicall(mc, 2), 0, "pending_block_batch_returns_0");
+		CHECK(time_now_ns() - t1 < 1000000, "pending_block_batch_returned_at_once");
+		CHECK_EQ(MC_RES(&mc[0]), 0, "pending_block_result_0");
+		CHECK_EQ(MC_RES(&mc[1]), version, "entry_after_pending_block_ran");
+		/* The block enabled events: the pending tick was delivered. */
+		CHECK_EQ(ticks, seen + 1, "pending_tick_delivered");
+		HYPERVISOR_set_timer_op(0);
+	}
+
+	if (checks_failed)
+		checks_done();
+	printk("DONE passed=%u failed=%u\n", checks_passed, checks_failed);
+	/* [console write, shutdown(poweroff), console write]: the domain stops at the sub-call and
+	 * the rest of the batch never runs (test/hostile.test.ts reads the console). */
+	{
+		static const char before[] = "MC before shutdown\n", after[] = "MC after shutdown\n";
+		entry(&mc[0], __HYPERVISOR_console_io, CONSOLEIO_write, sizeof(before) - 1, (u32)before);
+		entry(&mc[1], __HYPERVISOR_sched_op,
+		      SCHEDOP_shutdown | (SHUTDOWN_poweroff << SCHEDOP_reasonshift), 0, 0);
+		entry(&mc[2], __HYPERVISOR_console_io, CONSOLEIO_write, sizeof(after) - 1, (u32)after);
+		HYPERVISOR_multicall(mc, 3);
+	}
+	printk("FAIL shutdown_batch_came_back\n");
+	guest_halt(SHUTDOWN_crash);
 }

@@ -5,10 +5,14 @@ import type { Domain } from "../../src/xen/domain.js";
 import { Hypervisor } from "../../src/xen/hypervisor.js";
 
 /** A machine that collects each domain's console output (latin1) in `out`. */
-export function consoleMachine(memoryMiB = 64): { hv: Hypervisor; out: Map<Domain, string> } {
+export function consoleMachine(
+  memoryMiB = 64,
+  scheduler?: string,
+): { hv: Hypervisor; out: Map<Domain, string> } {
   const out = new Map<Domain, string>();
   const hv = new Hypervisor({
     memoryMiB,
+    scheduler,
     onConsole: (d, b) => void out.set(d, (out.get(d) ?? "") + Buffer.from(b).toString("latin1")),
   });
   return { hv, out };
