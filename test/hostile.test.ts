@@ -12,7 +12,7 @@ import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
 import { LDT_GDT_ENTRY_MAR } from "../src/public/arch_x86_32.js";
 import { GntMap, GntStMar, GrantEntry, Gtf } from "../src/public/grant_table.js";
-import { DomId, Shutdown } from "../src/public/xen.js";
+import { DomId, HypercallMar, Shutdown } from "../src/public/xen.js";
 import { parseDomainConfig } from "../src/tools/config.js";
 import { ControlInterface } from "../src/tools/control_if.js";
 import { bootDom0, type Dom0 } from "../src/tools/dom0.js";
@@ -566,6 +566,45 @@ describe("hostile guests beside a victim", () => {
         // after never did, and the reason is the sub-call's.
         assert.ok(r.kind === "shutdown" && r.reason === Shutdown.poweroff, r.kind);
         assert.match(text, /\nMC before shutdown\n$/);
+        return r;
+      },
+    });
+  });
+
+  describe("8c. privileged instructions spammed beside a ticking domain", () => {
+    attack({
+      title:
+        "hlt, cli, sti, mov to/from CR at ring 1 and 3 (#GP bounced or emulated): a 1 ms timer beside keeps its time",
+      guest: "priv_spam",
+      cmdline: "ms=10",
+      checks: 3,
+      drive: (m) => {
+        // An idle kernel with a 1 ms periodic timer: each tick it arms the next (set_timer_op).
+        const ticker = launchDomain(m.hv, {
+          name: "ticker",
+          image: readFileSync(guestPath("bench_idle")),
+          memoryMiB: 4,
+          cmdline: "tick_ms=1",
+        }).domain;
+        // The ticker boots (and ticks) first, the attacker held meanwhile.
+        xcDomainPause(m.dom0, m.attacker.id);
+        assert.equal(m.hv.run(m.hv.nowNs() + 20e6).kind, "time-limit");
+        assert.match(m.out.get(ticker) ?? "", /idle: ready, tick 1 ms/);
+        xcDomainUnpause(m.dom0, m.attacker.id);
+        const armed: number[] = [];
+        m.hv.afterHypercall = (v, nr) => {
+          if (v.domain === ticker && nr === HypercallMar.set_timer_op) armed.push(m.hv.nowNs());
+        };
+        const r = runAttacker(m);
+        m.hv.afterHypercall = null;
+        assert.match(m.out.get(m.attacker) ?? "", /SPAM rounds=\d+ traps=\d+/);
+        assert.equal(ticker.state, DomainState.Running, "the ticker lives");
+        // Ticks all through the attack (10 ms of it), each a tick after the last: the time to
+        // take the event and arm the next is ~2 us, whatever the attacker does meanwhile.
+        assert.ok(armed.length >= 9, `ticks: ${armed.length}`);
+        const gaps = armed.slice(1).map((t, i) => t - armed[i]);
+        const late = gaps.filter((g) => g < 1e6 || g > 1e6 + 20_000);
+        assert.deepEqual(late, [], `gaps between ticks (ns): ${gaps.join(" ")}`);
         return r;
       },
     });
