@@ -97,7 +97,42 @@ const FORMS = [
 ].flat();
 FORMS[FORMS.length - 2] = (12 - (FORMS.length - 1)) & 0xff;
 
+// An if without an else whose body first runs after the block was compiled:
+// 0x1000 mov ecx,N; mov esi,DATA
+// loop (10): cmp ecx,N/2; ja skip; add eax,ecx; xor edx,eax; mov [esi],eax; add esi,4
+// skip (27): inc ebx; dec ecx; jnz loop; hlt
+const IF = [
+  [0xb9, ...d(2 * 1000)],
+  [0xbe, ...d(DATA)],
+  [0x81, 0xf9, ...d(1000)],
+  [0x77, 27 - 18],
+  [0x01, 0xc8],
+  [0x31, 0xc2],
+  [0x89, 0x06],
+  [0x83, 0xc6, 0x04],
+  [0x43],
+  [0x49],
+  [0x75, (10 - 31) & 0xff],
+  [0xf4],
+].flat();
+
+/** Blocks run, standalone or in regions. */
+function blockRuns(cpu: Cpu): number {
+  return cpu.blockRuns + cpu.regionBlocks;
+}
+
 describe("block coverage and dispatch", () => {
+  it("goes on past a taken forward jcc inside a block, and past code not yet run", () => {
+    const runs = same(IF, 0x1000, [1, 2, 5, 13, 64, 100000]);
+    // One block runs the whole loop, round and round (the jnz goes back to its start): the
+    // taken ja skips the body inside it, and the body, decoded ahead when the block was
+    // compiled (the ja was always taken until then), runs inside it too. A block that left
+    // at the taken ja, or ended there, would run 1,000-2,000 times.
+    const cpu = runs[runs.length - 1];
+    assert.ok(blockRuns(cpu) < 10, `${blockRuns(cpu)} block runs`);
+    assert.ok(cpu.blockInsns > cpu.retired - 20, `${cpu.blockInsns} of ${cpu.retired} in blocks`);
+  });
+
   it("compiles the forms the Linux workload ran in the interpreter, exactly", () => {
     const runs = same(FORMS, 0x1000, [1, 7, 29, 100000]);
     // In long slices all but the warm-up runs retire in blocks: a form that fell out of HOT_OPS

@@ -6,10 +6,12 @@
  * slot, one call site per handler, which TurboFan inlines.
  *
  * A block follows the code as it ran: past a jcc that is not taken (a taken one leaves the
- * block), to the target of a jmp or call in the same page, and back from a ret to the call it
+ * block, or goes on at its target when that is further on in the block: an if without an
+ * else), to the target of a jmp or call in the same page, and back from a ret to the call it
  * followed (leaving when the return address is not the expected one); a block that jumps
- * back to its own start loops inside its function. It stops at any other control transfer,
- * at an instruction not yet decoded or not hot, at the page's end, or after MAX_BLOCK.
+ * back to its own start loops inside its function. Code in the page that has not run yet is
+ * decoded ahead (entryAt). It stops at any other control transfer, at an instruction that is
+ * not hot, at the page's end, or after MAX_BLOCK.
  *
  * A block runs whole or not at all (the run loop enters it only when its longest path fits
  * the budget), so retired counts, exits and timing are exactly the interpreter's. A fault
@@ -24,9 +26,10 @@
  * whose EIP the block sets first.
  */
 import { type FlagState, followedJump, inlineCode, predictedReturn } from "./codegen.js";
-import type { Cpu } from "./cpu.js";
-import { type BlockFn, type DecodeCache, hasModrm, type RegionFn, SLOT_MASK } from "./decode.js";
-import { type Handler, HOT_FNS } from "./ops/table.js";
+import { CPU_FAULT, type Cpu } from "./cpu.js";
+import { type BlockFn, type DecodeCache, decodeInto, hasModrm, type RegionFn, SLOT_MASK } from "./decode.js";
+import { type Handler, HOT_FNS, hotCase } from "./ops/table.js";
+import { CS } from "./regs.js";
 import { wasmBackend } from "./wasm/backend.js";
 
 /** Interpreted runs of an instruction before a block starting there is compiled. */
@@ -111,6 +114,30 @@ function loops(dc: DecodeCache, s: number, end: number): boolean {
 }
 
 /**
+ * The instruction index j > k of a block at block offset target (j = n: past the last one,
+ * when it is not a control transfer), or -1.
+ */
+function skipTarget(offs: number[], target: number, k: number, flags: number[]): number {
+  const n = flags.length;
+  for (let j = k + 1; j < n; j++) if (offs[j] === target) return j;
+  return offs[n] === target && (flags[n - 1] & F_CONTROL) === 0 ? n : -1;
+}
+
+/**
+ * Closes the forward-branch labels that end before instruction k. Two paths meet there, so
+ * the block's flag record is unknown (read from the CPU, where it is always written).
+ */
+function closeSkips(open: number[], k: number, st: FlagState): string {
+  let s = "";
+  while (open.length > 0 && open[open.length - 1] === k) {
+    open.pop();
+    s += "}";
+    st.op = 0;
+  }
+  return s;
+}
+
+/**
  * The block's JS source. offs[k]: where instruction k starts, relative to the block's start
  * (offs[n]: where execution goes on after the last one); ends[k]: where instruction k ends.
  * They differ after a jmp or call the block follows to its target.
@@ -126,8 +153,11 @@ function blockSource(
   const st: FlagState = { op: 0, size: 32 };
   let body = "";
   let round = false;
+  /** Where the open forward-branch labels end (instruction indexes), innermost last. */
+  const open: number[] = [];
   for (let k = 0; k < n; k++) {
     const f = flags[k];
+    body += closeSkips(open, k, st);
     if (k > 0) body += `k=${k};`;
     if (f & F_STACK) body += "c.savedEsp=r[4];";
     if (f & F_CONTROL) body += `c.eip=(e0+${ends[k]})|0;`;
@@ -138,6 +168,15 @@ function blockSource(
     if ((k === n - 1 || f & F_BRANCH) && loops(dc, slots[k], ends[k])) {
       taken = `c.retired+=${k + 1};if(c.retired+${n}<=c.runEnd)continue;return;`;
       round = true;
+    } else if (f & F_BRANCH) {
+      // A jcc taken forward to an instruction j further on in the block (an if without else)
+      // goes on there: the instructions it skips did not retire. Labels must nest.
+      const j = skipTarget(offs, ends[k] + dc.imm[slots[k]], k, flags);
+      if (j > 0 && (open.length === 0 || j <= open[open.length - 1])) {
+        open.push(j);
+        body += `S${k}:{`;
+        taken = j === k + 1 ? `break S${k};` : `c.retired-=${j - k - 1};break S${k};`;
+      }
     }
     let code: string | null;
     if (f & F_TRACE) code = followedJump(dc, slots[k], ends[k]);
@@ -152,6 +191,7 @@ function blockSource(
     if (f & F_CHECK)
       body += `if(c.codeHit!==0){c.codeHit=0;c.eip=(e0+${offs[k + 1]})|0;c.retired+=${k + 1};return;}\n`;
   }
+  body += closeSkips(open, n, st);
   if ((flags[n - 1] & F_CONTROL) === 0) body += `c.eip=(e0+${offs[n]})|0;`;
   return (
     "return function block(c){const e0=c.eip,r=c.regs,r8=c.regs8;let k=0,fa=0,fb=0,fx=0;" +
@@ -181,9 +221,42 @@ const F_BRANCH = 8; // a jcc the block goes on after when it is not taken
 const F_TRACE = 16; // a jmp or call the block follows to its target
 const F_RETURN = 32; // a ret to the instruction after a call the block followed: goes on there
 
-/** A decoded hot instruction starts at page offset pos of the frame's slotOf block. */
-function hotAt(dc: DecodeCache, blockOff: number, pos: number): boolean {
-  return dc.slotOf[blockOff + pos] >> 22 !== 0;
+/** Decode-cache flushes when the block being compiled was started: one since ends it. */
+let flushesAtStart = 0;
+
+/**
+ * The slotOf entry of the instruction at page offset pos of the frame whose decoded
+ * instructions are in slotOf block blockOff (base: the EIP of the page's first byte),
+ * decoding it first when it is not yet (0: none). Decoding ahead lets a block go on where the
+ * interpreter has not been yet (past a jcc always taken so far, to a jump's target): only in
+ * the page being run (its TLB entry allows the fetch), not within 15 bytes of its end (an
+ * instruction there may cross it) nor near the CS limit, so the fetch cannot fault or walk
+ * the page tables; any other fault of the decode (too long) leaves the entry empty.
+ */
+function entryAt(cpu: Cpu, blockOff: number, pos: number, base: number): number {
+  const dc = cpu.dc;
+  const e = dc.slotOf[blockOff + pos];
+  if (e !== 0 || pos > 0x1000 - 15 || dc.flushes !== flushesAtStart) return e;
+  const eip = (base + pos) | 0;
+  const lin = (cpu.segBase[CS] + eip) | 0;
+  if (eip >>> 0 > 0xffffffff - 15 || (eip >>> 0) + 15 > cpu.segHi[CS]) return 0;
+  if ((cpu.tlb[lin >>> 12] & cpu.rdMask) === 0) return 0;
+  const saved = cpu.eip;
+  let slot: number;
+  try {
+    cpu.eip = eip;
+    slot = decodeInto(cpu, lin);
+  } catch (x) {
+    if (x !== CPU_FAULT) throw x;
+    return 0;
+  } finally {
+    cpu.eip = saved;
+  }
+  // Running out of slots flushed the cache (and this frame's block with it).
+  if (dc.flushes !== flushesAtStart) return 0;
+  const entry = slot | (dc.len[slot] << 18) | (hotCase(dc.op[slot], dc.modrm[slot]) << 22);
+  dc.slotOf[blockOff + pos] = entry;
+  return entry;
 }
 
 /**
@@ -193,6 +266,10 @@ function hotAt(dc: DecodeCache, blockOff: number, pos: number): boolean {
  */
 export function compileBlock(cpu: Cpu, blockOff: number, off: number): boolean {
   const dc = cpu.dc;
+  flushesAtStart = dc.flushes;
+  const base = (cpu.eip - off) | 0;
+  /** A hot instruction starts at page offset pos (decoded ahead if need be). */
+  const hotAt = (pos: number): boolean => entryAt(cpu, blockOff, pos, base) >> 22 !== 0;
   const fns: Handler[] = [];
   const slots: number[] = [];
   const offs: number[] = [];
@@ -203,7 +280,7 @@ export function compileBlock(cpu: Cpu, blockOff: number, off: number): boolean {
   const returns: number[] = [];
   let pos = off;
   while (flags.length < MAX_BLOCK && pos < 0x1000) {
-    const e = dc.slotOf[blockOff + pos];
+    const e = entryAt(cpu, blockOff, pos, base);
     const hot = e >> 22;
     if (e === 0 || hot === 0) break;
     const slot = e & SLOT_MASK;
@@ -235,7 +312,7 @@ export function compileBlock(cpu: Cpu, blockOff: number, off: number): boolean {
         target < 0x1000 &&
         target !== off &&
         !seen.has(target) &&
-        hotAt(dc, blockOff, target)
+        hotAt(target)
       ) {
         f = F_TRACE | (opc === 0xe8 ? F_STACK | F_CHECK : 0);
         next = target;
@@ -245,13 +322,13 @@ export function compileBlock(cpu: Cpu, blockOff: number, off: number): boolean {
         opc === 0xc3 &&
         returns.length > 0 &&
         room &&
-        hotAt(dc, blockOff, returns[returns.length - 1])
+        hotAt(returns[returns.length - 1])
       ) {
         // Back from a call the block followed: when the popped address is that call's
         // return address (it almost always is) the block goes on after the call.
         f = F_RETURN | F_STACK;
         next = returns.pop() as number;
-      } else if (jcc && room && pos + len < 0x1000 && hotAt(dc, blockOff, pos + len)) {
+      } else if (jcc && room && pos + len < 0x1000 && hotAt(pos + len)) {
         f = F_BRANCH;
       } else {
         f = F_CONTROL | stack;
@@ -267,7 +344,7 @@ export function compileBlock(cpu: Cpu, blockOff: number, off: number): boolean {
     pos = next;
     if (f & F_CONTROL) break;
   }
-  if (flags.length === 0) return false;
+  if (flags.length === 0 || dc.flushes !== flushesAtStart) return false;
   offs.push(pos - off);
   const make = factoryFor(blockSource(dc, slots, offs, ends, flags), flags.length);
   const block = make(new Int32Array(offs), new Uint8Array(flags), ...fns);
