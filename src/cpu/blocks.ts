@@ -236,7 +236,8 @@ let flushesAtStart = 0;
 function entryAt(cpu: Cpu, blockOff: number, pos: number, base: number): number {
   const dc = cpu.dc;
   const e = dc.slotOf[blockOff + pos];
-  if (e !== 0 || pos > 0x1000 - 15 || dc.flushes !== flushesAtStart) return e;
+  // Not into the block every lookup misses (no fetch window: after a flush in a fetch).
+  if (e !== 0 || pos > 0x1000 - 15 || dc.flushes !== flushesAtStart || blockOff === dc.emptyBlock) return e;
   const eip = (base + pos) | 0;
   const lin = (cpu.segBase[CS] + eip) | 0;
   if (eip >>> 0 > 0xffffffff - 15 || (eip >>> 0) + 15 > cpu.segHi[CS]) return 0;
