@@ -119,6 +119,9 @@ export class VectorRunner {
   readonly cpu = new Cpu(this.mem);
   /** The wasm back end (each block wasm from its first run), or null without WebAssembly. */
   readonly wasm = wasmBackend(this.cpu);
+  /** Entries into compiled blocks or regions from the run loop, in the JS and the wasm passes. */
+  jsEntries = 0;
+  wasmEntries = 0;
   /** Pages the previous case wrote, cleared before the next one. */
   private dirty = new Set<number>();
 
@@ -130,12 +133,17 @@ export class VectorRunner {
     this.cpu.blockThreshold = 1;
     this.cpu.regionThreshold = 1;
     this.cpu.backend = "js";
+    const entries = () => this.cpu.blockRuns + this.cpu.regionRuns;
+    const e0 = entries();
     const compiled = this.runOnce(c);
+    this.jsEntries += entries() - e0;
     if (compiled !== null || this.wasm === null)
       return compiled === null ? null : `(compiled block) ${compiled}`;
     this.wasm.batch = 1;
     this.cpu.backend = "wasm";
+    const e1 = entries();
     const wasm = this.runOnce(c);
+    this.wasmEntries += entries() - e1;
     this.cpu.backend = "js";
     return wasm === null ? null : `(wasm block) ${wasm}`;
   }

@@ -376,12 +376,11 @@ export function compileBlock(cpu: Cpu, blockOff: number, off: number): boolean {
  */
 export function compileRegion(cpu: Cpu, blockOff: number): void {
   const dc = cpu.dc;
-  // Queued wasm blocks first, so that the region links them.
-  if (cpu.backend === "wasm") wasmBackend(cpu)?.flush();
   const index = new Uint16Array(0x1000);
   const blocks: BlockFn[] = [noBlock];
   const lens = [0];
   const slots: number[] = [];
+  const at: number[] = [];
   for (let i = 0; i < 0x1000; i++) {
     const e = dc.slotOf[blockOff + i];
     if (e === 0) continue;
@@ -392,9 +391,13 @@ export function compileRegion(cpu: Cpu, blockOff: number): void {
     blocks.push(fn);
     lens.push(dc.blockLen[slot]);
     slots.push(slot);
+    at.push(i);
   }
   if (slots.length === 0) return;
-  const region = linkRegion(index, new Uint8Array(lens), blocks);
+  // With the wasm back end: its queued blocks compiled first (the region links them), and
+  // the region itself in wasm when the back end does regions (WasmBackend.wasmRegions).
+  const wasm = cpu.backend === "wasm" ? wasmBackend(cpu)?.region(at, slots) : null;
+  const region = wasm ?? linkRegion(index, new Uint8Array(lens), blocks);
   for (const slot of slots) dc.regionFn[slot] = region;
 }
 

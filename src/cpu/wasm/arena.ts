@@ -33,6 +33,12 @@ export const IO_SS32 = 9;
 export const IO_DONE = 10;
 /** ESP before the current instruction, when it moves ESP itself (blocks.ts F_STACK). */
 export const IO_SAVEDESP = 11;
+/** A block's last write went to a code frame (its HIT local at exit): a region stops. */
+export const IO_HIT = 12;
+/** In a region: instructions retired by its earlier blocks, the running block's index, blocks run. */
+export const IO_RDONE = 13;
+export const IO_BLK = 14;
+export const IO_RBLOCKS = 15;
 export const IO_WORDS = 16;
 export const ST_SEGCHK = 128; // Int32 x 256 (Cpu.segChk)
 export const ST_CODEPAGE = 4096; // Uint8 x frames (Cpu.codePage)

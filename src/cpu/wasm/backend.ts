@@ -10,9 +10,10 @@
  * instruction's state as the JS block's catch does.
  */
 import type { Cpu } from "../cpu.js";
-import type { BlockFn } from "../decode.js";
+import type { BlockFn, RegionFn } from "../decode.js";
 import { SS } from "../regs.js";
 import {
+  IO_BLK,
   IO_DONE,
   IO_EIP,
   IO_FLAGS,
@@ -21,14 +22,26 @@ import {
   IO_LZOP,
   IO_LZRES,
   IO_LZSIZE,
+  IO_RBLOCKS,
   IO_RDMASK,
+  IO_RDONE,
   IO_SAVEDESP,
   IO_SS32,
   IO_WRMASK,
   tlbAddress,
 } from "./arena.js";
-import { type FuncType, I32, moduleBytes } from "./emit.js";
-import { BLOCK_TYPE, type BlockPlan, blockBody, IMPORT_TYPES, IMPORTS, LOCALS, type Site } from "./gen.js";
+import { type FuncType, I32, type ModuleSpec, moduleBytes } from "./emit.js";
+import {
+  BLOCK_TYPE,
+  type BlockPlan,
+  blockBody,
+  IMPORT_TYPES,
+  IMPORTS,
+  LOCALS,
+  REGION_TYPE,
+  regionBody,
+  type Site,
+} from "./gen.js";
 
 const TYPES: FuncType[] = [
   { params: [I32, I32, I32], results: [I32] },
@@ -49,6 +62,21 @@ interface Pending {
   offs: Int32Array;
   flags: Uint8Array;
 }
+
+/**
+ * A block the back end was given: its JS function and, once compiled, its wasm wrapper and
+ * entry in the table (for regions).
+ */
+interface Known {
+  js: BlockFn;
+  wasm: BlockFn | null;
+  index: number;
+  offs: Int32Array;
+  flags: Uint8Array;
+}
+
+/** Flushes between sweeps of the blocks gone from the decode cache (their table entries reused). */
+const SWEEP_EVERY = 64;
 
 /** The io words into the Cpu's lazy-flag fields (after wasm code or a handler ran). */
 function flagsIn(c: Cpu, io: Int32Array): void {
@@ -72,18 +100,33 @@ function flagsOut(c: Cpu, io: Int32Array): void {
 export class WasmBackend {
   /** Index in its block of the instruction an import was called for (a fault's). */
   cur = 0;
-  /** EIP and retired at the running block's entry. */
-  e0 = 0;
+  /** Retired at the running block's or region's entry. */
   r0 = 0;
   /** Blocks per module (tests set 1: each block is wasm from its first run). */
   batch = WASM_BATCH;
+  /**
+   * Regions in wasm too (region()): off by default, as on bench:cpu they ran at 80-95 MIPS
+   * against 200-230 for the JS region over wasm blocks (not understood yet; see ARCHITECTURE).
+   */
+  wasmRegions = false;
   // Counters, for tests and benches.
   runs = 0;
   blocks = 0;
   modules = 0;
+  regions = 0;
   inline = 0;
   handlers = 0;
   private pending: Pending[] = [];
+  /** Blocks by first slot, for the regions (dropped when a slot's block changes). */
+  private readonly known = new Map<number, Known>();
+  /**
+   * Every compiled block function, for call_indirect from the regions: a region module is
+   * only its loop, so a block is compiled once however often its page's region is rebuilt.
+   */
+  private readonly table = new WebAssembly.Table({ element: "anyfunc", initial: 256 });
+  private tableUsed = 0;
+  private readonly tableFree: number[] = [];
+  private flushes = 0;
   private sites: Site[] = [];
   private readonly io: Int32Array;
   private readonly stateAt: number;
@@ -104,13 +147,15 @@ export class WasmBackend {
     const { body, inline } = blockBody(this.cpu.dc, plan, this.stateAt, this.tlbAt, this.sites);
     this.inline += inline;
     this.handlers += plan.flags.length - inline;
-    this.pending.push({
+    const p = {
       body,
       slot: plan.slots[0],
       js,
       offs: Int32Array.from(plan.offs),
       flags: Uint8Array.from(plan.flags),
-    });
+    };
+    this.pending.push(p);
+    this.known.set(p.slot, { js, wasm: null, index: -1, offs: p.offs, flags: p.flags });
     if (this.pending.length >= this.batch) this.flush();
   }
 
@@ -121,23 +166,124 @@ export class WasmBackend {
     this.pending = [];
     const sites = this.sites;
     this.sites = [];
-    const bytes = moduleBytes({
-      types: TYPES,
-      imports: IMPORTS.map((name, i) => ({ name, type: IMPORT_TYPES[i] })),
-      memPages: this.memory.buffer.byteLength / 65536,
-      funcs: pending.map((p) => ({ type: BLOCK_TYPE, locals: LOCAL_TYPES, body: p.body })),
-      exports: pending.map((_, i) => ({ name: `b${i}`, func: IMPORTS.length + i })),
-    });
-    const inst = new WebAssembly.Instance(new WebAssembly.Module(bytes), { i: this.imports(sites) });
-    this.modules++;
+    const funcs = pending.map((p) => ({ type: BLOCK_TYPE, locals: LOCAL_TYPES, body: p.body }));
+    const fns = this.instantiate(funcs, sites, ...pending.map((_, i) => i)) as ((left: number) => number)[];
     const dc = this.cpu.dc;
+    if (++this.flushes % SWEEP_EVERY === 0) this.sweep();
     for (let i = 0; i < pending.length; i++) {
       const p = pending[i];
       // Dropped (its frame written) or replaced meanwhile: nothing to do.
-      if (dc.blockFn[p.slot] !== p.js) continue;
-      dc.blockFn[p.slot] = this.wrapper(inst.exports[`b${i}`] as (left: number) => number, p.offs, p.flags);
+      const k = this.known.get(p.slot);
+      if (dc.blockFn[p.slot] !== p.js || k === undefined || k.js !== p.js) continue;
+      const w = this.wrapper(fns[i], p.offs, p.flags);
+      dc.blockFn[p.slot] = w;
+      k.wasm = w;
+      k.index = this.tableFree.pop() ?? this.tableUsed++;
+      if (k.index >= this.table.length) this.table.grow(this.table.length);
+      this.table.set(k.index, fns[i]);
       this.blocks++;
     }
+  }
+
+  /**
+   * Forgets blocks whose slot no longer holds them (their frame was written, or the decode
+   * cache flushed): no region can call them any more (a frame's regions go with its blocks),
+   * so their table entries are free.
+   */
+  private sweep(): void {
+    const dc = this.cpu.dc;
+    for (const [slot, k] of this.known) {
+      const fn = dc.blockFn[slot];
+      if (fn === k.js || fn === k.wasm) continue;
+      this.known.delete(slot);
+      if (k.index >= 0) {
+        this.table.set(k.index, null);
+        this.tableFree.push(k.index);
+      }
+    }
+  }
+
+  /**
+   * Called before a frame's region is built: compiles the queued blocks (so that the region
+   * links them as wasm), then, with wasmRegions, returns the region in wasm: a module of its
+   * loop alone (gen.ts regionBody), calling the blocks (slots, at page offsets offs) through
+   * the table. null: the region stays JS (wasmRegions off, or a block this back end has not
+   * compiled).
+   */
+  region(offs: number[], slots: number[]): RegionFn | null {
+    const dc = this.cpu.dc;
+    // The queued blocks first (the page's may be among them): the region links them.
+    this.flush();
+    if (!this.wasmRegions) return null;
+    const blocks: Known[] = [];
+    for (const slot of slots) {
+      const k = this.known.get(slot);
+      if (k === undefined || k.wasm === null || dc.blockFn[slot] !== k.wasm) return null;
+      blocks.push(k);
+    }
+    const lens = blocks.map((k) => k.flags.length);
+    const body = regionBody(
+      offs,
+      lens,
+      blocks.map((k) => k.index),
+      this.stateAt,
+    );
+    const run = this.instantiate([{ type: REGION_TYPE, locals: [I32, I32], body }], [], 0)[0] as (
+      left: number,
+      pb: number,
+    ) => number;
+    this.regions++;
+    const O = blocks.map((k) => k.offs);
+    const F = blocks.map((k) => k.flags);
+    const io = this.io;
+    return (c, pb) => {
+      const r0 = c.retired;
+      this.enter(c);
+      io[IO_RBLOCKS] = 0;
+      let n: number;
+      try {
+        n = run(Math.min(c.runEnd - r0, MAX_LEFT), pb);
+      } catch (x) {
+        const b = io[IO_BLK];
+        this.unwind(c, io[IO_EIP], r0 + io[IO_RDONE], O[b], F[b]);
+        c.regionBlocks += io[IO_RBLOCKS];
+        this.runs += io[IO_RBLOCKS];
+        c.held(x);
+        return;
+      }
+      c.eip = io[IO_EIP];
+      flagsIn(c, io);
+      c.retired = r0 + n;
+      c.codeHit = 0;
+      c.regionBlocks += io[IO_RBLOCKS];
+      this.runs += io[IO_RBLOCKS];
+    };
+  }
+
+  /** The io words for a block or region entered at the Cpu's state. */
+  private enter(c: Cpu): void {
+    const io = this.io;
+    io[IO_EIP] = c.eip;
+    flagsOut(c, io);
+    io[IO_RDMASK] = c.rdMask;
+    io[IO_WRMASK] = c.wrMask;
+    io[IO_SS32] = c.segAttr[SS] & 0x4000;
+    io[IO_DONE] = 0;
+    io[IO_RDONE] = 0;
+    this.r0 = c.retired;
+  }
+
+  /**
+   * A fault in the block entered at EIP e0 (its offsets O, flags F) after r retired before
+   * it: the faulting instruction's state, as the JS block's catch sets it.
+   */
+  private unwind(c: Cpu, e0: number, r: number, O: Int32Array, F: Uint8Array): void {
+    const io = this.io;
+    const k = this.cur;
+    c.retired = r + io[IO_DONE] + k;
+    c.instrStart = (e0 + O[k]) | 0;
+    c.savedEsp = (F[k] & 1) === 0 ? c.regs[4] : io[IO_SAVEDESP];
+    flagsIn(c, io);
   }
 
   private wrapper(fn: (left: number) => number, O: Int32Array, F: Uint8Array): BlockFn {
@@ -145,24 +291,13 @@ export class WasmBackend {
     return (c) => {
       const e0 = c.eip;
       const r0 = c.retired;
-      io[IO_EIP] = e0;
-      flagsOut(c, io);
-      io[IO_RDMASK] = c.rdMask;
-      io[IO_WRMASK] = c.wrMask;
-      io[IO_SS32] = c.segAttr[SS] & 0x4000;
-      io[IO_DONE] = 0;
-      this.e0 = e0;
-      this.r0 = r0;
+      this.enter(c);
       this.runs++;
       let n: number;
       try {
         n = fn(Math.min(c.runEnd - r0, MAX_LEFT));
       } catch (x) {
-        const k = this.cur;
-        c.retired = r0 + io[IO_DONE] + k;
-        c.instrStart = (e0 + O[k]) | 0;
-        c.savedEsp = (F[k] & 1) === 0 ? c.regs[4] : io[IO_SAVEDESP];
-        flagsIn(c, io);
+        this.unwind(c, e0, r0, O, F);
         c.held(x);
         return;
       }
@@ -171,6 +306,23 @@ export class WasmBackend {
       c.retired = r0 + n;
       c.codeHit = 0;
     };
+  }
+
+  /** Compiles and instantiates a module of funcs; returns the functions `exported` (indexes in funcs). */
+  private instantiate(funcs: ModuleSpec["funcs"], sites: Site[], ...exported: number[]): unknown[] {
+    const bytes = moduleBytes({
+      types: TYPES,
+      imports: IMPORTS.map((name, i) => ({ name, type: IMPORT_TYPES[i] })),
+      memPages: this.memory.buffer.byteLength / 65536,
+      table: true,
+      funcs,
+      exports: exported.map((f) => ({ name: `f${f}`, func: IMPORTS.length + f })),
+    });
+    const inst = new WebAssembly.Instance(new WebAssembly.Module(bytes), {
+      i: { ...this.imports(sites), t: this.table },
+    });
+    this.modules++;
+    return exported.map((f) => inst.exports[`f${f}`]);
   }
 
   private imports(sites: Site[]): WebAssembly.ModuleImports {
@@ -237,8 +389,8 @@ export class WasmBackend {
         flagsIn(c, io);
         // As in a JS block: retired as at the block's entry (plus finished passes), EIP too
         // except for a control transfer, which starts from the instruction's end.
-        c.retired = this.r0 + io[IO_DONE];
-        if (s.control) c.eip = (this.e0 + s.end) | 0;
+        c.retired = this.r0 + io[IO_RDONE] + io[IO_DONE];
+        if (s.control) c.eip = (io[IO_EIP] + s.end) | 0;
         s.fn(c as never, s.slot);
         flagsOut(c, io);
         if (s.control) io[IO_EIP] = c.eip;
@@ -247,12 +399,6 @@ export class WasmBackend {
       cond: (cc: number) => {
         flagsIn(c, io);
         return c.cond(cc) ? 1 : 0;
-      },
-      keepCF: () => {
-        flagsIn(c, io);
-        c.keepCF();
-        io[IO_FLAGS] = c.flags;
-        return 0;
       },
     };
   }

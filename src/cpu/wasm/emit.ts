@@ -11,6 +11,7 @@ export const VOID = 0x40;
 
 /** Opcodes (WebAssembly core spec, 5.4). */
 export const Op = {
+  unreachable: 0x00,
   block: 0x02,
   loop: 0x03,
   if: 0x04,
@@ -18,8 +19,10 @@ export const Op = {
   end: 0x0b,
   br: 0x0c,
   brIf: 0x0d,
+  brTable: 0x0e,
   return: 0x0f,
   call: 0x10,
+  callIndirect: 0x11,
   drop: 0x1a,
   select: 0x1b,
   localGet: 0x20,
@@ -143,15 +146,11 @@ export interface ModuleSpec {
   imports: { name: string; type: number }[];
   /** Pages the imported memory "i"."m" has at least. */
   memPages: number;
+  /** The module imports a funcref table "i"."t" too (for call_indirect). */
+  table?: boolean;
   funcs: { type: number; locals: number[]; body: number[] }[];
   /** Exported functions by index (imports first). */
   exports: { name: string; func: number }[];
-}
-
-function section(out: number[], id: number, body: number[]): void {
-  out.push(id);
-  uleb(out, body.length);
-  for (const b of body) out.push(b);
 }
 
 function name(out: number[], s: string): void {
@@ -159,26 +158,30 @@ function name(out: number[], s: string): void {
   for (let i = 0; i < s.length; i++) out.push(s.charCodeAt(i));
 }
 
-function vec<T>(out: number[], items: readonly T[], each: (out: number[], x: T) => void): number[] {
-  uleb(out, items.length);
-  for (const x of items) each(out, x);
-  return out;
-}
-
-/** The module's bytes. */
+/**
+ * The module's bytes. Built as a list of parts copied once into the result (function bodies
+ * are large: copying them byte by byte into section arrays cost more than generating them).
+ */
 export function moduleBytes(m: ModuleSpec): Uint8Array<ArrayBuffer> {
-  const out = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
-  section(
-    out,
-    1,
-    vec([], m.types, (o, t) => {
-      o.push(0x60);
-      vec(o, t.params, (o2, p) => o2.push(p));
-      vec(o, t.results, (o2, r) => o2.push(r));
-    }),
-  );
+  const parts: number[][] = [[0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00]];
+  const size = (ps: number[][]) => ps.reduce((n, p) => n + p.length, 0);
+  const section = (id: number, body: number[][]) => {
+    const head = [id];
+    uleb(head, size(body));
+    parts.push(head, ...body);
+  };
+  const types: number[] = [];
+  uleb(types, m.types.length);
+  for (const t of m.types) {
+    types.push(0x60);
+    uleb(types, t.params.length);
+    types.push(...t.params);
+    uleb(types, t.results.length);
+    types.push(...t.results);
+  }
+  section(1, [types]);
   const imports: number[] = [];
-  uleb(imports, m.imports.length + 1); // the functions and the memory
+  uleb(imports, m.imports.length + (m.table === true ? 2 : 1)); // the functions, the memory, the table
   for (const im of m.imports) {
     name(imports, "i");
     name(imports, im.name);
@@ -189,42 +192,50 @@ export function moduleBytes(m: ModuleSpec): Uint8Array<ArrayBuffer> {
   name(imports, "m");
   imports.push(0x02, 0x00);
   uleb(imports, m.memPages);
-  section(out, 2, imports);
-  section(
-    out,
-    3,
-    vec([], m.funcs, (o, f) => uleb(o, f.type)),
-  );
-  section(
-    out,
-    7,
-    vec([], m.exports, (o, e) => {
-      name(o, e.name);
-      o.push(0x00);
-      uleb(o, e.func);
-    }),
-  );
-  section(
-    out,
-    10,
-    vec([], m.funcs, (o, f) => {
-      const body: number[] = [];
-      // Locals in runs of one type.
-      const runs: [number, number][] = [];
-      for (const t of f.locals) {
-        const last = runs[runs.length - 1];
-        if (last !== undefined && last[1] === t) last[0]++;
-        else runs.push([1, t]);
-      }
-      vec(body, runs, (o2, [n, t]) => {
-        uleb(o2, n);
-        o2.push(t);
-      });
-      for (const b of f.body) body.push(b);
-      body.push(Op.end);
-      uleb(o, body.length);
-      for (const b of body) o.push(b);
-    }),
-  );
-  return new Uint8Array(out);
+  if (m.table === true) {
+    name(imports, "i");
+    name(imports, "t");
+    imports.push(0x01, 0x70, 0x00, 0x00); // funcref, at least 0 entries
+  }
+  section(2, [imports]);
+  const funcs: number[] = [];
+  uleb(funcs, m.funcs.length);
+  for (const f of m.funcs) uleb(funcs, f.type);
+  section(3, [funcs]);
+  const exports: number[] = [];
+  uleb(exports, m.exports.length);
+  for (const e of m.exports) {
+    name(exports, e.name);
+    exports.push(0x00);
+    uleb(exports, e.func);
+  }
+  section(7, [exports]);
+  const code: number[][] = [[]];
+  uleb(code[0], m.funcs.length);
+  for (const f of m.funcs) {
+    // Locals in runs of one type.
+    const runs: [number, number][] = [];
+    for (const t of f.locals) {
+      const last = runs[runs.length - 1];
+      if (last !== undefined && last[1] === t) last[0]++;
+      else runs.push([1, t]);
+    }
+    const locals: number[] = [];
+    uleb(locals, runs.length);
+    for (const [n, t] of runs) {
+      uleb(locals, n);
+      locals.push(t);
+    }
+    const head: number[] = [];
+    uleb(head, locals.length + f.body.length + 1);
+    code.push(head, locals, f.body, [Op.end]);
+  }
+  section(10, code);
+  const out = new Uint8Array(size(parts));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
 }

@@ -15,20 +15,24 @@
  * to the wrapper with the state the JS block would have.
  */
 import { type DecodeCache, EA_BASE, EA_DISP, EA_SIB, P_A16 } from "../decode.js";
-import { L_ADD, L_DEC, L_INC, L_LOGIC, L_RES, L_SUB } from "../flags.js";
+import { L_ADC, L_ADD, L_DEC, L_INC, L_LOGIC, L_RES, L_SBB, L_SUB } from "../flags.js";
 import { ADD, AND, CMP, OR, SUB, XOR } from "../ops/alu.js";
 import { SAL, SAR, SHL, SHR } from "../ops/alu-shift.js";
 import { AF, CF, CS, ESP, GP, OF, reg8Index as r8, SS } from "../regs.js";
 import {
+  IO_BLK,
   IO_DONE,
   IO_EIP,
   IO_FLAGS,
+  IO_HIT,
   IO_LZA,
   IO_LZB,
   IO_LZOP,
   IO_LZRES,
   IO_LZSIZE,
+  IO_RBLOCKS,
   IO_RDMASK,
+  IO_RDONE,
   IO_SAVEDESP,
   IO_SS32,
   IO_WRMASK,
@@ -36,7 +40,7 @@ import {
   ST_IO,
   ST_SEGCHK,
 } from "./arena.js";
-import { Code, I32, Op, VOID } from "./emit.js";
+import { Code, I32, Op, uleb, VOID } from "./emit.js";
 
 // Imported functions (index = order in IMPORTS).
 export const IMPORTS = [
@@ -54,11 +58,10 @@ export const IMPORTS = [
   "fault",
   "call",
   "cond",
-  "keepCF",
 ] as const;
 const F = Object.fromEntries(IMPORTS.map((n, i) => [n, i])) as Record<(typeof IMPORTS)[number], number>;
 /** Type index of each import (backend.ts TYPES): 0 (i32 i32 i32)->i32, 1 (i32 x4)->i32, 2 (i32 i32)->i32, 3 (i32)->i32. */
-export const IMPORT_TYPES = [0, 0, 0, 1, 1, 0, 0, 2, 2, 2, 3, 0, 2, 3, 3];
+export const IMPORT_TYPES = [0, 0, 0, 1, 1, 0, 0, 2, 2, 2, 3, 0, 2, 3];
 /** Type of a block function: (budget) -> instructions retired. */
 export const BLOCK_TYPE = 3;
 
@@ -194,6 +197,7 @@ class Gen {
   exit(count: number): void {
     this.flushCode();
     this.put(this.io(IO_EIP), () => this.c.get(EIP));
+    this.put(this.io(IO_HIT), () => this.c.get(HIT));
     this.c.get(DONE).i32(count).op(Op.add, Op.return);
   }
   eipAt(off: number): void {
@@ -445,8 +449,34 @@ class Gen {
       case L_RES:
         return;
       default:
+        // The record in the io words: CF of add, adc, sub, sbb (logic: 0) into the flags word.
         this.forget();
-        c.i32(0).call(F.keepCF).op(Op.drop);
+        this.ld(this.io(IO_LZOP)).c.set(T);
+        c.get(T)
+          .i32(L_ADD)
+          .op(Op.sub)
+          .i32(L_LOGIC - L_ADD + 1)
+          .op(Op.ltU);
+        this.open(Op.if);
+        this.put(this.io(IO_FLAGS), () => {
+          const res = () => this.ld(this.io(IO_LZRES));
+          const a = () => this.ld(this.io(IO_LZA));
+          const b = () => this.ld(this.io(IO_LZB));
+          this.ld(this.io(IO_FLAGS)).c.i32(~CF).op(Op.and);
+          // (kind = K) & (its carry condition), or-ed over the four kinds with a carry.
+          const kinds: [number, () => void, () => void, number][] = [
+            [L_ADD, res, a, Op.ltU],
+            [L_ADC, res, a, Op.leU],
+            [L_SUB, a, b, Op.ltU],
+            [L_SBB, a, b, Op.leU],
+          ];
+          for (const [kind, l, r, cmp] of kinds) {
+            l();
+            r();
+            c.op(cmp).get(T).i32(kind).op(Op.eq, Op.and, Op.or);
+          }
+        });
+        this.close();
     }
   }
   /** inc (or dec) of A into X with its record. */
@@ -977,4 +1007,70 @@ export function blockBody(
   if ((p.flags[n - 1] & F_CONTROL) === 0) g.eipAt(p.offs[n]);
   g.exit(n);
   return { body: c.b, inline: g.inline };
+}
+
+/** Type of a region function: (budget, EIP of its page's offset 0) -> instructions retired. */
+export const REGION_TYPE = 2;
+
+/**
+ * The body of a region (blocks.ts compileRegion, done in wasm): a loop that takes EIP's
+ * offset in the page, jumps (br_table) to the block starting there and calls its function
+ * (block i is entry fns[i] of the back end's table) while the budget allows its longest
+ * path, as the JS region does; it returns when EIP leaves the page or lands where no block
+ * starts, when the next block does not fit, or after a block wrote to a code frame. Before
+ * each block it records, for a fault's unwinding, which block runs and what the region
+ * retired so far.
+ */
+export function regionBody(offs: number[], lens: number[], fns: number[], S: number): number[] {
+  const g = new Gen(null as unknown as DecodeCache, S, 0, []);
+  const c = g.c;
+  const PB = 1;
+  const RDONE = 2;
+  const OFF = 3;
+  const k = offs.length;
+  // The br_table covers the offsets from the first block's to the last one's.
+  const lo = Math.min(...offs);
+  const targets = new Array<number>(Math.max(...offs) - lo + 1).fill(k);
+  offs.forEach((o, i) => {
+    targets[o - lo] = i;
+  });
+  c.op(Op.loop, VOID, Op.block, VOID);
+  for (let i = 0; i < k; i++) c.op(Op.block, VOID);
+  g.ld(g.io(IO_EIP))
+    .c.get(PB)
+    .op(Op.sub)
+    .i32(lo)
+    .op(Op.sub)
+    .tee(OFF)
+    .i32(targets.length - 1)
+    .op(Op.gtU)
+    .br(Op.brIf, k);
+  c.get(OFF).op(Op.brTable);
+  uleb(c.b, targets.length);
+  for (const t of targets) uleb(c.b, t);
+  uleb(c.b, k);
+  for (let i = 0; i < k; i++) {
+    c.op(Op.end);
+    // Inside blocks i+1 .. k-1, the exit block and the loop.
+    c.get(RDONE)
+      .i32(lens[i])
+      .op(Op.add)
+      .get(BUDGET)
+      .op(Op.gtU)
+      .br(Op.brIf, k - 1 - i);
+    g.put(g.io(IO_DONE), () => c.i32(0));
+    g.put(g.io(IO_RDONE), () => c.get(RDONE));
+    g.put(g.io(IO_BLK), () => c.i32(i));
+    g.put(g.io(IO_RBLOCKS), () => g.ld(g.io(IO_RBLOCKS)).c.i32(1).op(Op.add));
+    c.get(BUDGET).get(RDONE).op(Op.sub).i32(fns[i]).op(Op.callIndirect);
+    uleb(c.b, BLOCK_TYPE);
+    c.op(0x00); // table 0
+    c.get(RDONE).op(Op.add).set(RDONE);
+    g.ld(g.io(IO_HIT)).c.br(Op.brIf, k - 1 - i);
+    c.br(Op.br, k - i);
+  }
+  c.op(Op.end); // the exit block
+  c.get(RDONE).op(Op.return, Op.end); // the loop
+  c.op(Op.unreachable);
+  return c.b;
 }
