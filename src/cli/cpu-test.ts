@@ -125,6 +125,12 @@ export class VectorRunner {
   /** Pages the previous case wrote, cleared before the next one. */
   private dirty = new Set<number>();
 
+  constructor() {
+    // Each case's block is its own instructions: decoded ahead, the zeroed memory after them
+    // would lengthen the block past the case's budget, and it would run interpreted.
+    this.cpu.decodeAhead = false;
+  }
+
   /** Runs one case; returns null when it passes, else what differed. */
   runCase(c: VectorCase): string | null {
     this.cpu.blockThreshold = 0;

@@ -237,7 +237,14 @@ function entryAt(cpu: Cpu, blockOff: number, pos: number, base: number): number 
   const dc = cpu.dc;
   const e = dc.slotOf[blockOff + pos];
   // Not into the block every lookup misses (no fetch window: after a flush in a fetch).
-  if (e !== 0 || pos > 0x1000 - 15 || dc.flushes !== flushesAtStart || blockOff === dc.emptyBlock) return e;
+  if (
+    e !== 0 ||
+    !cpu.decodeAhead ||
+    pos > 0x1000 - 15 ||
+    dc.flushes !== flushesAtStart ||
+    blockOff === dc.emptyBlock
+  )
+    return e;
   const eip = (base + pos) | 0;
   const lin = (cpu.segBase[CS] + eip) | 0;
   if (eip >>> 0 > 0xffffffff - 15 || (eip >>> 0) + 15 > cpu.segHi[CS]) return 0;

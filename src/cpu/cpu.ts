@@ -245,6 +245,11 @@ export class Cpu {
    */
   regionThreshold = REGION_THRESHOLD;
   /**
+   * Whether a block being compiled decodes code of its page not run yet (blocks.ts entryAt).
+   * The vector runner turns it off, so each case's block is its own instructions only.
+   */
+  decodeAhead = true;
+  /**
    * What compiled blocks become: JS functions, or WebAssembly (wasm/backend.ts; only when the
    * Cpu's state is in its memory's WebAssembly.Memory, else JS). TSXEN_CPU_BACKEND sets it.
    */
