@@ -70,7 +70,7 @@ const CHECKS: Record<string, { "2005-03": number; "2005-07": number }> = {
   conf_priv_emulation: { "2005-03": 256, "2005-07": 256 },
   conf_sched_op: { "2005-03": 14, "2005-07": 18 },
   conf_set_callbacks: { "2005-03": 26, "2005-07": 25 },
-  conf_set_fast_trap: { "2005-03": 26, "2005-07": 5 },
+  conf_set_fast_trap: { "2005-03": 29, "2005-07": 5 },
   conf_set_gdt: { "2005-03": 90, "2005-07": 81 },
   conf_set_timer_op: { "2005-03": 18, "2005-07": 18 },
   conf_set_trap_table: { "2005-03": 84, "2005-07": 83 },

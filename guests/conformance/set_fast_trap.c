@@ -72,18 +72,24 @@ void start_kernel(start_info_t *si)
 	CHECK_EQ(int80_seen, 2, "fast_trap_ring3_reaches_handler");
 	CHECK_EQ(int80_from_cpl, 3, "fast_trap_ring3_frame_cs");
 
+	/* set_trap_table does not update the installed gate (§4.9): ring 3 still gets through. */
+	CHECK_EQ(trap_set(0x80, 0), 0, "setup_int80_dpl0_table_only");
+	v = run_user((u32)u_int80, USER_STACK_TOP, 0);
+	CHECK_EQ(v, 3, "installed_gate_kept_after_set_trap_table");
+	CHECK_EQ(int80_seen, 3, "installed_gate_reaches_handler");
+
 	/* With DPL 0, ring 3 may not raise it: #GP (vector << 3 | 2). */
 	CHECK_EQ(trap_set(0x80, 0), 0, "setup_int80_dpl0");
 	CHECK_EQ(HYPERVISOR_set_fast_trap(0x80), 0, "vector_0x80_dpl0_ok");
 	v = run_user((u32)u_int80, USER_STACK_TOP, 0);
 	CHECK_EQ(v, 13, "fast_trap_dpl0_from_ring3_gp");
 	CHECK_EQ(last_trap.error_code, (0x80 << 3) | 2, "fast_trap_dpl0_from_ring3_gp_code");
-	CHECK_EQ(int80_seen, 2, "fast_trap_dpl0_handler_not_run");
+	CHECK_EQ(int80_seen, 3, "fast_trap_dpl0_handler_not_run");
 
 	CHECK_EQ(HYPERVISOR_set_fast_trap(0), 0, "disable_ok");
 	CHECK_EQ(trap_set(0x80, 3), 0, "setup_int80_dpl3_again");
 	v = trap_catch(do_int80, 0);
-	CHECK(v == -1 && int80_seen == 3, "int80_after_disable_through_xen");
+	CHECK(v == -1 && int80_seen == 4, "int80_after_disable_through_xen");
 	checks_done();
 }
 #endif

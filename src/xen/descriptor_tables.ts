@@ -28,6 +28,7 @@ import {
   PERDOMAIN_VCPU_SHIFT,
   PERDOMAIN_VIRT_START,
   SELECTOR_TI,
+  TI_DPL_MASK,
   TI_IF,
 } from "../public/arch_x86_32.js";
 import { EFAULT, EINVAL, EPERM } from "../public/errno.js";
@@ -441,6 +442,9 @@ export function doSetFastTrap(v: Vcpu, idx: number): number {
     return -EPERM;
   if (v.trapFlags[idx] & TI_IF) return -EPERM;
   v.fastTrap = idx;
+  v.fastTrapCs = v.trapCs[idx];
+  v.fastTrapEip = v.trapAddress[idx];
+  v.fastTrapDpl = v.trapFlags[idx] & TI_DPL_MASK;
   return 0;
 }
 

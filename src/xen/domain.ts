@@ -51,6 +51,13 @@ export class Vcpu {
   iobmpLimit = 0;
   /** Fast trap vector (set_fast_trap), 0 when none. */
   fastTrap = 0;
+  /**
+   * The gate set_fast_trap built from the trap table at the time (Xen writes a real IDT gate):
+   * a later set_trap_table does not change it (semantics.md §4.9).
+   */
+  fastTrapCs = 0;
+  fastTrapEip = 0;
+  fastTrapDpl = 0;
   /** The guest's LDT (MMUEXT_SET_LDT): linear base and entries; pages shadowed so far. */
   ldtBase = 0;
   ldtEnts = 0;

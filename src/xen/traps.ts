@@ -213,9 +213,10 @@ function softwareInterrupt(hv: Hypervisor, v: Vcpu, cpu: Cpu, vector: number): v
     reflectTrap(hv, v, vector, -1, null);
     return;
   }
-  if (vector === v.fastTrap && v.fastTrap !== 0 && (v.trapFlags[vector] & TI_DPL_MASK) >= cpu.cpl) {
-    // The fast trap gate goes straight to the guest handler, events not masked.
-    bounce(hv, v, v.trapCs[vector], v.trapAddress[vector], -1, null);
+  if (vector === v.fastTrap && v.fastTrap !== 0 && v.fastTrapDpl >= cpu.cpl) {
+    // The fast trap gate goes straight to the guest handler, events not masked, as the gate
+    // set_fast_trap installed (not the trap table's entry now).
+    bounce(hv, v, v.fastTrapCs, v.fastTrapEip, -1, null);
     return;
   }
   // Through a DPL-0 gate the CPU raises #GP((vector << 3) | 2) at the int instruction.
