@@ -419,11 +419,20 @@ export class Cpu {
 
   /** Raises a fault: the current instruction is rolled back and the run loop exits or delivers. */
   fault(vector: number, errorCode: number): never {
+    throw this.noteFault(vector, errorCode, false, false);
+  }
+
+  /**
+   * Records the fault (or trap) in fVector..fSoft and returns the object to throw. It returns,
+   * so V8 optimizes it; a function that only throws never gets type feedback (see
+   * pageFaultHeld).
+   */
+  private noteFault(vector: number, errorCode: number, trap: boolean, soft: boolean): typeof CPU_FAULT {
     this.fVector = vector;
     this.fError = errorCode;
-    this.fTrap = false;
-    this.fSoft = false;
-    throw CPU_FAULT;
+    this.fTrap = trap;
+    this.fSoft = soft;
+    return CPU_FAULT;
   }
 
   /**
@@ -434,10 +443,7 @@ export class Cpu {
    * blocks never call (blocks run HOT_FNS only, and would go on after the call).
    */
   raise(vector: number, errorCode: number): void {
-    this.fVector = vector;
-    this.fError = errorCode;
-    this.fTrap = false;
-    this.fSoft = false;
+    this.noteFault(vector, errorCode, false, false);
     this.fPending = true;
     // The loop counts the instruction after its handler returns: it did not retire.
     this.retired--;
@@ -459,11 +465,7 @@ export class Cpu {
 
   /** Raises a trap or software interrupt: eip stays after the instruction. */
   trap(vector: number, errorCode: number, soft: boolean): never {
-    this.fVector = vector;
-    this.fError = errorCode;
-    this.fTrap = true;
-    this.fSoft = soft;
-    throw CPU_FAULT;
+    throw this.noteFault(vector, errorCode, true, soft);
   }
 
   /**
@@ -490,11 +492,7 @@ export class Cpu {
    */
   private pageFaultHeld(lin: number, code: number): typeof CPU_FAULT {
     this.cr2 = lin;
-    this.fVector = PF_VEC;
-    this.fError = code;
-    this.fTrap = false;
-    this.fSoft = false;
-    return CPU_FAULT;
+    return this.noteFault(PF_VEC, code, false, false);
   }
 
   // ------------------------------------------------------------------ paging
