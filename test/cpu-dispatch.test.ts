@@ -10,6 +10,8 @@ import { describe, it } from "node:test";
 import { Cpu } from "../src/cpu/cpu.js";
 import { SLOT_MASK } from "../src/cpu/decode.js";
 import { EAX, ESP, Exit } from "../src/cpu/regs.js";
+import { allocRam, type Backend } from "../src/cpu/wasm/arena.js";
+import { wasmBackend } from "../src/cpu/wasm/backend.js";
 import { type CpuState, runSlices } from "./helpers/cpu-state.js";
 
 const DATA = 0x3000;
@@ -18,9 +20,15 @@ function d(v: number): number[] {
   return [v & 0xff, (v >> 8) & 0xff, (v >> 16) & 0xff, (v >>> 24) & 0xff];
 }
 
-/** compiled: blocks and regions at the second run; else the interpreter alone. */
-function machine(code: number[], at: number, compiled: boolean): Cpu {
-  const cpu = new Cpu(new Uint8Array(1 << 20));
+/**
+ * compiled: blocks and regions at the second run; else the interpreter alone. backend: the
+ * blocks' (wasm: each block wasm from its first run).
+ */
+function machine(code: number[], at: number, compiled: boolean, backend: Backend = "js"): Cpu {
+  const cpu = new Cpu(backend === "wasm" ? allocRam(1 << 20) : new Uint8Array(1 << 20));
+  cpu.backend = backend;
+  const wasm = wasmBackend(cpu);
+  if (wasm !== null) wasm.batch = 1;
   cpu.resetFlat32();
   cpu.mem8.set(code, at);
   for (let i = 0; i < 0x1000; i++) cpu.mem8[DATA + i] = (i * 37 + (i >> 8)) & 0xff;
@@ -36,21 +44,31 @@ function trace(
   at: number,
   compiled: boolean,
   slice: number,
+  backend: Backend = "js",
 ): { steps: CpuState[]; cpu: Cpu } {
-  const cpu = machine(code, at, compiled);
+  const cpu = machine(code, at, compiled, backend);
   return { steps: runSlices(cpu, slice, 1_000_000), cpu };
 }
 
-/** Runs code both ways in slices of each size: same states and memory; the compiled run. */
-function same(code: number[], at: number, slices: number[]): Cpu[] {
-  const runs: Cpu[] = [];
+/**
+ * Runs code interpreted and compiled (JS blocks, then wasm blocks) in slices of each size: same
+ * states and memory; the wasm blocks entered as often as the JS ones (so a block that fell
+ * back to JS, or a wasm block leaving where the JS one goes on, fails). The compiled runs.
+ */
+function same(code: number[], at: number, slices: number[]): { js: Cpu[]; wasm: Cpu[] } {
+  const runs: { js: Cpu[]; wasm: Cpu[] } = { js: [], wasm: [] };
   for (const slice of slices) {
     const a = trace(code, at, false, slice);
-    const b = trace(code, at, true, slice);
     assert.equal(a.steps[a.steps.length - 1].exit, Exit.Halt, `slice ${slice}: the program ends`);
-    assert.deepEqual(b.steps, a.steps, `slice ${slice}`);
-    assert.deepEqual(b.cpu.mem8.subarray(DATA, DATA + 0x1000), a.cpu.mem8.subarray(DATA, DATA + 0x1000));
-    runs.push(b.cpu);
+    for (const backend of ["js", "wasm"] as const) {
+      const b = trace(code, at, true, slice, backend);
+      assert.deepEqual(b.steps, a.steps, `${backend}, slice ${slice}`);
+      assert.deepEqual(b.cpu.mem8.subarray(DATA, DATA + 0x1000), a.cpu.mem8.subarray(DATA, DATA + 0x1000));
+      runs[backend].push(b.cpu);
+    }
+    const [j, w] = [runs.js[runs.js.length - 1], runs.wasm[runs.wasm.length - 1]];
+    assert.equal(blockRuns(w), blockRuns(j), `slice ${slice}: block runs, wasm against JS`);
+    assert.equal(wasmBackend(w)?.runs, blockRuns(j), `slice ${slice}: wasm block runs`);
   }
   return runs;
 }
@@ -128,17 +146,21 @@ describe("block coverage and dispatch", () => {
     // taken ja skips the body inside it, and the body, decoded ahead when the block was
     // compiled (the ja was always taken until then), runs inside it too. A block that left
     // at the taken ja, or ended there, would run 1,000-2,000 times.
-    const cpu = runs[runs.length - 1];
-    assert.ok(blockRuns(cpu) < 10, `${blockRuns(cpu)} block runs`);
-    assert.ok(cpu.blockInsns > cpu.retired - 20, `${cpu.blockInsns} of ${cpu.retired} in blocks`);
+    for (const cpu of [runs.js[runs.js.length - 1], runs.wasm[runs.wasm.length - 1]]) {
+      assert.ok(blockRuns(cpu) < 10, `${cpu.backend}: ${blockRuns(cpu)} block runs`);
+      assert.ok(cpu.blockInsns > cpu.retired - 20, `${cpu.blockInsns} of ${cpu.retired} in blocks`);
+    }
   });
 
   it("compiles the forms the Linux workload ran in the interpreter, exactly", () => {
     const runs = same(FORMS, 0x1000, [1, 7, 29, 100000]);
     // In long slices all but the warm-up runs retire in blocks: a form that fell out of HOT_OPS
     // (or that a block stops at) fails here.
-    const cpu = runs[runs.length - 1];
-    assert.ok(cpu.blockInsns > cpu.retired * 0.99, `${cpu.blockInsns} of ${cpu.retired} in blocks`);
+    for (const cpu of [runs.js[runs.js.length - 1], runs.wasm[runs.wasm.length - 1]])
+      assert.ok(
+        cpu.blockInsns > cpu.retired * 0.99,
+        `${cpu.backend}: ${cpu.blockInsns} of ${cpu.retired} in blocks`,
+      );
   });
 
   // An instruction crossing a page end is decoded afresh each run. Its slot must be given back:

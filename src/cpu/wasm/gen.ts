@@ -117,6 +117,16 @@ export interface BlockPlan {
   loops: boolean[];
 }
 
+/**
+ * The instruction index j > k of a block at block offset target (j = n: past the last one,
+ * when it is not a control transfer), or -1.
+ */
+export function skipTarget(offs: number[], target: number, k: number, flags: number[]): number {
+  const n = flags.length;
+  for (let j = k + 1; j < n; j++) if (offs[j] === target) return j;
+  return offs[n] === target && (flags[n - 1] & F_CONTROL) === 0 ? n : -1;
+}
+
 class Gen {
   readonly c = new Code();
   /** The flag record in fa/fb/fx: kind (0: the io words hold it) and size. */
@@ -909,6 +919,43 @@ class Gen {
     return false;
   }
 
+  /**
+   * What a taken jcc (instruction k, F_BRANCH, not a loop) does: leave the block, or, when its
+   * target is an instruction j further on in the block (an if without an else, as blocks.ts
+   * does it: labels must nest), go on there through a wasm block it breaks out of, the
+   * skipped instructions not retired (DONE, and its io word for a fault or a handler).
+   */
+  skip(p: BlockPlan, k: number, open: number[]): () => void {
+    const j = skipTarget(p.offs, p.ends[k] + this.dc.imm[p.slots[k]], k, p.flags);
+    if (j <= 0 || (open.length > 0 && j > open[open.length - 1])) return () => this.exit(k + 1);
+    open.push(j);
+    this.open(Op.block);
+    const label = this.depth;
+    return () => {
+      this.flushCode();
+      if (j > k + 1) {
+        this.c
+          .get(DONE)
+          .i32(j - k - 1)
+          .op(Op.sub)
+          .set(DONE);
+        this.put(this.io(IO_DONE), () => this.c.get(DONE));
+      }
+      this.c.br(Op.br, this.depth - label);
+    };
+  }
+  /**
+   * Closes the forward-branch labels that end before instruction k: two paths meet there, so
+   * the flag record is in the io words (both paths wrote it) and unknown here.
+   */
+  closeSkips(open: number[], k: number): void {
+    while (open.length > 0 && open[open.length - 1] === k) {
+      open.pop();
+      this.forget();
+      this.close();
+    }
+  }
+
   /** The handler of instruction k through the call import. */
   handler(fn: Site["fn"], slot: number, end: number, control: boolean): void {
     this.forget();
@@ -940,9 +987,12 @@ export function blockBody(
     g.open(Op.loop);
     g.loopLevel = g.depth;
   }
+  /** Where the open forward-branch labels end (instruction indexes), innermost last. */
+  const open: number[] = [];
   for (let k = 0; k < n; k++) {
     g.k = k;
     const f = p.flags[k];
+    g.closeSkips(open, k);
     if (f & F_STACK) g.put(g.io(IO_SAVEDESP), () => g.ld(g.reg(ESP)));
     if (f & F_CONTROL) g.eipAt(p.ends[k]);
     const taken =
@@ -965,7 +1015,7 @@ export function blockBody(
             g.exit(0);
           }
         : f & F_BRANCH
-          ? () => g.exit(k + 1)
+          ? g.skip(p, k, open)
           : () => {};
     let ok: boolean;
     if (f & F_TRACE) {
@@ -1003,6 +1053,7 @@ export function blockBody(
       g.close();
     }
   }
+  g.closeSkips(open, n);
   if (round) g.close();
   if ((p.flags[n - 1] & F_CONTROL) === 0) g.eipAt(p.offs[n]);
   g.exit(n);
