@@ -57,6 +57,8 @@ interface Options {
   micro: boolean;
   /** Rounds of tsxen then v86, side by side. */
   rounds: number;
+  /** Only tsxen with this back end (no v86, interpreter or native): for profiles and cachegrind. */
+  only: Backend | null;
 }
 
 function usage(): string {
@@ -68,6 +70,8 @@ function usage(): string {
     "  --max-seconds S     give up on the emulated run after S seconds of wall time (default 600)",
     "  --rounds N          rounds of tsxen and v86 side by side; ranges are printed (default 1)",
     "  --micro             also run micro-benchmarks (hand-assembled loops) and print their MIPS",
+    "  --only js|wasm      only tsxen with that back end of compiled blocks, a line a round",
+    "                      (for profiles and cachegrind: no v86, interpreter or native run)",
   ].join("\n");
 }
 
@@ -80,6 +84,7 @@ function parseArgs(argv: string[]): Options {
     maxSeconds: 600,
     micro: false,
     rounds: 1,
+    only: null,
   };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
@@ -113,6 +118,13 @@ function parseArgs(argv: string[]): Options {
       case "--micro":
         opts.micro = true;
         break;
+      case "--only": {
+        const b = inline ?? argv[++i];
+        if (b !== "js" && b !== "wasm")
+          fail(`--only takes js or wasm, got ${JSON.stringify(b ?? "nothing")}`);
+        opts.only = b;
+        break;
+      }
       case "-h":
       case "--help":
         process.stdout.write(`${usage()}\n`);
@@ -647,6 +659,20 @@ async function main(): Promise<void> {
   if (opts.micro) runMicros();
   const root = repoRoot();
   const built = build(root);
+  if (opts.only !== null) {
+    for (let r = 0; r < opts.rounds; r++) {
+      const e = runEmulated(built.elf, opts, true, opts.only);
+      const s = e.steady;
+      const w = e.wasm;
+      process.stdout.write(
+        `${opts.only} blocks, round ${r + 1}: steady ${(s.retired / s.cpuSeconds / 1e6).toFixed(1)} MIPS by CPU time, ` +
+          `${(s.retired / s.seconds / 1e6).toFixed(1)} wall; checksum 0x${hex(s.checksum)}` +
+          (w ? `; ${w.blocks} wasm blocks, ${w.runs.toLocaleString("en-US")} runs` : "") +
+          "\n",
+      );
+    }
+    return;
+  }
   // Side by side: each round runs tsxen and then v86 on the same image, so a load change on
   // this shared machine hits both; the ratio is taken per round and its range printed.
   // The wasm back end of compiled blocks (wasm/backend.ts) runs in each round too.

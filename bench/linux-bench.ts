@@ -21,6 +21,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Exit } from "../src/cpu/regs.js";
 import { InterpStats } from "../src/cpu/stats.js";
+import { wasmBackend } from "../src/cpu/wasm/backend.js";
 import { LinuxRun, PROMPT, xenLinuxFiles, xenLinuxInitrd } from "../test/helpers/xenlinux.js";
 
 const TRAP_page_fault = 14;
@@ -163,6 +164,12 @@ async function main(): Promise<number> {
     ].join(", ");
   };
   process.stdout.write("XenLinux 2.6.11, BusyBox initrd, 64 MiB, virtual time\n");
+  const wasm = cpu.backend === "wasm" ? wasmBackend(cpu) : null;
+  process.stdout.write(
+    wasm === null
+      ? "compiled blocks: JS\n"
+      : `compiled blocks: wasm, ${wasm.blocks} blocks in ${wasm.modules} modules, ${wasm.runs} wasm block runs\n`,
+  );
   const names = [...MARKS.map((m) => m[0]), "poweroff"];
   for (let i = 0; i < counts.length; i++)
     process.stdout.write(`${line(names[i], i === 0 ? start : counts[i - 1], counts[i])}\n`);

@@ -35,6 +35,7 @@ import {
   BLOCK_TYPE,
   type BlockPlan,
   blockBody,
+  hubBody,
   IMPORT_TYPES,
   IMPORTS,
   LOCALS,
@@ -132,6 +133,13 @@ export class WasmBackend {
   private readonly stateAt: number;
   private readonly tlbAt: number;
   private readonly memory: WebAssembly.Memory;
+  /**
+   * hub(i, left) calls table entry i (a block) with the budget left. Every wrapper calls its
+   * block through this one function: a JS call site that saw each block's own export was
+   * megamorphic, and V8 took its generic JS-to-wasm path (~1/3 of a wrapper's time); one
+   * target is inlined, and a call_indirect inside wasm costs little.
+   */
+  private readonly hub: (i: number, left: number) => number;
 
   constructor(readonly cpu: Cpu) {
     const a = cpu.state.arena;
@@ -140,6 +148,10 @@ export class WasmBackend {
     this.stateAt = a.state;
     this.tlbAt = tlbAddress(a);
     this.memory = a.memory;
+    this.hub = this.instantiate([{ type: REGION_TYPE, locals: [], body: hubBody() }], [], 0)[0] as (
+      i: number,
+      left: number,
+    ) => number;
   }
 
   /** Queues the block whose JS function is js (compiled from plan). */
@@ -175,12 +187,12 @@ export class WasmBackend {
       // Dropped (its frame written) or replaced meanwhile: nothing to do.
       const k = this.known.get(p.slot);
       if (dc.blockFn[p.slot] !== p.js || k === undefined || k.js !== p.js) continue;
-      const w = this.wrapper(fns[i], p.offs, p.flags);
-      dc.blockFn[p.slot] = w;
-      k.wasm = w;
       k.index = this.tableFree.pop() ?? this.tableUsed++;
       if (k.index >= this.table.length) this.table.grow(this.table.length);
       this.table.set(k.index, fns[i]);
+      const w = this.wrapper(k.index, p.offs, p.flags);
+      dc.blockFn[p.slot] = w;
+      k.wasm = w;
       this.blocks++;
     }
   }
@@ -286,8 +298,9 @@ export class WasmBackend {
     flagsIn(c, io);
   }
 
-  private wrapper(fn: (left: number) => number, O: Int32Array, F: Uint8Array): BlockFn {
+  private wrapper(index: number, O: Int32Array, F: Uint8Array): BlockFn {
     const io = this.io;
+    const hub = this.hub;
     return (c) => {
       const e0 = c.eip;
       const r0 = c.retired;
@@ -295,7 +308,7 @@ export class WasmBackend {
       this.runs++;
       let n: number;
       try {
-        n = fn(Math.min(c.runEnd - r0, MAX_LEFT));
+        n = hub(index, Math.min(c.runEnd - r0, MAX_LEFT));
       } catch (x) {
         this.unwind(c, e0, r0, O, F);
         c.held(x);

@@ -1060,6 +1060,15 @@ export function blockBody(
   return { body: c.b, inline: g.inline };
 }
 
+/** The body of the back end's hub: (i, left) calls table entry i (a block) with budget left. */
+export function hubBody(): number[] {
+  const c = new Code();
+  c.get(1).get(0).op(Op.callIndirect);
+  uleb(c.b, BLOCK_TYPE);
+  c.op(0x00); // table 0
+  return c.b;
+}
+
 /** Type of a region function: (budget, EIP of its page's offset 0) -> instructions retired. */
 export const REGION_TYPE = 2;
 
