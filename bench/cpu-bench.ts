@@ -16,7 +16,8 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Cpu } from "../src/cpu/cpu.js";
 import { CS, EAX, EBX, ECX, ESI, ESP, Exit } from "../src/cpu/regs.js";
-import { allocRam, type Backend } from "../src/cpu/wasm/arena.js";
+import type { Backend } from "../src/cpu/wasm/arena.js";
+import { allocRam } from "../src/machine/ram.js";
 import { wasmBackend } from "../src/cpu/wasm/backend.js";
 
 const DEFAULT_ITERATIONS = 1000;

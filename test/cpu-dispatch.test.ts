@@ -10,7 +10,8 @@ import { describe, it } from "node:test";
 import { Cpu } from "../src/cpu/cpu.js";
 import { SLOT_MASK } from "../src/cpu/decode.js";
 import { EAX, ESP, Exit } from "../src/cpu/regs.js";
-import { allocRam, type Backend } from "../src/cpu/wasm/arena.js";
+import type { Backend } from "../src/cpu/wasm/arena.js";
+import { allocRam } from "../src/machine/ram.js";
 import { wasmBackend } from "../src/cpu/wasm/backend.js";
 import { type CpuState, runSlices } from "./helpers/cpu-state.js";
 

@@ -9,7 +9,8 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { Cpu } from "../src/cpu/cpu.js";
 import { DS, EAX, ECX, EDI, EDX, ESI, ESP, Exit } from "../src/cpu/regs.js";
-import { allocRam, type Backend } from "../src/cpu/wasm/arena.js";
+import type { Backend } from "../src/cpu/wasm/arena.js";
+import { allocRam } from "../src/machine/ram.js";
 import { wasmBackend } from "../src/cpu/wasm/backend.js";
 import { type CpuState, runSlice, runSlices } from "./helpers/cpu-state.js";
 

@@ -2,7 +2,7 @@
  * Machine memory: one ArrayBuffer of 4 KiB frames, and the heap allocator that hands frames
  * to the hypervisor. Knows nothing of Xen: ownership and types are the hypervisor's business.
  */
-import { allocRam } from "../cpu/wasm/arena.js";
+import { allocRam } from "./ram.js";
 
 export const FRAME_SIZE = 4096;
 export const FRAME_SHIFT = 12;

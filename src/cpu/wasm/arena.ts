@@ -61,24 +61,27 @@ export interface Arena {
 const arenas = new WeakMap<ArrayBufferLike, Arena>();
 
 /**
- * A zero-filled RAM of `bytes` bytes (a multiple of 4 KiB), on a WebAssembly.Memory with a
- * state area after it when both fit in 4 GiB and the host gives one; else a plain buffer.
- * Either way the host commits pages when first written.
+ * The wasm pages a memory holding a RAM of `bytes` bytes and its state area needs, or 0 when
+ * they do not fit a wasm32 memory (4 GiB).
  */
-export function allocRam(bytes: number): Uint8Array {
-  const { size } = layout(bytes);
-  const pages = Math.ceil((bytes + size) / PAGE);
-  if (typeof WebAssembly === "object" && pages <= MAX_PAGES) {
-    try {
-      const memory = new WebAssembly.Memory({ initial: pages, maximum: pages });
-      const ram = new Uint8Array(memory.buffer, 0, bytes);
-      arenas.set(memory.buffer, { memory, state: pages * PAGE - size, ramBytes: bytes, claimed: false });
-      return ram;
-    } catch {
-      // No room for another wasm memory (address space): a plain buffer, the JS back end.
-    }
-  }
-  return new Uint8Array(bytes);
+export function arenaPages(bytes: number): number {
+  const pages = Math.ceil((bytes + layout(bytes).size) / PAGE);
+  return pages <= MAX_PAGES ? pages : 0;
+}
+
+/**
+ * The RAM of `bytes` bytes at address 0 of memory (arenaPages(bytes) pages), recorded with
+ * the state area after it, for the first Cpu made on it (src/machine/ram.ts allocates).
+ */
+export function arenaRam(memory: WebAssembly.Memory, bytes: number): Uint8Array {
+  const pages = memory.buffer.byteLength / PAGE;
+  arenas.set(memory.buffer, {
+    memory,
+    state: pages * PAGE - layout(bytes).size,
+    ramBytes: bytes,
+    claimed: false,
+  });
+  return new Uint8Array(memory.buffer, 0, bytes);
 }
 
 /** The CPU state arrays, in a claimed arena when there is one. */

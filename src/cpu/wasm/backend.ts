@@ -263,10 +263,7 @@ export class WasmBackend {
         c.held(x);
         return;
       }
-      c.eip = io[IO_EIP];
-      flagsIn(c, io);
-      c.retired = r0 + n;
-      c.codeHit = 0;
+      this.leave(c, r0 + n);
       c.regionBlocks += io[IO_RBLOCKS];
       this.runs += io[IO_RBLOCKS];
     };
@@ -283,6 +280,15 @@ export class WasmBackend {
     io[IO_DONE] = 0;
     io[IO_RDONE] = 0;
     this.r0 = c.retired;
+  }
+
+  /** The Cpu's state after a block or region returned, retired r. */
+  private leave(c: Cpu, r: number): void {
+    const io = this.io;
+    c.eip = io[IO_EIP];
+    flagsIn(c, io);
+    c.retired = r;
+    c.codeHit = 0;
   }
 
   /**
@@ -314,10 +320,7 @@ export class WasmBackend {
         c.held(x);
         return;
       }
-      c.eip = io[IO_EIP];
-      flagsIn(c, io);
-      c.retired = r0 + n;
-      c.codeHit = 0;
+      this.leave(c, r0 + n);
     };
   }
 
