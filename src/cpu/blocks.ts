@@ -21,15 +21,16 @@
  * (cpu.codeHit) ends the block after the writing instruction, so self-modifying code is seen
  * by the next instruction, as on a P6.
  *
- * Only the hot handlers (ops/table.ts HOT_FNS) are compiled: none of them changes CS, CPL,
- * paging, the debug state or the run loop's end, or reads EIP except the control transfers,
- * whose EIP the block sets first.
+ * Only the hot handlers (ops/table.ts HOT_FNS) are compiled: none of them changes paging, or
+ * reads EIP except the control transfers, whose EIP the block sets first. The one that may
+ * change CS, CPL or the debug state (iret) ends its block, and a region returns after it when
+ * it did (the fetch window was dropped); a load of SS is never compiled.
  */
 import { type FlagState, followedJump, inlineCode, predictedReturn } from "./codegen.js";
 import { CPU_FAULT, type Cpu } from "./cpu.js";
 import { type BlockFn, type DecodeCache, decodeInto, hasModrm, type RegionFn, SLOT_MASK } from "./decode.js";
 import { type Handler, HOT_FNS, hotCase } from "./ops/table.js";
-import { CS } from "./regs.js";
+import { CS, SS } from "./regs.js";
 import { wasmBackend } from "./wasm/backend.js";
 
 /** Interpreted runs of an instruction before a block starting there is compiled. */
@@ -53,6 +54,7 @@ function isControl(opc: number, sub: number): boolean {
     opc === 0xeb ||
     opc === 0xc2 ||
     opc === 0xc3 ||
+    opc === 0xcf ||
     (opc === 0xff && (sub === 2 || sub === 4))
   );
 }
@@ -68,7 +70,31 @@ function movesStack(opc: number, sub: number): boolean {
     opc === 0xe8 ||
     opc === 0xc2 ||
     opc === 0xc3 ||
+    opc === 0xcf ||
+    opc === 0x60 ||
+    opc === 0x61 ||
+    (opc & 0x1e6) === 0x06 || // push/pop es, cs, ss, ds
+    (opc & 0x1f6) === 0x1a0 || // push/pop fs, gs
     (opc === 0xff && (sub === 2 || sub === 6))
+  );
+}
+
+/**
+ * Forms without a ModRM memory operand that may write memory: pushes, and segment loads
+ * (the descriptor's accessed bit).
+ */
+function writesImplicitly(opc: number, sub: number): boolean {
+  return (
+    (opc >= 0x50 && opc <= 0x57) ||
+    opc === 0x68 ||
+    opc === 0x6a ||
+    (opc === 0xff && sub === 6) ||
+    opc === 0x60 ||
+    opc === 0xa2 ||
+    opc === 0xa3 ||
+    opc === 0x8e ||
+    (opc & 0x1e6) === 0x06 ||
+    (opc & 0x1f6) === 0x1a0
   );
 }
 
@@ -221,6 +247,12 @@ const F_BRANCH = 8; // a jcc the block goes on after when it is not taken
 const F_TRACE = 16; // a jmp or call the block follows to its target
 const F_RETURN = 32; // a ret to the instruction after a call the block followed: goes on there
 
+/**
+ * The slots of the blocks that end in iret, by decode cache: a wasm region, which goes on
+ * after a block whatever it did to CS or CPL, does not link them (compileRegion).
+ */
+const iretEnds = new WeakMap<DecodeCache, Set<number>>();
+
 /** Decode-cache flushes when the block being compiled was started: one since ends it. */
 let flushesAtStart = 0;
 
@@ -296,8 +328,8 @@ export function compileBlock(cpu: Cpu, blockOff: number, off: number): boolean {
     const opc = (id >> 3) & 0x1ff;
     const sub = id & 7;
     const memForm = hasModrm(opc >> 8, opc & 0xff) && dc.modrm[slot] < 0xc0 && opc !== 0x8d;
-    const pushes =
-      (opc >= 0x50 && opc <= 0x57) || opc === 0x68 || opc === 0x6a || (opc === 0xff && sub === 6);
+    // A load of SS changes the stack's size, which a wasm block reads once: never compiled.
+    if (opc === 0x8e && ((dc.modrm[slot] >> 3) & 7) === SS) break;
     const len = (e >> 18) & 15;
     const stack = movesStack(opc, sub) ? F_STACK : 0;
     let f: number;
@@ -342,7 +374,7 @@ export function compileBlock(cpu: Cpu, blockOff: number, off: number): boolean {
         f = F_CONTROL | stack;
       }
     } else {
-      f = stack | ((memForm && !readsOnly(opc, sub)) || pushes ? F_CHECK : 0);
+      f = stack | ((memForm && !readsOnly(opc, sub)) || writesImplicitly(opc, sub) ? F_CHECK : 0);
     }
     fns.push(HOT_FNS[hot]);
     slots.push(slot);
@@ -357,6 +389,10 @@ export function compileBlock(cpu: Cpu, blockOff: number, off: number): boolean {
   const make = factoryFor(blockSource(dc, slots, offs, ends, flags), flags.length);
   const block = make(new Int32Array(offs), new Uint8Array(flags), ...fns);
   dc.setBlock(slots[0], block, flags.length, blockOff);
+  let iret = iretEnds.get(dc);
+  if (iret === undefined) iretEnds.set(dc, (iret = new Set()));
+  if (((dc.op[slots[slots.length - 1]] >> 3) & 0x1ff) === 0xcf) iret.add(slots[0]);
+  else iret.delete(slots[0]);
   // The wasm back end takes the block from here (its JS function runs until the batch is in).
   const wasm = cpu.backend === "wasm" ? wasmBackend(cpu) : null;
   if (wasm !== null) {
@@ -403,7 +439,9 @@ export function compileRegion(cpu: Cpu, blockOff: number): void {
   if (slots.length === 0) return;
   // With the wasm back end: its queued blocks compiled first (the region links them), and
   // the region itself in wasm when the back end does regions (WasmBackend.wasmRegions).
-  const wasm = cpu.backend === "wasm" ? wasmBackend(cpu)?.region(at, slots) : null;
+  let wasm = (cpu.backend === "wasm" ? wasmBackend(cpu)?.region(at, slots) : null) ?? null;
+  // A wasm region goes on after a block whatever it did to CS or CPL: none over an iret.
+  if (wasm !== null && slots.some((s) => iretEnds.get(dc)?.has(s))) wasm = null;
   const region = wasm ?? linkRegion(index, new Uint8Array(lens), blocks);
   for (const slot of slots) dc.regionFn[slot] = region;
 }
@@ -413,7 +451,9 @@ const noBlock: BlockFn = () => {};
 /** The region over blocks B (B[X[page offset]], 0: none), L: their lengths. */
 function linkRegion(X: Uint16Array, L: Uint8Array, B: BlockFn[]): RegionFn {
   return (c, pb) => {
-    const w = c.codeWrites;
+    // Moved by a write to a code frame (this frame's blocks may be gone) and by a change of CS
+    // or CPL (an iret: pb may be stale, the page's rights differ).
+    const w = c.fetchDrops;
     for (;;) {
       const o = (c.eip - pb) >>> 0;
       if (o > 0xfff) return;
@@ -421,7 +461,7 @@ function linkRegion(X: Uint16Array, L: Uint8Array, B: BlockFn[]): RegionFn {
       if (i === 0 || c.retired + L[i] > c.runEnd) return;
       c.regionBlocks++;
       B[i](c);
-      if (c.codeWrites !== w) return;
+      if (c.fetchDrops !== w) return;
     }
   };
 }

@@ -218,6 +218,11 @@ export class Cpu {
    */
   private fetchEip = 0;
   private fetchBlock: number;
+  /**
+   * Times the fetch window was dropped (a code write, a change of CS, CPL or paging): a region
+   * returns to the run loop when it moves (blocks.ts linkRegion).
+   */
+  fetchDrops = 0;
 
   /** Linear page of the fetch window, or -1; assigning -1 drops it (as dropFetch). */
   get fetchPage(): number {
@@ -673,6 +678,7 @@ export class Cpu {
    */
   dropFetch(): void {
     this.fetchBlock = this.dc.emptyBlock;
+    this.fetchDrops++;
   }
 
   /** Drops decoded instructions of a frame the host or the guest wrote. */
@@ -1479,7 +1485,9 @@ export class Cpu {
           this.blockInsns += this.retired - r0;
           // Blocks of this frame that no region holds run often: (re)build its region.
           const due = ++dc.regionDue[fb >>> 12];
-          if (due === this.regionThreshold && due !== 0 && fb === this.fetchBlock) {
+          // Not when the block dropped the fetch window (an iret to another CS or ring, a code
+          // write): a later standalone run that keeps it builds the region.
+          if (due >= this.regionThreshold && this.regionThreshold !== 0 && fb === this.fetchBlock) {
             dc.regionDue[fb >>> 12] = 0;
             compileRegion(this, fb);
           }

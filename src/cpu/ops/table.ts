@@ -137,6 +137,29 @@ const HOT_OPS: readonly (readonly [number, number, number, boolean?])[] = [
   [0, 0xc7, 0, true], // mov Ew, Iw
   [0, 0xa1, 0], // mov eax, moffs
   [0, 0x99, 0], // cdq
+  // The guest kernels' fault and event entry and exit stubs (bench:exits --only page_fault,
+  // event_upcall: these were all their interpreted instructions). A segment load runs its
+  // handler, the interpreter's checks; a block ends at iret and never holds a load of SS
+  // (blocks.ts).
+  [0, 0x1e, 0], // push ds
+  [0, 0x06, 0], // push es
+  [1, 0xa0, 0], // push fs
+  [1, 0xa8, 0], // push gs
+  [0, 0x1f, 0], // pop ds
+  [0, 0x07, 0], // pop es
+  [1, 0xa1, 0], // pop fs
+  [1, 0xa9, 0], // pop gs
+  [0, 0x60, 0], // pusha
+  [0, 0x61, 0], // popa
+  [0, 0x8e, 0], // mov Sw, Ew
+  [0, 0xcf, 0], // iret
+  [0, 0xa3, 0], // mov moffs, eax
+  [0, 0xa2, 0], // mov moffs, al
+  [0, 0xfc, 0], // cld
+  [0, 0x87, 0], // xchg Ed, Gd
+  [1, 0xbc, 0], // bsf
+  [1, 0xb3, 0], // btr Ed, Gd
+  [0, 0xf7, 2], // not Ed
 ];
 
 /** Hot handlers at most (numbered 1..HOT_CASES, kept in bits 22-28 of a slotOf entry, which
