@@ -11,8 +11,8 @@ import { describe, it } from "node:test";
 import { compileRegion } from "../src/cpu/blocks.js";
 import { Cpu } from "../src/cpu/cpu.js";
 import { CS, DS, EAX, EBX, ECX, ES, ESP, Exit, FS, GS, SS } from "../src/cpu/regs.js";
-import { allocRam } from "../src/cpu/wasm/arena.js";
 import { wasmBackend } from "../src/cpu/wasm/backend.js";
+import { allocRam } from "../src/machine/ram.js";
 import { type CpuState, runSlice } from "./helpers/cpu-state.js";
 
 const CODE = 0x1000;
