@@ -53,6 +53,8 @@ const TYPES: FuncType[] = [
 const LOCAL_TYPES: number[] = new Array<number>(LOCALS).fill(I32);
 /** Blocks per module. */
 export const WASM_BATCH = 32;
+/** A compiled block: (budget left) -> instructions retired. */
+type BlockExport = (left: number) => number;
 /** The most a call may retire (the budget is passed as an i32). */
 const MAX_LEFT = 0x3fffffff;
 
@@ -118,6 +120,12 @@ export class WasmBackend {
   inline = 0;
   handlers = 0;
   private pending: Pending[] = [];
+  /**
+   * Modules compile synchronously until the host refuses (a browser's main thread, above
+   * 4 KB), then in the background: the blocks run as JS until theirs is in (tests clear it).
+   */
+  syncCompile = true;
+  private readonly compiling = new Set<Promise<void>>();
   /** Blocks by first slot, for the regions (dropped when a slot's block changes). */
   private readonly known = new Map<number, Known>();
   /**
@@ -179,9 +187,41 @@ export class WasmBackend {
     const sites = this.sites;
     this.sites = [];
     const funcs = pending.map((p) => ({ type: BLOCK_TYPE, locals: LOCAL_TYPES, body: p.body }));
-    const fns = this.instantiate(funcs, sites, ...pending.map((_, i) => i)) as ((left: number) => number)[];
-    const dc = this.cpu.dc;
+    const indexes = pending.map((_, i) => i);
     if (++this.flushes % SWEEP_EVERY === 0) this.sweep();
+    if (this.syncCompile) {
+      try {
+        this.install(pending, this.instantiate(funcs, sites, ...indexes) as BlockExport[]);
+        return;
+      } catch (x) {
+        // A browser's main thread refuses a synchronous compile of more than 4 KB (V8's
+        // embedder limit): from now on compile in the background.
+        if (!(x instanceof RangeError)) throw x;
+        this.syncCompile = false;
+      }
+    }
+    const done = WebAssembly.instantiate(this.bytes(funcs, indexes), this.importObject(sites)).then(
+      ({ instance }) => {
+        this.modules++;
+        this.install(
+          pending,
+          indexes.map((f) => instance.exports[`f${f}`] as BlockExport),
+        );
+      },
+      // Not compiled (out of memory): the blocks stay JS.
+      () => {},
+    );
+    this.compiling.add(done);
+    void done.finally(() => this.compiling.delete(done));
+  }
+
+  /**
+   * Puts the compiled functions fns of the blocks `pending` in place of their JS functions,
+   * in their slots and in the JS region that links them (one built while a background
+   * compile was under way calls the JS functions; the region's table is read at each call).
+   */
+  private install(pending: Pending[], fns: BlockExport[]): void {
+    const dc = this.cpu.dc;
     for (let i = 0; i < pending.length; i++) {
       const p = pending[i];
       // Dropped (its frame written) or replaced meanwhile: nothing to do.
@@ -192,9 +232,19 @@ export class WasmBackend {
       this.table.set(k.index, fns[i]);
       const w = this.wrapper(k.index, p.offs, p.flags);
       dc.blockFn[p.slot] = w;
+      const tab = dc.regionTab[p.slot];
+      if (tab !== null) {
+        const at = tab.B.indexOf(p.js);
+        if (at >= 0) tab.B[at] = w;
+      }
       k.wasm = w;
       this.blocks++;
     }
+  }
+
+  /** Resolves when the background compiles under way have put their blocks in place. */
+  async compiled(): Promise<void> {
+    while (this.compiling.size > 0) await Promise.all(this.compiling);
   }
 
   /**
@@ -305,7 +355,6 @@ export class WasmBackend {
   }
 
   private wrapper(index: number, O: Int32Array, F: Uint8Array): BlockFn {
-    const io = this.io;
     const hub = this.hub;
     return (c) => {
       const e0 = c.eip;
@@ -326,7 +375,17 @@ export class WasmBackend {
 
   /** Compiles and instantiates a module of funcs; returns the functions `exported` (indexes in funcs). */
   private instantiate(funcs: ModuleSpec["funcs"], sites: Site[], ...exported: number[]): unknown[] {
-    const bytes = moduleBytes({
+    const inst = new WebAssembly.Instance(
+      new WebAssembly.Module(this.bytes(funcs, exported)),
+      this.importObject(sites),
+    );
+    this.modules++;
+    return exported.map((f) => inst.exports[`f${f}`]);
+  }
+
+  /** A module of funcs exporting those `exported` (indexes in funcs) as f<index>. */
+  private bytes(funcs: ModuleSpec["funcs"], exported: number[]): Uint8Array<ArrayBuffer> {
+    return moduleBytes({
       types: TYPES,
       imports: IMPORTS.map((name, i) => ({ name, type: IMPORT_TYPES[i] })),
       memPages: this.memory.buffer.byteLength / 65536,
@@ -334,11 +393,10 @@ export class WasmBackend {
       funcs,
       exports: exported.map((f) => ({ name: `f${f}`, func: IMPORTS.length + f })),
     });
-    const inst = new WebAssembly.Instance(new WebAssembly.Module(bytes), {
-      i: { ...this.imports(sites), t: this.table },
-    });
-    this.modules++;
-    return exported.map((f) => inst.exports[`f${f}`]);
+  }
+
+  private importObject(sites: Site[]): WebAssembly.Imports {
+    return { i: { ...this.imports(sites), t: this.table } };
   }
 
   private imports(sites: Site[]): WebAssembly.ModuleImports {
