@@ -489,9 +489,14 @@ describe("guests", () => {
     }).domain;
     assert.equal(b.id, 2);
     runGuests(hv, [a, b], out, 20e9);
-    for (const d of [a, b]) {
+    // Every check ran (pinned): A 12, B 13.
+    for (const [d, checks] of [
+      [a, 12],
+      [b, 13],
+    ] as const) {
       const text = out.get(d) ?? "";
       assertGuestPassed(text);
+      assert.match(text, new RegExp(`DONE passed=${checks} failed=0`), text);
     }
   });
 

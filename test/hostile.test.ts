@@ -580,11 +580,8 @@ describe("hostile guests beside a victim", () => {
       guest: "priv_spam",
       cmdline: "ms=10",
       checks: 3,
-      // BVT's wake compares the woken vcpu's evt with the running one's as its slice began, not
-      // as of now (bvt_wake's calc_avt adds the MCUs run since): the spinning attacker keeps the
-      // ticker off the CPU for its whole slice (no tick in the 10 ms). Fixing that (tried) breaks
-      // ev_pingpong_b's masked-burst checks, which lean on today's order: left for now.
-      todo: "BVT wake uses the running vcpu's evt from its slice start (ticks starve)",
+      // Before bvt_wake's calc_avt (the running vcpu's evt as of now, not as its slice began),
+      // the spinning attacker kept the ticker off the CPU for its whole slice: no tick in 10 ms.
       drive: (m) => {
         // An idle kernel with a 1 ms periodic timer: each tick it arms the next (set_timer_op).
         const ticker = launchDomain(m.hv, {
@@ -612,6 +609,23 @@ describe("hostile guests beside a victim", () => {
         const gaps = armed.slice(1).map((t, i) => t - armed[i]);
         const late = gaps.filter((g) => g < 1e6 || g > 1e6 + 20_000);
         assert.deepEqual(late, [], `gaps between ticks (ns): ${gaps.join(" ")}`);
+        return r;
+      },
+    });
+  });
+
+  describe("8d. code a hot loop calls, remapped and rewritten under it (regions linked across pages)", () => {
+    attack({
+      title:
+        "update_va_mapping of the callee's page to another frame (between and inside loops), a write to its code, the victim's frame refused: every call runs the code mapped now",
+      guest: "code_remap",
+      checks: 12,
+      drive: (m) => {
+        // The calls and returns must have been linked inside regions (Cpu.hopFetch), or this
+        // attack tests nothing of the links: 6 loops of 6,000 calls, two crossings a call.
+        const hops = m.hv.cpu.regionHops;
+        const r = runAttacker(m);
+        assert.ok(m.hv.cpu.regionHops - hops > 40_000, `${m.hv.cpu.regionHops - hops} crossings linked`);
         return r;
       },
     });

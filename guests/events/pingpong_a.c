@@ -1,7 +1,8 @@
 /*
  * Interdomain events, side A (the binder): bind_interdomain(SELF, 0, B, port) to B's
  * offered port (retrying until B has offered it), then ping B and wait for each answer;
- * then a burst of three sends for B's coalescing check; then close.
+ * then a "go" once the last answer is in (so B's "ready" cannot coalesce with that answer
+ * into one pending bit), a burst of three sends for B's coalescing check; then close.
  * cmdline: peer=<B's domid> port=<B's port> rounds=<N>.
  */
 #include "lib.h"
@@ -63,6 +64,7 @@ void start_kernel(start_info_t *si)
 			break;
 	}
 	CHECK_EQ(received, rounds, "every_ping_answered");
+	CHECK_EQ(ev_send(p1), 0, "go_for_burst");
 
 	/* B says ready (one event), then we send a burst of three and wait for its ack. */
 	wait_for(rounds + 1);

@@ -1,7 +1,9 @@
 /*
  * Interdomain events, side B (the one that offers the port): alloc_unbound for A, then
- * answers each event from A with one of its own. Then a coalescing phase: with its port
- * masked, B lets A send three events and finds one pending bit and no upcall.
+ * answers each event from A with one of its own. Then a coalescing phase: after A's "go"
+ * (sent once A has our last answer: two sends of ours in a row could coalesce into one
+ * pending bit at A), with its port masked, B lets A send three events and finds one pending
+ * bit and no upcall.
  * Finally B waits for A to close its end and sees its own port back in UNBOUND for A.
  * cmdline: peer=<A's domid> rounds=<N>.  (Data through a shared page comes with grant tables.)
  */
@@ -52,7 +54,9 @@ void start_kernel(start_info_t *si)
 	CHECK(ev_status(DOMID_SELF, port, &st, &u1, 0) == 0 && st == EVTCHNSTAT_interdomain &&
 	      (u1 & 0xFFFF) == peer, "status_interdomain_to_peer");
 
-	/* Coalescing: mask the port, tell A to send 3, wait for the pending bit. */
+	/* Coalescing: after A's go, mask the port, tell A to send 3, wait for the pending bit. */
+	wait_for(rounds + 1);
+	CHECK_EQ(received, rounds + 1, "go_for_burst");
 	events_disable();
 	set_bit(port, ev_mask_words());
 	upcalls = upcall_count;
@@ -63,7 +67,7 @@ void start_kernel(start_info_t *si)
 	for (tries = 0; tries < 50; tries++)
 		HYPERVISOR_sched_op(SCHEDOP_yield);
 	CHECK(test_bit(port, ev_pending_words()), "burst_sets_pending_on_masked_port");
-	CHECK(upcall_count == upcalls && received == rounds, "masked_burst_no_upcall");
+	CHECK(upcall_count == upcalls && received == rounds + 1, "masked_burst_no_upcall");
 	/* The three sends coalesced into one pending bit: clearing it leaves nothing. */
 	clear_bit(port, ev_pending_words());
 	vcpu0()->evtchn_pending_sel = 0;
@@ -71,7 +75,7 @@ void start_kernel(start_info_t *si)
 	clear_bit(port, ev_mask_words());
 	events_enable();
 	HYPERVISOR_xen_version(0);
-	CHECK_EQ(received, rounds, "burst_coalesced_into_one_pending_bit");
+	CHECK_EQ(received, rounds + 1, "burst_coalesced_into_one_pending_bit");
 	CHECK_EQ(ev_send(port), 0, "ack_burst");
 
 	/* A closes its end: ours returns to UNBOUND awaiting A. */

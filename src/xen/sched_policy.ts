@@ -57,7 +57,7 @@ export interface SchedPolicy {
   /** Global context-switch allowance in ns (DOM0_SCHEDCTL; BVT only). */
   ctxAllowNs: number;
   /** A vcpu became runnable on CPU q (queue it). Returns true if it should preempt `curr`. */
-  wake(q: RunQueue, v: Vcpu, curr: Vcpu | null): boolean;
+  wake(q: RunQueue, v: Vcpu, curr: Vcpu | null, currRanNs: number): boolean;
   /** A vcpu stopped being runnable (remove it if queued). */
   sleep(q: RunQueue, v: Vcpu): void;
   /** Charge prev for ranNs and choose the next vcpu among q's runnable ones, at time nowNs. */
@@ -91,11 +91,15 @@ export class BvtPolicy implements SchedPolicy {
     return p.warp ? v.avt - p.warpValue : v.avt;
   }
 
-  wake(q: RunQueue, v: Vcpu, curr: Vcpu | null): boolean {
+  wake(q: RunQueue, v: Vcpu, curr: Vcpu | null, currRanNs: number): boolean {
     if (!q.has(v)) q.queue.unshift(v);
     if (v.avt < q.svt) v.avt = q.svt;
     v.evt = this.evtOf(v);
-    return curr === null || v.evt <= curr.evt;
+    if (curr === null) return true;
+    // The running vcpu's evt as of now (bvt_wake's calc_avt): with the evt its slice began at,
+    // a CPU-bound vcpu kept a woken one off the CPU for its whole slice (up to 10 ctx_allow).
+    const currEvt = curr.evt + Math.ceil(currRanNs / MCU_NS) * curr.domain.bvt.mcuAdvance;
+    return v.evt <= currEvt;
   }
 
   sleep(q: RunQueue, v: Vcpu): void {

@@ -203,7 +203,7 @@ export class Scheduler implements TimerWatch {
     const p = this.pcpus[v.processor];
     if (p.curr === v) return;
     this.hv.tbufs?.record(this.hv, p.id, Trc.SCHED_WAKE, v.domain.id, v.id);
-    if (this.policy.wake(p.rq, v, p.curr)) this.resched(p);
+    if (this.policy.wake(p.rq, v, p.curr, this.hv.clock.ns(p.cycles - p.lastSchedCycles))) this.resched(p);
   }
 
   /** domain_sleep: a vcpu stopped being runnable. */
