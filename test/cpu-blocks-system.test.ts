@@ -8,7 +8,7 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { compileRegion } from "../src/cpu/blocks.js";
+import { blockFactories, compileRegion } from "../src/cpu/blocks.js";
 import { Cpu } from "../src/cpu/cpu.js";
 import { CS, DS, EAX, EBX, ECX, ES, ESP, Exit, FS, GS, SS } from "../src/cpu/regs.js";
 import { wasmBackend } from "../src/cpu/wasm/backend.js";
@@ -260,5 +260,51 @@ describe("entry and exit stub forms in compiled blocks", () => {
     assert.equal(s.esp, 0xa000 - 0x100 - 20, "the frame still on the stack");
     assert.equal(s.cpl, 0);
     for (const v of COMPILED) assert.deepEqual(toUser(v, bad).steps, a.steps, v);
+  });
+});
+
+describe("blocks shared between copies of the same code", () => {
+  // At two frames, as two domains' copies of one kernel: mov ecx,100;
+  // loop: bsf edx,eax; add ebx,edx; inc eax; dec ecx; jnz loop; hlt
+  const LOOP = [0xb9, ...d(100), 0x0f, 0xbc, 0xd0, 0x01, 0xd3, 0x40, 0x49, 0x75, 0xf7, 0xf4];
+  const A = 0x4000;
+  const B = 0x6000;
+
+  function runAt(cpu: Cpu, at: number): number {
+    cpu.eip = at;
+    cpu.regs[EAX] = 1;
+    cpu.regs[EBX] = 0;
+    cpu.regs[ESP] = 0x9f00;
+    assert.equal(cpu.run(100000), Exit.Halt);
+    return cpu.regs[EBX];
+  }
+
+  /** A, B, then B rewritten to bsf edx,esp (the same block source, other operands), A, B. */
+  function both(v: Variant): { sums: number[]; made: number[] } {
+    const cpu = machine(LOOP, A, v);
+    cpu.mem8.set(LOOP, B);
+    const made = [blockFactories()];
+    const sums = [runAt(cpu, A)];
+    made.push(blockFactories());
+    sums.push(runAt(cpu, B));
+    made.push(blockFactories());
+    cpu.mem8[B + 7] = 0xd4;
+    cpu.invalidateCode(B + 7, 1);
+    sums.push(runAt(cpu, A), runAt(cpu, B));
+    made.push(blockFactories());
+    return { sums, made };
+  }
+
+  it("give each copy its own decoded operands, after one copy rewrote its code", () => {
+    const a = both("interp");
+    // bsf of 1..100 summed; the rewritten copy takes bsf of ESP (0x9f00: 8) 100 times.
+    assert.deepEqual(a.sums, [97, 97, 97, 800]);
+    for (const v of COMPILED) {
+      const b = both(v);
+      assert.deepEqual(b.sums, a.sums, v);
+      // The second copy, and the rewritten one, compiled no new factory: one per source.
+      assert.equal(b.made[2], b.made[1], `${v}: B made a factory of its own`);
+      assert.equal(b.made[3], b.made[2], `${v}: the rewritten B made a factory of its own`);
+    }
   });
 });

@@ -123,9 +123,12 @@ function readsOnly(opc: number, sub: number): boolean {
 }
 
 /**
- * Block factories by generated source. A block compiled again (after its frame was written,
- * or by another CPU running the same code at the same slots) reuses its factory, so V8's
- * feedback and optimised code for it are kept.
+ * Block factories by generated source. A source names no decode slot (a handler's slot is
+ * S[k], bound per block), only what the code's bytes give, so the same code compiled again
+ * (after its frame was written, on another CPU, or in another domain running the same kernel)
+ * reuses its factory, and all the blocks it made share V8's feedback and optimised code: 100
+ * idle domains tick through one stub's function instead of 100 cold copies. Nothing else is
+ * shared: each block reads its own domain's decoded slots and memory.
  */
 const factories = new Map<string, (...a: unknown[]) => BlockFn>();
 const MAX_FACTORIES = 16384;
@@ -211,7 +214,7 @@ function blockSource(
     if (code !== null) {
       body += `${code}\n`;
     } else {
-      body += `h${k}(c,${slots[k]});\n`;
+      body += `h${k}(c,S[${k}]);\n`;
       st.op = 0;
     }
     if (f & F_CHECK)
@@ -227,13 +230,18 @@ function blockSource(
   );
 }
 
+/** How many block factories there are (one per distinct source): for tests. */
+export function blockFactories(): number {
+  return factories.size;
+}
+
 function factoryFor(source: string, n: number): (...a: unknown[]) => BlockFn {
   let make = factories.get(source);
   if (make === undefined) {
-    // Sources name slots, which change when a cache is flushed: keep the map bounded.
+    // One per distinct piece of hot code run since the last clear: keep the map bounded.
     if (factories.size >= MAX_FACTORIES) factories.clear();
     const params = Array.from({ length: n }, (_, i) => `h${i}`);
-    make = new Function("O", "F", ...params, source) as (...a: unknown[]) => BlockFn;
+    make = new Function("O", "F", "S", ...params, source) as (...a: unknown[]) => BlockFn;
     factories.set(source, make);
   }
   return make;
@@ -387,7 +395,7 @@ export function compileBlock(cpu: Cpu, blockOff: number, off: number): boolean {
   if (flags.length === 0 || dc.flushes !== flushesAtStart) return false;
   offs.push(pos - off);
   const make = factoryFor(blockSource(dc, slots, offs, ends, flags), flags.length);
-  const block = make(new Int32Array(offs), new Uint8Array(flags), ...fns);
+  const block = make(new Int32Array(offs), new Uint8Array(flags), new Int32Array(slots), ...fns);
   dc.setBlock(slots[0], block, flags.length, blockOff);
   let iret = iretEnds.get(dc);
   if (iret === undefined) iretEnds.set(dc, (iret = new Set()));
