@@ -614,6 +614,23 @@ describe("hostile guests beside a victim", () => {
     });
   });
 
+  describe("8d. code a hot loop calls, remapped and rewritten under it (regions linked across pages)", () => {
+    attack({
+      title:
+        "update_va_mapping of the callee's page to another frame (between and inside loops), a write to its code, the victim's frame refused: every call runs the code mapped now",
+      guest: "code_remap",
+      checks: 12,
+      drive: (m) => {
+        // The calls and returns must have been linked inside regions (Cpu.hopFetch), or this
+        // attack tests nothing of the links: 6 loops of 6,000 calls, two crossings a call.
+        const hops = m.hv.cpu.regionHops;
+        const r = runAttacker(m);
+        assert.ok(m.hv.cpu.regionHops - hops > 40_000, `${m.hv.cpu.regionHops - hops} crossings linked`);
+        return r;
+      },
+    });
+  });
+
   describe("9. grant-table abuse", () => {
     attack({
       title:

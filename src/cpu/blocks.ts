@@ -28,7 +28,15 @@
  */
 import { type FlagState, followedJump, inlineCode, predictedReturn } from "./codegen.js";
 import { CPU_FAULT, type Cpu } from "./cpu.js";
-import { type BlockFn, type DecodeCache, decodeInto, hasModrm, type RegionFn, SLOT_MASK } from "./decode.js";
+import {
+  type BlockFn,
+  type DecodeCache,
+  decodeInto,
+  hasModrm,
+  type RegionFn,
+  type RegionTab,
+  SLOT_MASK,
+} from "./decode.js";
 import { type Handler, HOT_FNS, hotCase } from "./ops/table.js";
 import { CS, SS } from "./regs.js";
 import { wasmBackend } from "./wasm/backend.js";
@@ -450,21 +458,47 @@ export function compileRegion(cpu: Cpu, blockOff: number): void {
   let wasm = (cpu.backend === "wasm" ? wasmBackend(cpu)?.region(at, slots) : null) ?? null;
   // A wasm region goes on after a block whatever it did to CS or CPL: none over an iret.
   if (wasm !== null && slots.some((s) => iretEnds.get(dc)?.has(s))) wasm = null;
-  const region = wasm ?? linkRegion(index, new Uint8Array(lens), blocks);
-  for (const slot of slots) dc.regionFn[slot] = region;
+  const tab: RegionTab | null = wasm === null ? { X: index, L: new Uint8Array(lens), B: blocks } : null;
+  const region = wasm ?? linkRegion(tab as RegionTab);
+  for (const slot of slots) {
+    dc.regionFn[slot] = region;
+    dc.regionTab[slot] = tab;
+  }
 }
 
 const noBlock: BlockFn = () => {};
 
-/** The region over blocks B (B[X[page offset]], 0: none), L: their lengths. */
-function linkRegion(X: Uint16Array, L: Uint8Array, B: BlockFn[]): RegionFn {
+/**
+ * The region over t's blocks. When EIP leaves the page it goes on in the region of the page
+ * EIP is in now, if that page's next instruction starts a block of a JS region and the page
+ * is mapped and decoded (Cpu.hopFetch): a call, return or fall-through to another page no
+ * longer returns to the run loop. The link is looked up at each crossing through the TLB and
+ * the frame's decode block, never remembered, so a remap, a TLB flush or a code write (which
+ * ends the region run anyway) is seen at once; the wasm back end's blocks are in B like JS ones.
+ */
+function linkRegion(t: RegionTab): RegionFn {
   return (c, pb) => {
     // Moved by a write to a code frame (this frame's blocks may be gone) and by a change of CS
     // or CPL (an iret: pb may be stale, the page's rights differ).
     const w = c.fetchDrops;
+    const tabs = c.dc.regionTab;
+    let X = t.X;
+    let L = t.L;
+    let B = t.B;
     for (;;) {
-      const o = (c.eip - pb) >>> 0;
-      if (o > 0xfff) return;
+      let o = (c.eip - pb) >>> 0;
+      if (o > 0xfff) {
+        if (!c.linkPages) return;
+        const e = c.hopFetch();
+        if (e === 0) return;
+        const n = tabs[e & SLOT_MASK];
+        if (n === null) return;
+        X = n.X;
+        L = n.L;
+        B = n.B;
+        pb = c.fetchBase;
+        o = (c.eip - pb) >>> 0;
+      }
       const i = X[o];
       if (i === 0 || c.retired + L[i] > c.runEnd) return;
       c.regionBlocks++;

@@ -224,6 +224,11 @@ export class Cpu {
    */
   fetchDrops = 0;
 
+  /** The EIP of the fetch window's first byte. */
+  get fetchBase(): number {
+    return this.fetchEip;
+  }
+
   /** Linear page of the fetch window, or -1; assigning -1 drops it (as dropFetch). */
   get fetchPage(): number {
     return this.fetchBlock === this.dc.emptyBlock ? -1 : (this.segBase[CS] + this.fetchEip) & ~0xfff;
@@ -266,6 +271,13 @@ export class Cpu {
   regionRuns = 0;
   blockRuns = 0;
   regionBlocks = 0;
+  /** Changes of code page taken inside regions (hopFetch), without the run loop. */
+  regionHops = 0;
+  /**
+   * Whether a JS region that leaves its page goes on in the next page's region (on by
+   * default; off for tests comparing both ways).
+   */
+  linkPages = true;
   /** Instructions retired by compiled blocks (standalone or in regions), for benches. */
   blockInsns = 0;
   /** When set, the run loop records why each interpreted instruction was not in a block. */
@@ -1543,6 +1555,32 @@ export class Cpu {
         this.dropFetch();
       }
     }
+    return e;
+  }
+
+  /**
+   * For a region leaving its page (blocks.ts): moves the fetch window to the page of CS:EIP
+   * when fetchSlot would find it without walking, faulting or decoding (EIP inside the CS
+   * limit, the page in the TLB for a fetch at this CPL, its frame's instructions decoded, one
+   * at EIP), and returns the slotOf entry there; otherwise 0, the window left as it was (the
+   * run loop fetches as usual). The TLB and the frame's decode block are the current mapping
+   * and code: a remap, flush or code write has already dropped what they held.
+   */
+  hopFetch(): number {
+    const eip = this.eip;
+    if (eip >>> 0 > this.segHi[CS]) return 0;
+    const lin = (this.segBase[CS] + eip) | 0;
+    const t = this.tlb[lin >>> 12];
+    if ((t & this.rdMask) === 0) return 0;
+    const frame = t >>> 12;
+    if (frame >= this.codePage.length) return 0;
+    const block = this.dc.blockOf(frame);
+    if (block < 0) return 0;
+    const e = this.dc.slotOf[block + (lin & 0xfff)];
+    if (e === 0) return 0;
+    this.fetchEip = (eip - (lin & 0xfff)) | 0;
+    this.fetchBlock = block;
+    this.regionHops++;
     return e;
   }
 

@@ -149,6 +149,17 @@ export type BlockFn = (cpu: Cpu) => void;
  */
 export type RegionFn = (cpu: Cpu, pb: number) => void;
 
+/**
+ * A JS region's tables (blocks.ts linkRegion): B[X[page offset]] is the block starting there
+ * (index 0: none), L[i] its length. A region that leaves its page goes on in the next page's
+ * region through these (Cpu.hopFetch), without returning to the run loop.
+ */
+export interface RegionTab {
+  readonly X: Uint16Array;
+  readonly L: Uint8Array;
+  readonly B: BlockFn[];
+}
+
 /** The slot bits of a DecodeCache.slotOf entry (the length is at bit 18, the hot case at 22). */
 export const SLOT_MASK = (1 << 18) - 1;
 
@@ -182,6 +193,8 @@ export class DecodeCache {
   readonly blockLen: Uint8Array;
   /** The region holding blockFn[slot], or null (the block runs standalone). */
   readonly regionFn: (RegionFn | null)[];
+  /** The tables of regionFn[slot] when it is a JS region, else null. */
+  readonly regionTab: (RegionTab | null)[];
   /** Per frame block: standalone runs of its compiled blocks since its region was built. */
   readonly regionDue: Uint16Array;
   /** Times each slot ran in the interpreter: a block is compiled when it reaches a threshold. */
@@ -223,6 +236,7 @@ export class DecodeCache {
     this.blockFn = new Array<BlockFn | null>(slots).fill(null);
     this.blockLen = new Uint8Array(slots);
     this.regionFn = new Array<RegionFn | null>(slots).fill(null);
+    this.regionTab = new Array<RegionTab | null>(slots).fill(null);
     this.hits = new Uint8Array(slots);
     const blocks = Math.max(16, Math.min(frames, 1024));
     this.frameBlock = new Int32Array(frames).fill(-1);
@@ -284,6 +298,7 @@ export class DecodeCache {
   setBlock(slot: number, fn: BlockFn | null, len: number, blockOff = -1): void {
     this.blockFn[slot] = fn;
     this.regionFn[slot] = null;
+    this.regionTab[slot] = null;
     this.blockLen[slot] = len;
     this.hits[slot] = 0;
     if (blockOff >= 0) this.compiled[blockOff >>> 12] = 1;
