@@ -53,13 +53,14 @@ for (const f of files) {
 
 test("the vectors ran as wasm blocks too (a silently disabled back end fails here)", () => {
   assert.ok(runner.wasm !== null, "the runner's memory is a WebAssembly.Memory");
-  // Cases whose first instruction is a hot one (1,465 of the 6,442 at the time of writing)
+  // Cases whose first instruction is a hot one (1,590 of the 6,442 at the time of writing; 1,465
+  // before the guest kernels' stub forms, pusha/popa, mov moffs, xchg, btr, bsf, not, were hot)
   // compile a block, which the wasm pass makes wasm before its first run; it runs when it
   // fits the case's budget, as in the JS pass.
   assert.ok(runner.wasm.blocks > 1200, `${runner.wasm.blocks} wasm blocks`);
   // Each of those blocks runs (the runner turns decoding ahead off, which would lengthen a
   // case's block past its budget: 84 of them ran with it on).
-  assert.ok(runner.jsEntries >= 1400, `${runner.jsEntries} entries into JS blocks`);
+  assert.ok(runner.jsEntries >= 1550, `${runner.jsEntries} entries into JS blocks`);
   assert.equal(runner.wasmEntries, runner.jsEntries, "block and region entries, wasm pass vs JS pass");
   assert.ok(runner.wasm.runs >= runner.wasmEntries, `${runner.wasm.runs} wasm block runs`);
 });
