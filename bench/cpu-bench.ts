@@ -17,8 +17,8 @@ import { fileURLToPath } from "node:url";
 import { Cpu } from "../src/cpu/cpu.js";
 import { CS, EAX, EBX, ECX, ESI, ESP, Exit } from "../src/cpu/regs.js";
 import type { Backend } from "../src/cpu/wasm/arena.js";
-import { allocRam } from "../src/machine/ram.js";
 import { wasmBackend } from "../src/cpu/wasm/backend.js";
+import { allocRam } from "../src/machine/ram.js";
 
 const DEFAULT_ITERATIONS = 1000;
 const DEFAULT_SEED = 0x2545f491;
@@ -714,7 +714,7 @@ async function main(): Promise<void> {
     `tsxen CPU benchmark: bench/workload, ${opts.iterations} iterations (warm-up ${opts.warmup}), seed 0x${hex(opts.seed)}`,
     "",
     row("", "tsxen CPU", "tsxen interpreter", vname, "native"),
-    row("", "(compiled blocks)", "(blocks off)", "(its wasm JIT)", "(host gcc -O2)"),
+    row("", "(JS blocks)", "(blocks off)", "(its wasm JIT)", "(host gcc -O2)"),
     row("checksum", ...each((p) => `0x${hex(p.checksum)}`, `0x${hex(nat.checksum)}`)),
     row("instructions retired", ...each((p) => p.retired.toLocaleString("en-US"), "-")),
     row("cold MIPS (wall)", cold(emu), cold(interp), cold(v86), "-"),
@@ -762,7 +762,7 @@ async function main(): Promise<void> {
   const wf = last.wasm.wasm;
   lines.push(
     "",
-    "  tsxen with wasm blocks (TSXEN_CPU_BACKEND=wasm), in the same rounds:",
+    "  tsxen with wasm blocks (the default back end; the columns above are JS blocks), same rounds:",
     `  steady MIPS (CPU time) per round:        ${rounds.map((r) => f1(mips(r.wasm.steady, r.wasm.steady.cpuSeconds))).join(", ")}`,
     `  steady MIPS (wall) per round:            ${rounds.map((r) => f1(mips(r.wasm.steady, r.wasm.steady.seconds))).join(", ")}`,
     `  cold MIPS (wall) per round:              ${rounds.map((r) => cold(r.wasm)).join(", ")}`,

@@ -128,8 +128,12 @@ export function tlbAddress(a: Arena): number {
 
 export type Backend = "js" | "wasm";
 
-/** The compiled-block back end a new Cpu takes: TSXEN_CPU_BACKEND (js, the default, or wasm). */
+/**
+ * The compiled-block back end a new Cpu takes: wasm, unless TSXEN_CPU_BACKEND=js. A Cpu whose
+ * state is not in a WebAssembly.Memory (a plain buffer, RAM and state beyond 4 GiB, a second
+ * Cpu on a memory, a host without WebAssembly) runs JS blocks whatever this says.
+ */
 export function defaultBackend(): Backend {
   const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env;
-  return env?.TSXEN_CPU_BACKEND === "wasm" ? "wasm" : "js";
+  return env?.TSXEN_CPU_BACKEND === "js" ? "js" : "wasm";
 }
