@@ -289,6 +289,11 @@ export function inlineCode(
     return `{const a=r8[0],b=${imm & 0xff};${body}${put ? "r8[0]=x;" : ""}}`;
   }
   switch (opc) {
+    case 0xa1:
+      // mov eax, moffs: the offset is the slot's displacement (a 16-bit one is the handler's).
+      return mem === null ? null : `r[0]=c.rd32(${sg},${mem});`;
+    case 0xa3:
+      return mem === null ? null : `c.wr32(${sg},${mem},r[0]);`;
     case 0x81:
     case 0x83: {
       const body = alu(sub, 32, st);
