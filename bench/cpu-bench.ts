@@ -766,7 +766,13 @@ async function main(): Promise<void> {
     `  steady MIPS (CPU time) per round:        ${rounds.map((r) => f1(mips(r.wasm.steady, r.wasm.steady.cpuSeconds))).join(", ")}`,
     `  steady MIPS (wall) per round:            ${rounds.map((r) => f1(mips(r.wasm.steady, r.wasm.steady.seconds))).join(", ")}`,
     `  cold MIPS (wall) per round:              ${rounds.map((r) => cold(r.wasm)).join(", ")}`,
-    ...(wasmRatios.length > 0 ? [`  tsxen wasm / v86 by CPU time: ${fmtRange(wasmRatios, 2)}`] : []),
+    ...(wasmRatios.length > 0
+      ? [
+          `  v86 steady MIPS (wall) per round:        ${rounds.map((r) => ("skipped" in r.v86 ? "-" : f1(mips(r.v86.steady, r.v86.steady.seconds)))).join(", ")}`,
+          `  tsxen wasm / v86 per round: ${rounds.map((r) => ("skipped" in r.v86 ? "-" : (r.v86.steady.cpuSeconds / r.wasm.steady.cpuSeconds).toFixed(2))).join(", ")} by CPU time, ` +
+            `${rounds.map((r) => ("skipped" in r.v86 ? "-" : (r.v86.steady.seconds / r.wasm.steady.seconds).toFixed(2))).join(", ")} by wall time`,
+        ]
+      : []),
     ...(wf
       ? [
           `  ${wf.blocks} wasm blocks, ${wf.runs.toLocaleString("en-US")} runs; ` +
