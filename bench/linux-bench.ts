@@ -52,6 +52,8 @@ interface Counts {
   /** cpu.run calls; entries from the run loop into regions or standalone blocks; blocks run. */
   runs: number;
   entries: number;
+  /** Changes of code page taken inside regions (Cpu.hopFetch). */
+  hops: number;
   blocks: number;
   codeWrites: number;
   flushes: number;
@@ -116,13 +118,14 @@ async function main(): Promise<number> {
     blockInsns: cpu.blockInsns,
     runs,
     entries: cpu.regionRuns + cpu.blockRuns,
+    hops: cpu.regionHops,
     blocks: cpu.regionBlocks + cpu.blockRuns,
     codeWrites: cpu.codeWrites,
     flushes: cpu.dc.flushes,
   });
   const start: Counts = {
     ...{ wallMs: t0, guestNs: 0, insns: 0, hypercalls: 0, pageFaults: 0 },
-    ...{ cpuMs: cpu0, blockInsns: 0, codeWrites: 0, flushes: 0, runs: 0, entries: 0, blocks: 0 },
+    ...{ cpuMs: cpu0, blockInsns: 0, codeWrites: 0, flushes: 0, runs: 0, entries: 0, hops: 0, blocks: 0 },
   };
   // --why: why the workload's interpreted instructions were not in blocks (costs a little).
   const why = process.argv.includes("--why");
@@ -160,6 +163,7 @@ async function main(): Promise<number> {
       `code writes ${b.codeWrites - a.codeWrites}, flushes ${b.flushes - a.flushes}`,
       `instructions a run() ${((b.insns - a.insns) / Math.max(b.runs - a.runs, 1)).toFixed(0)},` +
         ` a run-loop entry ${((b.blockInsns - a.blockInsns) / Math.max(b.entries - a.entries, 1)).toFixed(1)},` +
+        ` a page crossing linked ${((b.blockInsns - a.blockInsns) / Math.max(b.hops - a.hops, 1)).toFixed(1)},` +
         ` a block ${((b.blockInsns - a.blockInsns) / Math.max(b.blocks - a.blocks, 1)).toFixed(1)}`,
     ].join(", ");
   };
