@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { Cpu } from "../src/cpu/cpu.js";
 import { CR0_PG, CS, DS, ESP, Exit } from "../src/cpu/regs.js";
-import type { Backend } from "../src/cpu/wasm/arena.js";
+import { type Backend, defaultBackend } from "../src/cpu/wasm/arena.js";
 import { wasmBackend } from "../src/cpu/wasm/backend.js";
 import { allocRam } from "../src/machine/ram.js";
 import { type CpuState, runSlice, runSlices } from "./helpers/cpu-state.js";
@@ -257,6 +257,27 @@ describe("wasm blocks against hostile code", () => {
       assert.equal(last.exit, Exit.Exception);
       assert.equal(last.vector, 13, "#GP");
       assert.equal(last.eip, CODE + 15, "at the instruction past the limit");
+    }
+  });
+});
+
+describe("TSXEN_CPU_BACKEND", () => {
+  it("selects wasm by default or when unset/empty, js when asked, and names a typo", () => {
+    const saved = process.env.TSXEN_CPU_BACKEND;
+    const pick = (v: string | undefined): Backend => {
+      if (v === undefined) delete process.env.TSXEN_CPU_BACKEND;
+      else process.env.TSXEN_CPU_BACKEND = v;
+      return defaultBackend();
+    };
+    try {
+      assert.equal(pick(undefined), "wasm");
+      assert.equal(pick(""), "wasm");
+      assert.equal(pick("wasm"), "wasm");
+      assert.equal(pick("js"), "js");
+      assert.throws(() => pick("JS "), /TSXEN_CPU_BACKEND="JS ": expected "wasm" \(the default\) or "js"/);
+    } finally {
+      if (saved === undefined) delete process.env.TSXEN_CPU_BACKEND;
+      else process.env.TSXEN_CPU_BACKEND = saved;
     }
   });
 });

@@ -135,5 +135,9 @@ export type Backend = "js" | "wasm";
  */
 export function defaultBackend(): Backend {
   const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env;
-  return env?.TSXEN_CPU_BACKEND === "js" ? "js" : "wasm";
+  const v = env?.TSXEN_CPU_BACKEND;
+  if (v === undefined || v === "" || v === "wasm") return "wasm";
+  if (v === "js") return "js";
+  // A typo must not silently measure or test the other back end.
+  throw new Error(`TSXEN_CPU_BACKEND="${v}": expected "wasm" (the default) or "js"`);
 }
