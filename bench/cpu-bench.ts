@@ -649,12 +649,6 @@ function runMicros(): void {
 
 // ------------------------------------------------------------------ main
 
-function fmtRange(xs: number[], digits: number): string {
-  const lo = Math.min(...xs);
-  const hi = Math.max(...xs);
-  return lo === hi ? lo.toFixed(digits) : `${lo.toFixed(digits)}-${hi.toFixed(digits)}`;
-}
-
 async function main(): Promise<void> {
   const opts = parseArgs(process.argv.slice(2));
   if (opts.micro) runMicros();
@@ -688,6 +682,7 @@ async function main(): Promise<void> {
 
   const last = rounds[rounds.length - 1];
   const emu = last.emu;
+  const wasm = last.wasm;
   const v86 = "skipped" in last.v86 ? null : last.v86;
   const sums = [
     emu.steady.checksum,
@@ -698,11 +693,12 @@ async function main(): Promise<void> {
   const match = sums.every((c) => c === nat.checksum);
   const mips = (p: Phase, t: number) => p.retired / t / 1e6;
   const f1 = (n: number) => n.toFixed(1);
-  const cols = (a: string, b: string, c: string, d: string) =>
-    `${a.padEnd(20)}${b.padEnd(20)}${c.padEnd(24)}${d}`;
-  const row = (label: string, e: string, i: string, v: string, n: string) =>
-    `  ${label.padEnd(26)}${cols(e, i, v, n)}`;
-  const each = (fn: (p: Phase) => string, n: string): [string, string, string, string] => [
+  const cols = (w: string, a: string, b: string, c: string, d: string) =>
+    `${w.padEnd(20)}${a.padEnd(20)}${b.padEnd(20)}${c.padEnd(24)}${d}`;
+  const row = (label: string, w: string, e: string, i: string, v: string, n: string) =>
+    `  ${label.padEnd(26)}${cols(w, e, i, v, n)}`;
+  const each = (fn: (p: Phase) => string, n: string): [string, string, string, string, string] => [
+    fn(wasm.steady),
     fn(emu.steady),
     fn(interp.steady),
     v86 ? fn(v86.steady) : "-",
@@ -713,11 +709,11 @@ async function main(): Promise<void> {
   const lines = [
     `tsxen CPU benchmark: bench/workload, ${opts.iterations} iterations (warm-up ${opts.warmup}), seed 0x${hex(opts.seed)}`,
     "",
-    row("", "tsxen CPU", "tsxen interpreter", vname, "native"),
-    row("", "(JS blocks)", "(blocks off)", "(its wasm JIT)", "(host gcc -O2)"),
+    row("", "tsxen CPU", "tsxen CPU", "tsxen interpreter", vname, "native"),
+    row("", "(wasm: default)", "(JS blocks)", "(blocks off)", "(its wasm JIT)", "(host gcc -O2)"),
     row("checksum", ...each((p) => `0x${hex(p.checksum)}`, `0x${hex(nat.checksum)}`)),
     row("instructions retired", ...each((p) => p.retired.toLocaleString("en-US"), "-")),
-    row("cold MIPS (wall)", cold(emu), cold(interp), cold(v86), "-"),
+    row("cold MIPS (wall)", cold(wasm), cold(emu), cold(interp), cold(v86), "-"),
     row("steady seconds (wall)", ...each((p) => p.seconds.toFixed(3), `${nat.seconds.toFixed(4)} (median)`)),
     row(
       "steady seconds (CPU time)",
@@ -742,37 +738,23 @@ async function main(): Promise<void> {
   } else if ("skipped" in last.v86) {
     lines.push(`  v86: not run: ${last.v86.skipped}`);
   }
-  const ratios = rounds.flatMap((r) =>
-    "skipped" in r.v86 ? [] : [r.v86.steady.cpuSeconds / r.emu.steady.cpuSeconds],
-  );
-  const wallRatios = rounds.flatMap((r) =>
-    "skipped" in r.v86 ? [] : [r.v86.steady.seconds / r.emu.steady.seconds],
-  );
-  if (ratios.length > 0) {
+  const per = (fn: (r: (typeof rounds)[number]) => string) => rounds.map(fn).join(", ");
+  const ratio = (r: (typeof rounds)[number], t: Phase, by: "cpuSeconds" | "seconds") =>
+    "skipped" in r.v86 ? "-" : (r.v86.steady[by] / t[by]).toFixed(2);
+  if (rounds.some((r) => !("skipped" in r.v86))) {
     lines.push(
-      `  tsxen / v86, steady state, ${ratios.length} round(s) side by side: ` +
-        `${fmtRange(ratios, 2)} by CPU time, ${fmtRange(wallRatios, 2)} by wall time`,
-      `  tsxen steady MIPS (CPU time) per round: ${rounds.map((r) => f1(mips(r.emu.steady, r.emu.steady.cpuSeconds))).join(", ")}`,
-      `  v86 steady MIPS (CPU time) per round:   ${rounds.map((r) => ("skipped" in r.v86 ? "-" : f1(mips(r.v86.steady, r.v86.steady.cpuSeconds)))).join(", ")}`,
+      `  tsxen / v86, steady state, ${rounds.length} round(s) side by side, per round:`,
+      `    wasm blocks (default): ${per((r) => ratio(r, r.wasm.steady, "cpuSeconds"))} by CPU time, ${per((r) => ratio(r, r.wasm.steady, "seconds"))} by wall time`,
+      `    JS blocks:             ${per((r) => ratio(r, r.emu.steady, "cpuSeconds"))} by CPU time, ${per((r) => ratio(r, r.emu.steady, "seconds"))} by wall time`,
     );
   }
-  const wasmRatios = rounds.flatMap((r) =>
-    "skipped" in r.v86 ? [] : [r.v86.steady.cpuSeconds / r.wasm.steady.cpuSeconds],
-  );
-  const wf = last.wasm.wasm;
+  const mipsOf = (t: Phase, by: "cpuSeconds" | "seconds") => f1(mips(t, t[by]));
+  const wf = wasm.wasm;
   lines.push(
-    "",
-    "  tsxen with wasm blocks (the default back end; the columns above are JS blocks), same rounds:",
-    `  steady MIPS (CPU time) per round:        ${rounds.map((r) => f1(mips(r.wasm.steady, r.wasm.steady.cpuSeconds))).join(", ")}`,
-    `  steady MIPS (wall) per round:            ${rounds.map((r) => f1(mips(r.wasm.steady, r.wasm.steady.seconds))).join(", ")}`,
-    `  cold MIPS (wall) per round:              ${rounds.map((r) => cold(r.wasm)).join(", ")}`,
-    ...(wasmRatios.length > 0
-      ? [
-          `  v86 steady MIPS (wall) per round:        ${rounds.map((r) => ("skipped" in r.v86 ? "-" : f1(mips(r.v86.steady, r.v86.steady.seconds)))).join(", ")}`,
-          `  tsxen wasm / v86 per round: ${rounds.map((r) => ("skipped" in r.v86 ? "-" : (r.v86.steady.cpuSeconds / r.wasm.steady.cpuSeconds).toFixed(2))).join(", ")} by CPU time, ` +
-            `${rounds.map((r) => ("skipped" in r.v86 ? "-" : (r.v86.steady.seconds / r.wasm.steady.seconds).toFixed(2))).join(", ")} by wall time`,
-        ]
-      : []),
+    `  steady MIPS per round, CPU time / wall:`,
+    `    wasm blocks: ${per((r) => `${mipsOf(r.wasm.steady, "cpuSeconds")} / ${mipsOf(r.wasm.steady, "seconds")}`)}`,
+    `    JS blocks:   ${per((r) => `${mipsOf(r.emu.steady, "cpuSeconds")} / ${mipsOf(r.emu.steady, "seconds")}`)}`,
+    `    v86:         ${per((r) => ("skipped" in r.v86 ? "-" : `${mipsOf(r.v86.steady, "cpuSeconds")} / ${mipsOf(r.v86.steady, "seconds")}`))}`,
     ...(wf
       ? [
           `  ${wf.blocks} wasm blocks, ${wf.runs.toLocaleString("en-US")} runs; ` +
