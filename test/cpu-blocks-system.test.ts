@@ -280,7 +280,7 @@ describe("blocks shared between copies of the same code", () => {
   }
 
   /** A, B, then B rewritten to bsf edx,esp (the same block source, other operands), A, B. */
-  function both(v: Variant): { sums: number[]; made: number[] } {
+  function both(v: Variant): { sums: number[]; made: number[]; reused: number } {
     const cpu = machine(LOOP, A, v);
     cpu.mem8.set(LOOP, B);
     const made = [blockFactories()];
@@ -292,7 +292,7 @@ describe("blocks shared between copies of the same code", () => {
     cpu.invalidateCode(B + 7, 1);
     sums.push(runAt(cpu, A), runAt(cpu, B));
     made.push(blockFactories());
-    return { sums, made };
+    return { sums, made, reused: wasmBackend(cpu)?.reused ?? 0 };
   }
 
   it("give each copy its own decoded operands, after one copy rewrote its code", () => {
@@ -305,6 +305,9 @@ describe("blocks shared between copies of the same code", () => {
       // The second copy, and the rewritten one, compiled no new factory: one per source.
       assert.equal(b.made[2], b.made[1], `${v}: B made a factory of its own`);
       assert.equal(b.made[3], b.made[2], `${v}: the rewritten B made a factory of its own`);
+      // In wasm, B and the rewritten B call A's function (the same body) with their own
+      // handler sites: the rewritten B's sum (800) fails if it took A's or B's.
+      if (v !== "js") assert.ok(b.reused >= 2, `${v}: ${b.reused} blocks reused a wasm function`);
     }
   });
 });

@@ -60,6 +60,10 @@ const MAX_LEFT = 0x3fffffff;
 
 interface Pending {
   body: number[];
+  /** The body's bytes as a string: the key of a function shared by identical blocks. */
+  key: string;
+  /** The handlers the body calls, by index (its own: a shared function calls each block's). */
+  sites: Site[];
   slot: number;
   js: BlockFn;
   offs: Int32Array;
@@ -74,8 +78,17 @@ interface Known {
   js: BlockFn;
   wasm: BlockFn | null;
   index: number;
+  sites: Site[];
   offs: Int32Array;
   flags: Uint8Array;
+}
+
+/** The bytes as a string (in slices: apply's argument count is bounded). */
+function bytesKey(bytes: number[]): string {
+  let key = "";
+  for (let i = 0; i < bytes.length; i += 8192)
+    key += String.fromCharCode.apply(null, bytes.slice(i, i + 8192) as never);
+  return key;
 }
 
 /** Flushes between sweeps of the blocks gone from the decode cache (their table entries reused). */
@@ -136,7 +149,21 @@ export class WasmBackend {
   private tableUsed = 0;
   private readonly tableFree: number[] = [];
   private flushes = 0;
-  private sites: Site[] = [];
+  /**
+   * Compiled functions by body: the same code in another domain (or frame) reuses the
+   * function and the optimised code V8 tiered it up to. One function per domain stayed in
+   * V8's baseline tier on idle domains (each ran too rarely to tier up): 100 idle domains cost
+   * half again the CPU of JS blocks, whose factories are shared the same way.
+   */
+  private readonly shared = new Map<string, number>();
+  /** Blocks using each table entry, and the body each holds (to forget it at the last). */
+  private readonly users: number[] = [];
+  private readonly keyAt: string[] = [];
+  /** The running block's handler sites (null: a region's, by io[IO_BLK] in regionSites). */
+  private curSites: Site[] | null = null;
+  private regionSites: Site[][] = [];
+  /** Blocks that reused a compiled function (tests, benches). */
+  reused = 0;
   private readonly io: Int32Array;
   private readonly stateAt: number;
   private readonly tlbAt: number;
@@ -156,7 +183,7 @@ export class WasmBackend {
     this.stateAt = a.state;
     this.tlbAt = tlbAddress(a);
     this.memory = a.memory;
-    this.hub = this.instantiate([{ type: REGION_TYPE, locals: [], body: hubBody() }], [], 0)[0] as (
+    this.hub = this.instantiate([{ type: REGION_TYPE, locals: [], body: hubBody() }], 0)[0] as (
       i: number,
       left: number,
     ) => number;
@@ -164,18 +191,27 @@ export class WasmBackend {
 
   /** Queues the block whose JS function is js (compiled from plan). */
   add(plan: BlockPlan, js: BlockFn): void {
-    const { body, inline } = blockBody(this.cpu.dc, plan, this.stateAt, this.tlbAt, this.sites);
+    const sites: Site[] = [];
+    const { body, inline } = blockBody(this.cpu.dc, plan, this.stateAt, this.tlbAt, sites);
     this.inline += inline;
     this.handlers += plan.flags.length - inline;
     const p = {
       body,
+      key: bytesKey(body),
+      sites,
       slot: plan.slots[0],
       js,
       offs: Int32Array.from(plan.offs),
       flags: Uint8Array.from(plan.flags),
     };
+    this.known.set(p.slot, { js, wasm: null, index: -1, sites, offs: p.offs, flags: p.flags });
+    const index = this.shared.get(p.key);
+    if (index !== undefined) {
+      this.reused++;
+      this.place(p, index);
+      return;
+    }
     this.pending.push(p);
-    this.known.set(p.slot, { js, wasm: null, index: -1, offs: p.offs, flags: p.flags });
     if (this.pending.length >= this.batch) this.flush();
   }
 
@@ -184,14 +220,12 @@ export class WasmBackend {
     const pending = this.pending;
     if (pending.length === 0) return;
     this.pending = [];
-    const sites = this.sites;
-    this.sites = [];
     const funcs = pending.map((p) => ({ type: BLOCK_TYPE, locals: LOCAL_TYPES, body: p.body }));
     const indexes = pending.map((_, i) => i);
     if (++this.flushes % SWEEP_EVERY === 0) this.sweep();
     if (this.syncCompile) {
       try {
-        this.install(pending, this.instantiate(funcs, sites, ...indexes) as BlockExport[]);
+        this.install(pending, this.instantiate(funcs, ...indexes) as BlockExport[]);
         return;
       } catch (x) {
         // A browser's main thread refuses a synchronous compile of more than 4 KB (V8's
@@ -200,7 +234,7 @@ export class WasmBackend {
         this.syncCompile = false;
       }
     }
-    const done = WebAssembly.instantiate(this.bytes(funcs, indexes), this.importObject(sites)).then(
+    const done = WebAssembly.instantiate(this.bytes(funcs, indexes), this.importObject()).then(
       ({ instance }) => {
         this.modules++;
         this.install(
@@ -221,25 +255,38 @@ export class WasmBackend {
    * compile was under way calls the JS functions; the region's table is read at each call).
    */
   private install(pending: Pending[], fns: BlockExport[]): void {
-    const dc = this.cpu.dc;
     for (let i = 0; i < pending.length; i++) {
       const p = pending[i];
-      // Dropped (its frame written) or replaced meanwhile: nothing to do.
-      const k = this.known.get(p.slot);
-      if (dc.blockFn[p.slot] !== p.js || k === undefined || k.js !== p.js) continue;
-      k.index = this.tableFree.pop() ?? this.tableUsed++;
-      if (k.index >= this.table.length) this.table.grow(this.table.length);
-      this.table.set(k.index, fns[i]);
-      const w = this.wrapper(k.index, p.offs, p.flags);
-      dc.blockFn[p.slot] = w;
-      const tab = dc.regionTab[p.slot];
-      if (tab !== null) {
-        const at = tab.B.indexOf(p.js);
-        if (at >= 0) tab.B[at] = w;
+      let index = this.shared.get(p.key);
+      if (index === undefined) {
+        index = this.tableFree.pop() ?? this.tableUsed++;
+        if (index >= this.table.length) this.table.grow(this.table.length);
+        this.table.set(index, fns[i]);
+        this.shared.set(p.key, index);
+        this.keyAt[index] = p.key;
+        this.users[index] = 0;
       }
-      k.wasm = w;
-      this.blocks++;
+      this.place(p, index);
     }
+  }
+
+  /** Puts the function at table entry index in place of the JS function of block p. */
+  private place(p: Pending, index: number): void {
+    const dc = this.cpu.dc;
+    // Dropped (its frame written) or replaced meanwhile: nothing to do.
+    const k = this.known.get(p.slot);
+    if (dc.blockFn[p.slot] !== p.js || k === undefined || k.js !== p.js) return;
+    k.index = index;
+    this.users[index]++;
+    const w = this.wrapper(index, p.offs, p.flags, p.sites);
+    dc.blockFn[p.slot] = w;
+    const tab = dc.regionTab[p.slot];
+    if (tab !== null) {
+      const at = tab.B.indexOf(p.js);
+      if (at >= 0) tab.B[at] = w;
+    }
+    k.wasm = w;
+    this.blocks++;
   }
 
   /** Resolves when the background compiles under way have put their blocks in place. */
@@ -258,7 +305,8 @@ export class WasmBackend {
       const fn = dc.blockFn[slot];
       if (fn === k.js || fn === k.wasm) continue;
       this.known.delete(slot);
-      if (k.index >= 0) {
+      if (k.index >= 0 && --this.users[k.index] === 0) {
+        this.shared.delete(this.keyAt[k.index]);
         this.table.set(k.index, null);
         this.tableFree.push(k.index);
       }
@@ -290,16 +338,19 @@ export class WasmBackend {
       blocks.map((k) => k.index),
       this.stateAt,
     );
-    const run = this.instantiate([{ type: REGION_TYPE, locals: [I32, I32], body }], [], 0)[0] as (
+    const run = this.instantiate([{ type: REGION_TYPE, locals: [I32, I32], body }], 0)[0] as (
       left: number,
       pb: number,
     ) => number;
     this.regions++;
     const O = blocks.map((k) => k.offs);
     const F = blocks.map((k) => k.flags);
+    const S = blocks.map((k) => k.sites);
     const io = this.io;
     return (c, pb) => {
       const r0 = c.retired;
+      this.curSites = null;
+      this.regionSites = S;
       this.enter(c);
       io[IO_RBLOCKS] = 0;
       let n: number;
@@ -354,11 +405,12 @@ export class WasmBackend {
     flagsIn(c, io);
   }
 
-  private wrapper(index: number, O: Int32Array, F: Uint8Array): BlockFn {
+  private wrapper(index: number, O: Int32Array, F: Uint8Array, sites: Site[]): BlockFn {
     const hub = this.hub;
     return (c) => {
       const e0 = c.eip;
       const r0 = c.retired;
+      this.curSites = sites;
       this.enter(c);
       this.runs++;
       let n: number;
@@ -374,10 +426,10 @@ export class WasmBackend {
   }
 
   /** Compiles and instantiates a module of funcs; returns the functions `exported` (indexes in funcs). */
-  private instantiate(funcs: ModuleSpec["funcs"], sites: Site[], ...exported: number[]): unknown[] {
+  private instantiate(funcs: ModuleSpec["funcs"], ...exported: number[]): unknown[] {
     const inst = new WebAssembly.Instance(
       new WebAssembly.Module(this.bytes(funcs, exported)),
-      this.importObject(sites),
+      this.importObject(),
     );
     this.modules++;
     return exported.map((f) => inst.exports[`f${f}`]);
@@ -395,11 +447,11 @@ export class WasmBackend {
     });
   }
 
-  private importObject(sites: Site[]): WebAssembly.Imports {
-    return { i: { ...this.imports(sites), t: this.table } };
+  private importObject(): WebAssembly.Imports {
+    return { i: { ...this.imports(), t: this.table } };
   }
 
-  private imports(sites: Site[]): WebAssembly.ModuleImports {
+  private imports(): WebAssembly.ModuleImports {
     const c = this.cpu;
     const io = this.io;
     return {
@@ -459,7 +511,7 @@ export class WasmBackend {
       },
       call: (k: number, i: number) => {
         this.cur = k;
-        const s = sites[i];
+        const s = (this.curSites ?? this.regionSites[io[IO_BLK]])[i];
         flagsIn(c, io);
         // As in a JS block: retired as at the block's entry (plus finished passes), EIP too
         // except for a control transfer, which starts from the instruction's end.
