@@ -265,12 +265,6 @@ const F_BRANCH = 8; // a jcc the block goes on after when it is not taken
 const F_TRACE = 16; // a jmp or call the block follows to its target
 const F_RETURN = 32; // a ret to the instruction after a call the block followed: goes on there
 
-/**
- * The slots of the blocks that end in iret, by decode cache: a wasm region, which goes on
- * after a block whatever it did to CS or CPL, does not link them (compileRegion).
- */
-const iretEnds = new WeakMap<DecodeCache, Set<number>>();
-
 /** Decode-cache flushes when the block being compiled was started: one since ends it. */
 let flushesAtStart = 0;
 
@@ -407,10 +401,6 @@ export function compileBlock(cpu: Cpu, blockOff: number, off: number): boolean {
   const make = factoryFor(blockSource(dc, slots, offs, ends, flags), flags.length);
   const block = make(new Int32Array(offs), new Uint8Array(flags), new Int32Array(slots), ...fns);
   dc.setBlock(slots[0], block, flags.length, blockOff);
-  let iret = iretEnds.get(dc);
-  if (iret === undefined) iretEnds.set(dc, (iret = new Set()));
-  if (((dc.op[slots[slots.length - 1]] >> 3) & 0x1ff) === 0xcf) iret.add(slots[0]);
-  else iret.delete(slots[0]);
   // The wasm back end takes the block from here (its JS function runs until the batch is in).
   const wasm = cpu.backend === "wasm" ? wasmBackend(cpu) : null;
   if (wasm !== null) {
@@ -457,9 +447,7 @@ export function compileRegion(cpu: Cpu, blockOff: number): void {
   if (slots.length === 0) return;
   // With the wasm back end: its queued blocks compiled first (the region links them), and
   // the region itself in wasm when the back end does regions (WasmBackend.wasmRegions).
-  let wasm = (cpu.backend === "wasm" ? wasmBackend(cpu)?.region(at, slots) : null) ?? null;
-  // A wasm region goes on after a block whatever it did to CS or CPL: none over an iret.
-  if (wasm !== null && slots.some((s) => iretEnds.get(dc)?.has(s))) wasm = null;
+  const wasm = (cpu.backend === "wasm" ? wasmBackend(cpu)?.region(at, slots) : null) ?? null;
   const tab: RegionTab | null = wasm === null ? { X: index, L: new Uint8Array(lens), B: blocks } : null;
   const region = wasm ?? linkRegion(tab as RegionTab);
   for (const slot of slots) {

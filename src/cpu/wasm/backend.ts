@@ -78,6 +78,8 @@ interface Known {
   js: BlockFn;
   wasm: BlockFn | null;
   index: number;
+  /** Ends in iret: a wasm region, which goes on after a block whatever it did to CS or CPL, never links it. */
+  iret: boolean;
   sites: Site[];
   offs: Int32Array;
   flags: Uint8Array;
@@ -191,8 +193,9 @@ export class WasmBackend {
 
   /** Queues the block whose JS function is js (compiled from plan). */
   add(plan: BlockPlan, js: BlockFn): void {
+    const dc = this.cpu.dc;
     const sites: Site[] = [];
-    const { body, inline } = blockBody(this.cpu.dc, plan, this.stateAt, this.tlbAt, sites);
+    const { body, inline } = blockBody(dc, plan, this.stateAt, this.tlbAt, sites);
     this.inline += inline;
     this.handlers += plan.flags.length - inline;
     const p = {
@@ -204,7 +207,8 @@ export class WasmBackend {
       offs: Int32Array.from(plan.offs),
       flags: Uint8Array.from(plan.flags),
     };
-    this.known.set(p.slot, { js, wasm: null, index: -1, sites, offs: p.offs, flags: p.flags });
+    const iret = ((dc.op[plan.slots[plan.slots.length - 1]] >> 3) & 0x1ff) === 0xcf;
+    this.known.set(p.slot, { js, wasm: null, index: -1, iret, sites, offs: p.offs, flags: p.flags });
     const index = this.shared.get(p.key);
     if (index !== undefined) {
       this.reused++;
@@ -328,7 +332,7 @@ export class WasmBackend {
     const blocks: Known[] = [];
     for (const slot of slots) {
       const k = this.known.get(slot);
-      if (k === undefined || k.wasm === null || dc.blockFn[slot] !== k.wasm) return null;
+      if (k === undefined || k.wasm === null || dc.blockFn[slot] !== k.wasm || k.iret) return null;
       blocks.push(k);
     }
     const lens = blocks.map((k) => k.flags.length);
