@@ -10,6 +10,9 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
+import { blockFactoryReuses } from "../src/cpu/blocks.js";
+import type { Backend } from "../src/cpu/wasm/arena.js";
+import { wasmBackend } from "../src/cpu/wasm/backend.js";
 import { LDT_GDT_ENTRY_MAR } from "../src/public/arch_x86_32.js";
 import { GntMap, GntStMar, GrantEntry, Gtf } from "../src/public/grant_table.js";
 import { DomId, HypercallMar, Shutdown } from "../src/public/xen.js";
@@ -177,9 +180,10 @@ const victimImage = (): Uint8Array => readFileSync(guestPath("hostile_victim"));
 function machine(
   guest: string,
   cmdline = "",
-  opts: { memoryMiB?: number; control?: boolean; scheduler?: string } = {},
+  opts: { memoryMiB?: number; control?: boolean; scheduler?: string; backend?: Backend } = {},
 ): Machine {
   const { hv, out } = consoleMachine(32, opts.scheduler);
+  if (opts.backend) hv.cpu.backend = opts.backend;
   const dom0 = bootDom0(hv);
   const victim = launchDomain(hv, { name: "victim", image: victimImage(), memoryMiB: 4 }).domain;
   const r = hv.run(5e9);
@@ -306,6 +310,8 @@ interface Attack {
   control?: boolean;
   /** The machine's scheduler (the default's when absent). */
   scheduler?: string;
+  /** What the CPU compiles blocks to (the default's when absent). */
+  backend?: Backend;
   /** A known failure, reported as a to-do (node:test's todo) rather than failing the suite. */
   todo?: string;
   /** Runs the attack to its end (default: runAttacker). */
@@ -317,7 +323,7 @@ interface Attack {
 /** Boots the attack beside the victim, checks the outcome, then destroys the attacker from dom0 and checks again. */
 function attack(a: Attack): void {
   it(a.title, { timeout: 30_000, todo: a.todo }, () => {
-    const m = machine(a.guest, a.cmdline, { control: a.control, scheduler: a.scheduler });
+    const m = machine(a.guest, a.cmdline, { control: a.control, scheduler: a.scheduler, backend: a.backend });
     xcDomainUnpause(m.dom0, m.attacker.id);
     const r = (a.drive ?? runAttacker)(m);
     assertOutcome(m, r, a.checks, a.crashChecks);
@@ -629,6 +635,47 @@ describe("hostile guests beside a victim", () => {
         return r;
       },
     });
+  });
+
+  describe("8e. code shared between two domains, one copy rewritten under the other", () => {
+    /**
+     * The twin: a second domain of the attacker's image (`twin=1`), so both call a function at
+     * the same address with the same bytes and share compiled code. Runs the attack, then the
+     * twin to its verdict; the sharing itself is pinned, or the attack tests nothing.
+     */
+    const twinDrive = (backend: Backend) => (m: Machine) => {
+      const factories = blockFactoryReuses();
+      const reused = wasmBackend(m.hv.cpu)?.reused ?? 0;
+      const twin = launchDomain(m.hv, {
+        name: "twin",
+        image: readFileSync(guestPath("hostile_twin_code")),
+        memoryMiB: 8,
+        cmdline: "twin=1",
+      }).domain;
+      const r = runAttacker(m);
+      for (let i = 0; i < 100 && !/^TWIN /m.test(m.out.get(twin) ?? ""); i++) m.hv.run(m.hv.nowNs() + 1e7);
+      const text = m.out.get(twin) ?? "";
+      assert.match(text, /^TWIN passed=5 failed=0$/m, text);
+      assert.equal(count(text, /^PASS twin_runs_its_own_code$/), 5, text);
+      assert.equal(twin.state, DomainState.Running, "the twin lives");
+      if (backend === "wasm") {
+        const n = (wasmBackend(m.hv.cpu)?.reused ?? 0) - reused;
+        assert.ok(n >= 2, `${n} blocks reused a wasm function`);
+      } else {
+        // The twin's blocks (or the attacker's, whichever came second) took the other's factory.
+        const n = blockFactoryReuses() - factories;
+        assert.ok(n >= 6, `${n} blocks reused a factory`);
+      }
+      return r;
+    };
+    for (const backend of ["wasm", "js"] as const)
+      attack({
+        title: `${backend} blocks: bsf eax,ecx rewritten to bsf eax,edx in the attacker's copy, between and inside loops, the twin's calls interleaved: each domain runs its own operands`,
+        guest: "twin_code",
+        checks: 5,
+        backend,
+        drive: twinDrive(backend),
+      });
   });
 
   describe("9. grant-table abuse", () => {

@@ -240,13 +240,21 @@ function blockSource(
   );
 }
 
-/** How many block factories there are (one per distinct source): for tests. */
+/** Blocks that took a factory already made for their source (tests). */
+let factoryReuses = 0;
+
+/** How many block factories there are (one per distinct source), and how many blocks reused one: for tests. */
 export function blockFactories(): number {
   return factories.size;
 }
 
+export function blockFactoryReuses(): number {
+  return factoryReuses;
+}
+
 function factoryFor(source: string, n: number): (...a: unknown[]) => BlockFn {
   let make = factories.get(source);
+  if (make !== undefined) factoryReuses++;
   if (make === undefined) {
     // One per distinct piece of hot code run since the last clear: keep the map bounded.
     if (factories.size >= MAX_FACTORIES) factories.clear();
