@@ -517,6 +517,12 @@ describe("hostile guests beside a victim", () => {
       guest: "desc_gates",
       checks: 59,
     });
+    attack({
+      title:
+        "the fast trap gate into Xen's area, at an unmapped page, and at an LDT code segment then made data and not present: the CPU's faults, bounced",
+      guest: "fast_gate",
+      checks: 28,
+    });
   });
 
   describe("8. multicall and double fetch (XSA-155 style)", () => {

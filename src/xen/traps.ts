@@ -8,7 +8,7 @@ import { CS, DS, EAX, ES, ESP, FS, GS, NT, RF, SS, TF, VM } from "../cpu/regs.js
 import { HYPERCALL_VECTOR, TI_DPL_MASK, TI_IF } from "../public/arch_x86_32.js";
 import { HypercallJul, HypercallMar, NR_HYPERCALLS, SharedInfo, VcpuInfo } from "../public/xen.js";
 import { gdtFaultSelector, handleLdtFault, shadowLdtForSelector } from "./descriptor_tables.js";
-import { loadGuestSegment } from "./descriptors.js";
+import { decodeDescriptor, loadGuestSegment, readDescriptor } from "./descriptors.js";
 import type { Vcpu } from "./domain.js";
 import { emulatePrivilegedOp } from "./emulate.js";
 import { doHypercall } from "./hypercall.js";
@@ -22,6 +22,7 @@ const TRAP_int3 = 3;
 const TRAP_overflow = 4;
 const TRAP_no_device = 7;
 const TRAP_double_fault = 8;
+const TRAP_no_segment = 11;
 const TRAP_gp_fault = 13;
 const TRAP_page_fault = 14;
 const TRAP_machine_check = 18;
@@ -216,12 +217,39 @@ function softwareInterrupt(hv: Hypervisor, v: Vcpu, cpu: Cpu, vector: number): v
   if (vector === v.fastTrap && v.fastTrap !== 0 && v.fastTrapDpl >= cpu.cpl) {
     // The fast trap gate goes straight to the guest handler, events not masked, as the gate
     // set_fast_trap installed (not the trap table's entry now).
-    bounce(hv, v, v.fastTrapCs, v.fastTrapEip, -1, null);
+    if (fastTrapTargetOk(hv, v, cpu)) bounce(hv, v, v.fastTrapCs, v.fastTrapEip, -1, null);
     return;
   }
   // Through a DPL-0 gate the CPU raises #GP((vector << 3) | 2) at the int instruction.
   cpu.eip = (cpu.eip - 2) | 0;
   generalProtection(hv, v, (vector << 3) | 2);
+}
+
+/**
+ * The checks the CPU makes on the fast trap gate's target before it pushes anything (INT n
+ * through a trap gate): the selector must name a present code segment of DPL <= CPL and the
+ * offset must lie within its limit. The selector passed set_trap_table's check, but its
+ * descriptor may have changed since, and no address is checked: without this, bounce() would
+ * crash the domain where the CPU raises #GP/#NP(selector), and push a frame before an offset
+ * beyond the limit faults. The fault is the int's, delivered through Xen's handlers as for any
+ * int; returns false after it.
+ */
+function fastTrapTargetOk(hv: Hypervisor, v: Vcpu, cpu: Cpu): boolean {
+  const sel = v.fastTrapCs;
+  shadowLdtForSelector(hv, v, sel);
+  const d = (sel & ~3) === 0 ? null : readDescriptor(cpu, sel);
+  const target = d === null ? null : decodeDescriptor(d.lo, d.hi);
+  const access = target === null ? 0 : target.attr;
+  let vector = -1;
+  let error = sel & 0xfffc;
+  if (target === null || (access & 0x18) !== 0x18 || ((access >>> 5) & 3) > cpu.cpl) vector = TRAP_gp_fault;
+  else if ((access & 0x80) === 0) vector = TRAP_no_segment;
+  else if (v.fastTrapEip >>> 0 > target.limit) [vector, error] = [TRAP_gp_fault, 0];
+  if (vector < 0) return true;
+  cpu.eip = (cpu.eip - 2) | 0;
+  if (vector === TRAP_gp_fault) generalProtection(hv, v, error);
+  else reflectTrap(hv, v, vector, error, null);
+  return false;
 }
 
 /** do_general_protection (semantics.md §4.5). */
