@@ -114,8 +114,11 @@ for (const backend of ["js", "wasm", "wasm-regions"] as const)
           const entries = b.cpu.regionRuns + b.cpu.blockRuns;
           assert.ok(entries < 40 + 3 * b.steps.length, `${entries} entries from the run loop`);
         }
-        if (backend !== "js")
-          assert.ok(wasmRuns(b.cpu) > ITERATIONS - 100, `${wasmRuns(b.cpu)} wasm block runs`);
+        // Slices of 3 and 7 are shorter than the loop's blocks: none ever fits, and the
+        // instructions of a block the budget cut are not blocks of their own (cpu-budget-cut).
+        if (backend !== "js" && slice < 10) assert.equal(wasmRuns(b.cpu), 0);
+        else if (backend !== "js")
+          assert.ok(wasmRuns(b.cpu) > ITERATIONS * 0.85, `${wasmRuns(b.cpu)} wasm block runs`);
       });
     }
 

@@ -255,6 +255,13 @@ export class Cpu {
    */
   regionThreshold = REGION_THRESHOLD;
   /**
+   * Interpreted hot instructions still inside a compiled block the budget cut (it did not fit
+   * in what was left of the run): they are the block's own and not counted toward blocks of
+   * their own. A host stopping runs at arbitrary points (tsxend's wall-clock pacing) made a
+   * block of nearly every instruction of an idle guest's wakeup otherwise.
+   */
+  private coldLeft = 0;
+  /**
    * Whether a block being compiled decodes code of its page not run yet (blocks.ts entryAt).
    * The vector runner turns it off, so each case's block is its own instructions only.
    */
@@ -1505,8 +1512,14 @@ export class Cpu {
           }
           continue;
         }
-      } else if (e >> 22 !== 0 && ++hits[slot] === threshold) {
-        if (compileBlock(this, this.fetchBlock, (eip - this.fetchEip) >>> 0)) continue;
+        this.coldLeft = blockLen[slot];
+      } else if (e >> 22 !== 0) {
+        if (this.coldLeft !== 0) this.coldLeft--;
+        else if (
+          ++hits[slot] === threshold &&
+          compileBlock(this, this.fetchBlock, (eip - this.fetchEip) >>> 0)
+        )
+          continue;
       }
       if (stats !== null)
         stats.note(this, e, this.fetchBlock + ((eip - this.fetchEip) >>> 0), block !== null);
