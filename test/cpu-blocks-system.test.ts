@@ -69,7 +69,7 @@ function machine(code: number[], at: number, variant: Variant): Cpu {
   const wasm = wasmBackend(cpu);
   if (wasm !== null) {
     wasm.batch = 1;
-    wasm.wasmRegions = variant === "wasm-regions";
+    wasm.chain = variant === "wasm-regions";
   }
   cpu.resetFlat32();
   desc(mem, K0_CS, 0, 0x9b);

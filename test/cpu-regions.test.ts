@@ -10,8 +10,8 @@ import { describe, it } from "node:test";
 import { Cpu } from "../src/cpu/cpu.js";
 import { DS, EAX, ECX, EDI, EDX, ESI, ESP, Exit } from "../src/cpu/regs.js";
 import type { Backend } from "../src/cpu/wasm/arena.js";
-import { allocRam } from "../src/machine/ram.js";
 import { wasmBackend } from "../src/cpu/wasm/backend.js";
+import { allocRam } from "../src/machine/ram.js";
 import { type CpuState, runSlice, runSlices } from "./helpers/cpu-state.js";
 
 const CODE = 0x1000;
@@ -21,7 +21,7 @@ function d(v: number): number[] {
   return [v & 0xff, (v >> 8) & 0xff, (v >> 16) & 0xff, (v >>> 24) & 0xff];
 }
 
-/** The blocks' back end; "wasm-regions": wasm blocks in regions done in wasm too. */
+/** The blocks' back end; "wasm-regions": wasm blocks chained inside wasm in regions (WasmBackend.chain). */
 type Variant = Backend | "wasm-regions";
 
 /**
@@ -34,7 +34,7 @@ function machine(code: number[], linked: boolean, backend: Variant = "js"): Cpu 
   const wasm = wasmBackend(cpu);
   if (wasm !== null) {
     wasm.batch = 1;
-    wasm.wasmRegions = backend === "wasm-regions";
+    wasm.chain = backend === "wasm-regions";
   }
   cpu.resetFlat32();
   cpu.mem8.set(code, CODE);
@@ -119,6 +119,11 @@ for (const backend of ["js", "wasm", "wasm-regions"] as const)
         if (backend !== "js" && slice < 10) assert.equal(wasmRuns(b.cpu), 0);
         else if (backend !== "js")
           assert.ok(wasmRuns(b.cpu) > ITERATIONS * 0.85, `${wasmRuns(b.cpu)} wasm block runs`);
+        // Chained: a block run inside wasm after the one the JS region entered (the else's
+        // jnz into the loop's head, every other iteration); none with the chain off.
+        const chained = wasmBackend(b.cpu)?.chainRuns ?? 0;
+        if (backend !== "wasm-regions") assert.equal(chained, 0);
+        else if (slice >= 1000) assert.ok(chained > ITERATIONS / 2 - 100, `${chained} chained block runs`);
       });
     }
 

@@ -453,11 +453,13 @@ export function compileRegion(cpu: Cpu, blockOff: number): void {
     at.push(i);
   }
   if (slots.length === 0) return;
-  // With the wasm back end: its queued blocks compiled first (the region links them), and
-  // the region itself in wasm when the back end does regions (WasmBackend.wasmRegions).
-  const wasm = (cpu.backend === "wasm" ? wasmBackend(cpu)?.region(at, slots) : null) ?? null;
-  const tab: RegionTab | null = wasm === null ? { X: index, L: new Uint8Array(lens), B: blocks } : null;
-  const region = wasm ?? linkRegion(tab as RegionTab);
+  // With the wasm back end: its queued blocks compiled first (the region links them as
+  // wasm), and its wasm blocks linked into chains (WasmBackend.link).
+  const back = cpu.backend === "wasm" ? wasmBackend(cpu) : null;
+  back?.flush();
+  const tab: RegionTab = { X: index, L: new Uint8Array(lens), B: blocks };
+  back?.link(blockOff, at, slots, tab);
+  const region = linkRegion(tab);
   for (const slot of slots) {
     dc.regionFn[slot] = region;
     dc.regionTab[slot] = tab;

@@ -39,15 +39,34 @@ export const IO_HIT = 12;
 export const IO_RDONE = 13;
 export const IO_BLK = 14;
 export const IO_RBLOCKS = 15;
-export const IO_WORDS = 16;
+/**
+ * Set by the imports when the JS they ran moved the fetch window (a code write, a change of
+ * CS, CPL or paging: Cpu.fetchDrops) or the run's end (Cpu.runEnd): a chain of blocks stops.
+ */
+export const IO_STOP = 16;
+export const IO_WORDS = 17;
 export const ST_SEGCHK = 128; // Int32 x 256 (Cpu.segChk)
 export const ST_CODEPAGE = 4096; // Uint8 x frames (Cpu.codePage)
 export const TLB_BYTES = 4 << 20; // Int32 x 2^20 (Cpu.tlb)
+/**
+ * Chains of wasm blocks (backend.ts): block ids are 16 bits; per id its length (Uint8, 0: not
+ * chainable) and table entry (Int32); per frame block of the decode cache a map of page
+ * offsets to the ids of its region's wasm blocks (Uint16 x 4096).
+ */
+export const CHAIN_IDS = 1 << 16;
+const CHAIN_IDS_BYTES = CHAIN_IDS * 5;
+const CHAIN_MAP_BYTES = 0x1000 * 2;
 
-/** The state area's size and its TLB's offset for a RAM of `ram` bytes. */
-function layout(ram: number): { tlb: number; size: number } {
+/** Frame blocks of the decode cache for `frames` frames (DecodeCache's rule, checked there). */
+export function codeBlocks(frames: number): number {
+  return Math.max(16, Math.min(frames, 1024));
+}
+
+/** The state area's layout for a RAM of `ram` bytes: its TLB's offset, the chain's, its size. */
+function layout(ram: number): { tlb: number; chain: number; size: number } {
   const tlb = (ST_CODEPAGE + (ram >>> 12) + 0xfff) & ~0xfff;
-  return { tlb, size: tlb + TLB_BYTES };
+  const chain = tlb + TLB_BYTES;
+  return { tlb, chain, size: chain + CHAIN_IDS_BYTES + codeBlocks(ram >>> 12) * CHAIN_MAP_BYTES };
 }
 
 export interface Arena {
@@ -124,6 +143,12 @@ export function cpuState(ram: Uint8Array): CpuState {
 /** The TLB's byte address in the arena (for generated code). */
 export function tlbAddress(a: Arena): number {
   return a.state + layout(a.ramBytes).tlb;
+}
+
+/** Byte addresses of the chain's arrays: lengths by id, table entries by id, the page maps. */
+export function chainAddress(a: Arena): { lens: number; index: number; maps: number } {
+  const lens = a.state + layout(a.ramBytes).chain;
+  return { lens, index: lens + CHAIN_IDS, maps: lens + CHAIN_IDS_BYTES };
 }
 
 export type Backend = "js" | "wasm";

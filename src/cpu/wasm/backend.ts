@@ -10,9 +10,12 @@
  * instruction's state as the JS block's catch does.
  */
 import type { Cpu } from "../cpu.js";
-import type { BlockFn, RegionFn } from "../decode.js";
+import type { BlockFn, RegionTab } from "../decode.js";
 import { SS } from "../regs.js";
 import {
+  CHAIN_IDS,
+  chainAddress,
+  codeBlocks,
   IO_BLK,
   IO_DONE,
   IO_EIP,
@@ -27,6 +30,7 @@ import {
   IO_RDONE,
   IO_SAVEDESP,
   IO_SS32,
+  IO_STOP,
   IO_WRMASK,
   tlbAddress,
 } from "./arena.js";
@@ -35,12 +39,13 @@ import {
   BLOCK_TYPE,
   type BlockPlan,
   blockBody,
+  CHAIN_TYPE,
+  chainBody,
+  HUB_TYPE,
   hubBody,
   IMPORT_TYPES,
   IMPORTS,
   LOCALS,
-  REGION_TYPE,
-  regionBody,
   type Site,
 } from "./gen.js";
 
@@ -58,28 +63,28 @@ type BlockExport = (left: number) => number;
 /** The most a call may retire (the budget is passed as an i32). */
 const MAX_LEFT = 0x3fffffff;
 
-interface Pending {
-  body: number[];
-  /** The body's bytes as a string: the key of a function shared by identical blocks. */
-  key: string;
-  /** The handlers the body calls, by index (its own: a shared function calls each block's). */
-  sites: Site[];
-  slot: number;
-  js: BlockFn;
-  offs: Int32Array;
-  flags: Uint8Array;
-}
-
 /**
- * A block the back end was given: its JS function and, once compiled, its wasm wrapper and
- * entry in the table (for regions).
+ * A block the back end was given, from add() until its slot holds another block (release):
+ * its JS function and, once compiled, its wasm wrapper and table entry.
  */
 interface Known {
+  slot: number;
   js: BlockFn;
   wasm: BlockFn | null;
+  /** Its table entry (-1: not compiled yet). */
   index: number;
-  /** Ends in iret: a wasm region, which goes on after a block whatever it did to CS or CPL, never links it. */
+  /** Its id in the chain's arrays (0: none left; never chained). */
+  id: number;
+  /** The body's bytes as a string: the key of a function shared by identical blocks. */
+  key: string;
+  /** The body until it is compiled (null after). */
+  body: number[] | null;
+  /** Ends in iret (CS, CPL or the debug state may change): never chained. */
   iret: boolean;
+  /** The JS region table holding it (link), and its slotOf index (frame block + page offset). */
+  tab: RegionTab | null;
+  pos: number;
+  /** The handlers the body calls, by index (its own: a shared function calls each block's). */
   sites: Site[];
   offs: Int32Array;
   flags: Uint8Array;
@@ -123,10 +128,10 @@ export class WasmBackend {
   /** Blocks per module (tests set 1: each block is wasm from its first run). */
   batch = WASM_BATCH;
   /**
-   * Regions in wasm too (region()): off by default, as on bench:cpu they ran at 80-95 MIPS
-   * against 200-230 for the JS region over wasm blocks (not understood yet; see ARCHITECTURE).
+   * Chains (link()): a JS region enters a page's wasm blocks through the chain, which runs
+   * them one after another inside wasm (off: each is a call from the JS region).
    */
-  wasmRegions = false;
+  chain = true;
   // Counters, for tests and benches.
   runs = 0;
   blocks = 0;
@@ -134,15 +139,28 @@ export class WasmBackend {
   regions = 0;
   inline = 0;
   handlers = 0;
-  private pending: Pending[] = [];
+  private pending: Known[] = [];
   /**
    * Modules compile synchronously until the host refuses (a browser's main thread, above
    * 4 KB), then in the background: the blocks run as JS until theirs is in (tests clear it).
    */
   syncCompile = true;
   private readonly compiling = new Set<Promise<void>>();
-  /** Blocks by first slot, for the regions (dropped when a slot's block changes). */
+  /** Blocks by first slot (released when a slot's block changes). */
   private readonly known = new Map<number, Known>();
+  /** Blocks by chain id, and the ids free (id 0 is never given). */
+  private readonly byId: (Known | null)[] = [null];
+  private readonly idFree: number[] = [];
+  /** The chain's arrays in the arena (arena.ts): lengths, table entries, page maps (Uint16). */
+  private readonly chainLens: Uint8Array;
+  private readonly chainIndex: Int32Array;
+  private readonly chainMaps: Uint16Array;
+  private readonly mapsAt: number;
+  /** chain(left, pb, map) runs a page's chained blocks (gen.ts chainBody). */
+  private readonly runChain: (left: number, pb: number, map: number) => number;
+  /** The run's end and fetch-window drops at a chain's entry (an import that moves one stops it). */
+  private end0 = 0;
+  private drops0 = 0;
   /**
    * Every compiled block function, for call_indirect from the regions: a region module is
    * only its loop, so a block is compiled once however often its page's region is rebuilt.
@@ -161,11 +179,12 @@ export class WasmBackend {
   /** Blocks using each table entry, and the body each holds (to forget it at the last). */
   private readonly users: number[] = [];
   private readonly keyAt: string[] = [];
-  /** The running block's handler sites (null: a region's, by io[IO_BLK] in regionSites). */
+  /** The running block's handler sites (null: a chain's, by io[IO_BLK] in byId). */
   private curSites: Site[] | null = null;
-  private regionSites: Site[][] = [];
   /** Blocks that reused a compiled function (tests, benches). */
   reused = 0;
+  /** Blocks a chain ran after the first, inside wasm (tests, benches). */
+  chainRuns = 0;
   private readonly io: Int32Array;
   private readonly stateAt: number;
   private readonly tlbAt: number;
@@ -185,10 +204,25 @@ export class WasmBackend {
     this.stateAt = a.state;
     this.tlbAt = tlbAddress(a);
     this.memory = a.memory;
-    this.hub = this.instantiate([{ type: REGION_TYPE, locals: [], body: hubBody() }], 0)[0] as (
-      i: number,
-      left: number,
-    ) => number;
+    const ch = chainAddress(a);
+    const b = a.memory.buffer;
+    this.chainLens = new Uint8Array(b, ch.lens, CHAIN_IDS);
+    this.chainIndex = new Int32Array(b, ch.index, CHAIN_IDS);
+    const blocks = codeBlocks(cpu.memSize >>> 12);
+    this.chainMaps = new Uint16Array(b, ch.maps, blocks << 12);
+    this.mapsAt = ch.maps;
+    // The maps are indexed by the decode cache's frame blocks: one of another size never chains.
+    if (cpu.dc.emptyBlock !== blocks << 12) this.chain = false;
+    const [hub, chain] = this.instantiate(
+      [
+        { type: HUB_TYPE, locals: [], body: hubBody() },
+        { type: CHAIN_TYPE, locals: [I32, I32, I32], body: chainBody(this.stateAt, ch.lens, ch.index) },
+      ],
+      0,
+      1,
+    );
+    this.hub = hub as (i: number, left: number) => number;
+    this.runChain = chain as (left: number, pb: number, map: number) => number;
   }
 
   /** Queues the block whose JS function is js (compiled from plan). */
@@ -198,34 +232,72 @@ export class WasmBackend {
     const { body, inline } = blockBody(dc, plan, this.stateAt, this.tlbAt, sites);
     this.inline += inline;
     this.handlers += plan.flags.length - inline;
-    const p = {
-      body,
-      key: bytesKey(body),
-      sites,
-      slot: plan.slots[0],
+    const slot = plan.slots[0];
+    // The slot's earlier block (its frame was dropped, the slot given out again) is gone.
+    const old = this.known.get(slot);
+    if (old !== undefined) this.release(old);
+    const k: Known = {
+      slot,
       js,
+      wasm: null,
+      index: -1,
+      id: this.idFree.pop() ?? (this.byId.length < CHAIN_IDS ? this.byId.length : 0),
+      key: bytesKey(body),
+      body,
+      iret: ((dc.op[plan.slots[plan.slots.length - 1]] >> 3) & 0x1ff) === 0xcf,
+      tab: null,
+      pos: -1,
+      sites,
       offs: Int32Array.from(plan.offs),
       flags: Uint8Array.from(plan.flags),
     };
-    const iret = ((dc.op[plan.slots[plan.slots.length - 1]] >> 3) & 0x1ff) === 0xcf;
-    this.known.set(p.slot, { js, wasm: null, index: -1, iret, sites, offs: p.offs, flags: p.flags });
-    const index = this.shared.get(p.key);
+    if (k.id !== 0) this.byId[k.id] = k;
+    this.known.set(slot, k);
+    const index = this.shared.get(k.key);
     if (index !== undefined) {
       this.reused++;
-      this.place(p, index);
+      this.place(k, index);
       return;
     }
-    this.pending.push(p);
+    this.pending.push(k);
     if (this.pending.length >= this.batch) this.flush();
+  }
+
+  /**
+   * Forgets block k, whose slot holds another block or none (its frame was written, the
+   * cache flushed): its id, and its table entry with the last of its users. No region can
+   * call it any more: a slot's block changes only through DecodeCache.setBlock, which drops
+   * the regions of the slot's frame (invalidateFrame, flush) before a slot is given again,
+   * and a region running meanwhile returns at the fetch-window drop that came with the write.
+   */
+  private release(k: Known): void {
+    if (this.known.get(k.slot) === k) this.known.delete(k.slot);
+    if (k.id !== 0) {
+      this.chainLens[k.id] = 0;
+      if (k.pos >= 0 && this.chainMaps[k.pos] === k.id) this.chainMaps[k.pos] = 0;
+      this.byId[k.id] = null;
+      this.idFree.push(k.id);
+      k.id = 0;
+    }
+    if (k.index >= 0 && --this.users[k.index] === 0) {
+      this.shared.delete(this.keyAt[k.index]);
+      this.table.set(k.index, null);
+      this.tableFree.push(k.index);
+    }
+    k.index = -1;
+    k.wasm = null;
+    k.tab = null;
   }
 
   /** Compiles the queued blocks into one module and puts them in place of their JS functions. */
   flush(): void {
-    const pending = this.pending;
-    if (pending.length === 0) return;
+    // Blocks released while queued are not compiled.
+    const pending = this.pending.filter((k) => this.known.get(k.slot) === k);
     this.pending = [];
-    const funcs = pending.map((p) => ({ type: BLOCK_TYPE, locals: LOCAL_TYPES, body: p.body }));
+    if (pending.length === 0) return;
+    const funcs = pending.map((k) => ({ type: BLOCK_TYPE, locals: LOCAL_TYPES, body: k.body as number[] }));
     const indexes = pending.map((_, i) => i);
+    for (const k of pending) k.body = null;
     if (++this.flushes % SWEEP_EVERY === 0) this.sweep();
     if (this.syncCompile) {
       try {
@@ -258,38 +330,43 @@ export class WasmBackend {
    * in their slots and in the JS region that links them (one built while a background
    * compile was under way calls the JS functions; the region's table is read at each call).
    */
-  private install(pending: Pending[], fns: BlockExport[]): void {
+  private install(pending: Known[], fns: BlockExport[]): void {
     for (let i = 0; i < pending.length; i++) {
-      const p = pending[i];
-      let index = this.shared.get(p.key);
+      const k = pending[i];
+      // Released meanwhile (a background compile): its function is not kept.
+      if (this.known.get(k.slot) !== k) continue;
+      let index = this.shared.get(k.key);
       if (index === undefined) {
         index = this.tableFree.pop() ?? this.tableUsed++;
         if (index >= this.table.length) this.table.grow(this.table.length);
         this.table.set(index, fns[i]);
-        this.shared.set(p.key, index);
-        this.keyAt[index] = p.key;
+        this.shared.set(k.key, index);
+        this.keyAt[index] = k.key;
         this.users[index] = 0;
       }
-      this.place(p, index);
+      this.place(k, index);
     }
   }
 
-  /** Puts the function at table entry index in place of the JS function of block p. */
-  private place(p: Pending, index: number): void {
+  /** Puts the function at table entry index in place of the JS function of block k. */
+  private place(k: Known, index: number): void {
     const dc = this.cpu.dc;
-    // Dropped (its frame written) or replaced meanwhile: nothing to do.
-    const k = this.known.get(p.slot);
-    if (dc.blockFn[p.slot] !== p.js || k === undefined || k.js !== p.js) return;
+    // Dropped (its frame written) or replaced meanwhile: released at the next sweep or add.
+    if (dc.blockFn[k.slot] !== k.js || this.known.get(k.slot) !== k) return;
     k.index = index;
     this.users[index]++;
-    const w = this.wrapper(index, p.offs, p.flags, p.sites);
-    dc.blockFn[p.slot] = w;
-    const tab = dc.regionTab[p.slot];
-    if (tab !== null) {
-      const at = tab.B.indexOf(p.js);
-      if (at >= 0) tab.B[at] = w;
-    }
+    const w = this.wrapper(k, index);
+    dc.blockFn[k.slot] = w;
     k.wasm = w;
+    if (k.id !== 0) {
+      this.chainIndex[k.id] = index;
+      this.chainLens[k.id] = k.flags.length;
+    }
+    const tab = dc.regionTab[k.slot];
+    if (tab !== null) {
+      const at = tab.B.indexOf(k.js);
+      if (at >= 0) tab.B[at] = tab === k.tab ? this.chained(k) : w;
+    }
     this.blocks++;
   }
 
@@ -298,80 +375,89 @@ export class WasmBackend {
     while (this.compiling.size > 0) await Promise.all(this.compiling);
   }
 
-  /**
-   * Forgets blocks whose slot no longer holds them (their frame was written, or the decode
-   * cache flushed): no region can call them any more (a frame's regions go with its blocks),
-   * so their table entries are free.
-   */
+  /** Releases the blocks whose slot no longer holds them (their frame was written, the cache flushed). */
   private sweep(): void {
     const dc = this.cpu.dc;
-    for (const [slot, k] of this.known) {
-      const fn = dc.blockFn[slot];
-      if (fn === k.js || fn === k.wasm) continue;
-      this.known.delete(slot);
-      if (k.index >= 0 && --this.users[k.index] === 0) {
-        this.shared.delete(this.keyAt[k.index]);
-        this.table.set(k.index, null);
-        this.tableFree.push(k.index);
-      }
+    for (const k of [...this.known.values()]) {
+      const fn = dc.blockFn[k.slot];
+      if (fn !== k.js && fn !== k.wasm) this.release(k);
     }
   }
 
+  /** Table entries, shared bodies and chain ids held (tests: they stay bounded under code turnover). */
+  held(): { entries: number; bodies: number; ids: number; known: number } {
+    return {
+      entries: this.tableUsed - this.tableFree.length,
+      bodies: this.shared.size,
+      ids: this.byId.length - 1 - this.idFree.length,
+      known: this.known.size,
+    };
+  }
+
   /**
-   * Called before a frame's region is built: compiles the queued blocks (so that the region
-   * links them as wasm), then, with wasmRegions, returns the region in wasm: a module of its
-   * loop alone (gen.ts regionBody), calling the blocks (slots, at page offsets offs) through
-   * the table. null: the region stays JS (wasmRegions off, or a block this back end has not
-   * compiled).
+   * The region of the frame block at blockOff was built (blocks.ts compileRegion: its table
+   * t, blocks at page offsets offs, in slots): the page's map is written afresh with the
+   * ids of its wasm blocks, and t gets, in place of each, its entry into the chain (a block
+   * compiled later gets both when its module is in, place()). The JS region calls the entry
+   * as it would the block, and the chain runs the block and those after it in the page,
+   * inside wasm, while the JS region's rules let it go on (gen.ts chainBody).
    */
-  region(offs: number[], slots: number[]): RegionFn | null {
-    const dc = this.cpu.dc;
-    // The queued blocks first (the page's may be among them): the region links them.
-    this.flush();
-    if (!this.wasmRegions) return null;
-    const blocks: Known[] = [];
-    for (const slot of slots) {
-      const k = this.known.get(slot);
-      if (k === undefined || k.wasm === null || dc.blockFn[slot] !== k.wasm || k.iret) return null;
-      blocks.push(k);
+  link(blockOff: number, offs: number[], slots: number[], t: RegionTab): void {
+    if (!this.chain) return;
+    this.chainMaps.fill(0, blockOff, blockOff + 0x1000);
+    for (let j = 0; j < slots.length; j++) {
+      const k = this.known.get(slots[j]);
+      if (k === undefined || k.iret || k.id === 0) continue;
+      k.tab = t;
+      k.pos = blockOff + offs[j];
+      const i = t.X[offs[j]];
+      if (k.wasm !== null && t.B[i] === k.wasm) t.B[i] = this.chained(k);
     }
-    const lens = blocks.map((k) => k.flags.length);
-    const body = regionBody(
-      offs,
-      lens,
-      blocks.map((k) => k.index),
-      this.stateAt,
-    );
-    const run = this.instantiate([{ type: REGION_TYPE, locals: [I32, I32], body }], 0)[0] as (
-      left: number,
-      pb: number,
-    ) => number;
-    this.regions++;
-    const O = blocks.map((k) => k.offs);
-    const F = blocks.map((k) => k.flags);
-    const S = blocks.map((k) => k.sites);
+  }
+
+  /** Block k (in wasm) in its page's map, and its entry into the chain there. */
+  private chained(k: Known): BlockFn {
+    this.chainMaps[k.pos] = k.id;
+    return this.chainEntry(k.wasm as BlockFn, this.mapsAt + (k.pos & ~0xfff) * 2);
+  }
+
+  /** The region's entry into the chain at a wasm block w, on the page whose map is at address `at`. */
+  private chainEntry(w: BlockFn, at: number): BlockFn {
     const io = this.io;
-    return (c, pb) => {
+    return (c) => {
       const r0 = c.retired;
       this.curSites = null;
-      this.regionSites = S;
       this.enter(c);
       io[IO_RBLOCKS] = 0;
+      io[IO_STOP] = 0;
+      this.end0 = c.runEnd;
+      this.drops0 = c.fetchDrops;
       let n: number;
       try {
-        n = run(Math.min(c.runEnd - r0, MAX_LEFT), pb);
+        n = this.runChain(Math.min(c.runEnd - r0, MAX_LEFT), c.fetchBase, at);
       } catch (x) {
-        const b = io[IO_BLK];
-        this.unwind(c, io[IO_EIP], r0 + io[IO_RDONE], O[b], F[b]);
-        c.regionBlocks += io[IO_RBLOCKS];
-        this.runs += io[IO_RBLOCKS];
+        const k = this.byId[io[IO_BLK]] as Known;
+        this.unwind(c, io[IO_EIP], r0 + io[IO_RDONE], k.offs, k.flags);
+        this.counts(c);
         c.held(x);
         return;
       }
+      if (io[IO_RBLOCKS] === 0) {
+        // Nothing ran (cannot happen: the region checked what the chain checks): the block.
+        w(c);
+        return;
+      }
       this.leave(c, r0 + n);
-      c.regionBlocks += io[IO_RBLOCKS];
-      this.runs += io[IO_RBLOCKS];
+      this.counts(c);
     };
+  }
+
+  /** Blocks run by a chain: the JS region counted the first. */
+  private counts(c: Cpu): void {
+    const n = this.io[IO_RBLOCKS];
+    c.regionBlocks += n - 1;
+    this.runs += n;
+    this.chainRuns += n - 1;
   }
 
   /** The io words for a block or region entered at the Cpu's state. */
@@ -409,8 +495,11 @@ export class WasmBackend {
     flagsIn(c, io);
   }
 
-  private wrapper(index: number, O: Int32Array, F: Uint8Array, sites: Site[]): BlockFn {
+  private wrapper(k: Known, index: number): BlockFn {
     const hub = this.hub;
+    const O = k.offs;
+    const F = k.flags;
+    const sites = k.sites;
     return (c) => {
       const e0 = c.eip;
       const r0 = c.retired;
@@ -458,56 +547,80 @@ export class WasmBackend {
   private imports(): WebAssembly.ModuleImports {
     const c = this.cpu;
     const io = this.io;
+    /**
+     * After JS run by an import: a chain stops when it moved the fetch window (a code write,
+     * a change of CS, CPL or paging) or the run's end, as the JS region does.
+     */
+    const seen = () => {
+      if (c.fetchDrops !== this.drops0 || c.runEnd !== this.end0) io[IO_STOP] = 1;
+    };
     return {
       m: this.memory,
       rd8: (k: number, s: number, o: number) => {
         this.cur = k;
-        return c.rd8(s, o);
+        const v = c.rd8(s, o);
+        seen();
+        return v;
       },
       rd16: (k: number, s: number, o: number) => {
         this.cur = k;
-        return c.rd16(s, o);
+        const v = c.rd16(s, o);
+        seen();
+        return v;
       },
       rd32: (k: number, s: number, o: number) => {
         this.cur = k;
-        return c.rd32(s, o);
+        const v = c.rd32(s, o);
+        seen();
+        return v;
       },
       wr8: (k: number, s: number, o: number, v: number) => {
         this.cur = k;
         c.wr8(s, o, v);
+        seen();
         return c.codeHit;
       },
       wr32: (k: number, s: number, o: number, v: number) => {
         this.cur = k;
         c.wr32(s, o, v);
+        seen();
         return c.codeHit;
       },
       rmwRd8: (k: number, s: number, o: number) => {
         this.cur = k;
-        return c.rmwRd8(s, o);
+        const v = c.rmwRd8(s, o);
+        seen();
+        return v;
       },
       rmwRd32: (k: number, s: number, o: number) => {
         this.cur = k;
-        return c.rmwRd32(s, o);
+        const v = c.rmwRd32(s, o);
+        seen();
+        return v;
       },
       rmwWr8: (k: number, v: number) => {
         this.cur = k;
         c.rmwWr8(v);
+        seen();
         return c.codeHit;
       },
       rmwWr32: (k: number, v: number) => {
         this.cur = k;
         c.rmwWr32(v);
+        seen();
         return c.codeHit;
       },
       push: (k: number, v: number) => {
         this.cur = k;
         c.push32(v);
+        seen();
         return c.codeHit;
       },
       pop: (k: number) => {
         this.cur = k;
-        return c.pop32();
+        const v = c.pop32();
+        seen();
+        return v;
       },
       fault: (k: number, v: number, e: number) => {
         this.cur = k;
@@ -515,7 +628,7 @@ export class WasmBackend {
       },
       call: (k: number, i: number) => {
         this.cur = k;
-        const s = (this.curSites ?? this.regionSites[io[IO_BLK]])[i];
+        const s = (this.curSites ?? (this.byId[io[IO_BLK]] as Known).sites)[i];
         flagsIn(c, io);
         // As in a JS block: retired as at the block's entry (plus finished passes), EIP too
         // except for a control transfer, which starts from the instruction's end.
@@ -524,6 +637,7 @@ export class WasmBackend {
         s.fn(c as never, s.slot);
         flagsOut(c, io);
         if (s.control) io[IO_EIP] = c.eip;
+        seen();
         return c.codeHit;
       },
       cond: (cc: number) => {

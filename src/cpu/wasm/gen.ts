@@ -35,6 +35,7 @@ import {
   IO_RDONE,
   IO_SAVEDESP,
   IO_SS32,
+  IO_STOP,
   IO_WRMASK,
   ST_CODEPAGE,
   ST_IO,
@@ -1069,66 +1070,48 @@ export function hubBody(): number[] {
   return c.b;
 }
 
-/** Type of a region function: (budget, EIP of its page's offset 0) -> instructions retired. */
-export const REGION_TYPE = 2;
+/** Type of the hub: (table entry, budget) -> instructions retired. */
+export const HUB_TYPE = 2;
+/** Type of the chain: (budget, EIP of the page's offset 0, its map's address) -> retired. */
+export const CHAIN_TYPE = 0;
 
 /**
- * The body of a region (blocks.ts compileRegion, done in wasm): a loop that takes EIP's
- * offset in the page, jumps (br_table) to the block starting there and calls its function
- * (block i is entry fns[i] of the back end's table) while the budget allows its longest
- * path, as the JS region does; it returns when EIP leaves the page or lands where no block
- * starts, when the next block does not fit, or after a block wrote to a code frame. Before
- * each block it records, for a fault's unwinding, which block runs and what the region
+ * The body of the chain (backend.ts): runs the wasm blocks of one page one after another
+ * without returning to JS, as the JS region does with its table (blocks.ts linkRegion). It
+ * looks EIP's page offset up in the page's map of block ids (S's io words, lens and index:
+ * the arena's chain arrays) and calls the block's table entry while the budget allows its
+ * length; it returns when EIP leaves the page or lands where no chained block starts, when
+ * the next block does not fit, after a block wrote to a code frame (IO_HIT), and when JS run
+ * by an import moved the fetch window or the run's end (IO_STOP). Before each block it
+ * records, for a fault's unwinding and the handlers, which block runs and what the chain
  * retired so far.
  */
-export function regionBody(offs: number[], lens: number[], fns: number[], S: number): number[] {
+export function chainBody(S: number, lens: number, index: number): number[] {
   const g = new Gen(null as unknown as DecodeCache, S, 0, []);
   const c = g.c;
   const PB = 1;
-  const RDONE = 2;
-  const OFF = 3;
-  const k = offs.length;
-  // The br_table covers the offsets from the first block's to the last one's.
-  const lo = Math.min(...offs);
-  const targets = new Array<number>(Math.max(...offs) - lo + 1).fill(k);
-  offs.forEach((o, i) => {
-    targets[o - lo] = i;
-  });
+  const MAP = 2;
+  const RDONE = 3;
+  const ID = 4;
+  const LEN = 5;
   c.op(Op.loop, VOID, Op.block, VOID);
-  for (let i = 0; i < k; i++) c.op(Op.block, VOID);
-  g.ld(g.io(IO_EIP))
-    .c.get(PB)
-    .op(Op.sub)
-    .i32(lo)
-    .op(Op.sub)
-    .tee(OFF)
-    .i32(targets.length - 1)
-    .op(Op.gtU)
-    .br(Op.brIf, k);
-  c.get(OFF).op(Op.brTable);
-  uleb(c.b, targets.length);
-  for (const t of targets) uleb(c.b, t);
-  uleb(c.b, k);
-  for (let i = 0; i < k; i++) {
-    c.op(Op.end);
-    // Inside blocks i+1 .. k-1, the exit block and the loop.
-    c.get(RDONE)
-      .i32(lens[i])
-      .op(Op.add)
-      .get(BUDGET)
-      .op(Op.gtU)
-      .br(Op.brIf, k - 1 - i);
-    g.put(g.io(IO_DONE), () => c.i32(0));
-    g.put(g.io(IO_RDONE), () => c.get(RDONE));
-    g.put(g.io(IO_BLK), () => c.i32(i));
-    g.put(g.io(IO_RBLOCKS), () => g.ld(g.io(IO_RBLOCKS)).c.i32(1).op(Op.add));
-    c.get(BUDGET).get(RDONE).op(Op.sub).i32(fns[i]).op(Op.callIndirect);
-    uleb(c.b, BLOCK_TYPE);
-    c.op(0x00); // table 0
-    c.get(RDONE).op(Op.add).set(RDONE);
-    g.ld(g.io(IO_HIT)).c.br(Op.brIf, k - 1 - i);
-    c.br(Op.br, k - i);
-  }
+  // The id at EIP's page offset (0: none; an id's length is 0 until its block is in wasm).
+  g.ld(g.io(IO_EIP)).c.get(PB).op(Op.sub).tee(ID).i32(0xfff).op(Op.gtU).br(Op.brIf, 0);
+  c.get(ID).i32(1).op(Op.shl).get(MAP).op(Op.add).mem(Op.load16u, 0).tee(ID);
+  c.mem(Op.load8u, lens).tee(LEN).op(Op.eqz).br(Op.brIf, 0);
+  c.get(RDONE).get(LEN).op(Op.add).get(BUDGET).op(Op.gtU).br(Op.brIf, 0);
+  g.put(g.io(IO_DONE), () => c.i32(0));
+  g.put(g.io(IO_RDONE), () => c.get(RDONE));
+  g.put(g.io(IO_BLK), () => c.get(ID));
+  g.put(g.io(IO_RBLOCKS), () => g.ld(g.io(IO_RBLOCKS)).c.i32(1).op(Op.add));
+  c.get(BUDGET).get(RDONE).op(Op.sub);
+  c.get(ID).i32(2).op(Op.shl).mem(Op.load, index).op(Op.callIndirect);
+  uleb(c.b, BLOCK_TYPE);
+  c.op(0x00); // table 0
+  c.get(RDONE).op(Op.add).set(RDONE);
+  g.ld(g.io(IO_HIT));
+  g.ld(g.io(IO_STOP)).c.op(Op.or).br(Op.brIf, 0);
+  c.br(Op.br, 1);
   c.op(Op.end); // the exit block
   c.get(RDONE).op(Op.return, Op.end); // the loop
   c.op(Op.unreachable);

@@ -1,0 +1,230 @@
+/**
+ * Chains of wasm blocks (src/cpu/wasm/backend.ts link, gen.ts chainBody): a JS region enters
+ * a page's wasm blocks through the chain, which runs them one after another inside wasm. A
+ * chain must stop where the JS region would: a code write, a remap of its page (the PTE
+ * rewritten, then invlpg), the budget. Each case runs a hot loop of two chained blocks in a
+ * paged page, with the action taken from inside the loop, interpreted, as JS blocks and as
+ * wasm blocks with the chain off and on, and compares the state after every slice and the
+ * memory after; counters pin that the chain ran. A last case turns the code of a page over
+ * many times (each time other operands, the decode cache flushed so that slots are given
+ * again) and checks that the back end's table entries, shared bodies and chain ids stay
+ * bounded while the runs stay exact.
+ */
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { Cpu } from "../src/cpu/cpu.js";
+import { CR0_PG, EAX, ECX, ESI, ESP, Exit } from "../src/cpu/regs.js";
+import { wasmBackend } from "../src/cpu/wasm/backend.js";
+import { allocRam } from "../src/machine/ram.js";
+import { type CpuState, runSlice, runSlices } from "./helpers/cpu-state.js";
+
+const PD = 0x80000;
+const PT = 0x81000;
+/** The linear page of the loop, mapped to frame FA (or FB after a remap). */
+const V = 0x5000;
+const FA = 0x6000;
+const FB = 0x7000;
+const DATA = 0x10000;
+const N = 20000;
+/** ECX at which the loop's action runs (once). */
+const SWITCH = 10000;
+
+function d(v: number): number[] {
+  return [v & 0xff, (v >> 8) & 0xff, (v >> 16) & 0xff, (v >>> 24) & 0xff];
+}
+
+/**
+ * 17 bytes run once, at ECX = SWITCH: the loop's page remapped to FB (PTE, invlpg), its PTE
+ * rewritten without invlpg (the TLB keeps FA), a write into the odd block's code (its add
+ * becomes a sub), or nothing.
+ */
+type Action = "remap" | "pte" | "write" | "none" | "walk" | "walk-none";
+const PTE_V = PT + (V >>> 12) * 4;
+/** Offset in the page of the odd block's add eax,edx, and of the cmp's immediate. */
+const ODD = 7;
+const CMP_IMM = 27;
+const ACTIONS: Record<Action, number[]> = {
+  remap: [0xc7, 0x05, ...d(PTE_V), ...d(FB | 3), 0x0f, 0x01, 0x3d, ...d(V)],
+  pte: [0xc7, 0x05, ...d(PTE_V), ...d(FB | 3), ...new Array(7).fill(0x90)],
+  write: [0xc6, 0x05, ...d(V + ODD), 0x29, ...new Array(10).fill(0x90)],
+  none: new Array(17).fill(0x90),
+  walk: [],
+  "walk-none": [],
+};
+
+/**
+ * The walk case: the page table of linear 0x400000-0x7fffff is the loop's own frame, and
+ * its PTE for Q (0x00010003: DATA, accessed bit clear) is the immediate of the odd block's
+ * mov ebx. The loop's block L reads Q once (at ECX = SWITCH): the page walk sets the
+ * accessed bit, a write into the code frame by a read (no code-hit check after it), so only
+ * the fetch-window drop tells the chain to stop before it runs the odd block's old copy.
+ */
+const Q = 0x403000;
+// 0 mov ecx,N; jmp loop
+// odd (7): add eax,edx; nop; nop; mov ebx,0x00010003 (imm at 12: PTE 3); add eax,ebx; jmp join
+// loop (20): mov edx,[esi]; test dl,1; jnz odd; sub eax,edx
+// join (29): xor eax,ecx; add esi,4; cmp ecx,SWITCH; jne skip; mov edi,[Q] (or nops)
+// skip (48): dec ecx; jnz loop; hlt
+function walkProgram(read: boolean): number[] {
+  return [
+    [0xb9, ...d(N)],
+    [0xeb, 20 - 7],
+    [0x01, 0xd0],
+    [0x90, 0x90],
+    [0xbb, ...d(0x10003)],
+    [0x01, 0xd8],
+    [0xeb, 29 - 20],
+    [0x8b, 0x16],
+    [0xf6, 0xc2, 0x01],
+    [0x75, (7 - 27) & 0xff],
+    [0x29, 0xd0],
+    [0x31, 0xc8],
+    [0x83, 0xc6, 0x04],
+    [0x81, 0xf9, ...d(SWITCH)],
+    [0x75, 48 - 42],
+    read ? [0x8b, 0x3d, ...d(Q)] : new Array(6).fill(0x90),
+    [0x49],
+    [0x75, (20 - 51) & 0xff],
+    [0xf4],
+  ].flat();
+}
+
+// 0 mov ecx,N; jmp loop
+// odd (7): add eax,edx; jmp join            (a block of its own: the loop's jnz odd is backward)
+// loop (11): mov edx,[esi]; test dl,1; jnz odd
+// (18) sub eax,edx
+// join (20): xor eax,ecx; add esi,4; cmp ecx,SWITCH; jne skip; <action, 17 bytes>
+// skip (50): dec ecx; jnz loop; hlt
+// Odd items run block loop, then block odd: a chain from one to the other and back.
+function program(action: Action, oddOp = 0x01): number[] {
+  if (action === "walk" || action === "walk-none") return walkProgram(action === "walk");
+  return [
+    [0xb9, ...d(N)],
+    [0xeb, 11 - 7],
+    [oddOp, 0xd0],
+    [0xeb, 20 - 11],
+    [0x8b, 0x16],
+    [0xf6, 0xc2, 0x01],
+    [0x75, (7 - 18) & 0xff],
+    [0x29, 0xd0],
+    [0x31, 0xc8],
+    [0x83, 0xc6, 0x04],
+    [0x81, 0xf9, ...d(SWITCH)],
+    [0x75, 17],
+    ACTIONS[action],
+    [0x49],
+    [0x75, (11 - 53) & 0xff],
+    [0xf4],
+  ].flat();
+}
+
+type Variant = "interp" | "js" | "wasm" | "chain";
+
+function machine(action: Action, variant: Variant): Cpu {
+  const js = variant === "interp" || variant === "js";
+  const cpu = new Cpu(js ? new Uint8Array(1 << 20) : allocRam(1 << 20));
+  cpu.backend = js ? "js" : "wasm";
+  const wasm = wasmBackend(cpu);
+  if (wasm !== null) {
+    wasm.batch = 1;
+    wasm.chain = variant === "chain";
+  }
+  cpu.resetFlat32();
+  const mem = new DataView(cpu.mem8.buffer, cpu.mem8.byteOffset);
+  mem.setUint32(PD, PT | 3, true);
+  for (let p = 0; p < 256; p++) mem.setUint32(PT + p * 4, (p << 12) | 3, true);
+  mem.setUint32(PTE_V, FA | 3, true);
+  mem.setUint32(PD + 4, FA | 3, true);
+  cpu.mem8.set(program(action), FA);
+  // FB: the same loop but for the odd block's operation (sub), so the remap shows.
+  cpu.mem8.set(program(action, 0x29), FB);
+  cpu.mem8[FB + ODD] = 0x29;
+  for (let i = 0; i < 4 * N; i++) cpu.mem8[DATA + i] = (i * 37 + (i >> 8)) & 0xff;
+  cpu.setCr3(PD);
+  cpu.setCr0(cpu.cr0 | CR0_PG);
+  cpu.eip = V;
+  cpu.regs[ESP] = 0x9000;
+  cpu.regs[ESI] = DATA;
+  const on = variant !== "interp";
+  cpu.blockThreshold = on ? 2 : 0;
+  cpu.regionThreshold = on ? 2 : 0;
+  return cpu;
+}
+
+function trace(action: Action, variant: Variant, slice: number): { steps: CpuState[]; cpu: Cpu } {
+  const cpu = machine(action, variant);
+  return { steps: runSlices(cpu, slice, 1_000_000), cpu };
+}
+
+/** The memory a run may change: the data, the page directory and table, both code frames. */
+function memory(cpu: Cpu): Uint8Array[] {
+  return [
+    cpu.mem8.slice(DATA, DATA + 4 * N),
+    cpu.mem8.slice(PD, PT + 0x1000),
+    cpu.mem8.slice(FA, FB + 0x1000),
+  ];
+}
+
+describe("chains of wasm blocks", () => {
+  for (const action of ["remap", "pte", "write", "walk", "none"] as const)
+    for (const slice of [3, 7, 50, 1000, 10_000_000]) {
+      it(`a hot loop of two chained blocks, with a ${action} of its page mid-loop, in slices of ${slice}`, () => {
+        const a = trace(action, "interp", slice);
+        assert.equal(a.steps[a.steps.length - 1].exit, Exit.Halt);
+        // The remap and the write change what the loop runs; the PTE alone does not (the TLB
+        // keeps the old frame, and so must every back end).
+        const none = trace(action === "walk" ? "walk-none" : "none", "interp", 10_000_000);
+        if (action === "remap" || action === "write" || action === "walk")
+          assert.notEqual(a.cpu.regs[EAX], none.cpu.regs[EAX], `the ${action} changed what the loop ran`);
+        else assert.equal(a.cpu.regs[EAX], none.cpu.regs[EAX]);
+        for (const variant of ["js", "wasm", "chain"] as const) {
+          const b = trace(action, variant, slice);
+          assert.deepEqual(b.steps, a.steps, variant);
+          assert.deepEqual(memory(b.cpu), memory(a.cpu), variant);
+          const w = wasmBackend(b.cpu);
+          if (variant === "chain" && slice >= 1000) {
+            // Every odd item runs two blocks, the second inside the chain.
+            assert.ok((w?.chainRuns ?? 0) > N / 2 - 200, `${w?.chainRuns} chained block runs`);
+          } else if (variant !== "chain") assert.equal(w?.chainRuns ?? 0, 0);
+        }
+      });
+    }
+
+  it("keep table entries, bodies and ids bounded when a page's code turns over, and stay exact", () => {
+    const turns = 300;
+    const run = (variant: Variant) => {
+      const cpu = machine("none", variant);
+      const steps: CpuState[] = [];
+      const held: number[] = [];
+      for (let t = 0; t < turns; t++) {
+        // The host rewrites the immediate of the loop's cmp each turn (other bytes, so another
+        // wasm body), restarts the loop, and every few turns flushes the decode cache (its
+        // slots are given again: a slot's new block replaces its old one).
+        cpu.mem8.set(d(t * 7919 + 1), FA + CMP_IMM);
+        cpu.invalidateCode(FA, 0x1000);
+        if (t % 3 === 0) cpu.dc.flush();
+        cpu.eip = V + 11;
+        cpu.regs[ECX] = 200 + (t % 50);
+        cpu.regs[ESI] = DATA;
+        for (let i = 0; i < 4; i++) steps.push(runSlice(cpu, 251));
+        const h = wasmBackend(cpu)?.held();
+        if (h !== undefined) held.push(Math.max(h.entries, h.bodies, h.ids, h.known));
+      }
+      return { steps, held, mem: memory(cpu), cpu };
+    };
+    const a = run("interp");
+    for (const variant of ["wasm", "chain"] as const) {
+      const b = run(variant);
+      assert.deepEqual(b.steps, a.steps, variant);
+      assert.deepEqual(b.mem, a.mem, variant);
+      // Each turn compiles a few blocks of new bodies: without releasing the old ones the
+      // table would hold hundreds of entries by the end (blocks dropped with their frame are
+      // released at a sweep, every 64 module compiles; those whose slot was given again at once).
+      const most = Math.max(...b.held);
+      assert.ok(most < 150, `${variant}: at most ${most} entries/bodies/ids/blocks held`);
+      const w = wasmBackend(b.cpu);
+      assert.ok((w?.blocks ?? 0) > turns, `${variant}: ${w?.blocks} wasm blocks placed`);
+      if (variant === "chain") assert.ok((w?.chainRuns ?? 0) > turns, `${w?.chainRuns} chained runs`);
+    }
+  });
+});
