@@ -23,8 +23,12 @@ export class CpuContext {
   idtrBase = 0;
   idtrLimit = 0;
   readonly dr = new Int32Array(8);
-  /** The x87 state (fninit state for a new context). */
-  readonly fpu = new Fpu();
+  /**
+   * The x87 state (fninit state for a new context). From switchIn until the CPU leaves this
+   * context it is the CPU's unit itself (cpu.fpu), not a copy: a switch hands units over, where
+   * it copied the image twice (an idle domain's every wakeup is a switch).
+   */
+  fpu = new Fpu();
 
   save(cpu: Cpu): void {
     this.regs.set(cpu.regs);
@@ -44,10 +48,38 @@ export class CpuContext {
     this.idtrBase = cpu.idtrBase;
     this.idtrLimit = cpu.idtrLimit;
     this.dr.set(cpu.dr);
-    this.fpu.copyFrom(cpu.fpu);
+    // Nothing to copy when the CPU's unit is this context's own (switchIn).
+    if (cpu.fpu !== this.fpu) this.fpu.copyFrom(cpu.fpu);
   }
 
+  /** Puts this state on the CPU; the CPU gets a copy of the x87 state, a unit of its own. */
   restore(cpu: Cpu): void {
+    this.restoreRegisters(cpu);
+    // Never copied into the unit on the CPU: after switchIn that unit is another context's.
+    const own = new Fpu();
+    own.copyFrom(this.fpu);
+    cpu.fpu = own;
+  }
+
+  /** restore() for a host switching to this context: the CPU runs on this context's x87 unit. */
+  switchIn(cpu: Cpu): void {
+    this.restoreRegisters(cpu);
+    cpu.fpu = this.fpu;
+  }
+
+  /**
+   * save() for a host leaving the CPU with no context on it: the CPU keeps its x87 state, as
+   * a copy, so that nothing it runs meanwhile changes this context's.
+   */
+  detach(cpu: Cpu): void {
+    this.save(cpu);
+    if (cpu.fpu === this.fpu) {
+      cpu.fpu = new Fpu();
+      cpu.fpu.copyFrom(this.fpu);
+    }
+  }
+
+  private restoreRegisters(cpu: Cpu): void {
     cpu.regs.set(this.regs);
     cpu.eip = this.eip;
     cpu.setFlags(this.eflags);
@@ -63,7 +95,6 @@ export class CpuContext {
     cpu.idtrBase = this.idtrBase;
     cpu.idtrLimit = this.idtrLimit;
     cpu.dr.set(this.dr);
-    cpu.fpu.copyFrom(this.fpu);
     cpu.setCr3(this.cr3);
   }
 }

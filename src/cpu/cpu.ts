@@ -158,8 +158,11 @@ export class Cpu {
   readonly dr = new Int32Array(8);
   cpl = 0;
 
-  /** The x87 FPU (fninit state after construction and resetFlat32). */
-  readonly fpu = new Fpu();
+  /**
+   * The x87 FPU (fninit state after construction and resetFlat32). A host switching contexts
+   * puts the incoming context's own unit here instead of copying it (CpuContext.switchIn).
+   */
+  fpu = new Fpu();
 
   // --- Model-specific ---
   tscOffset = 0;

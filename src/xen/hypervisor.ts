@@ -451,9 +451,15 @@ export class Hypervisor implements MmHost {
     // __enter_scheduler flushes prev's state whenever next != prev), so a window never
     // outlives the address space it was opened in.
     if (this.current) ptwrFlushAll(this, this.current.domain);
-    if (this.current?.context) this.current.context.save(this.cpu);
+    // The CPU runs on the incoming context's own x87 unit (CpuContext.switchIn): nothing is
+    // copied, and no unit but the running vcpu's is ever the CPU's.
+    const from = this.current?.context;
+    if (from) {
+      if (v.context) from.save(this.cpu);
+      else from.detach(this.cpu);
+    }
     this.current = v;
-    v.context?.restore(this.cpu);
+    v.context?.switchIn(this.cpu);
   }
 
   /** Folds the instructions the core retired into the current physical CPU's clock. */
@@ -621,7 +627,7 @@ export class Hypervisor implements MmHost {
       ) {
         this.switchTo(prev);
       } else if (prev !== v) {
-        if (this.current === v) v.context.save(this.cpu);
+        if (this.current === v) v.context.detach(this.cpu);
         this.current = null;
       }
     }
