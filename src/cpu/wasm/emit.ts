@@ -60,8 +60,10 @@ export const Op = {
   shrS: 0x75,
   shrU: 0x76,
   i64Mul: 0x7e,
+  i64ShrU: 0x88,
   wrap: 0xa7,
   i64ExtendS: 0xac,
+  i64ExtendU: 0xad,
 } as const;
 
 /** Unsigned LEB128. */
@@ -97,6 +99,11 @@ export class Code {
   }
   i32(v: number): this {
     this.b.push(Op.const);
+    sleb(this.b, v);
+    return this;
+  }
+  i64(v: number): this {
+    this.b.push(0x42);
     sleb(this.b, v);
     return this;
   }

@@ -604,7 +604,7 @@ class Gen {
     const modrm =
       (opc < 0x40 && (opc & 7) < 4) ||
       [
-        0x80, 0x81, 0x83, 0x84, 0x85, 0x88, 0x89, 0x8a, 0x8b, 0x8d, 0xc1, 0xc7, 0xd1, 0xf6, 0xff, 0x1af,
+        0x80, 0x81, 0x83, 0x84, 0x85, 0x88, 0x89, 0x8a, 0x8b, 0x8d, 0xc1, 0xc7, 0xd1, 0xf6, 0xf7, 0xff, 0x1af,
         0x1b6, 0x1b7, 0x1be, 0x1bf,
       ].includes(opc);
     const mem = modrm && !isReg ? this.ea(s) : null;
@@ -790,7 +790,31 @@ class Gen {
         set32(rg, X);
         return true;
       }
+      case 0xf7: {
+        if (sub !== 4) return false;
+        // mul: EDX:EAX = EAX * r/m32, CF = OF = (EDX != 0), as mulEd.
+        rmRead(32);
+        c.set(B);
+        r32(0)();
+        c.set(A).get(A).get(B).op(Op.mul).set(X);
+        c.get(A).op(Op.i64ExtendU).get(B).op(Op.i64ExtendU, Op.i64Mul).i64(32).op(Op.i64ShrU, Op.wrap).set(V);
+        set32(0, X);
+        set32(2, V);
+        c.get(V).i32(0).op(Op.ne).set(T);
+        this.resFlags(
+          () => c.get(T),
+          () => c.get(T),
+        );
+        return true;
+      }
       case 0xff:
+        if (sub === 4) {
+          // jmp r/m32 (ends the block), as jmpRm32: the target read, then the CS limit.
+          rmRead(32);
+          c.set(EIP);
+          this.csCheck();
+          return true;
+        }
         if (sub === 6) {
           rmRead(32);
           c.set(V);
