@@ -7,11 +7,12 @@
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { pendingStats, setInterpretPending } from "../src/cpu/blocks.js";
 import { Cpu } from "../src/cpu/cpu.js";
 import { ESP, Exit } from "../src/cpu/regs.js";
 import type { Backend } from "../src/cpu/wasm/arena.js";
-import { allocRam } from "../src/machine/ram.js";
 import { wasmBackend } from "../src/cpu/wasm/backend.js";
+import { allocRam } from "../src/machine/ram.js";
 import { type CpuState, compiledBlocks, runSlice } from "./helpers/cpu-state.js";
 import { prng } from "./helpers/elf32_writer.js";
 
@@ -143,12 +144,17 @@ function runTrace(
   blocks: boolean,
   regions = false,
   backend: Backend = "js",
+  pending = 0,
 ): { states: CpuState[]; mem: Uint8Array; compiled: number; linked: number; wasmRuns: number } {
   const mem = backend === "wasm" ? allocRam(1 << 20) : new Uint8Array(1 << 20);
   const cpu = new Cpu(mem);
   cpu.backend = backend;
   const wasm = backend === "wasm" ? wasmBackend(cpu) : null;
-  if (wasm !== null) wasm.batch = 1;
+  // pending > 0: a batch that never fills, so blocks run interpreted, are queued at their
+  // second run and compiled pending runs after (blocks.ts interpreted); else each block is
+  // wasm from its first run.
+  if (wasm !== null) wasm.batch = pending > 0 ? 1000 : 1;
+  setInterpretPending(true, pending > 0 ? pending : undefined, pending > 0 ? 2 : undefined);
   cpu.resetFlat32();
   cpu.blockThreshold = blocks ? 2 : 0;
   cpu.regionThreshold = regions ? 2 : 0;
@@ -177,6 +183,7 @@ test("compiled blocks, standalone and linked into regions, match the interpreter
   let withBlocks = 0;
   let withRegions = 0;
   let withWasm = 0;
+  let withPending = 0;
   for (let seed = 1; seed <= 300; seed++) {
     const code = program(rng(seed * 2654435761));
     const a = runTrace(code, seed, false);
@@ -198,8 +205,18 @@ test("compiled blocks, standalone and linked into regions, match the interpreter
         `wasm${regions ? " regions" : ""}: memory differs: seed ${seed}, code ${hex}`,
       );
       if (w.wasmRuns > 0) withWasm++;
+      // Blocks interpreted, then compiled 3 runs after they were queued (linked by the region
+      // built over them meanwhile, whose table then calls the wasm functions).
+      const before = { ...pendingStats };
+      const p = runTrace(code, seed, true, regions, "wasm", 3);
+      const tag = `wasm pending${regions ? " regions" : ""}: seed ${seed}, code ${hex}`;
+      assert.deepEqual(p.states, a.states, tag);
+      assert.deepEqual(p.mem, a.mem, `${tag}: memory differs`);
+      if (pendingStats.runs > before.runs && pendingStats.flushes > before.flushes && p.wasmRuns > 0)
+        withPending++;
     }
   }
+  assert.ok(withPending > 350, `only ${withPending} of 600 runs ran pending blocks, then wasm`);
   assert.ok(withWasm > 400, `only ${withWasm} of 600 wasm runs ran wasm blocks`);
   assert.ok(withBlocks > 200, `only ${withBlocks} of 300 programs ran compiled blocks`);
   assert.ok(withRegions > 150, `only ${withRegions} of 300 programs ran blocks linked in a region`);

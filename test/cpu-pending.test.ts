@@ -1,0 +1,146 @@
+/**
+ * Blocks for the wasm back end before their module is in (blocks.ts interpreted): they run
+ * through their handlers as the run loop would, are queued for the back end only once they
+ * have run queueAt times (a block that goes cold before is never made in wasm), and their
+ * batch is compiled at their pendingRuns'th run after, full or not (or when it fills); a
+ * region built over them meanwhile is built again when they are queued, so that the back end
+ * chains them once compiled. The run
+ * is the interpreter's all along: states after every slice, memory, and a #GP raised by an
+ * interpreted block.
+ */
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { pendingStats, setInterpretPending } from "../src/cpu/blocks.js";
+import { Cpu } from "../src/cpu/cpu.js";
+import { DS, ESP, Exit } from "../src/cpu/regs.js";
+import { wasmBackend } from "../src/cpu/wasm/backend.js";
+import { allocRam } from "../src/machine/ram.js";
+import { type CpuState, runSlices } from "./helpers/cpu-state.js";
+
+const CODE = 0x1000;
+const DATA = 0x4000;
+
+function d(v: number): number[] {
+  return [v & 0xff, (v >> 8) & 0xff, (v >> 16) & 0xff, (v >>> 24) & 0xff];
+}
+
+/**
+ * mov ecx,n; mov esi,DATA; (10) add eax,ecx; mov [esi],eax; add esi,4; cmp ecx,n/2; ja +1;
+ * inc ebx; dec ecx; jnz (10); hlt. A store a pass, 4 bytes further each time.
+ */
+function loop(n: number): number[] {
+  return [
+    [0xb9, ...d(n)],
+    [0xbe, ...d(DATA)],
+    [0x01, 0xc8],
+    [0x89, 0x06],
+    [0x83, 0xc6, 0x04],
+    [0x81, 0xf9, ...d(n >> 1)],
+    [0x77, 0x01],
+    [0x43],
+    [0x49],
+    [0x75, 0xed],
+    [0xf4],
+  ].flat();
+}
+
+interface Run {
+  states: CpuState[];
+  mem: Uint8Array;
+  /** Instructions handed to the wasm back end, wasm block runs, modules. */
+  given: number;
+  wasmRuns: number;
+  /** Blocks run one after another inside wasm (WasmBackend.chainRuns). */
+  chained: number;
+  /** pendingStats moved by this run. */
+  interpreted: number;
+  flushes: number;
+}
+
+/**
+ * The loop of n passes (DS limit: the store faults at pass `faultAt`) interpreted (on null)
+ * or in wasm blocks with blocks interpreted until queueAt/pendingRuns (on: interpretPending).
+ */
+function run(n: number, on: boolean | null, queueAt?: number, pendingRuns?: number, faultAt = 0): Run {
+  const cpu = new Cpu(on === null ? new Uint8Array(1 << 20) : allocRam(1 << 20));
+  cpu.backend = on === null ? "js" : "wasm";
+  cpu.resetFlat32();
+  if (faultAt > 0) cpu.loadSegmentCache(DS, 0x10, 0, DATA + 4 * faultAt - 2, 0x4093);
+  cpu.mem8.set(loop(n), CODE);
+  cpu.eip = CODE;
+  cpu.regs[ESP] = 0x8000;
+  cpu.blockThreshold = on === null ? 0 : 2;
+  cpu.regionThreshold = on === null ? 0 : 2;
+  setInterpretPending(on !== false, pendingRuns, queueAt);
+  const before = { ...pendingStats };
+  const states = runSlices(cpu, 991, 1000);
+  setInterpretPending(true);
+  const wasm = wasmBackend(cpu);
+  return {
+    states,
+    mem: cpu.mem8.slice(DATA, DATA + 4 * n + 16),
+    given: (wasm?.inline ?? 0) + (wasm?.handlers ?? 0),
+    wasmRuns: wasm?.runs ?? 0,
+    chained: wasm?.chainRuns ?? 0,
+    interpreted: pendingStats.runs - before.runs,
+    flushes: pendingStats.flushes - before.flushes,
+  };
+}
+
+function same(a: Run, b: Run, what: string): void {
+  assert.deepEqual(b.states, a.states, what);
+  assert.deepEqual(b.mem, a.mem, `${what}: memory`);
+}
+
+describe("blocks interpreted until their wasm module is in", () => {
+  it("a block that goes cold before queueAt runs is never given to the back end", () => {
+    const a = run(12, null);
+    const b = run(12, true, 32);
+    same(a, b, "queued at 32");
+    assert.ok(b.interpreted > 5, `${b.interpreted} interpreted block runs`);
+    assert.equal(b.given, 0, "a lukewarm block was made in wasm");
+    // Queued when made, as before: the same blocks are given to the back end.
+    const c = run(12, true, 0);
+    same(a, c, "queued when made");
+    assert.ok(c.given > 0, "queued when made: nothing given to the back end");
+  });
+
+  it("a hot block is queued, compiled at its pendingRuns'th run after, then runs in wasm", () => {
+    const a = run(20000, null);
+    for (const [queueAt, pendingRuns] of [
+      [32, 128],
+      [0, 128],
+      [2, 3],
+    ]) {
+      const b = run(20000, true, queueAt, pendingRuns);
+      const what = `queued at ${queueAt}, compiled ${pendingRuns} runs after`;
+      same(a, b, what);
+      // Two or three blocks never fill a batch: their own runs compiled it.
+      assert.ok(b.flushes > 0, `${what}: no batch compiled by its runs`);
+      // Interpreted up to then, in wasm after (a wasm run goes round the loop while it can).
+      const runs = b.interpreted;
+      assert.ok(runs >= queueAt + pendingRuns - 1 && runs < 1000, `${what}: ${runs} interpreted runs`);
+      assert.ok(b.wasmRuns > 100, `${what}: ${b.wasmRuns} wasm block runs`);
+      // The region was built before the block was queued: built again then, it chains it.
+      assert.ok(b.chained > 50, `${what}: ${b.chained} chained block runs`);
+    }
+    // interpretPending off: JS functions until the region build compiles the batch.
+    const c = run(20000, false);
+    same(a, c, "JS functions first");
+    assert.equal(c.interpreted, 0);
+    assert.ok(c.wasmRuns > 100, `JS functions first: ${c.wasmRuns} wasm block runs`);
+  });
+
+  it("a #GP raised inside an interpreted block leaves the interpreter's state", () => {
+    for (const faultAt of [5, 40, 300]) {
+      const a = run(20000, null, undefined, undefined, faultAt);
+      const last = a.states[a.states.length - 1];
+      assert.equal(last.exit, Exit.Exception);
+      assert.equal(last.vector, 13);
+      assert.equal(last.eip, CODE + 12, "at the store");
+      const b = run(20000, true, 32, 128, faultAt);
+      same(a, b, `#GP at pass ${faultAt}`);
+      assert.ok(b.interpreted > 0, `#GP at pass ${faultAt}: no interpreted block runs`);
+    }
+  });
+});
