@@ -3,15 +3,7 @@
  * it off; otherwise only 0x80 or 0x20..0x2F, and only when the vector's virtual IDT entry
  * does not ask for events to be masked (a trap gate cannot). Refusals return -1.
  */
-#include "lib.h"
-
-__asm__(".pushsection .user.text, \"ax\"\n"
-	".globl u_int80\n"
-	"u_int80:\n"
-	"	int $0x80\n"
-	"	int3\n"
-	".popsection\n");
-extern char u_int80[];
+#include "desc.h"
 
 static volatile u32 int80_from_cpl, int80_seen;
 

@@ -17,14 +17,6 @@ static u8 ldt_page[PAGE_SIZE] BSS_PAGE;
 #define UNMAPPED 0xBFFFF000u
 #define LDT_CS SEL_LDT(1, 1)
 
-__asm__(".pushsection .user.text, \"ax\"\n"
-	".globl u_int80\n"
-	"u_int80:\n"
-	"	int $0x80\n"
-	"	int3\n"
-	".popsection\n");
-extern char u_int80[];
-
 static volatile u32 int80_seen, int80_cs;
 
 static int int80_hook(struct trap_frame *f)

@@ -153,9 +153,10 @@ static inline void user_entry_fn(void *arg)
  * to ring 1 with the results in the trap frame's registers:
  *  u_read_ss0: DS := SS; EAX := DS:[0]; EBX := CS; ECX := SS.
  *  u_read_ss_limit: DS := SS; EAX := DS:[0x1000] (beyond a 4 KiB segment: #GP).
- *  u_load_eax_ds: DS := EAX (a selector ring 3 may not load: #GP). */
+ *  u_load_eax_ds: DS := EAX (a selector ring 3 may not load: #GP).
+ *  u_int80: int $0x80 (the fast trap's vector), then int3. */
 __asm__(".pushsection .user.text, \"ax\"\n"
-	".globl u_read_ss0, u_read_ss_limit, u_load_eax_ds\n"
+	".globl u_read_ss0, u_read_ss_limit, u_load_eax_ds, u_int80\n"
 	"u_read_ss0:\n"
 	"	movl %ss, %ecx\n"
 	"	movl %ecx, %ds\n"
@@ -170,8 +171,11 @@ __asm__(".pushsection .user.text, \"ax\"\n"
 	"u_load_eax_ds:\n"
 	"	movl %eax, %ds\n"
 	"	int3\n"
+	"u_int80:\n"
+	"	int $0x80\n"
+	"	int3\n"
 	".popsection\n");
-extern char u_read_ss0[], u_read_ss_limit[], u_load_eax_ds[];
+extern char u_read_ss0[], u_read_ss_limit[], u_load_eax_ds[], u_int80[];
 
 /* Runs ring-3 code at eip with CS/SS/EAX; returns the vector that brought us back. */
 static inline int run_user_sel(const void *eip, u32 esp, u32 cs, u32 ss, u32 eax)
