@@ -244,11 +244,12 @@ function blockSource(
 /** Blocks that took a factory already made for their source (tests). */
 let factoryReuses = 0;
 
-/** How many block factories there are (one per distinct source), and how many blocks reused one: for tests. */
+/** How many block factories there are (one per distinct source): for tests. */
 export function blockFactories(): number {
   return factories.size;
 }
 
+/** How many blocks took a factory another block had made (two domains' copies of one code): for tests. */
 export function blockFactoryReuses(): number {
   return factoryReuses;
 }
