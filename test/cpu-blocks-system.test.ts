@@ -13,6 +13,7 @@ import { Cpu } from "../src/cpu/cpu.js";
 import { CS, DS, EAX, EBX, ECX, ES, ESP, Exit, FS, GS, SS } from "../src/cpu/regs.js";
 import { wasmBackend } from "../src/cpu/wasm/backend.js";
 import { allocRam } from "../src/machine/ram.js";
+import { le32 as d } from "./helpers/bytes.js";
 import { type CpuState, runSlice } from "./helpers/cpu-state.js";
 
 const CODE = 0x1000;
@@ -36,10 +37,6 @@ const K0_DS = 0x50;
 
 type Variant = "interp" | "js" | "wasm" | "wasm-regions";
 const COMPILED: Variant[] = ["js", "wasm", "wasm-regions"];
-
-function d(v: number): number[] {
-  return [v & 0xff, (v >> 8) & 0xff, (v >> 16) & 0xff, (v >>> 24) & 0xff];
-}
 
 function put32(mem: Uint8Array, a: number, v: number): void {
   mem.set(d(v), a);

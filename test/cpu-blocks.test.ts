@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { Cpu } from "../src/cpu/cpu.js";
 import { DS, EAX, EBP, EBX, ECX, EDI, EDX, ESI, ESP, Exit, SS } from "../src/cpu/regs.js";
+import { le32 as d } from "./helpers/bytes.js";
 import { type CpuState, compiledBlocks, runSlice, runSlices } from "./helpers/cpu-state.js";
 
 const CODE = 0x1000;
@@ -27,11 +28,6 @@ function machine(code: number[], blocks: boolean): Cpu {
 function trace(code: number[], blocks: boolean, slice: number): { steps: CpuState[]; cpu: Cpu } {
   const cpu = machine(code, blocks);
   return { steps: runSlices(cpu, slice, 20000), cpu };
-}
-
-/** Little-endian bytes of a 32-bit value. */
-function d(v: number): number[] {
-  return [v & 0xff, (v >> 8) & 0xff, (v >> 16) & 0xff, (v >>> 24) & 0xff];
 }
 
 // A loop with loads, stores, lea, flags fused into jcc, a jcc that goes on when not taken.

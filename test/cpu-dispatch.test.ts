@@ -11,15 +11,12 @@ import { Cpu } from "../src/cpu/cpu.js";
 import { SLOT_MASK } from "../src/cpu/decode.js";
 import { EAX, ESP, Exit } from "../src/cpu/regs.js";
 import type { Backend } from "../src/cpu/wasm/arena.js";
-import { allocRam } from "../src/machine/ram.js";
 import { wasmBackend } from "../src/cpu/wasm/backend.js";
+import { allocRam } from "../src/machine/ram.js";
+import { le32 as d } from "./helpers/bytes.js";
 import { type CpuState, runSlices } from "./helpers/cpu-state.js";
 
 const DATA = 0x3000;
-
-function d(v: number): number[] {
-  return [v & 0xff, (v >> 8) & 0xff, (v >> 16) & 0xff, (v >>> 24) & 0xff];
-}
 
 /**
  * compiled: blocks and regions at the second run; else the interpreter alone. backend: the

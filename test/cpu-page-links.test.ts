@@ -15,6 +15,7 @@ import { CR0_PG, EAX, ESP, Exit } from "../src/cpu/regs.js";
 import type { Backend } from "../src/cpu/wasm/arena.js";
 import { wasmBackend } from "../src/cpu/wasm/backend.js";
 import { allocRam } from "../src/machine/ram.js";
+import { le32 as d } from "./helpers/bytes.js";
 import { type CpuState, runSlices } from "./helpers/cpu-state.js";
 
 const PD = 0x80000;
@@ -28,10 +29,6 @@ const DATA = 0x10000;
 const N = 20000;
 /** ECX at which the loop's action runs (once). */
 const SWITCH = 10000;
-
-function d(v: number): number[] {
-  return [v & 0xff, (v >> 8) & 0xff, (v >> 16) & 0xff, (v >>> 24) & 0xff];
-}
 
 /** 17 bytes run once, at ECX = SWITCH: the remap of V, a write into FA's code, or nothing. */
 type Action = "remap" | "write" | "none";

@@ -15,14 +15,11 @@ import { Cpu } from "../src/cpu/cpu.js";
 import { DS, ESP, Exit } from "../src/cpu/regs.js";
 import { wasmBackend } from "../src/cpu/wasm/backend.js";
 import { allocRam } from "../src/machine/ram.js";
+import { le32 as d } from "./helpers/bytes.js";
 import { type CpuState, runSlices } from "./helpers/cpu-state.js";
 
 const CODE = 0x1000;
 const DATA = 0x4000;
-
-function d(v: number): number[] {
-  return [v & 0xff, (v >> 8) & 0xff, (v >> 16) & 0xff, (v >>> 24) & 0xff];
-}
 
 /**
  * mov ecx,n; mov esi,DATA; (10) add eax,ecx; mov [esi],eax; add esi,4; cmp ecx,n/2; ja +1;

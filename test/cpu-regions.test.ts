@@ -12,14 +12,11 @@ import { DS, EAX, ECX, EDI, EDX, ESI, ESP, Exit } from "../src/cpu/regs.js";
 import type { Backend } from "../src/cpu/wasm/arena.js";
 import { wasmBackend } from "../src/cpu/wasm/backend.js";
 import { allocRam } from "../src/machine/ram.js";
+import { le32 as d } from "./helpers/bytes.js";
 import { type CpuState, runSlice, runSlices } from "./helpers/cpu-state.js";
 
 const CODE = 0x1000;
 const DATA = 0x3000;
-
-function d(v: number): number[] {
-  return [v & 0xff, (v >> 8) & 0xff, (v >> 16) & 0xff, (v >>> 24) & 0xff];
-}
 
 /** The blocks' back end; "wasm-regions": wasm blocks chained inside wasm in regions (WasmBackend.chain). */
 type Variant = Backend | "wasm-regions";

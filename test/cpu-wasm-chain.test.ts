@@ -16,6 +16,7 @@ import { Cpu } from "../src/cpu/cpu.js";
 import { CR0_PG, EAX, ECX, ESI, ESP, Exit } from "../src/cpu/regs.js";
 import { wasmBackend } from "../src/cpu/wasm/backend.js";
 import { allocRam } from "../src/machine/ram.js";
+import { le32 as d } from "./helpers/bytes.js";
 import { type CpuState, runSlice, runSlices } from "./helpers/cpu-state.js";
 
 const PD = 0x80000;
@@ -28,10 +29,6 @@ const DATA = 0x10000;
 const N = 20000;
 /** ECX at which the loop's action runs (once). */
 const SWITCH = 10000;
-
-function d(v: number): number[] {
-  return [v & 0xff, (v >> 8) & 0xff, (v >> 16) & 0xff, (v >>> 24) & 0xff];
-}
 
 /**
  * 17 bytes run once, at ECX = SWITCH: the loop's page remapped to FB (PTE, invlpg), its PTE

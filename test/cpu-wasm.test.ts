@@ -11,15 +11,12 @@ import { CR0_PG, CS, DS, ESP, Exit } from "../src/cpu/regs.js";
 import { type Backend, defaultBackend } from "../src/cpu/wasm/arena.js";
 import { wasmBackend } from "../src/cpu/wasm/backend.js";
 import { allocRam } from "../src/machine/ram.js";
+import { le32 as d } from "./helpers/bytes.js";
 import { type CpuState, runSlice, runSlices } from "./helpers/cpu-state.js";
 
 const CODE = 0x1000;
 const DATA = 0x3000;
 const N = 20000;
-
-function d(v: number): number[] {
-  return [v & 0xff, (v >> 8) & 0xff, (v >> 16) & 0xff, (v >>> 24) & 0xff];
-}
 
 // mov ecx,N; mov esi,DATA
 // loop (10): add eax,ecx; xor edx,eax; mov [esi],eax; add esi,4; and esi,0x3ffc; or esi,DATA;
