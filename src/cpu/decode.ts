@@ -12,6 +12,7 @@
  */
 import type { Cpu } from "./cpu.js";
 import { DS, EBP, ESP, GP, SS } from "./regs.js";
+import { codeBlocks } from "./wasm/arena.js";
 
 // Prefix bits in DecodeCache.pfx.
 export const P_REP = 1; // F3
@@ -238,7 +239,7 @@ export class DecodeCache {
     this.regionFn = new Array<RegionFn | null>(slots).fill(null);
     this.regionTab = new Array<RegionTab | null>(slots).fill(null);
     this.hits = new Uint8Array(slots);
-    const blocks = Math.max(16, Math.min(frames, 1024));
+    const blocks = codeBlocks(frames);
     this.frameBlock = new Int32Array(frames).fill(-1);
     // One block more than frames can use: EMPTY, always all zeros (see emptyBlock).
     this.slotOf = new Int32Array((blocks + 1) << 12);

@@ -57,7 +57,10 @@ export const CHAIN_IDS = 1 << 16;
 const CHAIN_IDS_BYTES = CHAIN_IDS * 5;
 const CHAIN_MAP_BYTES = 0x1000 * 2;
 
-/** Frame blocks of the decode cache for `frames` frames (DecodeCache's rule, checked there). */
+/**
+ * Frame blocks of the decode cache for `frames` frames (DecodeCache takes this many; the
+ * chain's page maps are one per block).
+ */
 export function codeBlocks(frames: number): number {
   return Math.max(16, Math.min(frames, 1024));
 }

@@ -136,7 +136,6 @@ export class WasmBackend {
   runs = 0;
   blocks = 0;
   modules = 0;
-  regions = 0;
   inline = 0;
   handlers = 0;
   private pending: Known[] = [];
