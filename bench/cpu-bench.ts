@@ -4,13 +4,14 @@
  * (the npm package, a devDependency, behind SeaBIOS from Debian's `seabios` package), and
  * the same C natively on the host; checks that all produce the same checksum, and prints
  * instructions retired, cold and steady-state MIPS and the tsxen/v86 ratio side by side.
+ * Each emulator's run is a fresh Node process (`--same-process`: all in this one).
  *
  *   npm run bench:cpu [-- --iterations N] [-- --rounds N] [-- --native-repeats N] [-- --max-seconds S]
  *
  * Exit status: 0 when the checksums match, 1 on a checksum mismatch, 2 when the workload
  * could not be built or the CPU stopped on anything other than the final `hlt`.
  */
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -60,7 +61,15 @@ interface Options {
   rounds: number;
   /** Only tsxen with this back end (no v86, interpreter or native): for profiles and cachegrind. */
   only: Backend | null;
+  /** Run in one process, as before the emulators got a process each (for comparison). */
+  sameProcess: boolean;
+  /** Internal: this process is a child measuring one emulator; prints its result as JSON. */
+  child: Emulator | null;
 }
+
+/** What a child process measures: tsxen with a back end, the interpreter alone, or v86. */
+type Emulator = Backend | "interp" | "v86";
+const EMULATORS: readonly Emulator[] = ["js", "wasm", "interp", "v86"];
 
 function usage(): string {
   return [
@@ -73,6 +82,7 @@ function usage(): string {
     "  --micro             also run micro-benchmarks (hand-assembled loops) and print their MIPS",
     "  --only js|wasm      only tsxen with that back end of compiled blocks, a line a round",
     "                      (for profiles and cachegrind: no v86, interpreter or native run)",
+    "  --same-process      run every emulator in this process (default: each in a fresh one)",
   ].join("\n");
 }
 
@@ -86,6 +96,8 @@ function parseArgs(argv: string[]): Options {
     micro: false,
     rounds: 1,
     only: null,
+    sameProcess: false,
+    child: null,
   };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
@@ -124,6 +136,16 @@ function parseArgs(argv: string[]): Options {
         if (b !== "js" && b !== "wasm")
           fail(`--only takes js or wasm, got ${JSON.stringify(b ?? "nothing")}`);
         opts.only = b;
+        break;
+      }
+      case "--same-process":
+        opts.sameProcess = true;
+        break;
+      case "--child": {
+        const c = inline ?? argv[++i];
+        if (!EMULATORS.includes(c as Emulator))
+          fail(`--child takes ${EMULATORS.join("|")}, got ${JSON.stringify(c)}`);
+        opts.child = c as Emulator;
         break;
       }
       case "-h":
@@ -498,10 +520,9 @@ function fileBuffer(path: string): { buffer: ArrayBuffer } {
 /**
  * Boots the workload as a multiboot kernel in v86 (its x86-to-WebAssembly JIT) behind
  * SeaBIOS, and times the same BENCH_PORT-bracketed runs from v86's port-write callback.
- * `retired` is taken from tsxen's count of the same runs (the same code and parameters
- * retire the same instructions); v86's own counter is reported beside it.
+ * Its phases' `retired` is v86's own counter until `withRetired` puts tsxen's count there.
  */
-async function runV86(root: string, elfPath: string, opts: Options, retired: EmuResult): Promise<V86Result> {
+async function runV86(root: string, elfPath: string, opts: Options): Promise<V86Result> {
   const pkg = join(root, "node_modules", "v86");
   if (!existsSync(join(pkg, "package.json")))
     return { skipped: "the v86 package is not installed (npm install)" };
@@ -546,9 +567,6 @@ async function runV86(root: string, elfPath: string, opts: Options, retired: Emu
       void emulator.destroy();
       const r = clock.result(opts.warmup);
       if (!r) return resolve({ skipped: `v86 reported ${clock.phases.length} timed runs` });
-      // Wall and CPU time are v86's; the instruction count is the architectural one.
-      if (r.cold && retired.cold) r.cold.retired = retired.cold.retired;
-      r.steady.retired = retired.steady.retired;
       resolve({ ...r, version, ownCount });
     };
     emulator.add_listener("emulator-loaded", () => {
@@ -566,6 +584,68 @@ async function runV86(root: string, elfPath: string, opts: Options, retired: Emu
       void emulator.run();
     });
   });
+}
+
+/**
+ * v86's figures with tsxen's instruction count of the same runs (the same code and parameters
+ * retire the same instructions): wall and CPU time are v86's, the count the architectural one.
+ */
+function withRetired(v: V86Result, tsxen: EmuResult): V86Result {
+  if ("skipped" in v) return v;
+  if (v.cold && tsxen.cold) v.cold.retired = tsxen.cold.retired;
+  v.steady.retired = tsxen.steady.retired;
+  return v;
+}
+
+type Measured = ReturnType<typeof runEmulated>;
+
+/** One emulator's run, in this process. */
+async function measureHere(
+  kind: Emulator,
+  root: string,
+  elf: string,
+  opts: Options,
+): Promise<Measured | V86Result> {
+  if (kind === "v86") return runV86(root, elf, opts);
+  return kind === "interp" ? runEmulated(elf, opts, false) : runEmulated(elf, opts, true, kind);
+}
+
+/**
+ * One emulator's run in a fresh Node process (the default): otherwise each inherits the heap,
+ * the garbage and the compiler threads' backlog of the ones before it in the round, and the
+ * order of the round decides who pays for whom.
+ */
+async function measure(
+  kind: Emulator,
+  root: string,
+  elf: string,
+  opts: Options,
+): Promise<Measured | V86Result> {
+  if (opts.sameProcess) return measureHere(kind, root, elf, opts);
+  const args = [
+    ...process.execArgv,
+    fileURLToPath(import.meta.url),
+    "--iterations",
+    String(opts.iterations),
+    "--warmup",
+    String(opts.warmup),
+    "--max-seconds",
+    String(opts.maxSeconds),
+    "--child",
+    kind,
+  ];
+  const r = spawnSync(process.execPath, args, {
+    encoding: "utf8",
+    stdio: ["ignore", "pipe", "inherit"],
+    maxBuffer: 1 << 20,
+  });
+  if (r.status !== 0) fail(`the ${kind} run's process ended with ${r.status ?? r.signal}`, r.status ?? 2);
+  const last = r.stdout.trim().split("\n").pop() ?? "";
+  try {
+    return JSON.parse(last) as Measured | V86Result;
+  } catch {
+    return fail(`the ${kind} run's process printed no result: ${JSON.stringify(r.stdout.slice(-200))}`);
+  }
 }
 
 interface NativeResult {
@@ -653,6 +733,12 @@ async function main(): Promise<void> {
   const opts = parseArgs(process.argv.slice(2));
   if (opts.micro) runMicros();
   const root = repoRoot();
+  if (opts.child !== null) {
+    // The parent built the workload; a child only measures and prints its result.
+    const r = await measureHere(opts.child, root, join(root, "build", "bench", "workload.elf"), opts);
+    process.stdout.write(`${JSON.stringify(r)}\n`);
+    return;
+  }
   const built = build(root);
   if (opts.only !== null) {
     for (let r = 0; r < opts.rounds; r++) {
@@ -671,13 +757,14 @@ async function main(): Promise<void> {
   // Side by side: each round runs tsxen and then v86 on the same image, so a load change on
   // this shared machine hits both; the ratio is taken per round and its range printed.
   // The wasm back end of compiled blocks (wasm/backend.ts) runs in each round too.
-  const rounds: { emu: EmuResult; wasm: ReturnType<typeof runEmulated>; v86: V86Result }[] = [];
+  const rounds: { emu: Measured; wasm: Measured; v86: V86Result }[] = [];
   for (let r = 0; r < opts.rounds; r++) {
-    const emu = runEmulated(built.elf, opts);
-    const wasm = runEmulated(built.elf, opts, true, "wasm");
-    rounds.push({ emu, wasm, v86: await runV86(root, built.elf, opts, emu) });
+    const emu = (await measure("js", root, built.elf, opts)) as Measured;
+    const wasm = (await measure("wasm", root, built.elf, opts)) as Measured;
+    const v86 = (await measure("v86", root, built.elf, opts)) as V86Result;
+    rounds.push({ emu, wasm, v86: withRetired(v86, emu) });
   }
-  const interp = runEmulated(built.elf, opts, false);
+  const interp = (await measure("interp", root, built.elf, opts)) as Measured;
   const nat = runNative(built.native, opts);
 
   const last = rounds[rounds.length - 1];
@@ -766,7 +853,10 @@ async function main(): Promise<void> {
     "",
     "  cold: the warm-up run, the first time the workload runs in a fresh emulator (V8 and v86",
     "  compiling); steady: the measured run right after it in the same emulator. CPU time",
-    "  includes V8's compiler threads.",
+    "  includes V8's compiler threads." +
+      (opts.sameProcess
+        ? " All emulators ran in this one process."
+        : " Each emulator ran in a fresh Node process."),
     "",
     match ? "  checksums match" : "  *** CHECKSUM MISMATCH: an emulated CPU computed a different result ***",
   );
