@@ -162,6 +162,110 @@ function memory(cpu: Cpu): Uint8Array[] {
   ];
 }
 
+/**
+ * Chains crossing pages (gen.ts chainBody's hop): a loop on page V calls into page V2 (frame
+ * FC) and returns, each iteration two crossings the chain takes inside wasm. Mid-loop, from
+ * inside it: V2 remapped to FD (PTE, invlpg), its PTE rewritten without invlpg (the TLB keeps
+ * FC), FC's code written, V2 unmapped (PTE 0, invlpg: the next call takes a #PF on its
+ * fetch), the PTE rewritten and the TLB flushed by a CR3 reload, or nothing.
+ */
+const V2 = 0xc000;
+const FC = 0xd000;
+const FD = 0xe000;
+const PTE_V2 = PT + (V2 >>> 12) * 4;
+type CrossAction = "remap" | "pte" | "write" | "unmap" | "flush" | "none";
+const CROSS_ACTIONS: Record<CrossAction, number[]> = {
+  remap: [0xc7, 0x05, ...d(PTE_V2), ...d(FD | 3), 0x0f, 0x01, 0x3d, ...d(V2)],
+  pte: [0xc7, 0x05, ...d(PTE_V2), ...d(FD | 3), ...new Array(7).fill(0x90)],
+  write: [0xc6, 0x05, ...d(V2), 0x29, ...new Array(10).fill(0x90)],
+  unmap: [0xc7, 0x05, ...d(PTE_V2), ...d(0), 0x0f, 0x01, 0x3d, ...d(V2)],
+  // mov [PTE], FD|P|RW; mov edi,cr3; mov cr3,edi; nop
+  flush: [0xc7, 0x05, ...d(PTE_V2), ...d(FD | 3), 0x0f, 0x20, 0xdf, 0x0f, 0x22, 0xdf, 0x90],
+  none: new Array(17).fill(0x90),
+};
+
+// V: 0 mov ecx,N
+// loop (5): mov edx,[esi]; call V2; add esi,4; cmp ecx,SWITCH; jne skip; <action, 17 bytes>
+// skip (40): dec ecx; jnz loop; hlt
+// V2 (FC): add eax,edx; xor eax,ecx; ret     (FD: sub eax,edx; add eax,ecx; ret)
+function crossProgram(action: CrossAction): number[] {
+  return [
+    [0xb9, ...d(N)],
+    [0x8b, 0x16],
+    [0xe8, ...d(V2 - (V + 12))],
+    [0x83, 0xc6, 0x04],
+    [0x81, 0xf9, ...d(SWITCH)],
+    [0x75, 17],
+    CROSS_ACTIONS[action],
+    [0x49],
+    [0x75, (5 - 43) & 0xff],
+    [0xf4],
+  ].flat();
+}
+
+type CrossVariant = Variant | "nohop";
+
+function crossMachine(action: CrossAction, variant: CrossVariant): Cpu {
+  const cpu = machine("none", variant === "nohop" ? "chain" : variant);
+  const w = wasmBackend(cpu);
+  if (w !== null) w.hop = variant !== "nohop";
+  cpu.mem8.fill(0, FA, FA + 0x1000);
+  cpu.mem8.set(crossProgram(action), FA);
+  cpu.mem8.set([0x01, 0xd0, 0x31, 0xc8, 0xc3], FC);
+  cpu.mem8.set([0x29, 0xd0, 0x01, 0xc8, 0xc3], FD);
+  new DataView(cpu.mem8.buffer, cpu.mem8.byteOffset).setUint32(PTE_V2, FC | 3, true);
+  cpu.invalidateCode(0, 1 << 20);
+  cpu.setCr3(PD);
+  return cpu;
+}
+
+function crossTrace(action: CrossAction, variant: CrossVariant, slice: number) {
+  const cpu = crossMachine(action, variant);
+  const steps = runSlices(cpu, slice, 1_000_000);
+  return {
+    steps,
+    cpu,
+    cr2: cpu.cr2,
+    mem: [
+      cpu.mem8.slice(DATA, DATA + 4 * N),
+      cpu.mem8.slice(PD, PT + 0x1000),
+      cpu.mem8.slice(FA, FD + 0x1000),
+    ],
+  };
+}
+
+describe("chains of wasm blocks crossing pages", () => {
+  for (const action of ["remap", "pte", "write", "unmap", "flush", "none"] as const)
+    for (const slice of [3, 7, 50, 1000, 10_000_000]) {
+      it(`a call into the next page and its return inside the chain, with a ${action} of the callee mid-loop, in slices of ${slice}`, () => {
+        const a = crossTrace(action, "interp", slice);
+        const last = a.steps[a.steps.length - 1];
+        if (action === "unmap") {
+          assert.equal(last.exit, Exit.Exception);
+          assert.equal(last.vector, 14);
+          assert.equal(a.cr2, V2);
+        } else assert.equal(last.exit, Exit.Halt);
+        // The remap, write and flush change what the loop runs; the PTE alone does not.
+        const none = crossTrace("none", "interp", 10_000_000);
+        if (action === "pte" || action === "none") assert.equal(a.cpu.regs[EAX], none.cpu.regs[EAX]);
+        else assert.notEqual(a.cpu.regs[EAX], none.cpu.regs[EAX], `the ${action} changed what the loop ran`);
+        for (const variant of ["js", "wasm", "chain", "nohop"] as const) {
+          const b = crossTrace(action, variant, slice);
+          assert.deepEqual(b.steps, a.steps, variant);
+          assert.deepEqual(b.mem, a.mem, variant);
+          assert.equal(b.cr2, a.cr2, variant);
+          const w = wasmBackend(b.cpu);
+          const hops = w?.chainHops ?? 0;
+          if (variant === "chain" && slice >= 1000) {
+            // Two crossings an iteration up to the action, nearly all inside the chain.
+            assert.ok(hops > 2 * (N - SWITCH) - 200, `${hops} crossings inside chains`);
+            assert.ok(b.cpu.regionRuns < 60 + 3 * b.steps.length, `${b.cpu.regionRuns} region entries`);
+          } else if (variant !== "chain") assert.equal(hops, 0, variant);
+        }
+      });
+    }
+});
+
 describe("chains of wasm blocks", () => {
   for (const action of ["remap", "pte", "write", "walk", "none"] as const)
     for (const slice of [3, 7, 50, 1000, 10_000_000]) {

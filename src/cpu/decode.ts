@@ -256,6 +256,18 @@ export class DecodeCache {
     return this.frameBlock[frame];
   }
 
+  /** The frame whose decoded instructions are in the block at offset off, or -1. */
+  frameOf(off: number): number {
+    return this.blockFrame[off >>> 12];
+  }
+
+  /**
+   * The wasm back end's frame-to-map array (arena.ts, backend.ts link), or null: a frame's
+   * entry is cleared with its decoded instructions, so a chain crossing pages inside wasm
+   * never finds the map of code that is gone.
+   */
+  chainPage: Uint16Array | null = null;
+
   allocBlock(frame: number): number {
     if (this.freeCount === 0) this.flush();
     const b = this.freeBlocks[--this.freeCount];
@@ -267,6 +279,7 @@ export class DecodeCache {
   invalidateFrame(frame: number): void {
     const off = this.frameBlock[frame];
     if (off < 0) return;
+    if (this.chainPage !== null) this.chainPage[frame] = 0;
     if (this.compiled[off >>> 12] !== 0) {
       this.compiled[off >>> 12] = 0;
       for (let i = off; i < off + 4096; i++) {

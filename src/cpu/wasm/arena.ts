@@ -44,14 +44,18 @@ export const IO_RBLOCKS = 15;
  * CS, CPL or paging: Cpu.fetchDrops) or the run's end (Cpu.runEnd): a chain of blocks stops.
  */
 export const IO_STOP = 16;
-export const IO_WORDS = 17;
+/** Page crossings a chain took inside wasm (Cpu.regionHops counts them). */
+export const IO_HOPS = 18;
+export const IO_WORDS = 19;
 export const ST_SEGCHK = 128; // Int32 x 256 (Cpu.segChk)
 export const ST_CODEPAGE = 4096; // Uint8 x frames (Cpu.codePage)
 export const TLB_BYTES = 4 << 20; // Int32 x 2^20 (Cpu.tlb)
 /**
  * Chains of wasm blocks (backend.ts): block ids are 16 bits; per id its length (Uint8, 0: not
  * chainable) and table entry (Int32); per frame block of the decode cache a map of page
- * offsets to the ids of its region's wasm blocks (Uint16 x 4096).
+ * offsets to the ids of its region's wasm blocks (Uint16 x 4096); per physical frame the
+ * frame block whose map is the frame's, plus one (Uint16, 0: none; DecodeCache.chainPage,
+ * cleared when the frame's decoded instructions are dropped), for a chain crossing pages.
  */
 export const CHAIN_IDS = 1 << 16;
 const CHAIN_IDS_BYTES = CHAIN_IDS * 5;
@@ -66,10 +70,11 @@ export function codeBlocks(frames: number): number {
 }
 
 /** The state area's layout for a RAM of `ram` bytes: its TLB's offset, the chain's, its size. */
-function layout(ram: number): { tlb: number; chain: number; size: number } {
+function layout(ram: number): { tlb: number; chain: number; pages: number; size: number } {
   const tlb = (ST_CODEPAGE + (ram >>> 12) + 0xfff) & ~0xfff;
   const chain = tlb + TLB_BYTES;
-  return { tlb, chain, size: chain + CHAIN_IDS_BYTES + codeBlocks(ram >>> 12) * CHAIN_MAP_BYTES };
+  const pages = chain + CHAIN_IDS_BYTES + codeBlocks(ram >>> 12) * CHAIN_MAP_BYTES;
+  return { tlb, chain, pages, size: pages + (ram >>> 12) * 2 };
 }
 
 export interface Arena {
@@ -148,10 +153,14 @@ export function tlbAddress(a: Arena): number {
   return a.state + layout(a.ramBytes).tlb;
 }
 
-/** Byte addresses of the chain's arrays: lengths by id, table entries by id, the page maps. */
-export function chainAddress(a: Arena): { lens: number; index: number; maps: number } {
-  const lens = a.state + layout(a.ramBytes).chain;
-  return { lens, index: lens + CHAIN_IDS, maps: lens + CHAIN_IDS_BYTES };
+/**
+ * Byte addresses of the chain's arrays: lengths by id, table entries by id, the page maps,
+ * the frames' maps.
+ */
+export function chainAddress(a: Arena): { lens: number; index: number; maps: number; pages: number } {
+  const l = layout(a.ramBytes);
+  const lens = a.state + l.chain;
+  return { lens, index: lens + CHAIN_IDS, maps: lens + CHAIN_IDS_BYTES, pages: a.state + l.pages };
 }
 
 export type Backend = "js" | "wasm";

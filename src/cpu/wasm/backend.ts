@@ -20,6 +20,7 @@ import {
   IO_DONE,
   IO_EIP,
   IO_FLAGS,
+  IO_HOPS,
   IO_LZA,
   IO_LZB,
   IO_LZOP,
@@ -39,6 +40,7 @@ import {
   BLOCK_TYPE,
   type BlockPlan,
   blockBody,
+  CHAIN_LOCALS,
   CHAIN_TYPE,
   chainBody,
   HUB_TYPE,
@@ -133,6 +135,11 @@ export class WasmBackend {
    */
   chain = true;
   // Counters, for tests and benches.
+  /**
+   * A chain goes on in the page EIP leaves to, inside wasm, where the JS region would hop
+   * (Cpu.linkPages; off: it returns to the JS region at each crossing).
+   */
+  hop = true;
   runs = 0;
   blocks = 0;
   modules = 0;
@@ -155,8 +162,10 @@ export class WasmBackend {
   private readonly chainIndex: Int32Array;
   private readonly chainMaps: Uint16Array;
   private readonly mapsAt: number;
-  /** chain(left, pb, map) runs a page's chained blocks (gen.ts chainBody). */
-  private readonly runChain: (left: number, pb: number, map: number) => number;
+  /** Per frame: the frame block whose map is the frame's, plus one (DecodeCache.chainPage). */
+  private readonly chainPages: Uint16Array;
+  /** chain(left, pb, map, hop) runs a page's chained blocks, and those of the pages it crosses to (gen.ts chainBody). */
+  private readonly runChain: (left: number, pb: number, map: number, hop: number) => number;
   /** The run's end and fetch-window drops at a chain's entry (an import that moves one stops it). */
   private end0 = 0;
   private drops0 = 0;
@@ -185,6 +194,8 @@ export class WasmBackend {
   /** Blocks a chain ran after the first, inside wasm (tests, benches). */
   chainRuns = 0;
   private readonly io: Int32Array;
+  /** Page crossings a chain took inside wasm (also counted in Cpu.regionHops). */
+  chainHops = 0;
   private readonly stateAt: number;
   private readonly tlbAt: number;
   private readonly memory: WebAssembly.Memory;
@@ -210,18 +221,26 @@ export class WasmBackend {
     const blocks = codeBlocks(cpu.memSize >>> 12);
     this.chainMaps = new Uint16Array(b, ch.maps, blocks << 12);
     this.mapsAt = ch.maps;
+    const frames = cpu.memSize >>> 12;
+    this.chainPages = new Uint16Array(b, ch.pages, frames);
     // The maps are indexed by the decode cache's frame blocks: one of another size never chains.
     if (cpu.dc.emptyBlock !== blocks << 12) this.chain = false;
+    else cpu.dc.chainPage = this.chainPages;
+    const at = { ...ch, tlb: this.tlbAt, frames };
     const [hub, chain] = this.instantiate(
       [
         { type: HUB_TYPE, locals: [], body: hubBody() },
-        { type: CHAIN_TYPE, locals: [I32, I32, I32], body: chainBody(this.stateAt, ch.lens, ch.index) },
+        {
+          type: CHAIN_TYPE,
+          locals: new Array<number>(CHAIN_LOCALS).fill(I32),
+          body: chainBody(this.stateAt, at),
+        },
       ],
       0,
       1,
     );
     this.hub = hub as (i: number, left: number) => number;
-    this.runChain = chain as (left: number, pb: number, map: number) => number;
+    this.runChain = chain as (left: number, pb: number, map: number, hop: number) => number;
   }
 
   /** Queues the block whose JS function is js (compiled from plan). */
@@ -407,6 +426,9 @@ export class WasmBackend {
     for (let j = 0; j < slots.length; j++) {
       const k = this.known.get(slots[j]);
       if (k === undefined || k.iret || k.id === 0) continue;
+      // A chain crossing into the frame finds this map (until the frame's code is dropped).
+      const frame = this.cpu.dc.frameOf(blockOff);
+      if (frame >= 0 && frame < this.chainPages.length) this.chainPages[frame] = (blockOff >>> 12) + 1;
       k.tab = t;
       k.pos = blockOff + offs[j];
       const i = t.X[offs[j]];
@@ -432,8 +454,14 @@ export class WasmBackend {
       this.end0 = c.runEnd;
       this.drops0 = c.fetchDrops;
       let n: number;
+      io[IO_HOPS] = 0;
       try {
-        n = this.runChain(Math.min(c.runEnd - r0, MAX_LEFT), c.fetchBase, at);
+        n = this.runChain(
+          Math.min(c.runEnd - r0, MAX_LEFT),
+          c.fetchBase,
+          at,
+          c.linkPages && this.hop ? 1 : 0,
+        );
       } catch (x) {
         const k = this.byId[io[IO_BLK]] as Known;
         this.unwind(c, io[IO_EIP], r0 + io[IO_RDONE], k.offs, k.flags);
@@ -451,12 +479,19 @@ export class WasmBackend {
     };
   }
 
-  /** Blocks run by a chain: the JS region counted the first. */
+  /**
+   * Blocks run by a chain (the JS region counted the first), and its page crossings (the JS
+   * region's own page and fetch window stay where it entered the chain: when the chain ends
+   * on another page the JS region hops there again, a hop of its own).
+   */
   private counts(c: Cpu): void {
-    const n = this.io[IO_RBLOCKS];
+    const io = this.io;
+    const n = io[IO_RBLOCKS];
     c.regionBlocks += n - 1;
     this.runs += n;
     this.chainRuns += n - 1;
+    c.regionHops += io[IO_HOPS];
+    this.chainHops += io[IO_HOPS];
   }
 
   /** The io words for a block or region entered at the Cpu's state. */

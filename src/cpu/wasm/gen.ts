@@ -25,6 +25,7 @@ import {
   IO_EIP,
   IO_FLAGS,
   IO_HIT,
+  IO_HOPS,
   IO_LZA,
   IO_LZB,
   IO_LZOP,
@@ -1096,40 +1097,90 @@ export function hubBody(): number[] {
 
 /** Type of the hub: (table entry, budget) -> instructions retired. */
 export const HUB_TYPE = 2;
-/** Type of the chain: (budget, EIP of the page's offset 0, its map's address) -> retired. */
-export const CHAIN_TYPE = 0;
+/**
+ * Type of the chain: (budget, EIP of the page's offset 0, its map's address, whether it may
+ * cross pages) -> retired.
+ */
+export const CHAIN_TYPE = 1;
+/** The chain's locals after its parameters. */
+export const CHAIN_LOCALS = 4;
+
+/** The arena's addresses a chain reads (arena.ts chainAddress, tlbAddress) and its frames. */
+export interface ChainAt {
+  lens: number;
+  index: number;
+  maps: number;
+  pages: number;
+  tlb: number;
+  frames: number;
+}
 
 /**
  * The body of the chain (backend.ts): runs the wasm blocks of one page one after another
  * without returning to JS, as the JS region does with its table (blocks.ts linkRegion). It
  * looks EIP's page offset up in the page's map of block ids (S's io words, lens and index:
  * the arena's chain arrays) and calls the block's table entry while the budget allows its
- * length; it returns when EIP leaves the page or lands where no chained block starts, when
- * the next block does not fit, after a block wrote to a code frame (IO_HIT), and when JS run
- * by an import moved the fetch window or the run's end (IO_STOP). Before each block it
- * records, for a fault's unwinding and the handlers, which block runs and what the chain
- * retired so far.
+ * length; it returns when EIP lands where no chained block starts, when the next block does
+ * not fit, after a block wrote to a code frame (IO_HIT), and when JS run by an import moved
+ * the fetch window or the run's end (IO_STOP). When EIP leaves the page it goes on in the
+ * page EIP is in now as the JS region's hop does (Cpu.hopFetch): EIP within the CS limit, the
+ * page in the TLB for a fetch at this CPL, the frame in RAM and its map there (the frame's
+ * decoded instructions linked in a region and not dropped since: DecodeCache.chainPage);
+ * otherwise it returns and the JS region hops or stops. CS, the masks and the TLB's entries
+ * cannot change under a chain without a fetch-window drop (a segment load, a CPL change,
+ * invlpg, a flush: IO_STOP), so the segment check and masks are read from the arena as the
+ * entry left them. Before each block it records, for a fault's unwinding and the handlers,
+ * which block runs and what the chain retired so far.
  */
-export function chainBody(S: number, lens: number, index: number): number[] {
+export function chainBody(S: number, at: ChainAt): number[] {
   const g = new Gen(null as unknown as DecodeCache, S, 0, []);
   const c = g.c;
   const PB = 1;
   const MAP = 2;
-  const RDONE = 3;
-  const ID = 4;
-  const LEN = 5;
+  const HOP = 3;
+  const RDONE = 4;
+  const ID = 5;
+  const LEN = 6;
+  const LIN = 7;
   c.op(Op.loop, VOID, Op.block, VOID);
-  // The id at EIP's page offset (0: none; an id's length is 0 until its block is in wasm).
-  g.ld(g.io(IO_EIP)).c.get(PB).op(Op.sub).tee(ID).i32(0xfff).op(Op.gtU).br(Op.brIf, 0);
+  // EIP's page offset; off the page: the hop.
+  g.ld(g.io(IO_EIP)).c.get(PB).op(Op.sub).tee(ID).i32(0xfff).op(Op.gtU);
+  c.op(Op.if, VOID);
+  c.get(HOP).op(Op.eqz).br(Op.brIf, 1);
+  // EIP beyond the CS limit (segChk's 1-byte read bound, as hopFetch's segHi).
+  g.ld(g.io(IO_EIP)).c.i32(INT_MIN).op(Op.xor);
+  g.ld(S + ST_SEGCHK + (CS * 32 + 3) * 4)
+    .c.op(Op.gtS)
+    .br(Op.brIf, 1);
+  // The TLB entry of CS.base + EIP, readable at this CPL.
+  g.ld(S + ST_SEGCHK + CS * 128)
+    .ld(g.io(IO_EIP))
+    .c.op(Op.add)
+    .tee(LIN);
+  c.i32(12).op(Op.shrU).i32(2).op(Op.shl).mem(Op.load, at.tlb).tee(LEN);
+  g.ld(g.io(IO_RDMASK)).c.op(Op.and, Op.eqz).br(Op.brIf, 1);
+  // Its frame in RAM, and the frame's map (frame block + 1; 0: none).
+  c.get(LEN).i32(12).op(Op.shrU).tee(LEN).i32(at.frames).op(Op.geU).br(Op.brIf, 1);
+  c.get(LEN).i32(1).op(Op.shl).mem(Op.load16u, at.pages).tee(LEN).op(Op.eqz).br(Op.brIf, 1);
+  c.get(LEN)
+    .i32(13)
+    .op(Op.shl)
+    .i32(at.maps - 0x2000)
+    .op(Op.add)
+    .set(MAP);
+  g.ld(g.io(IO_EIP)).c.get(LIN).i32(0xfff).op(Op.and).tee(ID).op(Op.sub).set(PB);
+  g.put(g.io(IO_HOPS), () => g.ld(g.io(IO_HOPS)).c.i32(1).op(Op.add));
+  c.op(Op.end);
+  // The id at the page offset (0: none; an id's length is 0 until its block is in wasm).
   c.get(ID).i32(1).op(Op.shl).get(MAP).op(Op.add).mem(Op.load16u, 0).tee(ID);
-  c.mem(Op.load8u, lens).tee(LEN).op(Op.eqz).br(Op.brIf, 0);
+  c.mem(Op.load8u, at.lens).tee(LEN).op(Op.eqz).br(Op.brIf, 0);
   c.get(RDONE).get(LEN).op(Op.add).get(BUDGET).op(Op.gtU).br(Op.brIf, 0);
   g.put(g.io(IO_DONE), () => c.i32(0));
   g.put(g.io(IO_RDONE), () => c.get(RDONE));
   g.put(g.io(IO_BLK), () => c.get(ID));
   g.put(g.io(IO_RBLOCKS), () => g.ld(g.io(IO_RBLOCKS)).c.i32(1).op(Op.add));
   c.get(BUDGET).get(RDONE).op(Op.sub);
-  c.get(ID).i32(2).op(Op.shl).mem(Op.load, index).op(Op.callIndirect);
+  c.get(ID).i32(2).op(Op.shl).mem(Op.load, at.index).op(Op.callIndirect);
   uleb(c.b, BLOCK_TYPE);
   c.op(0x00); // table 0
   c.get(RDONE).op(Op.add).set(RDONE);
