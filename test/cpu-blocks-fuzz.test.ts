@@ -44,7 +44,7 @@ function instruction(r: () => number): number[] {
   const imm8 = () => r() & 0xff;
   const alu = [0x00, 0x08, 0x10, 0x18, 0x20, 0x28, 0x30, 0x38][r() & 7];
   const operand = (g: number) => (r() % 3 === 0 ? mem(g) : r() % 4 === 0 ? sib(g) : regRm(g));
-  switch (r() % 26) {
+  switch (r() % 29) {
     case 0:
       return [0x89, ...operand(reg())];
     case 1:
@@ -80,7 +80,7 @@ function instruction(r: () => number): number[] {
     case 16:
       return [0xc1, ...operand([4, 5, 7, 0, 1][r() % 5]), r() & 0x3f];
     case 17:
-      return [0xd1, ...operand([4, 5, 7][r() % 3])];
+      return [0xd1, ...operand([4, 5, 7, 0, 1][r() % 5])];
     case 18:
       return [0x0f, 0xaf, ...operand(reg())];
     case 19:
@@ -95,6 +95,21 @@ function instruction(r: () => number): number[] {
       return [0xc7, ...operand(0), ...d32(r())];
     case 24:
       return [0x88 | (r() & 3), ...operand(reg())];
+    case 25:
+      // cmovcc Gd, Ed
+      return [0x0f, 0x40 | (r() & 15), ...operand(reg())];
+    case 26:
+      return r() & 1 ? [0x69, ...operand(reg()), ...d32(r())] : [0x6b, ...operand(reg()), imm8()];
+    case 27:
+      // div ecx after xor edx,edx, idiv ecx after cdq, ECX a positive divisor (no #DE, so
+      // the loop goes on); now and then div r/m32 as it comes (a zero divisor faults)
+      return r() % 4 === 0
+        ? [0x31, 0xd2, 0xf7, ...operand(6)]
+        : [
+            0xb9,
+            ...d32((r() & 0x7fffffff) | 1),
+            ...(r() & 1 ? [0x31, 0xd2, 0xf7, 0xf1] : [0x99, 0xf7, 0xf9]),
+          ];
     default:
       return [0x90];
   }

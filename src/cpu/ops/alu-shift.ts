@@ -17,8 +17,8 @@ import type { Def, DefReg, Handler } from "./table.js";
 // imported binding in optimized code costs a module-cell load and a TDZ check (hot paths).
 const { CF, OF } = regsNs;
 
-const ROL = 0;
-const ROR = 1;
+export const ROL = 0;
+export const ROR = 1;
 const RCL = 2;
 const RCR = 3;
 /** Shl; 6 (sal) is the same operation. */

@@ -15,10 +15,10 @@
  * to the wrapper with the state the JS block would have.
  */
 import { type DecodeCache, EA_BASE, EA_DISP, EA_SIB, P_A16 } from "../decode.js";
-import { L_ADC, L_ADD, L_DEC, L_INC, L_LOGIC, L_RES, L_SBB, L_SUB } from "../flags.js";
+import { L_ADC, L_ADD, L_DEC, L_INC, L_LOGIC, L_NONE, L_RES, L_SBB, L_SUB } from "../flags.js";
 import { ADD, AND, CMP, OR, SUB, XOR } from "../ops/alu.js";
-import { SAL, SAR, SHL, SHR } from "../ops/alu-shift.js";
-import { AF, CF, CS, ESP, GP, OF, reg8Index as r8, SS } from "../regs.js";
+import { ROL, ROR, SAL, SAR, SHL, SHR } from "../ops/alu-shift.js";
+import { AF, CF, CS, DE, ESP, GP, OF, PF, reg8Index as r8, SF, SS, ZF } from "../regs.js";
 import {
   IO_BLK,
   IO_DONE,
@@ -435,6 +435,66 @@ class Gen {
     c.get(X).set(FX);
     this.record(L_RES, 32);
   }
+  /**
+   * After a rotation of A into X (ROL or ROR), the flags as the handler leaves them
+   * (rotFlags): every flag of the record before it made plain (getFlags: PF, AF, ZF, SF from
+   * the record, in fa/fb/fx when known here, else in the io words), CF and OF of the
+   * rotation; the record is then the flags word alone (L_NONE).
+   */
+  rotFlags(rol: boolean): void {
+    const c = this.c;
+    const op = this.op;
+    /** PF, ZF and SF of the result in FX, of `size` (or-ed into what is on the stack). */
+    const pzs = (size: () => void) => {
+      // PF: an even count of ones in the result's low byte.
+      c.get(FX).i32(0xff).op(Op.and, Op.popcnt).i32(1).op(Op.and).i32(1).op(Op.xor).i32(2).op(Op.shl, Op.or);
+      c.get(FX).op(Op.eqz).i32(6).op(Op.shl, Op.or);
+      c.get(FX);
+      size();
+      c.i32(1).op(Op.sub, Op.shrU).i32(1).op(Op.and).i32(7).op(Op.shl, Op.or);
+    };
+    if (op === 0) this.ld(this.io(IO_LZOP)).c.set(T);
+    this.put(this.io(IO_FLAGS), () => {
+      if (op === 0) {
+        // The record in the io words, of any kind (L_NONE: the flags word is all of it).
+        c.get(T).op(Op.eqz);
+        this.open(Op.if, I32);
+        this.ld(this.io(IO_FLAGS))
+          .c.i32(~(CF | OF))
+          .op(Op.and);
+        this.else();
+        this.ld(this.io(IO_LZRES)).c.set(FX);
+        // AF: kept for L_RES, 0 for logic, else from the operands.
+        this.ld(this.io(IO_FLAGS)).c.i32(AF).op(Op.and);
+        this.ld(this.io(IO_LZA)).ld(this.io(IO_LZB)).c.op(Op.xor).get(FX).op(Op.xor).i32(AF).op(Op.and);
+        c.get(T).i32(L_RES).op(Op.eq, Op.select);
+        c.i32(0).get(T).i32(L_LOGIC).op(Op.ne, Op.select);
+        this.ld(this.io(IO_FLAGS))
+          .c.i32(~(CF | PF | AF | ZF | SF | OF))
+          .op(Op.and, Op.or);
+        pzs(() => this.ld(this.io(IO_LZSIZE)));
+        this.close();
+      } else {
+        this.ld(this.io(IO_FLAGS))
+          .c.i32(~(CF | PF | AF | ZF | SF | OF) | (op === L_RES ? AF : 0))
+          .op(Op.and);
+        if (op === L_ADD || op === L_SUB || op === L_INC || op === L_DEC)
+          c.get(FA).get(FB).op(Op.xor).get(FX).op(Op.xor).i32(AF).op(Op.and, Op.or);
+        pzs(() => c.i32(this.size));
+      }
+      if (rol) {
+        c.get(X).i32(1).op(Op.and, Op.or);
+        c.get(X).i32(31).op(Op.shrU).get(X).op(Op.xor);
+      } else {
+        c.get(X).i32(31).op(Op.shrU, Op.or);
+        c.get(X).i32(31).op(Op.shrU).get(X).i32(30).op(Op.shrU, Op.xor);
+      }
+      c.i32(1).op(Op.and).i32(11).op(Op.shl, Op.or);
+    });
+    this.put(this.io(IO_LZOP), () => c.i32(L_NONE));
+    this.op = 0;
+    this.dirty = false;
+  }
   /** cpu.keepCF() before an inc/dec, from the known record when there is one. */
   keepCF(): void {
     const c = this.c;
@@ -605,9 +665,10 @@ class Gen {
     const modrm =
       (opc < 0x40 && (opc & 7) < 4) ||
       [
-        0x80, 0x81, 0x83, 0x84, 0x85, 0x88, 0x89, 0x8a, 0x8b, 0x8d, 0xc1, 0xc7, 0xd1, 0xf6, 0xf7, 0xff, 0x1af,
-        0x1b6, 0x1b7, 0x1be, 0x1bf,
-      ].includes(opc);
+        0x69, 0x6b, 0x80, 0x81, 0x83, 0x84, 0x85, 0x88, 0x89, 0x8a, 0x8b, 0x8d, 0xc1, 0xc7, 0xd1, 0xf6, 0xf7,
+        0xff, 0x1af, 0x1b6, 0x1b7, 0x1be, 0x1bf,
+      ].includes(opc) ||
+      (opc & 0x1f0) === 0x140;
     const mem = modrm && !isReg ? this.ea(s) : null;
     if (modrm && !isReg && mem === null) return false;
     const ma = mem as () => void;
@@ -722,11 +783,18 @@ class Gen {
           }
           return true;
         }
-        if (sub !== SHL && sub !== SAL && sub !== SHR && sub !== SAR) return false;
+        const rot = sub === ROL || sub === ROR;
+        if (!rot && sub !== SHL && sub !== SAL && sub !== SHR && sub !== SAR) return false;
         if (isReg) r32(rm)();
         else this.rmwRead(4, sg, ma);
         c.set(A);
-        if (sub === SHR) {
+        if (rot) {
+          c.get(A)
+            .i32(n)
+            .op(sub === ROL ? Op.rotl : Op.rotr)
+            .set(X);
+          this.rotFlags(sub === ROL);
+        } else if (sub === SHR) {
           c.get(A)
             .i32(n)
             .op(Op.shrU)
@@ -771,11 +839,16 @@ class Gen {
         else this.rmwWrite(4);
         return true;
       }
+      case 0x69:
+      case 0x6b:
       case 0x1af: {
+        // imul Gd, Ed (A = Gd, B = Ed) or Gd, Ed, imm (A = Ed, B = imm), as imul32.
         rmRead(32);
-        c.set(B);
-        r32(rg)();
-        c.set(A);
+        if (opc === 0x1af) {
+          c.set(B);
+          r32(rg)();
+          c.set(A);
+        } else c.set(A).i32(imm).set(B);
         c.get(A).get(B).op(Op.mul).set(X);
         c.get(A)
           .op(Op.i64ExtendS)
@@ -792,6 +865,26 @@ class Gen {
         return true;
       }
       case 0xf7: {
+        if (sub === 6) {
+          // div: EDX:EAX / r/m32, as divEd: #DE when the divisor is 0 or the quotient does not
+          // fit 32 bits (both: EDX >= divisor); the remainder is EAX - quotient * divisor.
+          rmRead(32);
+          c.set(B);
+          r32(2)();
+          c.get(B).op(Op.geU);
+          this.open(Op.if);
+          this.fault(DE, 0);
+          this.close();
+          r32(2)();
+          c.op(Op.i64ExtendU).i64(32).op(Op.i64Shl);
+          r32(0)();
+          c.op(Op.i64ExtendU, Op.i64Or).get(B).op(Op.i64ExtendU, Op.i64DivU, Op.wrap).set(X);
+          r32(0)();
+          c.get(X).get(B).op(Op.mul, Op.sub).set(V);
+          set32(0, X);
+          set32(2, V);
+          return true;
+        }
         if (sub !== 4) return false;
         // mul: EDX:EAX = EAX * r/m32, CF = OF = (EDX != 0), as mulEd.
         rmRead(32);
@@ -931,6 +1024,16 @@ class Gen {
       c.set(A);
       this.incDec(opc < 0x48);
       set32(opc & 7, X);
+      return true;
+    }
+    if ((opc & 0x1f0) === 0x140) {
+      // cmovcc Gd, Ed: the source read (and its fault) whatever the condition, as cmovGdEd.
+      rmRead(32);
+      c.set(V);
+      this.cond(opc & 15);
+      this.open(Op.if);
+      set32(rg, V);
+      this.close();
       return true;
     }
     if ((opc & 0x1f0) === 0x70 || (opc & 0x1f0) === 0x180) {
