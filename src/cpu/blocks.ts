@@ -52,6 +52,8 @@ export const BLOCK_THRESHOLD = 40;
 export const REGION_THRESHOLD = 64;
 /** Longest block, in instructions (blockLen is a byte). */
 const MAX_BLOCK = 64;
+/** rdtsc's opcode as blocks see it (0F 31: map 1). */
+const OPC_RDTSC = 0x131;
 
 /** Near jumps, calls and returns: they set EIP (see compileBlock for those a block goes past). */
 function isControl(opc: number, sub: number): boolean {
@@ -352,6 +354,10 @@ export function compileBlock(cpu: Cpu, blockOff: number, off: number): boolean {
     const memForm = hasModrm(opc >> 8, opc & 0xff) && dc.modrm[slot] < 0xc0 && opc !== 0x8d;
     // A load of SS changes the stack's size, which a wasm block reads once: never compiled.
     if (opc === 0x8e && ((dc.modrm[slot] >> 3) & 7) === SS) break;
+    // rdtsc reads the time, which counts retired instructions, and a handler a block calls
+    // sees `retired` as at the block's entry (plus the passes it finished): exact only for
+    // its first instruction, so a block ends before any other rdtsc.
+    if (opc === OPC_RDTSC && flags.length > 0) break;
     const len = (e >> 18) & 15;
     const stack = movesStack(opc, sub) ? F_STACK : 0;
     let f: number;

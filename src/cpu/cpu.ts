@@ -168,8 +168,15 @@ export class Cpu {
   tscOffset = 0;
   /** Retired instructions since reset (a float: exact up to 2^53). */
   retired = 0;
-  /** Returns the current TSC; by default derived from retired instructions. */
-  readTsc: () => bigint = () => BigInt(this.retired + this.tscOffset);
+  /**
+   * The current TSC as an integral number (exact up to 2^53; rdtsc splits it without a
+   * BigInt); by default derived from retired instructions. The hypervisor sets its clock's.
+   */
+  tscNow: () => number = () => this.retired + this.tscOffset;
+  /** The current TSC as a 64-bit value (the MSR paths). */
+  readTsc(): bigint {
+    return BigInt(this.tscNow());
+  }
   readonly msrs = new Map<number, bigint>();
   io: IoPorts = NO_IO;
 

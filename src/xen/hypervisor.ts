@@ -175,7 +175,7 @@ export class Hypervisor implements MmHost {
       log(message);
     };
     this.sched = new Scheduler(this, makePolicy(opts.scheduler ?? "bvt"), opts.cpus ?? 1);
-    this.cpu.readTsc = () => BigInt(this.nowCycles());
+    this.cpu.tscNow = () => this.nowCycles();
     this.m2pL1 = this.setUpM2p();
   }
 

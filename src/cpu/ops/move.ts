@@ -671,9 +671,12 @@ const CR4_TSD = 1 << 2;
 
 function rdtsc(cpu: Cpu, _s: number): void {
   if ((cpu.cr4 & CR4_TSD) !== 0 && cpu.cpl > 0) cpu.fault(GP, 0);
-  const t = cpu.readTsc();
-  cpu.regs[EAX] = Number(BigInt.asIntN(32, t));
-  cpu.regs[EDX] = Number(BigInt.asIntN(32, t >> 32n));
+  // The halves of an integral number as BigInt.asIntN(32, t) and t >> 32n give them (ToInt32
+  // is modulo 2^32; dividing by 2^32 is exact), without a BigInt per rdtsc (Linux's delay
+  // loops run it millions of times).
+  const t = cpu.tscNow();
+  cpu.regs[EAX] = t | 0;
+  cpu.regs[EDX] = Math.floor(t / 4294967296) | 0;
 }
 
 // ------------------------------------------------------------------ registration

@@ -160,6 +160,11 @@ const HOT_OPS: readonly (readonly [number, number, number, boolean?])[] = [
   [1, 0xbc, 0], // bsf
   [1, 0xb3, 0], // btr Ed, Gd
   [0, 0xf7, 2], // not Ed
+  // The XenLinux boot's (bench:linux to its prompt): its delay loops read the TSC, its string
+  // compares cmp Gb, Eb; each ended a block, so each pass went back to the run loop. rdtsc
+  // is only ever a block's first instruction (blocks.ts: where `retired` is exact).
+  [1, 0x31, 0], // rdtsc
+  [0, 0x3a, 0], // cmp Gb, Eb
   // bench:cpu's interpreted mix (div, cmov, imul with an immediate, shrd: 67 K instructions a
   // 200-iteration run): each ended its block, so each went back to the run loop, and the chain
   // of wasm blocks stopped there.
