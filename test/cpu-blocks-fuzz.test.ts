@@ -44,7 +44,7 @@ function instruction(r: () => number): number[] {
   const imm8 = () => r() & 0xff;
   const alu = [0x00, 0x08, 0x10, 0x18, 0x20, 0x28, 0x30, 0x38][r() & 7];
   const operand = (g: number) => (r() % 3 === 0 ? mem(g) : r() % 4 === 0 ? sib(g) : regRm(g));
-  switch (r() % 29) {
+  switch (r() % 36) {
     case 0:
       return [0x89, ...operand(reg())];
     case 1:
@@ -110,6 +110,25 @@ function instruction(r: () => number): number[] {
             ...d32((r() & 0x7fffffff) | 1),
             ...(r() & 1 ? [0x31, 0xd2, 0xf7, 0xf1] : [0x99, 0xf7, 0xf9]),
           ];
+    case 28:
+      // shl, shr, sal or sar r32, cl
+      return [0xd3, 0xc0 | ([4, 5, 6, 7][r() & 3] << 3) | reg()];
+    case 29:
+      return [0x0f, 0x90 | (r() & 15), ...operand(0)];
+    case 30:
+      return [0xf7, ...operand(0), ...d32(r())];
+    case 31:
+      // mov Gw, Ew or mov Ew, Gw
+      return [0x66, r() & 1 ? 0x8b : 0x89, ...operand(reg())];
+    case 32:
+      return [0xa1, ...d32(DATA + (r() & 0xffc))];
+    case 33:
+      // add..xor or cmp Ew, Iw / Ib
+      return r() & 1
+        ? [0x66, 0x81, ...operand(r() & 7), imm8(), imm8()]
+        : [0x66, 0x83, ...operand(r() & 7), imm8()];
+    case 34:
+      return [0x66, 0x39, ...operand(reg())];
     default:
       return [0x90];
   }

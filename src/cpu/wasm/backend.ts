@@ -622,6 +622,12 @@ export class WasmBackend {
         seen();
         return c.codeHit;
       },
+      wr16: (k: number, s: number, o: number, v: number) => {
+        this.cur = k;
+        c.wr16(s, o, v);
+        seen();
+        return c.codeHit;
+      },
       rmwRd8: (k: number, s: number, o: number) => {
         this.cur = k;
         const v = c.rmwRd8(s, o);

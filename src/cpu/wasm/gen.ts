@@ -60,10 +60,11 @@ export const IMPORTS = [
   "fault",
   "call",
   "cond",
+  "wr16",
 ] as const;
 const F = Object.fromEntries(IMPORTS.map((n, i) => [n, i])) as Record<(typeof IMPORTS)[number], number>;
 /** Type index of each import (backend.ts TYPES): 0 (i32 i32 i32)->i32, 1 (i32 x4)->i32, 2 (i32 i32)->i32, 3 (i32)->i32. */
-export const IMPORT_TYPES = [0, 0, 0, 1, 1, 0, 0, 2, 2, 2, 3, 0, 2, 3];
+export const IMPORT_TYPES = [0, 0, 0, 1, 1, 0, 0, 2, 2, 2, 3, 0, 2, 3, 1];
 /** Type of a block function: (budget) -> instructions retired. */
 export const BLOCK_TYPE = 3;
 
@@ -279,7 +280,7 @@ class Gen {
       .call(size === 1 ? F.rd8 : size === 2 ? F.rd16 : F.rd32);
     this.close();
   }
-  /** Writes V (8 or 32 bits) at seg:(addr); a write through JS sets HIT to codeHit. */
+  /** Writes V (8, 16 or 32 bits) at seg:(addr); a write through JS sets HIT to codeHit. */
   write(size: number, seg: number, addr: () => void): void {
     const c = this.c;
     addr();
@@ -288,14 +289,14 @@ class Gen {
     this.open(Op.if);
     c.get(P)
       .get(V)
-      .mem(size === 1 ? Op.store8 : Op.store, 0);
+      .mem(size === 1 ? Op.store8 : size === 2 ? Op.store16 : Op.store, 0);
     this.else();
     this.flushCode();
     c.i32(this.k)
       .i32(seg)
       .get(O)
       .get(V)
-      .call(size === 1 ? F.wr8 : F.wr32)
+      .call(size === 1 ? F.wr8 : size === 2 ? F.wr16 : F.wr32)
       .set(HIT);
     this.close();
   }
@@ -410,7 +411,7 @@ class Gen {
     if (o === 0) return false;
     const c = this.c;
     c.get(A).get(B).op(o);
-    if (size === 8 && (o === Op.add || o === Op.sub)) c.i32(255).op(Op.and);
+    if (size < 32 && (o === Op.add || o === Op.sub)) c.i32(size === 8 ? 0xff : 0xffff).op(Op.and);
     c.set(X).get(A).set(FA).get(B).set(FB).get(X).set(FX);
     this.record(op === ADD ? L_ADD : op === SUB || op === CMP ? L_SUB : L_LOGIC, size);
     return true;
@@ -653,7 +654,7 @@ class Gen {
     const dc = this.dc;
     const c = this.c;
     const id = dc.op[s];
-    if (id >> 12 !== 0) return id === ((1 << 12) | (0x90 << 3)); // 66 90: nop
+    const o16 = id >> 12 !== 0;
     const opc = (id >> 3) & 0x1ff;
     const sub = id & 7;
     const m = dc.modrm[s];
@@ -666,9 +667,10 @@ class Gen {
       (opc < 0x40 && (opc & 7) < 4) ||
       [
         0x69, 0x6b, 0x80, 0x81, 0x83, 0x84, 0x85, 0x88, 0x89, 0x8a, 0x8b, 0x8d, 0xc1, 0xc7, 0xd1, 0xf6, 0xf7,
-        0xff, 0x1af, 0x1b6, 0x1b7, 0x1be, 0x1bf,
+        0xff, 0x1af, 0x1b6, 0x1b7, 0x1be, 0x1bf, 0xd3,
       ].includes(opc) ||
-      (opc & 0x1f0) === 0x140;
+      (opc & 0x1f0) === 0x140 ||
+      (opc & 0x1f0) === 0x190;
     const mem = modrm && !isReg ? this.ea(s) : null;
     if (modrm && !isReg && mem === null) return false;
     const ma = mem as () => void;
@@ -678,6 +680,40 @@ class Gen {
     const set32 = (r: number, l: number) => this.put(this.reg(r), () => c.get(l));
     const set8 = (r: number, l: number) => this.put(this.S + r8(r), () => c.get(l), Op.store8);
     const ALU = new Set([ADD, OR, AND, XOR, SUB, CMP]);
+    if (o16) {
+      if (opc === 0x90) return true; // 66 90: nop
+      const set16 = (r: number, l: number) => this.put(this.reg(r), () => c.get(l), Op.store16);
+      const rd16 = () => (isReg ? r16(rm)() : this.read(2, sg, ma));
+      // mov Gw, Ew and mov Ew, Gw: a register's low half, as movR16Rm16, movRm16R16.
+      if (opc === 0x8b || opc === 0x89) {
+        if (opc === 0x89) r16(rg)();
+        else rd16();
+        c.set(V);
+        if (opc === 0x8b) set16(rg, V);
+        else if (isReg) set16(rm, V);
+        else this.write(2, sg, ma);
+        return true;
+      }
+      // add..xor and cmp Ew, Iw (register forms; cmp any), cmp Ew, Gw, as alu16 and cmp16.
+      if ((opc === 0x81 || opc === 0x83) && ALU.has(sub) && (isReg || sub === CMP)) {
+        rd16();
+        c.set(A)
+          .i32(imm & 0xffff)
+          .set(B);
+        this.alu(sub, 16);
+        if (sub !== CMP) set16(rm, X);
+        return true;
+      }
+      if (opc === 0x39) {
+        rd16();
+        c.set(A);
+        r16(rg)();
+        c.set(B);
+        this.alu(CMP, 16);
+        return true;
+      }
+      return false;
+    }
     // ALU forms 00-3D: the operation in opcode bits 5-3.
     if (opc < 0x40 && (opc & 7) <= 5) {
       const op = (opc >> 3) & 7;
@@ -839,6 +875,50 @@ class Gen {
         else this.rmwWrite(4);
         return true;
       }
+      case 0xd3: {
+        // shl/shr/sar r32, cl, as shEdClR: a count of 0 (CL mod 32) changes nothing, flags
+        // included, so the record is in the io words on both paths.
+        if (!isReg || (sub !== SHL && sub !== SAL && sub !== SHR && sub !== SAR)) return false;
+        this.flush();
+        c.i32(0)
+          .mem(Op.load8u, this.S + r8(1))
+          .i32(31)
+          .op(Op.and)
+          .tee(T);
+        this.open(Op.if);
+        r32(rm)();
+        c.set(A);
+        // LIN: the value shifted by the count less one (its last bit out is CF).
+        c.get(A)
+          .get(T)
+          .op(sub === SHR ? Op.shrU : sub === SAR ? Op.shrS : Op.shl)
+          .set(X);
+        c.get(A)
+          .get(T)
+          .i32(1)
+          .op(Op.sub, sub === SHR ? Op.shrU : sub === SAR ? Op.shrS : Op.shl)
+          .set(LIN);
+        if (sub === SHR)
+          this.resFlags(
+            () => c.get(LIN).i32(1).op(Op.and),
+            () => c.get(LIN).get(X).op(Op.xor).i32(31).op(Op.shrU),
+          );
+        else if (sub === SAR)
+          this.resFlags(
+            () => c.get(LIN).i32(1).op(Op.and),
+            () => c.i32(0),
+          );
+        else
+          this.resFlags(
+            () => c.get(LIN).i32(31).op(Op.shrU),
+            () => c.get(X).i32(31).op(Op.shrU).get(LIN).i32(31).op(Op.shrU, Op.xor),
+          );
+        set32(rm, X);
+        this.flush();
+        this.close();
+        this.forget();
+        return true;
+      }
       case 0x69:
       case 0x6b:
       case 0x1af: {
@@ -865,6 +945,13 @@ class Gen {
         return true;
       }
       case 0xf7: {
+        if (sub === 0) {
+          // test Ed, Id, as testEdId.
+          rmRead(32);
+          c.set(A).i32(imm).set(B);
+          this.test(32);
+          return true;
+        }
         if (sub === 6) {
           // div: EDX:EAX / r/m32, as divEd: #DE when the divisor is 0 or the quotient does not
           // fit 32 bits (both: EDX >= divisor); the remainder is EAX - quotient * divisor.
@@ -1024,6 +1111,23 @@ class Gen {
       c.set(A);
       this.incDec(opc < 0x48);
       set32(opc & 7, X);
+      return true;
+    }
+    if (opc === 0xa1) {
+      // mov eax, moffs32 (the offset is the displacement), as movEaxMoffs.
+      const at = this.ea(s);
+      if (at === null) return false;
+      this.read(4, sg, at);
+      c.set(V);
+      set32(0, V);
+      return true;
+    }
+    if ((opc & 0x1f0) === 0x190) {
+      // setcc Eb: the condition, then the byte written, as setcc.
+      this.cond(opc & 15);
+      c.i32(0).op(Op.ne).set(V);
+      if (isReg) set8(rm, V);
+      else this.write(1, sg, ma);
       return true;
     }
     if ((opc & 0x1f0) === 0x140) {
