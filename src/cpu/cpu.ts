@@ -572,8 +572,10 @@ export class Cpu {
   /**
    * Walks the page tables for lin and fills the TLB; returns the physical address.
    * user: the access is made with user privilege (CPL 3, not an implicit system access).
+   * hold (reach() only): a #PF is recorded (CR2, error code, pfHeld) and 0 returned instead
+   * of thrown.
    */
-  translate(lin: number, write: boolean, user: boolean): number {
+  translate(lin: number, write: boolean, user: boolean, hold = false): number {
     if ((this.cr0 & CR0_PG) === 0) {
       if (lin >>> 0 < this.memSize) this.tlbInsert(lin, lin & ~0xfff, 15);
       return lin;
@@ -581,29 +583,47 @@ export class Cpu {
     const pdeAddr = (this.cr3 & ~0xfff) | ((lin >>> 20) & 0xffc);
     const pde = this.physRead32(pdeAddr);
     const ecode = (write ? PFEC_W : 0) | (user ? PFEC_U : 0);
-    if ((pde & PTE_P) === 0) throw this.pageFaultHeld(lin, ecode);
-    let frame: number;
-    let perm: number; // RW and US, both levels combined
-    if ((pde & PTE_PS) !== 0 && (this.cr4 & CR4_PSE) !== 0) {
+    /** The #PF's error code, or -1. */
+    let fault = -1;
+    let frame = 0;
+    let perm = 0; // RW and US, both levels combined
+    if ((pde & PTE_P) === 0) {
+      fault = ecode;
+    } else if ((pde & PTE_PS) !== 0 && (this.cr4 & CR4_PSE) !== 0) {
       this.tlbLarge = true;
       perm = pde;
-      this.checkAccess(lin, perm, write, user, ecode);
-      const set = PTE_A | (write ? PTE_D : 0);
-      if ((pde & set) !== set) this.physWrite32(pdeAddr, pde | set);
-      frame = (pde & 0xffc00000) | (lin & 0x3ff000);
-      if (write) perm |= PTE_D;
-      else perm = (perm & ~PTE_D) | (pde & PTE_D);
+      if (this.denied(perm, write, user)) {
+        fault = ecode | PFEC_P;
+      } else {
+        const set = PTE_A | (write ? PTE_D : 0);
+        if ((pde & set) !== set) this.physWrite32(pdeAddr, pde | set);
+        frame = (pde & 0xffc00000) | (lin & 0x3ff000);
+        if (write) perm |= PTE_D;
+        else perm = (perm & ~PTE_D) | (pde & PTE_D);
+      }
     } else {
       const pteAddr = (pde & ~0xfff) | ((lin >>> 10) & 0xffc);
       const pte = this.physRead32(pteAddr);
-      if ((pte & PTE_P) === 0) throw this.pageFaultHeld(lin, ecode);
-      perm = pde & pte & (PTE_RW | PTE_US);
-      this.checkAccess(lin, perm, write, user, ecode);
-      if ((pde & PTE_A) === 0) this.physWrite32(pdeAddr, pde | PTE_A);
-      const set = PTE_A | (write ? PTE_D : 0);
-      if ((pte & set) !== set) this.physWrite32(pteAddr, pte | set);
-      frame = pte & ~0xfff;
-      perm |= write ? PTE_D : pte & PTE_D;
+      if ((pte & PTE_P) === 0) {
+        fault = ecode;
+      } else {
+        perm = pde & pte & (PTE_RW | PTE_US);
+        if (this.denied(perm, write, user)) {
+          fault = ecode | PFEC_P;
+        } else {
+          if ((pde & PTE_A) === 0) this.physWrite32(pdeAddr, pde | PTE_A);
+          const set = PTE_A | (write ? PTE_D : 0);
+          if ((pte & set) !== set) this.physWrite32(pteAddr, pte | set);
+          frame = pte & ~0xfff;
+          perm |= write ? PTE_D : pte & PTE_D;
+        }
+      }
+    }
+    if (fault >= 0) {
+      if (!hold) throw this.pageFaultHeld(lin, fault);
+      this.pageFaultHeld(lin, fault);
+      this.pfHeld = true;
+      return 0;
     }
     if (this.writeWatch !== null && this.writeWatch[frame >>> 12] !== 0) {
       // A watched frame gets no write permission in the TLB, so its first write walks here.
@@ -625,6 +645,23 @@ export class Cpu {
     return frame | (lin & 0xfff);
   }
 
+  /** A #PF recorded by translate(hold) since reach() cleared it. */
+  private pfHeld = false;
+
+  /**
+   * For the wasm back end's memory imports, before the accessor: the translation of lin at
+   * the current privilege, as physFor makes it (the same walk, the same side effects), but a
+   * #PF is recorded and false returned instead of thrown, so the block returns to its wrapper
+   * rather than a throw unwinding through wasm (a quarter of a #PF bounce's time). The
+   * accessor then finds the TLB entry (or walks again, to the same result).
+   */
+  reach(lin: number, write: boolean): boolean {
+    if ((this.tlb[lin >>> 12] & (write ? this.wrMask : this.rdMask)) !== 0) return true;
+    this.pfHeld = false;
+    this.translate(lin, write, this.cpl === 3, true);
+    return !this.pfHeld;
+  }
+
   /** A write reached watched frame f (through the TLB fill or a host copy): report it once. */
   watchedWrite(f: number): void {
     const w = this.writeWatch;
@@ -633,13 +670,10 @@ export class Cpu {
     this.onWatchedWrite?.(f);
   }
 
-  private checkAccess(lin: number, perm: number, write: boolean, user: boolean, ecode: number): void {
-    if (user) {
-      if ((perm & PTE_US) === 0 || (write && (perm & PTE_RW) === 0))
-        throw this.pageFaultHeld(lin, ecode | PFEC_P);
-    } else if (write && (perm & PTE_RW) === 0 && (this.cr0 & CR0_WP) !== 0) {
-      throw this.pageFaultHeld(lin, ecode | PFEC_P);
-    }
+  /** The access is not allowed by perm (RW and US of both levels): a #PF with P set. */
+  private denied(perm: number, write: boolean, user: boolean): boolean {
+    if (user) return (perm & PTE_US) === 0 || (write && (perm & PTE_RW) === 0);
+    return write && (perm & PTE_RW) === 0 && (this.cr0 & CR0_WP) !== 0;
   }
 
   private tlbInsert(lin: number, frame: number, bits: number): void {

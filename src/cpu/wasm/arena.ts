@@ -44,6 +44,11 @@ export const IO_RBLOCKS = 15;
  * CS, CPL or paging: Cpu.fetchDrops) or the run's end (Cpu.runEnd): a chain of blocks stops.
  */
 export const IO_STOP = 16;
+/**
+ * Set by a memory import whose access took a #PF (recorded by Cpu.reach, not thrown): the
+ * block returns -1 to its wrapper, or to the chain (IO_STOP set too), which unwinds.
+ */
+export const IO_FAULT = 17;
 /** Page crossings a chain took inside wasm (Cpu.regionHops counts them). */
 export const IO_HOPS = 18;
 export const IO_WORDS = 19;

@@ -9,9 +9,9 @@
  * memory accesses, a handler) unwinds through wasm to the wrapper, which sets the faulting
  * instruction's state as the JS block's catch does.
  */
-import type { Cpu } from "../cpu.js";
+import { CPU_FAULT, type Cpu } from "../cpu.js";
 import type { BlockFn, RegionTab } from "../decode.js";
-import { SS } from "../regs.js";
+import { ESP, SS } from "../regs.js";
 import {
   CHAIN_IDS,
   chainAddress,
@@ -19,6 +19,7 @@ import {
   IO_BLK,
   IO_DONE,
   IO_EIP,
+  IO_FAULT,
   IO_FLAGS,
   IO_HOPS,
   IO_LZA,
@@ -193,6 +194,8 @@ export class WasmBackend {
   reused = 0;
   /** Blocks a chain ran after the first, inside wasm (tests, benches). */
   chainRuns = 0;
+  /** #PFs taken by a memory import and returned to the wrapper, not thrown (tests, benches). */
+  heldFaults = 0;
   private readonly io: Int32Array;
   /** Page crossings a chain took inside wasm (also counted in Cpu.regionHops). */
   chainHops = 0;
@@ -463,10 +466,15 @@ export class WasmBackend {
           c.linkPages && this.hop ? 1 : 0,
         );
       } catch (x) {
-        const k = this.byId[io[IO_BLK]] as Known;
-        this.unwind(c, io[IO_EIP], r0 + io[IO_RDONE], k.offs, k.flags);
-        this.counts(c);
+        this.chainFault(c, r0);
         c.held(x);
+        return;
+      }
+      if (io[IO_FAULT] !== 0) {
+        // A #PF an import returned (the block returned -1, and the chain at IO_STOP).
+        io[IO_FAULT] = 0;
+        this.chainFault(c, r0);
+        c.held(CPU_FAULT);
         return;
       }
       if (io[IO_RBLOCKS] === 0) {
@@ -477,6 +485,14 @@ export class WasmBackend {
       this.leave(c, r0 + n);
       this.counts(c);
     };
+  }
+
+  /** A fault in the chain entered after r0 retired, in the block it recorded (IO_BLK, IO_RDONE). */
+  private chainFault(c: Cpu, r0: number): void {
+    const io = this.io;
+    const k = this.byId[io[IO_BLK]] as Known;
+    this.unwind(c, io[IO_EIP], r0 + io[IO_RDONE], k.offs, k.flags);
+    this.counts(c);
   }
 
   /**
@@ -548,6 +564,13 @@ export class WasmBackend {
         c.held(x);
         return;
       }
+      if (n < 0) {
+        // A #PF an import returned (IO_FAULT): unwound as a thrown one.
+        this.io[IO_FAULT] = 0;
+        this.unwind(c, e0, r0, O, F);
+        c.held(CPU_FAULT);
+        return;
+      }
       this.leave(c, r0 + n);
     };
   }
@@ -590,52 +613,81 @@ export class WasmBackend {
     const seen = () => {
       if (c.fetchDrops !== this.drops0 || c.runEnd !== this.end0) io[IO_STOP] = 1;
     };
+    /**
+     * Before an accessor: the segment check and the walks of the pages of an access of `size`
+     * bytes at seg:off, in the accessor's order (its page, then the next page's first byte if
+     * it crosses). false when a walk took a #PF, which Cpu.reach recorded instead of throwing:
+     * the import returns, the block returns -1 (gen.ts held) and its wrapper unwinds. (A host
+     * debugger runs the CPU one instruction at a time: no block runs under one.)
+     */
+    const reach = (s: number, o: number, size: number, write: boolean): boolean => {
+      const lin = write ? c.segWrite(s, o, size) : c.segRead(s, o, size);
+      if (c.reach(lin, write) && ((lin & 0xfff) <= 0x1000 - size || c.reach((lin + size) & ~0xfff, write)))
+        return true;
+      io[IO_FAULT] = 1;
+      io[IO_STOP] = 1;
+      this.heldFaults++;
+      return false;
+    };
+    /** The offset of a push of 4 bytes, or of a pop, as Cpu.push32 and pop32 make it. */
+    const sp = (push: boolean) => {
+      const v = push ? c.regs[ESP] - 4 : c.regs[ESP];
+      return c.stack32() ? v | 0 : v & 0xffff;
+    };
     return {
       m: this.memory,
       rd8: (k: number, s: number, o: number) => {
         this.cur = k;
+        if (!reach(s, o, 1, false)) return 0;
         const v = c.rd8(s, o);
         seen();
         return v;
       },
       rd16: (k: number, s: number, o: number) => {
         this.cur = k;
+        if (!reach(s, o, 2, false)) return 0;
         const v = c.rd16(s, o);
         seen();
         return v;
       },
       rd32: (k: number, s: number, o: number) => {
         this.cur = k;
+        if (!reach(s, o, 4, false)) return 0;
         const v = c.rd32(s, o);
         seen();
         return v;
       },
       wr8: (k: number, s: number, o: number, v: number) => {
         this.cur = k;
+        if (!reach(s, o, 1, true)) return 0;
         c.wr8(s, o, v);
         seen();
         return c.codeHit;
       },
       wr32: (k: number, s: number, o: number, v: number) => {
         this.cur = k;
+        if (!reach(s, o, 4, true)) return 0;
         c.wr32(s, o, v);
         seen();
         return c.codeHit;
       },
       wr16: (k: number, s: number, o: number, v: number) => {
         this.cur = k;
+        if (!reach(s, o, 2, true)) return 0;
         c.wr16(s, o, v);
         seen();
         return c.codeHit;
       },
       rmwRd8: (k: number, s: number, o: number) => {
         this.cur = k;
+        if (!reach(s, o, 1, true)) return 0;
         const v = c.rmwRd8(s, o);
         seen();
         return v;
       },
       rmwRd32: (k: number, s: number, o: number) => {
         this.cur = k;
+        if (!reach(s, o, 4, true)) return 0;
         const v = c.rmwRd32(s, o);
         seen();
         return v;
@@ -654,12 +706,14 @@ export class WasmBackend {
       },
       push: (k: number, v: number) => {
         this.cur = k;
+        if (!reach(SS, sp(true), 4, true)) return 0;
         c.push32(v);
         seen();
         return c.codeHit;
       },
       pop: (k: number) => {
         this.cur = k;
+        if (!reach(SS, sp(false), 4, false)) return 0;
         const v = c.pop32();
         seen();
         return v;

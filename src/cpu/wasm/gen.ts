@@ -23,6 +23,7 @@ import {
   IO_BLK,
   IO_DONE,
   IO_EIP,
+  IO_FAULT,
   IO_FLAGS,
   IO_HIT,
   IO_HOPS,
@@ -231,6 +232,17 @@ class Gen {
 
   // --- memory
   /**
+   * After a memory import: a #PF it took (recorded, not thrown: IO_FAULT) returns -1, and the
+   * wrapper or chain unwinds as for a thrown fault (the flag record is in the io words: every
+   * slow path writes it before its call).
+   */
+  held(): void {
+    this.ld(this.io(IO_FAULT));
+    this.open(Op.if);
+    this.c.i32(-1).op(Op.return);
+    this.close();
+  }
+  /**
    * Leaves "the fast path applies" on the stack, with LIN, E, P set: the segment allows the
    * access, the TLB entry grants it, it stays in its page (and, for a write, the frame holds
    * no decoded code). The offset is in O.
@@ -278,6 +290,7 @@ class Gen {
       .i32(seg)
       .get(O)
       .call(size === 1 ? F.rd8 : size === 2 ? F.rd16 : F.rd32);
+    this.held();
     this.close();
   }
   /** Writes V (8, 16 or 32 bits) at seg:(addr); a write through JS sets HIT to codeHit. */
@@ -298,6 +311,7 @@ class Gen {
       .get(V)
       .call(size === 1 ? F.wr8 : size === 2 ? F.wr16 : F.wr32)
       .set(HIT);
+    this.held();
     this.close();
   }
   /** The read of a read-modify-write (write permission checked): value on the stack, RMW says which path. */
@@ -318,6 +332,7 @@ class Gen {
       .i32(seg)
       .get(O)
       .call(size === 1 ? F.rmwRd8 : F.rmwRd32);
+    this.held();
     this.close();
   }
   /** Commits X to where rmwRead read. */
@@ -345,6 +360,7 @@ class Gen {
     this.else();
     this.flushCode();
     c.i32(this.k).get(V).call(F.push).set(HIT);
+    this.held();
     this.close();
   }
   /** Pops into V. */
@@ -358,6 +374,7 @@ class Gen {
     this.else();
     this.flushCode();
     c.i32(this.k).call(F.pop).set(V);
+    this.held();
     this.close();
   }
 
