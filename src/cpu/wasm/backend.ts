@@ -135,12 +135,12 @@ export class WasmBackend {
    * them one after another inside wasm (off: each is a call from the JS region).
    */
   chain = true;
-  // Counters, for tests and benches.
   /**
    * A chain goes on in the page EIP leaves to, inside wasm, where the JS region would hop
    * (Cpu.linkPages; off: it returns to the JS region at each crossing).
    */
   hop = true;
+  // Counters, for tests and benches.
   runs = 0;
   blocks = 0;
   modules = 0;
@@ -194,11 +194,11 @@ export class WasmBackend {
   reused = 0;
   /** Blocks a chain ran after the first, inside wasm (tests, benches). */
   chainRuns = 0;
+  /** Page crossings a chain took inside wasm (also counted in Cpu.regionHops). */
+  chainHops = 0;
   /** #PFs taken by a memory import and returned to the wrapper, not thrown (tests, benches). */
   heldFaults = 0;
   private readonly io: Int32Array;
-  /** Page crossings a chain took inside wasm (also counted in Cpu.regionHops). */
-  chainHops = 0;
   private readonly stateAt: number;
   private readonly tlbAt: number;
   private readonly memory: WebAssembly.Memory;
@@ -426,12 +426,12 @@ export class WasmBackend {
   link(blockOff: number, offs: number[], slots: number[], t: RegionTab): void {
     if (!this.chain) return;
     this.chainMaps.fill(0, blockOff, blockOff + 0x1000);
+    // A chain crossing into the frame finds this map (until the frame's code is dropped).
+    const frame = this.cpu.dc.frameOf(blockOff);
+    if (frame >= 0 && frame < this.chainPages.length) this.chainPages[frame] = (blockOff >>> 12) + 1;
     for (let j = 0; j < slots.length; j++) {
       const k = this.known.get(slots[j]);
       if (k === undefined || k.iret || k.id === 0) continue;
-      // A chain crossing into the frame finds this map (until the frame's code is dropped).
-      const frame = this.cpu.dc.frameOf(blockOff);
-      if (frame >= 0 && frame < this.chainPages.length) this.chainPages[frame] = (blockOff >>> 12) + 1;
       k.tab = t;
       k.pos = blockOff + offs[j];
       const i = t.X[offs[j]];
@@ -454,10 +454,10 @@ export class WasmBackend {
       this.enter(c);
       io[IO_RBLOCKS] = 0;
       io[IO_STOP] = 0;
+      io[IO_HOPS] = 0;
       this.end0 = c.runEnd;
       this.drops0 = c.fetchDrops;
       let n: number;
-      io[IO_HOPS] = 0;
       try {
         n = this.runChain(
           Math.min(c.runEnd - r0, MAX_LEFT),
