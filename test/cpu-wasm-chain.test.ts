@@ -329,3 +329,74 @@ describe("chains of wasm blocks", () => {
     }
   });
 });
+
+/**
+ * What a chain's hop checks before it runs the next page's block, as the fetch there would:
+ * the TLB entry must be readable at the CPL, and EIP within the CS limit. Each case warms a
+ * loop crossing pages at ring 0 with a 4 GiB CS, then the host changes what a fetch of the
+ * second page may do (CPL 3 with that page supervisor-only; CS's limit ending at the first
+ * page), at the same retired count in every variant, and the run must fault there as the
+ * interpreter does: a #PF (user fetch) or a #GP(0) at the second page's first instruction.
+ */
+type HopCheck = "user" | "limit";
+const P1 = 0x20000;
+const P2 = 0x21000;
+/** Instructions run before the host's change (2 + 4 a pass: EIP at P2-4); the loop is chained by then. */
+const WARM = 30_002;
+
+// P1: mov ecx,N; jmp P2-4.  P2-4: add eax,ecx; xor eax,edx (to the page end).
+// P2: dec ecx; jnz P2-4; hlt.
+function hopMachine(check: HopCheck, variant: CrossVariant): Cpu {
+  const cpu = machine("none", variant === "nohop" ? "chain" : variant);
+  const w = wasmBackend(cpu);
+  if (w !== null) w.hop = variant !== "nohop";
+  const mem = new DataView(cpu.mem8.buffer, cpu.mem8.byteOffset);
+  if (check === "user") {
+    // Everything user-accessible but the second page (and the loop's V mapping, unused here).
+    mem.setUint32(PD, PT | 7, true);
+    for (let p = 0; p < 256; p++) mem.setUint32(PT + p * 4, (p << 12) | 7, true);
+    mem.setUint32(PT + (P2 >>> 12) * 4, P2 | 3, true);
+  }
+  cpu.mem8.set([0xb9, ...d(N), 0xe9, ...d(P2 - 4 - (P1 + 10))], P1);
+  cpu.mem8.set([0x01, 0xc8, 0x31, 0xd0], P2 - 4);
+  cpu.mem8.set([0x49, 0x75, (-7 & 0xff) >>> 0, 0xf4], P2);
+  cpu.invalidateCode(0, 1 << 20);
+  cpu.setCr3(PD);
+  cpu.eip = P1;
+  while (cpu.retired < WARM) {
+    const exit = cpu.run(WARM - cpu.retired);
+    assert.equal(exit, Exit.Budget, "the warm-up ran to its count");
+  }
+  if (check === "user") cpu.setCpl(3);
+  else cpu.loadSegmentCache(1, 0x08, 0, P2 - 1, 0xc09b);
+  return cpu;
+}
+
+describe("a chain's hop checks the next page as its fetch would", () => {
+  for (const check of ["user", "limit"] as const)
+    for (const slice of [5, 1000, 10_000_000]) {
+      it(`${check === "user" ? "ring 3 reaching a supervisor-only page" : "EIP past CS's limit"} at a crossing the chain had taken, in slices of ${slice}`, () => {
+        const a = hopMachine(check, "interp");
+        const ref = runSlices(a, slice, 1_000_000);
+        const last = ref[ref.length - 1];
+        assert.equal(last.exit, Exit.Exception);
+        assert.equal(last.vector, check === "user" ? 14 : 13);
+        assert.equal(last.eip, P2, "the fault is the second page's fetch");
+        if (check === "user") {
+          assert.equal(a.cr2, P2);
+          assert.equal(a.exitErrorCode, 5, "a user read (fetch) of a present page");
+        } else assert.equal(a.exitErrorCode, 0);
+        for (const variant of ["js", "wasm", "chain", "nohop"] as const) {
+          const b = hopMachine(check, variant);
+          const hopsBefore = wasmBackend(b)?.chainHops ?? 0;
+          const steps = runSlices(b, slice, 1_000_000);
+          assert.deepEqual(steps, ref, variant);
+          assert.equal(b.exitErrorCode, a.exitErrorCode, variant);
+          assert.equal(b.cr2, a.cr2, variant);
+          // The crossing was taken inside the chain before the change (so the hop, not a
+          // region build, meets the changed page).
+          if (variant === "chain") assert.ok(hopsBefore > 10_000, `${hopsBefore} crossings inside chains`);
+        }
+      });
+    }
+});
