@@ -22,6 +22,13 @@ import { wasmBackend } from "../src/cpu/wasm/backend.js";
 import { allocRam } from "../src/machine/ram.js";
 
 const DEFAULT_ITERATIONS = 1000;
+/**
+ * Long enough that both JITs are done before the measured run: in a fresh process V8 tiers
+ * tsxen's block modules and v86's page modules up to TurboFan in the background, and after
+ * 200 iterations neither was (the steady figures still rose by a third to a half between
+ * warm-ups of 200 and 1,000 iterations, and no more from 1,000 to 3,000).
+ */
+const DEFAULT_WARMUP = 2000;
 const DEFAULT_SEED = 0x2545f491;
 /** bench_result + 4 holds this once start32.S has stored the checksum. */
 const BENCH_DONE = 0x600dd0de;
@@ -75,7 +82,7 @@ function usage(): string {
   return [
     "usage: node dist/bench/cpu-bench.js [options]",
     `  --iterations N      iterations of the workload's kernel mix (default ${DEFAULT_ITERATIONS})`,
-    "  --warmup N          iterations of a warm-up run before the measured one (default 200)",
+    `  --warmup N          iterations of a warm-up run before the measured one (default ${DEFAULT_WARMUP})`,
     "  --native-repeats N  timed native runs; the median is reported (default 10)",
     "  --max-seconds S     give up on the emulated run after S seconds of wall time (default 600)",
     "  --rounds N          rounds of tsxen and v86 side by side; ranges are printed (default 1)",
@@ -89,7 +96,7 @@ function usage(): string {
 function parseArgs(argv: string[]): Options {
   const opts: Options = {
     iterations: DEFAULT_ITERATIONS,
-    warmup: 200,
+    warmup: DEFAULT_WARMUP,
     seed: DEFAULT_SEED,
     nativeRepeats: 10,
     maxSeconds: 600,
