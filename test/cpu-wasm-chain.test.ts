@@ -12,12 +12,11 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { Cpu } from "../src/cpu/cpu.js";
+import type { Cpu } from "../src/cpu/cpu.js";
 import { CR0_PG, EAX, ECX, ESI, ESP, Exit } from "../src/cpu/regs.js";
 import { wasmBackend } from "../src/cpu/wasm/backend.js";
-import { allocRam } from "../src/machine/ram.js";
 import { le32 as d } from "./helpers/bytes.js";
-import { type CpuState, runSlice, runSlices } from "./helpers/cpu-state.js";
+import { type CpuState, runSlice, runSlices, type Variant, variantCpu } from "./helpers/cpu-state.js";
 
 const PD = 0x80000;
 const PT = 0x81000;
@@ -115,18 +114,8 @@ function program(action: Action, oddOp = 0x01): number[] {
   ].flat();
 }
 
-type Variant = "interp" | "js" | "wasm" | "chain";
-
 function machine(action: Action, variant: Variant): Cpu {
-  const js = variant === "interp" || variant === "js";
-  const cpu = new Cpu(js ? new Uint8Array(1 << 20) : allocRam(1 << 20));
-  cpu.backend = js ? "js" : "wasm";
-  const wasm = wasmBackend(cpu);
-  if (wasm !== null) {
-    wasm.batch = 1;
-    wasm.chain = variant === "chain";
-  }
-  cpu.resetFlat32();
+  const cpu = variantCpu(variant, 1 << 20);
   const mem = new DataView(cpu.mem8.buffer, cpu.mem8.byteOffset);
   mem.setUint32(PD, PT | 3, true);
   for (let p = 0; p < 256; p++) mem.setUint32(PT + p * 4, (p << 12) | 3, true);

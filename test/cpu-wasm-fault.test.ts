@@ -12,12 +12,11 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { Cpu } from "../src/cpu/cpu.js";
+import type { Cpu } from "../src/cpu/cpu.js";
 import { CR0_PG, CR0_WP, EAX, ESI, ESP, Exit, SS } from "../src/cpu/regs.js";
 import { wasmBackend } from "../src/cpu/wasm/backend.js";
-import { allocRam } from "../src/machine/ram.js";
 import { le32 as d } from "./helpers/bytes.js";
-import { type CpuState, runSlice } from "./helpers/cpu-state.js";
+import { type CpuState, runSlice, type Variant, variantCpu } from "./helpers/cpu-state.js";
 
 const PD = 0x100000;
 const PT = 0x101000;
@@ -83,18 +82,8 @@ function program(kind: Kind): number[] {
   ].flat();
 }
 
-type Variant = "interp" | "js" | "wasm" | "chain";
-
 function machine(kind: Kind, variant: Variant): Cpu {
-  const js = variant === "interp" || variant === "js";
-  const cpu = new Cpu(js ? new Uint8Array(1 << 22) : allocRam(1 << 22));
-  cpu.backend = js ? "js" : "wasm";
-  const wasm = wasmBackend(cpu);
-  if (wasm !== null) {
-    wasm.batch = 1;
-    wasm.chain = variant === "chain";
-  }
-  cpu.resetFlat32();
+  const cpu = variantCpu(variant, 1 << 22);
   const mem = new DataView(cpu.mem8.buffer, cpu.mem8.byteOffset);
   mem.setUint32(PD, PT | 3, true);
   for (let p = 0; p < 1024; p++) {

@@ -2,8 +2,10 @@
  * Test helper: the CPU state after a run() slice, for comparing two runs of the same code
  * (compiled blocks against the interpreter).
  */
-import type { Cpu } from "../../src/cpu/cpu.js";
+import { Cpu } from "../../src/cpu/cpu.js";
 import { Exit } from "../../src/cpu/regs.js";
+import { wasmBackend } from "../../src/cpu/wasm/backend.js";
+import { allocRam } from "../../src/machine/ram.js";
 
 export interface CpuState {
   exit: Exit;
@@ -41,4 +43,24 @@ export function runSlices(cpu: Cpu, slice: number, max: number): CpuState[] {
 /** How many compiled blocks the CPU's decoded-instruction cache holds. */
 export function compiledBlocks(cpu: Cpu): number {
   return cpu.dc.blockFn.filter((f) => f !== null).length;
+}
+
+/** How a CPU test runs guest code: interpreted, JS blocks, wasm blocks with the chain off or on. */
+export type Variant = "interp" | "js" | "wasm" | "chain";
+
+/**
+ * A flat 32-bit CPU of `bytes` of RAM for a variant: the interpreter and JS blocks on a plain
+ * buffer, wasm blocks (a module per block, so each is in wasm at once) on a wasm memory.
+ */
+export function variantCpu(variant: Variant, bytes: number): Cpu {
+  const js = variant === "interp" || variant === "js";
+  const cpu = new Cpu(js ? new Uint8Array(bytes) : allocRam(bytes));
+  cpu.backend = js ? "js" : "wasm";
+  const wasm = wasmBackend(cpu);
+  if (wasm !== null) {
+    wasm.batch = 1;
+    wasm.chain = variant === "chain";
+  }
+  cpu.resetFlat32();
+  return cpu;
 }
