@@ -243,97 +243,132 @@ class Gen {
     this.close();
   }
   /**
-   * Leaves "the fast path applies" on the stack, with LIN, E, P set: the segment allows the
-   * access, the TLB entry grants it, it stays in its page (and, for a write, the frame holds
-   * no decoded code). The offset is in O.
+   * Branches to the enclosing label (depth 0: the slow path) unless the fast path applies,
+   * with LIN, E, P set when it does: the segment allows the access, the TLB entry grants it,
+   * it stays in its page (and, for a write, the frame holds no decoded code). The offset is
+   * in O. Each test is its own br_if, which TurboFan makes a compare and a jump; one `if` on
+   * the tests and-ed together cost a setcc, a zero-extension and an and per test.
    */
   check(size: number, seg: number, write: boolean): void {
     const c = this.c;
     const chk = this.S + ST_SEGCHK + seg * 128;
     const r = (seg * 32 + (write ? 16 : 0) + 2 * size) * 4;
-    this.ld(chk).c.get(O).op(Op.add).set(LIN);
     c.get(O).i32(INT_MIN).op(Op.xor).tee(T);
     this.ld(this.S + ST_SEGCHK + r)
-      .c.op(Op.geS)
+      .c.op(Op.ltS)
+      .br(Op.brIf, 0)
       .get(T);
-    this.ld(this.S + ST_SEGCHK + r + 4).c.op(Op.leS, Op.and);
-    c.get(LIN).i32(12).op(Op.shrU).i32(2).op(Op.shl).mem(Op.load, this.T).tee(E);
+    this.ld(this.S + ST_SEGCHK + r + 4)
+      .c.op(Op.gtS)
+      .br(Op.brIf, 0);
+    this.ld(chk).c.get(O).op(Op.add).tee(LIN);
+    c.i32(12).op(Op.shrU).i32(2).op(Op.shl).mem(Op.load, this.T).tee(E);
     this.ld(this.io(write ? IO_WRMASK : IO_RDMASK))
-      .c.op(Op.and)
-      .i32(0)
-      .op(Op.ne, Op.and);
-    c.get(E).i32(~0xfff).op(Op.and).get(LIN).i32(0xfff).op(Op.and, Op.or).set(P);
+      .c.op(Op.and, Op.eqz)
+      .br(Op.brIf, 0);
     if (size > 1)
       c.get(LIN)
         .i32(0xfff)
         .op(Op.and)
         .i32(0x1000 - size)
-        .op(Op.leU, Op.and);
+        .op(Op.gtU)
+        .br(Op.brIf, 0);
     if (write)
-      c.get(P)
+      c.get(E)
         .i32(12)
         .op(Op.shrU)
         .mem(Op.load8u, this.S + ST_CODEPAGE)
-        .op(Op.eqz, Op.and);
+        .br(Op.brIf, 0);
+    c.get(E).i32(~0xfff).op(Op.and).get(LIN).i32(0xfff).op(Op.and, Op.or).set(P);
+  }
+  /**
+   * The fast path (check passed) or the slow one, leaving `type` (I32 or VOID) on the
+   * stack: an outer block the fast path leaves by br, and an inner one check's tests leave.
+   */
+  access(size: number, seg: number, write: boolean, type: number, fast: () => void, slow: () => void): void {
+    this.open(Op.block, type);
+    this.open(Op.block);
+    this.check(size, seg, write);
+    fast();
+    this.c.br(Op.br, 1);
+    this.close();
+    slow();
+    this.close();
   }
   /** Reads size bytes at seg:(addr) onto the stack. */
   read(size: number, seg: number, addr: () => void): void {
     const c = this.c;
     addr();
     c.set(O);
-    this.check(size, seg, false);
-    this.open(Op.if, I32);
-    c.get(P).mem(size === 1 ? Op.load8u : size === 2 ? Op.load16u : Op.load, 0);
-    this.else();
-    this.flushCode();
-    c.i32(this.k)
-      .i32(seg)
-      .get(O)
-      .call(size === 1 ? F.rd8 : size === 2 ? F.rd16 : F.rd32);
-    this.held();
-    this.close();
+    this.access(
+      size,
+      seg,
+      false,
+      I32,
+      () => c.get(P).mem(size === 1 ? Op.load8u : size === 2 ? Op.load16u : Op.load, 0),
+      () => {
+        this.flushCode();
+        c.i32(this.k)
+          .i32(seg)
+          .get(O)
+          .call(size === 1 ? F.rd8 : size === 2 ? F.rd16 : F.rd32);
+        this.held();
+      },
+    );
   }
   /** Writes V (8, 16 or 32 bits) at seg:(addr); a write through JS sets HIT to codeHit. */
   write(size: number, seg: number, addr: () => void): void {
     const c = this.c;
     addr();
     c.set(O);
-    this.check(size, seg, true);
-    this.open(Op.if);
-    c.get(P)
-      .get(V)
-      .mem(size === 1 ? Op.store8 : size === 2 ? Op.store16 : Op.store, 0);
-    this.else();
-    this.flushCode();
-    c.i32(this.k)
-      .i32(seg)
-      .get(O)
-      .get(V)
-      .call(size === 1 ? F.wr8 : size === 2 ? F.wr16 : F.wr32)
-      .set(HIT);
-    this.held();
-    this.close();
+    this.access(
+      size,
+      seg,
+      true,
+      VOID,
+      () =>
+        c
+          .get(P)
+          .get(V)
+          .mem(size === 1 ? Op.store8 : size === 2 ? Op.store16 : Op.store, 0),
+      () => {
+        this.flushCode();
+        c.i32(this.k)
+          .i32(seg)
+          .get(O)
+          .get(V)
+          .call(size === 1 ? F.wr8 : size === 2 ? F.wr16 : F.wr32)
+          .set(HIT);
+        this.held();
+      },
+    );
   }
   /** The read of a read-modify-write (write permission checked): value on the stack, RMW says which path. */
   rmwRead(size: number, seg: number, addr: () => void): void {
     const c = this.c;
     addr();
     c.set(O);
-    this.check(size, seg, true);
-    this.open(Op.if, I32);
-    c.i32(1)
-      .set(RMW)
-      .get(P)
-      .mem(size === 1 ? Op.load8u : Op.load, 0);
-    this.else();
-    c.i32(0).set(RMW);
-    this.flushCode();
-    c.i32(this.k)
-      .i32(seg)
-      .get(O)
-      .call(size === 1 ? F.rmwRd8 : F.rmwRd32);
-    this.held();
-    this.close();
+    this.access(
+      size,
+      seg,
+      true,
+      I32,
+      () =>
+        c
+          .i32(1)
+          .set(RMW)
+          .get(P)
+          .mem(size === 1 ? Op.load8u : Op.load, 0),
+      () => {
+        c.i32(0).set(RMW);
+        this.flushCode();
+        c.i32(this.k)
+          .i32(seg)
+          .get(O)
+          .call(size === 1 ? F.rmwRd8 : F.rmwRd32);
+        this.held();
+      },
+    );
   }
   /** Commits X to where rmwRead read. */
   rmwWrite(size: number): void {
