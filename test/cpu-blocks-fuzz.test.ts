@@ -44,7 +44,7 @@ function instruction(r: () => number): number[] {
   const imm8 = () => r() & 0xff;
   const alu = [0x00, 0x08, 0x10, 0x18, 0x20, 0x28, 0x30, 0x38][r() & 7];
   const operand = (g: number) => (r() % 3 === 0 ? mem(g) : r() % 4 === 0 ? sib(g) : regRm(g));
-  switch (r() % 36) {
+  switch (r() % 40) {
     case 0:
       return [0x89, ...operand(reg())];
     case 1:
@@ -129,6 +129,20 @@ function instruction(r: () => number): number[] {
         : [0x66, 0x83, ...operand(r() & 7), imm8()];
     case 34:
       return [0x66, 0x39, ...operand(reg())];
+    case 35:
+      // shl, shr, sar (or rol, ror: the handler's) Eb by 1 or an immediate
+      return r() & 1
+        ? [0xd0, ...operand([4, 5, 7, 0, 1][r() % 5])]
+        : [0xc0, ...operand([4, 5, 7, 0, 1][r() % 5]), r() & 0x3f];
+    case 36:
+      // inc or dec Ew, mov Ew, Iw
+      return r() & 1 ? [0x66, 0xff, ...operand(r() & 1)] : [0x66, 0xc7, ...operand(0), imm8(), imm8()];
+    case 37:
+      // test al, Ib or eax, Id; cdq
+      return [[0xa8, imm8()], [0xa9, ...d32(r())], [0x99]][r() % 3];
+    case 38:
+      // adc or sbb in every form (also drawn among the ALU forms above)
+      return [[0x11, 0x13, 0x19, 0x1b][r() & 3], ...operand(reg())];
     default:
       return [0x90];
   }

@@ -41,7 +41,11 @@ type Kind =
   | "rmw crossing"
   | "code frame write"
   | "16-bit push"
-  | "16-bit pop";
+  | "16-bit pop"
+  | "adc rmw crossing"
+  | "sbb rmw miss"
+  | "word inc crossing"
+  | "byte shift miss";
 
 /** The loop's access (at [esi] or the stack), ESI's start and stride, and the iterations. */
 const KINDS: Record<Kind, { access: number[]; esi: number; stride: number; n: number }> = {
@@ -58,6 +62,11 @@ const KINDS: Record<Kind, { access: number[]; esi: number; stride: number; n: nu
   // push eax; sub esp, 0xfc (a page every 16 pushes); pop edx; sub esp, 0x104.
   "16-bit push": { access: [0x50, 0x81, 0xec, ...d(0xfc)], esi: 0, stride: 0, n: 1000 },
   "16-bit pop": { access: [0x5a, 0x81, 0xec, ...d(0x104)], esi: 0, stride: 0, n: 1000 },
+  // XenLinux's forms inline in wasm (adc/sbb take CF from the loop's dec, shl's CF feeds add).
+  "adc rmw crossing": { access: [0x83, 0x16, 0x35], esi: DATA + 0xffe, stride: 0x1000, n: 255 },
+  "sbb rmw miss": { access: [0x19, 0x06], esi: DATA, stride: 0x400, n: 1024 },
+  "word inc crossing": { access: [0x66, 0xff, 0x06], esi: DATA + 0xfff, stride: 0x1000, n: 255 },
+  "byte shift miss": { access: [0xd0, 0x26], esi: DATA + 3, stride: 0x400, n: 1024 },
 };
 
 /**

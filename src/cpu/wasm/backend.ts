@@ -692,6 +692,19 @@ export class WasmBackend {
         seen();
         return v;
       },
+      rmwRd16: (k: number, s: number, o: number) => {
+        this.cur = k;
+        if (!reach(s, o, 2, true)) return 0;
+        const v = c.rmwRd16(s, o);
+        seen();
+        return v;
+      },
+      rmwWr16: (k: number, v: number) => {
+        this.cur = k;
+        c.rmwWr16(v);
+        seen();
+        return c.codeHit;
+      },
       rmwWr8: (k: number, v: number) => {
         this.cur = k;
         c.rmwWr8(v);

@@ -16,7 +16,7 @@
  */
 import { type DecodeCache, EA_BASE, EA_DISP, EA_SIB, P_A16 } from "../decode.js";
 import { L_ADC, L_ADD, L_DEC, L_INC, L_LOGIC, L_NONE, L_RES, L_SBB, L_SUB } from "../flags.js";
-import { ADD, AND, CMP, OR, SUB, XOR } from "../ops/alu.js";
+import { ADC, ADD, AND, CMP, OR, SBB, SUB, XOR } from "../ops/alu.js";
 import { ROL, ROR, SAL, SAR, SHL, SHR } from "../ops/alu-shift.js";
 import { AF, CF, CS, DE, ESP, GP, OF, PF, reg8Index as r8, SF, SS, ZF } from "../regs.js";
 import {
@@ -62,10 +62,12 @@ export const IMPORTS = [
   "call",
   "cond",
   "wr16",
+  "rmwRd16",
+  "rmwWr16",
 ] as const;
 const F = Object.fromEntries(IMPORTS.map((n, i) => [n, i])) as Record<(typeof IMPORTS)[number], number>;
 /** Type index of each import (backend.ts TYPES): 0 (i32 i32 i32)->i32, 1 (i32 x4)->i32, 2 (i32 i32)->i32, 3 (i32)->i32. */
-export const IMPORT_TYPES = [0, 0, 0, 1, 1, 0, 0, 2, 2, 2, 3, 0, 2, 3, 1];
+export const IMPORT_TYPES = [0, 0, 0, 1, 1, 0, 0, 2, 2, 2, 3, 0, 2, 3, 1, 0, 2];
 /** Type of a block function: (budget) -> instructions retired. */
 export const BLOCK_TYPE = 3;
 
@@ -358,14 +360,14 @@ class Gen {
           .i32(1)
           .set(RMW)
           .get(P)
-          .mem(size === 1 ? Op.load8u : Op.load, 0),
+          .mem(size === 1 ? Op.load8u : size === 2 ? Op.load16u : Op.load, 0),
       () => {
         c.i32(0).set(RMW);
         this.flushCode();
         c.i32(this.k)
           .i32(seg)
           .get(O)
-          .call(size === 1 ? F.rmwRd8 : F.rmwRd32);
+          .call(size === 1 ? F.rmwRd8 : size === 2 ? F.rmwRd16 : F.rmwRd32);
         this.held();
       },
     );
@@ -377,11 +379,11 @@ class Gen {
     this.open(Op.if);
     c.get(P)
       .get(X)
-      .mem(size === 1 ? Op.store8 : Op.store, 0);
+      .mem(size === 1 ? Op.store8 : size === 2 ? Op.store16 : Op.store, 0);
     this.else();
     c.i32(this.k)
       .get(X)
-      .call(size === 1 ? F.rmwWr8 : F.rmwWr32)
+      .call(size === 1 ? F.rmwWr8 : size === 2 ? F.rmwWr16 : F.rmwWr32)
       .set(HIT);
     this.close();
   }
@@ -446,8 +448,12 @@ class Gen {
   }
 
   // --- flags
-  /** X = A op B with its record; false (nothing emitted) for adc/sbb. */
+  /** X = A op B with its record (adc/sbb: aluCarry). */
   alu(op: number, size: number): boolean {
+    if (op === ADC || op === SBB) {
+      this.aluCarry(op === ADC, size);
+      return true;
+    }
     const o =
       op === ADD
         ? Op.add
@@ -468,13 +474,96 @@ class Gen {
     this.record(op === ADD ? L_ADD : op === SUB || op === CMP ? L_SUB : L_LOGIC, size);
     return true;
   }
+  /**
+   * CF (0 or 1) onto the stack, as Cpu.cf() makes it from the record: from the locals when
+   * the kind is known here, else from the io words (the kinds with a carry; any other: the
+   * flags word's CF).
+   */
+  carryIn(): void {
+    const c = this.c;
+    switch (this.op) {
+      case L_ADD:
+        c.get(FX).get(FA).op(Op.ltU);
+        return;
+      case L_ADC:
+        c.get(FX).get(FA).op(Op.leU);
+        return;
+      case L_SUB:
+        c.get(FA).get(FB).op(Op.ltU);
+        return;
+      case L_SBB:
+        c.get(FA).get(FB).op(Op.leU);
+        return;
+      case L_LOGIC:
+        c.i32(0);
+        return;
+      case L_INC:
+      case L_DEC:
+      case L_RES:
+        this.ld(this.io(IO_FLAGS)).c.i32(CF).op(Op.and);
+        return;
+    }
+    this.ld(this.io(IO_LZOP)).c.set(T);
+    const res = () => this.ld(this.io(IO_LZRES));
+    const a = () => this.ld(this.io(IO_LZA));
+    const b = () => this.ld(this.io(IO_LZB));
+    // (kind = K) & (its carry condition), or-ed over the four kinds with a carry (logic: 0)...
+    c.i32(0);
+    const kinds: [number, () => void, () => void, number][] = [
+      [L_ADD, res, a, Op.ltU],
+      [L_ADC, res, a, Op.leU],
+      [L_SUB, a, b, Op.ltU],
+      [L_SBB, a, b, Op.leU],
+    ];
+    for (const [kind, l, r, cmp] of kinds) {
+      l();
+      r();
+      c.op(cmp).get(T).i32(kind).op(Op.eq, Op.and, Op.or);
+    }
+    // ...and the flags word's CF for the kinds that keep it there (none, inc, dec, res).
+    this.ld(this.io(IO_FLAGS)).c.i32(CF).op(Op.and);
+    c.get(T)
+      .i32(L_ADD)
+      .op(Op.sub)
+      .i32(L_LOGIC - L_ADD + 1)
+      .op(Op.ltU, Op.select);
+  }
+  /**
+   * adc (or sbb): X = A + B + CF (A - B - CF), masked to size, as alu8/16/32; the record's
+   * kind is L_ADC (L_SBB) when CF was set, else L_ADD (L_SUB), so it is written to the io
+   * words as the handler leaves it, and unknown here after.
+   */
+  aluCarry(adc: boolean, size: number): void {
+    const c = this.c;
+    this.carryIn();
+    c.set(T);
+    c.get(A)
+      .get(B)
+      .op(adc ? Op.add : Op.sub)
+      .get(T)
+      .op(adc ? Op.add : Op.sub);
+    if (size < 32) c.i32(size === 8 ? 0xff : 0xffff).op(Op.and);
+    c.set(X);
+    this.put(this.io(IO_LZOP), () =>
+      c
+        .i32(adc ? L_ADD : L_SUB)
+        .get(T)
+        .op(Op.add),
+    );
+    this.put(this.io(IO_LZA), () => c.get(A));
+    this.put(this.io(IO_LZB), () => c.get(B));
+    this.put(this.io(IO_LZRES), () => c.get(X));
+    this.put(this.io(IO_LZSIZE), () => c.i32(size));
+    this.op = 0;
+    this.dirty = false;
+  }
   /** test: X = A & B, recorded with zero operands as the handlers do. */
   test(size: number): void {
     this.c.get(A).get(B).op(Op.and).set(X).i32(0).set(FA).i32(0).set(FB).get(X).set(FX);
     this.record(L_LOGIC, size);
   }
-  /** CF, OF and AF replaced (cf, of: 0/1 emitters), ZF/SF/PF from X. */
-  resFlags(cf: () => void, of: () => void): void {
+  /** CF, OF and AF replaced (cf, of: 0/1 emitters), ZF/SF/PF from X (of `size` bits). */
+  resFlags(cf: () => void, of: () => void, size = 32): void {
     const c = this.c;
     this.put(this.io(IO_FLAGS), () => {
       this.ld(this.io(IO_FLAGS))
@@ -486,7 +575,76 @@ class Gen {
       c.i32(11).op(Op.shl, Op.or);
     });
     c.get(X).set(FX);
-    this.record(L_RES, 32);
+    this.record(L_RES, size);
+  }
+  /**
+   * X = A shifted by n (1-31) of `size` bits (8: A is the byte, X masked), shl/sal, shr or sar,
+   * with its flags as shift8 and shift32 leave them: CF the last bit out, OF (count-1 formula)
+   * from the top bits (0 for sar).
+   */
+  shiftBy(sub: number, n: number, size: number): void {
+    const c = this.c;
+    const top = size - 1;
+    const mask = () => {
+      if (size < 32) c.i32(size === 8 ? 0xff : 0xffff).op(Op.and);
+    };
+    if (sub === SHR) {
+      c.get(A)
+        .i32(n)
+        .op(Op.shrU)
+        .set(X)
+        .get(A)
+        .i32(n - 1)
+        .op(Op.shrU)
+        .set(T);
+      this.resFlags(
+        () => c.get(T).i32(1).op(Op.and),
+        () => {
+          c.get(T).get(X).op(Op.xor).i32(top).op(Op.shrU);
+          if (size < 32) c.i32(1).op(Op.and);
+        },
+        size,
+      );
+    } else if (sub === SAR) {
+      // T: A sign-extended from its size.
+      c.get(A);
+      if (size < 32)
+        c.i32(32 - size)
+          .op(Op.shl)
+          .i32(32 - size)
+          .op(Op.shrS);
+      c.tee(T).i32(n).op(Op.shrS);
+      mask();
+      c.set(X);
+      this.resFlags(
+        () =>
+          c
+            .get(T)
+            .i32(n - 1)
+            .op(Op.shrS)
+            .i32(1)
+            .op(Op.and),
+        () => c.i32(0),
+        size,
+      );
+    } else {
+      c.get(A).i32(n).op(Op.shl);
+      mask();
+      c.set(X)
+        .get(A)
+        .i32(n - 1)
+        .op(Op.shl)
+        .i32(top)
+        .op(Op.shrU)
+        .i32(1)
+        .op(Op.and)
+        .set(T);
+      this.resFlags(
+        () => c.get(T),
+        () => c.get(X).i32(top).op(Op.shrU).get(T).op(Op.xor),
+        size,
+      );
+    }
   }
   /**
    * After a rotation of A into X (ROL or ROR), the flags as the handler leaves them
@@ -548,77 +706,26 @@ class Gen {
     this.op = 0;
     this.dirty = false;
   }
-  /** cpu.keepCF() before an inc/dec, from the known record when there is one. */
+  /** cpu.keepCF() before an inc/dec: CF of the record into the flags word (carryIn). */
   keepCF(): void {
-    const c = this.c;
-    const setCF = (cf: (() => void) | null) =>
-      this.put(this.io(IO_FLAGS), () => {
-        this.ld(this.io(IO_FLAGS)).c.i32(~CF).op(Op.and);
-        if (cf !== null) {
-          cf();
-          c.op(Op.or);
-        }
-      });
-    switch (this.op) {
-      case L_ADD:
-        setCF(() => c.get(FX).get(FA).op(Op.ltU));
-        return;
-      case L_SUB:
-        setCF(() => c.get(FA).get(FB).op(Op.ltU));
-        return;
-      case L_LOGIC:
-        setCF(null);
-        return;
-      case L_INC:
-      case L_DEC:
-      case L_RES:
-        return;
-      default:
-        // The record in the io words: CF of add, adc, sub, sbb (logic: 0) into the flags word.
-        this.forget();
-        this.ld(this.io(IO_LZOP)).c.set(T);
-        c.get(T)
-          .i32(L_ADD)
-          .op(Op.sub)
-          .i32(L_LOGIC - L_ADD + 1)
-          .op(Op.ltU);
-        this.open(Op.if);
-        this.put(this.io(IO_FLAGS), () => {
-          const res = () => this.ld(this.io(IO_LZRES));
-          const a = () => this.ld(this.io(IO_LZA));
-          const b = () => this.ld(this.io(IO_LZB));
-          this.ld(this.io(IO_FLAGS)).c.i32(~CF).op(Op.and);
-          // (kind = K) & (its carry condition), or-ed over the four kinds with a carry.
-          const kinds: [number, () => void, () => void, number][] = [
-            [L_ADD, res, a, Op.ltU],
-            [L_ADC, res, a, Op.leU],
-            [L_SUB, a, b, Op.ltU],
-            [L_SBB, a, b, Op.leU],
-          ];
-          for (const [kind, l, r, cmp] of kinds) {
-            l();
-            r();
-            c.op(cmp).get(T).i32(kind).op(Op.eq, Op.and, Op.or);
-          }
-        });
-        this.close();
-    }
+    // These keep CF in the flags word already.
+    if (this.op === L_INC || this.op === L_DEC || this.op === L_RES) return;
+    this.put(this.io(IO_FLAGS), () => {
+      this.ld(this.io(IO_FLAGS)).c.i32(~CF).op(Op.and);
+      this.carryIn();
+      this.c.op(Op.or);
+    });
   }
-  /** inc (or dec) of A into X with its record. */
-  incDec(inc: boolean): void {
+  /** inc (or dec) of A into X with its record (X masked to size). */
+  incDec(inc: boolean, size = 32): void {
     this.keepCF();
     this.c
       .get(A)
       .i32(1)
-      .op(inc ? Op.add : Op.sub)
-      .set(X)
-      .get(A)
-      .set(FA)
-      .i32(1)
-      .set(FB)
-      .get(X)
-      .set(FX);
-    this.record(inc ? L_INC : L_DEC, 32);
+      .op(inc ? Op.add : Op.sub);
+    if (size < 32) this.c.i32(size === 8 ? 0xff : 0xffff).op(Op.and);
+    this.c.set(X).get(A).set(FA).i32(1).set(FB).get(X).set(FX);
+    this.record(inc ? L_INC : L_DEC, size);
   }
   /** Condition cc (0-15) as an i32 (non-zero: holds); false when it took the import. */
   cond(cc: number): boolean {
@@ -719,7 +826,7 @@ class Gen {
       (opc < 0x40 && (opc & 7) < 4) ||
       [
         0x69, 0x6b, 0x80, 0x81, 0x83, 0x84, 0x85, 0x88, 0x89, 0x8a, 0x8b, 0x8d, 0xc1, 0xc7, 0xd1, 0xf6, 0xf7,
-        0xff, 0x1af, 0x1b6, 0x1b7, 0x1be, 0x1bf, 0xd3,
+        0xff, 0x1af, 0x1b6, 0x1b7, 0x1be, 0x1bf, 0xd3, 0xc0, 0xd0,
       ].includes(opc) ||
       (opc & 0x1f0) === 0x140 ||
       (opc & 0x1f0) === 0x190;
@@ -731,7 +838,7 @@ class Gen {
     const r16 = (r: number) => () => c.i32(0).mem(Op.load16u, this.reg(r));
     const set32 = (r: number, l: number) => this.put(this.reg(r), () => c.get(l));
     const set8 = (r: number, l: number) => this.put(this.S + r8(r), () => c.get(l), Op.store8);
-    const ALU = new Set([ADD, OR, AND, XOR, SUB, CMP]);
+    const ALU = new Set([ADD, OR, ADC, SBB, AND, XOR, SUB, CMP]);
     if (o16) {
       if (opc === 0x90) return true; // 66 90: nop
       const set16 = (r: number, l: number) => this.put(this.reg(r), () => c.get(l), Op.store16);
@@ -762,6 +869,23 @@ class Gen {
         r16(rg)();
         c.set(B);
         this.alu(CMP, 16);
+        return true;
+      }
+      // inc/dec Ew, as incEw, decEw.
+      if (opc === 0xff && sub <= 1) {
+        if (isReg) r16(rm)();
+        else this.rmwRead(2, sg, ma);
+        c.set(A);
+        this.incDec(sub === 0, 16);
+        if (isReg) set16(rm, X);
+        else this.rmwWrite(2);
+        return true;
+      }
+      // mov Ew, Iw, as movRm16Imm (a reg field other than 0 is #UD: the handler's).
+      if (opc === 0xc7 && rg === 0) {
+        c.i32(imm & 0xffff).set(V);
+        if (isReg) set16(rm, V);
+        else this.write(2, sg, ma);
         return true;
       }
       return false;
@@ -882,51 +1006,40 @@ class Gen {
             .op(sub === ROL ? Op.rotl : Op.rotr)
             .set(X);
           this.rotFlags(sub === ROL);
-        } else if (sub === SHR) {
-          c.get(A)
-            .i32(n)
-            .op(Op.shrU)
-            .set(X)
-            .get(A)
-            .i32(n - 1)
-            .op(Op.shrU)
-            .set(T);
-          this.resFlags(
-            () => c.get(T).i32(1).op(Op.and),
-            () => c.get(T).get(X).op(Op.xor).i32(31).op(Op.shrU),
-          );
-        } else if (sub === SAR) {
-          c.get(A).i32(n).op(Op.shrS).set(X);
-          this.resFlags(
-            () =>
-              c
-                .get(A)
-                .i32(n - 1)
-                .op(Op.shrS)
-                .i32(1)
-                .op(Op.and),
-            () => c.i32(0),
-          );
-        } else {
-          c.get(A)
-            .i32(n)
-            .op(Op.shl)
-            .set(X)
-            .get(A)
-            .i32(n - 1)
-            .op(Op.shl)
-            .i32(31)
-            .op(Op.shrU)
-            .set(T);
-          this.resFlags(
-            () => c.get(T),
-            () => c.get(X).i32(31).op(Op.shrU).get(T).op(Op.xor),
-          );
-        }
+        } else this.shiftBy(sub, n, 32);
         if (isReg) set32(rm, X);
         else this.rmwWrite(4);
         return true;
       }
+      case 0xc0:
+      case 0xd0: {
+        // shl/shr/sar Eb, 1 or imm8, as shift8 (a count of 0 writes the byte back unchanged).
+        const n = opc === 0xd0 ? 1 : imm & 0x1f;
+        if (sub !== SHL && sub !== SAL && sub !== SHR && sub !== SAR) return false;
+        if (isReg) r8v(rm)();
+        else this.rmwRead(1, sg, ma);
+        c.set(A);
+        if (n === 0) c.get(A).set(X);
+        else this.shiftBy(sub, n, 8);
+        if (isReg) set8(rm, X);
+        else this.rmwWrite(1);
+        return true;
+      }
+      case 0xa8:
+      case 0xa9:
+        // test al, Ib and test eax, Id, as testAlIb, testEaxId.
+        (opc === 0xa8 ? r8v : r32)(0)();
+        c.set(A)
+          .i32(opc === 0xa8 ? imm & 0xff : imm)
+          .set(B);
+        this.test(opc === 0xa8 ? 8 : 32);
+        return true;
+      case 0x99:
+        // cdq: EDX = EAX's sign.
+        r32(0)();
+        c.i32(31).op(Op.shrS).set(V);
+        set32(2, V);
+        return true;
       case 0xd3: {
         // shl/shr/sar r32, cl, as shEdClR: a count of 0 (CL mod 32) changes nothing, flags
         // included, so the record is in the io words on both paths.
