@@ -4,9 +4,13 @@
  * guests/bench/idle.c (a 100 Hz tick by default, like an idle kernel), waits until each
  * has printed that it is idle, and prints the daemon's host memory per domain (the growth
  * of its resident set over the empty daemon, divided by N) and its CPU use while they idle
- * (percent of one core, over --seconds). Not a timed test: it prints figures.
+ * (percent of one core, over --seconds). Then the same domains run on a Hypervisor in this
+ * process, flat out with no daemon and no pacing, for --seconds of guest time: the host CPU
+ * each tick costs the hypervisor itself, apart from the daemon's turns of the event loop
+ * (--in-process runs only that part: for a profile or cachegrind).
+ * Not a timed test: it prints figures.
  *
- *   npm run bench:scale [-- --domains N] [-- --mib M] [-- --seconds S] [-- --tick-ms T] [-- --profile DIR]
+ *   npm run bench:scale [-- --domains N] [-- --mib M] [-- --seconds S] [-- --tick-ms T] [-- --profile DIR] [-- --in-process]
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -14,6 +18,8 @@ import { request } from "node:http";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { launchDomain } from "../src/tools/launch.js";
+import { Hypervisor } from "../src/xen/hypervisor.js";
 import { guestPath } from "../test/support/guests.js";
 import { failer, readWhole, type WholeLimits } from "./args.js";
 
@@ -24,12 +30,14 @@ interface Options {
   tickMs: number;
   /** Write tsxend's CPU profile (node --cpu-prof) into this directory. */
   profile: string | null;
+  /** Only the in-process part (no tsxend). */
+  inProcess: boolean;
 }
 
 const fail = failer("scale-bench");
 
 function parseArgs(argv: string[]): Options {
-  const opts: Options = { domains: 100, mib: 16, seconds: 10, tickMs: 10, profile: null };
+  const opts: Options = { domains: 100, mib: 16, seconds: 10, tickMs: 10, profile: null, inProcess: false };
   const limits: WholeLimits<"domains" | "mib" | "seconds" | "tickMs"> = {
     "--domains": ["domains", 1, 1000],
     "--mib": ["mib", 4, 1024],
@@ -41,13 +49,17 @@ function parseArgs(argv: string[]): Options {
       opts.profile = argv[++i] ?? fail("--profile needs a directory");
       continue;
     }
+    if (argv[i] === "--in-process") {
+      opts.inProcess = true;
+      continue;
+    }
     i = readWhole(
       opts,
       limits,
       argv,
       i,
       fail,
-      `unknown option ${JSON.stringify(argv[i])}; options: ${Object.keys(limits).join(", ")}, --profile DIR`,
+      `unknown option ${JSON.stringify(argv[i])}; options: ${Object.keys(limits).join(", ")}, --profile DIR, --in-process`,
     );
   }
   return opts;
@@ -93,8 +105,49 @@ function api(port: number, token: string, method: string, path: string, body?: u
   });
 }
 
+/**
+ * The same domains on a Hypervisor in this process, run flat out (virtual time jumps over
+ * idle stretches): host CPU per tick with no daemon, no pacing and no event loop between runs.
+ */
+function inProcess(opts: Options): string[] {
+  const image = readFileSync(guestPath("bench_idle"));
+  let ready = 0;
+  const hv = new Hypervisor({
+    memoryMiB: opts.domains * opts.mib + 64,
+    onConsole: (_d, bytes) => {
+      if (Buffer.from(bytes).toString("latin1").includes("idle: ready")) ready++;
+    },
+  });
+  for (let i = 0; i < opts.domains; i++)
+    launchDomain(hv, { name: `idle${i}`, image, memoryMiB: opts.mib, cmdline: `tick_ms=${opts.tickMs}` });
+  // Booted, then two seconds of ticks for the JIT to settle.
+  hv.run(hv.nowNs() + 2e9);
+  if (ready !== opts.domains) fail(`in process: ${ready} of ${opts.domains} domains became idle`);
+  const v0 = hv.nowNs();
+  const i0 = hv.cpu.retired;
+  const c0 = process.cpuUsage();
+  const r = hv.run(v0 + opts.seconds * 1e9);
+  const used = process.cpuUsage(c0);
+  // With no tick every domain blocks for good, and the run ends at once: nothing to pay.
+  if (r.kind !== "time-limit" && !(r.kind === "idle" && opts.tickMs === 0))
+    fail(`in process: the run ended early (${r.kind})`);
+  const cpuMs = (used.user + used.system) / 1000;
+  const ticks = opts.tickMs === 0 ? 0 : (opts.domains * opts.seconds * 1000) / opts.tickMs;
+  const perTick = ticks === 0 ? "-" : `${((cpuMs * 1000) / ticks).toFixed(2)} us`;
+  return [
+    `  the hypervisor alone          ${((cpuMs / (opts.seconds * 1000)) * 100).toFixed(1)} % of one core (in this process, flat out, ${opts.seconds} s of guest time)`,
+    `  host CPU per tick             ${perTick} (${ticks} ticks; ${ticks === 0 ? "-" : ((hv.cpu.retired - i0) / ticks).toFixed(0)} guest instructions a tick)`,
+  ];
+}
+
 async function main(): Promise<void> {
   const opts = parseArgs(process.argv.slice(2));
+  if (opts.inProcess) {
+    process.stdout.write(
+      `tsxen scale, in process: ${opts.domains} idle domains of ${opts.mib} MiB, tick ${opts.tickMs} ms\n\n${inProcess(opts).join("\n")}\n`,
+    );
+    return;
+  }
   const kernel = guestPath("bench_idle");
   const cli = join(dirname(fileURLToPath(import.meta.url)), "..", "src", "cli", "main.js");
   const dir = mkdtempSync(join(tmpdir(), "tsxen-scale-"));
@@ -202,6 +255,7 @@ async function main(): Promise<void> {
   } finally {
     stop();
   }
+  process.stdout.write(`${inProcess(opts).join("\n")}\n`);
 }
 
 await main();
