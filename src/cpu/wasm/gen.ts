@@ -133,6 +133,16 @@ export function skipTarget(offs: number[], target: number, k: number, flags: num
   return offs[n] === target && (flags[n - 1] & F_CONTROL) === 0 ? n : -1;
 }
 
+/** A forward branch's label (its inner block's depth) and the flag record its taken path left. */
+interface Skip {
+  label: number;
+  /** Taken paths emitted: 0 (none reaches the label) or 1. */
+  taken: number;
+  op: number;
+  size: number;
+  dirty: boolean;
+}
+
 class Gen {
   readonly c = new Code();
   /** The flag record in fa/fb/fx: kind (0: the io words hold it) and size. */
@@ -144,6 +154,8 @@ class Gen {
   loopLevel = -1;
   k = 0;
   inline = 0;
+  /** The open forward-branch labels (skip), innermost last. */
+  readonly skips: Skip[] = [];
 
   constructor(
     readonly dc: DecodeCache,
@@ -1321,16 +1333,24 @@ class Gen {
    * What a taken jcc (instruction k, F_BRANCH, not a loop) does: leave the block, or, when its
    * target is an instruction j further on in the block (an if without an else, as blocks.ts
    * does it: labels must nest), go on there through a wasm block it breaks out of, the
-   * skipped instructions not retired (DONE, and its io word for a fault or a handler).
+   * skipped instructions not retired (DONE, and its io word for a fault or a handler). The
+   * flag record the branch leaves in the locals is kept (`skips`), for closeSkips to write
+   * on the taken path only when the two paths' records differ in kind.
    */
   skip(p: BlockPlan, k: number, open: number[]): () => void {
     const j = skipTarget(p.offs, p.ends[k] + this.dc.imm[p.slots[k]], k, p.flags);
     if (j <= 0 || (open.length > 0 && j > open[open.length - 1])) return () => this.exit(k + 1);
     open.push(j);
     this.open(Op.block);
-    const label = this.depth;
+    this.open(Op.block);
+    const at: Skip = { label: this.depth, taken: 0, op: 0, size: 0, dirty: false };
+    this.skips.push(at);
     return () => {
-      this.flushCode();
+      // One jcc emits its taken path once; a second would need its own record at the label.
+      if (at.taken++ !== 0) throw new Error("a forward branch's taken path emitted twice");
+      at.op = this.op;
+      at.size = this.size;
+      at.dirty = this.dirty;
       if (j > k + 1) {
         this.c
           .get(DONE)
@@ -1339,16 +1359,32 @@ class Gen {
           .set(DONE);
         this.put(this.io(IO_DONE), () => this.c.get(DONE));
       }
-      this.c.br(Op.br, this.depth - label);
+      this.c.br(Op.br, this.depth - at.label);
     };
   }
   /**
-   * Closes the forward-branch labels that end before instruction k: two paths meet there, so
-   * the flag record is in the io words (both paths wrote it) and unknown here.
+   * Closes the forward-branch labels that end before instruction k, where two paths meet.
+   * When the taken path's record is of the kind and size the fall-through path's is, both
+   * hold it in the locals (fa, fb, fx) and it stays known here, with nothing written.
+   * Otherwise each path writes its own to the io words (the taken one after its label, from
+   * the locals as the branch left them) and the record is unknown here.
    */
   closeSkips(open: number[], k: number): void {
     while (open.length > 0 && open[open.length - 1] === k) {
       open.pop();
+      const at = this.skips.pop() as Skip;
+      if (at.taken === 0 || (at.op !== 0 && at.op === this.op && at.size === this.size)) {
+        this.dirty ||= at.dirty;
+        this.close();
+        this.close();
+        continue;
+      }
+      this.forget();
+      this.c.br(Op.br, 1);
+      this.close();
+      this.op = at.op;
+      this.size = at.size;
+      this.dirty = at.dirty;
       this.forget();
       this.close();
     }
