@@ -48,6 +48,16 @@ export class PtwrInfo {
   readonly slots: readonly [PtwrSlot, PtwrSlot] = [new PtwrSlot(), new PtwrSlot()];
 }
 
+/**
+ * The L1 frame pfn's 1,024 entries as a view on guest RAM (the snapshot and the flush's
+ * comparison read them all: a view instead of 1,024 physRead32 calls each), or null when the
+ * frame is not wholly in RAM (then hv.read32 reads it, as it reads anything).
+ */
+function frameWords(hv: Hypervisor, pfn: number): Int32Array | null {
+  const cpu = hv.cpu;
+  return (pfn + 1) * 4096 <= cpu.memSize ? cpu.mem32.subarray(pfn * 1024, pfn * 1024 + 1024) : null;
+}
+
 function enabled(d: Domain): boolean {
   return (d.vmAssist & (1 << VmAssistType.writable_pagetables)) !== 0;
 }
@@ -183,7 +193,10 @@ function ptwrDoPageFault(hv: Hypervisor, v: Vcpu, addr: number): boolean {
     hv.write32(pdeMa, hv.read32(pdeMa) & ~_PAGE_PRESENT);
     hv.cpu.flushTlb();
   }
-  for (let i = 0; i < 1024; i++) slot.snapshot[i] = hv.read32(pfn * 4096 + i * 4);
+  const words = frameWords(hv, pfn);
+  // Int32 to Uint32 as read32's >>> 0.
+  if (words !== null) slot.snapshot.set(words);
+  else for (let i = 0; i < 1024; i++) slot.snapshot[i] = hv.read32(pfn * 4096 + i * 4);
   // The L1 keeps its type and counts; this RW alias is not counted as a writable reference.
   hv.write32(pteMa, hv.read32(pteMa) | _PAGE_RW);
   hv.cpu.invlpg(addr);
@@ -203,10 +216,11 @@ export function ptwrFlush(hv: Hypervisor, which: number): void {
   if (hv.current === v) hv.cpu.invlpg(slot.l1va & ~1);
   // 2. Validate the modified entries against the snapshot.
   const base = slot.l1Mfn * 4096;
+  const words = frameWords(hv, slot.l1Mfn);
   let modified = 0;
   for (let i = 0; i < 1024; i++) {
     const o = slot.snapshot[i];
-    const n = hv.read32(base + i * 4);
+    const n = words !== null ? words[i] >>> 0 : hv.read32(base + i * 4);
     if (o === n) continue;
     modified++;
     if (o === (n | _PAGE_RW) >>> 0 && hv.frames.owner[n >>> 12] === d.id) {
