@@ -684,6 +684,29 @@ describe("hostile guests beside a victim", () => {
       });
   });
 
+  describe("8f. ring-3 code crossing into a page taken from ring 3 (links and chains across pages)", () => {
+    for (const backend of ["wasm", "js"] as const)
+      attack({
+        title: `${backend} blocks: hot ring-3 loops calling and falling into the next page, which becomes supervisor-only (between runs and from a timer upcall mid-loop), another frame, rewritten, the victim's frame refused: a #PF at B or the code mapped now`,
+        guest: "user_hop",
+        checks: 45,
+        backend,
+        drive: (m) => {
+          // The crossings must have been linked (a region's hop, or a wasm chain's), or this
+          // attack tests nothing of them: the loops cross pages twice a pass, 6,000 passes a run.
+          const hops = m.hv.cpu.regionHops;
+          const chained = wasmBackend(m.hv.cpu)?.chainHops ?? 0;
+          const r = runAttacker(m);
+          assert.ok(m.hv.cpu.regionHops - hops > 50_000, `${m.hv.cpu.regionHops - hops} crossings linked`);
+          if (backend === "wasm") {
+            const n = (wasmBackend(m.hv.cpu)?.chainHops ?? 0) - chained;
+            assert.ok(n > 50_000, `${n} crossings inside wasm chains`);
+          }
+          return r;
+        },
+      });
+  });
+
   describe("9. grant-table abuse", () => {
     attack({
       title:
