@@ -687,20 +687,24 @@ describe("hostile guests beside a victim", () => {
   describe("8f. ring-3 code crossing into a page taken from ring 3 (links and chains across pages)", () => {
     for (const backend of ["wasm", "js"] as const)
       attack({
-        title: `${backend} blocks: hot ring-3 loops calling and falling into the next page, which becomes supervisor-only (between runs and from a timer upcall mid-loop), another frame, rewritten, the victim's frame refused: a #PF at B or the code mapped now`,
+        title: `${backend} blocks: hot ring-3 loops calling and falling into the next page, which becomes supervisor-only (between runs and from a timer upcall mid-loop), another frame, rewritten, the victim's frame refused; loops reading and writing a page taken from ring 3 or made read-only: a #PF at the fetch or access, or the code and data mapped now`,
         guest: "user_hop",
-        checks: 45,
+        checks: 78,
         backend,
         drive: (m) => {
-          // The crossings must have been linked (a region's hop, or a wasm chain's), or this
+          // The crossings must have been linked (a region's hop, or a wasm chain's), and in
+          // wasm the data faults taken on a block's slow path (held, not thrown), or this
           // attack tests nothing of them: the loops cross pages twice a pass, 6,000 passes a run.
           const hops = m.hv.cpu.regionHops;
-          const chained = wasmBackend(m.hv.cpu)?.chainHops ?? 0;
+          const back = wasmBackend(m.hv.cpu);
+          const chained = back?.chainHops ?? 0;
+          const held = back?.heldFaults ?? 0;
           const r = runAttacker(m);
           assert.ok(m.hv.cpu.regionHops - hops > 50_000, `${m.hv.cpu.regionHops - hops} crossings linked`);
           if (backend === "wasm") {
-            const n = (wasmBackend(m.hv.cpu)?.chainHops ?? 0) - chained;
+            const n = (back?.chainHops ?? 0) - chained;
             assert.ok(n > 50_000, `${n} crossings inside wasm chains`);
+            assert.equal((back?.heldFaults ?? 0) - held, 3, "the data faults held in wasm");
           }
           return r;
         },

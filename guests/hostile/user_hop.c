@@ -8,20 +8,27 @@
  * ring 3 (supervisor-only, between runs and from a timer upcall in the middle of one), points
  * it at another frame, rewrites it, and tries to map the victim's frame there. Each run's sum
  * says which code ran; each fault must be B's #PF (CR2 = B, error code 5: user, present).
+ * Then the same for data: hot ring-3 loops reading and writing page D, taken from ring 3
+ * (or made read-only) between runs and mid-run: the #PF a compiled block's memory access
+ * takes on its slow path (recorded and returned, not thrown, in wasm) with CR2, the error code
+ * and EIP at the access, and the registers as of the passes before it.
  */
 #include "hostile.h"
 
 #define N 6000u
 #define PTE_SUP (_PAGE_PRESENT | _PAGE_RW | _PAGE_ACCESSED | _PAGE_DIRTY) /* no US bit */
 
-/* A (the loops), B (what they cross into), C (another frame's code for B's address). */
-static u8 upages[3 * PAGE_SIZE] __attribute__((aligned(PAGE_SIZE), section(".user.data")));
+/* A (the loops), B (what they cross into), C (another frame's code for B's address), D (data). */
+static u8 upages[4 * PAGE_SIZE] __attribute__((aligned(PAGE_SIZE), section(".user.data")));
 #define A (upages)
 #define B (upages + PAGE_SIZE)
 #define C (upages + 2 * PAGE_SIZE)
+#define D (upages + 3 * PAGE_SIZE)
 
-static u32 mfn_b, mfn_c;
-static volatile u32 flip_armed, flips;
+static u32 mfn_b, mfn_c, mfn_d;
+/* What the next timer upcall over ring 3 makes supervisor-only: B or D. */
+static u8 *volatile flip_va;
+static volatile u32 flip_mfn, flip_armed, flips;
 
 static void put32(u8 *p, u32 v)
 {
@@ -83,17 +90,64 @@ static void put_fall_loop(u32 n)
 	q[8] = 0xcc;
 }
 
-static volatile u8 b_seen;
+static volatile u8 seen;
 
 /*
- * Maps B to frame mfn, then reads it from ring 1: the TLB then holds B's new entry (for a
+ * Maps va to frame mfn, then reads it from ring 1: the TLB then holds the new entry (for a
  * supervisor-only page, one ring 3 may not use), not just nothing after the INVLPG.
  */
+static long map_va(u8 *va, u32 mfn, u32 flags)
+{
+	long rc = HYPERVISOR_update_va_mapping((u32)va, (mfn << PAGE_SHIFT) | flags, UVMF_INVLPG);
+	seen = *(volatile u8 *)va;
+	return rc;
+}
+
 static long map_b(u32 mfn, u32 flags)
 {
-	long rc = HYPERVISOR_update_va_mapping((u32)B, (mfn << PAGE_SHIFT) | flags, UVMF_INVLPG);
-	b_seen = *(volatile u8 *)B;
-	return rc;
+	return map_va(B, mfn, flags);
+}
+
+/*
+ * The data loops at A, over the u32 at D: mov ecx, n; xor esi, esi; mov ebx, D; then
+ * read:  1: add esi, [ebx]; dec ecx; jnz 1b; int3
+ * write: 1: mov [ebx], ecx; inc esi; dec ecx; jnz 1b; int3
+ * The access is at A+12 in both.
+ */
+static void put_data_loop(u32 n, int write)
+{
+	u8 *p = A;
+	p[0] = 0xb9;
+	put32(p + 1, n);
+	p[5] = 0x31;
+	p[6] = 0xf6;
+	p[7] = 0xbb;
+	put32(p + 8, (u32)D);
+	if (!write) {
+		p[12] = 0x03;
+		p[13] = 0x33;
+		p[14] = 0x49;
+		p[15] = 0x75;
+		p[16] = (u8)(12 - 17);
+		p[17] = 0xcc;
+	} else {
+		p[12] = 0x89;
+		p[13] = 0x0b;
+		p[14] = 0x46;
+		p[15] = 0x49;
+		p[16] = 0x75;
+		p[17] = (u8)(12 - 18);
+		p[18] = 0xcc;
+	}
+}
+
+/* The run ended by a #PF of the access at A+12 on D, with this error code. */
+static void check_d_fault(int v, u32 error_code, const char *name)
+{
+	CHECK_EQ(v, 14, name);
+	CHECK_EQ(last_trap.cr2, (u32)D, name);
+	CHECK_EQ(last_trap.error_code, error_code, name);
+	CHECK_EQ(last_trap.eip, (u32)A + 12, name);
 }
 
 /* Runs the loop at A in ring 3: the vector that ended it; ESI (the sum) in *sum. */
@@ -124,7 +178,7 @@ static void on_timer(u32 port, struct upcall_frame *f)
 		return;
 	flip_armed = 0;
 	flips++;
-	if (map_b(mfn_b, PTE_SUP) != 0)
+	if (map_va(flip_va, flip_mfn, PTE_SUP) != 0)
 		printk("user_hop: flip failed\n");
 }
 
@@ -140,6 +194,7 @@ void start_kernel(start_info_t *si)
 	clear_bit(port, HYPERVISOR_shared_info->evtchn_mask);
 	mfn_b = virt_to_mfn(B);
 	mfn_c = virt_to_mfn(C);
+	mfn_d = virt_to_mfn(D);
 	put_fn(B, 7);
 	put_fn(C, 9);
 
@@ -185,6 +240,8 @@ void start_kernel(start_info_t *si)
 	/* 3. B taken away by a timer upcall in the middle of a long call loop. */
 	put_fn(B, 7);
 	put_call_loop(0xffffffffu);
+	flip_va = B;
+	flip_mfn = mfn_b;
 	flip_armed = 1;
 	events_enable();
 	CHECK_EQ(HYPERVISOR_set_timer_op(time_now_ns() + 2000000ull), 0, "timer_armed");
@@ -199,5 +256,44 @@ void start_kernel(start_info_t *si)
 	printk("user_hop: %u passes before the flip\n", sum / 7);
 	CHECK(sum > 0 && sum % 7 == 0, "ran_then_stopped");
 	CHECK_EQ(map_b(mfn_b, PTE_RW), 0, "b_restored");
+
+	/* 4. Data: D read by a hot ring-3 loop, taken from ring 3 between runs and mid-run. */
+	*(volatile u32 *)D = 3;
+	put_data_loop(N, 0);
+	CHECK_EQ(run(&sum), 3, "read_warm");
+	CHECK_EQ(sum, N * 3, "read_warm_sum");
+	CHECK_EQ(run(&sum), 3, "read_hot");
+	CHECK_EQ(map_va(D, mfn_d, PTE_SUP), 0, "d_supervisor");
+	check_d_fault(run(&sum), 5, "read_of_supervisor_page");
+	CHECK_EQ(sum, 0, "read_nothing_added");
+	CHECK_EQ(map_va(D, mfn_d, PTE_RW), 0, "d_user_again");
+	CHECK_EQ(run(&sum), 3, "read_again");
+	CHECK_EQ(sum, N * 3, "read_again_sum");
+	put_data_loop(0xffffffffu, 0);
+	flip_va = D;
+	flip_mfn = mfn_d;
+	flip_armed = 1;
+	events_enable();
+	CHECK_EQ(HYPERVISOR_set_timer_op(time_now_ns() + 2000000ull), 0, "read_timer_armed");
+	v = run(&sum);
+	events_disable();
+	CHECK_EQ(flips, 2, "d_flipped_by_upcall");
+	check_d_fault(v, 5, "read_after_upcall_flip");
+	/* ECX counts the passes down from ~0: each finished pass added 3. */
+	CHECK(sum > 0 && sum == 3 * (0xffffffffu - last_trap.ecx), "read_sum_matches_passes");
+	CHECK_EQ(map_va(D, mfn_d, PTE_RW), 0, "d_restored");
+
+	/* 5. Data: D written by a hot ring-3 loop, then read-only to ring 3. */
+	put_data_loop(N, 1);
+	CHECK_EQ(run(&sum), 3, "write_warm");
+	CHECK_EQ(sum, N, "write_warm_passes");
+	CHECK_EQ(*(volatile u32 *)D, 1, "write_last_value");
+	CHECK_EQ(map_va(D, mfn_d, PTE_RO), 0, "d_read_only");
+	check_d_fault(run(&sum), 7, "write_to_read_only_page");
+	CHECK_EQ(sum, 0, "write_nothing_done");
+	CHECK_EQ(*(volatile u32 *)D, 1, "write_not_stored");
+	CHECK_EQ(map_va(D, mfn_d, PTE_RW), 0, "d_writable_again");
+	CHECK_EQ(run(&sum), 3, "write_again");
+	CHECK_EQ(sum, N, "write_again_passes");
 	checks_done();
 }

@@ -401,6 +401,8 @@ export class Cpu {
     const c = this.segChk;
     const k = seg << 5;
     c[k] = this.segBase[seg];
+    // The selector, for a wasm block's push of a segment register (wasm/gen.ts stubForm).
+    c[k + 1] = this.segSel[seg];
     const lo = this.segLo[seg];
     for (let n = 1; n <= 4; n <<= 1) {
       // Offsets o with lo <= o and o + n - 1 <= hi (exact: lo, hi are doubles up to 2^32).

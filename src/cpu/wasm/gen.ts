@@ -18,7 +18,7 @@ import { type DecodeCache, EA_BASE, EA_DISP, EA_SIB, P_A16 } from "../decode.js"
 import { L_ADC, L_ADD, L_DEC, L_INC, L_LOGIC, L_NONE, L_RES, L_SBB, L_SUB } from "../flags.js";
 import { ADC, ADD, AND, CMP, OR, SBB, SUB, XOR } from "../ops/alu.js";
 import { ROL, ROR, SAL, SAR, SHL, SHR } from "../ops/alu-shift.js";
-import { AF, CF, CS, DE, ESP, GP, OF, PF, reg8Index as r8, SF, SS, ZF } from "../regs.js";
+import { AF, CF, CS, DE, DF, ESP, GP, OF, PF, reg8Index as r8, SF, SS, ZF } from "../regs.js";
 import {
   IO_BLK,
   IO_DONE,
@@ -819,6 +819,161 @@ class Gen {
     return false;
   }
 
+  // --- the exit stubs' forms
+  /**
+   * Inline code for the instructions a guest's fault and event-upcall stubs run around the
+   * exit (Exits in ARCHITECTURE: each was a call out of wasm on every #PF bounce and upcall),
+   * as their handlers do them, or false (nothing emitted): pusha, popa, push of a segment
+   * register, cld, std, call r/m32, mov moffs from AL or EAX, mov r/m8 with an immediate,
+   * not r/m32, xchg r/m32 with a register, bsf Gd, Ed. 32-bit operands only (o16 never
+   * comes here).
+   */
+  stubForm(s: number, next: number): boolean {
+    const dc = this.dc;
+    const c = this.c;
+    const id = dc.op[s];
+    const opc = (id >> 3) & 0x1ff;
+    const sub = id & 7;
+    const m = dc.modrm[s];
+    const isReg = m >= 0xc0;
+    const rm = m & 7;
+    const rg = (m >> 3) & 7;
+    const sg = (dc.eam[s] >> 10) & 7;
+    const reg = (r: number) => this.ld(this.reg(r));
+    const setReg = (r: number, l: number) => this.put(this.reg(r), () => c.get(l));
+    const push = (value: () => void) => {
+      value();
+      c.set(V);
+      this.push();
+    };
+    switch (opc) {
+      case 0x60:
+        // pusha, as pusha32: ESP as it was before the first push, each push a fault point.
+        reg(ESP).c.set(A);
+        for (const r of [0, 1, 2, 3, -1, 5, 6, 7]) push(r < 0 ? () => c.get(A) : () => reg(r));
+        return true;
+      case 0x61: {
+        // popa, as popa32: seven dwords read (ESP's skipped) before any register is written,
+        // the offsets and ESP's update within 16 bits on a 16-bit stack.
+        reg(ESP).c.set(A);
+        c.i32(-1).i32(0xffff).get(SS32).op(Op.select).set(B);
+        const at = (i: number) => () =>
+          c
+            .get(A)
+            .i32(i * 4)
+            .op(Op.add)
+            .get(B)
+            .op(Op.and);
+        for (const i of [0, 1, 2, 4, 5, 6, 7]) this.read(4, SS, at(i));
+        // The stack holds the values read, EAX's (i = 7) on top.
+        for (const r of [0, 1, 2, 3, 5, 6, 7]) {
+          c.set(V);
+          setReg(r, V);
+        }
+        this.put(this.reg(ESP), () => {
+          c.get(A).get(B).i32(-1).op(Op.xor, Op.and);
+          at(8)();
+          c.op(Op.or);
+        });
+        return true;
+      }
+      case 0x06:
+      case 0x0e:
+      case 0x16:
+      case 0x1e:
+      case 0x1a0:
+      case 0x1a8: {
+        // push of a segment register: its selector (word 1 of its segChk words), as pushSeg32.
+        const seg = opc >= 0x1a0 ? (opc >> 3) & 7 : opc >> 3;
+        push(() => this.ld(this.S + ST_SEGCHK + (seg * 32 + 1) * 4));
+        return true;
+      }
+      case 0xfc:
+      case 0xfd:
+        this.put(this.io(IO_FLAGS), () => {
+          this.ld(this.io(IO_FLAGS));
+          if (opc === 0xfc) c.i32(~DF).op(Op.and);
+          else c.i32(DF).op(Op.or);
+        });
+        return true;
+      case 0xff:
+        if (sub !== 2) return false;
+        // call r/m32 (ends the block), as callRm32: the target read, the CS limit, the push.
+        if (isReg) reg(rm);
+        else {
+          const ma = this.ea(s);
+          if (ma === null) return false;
+          this.read(4, sg, ma);
+        }
+        c.set(EIP);
+        this.csCheck();
+        push(() => c.get(E0).i32(next).op(Op.add));
+        return true;
+      case 0xa2:
+      case 0xa3: {
+        // mov moffs8, al and mov moffs32, eax (the offset is the displacement).
+        const at = this.ea(s);
+        if (at === null) return false;
+        if (opc === 0xa3) reg(0);
+        else c.i32(0).mem(Op.load8u, this.S + r8(0));
+        c.set(V);
+        this.write(opc === 0xa3 ? 4 : 1, sg, at);
+        return true;
+      }
+      case 0xc6: {
+        // mov r/m8, imm8 (reg field 0; any other is the handler's #UD), as movRm8Imm.
+        if (rg !== 0) return false;
+        c.i32(dc.imm[s] & 0xff).set(V);
+        if (isReg) {
+          this.put(this.S + r8(rm), () => c.get(V), Op.store8);
+          return true;
+        }
+        const ma = this.ea(s);
+        if (ma === null) return false;
+        this.write(1, sg, ma);
+        return true;
+      }
+      case 0x1bc: {
+        // bsf Gd, Ed, as bsfGdEd: the record a logic op on the source leaves (ZF: source 0),
+        // the destination the lowest set bit's index (popcnt of the bits below it), unchanged
+        // for a source of 0.
+        if (isReg) reg(rm);
+        else {
+          const ma = this.ea(s);
+          if (ma === null) return false;
+          this.read(4, sg, ma);
+        }
+        c.set(A).i32(0).set(FA).i32(0).set(FB).get(A).set(FX);
+        this.record(L_LOGIC, 32);
+        c.get(A);
+        this.open(Op.if);
+        this.put(this.reg(rg), () =>
+          c.i32(0).get(A).op(Op.sub).get(A).op(Op.and).i32(1).op(Op.sub, Op.popcnt),
+        );
+        this.close();
+        return true;
+      }
+      case 0xf7:
+      case 0x87: {
+        if (opc === 0xf7 && sub !== 2) return false;
+        const ma = isReg ? null : this.ea(s);
+        if (!isReg && ma === null) return false;
+        // not r/m32 (notEd) or xchg r/m32, Gd (xchg32): the operand read with the write's
+        // checks, then written; no flags.
+        if (isReg) reg(rm);
+        else this.rmwRead(4, sg, ma as () => void);
+        c.set(A);
+        if (opc === 0xf7) c.get(A).i32(-1).op(Op.xor).set(X);
+        else reg(rg).c.set(X);
+        if (isReg) setReg(rm, X);
+        else this.rmwWrite(4);
+        if (opc === 0x87) setReg(rg, A);
+        return true;
+      }
+    }
+    return false;
+  }
+
   // --- instructions
   /** Inline code for slot s, or false (nothing emitted) for its handler. */
   inst(s: number, next: number, taken: () => void): boolean {
@@ -902,6 +1057,7 @@ class Gen {
       }
       return false;
     }
+    if (this.stubForm(s, next)) return true;
     // ALU forms 00-3D: the operation in opcode bits 5-3.
     if (opc < 0x40 && (opc & 7) <= 5) {
       const op = (opc >> 3) & 7;
@@ -1299,6 +1455,7 @@ class Gen {
       set32(0, V);
       return true;
     }
+
     if ((opc & 0x1f0) === 0x190) {
       // setcc Eb: the condition, then the byte written, as setcc.
       this.cond(opc & 15);
