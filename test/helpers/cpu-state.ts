@@ -64,3 +64,36 @@ export function variantCpu(variant: Variant, bytes: number): Cpu {
   cpu.resetFlat32();
   return cpu;
 }
+
+/** A slice's state with the #PF's CR2 and error code (0 when it stopped otherwise). */
+export interface FaultStep extends CpuState {
+  cr2: number;
+  error: number;
+}
+
+/**
+ * Runs cpu in slices until it stops on anything but the budget or a #PF. At each #PF the host
+ * makes the page at CR2 present and writable in the one page table at pt (the low 4 MiB) and
+ * resumes, as a hypervisor bouncing the fault to a guest that maps the page would.
+ */
+export function traceMappingFaults(
+  cpu: Cpu,
+  slice: number,
+  pt: number,
+): { steps: FaultStep[]; faults: number } {
+  const steps: FaultStep[] = [];
+  const m = new DataView(cpu.mem8.buffer, cpu.mem8.byteOffset);
+  let faults = 0;
+  for (let i = 0; i < 1_000_000; i++) {
+    const s = runSlice(cpu, slice);
+    const pf = s.exit === Exit.Exception && s.vector === 14;
+    steps.push({ ...s, cr2: pf ? cpu.exitCr2 : 0, error: pf ? cpu.exitErrorCode : 0 });
+    if (pf) {
+      faults++;
+      const at = pt + ((cpu.exitCr2 >>> 12) & 0x3ff) * 4;
+      m.setUint32(at, m.getUint32(at, true) | 3, true);
+      cpu.invlpg(cpu.exitCr2);
+    } else if (s.exit !== Exit.Budget) break;
+  }
+  return { steps, faults };
+}
