@@ -1601,20 +1601,82 @@ export class Cpu {
     this.fetchBlock = block;
     let e = this.dc.slotOf[block + (phys & 0xfff)];
     if (e === 0) {
-      const slot = decodeInto(this, lin);
       const dc = this.dc;
+      // An instruction crossing into the next page is in no frame's decoded code: a few are
+      // kept in crossing slots of their own (crossingAt), checked at every run.
+      const x = (phys & 0xfff) > 0x1000 - 16 && this.keepCrossing ? this.crossing[frame & 3] : null;
+      const held = x !== null && x.flushes === dc.flushes;
+      if (held && x.phys === phys && this.crossingAt(x, lin)) {
+        this.crossingHits++;
+        dc.hits[x.slot] = 0;
+        this.dropFetch();
+        return x.e;
+      }
+      // Decoded into the kept slot (a page-end instruction that fits its page takes it over).
+      const slot = decodeInto(this, lin, held ? x.slot : 0);
+      if (x !== null) x.phys = -1;
       e = slot | (dc.len[slot] << 18) | (hotCase(dc.op[slot], dc.modrm[slot]) << 22);
-      // An instruction crossing into the next page is decoded afresh every time.
       if ((lin & 0xfff) + dc.len[slot] <= 0x1000 && dc.blockOf(frame) === block) {
+        if (x !== null && held) x.flushes = -1;
         dc.slotOf[block + (phys & 0xfff)] = e;
       } else {
-        // Its slot is free again after this run (nothing holds it): taking a fresh one each
-        // time flushed the whole cache every 256 K runs of such an instruction.
-        dc.releaseSlot(slot);
+        if (x !== null && dc.blockOf(frame) === block) {
+          // Kept for its next run, with the bytes it was decoded from.
+          x.phys = phys;
+          x.slot = slot;
+          x.e = e;
+          x.flushes = dc.flushes;
+          dc.hits[slot] = 0;
+          // The second page is in the TLB since the decode's fetch: no walk here.
+          const first = 0x1000 - (phys & 0xfff);
+          const p2 = this.physFor((lin + first) | 0, false) - first;
+          for (let i = 0; i < dc.len[slot]; i++) x.bytes[i] = this.mem8[i < first ? phys + i : p2 + i];
+        } else {
+          // Its slot is free again after this run (nothing holds it): taking a fresh one each
+          // time flushed the whole cache every 256 K runs of such an instruction.
+          dc.releaseSlot(slot);
+        }
         this.dropFetch();
       }
     }
     return e;
+  }
+
+  /**
+   * Kept page-crossing instructions (fetchSlot), by first frame: busybox's gzip window store
+   * crosses a page end and ran 764 K times in bench:linux's workload, decoded afresh each time.
+   */
+  private readonly crossing = Array.from({ length: 4 }, () => ({
+    phys: -1,
+    slot: 0,
+    e: 0,
+    flushes: -1,
+    bytes: new Uint8Array(16),
+  }));
+  /** Off: every page-crossing instruction is decoded afresh (tests compare both). */
+  keepCrossing = true;
+  /** Runs of a kept page-crossing instruction (tests, benches). */
+  crossingHits = 0;
+
+  /**
+   * Whether the kept instruction x, at phys (the fetch's translation of lin = CS:EIP), is what
+   * a fresh decode would make, with the same faults and walks: the whole of it within the CS
+   * limit (else the decode, which faults at the byte past it), its bytes in the first page
+   * unchanged, then the second page translated as the decode's fetch of its first byte there
+   * translates it (the same walk, the same #PF) and its bytes there unchanged. Compared at
+   * every run, so a write to either page, a remap or unmap of the second, is seen.
+   */
+  private crossingAt(x: { phys: number; slot: number; bytes: Uint8Array }, lin: number): boolean {
+    const len = this.dc.len[x.slot];
+    if ((this.eip >>> 0) + len - 1 > this.segHi[CS] || this.dc.blockFn[x.slot] !== null) return false;
+    const first = 0x1000 - (x.phys & 0xfff);
+    const m = this.mem8;
+    for (let i = 0; i < first; i++) if (m[x.phys + i] !== x.bytes[i]) return false;
+    // The same bytes so far: the decode would go on to the second page.
+    const p2 = this.physFor((lin + first) | 0, false);
+    if (p2 >>> 0 > this.memSize - (len - first)) return false;
+    for (let i = first; i < len; i++) if (m[p2 + i - first] !== x.bytes[i]) return false;
+    return true;
   }
 
   /**

@@ -336,11 +336,11 @@ export class DecodeCache {
 
 /**
  * Decodes the instruction at linear address lin (= CS.base + cpu.eip) into a fresh slot and
- * returns it. Raises #GP for an instruction longer than 15 bytes, #PF / #GP from the fetch.
+ * returns it (or into the slot `into`). Raises #GP for an instruction longer than 15 bytes, #PF / #GP from the fetch.
  * Invalid encodings decode to OP_UD (raised when executed, so a fault on a path never taken
  * costs nothing).
  */
-export function decodeInto(cpu: Cpu, lin: number): number {
+export function decodeInto(cpu: Cpu, lin: number, into = 0): number {
   const dc = cpu.dc;
   const eip = cpu.eip;
   let n = 0;
@@ -457,7 +457,8 @@ export function decodeInto(cpu: Cpu, lin: number): number {
   let op = opId(map, b, attr & G ? (modrm >> 3) & 7 : 0, o16);
   if (pfx & P_LOCK && ((LOCKABLE[(map << 8) | b] >> ((modrm >> 3) & 7)) & 1) === 0) op = OP_UD;
   if (pfx & P_LOCK && (modrm & 0xc0) === 0xc0) op = OP_UD;
-  const s = dc.allocSlot();
+  // into: a slot of the Cpu's page-crossing instructions, decoded again (cpu.ts fetchSlot).
+  const s = into > 0 ? into : dc.allocSlot();
   dc.op[s] = op;
   dc.len[s] = n;
   dc.modrm[s] = modrm;

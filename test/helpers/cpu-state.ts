@@ -74,12 +74,14 @@ export interface FaultStep extends CpuState {
 /**
  * Runs cpu in slices until it stops on anything but the budget or a #PF. At each #PF the host
  * makes the page at CR2 present and writable in the one page table at pt (the low 4 MiB) and
- * resumes, as a hypervisor bouncing the fault to a guest that maps the page would.
+ * resumes, as a hypervisor bouncing the fault to a guest that maps the page would. `between`,
+ * when given, runs after the i'th slice that ran out of budget (the host acting mid-run).
  */
 export function traceMappingFaults(
   cpu: Cpu,
   slice: number,
   pt: number,
+  between?: (i: number) => void,
 ): { steps: FaultStep[]; faults: number } {
   const steps: FaultStep[] = [];
   const m = new DataView(cpu.mem8.buffer, cpu.mem8.byteOffset);
@@ -94,6 +96,7 @@ export function traceMappingFaults(
       m.setUint32(at, m.getUint32(at, true) | 3, true);
       cpu.invlpg(cpu.exitCr2);
     } else if (s.exit !== Exit.Budget) break;
+    else between?.(i + 1);
   }
   return { steps, faults };
 }
