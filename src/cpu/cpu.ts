@@ -16,7 +16,7 @@ import * as regsNs from "./regs.js";
 import { Exit, hasErrorCode } from "./regs.js";
 import { deliverInterrupt } from "./segments.js";
 import type { InterpStats } from "./stats.js";
-import { type Backend, type CpuState, cpuState, defaultBackend } from "./wasm/arena.js";
+import { type Backend, type CpuState, cpuState, defaultBackend, SEG_RDU, SEG_WRU } from "./wasm/arena.js";
 
 // Module-level copies of imported constants: V8 constant-folds these, whereas each use of an
 // imported binding in optimized code costs a module-cell load and a TDZ check (hot paths).
@@ -141,7 +141,10 @@ export class Cpu {
    * c[k] is the base; for an access of n bytes (1, 2, 4) the allowed offsets, biased by 2^31
    * (offset ^ 0x80000000, so unsigned order becomes signed order), are c[k + 2n] ..
    * c[k + 2n + 1] for reads and c[k + 16 + 2n] .. c[k + 17 + 2n] for writes (an empty range is
-   * INT32_MAX .. INT32_MIN). Kept by loadSegmentCache from segLo, segHi, segWHi and segBase.
+   * INT32_MAX .. INT32_MIN). The same ranges unbiased (offsets as unsigned, an empty range 1 ..
+   * 0) are at c[k + SEG_RDU + 2i] .. c[k + SEG_RDU + 2i + 1] and SEG_WRU, i = 0, 1, 2 for n = 1,
+   * 2, 4, for the wasm blocks (an unsigned compare there needs no bias). Kept by
+   * loadSegmentCache from segLo, segHi, segWHi and segBase.
    */
   private readonly segChk: Int32Array;
 
@@ -414,6 +417,13 @@ export class Cpu {
       c[k + 2 * n + 1] = rdEmpty ? -0x80000000 : rdHi ^ -0x80000000;
       c[k + 16 + 2 * n] = wrEmpty ? 0x7fffffff : lo ^ -0x80000000;
       c[k + 17 + 2 * n] = wrEmpty ? -0x80000000 : wrHi ^ -0x80000000;
+      // The same bounds unbiased, for the wasm blocks' unsigned compares: empty is 1 .. 0.
+      const r = k + SEG_RDU + (n >> 1) * 2;
+      const w = k + SEG_WRU + (n >> 1) * 2;
+      c[r] = rdEmpty ? 1 : lo | 0;
+      c[r + 1] = rdEmpty ? 0 : rdHi | 0;
+      c[w] = wrEmpty ? 1 : lo | 0;
+      c[w + 1] = wrEmpty ? 0 : wrHi | 0;
     }
   }
 

@@ -53,6 +53,9 @@ export const IO_FAULT = 17;
 export const IO_HOPS = 18;
 export const IO_WORDS = 19;
 export const ST_SEGCHK = 128; // Int32 x 256 (Cpu.segChk)
+/** In each segment's 32 words of segChk: the unbiased read and write bounds (words free before). */
+export const SEG_RDU = 26;
+export const SEG_WRU = 10;
 export const ST_CODEPAGE = 4096; // Uint8 x frames (Cpu.codePage)
 export const TLB_BYTES = 4 << 20; // Int32 x 2^20 (Cpu.tlb)
 /**

@@ -39,6 +39,8 @@ import {
   IO_SS32,
   IO_STOP,
   IO_WRMASK,
+  SEG_RDU,
+  SEG_WRU,
   ST_CODEPAGE,
   ST_IO,
   ST_SEGCHK,
@@ -266,14 +268,15 @@ class Gen {
   check(size: number, seg: number, write: boolean): void {
     const c = this.c;
     const chk = this.S + ST_SEGCHK + seg * 128;
-    const r = (seg * 32 + (write ? 16 : 0) + 2 * size) * 4;
-    c.get(O).i32(INT_MIN).op(Op.xor).tee(T);
+    // The offset against the segment's unbiased bounds, unsigned (Cpu.syncSegChk).
+    const r = (seg * 32 + (write ? SEG_WRU : SEG_RDU) + (size >> 1) * 2) * 4;
+    c.get(O);
     this.ld(this.S + ST_SEGCHK + r)
-      .c.op(Op.ltS)
+      .c.op(Op.ltU)
       .br(Op.brIf, 0)
-      .get(T);
+      .get(O);
     this.ld(this.S + ST_SEGCHK + r + 4)
-      .c.op(Op.gtS)
+      .c.op(Op.gtU)
       .br(Op.brIf, 0);
     this.ld(chk).c.get(O).op(Op.add).tee(LIN);
     c.i32(12).op(Op.shrU).i32(2).op(Op.shl).mem(Op.load, this.T).tee(E);
