@@ -158,6 +158,14 @@ static int run(u32 *sum)
 	return v;
 }
 
+/* A run that ends at its int3 with this sum. */
+static void run_to_end(u32 want, const char *name)
+{
+	u32 sum;
+	CHECK_EQ(run(&sum), 3, name);
+	CHECK_EQ(sum, want, name);
+}
+
 /* The run ended by B's #PF: CR2 = B, user + present (a fetch, not a write), EIP = B. */
 static void check_b_fault(int v, const char *name)
 {
@@ -200,41 +208,32 @@ void start_kernel(start_info_t *si)
 
 	/* 1. The call loop: warm, B taken from ring 3, given back, another frame, the victim's. */
 	put_call_loop(N);
-	CHECK_EQ(run(&sum), 3, "call_warm");
-	CHECK_EQ(sum, N * 7, "call_warm_sum");
-	CHECK_EQ(run(&sum), 3, "call_hot");
-	CHECK_EQ(sum, N * 7, "call_hot_sum");
+	run_to_end(N * 7, "call_warm");
+	run_to_end(N * 7, "call_hot");
 	CHECK_EQ(map_b(mfn_b, PTE_SUP), 0, "b_supervisor");
 	v = run(&sum);
 	check_b_fault(v, "call_into_supervisor_page");
 	CHECK_EQ(sum, 0, "call_nothing_ran_in_b");
 	CHECK_EQ(map_b(mfn_b, PTE_RW), 0, "b_user_again");
-	CHECK_EQ(run(&sum), 3, "call_again");
-	CHECK_EQ(sum, N * 7, "call_again_sum");
+	run_to_end(N * 7, "call_again");
 	CHECK_EQ(map_b(mfn_c, PTE_RW), 0, "b_to_c");
-	CHECK_EQ(run(&sum), 3, "call_remapped");
-	CHECK_EQ(sum, N * 9, "call_runs_c");
+	run_to_end(N * 9, "call_remapped");
 	CHECK(map_b(vmfn, PTE_RW) != 0, "victim_frame_refused");
-	CHECK_EQ(run(&sum), 3, "call_still_c");
-	CHECK_EQ(sum, N * 9, "call_still_c_sum");
+	run_to_end(N * 9, "call_still_c");
 	CHECK_EQ(map_b(mfn_b, PTE_RW), 0, "b_back");
 
 	/* 2. The fall-through loop: the same, and B's code rewritten. */
 	put_fall_loop(N);
-	CHECK_EQ(run(&sum), 3, "fall_warm");
-	CHECK_EQ(sum, N * 9, "fall_warm_sum");
-	CHECK_EQ(run(&sum), 3, "fall_hot");
-	CHECK_EQ(sum, N * 9, "fall_hot_sum");
+	run_to_end(N * 9, "fall_warm");
+	run_to_end(N * 9, "fall_hot");
 	CHECK_EQ(map_b(mfn_b, PTE_SUP), 0, "fall_b_supervisor");
 	v = run(&sum);
 	check_b_fault(v, "fall_into_supervisor_page");
 	CHECK_EQ(sum, 8, "fall_stopped_at_b");
 	CHECK_EQ(map_b(mfn_b, PTE_RW), 0, "fall_b_user_again");
-	CHECK_EQ(run(&sum), 3, "fall_again");
-	CHECK_EQ(sum, N * 9, "fall_again_sum");
+	run_to_end(N * 9, "fall_again");
 	B[0] = 0x90; /* inc esi -> nop */
-	CHECK_EQ(run(&sum), 3, "fall_rewritten");
-	CHECK_EQ(sum, N * 8, "fall_runs_new_code");
+	run_to_end(N * 8, "fall_rewritten");
 	B[0] = 0x46;
 
 	/* 3. B taken away by a timer upcall in the middle of a long call loop. */
@@ -260,15 +259,13 @@ void start_kernel(start_info_t *si)
 	/* 4. Data: D read by a hot ring-3 loop, taken from ring 3 between runs and mid-run. */
 	*(volatile u32 *)D = 3;
 	put_data_loop(N, 0);
-	CHECK_EQ(run(&sum), 3, "read_warm");
-	CHECK_EQ(sum, N * 3, "read_warm_sum");
+	run_to_end(N * 3, "read_warm");
 	CHECK_EQ(run(&sum), 3, "read_hot");
 	CHECK_EQ(map_va(D, mfn_d, PTE_SUP), 0, "d_supervisor");
 	check_d_fault(run(&sum), 5, "read_of_supervisor_page");
 	CHECK_EQ(sum, 0, "read_nothing_added");
 	CHECK_EQ(map_va(D, mfn_d, PTE_RW), 0, "d_user_again");
-	CHECK_EQ(run(&sum), 3, "read_again");
-	CHECK_EQ(sum, N * 3, "read_again_sum");
+	run_to_end(N * 3, "read_again");
 	put_data_loop(0xffffffffu, 0);
 	flip_va = D;
 	flip_mfn = mfn_d;
@@ -285,15 +282,13 @@ void start_kernel(start_info_t *si)
 
 	/* 5. Data: D written by a hot ring-3 loop, then read-only to ring 3. */
 	put_data_loop(N, 1);
-	CHECK_EQ(run(&sum), 3, "write_warm");
-	CHECK_EQ(sum, N, "write_warm_passes");
+	run_to_end(N, "write_warm");
 	CHECK_EQ(*(volatile u32 *)D, 1, "write_last_value");
 	CHECK_EQ(map_va(D, mfn_d, PTE_RO), 0, "d_read_only");
 	check_d_fault(run(&sum), 7, "write_to_read_only_page");
 	CHECK_EQ(sum, 0, "write_nothing_done");
 	CHECK_EQ(*(volatile u32 *)D, 1, "write_not_stored");
 	CHECK_EQ(map_va(D, mfn_d, PTE_RW), 0, "d_writable_again");
-	CHECK_EQ(run(&sum), 3, "write_again");
-	CHECK_EQ(sum, N, "write_again_passes");
+	run_to_end(N, "write_again");
 	checks_done();
 }
