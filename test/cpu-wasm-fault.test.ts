@@ -16,7 +16,7 @@ import type { Cpu } from "../src/cpu/cpu.js";
 import { CR0_PG, CR0_WP, EAX, ESI, ESP, Exit, SS } from "../src/cpu/regs.js";
 import { wasmBackend } from "../src/cpu/wasm/backend.js";
 import { le32 as d } from "./helpers/bytes.js";
-import { type CpuState, runSlice, type Variant, variantCpu } from "./helpers/cpu-state.js";
+import { type FaultStep, traceMappingFaults, type Variant, variantCpu } from "./helpers/cpu-state.js";
 
 const PD = 0x100000;
 const PT = 0x101000;
@@ -121,29 +121,14 @@ function machine(kind: Kind, variant: Variant): Cpu {
   return cpu;
 }
 
-interface Step extends CpuState {
-  cr2: number;
-  error: number;
-}
-
 /** Runs to the hlt in slices; at each #PF the host makes the page at CR2 present and writable. */
-function trace(kind: Kind, variant: Variant, slice: number): { steps: Step[]; cpu: Cpu; faults: number } {
+function trace(
+  kind: Kind,
+  variant: Variant,
+  slice: number,
+): { steps: FaultStep[]; cpu: Cpu; faults: number } {
   const cpu = machine(kind, variant);
-  const steps: Step[] = [];
-  let faults = 0;
-  for (let i = 0; i < 1_000_000; i++) {
-    const s = runSlice(cpu, slice);
-    const pf = s.exit === Exit.Exception && s.vector === 14;
-    steps.push({ ...s, cr2: pf ? cpu.exitCr2 : 0, error: pf ? cpu.exitErrorCode : 0 });
-    if (pf) {
-      faults++;
-      const at = PT + ((cpu.exitCr2 >>> 12) & 0x3ff) * 4;
-      const m = new DataView(cpu.mem8.buffer, cpu.mem8.byteOffset);
-      m.setUint32(at, m.getUint32(at, true) | 3, true);
-      cpu.invlpg(cpu.exitCr2);
-    } else if (s.exit !== Exit.Budget) break;
-  }
-  return { steps, cpu, faults };
+  return { ...traceMappingFaults(cpu, slice, PT), cpu };
 }
 
 describe("a #PF in a wasm block's slow path", () => {
