@@ -53,7 +53,7 @@ function tail(imm2: number): number[] {
 }
 
 function machine(variant: Variant, keep: boolean): Cpu {
-  const cpu = variantCpu(variant, 1 << 22);
+  const cpu = variantCpu(variant, 1 << 22, 2);
   cpu.keepCrossing = keep;
   const m = new DataView(cpu.mem8.buffer, cpu.mem8.byteOffset);
   m.setUint32(PD, PT | 3, true);
@@ -74,9 +74,6 @@ function machine(variant: Variant, keep: boolean): Cpu {
   cpu.eip = 0x5000;
   cpu.regs[EBX] = DATA;
   cpu.regs[ESP] = 0x80000;
-  const on = variant !== "interp";
-  cpu.blockThreshold = on ? 2 : 0;
-  cpu.regionThreshold = on ? 2 : 0;
   return cpu;
 }
 

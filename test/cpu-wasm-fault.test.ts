@@ -16,7 +16,7 @@ import type { Cpu } from "../src/cpu/cpu.js";
 import { CR0_PG, CR0_WP, EAX, ESI, ESP, Exit, SS } from "../src/cpu/regs.js";
 import { wasmBackend } from "../src/cpu/wasm/backend.js";
 import { le32 as d } from "./helpers/bytes.js";
-import { type FaultStep, traceMappingFaults, type Variant, variantCpu } from "./helpers/cpu-state.js";
+import { traceMappingFaults, type Variant, variantCpu } from "./helpers/cpu-state.js";
 
 const PD = 0x100000;
 const PT = 0x101000;
@@ -92,7 +92,7 @@ function program(kind: Kind): number[] {
 }
 
 function machine(kind: Kind, variant: Variant): Cpu {
-  const cpu = variantCpu(variant, 1 << 22);
+  const cpu = variantCpu(variant, 1 << 22, 2);
   const mem = new DataView(cpu.mem8.buffer, cpu.mem8.byteOffset);
   mem.setUint32(PD, PT | 3, true);
   for (let p = 0; p < 1024; p++) {
@@ -115,21 +115,12 @@ function machine(kind: Kind, variant: Variant): Cpu {
   cpu.regs[ESP] = 0xfff0;
   cpu.regs[ESI] = KINDS[kind].esi;
   cpu.regs[EAX] = 0x1234567;
-  const on = variant !== "interp";
-  cpu.blockThreshold = on ? 2 : 0;
-  cpu.regionThreshold = on ? 2 : 0;
   return cpu;
 }
 
 /** Runs to the hlt in slices; at each #PF the host makes the page at CR2 present and writable. */
-function trace(
-  kind: Kind,
-  variant: Variant,
-  slice: number,
-): { steps: FaultStep[]; cpu: Cpu; faults: number } {
-  const cpu = machine(kind, variant);
-  return { ...traceMappingFaults(cpu, slice, PT), cpu };
-}
+const trace = (kind: Kind, variant: Variant, slice: number) =>
+  traceMappingFaults(machine(kind, variant), slice, PT);
 
 describe("a #PF in a wasm block's slow path", () => {
   for (const kind of Object.keys(KINDS) as Kind[])

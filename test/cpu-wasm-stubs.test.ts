@@ -15,7 +15,7 @@ import type { Cpu } from "../src/cpu/cpu.js";
 import { CR0_PG, CR0_WP, CS, DS, EAX, EBX, ECX, ES, ESI, ESP, Exit, FS, GS, SS } from "../src/cpu/regs.js";
 import { wasmBackend } from "../src/cpu/wasm/backend.js";
 import { le32 as d } from "./helpers/bytes.js";
-import { type FaultStep, traceMappingFaults, type Variant, variantCpu } from "./helpers/cpu-state.js";
+import { traceMappingFaults, type Variant, variantCpu } from "./helpers/cpu-state.js";
 
 const PD = 0x100000;
 const PT = 0x101000;
@@ -189,7 +189,7 @@ function program(k: Kind): number[] {
 
 function machine(name: string, variant: Variant): Cpu {
   const k = KINDS[name];
-  const cpu = variantCpu(variant, 1 << 22);
+  const cpu = variantCpu(variant, 1 << 22, 2);
   const mem = new DataView(cpu.mem8.buffer, cpu.mem8.byteOffset);
   mem.setUint32(PD, PT | 3, true);
   for (let p = 0; p < 1024; p++) {
@@ -225,21 +225,12 @@ function machine(name: string, variant: Variant): Cpu {
   cpu.regs[EBX] = 0x10;
   cpu.regs[ECX] = 0;
   cpu.regs[7] = RETS + 0x40;
-  const on = variant !== "interp";
-  cpu.blockThreshold = on ? 2 : 0;
-  cpu.regionThreshold = on ? 2 : 0;
   return cpu;
 }
 
 /** Runs to the hlt in slices, the host mapping the page at CR2 at each #PF. */
-function trace(
-  name: string,
-  variant: Variant,
-  slice: number,
-): { steps: FaultStep[]; cpu: Cpu; faults: number } {
-  const cpu = machine(name, variant);
-  return { ...traceMappingFaults(cpu, slice, PT), cpu };
-}
+const trace = (name: string, variant: Variant, slice: number) =>
+  traceMappingFaults(machine(name, variant), slice, PT);
 
 describe("the exit stubs' forms inline in wasm blocks", () => {
   for (const name of Object.keys(KINDS))

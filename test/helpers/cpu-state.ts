@@ -52,7 +52,7 @@ export type Variant = "interp" | "js" | "wasm" | "chain";
  * A flat 32-bit CPU of `bytes` of RAM for a variant: the interpreter and JS blocks on a plain
  * buffer, wasm blocks (a module per block, so each is in wasm at once) on a wasm memory.
  */
-export function variantCpu(variant: Variant, bytes: number): Cpu {
+export function variantCpu(variant: Variant, bytes: number, hot?: number): Cpu {
   const js = variant === "interp" || variant === "js";
   const cpu = new Cpu(js ? new Uint8Array(bytes) : allocRam(bytes));
   cpu.backend = js ? "js" : "wasm";
@@ -62,6 +62,8 @@ export function variantCpu(variant: Variant, bytes: number): Cpu {
     wasm.chain = variant === "chain";
   }
   cpu.resetFlat32();
+  // `hot`: block and region thresholds, off for the interpreter alone.
+  if (hot !== undefined) cpu.blockThreshold = cpu.regionThreshold = variant === "interp" ? 0 : hot;
   return cpu;
 }
 
@@ -82,7 +84,7 @@ export function traceMappingFaults(
   slice: number,
   pt: number,
   between?: (i: number) => void,
-): { steps: FaultStep[]; faults: number } {
+): { steps: FaultStep[]; faults: number; cpu: Cpu } {
   const steps: FaultStep[] = [];
   const m = new DataView(cpu.mem8.buffer, cpu.mem8.byteOffset);
   let faults = 0;
@@ -98,5 +100,5 @@ export function traceMappingFaults(
     } else if (s.exit !== Exit.Budget) break;
     else between?.(i + 1);
   }
-  return { steps, faults };
+  return { steps, faults, cpu };
 }
