@@ -21,7 +21,14 @@ import { ControlInterface } from "../src/tools/control_if.js";
 import { bootDom0, type Dom0 } from "../src/tools/dom0.js";
 import { launchDomain } from "../src/tools/launch.js";
 import { captureDomain, SaveError } from "../src/tools/save.js";
-import { xcDomainDestroy, xcDomainPause, xcDomainUnpause, xcSetMaxMem } from "../src/tools/xc.js";
+import {
+  xcDomainDestroy,
+  xcDomainPause,
+  xcDomainUnpause,
+  xcMapForeignFrame,
+  xcSetMaxMem,
+  xcUnmapForeignFrame,
+} from "../src/tools/xc.js";
 import { type Domain, DomainState } from "../src/xen/domain.js";
 import { PGT_gdt_page, PGT_type_mask } from "../src/xen/frame_table.js";
 import { grantTableOf, mapGrantRef, unmapGrantRef } from "../src/xen/grant_table.js";
@@ -711,6 +718,32 @@ describe("hostile guests beside a victim", () => {
       });
   });
 
+  describe("8g. code dom0 rewrites from the host under a hot loop (a backend's write into a page)", () => {
+    for (const backend of ["wasm", "js"] as const)
+      attack({
+        title: `${backend} blocks: dom0 maps the frames of a hot function and of the second page of an instruction crossing pages, and writes new bytes from the host mid-loop: the next calls run them`,
+        guest: "dom0_code",
+        checks: 7,
+        backend,
+        drive: (m) => {
+          const [, a, b, go] = runUntil(m, /READY a=(\d+) b=(\d+) go=(\d+)/).map(Number);
+          // The loop runs a while before dom0 writes, so its code is compiled and hot.
+          assert.equal(m.hv.run(m.hv.nowNs() + 2e6).kind, "time-limit");
+          const writes = m.hv.cpu.codeWrites;
+          const va = xcMapForeignFrame(m.dom0, m.attacker.id, a >>> 12);
+          const vb = xcMapForeignFrame(m.dom0, m.attacker.id, b >>> 12);
+          // FA's immediate (0x1111 -> 0x2222) and FB's two immediate bytes in page B.
+          m.dom0.write(va + 16 + 1, Uint8Array.of(0x22, 0x22));
+          m.dom0.write(vb, Uint8Array.of(0x0c, 0x0c));
+          xcUnmapForeignFrame(m.dom0, va);
+          xcUnmapForeignFrame(m.dom0, vb);
+          assert.ok(m.hv.cpu.codeWrites - writes >= 2, "both frames' decoded code was dropped");
+          m.hv.write32(go, 1);
+          return runAttacker(m);
+        },
+      });
+  });
+
   describe("9. grant-table abuse", () => {
     attack({
       title:
@@ -880,5 +913,34 @@ describe("hostile guests beside a victim", () => {
           );
         },
       });
+  });
+
+  describe("12. a destroyed domain's memory", () => {
+    it("every frame the victim held is zero and has no decoded code once it is free, before any other domain can get it", () => {
+      const { hv, out } = consoleMachine(32);
+      const dom0 = bootDom0(hv);
+      const victim = launchDomain(hv, { name: "victim", image: victimImage(), memoryMiB: 4 }).domain;
+      assert.equal(hv.run(5e9).kind, "idle");
+      assert.match(out.get(victim) ?? "", /VICTIM ready/);
+      const held = [...victim.pages, victim.sharedInfoMfn, victim.defaultGdtMfn, victim.perdomainMfn];
+      // The victim's pattern and its code, or this tests nothing.
+      const nonzero = held.filter((f) => hv.mem.bytes.subarray(f * PAGE, (f + 1) * PAGE).some((b) => b !== 0));
+      assert.ok(nonzero.length > 512, `${nonzero.length} frames hold data`);
+      const decoded = held.filter((f) => hv.cpu.codePage[f] !== 0);
+      assert.ok(decoded.length >= 1, "the victim's text was decoded");
+      xcDomainDestroy(dom0, victim.id);
+      hv.runDeferred();
+      assert.equal(hv.domains.has(victim.id), false, "the victim is gone");
+      const left = held.filter((f) => hv.frames.count[f] !== 0);
+      assert.deepEqual(left, [], "every frame it held is free");
+      const dirty = held.filter((f) => hv.mem.bytes.subarray(f * PAGE, (f + 1) * PAGE).some((b) => b !== 0));
+      assert.deepEqual(dirty, [], "every frame it held is zero");
+      assert.deepEqual(
+        held.filter((f) => hv.cpu.codePage[f] !== 0),
+        [],
+        "no frame it held keeps decoded code",
+      );
+      assert.deepEqual(checkInvariants(hv), []);
+    });
   });
 });

@@ -14,17 +14,6 @@
 static u8 xpage[PAGE_SIZE] __attribute__((aligned(PAGE_SIZE)));
 static u8 wpage[PAGE_SIZE] __attribute__((aligned(PAGE_SIZE)));
 
-/* mov eax, imm32; ret */
-static void put_fn(u8 *p, u32 v)
-{
-	p[0] = 0xb8;
-	p[1] = v & 0xff;
-	p[2] = (v >> 8) & 0xff;
-	p[3] = (v >> 16) & 0xff;
-	p[4] = v >> 24;
-	p[5] = 0xc3;
-}
-
 /*
  * n calls of the function at xpage, summed. At call `at` (before it), `what` happens: 1 writes
  * the function's immediate (0x1111 becomes 0x1133), 2 maps xpage to frame `mfn`.

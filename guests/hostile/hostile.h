@@ -132,6 +132,23 @@ static inline long build_l2_copy(u32 l2, u32 slot, u32 extra, u32 clear)
 	return HYPERVISOR_mmu_update(hp_big, ROOT_PAGETABLE_FIRST_XEN_SLOT, 0);
 }
 
+/* Little-endian v at p (code written at run time). */
+static inline void put32(u8 *p, u32 v)
+{
+	p[0] = v & 0xff;
+	p[1] = (v >> 8) & 0xff;
+	p[2] = (v >> 16) & 0xff;
+	p[3] = v >> 24;
+}
+
+/* A function at p: mov eax, v; ret */
+static inline void put_fn(u8 *p, u32 v)
+{
+	p[0] = 0xb8;
+	put32(p + 1, v);
+	p[5] = 0xc3;
+}
+
 static inline void hostile_init(start_info_t *si, const char *name)
 {
 	conf_init(si, name);

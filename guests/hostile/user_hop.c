@@ -30,22 +30,6 @@ static u32 mfn_b, mfn_c, mfn_d;
 static u8 *volatile flip_va;
 static volatile u32 flip_mfn, flip_armed, flips;
 
-static void put32(u8 *p, u32 v)
-{
-	p[0] = v & 0xff;
-	p[1] = (v >> 8) & 0xff;
-	p[2] = (v >> 16) & 0xff;
-	p[3] = v >> 24;
-}
-
-/* mov eax, v; ret */
-static void put_fn(u8 *p, u32 v)
-{
-	p[0] = 0xb8;
-	put32(p + 1, v);
-	p[5] = 0xc3;
-}
-
 /*
  * The call loop at A: mov ecx, n; xor esi, esi; 1: call B; add esi, eax; dec ecx; jnz 1b; int3.
  */

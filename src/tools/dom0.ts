@@ -86,7 +86,13 @@ export class Dom0 {
     const last = Math.floor((va + bytes.length - 1 - DOM0_BUFFER_VA) / PAGE);
     for (let p = first; p <= last; p++)
       if (this.readOnlyWindows.has(p)) throw new RangeError(`0x${va.toString(16)} is mapped read-only`);
-    this.copy(va, bytes.length, (ma, off, n) => this.hv.mem.bytes.set(bytes.subarray(off, off + n), ma));
+    // A host write: the CPU's decoded code of the frame must go as a guest store's would, or a
+    // domain runs what a backend overwrote (a program read from disk into a page that once held
+    // another program's decoded text).
+    this.copy(va, bytes.length, (ma, off, n) => {
+      this.hv.mem.bytes.set(bytes.subarray(off, off + n), ma);
+      this.hv.cpu.invalidateCode(ma, n);
+    });
   }
 
   /** Reads n bytes at a buffer address. */

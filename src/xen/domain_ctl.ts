@@ -209,7 +209,7 @@ export function releaseDomain(hv: Hypervisor, d: Domain): void {
     if (mfn < 0 || hv.frames.owner[mfn] === NO_OWNER) continue;
     hv.frames.release(mfn);
     hv.setM2p(mfn, M2P_INVALID_ENTRY);
-    hv.mem.zeroFrame(mfn);
+    hv.scrubFrame(mfn);
     hv.mem.freeFrame(mfn);
   }
   d.sharedInfoMfn = d.defaultGdtMfn = d.perdomainMfn = -1;
@@ -446,12 +446,12 @@ export function buildDom0(hv: Hypervisor, layout: Dom0Layout, upcall: (v: Vcpu) 
   let pfn = 0;
   for (const mfn of frames) hv.setM2p(mfn, pfn++);
   const [l2, l1, ...data] = frames;
-  hv.mem.zeroFrame(l2);
-  hv.mem.zeroFrame(l1);
+  hv.scrubFrame(l2);
+  hv.scrubFrame(l1);
   const flags = _PAGE_PRESENT | _PAGE_RW | _PAGE_ACCESSED | _PAGE_DIRTY;
   hv.mem.write32(l2 * 4096 + (bufferVa >>> 22) * 4, (l1 * 4096) | flags);
   data.forEach((mfn, i) => {
-    hv.mem.zeroFrame(mfn);
+    hv.scrubFrame(mfn);
     hv.mem.write32(l1 * 4096 + i * 4, (mfn * 4096) | flags);
   });
   const v = d.vcpus[0];
@@ -500,7 +500,7 @@ export function setDomainAbi(hv: Hypervisor, d: Domain, abi: GuestAbi): number {
   const old = d.abi.gdt.reservedPage;
   d.abi = abi;
   const g = abi.gdt;
-  hv.mem.zeroFrame(d.defaultGdtMfn);
+  hv.scrubFrame(d.defaultGdtMfn);
   const gdtPageBase = g.reservedPage * GDT_ENTRIES_PER_PAGE;
   for (const [index, lo, hi] of xenGdtEntries(g.firstReservedEntry)) {
     hv.mem.write32(d.defaultGdtMfn * 4096 + (index - gdtPageBase) * 8, lo);

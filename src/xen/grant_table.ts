@@ -131,8 +131,7 @@ export function createGrantTable(hv: Hypervisor, d: Domain): boolean {
       }
       return false;
     }
-    hv.mem.zeroFrame(mfn);
-    hv.cpu.invalidateCode(mfn * 4096, 4096);
+    hv.scrubFrame(mfn);
     hv.frames.assign(mfn, d.id);
     hv.frames.typeInfo[mfn] = PGT_writable_page | PGT_validated | 1;
     hv.setM2p(mfn, d.abi.grant.frameM2p);
@@ -170,8 +169,7 @@ export function resizeGrantTable(hv: Hypervisor, d: Domain, grant: GuestAbi["gra
       }
       return -ENOMEM;
     }
-    hv.mem.zeroFrame(mfn);
-    hv.cpu.invalidateCode(mfn * 4096, 4096);
+    hv.scrubFrame(mfn);
     ft.assign(mfn, d.id);
     ft.typeInfo[mfn] = PGT_writable_page | PGT_validated | 1;
     mfns.push(mfn);
@@ -179,8 +177,7 @@ export function resizeGrantTable(hv: Hypervisor, d: Domain, grant: GuestAbi["gra
   for (const mfn of mfns) hv.setM2p(mfn, grant.frameM2p);
   for (const mfn of extra) {
     ft.release(mfn);
-    hv.mem.zeroFrame(mfn);
-    hv.cpu.invalidateCode(mfn * 4096, 4096);
+    hv.scrubFrame(mfn);
     hv.mem.freeFrame(mfn);
   }
   if (extra.length) hv.cpu.flushTlb();
@@ -227,8 +224,7 @@ export function destroyGrantTable(hv: Hypervisor, d: Domain): void {
   for (const mfn of gt.sharedMfns) {
     if (ft.owner[mfn] !== d.id || ft.count[mfn] !== 1 || ft.allocated[mfn] !== 1) continue;
     ft.release(mfn);
-    hv.mem.zeroFrame(mfn);
-    hv.cpu.invalidateCode(mfn * 4096, 4096);
+    hv.scrubFrame(mfn);
     hv.mem.freeFrame(mfn);
   }
   hv.cpu.flushTlb();

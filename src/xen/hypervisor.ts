@@ -210,9 +210,21 @@ export class Hypervisor implements MmHost {
     const d = this.domains.get(owner);
     d?.pages.delete(mfn);
     this.cpu.flushTlb();
+    // A dying domain's page is scrubbed before anyone can get it (semantics.md §1.2); a live
+    // owner's goes back as it is, as in Xen.
+    if (d === undefined || d.state === DomainState.Dying) this.scrubFrame(mfn);
     this.mem.freeFrame(mfn);
     // A dying domain is freed with its last page (semantics.md §8.1).
     if (d !== undefined && d.state === DomainState.Dying && d.pages.size === 0) releaseDomain(this, d);
+  }
+
+  /**
+   * Zeroes a frame from the host, and drops the CPU's decoded code of it: a host write does not
+   * pass the CPU's store checks, and a frame's next owner must not run what it held.
+   */
+  scrubFrame(mfn: number): void {
+    this.mem.zeroFrame(mfn);
+    this.cpu.invalidateCode(mfn * 4096, 4096);
   }
 
   flushTlbs(): void {
@@ -256,7 +268,7 @@ export class Hypervisor implements MmHost {
   private allocXenFrame(type = 0): number {
     const mfn = this.mem.allocFrame();
     if (mfn < 0) throw new Error("out of machine memory for the hypervisor's own frames");
-    this.mem.zeroFrame(mfn);
+    this.scrubFrame(mfn);
     this.frames.assign(mfn, DomId.XEN);
     this.frames.typeInfo[mfn] = type;
     return mfn;

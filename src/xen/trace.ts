@@ -27,7 +27,7 @@ export class TraceBuffers {
     const t = new TraceBuffers();
     for (let i = 0; i < nrCpus * TBUF_PAGES_PER_CPU; i++) {
       const f = first + i;
-      hv.mem.zeroFrame(f);
+      hv.scrubFrame(f);
       hv.frames.assign(f, dom0);
       // SHARE_PFN_WITH_DOMAIN: a Xen-heap page typed writable, its type count never put.
       hv.frames.typeInfo[f] = PGT_writable_page | PGT_validated | 1;
