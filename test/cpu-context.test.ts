@@ -89,3 +89,90 @@ describe("CpuContext: the x87 unit at a switch", () => {
     assert.deepEqual(state(a.fpu), { cw: 0x037f ^ (8 << 10), r0: 8.5 });
   });
 });
+
+/** Every register a switch saves, distinct for each n. */
+function load(c: Cpu, n: number): void {
+  for (let i = 0; i < 8; i++) {
+    c.regs[i] = (n << 24) | (i << 8) | 0x11;
+    c.dr[i] = (n << 20) | (i << 4) | 3;
+  }
+  for (let s = 0; s < 8; s++)
+    c.loadSegmentCache(s, (n << 4) | s, (n << 16) + s * 0x1000, 0xfff00 + n + s, 0xc093 ^ (s << 8));
+  c.eip = 0x1000 + n;
+  c.setFlags(0x202 | (n & 1) | ((n & 2) << 6));
+  c.setCpl(n & 3);
+  c.cr0 = 0x80050033 ^ (n << 1);
+  c.cr2 = 0xdead0000 + n;
+  c.cr4 = n << 4;
+  c.setCr3(n << 12);
+  c.gdtrBase = 0xc0100000 + n;
+  c.gdtrLimit = 0x2000 + n;
+  c.idtrBase = 0xc0200000 + n;
+  c.idtrLimit = 0x7ff - n;
+}
+
+/** What load() set, as the CPU holds it. */
+function regsOf(c: Cpu) {
+  return {
+    regs: [...c.regs],
+    dr: [...c.dr],
+    sel: [...c.segSel],
+    base: [...c.segBase],
+    limit: [...c.segLimit],
+    attr: [...c.segAttr],
+    eip: c.eip,
+    flags: c.getFlags(),
+    cpl: c.cpl,
+    cr: [c.cr0, c.cr2, c.cr3, c.cr4],
+    tables: [c.gdtrBase, c.gdtrLimit, c.idtrBase, c.idtrLimit],
+  };
+}
+
+describe("CpuContext: the registers at a switch", () => {
+  it("each context gets back every register it left with, whatever ran meanwhile", () => {
+    const c = cpu();
+    const [a, b] = [new CpuContext(), new CpuContext()];
+    load(c, 1);
+    const one = regsOf(c);
+    a.save(c);
+    load(c, 2);
+    const two = regsOf(c);
+    b.save(c);
+    load(c, 3);
+    a.switchIn(c);
+    assert.deepEqual(regsOf(c), one);
+    load(c, 4);
+    b.switchIn(c);
+    assert.deepEqual(regsOf(c), two);
+    const snap = new CpuContext();
+    snap.save(c);
+    load(c, 5);
+    snap.restore(c);
+    assert.deepEqual(regsOf(c), two);
+  });
+
+  it("the register arrays a host reads and writes (getvcpucontext, setvcpucontext) are what a switch puts on the CPU", () => {
+    const c = cpu();
+    const a = new CpuContext();
+    load(c, 6);
+    a.save(c);
+    assert.deepEqual([...a.regs], [...c.regs]);
+    assert.deepEqual([...a.dr], [...c.dr]);
+    assert.deepEqual([...a.segLimit], [...c.segLimit]);
+    a.regs[3] = 0x12345678;
+    a.dr[7] = 0x401;
+    a.segSel[2] = 0x2b;
+    a.segBase[2] = 0x5000;
+    a.segLimit[2] = 0xabcde;
+    a.segAttr[2] = 0xc0f3;
+    load(c, 7);
+    a.switchIn(c);
+    assert.equal(c.regs[3], 0x12345678);
+    assert.equal(c.dr[7], 0x401);
+    assert.deepEqual(
+      [c.segSel[2], c.segBase[2], c.segLimit[2], c.segAttr[2]],
+      [0x2b, 0x5000, 0xabcde, 0xc0f3],
+    );
+    assert.equal(c.regs[2], a.regs[2]);
+  });
+});
