@@ -145,6 +145,12 @@ export class DomainManager {
   /** Told of every domain killed, announced or not (a save, a migration, a restart's old one). */
   private readonly goneWatchers = new Set<(d: Domain) => void>();
   private readonly keyboards = new WeakMap<ManagedDomain, ConsoleFeed>();
+  /**
+   * Feeds holding bytes their guest had no room for yet. pumpConsoles runs before every slice
+   * of the run loop; with none waiting it returns at once, where a pass over 100 idle
+   * domains' (cold) entries was 1 % of a core in tsxend.
+   */
+  private readonly waiting = new Set<ConsoleFeed>();
 
   /** dom0 heard VIRQ_DOM_EXC since handleStops last looked. */
   private domainException = false;
@@ -276,11 +282,19 @@ export class DomainManager {
     if (feed === undefined) this.keyboards.set(m, (feed = new ConsoleFeed(this.hv, () => m.control)));
     feed.push(bytes);
     feed.pump();
+    if (feed.queued > 0) this.waiting.add(feed);
   }
 
   /** Gives waiting keyboard bytes to the guests that have room now (between slices). */
   pumpConsoles(): void {
-    for (const m of this.managed.values()) this.keyboards.get(m)?.pump();
+    if (this.waiting.size === 0) return;
+    // In the domains' order, as they share Xen's console ring.
+    for (const m of this.managed.values()) {
+      const feed = this.keyboards.get(m);
+      if (feed === undefined || !this.waiting.has(feed)) continue;
+      feed.pump();
+      if (feed.queued === 0) this.waiting.delete(feed);
+    }
   }
 
   watchConsole(id: number, fn: (bytes: Uint8Array) => void): () => void {
@@ -682,6 +696,8 @@ export class DomainManager {
   destroy(m: ManagedDomain, announce = true): void {
     const d = m.domain;
     this.managed.delete(d.id);
+    const feed = this.keyboards.get(m);
+    if (feed !== undefined) this.waiting.delete(feed);
     // dom0 lets go of the domain's shared_info page and its channel first (xcs), so nothing
     // of dom0's keeps the domain alive as a zombie.
     detachDevices(m);
