@@ -7,10 +7,13 @@
  * (percent of one core, over --seconds). Then the same domains run on a Hypervisor in this
  * process, flat out with no daemon and no pacing, for --seconds of guest time: the host CPU
  * each tick costs the hypervisor itself, apart from the daemon's turns of the event loop
- * (--in-process runs only that part: for a profile or cachegrind).
+ * (--in-process runs only that part: for a profile or cachegrind). With --evict M, the in-process
+ * run goes in 1 ms steps of guest time, as tsxend's run loop does, and reads M MiB between two
+ * steps (only the steps are timed): what tsxend's ticks cost when the host's caches are
+ * evicted while it sleeps, which the flat-out figure does not show.
  * Not a timed test: it prints figures.
  *
- *   npm run bench:scale [-- --domains N] [-- --mib M] [-- --seconds S] [-- --tick-ms T] [-- --profile DIR] [-- --in-process]
+ *   npm run bench:scale [-- --domains N] [-- --mib M] [-- --seconds S] [-- --tick-ms T] [-- --profile DIR] [-- --in-process] [-- --evict M]
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -32,17 +35,28 @@ interface Options {
   profile: string | null;
   /** Only the in-process part (no tsxend). */
   inProcess: boolean;
+  /** MiB read between 1 ms steps of the in-process run (0: one run, flat out). */
+  evict: number;
 }
 
 const fail = failer("scale-bench");
 
 function parseArgs(argv: string[]): Options {
-  const opts: Options = { domains: 100, mib: 16, seconds: 10, tickMs: 10, profile: null, inProcess: false };
-  const limits: WholeLimits<"domains" | "mib" | "seconds" | "tickMs"> = {
+  const opts: Options = {
+    domains: 100,
+    mib: 16,
+    seconds: 10,
+    tickMs: 10,
+    profile: null,
+    inProcess: false,
+    evict: 0,
+  };
+  const limits: WholeLimits<"domains" | "mib" | "seconds" | "tickMs" | "evict"> = {
     "--domains": ["domains", 1, 1000],
     "--mib": ["mib", 4, 1024],
     "--seconds": ["seconds", 1, 600],
     "--tick-ms": ["tickMs", 0, 10_000],
+    "--evict": ["evict", 0, 1024],
   };
   for (let i = 0; i < argv.length; i++) {
     if (argv[i] === "--profile") {
@@ -125,19 +139,48 @@ function inProcess(opts: Options): string[] {
   if (ready !== opts.domains) fail(`in process: ${ready} of ${opts.domains} domains became idle`);
   const v0 = hv.nowNs();
   const i0 = hv.cpu.retired;
-  const c0 = process.cpuUsage();
-  const r = hv.run(v0 + opts.seconds * 1e9);
-  const used = process.cpuUsage(c0);
+  const { r, used } =
+    opts.evict === 0
+      ? flatOut(hv, v0 + opts.seconds * 1e9)
+      : evicted(hv, v0 + opts.seconds * 1e9, opts.evict);
   // With no tick every domain blocks for good, and the run ends at once: nothing to pay.
   if (r.kind !== "time-limit" && !(r.kind === "idle" && opts.tickMs === 0))
     fail(`in process: the run ended early (${r.kind})`);
   const cpuMs = (used.user + used.system) / 1000;
   const ticks = opts.tickMs === 0 ? 0 : (opts.domains * opts.seconds * 1000) / opts.tickMs;
   const perTick = ticks === 0 ? "-" : `${((cpuMs * 1000) / ticks).toFixed(2)} us`;
+  const how = opts.evict === 0 ? "flat out" : `1 ms steps, ${opts.evict} MiB read between them`;
   return [
-    `  the hypervisor alone          ${((cpuMs / (opts.seconds * 1000)) * 100).toFixed(1)} % of one core (in this process, flat out, ${opts.seconds} s of guest time)`,
+    `  the hypervisor alone          ${((cpuMs / (opts.seconds * 1000)) * 100).toFixed(1)} % of one core (in this process, ${how}, ${opts.seconds} s of guest time)`,
     `  host CPU per tick             ${perTick} (${ticks} ticks; ${ticks === 0 ? "-" : ((hv.cpu.retired - i0) / ticks).toFixed(0)} guest instructions a tick)`,
   ];
+}
+
+type Timed = { r: ReturnType<Hypervisor["run"]>; used: NodeJS.CpuUsage };
+
+function flatOut(hv: Hypervisor, endNs: number): Timed {
+  const c0 = process.cpuUsage();
+  const r = hv.run(endNs);
+  return { r, used: process.cpuUsage(c0) };
+}
+
+/** 1 ms steps with mib MiB read between them; only the steps' CPU time counts. */
+function evicted(hv: Hypervisor, endNs: number, mib: number): Timed {
+  const junk = new Int32Array(mib * 262_144);
+  const used = { user: 0, system: 0 };
+  let r: Timed["r"] = { kind: "time-limit" };
+  let sum = 0;
+  while (hv.nowNs() < endNs) {
+    for (let i = 0; i < junk.length; i += 16) sum = (sum + junk[i]++) | 0;
+    const c0 = process.cpuUsage();
+    r = hv.run(Math.min(endNs, hv.nowNs() + 1e6));
+    const u = process.cpuUsage(c0);
+    used.user += u.user;
+    used.system += u.system;
+    if (r.kind !== "time-limit") break;
+  }
+  if (sum === 1) process.stdout.write(""); // keeps the reads
+  return { r, used };
 }
 
 async function main(): Promise<void> {

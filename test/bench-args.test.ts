@@ -72,6 +72,11 @@ describe("bench options", () => {
         'scale-bench: --domains needs a whole number in 1..1000, got "1001"',
       ],
       ["scale-bench", ["--profile"], "scale-bench: --profile needs a directory"],
+      [
+        "scale-bench",
+        ["--evict", "1025"],
+        'scale-bench: --evict needs a whole number in 0..1024, got "1025"',
+      ],
     ];
     for (const [name, args, message] of cases)
       assert.deepEqual(
