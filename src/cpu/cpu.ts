@@ -16,7 +16,15 @@ import * as regsNs from "./regs.js";
 import { Exit, hasErrorCode } from "./regs.js";
 import { deliverInterrupt } from "./segments.js";
 import type { InterpStats } from "./stats.js";
-import { type Backend, type CpuState, cpuState, defaultBackend, SEG_RDU, SEG_WRU } from "./wasm/arena.js";
+import {
+  type Backend,
+  type CpuState,
+  cpuState,
+  defaultBackend,
+  IO_FLAT,
+  SEG_RDU,
+  SEG_WRU,
+} from "./wasm/arena.js";
 
 // Module-level copies of imported constants: V8 constant-folds these, whereas each use of an
 // imported binding in optimized code costs a module-cell load and a TDZ check (hot paths).
@@ -425,6 +433,11 @@ export class Cpu {
       c[w] = wrEmpty ? 1 : lo | 0;
       c[w + 1] = wrEmpty ? 0 : wrHi | 0;
     }
+    // Flat (base 0, every offset readable; writable too): wasm blocks' checks (arena.ts IO_FLAT).
+    const rd = this.segBase[seg] === 0 && lo === 0 && this.segHi[seg] === 0xffffffff;
+    const wr = rd && this.segWHi[seg] === 0xffffffff;
+    const io = this.state.io;
+    io[IO_FLAT] = (io[IO_FLAT] & ~(0x101 << seg)) | (rd ? 1 << seg : 0) | (wr ? 0x100 << seg : 0);
   }
 
   /** Marks a segment register unusable (a null selector loaded into DS/ES/FS/GS). */

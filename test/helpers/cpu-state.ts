@@ -2,6 +2,7 @@
  * Test helper: the CPU state after a run() slice, for comparing two runs of the same code
  * (compiled blocks against the interpreter).
  */
+import assert from "node:assert/strict";
 import { Cpu } from "../../src/cpu/cpu.js";
 import { Exit } from "../../src/cpu/regs.js";
 import { wasmBackend } from "../../src/cpu/wasm/backend.js";
@@ -101,4 +102,39 @@ export function traceMappingFaults(
     else between?.(i + 1);
   }
   return { steps, faults, cpu };
+}
+
+/**
+ * Runs cpu in slices of `slice` until it stops on anything but the budget; `twist`, when
+ * given, runs once between two slices after 3,000 instructions retired (the host changing
+ * something under a warm loop). The state after each slice.
+ */
+export function runTwisted(cpu: Cpu, slice: number, twist?: (cpu: Cpu) => void): CpuState[] {
+  const steps: CpuState[] = [];
+  let twisted = twist === undefined;
+  for (let i = 0; i < 1_000_000; i++) {
+    const s = runSlice(cpu, slice);
+    steps.push(s);
+    if (s.exit !== Exit.Budget) break;
+    if (!twisted && cpu.retired >= 3000) {
+      (twist as (cpu: Cpu) => void)(cpu);
+      twisted = true;
+    }
+  }
+  return steps;
+}
+
+/**
+ * A variant's run is the interpreter's (a): the state after every slice, the exit's error code
+ * and the first 4 MiB of memory.
+ */
+export function assertRunAs(
+  a: { steps: CpuState[]; cpu: Cpu },
+  b: { steps: CpuState[]; cpu: Cpu },
+  variant: string,
+): void {
+  assert.deepEqual(b.steps, a.steps, variant);
+  assert.equal(b.cpu.exitErrorCode, a.cpu.exitErrorCode, `${variant}: error code`);
+  const mem = (c: Cpu) => Buffer.from(c.mem8.buffer, c.mem8.byteOffset, 0x400000);
+  assert.ok(mem(a.cpu).equals(mem(b.cpu)), `${variant}: memory`);
 }
