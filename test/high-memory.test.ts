@@ -261,3 +261,41 @@ describe("machine memory above 2 GiB", () => {
     assert.doesNotMatch(out.join(""), /FAIL/);
   });
 });
+
+describe("machine memory: frames freed to be scrubbed", () => {
+  it("are zeroed when handed out again (one at a time, in a run, withheld), and others keep their bytes", () => {
+    const m = new MachineMemory(8);
+    const fill = (f: number, v: number): void => void m.bytes.fill(v, f * 4096, (f + 1) * 4096);
+    const zero = (f: number): boolean => m.bytes.subarray(f * 4096, (f + 1) * 4096).every((b) => b === 0);
+    const a = m.allocFrame();
+    const b = m.allocFrame();
+    fill(a, 0x11);
+    fill(b, 0x22);
+    // Only the last word written: the scrub must not stop at a zero prefix.
+    m.bytes[b * 4096 + 4095] = 0x33;
+    m.freeFrame(a, true);
+    m.freeFrame(b);
+    assert.equal(zero(a), false, "a frame to be scrubbed keeps its bytes while it is free");
+    assert.equal(m.allocFrame(), b, "frames come back last freed first");
+    assert.equal(m.bytes[b * 4096 + 4095], 0x33, "a frame freed without scrub keeps its bytes");
+    assert.equal(m.allocFrame(), a);
+    assert.ok(zero(a), "zeroed when handed out");
+    // A run of frames (allocContiguous) and withheld frames.
+    const run = [m.allocFrame(), m.allocFrame(), m.allocFrame()];
+    for (const f of run) {
+      fill(f, 0x44);
+      m.bytes[f * 4096 + 4095] = 0x55;
+      m.freeFrame(f, true);
+    }
+    const low = Math.min(...run);
+    const first = m.allocContiguous(2);
+    assert.ok(first >= 0);
+    for (const f of [first, first + 1]) if (run.includes(f)) assert.ok(zero(f), `frame ${f} of the run`);
+    const rest = run.filter((f) => f !== first && f !== first + 1);
+    const held = m.withhold(low, low + 3);
+    for (const f of rest) {
+      assert.ok([...held].includes(f));
+      assert.ok(zero(f), `withheld frame ${f}`);
+    }
+  });
+});

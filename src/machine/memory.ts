@@ -47,9 +47,14 @@ export function machineMemoryOption(text: string, hostMiB: number, min = 4): num
   return n;
 }
 
+/** isFree: a free frame, and one freed to be zeroed before it is handed out again. */
+const FREE = 1;
+const FREE_SCRUB = 2;
+
 export class MachineMemory {
   readonly bytes: Uint8Array;
   readonly view: DataView;
+  private readonly words: Int32Array;
   /** Frames the machine's address space covers (its size in MiB × 256). */
   readonly nrFrames: number;
   /** Frames below this are RAM (all but those in the device window, DEVICE_WINDOW_FRAME). */
@@ -75,12 +80,13 @@ export class MachineMemory {
       throw new RangeError(`machine memory of ${mebibytes} MiB: the host would not reserve that much`);
     }
     this.view = new DataView(this.bytes.buffer, 0, this.bytes.byteLength);
+    this.words = new Int32Array(this.bytes.buffer, 0, this.bytes.byteLength >>> 2);
     this.free = new Int32Array(this.nrFrames);
     this.isFree = new Uint8Array(this.nrFrames);
     this.ramEnd = Math.min(this.nrFrames, DEVICE_WINDOW_FRAME);
     for (let f = this.ramEnd - 1; f >= reservedFrames; f--) {
       this.free[this.freeCount++] = f;
-      this.isFree[f] = 1;
+      this.isFree[f] = FREE;
     }
   }
 
@@ -92,7 +98,7 @@ export class MachineMemory {
   allocFrame(): number {
     if (this.freeCount === 0) return -1;
     const f = this.free[--this.freeCount];
-    this.isFree[f] = 0;
+    this.take(f);
     return f;
   }
 
@@ -113,20 +119,33 @@ export class MachineMemory {
           if (g < first || g > f) this.free[w++] = g;
         }
         this.freeCount = w;
-        for (let g = first; g <= f; g++) this.isFree[g] = 0;
+        for (let g = first; g <= f; g++) this.take(g);
         return first;
       }
     }
     return -1;
   }
 
-  /** Returns a frame to the heap. Freeing a free or out-of-range frame is a bug in the caller. */
-  freeFrame(frame: number): void {
+  /**
+   * Returns a frame to the heap; with `scrub`, it is zeroed before anyone gets it again. Freeing
+   * a free or out-of-range frame is a bug in the caller.
+   */
+  freeFrame(frame: number, scrub = false): void {
     if (frame < 0 || frame >= this.ramEnd || this.isFree[frame]) {
       throw new Error(`freeFrame(${frame}): not an allocated frame`);
     }
-    this.isFree[frame] = 1;
+    this.isFree[frame] = scrub ? FREE_SCRUB : FREE;
     this.free[this.freeCount++] = frame;
+  }
+
+  /**
+   * A frame leaves the heap: one freed to be scrubbed is zeroed now, when it is handed out, not
+   * when it was freed. A frame a guest never wrote is never touched, so it costs the host no
+   * memory (zeroing a dying domain's 16 MiB at once committed all of it and took seconds).
+   */
+  private take(frame: number): void {
+    if (this.isFree[frame] === FREE_SCRUB) this.zeroFrame(frame);
+    this.isFree[frame] = 0;
   }
 
   /**
@@ -141,7 +160,7 @@ export class MachineMemory {
       const f = this.free[i];
       if (f >= first && f < end) {
         taken.push(f);
-        this.isFree[f] = 0;
+        this.take(f);
       } else this.free[w++] = f;
     }
     this.freeCount = w;
@@ -157,7 +176,16 @@ export class MachineMemory {
     this.view.setUint32(addr >>> 0, value >>> 0, true);
   }
 
+  /**
+   * Zeroes a frame, from its first non-zero word: reading a frame the guests never wrote maps
+   * the host's shared zero page, where a fill would commit memory nobody used (a dying 16 MiB
+   * domain's untouched frames are most of it).
+   */
   zeroFrame(frame: number): void {
-    this.bytes.fill(0, frame * FRAME_SIZE, (frame + 1) * FRAME_SIZE);
+    const w = this.words;
+    const end = (frame + 1) * (FRAME_SIZE >> 2);
+    let i = frame * (FRAME_SIZE >> 2);
+    while (i < end && w[i] === 0) i++;
+    if (i < end) w.fill(0, i, end);
   }
 }

@@ -210,10 +210,11 @@ export class Hypervisor implements MmHost {
     const d = this.domains.get(owner);
     d?.pages.delete(mfn);
     this.cpu.flushTlb();
-    // A dying domain's page is scrubbed before anyone can get it (semantics.md §1.2); a live
-    // owner's goes back as it is, as in Xen.
-    if (d === undefined || d.state === DomainState.Dying) this.scrubFrame(mfn);
-    this.mem.freeFrame(mfn);
+    // A dying domain's page is scrubbed before anyone can get it (semantics.md §1.2), when it is
+    // handed out again; its decoded code goes now. A live owner's goes back as it is, as in Xen.
+    const dying = d === undefined || d.state === DomainState.Dying;
+    if (dying) this.cpu.invalidateCode(mfn * 4096, 4096);
+    this.mem.freeFrame(mfn, dying);
     // A dying domain is freed with its last page (semantics.md §8.1).
     if (d !== undefined && d.state === DomainState.Dying && d.pages.size === 0) releaseDomain(this, d);
   }
