@@ -7,7 +7,9 @@
  * loop itself, a mov to DS in the middle of a block loading a segment with a limit and an
  * access through DS after it. Each must fault (#GP, #SS) or read where the interpreter does,
  * with JS blocks and wasm blocks with the chain off and on, in slices of 13, 1000 and whole;
- * the state after every slice and the memory after are compared.
+ * the state after every slice and the memory after are compared. Zero-based segments (base 0,
+ * a limit: XenLinux's) keep only the upper bound's check: loops walk across it, and one sees
+ * its base moved.
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
@@ -102,6 +104,31 @@ const CASES: Record<string, Case> = {
     init: () => {},
     twist: (cpu) => cpu.loadSegmentCache(CS, 0x08, 0, CODE + 0x80, 0x409b),
     vector: 13,
+  },
+  "a zero-based DS (base 0, a limit) walked across its limit by a read": {
+    program: walk([0x8b, 0x06]),
+    init: (cpu) => {
+      atEsi(cpu);
+      cpu.loadSegmentCache(DS, LIMITED, 0, LIMIT, 0x4093);
+    },
+    vector: 13,
+  },
+  "a zero-based DS walked across its limit by a write": {
+    program: walk([0x89, 0x06]),
+    init: (cpu) => {
+      atEsi(cpu);
+      cpu.loadSegmentCache(DS, LIMITED, 0, LIMIT, 0x4093);
+    },
+    vector: 13,
+  },
+  "a zero-based DS's base moved under a warm read and write": {
+    program: walk([0x8b, 0x06, 0x89, 0x46, 0x40]),
+    init: (cpu) => {
+      atEsi(cpu);
+      cpu.loadSegmentCache(DS, LIMITED, 0, LIMIT + 0x1000, 0x4093);
+    },
+    twist: (cpu) => cpu.loadSegmentCache(DS, LIMITED, BASE, LIMIT + 0x1000, 0x4093),
+    vector: -1,
   },
   "a mov to DS mid-block loading a limit, then an access through DS": {
     // loop: mov eax,[esi]; mov ds,dx; mov eax,[esi]; add ebx,eax; mov ds,di; inc esi.

@@ -20,10 +20,13 @@ export const ST_REGS = 0; // Int32 x 8
 export const ST_IO = 32;
 /**
  * The segments that are flat, kept by Cpu.syncSegChk: bit seg when the segment's base is 0
- * and every offset may be read, bit 8 + seg when every offset may be written too. A wasm
- * block compiled while a segment was flat leaves its accesses' segment check out (gen.ts
- * check): it does not start when one is flat no more (and sets IO_BAIL, for its wrapper or
- * chain to run its JS function instead), and leaves after a handler that made one so.
+ * and every offset may be read, bit 8 + seg when every offset may be written too; bits 16 +
+ * seg and 24 + seg when its base is 0 and offsets from 0 up to a bound (at least 3) may be
+ * read, written (zero-based: XenLinux's, which end below Xen). A wasm block compiled while a
+ * segment was flat leaves its accesses' segment check out (gen.ts check), or all of it but
+ * the upper bound when it was zero-based: it does not start when one is so no more (and sets
+ * IO_BAIL, for its wrapper or chain to run its JS function instead), and leaves after a
+ * handler that made one so.
  * Anything that changes a segment's cache keeps this word (only loadSegmentCache does).
  */
 export const IO_FLAT = 22;

@@ -266,7 +266,7 @@ class Gen {
     const c = this.c;
     c.b.push(Op.const);
     this.guards.push(c.b.length);
-    c.b.push(0x80, 0x80, 0x00);
+    c.b.push(0x80, 0x80, 0x80, 0x80, 0x00);
     this.ld(this.io(IO_FLAT)).c.i32(-1).op(Op.xor, Op.and);
   }
 
@@ -300,6 +300,15 @@ class Gen {
       // (unflat) see that the segment is still flat.
       this.used |= bit;
       c.get(O).tee(LIN);
+    } else if ((this.flat & (bit << 16)) !== 0) {
+      // Zero-based: the linear address is the offset; only the upper bound is checked.
+      this.used |= bit << 16;
+      c.get(O);
+      this.ld(this.S + ST_SEGCHK + r + 4)
+        .c.op(Op.gtU)
+        .br(Op.brIf, 0)
+        .get(O)
+        .tee(LIN);
     } else {
       // The offset against the segment's unbiased bounds, unsigned (Cpu.syncSegChk).
       c.get(O);
@@ -1702,12 +1711,9 @@ export function blockBody(
   if (round) g.close();
   if ((p.flags[n - 1] & F_CONTROL) === 0) g.eipAt(p.offs[n]);
   g.exit(n);
-  // The flat segments the block's accesses took, into its guards (3-byte LEB128 constants).
-  for (const at of g.guards) {
-    c.b[at] = 0x80 | (g.used & 0x7f);
-    c.b[at + 1] = 0x80 | ((g.used >> 7) & 0x7f);
-    c.b[at + 2] = (g.used >> 14) & 0x3f;
-  }
+  // The flat segments the block's accesses took, into its guards (5-byte signed LEB128).
+  for (const at of g.guards)
+    for (let i = 0, v = g.used | 0; i < 5; i++, v >>= 7) c.b[at + i] = (v & 0x7f) | (i < 4 ? 0x80 : 0);
   return { body: c.b, inline: g.inline };
 }
 
