@@ -20,6 +20,7 @@ import { type CpuState, runSlices } from "./helpers/cpu-state.js";
 
 const CODE = 0x1000;
 const DATA = 0x4000;
+const COPY = 0x6000;
 
 /**
  * mov ecx,n; mov esi,DATA; (10) add eax,ecx; mov [esi],eax; add esi,4; cmp ecx,n/2; ja +1;
@@ -58,12 +59,29 @@ interface Run {
  * The loop of n passes (DS limit: the store faults at pass `faultAt`) interpreted (on null)
  * or in wasm blocks with blocks interpreted until queueAt/pendingRuns (on: interpretPending).
  */
-function run(n: number, on: boolean | null, queueAt?: number, pendingRuns?: number, faultAt = 0): Run {
+function run(
+  n: number,
+  on: boolean | null,
+  queueAt?: number,
+  pendingRuns?: number,
+  faultAt = 0,
+  copy = 0,
+): Run {
   const cpu = new Cpu(on === null ? new Uint8Array(1 << 20) : allocRam(1 << 20));
   cpu.backend = on === null ? "js" : "wasm";
   cpu.resetFlat32();
   if (faultAt > 0) cpu.loadSegmentCache(DS, 0x10, 0, DATA + 4 * faultAt - 2, 0x4093);
   cpu.mem8.set(loop(n), CODE);
+  if (copy !== 0) {
+    // The loop again at page offset 0 of copy, and a hlt as far again: each copy's hlt is a
+    // jmp rel32 to the next, the same bytes in both (so their blocks are the same code).
+    const last = loop(n).length - 1;
+    const jmp = [0xe9, ...d(copy - CODE - (last + 5))];
+    cpu.mem8.set(jmp, CODE + last);
+    cpu.mem8.set(loop(n), copy);
+    cpu.mem8.set(jmp, copy + last);
+    cpu.mem8[2 * copy - CODE] = 0xf4;
+  }
   cpu.eip = CODE;
   cpu.regs[ESP] = 0x8000;
   cpu.blockThreshold = on === null ? 0 : 2;
@@ -100,6 +118,16 @@ describe("blocks interpreted until their wasm module is in", () => {
     const c = run(12, true, 0);
     same(a, c, "queued when made");
     assert.ok(c.given > 0, "queued when made: nothing given to the back end");
+  });
+
+  it("runs are counted over every copy of the same code", () => {
+    // Each copy's loop runs 24 passes: neither alone reaches queueAt (32), the two together do.
+    const a = run(24, null, undefined, undefined, 0, COPY);
+    const b = run(24, true, 32, undefined, 0, COPY);
+    same(a, b, "two copies");
+    assert.ok(b.given > 0, "the second copy was not queued");
+    const c = run(24, true, 32);
+    assert.equal(c.given, 0, "one copy of 24 passes was queued");
   });
 
   it("a hot block is queued, compiled at its pendingRuns'th run after, then runs in wasm", () => {

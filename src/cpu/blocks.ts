@@ -420,7 +420,7 @@ export function compileBlock(cpu: Cpu, blockOff: number, off: number): boolean {
   const wasm = cpu.backend === "wasm" ? wasmBackend(cpu) : null;
   const plan = { slots, offs, ends, flags, fns, loops: slots.map((s, k) => loops(dc, s, ends[k])) };
   if (wasm?.syncCompile && interpretPending) {
-    const block = interpreted(plan, wasm, blockOff);
+    const block = interpreted(plan, wasm, blockOff, heatOf(dc, (base + off) & 0xfff, slots, offs));
     dc.setBlock(slots[0], block, flags.length, blockOff);
     // A batch of 1 (tests): each block is wasm from its first run, as the back end says.
     if (queueAt === 0 || wasm.batch === 1) wasm.add(plan, block);
@@ -439,11 +439,15 @@ export function compileBlock(cpu: Cpu, blockOff: number, off: number): boolean {
  */
 export let interpretPending = true;
 /**
- * Runs of an interpreted block before it is queued for the back end (0: queued when made).
- * Many blocks run a few times past the compile threshold and never again: on the XenLinux
- * bench waiting for 32 runs made 38 % fewer wasm blocks, whose code was made for nothing.
+ * Runs of an interpreted block's code before it is queued for the back end (0: queued when
+ * made), counted over every block with the same code (heatOf): a wasm block costs ~1 ms of
+ * CPU to make (its body, its share of a module's compile), which a block that runs a few
+ * hundred times and goes cold never pays back. On the XenLinux bench, at 32 runs: 4,591
+ * blocks in 255 modules; at 2,048: 775 in 189, and the run ~25 % less CPU. Counted per code,
+ * not per block, so 100 idle domains running the same code (each tick once a domain) queue
+ * it within a fraction of a second, as at 32 per block (bench:scale).
  */
-const QUEUE_AT = 32;
+const QUEUE_AT = 2048;
 /** Runs of a queued interpreted block after which its batch is compiled, full or not. */
 const PENDING_RUNS = 128;
 let queueAt = QUEUE_AT;
@@ -456,6 +460,47 @@ export function setInterpretPending(on: boolean, runs = PENDING_RUNS, queue = QU
   queueAt = queue;
 }
 
+/** Interpreted runs of one piece of code, over all its blocks (heatOf). */
+interface Heat {
+  n: number;
+}
+/** Per decode cache (one per CPU, as the back end's compiled functions): Heat by code hash. */
+const heats = new WeakMap<DecodeCache, Map<number, Heat>>();
+/** Distinct codes counted before the count starts afresh (it only decides when to queue). */
+const HEATS_MAX = 1 << 16;
+
+/**
+ * The run count shared by every block of this code: its instructions' decoded fields, their
+ * offsets in the block and the block's page offset (another domain's copy of a kernel, another
+ * frame with the same code). A hash: two codes that collide only share a count, which decides
+ * when a block is queued, never what it does.
+ */
+function heatOf(dc: DecodeCache, pageOff: number, slots: number[], offs: number[]): Heat {
+  let h = pageOff ^ 0x9e3779b9;
+  const mix = (v: number) => {
+    h = Math.imul(h ^ v, 0x01000193);
+    h ^= h >>> 15;
+  };
+  for (let k = 0; k < slots.length; k++) {
+    const s = slots[k];
+    mix(offs[k]);
+    mix(dc.op[s] | (dc.len[s] << 16) | (dc.modrm[s] << 24));
+    mix(dc.pfx[s] | (dc.seg[s] << 8) | (dc.eam[s] << 16));
+    mix(dc.disp[s]);
+    mix(dc.imm[s]);
+    mix(dc.imm2[s]);
+    mix((dc.base[s] & 0xff) | ((dc.index[s] & 0xff) << 8) | (dc.scale[s] << 16));
+  }
+  let m = heats.get(dc);
+  if (m === undefined) heats.set(dc, (m = new Map()));
+  let e = m.get(h);
+  if (e === undefined) {
+    if (m.size >= HEATS_MAX) m.clear();
+    m.set(h, (e = { n: 0 }));
+  }
+  return e;
+}
+
 /**
  * A block for the wasm back end (plan, in the frame at slotOf block blockOff) until its
  * module is in: its instructions run through their handlers exactly as the run loop runs them
@@ -466,18 +511,22 @@ export function setInterpretPending(on: boolean, runs = PENDING_RUNS, queue = QU
  * replaces it cost more than interpreting it (the XenLinux bench: 7,333 blocks, 2.1 s of V8
  * compiles, 8 % of the run).
  */
-function interpreted(plan: BlockPlan, wasm: WasmBackend, blockOff: number): BlockFn {
+function interpreted(plan: BlockPlan, wasm: WasmBackend, blockOff: number, heat: Heat): BlockFn {
   const fns = plan.fns as Handler[];
   const n = fns.length;
   const S = Int32Array.from(plan.slots);
   const O = Int32Array.from(plan.offs);
   const E = Int32Array.from(plan.ends);
   let runs = 0;
+  // The run it was queued at (-1: not yet, or queued when made with a batch of 1: the wasm
+  // block replaced it, and a run here is one it bailed to or one after a re-add; 0: when made).
+  let at = queueAt === 0 ? 0 : -1;
   const self: BlockFn = (c) => {
     ++runs;
-    if (runs === queueAt || runs === queueAt + pendingRuns) {
+    if (at < 0 ? ++heat.n >= queueAt : runs === at + pendingRuns) {
       const dc = c.dc;
-      if (runs === queueAt) {
+      if (at < 0) {
+        at = runs;
         // Hot enough: queued. A region built over the page meanwhile is built again, so that
         // the back end chains the block there once it is compiled (WasmBackend.link).
         if (dc.blockFn[S[0]] === self) {
