@@ -1,7 +1,7 @@
 /**
  * The exit stubs' forms inline in wasm blocks (src/cpu/wasm/gen.ts stubForm): pusha, popa,
  * push of a segment register, cld/std, call r/m32, mov moffs from AL/EAX, mov r/m8 with an
- * immediate, not r/m32, xchg r/m32 with a register, bsf. Each case is a hot loop of one of
+ * immediate, not r/m32, xchg r/m32 with a register, bsf, btr after a logic or shift record. Each case is a hot loop of one of
  * them, on a 32-bit flat stack or a 16-bit stack at a base whose odd pages start not present,
  * its memory operand walking pages of which every third starts not present: the host maps the
  * page at CR2 at each #PF and resumes, as a hypervisor bouncing the fault would. The state
@@ -175,6 +175,48 @@ const KINDS: Record<string, Kind> = {
     stack16: false,
     esp: 0xfff0,
     handlers: 0,
+  },
+  // btr [esi], edx after and (a logic record), the dword at ESI + 4 * (EDX >> 5) crossing
+  // pages; adc ebx, 0 reads its CF.
+  "btr [esi], edx after a logic op": {
+    body: [0x89, 0xc2, 0x83, 0xe2, 0x7f, 0x0f, 0xb3, 0x16, 0x83, 0xd3, 0x00],
+    stride: 0xffd,
+    n: 250,
+    stack16: false,
+    esp: 0xfff0,
+    handlers: 0,
+  },
+  // shl edx, 1 of a data word leaves OF and AF in the flags word (L_RES), OF 1 when its top
+  // two bits differ; and then makes the record a logic one (OF and AF 0), which btr keeps:
+  // seto dl reads OF after it.
+  "btr after a logic op on a flags word with OF": {
+    body: [0x8b, 0x16, 0xd1, 0xe2, 0x83, 0xe2, 0x7f, 0x0f, 0xb3, 0x16, 0x0f, 0x90, 0xc2, 0x01, 0xd3],
+    stride: 0x3ff,
+    n: 1000,
+    stack16: false,
+    esp: 0xfff0,
+    handlers: 0,
+  },
+  // btr [esi+4], edx after sar (an L_RES record): EDX -32..31, the dword at ESI or ESI + 4.
+  "btr [esi+4], edx after a shift, negative offsets": {
+    body: [0x89, 0xc2, 0xc1, 0xe2, 0x1a, 0xc1, 0xfa, 0x1a, 0x0f, 0xb3, 0x56, 0x04, 0x83, 0xd3, 0x00],
+    stride: 0x3ff,
+    n: 1000,
+    stack16: false,
+    esp: 0xfff0,
+    handlers: 0,
+  },
+  // btr ebx, edx after and; and after add (an arithmetic record: the handler's).
+  "btr ebx, edx; btr after add": {
+    body: [
+      ...[0x89, 0xc2, 0x83, 0xe2, 0x3f, 0x0f, 0xb3, 0xd3, 0x83, 0xd3, 0x00],
+      ...[0x83, 0xc2, 0x03, 0x0f, 0xb3, 0x16, 0x83, 0xd3, 0x00],
+    ],
+    stride: 0x401,
+    n: 1000,
+    stack16: false,
+    esp: 0xfff0,
+    handlers: 1,
   },
 };
 

@@ -21,7 +21,11 @@ import {
   type CpuState,
   cpuState,
   defaultBackend,
-  IO_FLAT,
+  IO_CPL,
+  IO_GDTB,
+  IO_GDTL,
+  SEG_ATTR,
+  SEG_LIMIT,
   SEG_RDU,
   SEG_WRU,
 } from "./wasm/arena.js";
@@ -70,6 +74,9 @@ function isContributory(v: number): boolean {
 
 /** Thrown (always this one object) to unwind a faulting instruction to the run loop. */
 export const CPU_FAULT = { fault: true } as const;
+
+/** The EFLAGS bits setFlags keeps (the others read as 0, bit 1 as 1). */
+export const FLAGS_KEPT = 0x3f7fd5;
 
 // TLB entry bits (low 12 bits of an entry; the high 20 hold the physical frame address, so an
 // entry for a frame above 2 GiB is negative: addresses made from one are indexed with >>>).
@@ -156,8 +163,19 @@ export class Cpu {
    */
   private readonly segChk: Int32Array;
 
-  gdtrBase = 0;
-  gdtrLimit = 0xffff;
+  /** GDTR, kept in the state's io words for the wasm blocks' descriptor reads (arena.ts IO_GDTB). */
+  get gdtrBase(): number {
+    return this.state.io[IO_GDTB];
+  }
+  set gdtrBase(v: number) {
+    this.state.io[IO_GDTB] = v;
+  }
+  get gdtrLimit(): number {
+    return this.state.io[IO_GDTL];
+  }
+  set gdtrLimit(v: number) {
+    this.state.io[IO_GDTL] = v;
+  }
   idtrBase = 0;
   idtrLimit = 0xffff;
 
@@ -339,6 +357,7 @@ export class Cpu {
     this.regs8 = new Uint8Array(st.regs.buffer, st.regs.byteOffset, 32);
     this.regs16 = new Uint16Array(st.regs.buffer, st.regs.byteOffset, 16);
     this.segChk = st.segChk;
+    this.gdtrLimit = 0xffff;
     this.tlb = st.tlb;
     this.codePage = st.codePage;
     this.dc = new DecodeCache(memory.byteLength >>> 12);
@@ -412,8 +431,11 @@ export class Cpu {
     const c = this.segChk;
     const k = seg << 5;
     c[k] = this.segBase[seg];
-    // The selector, for a wasm block's push of a segment register (wasm/gen.ts stubForm).
+    // The selector, for a wasm block's push of a segment register (wasm/gen.ts stubForm),
+    // and the limit and attributes, for its segment loads (gen.ts segFast).
     c[k + 1] = this.segSel[seg];
+    c[k + SEG_LIMIT] = this.segLimit[seg];
+    c[k + SEG_ATTR] = this.segAttr[seg];
     const lo = this.segLo[seg];
     for (let n = 1; n <= 4; n <<= 1) {
       // Offsets o with lo <= o and o + n - 1 <= hi (exact: lo, hi are doubles up to 2^32).
@@ -433,20 +455,6 @@ export class Cpu {
       c[w] = wrEmpty ? 1 : lo | 0;
       c[w + 1] = wrEmpty ? 0 : wrHi | 0;
     }
-    // Flat (base 0, every offset readable; writable too) and zero-based (base 0, offsets from 0
-    // up to a bound of at least 3, read; written): wasm blocks' checks (arena.ts IO_FLAT).
-    const zero = this.segBase[seg] === 0 && lo === 0;
-    const rd = zero && this.segHi[seg] === 0xffffffff;
-    const wr = rd && this.segWHi[seg] === 0xffffffff;
-    const zr = zero && this.segHi[seg] >= 3;
-    const zw = zero && this.segWHi[seg] >= 3;
-    const io = this.state.io;
-    io[IO_FLAT] =
-      (io[IO_FLAT] & ~(0x1010101 << seg)) |
-      ((rd ? 1 : 0) << seg) |
-      ((wr ? 0x100 : 0) << seg) |
-      ((zr ? 0x10000 : 0) << seg) |
-      ((zw ? 0x1000000 : 0) << seg);
   }
 
   /** Marks a segment register unusable (a null selector loaded into DS/ES/FS/GS). */
@@ -456,6 +464,7 @@ export class Cpu {
 
   setCpl(cpl: number): void {
     this.cpl = cpl;
+    this.state.io[IO_CPL] = cpl;
     this.rdMask = cpl === 3 ? TLB_USER_READ : TLB_SUP_READ;
     this.wrMask = cpl === 3 ? TLB_USER_WRITE : TLB_SUP_WRITE;
     this.dropFetch();
@@ -1283,7 +1292,7 @@ export class Cpu {
 
   /** Sets EFLAGS wholesale (no privilege rules: those are the instruction's business). */
   setFlags(v: number): void {
-    this.flags = (v & 0x3f7fd5) | EFLAGS_FIXED;
+    this.flags = (v & FLAGS_KEPT) | EFLAGS_FIXED;
     this.lzOp = L_NONE;
     if (v & TF) this.armDebug();
   }

@@ -52,14 +52,14 @@ import {
   ZF,
 } from "./regs.js";
 
-// Descriptor high-dword bits.
-const D_ACCESSED = 0x100;
-const D_RW = 0x200; // readable code / writable data
-const D_CONFORMING = 0x400; // conforming code / expand-down data
-const D_CODE = 0x800;
-const D_S = 0x1000; // code or data (not system)
-const D_P = 0x8000;
-const D_G = 0x800000;
+// Descriptor high-dword bits (also for the wasm blocks' segment loads, wasm/gen.ts segFast).
+export const D_ACCESSED = 0x100;
+export const D_RW = 0x200; // readable code / writable data
+export const D_CONFORMING = 0x400; // conforming code / expand-down data
+export const D_CODE = 0x800;
+export const D_S = 0x1000; // code or data (not system)
+export const D_P = 0x8000;
+export const D_G = 0x800000;
 
 // ---------------------------------------------------------------- descriptor reads
 
@@ -562,10 +562,13 @@ export function farReturn(cpu: Cpu, imm: number, o16: boolean): void {
   nullInaccessibleSegs(cpu, rpl);
 }
 
+/** The flags an iret always takes from its frame (IF, IOPL, VIF, VIP by privilege: iretFlags). */
+export const IRET_FLAGS = CF | PF | AF | ZF | SF | TF | DF | OF | NT | RF | AC | ID;
+
 /** EFLAGS after an iret/host return executed at privilege cpl (size 2: only the low word). */
 function iretFlags(cpu: Cpu, v: number, cpl: number, size: number): number {
   const old = cpu.getFlags();
-  let mask = CF | PF | AF | ZF | SF | TF | DF | OF | NT | RF | AC | ID;
+  let mask = IRET_FLAGS;
   if (cpl <= (old & IOPL) >>> 12) mask |= IF;
   if (cpl === 0) mask |= IOPL | VIF | VIP;
   if (size === 2) mask &= 0xffff;

@@ -18,21 +18,6 @@ const MAX_PAGES = 65536;
 export const ST_REGS = 0; // Int32 x 8
 /** The lazy-flag record and EIP exchanged with a block: Int32 words at ST_IO + 4 * IO_*. */
 export const ST_IO = 32;
-/**
- * The segments that are flat, kept by Cpu.syncSegChk: bit seg when the segment's base is 0
- * and every offset may be read, bit 8 + seg when every offset may be written too; bits 16 +
- * seg and 24 + seg when its base is 0 and offsets from 0 up to a bound (at least 3) may be
- * read, written (zero-based: XenLinux's, which end below Xen). A wasm block compiled while a
- * segment was flat leaves its accesses' segment check out (gen.ts check), or all of it but
- * the upper bound when it was zero-based: it does not start when one is so no more (and sets
- * IO_BAIL, for its wrapper or chain to run its JS function instead), and leaves after a
- * handler that made one so.
- * Anything that changes a segment's cache keeps this word (only loadSegmentCache does).
- */
-export const IO_FLAT = 22;
-export const IO_BAIL = 23;
-/** The io words' view: IO_WORDS words, then IO_FLAT and IO_BAIL (which must come after them). */
-const IO_VIEW = 24;
 export const IO_EIP = 0;
 export const IO_FLAGS = 1;
 export const IO_LZOP = 2;
@@ -66,11 +51,21 @@ export const IO_STOP = 16;
 export const IO_FAULT = 17;
 /** Page crossings a chain took inside wasm (Cpu.regionHops counts them). */
 export const IO_HOPS = 18;
-export const IO_WORDS = 19;
+/**
+ * The CPL and GDTR (Cpu.setCpl, Cpu.gdtrBase and gdtrLimit keep them), for a wasm block's
+ * segment load and iret, which check the descriptor as segments.ts does (gen.ts segFast).
+ */
+export const IO_CPL = 19;
+export const IO_GDTB = 20;
+export const IO_GDTL = 21;
+export const IO_WORDS = 22;
 export const ST_SEGCHK = 128; // Int32 x 256 (Cpu.segChk)
 /** In each segment's 32 words of segChk: the unbiased read and write bounds (words free before). */
 export const SEG_RDU = 26;
 export const SEG_WRU = 10;
+/** ...and the segment's limit and attributes (Cpu.segLimit, segAttr) in two more free words. */
+export const SEG_LIMIT = 6;
+export const SEG_ATTR = 7;
 export const ST_CODEPAGE = 4096; // Uint8 x frames (Cpu.codePage)
 export const TLB_BYTES = 4 << 20; // Int32 x 2^20 (Cpu.tlb)
 /**
@@ -99,9 +94,6 @@ function layout(ram: number): { tlb: number; chain: number; pages: number; size:
   const pages = chain + CHAIN_IDS_BYTES + codeBlocks(ram >>> 12) * CHAIN_MAP_BYTES;
   return { tlb, chain, pages, size: pages + (ram >>> 12) * 2 };
 }
-
-// The io words end before IO_FLAT, and the view before segChk.
-if (IO_WORDS > IO_FLAT || ST_IO + 4 * IO_VIEW > ST_SEGCHK) throw new Error("arena.ts: the io words overlap");
 
 export interface Arena {
   readonly memory: WebAssembly.Memory;
@@ -155,7 +147,7 @@ export function cpuState(ram: Uint8Array): CpuState {
     return {
       arena: null,
       regs: new Int32Array(8),
-      io: new Int32Array(IO_VIEW),
+      io: new Int32Array(IO_WORDS),
       segChk: new Int32Array(256),
       codePage: new Uint8Array(frames),
       tlb: new Int32Array(1 << 20),
@@ -167,7 +159,7 @@ export function cpuState(ram: Uint8Array): CpuState {
   return {
     arena: a,
     regs: new Int32Array(b, s + ST_REGS, 8),
-    io: new Int32Array(b, s + ST_IO, IO_VIEW),
+    io: new Int32Array(b, s + ST_IO, IO_WORDS),
     segChk: new Int32Array(b, s + ST_SEGCHK, 256),
     codePage: new Uint8Array(b, s + ST_CODEPAGE, frames),
     tlb: new Int32Array(b, s + layout(a.ramBytes).tlb, 1 << 20),

@@ -14,19 +14,49 @@
  * same as the JS block's. The imports record the instruction index first, so a fault unwinds
  * to the wrapper with the state the JS block would have.
  */
+
+import { FLAGS_KEPT, TLB_SUP_READ } from "../cpu.js";
 import { type DecodeCache, EA_BASE, EA_DISP, EA_SIB, P_A16 } from "../decode.js";
 import { L_ADC, L_ADD, L_DEC, L_INC, L_LOGIC, L_NONE, L_RES, L_SBB, L_SUB } from "../flags.js";
 import { ADC, ADD, AND, CMP, OR, SBB, SUB, XOR } from "../ops/alu.js";
 import { ROL, ROR, SAL, SAR, SHL, SHR } from "../ops/alu-shift.js";
-import { AF, CF, CS, DE, DF, ESP, GP, OF, PF, reg8Index as r8, SF, SS, ZF } from "../regs.js";
 import {
-  IO_BAIL,
+  AF,
+  CF,
+  CS,
+  DE,
+  DF,
+  DS,
+  EFLAGS_FIXED,
+  ES,
+  ESP,
+  FS,
+  GP,
+  GS,
+  IF,
+  IOPL,
+  NT,
+  OF,
+  PF,
+  reg8Index as r8,
+  SF,
+  SS,
+  TF,
+  VIF,
+  VIP,
+  VM,
+  ZF,
+} from "../regs.js";
+import { D_ACCESSED, D_CODE, D_CONFORMING, D_G, D_P, D_RW, D_S, IRET_FLAGS } from "../segments.js";
+import {
   IO_BLK,
+  IO_CPL,
   IO_DONE,
   IO_EIP,
   IO_FAULT,
   IO_FLAGS,
-  IO_FLAT,
+  IO_GDTB,
+  IO_GDTL,
   IO_HIT,
   IO_HOPS,
   IO_LZA,
@@ -41,6 +71,8 @@ import {
   IO_SS32,
   IO_STOP,
   IO_WRMASK,
+  SEG_ATTR,
+  SEG_LIMIT,
   SEG_RDU,
   SEG_WRU,
   ST_CODEPAGE,
@@ -157,20 +189,18 @@ class Gen {
   depth = 0;
   loopLevel = -1;
   k = 0;
+  /** Instruction k's handler and whether it is a control transfer (for a form's slow path). */
+  siteFn: Site["fn"] = () => {};
+  siteControl = false;
   inline = 0;
   /** The open forward-branch labels (skip), innermost last. */
   readonly skips: Skip[] = [];
-  /** The IO_FLAT bits this block's accesses took as flat (check), and where unflat wrote them. */
-  used = 0;
-  readonly guards: number[] = [];
 
   constructor(
     readonly dc: DecodeCache,
     readonly S: number,
     readonly T: number,
     readonly sites: Site[],
-    /** IO_FLAT as the block is compiled: the segments whose checks it may leave out. */
-    readonly flat = 0,
   ) {}
 
   // --- state words
@@ -246,28 +276,11 @@ class Gen {
   }
   /** #GP(0) when the EIP local is beyond the CS limit (as jrel32 checks). */
   csCheck(): void {
-    if ((this.flat & (1 << CS)) !== 0) {
-      // CS flat: every EIP is within its limit (while the guards find it flat).
-      this.used |= 1 << CS;
-      return;
-    }
     this.c.get(EIP).i32(INT_MIN).op(Op.xor);
     this.ld(this.S + ST_SEGCHK + (CS * 32 + 3) * 4).c.op(Op.gtS);
     this.open(Op.if);
     this.fault(GP, 0);
     this.close();
-  }
-
-  /**
-   * Leaves a non-zero value when a segment this block took as flat (used, written in at the
-   * end: blockBody) is not flat now (Cpu.syncSegChk keeps IO_FLAT).
-   */
-  unflat(): void {
-    const c = this.c;
-    c.b.push(Op.const);
-    this.guards.push(c.b.length);
-    c.b.push(0x80, 0x80, 0x80, 0x80, 0x00);
-    this.ld(this.io(IO_FLAT)).c.i32(-1).op(Op.xor, Op.and);
   }
 
   // --- memory
@@ -292,35 +305,17 @@ class Gen {
   check(size: number, seg: number, write: boolean): void {
     const c = this.c;
     const chk = this.S + ST_SEGCHK + seg * 128;
+    // The offset against the segment's unbiased bounds, unsigned (Cpu.syncSegChk).
     const r = (seg * 32 + (write ? SEG_WRU : SEG_RDU) + (size >> 1) * 2) * 4;
-    const bit = (write ? 0x100 : 1) << seg;
-    if ((this.flat & bit) !== 0) {
-      // Flat: every offset passes and the linear address is the offset. Its wrap past 2^32
-      // is an access crossing a page end, which the slow path checks. The block's guards
-      // (unflat) see that the segment is still flat.
-      this.used |= bit;
-      c.get(O).tee(LIN);
-    } else if ((this.flat & (bit << 16)) !== 0) {
-      // Zero-based: the linear address is the offset; only the upper bound is checked.
-      this.used |= bit << 16;
-      c.get(O);
-      this.ld(this.S + ST_SEGCHK + r + 4)
-        .c.op(Op.gtU)
-        .br(Op.brIf, 0)
-        .get(O)
-        .tee(LIN);
-    } else {
-      // The offset against the segment's unbiased bounds, unsigned (Cpu.syncSegChk).
-      c.get(O);
-      this.ld(this.S + ST_SEGCHK + r)
-        .c.op(Op.ltU)
-        .br(Op.brIf, 0)
-        .get(O);
-      this.ld(this.S + ST_SEGCHK + r + 4)
-        .c.op(Op.gtU)
-        .br(Op.brIf, 0);
-      this.ld(chk).c.get(O).op(Op.add).tee(LIN);
-    }
+    c.get(O);
+    this.ld(this.S + ST_SEGCHK + r)
+      .c.op(Op.ltU)
+      .br(Op.brIf, 0)
+      .get(O);
+    this.ld(this.S + ST_SEGCHK + r + 4)
+      .c.op(Op.gtU)
+      .br(Op.brIf, 0);
+    this.ld(chk).c.get(O).op(Op.add).tee(LIN);
     c.i32(12).op(Op.shrU).i32(2).op(Op.shl).mem(Op.load, this.T).tee(E);
     this.ld(this.io(write ? IO_WRMASK : IO_RDMASK))
       .c.op(Op.and, Op.eqz)
@@ -933,6 +928,78 @@ class Gen {
         push(() => this.ld(this.S + ST_SEGCHK + (seg * 32 + 1) * 4));
         return true;
       }
+      case 0x07:
+      case 0x1f:
+      case 0x1a1:
+      case 0x1a9: {
+        // pop es/ds/fs/gs (32-bit stack), as popSeg32 when the load changes nothing.
+        const seg = opc === 0x07 ? ES : opc === 0x1f ? DS : opc === 0x1a1 ? FS : GS;
+        this.orHandler(s, next, () => {
+          c.get(SS32).op(Op.eqz).br(Op.brIf, 0);
+          this.read(4, SS, () => reg(ESP));
+          c.i32(0xffff).op(Op.and).set(A);
+          this.segFast(seg, false);
+          this.put(this.reg(ESP), () => c.get(O).i32(4).op(Op.add));
+        });
+        return true;
+      }
+      case 0x8e:
+        // mov es/ds/fs/gs, r16, as movSwEw when the load changes nothing (the memory form,
+        // and CS or SS, are the handler's).
+        if (!isReg || rg === CS || rg === SS || rg > GS) return false;
+        this.orHandler(s, next, () => {
+          reg(rm).c.i32(0xffff).op(Op.and).set(A);
+          this.segFast(rg, false);
+        });
+        return true;
+      case 0xcf:
+        this.orHandler(s, next, () => this.iretFast());
+        return true;
+      case 0x1b3: {
+        // btr Ed, Gd, as btxEdGd (the bit offset signed, reaching dwords beyond a memory
+        // operand) after a record whose CF, OF and AF are the flags word's (none, L_RES) or 0
+        // (logic): CF is the bit, and a logic record becomes L_RES with the same result, so
+        // ZF, SF, PF, OF and AF read as before (as setCF leaves them). After an arithmetic
+        // record, known here or found in the io words, the handler's.
+        const known = this.op === L_LOGIC || this.op === L_RES;
+        if (this.op !== 0 && !known) return false;
+        const ma = isReg ? null : this.ea(s);
+        if (!isReg && ma === null) return false;
+        const btr = (logic: () => void) => {
+          reg(rg).c.set(B);
+          if (isReg) reg(rm);
+          else
+            this.rmwRead(4, sg, () => {
+              (ma as () => void)();
+              c.get(B).i32(5).op(Op.shrS).i32(2).op(Op.shl, Op.add);
+            });
+          c.tee(A).i32(1).get(B).op(Op.shl).i32(-1).op(Op.xor, Op.and).set(X);
+          if (isReg) setReg(rm, X);
+          else this.rmwWrite(4);
+          this.put(this.io(IO_FLAGS), () => {
+            this.ld(this.io(IO_FLAGS))
+              .c.i32(~(CF | OF | AF))
+              .i32(~CF);
+            logic();
+            c.op(Op.select, Op.and).get(A).get(B).op(Op.shrU).i32(1).op(Op.and, Op.or);
+          });
+        };
+        if (known) {
+          btr(() => c.i32(this.op === L_LOGIC ? 1 : 0));
+          if (this.op === L_LOGIC) this.record(L_RES, this.size);
+          return true;
+        }
+        this.orHandler(s, next, () => {
+          this.ld(this.io(IO_LZOP)).c.tee(T).i32(L_NONE).op(Op.ne);
+          c.get(T).i32(L_RES).op(Op.ne, Op.and).get(T).i32(L_LOGIC).op(Op.ne, Op.and).br(Op.brIf, 0);
+          btr(() => c.get(T).i32(L_LOGIC).op(Op.eq));
+          c.get(T).i32(L_LOGIC).op(Op.eq);
+          this.open(Op.if);
+          this.put(this.io(IO_LZOP), () => c.i32(L_RES));
+          this.close();
+        });
+        return true;
+      }
       case 0xfc:
       case 0xfd:
         this.put(this.io(IO_FLAGS), () => {
@@ -1017,6 +1084,150 @@ class Gen {
       }
     }
     return false;
+  }
+
+  /**
+   * An instruction whose inline fast path `fast` branches to depth 0 when it does not apply
+   * (having changed nothing yet), where its handler runs as when it is not inline. The flag
+   * record is in the io words on both paths.
+   */
+  orHandler(s: number, next: number, fast: () => void): void {
+    this.forget();
+    this.open(Op.block);
+    this.open(Op.block);
+    fast();
+    this.c.br(Op.br, 1);
+    this.close();
+    this.handler(this.siteFn, s, next, this.siteControl);
+    this.close();
+  }
+  /**
+   * The load of selector A into seg (DS, ES, FS, GS; CS for iret's return at its own level:
+   * `code`) when it changes nothing, else a branch to depth 0 (the handler, which does the
+   * load with segments.ts's checks and faults). It changes nothing when A is the selector
+   * loaded, in the GDT and inside its limit, its descriptor (both words in one page, the TLB
+   * granting a supervisor read: a miss, or a walk's side effects, are the handler's) passes
+   * the load's checks (loadSegAs; checkReturnCode for CS), has its accessed bit set, and
+   * gives the cached base, limit and attributes (loadSegmentCache would return at once).
+   * The descriptor's high word is left in B.
+   */
+  segFast(seg: number, code: boolean): void {
+    const c = this.c;
+    const w = (i: number) => this.S + ST_SEGCHK + (seg * 32 + i) * 4;
+    const dpl = () => c.get(B).i32(13).op(Op.shrU).i32(3).op(Op.and);
+    const rpl = () => c.get(A).i32(3).op(Op.and);
+    const slowIf = () => c.br(Op.brIf, 0);
+    c.get(A);
+    this.ld(w(1)).c.op(Op.ne);
+    slowIf();
+    c.get(A).i32(0xfffc).op(Op.and, Op.eqz);
+    slowIf();
+    c.get(A).i32(4).op(Op.and);
+    slowIf();
+    c.get(A).i32(0xfff8).op(Op.and).i32(7).op(Op.add);
+    this.ld(this.io(IO_GDTL)).c.op(Op.gtU);
+    slowIf();
+    this.ld(this.io(IO_GDTB)).c.get(A).i32(0xfff8).op(Op.and, Op.add).tee(LIN);
+    c.i32(0xfff).op(Op.and).i32(0xff8).op(Op.gtU);
+    slowIf();
+    c.get(LIN).i32(12).op(Op.shrU).i32(2).op(Op.shl).mem(Op.load, this.T).tee(E);
+    c.i32(TLB_SUP_READ).op(Op.and, Op.eqz);
+    slowIf();
+    c.get(E).i32(~0xfff).op(Op.and).get(LIN).i32(0xfff).op(Op.and, Op.or).tee(P);
+    c.mem(Op.load, 4).tee(B).i32(D_ACCESSED).op(Op.and, Op.eqz);
+    slowIf();
+    if (code) {
+      // Code, at RPL = CPL: DPL = RPL, or DPL <= RPL when conforming.
+      rpl();
+      this.ld(this.io(IO_CPL)).c.op(Op.ne);
+      slowIf();
+      c.get(B)
+        .i32(D_S | D_CODE)
+        .op(Op.and)
+        .i32(D_S | D_CODE)
+        .op(Op.ne);
+      slowIf();
+      dpl();
+      rpl().op(Op.gtU);
+      dpl();
+      rpl().op(Op.ne).get(B).i32(D_CONFORMING).op(Op.and, Op.select);
+      slowIf();
+    } else {
+      // Data or readable code; unless conforming code, DPL >= RPL and CPL.
+      c.get(B).i32(D_S).op(Op.and, Op.eqz);
+      slowIf();
+      c.get(B)
+        .i32(D_CODE | D_RW)
+        .op(Op.and)
+        .i32(D_CODE)
+        .op(Op.eq);
+      slowIf();
+      c.get(B)
+        .i32(D_CODE | D_CONFORMING)
+        .op(Op.and)
+        .i32(D_CODE | D_CONFORMING)
+        .op(Op.ne);
+      rpl();
+      dpl().op(Op.gtU);
+      this.ld(this.io(IO_CPL));
+      dpl().op(Op.gtU, Op.or, Op.and);
+      slowIf();
+    }
+    c.get(B).i32(D_P).op(Op.and, Op.eqz);
+    slowIf();
+    // The cache it would load: base, limit (G scaled), attributes.
+    c.get(P).mem(Op.load, 0).tee(X).i32(16).op(Op.shrU);
+    c.get(B).i32(0xff).op(Op.and).i32(16).op(Op.shl, Op.or);
+    c.get(B).i32(0xff000000).op(Op.and, Op.or);
+    this.ld(w(0)).c.op(Op.ne);
+    slowIf();
+    c.get(X).i32(0xffff).op(Op.and).get(B).i32(0xf0000).op(Op.and, Op.or).tee(E);
+    c.i32(12).op(Op.shl).i32(0xfff).op(Op.or).get(E).get(B).i32(D_G).op(Op.and, Op.select);
+    this.ld(w(SEG_LIMIT)).c.op(Op.ne);
+    slowIf();
+    c.get(B).i32(8).op(Op.shrU).i32(0xf0ff).op(Op.and);
+    this.ld(w(SEG_ATTR)).c.op(Op.ne);
+    slowIf();
+  }
+  /**
+   * iret (32-bit, on a 32-bit stack) to the same privilege level and the same CS, as
+   * segments.ts iret does it then: EIP, CS and EFLAGS read in its order (a #PF at the same
+   * read), EIP within CS's limit, EFLAGS as iretFlags makes them. NT, a return to another
+   * ring, VM, TF (which arms the debug state) and any change of CS are the handler's.
+   */
+  iretFast(): void {
+    const c = this.c;
+    const top = (i: number) => () => this.ld(this.reg(ESP)).c.i32(i).op(Op.add);
+    c.get(SS32).op(Op.eqz);
+    c.br(Op.brIf, 0);
+    this.ld(this.io(IO_FLAGS)).c.i32(NT).op(Op.and);
+    c.br(Op.brIf, 0);
+    this.read(4, SS, top(0));
+    c.set(V);
+    this.read(4, SS, top(4));
+    c.i32(0xffff).op(Op.and).set(A);
+    this.read(4, SS, top(8));
+    c.tee(RMW)
+      .i32(VM | TF)
+      .op(Op.and);
+    c.br(Op.brIf, 0);
+    this.segFast(CS, true);
+    c.get(V);
+    this.ld(this.S + ST_SEGCHK + (CS * 32 + SEG_LIMIT) * 4).c.op(Op.gtU);
+    c.br(Op.brIf, 0);
+    // The flags taken from the frame: IF when CPL <= IOPL, IOPL, VIF and VIP at CPL 0.
+    c.i32(IRET_FLAGS).i32(IF).i32(0);
+    this.ld(this.io(IO_CPL));
+    this.ld(this.io(IO_FLAGS)).c.i32(12).op(Op.shrU).i32(3).op(Op.and, Op.leU, Op.select, Op.or);
+    c.i32(IOPL | VIF | VIP).i32(0);
+    this.ld(this.io(IO_CPL)).c.op(Op.eqz, Op.select, Op.or).set(E);
+    this.put(this.io(IO_FLAGS), () => {
+      this.ld(this.io(IO_FLAGS)).c.get(E).i32(-1).op(Op.xor, Op.and);
+      c.get(RMW).get(E).op(Op.and, Op.or).i32(FLAGS_KEPT).op(Op.and).i32(EFLAGS_FIXED).op(Op.or);
+    });
+    this.put(this.io(IO_LZOP), () => c.i32(L_NONE));
+    this.put(this.reg(ESP), () => c.get(O).i32(4).op(Op.add));
+    c.get(V).set(EIP);
   }
 
   // --- instructions
@@ -1598,15 +1809,6 @@ class Gen {
     this.c.i32(this.k).i32(this.sites.length).call(F.call).set(HIT);
     this.sites.push({ fn, slot, end, control });
     if (control) this.ld(this.io(IO_EIP)).c.set(EIP);
-    else {
-      // A segment load may have made a segment this block took as flat not flat: the block
-      // leaves after the instruction (its last one, a control transfer, has nothing after it).
-      this.unflat();
-      this.open(Op.if);
-      this.eipAt(end);
-      this.exit(this.k + 1);
-      this.close();
-    }
   }
 }
 
@@ -1621,19 +1823,10 @@ export function blockBody(
   S: number,
   T: number,
   sites: Site[],
-  flat = 0,
 ): { body: number[]; inline: number } {
-  const g = new Gen(dc, S, T, sites, flat);
+  const g = new Gen(dc, S, T, sites);
   const c = g.c;
   const n = p.flags.length;
-  // A segment this block takes as flat is not flat now: it does not start, and its wrapper or
-  // chain runs its JS function instead (IO_BAIL; IO_STOP ends the chain).
-  g.unflat();
-  g.open(Op.if);
-  g.put(g.io(IO_BAIL), () => c.i32(1));
-  g.put(g.io(IO_STOP), () => c.i32(1));
-  c.i32(0).op(Op.return);
-  g.close();
   g.ld(g.io(IO_EIP)).c.set(E0);
   g.ld(g.io(IO_SS32)).c.set(SS32);
   const round = p.flags.some((f, k) => (k === n - 1 || (f & F_BRANCH) !== 0) && p.loops[k]);
@@ -1695,6 +1888,8 @@ export function blockBody(
       g.close();
       ok = true;
     } else {
+      g.siteFn = p.fns[k];
+      g.siteControl = (f & F_CONTROL) !== 0;
       ok = g.inst(p.slots[k], p.ends[k], taken);
     }
     if (ok) g.inline++;
@@ -1711,9 +1906,6 @@ export function blockBody(
   if (round) g.close();
   if ((p.flags[n - 1] & F_CONTROL) === 0) g.eipAt(p.offs[n]);
   g.exit(n);
-  // The flat segments the block's accesses took, into its guards (5-byte signed LEB128).
-  for (const at of g.guards)
-    for (let i = 0, v = g.used | 0; i < 5; i++, v >>= 7) c.b[at + i] = (v & 0x7f) | (i < 4 ? 0x80 : 0);
   return { body: c.b, inline: g.inline };
 }
 
