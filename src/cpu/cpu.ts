@@ -22,6 +22,7 @@ import {
   cpuState,
   defaultBackend,
   IO_CPL,
+  IO_FLAT,
   IO_GDTB,
   IO_GDTL,
   SEG_ATTR,
@@ -455,6 +456,20 @@ export class Cpu {
       c[w] = wrEmpty ? 1 : lo | 0;
       c[w + 1] = wrEmpty ? 0 : wrHi | 0;
     }
+    // Flat (base 0, every offset readable; writable too) and zero-based (base 0, offsets from 0
+    // up to a bound of at least 3, read; written): wasm blocks' checks (arena.ts IO_FLAT).
+    const zero = this.segBase[seg] === 0 && lo === 0;
+    const rd = zero && this.segHi[seg] === 0xffffffff;
+    const wr = rd && this.segWHi[seg] === 0xffffffff;
+    const zr = zero && this.segHi[seg] >= 3;
+    const zw = zero && this.segWHi[seg] >= 3;
+    const io = this.state.io;
+    io[IO_FLAT] =
+      (io[IO_FLAT] & ~(0x1010101 << seg)) |
+      ((rd ? 1 : 0) << seg) |
+      ((wr ? 0x100 : 0) << seg) |
+      ((zr ? 0x10000 : 0) << seg) |
+      ((zw ? 0x1000000 : 0) << seg);
   }
 
   /** Marks a segment register unusable (a null selector loaded into DS/ES/FS/GS). */

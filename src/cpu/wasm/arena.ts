@@ -18,6 +18,21 @@ const MAX_PAGES = 65536;
 export const ST_REGS = 0; // Int32 x 8
 /** The lazy-flag record and EIP exchanged with a block: Int32 words at ST_IO + 4 * IO_*. */
 export const ST_IO = 32;
+/**
+ * The segments that are flat, kept by Cpu.syncSegChk: bit seg when the segment's base is 0
+ * and every offset may be read, bit 8 + seg when every offset may be written too; bits 16 +
+ * seg and 24 + seg when its base is 0 and offsets from 0 up to a bound (at least 3) may be
+ * read, written (zero-based: XenLinux's, which end below Xen). A wasm block compiled while a
+ * segment was flat leaves its accesses' segment check out (gen.ts check), or all of it but
+ * the upper bound when it was zero-based: it does not start when one is so no more (and sets
+ * IO_BAIL, for its wrapper or chain to run its JS function instead), and leaves after a
+ * handler that made one so.
+ * Anything that changes a segment's cache keeps this word (only loadSegmentCache does).
+ */
+export const IO_FLAT = 22;
+export const IO_BAIL = 23;
+/** The io words' view: IO_WORDS words, then IO_FLAT and IO_BAIL (which must come after them). */
+const IO_VIEW = 24;
 export const IO_EIP = 0;
 export const IO_FLAGS = 1;
 export const IO_LZOP = 2;
@@ -95,6 +110,9 @@ function layout(ram: number): { tlb: number; chain: number; pages: number; size:
   return { tlb, chain, pages, size: pages + (ram >>> 12) * 2 };
 }
 
+// The io words end before IO_FLAT, and the view before segChk.
+if (IO_WORDS > IO_FLAT || ST_IO + 4 * IO_VIEW > ST_SEGCHK) throw new Error("arena.ts: the io words overlap");
+
 export interface Arena {
   readonly memory: WebAssembly.Memory;
   /** Byte address of the state area (after RAM). */
@@ -147,7 +165,7 @@ export function cpuState(ram: Uint8Array): CpuState {
     return {
       arena: null,
       regs: new Int32Array(8),
-      io: new Int32Array(IO_WORDS),
+      io: new Int32Array(IO_VIEW),
       segChk: new Int32Array(256),
       codePage: new Uint8Array(frames),
       tlb: new Int32Array(1 << 20),
@@ -159,7 +177,7 @@ export function cpuState(ram: Uint8Array): CpuState {
   return {
     arena: a,
     regs: new Int32Array(b, s + ST_REGS, 8),
-    io: new Int32Array(b, s + ST_IO, IO_WORDS),
+    io: new Int32Array(b, s + ST_IO, IO_VIEW),
     segChk: new Int32Array(b, s + ST_SEGCHK, 256),
     codePage: new Uint8Array(b, s + ST_CODEPAGE, frames),
     tlb: new Int32Array(b, s + layout(a.ramBytes).tlb, 1 << 20),

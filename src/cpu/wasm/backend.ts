@@ -16,11 +16,13 @@ import {
   CHAIN_IDS,
   chainAddress,
   codeBlocks,
+  IO_BAIL,
   IO_BLK,
   IO_DONE,
   IO_EIP,
   IO_FAULT,
   IO_FLAGS,
+  IO_FLAT,
   IO_HOPS,
   IO_LZA,
   IO_LZB,
@@ -200,6 +202,8 @@ export class WasmBackend {
   chainHops = 0;
   /** #PFs taken by a memory import and returned to the wrapper, not thrown (tests, benches). */
   heldFaults = 0;
+  /** Block runs that did not start, a segment they took as flat not being so (run as JS). */
+  bails = 0;
   private readonly io: Int32Array;
   private readonly stateAt: number;
   private readonly tlbAt: number;
@@ -252,7 +256,8 @@ export class WasmBackend {
   add(plan: BlockPlan, js: BlockFn): void {
     const dc = this.cpu.dc;
     const sites: Site[] = [];
-    const { body, inline } = blockBody(dc, plan, this.stateAt, this.tlbAt, sites);
+    // The segments flat now: the block leaves their checks out, and does not run once one is not.
+    const { body, inline } = blockBody(dc, plan, this.stateAt, this.tlbAt, sites, this.io[IO_FLAT]);
     this.inline += inline;
     this.handlers += plan.flags.length - inline;
     const slot = plan.slots[0];
@@ -479,6 +484,20 @@ export class WasmBackend {
         c.held(CPU_FAULT);
         return;
       }
+      if (io[IO_BAIL] !== 0) {
+        // The last block did not start (a segment it took as flat is not): the chain's state
+        // before it, then its JS function.
+        io[IO_BAIL] = 0;
+        io[IO_RBLOCKS]--;
+        const k = this.byId[io[IO_BLK]] as Known;
+        if (io[IO_RBLOCKS] !== 0) {
+          this.leave(c, r0 + n);
+          this.counts(c);
+        }
+        this.bails++;
+        k.js(c);
+        return;
+      }
       if (io[IO_RBLOCKS] === 0) {
         // Nothing ran (cannot happen: the region checked what the chain checks): the block.
         w(c);
@@ -564,6 +583,13 @@ export class WasmBackend {
       } catch (x) {
         this.unwind(c, e0, r0, O, F);
         c.held(x);
+        return;
+      }
+      if (n === 0) {
+        // It did not start (a segment it took as flat is not, IO_BAIL): its JS function.
+        this.io[IO_BAIL] = 0;
+        this.bails++;
+        k.js(c);
         return;
       }
       if (n < 0) {

@@ -49,12 +49,14 @@ import {
 } from "../regs.js";
 import { D_ACCESSED, D_CODE, D_CONFORMING, D_G, D_P, D_RW, D_S, IRET_FLAGS } from "../segments.js";
 import {
+  IO_BAIL,
   IO_BLK,
   IO_CPL,
   IO_DONE,
   IO_EIP,
   IO_FAULT,
   IO_FLAGS,
+  IO_FLAT,
   IO_GDTB,
   IO_GDTL,
   IO_HIT,
@@ -195,12 +197,17 @@ class Gen {
   inline = 0;
   /** The open forward-branch labels (skip), innermost last. */
   readonly skips: Skip[] = [];
+  /** The IO_FLAT bits this block's accesses took as flat (check), and where unflat wrote them. */
+  used = 0;
+  readonly guards: number[] = [];
 
   constructor(
     readonly dc: DecodeCache,
     readonly S: number,
     readonly T: number,
     readonly sites: Site[],
+    /** IO_FLAT as the block is compiled: the segments whose checks it may leave out. */
+    readonly flat = 0,
   ) {}
 
   // --- state words
@@ -276,11 +283,28 @@ class Gen {
   }
   /** #GP(0) when the EIP local is beyond the CS limit (as jrel32 checks). */
   csCheck(): void {
+    if ((this.flat & (1 << CS)) !== 0) {
+      // CS flat: every EIP is within its limit (while the guards find it flat).
+      this.used |= 1 << CS;
+      return;
+    }
     this.c.get(EIP).i32(INT_MIN).op(Op.xor);
     this.ld(this.S + ST_SEGCHK + (CS * 32 + 3) * 4).c.op(Op.gtS);
     this.open(Op.if);
     this.fault(GP, 0);
     this.close();
+  }
+
+  /**
+   * Leaves a non-zero value when a segment this block took as flat (used, written in at the
+   * end: blockBody) is not flat now (Cpu.syncSegChk keeps IO_FLAT).
+   */
+  unflat(): void {
+    const c = this.c;
+    c.b.push(Op.const);
+    this.guards.push(c.b.length);
+    c.b.push(0x80, 0x80, 0x80, 0x80, 0x00);
+    this.ld(this.io(IO_FLAT)).c.i32(-1).op(Op.xor, Op.and);
   }
 
   // --- memory
@@ -305,17 +329,35 @@ class Gen {
   check(size: number, seg: number, write: boolean): void {
     const c = this.c;
     const chk = this.S + ST_SEGCHK + seg * 128;
-    // The offset against the segment's unbiased bounds, unsigned (Cpu.syncSegChk).
     const r = (seg * 32 + (write ? SEG_WRU : SEG_RDU) + (size >> 1) * 2) * 4;
-    c.get(O);
-    this.ld(this.S + ST_SEGCHK + r)
-      .c.op(Op.ltU)
-      .br(Op.brIf, 0)
-      .get(O);
-    this.ld(this.S + ST_SEGCHK + r + 4)
-      .c.op(Op.gtU)
-      .br(Op.brIf, 0);
-    this.ld(chk).c.get(O).op(Op.add).tee(LIN);
+    const bit = (write ? 0x100 : 1) << seg;
+    if ((this.flat & bit) !== 0) {
+      // Flat: every offset passes and the linear address is the offset. Its wrap past 2^32
+      // is an access crossing a page end, which the slow path checks. The block's guards
+      // (unflat) see that the segment is still flat.
+      this.used |= bit;
+      c.get(O).tee(LIN);
+    } else if ((this.flat & (bit << 16)) !== 0) {
+      // Zero-based: the linear address is the offset; only the upper bound is checked.
+      this.used |= bit << 16;
+      c.get(O);
+      this.ld(this.S + ST_SEGCHK + r + 4)
+        .c.op(Op.gtU)
+        .br(Op.brIf, 0)
+        .get(O)
+        .tee(LIN);
+    } else {
+      // The offset against the segment's unbiased bounds, unsigned (Cpu.syncSegChk).
+      c.get(O);
+      this.ld(this.S + ST_SEGCHK + r)
+        .c.op(Op.ltU)
+        .br(Op.brIf, 0)
+        .get(O);
+      this.ld(this.S + ST_SEGCHK + r + 4)
+        .c.op(Op.gtU)
+        .br(Op.brIf, 0);
+      this.ld(chk).c.get(O).op(Op.add).tee(LIN);
+    }
     c.i32(12).op(Op.shrU).i32(2).op(Op.shl).mem(Op.load, this.T).tee(E);
     this.ld(this.io(write ? IO_WRMASK : IO_RDMASK))
       .c.op(Op.and, Op.eqz)
@@ -1809,6 +1851,15 @@ class Gen {
     this.c.i32(this.k).i32(this.sites.length).call(F.call).set(HIT);
     this.sites.push({ fn, slot, end, control });
     if (control) this.ld(this.io(IO_EIP)).c.set(EIP);
+    else {
+      // A segment load may have made a segment this block took as flat not flat: the block
+      // leaves after the instruction (its last one, a control transfer, has nothing after it).
+      this.unflat();
+      this.open(Op.if);
+      this.eipAt(end);
+      this.exit(this.k + 1);
+      this.close();
+    }
   }
 }
 
@@ -1823,10 +1874,19 @@ export function blockBody(
   S: number,
   T: number,
   sites: Site[],
+  flat = 0,
 ): { body: number[]; inline: number } {
-  const g = new Gen(dc, S, T, sites);
+  const g = new Gen(dc, S, T, sites, flat);
   const c = g.c;
   const n = p.flags.length;
+  // A segment this block takes as flat is not flat now: it does not start, and its wrapper or
+  // chain runs its JS function instead (IO_BAIL; IO_STOP ends the chain).
+  g.unflat();
+  g.open(Op.if);
+  g.put(g.io(IO_BAIL), () => c.i32(1));
+  g.put(g.io(IO_STOP), () => c.i32(1));
+  c.i32(0).op(Op.return);
+  g.close();
   g.ld(g.io(IO_EIP)).c.set(E0);
   g.ld(g.io(IO_SS32)).c.set(SS32);
   const round = p.flags.some((f, k) => (k === n - 1 || (f & F_BRANCH) !== 0) && p.loops[k]);
@@ -1906,6 +1966,9 @@ export function blockBody(
   if (round) g.close();
   if ((p.flags[n - 1] & F_CONTROL) === 0) g.eipAt(p.offs[n]);
   g.exit(n);
+  // The flat segments the block's accesses took, into its guards (5-byte signed LEB128).
+  for (const at of g.guards)
+    for (let i = 0, v = g.used | 0; i < 5; i++, v >>= 7) c.b[at + i] = (v & 0x7f) | (i < 4 ? 0x80 : 0);
   return { body: c.b, inline: g.inline };
 }
 
