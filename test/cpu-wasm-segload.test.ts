@@ -66,6 +66,11 @@ function desc(base: number, limit: number, access: number, flags = 0xc): [number
   const hi = ((base >>> 16) & 0xff) | (access << 8) | (limit & 0xf0000) | (flags << 20) | (base & 0xff000000);
   return [lo | 0, hi | 0];
 }
+/** Writes a descriptor's two words at `at` (low word first). */
+function putDesc(m: DataView, at: number, [lo, hi]: [number, number]): void {
+  m.setUint32(at, lo, true);
+  m.setUint32(at + 4, hi, true);
+}
 const data = (dpl: number, base = 0, access = 0x93) => desc(base, 0xfffff, access | (dpl << 5));
 const code = (dpl: number, access = 0x9b) => desc(0, 0xfffff, access | (dpl << 5));
 
@@ -212,9 +217,7 @@ const CASES: Record<string, Case> = {
     act: (cpu, m) => {
       gdtPage2Absent(cpu, m);
       cpu.invlpg(GDT + 0x1000);
-      const [lo, hi] = ENTRIES[515];
-      m.setUint32(0x018, lo, true);
-      m.setUint32(0x01c, hi, true);
+      putDesc(m, 0x018, ENTRIES[515]);
       cached(0x101b)(cpu, m);
     },
   },
@@ -225,11 +228,7 @@ const CASES: Record<string, Case> = {
     cpl: 1,
     row: () => GOOD,
     act: (cpu, m) => {
-      for (let i = 0; i < 20; i++) {
-        const [lo, hi] = ENTRIES[i] ?? [0, 0];
-        m.setUint32(GDT + 4 + i * 8, lo, true);
-        m.setUint32(GDT + 8 + i * 8, hi, true);
-      }
+      for (let i = 0; i < 20; i++) putDesc(m, GDT + 4 + i * 8, ENTRIES[i] ?? [0, 0]);
       const [lo, hi] = data(3, 0x4000);
       m.setUint32(GDT + 0xffc, lo, true);
       m.setUint32(GDT + 0x1000, hi, true);
@@ -244,11 +243,7 @@ const CASES: Record<string, Case> = {
     kind: "load",
     cpl: 1,
     row: () => GOOD,
-    act: (_cpu, m) => {
-      const [lo, hi] = desc(0x3000, 0x2ffffff >>> 12, 0xf3);
-      m.setUint32(GDT + 3 * 8, lo, true);
-      m.setUint32(GDT + 3 * 8 + 4, hi, true);
-    },
+    act: (_cpu, m) => putDesc(m, GDT + 3 * 8, desc(0x3000, 0x2ffffff >>> 12, 0xf3)),
   },
   // Read-only now: only the attributes differ from DS's cache; push ds... are still allowed.
   "a descriptor made read-only by the host": {
@@ -261,11 +256,7 @@ const CASES: Record<string, Case> = {
     kind: "load",
     cpl: 1,
     row: () => GOOD,
-    act: (_cpu, m) => {
-      const [lo, hi] = desc(0, (WORDS >>> 12) - 1, 0xf3);
-      m.setUint32(GDT + 3 * 8, lo, true);
-      m.setUint32(GDT + 3 * 8 + 4, hi, true);
-    },
+    act: (_cpu, m) => putDesc(m, GDT + 3 * 8, desc(0, (WORDS >>> 12) - 1, 0xf3)),
   },
   "a GDT moved by the host": {
     kind: "load",
@@ -273,9 +264,7 @@ const CASES: Record<string, Case> = {
     row: () => GOOD,
     act: (cpu, m) => {
       for (let i = 0; i < 0x100; i += 4) m.setUint32(GDT + 0x800 + i, m.getUint32(GDT + i, true), true);
-      const [lo, hi] = data(3, 0x5000);
-      m.setUint32(GDT + 0x800 + 3 * 8, lo, true);
-      m.setUint32(GDT + 0x800 + 3 * 8 + 4, hi, true);
+      putDesc(m, GDT + 0x800 + 3 * 8, data(3, 0x5000));
       cpu.gdtrBase = GDT + 0x800;
       cpu.gdtrLimit = 0xff;
     },
@@ -371,13 +360,8 @@ function machine(name: string, variant: Variant): Cpu {
   for (let p = 0; p < 1024; p++) m.setUint32(PT + p * 4, (p << 12) | 3, true);
   const prog = k.kind === "load" ? loads() : irLoop();
   cpu.mem8.set(prog, CODE);
-  for (const [i, [lo, hi]] of Object.entries(ENTRIES)) {
-    m.setUint32(GDT + Number(i) * 8, lo, true);
-    m.setUint32(GDT + Number(i) * 8 + 4, hi, true);
-  }
-  const [llo, lhi] = data(3, 0x2000);
-  m.setUint32(LDT + 3 * 8, llo, true);
-  m.setUint32(LDT + 3 * 8 + 4, lhi, true);
+  for (const [i, e] of Object.entries(ENTRIES)) putDesc(m, GDT + Number(i) * 8, e);
+  putDesc(m, LDT + 3 * 8, data(3, 0x2000));
   const width = k.kind === "load" ? 4 : 3;
   for (let i = 0; i < N; i++)
     for (const [j, v] of k.row(i).entries()) m.setUint32(ROWS + (i * width + j) * 4, v, true);
