@@ -216,7 +216,7 @@ export class Hypervisor implements MmHost {
     if (dying) this.cpu.invalidateCode(mfn * 4096, 4096);
     this.mem.freeFrame(mfn, dying);
     // A dying domain is freed with its last page (semantics.md §8.1).
-    if (d !== undefined && d.state === DomainState.Dying && d.pages.size === 0) releaseDomain(this, d);
+    if (d !== undefined && dying && d.pages.size === 0) releaseDomain(this, d);
   }
 
   /**
