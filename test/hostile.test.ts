@@ -744,6 +744,33 @@ describe("hostile guests beside a victim", () => {
       });
   });
 
+  describe("8h. segment limits under hot compiled loops (Xen's area behind the limit only)", () => {
+    for (const backend of ["wasm", "js"] as const)
+      attack({
+        title: `${backend} blocks: hot ring-1 loops over our memory turned on the linear page tables, the GDT mapping and the limit's edge; their LDT segment shrunk, moved, made expand-down and not present under them; Xen's and refused selectors loaded in the loop; a hot same-level iret to Xen's CS, past CS's limit, asking IOPL 3: each the hardware's fault at the instruction, nothing of Xen's read or written`,
+        guest: "seg_bounds",
+        checks: 172,
+        backend,
+        drive: (m) => {
+          // In wasm the loops must have run as compiled blocks, or this tests nothing of them:
+          // the moved segments' runs leave blocks compiled zero-based at their entry guard;
+          // the #PFs at the limit's edge and on the M2P are held on a block's slow path; the
+          // GDT selector loads run inline (~22,000 handler calls are the LDT ones: 44,000 if
+          // the GDT loads went out too).
+          const back = wasmBackend(m.hv.cpu);
+          const [bails, held, calls] = [back?.bails ?? 0, back?.heldFaults ?? 0, back?.calls ?? 0];
+          const r = runAttacker(m);
+          if (backend === "wasm") {
+            assert.ok((back?.bails ?? 0) - bails > 0, "blocks compiled zero-based left at their guard");
+            assert.equal((back?.heldFaults ?? 0) - held, 3, "the #PFs held in wasm");
+            const n = (back?.calls ?? 0) - calls;
+            assert.ok(n < 30_000, `${n} handler calls: the GDT selector loads ran inline`);
+          }
+          return r;
+        },
+      });
+  });
+
   describe("9. grant-table abuse", () => {
     attack({
       title:
