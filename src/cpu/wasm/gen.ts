@@ -6,7 +6,8 @@
  * instruction calls its handler through an import, with the lazy flags handed over first.
  *
  * Registers stay in memory (the Cpu's regs view), so a handler, a fault or the JS CPU sees
- * them at any point. The last lazy-flag record lives in locals (fa, fb, fx, its kind and
+ * them at any point; a block also keeps those it read or wrote in locals, written through
+ * (Gen.valid), so reading one again loads nothing. The last lazy-flag record lives in locals (fa, fb, fx, its kind and
  * size known here) and is written to the io words before anything that may show it to JS:
  * an exit, a handler call, a slow memory access (which may fault), a fault. Memory accesses
  * check the segment (Cpu.segChk) and the TLB inline and go to guest RAM directly; a miss, a
@@ -129,7 +130,9 @@ const EIP = 15;
 const SS32 = 16;
 const T = 17;
 const RMW = 18;
-export const LOCALS = 18;
+/** Locals R0 .. R0 + 7: the write-through cache of the 8 registers (Gen.valid). */
+const R0 = 19;
+export const LOCALS = 26;
 
 const INT_MIN = -0x80000000;
 
@@ -200,6 +203,19 @@ class Gen {
   /** The IO_FLAT bits this block's accesses took as flat (check), and where unflat wrote them. */
   used = 0;
   readonly guards: number[] = [];
+  /**
+   * Registers whose local (R0 + r) holds what memory holds (a write-through cache: memory
+   * always has the register, so a handler, a fault or an exit needs no write-back). A read
+   * of a valid register is its local; any other read loads and keeps it; a 32-bit store
+   * writes both. Anything else writing a register (a handler, the push and pop imports, an
+   * 8- or 16-bit store) clears its bit. A structure's end keeps the bits valid at its start
+   * and not cleared inside it (any path reaching the end then has local = memory); a loop's
+   * head assumes none (its back edges come from anywhere in it).
+   */
+  valid = 0;
+  /** Per open structure: the valid bits at its start and the bits cleared inside it. */
+  private readonly starts: number[] = [];
+  private readonly cleared: number[] = [];
 
   constructor(
     readonly dc: DecodeCache,
@@ -212,8 +228,24 @@ class Gen {
 
   // --- state words
   ld(addr: number): this {
-    this.c.i32(0).mem(Op.load, addr);
+    const r = this.regAt(addr);
+    if (r < 0) this.c.i32(0).mem(Op.load, addr);
+    else if ((this.valid & (1 << r)) !== 0) this.c.get(R0 + r);
+    else {
+      this.c.i32(0).mem(Op.load, addr).tee(R0 + r);
+      this.valid |= 1 << r;
+    }
     return this;
+  }
+  /** The register a 32-bit word at addr is (-1: not a register's word). */
+  private regAt(addr: number): number {
+    const d = addr - this.S;
+    return d >= 0 && d < 32 && (d & 3) === 0 ? d >> 2 : -1;
+  }
+  /** Registers (bits) written other than through the cache. */
+  clobber(bits: number): void {
+    this.valid &= ~bits;
+    if (this.cleared.length > 0) this.cleared[this.cleared.length - 1] |= bits;
   }
   io(w: number): number {
     return this.S + ST_IO + 4 * w;
@@ -225,18 +257,33 @@ class Gen {
   put(addr: number, emit: () => void, op: number = Op.store): void {
     this.c.i32(0);
     emit();
-    this.c.mem(op, addr);
+    const d = addr - this.S;
+    if (d < 0 || d >= 32) this.c.mem(op, addr);
+    else if (op === Op.store && (d & 3) === 0) {
+      this.c.tee(R0 + (d >> 2)).mem(op, addr);
+      this.valid |= 1 << (d >> 2);
+    } else {
+      this.c.mem(op, addr);
+      this.clobber(1 << (d >> 2));
+    }
   }
   open(kind: number, type = VOID): void {
     this.c.op(kind, type);
     this.depth++;
+    this.starts.push(this.valid);
+    this.cleared.push(0);
+    if (kind === Op.loop) this.valid = 0;
   }
   else(): void {
     this.c.op(Op.else);
+    this.valid = this.starts[this.starts.length - 1];
   }
   close(): void {
     this.c.op(Op.end);
     this.depth--;
+    const cleared = this.cleared.pop() as number;
+    this.valid = (this.starts.pop() as number) & ~cleared;
+    if (this.cleared.length > 0) this.cleared[this.cleared.length - 1] |= cleared;
   }
 
   // --- lazy flags
@@ -491,6 +538,7 @@ class Gen {
     this.else();
     this.flushCode();
     c.i32(this.k).get(V).call(F.push).set(HIT);
+    this.clobber(1 << ESP);
     this.held();
     this.close();
   }
@@ -505,6 +553,7 @@ class Gen {
     this.else();
     this.flushCode();
     c.i32(this.k).call(F.pop).set(V);
+    this.clobber(1 << ESP);
     this.held();
     this.close();
   }
@@ -1849,6 +1898,7 @@ class Gen {
   handler(fn: Site["fn"], slot: number, end: number, control: boolean): void {
     this.forget();
     this.c.i32(this.k).i32(this.sites.length).call(F.call).set(HIT);
+    this.clobber(0xff);
     this.sites.push({ fn, slot, end, control });
     if (control) this.ld(this.io(IO_EIP)).c.set(EIP);
     else {
