@@ -13,7 +13,9 @@
  * evicted while it sleeps, which the flat-out figure does not show.
  * Not a timed test: it prints figures.
  *
- *   npm run bench:scale [-- --domains N] [-- --mib M] [-- --seconds S] [-- --tick-ms T] [-- --profile DIR] [-- --in-process] [-- --evict M]
+ * --timer-slop T is passed to tsxend (how late its run loop may serve a timer, so one wake-up serves many).
+ *
+ *   npm run bench:scale [-- --domains N] [-- --mib M] [-- --seconds S] [-- --tick-ms T] [-- --profile DIR] [-- --in-process] [-- --evict M] [-- --timer-slop T]
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -37,6 +39,8 @@ interface Options {
   inProcess: boolean;
   /** MiB read between 1 ms steps of the in-process run (0: one run, flat out). */
   evict: number;
+  /** tsxend's --timer-slop (ms); -1: its default. */
+  timerSlop: number;
 }
 
 const fail = failer("scale-bench");
@@ -50,13 +54,15 @@ function parseArgs(argv: string[]): Options {
     profile: null,
     inProcess: false,
     evict: 0,
+    timerSlop: -1,
   };
-  const limits: WholeLimits<"domains" | "mib" | "seconds" | "tickMs" | "evict"> = {
+  const limits: WholeLimits<"domains" | "mib" | "seconds" | "tickMs" | "evict" | "timerSlop"> = {
     "--domains": ["domains", 1, 1000],
     "--mib": ["mib", 4, 1024],
     "--seconds": ["seconds", 1, 600],
     "--tick-ms": ["tickMs", 0, 10_000],
     "--evict": ["evict", 0, 1024],
+    "--timer-slop": ["timerSlop", 0, 1000],
   };
   for (let i = 0; i < argv.length; i++) {
     if (argv[i] === "--profile") {
@@ -216,6 +222,7 @@ async function main(): Promise<void> {
       String(machineMiB),
       "--on-stop",
       "destroy",
+      ...(opts.timerSlop < 0 ? [] : ["--timer-slop", String(opts.timerSlop)]),
     ],
     { stdio: "ignore" },
   );
@@ -282,7 +289,7 @@ async function main(): Promise<void> {
     const idlePct = ((after.cpu - before.cpu) / wall) * 100;
     process.stdout.write(
       [
-        `tsxen scale: ${opts.domains} idle domains of ${opts.mib} MiB in one tsxend (guests/bench/idle.c, tick ${opts.tickMs} ms)`,
+        `tsxen scale: ${opts.domains} idle domains of ${opts.mib} MiB in one tsxend (guests/bench/idle.c, tick ${opts.tickMs} ms, timer slop ${opts.timerSlop < 0 ? "tsxend's default" : `${opts.timerSlop} ms`})`,
         "",
         `  domains listed                ${list.domains.length - 1} (and Domain-0)`,
         `  created and idle in           ${created.toFixed(1)} s`,

@@ -11,7 +11,7 @@ import { MAX_MACHINE_MIB, machineMemoryOption } from "../machine/memory.js";
 import { UplinkError, uplinkOption } from "../tools/backends/passt.js";
 import { Daemon } from "./daemon.js";
 import { DEFAULT_PORT, listenError } from "./port.js";
-import type { Pacing } from "./runloop.js";
+import { type Pacing, TIMER_SLOP_MS } from "./runloop.js";
 
 interface DaemonCliOptions {
   listen: string;
@@ -23,6 +23,7 @@ interface DaemonCliOptions {
   cpus: string;
   sched: string;
   pace: string;
+  timerSlop: string;
   onStop: string;
   portFile?: string;
   uplink?: string;
@@ -62,6 +63,7 @@ export async function runDaemon(o: DaemonCliOptions): Promise<number> {
       cpus: whole(o.cpus, "--cpus", 1, 32),
       scheduler: o.sched,
       pacing: o.pace as Pacing,
+      timerSlopMs: whole(o.timerSlop, "--timer-slop", 0, 1000),
       onStop: o.onStop,
       uplink: uplinkOption(o.uplink, o.forward),
       logFile: o.log === undefined ? undefined : resolve(o.log),
@@ -120,6 +122,11 @@ export function registerDaemon(program: Command): void {
     .option("--cpus <n>", "physical CPUs", "1")
     .option("--sched <name>", "scheduler: bvt or rrobin", "bvt")
     .option("--pace <mode>", "realtime: guest time follows the wall clock; fast: run flat out", "realtime")
+    .option(
+      "--timer-slop <ms>",
+      "realtime: how late a guest's timer may be served (wall clock) so one wake-up serves many; its guest time stays exact",
+      String(TIMER_SLOP_MS),
+    )
     .option(
       "--on-stop <what>",
       "on SIGTERM: save running domains into the state directory (restored at the next start) or destroy them",

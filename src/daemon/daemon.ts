@@ -57,6 +57,8 @@ export interface DaemonOptions {
   cpus: number;
   scheduler: string;
   pacing: Pacing;
+  /** Realtime pacing: the run loop's timer slop in ms (runloop.ts TIMER_SLOP_MS by default). */
+  timerSlopMs?: number;
   /**
    * What close() does with running domains: save them into the state directory (restored at
    * the next start, as Xen's xendomains did) or destroy them. Set (tsxen daemon sets it), the
@@ -154,9 +156,15 @@ export class Daemon {
     });
     // A gdb stub goes with its domain (xm debug).
     this.manager.onGone((d) => closeDebugStubOf(this.hv, d, (line) => this.log(line)));
-    this.loop = new RunLoop(this.hv, this.manager, opts.pacing, (e) => {
-      this.log(`internal error in the run loop: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
-    });
+    this.loop = new RunLoop(
+      this.hv,
+      this.manager,
+      opts.pacing,
+      (e) => {
+        this.log(`internal error in the run loop: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+      },
+      opts.timerSlopMs,
+    );
     // Xen's first line named its version, as xen_version and XENVER_extraversion give it.
     this.hv.log(`Xen version ${XEN_VERSION_NAME} (tsxen)`);
     this.hv.log(

@@ -285,6 +285,11 @@ export class DomainManager {
     if (feed.queued > 0) this.waiting.add(feed);
   }
 
+  /** Whether keyboard bytes wait for room in a guest's ring (the run loop keeps short turns). */
+  get consoleBacklog(): boolean {
+    return this.waiting.size > 0;
+  }
+
   /** Gives waiting keyboard bytes to the guests that have room now (between slices). */
   pumpConsoles(): void {
     if (this.waiting.size === 0) return;

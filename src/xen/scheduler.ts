@@ -197,9 +197,17 @@ export class Scheduler implements TimerWatch {
     return v.domain.state === DomainState.Running && !v.domain.paused && !v.blocked && !v.down;
   }
 
+  /**
+   * Called when a vcpu becomes runnable, while set: the daemon's run loop sets it while it
+   * sleeps, so an event from outside a run (a frame from the network, a toolstack hypercall)
+   * wakes it at once however long it meant to sleep.
+   */
+  onWake: (() => void) | null = null;
+
   /** domain_wake: queue a vcpu that became runnable; preempt if the policy says so. */
   wake(v: Vcpu): void {
     if (!this.runnable(v)) return;
+    if (this.onWake !== null) this.onWake();
     const p = this.pcpus[v.processor];
     if (p.curr === v) return;
     this.hv.tbufs?.record(this.hv, p.id, Trc.SCHED_WAKE, v.domain.id, v.id);
@@ -311,6 +319,22 @@ export class Scheduler implements TimerWatch {
       for (const v of d.vcpus) if (v.timerDeadline >= 0 || !v.blocked) return true;
     }
     return false;
+  }
+
+  /**
+   * For a host that sleeps between runs (the daemon's run loop), after a run: -Infinity when a
+   * vcpu is running, queued or about to be scheduled (guest time must go on now); else the
+   * earliest one-shot deadline (ns) on any physical CPU, +Infinity when none is set. Until
+   * then nothing a guest sees happens: the periodic tick of an idle CPU runs no guest code and
+   * is left out, and a later run covers the stretch whenever it is made.
+   */
+  nextWakeNs(): number {
+    let next = Number.POSITIVE_INFINITY;
+    for (const p of this.pcpus) {
+      if (p.curr !== null || p.rq.queue.length > 0 || p.needResched) return Number.NEGATIVE_INFINITY;
+      next = Math.min(next, this.earliestDeadline(p));
+    }
+    return next;
   }
 
   /** The physical CPU to run next: the one furthest behind (lowest id on ties). */
