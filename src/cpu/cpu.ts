@@ -1169,6 +1169,38 @@ export class Cpu {
     }
   }
 
+  /**
+   * push32(w[0]) .. push32(w[n - 1]) (the hypervisor's bounce frames). When the stack is 32-bit,
+   * every slot passes SS's check and all lie in one page the TLB holds writable, the words are
+   * stored at once: what the n pushes would do, with one check and one lookup. Otherwise the
+   * pushes themselves, which fault where they would.
+   */
+  pushWords(w: Int32Array, n: number): void {
+    const sp = this.regs[ESP];
+    if (this.stack32() && sp >>> 0 >= n * 4) {
+      // The offsets sp-4n .. sp-4 do not wrap, so the highest and lowest bound them all.
+      const lo = (sp - 4 * n) | 0;
+      const c = this.segChk;
+      const k = SS << 5;
+      if ((lo ^ -0x80000000) >= c[k + 24] && ((sp - 4) ^ -0x80000000) <= c[k + 25]) {
+        const lin = (c[k] + lo) | 0;
+        const e = this.tlb[lin >>> 12];
+        if (((lin ^ (lin + 4 * n - 1)) & ~0xfff) === 0 && (e & this.wrMask) !== 0) {
+          const p = ((e & ~0xfff) | (lin & 0xfff)) >>> 0;
+          if (this.codePage[p >>> 12] !== 0) this.codeWritten(p >>> 12);
+          for (let i = 0; i < n; i++) {
+            const a = p + 4 * (n - 1 - i);
+            if (a & 3) this.memView.setInt32(a, w[i], true);
+            else this.mem32[a >>> 2] = w[i];
+          }
+          this.regs[ESP] = lo;
+          return;
+        }
+      }
+    }
+    for (let i = 0; i < n; i++) this.push32(w[i]);
+  }
+
   push16(v: number): void {
     if (this.stack32()) {
       const sp = (this.regs[ESP] - 2) | 0;

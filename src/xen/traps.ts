@@ -36,6 +36,9 @@ function pushesErrorCode(vector: number): boolean {
   return (vector >= 10 && vector <= 14) || vector === 17;
 }
 
+/** bounce()'s frame, reused: the exit path allocates nothing. */
+const frameWords = new Int32Array(7);
+
 /**
  * create_bounce_frame (semantics.md §4.2): pushes [cr2] [error] EIP CS EFLAGS [ESP SS] on the
  * ring-1 stack (the kernel stack from stack_switch when ring 3 was interrupted) and enters
@@ -70,14 +73,20 @@ export function bounce(
       if (!loadGuestSegment(cpu, SS, v.kernelSs, 1, false, true))
         return crashOnBounce(hv, v, "bad kernel stack selector");
       cpu.regs[ESP] = v.kernelEsp;
-      cpu.push32(ss);
-      cpu.push32(esp);
     }
-    cpu.push32(eflags);
-    cpu.push32(csSlot);
-    cpu.push32(eip);
-    if (errorCode >= 0) cpu.push32(errorCode);
-    if (cr2 !== null) cpu.push32(cr2);
+    // The frame's words in push order, pushed at once (Cpu.pushWords: the same writes and faults).
+    const f = frameWords;
+    let n = 0;
+    if (fromRing !== 1) {
+      f[n++] = ss;
+      f[n++] = esp;
+    }
+    f[n++] = eflags;
+    f[n++] = csSlot;
+    f[n++] = eip;
+    if (errorCode >= 0) f[n++] = errorCode;
+    if (cr2 !== null) f[n++] = cr2;
+    cpu.pushWords(f, n);
   } catch (e) {
     if (e !== CPU_FAULT) throw e;
     return crashOnBounce(hv, v, "fault while writing a bounce frame");
@@ -207,7 +216,7 @@ function softwareInterrupt(hv: Hypervisor, v: Vcpu, cpu: Cpu, vector: number): v
   if (vector === HYPERCALL_VECTOR && cpu.cpl <= 1) {
     const nr = cpu.regs[EAX] & (NR_HYPERCALLS - 1);
     doHypercall(hv, v);
-    if (RELOADS_SEGMENTS.has(nr)) reloadDataSegments(hv, v);
+    if (RELOADS_SEGMENTS[nr] !== 0) reloadDataSegments(hv, v);
     return;
   }
   if (vector === TRAP_int3 || vector === TRAP_overflow) {
@@ -285,13 +294,15 @@ export function failsafeBounce(hv: Hypervisor, v: Vcpu): void {
 }
 
 /** Hypercalls that can change a descriptor under a loaded data selector (GDT, LDT, SET_LDT). */
-const RELOADS_SEGMENTS = new Set<number>([
+const RELOADS_SEGMENTS = new Uint8Array(NR_HYPERCALLS);
+for (const nr of [
   HypercallMar.set_gdt,
   HypercallMar.update_descriptor,
   HypercallMar.mmu_update,
   HypercallMar.multicall,
   HypercallJul.mmuext_op,
-]);
+])
+  RELOADS_SEGMENTS[nr] = 1;
 
 /**
  * The return to the guest reloads DS, ES, FS and GS from their selectors (semantics.md §4.4).
