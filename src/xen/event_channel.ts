@@ -442,7 +442,13 @@ export function doEventChannelOp(hv: Hypervisor, v: Vcpu, opVa: number): number 
   // send, the commonest (every notification of a frontend or backend), allocates nothing:
   // the whole envelope must still be readable, as Xen's copy of it.
   const g = hv.guest;
-  if (g.peek32(opVa + env.cmd) === EvtchnOp.send && g.ok) {
+  // An envelope in one page (the usual case) is read after one walk of the page tables.
+  const ma = g.within(opVa, env.SIZE, false);
+  if (ma >= 0) {
+    const cpu = hv.cpu;
+    if (cpu.physRead32(ma + env.cmd) === EvtchnOp.send)
+      return send(hv, v, cpu.physRead32(ma + env.u + EvtchnSend.local_port) >>> 0);
+  } else if (g.peek32(opVa + env.cmd) === EvtchnOp.send && g.ok) {
     if (!g.readable(opVa, env.SIZE)) return -EFAULT;
     return send(hv, v, g.peek32(opVa + env.u + EvtchnSend.local_port) >>> 0);
   }

@@ -67,6 +67,18 @@ export class GuestMemory {
     return walkPageTables(cpu, va, write);
   }
 
+  /**
+   * The machine address of va when its n bytes (n <= 4096) lie in one page below
+   * HYPERVISOR_VIRT_START and that page is mapped (writable, for write): one walk for a structure
+   * peek32 would read word by word, each word's walk giving this page (only the first sets
+   * accessed bits). Else -1, and the caller's word-by-word path walks again to the same failure.
+   */
+  within(va: number, n: number, write: boolean): number {
+    va >>>= 0;
+    if ((va & 0xfff) + n > 0x1000 || !accessOk(va, n)) return -1;
+    return this.translate(va, write);
+  }
+
   /** Copies n bytes from guest va into a new array, or null on a fault / bad range. */
   copyFrom(va: number, n: number): Uint8Array | null {
     if (!accessOk(va, n)) return null;
