@@ -50,21 +50,24 @@ export class TraceBuffers {
   record(hv: Hypervisor, cpu: number, event: number, d1 = 0, d2 = 0, d3 = 0, d4 = 0, d5 = 0): void {
     const buf = this.bufMa[cpu];
     if (buf === undefined) return;
-    const m = hv.mem;
-    const head = m.read32(buf + TraceBuf.head);
+    // Every hypercall is recorded: word stores into machine memory (the header and the records
+    // are 4-byte aligned), as the DataView's read32/write32 would make them.
+    const m = hv.cpu.mem32;
+    const b = buf >>> 2;
+    const head = m[b + (TraceBuf.head >> 2)] >>> 0;
     const slot = head % this.nrRecs;
-    const rec = buf + TraceBuf.SIZE + slot * TraceRec.SIZE;
+    const r = b + ((TraceBuf.SIZE + slot * TraceRec.SIZE) >> 2);
     const cycles = hv.nowCycles();
-    m.write32(rec + TraceRec.cycles, cycles % 2 ** 32);
-    m.write32(rec + TraceRec.cycles + 4, Math.floor(cycles / 2 ** 32));
-    m.write32(rec + TraceRec.event, event);
-    m.write32(rec + TraceRec.d1, d1);
-    m.write32(rec + TraceRec.d2, d2);
-    m.write32(rec + TraceRec.d3, d3);
-    m.write32(rec + TraceRec.d4, d4);
-    m.write32(rec + TraceRec.d5, d5);
+    m[r + (TraceRec.cycles >> 2)] = cycles % 2 ** 32;
+    m[r + (TraceRec.cycles >> 2) + 1] = Math.floor(cycles / 2 ** 32);
+    m[r + (TraceRec.event >> 2)] = event;
+    m[r + (TraceRec.d1 >> 2)] = d1;
+    m[r + (TraceRec.d2 >> 2)] = d2;
+    m[r + (TraceRec.d3 >> 2)] = d3;
+    m[r + (TraceRec.d4 >> 2)] = d4;
+    m[r + (TraceRec.d5 >> 2)] = d5;
     // Xen's head counts records ever written; head_ptr wraps within the data area.
-    m.write32(buf + TraceBuf.head, (head + 1) >>> 0);
-    m.write32(buf + TraceBuf.head_ptr, buf + TraceBuf.SIZE + ((slot + 1) % this.nrRecs) * TraceRec.SIZE);
+    m[b + (TraceBuf.head >> 2)] = head + 1;
+    m[b + (TraceBuf.head_ptr >> 2)] = buf + TraceBuf.SIZE + ((slot + 1) % this.nrRecs) * TraceRec.SIZE;
   }
 }
