@@ -8,14 +8,15 @@
  * process, flat out with no daemon and no pacing, for --seconds of guest time: the host CPU
  * each tick costs the hypervisor itself, apart from the daemon's turns of the event loop
  * (--in-process runs only that part: for a profile or cachegrind). With --evict M, the in-process
- * run goes in 1 ms steps of guest time, as tsxend's run loop does, and reads M MiB between two
- * steps (only the steps are timed): what tsxend's ticks cost when the host's caches are
- * evicted while it sleeps, which the flat-out figure does not show.
+ * run goes in steps of guest time (--step-ms, 1 by default: tsxend's turns before it slept on
+ * timers; 50 its bursts now) and reads M MiB between two steps (only the steps are timed):
+ * what tsxend's ticks cost when the host's caches are evicted while it sleeps, which the
+ * flat-out figure does not show.
  * Not a timed test: it prints figures.
  *
  * --timer-slop T is passed to tsxend (how late its run loop may serve a timer, so one wake-up serves many).
  *
- *   npm run bench:scale [-- --domains N] [-- --mib M] [-- --seconds S] [-- --tick-ms T] [-- --profile DIR] [-- --in-process] [-- --evict M] [-- --timer-slop T]
+ *   npm run bench:scale [-- --domains N] [-- --mib M] [-- --seconds S] [-- --tick-ms T] [-- --profile DIR] [-- --in-process] [-- --evict M [-- --step-ms S]] [-- --timer-slop T]
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -39,6 +40,8 @@ interface Options {
   inProcess: boolean;
   /** MiB read between 1 ms steps of the in-process run (0: one run, flat out). */
   evict: number;
+  /** Guest ms per step of the evicted run. */
+  stepMs: number;
   /** tsxend's --timer-slop (ms); -1: its default. */
   timerSlop: number;
 }
@@ -54,14 +57,16 @@ function parseArgs(argv: string[]): Options {
     profile: null,
     inProcess: false,
     evict: 0,
+    stepMs: 1,
     timerSlop: -1,
   };
-  const limits: WholeLimits<"domains" | "mib" | "seconds" | "tickMs" | "evict" | "timerSlop"> = {
+  const limits: WholeLimits<"domains" | "mib" | "seconds" | "tickMs" | "evict" | "stepMs" | "timerSlop"> = {
     "--domains": ["domains", 1, 1000],
     "--mib": ["mib", 4, 1024],
     "--seconds": ["seconds", 1, 600],
     "--tick-ms": ["tickMs", 0, 10_000],
     "--evict": ["evict", 0, 1024],
+    "--step-ms": ["stepMs", 1, 1000],
     "--timer-slop": ["timerSlop", 0, 1000],
   };
   for (let i = 0; i < argv.length; i++) {
@@ -148,14 +153,14 @@ function inProcess(opts: Options): string[] {
   const { r, used } =
     opts.evict === 0
       ? flatOut(hv, v0 + opts.seconds * 1e9)
-      : evicted(hv, v0 + opts.seconds * 1e9, opts.evict);
+      : evicted(hv, v0 + opts.seconds * 1e9, opts.evict, opts.stepMs);
   // With no tick every domain blocks for good, and the run ends at once: nothing to pay.
   if (r.kind !== "time-limit" && !(r.kind === "idle" && opts.tickMs === 0))
     fail(`in process: the run ended early (${r.kind})`);
   const cpuMs = (used.user + used.system) / 1000;
   const ticks = opts.tickMs === 0 ? 0 : (opts.domains * opts.seconds * 1000) / opts.tickMs;
   const perTick = ticks === 0 ? "-" : `${((cpuMs * 1000) / ticks).toFixed(2)} us`;
-  const how = opts.evict === 0 ? "flat out" : `1 ms steps, ${opts.evict} MiB read between them`;
+  const how = opts.evict === 0 ? "flat out" : `${opts.stepMs} ms steps, ${opts.evict} MiB read between them`;
   return [
     `  the hypervisor alone          ${((cpuMs / (opts.seconds * 1000)) * 100).toFixed(1)} % of one core (in this process, ${how}, ${opts.seconds} s of guest time)`,
     `  host CPU per tick             ${perTick} (${ticks} ticks; ${ticks === 0 ? "-" : ((hv.cpu.retired - i0) / ticks).toFixed(0)} guest instructions a tick)`,
@@ -170,8 +175,8 @@ function flatOut(hv: Hypervisor, endNs: number): Timed {
   return { r, used: process.cpuUsage(c0) };
 }
 
-/** 1 ms steps with mib MiB read between them; only the steps' CPU time counts. */
-function evicted(hv: Hypervisor, endNs: number, mib: number): Timed {
+/** Steps of stepMs guest ms with mib MiB read between them; only the steps' CPU time counts. */
+function evicted(hv: Hypervisor, endNs: number, mib: number, stepMs: number): Timed {
   const junk = new Int32Array(mib * 262_144);
   const used = { user: 0, system: 0 };
   let r: Timed["r"] = { kind: "time-limit" };
@@ -179,7 +184,7 @@ function evicted(hv: Hypervisor, endNs: number, mib: number): Timed {
   while (hv.nowNs() < endNs) {
     for (let i = 0; i < junk.length; i += 16) sum = (sum + junk[i]++) | 0;
     const c0 = process.cpuUsage();
-    r = hv.run(Math.min(endNs, hv.nowNs() + 1e6));
+    r = hv.run(Math.min(endNs, hv.nowNs() + stepMs * 1e6));
     const u = process.cpuUsage(c0);
     used.user += u.user;
     used.system += u.system;
