@@ -17,27 +17,51 @@ export interface SegmentCache {
 }
 
 export function decodeDescriptor(lo: number, hi: number): SegmentCache {
-  const base = ((lo >>> 16) | ((hi & 0xff) << 16) | (hi & 0xff000000)) >>> 0;
-  let limit = (lo & 0xffff) | (hi & 0xf0000);
-  if (hi & 0x800000) limit = ((limit << 12) | 0xfff) >>> 0;
-  return { base, limit, attr: ((hi >>> 8) & 0xff) | (((hi >>> 20) & 0xf) << 12) };
+  return { base: descBase(lo, hi), limit: descLimit(lo, hi), attr: descAttr(hi) };
+}
+
+function descBase(lo: number, hi: number): number {
+  return ((lo >>> 16) | ((hi & 0xff) << 16) | (hi & 0xff000000)) >>> 0;
+}
+
+function descLimit(lo: number, hi: number): number {
+  const limit = (lo & 0xffff) | (hi & 0xf0000);
+  return hi & 0x800000 ? ((limit << 12) | 0xfff) >>> 0 : limit;
+}
+
+function descAttr(hi: number): number {
+  return ((hi >>> 8) & 0xff) | (((hi >>> 20) & 0xf) << 12);
 }
 
 /** Reads the descriptor a selector names (linear reads through the guest's tables), or null. */
 export function readDescriptor(cpu: Cpu, sel: number): { lo: number; hi: number } | null {
+  return readWords(cpu, sel) ? { lo: wordLo, hi: wordHi } : null;
+}
+
+/** The words readWords read last. */
+let wordLo = 0;
+let wordHi = 0;
+
+/**
+ * readDescriptor without its object (each bounce loads the handler's CS): true with the
+ * descriptor in wordLo/wordHi, or false.
+ */
+function readWords(cpu: Cpu, sel: number): boolean {
   const ldt = (sel & SELECTOR_TI) !== 0;
   const base = ldt ? cpu.segBase[LDTR] : cpu.gdtrBase;
   const limit = ldt ? cpu.segLimit[LDTR] >>> 0 : cpu.gdtrLimit >>> 0;
   const off = sel & ~7;
-  if (off + 7 > limit || (ldt && (cpu.segAttr[LDTR] & 0x80) === 0)) return null;
+  if (off + 7 > limit || (ldt && (cpu.segAttr[LDTR] & 0x80) === 0)) return false;
   const lin = (base + off) | 0;
   const p0 = walkPageTables(cpu, lin, false);
   // Both words in one page (always, for an aligned table): a second walk would find the
   // same frame (or fail the same way) and set no bit the first did not.
   const same = (lin & 0xfff) <= 0xff8;
   const p1 = !same ? walkPageTables(cpu, (lin + 4) | 0, false) : p0 === -1 ? -1 : p0 + 4;
-  if (p0 === -1 || p1 === -1) return null;
-  return { lo: cpu.physRead32(p0), hi: cpu.physRead32(p1) };
+  if (p0 === -1 || p1 === -1) return false;
+  wordLo = cpu.physRead32(p0);
+  wordHi = cpu.physRead32(p1);
+  return true;
 }
 
 /**
@@ -58,10 +82,10 @@ export function loadGuestSegment(
     cpu.loadSegmentCache(seg, sel, 0, 0, 0);
     return true;
   }
-  const d = readDescriptor(cpu, sel);
-  if (d === null) return false;
-  const c = decodeDescriptor(d.lo, d.hi);
-  const access = c.attr & 0xff;
+  if (!readWords(cpu, sel)) return false;
+  // decodeDescriptor's fields, without its object.
+  const attr = descAttr(wordHi);
+  const access = attr & 0xff;
   const dpl = (access >>> 5) & 3;
   const present = (access & 0x80) !== 0;
   const isCode = (access & 0x18) === 0x18;
@@ -70,7 +94,7 @@ export function loadGuestSegment(
   if (isCs && (!isCode || (sel & 3) !== ring || ((access & 4) === 0 && dpl !== ring))) return false;
   if (isSs && (!isData || (access & 2) === 0 || (sel & 3) !== ring || dpl !== ring)) return false;
   if (!isCs && !isSs && !(isData || (isCode && (access & 2) !== 0))) return false;
-  cpu.loadSegmentCache(seg, sel, c.base, c.limit, c.attr);
+  cpu.loadSegmentCache(seg, sel, descBase(wordLo, wordHi), descLimit(wordLo, wordHi), attr);
   return true;
 }
 
