@@ -5,7 +5,8 @@
  * (shrd, through the call import), after an 8-bit and a 16-bit write (mov al, bl; mov ax, bx)
  * and ECX after a write of CH; the loop's sum, and the state after every slice, must be the
  * interpreter's, with JS blocks and with wasm blocks with the chain off and on, in slices of
- * 41, 1000 and whole.
+ * 41, 1000 and whole. The loop reads EAX and ECX at its head, and the writes come last in the
+ * loop too: the next pass must not read a local the pass before left behind.
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
@@ -27,14 +28,20 @@ const WRITES: Record<string, number[]> = {
   "a 16-bit write (mov ax, bx)": [0x66, 0x89, 0xd8, 0x01, 0xc6],
   // mov ecx, eax; add esi, ecx; mov ch, bh; add esi, ecx
   "a write of CH (mov ch, bh)": [0x89, 0xc1, 0x01, 0xce, 0x88, 0xfd, 0x01, 0xce],
+  // The same writes last in the loop: the next pass's head reads what they wrote.
+  "a handler, then the loop's head": [0x0f, 0xac, 0xf8, 3],
+  "an 8-bit write, then the loop's head": [0x88, 0xd8],
+  "a write of CH, then the loop's head": [0x88, 0xfd],
 };
 
 /**
- * mov edi, 3000; loop: imul ebx, edi, 0x9e3779b1; mov eax, edi; add esi, eax (EAX now in its
- * local); <write>; dec edi; jnz loop; hlt.
+ * mov edi, 3000; loop: add esi, eax; add esi, ecx (read at the loop's head); imul ebx, edi,
+ * 0x9e3779b1; mov eax, edi; add esi, eax (EAX now in its local); <write>; dec edi; jnz loop;
+ * hlt.
  */
 function program(write: number[]): number[] {
-  const body = [[0x69, 0xdf, ...d(0x9e3779b1)], [0x89, 0xf8], [0x01, 0xc6], write, [0x4f]].flat();
+  const head = [0x01, 0xc6, 0x01, 0xce];
+  const body = [head, [0x69, 0xdf, ...d(0x9e3779b1)], [0x89, 0xf8], [0x01, 0xc6], write, [0x4f]].flat();
   return [[0xbf, ...d(3000)], body, [0x75, -(body.length + 2) & 0xff], [0xf4]].flat();
 }
 
