@@ -45,7 +45,10 @@ export function defaultBvtParams(): BvtParams {
   };
 }
 
-/** What a policy decides: the next vcpu (null = idle) and how long it may run. */
+/**
+ * What a policy decides: the next vcpu (null = idle) and how long it may run. A policy may
+ * hand back the same object each time: read it before its next decision.
+ */
 export interface Decision {
   next: Vcpu | null;
   sliceNs: number;
@@ -70,9 +73,13 @@ export class RunQueue {
   /** BVT system virtual time. */
   svt = 0;
 
+  /** Removes v if queued, keeping the others' order (no splice: it allocates its result). */
   remove(v: Vcpu): void {
-    const i = this.queue.indexOf(v);
-    if (i >= 0) this.queue.splice(i, 1);
+    const q = this.queue;
+    const i = q.indexOf(v);
+    if (i < 0) return;
+    for (let j = i + 1; j < q.length; j++) q[j - 1] = q[j];
+    q.length--;
   }
 
   has(v: Vcpu): boolean {
@@ -85,6 +92,14 @@ export class BvtPolicy implements SchedPolicy {
   readonly id = SCHED_BVT;
   readonly name = "bvt";
   ctxAllowNs = DEFAULT_CTX_ALLOW_NS;
+  /** doSchedule's answer, reused: the scheduler reads it at once (no object a decision). */
+  private readonly d: Decision = { next: null, sliceNs: 0 };
+
+  private decide(next: Vcpu | null, sliceNs: number): Decision {
+    this.d.next = next;
+    this.d.sliceNs = sliceNs;
+    return this.d;
+  }
 
   private evtOf(v: Vcpu): number {
     const p = v.domain.bvt;
@@ -142,7 +157,7 @@ export class BvtPolicy implements SchedPolicy {
       q.remove(prev);
       if (prevRunnable) q.queue.push(prev);
     }
-    if (q.queue.length === 0) return { next: null, sliceNs: this.ctxAllowNs };
+    if (q.queue.length === 0) return this.decide(null, this.ctxAllowNs);
     let first: Vcpu = q.queue[0];
     let second: Vcpu | null = null;
     let minAvt = first.avt;
@@ -164,9 +179,9 @@ export class BvtPolicy implements SchedPolicy {
         v.evt -= SVT_WRAP_BY;
       }
     }
-    if (second === null) return { next: first, sliceNs: 10 * this.ctxAllowNs };
+    if (second === null) return this.decide(first, 10 * this.ctxAllowNs);
     const mcus = Math.max(0, Math.floor((second.evt - first.evt) / first.domain.bvt.mcuAdvance));
-    return { next: first, sliceNs: mcus * MCU_NS + this.ctxAllowNs };
+    return this.decide(first, mcus * MCU_NS + this.ctxAllowNs);
   }
 }
 
@@ -175,6 +190,7 @@ export class RoundRobinPolicy implements SchedPolicy {
   readonly id = SCHED_RROBIN;
   readonly name = "rrobin";
   ctxAllowNs = DEFAULT_CTX_ALLOW_NS;
+  private readonly d: Decision = { next: null, sliceNs: 0 };
   sliceNs = 10_000_000;
 
   wake(q: RunQueue, v: Vcpu, curr: Vcpu | null): boolean {
@@ -197,7 +213,9 @@ export class RoundRobinPolicy implements SchedPolicy {
       q.remove(prev);
       if (prevRunnable) q.queue.push(prev);
     }
-    return { next: q.queue[0] ?? null, sliceNs: this.sliceNs };
+    this.d.next = q.queue[0] ?? null;
+    this.d.sliceNs = this.sliceNs;
+    return this.d;
   }
 }
 
