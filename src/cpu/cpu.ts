@@ -1178,11 +1178,12 @@ export class Cpu {
   pushWords(w: Int32Array, n: number): void {
     const sp = this.regs[ESP];
     if (this.stack32() && sp >>> 0 >= n * 4) {
-      // The offsets sp-4n .. sp-4 do not wrap, so the highest and lowest bound them all.
+      // The offsets sp-4n .. sp-4 do not wrap, so the highest and lowest bound them all
+      // (segWrite's 4-byte bounds).
       const lo = (sp - 4 * n) | 0;
       const c = this.segChk;
       const k = SS << 5;
-      if ((lo ^ -0x80000000) >= c[k + 24] && ((sp - 4) ^ -0x80000000) <= c[k + 25]) {
+      if ((lo ^ -0x80000000) >= c[k + 16 + 2 * 4] && ((sp - 4) ^ -0x80000000) <= c[k + 17 + 2 * 4]) {
         const lin = (c[k] + lo) | 0;
         const e = this.tlb[lin >>> 12];
         if (((lin ^ (lin + 4 * n - 1)) & ~0xfff) === 0 && (e & this.wrMask) !== 0) {
