@@ -10,12 +10,47 @@
  *   3 our self-mapping kernel L1, with the writable-page-table assist on (ring-3 trap; the
  *     pushed ESP is a PTE of the victim's frame)
  *   4 Xen's space above the M2P
+ * Modes 5-7 are 1, 3 and 4 reached by the fast trap (set_fast_trap(0x80)): under real Xen the
+ * hardware itself writes that frame through the gate, on the same stack. A ring-3 loop first
+ * makes thousands of int 0x80 round trips on a good kernel stack (so the path is hot and, in
+ * wasm, compiled); then the stack is turned and the same loop runs once more: its first int
+ * 0x80 must crash us, the frame nowhere.
  * The test checks the L2 slots the frame would have hit are still empty.
  */
 #include "desc.h"
 #include "hostile.h"
 
 #define SLOT 0x104u
+#define WARM_PASSES 5000u
+
+/* Ring 3: EAX passes of int 0x80, then int3 (vector 3 brings run_user back). */
+__asm__(".pushsection .user.text, \"ax\"\n"
+	".globl u_int80_loop\n"
+	"u_int80_loop:\n"
+	"1:	int $0x80\n"
+	"	decl %eax\n"
+	"	jnz 1b\n"
+	"	int3\n"
+	".popsection\n");
+extern char u_int80_loop[];
+
+static volatile u32 int80_seen;
+
+static int int80_hook(struct trap_frame *f)
+{
+	(void)f;
+	int80_seen++;
+	return 1;
+}
+
+/* The fast trap installed, then WARM_PASSES ring-3 round trips through it on a good stack. */
+static void warm_fast_trap(void)
+{
+	trap_hooks[0x80] = int80_hook;
+	CHECK_EQ(trap_set(0x80, 3) | HYPERVISOR_set_fast_trap(0x80), 0, "fast_trap_installed");
+	CHECK_EQ(run_user((u32)u_int80_loop, USER_STACK_TOP, WARM_PASSES), 3, "warm_loop_back_at_int3");
+	CHECK_EQ(int80_seen, WARM_PASSES, "warm_loop_passes");
+}
 
 void start_kernel(start_info_t *si)
 {
@@ -53,6 +88,28 @@ void start_kernel(start_info_t *si)
 		CHECK_EQ(HYPERVISOR_stack_switch(FLAT_KERNEL_SS, 0xFC800000u), 0, "kernel_stack_in_xen");
 		expect_crash("fault while writing a bounce frame");
 		run_user((u32)u_load_eax_ds, user_esp, FLAT_USER_DS);
+		break;
+	case 5:
+		warm_fast_trap();
+		CHECK_EQ(HYPERVISOR_stack_switch(FLAT_KERNEL_SS, esp), 0, "kernel_stack_in_l2");
+		expect_crash("fault while writing a bounce frame");
+		run_user((u32)u_int80_loop, user_esp, WARM_PASSES);
+		break;
+	case 6: {
+		u32 kl1 = si->pt_base + PAGE_SIZE;
+		warm_fast_trap();
+		CHECK_EQ(HYPERVISOR_vm_assist(VMASST_CMD_enable, VMASST_TYPE_writable_pagetables), 0,
+			 "assist_on");
+		CHECK_EQ(HYPERVISOR_stack_switch(FLAT_KERNEL_SS, kl1 + 0x800), 0, "kernel_stack_in_l1");
+		expect_crash("fault while writing a bounce frame");
+		run_user((u32)u_int80_loop, (vmfn << PAGE_SHIFT) | 0x67, WARM_PASSES);
+		break;
+	}
+	case 7:
+		warm_fast_trap();
+		CHECK_EQ(HYPERVISOR_stack_switch(FLAT_KERNEL_SS, 0xFC800000u), 0, "kernel_stack_in_xen");
+		expect_crash("fault while writing a bounce frame");
+		run_user((u32)u_int80_loop, user_esp, WARM_PASSES);
 		break;
 	default:
 		check_fail("mode", "unknown mode %u", mode);
