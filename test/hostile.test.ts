@@ -525,6 +525,32 @@ describe("hostile guests beside a victim", () => {
           backend,
           after: (m) => untouchedSlots(m),
         });
+    // A plain #PF from ring 3, which Xen only propagates: the same stacks after a warm loop.
+    for (const backend of ["wasm", "js"] as const)
+      for (const [mode, what, crashChecks] of [
+        [8, "the kernel stack in the attacker's L2", 5],
+        [9, "the kernel stack in its self-mapping L1 under the writable-page-table assist", 6],
+        [10, "the kernel stack in Xen's space", 5],
+      ] as const)
+        attack({
+          title: `${backend} blocks: 5,000 ring-3 page faults bounced and skipped, then ${what}: the domain is crashed at the next one, the table untouched`,
+          guest: "bounce",
+          cmdline: `mode=${mode}`,
+          checks: crashChecks + 1,
+          crashChecks,
+          backend,
+          drive: (m) => {
+            // In wasm the loop's faults must have been taken by a compiled block (held on its
+            // slow path: 2,787 of the 5,000, after the block's wait for its module), or the
+            // compiled path was never tried.
+            const back = wasmBackend(m.hv.cpu);
+            const held = back?.heldFaults ?? 0;
+            const r = runAttacker(m);
+            if (backend === "wasm") assert.ok((back?.heldFaults ?? 0) - held > 2000, `#PFs held in wasm blocks: ${(back?.heldFaults ?? 0) - held}`);
+            return r;
+          },
+          after: (m) => untouchedSlots(m),
+        });
   });
 
   describe("6. memory-op bounds and extent_order (XSA-29/-212 style)", () => {

@@ -15,6 +15,8 @@
  * makes thousands of int 0x80 round trips on a good kernel stack (so the path is hot and, in
  * wasm, compiled); then the stack is turned and the same loop runs once more: its first int
  * 0x80 must crash us, the frame nowhere.
+ * Modes 8-10 are the same three stacks under a warm ring-3 loop of page faults (a read of an
+ * unmapped page, skipped by our handler): the bounce of a plain #PF, which Xen only propagates.
  * The test checks the L2 slots the frame would have hit are still empty.
  */
 #include "desc.h"
@@ -34,6 +36,18 @@ __asm__(".pushsection .user.text, \"ax\"\n"
 	".popsection\n");
 extern char u_int80_loop[];
 
+/* Ring 3: EAX passes of a read of an unmapped page (6 bytes, skipped by pf_hook), then int3. */
+#define UNMAPPED 0xBFFFF000u
+__asm__(".pushsection .user.text, \"ax\"\n"
+	".globl u_pf_loop, u_pf_at\n"
+	"u_pf_loop:\n"
+	"u_pf_at:	movl 0xBFFFF000, %ebx\n"
+	"	decl %eax\n"
+	"	jnz u_pf_loop\n"
+	"	int3\n"
+	".popsection\n");
+extern char u_pf_loop[], u_pf_at[];
+
 static volatile u32 int80_seen;
 
 static int int80_hook(struct trap_frame *f)
@@ -41,6 +55,25 @@ static int int80_hook(struct trap_frame *f)
 	(void)f;
 	int80_seen++;
 	return 1;
+}
+
+static volatile u32 pf_seen;
+
+static int pf_hook(struct trap_frame *f)
+{
+	if (f->eip != (u32)u_pf_at || f->cr2 != UNMAPPED || (f->cs & 3) != 3)
+		return 0;
+	pf_seen++;
+	f->eip += 6;
+	return 1;
+}
+
+/* WARM_PASSES ring-3 page faults bounced to us and skipped, on a good stack. */
+static void warm_page_faults(void)
+{
+	trap_hooks[14] = pf_hook;
+	CHECK_EQ(run_user((u32)u_pf_loop, USER_STACK_TOP, WARM_PASSES), 3, "warm_pf_loop_back_at_int3");
+	CHECK_EQ(pf_seen, WARM_PASSES, "warm_pf_loop_passes");
 }
 
 /* The fast trap installed, then WARM_PASSES ring-3 round trips through it on a good stack. */
@@ -110,6 +143,28 @@ void start_kernel(start_info_t *si)
 		CHECK_EQ(HYPERVISOR_stack_switch(FLAT_KERNEL_SS, 0xFC800000u), 0, "kernel_stack_in_xen");
 		expect_crash("fault while writing a bounce frame");
 		run_user((u32)u_int80_loop, user_esp, WARM_PASSES);
+		break;
+	case 8:
+		warm_page_faults();
+		CHECK_EQ(HYPERVISOR_stack_switch(FLAT_KERNEL_SS, esp), 0, "kernel_stack_in_l2");
+		expect_crash("fault while writing a bounce frame");
+		run_user((u32)u_pf_loop, user_esp, WARM_PASSES);
+		break;
+	case 9: {
+		u32 kl1 = si->pt_base + PAGE_SIZE;
+		warm_page_faults();
+		CHECK_EQ(HYPERVISOR_vm_assist(VMASST_CMD_enable, VMASST_TYPE_writable_pagetables), 0,
+			 "assist_on");
+		CHECK_EQ(HYPERVISOR_stack_switch(FLAT_KERNEL_SS, kl1 + 0x800), 0, "kernel_stack_in_l1");
+		expect_crash("fault while writing a bounce frame");
+		run_user((u32)u_pf_loop, (vmfn << PAGE_SHIFT) | 0x67, WARM_PASSES);
+		break;
+	}
+	case 10:
+		warm_page_faults();
+		CHECK_EQ(HYPERVISOR_stack_switch(FLAT_KERNEL_SS, 0xFC800000u), 0, "kernel_stack_in_xen");
+		expect_crash("fault while writing a bounce frame");
+		run_user((u32)u_pf_loop, user_esp, WARM_PASSES);
 		break;
 	default:
 		check_fail("mode", "unknown mode %u", mode);
