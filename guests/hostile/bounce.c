@@ -85,6 +85,28 @@ static void warm_fast_trap(void)
 	CHECK_EQ(int80_seen, WARM_PASSES, "warm_loop_passes");
 }
 
+/*
+ * The kernel stack turned as modes 1, 3 and 4 turn it (kind 1: our L2, 2: our self-mapping L1
+ * under the assist, 3: Xen's space), then `loop` runs from ring 3: its first trap must crash us.
+ */
+static void turn_stack_then_run(u32 kind, u32 loop, start_info_t *si, u32 vmfn)
+{
+	u32 esp = si->pt_base + (SLOT + 2) * 4, user_esp = ((vmfn & ~1023u) << PAGE_SHIFT) | 0xE7;
+	if (kind == 1) {
+		CHECK_EQ(HYPERVISOR_stack_switch(FLAT_KERNEL_SS, esp), 0, "kernel_stack_in_l2");
+	} else if (kind == 2) {
+		CHECK_EQ(HYPERVISOR_vm_assist(VMASST_CMD_enable, VMASST_TYPE_writable_pagetables), 0,
+			 "assist_on");
+		esp = si->pt_base + PAGE_SIZE + 0x800;
+		CHECK_EQ(HYPERVISOR_stack_switch(FLAT_KERNEL_SS, esp), 0, "kernel_stack_in_l1");
+		user_esp = (vmfn << PAGE_SHIFT) | 0x67;
+	} else {
+		CHECK_EQ(HYPERVISOR_stack_switch(FLAT_KERNEL_SS, 0xFC800000u), 0, "kernel_stack_in_xen");
+	}
+	expect_crash("fault while writing a bounce frame");
+	run_user(loop, user_esp, WARM_PASSES);
+}
+
 void start_kernel(start_info_t *si)
 {
 	u32 mode, vmfn, esp, user_esp;
@@ -123,48 +145,16 @@ void start_kernel(start_info_t *si)
 		run_user((u32)u_load_eax_ds, user_esp, FLAT_USER_DS);
 		break;
 	case 5:
-		warm_fast_trap();
-		CHECK_EQ(HYPERVISOR_stack_switch(FLAT_KERNEL_SS, esp), 0, "kernel_stack_in_l2");
-		expect_crash("fault while writing a bounce frame");
-		run_user((u32)u_int80_loop, user_esp, WARM_PASSES);
-		break;
-	case 6: {
-		u32 kl1 = si->pt_base + PAGE_SIZE;
-		warm_fast_trap();
-		CHECK_EQ(HYPERVISOR_vm_assist(VMASST_CMD_enable, VMASST_TYPE_writable_pagetables), 0,
-			 "assist_on");
-		CHECK_EQ(HYPERVISOR_stack_switch(FLAT_KERNEL_SS, kl1 + 0x800), 0, "kernel_stack_in_l1");
-		expect_crash("fault while writing a bounce frame");
-		run_user((u32)u_int80_loop, (vmfn << PAGE_SHIFT) | 0x67, WARM_PASSES);
-		break;
-	}
+	case 6:
 	case 7:
 		warm_fast_trap();
-		CHECK_EQ(HYPERVISOR_stack_switch(FLAT_KERNEL_SS, 0xFC800000u), 0, "kernel_stack_in_xen");
-		expect_crash("fault while writing a bounce frame");
-		run_user((u32)u_int80_loop, user_esp, WARM_PASSES);
+		turn_stack_then_run(mode - 4, (u32)u_int80_loop, si, vmfn);
 		break;
 	case 8:
-		warm_page_faults();
-		CHECK_EQ(HYPERVISOR_stack_switch(FLAT_KERNEL_SS, esp), 0, "kernel_stack_in_l2");
-		expect_crash("fault while writing a bounce frame");
-		run_user((u32)u_pf_loop, user_esp, WARM_PASSES);
-		break;
-	case 9: {
-		u32 kl1 = si->pt_base + PAGE_SIZE;
-		warm_page_faults();
-		CHECK_EQ(HYPERVISOR_vm_assist(VMASST_CMD_enable, VMASST_TYPE_writable_pagetables), 0,
-			 "assist_on");
-		CHECK_EQ(HYPERVISOR_stack_switch(FLAT_KERNEL_SS, kl1 + 0x800), 0, "kernel_stack_in_l1");
-		expect_crash("fault while writing a bounce frame");
-		run_user((u32)u_pf_loop, (vmfn << PAGE_SHIFT) | 0x67, WARM_PASSES);
-		break;
-	}
+	case 9:
 	case 10:
 		warm_page_faults();
-		CHECK_EQ(HYPERVISOR_stack_switch(FLAT_KERNEL_SS, 0xFC800000u), 0, "kernel_stack_in_xen");
-		expect_crash("fault while writing a bounce frame");
-		run_user((u32)u_pf_loop, user_esp, WARM_PASSES);
+		turn_stack_then_run(mode - 7, (u32)u_pf_loop, si, vmfn);
 		break;
 	default:
 		check_fail("mode", "unknown mode %u", mode);
