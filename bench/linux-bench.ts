@@ -13,31 +13,41 @@
  *   TSXEN_XENLINUX=vmlinux TSXEN_XENLINUX_USERLAND=dir TSXEN_XENLINUX_LTEST=ltest \
  *     [TSXEN_REALXEN=xen] npm run bench:linux
  *
- * (docs/real-guests.md builds them.) Profile with `node --cpu-prof dist/bench/linux-bench.js`.
+ * (docs/real-guests.md builds them.) Profile with `node --cpu-prof dist/bench/linux-bench.js`,
+ * or one phase with `--prof-phase NAME FILE` (NAME as printed, e.g. "w: gzip pipeline");
+ * `--stop-after NAME` exits at that phase's end (cachegrind: the difference of two lengths).
+ * Each phase also prints its exits by kind, the wasm blocks made, the pending blocks'
+ * interpreted runs, the run-loop entries and the kept page-crossing instructions' runs.
  */
 import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { Session } from "node:inspector";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { pendingStats } from "../src/cpu/blocks.js";
 import { Exit } from "../src/cpu/regs.js";
 import { InterpStats } from "../src/cpu/stats.js";
 import { wasmBackend } from "../src/cpu/wasm/backend.js";
 import { LinuxRun, PROMPT, xenLinuxFiles, xenLinuxInitrd } from "../test/helpers/xenlinux.js";
 
 const TRAP_page_fault = 14;
+const SYSCALL = 0x80;
+const HYPERCALL = 0x82;
 
 /**
  * The workload: fork/exec of small commands in a loop, a pipe pipeline, a dd to /dev/null, a
- * find over /. Its last line prints BENCH-2 (typed as an expression, so the echo of the typed
- * line does not match).
+ * find over /. Each command is followed by a marker line W-n, its last by BENCH-2 (typed as
+ * expressions, so the echo of the typed line does not match), so each is timed on its own.
  */
-const WORKLOAD = [
-  "i=0; while [ $i -lt 100 ]; do /bin/true; i=$((i+1)); done",
-  "cat /bin/busybox /bin/busybox | gzip -c | gunzip -c | wc -c",
-  "dd if=/dev/zero of=/dev/null bs=4096 count=4096",
-  "find / -xdev | wc -l",
-  "echo BENCH-$((1+1))",
-].join("; ");
+const COMMANDS: Array<[string, string]> = [
+  ["w: fork+exec x100", "i=0; while [ $i -lt 100 ]; do /bin/true; i=$((i+1)); done"],
+  ["w: gzip pipeline", "cat /bin/busybox /bin/busybox | gzip -c | gunzip -c | wc -c"],
+  ["w: dd 16 MiB", "dd if=/dev/zero of=/dev/null bs=4096 count=4096"],
+  ["w: find", "find / -xdev | wc -l"],
+];
+const WORKLOAD = COMMANDS.map(
+  ([, c], i) => `${c}; echo ${i === COMMANDS.length - 1 ? "BENCH-$((1+1))" : `W-$((${i + 1}))`}`,
+).join("; ");
 
 interface Counts {
   wallMs: number;
@@ -59,18 +69,32 @@ interface Counts {
   blocks: number;
   codeWrites: number;
   flushes: number;
+  /** int $0x80 exits, other exceptions (not #PF, not hypercalls), hypercalls by number. */
+  syscalls: number;
+  otherExc: number;
+  byCall: number[];
+  /** Blocks and modules the wasm back end made; pending blocks' interpreted runs. */
+  wasmBlocks: number;
+  wasmModules: number;
+  /** Runs of kept page-crossing instructions (Cpu.crossingHits). */
+  crossings: number;
+  pendingRuns: number;
 }
 
 /** The console lines that end each timed phase, in order; the first phase starts at power-on. */
 const MARKS: Array<[string, RegExp]> = [
   ["to prompt", new RegExp(PROMPT.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&"))],
-  ["workload", /^BENCH-2\r?$/m],
+  ...COMMANDS.slice(0, -1).map(([name], i): [string, RegExp] => [name, new RegExp(`^W-${i + 1}\\r?$`, "m")]),
+  [COMMANDS[COMMANDS.length - 1][0], /^BENCH-2\r?$/m],
   ["ltest, to its x87", /^PASS main-tls-intact\r?$/m],
   ["ltest's x87", /^(PASS|FAIL) x87-across-processes/m],
   ["rest of ltest", /LTEST DONE passed=\d+ failed=\d+/],
 ];
 /** What is typed after each mark (null: nothing). */
-const TYPED = [WORKLOAD, "ltest", null, null, "poweroff"];
+const TYPED = [WORKLOAD, ...COMMANDS.slice(1).map(() => null), "ltest", null, null, "poweroff"];
+/** The marks' indices of the workload's first and last commands. */
+const W_FIRST = 1;
+const W_LAST = COMMANDS.length;
 
 /** Wall ms from power-on at which each mark's line appeared, then power-off's. */
 type Times = number[];
@@ -116,7 +140,13 @@ async function main(): Promise<number> {
   const cpu = run.hv.cpu;
   let hypercalls = 0;
   let pageFaults = 0;
-  run.hv.trace = () => void hypercalls++;
+  const byCall: number[] = new Array(64).fill(0);
+  run.hv.trace = (_v, n) => {
+    hypercalls++;
+    byCall[n & 63]++;
+  };
+  let syscalls = 0;
+  let otherExc = 0;
   // Every guest exit comes back through cpu.run: the instructions and #PF exits are counted there.
   let insns = 0;
   let runs = 0;
@@ -126,9 +156,15 @@ async function main(): Promise<number> {
     const before = cpu.retired;
     const e = inner(budget);
     insns += cpu.retired - before;
-    if (e === Exit.Exception && !cpu.exitSoft && cpu.exitVector === TRAP_page_fault) pageFaults++;
+    if (e === Exit.Exception) {
+      const v = cpu.exitVector;
+      if (!cpu.exitSoft && v === TRAP_page_fault) pageFaults++;
+      else if (cpu.exitSoft && v === SYSCALL) syscalls++;
+      else if (!(cpu.exitSoft && v === HYPERCALL)) otherExc++;
+    }
     return e;
   };
+  const wasm = cpu.backend === "wasm" ? wasmBackend(cpu) : null;
   const snap = (): Counts => ({
     wallMs: performance.now(),
     guestNs: run.hv.nowNs(),
@@ -144,11 +180,19 @@ async function main(): Promise<number> {
     blocks: cpu.regionBlocks + cpu.blockRuns,
     codeWrites: cpu.codeWrites,
     flushes: cpu.dc.flushes,
+    syscalls,
+    otherExc,
+    byCall: byCall.slice(),
+    wasmBlocks: wasm?.blocks ?? 0,
+    wasmModules: wasm?.modules ?? 0,
+    crossings: cpu.crossingHits,
+    pendingRuns: pendingStats.runs,
   });
   const start: Counts = {
     ...{ wallMs: t0, guestNs: 0, insns: 0, hypercalls: 0, pageFaults: 0 },
     ...{ cpuMs: cpu0, mainMs: main0, blockInsns: 0, codeWrites: 0, flushes: 0 },
-    ...{ runs: 0, entries: 0, hops: 0, blocks: 0 },
+    ...{ runs: 0, entries: 0, hops: 0, blocks: 0, syscalls: 0, otherExc: 0, byCall: byCall.slice() },
+    ...{ wasmBlocks: 0, wasmModules: 0, crossings: 0, pendingRuns: pendingStats.runs },
   };
   // --why: why the workload's interpreted instructions were not in blocks (costs a little).
   const why = process.argv.includes("--why");
@@ -157,14 +201,40 @@ async function main(): Promise<number> {
   let at = 0;
   let promptAt = 0;
   let out = "";
+  // --prof-phase NAME FILE: a V8 CPU profile of that phase only (names as printed).
+  const pp = process.argv.indexOf("--prof-phase");
+  const profPhase = pp < 0 ? -1 : MARKS.findIndex((m) => m[0] === process.argv[pp + 1]);
+  if (pp >= 0 && profPhase < 0) throw new Error(`--prof-phase: no phase ${process.argv[pp + 1]}`);
+  const prof = profPhase < 0 ? null : new Session();
+  const post = (m: string, p?: object): Promise<unknown> =>
+    new Promise((res, rej) => prof?.post(m, p ?? {}, (e, r) => (e ? rej(e) : res(r))));
+  if (prof !== null) {
+    prof.connect();
+    await post("Profiler.enable");
+    await post("Profiler.setSamplingInterval", { interval: 100 });
+  }
+  // --stop-after NAME: exit at that phase's end (cachegrind: the difference of two lengths).
+  const sa = process.argv.indexOf("--stop-after");
+  const stopAfter = sa < 0 ? -1 : MARKS.findIndex((m) => m[0] === process.argv[sa + 1]);
+  if (sa >= 0 && stopAfter < 0) throw new Error(`--stop-after: no phase ${process.argv[sa + 1]}`);
   for (let i = 0; i < MARKS.length; i++) {
+    if (i === profPhase) await post("Profiler.start");
     // ltest's marks in short slices of guest time (seen within 1 ms of guest time of their line).
-    at = run.until(MARKS[i][1], at, 300, i >= 2 ? 1e6 : 50e6);
+    // The workload's commands' marks in 5 ms.
+    at = run.until(MARKS[i][1], at, 300, i > W_LAST ? 1e6 : i >= W_FIRST ? 5e6 : 50e6);
     counts.push(snap());
+    if (i === profPhase) {
+      const r = (await post("Profiler.stop")) as { profile: object };
+      writeFileSync(process.argv[pp + 2], JSON.stringify(r.profile));
+    }
+    if (i === stopAfter) {
+      process.stdout.write(`stopped after ${MARKS[i][0]}: ${insns} instructions\n`);
+      return 0;
+    }
     if (i === 0) promptAt = at;
-    if (i === 1) out = run.console.slice(promptAt, at);
+    if (i === W_LAST) out = run.console.slice(promptAt, at);
     if (why && i === 0) cpu.stats = new InterpStats();
-    if (why && i === 1) whyReport = cpu.stats?.report() ?? [];
+    if (why && i === W_LAST) whyReport = cpu.stats?.report() ?? [];
     const typed = TYPED[i];
     if (typed !== null) run.type(typed);
   }
@@ -188,10 +258,18 @@ async function main(): Promise<number> {
         ` a run-loop entry ${((b.blockInsns - a.blockInsns) / Math.max(b.entries - a.entries, 1)).toFixed(1)},` +
         ` a page crossing linked ${((b.blockInsns - a.blockInsns) / Math.max(b.hops - a.hops, 1)).toFixed(1)},` +
         ` a block ${((b.blockInsns - a.blockInsns) / Math.max(b.blocks - a.blocks, 1)).toFixed(1)}`,
+      `syscalls ${b.syscalls - a.syscalls}, other exceptions ${b.otherExc - a.otherExc}`,
+      `wasm blocks made ${b.wasmBlocks - a.wasmBlocks} in ${b.wasmModules - a.wasmModules} modules,` +
+        ` pending runs ${b.pendingRuns - a.pendingRuns}, run-loop entries ${b.entries - a.entries},` +
+        ` page-crossing instructions kept ${b.crossings - a.crossings}`,
+      `hypercalls by number {${b.byCall
+        .map((n, k) => [k, n - a.byCall[k]])
+        .filter(([, n]) => n > 0)
+        .map(([k, n]) => `${k}:${n}`)
+        .join(" ")}}`,
     ].join(", ");
   };
   process.stdout.write("XenLinux 2.6.11, BusyBox initrd, 64 MiB, virtual time\n");
-  const wasm = cpu.backend === "wasm" ? wasmBackend(cpu) : null;
   process.stdout.write(
     wasm === null
       ? "compiled blocks: JS\n"
@@ -200,6 +278,7 @@ async function main(): Promise<number> {
   const names = [...MARKS.map((m) => m[0]), "poweroff"];
   for (let i = 0; i < counts.length; i++)
     process.stdout.write(`${line(names[i], i === 0 ? start : counts[i - 1], counts[i])}\n`);
+  process.stdout.write(`${line("workload", counts[W_FIRST - 1], counts[W_LAST])}\n`);
   process.stdout.write(`${line("power-on to off", start, counts[counts.length - 1])}\n`);
   process.stdout.write(`session end: ${end === null ? "none within 30 s of guest time" : end.kind}\n`);
   process.stdout.write(`workload output:\n${out.replace(/\r/g, "").trim()}\n`);
@@ -225,6 +304,8 @@ async function main(): Promise<number> {
       `${names[i].padEnd(18)} ${a[i].toFixed(2).padStart(8)} ${(b[i] ?? Number.NaN).toFixed(2).padStart(9)}\n`,
     );
   const total = (t: Times) => (t[t.length - 1] / 1000).toFixed(2);
+  const work = (t: Times) => ((t[W_LAST] - t[W_FIRST - 1]) / 1000).toFixed(2);
+  process.stdout.write(`${"workload".padEnd(18)} ${work(tsxen).padStart(8)} ${work(real).padStart(9)}\n`);
   process.stdout.write(
     `${"power-on to off".padEnd(18)} ${total(tsxen).padStart(8)} ${total(real).padStart(9)}\n`,
   );
@@ -264,18 +345,18 @@ function realXen(
     let echoAt = 0;
     qemu.stdout.on("data", (b: Buffer) => {
       text += b.toString("latin1");
-      const i = times.length;
-      if (i < MARKS.length) {
+      // Several marks may come in one chunk (the workload's commands end close together).
+      for (let i = times.length; i < MARKS.length; i = times.length) {
         const m = MARKS[i][1].exec(text.slice(from));
-        if (m !== null) {
-          times.push(performance.now() - t0);
-          from += m.index + m[0].length;
-          // Xen hands the serial line's input to dom0 as typed; the shell wants a carriage return.
-          const typed = TYPED[i];
-          if (typed !== null) pending = `${typed}\r`;
-          echoAt = text.length;
-        }
-      } else if (i === MARKS.length && /\(XEN\) Domain 0 (halted|shutdown)/.test(text.slice(from))) {
+        if (m === null) break;
+        times.push(performance.now() - t0);
+        from += m.index + m[0].length;
+        // Xen hands the serial line's input to dom0 as typed; the shell wants a carriage return.
+        const typed = TYPED[i];
+        if (typed !== null) pending = `${typed}\r`;
+        echoAt = text.length;
+      }
+      if (times.length === MARKS.length && /\(XEN\) Domain 0 (halted|shutdown)/.test(text.slice(from))) {
         times.push(performance.now() - t0);
         qemu.kill("SIGKILL");
       }
