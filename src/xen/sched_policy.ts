@@ -67,23 +67,54 @@ export interface SchedPolicy {
   doSchedule(q: RunQueue, prev: Vcpu | null, ranNs: number, prevRunnable: boolean, nowNs: number): Decision;
 }
 
-/** A physical CPU's run queue and the policy's per-CPU state. */
+/**
+ * A physical CPU's run queue and the policy's per-CPU state. The queued vcpus are
+ * items[0..length); later slots hold null. The array itself never shrinks: V8 gives an array
+ * whose length falls to 0 a new backing store at the next push (152 bytes a tick for 100 idle
+ * domains, whose queue empties at every block), and unshift copied it each time.
+ */
 export class RunQueue {
-  readonly queue: Vcpu[] = [];
+  private readonly items: (Vcpu | null)[] = [null];
+  /** Vcpus queued. */
+  length = 0;
   /** BVT system virtual time. */
   svt = 0;
 
-  /** Removes v if queued, keeping the others' order (no splice: it allocates its result). */
+  /** The i-th queued vcpu (i < length). */
+  at(i: number): Vcpu {
+    return this.items[i] as Vcpu;
+  }
+
+  push(v: Vcpu): void {
+    if (this.length === this.items.length) this.items.push(v);
+    else this.items[this.length] = v;
+    this.length++;
+  }
+
+  /** Puts v at the head, moving the others up in place. */
+  addFirst(v: Vcpu): void {
+    this.push(v);
+    const q = this.items;
+    for (let j = this.length - 1; j > 0; j--) q[j] = q[j - 1];
+    q[0] = v;
+  }
+
+  /** Removes v if queued, keeping the others' order. */
   remove(v: Vcpu): void {
-    const q = this.queue;
-    const i = q.indexOf(v);
+    const i = this.indexOf(v);
     if (i < 0) return;
-    for (let j = i + 1; j < q.length; j++) q[j - 1] = q[j];
-    q.length--;
+    const q = this.items;
+    for (let j = i + 1; j < this.length; j++) q[j - 1] = q[j];
+    q[--this.length] = null;
   }
 
   has(v: Vcpu): boolean {
-    return this.queue.includes(v);
+    return this.indexOf(v) >= 0;
+  }
+
+  private indexOf(v: Vcpu): number {
+    for (let i = 0; i < this.length; i++) if (this.items[i] === v) return i;
+    return -1;
   }
 }
 
@@ -107,7 +138,7 @@ export class BvtPolicy implements SchedPolicy {
   }
 
   wake(q: RunQueue, v: Vcpu, curr: Vcpu | null, currRanNs: number): boolean {
-    if (!q.has(v)) q.queue.unshift(v);
+    if (!q.has(v)) q.addFirst(v);
     if (v.avt < q.svt) v.avt = q.svt;
     v.evt = this.evtOf(v);
     if (curr === null) return true;
@@ -126,7 +157,8 @@ export class BvtPolicy implements SchedPolicy {
    * warp lasts warpl, then waits warpu before it may resume (if warpback is set).
    */
   private runWarpTimers(q: RunQueue, nowNs: number): void {
-    for (const v of q.queue) {
+    for (let i = 0; i < q.length; i++) {
+      const v = q.at(i);
       const p = v.domain.bvt;
       if (p.warpEndNs >= 0 && nowNs >= p.warpEndNs) {
         p.warpEndNs = -1;
@@ -155,14 +187,14 @@ export class BvtPolicy implements SchedPolicy {
       prev.avt += Math.ceil(ranNs / MCU_NS) * prev.domain.bvt.mcuAdvance;
       prev.evt = this.evtOf(prev);
       q.remove(prev);
-      if (prevRunnable) q.queue.push(prev);
+      if (prevRunnable) q.push(prev);
     }
-    if (q.queue.length === 0) return this.decide(null, this.ctxAllowNs);
-    let first: Vcpu = q.queue[0];
+    if (q.length === 0) return this.decide(null, this.ctxAllowNs);
+    let first: Vcpu = q.at(0);
     let second: Vcpu | null = null;
     let minAvt = first.avt;
-    for (let i = 1; i < q.queue.length; i++) {
-      const v = q.queue[i];
+    for (let i = 1; i < q.length; i++) {
+      const v = q.at(i);
       if (v.avt < minAvt) minAvt = v.avt;
       if (v.evt < first.evt) {
         second = first;
@@ -174,7 +206,8 @@ export class BvtPolicy implements SchedPolicy {
     q.svt = minAvt;
     if (q.svt >= SVT_WRAP_AT) {
       q.svt -= SVT_WRAP_BY;
-      for (const v of q.queue) {
+      for (let i = 0; i < q.length; i++) {
+        const v = q.at(i);
         v.avt -= SVT_WRAP_BY;
         v.evt -= SVT_WRAP_BY;
       }
@@ -194,7 +227,7 @@ export class RoundRobinPolicy implements SchedPolicy {
   sliceNs = 10_000_000;
 
   wake(q: RunQueue, v: Vcpu, curr: Vcpu | null): boolean {
-    if (!q.has(v)) q.queue.push(v);
+    if (!q.has(v)) q.push(v);
     return curr === null;
   }
 
@@ -211,9 +244,9 @@ export class RoundRobinPolicy implements SchedPolicy {
   ): Decision {
     if (prev !== null) {
       q.remove(prev);
-      if (prevRunnable) q.queue.push(prev);
+      if (prevRunnable) q.push(prev);
     }
-    this.d.next = q.queue[0] ?? null;
+    this.d.next = q.length > 0 ? q.at(0) : null;
     this.d.sliceNs = this.sliceNs;
     return this.d;
   }

@@ -313,7 +313,7 @@ export class Scheduler implements TimerWatch {
 
   /** Is anything ever going to happen: a runnable vcpu, or a one-shot timer somewhere? */
   anythingPending(): boolean {
-    for (const p of this.pcpus) if (p.curr !== null || p.rq.queue.length > 0 || p.needResched) return true;
+    for (const p of this.pcpus) if (p.curr !== null || p.rq.length > 0 || p.needResched) return true;
     for (const d of this.hv.domains.values()) {
       if (d.state !== DomainState.Running || d.paused) continue;
       for (const v of d.vcpus) if (v.timerDeadline >= 0 || !v.blocked) return true;
@@ -331,7 +331,7 @@ export class Scheduler implements TimerWatch {
   nextWakeNs(): number {
     let next = Number.POSITIVE_INFINITY;
     for (const p of this.pcpus) {
-      if (p.curr !== null || p.rq.queue.length > 0 || p.needResched) return Number.NEGATIVE_INFINITY;
+      if (p.curr !== null || p.rq.length > 0 || p.needResched) return Number.NEGATIVE_INFINITY;
       next = Math.min(next, this.earliestDeadline(p));
     }
     return next;
