@@ -14,9 +14,11 @@
  * flat-out figure does not show.
  * Not a timed test: it prints figures.
  *
- * --timer-slop T is passed to tsxend (how late its run loop may serve a timer, so one wake-up serves many).
+ * --timer-slop T is passed to tsxend (how late its run loop may serve a timer, so one wake-up serves many),
+ * and --pace fast|realtime (fast: its run loop flat out, no sleeps: what tsxend's own turns cost a tick
+ * beside the in-process run, apart from what its sleeps do to the caches).
  *
- *   npm run bench:scale [-- --domains N] [-- --mib M] [-- --seconds S] [-- --tick-ms T] [-- --profile DIR] [-- --in-process] [-- --evict M [-- --step-ms S]] [-- --timer-slop T]
+ *   npm run bench:scale [-- --domains N] [-- --mib M] [-- --seconds S] [-- --tick-ms T] [-- --profile DIR] [-- --in-process] [-- --evict M [-- --step-ms S]] [-- --timer-slop T] [-- --pace P]
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -44,6 +46,8 @@ interface Options {
   stepMs: number;
   /** tsxend's --timer-slop (ms); -1: its default. */
   timerSlop: number;
+  /** tsxend's --pace: fast runs its loop flat out (its own cost a tick beside the in-process run's). */
+  pace: "realtime" | "fast";
 }
 
 const fail = failer("scale-bench");
@@ -59,6 +63,7 @@ function parseArgs(argv: string[]): Options {
     evict: 0,
     stepMs: 1,
     timerSlop: -1,
+    pace: "realtime",
   };
   const limits: WholeLimits<"domains" | "mib" | "seconds" | "tickMs" | "evict" | "stepMs" | "timerSlop"> = {
     "--domains": ["domains", 1, 1000],
@@ -74,6 +79,11 @@ function parseArgs(argv: string[]): Options {
       opts.profile = argv[++i] ?? fail("--profile needs a directory");
       continue;
     }
+    if (argv[i] === "--pace") {
+      const p = argv[++i];
+      opts.pace = p === "fast" || p === "realtime" ? p : fail("--pace is realtime or fast");
+      continue;
+    }
     if (argv[i] === "--in-process") {
       opts.inProcess = true;
       continue;
@@ -84,7 +94,7 @@ function parseArgs(argv: string[]): Options {
       argv,
       i,
       fail,
-      `unknown option ${JSON.stringify(argv[i])}; options: ${Object.keys(limits).join(", ")}, --profile DIR, --in-process`,
+      `unknown option ${JSON.stringify(argv[i])}; options: ${Object.keys(limits).join(", ")}, --profile DIR, --in-process, --pace fast|realtime`,
     );
   }
   return opts;
@@ -228,6 +238,8 @@ async function main(): Promise<void> {
       "--on-stop",
       "destroy",
       ...(opts.timerSlop < 0 ? [] : ["--timer-slop", String(opts.timerSlop)]),
+      "--pace",
+      opts.pace,
     ],
     { stdio: "ignore" },
   );
@@ -294,7 +306,7 @@ async function main(): Promise<void> {
     const idlePct = ((after.cpu - before.cpu) / wall) * 100;
     process.stdout.write(
       [
-        `tsxen scale: ${opts.domains} idle domains of ${opts.mib} MiB in one tsxend (guests/bench/idle.c, tick ${opts.tickMs} ms, timer slop ${opts.timerSlop < 0 ? "tsxend's default" : `${opts.timerSlop} ms`})`,
+        `tsxen scale: ${opts.domains} idle domains of ${opts.mib} MiB in one tsxend (guests/bench/idle.c, tick ${opts.tickMs} ms, timer slop ${opts.timerSlop < 0 ? "tsxend's default" : `${opts.timerSlop} ms`}, ${opts.pace} pacing)`,
         "",
         `  domains listed                ${list.domains.length - 1} (and Domain-0)`,
         `  created and idle in           ${created.toFixed(1)} s`,

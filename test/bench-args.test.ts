@@ -77,6 +77,7 @@ describe("bench options", () => {
         ["--evict", "1025"],
         'scale-bench: --evict needs a whole number in 0..1024, got "1025"',
       ],
+      ["scale-bench", ["--pace", "slow"], "scale-bench: --pace is realtime or fast"],
     ];
     for (const [name, args, message] of cases)
       assert.deepEqual(
