@@ -3,7 +3,8 @@
  * whole stack (CPU, hypervisor, builder) with guests/bench/exits.c, which loops each kind
  * and brackets each loop with console lines this script timestamps: a null hypercall, a
  * multicall of N entries, mmu_update of N entries, a page fault bounced to the guest, an
- * event sent to itself and taken in its upcall, a privileged instruction emulated.
+ * event sent to itself and taken in its upcall, a privileged instruction emulated, a ring-3
+ * int 0x80 through the fast trap gate (no exit: delivered inside the CPU's run).
  * Not a timed test: it prints figures (the first round cold, the others steady, as ranges).
  *
  *   npm run bench:exits [-- --n N] [-- --batch N] [-- --rounds R] [-- --only KIND]
@@ -33,6 +34,7 @@ const KINDS: Record<string, string> = {
   page_fault: "#PF bounced to the guest",
   event_upcall: "event send + upcall",
   priv_op: "privileged insn (mov cr0)",
+  fast_trap: "ring-3 int 0x80 (fast trap) + iret",
 };
 
 function parseArgs(argv: string[]): Options {

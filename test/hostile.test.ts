@@ -543,6 +543,28 @@ describe("hostile guests beside a victim", () => {
             after: (m) => untouchedSlots(m),
           }),
         );
+    // The same two loops, then the kernel stack at an unmapped page and at a read-only page.
+    for (const backend of ["wasm", "js"] as const)
+      for (const [first, loop, warmChecks] of [
+        [11, "int 0x80 through the fast trap", 3],
+        [13, "page faults bounced and skipped", 2],
+      ] as const)
+        (
+          [
+            ["the kernel stack at an unmapped page", 0],
+            ["the kernel stack at a page of its own made read-only", 1],
+          ] as const
+        ).forEach(([what, remapped], i) =>
+          attack({
+            title: `${backend} blocks: 5,000 ring-3 ${loop}, then ${what}: the domain is crashed at the next one`,
+            guest: "bounce",
+            cmdline: `mode=${first + i}`,
+            checks: warmChecks + remapped + 4,
+            crashChecks: warmChecks + remapped + 3,
+            backend,
+            after: (m) => untouchedSlots(m),
+          }),
+        );
   });
 
   describe("6. memory-op bounds and extent_order (XSA-29/-212 style)", () => {
@@ -562,9 +584,9 @@ describe("hostile guests beside a victim", () => {
     });
     attack({
       title:
-        "the fast trap gate into Xen's area, at an unmapped page, and at an LDT code segment then made data and not present: the CPU's faults, bounced",
+        "the fast trap gate into Xen's area, at an unmapped page, and at an LDT code segment then made data and not present (from rings 1 and 3): the CPU's faults, bounced",
       guest: "fast_gate",
-      checks: 28,
+      checks: 32,
     });
   });
 

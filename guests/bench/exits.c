@@ -6,7 +6,8 @@
  * Kinds: null hypercall (xen_version), multicall of `batch` xen_version entries,
  * mmu_update of `batch` L1 entries (each PTE rewritten to its own value), a #PF bounced
  * to the guest's handler and back, an event sent to itself (send + upcall), a privileged
- * instruction emulated (mov from CR0 at ring 1). Each runs `rounds` times, so the first
+ * instruction emulated (mov from CR0 at ring 1), a ring-3 int 0x80 through the fast trap gate
+ * to a handler that irets. Each runs `rounds` times, so the first
  * (cold) round can be told from the steady ones.
  * cmdline: n=<iterations> batch=<N> rounds=<R> [only=<kind>] (one kind, for a profile).
  */
@@ -138,6 +139,38 @@ static void event_upcalls(u32 n, u32 port)
 		fail("upcalls_taken", (long)(want - upcalls));
 }
 
+/* Ring 3: EAX passes of int 0x80 through the fast trap gate, then int3 back to run_user. The
+ * handler at ring 1 only irets: one round trip is the int, the iret and the loop's two. */
+__asm__(".pushsection .user.text, \"ax\"\n"
+	".globl u_fast_trap_loop\n"
+	"u_fast_trap_loop:\n"
+	"1:	int $0x80\n"
+	"	decl %eax\n"
+	"	jnz 1b\n"
+	"	int3\n"
+	".popsection\n"
+	".pushsection .text\n"
+	".globl fast_trap_iret\n"
+	"fast_trap_iret:\n"
+	"	iret\n"
+	".popsection\n");
+extern char u_fast_trap_loop[], fast_trap_iret[];
+
+static void fast_traps(u32 n)
+{
+	trap_info_t t[2];
+	memset(t, 0, sizeof(t));
+	t[0].vector = 0x80;
+	t[0].flags = 3; /* DPL 3, events not masked: what set_fast_trap accepts */
+	t[0].cs = FLAT_KERNEL_CS;
+	t[0].address = (u32)fast_trap_iret;
+	long rc = HYPERVISOR_set_trap_table(t) | HYPERVISOR_set_fast_trap(0x80);
+	if (rc != 0)
+		return fail("set_fast_trap", rc);
+	if (n != 0 && run_user((u32)u_fast_trap_loop, USER_STACK_TOP, n) != 3)
+		fail("fast_trap_loop", -1);
+}
+
 static void priv_ops(u32 n)
 {
 	u32 v;
@@ -156,6 +189,9 @@ void start_kernel(start_info_t *si)
 	rounds = cmdline_u32(si, "rounds", 3);
 	if (batch < 1 || batch > MAX_BATCH)
 		batch = 16;
+	rc = user_pages_init();
+	if (rc != 0)
+		fail("user_pages", rc);
 	rc = HYPERVISOR_update_va_mapping((u32)unmapped, 0, UVMF_INVLPG);
 	if (rc != 0)
 		fail("unmap", rc);
@@ -196,6 +232,11 @@ void start_kernel(start_info_t *si)
 			begin("priv_op");
 			priv_ops(n);
 			end("priv_op", n, 1);
+		}
+		if (want("fast_trap")) {
+			begin("fast_trap");
+			fast_traps(n);
+			end("fast_trap", n, 1);
 		}
 	}
 	printk("BENCH done failures=%u\n", failures);

@@ -17,6 +17,8 @@
  * 0x80 must crash us, the frame nowhere.
  * Modes 8-10 are the same three stacks under a warm ring-3 loop of page faults (a read of an
  * unmapped page, skipped by our handler): the bounce of a plain #PF, which Xen only propagates.
+ * Modes 11-12 (fast trap) and 13-14 (#PF) turn the kernel stack to an unmapped page and to a
+ * data page of ours remapped read-only.
  * The test checks the L2 slots the frame would have hit are still empty.
  */
 #include "desc.h"
@@ -85,9 +87,12 @@ static void warm_fast_trap(void)
 	CHECK_EQ(int80_seen, WARM_PASSES, "warm_loop_passes");
 }
 
+static u8 ro_stack[PAGE_SIZE] BSS_PAGE;
+
 /*
  * The kernel stack turned as modes 1, 3 and 4 turn it (kind 1: our L2, 2: our self-mapping L1
- * under the assist, 3: Xen's space), then `loop` runs from ring 3: its first trap must crash us.
+ * under the assist, 3: Xen's space; 4: an unmapped page, 5: a page of ours made read-only),
+ * then `loop` runs from ring 3: its first trap must crash us.
  */
 static void turn_stack_then_run(u32 kind, u32 loop, start_info_t *si, u32 vmfn)
 {
@@ -100,8 +105,14 @@ static void turn_stack_then_run(u32 kind, u32 loop, start_info_t *si, u32 vmfn)
 		esp = si->pt_base + PAGE_SIZE + 0x800;
 		CHECK_EQ(HYPERVISOR_stack_switch(FLAT_KERNEL_SS, esp), 0, "kernel_stack_in_l1");
 		user_esp = (vmfn << PAGE_SHIFT) | 0x67;
-	} else {
+	} else if (kind == 3) {
 		CHECK_EQ(HYPERVISOR_stack_switch(FLAT_KERNEL_SS, 0xFC800000u), 0, "kernel_stack_in_xen");
+	} else if (kind == 4) {
+		CHECK_EQ(HYPERVISOR_stack_switch(FLAT_KERNEL_SS, UNMAPPED + 0x800), 0, "kernel_stack_unmapped");
+	} else {
+		ro_stack[0] = 1;
+		CHECK_EQ(remap(ro_stack, 1), 0, "stack_page_read_only");
+		CHECK_EQ(HYPERVISOR_stack_switch(FLAT_KERNEL_SS, (u32)ro_stack + 0x800), 0, "kernel_stack_read_only");
 	}
 	expect_crash("fault while writing a bounce frame");
 	run_user(loop, user_esp, WARM_PASSES);
@@ -155,6 +166,16 @@ void start_kernel(start_info_t *si)
 	case 10:
 		warm_page_faults();
 		turn_stack_then_run(mode - 7, (u32)u_pf_loop, si, vmfn);
+		break;
+	case 11:
+	case 12:
+		warm_fast_trap();
+		turn_stack_then_run(mode - 7, (u32)u_int80_loop, si, vmfn);
+		break;
+	case 13:
+	case 14:
+		warm_page_faults();
+		turn_stack_then_run(mode - 9, (u32)u_pf_loop, si, vmfn);
 		break;
 	default:
 		check_fail("mode", "unknown mode %u", mode);

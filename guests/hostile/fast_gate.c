@@ -92,11 +92,16 @@ void start_kernel(start_info_t *si)
 	CHECK_EQ(int80(), 13, "gate_to_data_segment_gp");
 	CHECK_EQ(last_trap.error_code, LDT_CS & ~3u, "gate_to_data_segment_gp_selector");
 	CHECK_EQ(last_trap.eip, (u32)int80_at, "gate_to_data_segment_gp_at_the_int");
+	CHECK_EQ(run_user((u32)u_int80, USER_STACK_TOP, 0), 13, "gate_to_data_segment_from_ring3_gp");
+	CHECK(last_trap.error_code == (LDT_CS & ~3u) && last_trap.eip == (u32)u_int80,
+	      "gate_to_data_segment_from_ring3_gp_selector_at_the_int");
 
 	CHECK_EQ(ldt_desc(mkseg(0, 0xFBFFF, ACC_R1_CODE & ~0x80u, FLG_G)), 0, "ldt_code_made_not_present");
 	CHECK_EQ(int80(), 11, "gate_to_absent_segment_np");
 	CHECK_EQ(last_trap.error_code, LDT_CS & ~3u, "gate_to_absent_segment_np_selector");
 	CHECK_EQ(int80_seen, 1, "absent_segment_handler_not_run");
+	CHECK_EQ(run_user((u32)u_int80, USER_STACK_TOP, 0), 11, "gate_to_absent_segment_from_ring3_np");
+	CHECK_EQ(int80_seen, 1, "absent_segment_from_ring3_handler_not_run");
 
 	CHECK_EQ(ldt_desc(mkseg(0, 0xFBFFF, ACC_R1_CODE, FLG_G)), 0, "ldt_code_again");
 	CHECK_EQ(int80(), -1, "gate_ldt_code_runs_again");

@@ -217,6 +217,13 @@ export class Cpu {
    */
   deliverThroughIdt = false;
 
+  /**
+   * Host mode: asked first at int n / int3 / into; true when the host delivered it inside the
+   * run (the instruction retires and the run goes on at the new CS:EIP). It must change
+   * nothing when it returns false: the exit then happens as without it.
+   */
+  softIntHook: ((vector: number) => boolean) | null = null;
+
   // --- Exit information ---
   exitReason: Exit = Exit.Budget;
   exitVector = 0;
@@ -568,6 +575,10 @@ export class Cpu {
    */
   softInt(vector: number): void {
     if (this.deliverThroughIdt) this.trap(vector, -1, true);
+    // A gate the host delivers in the run (a PV guest's fast trap: real hardware goes through
+    // it without the hypervisor); false leaves the exit to it, with nothing changed.
+    const hook = this.softIntHook;
+    if (hook !== null && hook(vector)) return;
     this.exitReason = Exit.Exception;
     this.exitVector = vector;
     this.exitErrorCode = -1;
@@ -1176,6 +1187,15 @@ export class Cpu {
    * pushes themselves, which fault where they would.
    */
   pushWords(w: Int32Array, n: number): void {
+    if (!this.pushWordsAtOnce(w, n, false)) for (let i = 0; i < n; i++) this.push32(w[i]);
+  }
+
+  /**
+   * pushWords' single store when it applies (reach: the page may be walked into the TLB first,
+   * as the first push32 would walk it, a #PF held rather than thrown); false, with no word
+   * stored and ESP as it was, when it does not. A held #PF leaves CR2 set, as the walk does.
+   */
+  pushWordsAtOnce(w: Int32Array, n: number, reach: boolean): boolean {
     const sp = this.regs[ESP];
     if (this.stack32() && sp >>> 0 >= n * 4) {
       // The offsets sp-4n .. sp-4 do not wrap, so the highest and lowest bound them all
@@ -1185,8 +1205,10 @@ export class Cpu {
       const k = SS << 5;
       if ((lo ^ -0x80000000) >= c[k + 16 + 2 * 4] && ((sp - 4) ^ -0x80000000) <= c[k + 17 + 2 * 4]) {
         const lin = (c[k] + lo) | 0;
+        const same = ((lin ^ (lin + 4 * n - 1)) & ~0xfff) === 0;
+        if (same && reach && (this.tlb[lin >>> 12] & this.wrMask) === 0) this.reach(lin, true);
         const e = this.tlb[lin >>> 12];
-        if (((lin ^ (lin + 4 * n - 1)) & ~0xfff) === 0 && (e & this.wrMask) !== 0) {
+        if (same && (e & this.wrMask) !== 0) {
           const p = ((e & ~0xfff) | (lin & 0xfff)) >>> 0;
           if (this.codePage[p >>> 12] !== 0) this.codeWritten(p >>> 12);
           for (let i = 0; i < n; i++) {
@@ -1195,11 +1217,11 @@ export class Cpu {
             else this.mem32[a >>> 2] = w[i];
           }
           this.regs[ESP] = lo;
-          return;
+          return true;
         }
       }
     }
-    for (let i = 0; i < n; i++) this.push32(w[i]);
+    return false;
   }
 
   push16(v: number): void {

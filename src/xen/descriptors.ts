@@ -82,6 +82,19 @@ export function loadGuestSegment(
     cpu.loadSegmentCache(seg, sel, 0, 0, 0);
     return true;
   }
+  if (!checkGuestSegment(cpu, sel, ring, isCs, isSs)) return false;
+  cpu.loadSegmentCache(seg, sel, checkedSegment[0], checkedSegment[1], checkedSegment[2]);
+  return true;
+}
+
+/** The cache fields (base, limit, attr) of the descriptor checkGuestSegment passed last. */
+export const checkedSegment = new Int32Array(3);
+
+/**
+ * loadGuestSegment's checks on a selector that is not null, loading nothing: true with the
+ * descriptor's cache fields in checkedSegment, or false where the load would fail.
+ */
+export function checkGuestSegment(cpu: Cpu, sel: number, ring: number, isCs: boolean, isSs: boolean): boolean {
   if (!readWords(cpu, sel)) return false;
   // decodeDescriptor's fields, without its object.
   const attr = descAttr(wordHi);
@@ -94,7 +107,9 @@ export function loadGuestSegment(
   if (isCs && (!isCode || (sel & 3) !== ring || ((access & 4) === 0 && dpl !== ring))) return false;
   if (isSs && (!isData || (access & 2) === 0 || (sel & 3) !== ring || dpl !== ring)) return false;
   if (!isCs && !isSs && !(isData || (isCode && (access & 2) !== 0))) return false;
-  cpu.loadSegmentCache(seg, sel, descBase(wordLo, wordHi), descLimit(wordLo, wordHi), attr);
+  checkedSegment[0] = descBase(wordLo, wordHi);
+  checkedSegment[1] = descLimit(wordLo, wordHi);
+  checkedSegment[2] = attr;
   return true;
 }
 

@@ -50,7 +50,7 @@ import { PtwrInfo, ptwrBeforeDevalidate, ptwrFlushAll } from "./ptwr.js";
 import { makePolicy } from "./sched_policy.js";
 import { Scheduler } from "./scheduler.js";
 import type { TraceBuffers } from "./trace.js";
-import { deliverEvents, handleException, reloadDataSegments } from "./traps.js";
+import { deliverEvents, fastTrapInRun, handleException, reloadDataSegments } from "./traps.js";
 
 export interface HypervisorOptions {
   /** Machine memory in MiB (default 128). */
@@ -120,6 +120,8 @@ export class Hypervisor implements MmHost {
   /** Added to system time to form the wall clock (DOM0_SETTIME). */
   wallClockOffsetUs = 0;
   trace: ((v: Vcpu, hypercall: number) => void) | null = null;
+  /** Fast trap gates taken inside the CPU's run, without an exit (traps.ts fastTrapInRun). */
+  fastTrapsInRun = 0;
   /** Called after every hypercall from a guest (tests run the invariant checker here). */
   afterHypercall: ((v: Vcpu, hypercall: number) => void) | null = null;
   /**
@@ -164,6 +166,7 @@ export class Hypervisor implements MmHost {
     this.checkInvariantsAfterHypercall =
       opts.checkInvariants ?? globalThis.process?.env?.TSXEN_CHECK_INVARIANTS === "1";
     this.cpu = new Cpu(this.mem.bytes);
+    this.cpu.softIntHook = (vector) => fastTrapInRun(this, vector);
     this.frames = new FrameTable(this.mem.nrFrames, this.mem.ramEnd);
     this.mm = new Mm(this);
     this.clock = new VirtualClock(opts.tscHz);

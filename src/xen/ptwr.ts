@@ -111,14 +111,18 @@ export function ptwrBeforeDevalidate(hv: Hypervisor, mfn: number): void {
  * first instead.
  */
 export function ptwrBeforeGuestStackWrite(hv: Hypervisor, v: Vcpu, ...stackVas: number[]): void {
-  const active = hv.ptwr.slots[PTWR_PT_ACTIVE];
-  if (active.l1va === 0 || active.vcpu !== v) return;
   for (const va of stackVas) {
-    if ((va - 1) >>> 22 === active.l2Idx || va >>> 22 === active.l2Idx) {
+    if (ptwrStackWriteFlushes(hv, v, va)) {
       ptwrFlush(hv, PTWR_PT_ACTIVE);
       return;
     }
   }
+}
+
+/** Whether a frame pushed below stack va flushes v's ACTIVE window (ptwrBeforeGuestStackWrite). */
+export function ptwrStackWriteFlushes(hv: Hypervisor, v: Vcpu, va: number): boolean {
+  const active = hv.ptwr.slots[PTWR_PT_ACTIVE];
+  return active.l1va !== 0 && active.vcpu === v && ((va - 1) >>> 22 === active.l2Idx || va >>> 22 === active.l2Idx);
 }
 
 /**

@@ -5,15 +5,15 @@
  */
 import { CPU_FAULT, type Cpu } from "../cpu/cpu.js";
 import { CS, DS, EAX, ES, ESP, FS, GS, NT, RF, SS, TF, VM } from "../cpu/regs.js";
-import { HYPERCALL_VECTOR, TI_DPL_MASK, TI_IF } from "../public/arch_x86_32.js";
+import { HYPERCALL_VECTOR, SELECTOR_TI, TI_DPL_MASK, TI_IF } from "../public/arch_x86_32.js";
 import { HypercallJul, HypercallMar, NR_HYPERCALLS, SharedInfo, VcpuInfo } from "../public/xen.js";
 import { gdtFaultSelector, handleLdtFault, shadowLdtForSelector } from "./descriptor_tables.js";
-import { decodeDescriptor, loadGuestSegment, readDescriptor } from "./descriptors.js";
+import { checkedSegment, checkGuestSegment, decodeDescriptor, loadGuestSegment, readDescriptor } from "./descriptors.js";
 import type { Vcpu } from "./domain.js";
 import { emulatePrivilegedOp } from "./emulate.js";
 import { doHypercall } from "./hypercall.js";
 import type { Hypervisor } from "./hypervisor.js";
-import { ptwrBeforeGuestStackWrite, ptwrPageFault } from "./ptwr.js";
+import { ptwrBeforeGuestStackWrite, ptwrPageFault, ptwrStackWriteFlushes } from "./ptwr.js";
 import { gpfEmulate4gb } from "./seg_fixup.js";
 
 // Exception vectors as Xen names them.
@@ -259,6 +259,85 @@ function fastTrapTargetOk(hv: Hypervisor, v: Vcpu, cpu: Cpu): boolean {
   if (vector === TRAP_gp_fault) generalProtection(hv, v, error);
   else reflectTrap(hv, v, vector, error, null);
   return false;
+}
+
+/** fastTrapInRun's frame, reused. */
+const fastWords = new Int32Array(5);
+
+/**
+ * The CPU's softIntHook: an int n through the fast trap gate, delivered inside the CPU's run
+ * as the hardware delivers it through the gate set_fast_trap wrote (no Xen code runs under
+ * real Xen, so no exit: no exit cost, no event check, no trace). Only when every step of
+ * softwareInterrupt's path would succeed: the gate's checks (fastTrapTargetOk), the kernel
+ * stack's selector, and the frame in one page the guest's own page tables map writable at
+ * ring 1 within SS's limit (Cpu.pushWordsAtOnce, walked as the first push would walk it),
+ * its words and the state after it those of bounce(). Anything else (a bad gate or stack, an
+ * LDT selector to shadow, the writable-page-table window to flush, a debugger or single step)
+ * returns false having changed nothing guest-visible but what that path changes the same way
+ * (accessed bits of the walks, CR2 of a held #PF: restored), and the exit takes that path.
+ */
+export function fastTrapInRun(hv: Hypervisor, vector: number): boolean {
+  const v = hv.current;
+  const cpu = hv.cpu;
+  if (v === null || vector !== v.fastTrap || vector === 0 || vector === HYPERCALL_VECTOR) return false;
+  const fromRing = cpu.cpl;
+  const abi = v.domain.abi;
+  if (v.fastTrapDpl < fromRing || abi.bounceSavesUpcallMask || abi.bounceToZeroCrashes) return false;
+  if (cpu.debugArmed() || !v.domain.runnable) return false;
+  const sel = v.fastTrapCs;
+  if ((sel & ~3) === 0 || (sel & SELECTOR_TI) !== 0) return false;
+  if (!checkGuestSegment(cpu, sel, 1, true, false)) return false;
+  const csBase = checkedSegment[0];
+  const csLimit = checkedSegment[1];
+  const csAttr = checkedSegment[2];
+  if (((csAttr >>> 5) & 3) > fromRing || v.fastTrapEip >>> 0 > csLimit >>> 0) return false;
+  const eip = cpu.eip;
+  const eflags = cpu.getFlags();
+  const cs = cpu.segSel[CS];
+  const esp = cpu.regs[ESP];
+  const f = fastWords;
+  let n = 0;
+  if (fromRing !== 1) {
+    const ss = v.kernelSs;
+    if ((ss & ~3) === 0 || (ss & SELECTOR_TI) !== 0 || !checkGuestSegment(cpu, ss, 1, false, true)) return false;
+    if (ptwrStackWriteFlushes(hv, v, v.kernelEsp)) return false;
+    f[n++] = cpu.segSel[SS];
+    f[n++] = esp;
+    // The switch to the kernel stack, undone below if the frame cannot be stored at once.
+    const oldSs = cpu.segSel[SS];
+    const oldBase = cpu.segBase[SS];
+    const oldLimit = cpu.segLimit[SS];
+    const oldAttr = cpu.segAttr[SS];
+    const cr2 = cpu.cr2;
+    cpu.setCpl(1);
+    cpu.loadSegmentCache(SS, ss, checkedSegment[0], checkedSegment[1], checkedSegment[2]);
+    cpu.regs[ESP] = v.kernelEsp;
+    f[n++] = eflags;
+    f[n++] = cs;
+    f[n++] = eip;
+    if (!cpu.pushWordsAtOnce(f, n, true)) {
+      cpu.cr2 = cr2;
+      cpu.regs[ESP] = esp;
+      cpu.loadSegmentCache(SS, oldSs, oldBase, oldLimit, oldAttr);
+      cpu.setCpl(fromRing);
+      return false;
+    }
+  } else {
+    if (ptwrStackWriteFlushes(hv, v, esp)) return false;
+    f[n++] = eflags;
+    f[n++] = cs;
+    f[n++] = eip;
+    const cr2 = cpu.cr2;
+    if (!cpu.pushWordsAtOnce(f, n, true)) {
+      cpu.cr2 = cr2;
+      return false;
+    }
+  }
+  cpu.loadSegmentCache(CS, sel, csBase, csLimit, csAttr);
+  cpu.eip = v.fastTrapEip;
+  cpu.setFlags(eflags & ~(TF | NT | RF | VM));
+  hv.fastTrapsInRun++;
+  return true;
 }
 
 /** do_general_protection (semantics.md §4.5). */
