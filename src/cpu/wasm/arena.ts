@@ -44,14 +44,14 @@ export const IO_RDMASK = 7;
 export const IO_WRMASK = 8;
 /** SS is a 32-bit stack (its B bit): pushes and pops inline, else through JS. */
 export const IO_SS32 = 9;
-/** Instructions retired by the passes a looping block has finished in this call. */
+/**
+ * Instructions retired in this call before the running block's pass: a chain's blocks before
+ * it, and the passes it finished (a looping block).
+ */
 export const IO_DONE = 10;
 /** ESP before the current instruction, when it moves ESP itself (blocks.ts F_STACK). */
 export const IO_SAVEDESP = 11;
-/** A block's last write went to a code frame (its HIT local at exit): a region stops. */
-export const IO_HIT = 12;
-/** In a region: instructions retired by its earlier blocks, the running block's index, blocks run. */
-export const IO_RDONE = 13;
+/** (Words 12 and 13 are free.) In a chain: the running block's id, and the blocks run. */
 export const IO_BLK = 14;
 export const IO_RBLOCKS = 15;
 /**

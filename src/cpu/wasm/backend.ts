@@ -31,7 +31,6 @@ import {
   IO_LZSIZE,
   IO_RBLOCKS,
   IO_RDMASK,
-  IO_RDONE,
   IO_SAVEDESP,
   IO_SS32,
   IO_STOP,
@@ -46,6 +45,7 @@ import {
   CHAIN_LOCALS,
   CHAIN_TYPE,
   chainBody,
+  HUB_LOCALS,
   HUB_TYPE,
   hubBody,
   IMPORT_TYPES,
@@ -59,12 +59,13 @@ const TYPES: FuncType[] = [
   { params: [I32, I32, I32, I32], results: [I32] },
   { params: [I32, I32], results: [I32] },
   { params: [I32], results: [I32] },
+  { params: [I32, I32, I32], results: [I32, I32] },
 ];
 const LOCAL_TYPES: number[] = new Array<number>(LOCALS).fill(I32);
 /** Blocks per module. */
 export const WASM_BATCH = 32;
-/** A compiled block: (budget left) -> instructions retired. */
-type BlockExport = (left: number) => number;
+/** A compiled block (gen.ts BLOCK_TYPE), only ever called through the table. */
+type BlockExport = (left: number, eip: number, done: number) => number[];
 /** The most a call may retire (the budget is passed as an i32). */
 const MAX_LEFT = 0x3fffffff;
 
@@ -238,7 +239,7 @@ export class WasmBackend {
     const at = { ...ch, tlb: this.tlbAt, frames };
     const [hub, chain] = this.instantiate(
       [
-        { type: HUB_TYPE, locals: [], body: hubBody() },
+        { type: HUB_TYPE, locals: new Array<number>(HUB_LOCALS).fill(I32), body: hubBody(this.stateAt) },
         {
           type: CHAIN_TYPE,
           locals: new Array<number>(CHAIN_LOCALS).fill(I32),
@@ -508,11 +509,11 @@ export class WasmBackend {
     };
   }
 
-  /** A fault in the chain entered after r0 retired, in the block it recorded (IO_BLK, IO_RDONE). */
+  /** A fault in the chain entered after r0 retired, in the block it recorded (IO_BLK, IO_DONE). */
   private chainFault(c: Cpu, r0: number): void {
     const io = this.io;
     const k = this.byId[io[IO_BLK]] as Known;
-    this.unwind(c, io[IO_EIP], r0 + io[IO_RDONE], k.offs, k.flags);
+    this.unwind(c, io[IO_EIP], r0, k.offs, k.flags);
     this.counts(c);
   }
 
@@ -540,7 +541,6 @@ export class WasmBackend {
     io[IO_WRMASK] = c.wrMask;
     io[IO_SS32] = c.segAttr[SS] & 0x4000;
     io[IO_DONE] = 0;
-    io[IO_RDONE] = 0;
     this.r0 = c.retired;
   }
 
@@ -770,7 +770,7 @@ export class WasmBackend {
         flagsIn(c, io);
         // As in a JS block: retired as at the block's entry (plus finished passes), EIP too
         // except for a control transfer, which starts from the instruction's end.
-        c.retired = this.r0 + io[IO_RDONE] + io[IO_DONE];
+        c.retired = this.r0 + io[IO_DONE];
         if (s.control) c.eip = (io[IO_EIP] + s.end) | 0;
         s.fn(c as never, s.slot);
         flagsOut(c, io);

@@ -60,7 +60,6 @@ import {
   IO_FLAT,
   IO_GDTB,
   IO_GDTL,
-  IO_HIT,
   IO_HOPS,
   IO_LZA,
   IO_LZB,
@@ -69,7 +68,6 @@ import {
   IO_LZSIZE,
   IO_RBLOCKS,
   IO_RDMASK,
-  IO_RDONE,
   IO_SAVEDESP,
   IO_SS32,
   IO_STOP,
@@ -107,10 +105,14 @@ export const IMPORTS = [
 const F = Object.fromEntries(IMPORTS.map((n, i) => [n, i])) as Record<(typeof IMPORTS)[number], number>;
 /** Type index of each import (backend.ts TYPES): 0 (i32 i32 i32)->i32, 1 (i32 x4)->i32, 2 (i32 i32)->i32, 3 (i32)->i32. */
 export const IMPORT_TYPES = [0, 0, 0, 1, 1, 0, 0, 2, 2, 2, 3, 0, 2, 3, 1, 0, 2];
-/** Type of a block function: (budget) -> instructions retired. */
-export const BLOCK_TYPE = 3;
+/**
+ * Type of a block function: (budget, EIP at its start, instructions retired before it) ->
+ * (instructions retired with it, EIP after it). The budget and counts are those of the whole
+ * run (a chain's), so a chain passes its own and takes the result as it is.
+ */
+export const BLOCK_TYPE = 4;
 
-// Locals (0 is the budget parameter).
+// Parameters (the budget, the block's EIP, what the run retired before it), then locals.
 const BUDGET = 0;
 const E0 = 1;
 const DONE = 2;
@@ -132,7 +134,8 @@ const T = 17;
 const RMW = 18;
 /** Locals R0 .. R0 + 7: the write-through cache of the 8 registers (Gen.valid). */
 const R0 = 19;
-export const LOCALS = 26;
+/** Locals after the three parameters. */
+export const LOCALS = 24;
 
 const INT_MIN = -0x80000000;
 
@@ -232,7 +235,10 @@ class Gen {
     if (r < 0) this.c.i32(0).mem(Op.load, addr);
     else if ((this.valid & (1 << r)) !== 0) this.c.get(R0 + r);
     else {
-      this.c.i32(0).mem(Op.load, addr).tee(R0 + r);
+      this.c
+        .i32(0)
+        .mem(Op.load, addr)
+        .tee(R0 + r);
       this.valid |= 1 << r;
     }
     return this;
@@ -314,12 +320,13 @@ class Gen {
   }
 
   // --- exits and faults
-  /** Leaves the block: EIP from the EIP local, `count` more instructions retired. */
+  /**
+   * Leaves the block: `count` more instructions retired, EIP from the EIP local. (A write to
+   * a code frame, HIT, also moved the fetch window: the import set IO_STOP for a chain.)
+   */
   exit(count: number): void {
     this.flushCode();
-    this.put(this.io(IO_EIP), () => this.c.get(EIP));
-    this.put(this.io(IO_HIT), () => this.c.get(HIT));
-    this.c.get(DONE).i32(count).op(Op.add, Op.return);
+    this.c.get(DONE).i32(count).op(Op.add).get(EIP).op(Op.return);
   }
   eipAt(off: number): void {
     this.c.get(E0).i32(off).op(Op.add).set(EIP);
@@ -363,7 +370,7 @@ class Gen {
   held(): void {
     this.ld(this.io(IO_FAULT));
     this.open(Op.if);
-    this.c.i32(-1).op(Op.return);
+    this.c.i32(-1).get(E0).op(Op.return);
     this.close();
   }
   /**
@@ -1935,9 +1942,8 @@ export function blockBody(
   g.open(Op.if);
   g.put(g.io(IO_BAIL), () => c.i32(1));
   g.put(g.io(IO_STOP), () => c.i32(1));
-  c.i32(0).op(Op.return);
+  c.get(DONE).get(E0).op(Op.return);
   g.close();
-  g.ld(g.io(IO_EIP)).c.set(E0);
   g.ld(g.io(IO_SS32)).c.set(SS32);
   const round = p.flags.some((f, k) => (k === n - 1 || (f & F_BRANCH) !== 0) && p.loops[k]);
   if (round) {
@@ -2022,24 +2028,31 @@ export function blockBody(
   return { body: c.b, inline: g.inline };
 }
 
-/** The body of the back end's hub: (i, left) calls table entry i (a block) with budget left. */
-export function hubBody(): number[] {
+/**
+ * The body of the back end's hub: (i, left) calls table entry i (a block) with budget left
+ * at EIP (the io word), puts the EIP it left at in the io word and returns what it retired.
+ */
+export function hubBody(S: number): number[] {
   const c = new Code();
-  c.get(1).get(0).op(Op.callIndirect);
+  const eip = S + ST_IO + 4 * IO_EIP;
+  c.get(1).i32(0).mem(Op.load, eip).i32(0).get(0).op(Op.callIndirect);
   uleb(c.b, BLOCK_TYPE);
   c.op(0x00); // table 0
+  c.set(2).i32(0).get(2).mem(Op.store, eip);
   return c.b;
 }
 
 /** Type of the hub: (table entry, budget) -> instructions retired. */
 export const HUB_TYPE = 2;
+/** The hub's locals after its parameters. */
+export const HUB_LOCALS = 1;
 /**
  * Type of the chain: (budget, EIP of the page's offset 0, its map's address, whether it may
  * cross pages) -> retired.
  */
 export const CHAIN_TYPE = 1;
 /** The chain's locals after its parameters. */
-export const CHAIN_LOCALS = 4;
+export const CHAIN_LOCALS = 5;
 
 /** The arena's addresses a chain reads (arena.ts chainAddress, tlbAddress) and its frames. */
 export interface ChainAt {
@@ -2057,9 +2070,10 @@ export interface ChainAt {
  * looks EIP's page offset up in the page's map of block ids (S's io words, lens and index:
  * the arena's chain arrays) and calls the block's table entry while the budget allows its
  * length; it returns when EIP lands where no chained block starts, when the next block does
- * not fit, after a block wrote to a code frame (IO_HIT), and when JS run by an import moved
- * the fetch window or the run's end (IO_STOP). When EIP leaves the page it goes on in the
- * page EIP is in now as the JS region's hop does (Cpu.hopFetch): EIP within the CS limit, the
+ * not fit, and when JS run by an import moved the fetch window or the run's end (IO_STOP:
+ * also after a block wrote to a code frame, which drops the fetch window). When EIP leaves
+ * the page it goes on in the page EIP is in now as the JS region's hop does (Cpu.hopFetch):
+ * EIP within the CS limit, the
  * page in the TLB for a fetch at this CPL, the frame in RAM and its map there (the frame's
  * decoded instructions linked in a region and not dropped since: DecodeCache.chainPage);
  * otherwise it returns and the JS region hops or stops. CS, the masks and the TLB's entries
@@ -2078,20 +2092,24 @@ export function chainBody(S: number, at: ChainAt): number[] {
   const ID = 5;
   const LEN = 6;
   const LIN = 7;
+  const PC = 8;
+  // EIP lives in PC: a block takes it as a parameter and returns where it left, and the io
+  // word holds the running block's start (for its handlers and a fault) and, at the end, EIP.
+  g.ld(g.io(IO_EIP)).c.set(PC);
   c.op(Op.loop, VOID, Op.block, VOID);
   // EIP's page offset; off the page: the hop.
-  g.ld(g.io(IO_EIP)).c.get(PB).op(Op.sub).tee(ID).i32(0xfff).op(Op.gtU);
+  c.get(PC).get(PB).op(Op.sub).tee(ID).i32(0xfff).op(Op.gtU);
   c.op(Op.if, VOID);
   c.get(HOP).op(Op.eqz).br(Op.brIf, 1);
   // EIP beyond the CS limit (segChk's 1-byte read bound, as hopFetch's segHi).
-  g.ld(g.io(IO_EIP)).c.i32(INT_MIN).op(Op.xor);
+  c.get(PC).i32(INT_MIN).op(Op.xor);
   g.ld(S + ST_SEGCHK + (CS * 32 + 3) * 4)
     .c.op(Op.gtS)
     .br(Op.brIf, 1);
   // The TLB entry of CS.base + EIP, readable at this CPL.
   g.ld(S + ST_SEGCHK + CS * 128)
-    .ld(g.io(IO_EIP))
-    .c.op(Op.add)
+    .c.get(PC)
+    .op(Op.add)
     .tee(LIN);
   c.i32(12).op(Op.shrU).i32(2).op(Op.shl).mem(Op.load, at.tlb).tee(LEN);
   g.ld(g.io(IO_RDMASK)).c.op(Op.and, Op.eqz).br(Op.brIf, 1);
@@ -2104,26 +2122,29 @@ export function chainBody(S: number, at: ChainAt): number[] {
     .i32(at.maps - 0x2000)
     .op(Op.add)
     .set(MAP);
-  g.ld(g.io(IO_EIP)).c.get(LIN).i32(0xfff).op(Op.and).tee(ID).op(Op.sub).set(PB);
+  c.get(PC).get(LIN).i32(0xfff).op(Op.and).tee(ID).op(Op.sub).set(PB);
   g.put(g.io(IO_HOPS), () => g.ld(g.io(IO_HOPS)).c.i32(1).op(Op.add));
   c.op(Op.end);
   // The id at the page offset (0: none; an id's length is 0 until its block is in wasm).
   c.get(ID).i32(1).op(Op.shl).get(MAP).op(Op.add).mem(Op.load16u, 0).tee(ID);
   c.mem(Op.load8u, at.lens).tee(LEN).op(Op.eqz).br(Op.brIf, 0);
   c.get(RDONE).get(LEN).op(Op.add).get(BUDGET).op(Op.gtU).br(Op.brIf, 0);
-  g.put(g.io(IO_DONE), () => c.i32(0));
-  g.put(g.io(IO_RDONE), () => c.get(RDONE));
+  // For the block's handlers and a fault's unwinding: where it starts, what the run retired
+  // before it (its own count goes on from there), which block runs, and the blocks run.
+  g.put(g.io(IO_EIP), () => c.get(PC));
+  g.put(g.io(IO_DONE), () => c.get(RDONE));
   g.put(g.io(IO_BLK), () => c.get(ID));
   g.put(g.io(IO_RBLOCKS), () => g.ld(g.io(IO_RBLOCKS)).c.i32(1).op(Op.add));
-  c.get(BUDGET).get(RDONE).op(Op.sub);
+  c.get(BUDGET).get(PC).get(RDONE);
   c.get(ID).i32(2).op(Op.shl).mem(Op.load, at.index).op(Op.callIndirect);
   uleb(c.b, BLOCK_TYPE);
   c.op(0x00); // table 0
-  c.get(RDONE).op(Op.add).set(RDONE);
-  g.ld(g.io(IO_HIT));
-  g.ld(g.io(IO_STOP)).c.op(Op.or).br(Op.brIf, 0);
+  c.set(PC).set(RDONE);
+  // A write to a code frame moved the fetch window too (Cpu.codeWritten), so IO_STOP has it.
+  g.ld(g.io(IO_STOP)).c.br(Op.brIf, 0);
   c.br(Op.br, 1);
   c.op(Op.end); // the exit block
+  g.put(g.io(IO_EIP), () => c.get(PC));
   c.get(RDONE).op(Op.return, Op.end); // the loop
   c.op(Op.unreachable);
   return c.b;
