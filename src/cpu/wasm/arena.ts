@@ -46,7 +46,9 @@ export const IO_WRMASK = 8;
 export const IO_SS32 = 9;
 /**
  * Instructions retired in this call before the running block's pass: a chain's blocks before
- * it, and the passes it finished (a looping block).
+ * it, and the passes it finished (a looping block). Written by a block just before each import
+ * call (the only way to JS from inside a block: a handler, a slow access, a fault), for the
+ * handler's retired count and a fault's unwinding; stale at any other time.
  */
 export const IO_DONE = 10;
 /** ESP before the current instruction, when it moves ESP itself (blocks.ts F_STACK). */

@@ -333,7 +333,15 @@ class Gen {
   }
   fault(vector: number, error: number): void {
     this.flushCode();
-    this.c.i32(this.k).i32(vector).i32(error).call(F.fault).op(Op.drop);
+    this.c
+      .i32(this.k)
+      .i32(vector)
+      .i32(error)
+      .i32(0)
+      .get(DONE)
+      .mem(Op.store, this.io(IO_DONE))
+      .call(F.fault)
+      .op(Op.drop);
   }
   /** #GP(0) when the EIP local is beyond the CS limit (as jrel32 checks). */
   csCheck(): void {
@@ -461,6 +469,9 @@ class Gen {
         c.i32(this.k)
           .i32(seg)
           .get(O)
+          .i32(0)
+          .get(DONE)
+          .mem(Op.store, this.io(IO_DONE))
           .call(size === 1 ? F.rd8 : size === 2 ? F.rd16 : F.rd32);
         this.held();
       },
@@ -487,6 +498,9 @@ class Gen {
           .i32(seg)
           .get(O)
           .get(V)
+          .i32(0)
+          .get(DONE)
+          .mem(Op.store, this.io(IO_DONE))
           .call(size === 1 ? F.wr8 : size === 2 ? F.wr16 : F.wr32)
           .set(HIT);
         this.held();
@@ -515,6 +529,9 @@ class Gen {
         c.i32(this.k)
           .i32(seg)
           .get(O)
+          .i32(0)
+          .get(DONE)
+          .mem(Op.store, this.io(IO_DONE))
           .call(size === 1 ? F.rmwRd8 : size === 2 ? F.rmwRd16 : F.rmwRd32);
         this.held();
       },
@@ -531,6 +548,9 @@ class Gen {
     this.else();
     c.i32(this.k)
       .get(X)
+      .i32(0)
+      .get(DONE)
+      .mem(Op.store, this.io(IO_DONE))
       .call(size === 1 ? F.rmwWr8 : size === 2 ? F.rmwWr16 : F.rmwWr32)
       .set(HIT);
     this.close();
@@ -544,7 +564,7 @@ class Gen {
     this.put(this.reg(ESP), () => c.get(O));
     this.else();
     this.flushCode();
-    c.i32(this.k).get(V).call(F.push).set(HIT);
+    c.i32(this.k).get(V).i32(0).get(DONE).mem(Op.store, this.io(IO_DONE)).call(F.push).set(HIT);
     this.clobber(1 << ESP);
     this.held();
     this.close();
@@ -559,7 +579,7 @@ class Gen {
     this.put(this.reg(ESP), () => c.get(O).i32(4).op(Op.add));
     this.else();
     this.flushCode();
-    c.i32(this.k).call(F.pop).set(V);
+    c.i32(this.k).i32(0).get(DONE).mem(Op.store, this.io(IO_DONE)).call(F.pop).set(V);
     this.clobber(1 << ESP);
     this.held();
     this.close();
@@ -1844,7 +1864,7 @@ class Gen {
    * What a taken jcc (instruction k, F_BRANCH, not a loop) does: leave the block, or, when its
    * target is an instruction j further on in the block (an if without an else, as blocks.ts
    * does it: labels must nest), go on there through a wasm block it breaks out of, the
-   * skipped instructions not retired (DONE, and its io word for a fault or a handler). The
+   * skipped instructions not retired (DONE; its io word is written at the next import call). The
    * flag record the branch leaves in the locals is kept (`skips`), for closeSkips to write
    * on the taken path only when the two paths' records differ in kind.
    */
@@ -1868,7 +1888,6 @@ class Gen {
           .i32(j - k - 1)
           .op(Op.sub)
           .set(DONE);
-        this.put(this.io(IO_DONE), () => this.c.get(DONE));
       }
       this.c.br(Op.br, this.depth - at.label);
     };
@@ -1904,7 +1923,14 @@ class Gen {
   /** The handler of instruction k through the call import. */
   handler(fn: Site["fn"], slot: number, end: number, control: boolean): void {
     this.forget();
-    this.c.i32(this.k).i32(this.sites.length).call(F.call).set(HIT);
+    this.c
+      .i32(this.k)
+      .i32(this.sites.length)
+      .i32(0)
+      .get(DONE)
+      .mem(Op.store, this.io(IO_DONE))
+      .call(F.call)
+      .set(HIT);
     this.clobber(0xff);
     this.sites.push({ fn, slot, end, control });
     if (control) this.ld(this.io(IO_EIP)).c.set(EIP);
@@ -1972,7 +1998,6 @@ export function blockBody(
               .op(Op.leU);
             g.open(Op.if);
             g.flushCode();
-            g.put(g.io(IO_DONE), () => c.get(DONE));
             c.br(Op.br, g.depth - g.loopLevel);
             g.close();
             g.exit(0);
@@ -2132,7 +2157,6 @@ export function chainBody(S: number, at: ChainAt): number[] {
   // For the block's handlers and a fault's unwinding: where it starts, what the run retired
   // before it (its own count goes on from there), which block runs, and the blocks run.
   g.put(g.io(IO_EIP), () => c.get(PC));
-  g.put(g.io(IO_DONE), () => c.get(RDONE));
   g.put(g.io(IO_BLK), () => c.get(ID));
   g.put(g.io(IO_RBLOCKS), () => g.ld(g.io(IO_RBLOCKS)).c.i32(1).op(Op.add));
   c.get(BUDGET).get(PC).get(RDONE);
