@@ -9,7 +9,6 @@
  * nothing changed by the attempt.
  */
 import assert from "node:assert/strict";
-import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
 import { Exit, TF } from "../src/cpu/regs.js";
@@ -19,6 +18,7 @@ import { launchDomain } from "../src/tools/launch.js";
 import type { Vcpu } from "../src/xen/domain.js";
 import { Hypervisor } from "../src/xen/hypervisor.js";
 import { handleException } from "../src/xen/traps.js";
+import { machineState, step } from "./support/exit-steps.js";
 import { guestPath } from "./support/guests.js";
 
 const image = readFileSync(guestPath("bench_exits"));
@@ -39,7 +39,12 @@ function boot(backend: "js" | "wasm" = "js"): M {
   });
   if (backend === "wasm") assert.ok(wasmBackend(hv.cpu));
   hv.cpu.backend = backend;
-  const d = launchDomain(hv, { name: "g", image, memoryMiB: 8, cmdline: "n=40 rounds=1 only=fast_trap" }).domain;
+  const d = launchDomain(hv, {
+    name: "g",
+    image,
+    memoryMiB: 8,
+    cmdline: "n=40 rounds=1 only=fast_trap",
+  }).domain;
   const v = d.vcpus[0];
   // Stopped at the first int 0x80 from ring 3, before it retires: the hook puts it back.
   const cpu = hv.cpu;
@@ -58,29 +63,12 @@ function boot(backend: "js" | "wasm" = "js"): M {
   assert.equal(r.kind, "stopped", out);
   assert.match(out, /fast_trap begin/);
   assert.equal(hv.cpu.cpl, 3);
-  assert.equal(hv.cpu.mem8[hv.cpu.translate((hv.cpu.segBase[1] + hv.cpu.eip) | 0, false, true)], 0xcd, "at the int");
+  assert.equal(
+    hv.cpu.mem8[hv.cpu.translate((hv.cpu.segBase[1] + hv.cpu.eip) | 0, false, true)],
+    0xcd,
+    "at the int",
+  );
   return { hv, v };
-}
-
-/** One instruction, its exit handled as the run loop would (no exit cost: compared by steps). */
-function step(m: M): void {
-  const exit = m.hv.cpu.run(1);
-  if (exit === Exit.Exception) handleException(m.hv, m.v);
-}
-
-function state(m: M): unknown {
-  const c = m.hv.cpu;
-  return {
-    regs: [...c.regs.subarray(0, 8)],
-    eip: c.eip,
-    flags: c.getFlags(),
-    cpl: c.cpl,
-    segs: [0, 1, 2, 3, 4, 5].map((s) => [c.segSel[s], c.segBase[s], c.segLimit[s], c.segAttr[s]]),
-    cr2: c.cr2,
-    retired: c.retired,
-    domain: m.v.domain.state,
-    mem: createHash("sha1").update(m.hv.mem.bytes).digest("hex"),
-  };
 }
 
 /** A VA of the guest's kernel mapped present and read-only (its own page tables are). */
@@ -297,7 +285,7 @@ describe("the fast trap inside the run against the exit path", () => {
       const a = boot();
       const b = boot();
       b.hv.cpu.softIntHook = null;
-      assert.deepEqual(state(a), state(b), "booted alike");
+      assert.deepEqual(machineState(a), machineState(b), "booted alike");
       c.setup?.(a);
       c.setup?.(b);
       const f0 = a.hv.fastTrapsInRun;
@@ -305,7 +293,7 @@ describe("the fast trap inside the run against the exit path", () => {
       for (let i = 0; i < steps; i++) {
         step(a);
         step(b);
-        assert.deepEqual(state(a), state(b), `after step ${i + 1}`);
+        assert.deepEqual(machineState(a), machineState(b), `after step ${i + 1}`);
         if (i === 0) assert.equal(a.hv.fastTrapsInRun - f0, c.fast ? 1 : 0, "taken by the hook");
       }
       assert.equal(b.hv.fastTrapsInRun, 0);
@@ -320,7 +308,7 @@ describe("the fast trap inside the run against the exit path", () => {
         const exit = m.hv.cpu.run(end - m.hv.cpu.retired);
         if (exit === Exit.Exception) handleException(m.hv, m.v);
       }
-      return { k, s: state(m), n: m.hv.fastTrapsInRun, blocks: m.hv.cpu.blockInsns };
+      return { k, s: machineState(m), n: m.hv.fastTrapsInRun, blocks: m.hv.cpu.blockInsns };
     });
     for (const r of runs.slice(1)) {
       assert.deepEqual(r.s, runs[0].s, r.k);

@@ -1441,31 +1441,45 @@ export class Cpu {
    */
   run(budget: number): Exit {
     this.exitReason = Exit.Budget;
-    const end = this.retired + budget;
-    this.runEnd = end;
+    this.runStop = this.retired + budget;
+    this.runEnd = this.runStop;
     for (;;) {
       try {
-        if (this.debugArmed()) this.loopDebug(end);
+        if (this.debugArmed()) this.loopDebug(this.runStop);
         else this.loop();
         if (this.fPending) {
           this.fPending = false;
           this.runEnd = this.fRunEnd;
-          const r = this.faulted(end);
+          const r = this.faulted(this.runStop);
           if (r !== -1) return r;
           continue;
         }
         // runEnd is 0 when a handler or the host asked to stop; lowered to the next
         // instruction when debugging was armed inside the fast loop (armDebug).
-        if (this.exitReason !== Exit.Budget || this.runEnd === 0 || this.retired >= end)
+        if (this.exitReason !== Exit.Budget || this.runEnd === 0 || this.retired >= this.runStop)
           return this.exitReason;
-        this.runEnd = end;
+        this.runEnd = this.runStop;
       } catch (e) {
         if (e !== CPU_FAULT) throw e;
-        const r = this.faulted(end);
+        const r = this.faulted(this.runStop);
         if (r !== -1) return r;
       }
     }
   }
+
+  /**
+   * Where the current run() ends (retired count): its budget's end, lowered by a faultHook
+   * that charged the run for an exit it took inside it.
+   */
+  runStop = 0;
+
+  /**
+   * Host mode: asked at a fault once it is rolled back and in exitVector..exitSoft, before the
+   * run exits; true when the host delivered it inside the run, which then goes on (to runStop,
+   * which the host may have lowered; runEnd set to 0 ends it there). It must change nothing
+   * when it returns false: the exit then happens as without it.
+   */
+  faultHook: (() => boolean) | null = null;
 
   /**
    * The pending fault (thrown or raised) of the current instruction: rolled back (a fault) or
@@ -1485,7 +1499,12 @@ export class Cpu {
       this.exitErrorCode = hasErrorCode(this.fVector) && !this.fSoft ? this.fError : -1;
       this.exitCr2 = this.cr2;
       this.exitSoft = this.fSoft;
-      return Exit.Exception;
+      const hook = this.faultHook;
+      if (hook === null || !hook()) return Exit.Exception;
+      this.exitReason = Exit.Budget;
+      if (this.runEnd === 0 || this.retired >= this.runStop) return Exit.Budget;
+      this.runEnd = this.runStop;
+      return -1;
     }
     if (this.deliverFault() === Exit.TripleFault) return Exit.TripleFault;
     if (this.runEnd === 0 || this.retired >= end) return this.exitReason;

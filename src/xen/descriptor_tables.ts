@@ -418,12 +418,17 @@ export function invalidateShadowLdt(hv: Hypervisor, v: Vcpu): void {
 export function handleLdtFault(hv: Hypervisor, v: Vcpu): boolean {
   const cpu = hv.cpu;
   const addr = cpu.exitCr2 >>> 0;
-  const start = ldtVirtStart(v);
-  if (addr < start || addr >= start + v.ldtEnts * GDT_ENTRY_SIZE) return false;
-  const off = addr - start;
+  if (!inShadowLdt(v, addr)) return false;
+  const off = addr - ldtVirtStart(v);
   if (mapLdtShadowPage(hv, v, off >>> 12)) return true;
   cpu.exitCr2 = (v.ldtBase + off) | 0;
   return false;
+}
+
+/** Whether a #PF at addr lies in v's shadow-LDT window (handleLdtFault's to fix). */
+export function inShadowLdt(v: Vcpu, addr: number): boolean {
+  const start = ldtVirtStart(v);
+  return addr >>> 0 >= start && addr >>> 0 < start + v.ldtEnts * GDT_ENTRY_SIZE;
 }
 
 // ------------------------------------------------------------------ set_fast_trap

@@ -50,7 +50,15 @@ import { PtwrInfo, ptwrBeforeDevalidate, ptwrFlushAll } from "./ptwr.js";
 import { makePolicy } from "./sched_policy.js";
 import { Scheduler } from "./scheduler.js";
 import type { TraceBuffers } from "./trace.js";
-import { deliverEvents, fastTrapInRun, handleException, reloadDataSegments } from "./traps.js";
+import {
+  deliverEvents,
+  fastTrapInRun,
+  handleException,
+  pageFaultInRun,
+  reloadDataSegments,
+  upcallMask,
+  upcallPending,
+} from "./traps.js";
 
 export interface HypervisorOptions {
   /** Machine memory in MiB (default 128). */
@@ -122,6 +130,8 @@ export class Hypervisor implements MmHost {
   trace: ((v: Vcpu, hypercall: number) => void) | null = null;
   /** Fast trap gates taken inside the CPU's run, without an exit (traps.ts fastTrapInRun). */
   fastTrapsInRun = 0;
+  /** Page faults bounced inside the CPU's run (traps.ts pageFaultInRun). */
+  pageFaultsInRun = 0;
   /** Called after every hypercall from a guest (tests run the invariant checker here). */
   afterHypercall: ((v: Vcpu, hypercall: number) => void) | null = null;
   /**
@@ -167,6 +177,7 @@ export class Hypervisor implements MmHost {
       opts.checkInvariants ?? globalThis.process?.env?.TSXEN_CHECK_INVARIANTS === "1";
     this.cpu = new Cpu(this.mem.bytes);
     this.cpu.softIntHook = (vector) => fastTrapInRun(this, vector);
+    this.cpu.faultHook = () => pageFaultInRun(this);
     this.frames = new FrameTable(this.mem.nrFrames, this.mem.ramEnd);
     this.mm = new Mm(this);
     this.clock = new VirtualClock(opts.tscHz);
@@ -549,6 +560,8 @@ export class Hypervisor implements MmHost {
       try {
         exit = this.cpu.run(Math.max(1, Math.min(horizon - p.cycles, MAX_SLICE)));
       } catch (e) {
+        // An exit taken inside the run broke an invariant: a hypervisor bug, as after an exit.
+        if (e instanceof InvariantError) throw e;
         // A bug in the CPU emulation: it costs this domain, never the machine.
         v.cpuTimeNs += this.clock.ns(this.syncClock());
         this.crashDomain(
@@ -580,6 +593,35 @@ export class Hypervisor implements MmHost {
     }
     this.runDeferred();
     return this.result;
+  }
+
+  /**
+   * An exit vcpu v's fault took inside the CPU's run (traps.ts pageFaultInRun), accounted as
+   * run() accounts one: EXIT_COST_CYCLES on its CPU and vcpu, and off the run's end (its
+   * horizon stays where it was in cycles). Then the invariants as after any fault, and the run
+   * ended where run()'s next turn would not go straight back into v: another CPU picked (the
+   * first one that is not ahead of this one), a reschedule, host work queued, an upcall to
+   * deliver, v not runnable. Every other look of that turn (timers, interrupts, the slice, the
+   * time limit) is due at the horizon, which the run stops at.
+   */
+  exitInRun(v: Vcpu): void {
+    const p = this.sched.cur;
+    p.cycles += EXIT_COST_CYCLES;
+    v.cpuTimeNs += this.clock.ns(EXIT_COST_CYCLES);
+    this.cpu.runStop -= EXIT_COST_CYCLES;
+    if (this.checkInvariantsAfterHypercall) assertInvariants(this, "a fault");
+    const now = p.cycles + (this.cpu.retired - this.retiredBase);
+    let stop =
+      p.needResched ||
+      this.deferred.length > 0 ||
+      !this.sched.runnable(v) ||
+      (upcallMask(this, v) === 0 && upcallPending(this, v) !== 0);
+    let before = true;
+    for (const o of this.sched.pcpus) {
+      if (o === p) before = false;
+      else if (before ? o.cycles <= now : o.cycles < now) stop = true;
+    }
+    if (stop) this.cpu.runEnd = 0;
   }
 
   /**

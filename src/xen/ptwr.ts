@@ -69,14 +69,25 @@ function enabled(d: Domain): boolean {
 export function ptwrPageFault(hv: Hypervisor, v: Vcpu): boolean {
   if (!enabled(v.domain)) return false;
   const addr = hv.cpu.exitCr2 >>> 0;
-  const active = hv.ptwr.slots[PTWR_PT_ACTIVE];
   // Any access into the 4 MiB window of the unhooked L1 reconnects it.
-  if (active.l1va !== 0 && active.vcpu === v && addr >>> 22 === active.l2Idx) {
+  if (inActiveWindow(hv, v, addr)) {
     ptwrFlush(hv, PTWR_PT_ACTIVE);
     return true;
   }
   if (addr < PAGE_OFFSET && (hv.cpu.exitErrorCode & 3) === 3) return ptwrDoPageFault(hv, v, addr);
   return false;
+}
+
+/** Whether ptwrPageFault may take the CPU's #PF (else it returns false, changing nothing). */
+export function ptwrMayTakeFault(hv: Hypervisor, v: Vcpu): boolean {
+  if (!enabled(v.domain)) return false;
+  const addr = hv.cpu.exitCr2 >>> 0;
+  return inActiveWindow(hv, v, addr) || (addr < PAGE_OFFSET && (hv.cpu.exitErrorCode & 3) === 3);
+}
+
+function inActiveWindow(hv: Hypervisor, v: Vcpu, addr: number): boolean {
+  const active = hv.ptwr.slots[PTWR_PT_ACTIVE];
+  return active.l1va !== 0 && active.vcpu === v && addr >>> 22 === active.l2Idx;
 }
 
 /**
@@ -122,7 +133,9 @@ export function ptwrBeforeGuestStackWrite(hv: Hypervisor, v: Vcpu, ...stackVas: 
 /** Whether a frame pushed below stack va flushes v's ACTIVE window (ptwrBeforeGuestStackWrite). */
 export function ptwrStackWriteFlushes(hv: Hypervisor, v: Vcpu, va: number): boolean {
   const active = hv.ptwr.slots[PTWR_PT_ACTIVE];
-  return active.l1va !== 0 && active.vcpu === v && ((va - 1) >>> 22 === active.l2Idx || va >>> 22 === active.l2Idx);
+  return (
+    active.l1va !== 0 && active.vcpu === v && ((va - 1) >>> 22 === active.l2Idx || va >>> 22 === active.l2Idx)
+  );
 }
 
 /**

@@ -7,13 +7,19 @@ import { CPU_FAULT, type Cpu } from "../cpu/cpu.js";
 import { CS, DS, EAX, ES, ESP, FS, GS, NT, RF, SS, TF, VM } from "../cpu/regs.js";
 import { HYPERCALL_VECTOR, SELECTOR_TI, TI_DPL_MASK, TI_IF } from "../public/arch_x86_32.js";
 import { HypercallJul, HypercallMar, NR_HYPERCALLS, SharedInfo, VcpuInfo } from "../public/xen.js";
-import { gdtFaultSelector, handleLdtFault, shadowLdtForSelector } from "./descriptor_tables.js";
-import { checkedSegment, checkGuestSegment, decodeDescriptor, loadGuestSegment, readDescriptor } from "./descriptors.js";
+import { gdtFaultSelector, handleLdtFault, inShadowLdt, shadowLdtForSelector } from "./descriptor_tables.js";
+import {
+  checkedSegment,
+  checkGuestSegment,
+  decodeDescriptor,
+  loadGuestSegment,
+  readDescriptor,
+} from "./descriptors.js";
 import type { Vcpu } from "./domain.js";
 import { emulatePrivilegedOp } from "./emulate.js";
 import { doHypercall } from "./hypercall.js";
 import type { Hypervisor } from "./hypervisor.js";
-import { ptwrBeforeGuestStackWrite, ptwrPageFault, ptwrStackWriteFlushes } from "./ptwr.js";
+import { ptwrBeforeGuestStackWrite, ptwrMayTakeFault, ptwrPageFault, ptwrStackWriteFlushes } from "./ptwr.js";
 import { gpfEmulate4gb } from "./seg_fixup.js";
 
 // Exception vectors as Xen names them.
@@ -261,45 +267,92 @@ function fastTrapTargetOk(hv: Hypervisor, v: Vcpu, cpu: Cpu): boolean {
   return false;
 }
 
-/** fastTrapInRun's frame, reused. */
-const fastWords = new Int32Array(5);
+/** bounceInRun's frame, reused. */
+const inRunWords = new Int32Array(7);
 
 /**
  * The CPU's softIntHook: an int n through the fast trap gate, delivered inside the CPU's run
  * as the hardware delivers it through the gate set_fast_trap wrote (no Xen code runs under
- * real Xen, so no exit: no exit cost, no event check, no trace). Only when every step of
- * softwareInterrupt's path would succeed: the gate's checks (fastTrapTargetOk), the kernel
- * stack's selector, and the frame in one page the guest's own page tables map writable at
- * ring 1 within SS's limit (Cpu.pushWordsAtOnce, walked as the first push would walk it),
- * its words and the state after it those of bounce(). Anything else (a bad gate or stack, an
- * LDT selector to shadow, the writable-page-table window to flush, a debugger or single step)
- * returns false having changed nothing guest-visible but what that path changes the same way
- * (accessed bits of the walks, CR2 of a held #PF: restored), and the exit takes that path.
+ * real Xen, so no exit: no exit cost, no event check, no scheduler turn). Only where
+ * softwareInterrupt's path would succeed (bounceInRun); else false, and the int exits.
  */
 export function fastTrapInRun(hv: Hypervisor, vector: number): boolean {
   const v = hv.current;
-  const cpu = hv.cpu;
   if (v === null || vector !== v.fastTrap || vector === 0 || vector === HYPERCALL_VECTOR) return false;
-  const fromRing = cpu.cpl;
+  if (v.fastTrapDpl < hv.cpu.cpl || !v.domain.runnable) return false;
+  if (!bounceInRun(hv, v, v.fastTrapCs, v.fastTrapEip, -1, 0, false, true)) return false;
+  hv.fastTrapsInRun++;
+  return true;
+}
+
+/**
+ * The CPU's faultHook: a #PF that Xen only propagates to the guest (not the writable-page-table
+ * assist's, not in the shadow-LDT or GDT window, a handler to go to, no debugger), bounced
+ * inside the CPU's run where handleException's path would succeed (bounceInRun): cr2 kept for
+ * the guest, events masked for an interrupt gate, then the exit charged and the run ended where
+ * the run loop's next turn would not come straight back here (Hypervisor.exitInRun).
+ */
+export function pageFaultInRun(hv: Hypervisor): boolean {
+  const v = hv.current;
+  const cpu = hv.cpu;
+  if (v === null || cpu.exitVector !== TRAP_page_fault || cpu.exitSoft) return false;
+  if (!v.domain.runnable || hv.debugHook !== null || cpu.debugArmed()) return false;
+  if (ptwrMayTakeFault(hv, v) || inShadowLdt(v, cpu.exitCr2) || gdtFaultSelector(hv, v) >= 0) return false;
+  if (v.trapAddress[TRAP_page_fault] === 0) return false;
+  const cr2 = cpu.exitCr2;
+  const cs = v.trapCs[TRAP_page_fault];
+  if (!bounceInRun(hv, v, cs, v.trapAddress[TRAP_page_fault], cpu.exitErrorCode, cr2, true, false))
+    return false;
+  v.guestCr2 = cr2;
+  if (v.trapFlags[TRAP_page_fault] & TI_IF) setUpcallMask(hv, v, 1);
+  hv.pageFaultsInRun++;
+  hv.exitInRun(v);
+  return true;
+}
+
+/**
+ * bounce() inside the CPU's run, only when every step of it would succeed: the handler's CS
+ * (a GDT selector; for a gate also DPL <= CPL and the offset within its limit, the CPU's
+ * checks: fastTrapTargetOk), the kernel stack's selector when the ring changes (a GDT one),
+ * no writable-page-table window the frame would flush, no debugger or single step, and the
+ * frame in one page the guest's own tables map writable at ring 1 within SS's limit
+ * (Cpu.pushWordsAtOnce, walked as the first push would walk it); then bounce()'s frame and
+ * state. Anything else (a bad gate or stack, an LDT selector to shadow) returns false having
+ * changed nothing guest-visible the exit path does not change the same way (accessed bits of
+ * the walks; CPL, SS, ESP and CR2 put back), and the exit takes that path.
+ */
+function bounceInRun(
+  hv: Hypervisor,
+  v: Vcpu,
+  handlerCs: number,
+  handlerEip: number,
+  errorCode: number,
+  cr2: number,
+  hasCr2: boolean,
+  gate: boolean,
+): boolean {
+  const cpu = hv.cpu;
   const abi = v.domain.abi;
-  if (v.fastTrapDpl < fromRing || abi.bounceSavesUpcallMask || abi.bounceToZeroCrashes) return false;
-  if (cpu.debugArmed() || !v.domain.runnable) return false;
-  const sel = v.fastTrapCs;
-  if ((sel & ~3) === 0 || (sel & SELECTOR_TI) !== 0) return false;
-  if (!checkGuestSegment(cpu, sel, 1, true, false)) return false;
+  if (cpu.debugArmed() || (abi.bounceToZeroCrashes && handlerEip === 0)) return false;
+  const fromRing = cpu.cpl;
+  if ((handlerCs & ~3) === 0 || (handlerCs & SELECTOR_TI) !== 0) return false;
+  if (!checkGuestSegment(cpu, handlerCs, 1, true, false)) return false;
   const csBase = checkedSegment[0];
   const csLimit = checkedSegment[1];
   const csAttr = checkedSegment[2];
-  if (((csAttr >>> 5) & 3) > fromRing || v.fastTrapEip >>> 0 > csLimit >>> 0) return false;
+  if (gate && (((csAttr >>> 5) & 3) > fromRing || handlerEip >>> 0 > csLimit >>> 0)) return false;
   const eip = cpu.eip;
   const eflags = cpu.getFlags();
   const cs = cpu.segSel[CS];
   const esp = cpu.regs[ESP];
-  const f = fastWords;
+  const csSlot = abi.bounceSavesUpcallMask ? (cs | (upcallMask(hv, v) << 16)) >>> 0 : cs;
+  const f = inRunWords;
   let n = 0;
+  const cr2Was = cpu.cr2;
   if (fromRing !== 1) {
     const ss = v.kernelSs;
-    if ((ss & ~3) === 0 || (ss & SELECTOR_TI) !== 0 || !checkGuestSegment(cpu, ss, 1, false, true)) return false;
+    if ((ss & ~3) === 0 || (ss & SELECTOR_TI) !== 0 || !checkGuestSegment(cpu, ss, 1, false, true))
+      return false;
     if (ptwrStackWriteFlushes(hv, v, v.kernelEsp)) return false;
     f[n++] = cpu.segSel[SS];
     f[n++] = esp;
@@ -308,15 +361,12 @@ export function fastTrapInRun(hv: Hypervisor, vector: number): boolean {
     const oldBase = cpu.segBase[SS];
     const oldLimit = cpu.segLimit[SS];
     const oldAttr = cpu.segAttr[SS];
-    const cr2 = cpu.cr2;
     cpu.setCpl(1);
     cpu.loadSegmentCache(SS, ss, checkedSegment[0], checkedSegment[1], checkedSegment[2]);
     cpu.regs[ESP] = v.kernelEsp;
-    f[n++] = eflags;
-    f[n++] = cs;
-    f[n++] = eip;
+    n = frameTail(f, n, eflags, csSlot, eip, errorCode, cr2, hasCr2);
     if (!cpu.pushWordsAtOnce(f, n, true)) {
-      cpu.cr2 = cr2;
+      cpu.cr2 = cr2Was;
       cpu.regs[ESP] = esp;
       cpu.loadSegmentCache(SS, oldSs, oldBase, oldLimit, oldAttr);
       cpu.setCpl(fromRing);
@@ -324,20 +374,35 @@ export function fastTrapInRun(hv: Hypervisor, vector: number): boolean {
     }
   } else {
     if (ptwrStackWriteFlushes(hv, v, esp)) return false;
-    f[n++] = eflags;
-    f[n++] = cs;
-    f[n++] = eip;
-    const cr2 = cpu.cr2;
+    n = frameTail(f, n, eflags, csSlot, eip, errorCode, cr2, hasCr2);
     if (!cpu.pushWordsAtOnce(f, n, true)) {
-      cpu.cr2 = cr2;
+      cpu.cr2 = cr2Was;
       return false;
     }
   }
-  cpu.loadSegmentCache(CS, sel, csBase, csLimit, csAttr);
-  cpu.eip = v.fastTrapEip;
+  cpu.loadSegmentCache(CS, handlerCs, csBase, csLimit, csAttr);
+  cpu.eip = handlerEip;
   cpu.setFlags(eflags & ~(TF | NT | RF | VM));
-  hv.fastTrapsInRun++;
   return true;
+}
+
+/** bounce()'s words after [SS ESP]: EFLAGS, CS, EIP, [error code], [cr2]; the count. */
+function frameTail(
+  f: Int32Array,
+  n: number,
+  eflags: number,
+  cs: number,
+  eip: number,
+  errorCode: number,
+  cr2: number,
+  hasCr2: boolean,
+): number {
+  f[n++] = eflags;
+  f[n++] = cs;
+  f[n++] = eip;
+  if (errorCode >= 0) f[n++] = errorCode;
+  if (hasCr2) f[n++] = cr2;
+  return n;
 }
 
 /** do_general_protection (semantics.md §4.5). */

@@ -1,0 +1,37 @@
+// Stepping a machine one instruction at a time with its exits handled, and the state compared
+// (test/exits-*: a path inside the CPU's run against the exit path it stands for).
+import { createHash } from "node:crypto";
+import { Exit } from "../../src/cpu/regs.js";
+import type { Vcpu } from "../../src/xen/domain.js";
+import type { Hypervisor } from "../../src/xen/hypervisor.js";
+import { handleException } from "../../src/xen/traps.js";
+
+export interface Stepped {
+  hv: Hypervisor;
+  v: Vcpu;
+}
+
+/** One instruction, its exit handled as the run loop would (no exit cost: compared by steps). */
+export function step(m: Stepped): void {
+  const exit = m.hv.cpu.run(1);
+  if (exit === Exit.Exception) handleException(m.hv, m.v);
+}
+
+export const sha = (b: Uint8Array): string => createHash("sha1").update(b).digest("hex");
+
+/** Registers, segment caches, CPL, flags, CR2 (the CPU's and the guest's), retired, domain state, memory. */
+export function machineState(m: Stepped): unknown {
+  const c = m.hv.cpu;
+  return {
+    regs: [...c.regs.subarray(0, 8)],
+    eip: c.eip,
+    flags: c.getFlags(),
+    cpl: c.cpl,
+    segs: [0, 1, 2, 3, 4, 5].map((s) => [c.segSel[s], c.segBase[s], c.segLimit[s], c.segAttr[s]]),
+    cr2: c.cr2,
+    guestCr2: m.v.guestCr2,
+    retired: c.retired,
+    domain: m.v.domain.state,
+    mem: sha(m.hv.mem.bytes),
+  };
+}
