@@ -69,7 +69,10 @@ interface Counts {
   blocks: number;
   codeWrites: number;
   flushes: number;
-  /** int $0x80 exits, other exceptions (not #PF, not hypercalls), hypercalls by number. */
+  /**
+   * int $0x80s (exits, and fast traps delivered inside the run), other exceptions (not #PF,
+   * not hypercalls), hypercalls by number.
+   */
   syscalls: number;
   otherExc: number;
   byCall: number[];
@@ -180,7 +183,7 @@ async function main(): Promise<number> {
     blocks: cpu.regionBlocks + cpu.blockRuns,
     codeWrites: cpu.codeWrites,
     flushes: cpu.dc.flushes,
-    syscalls,
+    syscalls: syscalls + run.hv.fastTrapsInRun,
     otherExc,
     byCall: byCall.slice(),
     wasmBlocks: wasm?.blocks ?? 0,
