@@ -196,6 +196,36 @@ describe("the #PF bounced inside the run against the exit path", () => {
       assert.equal(a.hv.pageFaultsInRun - n0 > 0, c.fast, "taken by the hook");
     });
 
+  // Whole runs from an edge, not steps: a step's run ends after one instruction anyway, so
+  // only a whole run sees where the hook must end it (exitInRun: an upcall to deliver).
+  it("an upcall pending, events unmasked, in a whole run: delivered right after the bounce, as the exit path delivers it", () => {
+    const ms = [atSecondFault(true), atSecondFault(false)];
+    // Made pending at the CPU's next fault, before either path delivers it (pending at the
+    // run's start, the run loop would deliver it before the guest runs at all).
+    for (const m of ms) {
+      const cpu = m.hv.cpu;
+      const h = cpu.faultHook;
+      let done = false;
+      cpu.faultHook = () => {
+        if (!done) {
+          const vi = m.v.domain.sharedInfoMfn * 4096 + SharedInfo.vcpu_data + VcpuInfo.SIZE * m.v.id;
+          cpu.physWrite8(vi + VcpuInfo.evtchn_upcall_pending, 1);
+          cpu.physWrite8(vi + VcpuInfo.evtchn_upcall_mask, 0);
+        }
+        done = true;
+        return h !== null ? h() : false;
+      };
+    }
+    const n0 = ms[0].hv.pageFaultsInRun;
+    for (const m of ms) {
+      const r = m.hv.run(m.hv.nowNs() + 2e6);
+      assert.notEqual(r.kind, "crashed", m.out());
+    }
+    assert.ok(ms[0].hv.pageFaultsInRun - n0 > 0, "taken by the hook");
+    assert.deepEqual(machineState(ms[0]), machineState(ms[1]));
+    assert.equal(ms[0].hv.nowNs(), ms[1].hv.nowNs());
+  });
+
   for (const [name, fast, esp] of stackCases)
     it(name, () => {
       const ms = [atSecondFault(true), atSecondFault(false)];
