@@ -63,7 +63,7 @@ describe("bench options", () => {
       [
         "exits-bench",
         ["--only", "nap"],
-        'exits-bench: --only needs one of null_hypercall, multicall, mmu_update, page_fault, event_upcall, priv_op, got "nap"',
+        'exits-bench: --only needs one of null_hypercall, multicall, mmu_update, page_fault, event_upcall, priv_op, fast_trap, got "nap"',
       ],
       ["scale-bench", ["--tick-ms", ""], 'scale-bench: --tick-ms needs a whole number in 0..10000, got ""'],
       [
