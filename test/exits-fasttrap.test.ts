@@ -9,19 +9,13 @@
  * nothing changed by the attempt.
  */
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
 import { Exit, TF } from "../src/cpu/regs.js";
-import { wasmBackend } from "../src/cpu/wasm/backend.js";
 import { HYPERVISOR_VIRT_START } from "../src/public/arch_x86_32.js";
-import { launchDomain } from "../src/tools/launch.js";
 import type { Vcpu } from "../src/xen/domain.js";
-import { Hypervisor } from "../src/xen/hypervisor.js";
+import type { Hypervisor } from "../src/xen/hypervisor.js";
 import { handleException } from "../src/xen/traps.js";
-import { machineState, step } from "./support/exit-steps.js";
-import { guestPath } from "./support/guests.js";
-
-const image = readFileSync(guestPath("bench_exits"));
+import { bootBenchExits, machineState, step } from "./support/exit-steps.js";
 
 interface M {
   hv: Hypervisor;
@@ -30,22 +24,7 @@ interface M {
 
 /** bench_exits at its first ring-3 int 0x80 (the fast trap installed, the loop to run n times). */
 function boot(backend: "js" | "wasm" = "js"): M {
-  let out = "";
-  const hv = new Hypervisor({
-    memoryMiB: 24,
-    onConsole: (_d, b) => {
-      out += Buffer.from(b).toString("latin1");
-    },
-  });
-  if (backend === "wasm") assert.ok(wasmBackend(hv.cpu));
-  hv.cpu.backend = backend;
-  const d = launchDomain(hv, {
-    name: "g",
-    image,
-    memoryMiB: 8,
-    cmdline: "n=40 rounds=1 only=fast_trap",
-  }).domain;
-  const v = d.vcpus[0];
+  const { hv, v, out } = bootBenchExits("n=40 rounds=1 only=fast_trap", backend);
   // Stopped at the first int 0x80 from ring 3, before it retires: the hook puts it back.
   const cpu = hv.cpu;
   const hook = cpu.softIntHook;
@@ -60,8 +39,8 @@ function boot(backend: "js" | "wasm" = "js"): M {
   };
   const r = hv.run(hv.nowNs() + 1e9);
   cpu.softIntHook = hook;
-  assert.equal(r.kind, "stopped", out);
-  assert.match(out, /fast_trap begin/);
+  assert.equal(r.kind, "stopped", out());
+  assert.match(out(), /fast_trap begin/);
   assert.equal(hv.cpu.cpl, 3);
   assert.equal(
     hv.cpu.mem8[hv.cpu.translate((hv.cpu.segBase[1] + hv.cpu.eip) | 0, false, true)],

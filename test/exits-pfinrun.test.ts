@@ -8,18 +8,12 @@
  * caches, CPL, flags, CR2, retired count, domain state and memory equal after every step.
  */
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
-import { wasmBackend } from "../src/cpu/wasm/backend.js";
 import { TI_IF } from "../src/public/arch_x86_32.js";
 import { SharedInfo, VcpuInfo, VmAssistType } from "../src/public/xen.js";
-import { launchDomain } from "../src/tools/launch.js";
 import type { Vcpu } from "../src/xen/domain.js";
-import { Hypervisor } from "../src/xen/hypervisor.js";
-import { machineState, sha, step } from "./support/exit-steps.js";
-import { guestPath } from "./support/guests.js";
-
-const image = readFileSync(guestPath("bench_exits"));
+import type { Hypervisor } from "../src/xen/hypervisor.js";
+import { bootBenchExits, machineState, sha, step } from "./support/exit-steps.js";
 
 interface M {
   hv: Hypervisor;
@@ -28,19 +22,9 @@ interface M {
 }
 
 function machine(cmdline: string, backend: "js" | "wasm" | "interp", hook: boolean): M {
-  let out = "";
-  const hv = new Hypervisor({
-    memoryMiB: 24,
-    onConsole: (_d, b) => {
-      out += Buffer.from(b).toString("latin1");
-    },
-  });
-  if (backend === "wasm") assert.ok(wasmBackend(hv.cpu));
-  hv.cpu.backend = backend === "wasm" ? "wasm" : "js";
-  if (backend === "interp") hv.cpu.blockThreshold = 0;
-  if (!hook) hv.cpu.faultHook = null;
-  const d = launchDomain(hv, { name: "g", image, memoryMiB: 8, cmdline }).domain;
-  return { hv, v: d.vcpus[0], out: () => out };
+  const m = bootBenchExits(cmdline, backend);
+  if (!hook) m.hv.cpu.faultHook = null;
+  return m;
 }
 
 function whole(m: M): unknown {
