@@ -565,6 +565,22 @@ describe("hostile guests beside a victim", () => {
             after: (m) => untouchedSlots(m),
           }),
         );
+    // The same two loops, then the kernel stack in the attacker's own L2 through Xen's linear
+    // page tables: writable at ring 1 page-wise, kept out only by SS's limit (0xFC3FFFFF).
+    for (const backend of ["wasm", "js"] as const)
+      for (const [mode, loop, warmChecks] of [
+        [15, "int 0x80 through the fast trap", 3],
+        [16, "page faults bounced and skipped", 2],
+      ] as const)
+        attack({
+          title: `${backend} blocks: 5,000 ring-3 ${loop}, then the kernel stack in its L2 through the linear page tables (beyond SS's limit): crashed at the next one, the table untouched`,
+          guest: "bounce",
+          cmdline: `mode=${mode}`,
+          checks: warmChecks + 4,
+          crashChecks: warmChecks + 3,
+          backend,
+          after: (m) => untouchedSlots(m),
+        });
   });
 
   describe("6. memory-op bounds and extent_order (XSA-29/-212 style)", () => {

@@ -18,7 +18,9 @@
  * Modes 8-10 are the same three stacks under a warm ring-3 loop of page faults (a read of an
  * unmapped page, skipped by our handler): the bounce of a plain #PF, which Xen only propagates.
  * Modes 11-12 (fast trap) and 13-14 (#PF) turn the kernel stack to an unmapped page and to a
- * data page of ours remapped read-only.
+ * data page of ours remapped read-only; 15 (fast trap) and 16 (#PF) to our own L2 seen through
+ * Xen's linear page tables, a supervisor page ring 1 could write but for SS's limit (the frame
+ * would land in L2 slot SLOT as in mode 1, only by the segment's check kept out).
  * The test checks the L2 slots the frame would have hit are still empty.
  */
 #include "desc.h"
@@ -26,6 +28,7 @@
 
 #define SLOT 0x104u
 #define WARM_PASSES 5000u
+#define LINEAR_L2 0xFEFFB000u /* our L2 through Xen's linear page tables (slot 0x3FB) */
 
 /* Ring 3: EAX passes of int 0x80, then int3 (vector 3 brings run_user back). */
 __asm__(".pushsection .user.text, \"ax\"\n"
@@ -91,7 +94,8 @@ static u8 ro_stack[PAGE_SIZE] BSS_PAGE;
 
 /*
  * The kernel stack turned as modes 1, 3 and 4 turn it (kind 1: our L2, 2: our self-mapping L1
- * under the assist, 3: Xen's space; 4: an unmapped page, 5: a page of ours made read-only),
+ * under the assist, 3: Xen's space; 4: an unmapped page, 5: a page of ours made read-only,
+ * 6: our L2 through the linear page tables),
  * then `loop` runs from ring 3: its first trap must crash us.
  */
 static void turn_stack_then_run(u32 kind, u32 loop, start_info_t *si, u32 vmfn)
@@ -107,6 +111,9 @@ static void turn_stack_then_run(u32 kind, u32 loop, start_info_t *si, u32 vmfn)
 		user_esp = (vmfn << PAGE_SHIFT) | 0x67;
 	} else if (kind == 3) {
 		CHECK_EQ(HYPERVISOR_stack_switch(FLAT_KERNEL_SS, 0xFC800000u), 0, "kernel_stack_in_xen");
+	} else if (kind == 6) {
+		esp = LINEAR_L2 + (SLOT + 2) * 4;
+		CHECK_EQ(HYPERVISOR_stack_switch(FLAT_KERNEL_SS, esp), 0, "kernel_stack_in_linear_l2");
 	} else if (kind == 4) {
 		CHECK_EQ(HYPERVISOR_stack_switch(FLAT_KERNEL_SS, UNMAPPED + 0x800), 0, "kernel_stack_unmapped");
 	} else {
@@ -176,6 +183,14 @@ void start_kernel(start_info_t *si)
 	case 14:
 		warm_page_faults();
 		turn_stack_then_run(mode - 9, (u32)u_pf_loop, si, vmfn);
+		break;
+	case 15:
+		warm_fast_trap();
+		turn_stack_then_run(6, (u32)u_int80_loop, si, vmfn);
+		break;
+	case 16:
+		warm_page_faults();
+		turn_stack_then_run(6, (u32)u_pf_loop, si, vmfn);
 		break;
 	default:
 		check_fail("mode", "unknown mode %u", mode);
