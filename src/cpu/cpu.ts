@@ -577,8 +577,7 @@ export class Cpu {
     if (this.deliverThroughIdt) this.trap(vector, -1, true);
     // A gate the host delivers in the run (a PV guest's fast trap: real hardware goes through
     // it without the hypervisor); false leaves the exit to it, with nothing changed.
-    const hook = this.softIntHook;
-    if (hook !== null && hook(vector)) return;
+    if (this.softIntHook?.(vector)) return;
     this.exitReason = Exit.Exception;
     this.exitVector = vector;
     this.exitErrorCode = -1;
@@ -1450,7 +1449,7 @@ export class Cpu {
         if (this.fPending) {
           this.fPending = false;
           this.runEnd = this.fRunEnd;
-          const r = this.faulted(this.runStop);
+          const r = this.faulted();
           if (r !== -1) return r;
           continue;
         }
@@ -1461,7 +1460,7 @@ export class Cpu {
         this.runEnd = this.runStop;
       } catch (e) {
         if (e !== CPU_FAULT) throw e;
-        const r = this.faulted(this.runStop);
+        const r = this.faulted();
         if (r !== -1) return r;
       }
     }
@@ -1486,7 +1485,7 @@ export class Cpu {
    * retired (a trap), then an exit, or delivered through the IDT. Returns the exit, or -1
    * when run() goes on.
    */
-  private faulted(end: number): Exit | -1 {
+  private faulted(): Exit | -1 {
     if (!this.fTrap) {
       this.eip = this.instrStart;
       this.regs[ESP] = this.savedEsp;
@@ -1507,8 +1506,8 @@ export class Cpu {
       return -1;
     }
     if (this.deliverFault() === Exit.TripleFault) return Exit.TripleFault;
-    if (this.runEnd === 0 || this.retired >= end) return this.exitReason;
-    this.runEnd = end;
+    if (this.runEnd === 0 || this.retired >= this.runStop) return this.exitReason;
+    this.runEnd = this.runStop;
     return -1;
   }
 

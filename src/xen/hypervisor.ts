@@ -611,17 +611,14 @@ export class Hypervisor implements MmHost {
     this.cpu.runStop -= EXIT_COST_CYCLES;
     if (this.checkInvariantsAfterHypercall) assertInvariants(this, "a fault");
     const now = p.cycles + (this.cpu.retired - this.retiredBase);
-    let stop =
+    if (
       p.needResched ||
       this.deferred.length > 0 ||
       !this.sched.runnable(v) ||
-      (upcallMask(this, v) === 0 && upcallPending(this, v) !== 0);
-    let before = true;
-    for (const o of this.sched.pcpus) {
-      if (o === p) before = false;
-      else if (before ? o.cycles <= now : o.cycles < now) stop = true;
-    }
-    if (stop) this.cpu.runEnd = 0;
+      (upcallMask(this, v) === 0 && upcallPending(this, v) !== 0) ||
+      this.sched.picksOther(p, now)
+    )
+      this.cpu.runEnd = 0;
   }
 
   /**

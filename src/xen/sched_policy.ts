@@ -54,6 +54,13 @@ export interface Decision {
   sliceNs: number;
 }
 
+/** A policy's one Decision object, filled in and handed back. */
+function decide(d: Decision, next: Vcpu | null, sliceNs: number): Decision {
+  d.next = next;
+  d.sliceNs = sliceNs;
+  return d;
+}
+
 export interface SchedPolicy {
   readonly id: number;
   readonly name: string;
@@ -126,12 +133,6 @@ export class BvtPolicy implements SchedPolicy {
   /** doSchedule's answer, reused: the scheduler reads it at once (no object a decision). */
   private readonly d: Decision = { next: null, sliceNs: 0 };
 
-  private decide(next: Vcpu | null, sliceNs: number): Decision {
-    this.d.next = next;
-    this.d.sliceNs = sliceNs;
-    return this.d;
-  }
-
   private evtOf(v: Vcpu): number {
     const p = v.domain.bvt;
     return p.warp ? v.avt - p.warpValue : v.avt;
@@ -189,7 +190,7 @@ export class BvtPolicy implements SchedPolicy {
       q.remove(prev);
       if (prevRunnable) q.push(prev);
     }
-    if (q.length === 0) return this.decide(null, this.ctxAllowNs);
+    if (q.length === 0) return decide(this.d, null, this.ctxAllowNs);
     let first: Vcpu = q.at(0);
     let second: Vcpu | null = null;
     let minAvt = first.avt;
@@ -212,9 +213,9 @@ export class BvtPolicy implements SchedPolicy {
         v.evt -= SVT_WRAP_BY;
       }
     }
-    if (second === null) return this.decide(first, 10 * this.ctxAllowNs);
+    if (second === null) return decide(this.d, first, 10 * this.ctxAllowNs);
     const mcus = Math.max(0, Math.floor((second.evt - first.evt) / first.domain.bvt.mcuAdvance));
-    return this.decide(first, mcus * MCU_NS + this.ctxAllowNs);
+    return decide(this.d, first, mcus * MCU_NS + this.ctxAllowNs);
   }
 }
 
@@ -223,6 +224,7 @@ export class RoundRobinPolicy implements SchedPolicy {
   readonly id = SCHED_RROBIN;
   readonly name = "rrobin";
   ctxAllowNs = DEFAULT_CTX_ALLOW_NS;
+  /** doSchedule's answer, reused (as BvtPolicy's). */
   private readonly d: Decision = { next: null, sliceNs: 0 };
   sliceNs = 10_000_000;
 
@@ -246,9 +248,7 @@ export class RoundRobinPolicy implements SchedPolicy {
       q.remove(prev);
       if (prevRunnable) q.push(prev);
     }
-    this.d.next = q.length > 0 ? q.at(0) : null;
-    this.d.sliceNs = this.sliceNs;
-    return this.d;
+    return decide(this.d, q.length > 0 ? q.at(0) : null, this.sliceNs);
   }
 }
 

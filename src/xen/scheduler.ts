@@ -348,6 +348,16 @@ export class Scheduler implements TimerWatch {
     return best;
   }
 
+  /** Whether pickCpu would pick another CPU than p, were p at `cycles` (the first of the least). */
+  picksOther(p: PhysicalCpu, cycles: number): boolean {
+    let before = true;
+    for (const o of this.pcpus) {
+      if (o === p) before = false;
+      else if (before ? o.cycles <= cycles : o.cycles < cycles) return true;
+    }
+    return false;
+  }
+
   /** How far p may run: its next event, and QUANTUM past the slowest other CPU. */
   horizon(p: PhysicalCpu): number {
     let h = this.nextEvent(p);

@@ -319,6 +319,14 @@ class Gen {
     this.op = 0;
   }
 
+  /**
+   * Calls import fn with its arguments on the stack, IO_DONE stored first: an import is the
+   * only way from a block to JS, and a handler's retired count and a fault's unwinding read it.
+   */
+  callJs(fn: number): Code {
+    return this.c.i32(0).get(DONE).mem(Op.store, this.io(IO_DONE)).call(fn);
+  }
+
   // --- exits and faults
   /**
    * Leaves the block: `count` more instructions retired, EIP from the EIP local. (A write to
@@ -333,15 +341,8 @@ class Gen {
   }
   fault(vector: number, error: number): void {
     this.flushCode();
-    this.c
-      .i32(this.k)
-      .i32(vector)
-      .i32(error)
-      .i32(0)
-      .get(DONE)
-      .mem(Op.store, this.io(IO_DONE))
-      .call(F.fault)
-      .op(Op.drop);
+    this.c.i32(this.k).i32(vector).i32(error);
+    this.callJs(F.fault).op(Op.drop);
   }
   /** #GP(0) when the EIP local is beyond the CS limit (as jrel32 checks). */
   csCheck(): void {
@@ -466,13 +467,8 @@ class Gen {
       () => c.get(P).mem(size === 1 ? Op.load8u : size === 2 ? Op.load16u : Op.load, 0),
       () => {
         this.flushCode();
-        c.i32(this.k)
-          .i32(seg)
-          .get(O)
-          .i32(0)
-          .get(DONE)
-          .mem(Op.store, this.io(IO_DONE))
-          .call(size === 1 ? F.rd8 : size === 2 ? F.rd16 : F.rd32);
+        c.i32(this.k).i32(seg).get(O);
+        this.callJs(size === 1 ? F.rd8 : size === 2 ? F.rd16 : F.rd32);
         this.held();
       },
     );
@@ -494,15 +490,8 @@ class Gen {
           .mem(size === 1 ? Op.store8 : size === 2 ? Op.store16 : Op.store, 0),
       () => {
         this.flushCode();
-        c.i32(this.k)
-          .i32(seg)
-          .get(O)
-          .get(V)
-          .i32(0)
-          .get(DONE)
-          .mem(Op.store, this.io(IO_DONE))
-          .call(size === 1 ? F.wr8 : size === 2 ? F.wr16 : F.wr32)
-          .set(HIT);
+        c.i32(this.k).i32(seg).get(O).get(V);
+        this.callJs(size === 1 ? F.wr8 : size === 2 ? F.wr16 : F.wr32).set(HIT);
         this.held();
       },
     );
@@ -526,13 +515,8 @@ class Gen {
       () => {
         c.i32(0).set(RMW);
         this.flushCode();
-        c.i32(this.k)
-          .i32(seg)
-          .get(O)
-          .i32(0)
-          .get(DONE)
-          .mem(Op.store, this.io(IO_DONE))
-          .call(size === 1 ? F.rmwRd8 : size === 2 ? F.rmwRd16 : F.rmwRd32);
+        c.i32(this.k).i32(seg).get(O);
+        this.callJs(size === 1 ? F.rmwRd8 : size === 2 ? F.rmwRd16 : F.rmwRd32);
         this.held();
       },
     );
@@ -546,13 +530,8 @@ class Gen {
       .get(X)
       .mem(size === 1 ? Op.store8 : size === 2 ? Op.store16 : Op.store, 0);
     this.else();
-    c.i32(this.k)
-      .get(X)
-      .i32(0)
-      .get(DONE)
-      .mem(Op.store, this.io(IO_DONE))
-      .call(size === 1 ? F.rmwWr8 : size === 2 ? F.rmwWr16 : F.rmwWr32)
-      .set(HIT);
+    c.i32(this.k).get(X);
+    this.callJs(size === 1 ? F.rmwWr8 : size === 2 ? F.rmwWr16 : F.rmwWr32).set(HIT);
     this.close();
   }
   /** Pushes V. */
@@ -564,7 +543,8 @@ class Gen {
     this.put(this.reg(ESP), () => c.get(O));
     this.else();
     this.flushCode();
-    c.i32(this.k).get(V).i32(0).get(DONE).mem(Op.store, this.io(IO_DONE)).call(F.push).set(HIT);
+    c.i32(this.k).get(V);
+    this.callJs(F.push).set(HIT);
     this.clobber(1 << ESP);
     this.held();
     this.close();
@@ -579,7 +559,8 @@ class Gen {
     this.put(this.reg(ESP), () => c.get(O).i32(4).op(Op.add));
     this.else();
     this.flushCode();
-    c.i32(this.k).i32(0).get(DONE).mem(Op.store, this.io(IO_DONE)).call(F.pop).set(V);
+    c.i32(this.k);
+    this.callJs(F.pop).set(V);
     this.clobber(1 << ESP);
     this.held();
     this.close();
@@ -1923,14 +1904,8 @@ class Gen {
   /** The handler of instruction k through the call import. */
   handler(fn: Site["fn"], slot: number, end: number, control: boolean): void {
     this.forget();
-    this.c
-      .i32(this.k)
-      .i32(this.sites.length)
-      .i32(0)
-      .get(DONE)
-      .mem(Op.store, this.io(IO_DONE))
-      .call(F.call)
-      .set(HIT);
+    this.c.i32(this.k).i32(this.sites.length);
+    this.callJs(F.call).set(HIT);
     this.clobber(0xff);
     this.sites.push({ fn, slot, end, control });
     if (control) this.ld(this.io(IO_EIP)).c.set(EIP);
