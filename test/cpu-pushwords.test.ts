@@ -76,7 +76,8 @@ function espsFor(s: Stack): number[] {
   for (let p = RW_PAGE; p <= RW2 + 1; p++) {
     for (const d of [0, 4, 0x14, 0x16, 0x1c, 0x800, 0xffe]) out.push(((p << 12) + d - s.base) | 0);
   }
-  if ((s.attr & 0x4000) === 0) return [...out.map((x) => (x & 0xffff) | 0x5a5a0000), 0x10000, 0x10004, 0x10010];
+  if ((s.attr & 0x4000) === 0)
+    return [...out.map((x) => (x & 0xffff) | 0x5a5a0000), 0x10000, 0x10004, 0x10010];
   return out;
 }
 

@@ -49,7 +49,9 @@ function putEnvelope(hv: Hypervisor, v: Vcpu, va: number, words: number[]): void
 }
 
 function pendingBit(hv: Hypervisor, d: Domain, port: number): number {
-  return (hv.read32(d.sharedInfoMfn * 4096 + SharedInfo.evtchn_pending + (port >>> 5) * 4) >>> (port & 31)) & 1;
+  return (
+    (hv.read32(d.sharedInfoMfn * 4096 + SharedInfo.evtchn_pending + (port >>> 5) * 4) >>> (port & 31)) & 1
+  );
 }
 
 function clearPending(hv: Hypervisor, d: Domain, port: number): void {
@@ -71,7 +73,12 @@ describe("event_channel_op: the envelope read through the page tables", () => {
       { what: "across two mapped pages", va: mapped - 12, words: sendTo(port), rc: 0 },
       { what: "the port across two mapped pages", va: mapped - 8 - 2, words: sendTo(port), rc: 0 },
       { what: "its tail in an unmapped page", va: unmapped - 16, words: sendTo(port), rc: -EFAULT },
-      { what: "its last byte in an unmapped page", va: unmapped - E.SIZE + 1, words: sendTo(port), rc: -EFAULT },
+      {
+        what: "its last byte in an unmapped page",
+        va: unmapped - E.SIZE + 1,
+        words: sendTo(port),
+        rc: -EFAULT,
+      },
       { what: "in an unmapped page", va: unmapped + 0x40, words: sendTo(port), rc: -EFAULT },
       { what: "above HYPERVISOR_VIRT_START", va: 0xfc000000 - 16, words: sendTo(port), rc: -EFAULT },
       { what: "a port not bound", va: mapped + 0x200, words: sendTo(port + 7), rc: -EINVAL },

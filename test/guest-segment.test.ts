@@ -30,17 +30,40 @@ function machine(): Cpu {
 /** A descriptor's two words: base, 20-bit limit, access byte, flags nibble (G D/B L AVL). */
 function desc(base: number, limit: number, access: number, flags: number): [number, number] {
   const lo = ((base & 0xffff) << 16) | (limit & 0xffff);
-  const hi = (base & 0xff000000) | ((flags & 0xf) << 20) | (limit & 0xf0000) | (access << 8) | ((base >>> 16) & 0xff);
+  const hi =
+    (base & 0xff000000) | ((flags & 0xf) << 20) | (limit & 0xf0000) | (access << 8) | ((base >>> 16) & 0xff);
   return [lo >>> 0, hi >>> 0];
 }
 
 describe("loadGuestSegment", () => {
   it("puts the descriptor's base, limit and attributes in the cache, as decodeDescriptor reads them", () => {
-    const cases: { what: string; d: [number, number]; seg: number; sel: number; cs: boolean; ss: boolean }[] = [
-      { what: "ring-1 code, G, base in all four bytes", d: desc(0x9a7b5c3d, 0x12345, 0xba, 0xc), seg: CS, sel: 0x11, cs: true, ss: false },
-      { what: "ring-1 stack, byte-granular", d: desc(0xc0de0f00, 0x54321, 0xb2, 0x4), seg: SS, sel: 0x19, cs: false, ss: true },
-      { what: "ring-3 data, G, AVL set", d: desc(0x7f000001, 0xfffff, 0xf2, 0x9), seg: DS, sel: 0x23, cs: false, ss: false },
-    ];
+    const cases: { what: string; d: [number, number]; seg: number; sel: number; cs: boolean; ss: boolean }[] =
+      [
+        {
+          what: "ring-1 code, G, base in all four bytes",
+          d: desc(0x9a7b5c3d, 0x12345, 0xba, 0xc),
+          seg: CS,
+          sel: 0x11,
+          cs: true,
+          ss: false,
+        },
+        {
+          what: "ring-1 stack, byte-granular",
+          d: desc(0xc0de0f00, 0x54321, 0xb2, 0x4),
+          seg: SS,
+          sel: 0x19,
+          cs: false,
+          ss: true,
+        },
+        {
+          what: "ring-3 data, G, AVL set",
+          d: desc(0x7f000001, 0xfffff, 0xf2, 0x9),
+          seg: DS,
+          sel: 0x23,
+          cs: false,
+          ss: false,
+        },
+      ];
     for (const c of cases) {
       const cpu = machine();
       const m = new DataView(cpu.mem8.buffer);
@@ -50,7 +73,12 @@ describe("loadGuestSegment", () => {
       assert.equal(loadGuestSegment(cpu, c.seg, c.sel, ring, c.cs, c.ss), true, c.what);
       const want = decodeDescriptor(c.d[0], c.d[1]);
       assert.deepEqual(
-        { sel: cpu.segSel[c.seg], base: cpu.segBase[c.seg] >>> 0, limit: cpu.segLimit[c.seg] >>> 0, attr: cpu.segAttr[c.seg] },
+        {
+          sel: cpu.segSel[c.seg],
+          base: cpu.segBase[c.seg] >>> 0,
+          limit: cpu.segLimit[c.seg] >>> 0,
+          attr: cpu.segAttr[c.seg],
+        },
         { sel: c.sel, base: want.base, limit: want.limit, attr: want.attr },
         c.what,
       );
@@ -69,8 +97,22 @@ describe("loadGuestSegment", () => {
       { what: "CS a data segment", d: desc(0, 0xfffff, 0xb2, 0xc), seg: CS, sel: 0x11, cs: true, ss: false },
       { what: "SS read-only", d: desc(0, 0xfffff, 0xb0, 0xc), seg: SS, sel: 0x19, cs: false, ss: true },
       { what: "SS of DPL 3", d: desc(0, 0xfffff, 0xf2, 0xc), seg: SS, sel: 0x19, cs: false, ss: true },
-      { what: "DS execute-only code", d: desc(0, 0xfffff, 0xf8, 0xc), seg: DS, sel: 0x23, cs: false, ss: false },
-      { what: "beyond GDTR's limit", d: desc(0, 0xfffff, 0xf2, 0xc), seg: DS, sel: 0x103, cs: false, ss: false },
+      {
+        what: "DS execute-only code",
+        d: desc(0, 0xfffff, 0xf8, 0xc),
+        seg: DS,
+        sel: 0x23,
+        cs: false,
+        ss: false,
+      },
+      {
+        what: "beyond GDTR's limit",
+        d: desc(0, 0xfffff, 0xf2, 0xc),
+        seg: DS,
+        sel: 0x103,
+        cs: false,
+        ss: false,
+      },
     ];
     for (const c of bad) {
       const cpu = machine();

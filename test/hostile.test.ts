@@ -521,7 +521,7 @@ describe("hostile guests beside a victim", () => {
         [5, "int 0x80 through the fast trap", 3],
         [8, "page faults bounced and skipped", 2],
       ] as const)
-        stacks.forEach(([what, assist], i) =>
+        for (const [i, [what, assist]] of stacks.entries())
           attack({
             title: `${backend} blocks: 5,000 ring-3 ${loop}, then ${what}: the domain is crashed at the next one, the table untouched`,
             guest: "bounce",
@@ -541,20 +541,19 @@ describe("hostile guests beside a victim", () => {
               return r;
             },
             after: (m) => untouchedSlots(m),
-          }),
-        );
+          });
     // The same two loops, then the kernel stack at an unmapped page and at a read-only page.
     for (const backend of ["wasm", "js"] as const)
       for (const [first, loop, warmChecks] of [
         [11, "int 0x80 through the fast trap", 3],
         [13, "page faults bounced and skipped", 2],
       ] as const)
-        (
+        for (const [i, [what, remapped]] of (
           [
             ["the kernel stack at an unmapped page", 0],
             ["the kernel stack at a page of its own made read-only", 1],
           ] as const
-        ).forEach(([what, remapped], i) =>
+        ).entries())
           attack({
             title: `${backend} blocks: 5,000 ring-3 ${loop}, then ${what}: the domain is crashed at the next one`,
             guest: "bounce",
@@ -563,8 +562,7 @@ describe("hostile guests beside a victim", () => {
             crashChecks: warmChecks + remapped + 3,
             backend,
             after: (m) => untouchedSlots(m),
-          }),
-        );
+          });
     // The same two loops, then the kernel stack in the attacker's own L2 through Xen's linear
     // page tables: writable at ring 1 page-wise, kept out only by SS's limit (0xFC3FFFFF).
     for (const backend of ["wasm", "js"] as const)
@@ -1025,7 +1023,9 @@ describe("hostile guests beside a victim", () => {
       assert.match(out.get(victim) ?? "", /VICTIM ready/);
       const held = [...victim.pages, victim.sharedInfoMfn, victim.defaultGdtMfn, victim.perdomainMfn];
       // The victim's pattern and its code, or this tests nothing.
-      const nonzero = held.filter((f) => hv.mem.bytes.subarray(f * PAGE, (f + 1) * PAGE).some((b) => b !== 0));
+      const nonzero = held.filter((f) =>
+        hv.mem.bytes.subarray(f * PAGE, (f + 1) * PAGE).some((b) => b !== 0),
+      );
       assert.ok(nonzero.length > 512, `${nonzero.length} frames hold data`);
       const decoded = held.filter((f) => hv.cpu.codePage[f] !== 0);
       assert.ok(decoded.length >= 1, "the victim's text was decoded");

@@ -94,7 +94,13 @@ export const checkedSegment = new Int32Array(3);
  * loadGuestSegment's checks on a selector that is not null, loading nothing: true with the
  * descriptor's cache fields in checkedSegment, or false where the load would fail.
  */
-export function checkGuestSegment(cpu: Cpu, sel: number, ring: number, isCs: boolean, isSs: boolean): boolean {
+export function checkGuestSegment(
+  cpu: Cpu,
+  sel: number,
+  ring: number,
+  isCs: boolean,
+  isSs: boolean,
+): boolean {
   if (!readWords(cpu, sel)) return false;
   // decodeDescriptor's fields, without its object.
   const attr = descAttr(wordHi);
