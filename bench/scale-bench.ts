@@ -15,10 +15,12 @@
  * Not a timed test: it prints figures.
  *
  * --timer-slop T is passed to tsxend (how late its run loop may serve a timer, so one wake-up serves many),
+ * --idle-slop T too (the slop once no domain has done I/O for 2 s: the window's first 2 s, after the
+ * bench's API request, run with the short one),
  * and --pace fast|realtime (fast: its run loop flat out, no sleeps: what tsxend's own turns cost a tick
  * beside the in-process run, apart from what its sleeps do to the caches).
  *
- *   npm run bench:scale [-- --domains N] [-- --mib M] [-- --seconds S] [-- --tick-ms T] [-- --profile DIR] [-- --in-process] [-- --evict M [-- --step-ms S]] [-- --timer-slop T] [-- --pace P]
+ *   npm run bench:scale [-- --domains N] [-- --mib M] [-- --seconds S] [-- --tick-ms T] [-- --profile DIR] [-- --in-process] [-- --evict M [-- --step-ms S]] [-- --timer-slop T] [-- --idle-slop T] [-- --pace P]
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -46,6 +48,8 @@ interface Options {
   stepMs: number;
   /** tsxend's --timer-slop (ms); -1: its default. */
   timerSlop: number;
+  /** tsxend's --idle-slop (ms); -1: its default. */
+  idleSlop: number;
   /** tsxend's --pace: fast runs its loop flat out (its own cost a tick beside the in-process run's). */
   pace: "realtime" | "fast";
 }
@@ -63,9 +67,12 @@ function parseArgs(argv: string[]): Options {
     evict: 0,
     stepMs: 1,
     timerSlop: -1,
+    idleSlop: -1,
     pace: "realtime",
   };
-  const limits: WholeLimits<"domains" | "mib" | "seconds" | "tickMs" | "evict" | "stepMs" | "timerSlop"> = {
+  const limits: WholeLimits<
+    "domains" | "mib" | "seconds" | "tickMs" | "evict" | "stepMs" | "timerSlop" | "idleSlop"
+  > = {
     "--domains": ["domains", 1, 1000],
     "--mib": ["mib", 4, 1024],
     "--seconds": ["seconds", 1, 600],
@@ -73,6 +80,7 @@ function parseArgs(argv: string[]): Options {
     "--evict": ["evict", 0, 1024],
     "--step-ms": ["stepMs", 1, 1000],
     "--timer-slop": ["timerSlop", 0, 1000],
+    "--idle-slop": ["idleSlop", 0, 1000],
   };
   for (let i = 0; i < argv.length; i++) {
     if (argv[i] === "--profile") {
@@ -238,6 +246,7 @@ async function main(): Promise<void> {
       "--on-stop",
       "destroy",
       ...(opts.timerSlop < 0 ? [] : ["--timer-slop", String(opts.timerSlop)]),
+      ...(opts.idleSlop < 0 ? [] : ["--idle-slop", String(opts.idleSlop)]),
       "--pace",
       opts.pace,
     ],
@@ -306,7 +315,7 @@ async function main(): Promise<void> {
     const idlePct = ((after.cpu - before.cpu) / wall) * 100;
     process.stdout.write(
       [
-        `tsxen scale: ${opts.domains} idle domains of ${opts.mib} MiB in one tsxend (guests/bench/idle.c, tick ${opts.tickMs} ms, timer slop ${opts.timerSlop < 0 ? "tsxend's default" : `${opts.timerSlop} ms`}, ${opts.pace} pacing)`,
+        `tsxen scale: ${opts.domains} idle domains of ${opts.mib} MiB in one tsxend (guests/bench/idle.c, tick ${opts.tickMs} ms, timer slop ${opts.timerSlop < 0 ? "tsxend's default" : `${opts.timerSlop} ms`}, idle slop ${opts.idleSlop < 0 ? "tsxend's default" : `${opts.idleSlop} ms`}, ${opts.pace} pacing)`,
         "",
         `  domains listed                ${list.domains.length - 1} (and Domain-0)`,
         `  created and idle in           ${created.toFixed(1)} s`,

@@ -23,17 +23,32 @@ interface Run {
   to: number;
 }
 
-/** A hypervisor whose runs reach their limit at once; nextWake says what is due. */
-function fakeHypervisor(nextWake: (now: number) => number) {
+/**
+ * A hypervisor whose runs reach their limit at once; nextWake says what is due; io(), when
+ * given, says whether a run queued dom0 work (Hypervisor.deferrals: a ring or control message).
+ */
+function fakeHypervisor(
+  nextWake: (now: number) => number,
+  io?: (now: number) => boolean,
+  stall?: { afterMs: number; ms: number; at?: number },
+) {
   let now = 0;
+  const t0 = performance.now();
   const runs: Run[] = [];
   const hv = {
     sched: { onWake: null as (() => void) | null, nextWakeNs: () => nextWake(now) },
     irq: { nextDueNs: () => Number.POSITIVE_INFINITY },
+    deferrals: 0,
     nowNs: () => now,
     run(limitNs: number): RunResult {
       now = limitNs;
       runs.push({ wall: performance.now(), to: limitNs });
+      // Once, a run that takes the host stall.ms (a loaded machine): guest time falls behind.
+      if (stall !== undefined && stall.at === undefined && performance.now() - t0 > stall.afterMs) {
+        while (performance.now() - t0 < stall.afterMs + stall.ms);
+        stall.at = performance.now();
+      }
+      if (io?.(now)) hv.deferrals++;
       return { kind: "time-limit" };
     },
   };
@@ -51,19 +66,42 @@ async function drive(
   slopMs: number,
   ms: number,
   backlog = false,
+  idle: {
+    slopMs: number;
+    quietMs: number;
+    io?: (now: number) => boolean;
+    during?: (loop: RunLoop) => Promise<void>;
+    stall?: { afterMs: number; ms: number; at?: number };
+  } = {
+    slopMs: 0,
+    quietMs: 0,
+  },
 ): Promise<{ runs: Run[]; turns: number; t0: number; lagMs: number }> {
-  const { hv, runs } = fakeHypervisor(nextWake);
-  const loop = new RunLoop(hv as unknown as Hypervisor, manager(backlog), "realtime", () => {}, slopMs);
+  const { hv, runs } = fakeHypervisor(nextWake, idle.io, idle.stall);
+  const loop = new RunLoop(
+    hv as unknown as Hypervisor,
+    manager(backlog),
+    "realtime",
+    () => {},
+    slopMs,
+    idle.slopMs,
+    idle.quietMs,
+  );
   const t0 = performance.now();
   loop.start();
-  await sleep(ms);
+  await Promise.all([sleep(ms), idle.during?.(loop)]);
   await loop.stop();
   const lagMs = performance.now() - t0 - hv.nowNs() / 1e6;
-  let turns = runs.length > 0 ? 1 : 0;
-  for (let i = 1; i < runs.length; i++) if (runs[i].wall - runs[i - 1].wall >= 0.9) turns++;
+  const turns = turnStarts(runs).length;
   // Guest time never ahead of the wall clock (the loop's base is taken after t0).
-  for (const r of runs) assert.ok(r.to <= (r.wall - t0) * 1e6 + 1e3, `ran to ${r.to} ns at ${r.wall - t0} ms`);
+  for (const r of runs)
+    assert.ok(r.to <= (r.wall - t0) * 1e6 + 1e3, `ran to ${r.to} ns at ${r.wall - t0} ms`);
   return { runs, turns, t0, lagMs };
+}
+
+/** Wall times of the runs that start a turn (after a pause of 0.9 ms or more). */
+function turnStarts(runs: Run[]): number[] {
+  return runs.filter((r, i) => i === 0 || r.wall - runs[i - 1].wall >= 0.9).map((r) => r.wall);
 }
 
 describe("tsxend's run loop sleeps on timers", () => {
@@ -118,6 +156,62 @@ describe("tsxend's run loop sleeps on timers", () => {
     assert.ok(runs.length > before, "a turn ran");
     assert.ok(runs[before].wall - woke < 50, `woke after ${(runs[before].wall - woke).toFixed(1)} ms`);
     assert.equal(hv.sched.onWake, null, "and the hook is gone once it runs");
+  });
+
+  it("sleeps with the idle slop once no I/O came for quietMs, guest time within it of the wall clock", async () => {
+    const dense = (now: number) => now + 100_000;
+    const idle = { slopMs: 200, quietMs: 150 };
+    const quiet = await drive(dense, 20, 1400, false, idle);
+    const tight = await drive(dense, 20, 1400);
+    const figures = `turns: idle slop ${quiet.turns}, short slop only ${tight.turns}`;
+    // ~150/20 + 1250/200 turns against ~1400/20.
+    assert.ok(quiet.turns >= 5 && quiet.turns * 3 <= tight.turns, figures);
+    // Past the quiet period, one turn per idle slop (a timer fires late, never early).
+    const starts = turnStarts(quiet.runs).filter((w) => w - quiet.t0 > 400);
+    for (let i = 1; i < starts.length; i++)
+      assert.ok(starts[i] - starts[i - 1] >= 190, `turns ${(starts[i] - starts[i - 1]).toFixed(1)} ms apart`);
+    assert.ok(quiet.lagMs < 200 + 150, `lag ${quiet.lagMs.toFixed(1)} ms`);
+  });
+
+  it("goes back to the short slop at once when a run queues dom0 work (a ring, the control interface)", async () => {
+    const dense = (now: number) => now + 100_000;
+    // Quiet for the first 600 ms of guest time, then every burst does I/O.
+    const r = await drive(dense, 20, 1400, false, { slopMs: 300, quietMs: 100, io: (now) => now > 600e6 });
+    const late = turnStarts(r.runs).filter((w) => w - r.t0 > 950);
+    // ~450/20 turns at the short slop; the idle slop would give one or two.
+    assert.ok(late.length >= 6, `turns after the I/O began: ${late.length}`);
+  });
+
+  it("goes back to the short slop when guest time fell too far behind to catch up", async () => {
+    // Past the quiet period (idle slop 300), one run holds the host for 600 ms: more lag than the
+    // sleep and MAX_LAG_NS, so the debt is forgotten, and the next quietMs use the short slop.
+    const stall: { afterMs: number; ms: number; at?: number } = { afterMs: 700, ms: 600 };
+    const r = await drive((now) => now + 100_000, 20, 2000, false, { slopMs: 300, quietMs: 500, stall });
+    assert.ok(stall.at !== undefined, "the stall happened");
+    const at = stall.at;
+    const after = turnStarts(r.runs).filter((w) => w > at + 30 && w < at + 400);
+    // ~370/20 turns at the short slop; one or two at the idle slop.
+    assert.ok(after.length >= 5, `turns after the stall: ${after.length}`);
+  });
+
+  it("a kick (console input, an API request) ends an idle sleep at once, and the next sleeps are short", async () => {
+    let kicked = 0;
+    const r = await drive((now) => now + 100_000, 20, 1000, false, {
+      slopMs: 1000,
+      quietMs: 100,
+      during: async (loop) => {
+        await sleep(500);
+        kicked = performance.now();
+        loop.kick();
+      },
+    });
+    const after = turnStarts(r.runs).filter((w) => w >= kicked);
+    assert.ok(after.length >= 2, `turns after the kick: ${after.length}`);
+    assert.ok(after[0] - kicked < 50, `woke ${(after[0] - kicked).toFixed(1)} ms after the kick`);
+    assert.ok(
+      after[1] - kicked < 300,
+      `next turn ${(after[1] - kicked).toFixed(1)} ms after it (the idle slop: 1000)`,
+    );
   });
 
   it("Scheduler.nextWakeNs: the earliest deadline of idle domains, -Infinity once one can run; wake calls onWake", () => {

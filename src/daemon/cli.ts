@@ -11,7 +11,7 @@ import { MAX_MACHINE_MIB, machineMemoryOption } from "../machine/memory.js";
 import { UplinkError, uplinkOption } from "../tools/backends/passt.js";
 import { Daemon } from "./daemon.js";
 import { DEFAULT_PORT, listenError } from "./port.js";
-import { type Pacing, TIMER_SLOP_MS } from "./runloop.js";
+import { IDLE_SLOP_MS, type Pacing, TIMER_SLOP_MS } from "./runloop.js";
 
 interface DaemonCliOptions {
   listen: string;
@@ -24,6 +24,7 @@ interface DaemonCliOptions {
   sched: string;
   pace: string;
   timerSlop: string;
+  idleSlop: string;
   onStop: string;
   portFile?: string;
   uplink?: string;
@@ -64,6 +65,7 @@ export async function runDaemon(o: DaemonCliOptions): Promise<number> {
       scheduler: o.sched,
       pacing: o.pace as Pacing,
       timerSlopMs: whole(o.timerSlop, "--timer-slop", 0, 1000),
+      idleSlopMs: whole(o.idleSlop, "--idle-slop", 0, 1000),
       onStop: o.onStop,
       uplink: uplinkOption(o.uplink, o.forward),
       logFile: o.log === undefined ? undefined : resolve(o.log),
@@ -126,6 +128,11 @@ export function registerDaemon(program: Command): void {
       "--timer-slop <ms>",
       "realtime: how late a guest's timer may be served (wall clock) so one wake-up serves many; its guest time stays exact",
       String(TIMER_SLOP_MS),
+    )
+    .option(
+      "--idle-slop <ms>",
+      "realtime: the timer slop once no domain has done I/O for a while (console, dom0 events, API); at most --timer-slop to turn it off",
+      String(IDLE_SLOP_MS),
     )
     .option(
       "--on-stop <what>",

@@ -59,6 +59,8 @@ export interface DaemonOptions {
   pacing: Pacing;
   /** Realtime pacing: the run loop's timer slop in ms (runloop.ts TIMER_SLOP_MS by default). */
   timerSlopMs?: number;
+  /** The slop once no domain has done I/O for a while (runloop.ts IDLE_SLOP_MS by default). */
+  idleSlopMs?: number;
   /**
    * What close() does with running domains: save them into the state directory (restored at
    * the next start, as Xen's xendomains did) or destroy them. Set (tsxen daemon sets it), the
@@ -140,7 +142,10 @@ export class Daemon {
       memoryMiB: opts.machineMemoryMiB,
       cpus: opts.cpus,
       scheduler: opts.scheduler,
-      onConsole: (d, bytes) => this.manager.consoleOutput(d, bytes),
+      onConsole: (d, bytes) => {
+        this.loop.noteIo();
+        this.manager.consoleOutput(d, bytes);
+      },
       onLog: (m) => {
         const crash = /^domain (\d+) \(.*?\) crashed: (.*)$/s.exec(m);
         if (crash) this.manager.noteCrash(Number(crash[1]), crash[2]);
@@ -161,9 +166,12 @@ export class Daemon {
       this.manager,
       opts.pacing,
       (e) => {
-        this.log(`internal error in the run loop: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+        this.log(
+          `internal error in the run loop: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`,
+        );
       },
       opts.timerSlopMs,
+      opts.idleSlopMs,
     );
     // Xen's first line named its version, as xen_version and XENVER_extraversion give it.
     this.hv.log(`Xen version ${XEN_VERSION_NAME} (tsxen)`);
@@ -277,6 +285,8 @@ export class Daemon {
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const refused = this.refusal(req, false);
     if (refused !== null) return sendJson(res, refused.status, { error: refused.message });
+    // Someone is watching: timers go back to the short slop (runloop.ts IDLE_SLOP_MS).
+    this.loop.noteIo();
     const path = new URL(req.url ?? "/", "http://tsxend").pathname;
     if (NO_CONTENT.has(path)) {
       res.writeHead(204).end();

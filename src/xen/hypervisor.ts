@@ -630,8 +630,12 @@ export class Hypervisor implements MmHost {
     this.cpu.runEnd = 0;
   }
 
+  /** Host work queued so far: the daemon's run loop takes a change for I/O (runloop.ts slop). */
+  deferrals = 0;
+
   /** Queues host work (a dom0 upcall) to run at the next safe point, outside any hypercall. */
   defer(fn: () => void): void {
+    this.deferrals++;
     this.deferred.push(fn);
   }
 
