@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { describe, it } from "node:test";
 import { EBP, EDI, ESI } from "../src/cpu/regs.js";
 import { TraceBuf, TraceRec, Trc } from "../src/public/trace.js";
+import { SharedInfo } from "../src/public/xen.js";
 import { bootDom0, type Dom0 } from "../src/tools/dom0.js";
 import { launchDomain } from "../src/tools/launch.js";
 import {
@@ -21,6 +22,7 @@ import {
 import type { AbiName } from "../src/xen/abi.js";
 import type { Domain } from "../src/xen/domain.js";
 import { Hypervisor } from "../src/xen/hypervisor.js";
+import { updateDomainTime } from "../src/xen/schedule.js";
 import { writeElf32 } from "./helpers/elf32_writer.js";
 import { buildGuests } from "./support/guests.js";
 
@@ -322,4 +324,38 @@ describe("the periodic tick and the time version protocol (guests/conformance/ti
       assert.match(text, /^DONE passed=\d+ failed=0$/m);
     });
   }
+
+  it("the time update drops code decoded from the shared-info frame, as any write into a code frame", () => {
+    // updateDomainTime stores its words straight into the frame (schedule.ts): a guest that
+    // maps its shared info and runs code there must not keep running what it decoded before.
+    const hv = new Hypervisor({ memoryMiB: 64 });
+    const image = readFileSync(join(buildGuests(), "bench_idle.elf"));
+    const d = launchDomain(hv, { name: "idle", image, memoryMiB: 16, cmdline: "tick_ms=10" }).domain;
+    hv.run(hv.nowNs() + 100e6);
+    const frame = d.sharedInfoMfn;
+    const si = frame * 4096;
+    const before = hv.read32(si + SharedInfo.time_version1);
+    hv.cpu.codePage[frame] = 1;
+    const writes = hv.cpu.codeWrites;
+    updateDomainTime(hv, d.vcpus[0], hv.sched.pcpus[0].lastTickCycles);
+    assert.equal(hv.cpu.codePage[frame], 0, "the frame is no longer a code frame");
+    assert.equal(hv.cpu.codeWrites, writes + 1, "one write into a code frame");
+    assert.equal(hv.read32(si + SharedInfo.time_version1), (before + 1) >>> 0);
+    assert.equal(hv.read32(si + SharedInfo.time_version2), (before + 1) >>> 0);
+    assert.equal(
+      hv.read32(si + SharedInfo.system_time),
+      hv.clock.ns(hv.sched.pcpus[0].lastTickCycles) % 2 ** 32,
+    );
+    // The wall clock in seconds and microseconds below a second, whatever the offset's sign.
+    for (const offsetUs of [1_234_567, -98_765_432]) {
+      hv.wallClockOffsetUs = offsetUs;
+      const tick = hv.sched.pcpus[0].lastTickCycles;
+      updateDomainTime(hv, d.vcpus[0], tick);
+      const usecs = Math.floor(hv.clock.ns(tick) / 1000) + offsetUs;
+      const sec = hv.read32(si + SharedInfo.wc_sec) | 0;
+      const usec = hv.read32(si + SharedInfo.wc_usec);
+      assert.ok(usec < 1e6, `wc_usec ${usec}`);
+      assert.equal((sec - hv.clock.bootEpochSeconds) * 1e6 + usec, usecs);
+    }
+  });
 });

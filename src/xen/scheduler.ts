@@ -169,14 +169,13 @@ export class Scheduler implements TimerWatch {
     this.deadlinesDirty = false;
   }
 
-  /** A heap entry still stands for v's timer: what the scan of the running domains would find. */
+  /**
+   * A heap entry still stands for v's timer: what the scan of the running domains would find.
+   * A domain leaves hv.domains only in releaseDomain, after domainKill made it Dying and set its
+   * deadlines to -1, so a Running state says it is still there (no map lookup a timer's fire).
+   */
   private live(ns: number, v: Vcpu, p: PhysicalCpu): boolean {
-    return (
-      v.timerDeadline === ns &&
-      v.processor === p.id &&
-      v.domain.state === DomainState.Running &&
-      this.hv.domains.get(v.domain.id) === v.domain
-    );
+    return v.timerDeadline === ns && v.processor === p.id && v.domain.state === DomainState.Running;
   }
 
   /**
