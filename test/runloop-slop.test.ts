@@ -14,8 +14,10 @@ import { RunLoop } from "../src/daemon/runloop.js";
 import { VirqMar } from "../src/public/xen.js";
 import type { DomainManager } from "../src/tools/domains.js";
 import { launchDomain } from "../src/tools/launch.js";
+import type { Domain } from "../src/xen/domain.js";
 import { sendGuestVirq } from "../src/xen/event_channel.js";
 import { Hypervisor, type RunResult } from "../src/xen/hypervisor.js";
+import { apiHeaders, startDaemon } from "./helpers/daemon.js";
 import { guestPath } from "./support/guests.js";
 
 interface Run {
@@ -212,6 +214,27 @@ describe("tsxend's run loop sleeps on timers", () => {
       after[1] - kicked < 300,
       `next turn ${(after[1] - kicked).toFixed(1)} ms after it (the idle slop: 1000)`,
     );
+  });
+
+  it("tsxend counts a guest's console output and an API request as I/O, a refused request not", async () => {
+    const { daemon, port, token } = await startDaemon({ quietMs: 150, idleSlopMs: 400 });
+    const loop = (daemon as unknown as { loop: RunLoop }).loop;
+    const get = (t: string) =>
+      fetch(`http://127.0.0.1:${port}/api/v1/domains`, { headers: apiHeaders(t) }).then((r) => r.status);
+    try {
+      await sleep(250);
+      assert.ok(loop.quiet(), "quiet after quietMs with nothing done");
+      // A domain the manager does not know: the daemon's hook sees the bytes all the same.
+      daemon.hv.consoleWrite({ id: 999, consoleOut: [] } as unknown as Domain, Uint8Array.of(0x41));
+      assert.ok(!loop.quiet(), "console output");
+      await sleep(250);
+      assert.equal(await get("not-the-token"), 401);
+      assert.ok(loop.quiet(), "a refused request is nobody watching");
+      assert.equal(await get(token), 200);
+      assert.ok(!loop.quiet(), "an API request");
+    } finally {
+      await daemon.close();
+    }
   });
 
   it("Scheduler.nextWakeNs: the earliest deadline of idle domains, -Infinity once one can run; wake calls onWake", () => {

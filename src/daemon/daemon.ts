@@ -61,6 +61,8 @@ export interface DaemonOptions {
   timerSlopMs?: number;
   /** The slop once no domain has done I/O for a while (runloop.ts IDLE_SLOP_MS by default). */
   idleSlopMs?: number;
+  /** How long "a while" is, in ms (runloop.ts QUIET_MS by default; tests shorten it). */
+  quietMs?: number;
   /**
    * What close() does with running domains: save them into the state directory (restored at
    * the next start, as Xen's xendomains did) or destroy them. Set (tsxen daemon sets it), the
@@ -172,6 +174,7 @@ export class Daemon {
       },
       opts.timerSlopMs,
       opts.idleSlopMs,
+      opts.quietMs,
     );
     // Xen's first line named its version, as xen_version and XENVER_extraversion give it.
     this.hv.log(`Xen version ${XEN_VERSION_NAME} (tsxen)`);

@@ -208,9 +208,12 @@ export class RunLoop {
       this.seenDeferrals = deferrals;
       this.noteIo();
     }
-    return performance.now() - this.lastIoMs >= this.quietMs
-      ? Math.max(this.slopMs, this.idleSlopMs)
-      : this.slopMs;
+    return this.quiet() ? Math.max(this.slopMs, this.idleSlopMs) : this.slopMs;
+  }
+
+  /** Whether quietMs passed with no I/O seen (noteIo): the sleeps use the idle slop. */
+  quiet(): boolean {
+    return performance.now() - this.lastIoMs >= this.quietMs;
   }
 
   private unhook(): void {
