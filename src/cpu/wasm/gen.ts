@@ -203,6 +203,11 @@ class Gen {
   inline = 0;
   /** The open forward-branch labels (skip), innermost last. */
   readonly skips: Skip[] = [];
+  /**
+   * The open inner loops (midLoops), innermost last: the head's instruction, the loop's
+   * depth, and its place on blockBody's stack of open labels (which closes it at its end).
+   */
+  readonly heads: { j: number; level: number; at: number }[] = [];
   /** The IO_FLAT bits this block's accesses took as flat (check), and where unflat wrote them. */
   used = 0;
   readonly guards: number[] = [];
@@ -1874,6 +1879,29 @@ class Gen {
     };
   }
   /**
+   * What a taken jump k back to a loop's head j does (the block's start, or an inner loop's:
+   * midLoops): round again from j while the budget allows a whole block (DONE counts the
+   * k + 1 - j instructions run since the head as the pass's), else leave with EIP at j.
+   */
+  back(h: { j: number; level: number }, k: number, n: number): () => void {
+    return () => {
+      this.c
+        .get(DONE)
+        .i32(k + 1 - h.j)
+        .op(Op.add)
+        .tee(DONE)
+        .i32(n)
+        .op(Op.add)
+        .get(BUDGET)
+        .op(Op.leU);
+      this.open(Op.if);
+      this.flushCode();
+      this.c.br(Op.br, this.depth - h.level);
+      this.close();
+      this.exit(h.j);
+    };
+  }
+  /**
    * Closes the forward-branch labels that end before instruction k, where two paths meet.
    * When the taken path's record is of the kind and size the fall-through path's is, both
    * hold it in the locals (fa, fb, fx) and it stays known here, with nothing written.
@@ -1883,6 +1911,12 @@ class Gen {
   closeSkips(open: number[], k: number): void {
     while (open.length > 0 && open[open.length - 1] === k) {
       open.pop();
+      if (this.heads.length > 0 && this.heads[this.heads.length - 1].at === open.length) {
+        // An inner loop's end (midLoops): only its fall-through leaves it.
+        this.heads.pop();
+        this.close();
+        continue;
+      }
       const at = this.skips.pop() as Skip;
       if (at.taken === 0 || (at.op !== 0 && at.op === this.op && at.size === this.size)) {
         this.dirty ||= at.dirty;
@@ -1922,6 +1956,39 @@ class Gen {
 }
 
 /**
+ * The block's inner loops: a jcc the block goes on after (F_BRANCH) whose taken target is an
+ * earlier instruction j > 0 of the block (j <= k; the block's start is its own loop, p.loops)
+ * goes round inside the block, a wasm loop from j to the last such jcc, while the budget
+ * allows a whole block, as the block's own loop does: a loop whose head a block followed a
+ * jump over, or a loop in a loop, no longer leaves to the chain at each pass. Returns, per
+ * instruction, the last back edge of the loop headed there (-1: none). Loops nest or are
+ * disjoint: one overlapping an earlier head's is left out (its jccs leave the block as before).
+ */
+export function midLoops(dc: DecodeCache, p: BlockPlan): Int32Array {
+  const n = p.flags.length;
+  const last = new Int32Array(n).fill(-1);
+  for (let k = 1; k < n; k++) {
+    const s = p.slots[k];
+    const opc = (dc.op[s] >> 3) & 0x1ff;
+    const jcc = dc.op[s] >> 12 === 0 && ((opc & 0x1f0) === 0x70 || (opc & 0x1f0) === 0x180);
+    if ((p.flags[k] & F_BRANCH) === 0 || p.loops[k] || !jcc) continue;
+    const j = p.offs.indexOf(p.ends[k] + dc.imm[s]);
+    // Block offsets are unique (blocks.ts follows no jump into code it has).
+    if (j > 0 && j <= k && p.offs.lastIndexOf(p.offs[j]) === j) last[j] = k;
+  }
+  // Nested or disjoint, outer heads first: [j, last[j]] against every earlier kept one.
+  for (let j = 1; j < n; j++) {
+    if (last[j] < 0) continue;
+    for (let i = 1; i < j; i++)
+      if (last[i] >= j && last[i] < last[j]) {
+        last[j] = -1;
+        break;
+      }
+  }
+  return last;
+}
+
+/**
  * The function body (locals excluded) of the block plan p, for a Cpu whose state area is at
  * S and TLB at T. Returns the body, the handler sites it calls (indexed from `sites`'s
  * length) and how many instructions were inline.
@@ -1951,35 +2018,34 @@ export function blockBody(
     g.open(Op.loop);
     g.loopLevel = g.depth;
   }
-  /** Where the open forward-branch labels end (instruction indexes), innermost last. */
+  /** Where the open forward-branch labels and inner loops end (instruction indexes), innermost last. */
   const open: number[] = [];
+  const mids = midLoops(dc, p);
+  let head: Gen["heads"][number] | undefined;
   for (let k = 0; k < n; k++) {
     g.k = k;
     const f = p.flags[k];
     g.closeSkips(open, k);
+    // An inner loop's head, when the labels open here end after its last back edge (they
+    // nest around it); the record goes to the io words first, as a loop's head reads them.
+    if (mids[k] > 0 && (open.length === 0 || open[open.length - 1] > mids[k])) {
+      g.forget();
+      g.open(Op.loop);
+      g.heads.push({ j: k, level: g.depth, at: open.length });
+      open.push(mids[k] + 1);
+    }
     if (f & F_STACK) g.put(g.io(IO_SAVEDESP), () => g.ld(g.reg(ESP)));
     if (f & F_CONTROL) g.eipAt(p.ends[k]);
     const taken =
       (k === n - 1 || f & F_BRANCH) && p.loops[k]
-        ? () => {
-            // Round again while the budget allows a whole pass, as the run loop would.
-            c.get(DONE)
-              .i32(k + 1)
-              .op(Op.add)
-              .tee(DONE)
-              .i32(n)
-              .op(Op.add)
-              .get(BUDGET)
-              .op(Op.leU);
-            g.open(Op.if);
-            g.flushCode();
-            c.br(Op.br, g.depth - g.loopLevel);
-            g.close();
-            g.exit(0);
-          }
-        : f & F_BRANCH
-          ? g.skip(p, k, open)
-          : () => {};
+        ? // Round again while the budget allows a whole pass, as the run loop would.
+          g.back({ j: 0, level: g.loopLevel }, k, n)
+        : f & F_BRANCH &&
+            (head = g.heads.find((h) => p.offs[h.j] === p.ends[k] + dc.imm[p.slots[k]])) !== undefined
+          ? g.back(head, k, n)
+          : f & F_BRANCH
+            ? g.skip(p, k, open)
+            : () => {};
     let ok: boolean;
     if (f & F_TRACE) {
       // A jmp or call the block follows: the target's CS check, the return address pushed.
