@@ -9,14 +9,21 @@
  * invlpg), unmaps it (#PF on the fetch, CR2 at the page) or cuts CS's limit inside the
  * instruction (#GP). The state after every slice, CR2, the error code and memory must be those
  * of the interpreter decoding it afresh at every run (keepCrossing off), interpreted and in JS
- * and wasm blocks, and the kept decode must have been used.
+ * and wasm blocks (chained or not), and the kept decode must have been used, by the loop's region
+ * where blocks run (Cpu.crossingStep: the instruction without a return to the run loop).
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import type { Cpu } from "../src/cpu/cpu.js";
 import { CR0_PG, CS, EBX, ESP, Exit } from "../src/cpu/regs.js";
 import { le32 as d } from "./helpers/bytes.js";
-import { type FaultStep, traceMappingFaults, type Variant, variantCpu } from "./helpers/cpu-state.js";
+import {
+  assertRunAs,
+  type FaultStep,
+  traceMappingFaults,
+  type Variant,
+  variantCpu,
+} from "./helpers/cpu-state.js";
 
 const PD = 0x100000;
 const PT = 0x101000;
@@ -127,15 +134,121 @@ describe("a kept page-crossing instruction", () => {
         const last = want.steps[want.steps.length - 1];
         assert.equal(last.exit, event === "CS limit" ? Exit.Exception : Exit.Halt);
         const mem = Buffer.from(want.cpu.mem8.buffer, want.cpu.mem8.byteOffset, 0x400000);
-        for (const variant of ["interp", "js", "wasm"] as const) {
+        for (const variant of ["interp", "js", "wasm", "chain"] as const) {
           const got = trace(variant, true, event, slice);
           assert.deepEqual(got.steps, want.steps, variant);
           assert.ok(mem.equals(Buffer.from(got.cpu.mem8.buffer, got.cpu.mem8.byteOffset, 0x400000)), variant);
-          // The loop's 3,000 runs of it (fewer when the limit stops it): most from the kept decode.
-          if (event !== "CS limit")
+          // The loop's 3,000 runs of it (fewer when the limit stops it): most from the kept decode,
+          // and with blocks most run by the loop's region (Cpu.crossingStep), not the run loop.
+          if (event !== "CS limit") {
             assert.ok(got.cpu.crossingHits > 2000, `${variant}: ${got.cpu.crossingHits} kept runs`);
+            if (variant !== "interp" && slice > 7)
+              assert.ok(got.cpu.crossingSteps > 1500, `${variant}: ${got.cpu.crossingSteps} in the region`);
+          }
         }
         assert.equal(want.cpu.crossingHits, 0);
       });
     }
+});
+
+/**
+ * The kept instruction writing the code of the loop's region: `add dword [ebx+0x48], 0x100`
+ * across the page end, where the loop loads EBX from a pointer the host turns now at data, now
+ * at the loop's own `mov eax, imm32` (whose immediate the add then raises each pass). A region
+ * running the instruction (Cpu.crossingStep) must return to the run loop after the write, as
+ * after a block's: its table holds the blocks compiled from the old immediate.
+ */
+const PTR = DATA + 0x100;
+/** EBX for the add to write the loop's `mov eax` immediate (at LOOP + 7). */
+const INTO_CODE = LOOP + 7 - 0x48;
+
+function writer(variant: Variant, keep: boolean): Cpu {
+  const cpu = machine(variant, keep);
+  // mov ebx, [PTR]; mov eax, 0; add edx, eax; dec ecx; jnz +1; hlt; jmp AT.
+  const body = [0x8b, 0x1d, ...d(PTR), 0xb8, ...d(0), 0x01, 0xc2, 0x49, 0x75, 0x01, 0xf4];
+  cpu.mem8.set([...body, 0xe9, ...d(AT - (LOOP + body.length + 5))], LOOP);
+  cpu.mem8.set([0x81, 0x43, 0x48, 0x00], AT);
+  cpu.mem8.set(tail(0x01), 0x6000);
+  new DataView(cpu.mem8.buffer, cpu.mem8.byteOffset).setUint32(PTR, DATA, true);
+  return cpu;
+}
+
+describe("a kept page-crossing instruction writing its region's code", () => {
+  for (const slice of [7, 100, 5000]) {
+    it(`in slices of ${slice}: as decoded afresh at every run`, () => {
+      const run = (variant: Variant, keep: boolean) => {
+        const cpu = writer(variant, keep);
+        const m = new DataView(cpu.mem8.buffer, cpu.mem8.byteOffset);
+        const every = Math.max(1, Math.floor(2000 / slice));
+        const { steps } = traceMappingFaults(cpu, slice, PT, (i) => {
+          if (i % every === 0) m.setUint32(PTR, (i / every) & 1 ? INTO_CODE : DATA, true);
+        });
+        return { steps, cpu };
+      };
+      const want = run("interp", false);
+      assert.equal(want.steps[want.steps.length - 1].exit, Exit.Halt);
+      // The immediate was raised (the add wrote the code) and the loop's sum saw it.
+      assert.ok(new DataView(want.cpu.mem8.buffer).getUint32(LOOP + 7, true) > 0);
+      for (const variant of ["js", "wasm", "chain"] as const) {
+        const got = run(variant, true);
+        assertRunAs(want, got, variant);
+        if (slice > 7)
+          assert.ok(got.cpu.crossingSteps > 500, `${variant}: ${got.cpu.crossingSteps} in the region`);
+      }
+    });
+  }
+});
+
+/**
+ * A kept crossing `call` back into the region's page, whose push writes that page's code when
+ * ESP (loaded from PTR each pass) points into it: the region must return to the run loop after
+ * the write (the fetch window moved) rather than look the call's target up in its old table;
+ * and whose push takes a #PF on a stack page not present.
+ */
+const UNMAPPED = 0x300000;
+
+function caller(variant: Variant, keep: boolean): Cpu {
+  const cpu = machine(variant, keep);
+  // mov esp, [PTR]; mov eax, 0; add edx, eax; dec ecx; jnz +1; hlt; jmp AT.
+  const body = [0x8b, 0x25, ...d(PTR), 0xb8, ...d(0), 0x01, 0xc2, 0x49, 0x75, 0x01, 0xf4];
+  cpu.mem8.set([...body, 0xe9, ...d(AT - (LOOP + body.length + 5))], LOOP);
+  // call LOOP: e8 and the displacement's first three bytes here, its last in the next page.
+  const rel = d(LOOP - (AT + 5));
+  cpu.mem8.set([0xe8, ...rel.slice(0, 3)], AT);
+  cpu.mem8[0x6000] = rel[3];
+  new DataView(cpu.mem8.buffer, cpu.mem8.byteOffset).setUint32(PTR, DATA + 0x800, true);
+  return cpu;
+}
+
+describe("a kept page-crossing call writing its region's code", () => {
+  for (const slice of [100, 5000]) {
+    it(`in slices of ${slice}: as decoded afresh at every run`, () => {
+      const run = (variant: Variant, keep: boolean) => {
+        const cpu = caller(variant, keep);
+        const m = new DataView(cpu.mem8.buffer, cpu.mem8.byteOffset);
+        const every = Math.max(1, Math.floor(2000 / slice));
+        const { steps } = traceMappingFaults(cpu, slice, PT, (i) => {
+          if (i % every !== 0) return;
+          // The push's 4 bytes on data, on the `mov eax` immediate (LOOP + 7), or on a page not
+          // present (a #PF in the region: ESP back to what the pass loaded, then the push again).
+          const n = (i / every) % 3;
+          m.setUint32(PTR, n === 0 ? DATA + 0x800 : n === 1 ? LOOP + 11 : UNMAPPED + 0x800, true);
+          if (n === 2) {
+            m.setUint32(PT + (UNMAPPED >>> 12) * 4, UNMAPPED | 2, true);
+            cpu.invlpg(UNMAPPED);
+          }
+        });
+        return { steps, cpu };
+      };
+      const want = run("interp", false);
+      assert.equal(want.steps[want.steps.length - 1].exit, Exit.Halt);
+      assert.equal(new DataView(want.cpu.mem8.buffer).getUint32(LOOP + 7, true), AT + 5);
+      assert.ok(want.steps.filter((s) => s.cr2 === UNMAPPED + 0x7fc).length > 0);
+      for (const variant of ["js", "wasm", "chain"] as const) {
+        const got = run(variant, true);
+        assertRunAs(want, got, variant);
+        assert.ok(got.cpu.crossingSteps > 500, `${variant}: ${got.cpu.crossingSteps} in the region`);
+      }
+    });
+  }
 });

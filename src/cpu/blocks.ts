@@ -635,27 +635,36 @@ function linkRegion(t: RegionTab): RegionFn {
   return (c, pb) => {
     // Moved by a write to a code frame (this frame's blocks may be gone) and by a change of CS
     // or CPL (an iret: pb may be stale, the page's rights differ).
-    const w = c.fetchDrops;
+    let w = c.fetchDrops;
     const tabs = c.dc.regionTab;
     let X = t.X;
     let L = t.L;
     let B = t.B;
     for (;;) {
-      let o = (c.eip - pb) >>> 0;
-      if (o > 0xfff) {
-        if (!c.linkPages) return;
+      const o = (c.eip - pb) >>> 0;
+      let i = 0;
+      if (o <= 0xfff) i = X[o];
+      else if (!c.linkPages) return;
+      else {
         const e = c.hopFetch();
-        if (e === 0) return;
-        const n = tabs[e & SLOT_MASK];
-        if (n === null) return;
-        X = n.X;
-        L = n.L;
-        B = n.B;
-        pb = c.fetchBase;
-        o = (c.eip - pb) >>> 0;
+        const n = e === 0 ? null : tabs[e & SLOT_MASK];
+        if (n !== null) {
+          X = n.X;
+          L = n.L;
+          B = n.B;
+          pb = c.fetchBase;
+          i = X[(c.eip - pb) >>> 0];
+        }
       }
-      const i = X[o];
-      if (i === 0 || c.retired + L[i] > c.runEnd) return;
+      if (i === 0) {
+        // No block here: an instruction the run loop would only run its handler for is run
+        // here (Cpu.regionStep), anything else by the run loop. (X and pb stay a pair: a page
+        // EIP reaches after it is looked up as above.)
+        if (!c.linkPages || !c.regionStep()) return;
+        w = c.fetchDrops;
+        continue;
+      }
+      if (c.retired + L[i] > c.runEnd) return;
       c.regionBlocks++;
       B[i](c);
       if (c.fetchDrops !== w) return;

@@ -1784,8 +1784,9 @@ export class Cpu {
   }));
   /** Off: every page-crossing instruction is decoded afresh (tests compare both). */
   keepCrossing = true;
-  /** Runs of a kept page-crossing instruction (tests, benches). */
+  /** Runs of a kept page-crossing instruction (tests, benches); those a region ran (crossingStep). */
   crossingHits = 0;
+  crossingSteps = 0;
 
   /**
    * Whether the kept instruction x, at phys (the fetch's translation of lin = CS:EIP), is what
@@ -1806,6 +1807,82 @@ export class Cpu {
     if (p2 >>> 0 > this.memSize - (len - first)) return false;
     for (let i = first; i < len; i++) if (m[p2 + i - first] !== x.bytes[i]) return false;
     return true;
+  }
+
+  /**
+   * For a region at an EIP where its page starts no block (blocks.ts linkRegion): runs the
+   * instruction there as the run loop would, where the loop would only run its handler, so
+   * code through it stays in the region (within the budget; instrStart and savedEsp set, EIP
+   * moved on, its handler, retired counted). That is a decoded instruction of the fetch
+   * window's page that starts no block and is not a hot one (the loop counts those toward a
+   * block): `rep movsb` in busybox's inflate ran 291 K times in bench:linux's gzip phase, a
+   * 16-bit `add` to memory 41 K; or the kept page-crossing instruction of the page's frame
+   * (fetchSlot's checks, walk and faults, then its hit): the inflate loop's `cmpl`, 807 K.
+   * Each was a return to the run loop. Returns true when it ran and nothing moved the fetch
+   * window since (a code write, a change of CS or paging); false otherwise (not run, or run
+   * and the window moved): the region returns to the run loop, which goes on from EIP.
+   */
+  regionStep(): boolean {
+    const eip = this.eip;
+    if (this.retired >= this.runEnd || this.stats !== null) return false;
+    const dc = this.dc;
+    const off = (eip - this.fetchEip) >>> 0;
+    let e = off < 0x1000 ? dc.slotOf[this.fetchBlock + off] : 0;
+    if (e !== 0) {
+      if (e >> 22 !== 0 || dc.blockFn[e & SLOT_MASK] !== null) return false;
+      this.instrStart = eip;
+      this.savedEsp = this.regs[ESP];
+    } else {
+      e = this.keptCrossing(eip);
+      if (e === 0) return false;
+    }
+    const drops = this.fetchDrops;
+    const slot = e & SLOT_MASK;
+    const hot = e >> 22;
+    if (hot !== 0) {
+      if (this.coldLeft !== 0) this.coldLeft--;
+      else dc.hits[slot]++;
+    }
+    this.regionSteps++;
+    this.eip = (eip + ((e >> 18) & 15)) | 0;
+    if (hot !== 0) HOT_FNS[hot](this, slot);
+    else HANDLERS[dc.op[slot]](this, slot);
+    this.retired++;
+    return this.fetchDrops === drops;
+  }
+
+  /** Instructions regions ran themselves (regionStep; tests, benches). */
+  regionSteps = 0;
+
+  /**
+   * regionStep's fetch of the kept page-crossing instruction at EIP eip: fetchSlot's hit (the
+   * window dropped, its slotOf entry returned) when fetchSlot would make it, with instrStart
+   * and savedEsp set first as the run loop sets them; else 0, with nothing changed.
+   */
+  private keptCrossing(eip: number): number {
+    if (!this.keepCrossing || eip >>> 0 > this.segHi[CS] || this.blockThreshold === 1) return 0;
+    const lin = (this.segBase[CS] + eip) | 0;
+    if ((lin & 0xfff) <= 0x1000 - 16) return 0;
+    // Only a page the TLB holds for a fetch (the region's own: no walk here).
+    const t = this.tlb[lin >>> 12];
+    if ((t & this.rdMask) === 0) return 0;
+    const phys = (t & ~0xfff) | (lin & 0xfff);
+    const frame = phys >>> 12;
+    const dc = this.dc;
+    if (frame >= this.codePage.length) return 0;
+    const block = dc.blockOf(frame);
+    if (block < 0 || dc.slotOf[block + (phys & 0xfff)] !== 0) return 0;
+    const x = this.crossing[frame & 3];
+    if (x.flushes !== dc.flushes || x.phys !== phys) return 0;
+    this.instrStart = eip;
+    this.savedEsp = this.regs[ESP];
+    if (!this.crossingAt(x, lin)) return 0;
+    this.crossingHits++;
+    this.crossingSteps++;
+    this.fetchEip = (eip - (lin & 0xfff)) | 0;
+    dc.hits[x.slot] = 0;
+    this.dropFetch();
+    return x.e;
   }
 
   /**
