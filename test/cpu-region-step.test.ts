@@ -6,7 +6,9 @@
  * the copy's destination at data, at a page not present two bytes before its start (a #PF in
  * the middle of the copy, ECX/ESI/EDI as far as it got), or at the loop's own `mov ecx, imm32`
  * (the copy writes the region's code: the region must return to the run loop, as its table
- * holds the blocks made from the old immediate). The state after every slice, CR2, the
+ * holds the blocks made from the old immediate). A push and pop just before the copy leave the
+ * block's record of ESP at an instruction start 4 below the copy's, so a #PF rolled back to a
+ * stale record shows. The state after every slice, CR2, the
  * error code and memory must be the interpreter's, for JS and wasm blocks, chained or not, and
  * the regions must have run the instructions.
  */
@@ -32,12 +34,14 @@ function machine(variant: Variant): Cpu {
   const m = new DataView(cpu.mem8.buffer, cpu.mem8.byteOffset);
   m.setUint32(PD, PT | 3, true);
   for (let p = 0; p < 1024; p++) m.setUint32(PT + p * 4, (p << 12) | 3, true);
-  // mov edi, [PTR]; mov esi, SRC; mov ecx, 4; rep movsb; add [DATA+0x40], cx; add edx, edi;
-  // dec ebp; jnz +1; hlt; jmp LOOP.
+  // mov edi, [PTR]; mov esi, SRC; mov ecx, 4; push eax; pop eax; rep movsb; add [DATA+0x40], cx;
+  // add edx, edi; dec ebp; jnz +1; hlt; jmp LOOP. (The block's pop leaves savedEsp 4 below
+  // ESP: the copy's #PF must roll ESP back to its own start.)
   const body = [
     ...[0x8b, 0x3d, ...d(PTR)],
     ...[0xbe, ...d(SRC)],
     ...[0xb9, ...d(4)],
+    ...[0x50, 0x58],
     ...[0xf3, 0xa4],
     ...[0x66, 0x01, 0x0d, ...d(DATA + 0x40)],
     ...[0x01, 0xfa],
