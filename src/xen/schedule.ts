@@ -80,7 +80,8 @@ export function doSetTimerOp(_hv: Hypervisor, v: Vcpu, hi: number, lo: number): 
  * Run at each switch and timer fire (twice a tick of an idle domain), so the words go straight
  * into the frame through the CPU's Int32Array, as physWrite32 stores them (one check for
  * decoded code in the frame, all fields aligned in one page), with no call returning or taking
- * a boxed double.
+ * a boxed double. A 64-bit field's low word is the value itself: the store's ToInt32 keeps its
+ * low 32 bits (the values are whole and below 2^53), with no floating-point modulo.
  */
 export function updateDomainTime(hv: Hypervisor, v: Vcpu, tickCycles: number): void {
   const cpu = hv.cpu;
@@ -94,11 +95,11 @@ export function updateDomainTime(hv: Hypervisor, v: Vcpu, tickCycles: number): v
   const usecs = Math.floor(ns / 1000) + hv.wallClockOffsetUs;
   const secs = Math.floor(usecs / 1e6);
   m[w + (SharedInfo.time_version1 >> 2)] = m[w + (SharedInfo.time_version1 >> 2)] + 1;
-  m[w + (SharedInfo.cpu_freq >> 2)] = hz % 2 ** 32;
+  m[w + (SharedInfo.cpu_freq >> 2)] = hz;
   m[w + (SharedInfo.cpu_freq >> 2) + 1] = Math.floor(hz / 2 ** 32);
-  m[w + (SharedInfo.tsc_timestamp >> 2)] = tickCycles % 2 ** 32;
+  m[w + (SharedInfo.tsc_timestamp >> 2)] = tickCycles;
   m[w + (SharedInfo.tsc_timestamp >> 2) + 1] = Math.floor(tickCycles / 2 ** 32);
-  m[w + (SharedInfo.system_time >> 2)] = ns % 2 ** 32;
+  m[w + (SharedInfo.system_time >> 2)] = ns;
   m[w + (SharedInfo.system_time >> 2) + 1] = Math.floor(ns / 2 ** 32);
   m[w + (SharedInfo.wc_sec >> 2)] = clk.bootEpochSeconds + secs;
   // A wall clock set before the boot epoch (DOM0_SETTIME) makes usecs negative: floor modulo.
