@@ -10,6 +10,7 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
+import WebSocket from "ws";
 import { RunLoop } from "../src/daemon/runloop.js";
 import { VirqMar } from "../src/public/xen.js";
 import type { DomainManager } from "../src/tools/domains.js";
@@ -232,6 +233,41 @@ describe("tsxend's run loop sleeps on timers", () => {
       assert.ok(loop.quiet(), "a refused request is nobody watching");
       assert.equal(await get(token), 200);
       assert.ok(!loop.quiet(), "an API request");
+    } finally {
+      await daemon.close();
+    }
+  });
+
+  it("tsxend keeps the short slop while a console is attached, however quiet its domain", async () => {
+    const { daemon, port, token } = await startDaemon({ quietMs: 150, idleSlopMs: 400 });
+    const loop = (daemon as unknown as { loop: RunLoop }).loop;
+    try {
+      const created = await fetch(`http://127.0.0.1:${port}/api/v1/domains`, {
+        method: "POST",
+        headers: apiHeaders(token),
+        body: JSON.stringify({
+          file: "/watch.cfg",
+          config: `name = "watched"\nkernel = "${guestPath("bench_idle")}"\nmemory = 8\n`,
+        }),
+      });
+      assert.equal(created.status, 201, await created.text());
+      // Its boot lines are console output: quiet once it has said them and quietMs passed.
+      for (let i = 0; i < 40 && !loop.quiet(); i++) await sleep(50);
+      assert.ok(loop.quiet(), "an idle domain nobody watches: quiet");
+      const ws = new WebSocket(`ws://127.0.0.1:${port}/api/v1/domains/watched/console`, {
+        headers: { authorization: `Bearer ${token}` },
+      });
+      await new Promise((ok, fail) => {
+        ws.once("open", ok);
+        ws.once("error", fail);
+      });
+      await sleep(300);
+      assert.ok(!loop.quiet(), "a console attached, its domain saying nothing for twice quietMs");
+      const closed = new Promise((ok) => ws.once("close", ok));
+      ws.close();
+      await closed;
+      await sleep(300);
+      assert.ok(loop.quiet(), "the console closed: quiet again");
     } finally {
       await daemon.close();
     }

@@ -953,6 +953,8 @@ export class Daemon {
       if (e.kind === "stopped" && e.id === id) stopped(e.reason);
     });
     ws.on("close", unwatchEvents);
+    // Someone reads this console: no idle slop while it is open.
+    ws.on("close", this.loop.watch());
     ws.on("message", (data: Buffer) => {
       // To the guest's console as xend's console controller sent it: CMSG_CONSOLE over its
       // control interface once it uses one, else Xen's console ring (console_io read).

@@ -57,6 +57,8 @@ export class RunLoop {
   private readonly wakeHook = (): void => this.kick();
   /** performance.now() at the last I/O seen (noteIo), and Hypervisor.deferrals then. */
   private lastIoMs = 0;
+  /** Consoles attached (watch). */
+  private watchers = 0;
   private seenDeferrals = 0;
 
   constructor(
@@ -211,9 +213,25 @@ export class RunLoop {
     return this.quiet() ? Math.max(this.slopMs, this.idleSlopMs) : this.slopMs;
   }
 
-  /** Whether quietMs passed with no I/O seen (noteIo): the sleeps use the idle slop. */
+  /**
+   * Someone watches a domain's output (an attached console): the sleeps use the short slop
+   * until the returned function is called, as a user typing `sleep 5; echo` expects the echo
+   * on time. Idempotent end.
+   */
+  watch(): () => void {
+    this.watchers++;
+    let on = true;
+    return () => {
+      if (!on) return;
+      on = false;
+      this.watchers--;
+      this.noteIo();
+    };
+  }
+
+  /** Whether nobody watches and quietMs passed with no I/O seen (noteIo): the sleeps use the idle slop. */
   quiet(): boolean {
-    return performance.now() - this.lastIoMs >= this.quietMs;
+    return this.watchers === 0 && performance.now() - this.lastIoMs >= this.quietMs;
   }
 
   private unhook(): void {
