@@ -27,8 +27,10 @@ import {
   CF,
   CS,
   DF,
+  DS,
   ES,
   ESP,
+  FS,
   GP,
   GS,
   ID,
@@ -191,13 +193,17 @@ export function loadSeg(cpu: Cpu, seg: number, sel: number): void {
 
 /** After a return to an outer ring: null ES, DS, FS, GS that the new CPL may not use. */
 function nullInaccessibleSegs(cpu: Cpu, cpl: number): void {
-  for (let seg = ES; seg <= GS; seg++) {
-    if (seg === CS || seg === SS) continue;
-    const a = cpu.segAttr[seg];
-    if ((a & 0x80) === 0) continue;
-    // Data or non-conforming code with DPL < CPL becomes null.
-    if ((a & 0x1c) !== 0x1c && ((a >>> 5) & 3) < cpl) cpu.loadNullSegment(seg, 0);
-  }
+  // Unrolled (every iret and far ret to an outer ring: the loop was ~350 host instructions).
+  const a = cpu.segAttr;
+  if (inaccessible(a[ES], cpl)) cpu.loadNullSegment(ES, 0);
+  if (inaccessible(a[DS], cpl)) cpu.loadNullSegment(DS, 0);
+  if (inaccessible(a[FS], cpl)) cpu.loadNullSegment(FS, 0);
+  if (inaccessible(a[GS], cpl)) cpu.loadNullSegment(GS, 0);
+}
+
+/** A present data or non-conforming code segment with DPL < cpl (iret's rule: it becomes null). */
+function inaccessible(attr: number, cpl: number): boolean {
+  return (attr & 0x80) !== 0 && (attr & 0x1c) !== 0x1c && ((attr >>> 5) & 3) < cpl;
 }
 
 // ---------------------------------------------------------------- stacks outside the current one
