@@ -33,6 +33,7 @@ import {
   type DecodeCache,
   decodeInto,
   hasModrm,
+  isJcc,
   type RegionFn,
   type RegionTab,
   SLOT_MASK,
@@ -148,8 +149,7 @@ const MAX_FACTORIES = 16384;
 function loops(dc: DecodeCache, s: number, end: number): boolean {
   const id = dc.op[s];
   const opc = (id >> 3) & 0x1ff;
-  const rel =
-    id >> 12 === 0 && ((opc & 0x1f0) === 0x70 || (opc & 0x1f0) === 0x180 || opc === 0xeb || opc === 0xe9);
+  const rel = id >> 12 === 0 && (isJcc(opc) || opc === 0xeb || opc === 0xe9);
   return rel && end + dc.imm[s] === 0;
 }
 
@@ -369,7 +369,7 @@ export function compileBlock(cpu: Cpu, blockOff: number, off: number): boolean {
       // block's start: that is a loop, see loops()); any other control transfer ends the
       // block, and needs no write check.
       const prefix = id >> 12 !== 0;
-      const jcc = !prefix && ((opc & 0x1f0) === 0x70 || (opc & 0x1f0) === 0x180);
+      const jcc = !prefix && isJcc(opc);
       const jmp = !prefix && (opc === 0xe8 || opc === 0xe9 || opc === 0xeb);
       const target = pos + len + dc.imm[slot];
       const room = flags.length + 1 < MAX_BLOCK;

@@ -11,7 +11,7 @@
  * and fa/fb/fx, block locals that mirror the last lazy-flag record of the block while it is
  * known (FlagState), so a jcc after a cmp or test tests its operands directly.
  */
-import { type DecodeCache, EA_BASE, EA_DISP, EA_SIB, hasModrm, P_A16 } from "./decode.js";
+import { type DecodeCache, EA_BASE, EA_DISP, EA_SIB, hasModrm, isJcc, P_A16 } from "./decode.js";
 import { L_ADD, L_DEC, L_INC, L_LOGIC, L_RES, L_SUB } from "./flags.js";
 import { ADD, AND, CMP, OR, SUB, XOR } from "./ops/alu.js";
 import { SAL, SAR, SHL, SHR } from "./ops/alu-shift.js";
@@ -398,7 +398,7 @@ export function inlineCode(
     const n = opc & 7;
     return `{const a=r[${n}],${incDec(opc < 0x48, st)}r[${n}]=x;}`;
   }
-  if ((opc & 0x1f0) === 0x70 || (opc & 0x1f0) === 0x180) {
+  if (isJcc(opc)) {
     // Not taken: EIP is next (set before a block-ending jcc; a jcc inside a block goes on).
     return `if(${condition(opc & 15, st)}){${jump(next, imm)}${taken}}`;
   }

@@ -133,6 +133,11 @@ for (const op of [0xab, 0xb3, 0xbb, 0xb0, 0xb1, 0xc0, 0xc1]) LOCKABLE[0x100 | op
 LOCKABLE[0x1ba] = 0xe0; // bts, btr, btc
 LOCKABLE[0x1c7] = 0x02; // cmpxchg8b
 
+/** Whether opc (map << 8 | opcode, as decoded ids hold it) is a jcc: 70-7F or 0F 80-8F. */
+export function isJcc(opc: number): boolean {
+  return (opc & 0x1f0) === 0x70 || (opc & 0x1f0) === 0x180;
+}
+
 /** Whether an opcode of map 0 (one-byte) or 1 (0F xx) has a ModRM byte. */
 export function hasModrm(map: number, opcode: number): boolean {
   return (ATTR[(map << 8) | opcode] & M) !== 0;

@@ -17,7 +17,7 @@
  */
 
 import { FLAGS_KEPT, TLB_SUP_READ } from "../cpu.js";
-import { type DecodeCache, EA_BASE, EA_DISP, EA_SIB, P_A16 } from "../decode.js";
+import { type DecodeCache, EA_BASE, EA_DISP, EA_SIB, isJcc, P_A16 } from "../decode.js";
 import { L_ADC, L_ADD, L_DEC, L_INC, L_LOGIC, L_NONE, L_RES, L_SBB, L_SUB } from "../flags.js";
 import { ADC, ADD, AND, CMP, OR, SBB, SUB, XOR } from "../ops/alu.js";
 import { ROL, ROR, SAL, SAR, SHL, SHR } from "../ops/alu-shift.js";
@@ -1834,7 +1834,7 @@ class Gen {
       this.close();
       return true;
     }
-    if ((opc & 0x1f0) === 0x70 || (opc & 0x1f0) === 0x180) {
+    if (isJcc(opc)) {
       this.cond(opc & 15);
       this.open(Op.if);
       this.eipAt(next + imm);
@@ -1970,7 +1970,7 @@ export function midLoops(dc: DecodeCache, p: BlockPlan): Int32Array {
   for (let k = 1; k < n; k++) {
     const s = p.slots[k];
     const opc = (dc.op[s] >> 3) & 0x1ff;
-    const jcc = dc.op[s] >> 12 === 0 && ((opc & 0x1f0) === 0x70 || (opc & 0x1f0) === 0x180);
+    const jcc = dc.op[s] >> 12 === 0 && isJcc(opc);
     if ((p.flags[k] & F_BRANCH) === 0 || p.loops[k] || !jcc) continue;
     const j = p.offs.indexOf(p.ends[k] + dc.imm[s]);
     // Block offsets are unique (blocks.ts follows no jump into code it has).
