@@ -579,6 +579,32 @@ describe("hostile guests beside a victim", () => {
           backend,
           after: (m) => untouchedSlots(m),
         });
+    // Event upcalls delivered inside the CPU's run (an IPI to itself, the upcall at the send's
+    // return: hypercallInRun, eventUpcallInRun), 5,000 warm, then the ring-1 stack or the
+    // callback turned; and masked sends, an unmask, sends on every other port.
+    for (const backend of ["wasm", "js"] as const)
+      for (const [mode, what, checks, crash] of [
+        [17, "then the ring-1 stack in its L2 at a send: crashed at the upcall, the table untouched", 5, true],
+        [18, "then the callback's CS a not-present GDT entry: crashed at the next upcall", 6, true],
+        [19, "then the callback's CS an LDT selector (no LDT): crashed at the next upcall", 6, true],
+        [20, "then sends masked (kept pending), an unmask delivered at a xen_version, every other port refused", 10, false],
+      ] as const)
+        attack({
+          title: `${backend} blocks: 5,000 event sends to itself upcalled in the run, ${what}`,
+          guest: "bounce",
+          cmdline: `mode=${mode}`,
+          checks,
+          crashChecks: crash ? checks - 1 : undefined,
+          backend,
+          drive: (m) => {
+            const [u, h] = [m.hv.upcallsInRun, m.hv.hypercallsInRun];
+            const r = runAttacker(m);
+            assert.ok(m.hv.upcallsInRun - u > 4900, `upcalls in the run: ${m.hv.upcallsInRun - u}`);
+            assert.ok(m.hv.hypercallsInRun - h > 4900, `hypercalls in the run: ${m.hv.hypercallsInRun - h}`);
+            return r;
+          },
+          after: (m) => untouchedSlots(m),
+        });
   });
 
   describe("6. memory-op bounds and extent_order (XSA-29/-212 style)", () => {
@@ -846,6 +872,25 @@ describe("hostile guests beside a victim", () => {
             const n = (back?.calls ?? 0) - calls;
             assert.ok(n < 30_000, `${n} handler calls: the GDT selector loads ran inline`);
           }
+          return r;
+        },
+      });
+  });
+
+  describe("8i. rep movsb from a hot loop's region, walked and aimed out of bounds", () => {
+    for (const backend of ["wasm", "js"] as const)
+      attack({
+        title: `${backend} blocks: a hot ring-1 loop's rep movsb (run by its region, a page-bounded chunk at a time) walked into a page not present, made read-only, pointed at the victim's frame (refused); aimed at the M2P, the linear page tables and the GDT mapping: the hardware's fault at the exact byte (ECX, EDI, CR2, the bytes before it copied), nothing of Xen's or the victim's written`,
+        guest: "rep_movs",
+        checks: 43,
+        backend,
+        drive: (m) => {
+          // The copies must have run from the loop's region (Cpu.regionStep), or this tests
+          // nothing of it: 6,000 passes a run, four such runs and the walks.
+          const steps = m.hv.cpu.regionSteps;
+          const r = runAttacker(m);
+          const n = m.hv.cpu.regionSteps - steps;
+          assert.ok(n > 15_000, `${n} instructions run by regions`);
           return r;
         },
       });
