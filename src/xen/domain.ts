@@ -28,6 +28,9 @@ export interface TimerWatch {
   changed(): void;
 }
 
+/** Words of Vcpu.segKeep: 5 of key, 11 for each of DS, ES, FS, GS (switch_segments.ts). */
+export const SEG_KEEP_WORDS = 5 + 4 * 11;
+
 export class Vcpu {
   // The virtual IDT (set_trap_table): per vector, cs, address and flags (DPL | TI_IF).
   readonly trapCs = new Uint16Array(256);
@@ -88,6 +91,8 @@ export class Vcpu {
   baseMfn = 0;
   /** Saved register state while the vcpu is not on a physical CPU. */
   context: CpuContext | null = null;
+  /** What the last switch-in reload of the data segments read (switch_segments.ts). */
+  readonly segKeep = new Int32Array(SEG_KEEP_WORDS);
   /** Virtual time consumed, in ns. */
   cpuTimeNs = 0;
   #processor = 0;
