@@ -680,6 +680,25 @@ describe("DOM0_READCONSOLE, GETTBUFS, PHYSINFO, MSR, SETTIME", () => {
     clean(hv);
   });
 
+  it("the trace buffer is written from the first GETTBUFS on: nothing before a reader asks", () => {
+    const { hv, dom0 } = machine();
+    xcDomainUnpause(dom0, built(hv).id);
+    hv.run(3e7);
+    const t = hv.tbufs;
+    assert.ok(t);
+    const head = () => hv.read32(t.bufMa[0] + TraceBuf.head);
+    assert.equal(head(), 0, "no record while no one has asked for the buffers");
+    assert.equal(xcGetTbufs(dom0).machAddr, t.bufMa[0]);
+    xcDomainUnpause(dom0, built(hv).id);
+    hv.run(6e7);
+    const events = new Set<number>();
+    for (let i = 0; i < head(); i++)
+      events.add(hv.read32(t.bufMa[0] + TraceBuf.SIZE + i * TraceRec.SIZE + TraceRec.event));
+    assert.ok(events.has(Trc.DOM0OP_ENTER_BASE + Dom0Cmd.CREATEDOMAIN));
+    assert.ok(events.has(Trc.SCHED_SWITCH));
+    clean(hv);
+  });
+
   it("PHYSINFO: CPUs, clock, total and free pages", () => {
     const { hv, dom0 } = machine({ cpus: 2 });
     const p = xcPhysInfo(dom0);

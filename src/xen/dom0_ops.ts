@@ -143,7 +143,7 @@ export function doDom0Op(hv: Hypervisor, v: Vcpu, opVa: number): number {
 /** Runs one command between its trace records (the union's first four words). */
 function traced(hv: Hypervisor, cmd: number, union: Uint8Array, run: () => number): number {
   const t = hv.tbufs;
-  if (t === null || t === undefined) return run();
+  if (t === null || t === undefined || !t.reading) return run();
   const dv = new DataView(union.buffer, union.byteOffset, union.byteLength);
   const w = (i: number): number => dv.getUint32(i * 4, true);
   const cpu = hv.sched.cur.id;
@@ -228,6 +228,7 @@ function dispatch(hv: Hypervisor, v: Vcpu, op: Op, opVa = 0): number {
     case Dom0Cmd.GETTBUFS: {
       const t = hv.tbufs;
       if (t === null) return -ENOSYS;
+      t.reading = true;
       op.set32(Dom0GetTbufs.mach_addr, t.bufMa[0]);
       op.set32(Dom0GetTbufs.size, t.bytesPerCpu);
       copyBack(hv, opVa, op);
@@ -443,6 +444,7 @@ function julSpecial(
         const T = Dom0TbufControlJul;
         const t = hv.tbufs;
         if (t === null || t === undefined) return -ENOSYS;
+        t.reading = true;
         // Setting the CPU / event masks is accepted and has no effect (every event is traced).
         if (u.getUint8(T.op) === DOM0_TBUF_GET_INFO) {
           u.setUint32(T.mach_addr, t.bufMa[0], true);

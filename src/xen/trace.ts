@@ -18,6 +18,12 @@ export class TraceBuffers {
   readonly bytesPerCpu = TBUF_PAGES_PER_CPU * 4096;
   /** All frames, for release. */
   readonly frames: number[] = [];
+  /**
+   * Records are written once a reader has asked where the buffers are (GETTBUFS, TBUFCONTROL),
+   * as later Xen traces only after xentrace's TBUF_enable: until then no one can read them, and
+   * an idle domain's tick made five (~1.8 K of its ~43 K host instructions).
+   */
+  reading = false;
 
   /** init_trace_bufs: allocates and shares the frames with domain `dom0`; null if no memory. */
   static create(hv: Hypervisor, dom0: number): TraceBuffers | null {
@@ -48,6 +54,20 @@ export class TraceBuffers {
 
   /** trace(event, d1..d5) on physical CPU `cpu`, stamped with that CPU's cycle counter. */
   record(hv: Hypervisor, cpu: number, event: number, d1 = 0, d2 = 0, d3 = 0, d4 = 0, d5 = 0): void {
+    // Small, so that the callers inline the test.
+    if (this.reading) this.write(hv, cpu, event, d1, d2, d3, d4, d5);
+  }
+
+  private write(
+    hv: Hypervisor,
+    cpu: number,
+    event: number,
+    d1: number,
+    d2: number,
+    d3: number,
+    d4: number,
+    d5: number,
+  ): void {
     const buf = this.bufMa[cpu];
     if (buf === undefined) return;
     // Every hypercall is recorded: word stores into machine memory (the header and the records
