@@ -62,8 +62,10 @@ export function compatUpdateVaMappingOtherdomain(hv: Hypervisor, v: Vcpu, a: rea
   return rc;
 }
 
-/** set_timer_op(u64): MAR EBX = high, ECX = low; JUL EBX = low, ECX = high. */
-export function compatSetTimerOp(hv: Hypervisor, v: Vcpu, a: readonly number[]): number {
-  const hi = v.domain.abi.timerHighArg;
-  return doSetTimerOp(hv, v, a[hi], a[hi === 0 ? 1 : 0]);
+/**
+ * set_timer_op(u64): MAR EBX = high, ECX = low; JUL EBX = low, ECX = high. The two words as
+ * arguments, not an array: an idle domain makes the call every tick.
+ */
+export function compatSetTimerOp(hv: Hypervisor, v: Vcpu, ebx: number, ecx: number): number {
+  return v.domain.abi.timerHighArg === 0 ? doSetTimerOp(hv, v, ebx, ecx) : doSetTimerOp(hv, v, ecx, ebx);
 }

@@ -61,7 +61,7 @@ HYPERCALLS[HypercallMar.get_debugreg] = (_hv, v, a1) => doGetDebugreg(v, a1);
 HYPERCALLS[HypercallMar.multicall] = (hv, v, a1, a2) => doMulticall(hv, v, a1, a2);
 HYPERCALLS[HypercallMar.update_va_mapping] = (hv, v, a1, a2, a3, a4, a5) =>
   compatUpdateVaMapping(hv, v, [a1, a2, a3, a4, a5]);
-HYPERCALLS[HypercallMar.set_timer_op] = (hv, v, a1, a2) => compatSetTimerOp(hv, v, [a1, a2, 0, 0, 0]);
+HYPERCALLS[HypercallMar.set_timer_op] = (hv, v, a1, a2) => compatSetTimerOp(hv, v, a1, a2);
 HYPERCALLS[HypercallMar.event_channel_op] = (hv, v, a1) => doEventChannelOp(hv, v, a1);
 HYPERCALLS[HypercallMar.physdev_op] = (hv, v, a1) => doPhysdevOp(hv, v, a1);
 HYPERCALLS[HypercallMar.grant_table_op] = (hv, v, a1, a2, a3) => doGrantTableOp(hv, v, a1, a2, a3);
