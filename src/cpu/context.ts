@@ -102,7 +102,20 @@ export class CpuContext {
     for (let i = 0; i < 8; i++) cpu.regs[i] = w[REGS + i];
     cpu.eip = this.eip;
     cpu.setFlags(this.eflags);
-    for (let s = 0; s < 8; s++) cpu.loadSegmentCache(s, w[SEL + s], w[BASE + s], w[LIMIT + s], w[ATTR + s]);
+    for (let s = 0; s < 8; s++) {
+      // loadSegmentCache's early return without the call: a switch between idle domains
+      // restores the eight caches already on the CPU (~100 host instructions a call).
+      const attr = w[ATTR + s];
+      if (
+        attr !== 0 &&
+        cpu.segAttr[s] === attr &&
+        cpu.segSel[s] === w[SEL + s] &&
+        cpu.segBase[s] === w[BASE + s] &&
+        cpu.segLimit[s] === w[LIMIT + s]
+      )
+        continue;
+      cpu.loadSegmentCache(s, w[SEL + s], w[BASE + s], w[LIMIT + s], attr);
+    }
     cpu.setCpl(this.cpl);
     cpu.cr0 = this.cr0;
     cpu.cr2 = this.cr2;
