@@ -584,10 +584,20 @@ describe("hostile guests beside a victim", () => {
     // callback turned; and masked sends, an unmask, sends on every other port.
     for (const backend of ["wasm", "js"] as const)
       for (const [mode, what, checks, crash] of [
-        [17, "then the ring-1 stack in its L2 at a send: crashed at the upcall, the table untouched", 5, true],
+        [
+          17,
+          "then the ring-1 stack in its L2 at a send: crashed at the upcall, the table untouched",
+          5,
+          true,
+        ],
         [18, "then the callback's CS a not-present GDT entry: crashed at the next upcall", 6, true],
         [19, "then the callback's CS an LDT selector (no LDT): crashed at the next upcall", 6, true],
-        [20, "then sends masked (kept pending), an unmask delivered at a xen_version, every other port refused", 10, false],
+        [
+          20,
+          "then sends masked (kept pending), an unmask delivered at a xen_version, every other port refused",
+          10,
+          false,
+        ],
       ] as const)
         attack({
           title: `${backend} blocks: 5,000 event sends to itself upcalled in the run, ${what}`,
