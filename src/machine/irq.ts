@@ -173,6 +173,11 @@ export class IrqController {
     this.periodic.push({ line, periodNs, nextNs: startNs + periodNs });
   }
 
+  /** Whether any periodic device is attached (most machines have none). */
+  get hasPeriodic(): boolean {
+    return this.periodic.length > 0;
+  }
+
   /** Raises every periodic line due by nowNs (missed periods coalesce into one edge). */
   tick(nowNs: number): void {
     for (const p of this.periodic) {
