@@ -3,7 +3,8 @@
  * (src/xen/switch_segments.ts). Each input the reload reads (the descriptor's words, the GDT's
  * PTE and PDE, CR3, GDTR, the selector, the cache) is changed while the reload is kept, and the
  * switch-in must then leave the CPU exactly as a full reload would: a second, full reload
- * changes nothing, registers or memory.
+ * changes nothing, registers or memory. And in whole runs, a descriptor changed while its
+ * vcpu is switched out reaches that vcpu, and only it.
  */
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
@@ -91,6 +92,17 @@ function switchInThenFull(hv: Hypervisor, v: Vcpu): number {
 }
 
 describe("switch-in segment reload kept per vcpu", () => {
+  it("is kept across the switches of idle domains, checked against the descriptors (invariants on)", () => {
+    const { hv } = machine(3);
+    hv.checkInvariantsAfterHypercall = true;
+    const k = switchSegmentStats.kept;
+    const r = switchSegmentStats.reloaded;
+    hv.run(hv.nowNs() + 5e8);
+    const kept = switchSegmentStats.kept - k;
+    const reloaded = switchSegmentStats.reloaded - r;
+    assert.ok(kept > 100 && reloaded < kept / 10, `kept ${kept}, reloaded ${reloaded}`);
+  });
+
   it("a descriptor's words changed: reloaded", () => {
     const { hv } = machine();
     const v = kept(hv);
@@ -173,6 +185,30 @@ describe("switch-in segment reload kept per vcpu", () => {
     const c = hv.cpu;
     c.loadSegmentCache(DS, c.segSel[DS], c.segBase[DS], c.segLimit[DS], c.segAttr[DS] | 0x1000);
     assert.equal(switchInThenFull(hv, v) & 0x1000, 0);
+  });
+
+  it("a descriptor changed while its vcpu is switched out reaches that vcpu only", () => {
+    const { hv, vcpus } = machine();
+    hv.run(hv.nowNs() + 2e8);
+    const k = switchSegmentStats.kept;
+    hv.run(hv.nowNs() + 2e8);
+    assert.ok(switchSegmentStats.kept > k, "switch-ins kept before the change");
+    const out = vcpus.find((v) => v !== hv.current);
+    assert.ok(out?.context);
+    const ctx = out.context;
+    const w = walk(hv, ctx.cr3, ctx.gdtrBase, ctx.segSel[DS]);
+    hv.write32(w.ma + 4, hv.read32(w.ma + 4) | AVL);
+    hv.run(hv.nowNs() + 2e8);
+    for (const v of vcpus) {
+      const attrs = [DS, ES, FS, GS].map((s) =>
+        v === hv.current ? hv.cpu.segAttr[s] : (v.context?.segAttr[s] ?? 0),
+      );
+      assert.deepEqual(
+        attrs.map((a) => a & 0x1000),
+        v === out ? [0x1000, 0x1000, 0x1000, 0x1000] : [0, 0, 0, 0],
+        `domain ${v.domain.id}`,
+      );
+    }
   });
 
   it("a switch restores every segment cache that differs from the CPU's in any field (CpuContext)", () => {

@@ -49,6 +49,7 @@ import { domainIomemInPfn, physdevInitDom0 } from "./physdev.js";
 import { PtwrInfo, ptwrBeforeDevalidate, ptwrFlushAll } from "./ptwr.js";
 import { makePolicy } from "./sched_policy.js";
 import { type PhysicalCpu, Scheduler } from "./scheduler.js";
+import { reloadSwitchedIn } from "./switch_segments.js";
 import type { TraceBuffers } from "./trace.js";
 import {
   deliverEvents,
@@ -57,7 +58,6 @@ import {
   hypercallInRun,
   handleException,
   pageFaultInRun,
-  reloadDataSegments,
   upcallMask,
   upcallPending,
 } from "./traps.js";
@@ -556,10 +556,11 @@ export class Hypervisor implements MmHost {
         p.cycles = horizon;
         continue;
       }
-      // Switched back onto the CPU: Xen's load_segments reloads DS/ES/FS/GS (semantics.md §4.4).
+      // Switched back onto the CPU: Xen's load_segments reloads DS/ES/FS/GS (semantics.md §4.4),
+      // skipped when nothing it reads has changed since the vcpu's last (switch_segments.ts).
       const switched = this.current !== v;
       this.switchTo(v);
-      if (switched) reloadDataSegments(this, v);
+      if (switched) reloadSwitchedIn(this, v);
       deliverEvents(this, v);
       if (!sched.runnable(v)) continue;
       let exit: Exit;
