@@ -196,6 +196,8 @@ class Gen {
   dirty = false;
   depth = 0;
   loopLevel = -1;
+  /** In a page function (pageBody): its dispatch loop's depth, where exits go (-1: a block's own function). */
+  pageLevel = -1;
   k = 0;
   /** Instruction k's handler and whether it is a control transfer (for a form's slow path). */
   siteFn: Site["fn"] = () => {};
@@ -339,6 +341,16 @@ class Gen {
    */
   exit(count: number): void {
     this.flushCode();
+    if (this.pageLevel >= 0) {
+      // In a page function (pageBody): on to its dispatch, which goes on at EIP.
+      this.c
+        .get(DONE)
+        .i32(count)
+        .op(Op.add)
+        .set(DONE)
+        .br(Op.br, this.depth - this.pageLevel);
+      return;
+    }
     this.c.get(DONE).i32(count).op(Op.add).get(EIP).op(Op.return);
   }
   eipAt(off: number): void {
@@ -1961,12 +1973,14 @@ class Gen {
  * goes round inside the block, a wasm loop from j to the last such jcc, while the budget
  * allows a whole block, as the block's own loop does: a loop whose head a block followed a
  * jump over, or a loop in a loop, no longer leaves to the chain at each pass. Returns, per
- * instruction, the last back edge of the loop headed there (-1: none). Loops nest or are
- * disjoint: one overlapping an earlier head's is left out (its jccs leave the block as before).
+ * instruction, the last back edge of the loop headed there (`last`, -1: none) and, per back
+ * edge, its head (`head`, -1: not one). Loops nest or are disjoint: one overlapping an earlier
+ * head's is left out (last -1; its jccs leave the block as before).
  */
-export function midLoops(dc: DecodeCache, p: BlockPlan): Int32Array {
+export function midLoops(dc: DecodeCache, p: BlockPlan): { last: Int32Array; head: Int32Array } {
   const n = p.flags.length;
   const last = new Int32Array(n).fill(-1);
+  const head = new Int32Array(n).fill(-1);
   for (let k = 1; k < n; k++) {
     const s = p.slots[k];
     const opc = (dc.op[s] >> 3) & 0x1ff;
@@ -1974,7 +1988,10 @@ export function midLoops(dc: DecodeCache, p: BlockPlan): Int32Array {
     if ((p.flags[k] & F_BRANCH) === 0 || p.loops[k] || !jcc) continue;
     const j = p.offs.indexOf(p.ends[k] + dc.imm[s]);
     // Block offsets are unique (blocks.ts follows no jump into code it has).
-    if (j > 0 && j <= k && p.offs.lastIndexOf(p.offs[j]) === j) last[j] = k;
+    if (j > 0 && j <= k && p.offs.lastIndexOf(p.offs[j]) === j) {
+      last[j] = k;
+      head[k] = j;
+    }
   }
   // Nested or disjoint, outer heads first: [j, last[j]] against every earlier kept one.
   for (let j = 1; j < n; j++) {
@@ -1985,7 +2002,7 @@ export function midLoops(dc: DecodeCache, p: BlockPlan): Int32Array {
         break;
       }
   }
-  return last;
+  return { last, head };
 }
 
 /**
@@ -2002,6 +2019,12 @@ export function blockBody(
   flat = 0,
 ): { body: number[]; inline: number } {
   const g = new Gen(dc, S, T, sites, flat);
+  blockCode(g, dc, p);
+  return { body: g.c.b, inline: g.inline };
+}
+
+/** Block p's code into g (its own function's, or a page function's case: g.pageLevel). */
+function blockCode(g: Gen, dc: DecodeCache, p: BlockPlan): void {
   const c = g.c;
   const n = p.flags.length;
   // A segment this block takes as flat is not flat now: it does not start, and its wrapper or
@@ -2021,27 +2044,30 @@ export function blockBody(
   /** Where the open forward-branch labels and inner loops end (instruction indexes), innermost last. */
   const open: number[] = [];
   const mids = midLoops(dc, p);
-  let head: Gen["heads"][number] | undefined;
+  /** The inner loops opened, by head (each stays open up to its last back edge). */
+  const opened: (Gen["heads"][number] | undefined)[] = [];
   for (let k = 0; k < n; k++) {
     g.k = k;
     const f = p.flags[k];
     g.closeSkips(open, k);
     // An inner loop's head, when the labels open here end after its last back edge (they
     // nest around it); the record goes to the io words first, as a loop's head reads them.
-    if (mids[k] > 0 && (open.length === 0 || open[open.length - 1] > mids[k])) {
+    if (mids.last[k] > 0 && (open.length === 0 || open[open.length - 1] > mids.last[k])) {
       g.forget();
       g.open(Op.loop);
-      g.heads.push({ j: k, level: g.depth, at: open.length });
-      open.push(mids[k] + 1);
+      const h = { j: k, level: g.depth, at: open.length };
+      opened[k] = h;
+      g.heads.push(h);
+      open.push(mids.last[k] + 1);
     }
     if (f & F_STACK) g.put(g.io(IO_SAVEDESP), () => g.ld(g.reg(ESP)));
     if (f & F_CONTROL) g.eipAt(p.ends[k]);
+    const head = mids.head[k] >= 0 ? opened[mids.head[k]] : undefined;
     const taken =
       (k === n - 1 || f & F_BRANCH) && p.loops[k]
         ? // Round again while the budget allows a whole pass, as the run loop would.
           g.back({ j: 0, level: g.loopLevel }, k, n)
-        : f & F_BRANCH &&
-            (head = g.heads.find((h) => p.offs[h.j] === p.ends[k] + dc.imm[p.slots[k]])) !== undefined
+        : f & F_BRANCH && head !== undefined
           ? g.back(head, k, n)
           : f & F_BRANCH
             ? g.skip(p, k, open)
@@ -2091,7 +2117,85 @@ export function blockBody(
   // The flat segments the block's accesses took, into its guards (5-byte signed LEB128).
   for (const at of g.guards)
     for (let i = 0, v = g.used | 0; i < 5; i++, v >>= 7) c.b[at + i] = (v & 0x7f) | (i < 4 ? 0x80 : 0);
-  return { body: c.b, inline: g.inline };
+}
+
+/** A page function's case: block plan p at page offset off, compiled with the IO_FLAT bits flat. */
+export interface PageCase {
+  off: number;
+  plan: BlockPlan;
+  flat: number;
+}
+
+/** The page function's local after the block's: EIP of its page's offset 0. */
+const PB = 3 + LOCALS;
+/** A page function's locals after its parameters. */
+export const PAGE_LOCALS = LOCALS + 1;
+
+/**
+ * The body of a page function (v86's shape): the wasm blocks of one page as the cases of a
+ * loop over a br_table on EIP's page offset, so that a block leaving to another block of the
+ * page goes on there with a branch, not through the chain's page map, id and call_indirect.
+ * Its type is a block's (BLOCK_TYPE): the chain calls it as the block at EIP (the one it
+ * entered by, as each member's table entry is this function) and it runs that block first.
+ * At each transfer inside it, as the chain before a block: it returns (DONE, EIP) to the chain
+ * when IO_STOP is set (an import moved the fetch window or the run's end: a code write among
+ * them, so no block of a written frame runs again), when EIP is off the page or at an offset no
+ * case starts at, and when the block there does not fit the budget; else it writes the block's
+ * start to IO_EIP and counts it in IO_RBLOCKS (the chain counted the first), as the chain does.
+ * Targets are page offsets from EIP's page (CS's base added, as the chain's map), so a copy
+ * of the page at another linear address or in another frame runs the same code. The bytes
+ * name no block id or decode slot: a handler's or a fault's block is found by backend.ts from
+ * IO_EIP in the page's map, so identical pages share one function.
+ */
+export function pageBody(dc: DecodeCache, cases: PageCase[], S: number, T: number): number[] {
+  const c = new Code();
+  const m = cases.length;
+  const seg = (g: Gen) => g.ld(S + ST_SEGCHK + CS * 128);
+  const g0 = new Gen(dc, S, T, []);
+  // EIP of the page's offset 0 (CS's base + E0 is the linear address the chain's map is by).
+  c.get(E0).get(E0);
+  seg(g0);
+  g0.c.op(Op.add).i32(0xfff).op(Op.and, Op.sub).set(PB).get(E0).set(EIP);
+  c.b.push(...g0.c.b);
+  const ctr = (g: Gen, d: number) =>
+    g.put(g.io(IO_RBLOCKS), () => g.ld(g.io(IO_RBLOCKS)).c.i32(d).op(Op.add));
+  const g1 = new Gen(dc, S, T, []);
+  // The chain counted the block it entered by; the case counts it again.
+  ctr(g1, -1);
+  g1.c.op(Op.loop, VOID);
+  for (let i = 0; i <= m; i++) g1.c.op(Op.block, VOID);
+  g1.ld(g1.io(IO_STOP)).c.br(Op.brIf, 0);
+  g1.c.get(EIP).get(PB).op(Op.sub);
+  const top = cases.reduce((a, k) => Math.max(a, k.off), 0);
+  const labels = new Array<number>(top + 1).fill(0);
+  cases.forEach((k, i) => {
+    labels[k.off] = i + 1;
+  });
+  g1.c.op(Op.brTable);
+  uleb(g1.c.b, labels.length);
+  for (const l of labels) uleb(g1.c.b, l);
+  uleb(g1.c.b, 0);
+  g1.c.op(Op.end); // no case at EIP: back to the chain
+  g1.c.get(DONE).get(EIP).op(Op.return);
+  c.b.push(...g1.c.b);
+  cases.forEach((k, i) => {
+    c.op(Op.end); // case i's label
+    const g = new Gen(dc, S, T, [], k.flat);
+    g.depth = m - i;
+    g.pageLevel = 1;
+    const n = k.plan.flags.length;
+    // The budget for the whole block, as the chain checks it.
+    g.c.get(DONE).i32(n).op(Op.add).get(BUDGET).op(Op.gtU, Op.if, VOID);
+    g.c.get(DONE).get(EIP).op(Op.return, Op.end);
+    g.c.get(EIP).set(E0).i32(0).set(HIT);
+    g.put(g.io(IO_EIP), () => g.c.get(E0));
+    ctr(g, 1);
+    blockCode(g, dc, k.plan);
+    c.b.push(...g.c.b);
+  });
+  c.op(Op.end); // the loop (every case leaves by a branch or a return)
+  c.op(Op.unreachable);
+  return c.b;
 }
 
 /**
