@@ -579,42 +579,6 @@ describe("hostile guests beside a victim", () => {
           backend,
           after: (m) => untouchedSlots(m),
         });
-    // Event upcalls delivered inside the CPU's run (an IPI to itself, the upcall at the send's
-    // return: hypercallInRun, eventUpcallInRun), 5,000 warm, then the ring-1 stack or the
-    // callback turned; and masked sends, an unmask, sends on every other port.
-    for (const backend of ["wasm", "js"] as const)
-      for (const [mode, what, checks, crash] of [
-        [
-          17,
-          "then the ring-1 stack in its L2 at a send: crashed at the upcall, the table untouched",
-          5,
-          true,
-        ],
-        [18, "then the callback's CS a not-present GDT entry: crashed at the next upcall", 6, true],
-        [19, "then the callback's CS an LDT selector (no LDT): crashed at the next upcall", 6, true],
-        [
-          20,
-          "then sends masked (kept pending), an unmask delivered at a xen_version, every other port refused",
-          10,
-          false,
-        ],
-      ] as const)
-        attack({
-          title: `${backend} blocks: 5,000 event sends to itself upcalled in the run, ${what}`,
-          guest: "bounce",
-          cmdline: `mode=${mode}`,
-          checks,
-          crashChecks: crash ? checks - 1 : undefined,
-          backend,
-          drive: (m) => {
-            const [u, h] = [m.hv.upcallsInRun, m.hv.hypercallsInRun];
-            const r = runAttacker(m);
-            assert.ok(m.hv.upcallsInRun - u > 4900, `upcalls in the run: ${m.hv.upcallsInRun - u}`);
-            assert.ok(m.hv.hypercallsInRun - h > 4900, `hypercalls in the run: ${m.hv.hypercallsInRun - h}`);
-            return r;
-          },
-          after: (m) => untouchedSlots(m),
-        });
   });
 
   describe("6. memory-op bounds and extent_order (XSA-29/-212 style)", () => {

@@ -21,15 +21,6 @@
  * data page of ours remapped read-only; 15 (fast trap) and 16 (#PF) to our own L2 seen through
  * Xen's linear page tables, a supervisor page ring 1 could write but for SS's limit (the frame
  * would land in L2 slot SLOT as in mode 1, only by the segment's check kept out).
- * Modes 17-20 are event upcalls delivered inside the CPU's run (an event sent to ourselves on
- * an IPI port, the upcall at the hypercall's return): after 5,000 warm round trips,
- *   17 the ring-1 stack in our L2 at the send: the upcall's frame would land at slot SLOT
- *   18 the callback's CS turned to a not-present GDT entry (set_callbacks checks only the RPL)
- *   19 the callback's CS turned to an LDT selector (no LDT)
- * each crashing us at the next upcall; and, surviving,
- *   20 sends with upcalls masked (pending kept, nothing delivered), then unmasked and
- *      delivered at the next hypercall's return (xen_version); sends on every other port
- *      (-EINVAL: none is ours, none reaches the victim).
  * The test checks the L2 slots the frame would have hit are still empty.
  */
 #include "desc.h"
@@ -100,76 +91,6 @@ static void warm_fast_trap(void)
 }
 
 static u8 ro_stack[PAGE_SIZE] BSS_PAGE;
-
-static volatile u32 ev_seen;
-
-static void on_ev(u32 port, struct upcall_frame *f)
-{
-	(void)port;
-	(void)f;
-	ev_seen++;
-}
-
-/* The send op the turned-stack send reads (not on that stack). */
-static evtchn_op_t send_op __attribute__((aligned(32)));
-
-/* An IPI port to ourselves, unmasked, then WARM_PASSES sends, each upcall taken. */
-static u32 warm_upcalls(void)
-{
-	u32 port = 0;
-	CHECK_EQ(ev_bind_ipi(0, &port), 0, "ipi_bound");
-	evtchn_handlers[port] = on_ev;
-	clear_bit(port, HYPERVISOR_shared_info->evtchn_mask);
-	events_enable();
-	for (u32 i = 0; i < WARM_PASSES; i++)
-		ev_send(port);
-	CHECK_EQ(ev_seen, WARM_PASSES, "warm_upcalls");
-	return port;
-}
-
-/* A send on port with ESP at esp (the upcall's frame goes there); restores ESP if it returns. */
-static void send_on_stack(u32 port, u32 esp)
-{
-	memset(&send_op, 0, sizeof(send_op));
-	send_op.cmd = EVTCHNOP_send;
-	send_op.u.send.local_port = port;
-	u32 eax = __HYPERVISOR_event_channel_op;
-	__asm__ __volatile__("movl %%esp, %%esi\n\tmovl %1, %%esp\n\tint $0x82\n\tmovl %%esi, %%esp"
-			     : "+a"(eax)
-			     : "r"(esp), "b"(&send_op)
-			     : "esi", "ecx", "edx", "memory");
-}
-
-static void upcall_modes(u32 mode, start_info_t *si)
-{
-	u32 port = warm_upcalls();
-	if (mode == 17) {
-		expect_crash("fault while writing a bounce frame");
-		send_on_stack(port, si->pt_base + (SLOT + 3) * 4);
-	} else if (mode == 18 || mode == 19) {
-		CHECK_EQ(HYPERVISOR_set_callbacks(mode == 18 ? 0x31 : 0x0D, (u32)hypervisor_callback, FLAT_KERNEL_CS,
-						  (u32)failsafe_callback),
-			 0, "callback_cs_turned");
-		expect_crash("bad handler code selector");
-		ev_send(port);
-	} else {
-		u32 seen = ev_seen, bad = 0;
-		events_disable();
-		for (u32 i = 0; i < 100; i++)
-			ev_send(port);
-		CHECK_EQ(ev_seen, seen, "masked_nothing_delivered");
-		CHECK_EQ(vcpu0()->evtchn_upcall_pending, 1, "masked_pending_kept");
-		vcpu0()->evtchn_upcall_mask = 0;
-		barrier();
-		HYPERVISOR_xen_version(0);
-		CHECK_EQ(ev_seen, seen + 1, "unmasked_delivered_at_hypercall");
-		for (u32 p = 0; p < NR_EVENT_CHANNELS; p++)
-			if (p != port && ev_send(p) != -EINVAL)
-				bad++;
-		CHECK_EQ(bad, 0, "other_ports_refused");
-		CHECK_EQ(ev_seen, seen + 1, "other_ports_nothing_delivered");
-	}
-}
 
 /*
  * The kernel stack turned as modes 1, 3 and 4 turn it (kind 1: our L2, 2: our self-mapping L1
@@ -270,12 +191,6 @@ void start_kernel(start_info_t *si)
 	case 16:
 		warm_page_faults();
 		turn_stack_then_run(6, (u32)u_pf_loop, si, vmfn);
-		break;
-	case 17:
-	case 18:
-	case 19:
-	case 20:
-		upcall_modes(mode, si);
 		break;
 	default:
 		check_fail("mode", "unknown mode %u", mode);

@@ -599,8 +599,6 @@ export class Cpu {
     this.exitErrorCode = -1;
     this.exitCr2 = this.cr2;
     this.exitSoft = true;
-    // Kept for faultHook, which may take the exit inside the run (runStopped).
-    this.softRunEnd = this.runEnd;
     this.runEnd = 0;
   }
 
@@ -1473,11 +1471,8 @@ export class Cpu {
         }
         // runEnd is 0 when a handler or the host asked to stop; lowered to the next
         // instruction when debugging was armed inside the fast loop (armDebug).
-        if (this.exitReason !== Exit.Budget || this.runEnd === 0 || this.retired >= this.runStop) {
-          const r = this.runStopped();
-          if (r !== -1) return r;
-          continue;
-        }
+        if (this.exitReason !== Exit.Budget || this.runEnd === 0 || this.retired >= this.runStop)
+          return this.exitReason;
         this.runEnd = this.runStop;
       } catch (e) {
         if (e !== CPU_FAULT) throw e;
@@ -1494,35 +1489,12 @@ export class Cpu {
   runStop = 0;
 
   /**
-   * Host mode: asked at a fault once it is rolled back and in exitVector..exitSoft, and at a
-   * software interrupt's exit (exitSoft, the int retired), before the run exits; true when the
-   * host took the exit inside the run, which then goes on (to runStop, which the host may have
-   * lowered; runEnd set to 0 ends it there). It must change nothing when it returns false: the
-   * exit then happens as without it.
+   * Host mode: asked at a fault once it is rolled back and in exitVector..exitSoft, before the
+   * run exits; true when the host delivered it inside the run, which then goes on (to runStop,
+   * which the host may have lowered; runEnd set to 0 ends it there). It must change nothing
+   * when it returns false: the exit then happens as without it.
    */
   faultHook: (() => boolean) | null = null;
-
-  /** runEnd when softInt recorded its exit (the run's end as it stood before that exit). */
-  private softRunEnd = 0;
-
-  /**
-   * The loop stopped: the exit, or -1 when a software interrupt's exit (int n retired, EIP
-   * after it) was taken inside the run by faultHook, as a fault's is (faulted), and run() goes
-   * on to runEnd as it stood before the int (any lower stop kept), within runStop.
-   */
-  private runStopped(): Exit | -1 {
-    const hook = this.faultHook;
-    if (this.exitReason !== Exit.Exception || !this.exitSoft || hook === null) return this.exitReason;
-    this.runEnd = this.softRunEnd;
-    if (!hook()) {
-      this.runEnd = 0;
-      return Exit.Exception;
-    }
-    this.exitReason = Exit.Budget;
-    if (this.runEnd === 0 || this.retired >= this.runStop) return Exit.Budget;
-    if (this.runEnd > this.runStop) this.runEnd = this.runStop;
-    return -1;
-  }
 
   /**
    * The pending fault (thrown or raised) of the current instruction: rolled back (a fault) or

@@ -5,7 +5,6 @@
  * Each sub-op is an exported function on plain values (port or -errno), so the toolstack and
  * tests use the same code as the hypercall, which only marshals the 32-byte op block.
  */
-import { _PAGE_PRESENT } from "../public/arch_x86_32.js";
 import { EFAULT, EINVAL, ENOSPC, ENOSYS, EPERM, ESRCH } from "../public/errno.js";
 import {
   BIND_PIRQ__WILL_SHARE,
@@ -431,21 +430,6 @@ export function status(hv: Hypervisor, v: Vcpu, dom: number, port: number): Stat
 
 // ---------------------------------------------------------------------------------------------
 // The hypercall
-
-/**
- * The event_channel_op at opVa is a send whose envelope lies in one mapped page (doEventChannelOp's
- * first path): it changes pending bits and may wake a vcpu, nothing else (no IRQ line, no
- * timer). Not where the walk would first reconnect a writable page table's PDE
- * (GuestMemory.pdeFixup): the hypercall does that after its trace record, not before.
- */
-export function sendInOnePage(hv: Hypervisor, v: Vcpu, opVa: number): boolean {
-  const cpu = hv.cpu;
-  const va = opVa >>> 0;
-  if ((cpu.physRead32((cpu.cr3 & ~0xfff) | ((va >>> 20) & 0xffc)) & _PAGE_PRESENT) === 0) return false;
-  const env = v.domain.abi.evtchnOp;
-  const ma = hv.guest.within(va, env.SIZE, false);
-  return ma >= 0 && cpu.physRead32(ma + env.cmd) === EvtchnOp.send;
-}
 
 /**
  * event_channel_op(op*): copies the 32-byte block in, runs the command and, for the ops with

@@ -48,14 +48,12 @@ import { Mm, type MmHost } from "./mm.js";
 import { domainIomemInPfn, physdevInitDom0 } from "./physdev.js";
 import { PtwrInfo, ptwrBeforeDevalidate, ptwrFlushAll } from "./ptwr.js";
 import { makePolicy } from "./sched_policy.js";
-import { type PhysicalCpu, Scheduler } from "./scheduler.js";
+import { Scheduler } from "./scheduler.js";
 import { reloadSwitchedIn } from "./switch_segments.js";
 import type { TraceBuffers } from "./trace.js";
 import {
   deliverEvents,
-  eventUpcallInRun,
   fastTrapInRun,
-  hypercallInRun,
   handleException,
   pageFaultInRun,
   upcallMask,
@@ -134,10 +132,6 @@ export class Hypervisor implements MmHost {
   fastTrapsInRun = 0;
   /** Page faults bounced inside the CPU's run (traps.ts pageFaultInRun). */
   pageFaultsInRun = 0;
-  /** Hypercalls taken inside the CPU's run (traps.ts hypercallInRun). */
-  hypercallsInRun = 0;
-  /** Event upcalls delivered inside the CPU's run (traps.ts eventUpcallInRun). */
-  upcallsInRun = 0;
   /** Called after every hypercall from a guest (tests run the invariant checker here). */
   afterHypercall: ((v: Vcpu, hypercall: number) => void) | null = null;
   /**
@@ -183,8 +177,7 @@ export class Hypervisor implements MmHost {
       opts.checkInvariants ?? globalThis.process?.env?.TSXEN_CHECK_INVARIANTS === "1";
     this.cpu = new Cpu(this.mem.bytes);
     this.cpu.softIntHook = (vector) => fastTrapInRun(this, vector);
-    // A fault, or a software interrupt's exit (the hypercall), taken inside the CPU's run.
-    this.cpu.faultHook = () => (this.cpu.exitSoft ? hypercallInRun(this) : pageFaultInRun(this));
+    this.cpu.faultHook = () => pageFaultInRun(this);
     this.frames = new FrameTable(this.mem.nrFrames, this.mem.ramEnd);
     this.mm = new Mm(this);
     this.clock = new VirtualClock(opts.tscHz);
@@ -540,7 +533,8 @@ export class Hypervisor implements MmHost {
       this.retiredBase = this.cpu.retired;
       sched.runTimers(p);
       serviceMachineInterrupts(this);
-      if (this.needsSchedule(p, p.cycles)) sched.schedule(p);
+      if (p.needResched || p.cycles >= p.sliceEnd || (p.curr !== null && !sched.runnable(p.curr)))
+        sched.schedule(p);
       const irqDue = nextMachineInterruptNs(this);
       const horizon = Math.min(
         sched.horizon(p),
@@ -584,93 +578,48 @@ export class Hypervisor implements MmHost {
         p.cycles += EXIT_COST_CYCLES;
         v.cpuTimeNs += this.clock.ns(EXIT_COST_CYCLES);
       }
-      this.handleExitCaught(v, exit);
+      try {
+        this.handleExit(v, exit);
+      } catch (e) {
+        if (e === CPU_FAULT) this.crashDomain(v.domain, "fault inside the hypervisor's handling of an exit");
+        else if (e instanceof InvariantError)
+          throw e; // a hypervisor bug: fail loudly
+        else
+          this.crashDomain(
+            v.domain,
+            `internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`,
+          );
+      }
       this.syncClock();
     }
     this.runDeferred();
     return this.result;
   }
 
-  /** The run loop's turn schedules on p (at cycle now): a reschedule asked, the slice over, or its vcpu not runnable. */
-  private needsSchedule(p: PhysicalCpu, now: number): boolean {
-    return p.needResched || now >= p.sliceEnd || (p.curr !== null && !this.sched.runnable(p.curr));
-  }
-
-  /** handleExit, where a fault or an internal error costs the domain, never the machine. */
-  private handleExitCaught(v: Vcpu, exit: Exit): void {
-    try {
-      this.handleExit(v, exit);
-    } catch (e) {
-      if (e === CPU_FAULT) this.crashDomain(v.domain, "fault inside the hypervisor's handling of an exit");
-      else if (e instanceof InvariantError)
-        throw e; // a hypervisor bug: fail loudly
-      else
-        this.crashDomain(
-          v.domain,
-          `internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`,
-        );
-    }
-  }
-
   /**
    * An exit vcpu v's fault took inside the CPU's run (traps.ts pageFaultInRun), accounted as
-   * run() accounts one (chargeExitInRun), then the invariants as after any fault, and the
-   * run's next turn (nextTurnInRun).
+   * run() accounts one: EXIT_COST_CYCLES on its CPU and vcpu, and off the run's end (its
+   * horizon stays where it was in cycles). Then the invariants as after any fault, and the run
+   * ended where run()'s next turn would not go straight back into v: another CPU picked (the
+   * first one that is not ahead of this one), a reschedule, host work queued, an upcall to
+   * deliver, v not runnable. Every other look of that turn (timers, interrupts, the slice, the
+   * time limit) is due at the horizon, which the run stops at.
    */
   exitInRun(v: Vcpu): void {
-    this.chargeExitInRun(v);
-    if (this.checkInvariantsAfterHypercall) assertInvariants(this, "a fault");
-    this.nextTurnInRun(v);
-  }
-
-  /**
-   * A software interrupt's exit (the hypercall: traps.ts hypercallInRun) taken inside the CPU's
-   * run: accounted as run() accounts one, handled as run() handles it (handleExit), then the
-   * run's next turn (nextTurnInRun).
-   */
-  softExitInRun(v: Vcpu): void {
-    this.chargeExitInRun(v);
-    this.handleExitCaught(v, Exit.Exception);
-    this.nextTurnInRun(v);
-  }
-
-  /**
-   * run()'s accounting of an exit taken inside the CPU's run: the clock brought up to date as
-   * when the run returns (a hypercall may read it: a wake's ran time, a trace record), then
-   * EXIT_COST_CYCLES on the CPU and vcpu, and off the run's end (its horizon stays where it
-   * was in cycles).
-   */
-  private chargeExitInRun(v: Vcpu): void {
-    v.cpuTimeNs += this.clock.ns(this.syncClock());
-    this.sched.cur.cycles += EXIT_COST_CYCLES;
+    const p = this.sched.cur;
+    p.cycles += EXIT_COST_CYCLES;
     v.cpuTimeNs += this.clock.ns(EXIT_COST_CYCLES);
     this.cpu.runStop -= EXIT_COST_CYCLES;
-  }
-
-  /**
-   * run()'s next turn after an exit taken inside the CPU's run, where it goes straight back
-   * into v: the run ends where it would not (the run reached its horizon, where timers,
-   * interrupts, the slice and the time limit are due; a result; host work queued; another CPU
-   * picked, the first one that is not ahead of this one; a schedule), and else the turn's
-   * upcall (deliverEvents) is delivered here (eventUpcallInRun), or the run ends for the turn
-   * to deliver it.
-   */
-  private nextTurnInRun(v: Vcpu): void {
-    const p = this.sched.cur;
-    const cpu = this.cpu;
-    const now = p.cycles + (cpu.retired - this.retiredBase);
+    if (this.checkInvariantsAfterHypercall) assertInvariants(this, "a fault");
+    const now = p.cycles + (this.cpu.retired - this.retiredBase);
     if (
-      cpu.retired >= cpu.runStop ||
-      this.result !== null ||
+      p.needResched ||
       this.deferred.length > 0 ||
-      this.sched.picksOther(p, now) ||
-      this.needsSchedule(p, now)
-    ) {
-      cpu.runEnd = 0;
-      return;
-    }
-    if (upcallMask(this, v) === 0 && upcallPending(this, v) !== 0 && !eventUpcallInRun(this, v))
-      cpu.runEnd = 0;
+      !this.sched.runnable(v) ||
+      (upcallMask(this, v) === 0 && upcallPending(this, v) !== 0) ||
+      this.sched.picksOther(p, now)
+    )
+      this.cpu.runEnd = 0;
   }
 
   /**

@@ -4,7 +4,7 @@
  * stack, and the event upcall on every return to the guest.
  */
 import { CPU_FAULT, type Cpu } from "../cpu/cpu.js";
-import { CS, DS, EAX, EBX, ES, ESP, FS, GS, NT, RF, SS, TF, VM } from "../cpu/regs.js";
+import { CS, DS, EAX, ES, ESP, FS, GS, NT, RF, SS, TF, VM } from "../cpu/regs.js";
 import { HYPERCALL_VECTOR, SELECTOR_TI, TI_DPL_MASK, TI_IF } from "../public/arch_x86_32.js";
 import { HypercallJul, HypercallMar, NR_HYPERCALLS, SharedInfo, VcpuInfo } from "../public/xen.js";
 import { gdtFaultSelector, handleLdtFault, inShadowLdt, shadowLdtForSelector } from "./descriptor_tables.js";
@@ -17,7 +17,6 @@ import {
 } from "./descriptors.js";
 import type { Vcpu } from "./domain.js";
 import { emulatePrivilegedOp } from "./emulate.js";
-import { sendInOnePage } from "./event_channel.js";
 import { doHypercall } from "./hypercall.js";
 import type { Hypervisor } from "./hypervisor.js";
 import { ptwrBeforeGuestStackWrite, ptwrMayTakeFault, ptwrPageFault, ptwrStackWriteFlushes } from "./ptwr.js";
@@ -308,43 +307,6 @@ export function pageFaultInRun(hv: Hypervisor): boolean {
   if (v.trapFlags[TRAP_page_fault] & TI_IF) setUpcallMask(hv, v, 1);
   hv.pageFaultsInRun++;
   hv.exitInRun(v);
-  return true;
-}
-
-/**
- * The CPU's faultHook at a software interrupt's exit: a hypercall that sets no deadline and
- * touches no interrupt line or descriptor (xen_version; event_channel_op's send in one page:
- * sendInOnePage), taken inside the CPU's run as run() takes the exit (Hypervisor.softExitInRun:
- * charged, handleExit, then the next turn's checks and upcall). Such a hypercall leaves the
- * run's horizon (timers, slice, interrupts) where it was; a wake it makes that preempts asks
- * for the schedule the next turn would make, and the run ends. Else false: the exit.
- */
-export function hypercallInRun(hv: Hypervisor): boolean {
-  const v = hv.current;
-  const cpu = hv.cpu;
-  if (v === null || cpu.exitVector !== HYPERCALL_VECTOR || cpu.cpl > 1) return false;
-  if (!v.domain.runnable || hv.debugHook !== null || cpu.debugArmed()) return false;
-  const nr = cpu.regs[EAX] & (NR_HYPERCALLS - 1);
-  if (
-    nr !== HypercallMar.xen_version &&
-    !(nr === HypercallMar.event_channel_op && sendInOnePage(hv, v, cpu.regs[EBX]))
-  )
-    return false;
-  hv.hypercallsInRun++;
-  hv.softExitInRun(v);
-  return true;
-}
-
-/**
- * deliverEvents inside the CPU's run (Hypervisor.nextTurnInRun: the turn after an exit taken
- * there would deliver it): the upcall is pending and not masked; bounced to the event callback
- * where bounceInRun would succeed, events masked. Else false, changing nothing, and the run
- * ends for the run loop's deliverEvents (a bad callback crashes the domain there).
- */
-export function eventUpcallInRun(hv: Hypervisor, v: Vcpu): boolean {
-  if (!bounceInRun(hv, v, v.eventCs, v.eventEip, -1, 0, false, false)) return false;
-  setUpcallMask(hv, v, 1);
-  hv.upcallsInRun++;
   return true;
 }
 
