@@ -103,18 +103,10 @@ export class CpuContext {
     cpu.eip = this.eip;
     cpu.setFlags(this.eflags);
     for (let s = 0; s < 8; s++) {
-      // loadSegmentCache's early return without the call: a switch between idle domains
+      // loadSegmentCache's early return before the call: a switch between idle domains
       // restores the eight caches already on the CPU (~100 host instructions a call).
-      const attr = w[ATTR + s];
-      if (
-        attr !== 0 &&
-        cpu.segAttr[s] === attr &&
-        cpu.segSel[s] === w[SEL + s] &&
-        cpu.segBase[s] === w[BASE + s] &&
-        cpu.segLimit[s] === w[LIMIT + s]
-      )
-        continue;
-      cpu.loadSegmentCache(s, w[SEL + s], w[BASE + s], w[LIMIT + s], attr);
+      if (cpu.segCacheHolds(s, w[SEL + s], w[BASE + s], w[LIMIT + s], w[ATTR + s])) continue;
+      cpu.loadSegmentCache(s, w[SEL + s], w[BASE + s], w[LIMIT + s], w[ATTR + s]);
     }
     cpu.setCpl(this.cpl);
     cpu.cr0 = this.cr0;

@@ -392,18 +392,24 @@ export class Cpu {
    * Sets a descriptor cache directly (no checks): for the host, and for segments.ts once
    * it has checked a descriptor. attr = access byte | flags nibble << 12.
    */
-  loadSegmentCache(seg: number, selector: number, base: number, limit: number, attr: number): void {
-    // Reloading what is already there (every iret, bounce and vcpu switch reloads CS, SS and
-    // the data segments, nearly always with the same descriptors) changes nothing. A usable
-    // descriptor (attr not 0) has been through the full path once, so its checks are synced.
-    if (
+  /**
+   * Whether segment seg's cache already holds this usable descriptor. Reloading what is already
+   * there (every iret, bounce and vcpu switch reloads CS, SS and the data segments, nearly
+   * always with the same descriptors) changes nothing: a usable descriptor (attr not 0) has
+   * been through the full path once, so its checks are synced.
+   */
+  segCacheHolds(seg: number, selector: number, base: number, limit: number, attr: number): boolean {
+    return (
       attr !== 0 &&
       this.segAttr[seg] === attr &&
       this.segSel[seg] === (selector & 0xffff) &&
       this.segBase[seg] === (base | 0) &&
       this.segLimit[seg] === (limit | 0)
-    )
-      return;
+    );
+  }
+
+  loadSegmentCache(seg: number, selector: number, base: number, limit: number, attr: number): void {
+    if (this.segCacheHolds(seg, selector, base, limit, attr)) return;
     const lim = limit >>> 0;
     const present = (attr & 0x80) !== 0;
     const system = (attr & 0x10) === 0;
