@@ -1,0 +1,99 @@
+/**
+ * The switch-in reload of the data segments kept per vcpu (src/xen/switch_segments.ts) under
+ * attack, beside a hashed victim: two domains (guests/hostile/seg_keep.c) yield to each other
+ * with the same selectors in FS and GS over descriptors of their own at different bases, and
+ * between yields rewrite their descriptors (base, limit, accessed bit, not present), switch
+ * their GDT frame (the GDT mapping's PTE) and back, swap selectors with no hypercall, move to
+ * an LDT selector, remap the LDT's page with update_va_mapping (which reloads nothing: the
+ * switch-in's reload must then read the new frame's descriptor) and drop the LDT under it.
+ * After every change and every switch each must read only its
+ * own markers through the descriptors in force: no stale cache kept across a change, none of
+ * the other domain's. The yields must really alternate and most switch-ins be kept, or the
+ * kept path was not tested; with TSXEN_CHECK_INVARIANTS=1 every kept switch-in is also checked
+ * against the descriptors read afresh. The victim's frames and Xen's default GDT frames hash
+ * the same before and after.
+ *
+ * Mutations: an LDT selector kept like a GDT one, or every switch-in kept, read the old LDT
+ * descriptor after the remap (ldt_remapped_seen fails). Dropping one compare of a GDT
+ * selector's words, PTE, selector or cache survives here: a domain changes what such a reload
+ * reads only by set_gdt, update_descriptor, mmu_update or a multicall, and each reloads the
+ * segments at its return, so the caches already match; those compares guard writers other
+ * than the vcpu itself (test/switch-segments changes each input while the vcpu is out).
+ */
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { describe, it } from "node:test";
+import { HypercallMar } from "../src/public/xen.js";
+import { launchDomain } from "../src/tools/launch.js";
+import { type Domain, DomainState } from "../src/xen/domain.js";
+import type { Hypervisor } from "../src/xen/hypervisor.js";
+import { switchSegmentStats } from "../src/xen/switch_segments.js";
+import { assertGuestPassed, consoleMachine } from "./support/console.js";
+import { guestPath } from "./support/guests.js";
+
+const PAGE = 4096;
+/** The guest's CHECK lines. */
+const CHECKS = 35;
+
+function hashes(hv: Hypervisor, victim: Domain): Map<number, string> {
+  const h = new Map<number, string>();
+  const put = (mfn: number) =>
+    h.set(mfn, createHash("sha256").update(hv.mem.bytes.subarray(mfn * PAGE, (mfn + 1) * PAGE)).digest("hex"));
+  for (const mfn of victim.pages) put(mfn);
+  return h;
+}
+
+describe("the kept switch-in segment reload under attack", () => {
+  for (const backend of ["wasm", "js"] as const)
+    it(`${backend} blocks: two domains with the same selectors over their own descriptors, rewritten, remapped and swapped between yields, each see only their own descriptors in force; the victim untouched`, () => {
+      const m = consoleMachine(64);
+      m.hv.cpu.backend = backend;
+      const victim = launchDomain(m.hv, {
+        name: "victim",
+        image: readFileSync(guestPath("hostile_victim")),
+        memoryMiB: 4,
+      }).domain;
+      const r = m.hv.run(5e9);
+      assert.equal(r.kind, "idle", "the victim blocked for good");
+      assert.match(m.out.get(victim) ?? "", /VICTIM ready/);
+      const before = hashes(m.hv, victim);
+      const victimGdt = hashes(m.hv, { pages: [victim.defaultGdtMfn] } as unknown as Domain);
+      const image = readFileSync(guestPath("hostile_seg_keep"));
+      const yields: number[] = [];
+      m.hv.afterHypercall = (v, nr) => {
+        if (nr === HypercallMar.sched_op) yields.push(v.domain.id);
+      };
+      const kept0 = switchSegmentStats.kept;
+      const reloaded0 = switchSegmentStats.reloaded;
+      const doms = [1, 2].map(
+        (seed) =>
+          launchDomain(m.hv, { name: `segkeep${seed}`, image, memoryMiB: 4, cmdline: `seed=${seed}` }).domain,
+      );
+      for (let i = 0; i < 4000; i++) {
+        if (doms.every((d) => /DONE/.test(m.out.get(d) ?? ""))) break;
+        m.hv.run(m.hv.nowNs() + 1_000_000);
+      }
+      for (const d of doms) {
+        const text = m.out.get(d) ?? "";
+        assertGuestPassed(text);
+        assert.match(text, new RegExp(`DONE passed=${CHECKS} failed=0`), text);
+      }
+      // The CPU went from one attacker to the other at most yields, and most switch-ins kept
+      // their reload (the others reloaded: the changes, the LDT selectors).
+      const handovers = yields.slice(1).filter((id, i) => id !== yields[i]).length;
+      assert.ok(handovers > 100, `yields by another domain than the last: ${handovers} of ${yields.length}`);
+      const kept = switchSegmentStats.kept - kept0;
+      const reloaded = switchSegmentStats.reloaded - reloaded0;
+      assert.ok(kept > 80, `${kept} switch-ins kept`);
+      assert.ok(reloaded > 20, `${reloaded} switch-ins reloaded`);
+      assert.deepEqual(hashes(m.hv, victim), before, "the victim's frames");
+      assert.deepEqual(
+        hashes(m.hv, { pages: [victim.defaultGdtMfn] } as unknown as Domain),
+        victimGdt,
+        "the victim's default GDT",
+      );
+      assert.equal(victim.state, DomainState.Running, "the victim is alive");
+      assert.equal((m.out.get(victim) ?? "").split("\n").length, 2, "the victim printed nothing more");
+    });
+});
