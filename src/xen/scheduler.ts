@@ -18,67 +18,84 @@ import { upcallMask, upcallPending } from "./traps.js";
 const TICK_NS = 1e9 / HZ;
 /** How far one physical CPU may run ahead of the others, in ns. */
 const QUANTUM_NS = 1_000_000;
-/** Entries in one CPU's deadline heap past which it is rebuilt from a scan (stale ones go). */
-const HEAP_REBUILD_AT = 4096;
+/**
+ * Entries in one CPU's deadline queue past which it is rebuilt from a scan (stale ones go):
+ * also the most an out-of-order push shifts (a guest setting its deadline earlier again and
+ * again leaves its later entries behind), ~2.5 K host instructions, a hypercall's cost.
+ */
+const REBUILD_AT = 512;
 
-/** A binary min-heap of (deadline ns, vcpu). */
-class DeadlineHeap {
-  private readonly ns: number[] = [];
-  private readonly vs: Vcpu[] = [];
+/**
+ * The (deadline ns, vcpu) entries of one CPU in deadline order, earliest at `head`: a sorted
+ * buffer rather than a heap, because a deadline set is nearly always the latest (a periodic
+ * tick sets now + period while the others' are sooner), so a push appends and a pop moves
+ * `head`, where a heap's pop sifted through log n levels (100 idle domains: ~300 host
+ * instructions a tick). A deadline earlier than the last is inserted by shifting the later
+ * ones (at most REBUILD_AT, stale ones included). Ties may
+ * come out in any order, as from the heap: only the earliest value is asked, and soleDue
+ * leaves several due at once to the scan. The buffers never shrink (no store to reallocate).
+ */
+export class DeadlineQueue {
+  private ns = new Float64Array(64);
+  private vs: (Vcpu | null)[] = new Array<Vcpu | null>(64).fill(null);
+  private head = 0;
+  private tail = 0;
 
   get size(): number {
-    return this.ns.length;
+    return this.tail - this.head;
   }
 
   topNs(): number {
-    return this.ns[0];
+    return this.ns[this.head];
   }
 
   topVcpu(): Vcpu {
-    return this.vs[0];
+    return this.vs[this.head] as Vcpu;
   }
 
   clear(): void {
-    this.ns.length = 0;
-    this.vs.length = 0;
+    this.vs.fill(null, this.head, this.tail);
+    this.head = 0;
+    this.tail = 0;
   }
 
   push(t: number, v: Vcpu): void {
+    if (this.tail === this.ns.length) this.room();
     const ns = this.ns;
     const vs = this.vs;
-    let i = ns.length;
-    ns.push(t);
-    vs.push(v);
-    while (i > 0) {
-      const up = (i - 1) >> 1;
-      if (ns[up] <= t) break;
-      ns[i] = ns[up];
-      vs[i] = vs[up];
-      i = up;
+    let i = this.tail++;
+    // The latest so far (the usual case): appended. Else the later ones move up by one.
+    while (i > this.head && ns[i - 1] > t) {
+      ns[i] = ns[i - 1];
+      vs[i] = vs[i - 1];
+      i--;
     }
     ns[i] = t;
     vs[i] = v;
   }
 
   pop(): void {
-    const ns = this.ns;
-    const vs = this.vs;
-    const t = ns.pop() as number;
-    const v = vs.pop() as Vcpu;
-    const n = ns.length;
-    if (n === 0) return;
-    let i = 0;
-    for (;;) {
-      let c = 2 * i + 1;
-      if (c >= n) break;
-      if (c + 1 < n && ns[c + 1] < ns[c]) c++;
-      if (ns[c] >= t) break;
-      ns[i] = ns[c];
-      vs[i] = vs[c];
-      i = c;
+    this.vs[this.head++] = null;
+    if (this.head === this.tail) this.head = this.tail = 0;
+  }
+
+  /** Space for one more at tail: the entries moved down to 0, or the buffers doubled. */
+  private room(): void {
+    const n = this.tail - this.head;
+    if (this.head > 0 && n < this.ns.length >> 1) {
+      this.ns.copyWithin(0, this.head, this.tail);
+      for (let i = 0; i < n; i++) this.vs[i] = this.vs[this.head + i];
+      this.vs.fill(null, n, this.tail);
+    } else {
+      const ns = new Float64Array(this.ns.length * 2);
+      ns.set(this.ns.subarray(this.head, this.tail));
+      const vs = new Array<Vcpu | null>(this.ns.length * 2).fill(null);
+      for (let i = 0; i < n; i++) vs[i] = this.vs[this.head + i];
+      this.ns = ns;
+      this.vs = vs;
     }
-    ns[i] = t;
-    vs[i] = v;
+    this.head = 0;
+    this.tail = n;
   }
 }
 
@@ -115,7 +132,7 @@ export class Scheduler implements TimerWatch {
    * are dropped when they reach the top; a vcpu moved or a domain's state changed marks it
    * dirty and the next use rebuilds it from a scan.
    */
-  private readonly heaps: DeadlineHeap[] = [];
+  private readonly queues: DeadlineQueue[] = [];
   private deadlinesDirty = true;
 
   constructor(
@@ -133,15 +150,15 @@ export class Scheduler implements TimerWatch {
       this.pcpus.push(p);
     }
     this.cur = this.pcpus[0];
-    for (let i = 0; i < nrCpus; i++) this.heaps.push(new DeadlineHeap());
+    for (let i = 0; i < nrCpus; i++) this.queues.push(new DeadlineQueue());
   }
 
   /** TimerWatch: v's one-shot timer went from old to ns (-1: none). */
   deadlineSet(v: Vcpu, _old: number, ns: number): void {
     if (this.deadlinesDirty || v.domain.state !== DomainState.Running || ns < 0) return;
-    const h = this.heaps[v.processor];
+    const h = this.queues[v.processor];
     // Stale entries below the top are only dropped by a rebuild: bound them.
-    if (h.size >= HEAP_REBUILD_AT) this.deadlinesDirty = true;
+    if (h.size >= REBUILD_AT) this.deadlinesDirty = true;
     else h.push(ns, v);
   }
 
@@ -154,23 +171,23 @@ export class Scheduler implements TimerWatch {
   earliestDeadline(p: PhysicalCpu): number {
     // Small, so V8 inlines it where it is asked (runTimers, soleDue, nextEvent): a call that
     // returned the deadline boxed it, ~130 bytes a tick for 100 idle domains.
-    if (this.deadlinesDirty) this.rebuildHeaps();
-    const h = this.heaps[p.id];
+    if (this.deadlinesDirty) this.rebuildQueues();
+    const h = this.queues[p.id];
     while (h.size > 0 && !this.live(h.topNs(), h.topVcpu(), p)) h.pop();
     return h.size > 0 ? h.topNs() : Number.POSITIVE_INFINITY;
   }
 
-  private rebuildHeaps(): void {
-    for (const h of this.heaps) h.clear();
+  private rebuildQueues(): void {
+    for (const h of this.queues) h.clear();
     for (const d of this.hv.domains.values()) {
       if (d.state !== DomainState.Running) continue;
-      for (const v of d.vcpus) if (v.timerDeadline >= 0) this.heaps[v.processor].push(v.timerDeadline, v);
+      for (const v of d.vcpus) if (v.timerDeadline >= 0) this.queues[v.processor].push(v.timerDeadline, v);
     }
     this.deadlinesDirty = false;
   }
 
   /**
-   * A heap entry still stands for v's timer: what the scan of the running domains would find.
+   * A queue entry still stands for v's timer: what the scan of the running domains would find.
    * A domain leaves hv.domains only in releaseDomain, after domainKill made it Dying and set its
    * deadlines to -1, so a Running state says it is still there (no map lookup a timer's fire).
    */
@@ -184,7 +201,7 @@ export class Scheduler implements TimerWatch {
    */
   soleDue(p: PhysicalCpu, nowNs: number): Vcpu | null {
     if (this.earliestDeadline(p) > nowNs) return null;
-    const h = this.heaps[p.id];
+    const h = this.queues[p.id];
     const ns = h.topNs();
     const v = h.topVcpu();
     h.pop();
@@ -316,7 +333,13 @@ export class Scheduler implements TimerWatch {
 
   /** Is anything ever going to happen: a runnable vcpu, or a one-shot timer somewhere? */
   anythingPending(): boolean {
-    for (const p of this.pcpus) if (p.curr !== null || p.rq.length > 0 || p.needResched) return true;
+    for (const p of this.pcpus) {
+      if (p.curr !== null || p.rq.length > 0 || p.needResched) return true;
+      // A live deadline of a domain not paused: one the scan below would find (an idle tick
+      // asks this once; the scan's iterator over the domains cost ~200 host instructions).
+      if (this.earliestDeadline(p) !== Number.POSITIVE_INFINITY && !this.queues[p.id].topVcpu().domain.paused)
+        return true;
+    }
     for (const d of this.hv.domains.values()) {
       if (d.state !== DomainState.Running || d.paused) continue;
       for (const v of d.vcpus) if (v.timerDeadline >= 0 || !v.blocked) return true;
