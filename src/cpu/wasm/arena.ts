@@ -216,13 +216,3 @@ export function defaultBackend(): Backend {
   // A typo must not silently measure or test the other back end.
   throw new Error(`TSXEN_CPU_BACKEND="${v}": expected "wasm" (the default) or "js"`);
 }
-
-/**
- * Whether the wasm back end makes page functions (backend.ts pages; gen.ts pageBody): off
- * unless TSXEN_WASM_PAGES=1 (stop 23 measured them slower than the chain: ARCHITECTURE, the
- * WebAssembly back end's ninth round), so that tests can run both ways.
- */
-export function defaultPages(): boolean {
-  const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env;
-  return env?.TSXEN_WASM_PAGES === "1";
-}

@@ -11,12 +11,11 @@
  */
 import { CPU_FAULT, type Cpu } from "../cpu.js";
 import type { BlockFn, RegionTab } from "../decode.js";
-import { CS, ESP, SS } from "../regs.js";
+import { ESP, SS } from "../regs.js";
 import {
   CHAIN_IDS,
   chainAddress,
   codeBlocks,
-  defaultPages,
   IO_BAIL,
   IO_BLK,
   IO_DONE,
@@ -36,7 +35,6 @@ import {
   IO_SS32,
   IO_STOP,
   IO_WRMASK,
-  ST_SEGCHK,
   tlbAddress,
 } from "./arena.js";
 import { type FuncType, I32, type ModuleSpec, moduleBytes } from "./emit.js";
@@ -53,9 +51,6 @@ import {
   IMPORT_TYPES,
   IMPORTS,
   LOCALS,
-  PAGE_LOCALS,
-  type PageCase,
-  pageBody,
   type Site,
 } from "./gen.js";
 
@@ -67,7 +62,6 @@ const TYPES: FuncType[] = [
   { params: [I32, I32, I32], results: [I32, I32] },
 ];
 const LOCAL_TYPES: number[] = new Array<number>(LOCALS).fill(I32);
-const PAGE_TYPES: number[] = new Array<number>(PAGE_LOCALS).fill(I32);
 /** Blocks per module. */
 export const WASM_BATCH = 32;
 /** A compiled block (gen.ts BLOCK_TYPE), only ever called through the table. */
@@ -100,17 +94,6 @@ interface Known {
   sites: Site[];
   offs: Int32Array;
   flags: Uint8Array;
-  /** Its plan and the IO_FLAT bits it was compiled with (for its page's function: pageBody). */
-  plan: BlockPlan;
-  flat: number;
-  /** Its id's table entry is its page's function (a chain finds the running block by IO_EIP). */
-  paged: boolean;
-}
-
-/** A page's function (gen.ts pageBody) and the blocks whose ids enter it. */
-interface PageFn {
-  indexes: number[];
-  members: Known[];
 }
 
 /** The bytes as a string (in slices: apply's argument count is bounded). */
@@ -120,11 +103,6 @@ function bytesKey(bytes: number[]): string {
     key += String.fromCharCode.apply(null, bytes.slice(i, i + 8192) as never);
   return key;
 }
-
-/** A page's function is made again once the blocks chained alone there are a quarter of its own. */
-const PAGE_REMAKE = 4;
-/** The most code (wasm bytes of its blocks) in one page function. */
-const PAGE_BYTES = 24000;
 
 /** Flushes between sweeps of the blocks gone from the decode cache (their table entries reused). */
 const SWEEP_EVERY = 64;
@@ -221,19 +199,6 @@ export class WasmBackend {
   reused = 0;
   /** Blocks a chain ran after the first, inside wasm (tests, benches). */
   chainRuns = 0;
-  /**
-   * Page functions (gen.ts pageBody): when a region is built, its page's chained wasm blocks
-   * become functions of up to PAGE_BYTES of neighbouring blocks, entered by the chain at any of
-   * them, that go from block to block with a branch (off: the chain calls each block's own
-   * function). Off by default (TSXEN_WASM_PAGES=1: on): measured slower, ARCHITECTURE's ninth round.
-   */
-  pages = defaultPages();
-  /** Page functions made, and those that reused one made for identical code (tests, benches). */
-  pagesMade = 0;
-  pagesReused = 0;
-  /** Page functions by frame block (link's blockOff): the newest made for the page's map. */
-  private readonly pageFns = new Map<number, PageFn>();
-  private readonly segChk: Int32Array;
   /** Page crossings a chain took inside wasm (also counted in Cpu.regionHops). */
   chainHops = 0;
   /** #PFs taken by a memory import and returned to the wrapper, not thrown (tests, benches). */
@@ -268,7 +233,6 @@ export class WasmBackend {
     this.mapsAt = ch.maps;
     const frames = cpu.memSize >>> 12;
     this.chainPages = new Uint16Array(b, ch.pages, frames);
-    this.segChk = new Int32Array(b, a.state + ST_SEGCHK, 256);
     // The maps are indexed by the decode cache's frame blocks: one of another size never chains.
     if (cpu.dc.emptyBlock !== blocks << 12) this.chain = false;
     else cpu.dc.chainPage = this.chainPages;
@@ -315,9 +279,6 @@ export class WasmBackend {
       sites,
       offs: Int32Array.from(plan.offs),
       flags: Uint8Array.from(plan.flags),
-      plan,
-      flat: this.io[IO_FLAT],
-      paged: false,
     };
     if (k.id !== 0) this.byId[k.id] = k;
     this.known.set(slot, k);
@@ -450,7 +411,6 @@ export class WasmBackend {
       const fn = dc.blockFn[k.slot];
       if (fn !== k.js && fn !== k.wasm) this.release(k);
     }
-    for (const [at, p] of this.pageFns) if (p.members.some((k) => k.id === 0)) this.retirePage(at);
   }
 
   /** Table entries, shared bodies and chain ids held (tests: they stay bounded under code turnover). */
@@ -485,120 +445,11 @@ export class WasmBackend {
       const i = t.X[offs[j]];
       if (k.wasm !== null && t.B[i] === k.wasm) t.B[i] = this.chained(k);
     }
-    // The page's function stays while its blocks do and those made since (chained alone) are
-    // few: a page's function is compiled whole, its blocks again, and TurboFan's tier-up of
-    // a large one costs as much as ~100 K block runs.
-    const pf = this.pageFns.get(blockOff);
-    if (pf?.members.every((k) => this.live(k))) {
-      const had = new Set(pf.members);
-      let alone = 0;
-      for (let j = 0; j < slots.length; j++) {
-        const k = this.known.get(slots[j]);
-        if (k !== undefined && k.wasm !== null && k.id !== 0 && !k.iret && !had.has(k)) alone++;
-      }
-      if (alone * PAGE_REMAKE < pf.members.length) return;
-    }
-    this.retirePage(blockOff);
-    if (this.pages && this.syncCompile) this.makePage(blockOff);
   }
 
-  /** Block k is in its slot, in wasm, with its id. */
-  private live(k: Known): boolean {
-    return k.id !== 0 && this.byId[k.id] === k && k.wasm !== null && this.cpu.dc.blockFn[k.slot] === k.wasm;
-  }
-
-  /**
-   * The function of the page whose map is at blockOff, over the blocks chained there now (in
-   * wasm: a block compiled later is chained alone until the region is built again, and the
-   * page function returns to the chain at its offset). Each member's id then enters it.
-   */
-  private makePage(blockOff: number): void {
-    const members: Known[] = [];
-    for (let o = 0; o < 0x1000; o++) {
-      const id = this.chainMaps[blockOff + o];
-      const k = id === 0 ? null : this.byId[id];
-      if (k != null && k.index >= 0 && this.chainLens[id] !== 0) members.push(k);
-    }
-    // In groups of neighbours up to PAGE_BYTES of code: TurboFan gives a larger function its
-    // mid-tier register allocator, whose code was slower than the chain's.
-    const indexes: number[] = [];
-    const group: Known[] = [];
-    let bytes = 0;
-    for (let i = 0; i <= members.length; i++) {
-      const k = i < members.length ? members[i] : null;
-      if (k !== null && (group.length === 0 || bytes + k.key.length <= PAGE_BYTES)) {
-        group.push(k);
-        bytes += k.key.length;
-        continue;
-      }
-      if (group.length > 1) indexes.push(this.pageFn(group));
-      group.length = 0;
-      bytes = 0;
-      if (k !== null) {
-        group.push(k);
-        bytes = k.key.length;
-      }
-    }
-    if (indexes.length > 0) this.pageFns.set(blockOff, { indexes, members });
-  }
-
-  /** The table entry of a page function of the blocks `group` (made, or shared with identical code). */
-  private pageFn(group: Known[]): number {
-    const cases: PageCase[] = group.map((k) => ({ off: k.pos & 0xfff, plan: k.plan, flat: k.flat }));
-    const body = pageBody(this.cpu.dc, cases, this.stateAt, this.tlbAt);
-    const key = `P${bytesKey(body)}`;
-    let index = this.shared.get(key);
-    if (index !== undefined) this.pagesReused++;
-    else {
-      const [fn] = this.instantiate([{ type: BLOCK_TYPE, locals: PAGE_TYPES, body }], 0);
-      index = this.tableFree.pop() ?? this.tableUsed++;
-      if (index >= this.table.length) this.table.grow(this.table.length);
-      this.table.set(index, fn as BlockExport);
-      this.shared.set(key, index);
-      this.keyAt[index] = key;
-      this.users[index] = 0;
-      this.pagesMade++;
-    }
-    this.users[index]++;
-    for (const k of group) {
-      this.chainIndex[k.id] = index;
-      k.paged = true;
-    }
-    return index;
-  }
-
-  /**
-   * The page function of blockOff's map is retired: its members enter their own functions
-   * again, and its table entry goes with its last user (a run inside it goes on: a wasm
-   * function on the stack stays whole, and its blocks' code was not written, or IO_STOP
-   * has ended it).
-   */
-  private retirePage(blockOff: number): void {
-    const p = this.pageFns.get(blockOff);
-    if (p === undefined) return;
-    this.pageFns.delete(blockOff);
-    for (const k of p.members) {
-      k.paged = false;
-      if (k.id !== 0 && this.byId[k.id] === k && k.index >= 0) this.chainIndex[k.id] = k.index;
-    }
-    for (const index of p.indexes)
-      if (--this.users[index] === 0) {
-        this.shared.delete(this.keyAt[index]);
-        this.table.set(index, null);
-        this.tableFree.push(index);
-      }
-  }
-
-  /**
-   * The block a chain runs (IO_BLK), or, when that block's page function runs, the block of
-   * that page at IO_EIP (the running block's start there: pageBody writes it at each case).
-   */
+  /** The block a chain runs (IO_BLK). */
   private running(): Known {
-    const io = this.io;
-    const k = this.byId[io[IO_BLK]] as Known;
-    if (!k.paged) return k;
-    const pos = (k.pos & ~0xfff) | ((this.segChk[CS * 32] + io[IO_EIP]) & 0xfff);
-    return this.byId[this.chainMaps[pos]] as Known;
+    return this.byId[this.io[IO_BLK]] as Known;
   }
 
   /** Block k (in wasm) in its page's map, and its entry into the chain there. */

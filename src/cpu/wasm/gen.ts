@@ -196,8 +196,6 @@ class Gen {
   dirty = false;
   depth = 0;
   loopLevel = -1;
-  /** In a page function (pageBody): its dispatch loop's depth, where exits go (-1: a block's own function). */
-  pageLevel = -1;
   k = 0;
   /** Instruction k's handler and whether it is a control transfer (for a form's slow path). */
   siteFn: Site["fn"] = () => {};
@@ -341,16 +339,6 @@ class Gen {
    */
   exit(count: number): void {
     this.flushCode();
-    if (this.pageLevel >= 0) {
-      // In a page function (pageBody): on to its dispatch, which goes on at EIP.
-      this.c
-        .get(DONE)
-        .i32(count)
-        .op(Op.add)
-        .set(DONE)
-        .br(Op.br, this.depth - this.pageLevel);
-      return;
-    }
     this.c.get(DONE).i32(count).op(Op.add).get(EIP).op(Op.return);
   }
   eipAt(off: number): void {
@@ -2023,7 +2011,7 @@ export function blockBody(
   return { body: g.c.b, inline: g.inline };
 }
 
-/** Block p's code into g (its own function's, or a page function's case: g.pageLevel). */
+/** Block p's code into g. */
 function blockCode(g: Gen, dc: DecodeCache, p: BlockPlan): void {
   const c = g.c;
   const n = p.flags.length;
@@ -2117,85 +2105,6 @@ function blockCode(g: Gen, dc: DecodeCache, p: BlockPlan): void {
   // The flat segments the block's accesses took, into its guards (5-byte signed LEB128).
   for (const at of g.guards)
     for (let i = 0, v = g.used | 0; i < 5; i++, v >>= 7) c.b[at + i] = (v & 0x7f) | (i < 4 ? 0x80 : 0);
-}
-
-/** A page function's case: block plan p at page offset off, compiled with the IO_FLAT bits flat. */
-export interface PageCase {
-  off: number;
-  plan: BlockPlan;
-  flat: number;
-}
-
-/** The page function's local after the block's: EIP of its page's offset 0. */
-const PB = 3 + LOCALS;
-/** A page function's locals after its parameters. */
-export const PAGE_LOCALS = LOCALS + 1;
-
-/**
- * The body of a page function (v86's shape): the wasm blocks of one page as the cases of a
- * loop over a br_table on EIP's page offset, so that a block leaving to another block of the
- * page goes on there with a branch, not through the chain's page map, id and call_indirect.
- * Its type is a block's (BLOCK_TYPE): the chain calls it as the block at EIP (the one it
- * entered by, as each member's table entry is this function) and it runs that block first.
- * At each transfer inside it, as the chain before a block: it returns (DONE, EIP) to the chain
- * when IO_STOP is set (an import moved the fetch window or the run's end: a code write among
- * them, so no block of a written frame runs again), when EIP is off the page or at an offset no
- * case starts at, and when the block there does not fit the budget; else it writes the block's
- * start to IO_EIP and counts it in IO_RBLOCKS (the chain counted the first), as the chain does.
- * Targets are page offsets from EIP's page (CS's base added, as the chain's map), so a copy
- * of the page at another linear address or in another frame runs the same code. The bytes
- * name no block id or decode slot: a handler's or a fault's block is found by backend.ts from
- * IO_EIP in the page's map, so identical pages share one function.
- */
-export function pageBody(dc: DecodeCache, cases: PageCase[], S: number, T: number): number[] {
-  const c = new Code();
-  const m = cases.length;
-  const seg = (g: Gen) => g.ld(S + ST_SEGCHK + CS * 128);
-  const g0 = new Gen(dc, S, T, []);
-  // EIP of the page's offset 0 (CS's base + E0 is the linear address the chain's map is by).
-  c.get(E0).get(E0);
-  seg(g0);
-  g0.c.op(Op.add).i32(0xfff).op(Op.and, Op.sub).set(PB).get(E0).set(EIP);
-  c.b.push(...g0.c.b);
-  const ctr = (g: Gen, d: number) =>
-    g.put(g.io(IO_RBLOCKS), () => g.ld(g.io(IO_RBLOCKS)).c.i32(d).op(Op.add));
-  const g1 = new Gen(dc, S, T, []);
-  // The chain counted the block it entered by; the case counts it again.
-  ctr(g1, -1);
-  g1.c.op(Op.loop, VOID);
-  for (let i = 0; i <= m; i++) g1.c.op(Op.block, VOID);
-  g1.ld(g1.io(IO_STOP)).c.br(Op.brIf, 0);
-  g1.c.get(EIP).get(PB).op(Op.sub);
-  const top = cases.reduce((a, k) => Math.max(a, k.off), 0);
-  const labels = new Array<number>(top + 1).fill(0);
-  cases.forEach((k, i) => {
-    labels[k.off] = i + 1;
-  });
-  g1.c.op(Op.brTable);
-  uleb(g1.c.b, labels.length);
-  for (const l of labels) uleb(g1.c.b, l);
-  uleb(g1.c.b, 0);
-  g1.c.op(Op.end); // no case at EIP: back to the chain
-  g1.c.get(DONE).get(EIP).op(Op.return);
-  c.b.push(...g1.c.b);
-  cases.forEach((k, i) => {
-    c.op(Op.end); // case i's label
-    const g = new Gen(dc, S, T, [], k.flat);
-    g.depth = m - i;
-    g.pageLevel = 1;
-    const n = k.plan.flags.length;
-    // The budget for the whole block, as the chain checks it.
-    g.c.get(DONE).i32(n).op(Op.add).get(BUDGET).op(Op.gtU, Op.if, VOID);
-    g.c.get(DONE).get(EIP).op(Op.return, Op.end);
-    g.c.get(EIP).set(E0).i32(0).set(HIT);
-    g.put(g.io(IO_EIP), () => g.c.get(E0));
-    ctr(g, 1);
-    blockCode(g, dc, k.plan);
-    c.b.push(...g.c.b);
-  });
-  c.op(Op.end); // the loop (every case leaves by a branch or a return)
-  c.op(Op.unreachable);
-  return c.b;
 }
 
 /**
