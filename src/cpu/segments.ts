@@ -20,7 +20,7 @@
  * descriptor table on a read-only page faults (#PF) when a descriptor without the accessed
  * bit is loaded, as on hardware; keep the tables writable or descriptors pre-accessed.
  */
-import type { Cpu } from "./cpu.js";
+import { type Cpu, TLB_SUP_READ } from "./cpu.js";
 import {
   AC,
   AF,
@@ -622,6 +622,7 @@ function protectedReturn(
 
 /** iret (CF) in protected mode, 32-bit (o16 false) or 16-bit frame. */
 export function iret(cpu: Cpu, o16: boolean): void {
+  if (!o16 && iretInline && iretCommon(cpu)) return;
   // Task return (NT = 1) would switch tasks: not supported.
   if (cpu.flags & NT) gp(cpu, 0);
   const cpl = cpu.cpl;
@@ -652,6 +653,99 @@ export function iret(cpu: Cpu, o16: boolean): void {
     }
   }
   protectedReturn(cpu, eip, cs, fl, cpl, size, stackOff(cpu, 3 * size), esp, ss);
+}
+
+/** The inline iret (iretCommon) on; tests switch it off to compare with the full path. */
+let iretInline = true;
+/** irets iretCommon completed (tests: which cases it takes). */
+let iretInlineRuns = 0;
+export function setIretInline(on: boolean): void {
+  iretInline = on;
+}
+export function iretInlineCount(): number {
+  return iretInlineRuns;
+}
+
+/**
+ * The GDT descriptor of sel read through the TLB alone into dLo/dHi/dAddr, as readDescriptor
+ * would read it: false (nothing read) for the LDT, beyond GDTR's limit, across a page or
+ * without a supervisor-read TLB entry, which the full path takes.
+ */
+function gdtDescriptorInTlb(cpu: Cpu, sel: number): boolean {
+  const idx = sel & 0xfff8;
+  if (sel & 4 || idx + 7 > cpu.gdtrLimit >>> 0) return false;
+  const a = (cpu.gdtrBase + idx) | 0;
+  const e = cpu.tlb[a >>> 12];
+  if ((a & 0xfff) > 0xff8 || (e & TLB_SUP_READ) === 0) return false;
+  const p = (e & ~0xfff) | (a & 0xfff);
+  dAddr = a;
+  dLo = cpu.physRead32(p);
+  dHi = cpu.physRead32((p + 4) | 0);
+  return true;
+}
+
+/**
+ * A 32-bit iret's common case without a fault or a write: CPL 1-3, NT clear, a 32-bit stack
+ * whose frame lies inside SS's limits and in one page the TLB maps for a read at this CPL,
+ * to the same ring or an outer one through GDT descriptors read through the TLB that pass
+ * checkReturnCode's and checkOuterStack's checks already accessed, EIP within CS's limit.
+ * Then it commits exactly as protectedReturn does (the same helpers, in the same order);
+ * otherwise it returns false having changed nothing, and the full path runs (and faults,
+ * walks, or sets an accessed bit). Every check is made afresh: nothing is kept between irets.
+ */
+function iretCommon(cpu: Cpu): boolean {
+  const cpl = cpu.cpl;
+  if (cpl === 0 || cpu.flags & NT || (cpu.segAttr[SS] & 0x4000) === 0) return false;
+  const esp = cpu.regs[ESP] >>> 0;
+  const lin = (cpu.segBase[SS] + esp) | 0;
+  const e = cpu.tlb[lin >>> 12];
+  // The outer frame's 20 bytes checked for both kinds (a same-ring frame needs 12).
+  if (esp < cpu.segLo[SS] || esp + 19 > cpu.segHi[SS] || (lin & 0xfff) > 0xfec || (e & cpu.rdMask) === 0) {
+    return false;
+  }
+  const p = (e & ~0xfff) | (lin & 0xfff);
+  const eip = cpu.physRead32(p);
+  const cs = cpu.physRead32((p + 4) | 0) & 0xffff;
+  const fl = cpu.physRead32((p + 8) | 0);
+  const rpl = cs & 3;
+  if (rpl < cpl || (cs & 0xfffc) === 0 || !gdtDescriptorInTlb(cpu, cs)) return false;
+  const ch = dHi;
+  const dpl = dplOf(ch);
+  if (
+    (ch & (D_S | D_CODE | D_P | D_ACCESSED)) !== (D_S | D_CODE | D_P | D_ACCESSED) ||
+    (ch & D_CONFORMING ? dpl > rpl : dpl !== rpl)
+  ) {
+    return false;
+  }
+  saveCode();
+  if (eip >>> 0 > descLimit(cLo, cHi) >>> 0) return false;
+  const f = iretFlags(cpu, fl, cpl, 4);
+  if (rpl === cpl) {
+    cpu.regs[ESP] = (esp + 12) | 0;
+    commitCode(cpu, cs, cpl, eip);
+    cpu.setFlags(f);
+    iretInlineRuns++;
+    return true;
+  }
+  const outerEsp = cpu.physRead32((p + 12) | 0);
+  const ss = cpu.physRead32((p + 16) | 0) & 0xffff;
+  if ((ss & 0xfffc) === 0 || (ss & 3) !== rpl || !gdtDescriptorInTlb(cpu, ss)) return false;
+  const sh = dHi;
+  if (
+    (sh & (D_S | D_CODE | D_RW | D_P | D_ACCESSED)) !== (D_S | D_RW | D_P | D_ACCESSED) ||
+    dplOf(sh) !== rpl
+  ) {
+    return false;
+  }
+  sLo = dLo;
+  sHi = sh;
+  sAddr = dAddr;
+  commitStack(cpu, ss, outerEsp);
+  commitCode(cpu, cs, rpl, eip);
+  cpu.setFlags(f);
+  nullInaccessibleSegs(cpu, rpl);
+  iretInlineRuns++;
+  return true;
 }
 
 // ---------------------------------------------------------------- interrupt delivery
