@@ -261,6 +261,18 @@ const CASES: Case[] = [
   { name: "the frame across a page", frame: TO3, inline: false, setup: (cpu) => (cpu.regs[ESP] = 0x9ff8) },
   { name: "the frame in the page's last 20 bytes", frame: TO3, inline: true, setup: (cpu) => (cpu.regs[ESP] = 0x9fec) },
   { name: "the frame's page cold in the TLB", frame: TO3, inline: false, cold: true },
+  {
+    // Words at 0x9f00 that read as another valid frame when aligned (EIP 0x6000, ESP
+    // 0x337ff0): read at ESP 0x9f02 the frame is EIP 0x2b0000, CS 0x2b, ESP 0x330033, SS 0x33.
+    name: "an unaligned frame",
+    frame: [],
+    inline: false,
+    setup: (cpu, mem) => {
+      [0x6000, 0x2b002b, 0x202, 0x337ff0, 0x33, 0x33].forEach((w, i) => put32(mem, 0x9f00 + i * 4, w));
+      cpu.regs[ESP] = 0x9f02;
+    },
+  },
+  { name: "a GDT at an unaligned base", frame: TO3, inline: true, setup: (cpu, mem) => moveGdt(cpu, mem, 0x13002) },
   { name: "paging: the frame's page cold", frame: TO3, inline: false, cold: true, paging: true },
   {
     name: "paging: the frame's page not present",

@@ -686,7 +686,7 @@ function gdtDescriptorInTlb(cpu: Cpu, sel: number): boolean {
 
 /**
  * A 32-bit iret's common case without a fault or a write: CPL 1-3, NT clear, a 32-bit stack
- * whose frame lies inside SS's limits and in one page the TLB maps for a read at this CPL,
+ * whose aligned frame lies inside SS's limits and in one page the TLB maps for a read at this CPL,
  * to the same ring or an outer one through GDT descriptors read through the TLB that pass
  * checkReturnCode's and checkOuterStack's checks already accessed, EIP within CS's limit.
  * Then it commits exactly as protectedReturn does (the same helpers, in the same order);
@@ -699,14 +699,16 @@ function iretCommon(cpu: Cpu): boolean {
   const esp = cpu.regs[ESP] >>> 0;
   const lin = (cpu.segBase[SS] + esp) | 0;
   const e = cpu.tlb[lin >>> 12];
-  // The outer frame's 20 bytes checked for both kinds (a same-ring frame needs 12).
-  if (esp < cpu.segLo[SS] || esp + 19 > cpu.segHi[SS] || (lin & 0xfff) > 0xfec || (e & cpu.rdMask) === 0) {
+  // The outer frame's 20 bytes checked for both kinds (a same-ring frame needs 12); aligned,
+  // so read as words (a TLB entry's frame is in memory).
+  if (esp < cpu.segLo[SS] || esp + 19 > cpu.segHi[SS] || (lin & 0xfff) > 0xfec || lin & 3 || (e & cpu.rdMask) === 0) {
     return false;
   }
-  const p = (e & ~0xfff) | (lin & 0xfff);
-  const eip = cpu.physRead32(p);
-  const cs = cpu.physRead32((p + 4) | 0) & 0xffff;
-  const fl = cpu.physRead32((p + 8) | 0);
+  const m = cpu.mem32;
+  const w = ((e & ~0xfff) | (lin & 0xfff)) >>> 2;
+  const eip = m[w];
+  const cs = m[w + 1] & 0xffff;
+  const fl = m[w + 2];
   const rpl = cs & 3;
   if (rpl < cpl || (cs & 0xfffc) === 0 || !gdtDescriptorInTlb(cpu, cs)) return false;
   const ch = dHi;
@@ -727,8 +729,8 @@ function iretCommon(cpu: Cpu): boolean {
     iretInlineRuns++;
     return true;
   }
-  const outerEsp = cpu.physRead32((p + 12) | 0);
-  const ss = cpu.physRead32((p + 16) | 0) & 0xffff;
+  const outerEsp = m[w + 3];
+  const ss = m[w + 4] & 0xffff;
   if ((ss & 0xfffc) === 0 || (ss & 3) !== rpl || !gdtDescriptorInTlb(cpu, ss)) return false;
   const sh = dHi;
   if (
