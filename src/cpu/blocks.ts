@@ -335,6 +335,8 @@ export function compileBlock(cpu: Cpu, blockOff: number, off: number): boolean {
   /** A hot instruction starts at page offset pos (decoded ahead if need be). */
   const hotAt = (pos: number): boolean => entryAt(cpu, blockOff, pos, base) >> 22 !== 0;
   const fns: Handler[] = [];
+  /** The instructions' hot cases (HOT_FNS indexes: fns by number). */
+  const hots: number[] = [];
   const slots: number[] = [];
   const offs: number[] = [];
   const ends: number[] = [];
@@ -405,6 +407,7 @@ export function compileBlock(cpu: Cpu, blockOff: number, off: number): boolean {
       f = stack | ((memForm && !readsOnly(opc, sub)) || writesImplicitly(opc, sub) ? F_CHECK : 0);
     }
     fns.push(HOT_FNS[hot]);
+    hots.push(hot);
     slots.push(slot);
     offs.push(pos - off);
     ends.push(pos + len - off);
@@ -420,7 +423,7 @@ export function compileBlock(cpu: Cpu, blockOff: number, off: number): boolean {
   const wasm = cpu.backend === "wasm" ? wasmBackend(cpu) : null;
   const plan = { slots, offs, ends, flags, fns, loops: slots.map((s, k) => loops(dc, s, ends[k])) };
   if (wasm?.syncCompile && interpretPending) {
-    const block = interpreted(plan, wasm, blockOff, heatOf(dc, (base + off) & 0xfff, slots, offs));
+    const block = interpreted(plan, wasm, blockOff, heatOf(dc, (base + off) & 0xfff, slots, offs), hots);
     dc.setBlock(slots[0], block, flags.length, blockOff);
     // A batch of 1 (tests): each block is wasm from its first run, as the back end says.
     if (queueAt === 0 || wasm.batch === 1) wasm.add(plan, block);
@@ -511,12 +514,24 @@ function heatOf(dc: DecodeCache, pageOff: number, slots: number[], offs: number[
  * replaces it cost more than interpreting it (the XenLinux bench: 7,333 blocks, 2.1 s of V8
  * compiles, 8 % of the run).
  */
-function interpreted(plan: BlockPlan, wasm: WasmBackend, blockOff: number, heat: Heat): BlockFn {
-  const fns = plan.fns as Handler[];
-  const n = fns.length;
-  const S = Int32Array.from(plan.slots);
-  const O = Int32Array.from(plan.offs);
-  const E = Int32Array.from(plan.ends);
+function interpreted(
+  plan: BlockPlan,
+  wasm: WasmBackend,
+  blockOff: number,
+  heat: Heat,
+  hots: number[],
+): BlockFn {
+  const n = hots.length;
+  // What a run reads, in one array (cold code: each object a run touches is a cache miss):
+  // W[2k] the slot and hot case of instruction k, W[2k+1] its end (low half, signed) and where
+  // instruction k+1 starts (high half), both relative to the block's start (within a page and
+  // its last instruction's 15 bytes: they fit 16 bits).
+  const W = new Int32Array(2 * n);
+  for (let k = 0; k < n; k++) {
+    W[2 * k] = plan.slots[k] | (hots[k] << 18);
+    W[2 * k + 1] = (plan.ends[k] & 0xffff) | (plan.offs[k + 1] << 16);
+  }
+  const s0 = plan.slots[0];
   let runs = 0;
   // The run it was queued at (-1: not yet, or queued when made with a batch of 1: the wasm
   // block replaced it, and a run here is one it bailed to or one after a re-add; 0: when made).
@@ -528,10 +543,14 @@ function interpreted(plan: BlockPlan, wasm: WasmBackend, blockOff: number, heat:
       if (at < 0) {
         at = runs;
         // Hot enough: queued. A region built over the page meanwhile is built again, so that
-        // the back end chains the block there once it is compiled (WasmBackend.link).
-        if (dc.blockFn[S[0]] === self) {
+        // the back end chains the block there once it is compiled (WasmBackend.link), or at
+        // once when add() put its wasm in place already (identical code compiled before, as
+        // another domain's copy of the same kernel; or its batch full): place() chains only
+        // in a region linked since the add, and left unchained the block cost each idle
+        // domain 8 of its 14 wasm entries a tick.
+        if (dc.blockFn[s0] === self) {
           wasm.add(plan, self);
-          if (dc.regionTab[S[0]] !== null && dc.blockFn[S[0]] === self) compileRegion(c, blockOff);
+          if (dc.regionTab[s0] !== null) compileRegion(c, blockOff);
         }
       } else {
         // Run often since: its batch is compiled now, full or not.
@@ -539,7 +558,7 @@ function interpreted(plan: BlockPlan, wasm: WasmBackend, blockOff: number, heat:
         wasm.flush();
       }
       // This run is the wasm function's when it is in.
-      const w = dc.blockFn[S[0]];
+      const w = dc.blockFn[s0];
       if (w !== null && w !== self) {
         w(c);
         return;
@@ -550,16 +569,18 @@ function interpreted(plan: BlockPlan, wasm: WasmBackend, blockOff: number, heat:
     const r = c.regs;
     try {
       for (let k = 0; ; ) {
+        const a = W[2 * k];
+        const b = W[2 * k + 1];
         c.instrStart = c.eip;
         c.savedEsp = r[4];
-        c.eip = (e0 + E[k]) | 0;
-        fns[k](c, S[k]);
+        c.eip = (e0 + ((b << 16) >> 16)) | 0;
+        HOT_FNS[a >>> 18](c, a & SLOT_MASK);
         c.retired++;
         if (c.codeHit !== 0) {
           c.codeHit = 0;
           return;
         }
-        if (++k === n || c.eip !== ((e0 + O[k]) | 0) || c.retired >= c.runEnd) return;
+        if (++k === n || c.eip !== ((e0 + (b >> 16)) | 0) || c.retired >= c.runEnd) return;
       }
     } catch (x) {
       c.held(x);
