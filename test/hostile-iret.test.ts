@@ -13,37 +13,25 @@
  * (cs_not_present_seen fails).
  */
 import assert from "node:assert/strict";
-import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
 import { iretInlineCount } from "../src/cpu/segments.js";
 import { launchDomain } from "../src/tools/launch.js";
-import { type Domain, DomainState } from "../src/xen/domain.js";
-import type { Hypervisor } from "../src/xen/hypervisor.js";
+import { DomainState } from "../src/xen/domain.js";
 import { assertGuestPassed, consoleMachine } from "./support/console.js";
 import { guestPath } from "./support/guests.js";
+import { frameHashes, launchVictim } from "./support/victim.js";
 
-const PAGE = 4096;
-
-function hashes(hv: Hypervisor, victim: Domain): Map<number, string> {
-  const h = new Map<number, string>();
-  for (const mfn of victim.pages)
-    h.set(mfn, createHash("sha256").update(hv.mem.bytes.subarray(mfn * PAGE, (mfn + 1) * PAGE)).digest("hex"));
-  return h;
-}
+/** The guest's CHECK lines (its table of selectors included). */
+const CHECKS = 60;
 
 describe("the inline iret under attack", () => {
   for (const backend of ["wasm", "js"] as const)
     it(`${backend} blocks: frames naming Xen's and ring 1's descriptors, rewritten descriptors and a straddling frame fault as the full path does; the victim untouched`, () => {
       const m = consoleMachine(64);
       m.hv.cpu.backend = backend;
-      const victim = launchDomain(m.hv, {
-        name: "victim",
-        image: readFileSync(guestPath("hostile_victim")),
-        memoryMiB: 4,
-      }).domain;
-      assert.equal(m.hv.run(5e9).kind, "idle", "the victim blocked for good");
-      const before = hashes(m.hv, victim);
+      const victim = launchVictim(m);
+      const before = frameHashes(m.hv, victim.pages);
       const n0 = iretInlineCount();
       const d = launchDomain(m.hv, {
         name: "iret",
@@ -53,10 +41,10 @@ describe("the inline iret under attack", () => {
       for (let i = 0; i < 4000 && !/DONE/.test(m.out.get(d) ?? ""); i++) m.hv.run(m.hv.nowNs() + 1_000_000);
       const text = m.out.get(d) ?? "";
       assertGuestPassed(text);
-      assert.match(text, /DONE passed=\d+ failed=0/, text);
+      assert.match(text, new RegExp(`DONE passed=${CHECKS} failed=0`), text);
       const inline = iretInlineCount() - n0;
       assert.ok(inline >= 3000, `${inline} irets inline`);
-      assert.deepEqual(hashes(m.hv, victim), before, "the victim's frames");
+      assert.deepEqual(frameHashes(m.hv, victim.pages), before, "the victim's frames");
       assert.equal(victim.state, DomainState.Running, "the victim is alive");
     });
 });

@@ -21,44 +21,27 @@
  * than the vcpu itself (test/switch-segments changes each input while the vcpu is out).
  */
 import assert from "node:assert/strict";
-import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
 import { HypercallMar } from "../src/public/xen.js";
 import { launchDomain } from "../src/tools/launch.js";
-import { type Domain, DomainState } from "../src/xen/domain.js";
-import type { Hypervisor } from "../src/xen/hypervisor.js";
+import { DomainState } from "../src/xen/domain.js";
 import { switchSegmentStats } from "../src/xen/switch_segments.js";
 import { assertGuestPassed, consoleMachine } from "./support/console.js";
 import { guestPath } from "./support/guests.js";
+import { frameHashes, launchVictim } from "./support/victim.js";
 
-const PAGE = 4096;
 /** The guest's CHECK lines. */
 const CHECKS = 35;
-
-function hashes(hv: Hypervisor, victim: Domain): Map<number, string> {
-  const h = new Map<number, string>();
-  const put = (mfn: number) =>
-    h.set(mfn, createHash("sha256").update(hv.mem.bytes.subarray(mfn * PAGE, (mfn + 1) * PAGE)).digest("hex"));
-  for (const mfn of victim.pages) put(mfn);
-  return h;
-}
 
 describe("the kept switch-in segment reload under attack", () => {
   for (const backend of ["wasm", "js"] as const)
     it(`${backend} blocks: two domains with the same selectors over their own descriptors, rewritten, remapped and swapped between yields, each see only their own descriptors in force; the victim untouched`, () => {
       const m = consoleMachine(64);
       m.hv.cpu.backend = backend;
-      const victim = launchDomain(m.hv, {
-        name: "victim",
-        image: readFileSync(guestPath("hostile_victim")),
-        memoryMiB: 4,
-      }).domain;
-      const r = m.hv.run(5e9);
-      assert.equal(r.kind, "idle", "the victim blocked for good");
-      assert.match(m.out.get(victim) ?? "", /VICTIM ready/);
-      const before = hashes(m.hv, victim);
-      const victimGdt = hashes(m.hv, { pages: [victim.defaultGdtMfn] } as unknown as Domain);
+      const victim = launchVictim(m);
+      const before = frameHashes(m.hv, victim.pages);
+      const victimGdt = frameHashes(m.hv, [victim.defaultGdtMfn]);
       const image = readFileSync(guestPath("hostile_seg_keep"));
       const yields: number[] = [];
       m.hv.afterHypercall = (v, nr) => {
@@ -87,12 +70,8 @@ describe("the kept switch-in segment reload under attack", () => {
       const reloaded = switchSegmentStats.reloaded - reloaded0;
       assert.ok(kept > 80, `${kept} switch-ins kept`);
       assert.ok(reloaded > 20, `${reloaded} switch-ins reloaded`);
-      assert.deepEqual(hashes(m.hv, victim), before, "the victim's frames");
-      assert.deepEqual(
-        hashes(m.hv, { pages: [victim.defaultGdtMfn] } as unknown as Domain),
-        victimGdt,
-        "the victim's default GDT",
-      );
+      assert.deepEqual(frameHashes(m.hv, victim.pages), before, "the victim's frames");
+      assert.deepEqual(frameHashes(m.hv, [victim.defaultGdtMfn]), victimGdt, "the victim's default GDT");
       assert.equal(victim.state, DomainState.Running, "the victim is alive");
       assert.equal((m.out.get(victim) ?? "").split("\n").length, 2, "the victim printed nothing more");
     });
