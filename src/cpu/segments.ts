@@ -667,21 +667,14 @@ export function iretInlineCount(): number {
 }
 
 /**
- * The GDT descriptor of sel read through the TLB alone into dLo/dHi/dAddr, as readDescriptor
- * would read it: false (nothing read) for the LDT, beyond GDTR's limit, across a page or
- * without a supervisor-read TLB entry, which the full path takes.
+ * readDescriptor for a GDT selector whose descriptor reads without a walk (which may fault):
+ * false (nothing read) for the LDT, across a page or without a supervisor-read TLB entry,
+ * which the full path takes.
  */
 function gdtDescriptorInTlb(cpu: Cpu, sel: number): boolean {
-  const idx = sel & 0xfff8;
-  if (sel & 4 || idx + 7 > cpu.gdtrLimit >>> 0) return false;
-  const a = (cpu.gdtrBase + idx) | 0;
-  const e = cpu.tlb[a >>> 12];
-  if ((a & 0xfff) > 0xff8 || (e & TLB_SUP_READ) === 0) return false;
-  const p = (e & ~0xfff) | (a & 0xfff);
-  dAddr = a;
-  dLo = cpu.physRead32(p);
-  dHi = cpu.physRead32((p + 4) | 0);
-  return true;
+  const a = (cpu.gdtrBase + (sel & 0xfff8)) | 0;
+  if (sel & 4 || (a & 0xfff) > 0xff8 || (cpu.tlb[a >>> 12] & TLB_SUP_READ) === 0) return false;
+  return readDescriptor(cpu, sel);
 }
 
 /**
@@ -701,7 +694,13 @@ function iretCommon(cpu: Cpu): boolean {
   const e = cpu.tlb[lin >>> 12];
   // The outer frame's 20 bytes checked for both kinds (a same-ring frame needs 12); aligned,
   // so read as words (a TLB entry's frame is in memory).
-  if (esp < cpu.segLo[SS] || esp + 19 > cpu.segHi[SS] || (lin & 0xfff) > 0xfec || lin & 3 || (e & cpu.rdMask) === 0) {
+  if (
+    esp < cpu.segLo[SS] ||
+    esp + 19 > cpu.segHi[SS] ||
+    (lin & 0xfff) > 0xfec ||
+    lin & 3 ||
+    (e & cpu.rdMask) === 0
+  ) {
     return false;
   }
   const m = cpu.mem32;
