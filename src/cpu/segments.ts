@@ -622,7 +622,7 @@ function protectedReturn(
 
 /** iret (CF) in protected mode, 32-bit (o16 false) or 16-bit frame. */
 export function iret(cpu: Cpu, o16: boolean): void {
-  if (!o16 && iretInline && iretCommon(cpu)) return;
+  if (!o16 && iretFast(cpu)) return;
   // Task return (NT = 1) would switch tasks: not supported.
   if (cpu.flags & NT) gp(cpu, 0);
   const cpl = cpu.cpl;
@@ -655,14 +655,30 @@ export function iret(cpu: Cpu, o16: boolean): void {
   protectedReturn(cpu, eip, cs, fl, cpl, size, stackOff(cpu, 3 * size), esp, ss);
 }
 
-/** The inline iret (iretCommon) on; tests switch it off to compare with the full path. */
-let iretInline = true;
-/** irets iretCommon completed (tests: which cases it takes). */
+/**
+ * The inline iret iret() tries first: iretCommon; iretNever (tests compare with the full path
+ * alone); iretCounted once a test has asked iretInlineCount, so the product path counts nothing.
+ */
+let iretFast: (cpu: Cpu) => boolean = iretCommon;
+let iretCounting = false;
 let iretInlineRuns = 0;
-export function setIretInline(on: boolean): void {
-  iretInline = on;
+function iretNever(_cpu: Cpu): boolean {
+  return false;
 }
+function iretCounted(cpu: Cpu): boolean {
+  if (!iretCommon(cpu)) return false;
+  iretInlineRuns++;
+  return true;
+}
+export function setIretInline(on: boolean): void {
+  iretFast = !on ? iretNever : iretCounting ? iretCounted : iretCommon;
+}
+/** irets iretCommon completed since the first call (tests: which cases it takes); counting from then on. */
 export function iretInlineCount(): number {
+  if (!iretCounting) {
+    iretCounting = true;
+    if (iretFast === iretCommon) iretFast = iretCounted;
+  }
   return iretInlineRuns;
 }
 
@@ -725,7 +741,6 @@ function iretCommon(cpu: Cpu): boolean {
     cpu.regs[ESP] = (esp + 12) | 0;
     commitCode(cpu, cs, cpl, eip);
     cpu.setFlags(f);
-    iretInlineRuns++;
     return true;
   }
   const outerEsp = m[w + 3];
@@ -745,7 +760,6 @@ function iretCommon(cpu: Cpu): boolean {
   commitCode(cpu, cs, rpl, eip);
   cpu.setFlags(f);
   nullInaccessibleSegs(cpu, rpl);
-  iretInlineRuns++;
   return true;
 }
 
