@@ -35,6 +35,11 @@ const REBUILD_AT = 512;
  * come out in any order, as from the heap: only the earliest value is asked, and soleDue
  * leaves several due at once to the scan. The buffers never shrink (no store to reallocate).
  */
+/** Counts for tests: entries moved by out-of-order pushes, and rebuilds from a scan. */
+export const deadlineStats = { shifted: 0, rebuilds: 0 };
+
+const byDeadline = (a: Vcpu, b: Vcpu): number => a.timerDeadline - b.timerDeadline;
+
 export class DeadlineQueue {
   private ns = new Float64Array(64);
   private vs: (Vcpu | null)[] = new Array<Vcpu | null>(64).fill(null);
@@ -69,9 +74,21 @@ export class DeadlineQueue {
       ns[i] = ns[i - 1];
       vs[i] = vs[i - 1];
       i--;
+      deadlineStats.shifted++;
     }
     ns[i] = t;
     vs[i] = v;
+  }
+
+  /**
+   * Empties the queue and fills it with these vcpus' deadlines (each timerDeadline >= 0): sorted
+   * once, then appended, so a rebuild of n vcpus costs O(n log n) where n pushes in domain order
+   * could shift O(n^2) entries. Reorders `vcpus`.
+   */
+  refill(vcpus: Vcpu[]): void {
+    this.clear();
+    vcpus.sort(byDeadline);
+    for (const v of vcpus) this.push(v.timerDeadline, v);
   }
 
   pop(): void {
@@ -134,6 +151,8 @@ export class Scheduler implements TimerWatch {
    */
   private readonly queues: DeadlineQueue[] = [];
   private deadlinesDirty = true;
+  /** Each CPU's vcpus with a deadline, gathered by a rebuild (kept: no arrays a rebuild). */
+  private readonly rebuildLists: Vcpu[][] = [];
 
   constructor(
     private readonly hv: Hypervisor,
@@ -150,7 +169,10 @@ export class Scheduler implements TimerWatch {
       this.pcpus.push(p);
     }
     this.cur = this.pcpus[0];
-    for (let i = 0; i < nrCpus; i++) this.queues.push(new DeadlineQueue());
+    for (let i = 0; i < nrCpus; i++) {
+      this.queues.push(new DeadlineQueue());
+      this.rebuildLists.push([]);
+    }
   }
 
   /** TimerWatch: v's one-shot timer went from old to ns (-1: none). */
@@ -178,12 +200,15 @@ export class Scheduler implements TimerWatch {
   }
 
   private rebuildQueues(): void {
-    for (const h of this.queues) h.clear();
+    const lists = this.rebuildLists;
+    for (const l of lists) l.length = 0;
     for (const d of this.hv.domains.values()) {
       if (d.state !== DomainState.Running) continue;
-      for (const v of d.vcpus) if (v.timerDeadline >= 0) this.queues[v.processor].push(v.timerDeadline, v);
+      for (const v of d.vcpus) if (v.timerDeadline >= 0) lists[v.processor].push(v);
     }
+    for (let i = 0; i < lists.length; i++) this.queues[i].refill(lists[i]);
     this.deadlinesDirty = false;
+    deadlineStats.rebuilds++;
   }
 
   /**
