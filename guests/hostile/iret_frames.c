@@ -10,6 +10,14 @@
  * kept from the last iret would let the second through); and a frame straddling from its stack
  * page into a page it has just made not present (#PF at that page). After each refused frame
  * an ordinary iret must still work.
+ *
+ * mode=1: after the warm irets, a ring-1 iret frame straddling into Xen's area. The flat ring-1
+ * SS reaches over the read-only M2P at XEN_EDGE, so only the frame's page bounds keep the inline
+ * path off it: EIP, CS and EFLAGS lie in our last page below XEN_EDGE (a frame of ours mapped
+ * read-only there), the outer ESP and SS in the M2P. The next machine frame, also ours, holds a
+ * decoy ESP and SS that would make the iret succeed were they read instead (a frame read past its
+ * page). The full path reads the M2P's words and faults; the fault's bounce frame lands on our
+ * read-only page below ESP, so Xen crashes us: test/hostile-iret expects that crash.
  */
 #include "desc.h"
 #include "hostile.h"
@@ -21,6 +29,10 @@
 static u8 gdt[4096] BSS_PAGE;
 static u8 stk[2 * 4096] BSS_PAGE; /* a ring-1 stack page, then one made not present */
 static u32 frames[16];
+static u8 edge[2 * 4096] BSS_PAGE; /* seen read-only below XEN_EDGE; the next frame, the decoy */
+
+#define XEN_EDGE 0xFC000000u
+#define EDGE_SLOT ((XEN_EDGE >> 22) - 1u) /* the L2 slot below Xen's first */
 
 static long upd(u32 i, u32 limit, u32 access)
 {
@@ -38,6 +50,51 @@ __asm__(".pushsection .text\n"
 	"	iret\n"
 	".popsection\n");
 extern void iret_at(void *);
+
+/* The same, reading the frame's first word first (its page in the TLB, as a warm stack is). */
+__asm__(".pushsection .text\n"
+	".globl iret_touched_at\n"
+	"iret_touched_at:\n"
+	"	movl iret_esp, %esp\n"
+	"	movl (%esp), %ecx\n"
+	"	movl $0x13, %eax\n"
+	"	iret\n"
+	".popsection\n");
+extern void iret_touched_at(void *);
+
+static int to_user(u32 cs, u32 ss);
+
+/* mode=1: the frame straddling into Xen's area (see the top); its iret must crash us. */
+static void xen_edge_frame(void)
+{
+	volatile u32 *f = (volatile u32 *)(edge + 4096 - 12), *decoy = (volatile u32 *)(edge + 4096);
+	volatile const u32 *m2p = (volatile const u32 *)XEN_EDGE;
+	u32 l1 = spare_mfn(0), ss;
+	int v;
+	CHECK_EQ(virt_to_mfn(edge + 4096), virt_to_mfn(edge) + 1, "edge_frames_adjacent");
+	f[0] = (u32)u_load_eax_ds;
+	f[1] = UC;
+	f[2] = 0x202;
+	decoy[0] = USER_STACK_TOP;
+	decoy[1] = UD;
+	CHECK_EQ(fill_frame(l1, 0), 0, "edge_l1_zeroed");
+	CHECK_EQ(mmu1(cur_l2_ma() + EDGE_SLOT * 4, (l1 << PAGE_SHIFT) | PTE_RW), 0, "edge_l1_in_l2");
+	CHECK_EQ(HYPERVISOR_update_va_mapping(XEN_EDGE - 4096, (virt_to_mfn(edge) << PAGE_SHIFT) | PTE_RO,
+					      UVMF_INVLPG),
+		 0, "edge_page_read_only");
+	CHECK_EQ(*(volatile u32 *)(XEN_EDGE - 12), (u32)u_load_eax_ds, "edge_page_holds_frame");
+	/* The full path's outer SS is the M2P's second word: no usable ring-3 stack selector. */
+	ss = m2p[1] & 0xffff;
+	printk("M2P[0..1] %x %x\n", m2p[0], m2p[1]);
+	CHECK(ss != UD && ss != FLAT_USER_SS, "m2p_word_not_a_stack");
+	/* The GDT's page back in the TLB after the flushes above, as the warm irets had it. */
+	CHECK_EQ((u32)to_user(UC, UD), 3u, "ordinary_iret_before");
+	iret_esp = XEN_EDGE - 12;
+	expect_crash("fault while writing a bounce frame");
+	v = trap_catch(iret_touched_at, 0);
+	restore_data_segs();
+	check_fail("xen_edge_frame_crashed", "the iret came back with vector %d", v);
+}
 
 /* An iret to ring 3 through cs, ss; the vector that came back (3: the user code's int3). */
 static int to_user(u32 cs, u32 ss)
@@ -61,9 +118,10 @@ static void expect(const char *name, u32 cs, u32 ss, int vector, u32 error)
 
 void start_kernel(start_info_t *si)
 {
-	u32 i, bad = 0, p;
+	u32 i, bad = 0, p, mode;
 	volatile u32 *f;
 	hostile_init(si, "iret_frames");
+	mode = cmdline_u32(si, "mode", 0);
 	traps_init();
 	CHECK_EQ(user_pages_init(), 0, "user_pages");
 
@@ -80,6 +138,10 @@ void start_kernel(start_info_t *si)
 		bad += to_user(UC, UD) != 3;
 	CHECK_EQ(bad, 0, "warm_irets");
 	CHECK_EQ((u32)to_user(FLAT_RING3_CS, FLAT_RING3_DS), 3u, "xen_ring3_selectors");
+	if (mode == 1) {
+		xen_edge_frame();
+		checks_done();
+	}
 
 	/* Xen's ring-0 descriptors, the kernel's ring-1 CS at ring 3, selectors outside the GDT. */
 	expect("xen_cs_rpl3", 0x0808 | 3, UD, 13, 0x0808);
