@@ -19,10 +19,14 @@
  * bench's API request, run with the short one),
  * and --pace fast|realtime (fast: its run loop flat out, no sleeps: what tsxend's own turns cost a tick
  * beside the in-process run, apart from what its sleeps do to the caches).
+ * --callgrind FILE runs tsxend under valgrind's callgrind, instrumented over the idle window only
+ * (dumped to FILE.1 and FILE.2, its two halves, with the domains' CPU time in each): its host
+ * instructions there, load-independent, beside the in-process run's. Under valgrind tsxend
+ * cannot keep a realtime pace with more than a few domains: use it with --pace fast.
  *
- *   npm run bench:scale [-- --domains N] [-- --mib M] [-- --seconds S] [-- --tick-ms T] [-- --profile DIR] [-- --in-process] [-- --evict M [-- --step-ms S]] [-- --timer-slop T] [-- --idle-slop T] [-- --pace P]
+ *   npm run bench:scale [-- --domains N] [-- --mib M] [-- --seconds S] [-- --tick-ms T] [-- --profile DIR] [-- --in-process] [-- --evict M [-- --step-ms S]] [-- --timer-slop T] [-- --idle-slop T] [-- --pace P] [-- --callgrind FILE]
  */
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { request } from "node:http";
 import { tmpdir } from "node:os";
@@ -52,6 +56,8 @@ interface Options {
   idleSlop: number;
   /** tsxend's --pace: fast runs its loop flat out (its own cost a tick beside the in-process run's). */
   pace: "realtime" | "fast";
+  /** Run tsxend under callgrind, instrumented over the idle window only, its output here. */
+  callgrind: string | null;
 }
 
 const fail = failer("scale-bench");
@@ -69,6 +75,7 @@ function parseArgs(argv: string[]): Options {
     timerSlop: -1,
     idleSlop: -1,
     pace: "realtime",
+    callgrind: null,
   };
   const limits: WholeLimits<
     "domains" | "mib" | "seconds" | "tickMs" | "evict" | "stepMs" | "timerSlop" | "idleSlop"
@@ -92,6 +99,10 @@ function parseArgs(argv: string[]): Options {
       opts.pace = p === "fast" || p === "realtime" ? p : fail("--pace is realtime or fast");
       continue;
     }
+    if (argv[i] === "--callgrind") {
+      opts.callgrind = argv[++i] ?? fail("--callgrind needs an output file");
+      continue;
+    }
     if (argv[i] === "--in-process") {
       opts.inProcess = true;
       continue;
@@ -102,13 +113,18 @@ function parseArgs(argv: string[]): Options {
       argv,
       i,
       fail,
-      `unknown option ${JSON.stringify(argv[i])}; options: ${Object.keys(limits).join(", ")}, --profile DIR, --in-process, --pace fast|realtime`,
+      `unknown option ${JSON.stringify(argv[i])}; options: ${Object.keys(limits).join(", ")}, --profile DIR, --in-process, --pace fast|realtime, --callgrind FILE`,
     );
   }
   return opts;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** callgrind_control's option (-i on|off, -d label) for process pid. */
+function callgrindControl(option: string, arg: string, pid: number): void {
+  execFileSync("callgrind_control", [option, arg, String(pid)], { stdio: "ignore" });
+}
 
 /** Resident set (bytes) and CPU time (seconds, user + system) of a process, from /proc. */
 function usage(pid: number): { rss: number; cpu: number } {
@@ -227,9 +243,23 @@ async function main(): Promise<void> {
   const portFile = join(dir, "port");
   // Room for the domains plus the hypervisor's own frames.
   const machineMiB = opts.domains * opts.mib + 64;
+  // Under callgrind (--callgrind): host instructions over the window alone, whatever the load;
+  // few domains, or tsxend falls behind the wall clock and stops sleeping.
+  const callgrind =
+    opts.callgrind === null
+      ? []
+      : [
+          "--tool=callgrind",
+          "--instr-atstart=no",
+          "--cache-sim=no",
+          `--callgrind-out-file=${opts.callgrind}`,
+          process.execPath,
+          "--perf-basic-prof",
+        ];
   let daemon: ChildProcess | null = spawn(
-    process.execPath,
+    opts.callgrind === null ? process.execPath : "valgrind",
     [
+      ...callgrind,
       ...(opts.profile === null ? [] : ["--cpu-prof", `--cpu-prof-dir=${opts.profile}`]),
       cli,
       "daemon",
@@ -304,7 +334,20 @@ async function main(): Promise<void> {
     const g0 = await guestNs();
     const before = usage(pid);
     const w0 = performance.now();
-    await sleep(opts.seconds * 1000);
+    if (opts.callgrind !== null) {
+      // Two dumps: the window's first half (JIT warm-up under valgrind), then its second.
+      callgrindControl("-i", "on", pid);
+      await sleep(opts.seconds * 500);
+      callgrindControl("-d", "first-half", pid);
+      const gHalf = await guestNs();
+      await sleep(opts.seconds * 500);
+      callgrindControl("-d", "second-half", pid);
+      callgrindControl("-i", "off", pid);
+      const gEnd = await guestNs();
+      process.stdout.write(
+        `callgrind: ${opts.callgrind}.1, .2: the halves, ${((gHalf - g0) / 1e6).toFixed(3)} and ${((gEnd - gHalf) / 1e6).toFixed(3)} ms of the domains' own CPU time\n`,
+      );
+    } else await sleep(opts.seconds * 1000);
     const after = usage(pid);
     const wall = (performance.now() - w0) / 1000;
     const guestMs = ((await guestNs()) - g0) / 1e6;
