@@ -643,6 +643,16 @@ export class Cpu {
     this.dropFetch();
   }
 
+  /**
+   * Drops every translation of the 4 MiB region of L2 slot l2Idx (its 1,024 pages): what an
+   * unhooked page-table window needs (ptwr.ts), where a whole flush drops the rest too.
+   */
+  invalidateRegion(l2Idx: number): void {
+    const first = (l2Idx & 0x3ff) << 10;
+    this.tlb.fill(0, first, first + 0x400);
+    this.dropFetch();
+  }
+
   setCr0(v: number): void {
     const changed = (this.cr0 ^ v) & (CR0_PG | CR0_WP | 1);
     this.cr0 = v | 0x10;
