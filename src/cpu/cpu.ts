@@ -16,6 +16,7 @@ import * as regsNs from "./regs.js";
 import { Exit, hasErrorCode } from "./regs.js";
 import { deliverInterrupt } from "./segments.js";
 import type { InterpStats } from "./stats.js";
+import { TLB_SUP_READ, TLB_SUP_WRITE, TLB_USER_READ, TLB_USER_WRITE } from "./tlb_bits.js";
 import {
   type Backend,
   type CpuState,
@@ -79,12 +80,7 @@ export const CPU_FAULT = { fault: true } as const;
 /** The EFLAGS bits setFlags keeps (the others read as 0, bit 1 as 1). */
 export const FLAGS_KEPT = 0x3f7fd5;
 
-// TLB entry bits (low 12 bits of an entry; the high 20 hold the physical frame address, so an
-// entry for a frame above 2 GiB is negative: addresses made from one are indexed with >>>).
-export const TLB_SUP_READ = 1;
-export const TLB_USER_READ = 2;
-export const TLB_SUP_WRITE = 4;
-export const TLB_USER_WRITE = 8;
+export { TLB_SUP_READ, TLB_SUP_WRITE, TLB_USER_READ, TLB_USER_WRITE } from "./tlb_bits.js";
 const TLB_LIST_MAX = 4096;
 
 /** DR6: breakpoint conditions B0-B3 and single step (BS). */
@@ -682,18 +678,17 @@ export class Cpu {
     }
     const pdeAddr = (this.cr3 & ~0xfff) | ((lin >>> 20) & 0xffc);
     const pde = this.physRead32(pdeAddr);
-    const ecode = (write ? PFEC_W : 0) | (user ? PFEC_U : 0);
-    /** The #PF's error code, or -1. */
+    /** The #PF's error code (its P bit: W and U are added at the fault), or -1. */
     let fault = -1;
     let frame = 0;
     let perm = 0; // RW and US, both levels combined
     if ((pde & PTE_P) === 0) {
-      fault = ecode;
+      fault = 0;
     } else if ((pde & PTE_PS) !== 0 && (this.cr4 & CR4_PSE) !== 0) {
       this.tlbLarge = true;
       perm = pde;
       if (this.denied(perm, write, user)) {
-        fault = ecode | PFEC_P;
+        fault = PFEC_P;
       } else {
         const set = PTE_A | (write ? PTE_D : 0);
         if ((pde & set) !== set) this.physWrite32(pdeAddr, pde | set);
@@ -705,11 +700,11 @@ export class Cpu {
       const pteAddr = (pde & ~0xfff) | ((lin >>> 10) & 0xffc);
       const pte = this.physRead32(pteAddr);
       if ((pte & PTE_P) === 0) {
-        fault = ecode;
+        fault = 0;
       } else {
         perm = pde & pte & (PTE_RW | PTE_US);
         if (this.denied(perm, write, user)) {
-          fault = ecode | PFEC_P;
+          fault = PFEC_P;
         } else {
           if ((pde & PTE_A) === 0) this.physWrite32(pdeAddr, pde | PTE_A);
           const set = PTE_A | (write ? PTE_D : 0);
@@ -720,6 +715,7 @@ export class Cpu {
       }
     }
     if (fault >= 0) {
+      fault |= (write ? PFEC_W : 0) | (user ? PFEC_U : 0);
       if (!hold) throw this.pageFaultHeld(lin, fault);
       this.pageFaultHeld(lin, fault);
       this.pfHeld = true;
