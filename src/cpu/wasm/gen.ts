@@ -331,6 +331,30 @@ class Gen {
   callJs(fn: number): Code {
     return this.c.i32(0).get(DONE).mem(Op.store, this.io(IO_DONE)).call(fn);
   }
+  /**
+   * After a memory import's call on a slow path that goes on: the values the block keeps in
+   * locals are read again from where the call left them (the registers cached, DONE, the
+   * flag record, all written through or stored before the call), so that none is live across
+   * the call. V8's register allocator spills a value live across any call (every register is
+   * caller-saved) at its definition, on the fast path too (the eleventh round). The flag
+   * record only when the call's slow path wrote it to the io words first (`flushed`).
+   */
+  reload(flushed = true): void {
+    const c = this.c;
+    for (let r = 0; r < 8; r++)
+      if ((this.valid & (1 << r)) !== 0)
+        c.i32(0)
+          .mem(Op.load, this.reg(r))
+          .set(R0 + r);
+    c.i32(0).mem(Op.load, this.io(IO_DONE)).set(DONE);
+    if (flushed && this.op !== 0) {
+      if (this.op !== L_RES) {
+        c.i32(0).mem(Op.load, this.io(IO_LZA)).set(FA);
+        c.i32(0).mem(Op.load, this.io(IO_LZB)).set(FB);
+      }
+      c.i32(0).mem(Op.load, this.io(IO_LZRES)).set(FX);
+    }
+  }
 
   // --- exits and faults
   /**
@@ -475,6 +499,7 @@ class Gen {
         c.i32(this.k).i32(seg).get(O);
         this.callJs(size === 1 ? F.rd8 : size === 2 ? F.rd16 : F.rd32);
         this.held();
+        this.reload();
       },
     );
   }
@@ -498,6 +523,7 @@ class Gen {
         c.i32(this.k).i32(seg).get(O).get(V);
         this.callJs(size === 1 ? F.wr8 : size === 2 ? F.wr16 : F.wr32).set(HIT);
         this.held();
+        this.reload();
       },
     );
   }
@@ -523,6 +549,7 @@ class Gen {
         c.i32(this.k).i32(seg).get(O);
         this.callJs(size === 1 ? F.rmwRd8 : size === 2 ? F.rmwRd16 : F.rmwRd32);
         this.held();
+        this.reload();
       },
     );
   }
@@ -537,6 +564,7 @@ class Gen {
     this.else();
     c.i32(this.k).get(X);
     this.callJs(size === 1 ? F.rmwWr8 : size === 2 ? F.rmwWr16 : F.rmwWr32).set(HIT);
+    this.reload(false);
     this.close();
   }
   /** Pushes V. */
@@ -552,6 +580,7 @@ class Gen {
     this.callJs(F.push).set(HIT);
     this.clobber(1 << ESP);
     this.held();
+    this.reload();
     this.close();
   }
   /** Pops into V. */
@@ -568,6 +597,7 @@ class Gen {
     this.callJs(F.pop).set(V);
     this.clobber(1 << ESP);
     this.held();
+    this.reload();
     this.close();
   }
 
