@@ -16,7 +16,7 @@ import * as regsNs from "./regs.js";
 import { Exit, hasErrorCode } from "./regs.js";
 import { deliverInterrupt } from "./segments.js";
 import type { InterpStats } from "./stats.js";
-import { TLB_SUP_READ, TLB_SUP_WRITE, TLB_USER_READ, TLB_USER_WRITE } from "./tlb_bits.js";
+import * as tlbNs from "./tlb_bits.js";
 import {
   type Backend,
   type CpuState,
@@ -36,6 +36,7 @@ import {
 // imported binding in optimized code costs a module-cell load and a TDZ check (hot paths).
 const { EA_BASE, EA_DISP, EA_SIB, P_A16, SLOT_MASK } = decodeNs;
 const { L_ADC, L_ADD, L_DEC, L_INC, L_LOGIC, L_NONE, L_RES, L_SBB, L_SUB, PARITY } = flagsNs;
+const { TLB_SUP_READ, TLB_SUP_WRITE, TLB_USER_READ, TLB_USER_WRITE } = tlbNs;
 const {
   AF,
   CF,
