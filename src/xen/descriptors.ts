@@ -2,7 +2,7 @@
  * Segment descriptors as the hypervisor sees them: reading one from the vcpu's GDT/LDT,
  * decoding it into the CPU's cache form, and Xen's own GDT entries (abi.md §3.2).
  */
-import type { Cpu } from "../cpu/cpu.js";
+import { type Cpu, TLB_SUP_READ } from "../cpu/cpu.js";
 import { LDTR } from "../cpu/regs.js";
 import { FIRST_RESERVED_GDT_ENTRY_MAR, FlatDescriptors, SELECTOR_TI } from "../public/arch_x86_32.js";
 import { walkPageTables } from "./guest_access.js";
@@ -35,7 +35,7 @@ function descAttr(hi: number): number {
 
 /** Reads the descriptor a selector names (linear reads through the guest's tables), or null. */
 export function readDescriptor(cpu: Cpu, sel: number): { lo: number; hi: number } | null {
-  return readWords(cpu, sel) ? { lo: wordLo, hi: wordHi } : null;
+  return readWords(cpu, sel, false) ? { lo: wordLo, hi: wordHi } : null;
 }
 
 /** The words readWords read last. */
@@ -44,15 +44,26 @@ let wordHi = 0;
 
 /**
  * readDescriptor without its object (each bounce loads the handler's CS): true with the
- * descriptor in wordLo/wordHi, or false.
+ * descriptor in wordLo/wordHi, or false. tlb: read through an entry the CPU's TLB holds for a
+ * supervisor read of the descriptor's page, when it holds one, as the CPU's own loads read.
  */
-function readWords(cpu: Cpu, sel: number): boolean {
+function readWords(cpu: Cpu, sel: number, tlb: boolean): boolean {
   const ldt = (sel & SELECTOR_TI) !== 0;
   const base = ldt ? cpu.segBase[LDTR] : cpu.gdtrBase;
   const limit = ldt ? cpu.segLimit[LDTR] >>> 0 : cpu.gdtrLimit >>> 0;
   const off = sel & ~7;
   if (off + 7 > limit || (ldt && (cpu.segAttr[LDTR] & 0x80) === 0)) return false;
   const lin = (base + off) | 0;
+  // The tables lie in Xen's per-domain area, whose entries only Xen writes, flushing the TLB
+  // when it does (set_gdt, the shadow LDT's invalidation, CR3): a held entry is where the walk
+  // would go, its accessed bits set when it was filled. Both words when they share a page.
+  const e = tlb ? cpu.tlb[lin >>> 12] : 0;
+  if ((e & TLB_SUP_READ) !== 0 && (lin & 0xfff) <= 0xff8) {
+    const p = ((e & ~0xfff) | (lin & 0xfff)) >>> 0;
+    wordLo = cpu.physRead32(p);
+    wordHi = cpu.physRead32(p + 4);
+    return true;
+  }
   const p0 = walkPageTables(cpu, lin, false);
   // Both words in one page (always, for an aligned table): a second walk would find the
   // same frame (or fail the same way) and set no bit the first did not.
@@ -92,7 +103,8 @@ export const checkedSegment = new Int32Array(3);
 
 /**
  * loadGuestSegment's checks on a selector that is not null, loading nothing: true with the
- * descriptor's cache fields in checkedSegment, or false where the load would fail.
+ * descriptor's cache fields in checkedSegment, or false where the load would fail. tlb: the
+ * descriptor read through the CPU's TLB when it holds the page (readWords).
  */
 export function checkGuestSegment(
   cpu: Cpu,
@@ -100,8 +112,9 @@ export function checkGuestSegment(
   ring: number,
   isCs: boolean,
   isSs: boolean,
+  tlb = false,
 ): boolean {
-  if (!readWords(cpu, sel)) return false;
+  if (!readWords(cpu, sel, tlb)) return false;
   // decodeDescriptor's fields, without its object.
   const attr = descAttr(wordHi);
   const access = attr & 0xff;

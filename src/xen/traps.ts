@@ -19,6 +19,7 @@ import type { Vcpu } from "./domain.js";
 import { emulatePrivilegedOp } from "./emulate.js";
 import { doHypercall } from "./hypercall.js";
 import type { Hypervisor } from "./hypervisor.js";
+import { InvariantError } from "./invariants.js";
 import { ptwrBeforeGuestStackWrite, ptwrMayTakeFault, ptwrPageFault, ptwrStackWriteFlushes } from "./ptwr.js";
 import { gpfEmulate4gb } from "./seg_fixup.js";
 
@@ -317,9 +318,10 @@ export function pageFaultInRun(hv: Hypervisor): boolean {
  * no writable-page-table window the frame would flush, no debugger or single step, and the
  * frame in one page the guest's own tables map writable at ring 1 within SS's limit
  * (Cpu.pushWordsAtOnce, walked as the first push would walk it); then bounce()'s frame and
- * state. Anything else (a bad gate or stack, an LDT selector to shadow) returns false having
- * changed nothing guest-visible the exit path does not change the same way (accessed bits of
- * the walks; CPL, SS, ESP and CR2 put back), and the exit takes that path.
+ * state. The descriptors are read through the CPU's TLB where it holds their page (readWords).
+ * Anything else (a bad gate or stack, an LDT selector to shadow) returns false having changed
+ * nothing guest-visible the exit path does not change the same way (accessed bits of the
+ * walks; CPL, SS, ESP and CR2 put back), and the exit takes that path.
  */
 function bounceInRun(
   hv: Hypervisor,
@@ -336,7 +338,9 @@ function bounceInRun(
   if (cpu.debugArmed() || (abi.bounceToZeroCrashes && handlerEip === 0)) return false;
   const fromRing = cpu.cpl;
   if ((handlerCs & ~3) === 0 || (handlerCs & SELECTOR_TI) !== 0) return false;
-  if (!checkGuestSegment(cpu, handlerCs, 1, true, false)) return false;
+  const csOk = checkGuestSegment(cpu, handlerCs, 1, true, false, true);
+  if (hv.checkInvariantsAfterHypercall) walkAgrees(cpu, handlerCs, true, false, csOk);
+  if (!csOk) return false;
   const csBase = checkedSegment[0];
   const csLimit = checkedSegment[1];
   const csAttr = checkedSegment[2];
@@ -351,8 +355,10 @@ function bounceInRun(
   const cr2Was = cpu.cr2;
   if (fromRing !== 1) {
     const ss = v.kernelSs;
-    if ((ss & ~3) === 0 || (ss & SELECTOR_TI) !== 0 || !checkGuestSegment(cpu, ss, 1, false, true))
-      return false;
+    if ((ss & ~3) === 0 || (ss & SELECTOR_TI) !== 0) return false;
+    const ssOk = checkGuestSegment(cpu, ss, 1, false, true, true);
+    if (hv.checkInvariantsAfterHypercall) walkAgrees(cpu, ss, false, true, ssOk);
+    if (!ssOk) return false;
     if (ptwrStackWriteFlushes(hv, v, v.kernelEsp)) return false;
     f[n++] = cpu.segSel[SS];
     f[n++] = esp;
@@ -384,6 +390,21 @@ function bounceInRun(
   cpu.eip = handlerEip;
   cpu.setFlags(eflags & ~(TF | NT | RF | VM));
   return true;
+}
+
+/**
+ * With the invariant checks on: bounceInRun's descriptor, read through the CPU's TLB (ok, and
+ * checkedSegment), is the one the walk of the tables reads (a per-domain mapping changed
+ * without a TLB flush would differ).
+ */
+function walkAgrees(cpu: Cpu, sel: number, isCs: boolean, isSs: boolean, ok: boolean): void {
+  const c = checkedSegment;
+  const base = c[0];
+  const limit = c[1];
+  const attr = c[2];
+  const walked = checkGuestSegment(cpu, sel, 1, isCs, isSs, false);
+  if (walked !== ok || (ok && (c[0] !== base || c[1] !== limit || c[2] !== attr)))
+    throw new InvariantError(`descriptor ${hex(sel)}: the TLB's read and the walk's differ`);
 }
 
 /** bounce()'s words after [SS ESP]: EFLAGS, CS, EIP, [error code], [cr2]; the count. */
