@@ -25,6 +25,11 @@ const QUANTUM_NS = 1_000_000;
  */
 const REBUILD_AT = 512;
 
+/** Counts for tests: entries moved by out-of-order pushes, and rebuilds from a scan. */
+export const deadlineStats = { shifted: 0, rebuilds: 0 };
+
+const byDeadline = (a: Vcpu, b: Vcpu): number => a.timerDeadline - b.timerDeadline;
+
 /**
  * The (deadline ns, vcpu) entries of one CPU in deadline order, earliest at `head`: a sorted
  * buffer rather than a heap, because a deadline set is nearly always the latest (a periodic
@@ -35,11 +40,6 @@ const REBUILD_AT = 512;
  * come out in any order, as from the heap: only the earliest value is asked, and soleDue
  * leaves several due at once to the scan. The buffers never shrink (no store to reallocate).
  */
-/** Counts for tests: entries moved by out-of-order pushes, and rebuilds from a scan. */
-export const deadlineStats = { shifted: 0, rebuilds: 0 };
-
-const byDeadline = (a: Vcpu, b: Vcpu): number => a.timerDeadline - b.timerDeadline;
-
 export class DeadlineQueue {
   private ns = new Float64Array(64);
   private vs: (Vcpu | null)[] = new Array<Vcpu | null>(64).fill(null);
