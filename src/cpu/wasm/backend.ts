@@ -81,9 +81,9 @@ interface Known {
   index: number;
   /** Its id in the chain's arrays (0: none left; never chained). */
   id: number;
-  /** The body's bytes as a string: the key of a function shared by identical blocks. */
+  /** The body's bytes as a string: the key of a function shared by identical blocks ("" once placed). */
   key: string;
-  /** The body until it is compiled (null after). */
+  /** The body until it is compiled or placed as another's twin (null after). */
   body: number[] | null;
   /** Ends in iret (CS, CPL or the debug state may change): never chained. */
   iret: boolean;
@@ -285,6 +285,10 @@ export class WasmBackend {
     const index = this.shared.get(k.key);
     if (index !== undefined) {
       this.reused++;
+      // Another domain's identical block was compiled: this one's body and key are not needed
+      // again (kept, they cost each domain the bytes of all its blocks, as numbers and string).
+      k.body = null;
+      k.key = "";
       this.place(k, index);
       return;
     }
@@ -373,6 +377,7 @@ export class WasmBackend {
         this.keyAt[index] = k.key;
         this.users[index] = 0;
       }
+      k.key = "";
       this.place(k, index);
     }
   }
