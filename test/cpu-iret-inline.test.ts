@@ -50,7 +50,11 @@ function desc(mem: Uint8Array, at: number, base: number, limit: number, access: 
   put32(
     mem,
     at + 4,
-    (base & 0xff000000) | ((flags & 0xf) << 20) | (limit & 0xf0000) | ((access & 0xff) << 8) | ((base >>> 16) & 0xff),
+    (base & 0xff000000) |
+      ((flags & 0xf) << 20) |
+      (limit & 0xf0000) |
+      ((access & 0xff) << 8) |
+      ((base >>> 16) & 0xff),
   );
 }
 
@@ -233,7 +237,12 @@ const CASES: Case[] = [
   { name: "CS execute-only (fine for CS)", frame: to3(1, U_XO | 3), inline: true },
   { name: "CS in the LDT", frame: to3(1, 0x0f), inline: false },
   { name: "CS beyond GDTR's limit", frame: to3(1, 0xbb), inline: false },
-  { name: "CS's descriptor across a page", frame: TO3, inline: false, setup: (cpu, mem) => moveGdt(cpu, mem, 0x13ffc - U_CS) },
+  {
+    name: "CS's descriptor across a page",
+    frame: TO3,
+    inline: false,
+    setup: (cpu, mem) => moveGdt(cpu, mem, 0x13ffc - U_CS),
+  },
   {
     name: "CS's descriptor on a page the TLB does not hold",
     frame: TO3,
@@ -251,15 +260,40 @@ const CASES: Case[] = [
   { name: "SS not accessed", frame: to3(4, U_DS_NA | 3), inline: false },
   { name: "SS in the LDT", frame: to3(4, 0x17), inline: false },
   { name: "SS beyond GDTR's limit", frame: to3(4, 0xbb), inline: false },
-  { name: "SS's descriptor across a page", frame: TO3, inline: false, setup: (cpu, mem) => moveGdt(cpu, mem, 0x13ffc - U_DS) },
+  {
+    name: "SS's descriptor across a page",
+    frame: TO3,
+    inline: false,
+    setup: (cpu, mem) => moveGdt(cpu, mem, 0x13ffc - U_DS),
+  },
   // The stack itself.
   { name: "NT set: task return (#GP)", frame: TO3, inline: false, setup: (cpu) => cpu.setFlags(NT | 2) },
-  { name: "a 16-bit stack", frame: TO3, inline: false, setup: (cpu) => stack(cpu, K1_SS16 | 1, 0xffff, 0x00b3, 0x9f00) },
-  { name: "the frame beyond SS's limit", frame: TO3, inline: false, setup: (cpu) => stack(cpu, K1_SMALL | 1, 0x9f0f, 0x40b3, 0x9f00) },
-  { name: "same-ring frame inside a limit the outer frame would pass", frame: to1(K1_CS2 | 1), inline: false, setup: (cpu) => stack(cpu, K1_SMALL | 1, 0x9f0f, 0x40b3, 0x9f00) },
+  {
+    name: "a 16-bit stack",
+    frame: TO3,
+    inline: false,
+    setup: (cpu) => stack(cpu, K1_SS16 | 1, 0xffff, 0x00b3, 0x9f00),
+  },
+  {
+    name: "the frame beyond SS's limit",
+    frame: TO3,
+    inline: false,
+    setup: (cpu) => stack(cpu, K1_SMALL | 1, 0x9f0f, 0x40b3, 0x9f00),
+  },
+  {
+    name: "same-ring frame inside a limit the outer frame would pass",
+    frame: to1(K1_CS2 | 1),
+    inline: false,
+    setup: (cpu) => stack(cpu, K1_SMALL | 1, 0x9f0f, 0x40b3, 0x9f00),
+  },
   { name: "ESP wrapping the 4 GiB end", frame: [], inline: false, setup: (cpu) => (cpu.regs[ESP] = -8) },
   { name: "the frame across a page", frame: TO3, inline: false, setup: (cpu) => (cpu.regs[ESP] = 0x9ff8) },
-  { name: "the frame in the page's last 20 bytes", frame: TO3, inline: true, setup: (cpu) => (cpu.regs[ESP] = 0x9fec) },
+  {
+    name: "the frame in the page's last 20 bytes",
+    frame: TO3,
+    inline: true,
+    setup: (cpu) => (cpu.regs[ESP] = 0x9fec),
+  },
   { name: "the frame's page cold in the TLB", frame: TO3, inline: false, cold: true },
   {
     // Words at 0x9f00 that read as another valid frame when aligned (EIP 0x6000, ESP
@@ -272,7 +306,12 @@ const CASES: Case[] = [
       cpu.regs[ESP] = 0x9f02;
     },
   },
-  { name: "a GDT at an unaligned base", frame: TO3, inline: true, setup: (cpu, mem) => moveGdt(cpu, mem, 0x13002) },
+  {
+    name: "a GDT at an unaligned base",
+    frame: TO3,
+    inline: true,
+    setup: (cpu, mem) => moveGdt(cpu, mem, 0x13002),
+  },
   { name: "paging: the frame's page cold", frame: TO3, inline: false, cold: true, paging: true },
   {
     name: "paging: the frame's page not present",
@@ -293,7 +332,13 @@ const CASES: Case[] = [
       hostCall(cpu, () => cpu.translate(0xbf00, false, false));
     },
   },
-  { name: "CPL 0 (the full path's)", cpl: 1, frame: to3(1, K1_CS | 1), inline: false, setup: (cpu) => cpu.setCpl(0) },
+  {
+    name: "CPL 0 (the full path's)",
+    cpl: 1,
+    frame: to3(1, K1_CS | 1),
+    inline: false,
+    setup: (cpu) => cpu.setCpl(0),
+  },
   {
     name: "CPL 0 with VM in the frame (#GP there)",
     frame: [0x6000, K1_CS | 1, 0x20202, 0x7ff0, K1_DS | 1],
@@ -312,7 +357,12 @@ const CASES: Case[] = [
     inline: true,
     setup: (cpu) => stack(cpu, K1_DS | 1, 0x9eff, 0x40b7, 0x9f00),
   },
-  { name: "CS RPL below CPL, with an SS of its ring", cpl: 3, frame: [0x6000, K1_CS | 1, 0x202, 0x7ff0, K1_DS | 1], inline: false },
+  {
+    name: "CS RPL below CPL, with an SS of its ring",
+    cpl: 3,
+    frame: [0x6000, K1_CS | 1, 0x202, 0x7ff0, K1_DS | 1],
+    inline: false,
+  },
   {
     name: "CS null with a code descriptor in the GDT's entry 0",
     frame: to3(1, 3),
@@ -326,7 +376,11 @@ const CASES: Case[] = [
     setup: (_cpu, mem) => desc(mem, GDT, 0, FLAT, 0xf3, 0xc),
   },
   { name: "SS a system descriptor with the writable bit", frame: to3(4, SYS3W | 3), inline: false },
-  { name: "CS in the LDT beyond its limit, the GDT's same entry valid", frame: to3(1, U_CS | 7), inline: false },
+  {
+    name: "CS in the LDT beyond its limit, the GDT's same entry valid",
+    frame: to3(1, U_CS | 7),
+    inline: false,
+  },
   {
     name: "CS beyond GDTR's limit, a valid descriptor there",
     frame: to3(1, (GDT_LIMIT + 1) | 3),

@@ -28,7 +28,8 @@ interface KnownView {
 function idle(n: number): Hypervisor {
   const hv = new Hypervisor({ memoryMiB: 16 * n + 32, onConsole: () => {} });
   const image = readFileSync(guestPath("bench_idle"));
-  for (let i = 0; i < n; i++) launchDomain(hv, { name: `idle${i}`, image, memoryMiB: 16, cmdline: "tick_ms=10" });
+  for (let i = 0; i < n; i++)
+    launchDomain(hv, { name: `idle${i}`, image, memoryMiB: 16, cmdline: "tick_ms=10" });
   return hv;
 }
 

@@ -10,8 +10,8 @@ import { fileURLToPath } from "node:url";
 import type { Command } from "commander";
 import { Cpu } from "../cpu/cpu.js";
 import { EAX, EBP, EBX, ECX, EDI, EDX, ESI, ESP, Exit } from "../cpu/regs.js";
-import { allocRam } from "../machine/ram.js";
 import { wasmBackend } from "../cpu/wasm/backend.js";
+import { allocRam } from "../machine/ram.js";
 
 /** Register names in vector files, with their index in cpu.regs. */
 const REGS: readonly (readonly [VectorReg, number])[] = [

@@ -146,4 +146,3 @@ function restore8(a: Int32Array, w: Int32Array, at: number): void {
   a[6] = w[at + 6];
   a[7] = w[at + 7];
 }
-

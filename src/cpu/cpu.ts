@@ -82,6 +82,7 @@ export const CPU_FAULT = { fault: true } as const;
 export const FLAGS_KEPT = 0x3f7fd5;
 
 export { TLB_SUP_READ, TLB_SUP_WRITE, TLB_USER_READ, TLB_USER_WRITE } from "./tlb_bits.js";
+
 const TLB_LIST_MAX = 4096;
 
 /** DR6: breakpoint conditions B0-B3 and single step (BS). */
