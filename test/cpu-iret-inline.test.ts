@@ -302,7 +302,9 @@ const CASES: Case[] = [
     frame: [],
     inline: false,
     setup: (cpu, mem) => {
-      [0x6000, 0x2b002b, 0x202, 0x337ff0, 0x33, 0x33].forEach((w, i) => put32(mem, 0x9f00 + i * 4, w));
+      [0x6000, 0x2b002b, 0x202, 0x337ff0, 0x33, 0x33].forEach((w, i) => {
+        put32(mem, 0x9f00 + i * 4, w);
+      });
       cpu.regs[ESP] = 0x9f02;
     },
   },
