@@ -737,7 +737,7 @@ export class Cpu {
         if (perm & PTE_RW && perm & PTE_US) bits |= TLB_USER_WRITE;
       }
       const hd = this.hostDebug;
-      if (hd !== null && hd.watchPages.has(lin >>> 12)) hd.access(lin, write);
+      if (hd?.watchPages.has(lin >>> 12)) hd.access(lin, write);
       else this.tlbInsert(lin, frame, bits);
     }
     return frame | (lin & 0xfff);
