@@ -21,17 +21,6 @@ static u32 frames[16];
 #define MAGIC_U 0x1D7A0003u
 #define NENTS 1100
 
-static int fs_read(u32 sel, u32 off)
-{
-	int v;
-	probe_sel = sel;
-	probe_off = off;
-	probe_val = 0xDEADBEEF;
-	v = trap_catch(probe_fs_read, 0);
-	restore_data_segs();
-	return v;
-}
-
 static volatile u32 int40_cs;
 
 /* Runs in the handler: its CS is the one from the virtual IDT entry. */
@@ -120,30 +109,30 @@ void start_kernel(start_info_t *si)
 #endif
 
 	/* ---- using it at ring 1 */
-	CHECK_EQ(fs_read(SEL_LDT(1, 1), 0), -1, "ldt_segment_loads");
+	CHECK_EQ(fs_load_read(SEL_LDT(1, 1), 0), -1, "ldt_segment_loads");
 	CHECK_EQ(probe_val, MAGIC_K, "ldt_segment_base");
 	/* QEMU blind spot: TCG does not enforce segment limits (docs/realxen-table.md). */
-	CHECK_EQ(fs_read(SEL_LDT(1, 1), 0x1000), 13, "ldt_segment_limit_gp");
+	CHECK_EQ(fs_load_read(SEL_LDT(1, 1), 0x1000), 13, "ldt_segment_limit_gp");
 	CHECK_EQ(desc_limit_field(desc_get(PAGE(0), 2)), 0xFC3FF, "ldt_page_4gb_truncated_in_frame");
 	CHECK_EQ(desc_limit_field(desc_get(PAGE(0), 4)), 0x013FF, "ldt_page_high_segment_truncated");
 	CHECK_EQ(seg_limit(SEL_LDT(4, 1)), 0x013FFFFF, "ldt_high_segment_lsl");
-	CHECK_EQ(fs_read(SEL_LDT(4, 1), 0x01000000), -1, "ldt_high_segment_reads_fc000000");
+	CHECK_EQ(fs_load_read(SEL_LDT(4, 1), 0x01000000), -1, "ldt_high_segment_reads_fc000000");
 	/* QEMU blind spot: TCG does not enforce segment limits (docs/realxen-table.md). */
-	CHECK_EQ(fs_read(SEL_LDT(4, 1), 0x01400000), 13, "ldt_high_segment_fc400000_gp");
-	CHECK_EQ(fs_read(SEL_LDT(600, 1), 0), -1, "second_page_mapped_lazily");
+	CHECK_EQ(fs_load_read(SEL_LDT(4, 1), 0x01400000), 13, "ldt_high_segment_fc400000_gp");
+	CHECK_EQ(fs_load_read(SEL_LDT(600, 1), 0), -1, "second_page_mapped_lazily");
 	CHECK_EQ(probe_val, MAGIC_K2, "second_page_segment_base");
-	CHECK_EQ(fs_read(SEL_LDT(NENTS, 1), 0), 13, "selector_beyond_ldt_limit_gp");
+	CHECK_EQ(fs_load_read(SEL_LDT(NENTS, 1), 0), 13, "selector_beyond_ldt_limit_gp");
 	CHECK_EQ(last_trap.error_code, SEL_LDT(NENTS, 0), "selector_beyond_ldt_limit_code");
-	CHECK_EQ(fs_read(SEL_LDT(5, 1), 0), 13, "call_gate_not_a_data_segment");
+	CHECK_EQ(fs_load_read(SEL_LDT(5, 1), 0), 13, "call_gate_not_a_data_segment");
 
 	/* A page with a DPL-0 descriptor never becomes an LDT page: #PF at our address. */
-	CHECK_EQ(fs_read(SEL_LDT(1030, 1), 0), 14, "dpl0_ldt_page_faults");
+	CHECK_EQ(fs_load_read(SEL_LDT(1030, 1), 0), 14, "dpl0_ldt_page_faults");
 	CHECK_EQ(last_trap.cr2, LDT_VA + 1030 * 8, "dpl0_ldt_page_cr2_guest_address");
 	CHECK_EQ(last_trap.error_code, 0, "dpl0_ldt_page_error_code");
 	/* Fixed through update_descriptor (the page has no type now), it maps. */
 	CHECK_EQ(upd(PAGE(2) + 6 * 8, mkseg((u32)kdata, 0, ACC_R1_DATA, FLG_G)), 0,
 		 "fix_ldt_page_by_update_descriptor");
-	CHECK_EQ(fs_read(SEL_LDT(1030, 1), 0), -1, "fixed_ldt_page_maps");
+	CHECK_EQ(fs_load_read(SEL_LDT(1030, 1), 0), -1, "fixed_ldt_page_maps");
 	CHECK_EQ(probe_val, MAGIC_K, "fixed_ldt_page_segment_base");
 
 	/* ---- ring 3 with CS and SS from the LDT */
@@ -194,7 +183,7 @@ void start_kernel(start_info_t *si)
 	/* update_descriptor on an LDT page (LDT reference): checked, then visible. */
 	CHECK_EQ(upd(PAGE(0) + 8, mkseg((u32)kdata + 8, 0, ACC_R1_DATA, FLG_G)), 0,
 		 "ldt_update_descriptor_ok");
-	CHECK_EQ(fs_read(SEL_LDT(1, 1), 0), -1, "ldt_updated_segment_loads");
+	CHECK_EQ(fs_load_read(SEL_LDT(1, 1), 0), -1, "ldt_updated_segment_loads");
 	CHECK_EQ(probe_val, MAGIC_K2, "ldt_updated_segment_base");
 	CHECK_EQ(upd(PAGE(0) + 8, mkseg(0, 0xFFFFF, ACC_R0_DATA, FLG_G)), -EINVAL,
 		 "ldt_update_descriptor_dpl0_einval");
@@ -210,9 +199,9 @@ void start_kernel(start_info_t *si)
 	CHECK_EQ(remap(PAGE(0), 3), -EINVAL, "page0_premapped_after_invalidation");
 	CHECK_EQ(remap(PAGE(2), 1), 0, "setup_page2_readonly_again");
 	CHECK_EQ(remap(PAGE(1), 1), 0, "setup_page1_readonly_again");
-	CHECK_EQ(fs_read(SEL_LDT(600, 1), 0), -1, "remapped_page_shadowed_again");
+	CHECK_EQ(fs_load_read(SEL_LDT(600, 1), 0), -1, "remapped_page_shadowed_again");
 	CHECK_EQ(probe_val, MAGIC_K, "remapped_page_new_contents");
-	CHECK_EQ(fs_read(SEL_LDT(1, 1), 0), -1, "page0_shadowed_again");
+	CHECK_EQ(fs_load_read(SEL_LDT(1, 1), 0), -1, "page0_shadowed_again");
 
 	/* The same LDT again: nothing changes. */
 	CHECK_EQ(set_ldt(LDT_VA, NENTS), 0, "set_same_ldt_ok");
@@ -221,17 +210,17 @@ void start_kernel(start_info_t *si)
 	/* ---- a writable LDT page cannot be shadowed */
 	CHECK_EQ(set_ldt(0, 0), 0, "set_ldt_null_ok");
 	CHECK_EQ(sldt(), 0, "null_ldt_ldtr_0");
-	CHECK_EQ(fs_read(SEL_LDT(1, 1), 0), 13, "null_ldt_selector_gp");
+	CHECK_EQ(fs_load_read(SEL_LDT(1, 1), 0), 13, "null_ldt_selector_gp");
 	CHECK_EQ(remap(PAGE(0), 3), 0, "null_ldt_releases_pages");
 	CHECK_EQ(set_ldt(LDT_VA, 16), 0, "set_ldt_writable_page_accepted");
-	CHECK_EQ(fs_read(SEL_LDT(1, 1), 0), 14, "writable_ldt_page_faults");
+	CHECK_EQ(fs_load_read(SEL_LDT(1, 1), 0), 14, "writable_ldt_page_faults");
 	CHECK_EQ(last_trap.cr2, LDT_VA + 8, "writable_ldt_page_cr2_guest_address");
 	CHECK_EQ(remap(PAGE(0), 1), 0, "setup_page0_readonly_last");
-	CHECK_EQ(fs_read(SEL_LDT(1, 1), 0), -1, "readonly_again_maps");
+	CHECK_EQ(fs_load_read(SEL_LDT(1, 1), 0), -1, "readonly_again_maps");
 
 	/* An LDT at an unmapped address: the fault names that address. */
 	CHECK_EQ(set_ldt(0x10000000, 16), 0, "set_ldt_unmapped_accepted");
-	CHECK_EQ(fs_read(SEL_LDT(1, 1), 0), 14, "unmapped_ldt_faults");
+	CHECK_EQ(fs_load_read(SEL_LDT(1, 1), 0), 14, "unmapped_ldt_faults");
 	CHECK_EQ(last_trap.cr2, 0x10000008, "unmapped_ldt_cr2");
 	CHECK_EQ(remap(PAGE(0), 3), 0, "new_ldt_released_old_pages");
 
@@ -241,7 +230,7 @@ void start_kernel(start_info_t *si)
 	 * read-only M2P (ending exactly at 0xFC400000) is accepted, but Xen's frames never
 	 * become our LDT: the fault comes back at our LDT address. */
 	CHECK_EQ(set_ldt(0xFC3FF000, 512), 0, "ldt_ending_at_fc400000_ok");
-	CHECK_EQ(fs_read(SEL_LDT(1, 1), 0), 14, "ldt_over_xen_area_faults");
+	CHECK_EQ(fs_load_read(SEL_LDT(1, 1), 0), 14, "ldt_over_xen_area_faults");
 	CHECK_EQ(last_trap.cr2, 0xFC3FF008, "ldt_over_xen_area_cr2_is_guest_address");
 	CHECK_EQ(set_ldt(0, 0), 0, "set_ldt_null_after_xen_area");
 	checks_done();

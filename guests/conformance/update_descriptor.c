@@ -21,17 +21,6 @@ static long upd(u32 ma, struct desc d)
 	return HYPERVISOR_update_descriptor(ma, d.lo, d.hi);
 }
 
-static int fs_read(u32 sel, u32 off)
-{
-	int v;
-	probe_sel = sel;
-	probe_off = off;
-	probe_val = 0xDEADBEEF;
-	v = trap_catch(probe_fs_read, 0);
-	restore_data_segs();
-	return v;
-}
-
 static int same(struct desc a, struct desc b)
 {
 	return a.lo == b.lo && (a.hi & ~0x100u) == (b.hi & ~0x100u);
@@ -130,21 +119,21 @@ void start_kernel(start_info_t *si)
 		checks_done();
 	CHECK_EQ(upd(ma_gdt + 8, good), 0, "gdt_entry_ok");
 	CHECK(same(desc_get(gdt_a, 1), good), "gdt_entry_stored");
-	CHECK_EQ(fs_read(SEL_GDT(1, 1), 0), -1, "gdt_entry_loads");
+	CHECK_EQ(fs_load_read(SEL_GDT(1, 1), 0), -1, "gdt_entry_loads");
 	CHECK_EQ(probe_val, MAGIC_K, "gdt_entry_base");
 	CHECK_EQ(upd(ma_gdt + 8, mkseg((u32)kdata + 8, 0, ACC_R1_DATA, FLG_G)), 0, "gdt_entry_rewrite_ok");
-	CHECK_EQ(fs_read(SEL_GDT(1, 1), 0), -1, "gdt_entry_reloads");
+	CHECK_EQ(fs_load_read(SEL_GDT(1, 1), 0), -1, "gdt_entry_reloads");
 	CHECK_EQ(probe_val, MAGIC_K2, "gdt_entry_new_base");
 
 	/* Hostile: a descriptor reaching into Xen's area is cut at 0xFC400000. */
 	CHECK_EQ(upd(ma_gdt + 16, mkseg(0xFB000000, 0xFFFFF, ACC_R1_DATA, FLG_G)), 0,
 		 "gdt_high_segment_ok");
 	CHECK_EQ(seg_limit(SEL_GDT(2, 1)), 0x013FFFFF, "gdt_high_segment_lsl");
-	CHECK_EQ(fs_read(SEL_GDT(2, 1), 0x01000000), -1, "gdt_high_segment_reads_fc000000");
+	CHECK_EQ(fs_load_read(SEL_GDT(2, 1), 0x01000000), -1, "gdt_high_segment_reads_fc000000");
 	/* QEMU blind spot: TCG does not enforce segment limits (docs/realxen-table.md). */
-	CHECK_EQ(fs_read(SEL_GDT(2, 1), 0x01400000), 13, "gdt_high_segment_fc400000_gp");
+	CHECK_EQ(fs_load_read(SEL_GDT(2, 1), 0x01400000), 13, "gdt_high_segment_fc400000_gp");
 	/* QEMU blind spot: TCG does not enforce segment limits (docs/realxen-table.md). */
-	CHECK_EQ(fs_read(SEL_GDT(2, 1), 0x02400000), 13, "gdt_high_segment_perdomain_gp");
+	CHECK_EQ(fs_load_read(SEL_GDT(2, 1), 0x02400000), 13, "gdt_high_segment_perdomain_gp");
 	/* Hostile: DPL 0 into the live GDT. */
 	CHECK_EQ(upd(ma_gdt + 24, mkseg(0, 0xFFFFF, ACC_R0_DATA, FLG_G)), -EINVAL, "gdt_dpl0_einval");
 	CHECK_EQ(desc_get(gdt_a, 3).hi, 0, "gdt_dpl0_not_written");
@@ -165,7 +154,7 @@ void start_kernel(start_info_t *si)
 #endif
 	CHECK_EQ(upd(ma_gdt + 255 * 8, good), 0, "gdt_entry_255_ok");
 	CHECK_EQ(upd(ma_gdt + 296 * 8, good), 0, "gdt_entry_296_ok");
-	CHECK_EQ(fs_read(SEL_GDT(296, 1), 0), -1, "gdt_entry_296_loads");
+	CHECK_EQ(fs_load_read(SEL_GDT(296, 1), 0), -1, "gdt_entry_296_loads");
 
 	/* The frame stays read-only to us. */
 	CHECK_EQ(remap(gdt_a, 3), -EINVAL, "gdt_frame_map_writable_einval");
@@ -179,7 +168,7 @@ void start_kernel(start_info_t *si)
 	CHECK_EQ(upd(virt_to_mach(gdt_b) + 259 * 8, good), -EINVAL, "new_gdt_reserved_entry_einval");
 #endif
 	CHECK_EQ(upd(virt_to_mach(gdt_b) + 8, good), 0, "new_gdt_entry_ok");
-	CHECK_EQ(fs_read(SEL_GDT(1, 1), 0), -1, "new_gdt_entry_loads");
+	CHECK_EQ(fs_load_read(SEL_GDT(1, 1), 0), -1, "new_gdt_entry_loads");
 	/* The old frame holds no GDT reference any more: it may be mapped writable. */
 	CHECK_EQ(remap(gdt_a, 3), 0, "old_gdt_frame_map_writable_ok");
 	CHECK_EQ(upd(ma_gdt + 8, mkseg(0, 0xFFF, ACC_R0_DATA, FLG_G)), -EINVAL,

@@ -103,6 +103,19 @@ static inline void probe_fs_read(void *unused)
 	probe_val = v;
 }
 
+/* Loads sel into FS and reads FS:off under trap_catch: -1 (the value in probe_val) or the
+ * vector; the data segments are flat again after. */
+static inline int fs_load_read(u32 sel, u32 off)
+{
+	int v;
+	probe_sel = sel;
+	probe_off = off;
+	probe_val = 0xDEADBEEF;
+	v = trap_catch(probe_fs_read, 0);
+	restore_data_segs();
+	return v;
+}
+
 /* mov probe_sel -> %fs, then %fs:probe_off = probe_val. */
 static inline void probe_fs_write(void *unused)
 {

@@ -1,0 +1,50 @@
+/**
+ * The shadow LDT's flush under attack, beside a hashed victim (guests/hostile/ldt_flush.c).
+ * Xen maps the guest's LDT pages lazily into the per-domain shadow-LDT area
+ * (descriptor_tables.ts mapLdtShadowPage) and invalidateShadowLdt drops them all, flushing the
+ * TLB, when SET_LDT changes the LDT or a read-only mapping of an LDT page goes: no selector
+ * load may then read the old frame through a translation that outlived its mapping. The
+ * attacker switches, 8 rounds, between two 2-page LDTs whose page-1 descriptors differ (base
+ * and limit; present or not), page 1 warmed in the TLB before each switch; then writes
+ * whole-space descriptors into the old LDT frame (writable once no LDT page) and into an
+ * in-use LDT frame whose read-only mapping it dropped: every load must read the LDT in force
+ * (or #PF at the guest's own LDT address), never the forged frame.
+ *
+ * Mutation: invalidateShadowLdt without its flushTlb fails this test (page 0 is re-mapped
+ * with an invlpg, page 1's stale translation stays): B's descriptors read through A's, and the
+ * forged in-use frame read instead of the #PF. The old frame made writable changes its type,
+ * whose flush (mm.ts getPageType's flushTlbs) also drops the translation: only both dropped
+ * let its forged descriptors be read.
+ */
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { describe, it } from "node:test";
+import { launchDomain } from "../src/tools/launch.js";
+import { DomainState } from "../src/xen/domain.js";
+import { assertGuestPassed, consoleMachine } from "./support/console.js";
+import { guestPath } from "./support/guests.js";
+import { frameHashes, launchVictim } from "./support/victim.js";
+
+/** The guest's CHECK lines: 2 of setup, 7 a round for 8 rounds, 4 totals, 3 of the smaller
+ * LDT, 11 of the in-use page's unmapping and 2 after. */
+const CHECKS = 76;
+
+describe("the shadow LDT's flush under attack", () => {
+  for (const backend of ["wasm", "js"] as const)
+    it(`${backend} blocks: selector loads read the LDT in force, never a stale shadow-LDT translation of the old or a forged frame; the victim untouched`, () => {
+      const m = consoleMachine(64);
+      m.hv.cpu.backend = backend;
+      const victim = launchVictim(m);
+      const before = frameHashes(m.hv, victim.pages);
+      const image = readFileSync(guestPath("hostile_ldt_flush"));
+      const d = launchDomain(m.hv, { name: "ldtflush", image, memoryMiB: 4 }).domain;
+      for (let i = 0; i < 2000 && !/DONE/.test(m.out.get(d) ?? ""); i++) m.hv.run(m.hv.nowNs() + 1_000_000);
+      const text = m.out.get(d) ?? "";
+      assertGuestPassed(text);
+      assert.match(text, new RegExp(`DONE passed=${CHECKS} failed=0`), text);
+      assert.equal(d.state, DomainState.Shutdown, "the attacker shut down, not crashed");
+      assert.deepEqual(frameHashes(m.hv, victim.pages), before, "the victim's frames");
+      assert.equal(victim.state, DomainState.Running, "the victim is alive");
+      assert.equal((m.out.get(victim) ?? "").split("\n").length, 2, "the victim printed nothing more");
+    });
+});
