@@ -1,0 +1,76 @@
+/**
+ * A compiled block's locals after a slow path's call (gen.ts Gen.reload, b560bfd) under attack,
+ * beside a hashed victim (guests/hostile/reload.c). After a memory import's call on a slow
+ * path that goes on, a wasm block reads the registers it caches, DONE and the flag record
+ * again from the vcpu's state area and io words. The attacker's hot loops make every pass's
+ * page-crossing reads and read-modify-writes take that path where the hypervisor acts in the
+ * middle of them: the ACTIVE ptwr window opened and flushed from inside the block, a #PF to
+ * the guest's own handler mid read-modify-write (which re-maps the page through the window),
+ * and timer upcalls that re-map or unmap the page under the loop. Its final registers,
+ * arithmetic flags and frames' sums, the instructions retired and the virtual time must be
+ * the interpreter's, with JS and with wasm blocks; the victim's frames hash the same.
+ *
+ * Mutations of Gen.reload (wasm only) fail it: EBX reloaded from EDX's word (all three loops'
+ * registers), DONE reloaded one too high (the tick loop's: retired count, time, ticks), the
+ * flag record's first operand from the second's word (the sub and cmp loops' carries). Not
+ * reloading DONE at all fails nothing, nor can it: the call leaves IO_DONE as it was stored.
+ */
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { describe, it } from "node:test";
+import { wasmBackend } from "../src/cpu/wasm/backend.js";
+import { launchDomain } from "../src/tools/launch.js";
+import { DomainState } from "../src/xen/domain.js";
+import { assertGuestPassed, consoleMachine } from "./support/console.js";
+import { guestPath } from "./support/guests.js";
+import { frameHashes, launchVictim } from "./support/victim.js";
+
+/** The guest's CHECK lines: 5 of setup, 2 after pt, 4 after pf, 1 binding, 4 after tick. */
+const CHECKS = 16;
+
+type Kind = "interp" | "js" | "wasm";
+
+function attack(kind: Kind) {
+  const m = consoleMachine(64);
+  m.hv.cpu.backend = kind === "wasm" ? "wasm" : "js";
+  if (kind === "interp") m.hv.cpu.blockThreshold = m.hv.cpu.regionThreshold = 0;
+  // Each block wasm from its first run (not a batch of 32 later).
+  const w = wasmBackend(m.hv.cpu);
+  if (w !== null) w.batch = 1;
+  const victim = launchVictim(m);
+  const before = frameHashes(m.hv, victim.pages);
+  const image = readFileSync(guestPath("hostile_reload"));
+  const d = launchDomain(m.hv, { name: "reload", image, memoryMiB: 4 }).domain;
+  const blocks0 = m.hv.cpu.blockInsns;
+  // Bounded: a wrong block that never ends its loop fails here, not hangs.
+  for (let i = 0; i < 3000 && d.state === DomainState.Running; i++) m.hv.run(m.hv.nowNs() + 1_000_000);
+  const text = m.out.get(d) ?? "";
+  assertGuestPassed(text);
+  assert.match(text, new RegExp(`DONE passed=${CHECKS} failed=0`), text);
+  assert.deepEqual(frameHashes(m.hv, victim.pages), before, "the victim's frames");
+  assert.equal(victim.state, DomainState.Running, "the victim is alive");
+  assert.equal((m.out.get(victim) ?? "").split("\n").length, 2, "the victim printed nothing more");
+  return {
+    lines: text.split("\n").filter((l) => /^(RES|CNT|SUM) /.test(l)),
+    retired: m.hv.cpu.retired,
+    now: m.hv.nowNs(),
+    blockInsns: m.hv.cpu.blockInsns - blocks0,
+    wasmRuns: w?.runs ?? 0,
+  };
+}
+
+describe("a compiled block's reloaded locals under attack", () => {
+  it("ptwr windows, #PF mid read-modify-write and upcalls re-mapping the page under hot loops: registers, flags, memory, retired count and time as interpreted; the victim untouched", () => {
+    const a = attack("interp");
+    assert.equal(a.lines.length, 5, a.lines.join("\n"));
+    assert.equal(a.blockInsns, 0, "the interpreter ran no block");
+    for (const kind of ["js", "wasm"] as const) {
+      const b = attack(kind);
+      assert.deepEqual(b.lines, a.lines, kind);
+      assert.equal(b.retired, a.retired, `${kind}: instructions retired`);
+      assert.equal(b.now, a.now, `${kind}: virtual time`);
+      assert.ok(b.blockInsns > 100_000, `${kind}: ${b.blockInsns} instructions in blocks`);
+      if (kind === "wasm") assert.ok(b.wasmRuns > 0, "wasm blocks ran");
+    }
+  });
+});
