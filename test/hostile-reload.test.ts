@@ -16,47 +16,15 @@
  * reloading DONE at all fails nothing, nor can it: the call leaves IO_DONE as it was stored.
  */
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
-import { wasmBackend } from "../src/cpu/wasm/backend.js";
-import { launchDomain } from "../src/tools/launch.js";
-import { DomainState } from "../src/xen/domain.js";
-import { assertGuestPassed, consoleMachine } from "./support/console.js";
-import { guestPath } from "./support/guests.js";
-import { frameHashes, launchVictim } from "./support/victim.js";
+import { attackBeside, type RunKind } from "./support/attack.js";
 
 /** The guest's CHECK lines: 5 of setup, 2 after pt, 4 after pf, 1 binding, 4 after tick. */
 const CHECKS = 16;
 
-type Kind = "interp" | "js" | "wasm";
-
-function attack(kind: Kind) {
-  const m = consoleMachine(64);
-  m.hv.cpu.backend = kind === "wasm" ? "wasm" : "js";
-  if (kind === "interp") m.hv.cpu.blockThreshold = m.hv.cpu.regionThreshold = 0;
-  // Each block wasm from its first run (not a batch of 32 later).
-  const w = wasmBackend(m.hv.cpu);
-  if (w !== null) w.batch = 1;
-  const victim = launchVictim(m);
-  const before = frameHashes(m.hv, victim.pages);
-  const image = readFileSync(guestPath("hostile_reload"));
-  const d = launchDomain(m.hv, { name: "reload", image, memoryMiB: 4 }).domain;
-  const blocks0 = m.hv.cpu.blockInsns;
-  // Bounded: a wrong block that never ends its loop fails here, not hangs.
-  for (let i = 0; i < 3000 && d.state === DomainState.Running; i++) m.hv.run(m.hv.nowNs() + 1_000_000);
-  const text = m.out.get(d) ?? "";
-  assertGuestPassed(text);
-  assert.match(text, new RegExp(`DONE passed=${CHECKS} failed=0`), text);
-  assert.deepEqual(frameHashes(m.hv, victim.pages), before, "the victim's frames");
-  assert.equal(victim.state, DomainState.Running, "the victim is alive");
-  assert.equal((m.out.get(victim) ?? "").split("\n").length, 2, "the victim printed nothing more");
-  return {
-    lines: text.split("\n").filter((l) => /^(RES|CNT|SUM) /.test(l)),
-    retired: m.hv.cpu.retired,
-    now: m.hv.nowNs(),
-    blockInsns: m.hv.cpu.blockInsns - blocks0,
-    wasmRuns: w?.runs ?? 0,
-  };
+function attack(kind: RunKind) {
+  const r = attackBeside(kind, "reload", CHECKS);
+  return { ...r, lines: r.text.split("\n").filter((l) => /^(RES|CNT|SUM) /.test(l)) };
 }
 
 describe("a compiled block's reloaded locals under attack", () => {
