@@ -535,7 +535,8 @@ export class Hypervisor implements MmHost {
       serviceMachineInterrupts(this);
       if (p.needResched || p.cycles >= p.sliceEnd || (p.curr !== null && !sched.runnable(p.curr)))
         sched.schedule(p);
-      const irqDue = nextMachineInterruptNs(this);
+      // No periodic device (most machines): nothing due, without the two calls a turn.
+      const irqDue = this.irq.hasPeriodic ? nextMachineInterruptNs(this) : Number.POSITIVE_INFINITY;
       const horizon = Math.min(
         sched.horizon(p),
         limitCycles,

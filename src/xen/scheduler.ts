@@ -358,7 +358,9 @@ export class Scheduler implements TimerWatch {
 
   /** Is anything ever going to happen: a runnable vcpu, or a one-shot timer somewhere? */
   anythingPending(): boolean {
-    for (const p of this.pcpus) {
+    const ps = this.pcpus;
+    for (let i = 0; i < ps.length; i++) {
+      const p = ps[i];
       if (p.curr !== null || p.rq.length > 0 || p.needResched) return true;
       // A live deadline of a domain not paused: one the scan below would find (an idle tick
       // asks this once; the scan's iterator over the domains cost ~200 host instructions).
@@ -390,8 +392,11 @@ export class Scheduler implements TimerWatch {
 
   /** The physical CPU to run next: the one furthest behind (lowest id on ties). */
   pickCpu(): PhysicalCpu {
-    let best = this.pcpus[0];
-    for (const p of this.pcpus) if (p.cycles < best.cycles) best = p;
+    // Indexed, as in horizon and anythingPending: a for-of here was compiled with its
+    // iterator's close (a try around the body), at every turn of the run loop.
+    const ps = this.pcpus;
+    let best = ps[0];
+    for (let i = 1; i < ps.length; i++) if (ps[i].cycles < best.cycles) best = ps[i];
     return best;
   }
 
@@ -408,8 +413,11 @@ export class Scheduler implements TimerWatch {
   /** How far p may run: its next event, and QUANTUM past the slowest other CPU. */
   horizon(p: PhysicalCpu): number {
     let h = this.nextEvent(p);
-    for (const o of this.pcpus)
+    const ps = this.pcpus;
+    for (let i = 0; i < ps.length; i++) {
+      const o = ps[i];
       if (o !== p) h = Math.min(h, Math.max(o.cycles, p.cycles) + this.quantumCycles);
+    }
     return h;
   }
 }
