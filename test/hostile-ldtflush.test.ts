@@ -15,12 +15,18 @@
  * forged in-use frame read instead of the #PF. The old frame made writable changes its type,
  * whose flush (mm.ts getPageType's flushTlbs) also drops the translation: only both dropped
  * let its forged descriptors be read.
+ *
+ * Every domain's shadow LDT lies at the same address of its per-domain area, so across a
+ * switch of domains only the CR3 load's flush keeps one from reading the other's LDT frame
+ * (guests/hostile/ldt_switch.c, two copies yielding to each other 40 rounds). Mutation: a CR3
+ * load that keeps the per-domain area's translations (as global pages would) fails it (one
+ * domain reads its own descriptor in 40 of 120 checks).
  */
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
 import { launchDomain } from "../src/tools/launch.js";
-import { DomainState } from "../src/xen/domain.js";
+import { DomainState, type Vcpu } from "../src/xen/domain.js";
 import { assertGuestPassed, consoleMachine } from "./support/console.js";
 import { guestPath } from "./support/guests.js";
 import { frameHashes, launchVictim } from "./support/victim.js";
@@ -46,5 +52,36 @@ describe("the shadow LDT's flush under attack", () => {
       assert.deepEqual(frameHashes(m.hv, victim.pages), before, "the victim's frames");
       assert.equal(victim.state, DomainState.Running, "the victim is alive");
       assert.equal((m.out.get(victim) ?? "").split("\n").length, 2, "the victim printed nothing more");
+    });
+
+  for (const backend of ["wasm", "js"] as const)
+    it(`${backend} blocks: across switches between two domains, each reads its own shadow LDT, never the other's through a translation kept; the victim untouched`, () => {
+      const m = consoleMachine(64);
+      m.hv.cpu.backend = backend;
+      const victim = launchVictim(m);
+      const before = frameHashes(m.hv, victim.pages);
+      const image = readFileSync(guestPath("hostile_ldt_switch"));
+      const doms = [1, 2].map(
+        (mode) => launchDomain(m.hv, { name: `ldtswitch${mode}`, image, memoryMiB: 4, cmdline: `mode=${mode}` }).domain,
+      );
+      // Count the switches from one attacker straight to the other (the flush under test).
+      const hv = m.hv as unknown as { switchTo(v: Vcpu): void; current: Vcpu | null };
+      const switchTo = hv.switchTo.bind(hv);
+      let across = 0;
+      hv.switchTo = (v: Vcpu) => {
+        const from = hv.current?.domain;
+        if (from !== undefined && from !== v.domain && doms.includes(from) && doms.includes(v.domain)) across++;
+        switchTo(v);
+      };
+      for (let i = 0; i < 2000 && doms.some((d) => d.state === DomainState.Running); i++)
+        m.hv.run(m.hv.nowNs() + 1_000_000);
+      for (const d of doms) {
+        const text = m.out.get(d) ?? "";
+        assertGuestPassed(text);
+        assert.match(text, /DONE passed=3 failed=0/, text);
+      }
+      assert.ok(across >= 40, `${across} switches between the attackers`);
+      assert.deepEqual(frameHashes(m.hv, victim.pages), before, "the victim's frames");
+      assert.equal(victim.state, DomainState.Running, "the victim is alive");
     });
 });
