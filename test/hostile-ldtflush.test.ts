@@ -62,7 +62,9 @@ describe("the shadow LDT's flush under attack", () => {
       const before = frameHashes(m.hv, victim.pages);
       const image = readFileSync(guestPath("hostile_ldt_switch"));
       const doms = [1, 2].map(
-        (mode) => launchDomain(m.hv, { name: `ldtswitch${mode}`, image, memoryMiB: 4, cmdline: `mode=${mode}` }).domain,
+        (mode) =>
+          launchDomain(m.hv, { name: `ldtswitch${mode}`, image, memoryMiB: 4, cmdline: `mode=${mode}` })
+            .domain,
       );
       // Count the switches from one attacker straight to the other (the flush under test).
       const hv = m.hv as unknown as { switchTo(v: Vcpu): void; current: Vcpu | null };
@@ -70,7 +72,8 @@ describe("the shadow LDT's flush under attack", () => {
       let across = 0;
       hv.switchTo = (v: Vcpu) => {
         const from = hv.current?.domain;
-        if (from !== undefined && from !== v.domain && doms.includes(from) && doms.includes(v.domain)) across++;
+        if (from !== undefined && from !== v.domain && doms.includes(from) && doms.includes(v.domain))
+          across++;
         switchTo(v);
       };
       for (let i = 0; i < 2000 && doms.some((d) => d.state === DomainState.Running); i++)

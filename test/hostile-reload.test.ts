@@ -6,21 +6,23 @@
  * page-crossing reads and read-modify-writes take that path where the hypervisor acts in the
  * middle of them: the ACTIVE ptwr window opened and flushed from inside the block, a #PF to
  * the guest's own handler mid read-modify-write (which re-maps the page through the window),
- * and timer upcalls that re-map or unmap the page under the loop. Its final registers,
- * arithmetic flags and frames' sums, the instructions retired and the virtual time must be
- * the interpreter's, with JS and with wasm blocks; the victim's frames hash the same.
+ * push and pop on a 16-bit stack across a page end, and timer upcalls that re-map or unmap
+ * the page under the loop. Its final registers, arithmetic flags and frames' sums, the
+ * instructions retired and the virtual time must be the interpreter's, with JS and with wasm
+ * blocks; the victim's frames hash the same.
  *
- * Mutations of Gen.reload (wasm only) fail it: EBX reloaded from EDX's word (all three loops'
- * registers), DONE reloaded one too high (the tick loop's: retired count, time, ticks), the
- * flag record's first operand from the second's word (the sub and cmp loops' carries). Not
- * reloading DONE at all fails nothing, nor can it: the call leaves IO_DONE as it was stored.
+ * Mutations of Gen.reload (wasm only) fail it: EBX reloaded from EDX's word (all four loops'
+ * registers, the 16-bit stack's push and pop among them), DONE reloaded one too high (the tick
+ * loop's: retired count, time, ticks), the flag record's first operand from the second's word
+ * (the sub and cmp loops' carries). Not reloading DONE at all fails nothing, nor can it: the
+ * call leaves IO_DONE as it was stored.
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { attackBeside, type RunKind } from "./support/attack.js";
 
-/** The guest's CHECK lines: 5 of setup, 2 after pt, 4 after pf, 1 binding, 4 after tick. */
-const CHECKS = 16;
+/** The guest's CHECK lines: 5 of setup, 2 after pt, 4 after pf, 2 of s16, 1 binding, 4 after tick. */
+const CHECKS = 18;
 
 function attack(kind: RunKind) {
   const r = attackBeside(kind, "reload", CHECKS);
@@ -30,7 +32,7 @@ function attack(kind: RunKind) {
 describe("a compiled block's reloaded locals under attack", () => {
   it("ptwr windows, #PF mid read-modify-write and upcalls re-mapping the page under hot loops: registers, flags, memory, retired count and time as interpreted; the victim untouched", () => {
     const a = attack("interp");
-    assert.equal(a.lines.length, 5, a.lines.join("\n"));
+    assert.equal(a.lines.length, 6, a.lines.join("\n"));
     assert.equal(a.blockInsns, 0, "the interpreter ran no block");
     for (const kind of ["js", "wasm"] as const) {
       const b = attack(kind);

@@ -9,11 +9,14 @@
  *   pf:   the RMW through the view clears the present bit of the entry mapping X; the next
  *         RMW, across the end of page Y into X, faults to our #PF handler mid read-modify-write,
  *         which sets the bit again through the view (another window) and returns to retry;
+ *   s16:  push and pop on a 16-bit stack (SS from our LDT), SP across a page end: the push and
+ *         pop imports, every one;
  *   tick: reads and RMWs across Y into X while our timer's upcall, every PERIOD_NS, maps Y to
  *         Y1, Y2 or nothing (the #PF handler maps Y1 back).
  * Each loop's registers and arithmetic flags and the frames' sums are printed (RES, SUM): the
  * test compares them with an interpreted run's.
  */
+#include "desc.h"
 #include "hostile.h"
 
 #define SLOT 0x100u
@@ -22,6 +25,7 @@
 #define N_PT 600u
 #define N_PF 600u
 #define N_TICK 8000u
+#define N_S16 2000u
 #define PERIOD_NS 20000ull
 #define FLAGS_ARITH 0x8D5u
 
@@ -85,11 +89,54 @@ LOOP_FN(loop_tick, "cmpl %ebx, %eax\n"
 
 extern char pf_rmw_at[];
 
+/*
+ * s16: push and pop on a 16-bit stack (SS from our LDT, B=0), SP across a page end: a compiled
+ * block takes the push and pop imports for every one (gen.ts push/pop's slow path). ESP and SS
+ * are saved in memory, the stack being switched under the loop.
+ */
+static u32 s16_ptr __attribute__((used)), s16_esp __attribute__((used)),
+	s16_eax __attribute__((used)), s16_ss __attribute__((used));
+__asm__(".pushsection .text\n.globl loop_s16\nloop_s16:\n"
+	"pushl %ebp\npushl %ebx\npushl %esi\npushl %edi\n"
+	"movl 20(%esp), %eax\nmovl %eax, s16_ptr\nmovl %esp, s16_esp\n"
+	"movl %ss, %ebx\nmovl %ebx, s16_ss\n"
+	"movl 4(%eax), %ebx\nmovl 8(%eax), %ecx\nmovl 12(%eax), %edx\n"
+	"movl 16(%eax), %esi\nmovl 20(%eax), %edi\nmovl 24(%eax), %ebp\n"
+	"movl 28(%eax), %esp\n"  /* the 16-bit stack's selector, passed in fl */
+	"movl %esp, %ss\nmovl $0x1002, %esp\n"
+	"movl 0(%eax), %eax\n"
+	"1:\n"
+	"addl %ebx, %eax\n"
+	"pushl %eax\n"
+	"adcl %edx, %ebx\n"
+	"popl %edx\n"
+	"xorl %ecx, %edx\n"
+	"pushl %ebx\n"
+	"sbbl %edx, %eax\n"
+	"popl %esi\n"
+	"adcl %esi, %ebp\n"
+	"roll $1, %ebx\n"
+	"decl %ecx\njnz 1b\n"
+	"pushfl\npopl %edi\n" /* EDI: the flags (its own value is not kept) */
+	"movl %eax, s16_eax\n"
+	"movl s16_ss, %eax\nmovl %eax, %ss\nmovl s16_esp, %esp\n"
+	"movl s16_ptr, %eax\n"
+	"movl %edi, 28(%eax)\nmovl s16_eax, %edi\nmovl %edi, 0(%eax)\n"
+	"movl %ebx, 4(%eax)\nmovl %ecx, 8(%eax)\nmovl %edx, 12(%eax)\n"
+	"movl %esi, 16(%eax)\nmovl $0, 20(%eax)\nmovl %ebp, 24(%eax)\n"
+	"popl %edi\npopl %esi\npopl %ebx\npopl %ebp\nret\n"
+	".popsection\n");
+void loop_s16(struct st *s);
+
+
+
 static u8 pair[2 * 4096] BSS_PAGE; /* page 0: data; page 1: the L1 l1, mapped read-only */
 static u8 l1b_page[4096] BSS_PAGE;  /* the L1 below it, mapped read-only */
 static u8 page_x[4096] BSS_PAGE;
 static u8 page_y1[4096] BSS_PAGE;
 static u8 page_y2[4096] BSS_PAGE;
+static u8 s16_area[2 * 4096] BSS_PAGE; /* the 16-bit stack segment's first 8 KiB */
+static u8 s16_ldt[4096] BSS_PAGE;
 static u32 l1, l1b, fx, fy1, fy2;
 static volatile u32 pf_x, pf_y, pf_bad, ticks, tick_rc, in_pf_loop;
 
@@ -209,6 +256,15 @@ void start_kernel(start_info_t *si)
 	CHECK_EQ(pf_x, N_PF, "pf_every_rmw_faulted_to_us");
 	CHECK_EQ(pf_bad, 0, "pf_at_the_rmw_write_not_present");
 	CHECK_EQ(view()[0], (fx << PAGE_SHIFT) | PTE_RW, "pf_entry_present_again");
+
+	/* s16: the 16-bit stack's push and pop, SP across a page end (events masked). */
+	desc_put(s16_ldt, 1, mkseg((u32)s16_area, 0xFFFF, ACC_R1_DATA | 1, 0));
+	CHECK_EQ(remap(s16_ldt, 1) | set_ldt((u32)s16_ldt, 2), 0, "s16_ldt");
+	init_st(&s, N_S16, 0, 0, 0x27182818);
+	s.fl = SEL_LDT(1, 1);
+	loop_s16(&s);
+	res("s16", &s);
+	CHECK_EQ(s.ecx, 0, "s16_loop_done");
 
 	/* tick: Y changes under the loop at every timer upcall. */
 	CHECK_EQ(evtchn_bind_virq(VIRQ_TIMER, &port), 0, "timer_bound");
