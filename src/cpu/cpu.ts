@@ -408,6 +408,22 @@ export class Cpu {
 
   loadSegmentCache(seg: number, selector: number, base: number, limit: number, attr: number): void {
     if (this.segCacheHolds(seg, selector, base, limit, attr)) return;
+    if (
+      (attr & 0x90) === 0x90 &&
+      ((this.segAttr[seg] ^ attr) & ~0x61) === 0 &&
+      this.segBase[seg] === (base | 0) &&
+      this.segLimit[seg] === (limit | 0)
+    ) {
+      // A present code or data descriptor that differs from the loaded one in its selector,
+      // DPL or accessed bit only (a ring change's CS and SS against the other ring's): the
+      // valid offsets below depend on none of them, so they and the check words stand.
+      this.segSel[seg] = selector & 0xffff;
+      this.segAttr[seg] = attr;
+      this.segChk[(seg << 5) + 1] = this.segSel[seg];
+      this.segChk[(seg << 5) + SEG_ATTR] = attr;
+      if (seg === CS) this.dropFetch();
+      return;
+    }
     const lim = limit >>> 0;
     const present = (attr & 0x80) !== 0;
     const system = (attr & 0x10) === 0;
@@ -577,10 +593,46 @@ export class Cpu {
    */
   held(x: unknown): void {
     if (x !== CPU_FAULT) throw x;
+    if (this.fVector === PF_VEC && this.faultInPlace && this.faultHook !== null && this.tookInPlace()) return;
     this.fPending = true;
     this.fRunEnd = this.runEnd;
     this.runEnd = 0;
   }
+
+  /**
+   * held()'s #PF offered to the faultHook at once, at the fault site, as faulted() would offer
+   * it on the run loop's next turn (nothing runs between the two: the loop and run() only
+   * unwind to it): rolled back, the exit fields, the hook. Taken (true), the block's caller
+   * goes on at the handler (a JS region, the run loop), to runStop, or ends the run when the
+   * hook asked (runEnd 0) or runStop is reached, as faulted()'s return does; declined, it is
+   * left pending, marked asked (faulted() does not ask again). Not under the debug loop, which
+   * takes every fault through run().
+   */
+  private tookInPlace(): boolean {
+    if (this.deliverThroughIdt || this.fTrap || this.fSoft || this.debugArmed()) return false;
+    this.eip = this.instrStart;
+    this.regs[ESP] = this.savedEsp;
+    this.exitReason = Exit.Exception;
+    this.exitVector = PF_VEC;
+    this.exitErrorCode = this.fError;
+    this.exitCr2 = this.cr2;
+    this.exitSoft = false;
+    if (!(this.faultHook as () => boolean)()) {
+      this.fAsked = true;
+      return false;
+    }
+    this.exitReason = Exit.Budget;
+    if (this.runEnd !== 0) this.runEnd = this.runStop;
+    this.faultsInPlace++;
+    return true;
+  }
+
+  /** The pending fault's faultHook was asked already (tookInPlace) and declined it. */
+  private fAsked = false;
+  /** held() offers a #PF to the faultHook at once (tests turn it off to compare with run()'s turn). */
+  faultInPlace = true;
+  /** #PFs the faultHook took at the fault site (tookInPlace). */
+  faultsInPlace = 0;
 
   /** Raises a trap or software interrupt: eip stays after the instruction. */
   trap(vector: number, errorCode: number, soft: boolean): never {
@@ -1529,7 +1581,9 @@ export class Cpu {
       this.exitCr2 = this.cr2;
       this.exitSoft = this.fSoft;
       const hook = this.faultHook;
-      if (hook === null || !hook()) return Exit.Exception;
+      const asked = this.fAsked;
+      this.fAsked = false;
+      if (hook === null || asked || !hook()) return Exit.Exception;
       this.exitReason = Exit.Budget;
       if (this.runEnd === 0 || this.retired >= this.runStop) return Exit.Budget;
       this.runEnd = this.runStop;

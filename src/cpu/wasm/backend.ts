@@ -467,33 +467,49 @@ export class WasmBackend {
   private chainEntry(w: BlockFn, at: number): BlockFn {
     const io = this.io;
     return (c) => {
-      const r0 = c.retired;
-      this.curSites = null;
-      this.enter(c);
-      io[IO_RBLOCKS] = 0;
-      io[IO_STOP] = 0;
-      io[IO_HOPS] = 0;
-      this.end0 = c.runEnd;
-      this.drops0 = c.fetchDrops;
+      let again = false;
+      let r0: number;
       let n: number;
-      try {
-        n = this.runChain(
-          Math.min(c.runEnd - r0, MAX_LEFT),
-          c.fetchBase,
-          at,
-          c.linkPages && this.hop ? 1 : 0,
-        );
-      } catch (x) {
-        this.chainFault(c, r0);
-        c.held(x);
-        return;
-      }
-      if (io[IO_FAULT] !== 0) {
-        // A #PF an import returned (the block returned -1, and the chain at IO_STOP).
-        io[IO_FAULT] = 0;
-        this.chainFault(c, r0);
-        c.held(CPU_FAULT);
-        return;
+      for (;;) {
+        r0 = c.retired;
+        this.curSites = null;
+        this.enter(c);
+        io[IO_RBLOCKS] = 0;
+        io[IO_STOP] = 0;
+        io[IO_HOPS] = 0;
+        this.end0 = c.runEnd;
+        this.drops0 = c.fetchDrops;
+        try {
+          n = this.runChain(
+            Math.min(c.runEnd - r0, MAX_LEFT),
+            c.fetchBase,
+            at,
+            c.linkPages && this.hop ? 1 : 0,
+          );
+        } catch (x) {
+          this.chainFault(c, r0);
+          c.held(x);
+          return;
+        }
+        if (io[IO_FAULT] !== 0) {
+          // A #PF an import returned (the block returned -1, and the chain at IO_STOP).
+          io[IO_FAULT] = 0;
+          this.chainFault(c, r0);
+          c.held(CPU_FAULT);
+          // Bounced at the site (Cpu.tookInPlace), the run going on and the fetch window kept
+          // (CS, CPL, the TLB as the chain took them): the chain again, at the handler, as the
+          // JS region would enter it there (its hop from the region's page; the region's count).
+          if (c.runEnd === 0 || c.fetchDrops !== this.drops0 || c.retired >= c.runEnd) return;
+          again = true;
+          c.regionBlocks++;
+          continue;
+        }
+        if (again && io[IO_RBLOCKS] === 0) {
+          // No chained block at the handler: the region goes on there.
+          c.regionBlocks--;
+          return;
+        }
+        break;
       }
       if (io[IO_BAIL] !== 0) {
         // The last block did not start (a segment it took as flat is not): the chain's state
