@@ -5,13 +5,22 @@
  *   the lowest id on ties) and horizon, checked at every call of a three-CPU run against the
  *   scans they replace, each CPU picked and each bounding another's horizon;
  * - the machine interrupt controller's next periodic edge, asked by the run loop only when a
- *   periodic device is attached: with one attached, every edge is seen at its due time.
+ *   periodic device is attached: with one attached, every edge is seen at its due time;
+ * - a region's call into a page the switch's TLB flush dropped (Cpu.hopFetch walks it when the
+ *   run loop's fetch would): the same run as with every crossing back in the run loop
+ *   (linkPages off), retired counts, virtual time and every domain's frames, and the idle
+ *   tick's two calls into other pages go on in the region; and never at a run's end, where the
+ *   run loop would not fetch (a loop calling into a page whose accessed bit it clears and whose
+ *   TLB entry it drops, in slices of 1 to 16: the PTE after every slice as the interpreter's).
  * Mutations (dist copy), each failing it: pickCpu from index 2, or taking the last of equals;
- * horizon from index 1; the run loop never asking the periodic edge (54 of 200 edges seen).
+ * horizon from index 1; the run loop never asking the periodic edge (54 of 200 edges seen);
+ * hopFetch never walking (0 hops walked); hopFetch walking at the run's end too.
  */
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
+import { Cpu } from "../src/cpu/cpu.js";
+import { CR0_PG, ESP, Exit } from "../src/cpu/regs.js";
 import { launchDomain } from "../src/tools/launch.js";
 import type { Domain } from "../src/xen/domain.js";
 import { Hypervisor } from "../src/xen/hypervisor.js";
@@ -119,5 +128,95 @@ describe("scale: the run loop's per-turn paths", () => {
     // Seen at the turn that reaches it: within a cycle (cyclesAt rounds up to whole cycles).
     assert.ok(worst < hv.clock.ns(1) + 1e-6, `an edge seen ${worst} ns after its due time`);
     victimIntact();
+  });
+
+  it("a region's call into a page missing from the TLB goes on in the region, as the run loop's fetch would go", () => {
+    const run = (linkPages: boolean) => {
+      const { hv, idle, victimIntact } = machine(1);
+      const cpu = hv.cpu;
+      cpu.linkPages = linkPages;
+      const hop = cpu.hopFetch.bind(cpu);
+      let walked = 0;
+      cpu.hopFetch = () => {
+        const lin = (cpu.segBase[1] + cpu.eip) | 0;
+        const missed = (cpu.tlb[lin >>> 12] & cpu.rdMask) === 0;
+        const e = hop();
+        if (missed && e !== 0) walked++;
+        return e;
+      };
+      hv.run(hv.nowNs() + 100e6);
+      const r0 = cpu.regionRuns;
+      const t0 = idle.map((d) => d.vcpus[0].cpuTimeNs);
+      hv.run(hv.nowNs() + 100e6);
+      victimIntact();
+      return {
+        retired: cpu.retired,
+        now: hv.nowNs(),
+        cpuTimeNs: idle.map((d) => d.vcpus[0].cpuTimeNs),
+        frames: idle.map((d) => frameHashes(hv, d.pages)),
+        ticks: idle.map((d, i) => d.vcpus[0].cpuTimeNs - t0[i]),
+        regionRuns: cpu.regionRuns - r0,
+        walked,
+      };
+    };
+    const linked = run(true);
+    const unlinked = run(false);
+    assert.equal(linked.retired, unlinked.retired, "instructions retired");
+    assert.equal(linked.now, unlinked.now, "virtual time");
+    assert.deepEqual(linked.cpuTimeNs, unlinked.cpuTimeNs, "the domains' CPU time");
+    for (let i = 0; i < 2; i++) assert.deepEqual(linked.frames[i], unlinked.frames[i], `idle${i}'s frames`);
+    // 1 ms ticks, 100 ms: ~100 switches each, every one flushing the TLB.
+    assert.ok(linked.walked >= 300, `${linked.walked} hops walked a page the TLB had lost`);
+    assert.equal(unlinked.walked, 0, "no hop with linkPages off");
+    // Two region entries a tick (the upcall's and the block's run), not four.
+    assert.ok(linked.regionRuns <= 2.2 * 200, `${linked.regionRuns} region runs for ~200 ticks`);
+  });
+
+  it("a hop walks only where the run loop would fetch next: never at the run's end", () => {
+    const PD = 0x80000;
+    const PT = 0x81000;
+    const V = 0x5000;
+    const N = 300;
+    const le = (v: number) => [v & 0xff, (v >>> 8) & 0xff, (v >>> 16) & 0xff, v >>> 24];
+    const pteV = PT + (V >>> 12) * 4;
+    // 0x1000 mov ecx,N; loop: and dword [pteV],~0x20 (A cleared); invlpg [V]; call V; dec ecx;
+    // jnz loop; hlt. V: add eax,ecx; ret.
+    const code = [
+      [0xb9, ...le(N)],
+      [0x81, 0x25, ...le(pteV), ...le(~0x20 >>> 0)],
+      [0x0f, 0x01, 0x3d, ...le(V)],
+      [0xe8, ...le((V - 0x101b) >>> 0)],
+      [0x49, 0x75, (0x1005 - 0x101e) & 0xff, 0xf4],
+    ].flat();
+    const run = (linked: boolean, slice: number) => {
+      const cpu = new Cpu(new Uint8Array(1 << 20));
+      cpu.resetFlat32();
+      const mem = new DataView(cpu.mem8.buffer);
+      mem.setUint32(PD, PT | 3, true);
+      for (let p = 0; p < 256; p++) mem.setUint32(PT + p * 4, (p << 12) | 3, true);
+      cpu.mem8.set(code, 0x1000);
+      cpu.mem8.set([0x01, 0xc8, 0xc3], V);
+      cpu.setCr3(PD);
+      cpu.setCr0(cpu.cr0 | CR0_PG);
+      cpu.eip = 0x1000;
+      cpu.regs[ESP] = 0x9000;
+      cpu.blockThreshold = linked ? 2 : 0;
+      cpu.regionThreshold = linked ? 2 : 0;
+      const after: number[] = [];
+      for (let i = 0; i < 10_000; i++) {
+        const exit = cpu.run(slice);
+        after.push(cpu.retired, cpu.eip, cpu.regs[0], mem.getUint32(pteV, true), cpu.cr2);
+        if (exit !== Exit.Budget) break;
+      }
+      return { after, hops: cpu.regionHops };
+    };
+    let hops = 0;
+    for (let slice = 1; slice <= 16; slice++) {
+      const a = run(false, slice);
+      const b = run(true, slice);
+      assert.deepEqual(b.after, a.after, `slices of ${slice}: retired, EIP, EAX, V's PTE, CR2 after each`);
+      hops += b.hops;
+    }
+    assert.ok(hops > 1000, `${hops} hops into the page the loop drops from the TLB`);
   });
 });

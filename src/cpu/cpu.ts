@@ -1974,18 +1974,28 @@ export class Cpu {
 
   /**
    * For a region leaving its page (blocks.ts): moves the fetch window to the page of CS:EIP
-   * when fetchSlot would find it without walking, faulting or decoding (EIP inside the CS
-   * limit, the page in the TLB for a fetch at this CPL, its frame's instructions decoded, one
-   * at EIP), and returns the slotOf entry there; otherwise 0, the window left as it was (the
-   * run loop fetches as usual). The TLB and the frame's decode block are the current mapping
-   * and code: a remap, flush or code write has already dropped what they held.
+   * when fetchSlot would find it without faulting or decoding (EIP inside the CS limit, the
+   * page mapped for a fetch at this CPL, its frame's instructions decoded, one at EIP), and
+   * returns the slotOf entry there; otherwise 0, the window left as it was (the run loop
+   * fetches as usual). The TLB and the frame's decode block are the current mapping and code:
+   * a remap, flush or code write has already dropped what they held. A page not in the TLB is
+   * walked here (reach: a #PF is recorded, not thrown, and the run loop's fetch then walks
+   * again and takes it) only when the run loop would fetch next, so the walk is the one its
+   * fetch would make: not at the run's end (nor under the debug loop, whose runs end at each
+   * instruction, so its host debugger sees each access in its turn). An idle tick's calls into
+   * two other pages found them flushed by the switch: each was a return to the run loop, its
+   * fetch and a region entered again.
    */
   hopFetch(): number {
     const eip = this.eip;
     if (eip >>> 0 > this.segHi[CS]) return 0;
     const lin = (this.segBase[CS] + eip) | 0;
-    const t = this.tlb[lin >>> 12];
-    if ((t & this.rdMask) === 0) return 0;
+    let t = this.tlb[lin >>> 12];
+    if ((t & this.rdMask) === 0) {
+      if (this.retired >= this.runEnd || !this.reach(lin, false)) return 0;
+      t = this.tlb[lin >>> 12];
+      if ((t & this.rdMask) === 0) return 0;
+    }
     const frame = t >>> 12;
     if (frame >= this.codePage.length) return 0;
     const block = this.dc.blockOf(frame);
