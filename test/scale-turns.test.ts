@@ -11,10 +11,15 @@
  *   (linkPages off), retired counts, virtual time and every domain's frames, and the idle
  *   tick's two calls into other pages go on in the region; and never at a run's end, where the
  *   run loop would not fetch (a loop calling into a page whose accessed bit it clears and whose
- *   TLB entry it drops, in slices of 1 to 16: the PTE after every slice as the interpreter's).
+ *   TLB entry it drops, in slices of 1 to 16: the PTE after every slice as the interpreter's);
+ * - the switch-in's TLB refill (Cpu.tlbRefill): two data pages of a switched-out domain swapped
+ *   (PTEs and contents) at each of its switch-outs, the run the same as unswapped and as
+ *   without the refill (retired counts, virtual time, CPU time, frames), every swapped page
+ *   refilled with its new frame.
  * Mutations (dist copy), each failing it: pickCpu from index 2, or taking the last of equals;
  * horizon from index 1; the run loop never asking the periodic edge (54 of 200 edges seen);
- * hopFetch never walking (0 hops walked); hopFetch walking at the run's end too.
+ * hopFetch never walking (0 hops walked); hopFetch walking at the run's end too; the switch-in
+ * restoring the entries the switch-out held (idle1 runs on through the swapped frames and stops).
  */
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
@@ -135,6 +140,9 @@ describe("scale: the run loop's per-turn paths", () => {
       const { hv, idle, victimIntact } = machine(1);
       const cpu = hv.cpu;
       cpu.linkPages = linkPages;
+      // The switch-in's refill (Cpu.tlbRefill) enters the pages again before the upcall calls
+      // into them: off here, so each switch loses them, as the hop's walk is for.
+      cpu.tlbRefill = () => {};
       const hop = cpu.hopFetch.bind(cpu);
       let walked = 0;
       cpu.hopFetch = () => {
@@ -170,6 +178,96 @@ describe("scale: the run loop's per-turn paths", () => {
     assert.equal(unlinked.walked, 0, "no hop with linkPages off");
     // Two region entries a tick (the upcall's and the block's run), not four.
     assert.ok(linked.regionRuns <= 2.2 * 200, `${linked.regionRuns} region runs for ~200 ticks`);
+  });
+
+  it("a switch-in refills the TLB from the tables as they are: two pages swapped while out are read swapped", () => {
+    /**
+     * At every switch-out of idle1 a host writer (as dom0's foreign mmu_update would, or a
+     * balloon or grant path) swaps two of its data pages the TLB held, PTE frames and contents
+     * alike: the guest reads and writes the same bytes at the same addresses, through the
+     * other frame. A refill from anything kept (or a CR3 load that kept the TLB) reads and
+     * writes the frame the page had before the swap.
+     */
+    const run = (refill: boolean, swap: boolean) => {
+      const { hv, idle, victimIntact } = machine(1);
+      const cpu = hv.cpu;
+      const ctx = idle[1].vcpus[0].context;
+      assert.ok(ctx !== null);
+      const kept = ctx as unknown as { words: Int32Array; pages: number };
+      const pteAddr = (va: number) => {
+        const pde = cpu.physRead32((ctx.cr3 & ~0xfff) | ((va >>> 20) & 0xffc));
+        return (pde & ~0xfff) | ((va >>> 10) & 0xffc);
+      };
+      let pair: number[] = [];
+      let swaps = 0;
+      let refilledNew = 0;
+      const save = ctx.save.bind(ctx);
+      ctx.save = (c: Cpu) => {
+        save(c);
+        if (!swap) return;
+        if (pair.length === 0) {
+          // Two data pages of the guest's own the TLB held: writable, no decoded code.
+          const pages = Array.from(kept.words.subarray(48, 48 + kept.pages));
+          pair = pages
+            .filter((vp) => vp < 0xf0000 && (cpu.physRead32(pteAddr(vp << 12)) & 0x43) === 0x43)
+            .filter((vp) => cpu.codePage[cpu.physRead32(pteAddr(vp << 12)) >>> 12] === 0)
+            .slice(0, 2);
+          if (pair.length < 2) return;
+        }
+        const [pa, qa] = pair.map((vp) => pteAddr(vp << 12));
+        const [p, q] = [cpu.physRead32(pa), cpu.physRead32(qa)];
+        const [fp, fq] = [p >>> 12, q >>> 12];
+        for (let i = 0; i < 1024; i++) {
+          const t = cpu.mem32[(fp << 10) + i];
+          cpu.mem32[(fp << 10) + i] = cpu.mem32[(fq << 10) + i];
+          cpu.mem32[(fq << 10) + i] = t;
+        }
+        cpu.physWrite32(pa, (q & ~0xfff) | (p & 0xfff));
+        cpu.physWrite32(qa, (p & ~0xfff) | (q & 0xfff));
+        swaps++;
+      };
+      if (!refill) cpu.tlbRefill = () => {};
+      else {
+        const fill = cpu.tlbRefill.bind(cpu);
+        cpu.tlbRefill = (w, at, n) => {
+          fill(w, at, n);
+          if (cpu.cr3 !== ctx.cr3 || pair.length < 2) return;
+          for (const vp of pair) {
+            const e = cpu.tlb[vp];
+            if (e === 0) continue;
+            assert.equal(
+              e >>> 12,
+              cpu.physRead32(pteAddr(vp << 12)) >>> 12,
+              "a refilled page's frame is its PTE's",
+            );
+            refilledNew++;
+          }
+        };
+      }
+      hv.run(hv.nowNs() + 150e6);
+      victimIntact();
+      return {
+        retired: cpu.retired,
+        now: hv.nowNs(),
+        cpuTimeNs: idle.map((d) => d.vcpus[0].cpuTimeNs),
+        frames: idle.map((d) => frameHashes(hv, d.pages)),
+        swaps,
+        refilledNew,
+      };
+    };
+    const plain = run(true, false);
+    const swapped = run(true, true);
+    const flushed = run(false, true);
+    // 1 ms ticks for 150 ms: a switch-out of idle1 each.
+    assert.ok(swapped.swaps >= 100, `${swapped.swaps} swaps`);
+    assert.ok(swapped.refilledNew >= 150, `${swapped.refilledNew} swapped pages refilled`);
+    for (const r of [swapped, flushed]) {
+      assert.equal(r.retired, plain.retired, "instructions retired");
+      assert.equal(r.now, plain.now, "virtual time");
+      assert.deepEqual(r.cpuTimeNs, plain.cpuTimeNs, "the domains' CPU time");
+    }
+    for (let i = 0; i < 2; i++) assert.deepEqual(swapped.frames[i], flushed.frames[i], `idle${i}'s frames`);
+    assert.deepEqual(swapped.frames[0], plain.frames[0], "idle0's frames");
   });
 
   it("a hop walks only where the run loop would fetch next: never at the run's end", () => {

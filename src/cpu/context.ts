@@ -12,15 +12,21 @@ const BASE = 16;
 const LIMIT = 24;
 const ATTR = 32;
 const DR = 40;
+/** The linear pages the TLB held at the last save (Cpu.tlbPages), refilled at a restore. */
+const PAGES = 48;
+const PAGES_MAX = 32;
 
 export class CpuContext {
   /**
    * The saved registers, segment caches and debug registers, one array: an idle domain's
    * context is cold when its tick switches to it (tsxend sleeps between ticks and the host's
    * caches are evicted meanwhile), and six arrays of their own were six objects and six
-   * element stores to fetch, where this is one object and three cache lines.
+   * element stores to fetch, where this is one object and three cache lines (the kept TLB
+   * pages two more).
    */
-  private readonly words = new Int32Array(48);
+  private readonly words = new Int32Array(PAGES + PAGES_MAX);
+  /** How many of words[PAGES..] the last save kept. */
+  private pages = 0;
   readonly regs = this.words.subarray(REGS, REGS + 8);
   eip = 0;
   eflags = 0;
@@ -55,6 +61,7 @@ export class CpuContext {
     save8(w, LIMIT, cpu.segLimit);
     save8(w, ATTR, cpu.segAttr);
     save8(w, DR, cpu.dr);
+    this.pages = cpu.tlbPages(w, PAGES, PAGES_MAX);
     this.eip = cpu.eip;
     this.cpl = cpu.cpl;
     this.cr0 = cpu.cr0;
@@ -117,6 +124,9 @@ export class CpuContext {
     cpu.idtrLimit = this.idtrLimit;
     restore8(cpu.dr, w, DR);
     cpu.setCr3(this.cr3);
+    // The CR3 load's flush dropped every entry; the pages this vcpu last used are walked again
+    // from its tables as they are now (an idle tick's eight walks), where a walk writes nothing.
+    cpu.tlbRefill(w, PAGES, this.pages);
   }
 }
 

@@ -85,6 +85,20 @@ export { TLB_SUP_READ, TLB_SUP_WRITE, TLB_USER_READ, TLB_USER_WRITE } from "./tl
 
 const TLB_LIST_MAX = 4096;
 
+/**
+ * A TLB entry's bits for a walk's combined RW and US of both levels and the PTE's dirty bit:
+ * writes through the TLB only once the dirty bit is set, so the first write walks.
+ */
+function tlbBits(perm: number, cr0: number): number {
+  let bits = TLB_SUP_READ;
+  if (perm & PTE_US) bits |= TLB_USER_READ;
+  if (perm & PTE_D) {
+    if (perm & PTE_RW || (cr0 & CR0_WP) === 0) bits |= TLB_SUP_WRITE;
+    if (perm & PTE_RW && perm & PTE_US) bits |= TLB_USER_WRITE;
+  }
+  return bits;
+}
+
 /** DR6: breakpoint conditions B0-B3 and single step (BS). */
 export const DR6_BS = 1 << 14;
 /** A host debugger attached to a Cpu (cpu.hostDebug); see loopDebug and translate. */
@@ -781,18 +795,67 @@ export class Cpu {
       else perm &= ~PTE_D;
     }
     if (frame >>> 0 < this.memSize) {
-      let bits = TLB_SUP_READ;
-      if (perm & PTE_US) bits |= TLB_USER_READ;
-      // Writes through the TLB only once the dirty bit is set, so the first write walks.
-      if (perm & PTE_D) {
-        if (perm & PTE_RW || (this.cr0 & CR0_WP) === 0) bits |= TLB_SUP_WRITE;
-        if (perm & PTE_RW && perm & PTE_US) bits |= TLB_USER_WRITE;
-      }
       const hd = this.hostDebug;
       if (hd?.watchPages.has(lin >>> 12)) hd.access(lin, write);
-      else this.tlbInsert(lin, frame, bits);
+      else this.tlbInsert(lin, frame, tlbBits(perm, this.cr0));
     }
     return frame | (lin & 0xfff);
+  }
+
+  /**
+   * Up to max linear pages the TLB holds, into out from index at; returns how many. A vcpu's
+   * switch-out keeps them (CpuContext.save) as the pages its next switch-in enters again
+   * (tlbRefill): an idle tick walks the same eight after the switch's flush. None when the list
+   * overflowed (a busy address space: the refill would cost more than its walks save).
+   */
+  tlbPages(out: Int32Array, at: number, max: number): number {
+    const n = this.tlbCount;
+    if (n >= TLB_LIST_MAX) return 0;
+    const tlb = this.tlb;
+    const list = this.tlbList;
+    let k = 0;
+    for (let i = 0; i < n && k < max; i++) {
+      const vp = list[i];
+      if (tlb[vp] !== 0) out[at + k++] = vp;
+    }
+    return k;
+  }
+
+  /**
+   * Enters for the n linear pages at out[at..] the translation a walk would enter now with
+   * nothing to write: each read from the page tables as they are at this call (PDE and PTE
+   * present with their accessed bits set, a writable entry only with the dirty bit set), never
+   * from anything saved, so no writer of a table, frame or type needs to know the pages were
+   * kept. An entry so made is the one the page's first access would walk to, with no side
+   * effect skipped; a page whose walk would write or fault is left to walk (4 MiB pages, pages
+   * a host debugger watches and frames outside memory too). A watched frame gets no write bits.
+   */
+  tlbRefill(pages: Int32Array, at: number, n: number): void {
+    if ((this.cr0 & CR0_PG) === 0 || this.hostDebug !== null) return;
+    const m = this.mem32;
+    const tlb = this.tlb;
+    const size = this.memSize;
+    const dir = this.cr3 & ~0xfff;
+    const pse = (this.cr4 & CR4_PSE) !== 0;
+    const cr0 = this.cr0;
+    const watch = this.writeWatch;
+    for (let i = at; i < at + n; i++) {
+      const vp = pages[i];
+      if (tlb[vp] !== 0) continue;
+      const pdeAddr = dir | ((vp >>> 8) & 0xffc);
+      if (pdeAddr >>> 0 >= size) continue;
+      const pde = m[pdeAddr >>> 2];
+      if ((pde & (PTE_P | PTE_A)) !== (PTE_P | PTE_A) || (pse && (pde & PTE_PS) !== 0)) continue;
+      const pteAddr = (pde & ~0xfff) | ((vp & 0x3ff) << 2);
+      if (pteAddr >>> 0 >= size) continue;
+      const pte = m[pteAddr >>> 2];
+      if ((pte & (PTE_P | PTE_A)) !== (PTE_P | PTE_A)) continue;
+      const frame = pte & ~0xfff;
+      if (frame >>> 0 >= size) continue;
+      let perm = (pde & pte & (PTE_RW | PTE_US)) | (pte & PTE_D);
+      if (watch !== null && watch[frame >>> 12] !== 0) perm &= ~PTE_D;
+      this.tlbInsert(vp << 12, frame, tlbBits(perm, cr0));
+    }
   }
 
   /** A #PF recorded by translate(hold) since reach() cleared it. */
