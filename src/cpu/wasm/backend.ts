@@ -24,6 +24,7 @@ import {
   IO_FLAGS,
   IO_FLAT,
   IO_HOPS,
+  IO_LOOKUPS,
   IO_LZA,
   IO_LZB,
   IO_LZOP,
@@ -85,7 +86,7 @@ interface Known {
   key: string;
   /** The body until it is compiled or placed as another's twin (null after). */
   body: number[] | null;
-  /** Ends in iret (CS, CPL or the debug state may change): never chained. */
+  /** Ends in iret: chained unless chainIret is off. */
   iret: boolean;
   /** The JS region table holding it (link), and its slotOf index (frame block + page offset). */
   tab: RegionTab | null;
@@ -143,6 +144,11 @@ export class WasmBackend {
    * (Cpu.linkPages; off: it returns to the JS region at each crossing).
    */
   hop = true;
+  /**
+   * Blocks ending in iret are chained (link(); off, tests: the JS region calls them, and the
+   * chain stops before them).
+   */
+  chainIret = true;
   // Counters, for tests and benches.
   runs = 0;
   blocks = 0;
@@ -201,6 +207,8 @@ export class WasmBackend {
   chainRuns = 0;
   /** Page crossings a chain took inside wasm (also counted in Cpu.regionHops). */
   chainHops = 0;
+  /** Page-map lookups chains made (gen.ts chainBody; a two-block cycle's transfers make none). */
+  chainLookups = 0;
   /** #PFs taken by a memory import and returned to the wrapper, not thrown (tests, benches). */
   heldFaults = 0;
   /** Block runs that did not start, a segment they took as flat not being so (run as JS). */
@@ -444,7 +452,11 @@ export class WasmBackend {
     if (frame >= 0 && frame < this.chainPages.length) this.chainPages[frame] = (blockOff >>> 12) + 1;
     for (let j = 0; j < slots.length; j++) {
       const k = this.known.get(slots[j]);
-      if (k === undefined || k.iret || k.id === 0) continue;
+      // A block ending in iret is chained too: an iret that changes CS or CPL (or arms the
+      // debug state: the run's end) stops the chain as any such import does (IO_STOP), and
+      // one at the same level and CS goes on at its return address, on this page or, through
+      // the hop's checks, another, as the JS region would after it.
+      if (k === undefined || k.id === 0 || (k.iret && !this.chainIret)) continue;
       k.tab = t;
       k.pos = blockOff + offs[j];
       const i = t.X[offs[j]];
@@ -477,6 +489,7 @@ export class WasmBackend {
         io[IO_RBLOCKS] = 0;
         io[IO_STOP] = 0;
         io[IO_HOPS] = 0;
+        io[IO_LOOKUPS] = 0;
         this.end0 = c.runEnd;
         this.drops0 = c.fetchDrops;
         try {
@@ -556,6 +569,7 @@ export class WasmBackend {
     this.chainRuns += n - 1;
     c.regionHops += io[IO_HOPS];
     this.chainHops += io[IO_HOPS];
+    this.chainLookups += io[IO_LOOKUPS];
   }
 
   /** The io words for a block or region entered at the Cpu's state. */
