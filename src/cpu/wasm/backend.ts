@@ -24,7 +24,6 @@ import {
   IO_FLAGS,
   IO_FLAT,
   IO_HOPS,
-  IO_LOOKUPS,
   IO_LZA,
   IO_LZB,
   IO_LZOP,
@@ -207,8 +206,6 @@ export class WasmBackend {
   chainRuns = 0;
   /** Page crossings a chain took inside wasm (also counted in Cpu.regionHops). */
   chainHops = 0;
-  /** Page-map lookups chains made (gen.ts chainBody; a two-block cycle's transfers make none). */
-  chainLookups = 0;
   /** #PFs taken by a memory import and returned to the wrapper, not thrown (tests, benches). */
   heldFaults = 0;
   /** Block runs that did not start, a segment they took as flat not being so (run as JS). */
@@ -489,7 +486,6 @@ export class WasmBackend {
         io[IO_RBLOCKS] = 0;
         io[IO_STOP] = 0;
         io[IO_HOPS] = 0;
-        io[IO_LOOKUPS] = 0;
         this.end0 = c.runEnd;
         this.drops0 = c.fetchDrops;
         try {
@@ -569,7 +565,6 @@ export class WasmBackend {
     this.chainRuns += n - 1;
     c.regionHops += io[IO_HOPS];
     this.chainHops += io[IO_HOPS];
-    this.chainLookups += io[IO_LOOKUPS];
   }
 
   /** The io words for a block or region entered at the Cpu's state. */
