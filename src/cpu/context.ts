@@ -79,6 +79,7 @@ export class CpuContext {
   /** Puts this state on the CPU; the CPU gets a copy of the x87 state, a unit of its own. */
   restore(cpu: Cpu): void {
     this.restoreRegisters(cpu);
+    cpu.tlbRefill(this.words, PAGES, this.pages);
     // Never copied into the unit on the CPU: after switchIn that unit is another context's.
     const own = new Fpu();
     own.copyFrom(this.fpu);
@@ -88,6 +89,7 @@ export class CpuContext {
   /** restore() for a host switching to this context: the CPU runs on this context's x87 unit. */
   switchIn(cpu: Cpu): void {
     this.restoreRegisters(cpu);
+    cpu.tlbRefill(this.words, PAGES, this.pages);
     cpu.fpu = this.fpu;
   }
 
@@ -123,10 +125,11 @@ export class CpuContext {
     cpu.idtrBase = this.idtrBase;
     cpu.idtrLimit = this.idtrLimit;
     restore8(cpu.dr, w, DR);
+    // The CR3 load's flush drops every entry: restore and switchIn then enter again the pages
+    // this vcpu last used, from its tables as they are now (an idle tick's walks), where a walk
+    // would write nothing. Not here: restoreRegisters stays small enough for V8 to inline its
+    // helpers (with the refill in it, the flush and a segment load were calls).
     cpu.setCr3(this.cr3);
-    // The CR3 load's flush dropped every entry; the pages this vcpu last used are walked again
-    // from its tables as they are now (an idle tick's eight walks), where a walk writes nothing.
-    cpu.tlbRefill(w, PAGES, this.pages);
   }
 }
 

