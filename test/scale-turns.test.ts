@@ -53,6 +53,16 @@ function machine(cpus: number) {
   return { hv, idle, victimIntact };
 }
 
+/** What a run leaves: instructions retired, virtual time, each idle domain's CPU time and frames. */
+function outcome(hv: Hypervisor, idle: Domain[]) {
+  return {
+    retired: hv.cpu.retired,
+    now: hv.nowNs(),
+    cpuTimeNs: idle.map((d) => d.vcpus[0].cpuTimeNs),
+    frames: idle.map((d) => frameHashes(hv, d.pages)),
+  };
+}
+
 describe("scale: the run loop's per-turn paths", () => {
   it("pickCpu and horizon answer as the scans they replace, on three CPUs", () => {
     const { hv, idle, victimIntact } = machine(3);
@@ -158,10 +168,7 @@ describe("scale: the run loop's per-turn paths", () => {
       hv.run(hv.nowNs() + 100e6);
       victimIntact();
       return {
-        retired: cpu.retired,
-        now: hv.nowNs(),
-        cpuTimeNs: idle.map((d) => d.vcpus[0].cpuTimeNs),
-        frames: idle.map((d) => frameHashes(hv, d.pages)),
+        ...outcome(hv, idle),
         ticks: idle.map((d, i) => d.vcpus[0].cpuTimeNs - t0[i]),
         regionRuns: cpu.regionRuns - r0,
         walked,
@@ -247,10 +254,7 @@ describe("scale: the run loop's per-turn paths", () => {
       hv.run(hv.nowNs() + 150e6);
       victimIntact();
       return {
-        retired: cpu.retired,
-        now: hv.nowNs(),
-        cpuTimeNs: idle.map((d) => d.vcpus[0].cpuTimeNs),
-        frames: idle.map((d) => frameHashes(hv, d.pages)),
+        ...outcome(hv, idle),
         swaps,
         refilledNew,
       };
