@@ -20,14 +20,11 @@
  * the iret goes through to ring 3 (no crash: this case fails).
  */
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
 import { iretInlineCount } from "../src/cpu/segments.js";
-import { launchDomain } from "../src/tools/launch.js";
 import { DomainState } from "../src/xen/domain.js";
-import { assertGuestPassed, consoleMachine } from "./support/console.js";
-import { guestPath } from "./support/guests.js";
-import { frameHashes, launchVictim } from "./support/victim.js";
+import { besideVictim } from "./support/attack.js";
+import { assertGuestPassed } from "./support/console.js";
 
 /** The guest's CHECK lines (its table of selectors included). */
 const CHECKS = 60;
@@ -40,23 +37,16 @@ const EDGE_CHECKS = 12;
  * untouched and alive.
  */
 function attack(backend: "wasm" | "js", memoryMiB: number, cmdline: string) {
-  const m = consoleMachine(64);
-  m.hv.cpu.backend = backend;
-  const victim = launchVictim(m);
-  const before = frameHashes(m.hv, victim.pages);
+  const b = besideVictim(backend);
   const n0 = iretInlineCount();
-  const d = launchDomain(m.hv, {
-    name: "iret",
-    image: readFileSync(guestPath("hostile_iret_frames")),
-    memoryMiB,
-    cmdline,
-  }).domain;
-  let r = m.hv.run(m.hv.nowNs() + 1_000_000);
-  for (let i = 0; i < 4000 && d.state === DomainState.Running && !/DONE/.test(m.out.get(d) ?? ""); i++)
-    r = m.hv.run(m.hv.nowNs() + 1_000_000);
-  assert.deepEqual(frameHashes(m.hv, victim.pages), before, "the victim's frames");
-  assert.equal(victim.state, DomainState.Running, "the victim is alive");
-  return { d, r, text: m.out.get(d) ?? "", inline: iretInlineCount() - n0 };
+  const d = b.launch({ guest: "hostile_iret_frames", name: "iret", memoryMiB, cmdline });
+  const r = b.runUntil(
+    (r) => r !== null && (d.state !== DomainState.Running || /DONE/.test(b.text(d))),
+    4001,
+  );
+  assert.ok(r !== null);
+  b.assertVictimIntact();
+  return { d, r, text: b.text(d), inline: iretInlineCount() - n0 };
 }
 
 describe("the inline iret under attack", () => {

@@ -23,13 +23,10 @@
  * domain reads its own descriptor in 40 of 120 checks).
  */
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
-import { launchDomain } from "../src/tools/launch.js";
 import { DomainState, type Vcpu } from "../src/xen/domain.js";
-import { assertGuestPassed, consoleMachine } from "./support/console.js";
-import { guestPath } from "./support/guests.js";
-import { frameHashes, launchVictim } from "./support/victim.js";
+import { attackBeside, besideVictim } from "./support/attack.js";
+import { assertGuestPassed } from "./support/console.js";
 
 /** The guest's CHECK lines: 2 of setup, 7 a round for 8 rounds, 4 totals, 3 of the smaller
  * LDT, 11 of the in-use page's unmapping and 2 after. */
@@ -38,36 +35,17 @@ const CHECKS = 76;
 describe("the shadow LDT's flush under attack", () => {
   for (const backend of ["wasm", "js"] as const)
     it(`${backend} blocks: selector loads read the LDT in force, never a stale shadow-LDT translation of the old or a forged frame; the victim untouched`, () => {
-      const m = consoleMachine(64);
-      m.hv.cpu.backend = backend;
-      const victim = launchVictim(m);
-      const before = frameHashes(m.hv, victim.pages);
-      const image = readFileSync(guestPath("hostile_ldt_flush"));
-      const d = launchDomain(m.hv, { name: "ldtflush", image, memoryMiB: 4 }).domain;
-      for (let i = 0; i < 2000 && !/DONE/.test(m.out.get(d) ?? ""); i++) m.hv.run(m.hv.nowNs() + 1_000_000);
-      const text = m.out.get(d) ?? "";
-      assertGuestPassed(text);
-      assert.match(text, new RegExp(`DONE passed=${CHECKS} failed=0`), text);
-      assert.equal(d.state, DomainState.Shutdown, "the attacker shut down, not crashed");
-      assert.deepEqual(frameHashes(m.hv, victim.pages), before, "the victim's frames");
-      assert.equal(victim.state, DomainState.Running, "the victim is alive");
-      assert.equal((m.out.get(victim) ?? "").split("\n").length, 2, "the victim printed nothing more");
+      attackBeside(backend, "ldt_flush", CHECKS, 2000);
     });
 
   for (const backend of ["wasm", "js"] as const)
     it(`${backend} blocks: across switches between two domains, each reads its own shadow LDT, never the other's through a translation kept; the victim untouched`, () => {
-      const m = consoleMachine(64);
-      m.hv.cpu.backend = backend;
-      const victim = launchVictim(m);
-      const before = frameHashes(m.hv, victim.pages);
-      const image = readFileSync(guestPath("hostile_ldt_switch"));
-      const doms = [1, 2].map(
-        (mode) =>
-          launchDomain(m.hv, { name: `ldtswitch${mode}`, image, memoryMiB: 4, cmdline: `mode=${mode}` })
-            .domain,
+      const b = besideVictim(backend);
+      const doms = [1, 2].map((mode) =>
+        b.launch({ guest: "hostile_ldt_switch", name: `ldtswitch${mode}`, cmdline: `mode=${mode}` }),
       );
       // Count the switches from one attacker straight to the other (the flush under test).
-      const hv = m.hv as unknown as { switchTo(v: Vcpu): void; current: Vcpu | null };
+      const hv = b.hv as unknown as { switchTo(v: Vcpu): void; current: Vcpu | null };
       const switchTo = hv.switchTo.bind(hv);
       let across = 0;
       hv.switchTo = (v: Vcpu) => {
@@ -76,15 +54,13 @@ describe("the shadow LDT's flush under attack", () => {
           across++;
         switchTo(v);
       };
-      for (let i = 0; i < 2000 && doms.some((d) => d.state === DomainState.Running); i++)
-        m.hv.run(m.hv.nowNs() + 1_000_000);
+      b.runUntil(() => doms.every((d) => d.state !== DomainState.Running), 2000);
       for (const d of doms) {
-        const text = m.out.get(d) ?? "";
+        const text = b.text(d);
         assertGuestPassed(text);
         assert.match(text, /DONE passed=3 failed=0/, text);
       }
       assert.ok(across >= 40, `${across} switches between the attackers`);
-      assert.deepEqual(frameHashes(m.hv, victim.pages), before, "the victim's frames");
-      assert.equal(victim.state, DomainState.Running, "the victim is alive");
+      b.assertVictimIntact();
     });
 });

@@ -18,15 +18,9 @@
  * tookInPlace without rolling EIP back (our handler sees a #PF it does not know).
  */
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
-import { launchDomain } from "../src/tools/launch.js";
-import type { Domain } from "../src/xen/domain.js";
-import { DomainState } from "../src/xen/domain.js";
 import type { Hypervisor } from "../src/xen/hypervisor.js";
-import { consoleMachine } from "./support/console.js";
-import { guestPath } from "./support/guests.js";
-import { frameHashes, launchVictim } from "./support/victim.js";
+import { besideVictim } from "./support/attack.js";
 
 /** The guest's checks to its end (mode 0), and before the crash (modes 1-5). */
 const CHECKS = 23;
@@ -50,38 +44,24 @@ interface Outcome {
 }
 
 function runGuest(backend: "wasm" | "js", mode: number, inPlace: boolean): Outcome {
-  const m = consoleMachine(64);
-  m.hv.cpu.backend = backend;
-  m.hv.cpu.faultInPlace = inPlace;
-  const victim = launchVictim(m);
-  const before = frameHashes(m.hv, victim.pages);
-  const image = readFileSync(guestPath("hostile_pf_site"));
-  const d: Domain = launchDomain(m.hv, {
-    name: "pfsite",
-    image,
-    memoryMiB: 4,
-    cmdline: `mode=${mode}`,
-  }).domain;
-  const p0 = m.hv.cpu.faultsInPlace;
+  const b = besideVictim(backend);
+  b.hv.cpu.faultInPlace = inPlace;
+  const d = b.launch({ guest: "hostile_pf_site", name: "pfsite", cmdline: `mode=${mode}` });
+  const p0 = b.hv.cpu.faultsInPlace;
+  const r = b.runUntil((r) => r?.kind === "crashed" || /DONE/.test(b.text(d)), 3000);
   let crashed: string | null = null;
-  for (let i = 0; i < 3000 && !/DONE/.test(m.out.get(d) ?? ""); i++) {
-    const r = m.hv.run(m.hv.nowNs() + 1_000_000);
-    if (r.kind === "crashed") {
-      assert.equal(r.domain, d, `only the attacker may crash: ${r.why}`);
-      crashed = r.why;
-      break;
-    }
+  if (r?.kind === "crashed") {
+    assert.equal(r.domain, d, `only the attacker may crash: ${r.why}`);
+    crashed = r.why;
   }
-  assert.deepEqual(frameHashes(m.hv, victim.pages), before, "the victim's frames");
-  assert.equal(victim.state, DomainState.Running, "the victim is alive");
-  assert.equal((m.out.get(victim) ?? "").split("\n").length, 2, "the victim printed nothing more");
+  b.assertVictimIntact();
   return {
-    text: m.out.get(d) ?? "",
+    text: b.text(d),
     crashed,
-    retired: m.hv.cpu.retired,
-    nowNs: m.hv.nowNs(),
-    inPlace: m.hv.cpu.faultsInPlace - p0,
-    hv: m.hv,
+    retired: b.hv.cpu.retired,
+    nowNs: b.hv.nowNs(),
+    inPlace: b.hv.cpu.faultsInPlace - p0,
+    hv: b.hv,
   };
 }
 

@@ -21,15 +21,12 @@
  * than the vcpu itself (test/switch-segments changes each input while the vcpu is out).
  */
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
 import { HypercallMar } from "../src/public/xen.js";
-import { launchDomain } from "../src/tools/launch.js";
-import { DomainState } from "../src/xen/domain.js";
 import { switchSegmentStats } from "../src/xen/switch_segments.js";
-import { assertGuestPassed, consoleMachine } from "./support/console.js";
-import { guestPath } from "./support/guests.js";
-import { frameHashes, launchVictim } from "./support/victim.js";
+import { besideVictim } from "./support/attack.js";
+import { assertGuestPassed } from "./support/console.js";
+import { frameHashes } from "./support/victim.js";
 
 /** The guest's CHECK lines. */
 const CHECKS = 35;
@@ -37,28 +34,20 @@ const CHECKS = 35;
 describe("the kept switch-in segment reload under attack", () => {
   for (const backend of ["wasm", "js"] as const)
     it(`${backend} blocks: two domains with the same selectors over their own descriptors, rewritten, remapped and swapped between yields, each see only their own descriptors in force; the victim untouched`, () => {
-      const m = consoleMachine(64);
-      m.hv.cpu.backend = backend;
-      const victim = launchVictim(m);
-      const before = frameHashes(m.hv, victim.pages);
-      const victimGdt = frameHashes(m.hv, [victim.defaultGdtMfn]);
-      const image = readFileSync(guestPath("hostile_seg_keep"));
+      const b = besideVictim(backend);
+      const victimGdt = frameHashes(b.hv, [b.victim.defaultGdtMfn]);
       const yields: number[] = [];
-      m.hv.afterHypercall = (v, nr) => {
+      b.hv.afterHypercall = (v, nr) => {
         if (nr === HypercallMar.sched_op) yields.push(v.domain.id);
       };
       const kept0 = switchSegmentStats.kept;
       const reloaded0 = switchSegmentStats.reloaded;
-      const doms = [1, 2].map(
-        (seed) =>
-          launchDomain(m.hv, { name: `segkeep${seed}`, image, memoryMiB: 4, cmdline: `seed=${seed}` }).domain,
+      const doms = [1, 2].map((seed) =>
+        b.launch({ guest: "hostile_seg_keep", name: `segkeep${seed}`, cmdline: `seed=${seed}` }),
       );
-      for (let i = 0; i < 4000; i++) {
-        if (doms.every((d) => /DONE/.test(m.out.get(d) ?? ""))) break;
-        m.hv.run(m.hv.nowNs() + 1_000_000);
-      }
+      b.runUntil(() => doms.every((d) => /DONE/.test(b.text(d))), 4000);
       for (const d of doms) {
-        const text = m.out.get(d) ?? "";
+        const text = b.text(d);
         assertGuestPassed(text);
         assert.match(text, new RegExp(`DONE passed=${CHECKS} failed=0`), text);
       }
@@ -70,9 +59,7 @@ describe("the kept switch-in segment reload under attack", () => {
       const reloaded = switchSegmentStats.reloaded - reloaded0;
       assert.ok(kept > 80, `${kept} switch-ins kept`);
       assert.ok(reloaded > 20, `${reloaded} switch-ins reloaded`);
-      assert.deepEqual(frameHashes(m.hv, victim.pages), before, "the victim's frames");
-      assert.deepEqual(frameHashes(m.hv, [victim.defaultGdtMfn]), victimGdt, "the victim's default GDT");
-      assert.equal(victim.state, DomainState.Running, "the victim is alive");
-      assert.equal((m.out.get(victim) ?? "").split("\n").length, 2, "the victim printed nothing more");
+      b.assertVictimIntact();
+      assert.deepEqual(frameHashes(b.hv, [b.victim.defaultGdtMfn]), victimGdt, "the victim's default GDT");
     });
 });

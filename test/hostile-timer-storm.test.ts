@@ -17,15 +17,12 @@
  * drops a vcpu; an insertion one place short of where it belongs.
  */
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
 import { HypercallMar } from "../src/public/xen.js";
-import { launchDomain } from "../src/tools/launch.js";
 import { DomainState } from "../src/xen/domain.js";
 import { deadlineStats } from "../src/xen/scheduler.js";
-import { assertGuestPassed, consoleMachine } from "./support/console.js";
-import { guestPath } from "./support/guests.js";
-import { frameHashes, launchVictim } from "./support/victim.js";
+import { besideVictim } from "./support/attack.js";
+import { assertGuestPassed } from "./support/console.js";
 
 /** The guest's CHECK lines. */
 const CHECKS = 6;
@@ -39,18 +36,11 @@ const SLACK_NS = 20_000;
 describe("the deadline queue under a timer storm", () => {
   for (const backend of ["wasm", "js"] as const)
     it(`${backend} blocks: a guest setting its timer earlier again and again beside a 1 ms ticker: every timer fires on time, the ticker keeps its ticks, the victim untouched`, () => {
-      const m = consoleMachine(64);
-      m.hv.cpu.backend = backend;
-      const victim = launchVictim(m);
-      const before = frameHashes(m.hv, victim.pages);
-      const ticker = launchDomain(m.hv, {
-        name: "ticker",
-        image: readFileSync(guestPath("bench_idle")),
-        memoryMiB: 4,
-        cmdline: "tick_ms=1",
-      }).domain;
+      const b = besideVictim(backend);
+      const m = b.m;
+      const ticker = b.launch({ guest: "bench_idle", name: "ticker", cmdline: "tick_ms=1" });
       assert.equal(m.hv.run(m.hv.nowNs() + 20e6).kind, "time-limit");
-      assert.match(m.out.get(ticker) ?? "", /idle: ready, tick 1 ms/);
+      assert.match(b.text(ticker), /idle: ready, tick 1 ms/);
 
       const armed: number[] = [];
       const overdue: string[] = [];
@@ -65,18 +55,17 @@ describe("the deadline queue under a timer storm", () => {
       const shifted0 = deadlineStats.shifted;
       const rebuilds0 = deadlineStats.rebuilds;
       const t0 = m.hv.nowNs();
-      const attacker = launchDomain(m.hv, {
+      const attacker = b.launch({
+        guest: "hostile_timer_storm",
         name: "storm",
-        image: readFileSync(guestPath("hostile_timer_storm")),
-        memoryMiB: 4,
         cmdline: `rounds=${ROUNDS} n=${N}`,
-      }).domain;
+      });
       // Bounded in virtual time: a lost timer fails the checks below, it does not hang.
-      for (let i = 0; i < 400 && !/DONE/.test(m.out.get(attacker) ?? ""); i++) m.hv.run(m.hv.nowNs() + 1e6);
+      b.runUntil(() => /DONE/.test(b.text(attacker)), 400);
       const t1 = m.hv.nowNs();
       m.hv.afterHypercall = null;
 
-      const text = m.out.get(attacker) ?? "";
+      const text = b.text(attacker);
       assertGuestPassed(text);
       assert.match(text, new RegExp(`DONE passed=${CHECKS} failed=0`), text);
       assert.match(text, new RegExp(`STORM rounds=${ROUNDS} sets=${SETS}`), text);
@@ -96,8 +85,6 @@ describe("the deadline queue under a timer storm", () => {
         armed.length >= Math.floor((t1 - t0) / (1e6 + 20_000)),
         `${armed.length} ticks in ${t1 - t0} ns`,
       );
-      assert.deepEqual(frameHashes(m.hv, victim.pages), before, "the victim's frames");
-      assert.equal(victim.state, DomainState.Running, "the victim is alive");
-      assert.equal((m.out.get(victim) ?? "").split("\n").length, 2, "the victim printed nothing more");
+      b.assertVictimIntact();
     });
 });
