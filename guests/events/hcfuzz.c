@@ -54,6 +54,7 @@ static u8 scratch_dead[SCRATCH_PAGES];
 static u8 keep_mfn[MAX_MFN];
 static u32 protect_end; /* [_text, protect_end): the builder's mapping */
 static u32 l2_mfn;
+static u32 text_ro; /* pages of text mapped read-only */
 static u32 vdom = 0x7ff0u, vmfn; /* the victim's domid and frame (DOMID_SELF, 0: none) */
 
 static u32 arg(void)
@@ -250,6 +251,16 @@ static void keep_builder_frames(start_info_t *si)
 	l2_mfn = virt_to_mfn((void *)si->pt_base);
 	if (HYPERVISOR_update_va_mapping((u32)scratch + SCRATCH_SIZE, 0, UVMF_INVLPG) != 0)
 		printk("hcfuzz: FAIL unmap guard page\n");
+	/* The text read-only: Xen writing through a random pointer (a result, a frame list) into
+	 * this guest's code would change what runs, and a loop that no longer ends is no crash the
+	 * hypervisor could be blamed for; through a read-only mapping it is an -EFAULT instead. The
+	 * text's pages hold nothing else (the link script aligns what follows). */
+	for (u32 va = (u32)_text; va < (u32)_etext; va += 4096)
+		if (HYPERVISOR_update_va_mapping(va, (virt_to_mfn((void *)va) << PAGE_SHIFT) | _PAGE_PRESENT |
+							  _PAGE_USER | _PAGE_ACCESSED,
+						  UVMF_INVLPG) != 0)
+			printk("hcfuzz: FAIL text read-only\n");
+	text_ro = ((u32)_etext - (u32)_text + 4095) / 4096;
 }
 
 void start_kernel(start_info_t *si)
@@ -290,6 +301,7 @@ void start_kernel(start_info_t *si)
 	}
 	printk("hcfuzz: calls=%u ok=%u positive=%u errors=%u faulted=%u traps=%u constrained=%u\n",
 	       out.calls, out.ok, out.positive, out.errors, out.faulted, out.traps, out.constrained);
+	printk("hcfuzz: text_ro=%u\n", text_ro);
 	printk("hcfuzz: by_nr");
 	for (u32 n = 0; n < 34; n++)
 		printk(" %u", by_nr[n]);
