@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { wasmBackend } from "../../src/cpu/wasm/backend.js";
+import { bootDom0 } from "../../src/tools/dom0.js";
 import { launchDomain } from "../../src/tools/launch.js";
 import { type Domain, DomainState } from "../../src/xen/domain.js";
 import type { RunResult } from "../../src/xen/hypervisor.js";
@@ -25,10 +26,12 @@ export interface GuestSpec {
 
 /**
  * A machine whose CPU runs guests as `kind`, with the victim launched, blocked for good and its
- * frames hashed: launch attackers, run them, then check the victim untouched.
+ * frames hashed: launch attackers, run them, then check the victim untouched. With `dom0`, the
+ * toolstack's dom0 is booted first (domain 0, for a test playing it).
  */
-export function besideVictim(kind: RunKind) {
+export function besideVictim(kind: RunKind, opts: { dom0?: boolean } = {}) {
   const m = consoleMachine(64);
+  const dom0 = opts.dom0 ? bootDom0(m.hv) : null;
   const hv = m.hv;
   hv.cpu.backend = kind === "wasm" ? "wasm" : "js";
   if (kind === "interp") hv.cpu.blockThreshold = hv.cpu.regionThreshold = 0;
@@ -42,6 +45,7 @@ export function besideVictim(kind: RunKind) {
     hv,
     victim,
     wasm,
+    dom0,
     /** The console output of `d` so far. */
     text: (d: Domain) => m.out.get(d) ?? "",
     launch: (g: GuestSpec): Domain =>
