@@ -9,7 +9,8 @@
  *    list, page tables) is kept out of reach: update_va_mapping of a VA there is turned to the
  *    scratch pages, a PTE naming one of those frames names a scratch frame instead, and
  *    mmu_update requests aimed at them (or a new base pointer other than its own L2) are
- *    turned to a scratch frame (errors). Multicall entries in scratch get the same treatment;
+ *    turned to a scratch frame (errors); any argument pointing there (an output pointer) points
+ *    into scratch. Multicall entries in scratch get the same treatment;
  *  - the trap table and callbacks are installed again after any call that may have replaced
  *    them (events stay masked, so no upcall runs in between);
  *  - a fault (a bounced trap: the call's own, or the guest's next touch of a scratch page the
@@ -134,8 +135,20 @@ static void small_cmd(u32 va, u32 n)
 		*(u32 *)va = rnd() % n;
 }
 
+/* Any argument pointing into the memory it runs on points into scratch instead: Xen writes
+ * through output pointers (mmu_update's pdone even when the call fails, as Xen's `out:` path
+ * does), and .rodata after the read-only text holds the switch tables (seed 2672: a sub-call's
+ * pdone zeroed arg()'s case-9 entry, 0xc0000100 -> 0xc0000000, and the next case 9 jumped to
+ * the entry point). */
+static void safe_ptrs(u32 *a)
+{
+	for (u32 i = 0; i < 5; i++)
+		a[i] = safe_va(a[i]);
+}
+
 static void constrain(u32 nr, u32 *a, int depth)
 {
+	safe_ptrs(a);
 	switch (nr & 31) {
 	case __HYPERVISOR_event_channel_op: small_cmd(a[0], 8); break;
 	case __HYPERVISOR_physdev_op: small_cmd(a[0], 12); break;
