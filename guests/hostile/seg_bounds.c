@@ -117,15 +117,12 @@ void seg_read(void *), seg_write(void *), seg_byte(void *), seg_reload(void *), 
 /* Runs a loop with these arguments under trap_catch: -1 when it ran to its end, else the vector. */
 static int run(void (*loop)(void *), u32 sel, u32 base, u32 idx, u32 n)
 {
-	int v;
 	lp_sel = sel;
 	lp_base = base;
 	lp_idx = idx;
 	lp_n = n;
 	lp_sum = 0;
-	v = trap_catch(loop, 0);
-	restore_data_segs();
-	return v;
+	return trap_catch_flat(loop, 0);
 }
 
 /* The run faulted with vector v and error code err at eip, after `passes` full passes. */

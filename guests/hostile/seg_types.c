@@ -109,15 +109,12 @@ static u32 u_ss_data[1024] __attribute__((aligned(4096), section(".user.data")))
 
 static int run(void (*loop)(void *), u32 a, u32 b, u32 off, u32 n)
 {
-	int v;
 	ts_a = a;
 	ts_b = b;
 	ts_off = off;
 	ts_n = n;
 	ts_sum = 0;
-	v = trap_catch(loop, 0);
-	restore_data_segs();
-	return v;
+	return trap_catch_flat(loop, 0);
 }
 
 /* Warm: three runs of N passes with ES := a twice; then b: #GP(0) at acc in the first pass. */

@@ -89,6 +89,15 @@ static inline void restore_data_segs(void)
 		(u32)FLAT_KERNEL_DS));
 }
 
+/* trap_catch(fn, arg), the data segments flat again after (fn may have loaded anything in
+ * them, and a fault leaves them as it found them): -1 when fn returned, else the vector. */
+static inline int trap_catch_flat(void (*fn)(void *), void *arg)
+{
+	int v = trap_catch(fn, arg);
+	restore_data_segs();
+	return v;
+}
+
 /* ---- selector probes, run under trap_catch (arguments in globals) ---- */
 static volatile u32 probe_sel, probe_off, probe_val;
 
@@ -107,13 +116,10 @@ static inline void probe_fs_read(void *unused)
  * vector; the data segments are flat again after. */
 static inline int fs_load_read(u32 sel, u32 off)
 {
-	int v;
 	probe_sel = sel;
 	probe_off = off;
 	probe_val = 0xDEADBEEF;
-	v = trap_catch(probe_fs_read, 0);
-	restore_data_segs();
-	return v;
+	return trap_catch_flat(probe_fs_read, 0);
 }
 
 /* mov probe_sel -> %fs, then %fs:probe_off = probe_val. */
@@ -194,15 +200,12 @@ extern char u_read_ss0[], u_read_ss_limit[], u_load_eax_ds[], u_int80[];
 static inline int run_user_sel(const void *eip, u32 esp, u32 cs, u32 ss, u32 eax)
 {
 	struct user_entry u;
-	int v;
 	u.eip = (u32)eip;
 	u.esp = esp;
 	u.cs = cs;
 	u.ss = ss;
 	u.eax = eax;
-	v = trap_catch(user_entry_fn, &u);
-	restore_data_segs();
-	return v;
+	return trap_catch_flat(user_entry_fn, &u);
 }
 
 #endif
