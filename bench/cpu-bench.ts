@@ -4,7 +4,11 @@
  * (the npm package, a devDependency, behind SeaBIOS from Debian's `seabios` package), and
  * the same C natively on the host; checks that all produce the same checksum, and prints
  * instructions retired, cold and steady-state MIPS and the tsxen/v86 ratio side by side.
- * Each emulator's run is a fresh Node process (`--same-process`: all in this one).
+ * Each emulator's run is a fresh Node process (`--same-process`: all in this one). A run
+ * gives one sample per emulator, and v86's moved by a quarter from run to run on this shared
+ * machine (0.81 to 1.22 printed for the same code), so rounds alternate tsxen (wasm) and v86
+ * (which goes first alternates too) and the figures printed are medians over the rounds:
+ * each side's, and that of the per-round ratios, with their ranges.
  *
  *   npm run bench:cpu [-- --iterations N] [-- --rounds N] [-- --native-repeats N] [-- --max-seconds S]
  *
@@ -34,6 +38,11 @@ const DEFAULT_ITERATIONS = 3000;
  */
 const DEFAULT_WARMUP = 8000;
 const DEFAULT_SEED = 0x2545f491;
+/**
+ * Rounds of tsxen (wasm and JS blocks) and v86, each a fresh process: enough for a median
+ * that one slow sample (a load change, a late compile) does not move.
+ */
+const DEFAULT_ROUNDS = 5;
 /** bench_result + 4 holds this once start32.S has stored the checksum. */
 const BENCH_DONE = 0x600dd0de;
 const MEM_BYTES = 64 << 20;
@@ -89,7 +98,7 @@ function usage(): string {
     `  --warmup N          iterations of a warm-up run before the measured one (default ${DEFAULT_WARMUP})`,
     "  --native-repeats N  timed native runs; the median is reported (default 10)",
     "  --max-seconds S     give up on the emulated run after S seconds of wall time (default 600)",
-    "  --rounds N          rounds of tsxen and v86 side by side; ranges are printed (default 1)",
+    `  --rounds N          rounds of tsxen and v86 side by side; medians and ranges printed (default ${DEFAULT_ROUNDS})`,
     "  --micro             also run micro-benchmarks (hand-assembled loops) and print their MIPS",
     "  --only js|wasm      only tsxen with that back end of compiled blocks, a line a round",
     "                      (for profiles and cachegrind: no v86, interpreter or native run)",
@@ -105,7 +114,7 @@ function parseArgs(argv: string[]): Options {
     nativeRepeats: 10,
     maxSeconds: 600,
     micro: false,
-    rounds: 1,
+    rounds: DEFAULT_ROUNDS,
     only: null,
     sameProcess: false,
     child: null,
@@ -765,67 +774,134 @@ async function main(): Promise<void> {
     }
     return;
   }
-  // Side by side: each round runs tsxen and then v86 on the same image, so a load change on
-  // this shared machine hits both; the ratio is taken per round and its range printed.
-  // The wasm back end of compiled blocks (wasm/backend.ts) runs in each round too.
+  // Side by side: each round runs tsxen (wasm) and v86 one right after the other on the same
+  // image, so a load change on this shared machine hits both; which goes first alternates
+  // (a round's first process may find the machine otherwise than its second). JS blocks run
+  // after the pair. Every figure below is a median over the rounds, the ratio's of the
+  // per-round ratios.
   const rounds: { emu: Measured; wasm: Measured; v86: V86Result }[] = [];
   for (let r = 0; r < opts.rounds; r++) {
+    let wasm: Measured;
+    let v86: V86Result;
+    if (r % 2 === 0) {
+      wasm = (await measure("wasm", root, built.elf, opts)) as Measured;
+      v86 = (await measure("v86", root, built.elf, opts)) as V86Result;
+    } else {
+      v86 = (await measure("v86", root, built.elf, opts)) as V86Result;
+      wasm = (await measure("wasm", root, built.elf, opts)) as Measured;
+    }
     const emu = (await measure("js", root, built.elf, opts)) as Measured;
-    const wasm = (await measure("wasm", root, built.elf, opts)) as Measured;
-    const v86 = (await measure("v86", root, built.elf, opts)) as V86Result;
     rounds.push({ emu, wasm, v86: withRetired(v86, emu) });
+    // Each round as it ends (on stderr): a run cut short (a stop, the time limit) keeps them.
+    const m = (e: EmuResult) => (e.steady.retired / e.steady.cpuSeconds / 1e6).toFixed(1);
+    const v = "skipped" in v86 ? null : v86;
+    process.stderr.write(
+      `cpu-bench: round ${r + 1}: steady MIPS by CPU time: wasm ${m(wasm)}, JS ${m(emu)}, v86 ${v ? m(v) : "-"}` +
+        (v ? `; wasm / v86 ${(v.steady.cpuSeconds / wasm.steady.cpuSeconds).toFixed(2)}` : "") +
+        "\n",
+    );
   }
   const interp = (await measure("interp", root, built.elf, opts)) as Measured;
   const nat = runNative(built.native, opts);
 
-  const last = rounds[rounds.length - 1];
-  const emu = last.emu;
-  const wasm = last.wasm;
-  const v86 = "skipped" in last.v86 ? null : last.v86;
-  const sums = [
-    emu.steady.checksum,
-    last.wasm.steady.checksum,
-    interp.steady.checksum,
-    ...(v86 ? [v86.steady.checksum] : []),
-  ];
+  const v86s = rounds.flatMap((r) => ("skipped" in r.v86 ? [] : [r.v86]));
+  const wasms = rounds.map((r) => r.wasm);
+  const emus = rounds.map((r) => r.emu);
+  const sums = [...wasms, ...emus, interp, ...v86s].map((e) => e.steady.checksum);
   const match = sums.every((c) => c === nat.checksum);
   const mips = (p: Phase, t: number) => p.retired / t / 1e6;
   const f1 = (n: number) => n.toFixed(1);
+  const median = (xs: number[]): number => {
+    const s = [...xs].sort((a, b) => a - b);
+    const m = s.length >> 1;
+    return s.length % 2 === 1 ? s[m] : (s[m - 1] + s[m]) / 2;
+  };
+  /** The median over a column's runs, and "(min-max)" when there are several. */
+  const med = (xs: number[], fmt: (n: number) => string, range = true): string =>
+    xs.length === 0
+      ? "-"
+      : xs.length === 1 || !range
+        ? fmt(median(xs))
+        : `${fmt(median(xs))} (${fmt(Math.min(...xs))}-${fmt(Math.max(...xs))})`;
   const cols = (w: string, a: string, b: string, c: string, d: string) =>
     `${w.padEnd(20)}${a.padEnd(20)}${b.padEnd(20)}${c.padEnd(24)}${d}`;
   const row = (label: string, w: string, e: string, i: string, v: string, n: string) =>
     `  ${label.padEnd(26)}${cols(w, e, i, v, n)}`;
-  const each = (fn: (p: Phase) => string, n: string): [string, string, string, string, string] => [
-    fn(wasm.steady),
-    fn(emu.steady),
-    fn(interp.steady),
-    v86 ? fn(v86.steady) : "-",
-    n,
-  ];
-  const cold = (r: EmuResult | null) => (r?.cold ? f1(mips(r.cold, r.cold.seconds)) : "-");
+  const columns: EmuResult[][] = [wasms, emus, [interp], v86s];
+  const each = (
+    fn: (p: Phase) => number,
+    fmt: (n: number) => string,
+    n: string,
+  ): [string, string, string, string, string] => {
+    const [w, e, i, v] = columns.map((col) =>
+      med(
+        col.map((r) => fn(r.steady)),
+        fmt,
+        false,
+      ),
+    );
+    return [w, e, i, v, n];
+  };
+  const cold = (col: EmuResult[]) =>
+    med(
+      col.flatMap((r) => (r.cold ? [mips(r.cold, r.cold.seconds)] : [])),
+      f1,
+      false,
+    );
+  const v86 = v86s[v86s.length - 1] ?? null;
   const vname = v86 ? `v86 ${v86.version}` : "v86";
+  const sumOf = (col: EmuResult[]) => {
+    const set = [...new Set(col.map((r) => r.steady.checksum))];
+    return set.length === 0 ? "-" : set.map((c) => `0x${hex(c)}`).join(" ");
+  };
   const lines = [
     `tsxen CPU benchmark: bench/workload, ${opts.iterations} iterations (warm-up ${opts.warmup}), seed 0x${hex(opts.seed)}`,
+    `  medians of ${rounds.length} round(s) (the interpreter and native: one run; native the median of ${opts.nativeRepeats} repeats)`,
     "",
     row("", "tsxen CPU", "tsxen CPU", "tsxen interpreter", vname, "native"),
     row("", "(wasm: default)", "(JS blocks)", "(blocks off)", "(its wasm JIT)", "(host gcc -O2)"),
-    row("checksum", ...each((p) => `0x${hex(p.checksum)}`, `0x${hex(nat.checksum)}`)),
-    row("instructions retired", ...each((p) => p.retired.toLocaleString("en-US"), "-")),
-    row("cold MIPS (wall)", cold(wasm), cold(emu), cold(interp), cold(v86), "-"),
-    row("steady seconds (wall)", ...each((p) => p.seconds.toFixed(3), `${nat.seconds.toFixed(4)} (median)`)),
+    row("checksum", sumOf(wasms), sumOf(emus), sumOf([interp]), sumOf(v86s), `0x${hex(nat.checksum)}`),
+    row(
+      "instructions retired",
+      ...each(
+        (p) => p.retired,
+        (n) => n.toLocaleString("en-US"),
+        "-",
+      ),
+    ),
+    row("cold MIPS (wall)", cold(wasms), cold(emus), cold([interp]), cold(v86s), "-"),
+    row(
+      "steady seconds (wall)",
+      ...each(
+        (p) => p.seconds,
+        (n) => n.toFixed(3),
+        nat.seconds.toFixed(4),
+      ),
+    ),
     row(
       "steady seconds (CPU time)",
-      ...each((p) => p.cpuSeconds.toFixed(3), `${nat.cpuSeconds.toFixed(4)} (median)`),
+      ...each(
+        (p) => p.cpuSeconds,
+        (n) => n.toFixed(3),
+        nat.cpuSeconds.toFixed(4),
+      ),
     ),
     row(
       "steady MIPS (wall)",
-      ...each((p) => f1(mips(p, p.seconds)), f1(emu.steady.retired / nat.seconds / 1e6)),
+      ...each((p) => mips(p, p.seconds), f1, f1(emus[0].steady.retired / nat.seconds / 1e6)),
     ),
     row(
       "steady MIPS (CPU time)",
-      ...each((p) => f1(mips(p, p.cpuSeconds)), f1(emu.steady.retired / nat.cpuSeconds / 1e6)),
+      ...each((p) => mips(p, p.cpuSeconds), f1, f1(emus[0].steady.retired / nat.cpuSeconds / 1e6)),
     ),
-    row("slowdown (CPU time)", ...each((p) => `${f1(p.cpuSeconds / nat.cpuSeconds)}x native`, "1x")),
+    row(
+      "slowdown (CPU time)",
+      ...each(
+        (p) => p.cpuSeconds / nat.cpuSeconds,
+        (n) => `${f1(n)}x native`,
+        "1x",
+      ),
+    ),
     "",
   ];
   if (v86) {
@@ -833,26 +909,40 @@ async function main(): Promise<void> {
       `  v86's own instruction counter for the measured run: ${v86.ownCount.toLocaleString("en-US")}`,
       "  (MIPS above divide tsxen's architectural count of the same run by each one's time).",
     );
-  } else if ("skipped" in last.v86) {
-    lines.push(`  v86: not run: ${last.v86.skipped}`);
   }
-  const per = (fn: (r: (typeof rounds)[number]) => string) => rounds.map(fn).join(", ");
-  const ratio = (r: (typeof rounds)[number], t: Phase, by: "cpuSeconds" | "seconds") =>
-    "skipped" in r.v86 ? "-" : (r.v86.steady[by] / t[by]).toFixed(2);
-  if (rounds.some((r) => !("skipped" in r.v86))) {
+  const skipped = rounds.find((r) => "skipped" in r.v86)?.v86;
+  if (skipped && "skipped" in skipped) lines.push(`  v86: not run in every round: ${skipped.skipped}`);
+  const per = (xs: number[], fmt: (n: number) => string) => xs.map(fmt).join(", ");
+  const f2 = (n: number) => n.toFixed(2);
+  const paired = rounds.flatMap((r) => ("skipped" in r.v86 ? [] : [{ ...r, v86: r.v86 }]));
+  if (paired.length > 0) {
+    const ratios = (t: (r: (typeof paired)[number]) => Phase, by: "cpuSeconds" | "seconds") =>
+      paired.map((r) => r.v86.steady[by] / t(r)[by]);
+    const line = (name: string, t: (r: (typeof paired)[number]) => Phase) => {
+      const cpu = ratios(t, "cpuSeconds");
+      const wall = ratios(t, "seconds");
+      return [
+        `    ${name} by CPU time: median ${med(cpu, f2)}; per round ${per(cpu, f2)}`,
+        `    ${"".padEnd(name.length)} by wall time: median ${med(wall, f2)}; per round ${per(wall, f2)}`,
+      ];
+    };
     lines.push(
-      `  tsxen / v86, steady state, ${rounds.length} round(s) side by side, per round:`,
-      `    wasm blocks (default): ${per((r) => ratio(r, r.wasm.steady, "cpuSeconds"))} by CPU time, ${per((r) => ratio(r, r.wasm.steady, "seconds"))} by wall time`,
-      `    JS blocks:             ${per((r) => ratio(r, r.emu.steady, "cpuSeconds"))} by CPU time, ${per((r) => ratio(r, r.emu.steady, "seconds"))} by wall time`,
+      `  tsxen / v86, steady state, ${paired.length} round(s) side by side (the median of the per-round ratios, their range):`,
+      ...line("wasm blocks (default)", (r) => r.wasm.steady),
+      ...line("JS blocks            ", (r) => r.emu.steady),
     );
   }
-  const mipsOf = (t: Phase, by: "cpuSeconds" | "seconds") => f1(mips(t, t[by]));
-  const wf = wasm.wasm;
+  const mipsOf = (col: EmuResult[], by: "cpuSeconds" | "seconds") =>
+    col.map((r) => mips(r.steady, r.steady[by]));
+  const side = (name: string, col: EmuResult[]) =>
+    `    ${name} CPU time ${med(mipsOf(col, "cpuSeconds"), f1)}: ${per(mipsOf(col, "cpuSeconds"), f1)}; ` +
+    `wall ${med(mipsOf(col, "seconds"), f1)}`;
+  const wf = rounds[rounds.length - 1].wasm.wasm;
   lines.push(
-    `  steady MIPS per round, CPU time / wall:`,
-    `    wasm blocks: ${per((r) => `${mipsOf(r.wasm.steady, "cpuSeconds")} / ${mipsOf(r.wasm.steady, "seconds")}`)}`,
-    `    JS blocks:   ${per((r) => `${mipsOf(r.emu.steady, "cpuSeconds")} / ${mipsOf(r.emu.steady, "seconds")}`)}`,
-    `    v86:         ${per((r) => ("skipped" in r.v86 ? "-" : `${mipsOf(r.v86.steady, "cpuSeconds")} / ${mipsOf(r.v86.steady, "seconds")}`))}`,
+    "  steady MIPS, the median (range): per round",
+    side("wasm blocks:", wasms),
+    side("JS blocks:  ", emus),
+    side("v86:        ", v86s),
     ...(wf
       ? [
           `  ${wf.blocks} wasm blocks, ${wf.runs.toLocaleString("en-US")} runs; ` +
