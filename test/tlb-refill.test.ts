@@ -11,10 +11,14 @@
  * never the old frame. Counts of refilled entries are pinned, so a refill that does nothing
  * fails too.
  *
- * Mutations (dist copy), each failing it: in Cpu.tlbRefill the PTE's or the PDE's accessed bit
- * not required, the dirty bit not required for write bits, the write watch ignored, a 4 MiB PDE
- * taken as a table (one case each); the switch-in restoring the entries the switch-out held (12
- * of 13); a CR3 load that keeps the TLB (13 of 13).
+ * The refill reads through the walk's own peekWalk (cpu.ts), so each rule is stated once; the
+ * mutations (dist copy) of stop 28, each failing it: in peekWalk the PTE's or the PDE's accessed
+ * bit not required, the write watch ignored, a frame past memory not flagged, a 4 MiB PDE
+ * taken as a table; in walkPerm the dirty bit not required for write bits (9 cases); in
+ * tlbRefill's test the accessed bit (2), the 4 MiB flag or the past-memory flag left out (one
+ * case each; its present bit is implied: peekWalk gives 0 for a missing entry). Of stop 27: the
+ * switch-in restoring the entries the switch-out held (12 of 13); a CR3 load that keeps the
+ * TLB (13 of 13).
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
@@ -34,6 +38,8 @@ const frameA = (i: number) => 0x30 + i;
 const frameB = (i: number) => 0x40 + i;
 /** Frames the mutations point at instead. */
 const NEW = 0x50;
+/** A frame past the machine's 1 MiB. */
+const OUTSIDE = 0x200;
 const marker = (f: number) => 0x5a000000 | f;
 const FULL = PTE_P | PTE_RW | PTE_US | PTE_A | PTE_D;
 
@@ -163,6 +169,15 @@ const CASES: Case[] = [
       assert.equal(m.c.tlb[page(3) >>> 12] & TLB_SUP_WRITE, 0, "no write bits");
       m.c.linWrite32(page(3) + 8, 7);
       assert.equal(m.pte(3) & PTE_D, PTE_D, "the write walked and set it");
+    },
+  },
+  {
+    name: "a PTE retargeted past the end of memory (a walk enters no entry)",
+    change: (m) => m.setPte(1, (OUTSIDE << 12) | FULL),
+    refilled: 7,
+    check: (m) => {
+      assert.equal(m.c.linRead32(page(1)), -1, "the read sees no memory");
+      assert.equal(m.c.tlb[page(1) >>> 12], 0, "and leaves no entry");
     },
   },
   {

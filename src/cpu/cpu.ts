@@ -85,6 +85,52 @@ export { TLB_SUP_READ, TLB_SUP_WRITE, TLB_USER_READ, TLB_USER_WRITE } from "./tl
 
 const TLB_LIST_MAX = 4096;
 
+/** peekWalk's flags beside the PTE bits: the frame is watched for writes; outside memory. */
+const WALK_WATCHED = 1 << 9;
+const WALK_OUT = 1 << 10;
+
+/**
+ * The page walk's reading half, shared by Cpu.translate and Cpu.tlbRefill so their rules cannot
+ * drift: what a walk of lin finds (paging on), writing nothing. pde: lin's PDE (walkPde); mem32,
+ * size: memory; pse: CR4.PSE; watch: Cpu.writeWatch (given, not read from the Cpu, so the
+ * refill's loop passes them in locals). Packed in one int: the frame in the high 20 bits;
+ * PTE_P when both levels are present (0 else: a #PF); PTE_RW and PTE_US of both levels
+ * combined; PTE_A when every accessed bit the walk reads is set (else it writes them); PTE_D
+ * the entry's dirty bit; PTE_PS a 4 MiB page; WALK_WATCHED a frame watched for writes;
+ * WALK_OUT a frame outside memory (no TLB entry).
+ */
+function peekWalk(
+  lin: number,
+  pde: number,
+  mem32: Int32Array,
+  size: number,
+  pse: boolean,
+  watch: Uint8Array | null,
+): number {
+  if ((pde & PTE_P) === 0) return 0;
+  let frame: number;
+  let w: number;
+  if ((pde & PTE_PS) !== 0 && pse) {
+    frame = (pde & 0xffc00000) | (lin & 0x3ff000);
+    w = (pde & (PTE_P | PTE_RW | PTE_US | PTE_A | PTE_D)) | PTE_PS;
+  } else {
+    const pteAddr = (pde & ~0xfff) | ((lin >>> 10) & 0xffc);
+    const pte = pteAddr >>> 0 < size ? mem32[pteAddr >>> 2] : -1;
+    if ((pte & PTE_P) === 0) return 0;
+    frame = pte & ~0xfff;
+    w = (pde & pte & (PTE_P | PTE_RW | PTE_US | PTE_A)) | (pte & PTE_D);
+  }
+  if (watch !== null && watch[frame >>> 12] !== 0) w |= WALK_WATCHED;
+  if (frame >>> 0 >= size) w |= WALK_OUT;
+  return frame | w;
+}
+
+/** The PDE a walk of lin reads under cr3: physRead32's answer for an aligned word (-1 past memory). */
+function walkPde(lin: number, cr3: number, mem32: Int32Array, size: number): number {
+  const pdeAddr = (cr3 & ~0xfff) | ((lin >>> 20) & 0xffc);
+  return pdeAddr >>> 0 < size ? mem32[pdeAddr >>> 2] : -1;
+}
+
 /**
  * A TLB entry's bits for a walk's combined RW and US of both levels and the PTE's dirty bit:
  * writes through the TLB only once the dirty bit is set, so the first write walks.
@@ -734,6 +780,30 @@ export class Cpu {
   }
 
   /**
+   * The RW, US and D a walk's TLB entry takes from peekWalk's w: write bits (D) only for a
+   * write or a dirty entry, never for a watched frame's read (its first write must walk).
+   */
+  private walkPerm(w: number, write: boolean): number {
+    if (write) return (w & (PTE_RW | PTE_US)) | PTE_D;
+    return w & ((w & WALK_WATCHED) !== 0 ? PTE_RW | PTE_US : PTE_RW | PTE_US | PTE_D);
+  }
+
+  /** The accessed (and for a write dirty) bits a walk of lin sets, as peekWalk found them missing. */
+  private walkMark(lin: number, write: boolean, large: boolean): void {
+    const pdeAddr = (this.cr3 & ~0xfff) | ((lin >>> 20) & 0xffc);
+    const pde = this.physRead32(pdeAddr);
+    const set = PTE_A | (write ? PTE_D : 0);
+    if (large) {
+      if ((pde & set) !== set) this.physWrite32(pdeAddr, pde | set);
+      return;
+    }
+    const pteAddr = (pde & ~0xfff) | ((lin >>> 10) & 0xffc);
+    const pte = this.physRead32(pteAddr);
+    if ((pde & PTE_A) === 0) this.physWrite32(pdeAddr, pde | PTE_A);
+    if ((pte & set) !== set) this.physWrite32(pteAddr, pte | set);
+  }
+
+  /**
    * Walks the page tables for lin and fills the TLB; returns the physical address.
    * user: the access is made with user privilege (CPL 3, not an implicit system access).
    * hold (reach() only): a #PF is recorded (CR2, error code, pfHeld) and 0 returned instead
@@ -744,44 +814,21 @@ export class Cpu {
       if (lin >>> 0 < this.memSize) this.tlbInsert(lin, lin & ~0xfff, 15);
       return lin;
     }
-    const pdeAddr = (this.cr3 & ~0xfff) | ((lin >>> 20) & 0xffc);
-    const pde = this.physRead32(pdeAddr);
+    const m = this.mem32;
+    const size = this.memSize;
+    const w = peekWalk(
+      lin,
+      walkPde(lin, this.cr3, m, size),
+      m,
+      size,
+      (this.cr4 & CR4_PSE) !== 0,
+      this.writeWatch,
+    );
+    if ((w & PTE_PS) !== 0) this.tlbLarge = true;
     /** The #PF's error code (its P bit: W and U are added at the fault), or -1. */
     let fault = -1;
-    let frame = 0;
-    let perm = 0; // RW and US, both levels combined
-    if ((pde & PTE_P) === 0) {
-      fault = 0;
-    } else if ((pde & PTE_PS) !== 0 && (this.cr4 & CR4_PSE) !== 0) {
-      this.tlbLarge = true;
-      perm = pde;
-      if (this.denied(perm, write, user)) {
-        fault = PFEC_P;
-      } else {
-        const set = PTE_A | (write ? PTE_D : 0);
-        if ((pde & set) !== set) this.physWrite32(pdeAddr, pde | set);
-        frame = (pde & 0xffc00000) | (lin & 0x3ff000);
-        if (write) perm |= PTE_D;
-        else perm = (perm & ~PTE_D) | (pde & PTE_D);
-      }
-    } else {
-      const pteAddr = (pde & ~0xfff) | ((lin >>> 10) & 0xffc);
-      const pte = this.physRead32(pteAddr);
-      if ((pte & PTE_P) === 0) {
-        fault = 0;
-      } else {
-        perm = pde & pte & (PTE_RW | PTE_US);
-        if (this.denied(perm, write, user)) {
-          fault = PFEC_P;
-        } else {
-          if ((pde & PTE_A) === 0) this.physWrite32(pdeAddr, pde | PTE_A);
-          const set = PTE_A | (write ? PTE_D : 0);
-          if ((pte & set) !== set) this.physWrite32(pteAddr, pte | set);
-          frame = pte & ~0xfff;
-          perm |= write ? PTE_D : pte & PTE_D;
-        }
-      }
-    }
+    if ((w & PTE_P) === 0) fault = 0;
+    else if (this.denied(w, write, user)) fault = PFEC_P;
     if (fault >= 0) {
       fault |= (write ? PFEC_W : 0) | (user ? PFEC_U : 0);
       if (!hold) throw this.pageFaultHeld(lin, fault);
@@ -789,15 +836,15 @@ export class Cpu {
       this.pfHeld = true;
       return 0;
     }
-    if (this.writeWatch !== null && this.writeWatch[frame >>> 12] !== 0) {
-      // A watched frame gets no write permission in the TLB, so its first write walks here.
-      if (write) this.watchedWrite(frame >>> 12);
-      else perm &= ~PTE_D;
-    }
-    if (frame >>> 0 < this.memSize) {
+    const set = PTE_A | (write ? PTE_D : 0);
+    if ((w & set) !== set) this.walkMark(lin, write, (w & PTE_PS) !== 0);
+    const frame = w & ~0xfff;
+    // A watched frame gets no write permission in the TLB, so its first write walks here.
+    if (write && (w & WALK_WATCHED) !== 0) this.watchedWrite(frame >>> 12);
+    if ((w & WALK_OUT) === 0) {
       const hd = this.hostDebug;
       if (hd?.watchPages.has(lin >>> 12)) hd.access(lin, write);
-      else this.tlbInsert(lin, frame, tlbBits(perm, this.cr0));
+      else this.tlbInsert(lin, frame, tlbBits(this.walkPerm(w, write), this.cr0));
     }
     return frame | (lin & 0xfff);
   }
@@ -823,51 +870,42 @@ export class Cpu {
 
   /**
    * Enters for the n linear pages at out[at..] the translation a walk would enter now with
-   * nothing to write: each read from the page tables as they are at this call (PDE and PTE
-   * present with their accessed bits set, a writable entry only with the dirty bit set), never
-   * from anything saved, so no writer of a table, frame or type needs to know the pages were
-   * kept. An entry so made is the one the page's first access would walk to, with no side
-   * effect skipped; a page whose walk would write or fault is left to walk (4 MiB pages, pages
-   * a host debugger watches and frames outside memory too). A watched frame gets no write bits.
+   * nothing to write: each read from the page tables as they are at this call by the walk's
+   * own peekWalk, never from anything saved, so no writer of a table, frame or type needs to
+   * know the pages were kept. A page gets an entry only where a read's walk would enter one
+   * and write nothing (both levels present with their accessed bits set, a 4 KiB page, a frame
+   * in memory): the entry that walk makes (walkPerm: write bits only with the dirty bit set,
+   * none for a watched frame), so the page's first access is the same with no side effect
+   * skipped. Nothing with paging off or a host debugger attached (its watched pages must walk).
    */
   tlbRefill(pages: Int32Array, at: number, n: number): void {
     if ((this.cr0 & CR0_PG) === 0 || this.hostDebug !== null) return;
-    const m = this.mem32;
     const tlb = this.tlb;
-    const size = this.memSize;
-    const dir = this.cr3 & ~0xfff;
-    const pse = (this.cr4 & CR4_PSE) !== 0;
     const cr0 = this.cr0;
+    const cr3 = this.cr3;
+    const m = this.mem32;
+    const size = this.memSize;
+    const pse = (this.cr4 & CR4_PSE) !== 0;
     const watch = this.writeWatch;
     const list = this.tlbList;
     let count = this.tlbCount;
-    // The PDE read once for a run of pages in one 4 MiB region (0: none, or not a table).
+    // The PDE read once for a run of pages in one 4 MiB region.
     let slot = -1;
-    let table = 0;
+    let pde = 0;
     for (let i = at; i < at + n; i++) {
       const vp = pages[i];
       if (tlb[vp] !== 0) continue;
       if (vp >>> 10 !== slot) {
         slot = vp >>> 10;
-        const pdeAddr = dir | (slot << 2);
-        const pde = pdeAddr >>> 0 < size ? m[pdeAddr >>> 2] : 0;
-        const usable = (pde & (PTE_P | PTE_A)) === (PTE_P | PTE_A) && !(pse && (pde & PTE_PS) !== 0);
-        table = usable ? pde : 0;
+        pde = walkPde(vp << 12, cr3, m, size);
       }
-      const pde = table;
-      if (pde === 0) continue;
-      const pteAddr = (pde & ~0xfff) | ((vp & 0x3ff) << 2);
-      if (pteAddr >>> 0 >= size) continue;
-      const pte = m[pteAddr >>> 2];
-      if ((pte & (PTE_P | PTE_A)) !== (PTE_P | PTE_A)) continue;
-      const frame = pte & ~0xfff;
-      if (frame >>> 0 >= size) continue;
-      let perm = (pde & pte & (PTE_RW | PTE_US)) | (pte & PTE_D);
-      if (watch !== null && watch[frame >>> 12] !== 0) perm &= ~PTE_D;
+      const w = peekWalk(vp << 12, pde, m, size, pse, watch);
+      // A read's walk would fault, write an accessed bit, enter nothing or a 4 MiB page: left to it.
+      if ((w & (PTE_P | PTE_A | PTE_PS | WALK_OUT)) !== (PTE_P | PTE_A)) continue;
       // tlbInsert's bookkeeping, the count kept in a local and stored once (a switch-in's 11
       // pages: 1,924 -> 1,684 host instructions against tlbInsert called for each).
       if (count < TLB_LIST_MAX) list[count++] = vp;
-      tlb[vp] = frame | tlbBits(perm, cr0);
+      tlb[vp] = (w & ~0xfff) | tlbBits(this.walkPerm(w, false), cr0);
     }
     this.tlbCount = count;
   }
