@@ -14,9 +14,10 @@
  * The refill reads through the walk's own peekWalk (cpu.ts), so each rule is stated once; the
  * mutations (dist copy) of stop 28, each failing it: in peekWalk the PTE's or the PDE's accessed
  * bit not required, the write watch ignored, a frame past memory not flagged, a 4 MiB PDE
- * taken as a table; in walkPerm the dirty bit not required for write bits (9 cases); in
- * tlbRefill's test the accessed bit (2), the 4 MiB flag or the past-memory flag left out (one
- * case each; its present bit is implied: peekWalk gives 0 for a missing entry). Of stop 27: the
+ * taken as a table (pdeTable); the dirty bit not required for write bits (9 cases), or kept for
+ * a watched frame; in tlbRefill the accessed bit (2) or the past-memory flag left out of its
+ * test (one case). Equivalent: its present bit left out (the walk gives 0 for a missing entry),
+ * its skip of a PDE pdeTable refused (0 & PTE is no entry). Of stop 27: the
  * switch-in restoring the entries the switch-out held (12 of 13); a CR3 load that keeps the
  * TLB (13 of 13).
  */

@@ -85,7 +85,8 @@ export { TLB_SUP_READ, TLB_SUP_WRITE, TLB_USER_READ, TLB_USER_WRITE } from "./tl
 
 const TLB_LIST_MAX = 4096;
 
-/** peekWalk's flags beside the PTE bits: the frame is watched for writes; outside memory. */
+/** peekWalk's flags beside the PTE bits: the dirty bit itself; a watched frame; one past memory. */
+const WALK_DIRTY = 1 << 8;
 const WALK_WATCHED = 1 << 9;
 const WALK_OUT = 1 << 10;
 
@@ -96,8 +97,9 @@ const WALK_OUT = 1 << 10;
  * refill's loop passes them in locals). Packed in one int: the frame in the high 20 bits;
  * PTE_P when both levels are present (0 else: a #PF); PTE_RW and PTE_US of both levels
  * combined; PTE_A when every accessed bit the walk reads is set (else it writes them); PTE_D
- * the entry's dirty bit; PTE_PS a 4 MiB page; WALK_WATCHED a frame watched for writes;
- * WALK_OUT a frame outside memory (no TLB entry).
+ * when a read's entry may have write bits (dirty, the frame not watched), WALK_DIRTY the dirty
+ * bit itself; PTE_PS a 4 MiB page; WALK_WATCHED a frame watched for writes; WALK_OUT a frame
+ * outside memory (no TLB entry). So the low bits are tlbBits' perm for a read.
  */
 function peekWalk(
   lin: number,
@@ -107,20 +109,36 @@ function peekWalk(
   pse: boolean,
   watch: Uint8Array | null,
 ): number {
+  if (pdeTable(pde, pse) !== 0) return peekPte(lin, pde, mem32, size, watch);
   if ((pde & PTE_P) === 0) return 0;
-  let frame: number;
-  let w: number;
-  if ((pde & PTE_PS) !== 0 && pse) {
-    frame = (pde & 0xffc00000) | (lin & 0x3ff000);
-    w = (pde & (PTE_P | PTE_RW | PTE_US | PTE_A | PTE_D)) | PTE_PS;
-  } else {
-    const pteAddr = (pde & ~0xfff) | ((lin >>> 10) & 0xffc);
-    const pte = pteAddr >>> 0 < size ? mem32[pteAddr >>> 2] : -1;
-    if ((pte & PTE_P) === 0) return 0;
-    frame = pte & ~0xfff;
-    w = (pde & pte & (PTE_P | PTE_RW | PTE_US | PTE_A)) | (pte & PTE_D);
-  }
-  if (watch !== null && watch[frame >>> 12] !== 0) w |= WALK_WATCHED;
+  const frame = (pde & 0xffc00000) | (lin & 0x3ff000);
+  const w = (pde & (PTE_P | PTE_RW | PTE_US | PTE_A | PTE_D)) | PTE_PS | ((pde & PTE_D) << 2);
+  return walkFrame(frame, w, size, watch);
+}
+
+/** pde when a walk reads a page table through it (present, not a 4 MiB page), else 0. */
+function pdeTable(pde: number, pse: boolean): number {
+  return (pde & PTE_P) !== 0 && ((pde & PTE_PS) === 0 || !pse) ? pde : 0;
+}
+
+/** peekWalk under a PDE pdeTable gave (the refill reads it once per 4 MiB region). */
+function peekPte(
+  lin: number,
+  pde: number,
+  mem32: Int32Array,
+  size: number,
+  watch: Uint8Array | null,
+): number {
+  const pteAddr = (pde & ~0xfff) | ((lin >>> 10) & 0xffc);
+  const pte = pteAddr >>> 0 < size ? mem32[pteAddr >>> 2] : -1;
+  if ((pte & PTE_P) === 0) return 0;
+  const w = (pde & pte & (PTE_P | PTE_RW | PTE_US | PTE_A)) | (pte & PTE_D) | ((pte & PTE_D) << 2);
+  return walkFrame(pte & ~0xfff, w, size, watch);
+}
+
+/** peekWalk's frame flags: a watched frame (its D cleared: no write bits), one past memory. */
+function walkFrame(frame: number, w: number, size: number, watch: Uint8Array | null): number {
+  if (watch !== null && watch[frame >>> 12] !== 0) w = (w | WALK_WATCHED) & ~PTE_D;
   if (frame >>> 0 >= size) w |= WALK_OUT;
   return frame | w;
 }
@@ -780,12 +798,11 @@ export class Cpu {
   }
 
   /**
-   * The RW, US and D a walk's TLB entry takes from peekWalk's w: write bits (D) only for a
-   * write or a dirty entry, never for a watched frame's read (its first write must walk).
+   * The RW, US and D a walk's TLB entry takes from peekWalk's w: a write's sets D; a read's
+   * is w as it is (D only for a dirty entry of a frame not watched: its first write walks).
    */
   private walkPerm(w: number, write: boolean): number {
-    if (write) return (w & (PTE_RW | PTE_US)) | PTE_D;
-    return w & ((w & WALK_WATCHED) !== 0 ? PTE_RW | PTE_US : PTE_RW | PTE_US | PTE_D);
+    return write ? (w & (PTE_RW | PTE_US)) | PTE_D : w;
   }
 
   /** The accessed (and for a write dirty) bits a walk of lin sets, as peekWalk found them missing. */
@@ -836,7 +853,7 @@ export class Cpu {
       this.pfHeld = true;
       return 0;
     }
-    const set = PTE_A | (write ? PTE_D : 0);
+    const set = PTE_A | (write ? WALK_DIRTY : 0);
     if ((w & set) !== set) this.walkMark(lin, write, (w & PTE_PS) !== 0);
     const frame = w & ~0xfff;
     // A watched frame gets no write permission in the TLB, so its first write walks here.
@@ -897,15 +914,17 @@ export class Cpu {
       if (tlb[vp] !== 0) continue;
       if (vp >>> 10 !== slot) {
         slot = vp >>> 10;
-        pde = walkPde(vp << 12, cr3, m, size);
+        pde = pdeTable(walkPde(vp << 12, cr3, m, size), pse);
       }
-      const w = peekWalk(vp << 12, pde, m, size, pse, watch);
-      // A read's walk would fault, write an accessed bit, enter nothing or a 4 MiB page: left to it.
-      if ((w & (PTE_P | PTE_A | PTE_PS | WALK_OUT)) !== (PTE_P | PTE_A)) continue;
+      // A 4 MiB page or none: left to the walk.
+      if (pde === 0) continue;
+      const w = peekPte(vp << 12, pde, m, size, watch);
+      // A read's walk would fault, write an accessed bit or enter nothing: left to it.
+      if ((w & (PTE_P | PTE_A | WALK_OUT)) !== (PTE_P | PTE_A)) continue;
       // tlbInsert's bookkeeping, the count kept in a local and stored once (a switch-in's 11
       // pages: 1,924 -> 1,684 host instructions against tlbInsert called for each).
       if (count < TLB_LIST_MAX) list[count++] = vp;
-      tlb[vp] = (w & ~0xfff) | tlbBits(this.walkPerm(w, false), cr0);
+      tlb[vp] = (w & ~0xfff) | tlbBits(w, cr0);
     }
     this.tlbCount = count;
   }
