@@ -7,7 +7,8 @@
  * time, guest instructions, hypercalls and guest page faults per wall second.
  * With TSXEN_REALXEN (the real Xen of March 2005, docs/real-guests.md "Real Xen as an oracle")
  * and qemu-system-i386 it then runs the same kernel, initrd and typed lines as dom0 on real Xen
- * under QEMU's TCG and prints both side by side (wall times from the console's lines).
+ * under QEMU's TCG and prints both side by side (wall times from the console's lines, and
+ * CPU times: tsxen's process and QEMU's, read from /proc at each line).
  * Not a timed test: it prints figures.
  *
  *   TSXEN_XENLINUX=vmlinux TSXEN_XENLINUX_USERLAND=dir TSXEN_XENLINUX_LTEST=ltest \
@@ -232,6 +233,14 @@ async function main(): Promise<number> {
     }
     if (i === stopAfter) {
       process.stdout.write(`stopped after ${MARKS[i][0]}: ${insns} instructions\n`);
+      // Each phase's CPU time so far (CPU-time comparisons of two trees, alternated).
+      for (let j = 0; j <= i; j++) {
+        const [a, b] = [j === 0 ? start : counts[j - 1], counts[j]];
+        const cpuS = ((b.cpuMs - a.cpuMs) / 1000).toFixed(3);
+        process.stdout.write(
+          `${MARKS[j][0].padEnd(18)} CPU ${cpuS} s, main ${((b.mainMs - a.mainMs) / 1000).toFixed(3)} s\n`,
+        );
+      }
       return 0;
     }
     if (i === 0) promptAt = at;
@@ -294,36 +303,58 @@ async function main(): Promise<number> {
     return 0;
   }
   const tsxen = counts.map((c) => c.wallMs - t0);
+  const tsxenCpu = counts.map((c) => c.cpuMs - cpu0);
   const real = await realXen(xen, files);
   if (typeof real === "string") {
     process.stdout.write(`real Xen under QEMU: not run: ${real}\n`);
     return 0;
   }
-  process.stdout.write("\nwall s, side by side (real Xen of March 2005 as dom0 under QEMU TCG, one CPU):\n");
-  process.stdout.write(`${"".padEnd(18)} ${"tsxen".padStart(8)} ${"real Xen".padStart(9)}\n`);
-  const [a, b] = [phases(tsxen), phases(real)];
-  for (let i = 0; i < names.length; i++)
-    process.stdout.write(
-      `${names[i].padEnd(18)} ${a[i].toFixed(2).padStart(8)} ${(b[i] ?? Number.NaN).toFixed(2).padStart(9)}\n`,
-    );
-  const total = (t: Times) => (t[t.length - 1] / 1000).toFixed(2);
-  const work = (t: Times) => ((t[W_LAST] - t[W_FIRST - 1]) / 1000).toFixed(2);
-  process.stdout.write(`${"workload".padEnd(18)} ${work(tsxen).padStart(8)} ${work(real).padStart(9)}\n`);
+  // CPU time beside wall: on a loaded machine wall time is mostly waiting for a core, and
+  // each side waits differently (tsxen one thread and V8's compiles, QEMU its TCG thread).
   process.stdout.write(
-    `${"power-on to off".padEnd(18)} ${total(tsxen).padStart(8)} ${total(real).padStart(9)}\n`,
+    "\nside by side, s (real Xen of March 2005 as dom0 under QEMU TCG, one CPU; CPU: all threads):\n",
   );
+  process.stdout.write(
+    `${"".padEnd(18)} ${"tsxen".padStart(8)} ${"real Xen".padStart(9)} ${"CPU tsxen".padStart(10)} ${"real Xen".padStart(9)}\n`,
+  );
+  const [a, b, ac, bc] = [phases(tsxen), phases(real.wall), phases(tsxenCpu), phases(real.cpu)];
+  const col = (v: number | undefined, w: number) => (v ?? Number.NaN).toFixed(2).padStart(w);
+  const row = (name: string, v: Array<number | undefined>) =>
+    process.stdout.write(
+      `${name.padEnd(18)} ${col(v[0], 8)} ${col(v[1], 9)} ${col(v[2], 10)} ${col(v[3], 9)}\n`,
+    );
+  for (let i = 0; i < names.length; i++) row(names[i], [a[i], b[i], ac[i], bc[i]]);
+  const total = (t: Times) => t[t.length - 1] / 1000;
+  const work = (t: Times) => (t[W_LAST] - t[W_FIRST - 1]) / 1000;
+  const all = [tsxen, real.wall, tsxenCpu, real.cpu];
+  row("workload", all.map(work));
+  row("power-on to off", all.map(total));
   return 0;
+}
+
+/** QEMU's CPU time so far (user and system, all its threads), ms; NaN where /proc lacks it. */
+function qemuCpuMs(pid: number | undefined): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "latin1");
+    // Fields after the command's closing parenthesis: utime and stime are the 12th and 13th,
+    // in USER_HZ ticks (100 a second on Linux, whatever the kernel's own HZ).
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(f[11]) + Number(f[12])) * 10;
+  } catch {
+    return Number.NaN;
+  }
 }
 
 /**
  * The same kernel, initrd and typed lines as dom0 on real Xen under QEMU (TCG, one CPU): the
- * wall times of the marks from QEMU's start, or why it could not run. The serial line is
- * dom0's console (xencons=ttyS); Xen halts the machine at dom0's power-off.
+ * wall times of the marks from QEMU's start and its CPU time at each, or why it could not
+ * run. The serial line is dom0's console (xencons=ttyS); Xen halts the machine at dom0's
+ * power-off.
  */
 function realXen(
   xen: string,
   files: Exclude<ReturnType<typeof xenLinuxFiles>, string>,
-): Promise<Times | string> {
+): Promise<{ wall: Times; cpu: Times } | string> {
   if (!existsSync(xen)) return Promise.resolve(`TSXEN_REALXEN=${xen} does not exist`);
   const dir = mkdtempSync(join(tmpdir(), "tsxen-linuxbench-"));
   const initrd = join(dir, "initrd.cpio");
@@ -340,6 +371,7 @@ function realXen(
     const t0 = performance.now();
     const qemu = spawn("qemu-system-i386", args, { stdio: ["pipe", "pipe", "ignore"] });
     const times: Times = [];
+    const cpu: Times = [];
     let text = "";
     let from = 0;
     const timer = setTimeout(() => qemu.kill("SIGKILL"), 300_000);
@@ -353,6 +385,7 @@ function realXen(
         const m = MARKS[i][1].exec(text.slice(from));
         if (m === null) break;
         times.push(performance.now() - t0);
+        cpu.push(qemuCpuMs(qemu.pid));
         from += m.index + m[0].length;
         // Xen hands the serial line's input to dom0 as typed; the shell wants a carriage return.
         const typed = TYPED[i];
@@ -361,6 +394,7 @@ function realXen(
       }
       if (times.length === MARKS.length && /\(XEN\) Domain 0 (halted|shutdown)/.test(text.slice(from))) {
         times.push(performance.now() - t0);
+        cpu.push(qemuCpuMs(qemu.pid));
         qemu.kill("SIGKILL");
       }
       if (pending !== "" && text.length >= echoAt) {
@@ -380,7 +414,7 @@ function realXen(
     qemu.on("close", () => {
       clearTimeout(timer);
       rmSync(dir, { recursive: true, force: true });
-      if (times.length === MARKS.length + 1) resolve(times);
+      if (times.length === MARKS.length + 1) resolve({ wall: times, cpu });
       else
         resolve(
           `stopped after ${times.length} of ${MARKS.length + 1} marks; console tail:\n${text.slice(-1500)}`,
