@@ -41,7 +41,7 @@ import {
   SLOT_MASK,
 } from "./decode.js";
 import { type Handler, HOT_FNS, hotCase } from "./ops/table.js";
-import { CS, ESP, SS } from "./regs.js";
+import { CS, ESP, GP, SS } from "./regs.js";
 import { type WasmBackend, wasmBackend } from "./wasm/backend.js";
 import type { BlockPlan } from "./wasm/gen.js";
 
@@ -300,6 +300,33 @@ function thunkReg(cpu: Cpu, eip: number): number {
   return (v & 0xffffc7ff) === (0xc324048b | 0) && reg !== ESP ? reg : -1;
 }
 
+/** Whether blocks fold PIC thunks (F_THUNK) into their callers (tests and benches set it). */
+export let foldThunks = true;
+export function setFoldThunks(on: boolean): void {
+  foldThunks = on;
+}
+
+/** The 4 bytes of the PIC thunk `mov (%esp),reg; ret` (8b 04+8r 24 c3), as read little-endian. */
+function thunkBytes(reg: number): number {
+  return 0xc324048b | (reg << 11) | 0;
+}
+
+/**
+ * Whether the thunk bytes want are at EIP eip as the run loop would fetch them: the 4 bytes
+ * within the CS limit and in one page, that page in the TLB for a fetch at this CPL (the
+ * pending runner's check; codegen.ts and gen.ts thunkCode are the compiled blocks').
+ */
+function thunkThere(c: Cpu, eip: number, want: number): boolean {
+  const lin = (c.segBase[CS] + eip) | 0;
+  const t = c.tlb[lin >>> 12];
+  return (
+    (lin & 0xfff) <= 0xffc &&
+    (eip >>> 0) + 3 <= c.segHi[CS] &&
+    (t & c.rdMask) !== 0 &&
+    c.physRead32((t & ~0xfff) | (lin & 0xfff)) === want
+  );
+}
+
 /** Decode-cache flushes when the block being compiled was started: one since ends it. */
 let flushesAtStart = 0;
 
@@ -400,6 +427,7 @@ export function compileBlock(cpu: Cpu, blockOff: number, off: number): boolean {
       const target = pos + len + dc.imm[slot];
       const room = flags.length + 1 < MAX_BLOCK;
       if (
+        foldThunks &&
         opc === 0xe8 &&
         !prefix &&
         flags.length + 3 < MAX_BLOCK &&
@@ -502,8 +530,11 @@ const QUEUE_AT = 2048;
 const PENDING_RUNS = 128;
 let queueAt = QUEUE_AT;
 let pendingRuns = PENDING_RUNS;
-/** Interpreted runs of pending blocks, and batches they had compiled (tests, benches). */
-export const pendingStats = { runs: 0, flushes: 0 };
+/**
+ * Interpreted runs of pending blocks, batches they had compiled, and folded thunks they ran
+ * (tests, benches).
+ */
+export const pendingStats = { runs: 0, flushes: 0, thunks: 0 };
 export function setInterpretPending(on: boolean, runs = PENDING_RUNS, queue = QUEUE_AT): void {
   interpretPending = on;
   pendingRuns = runs;
@@ -579,9 +610,11 @@ function interpreted(
     W[2 * k + 1] = (plan.ends[k] & 0xffff) | (plan.offs[k + 1] << 16);
   }
   const s0 = plan.slots[0];
-  // A folded thunk's entries are not interpreted here: the run stops after its call.
-  let nRun = plan.flags.findIndex((f) => (f & F_THUNK) !== 0);
-  if (nRun < 0) nRun = n;
+  // A folded thunk (F_THUNK: its mov, then its ret) runs here as its handlers would, after the
+  // same check as the compiled block's: T[k] the bytes the mov entry k expects there (0: not
+  // a thunk). Its entries' offsets lie outside the page, so W does not hold them.
+  const T = new Int32Array(n);
+  for (let k = 0; k < n; k++) if (plan.flags[k] & F_THUNK) T[k] = thunkBytes(plan.flags[k] >> 8);
   let runs = 0;
   // The run it was queued at (-1: not yet, or queued when made with a batch of 1: the wasm
   // block replaced it, and a run here is one it bailed to or one after a re-add; 0: when made).
@@ -619,6 +652,31 @@ function interpreted(
     const r = c.regs;
     try {
       for (let k = 0; ; ) {
+        const want = T[k];
+        if (want !== 0) {
+          // The call before it went to the thunk: EIP is there. Not as compiled: leave, and
+          // the run loop fetches it (walks, faults, or runs other code).
+          const t = c.eip;
+          if (!thunkThere(c, t, want)) return;
+          c.instrStart = t;
+          c.savedEsp = r[4];
+          c.eip = (t + 3) | 0;
+          r[(want >> 11) & 7] = c.rd32(SS, r[4]);
+          c.retired++;
+          if (c.retired >= c.runEnd) return;
+          c.instrStart = c.eip;
+          c.savedEsp = r[4];
+          c.eip = (t + 4) | 0;
+          const back = c.pop32();
+          if (back >>> 0 > c.segHi[CS]) c.fault(GP, 0);
+          c.eip = back;
+          c.retired++;
+          pendingStats.thunks++;
+          k += 2;
+          // Back after the call (where W[2k-1], the ret's entry, says the next one starts).
+          if (k === n || c.eip !== ((e0 + (W[2 * k - 1] >> 16)) | 0) || c.retired >= c.runEnd) return;
+          continue;
+        }
         const a = W[2 * k];
         const b = W[2 * k + 1];
         c.instrStart = c.eip;
@@ -630,7 +688,7 @@ function interpreted(
           c.codeHit = 0;
           return;
         }
-        if (++k === nRun || c.eip !== ((e0 + (b >> 16)) | 0) || c.retired >= c.runEnd) return;
+        if (++k === n || c.eip !== ((e0 + (b >> 16)) | 0) || c.retired >= c.runEnd) return;
       }
     } catch (x) {
       c.held(x);
