@@ -11,7 +11,7 @@
  */
 import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
-import { pendingStats, setInterpretPending } from "../src/cpu/blocks.js";
+import { foldThunks, pendingStats, setFoldThunks, setInterpretPending } from "../src/cpu/blocks.js";
 import type { Cpu } from "../src/cpu/cpu.js";
 import { CR0_PG, EAX, EBX, EDI, ESP, Exit } from "../src/cpu/regs.js";
 import { wasmBackend } from "../src/cpu/wasm/backend.js";
@@ -51,7 +51,7 @@ const ACTIONS: Record<Action, number[]> = {
 // loop (0x100f): call V; mov edx,[esp-4]; add eax,edx; add eax,ebx; add eax,edi; rol eax,1;
 //   mov [esp-4],ecx; cmp ecx,SWITCH; jne skip; <action>
 // skip: dec ecx; jnz loop; hlt
-function program(action: Action): number[] {
+function program(action: Action, twice = false): number[] {
   const act = ACTIONS[action];
   const head = [
     [0xb9, ...d(N)],
@@ -61,6 +61,14 @@ function program(action: Action): number[] {
   const loop = CODE + head.length;
   const body = [
     [0xe8, ...d(V + AT - (loop + 5))],
+    // twice: a second call of the thunk (mov ecx,ecx between: the two calls' return sites
+    // differ), so the block folds two thunks.
+    ...(twice
+      ? [
+          [0x89, 0xc9],
+          [0xe8, ...d(V + AT - (loop + 12))],
+        ]
+      : []),
     [0x8b, 0x54, 0x24, 0xfc],
     [0x01, 0xd0],
     [0x01, 0xd8],
@@ -75,7 +83,7 @@ function program(action: Action): number[] {
   return [...head, ...body, 0x75, -(body.length + 2) & 0xff, 0xf4];
 }
 
-function machine(action: Action, variant: Variant | "pending"): Cpu {
+function machine(action: Action, variant: Variant | "pending", twice = false): Cpu {
   const cpu = variantCpu(variant === "pending" ? "wasm" : variant, 4 << 20, 2);
   // Not a batch of 1 (each block wasm at once): with queueAt out of reach, never compiled.
   const wasm = wasmBackend(cpu);
@@ -84,7 +92,7 @@ function machine(action: Action, variant: Variant | "pending"): Cpu {
   mem.setUint32(PD, PT | 3, true);
   for (let p = 0; p < 256; p++) mem.setUint32(PT + p * 4, (p << 12) | 3, true);
   mem.setUint32(pte(V), FA | 3, true);
-  cpu.mem8.set(program(action), CODE);
+  cpu.mem8.set(program(action, twice), CODE);
   cpu.mem8.set([0x8b, 0x1c, 0x24, 0xc3], FA + AT); // mov ebx,[esp]; ret
   cpu.mem8.set([0x8d, 0x5b, 0x01, 0xc3], FB + AT); // lea ebx,[ebx+1]; ret
   // The same thunk in frame 0, where a guard reading through a dropped TLB entry would look.
@@ -96,8 +104,8 @@ function machine(action: Action, variant: Variant | "pending"): Cpu {
   return cpu;
 }
 
-function trace(action: Action, variant: Variant | "pending", slice: number) {
-  return traceMappingFaults(machine(action, variant), slice, PT);
+function trace(action: Action, variant: Variant | "pending", slice: number, twice = false) {
+  return traceMappingFaults(machine(action, variant, twice), slice, PT);
 }
 
 const SLICES = [3, 7, 50, 1000, 10_000_000];
@@ -105,7 +113,13 @@ const SLICES = [3, 7, 50, 1000, 10_000_000];
 describe("PIC thunks folded into the calling block", () => {
   // The loop run once interpreted with nothing done midway.
   const base = trace("none", "interp", 10_000_000);
-  after(() => setInterpretPending(true));
+  // The fold on, whatever the default (blocks.ts foldThunks).
+  const fold = foldThunks;
+  setFoldThunks(true);
+  after(() => {
+    setInterpretPending(true);
+    setFoldThunks(fold);
+  });
   // "pending": wasm blocks never queued, so the pending runner (blocks.ts interpreted) runs
   // every pass, the thunk with it.
   for (const variant of ["js", "wasm", "chain", "pending"] as const)
@@ -148,6 +162,29 @@ describe("PIC thunks folded into the calling block", () => {
           }
         }
         assert.equal(checked, SLICES.length);
+      });
+  // Two folded thunks in one block: the pending runner goes on to the second.
+  for (const variant of ["js", "wasm", "chain", "pending"] as const)
+    for (const action of ["none", "write"] as const)
+      it(`${variant} blocks: two thunk calls in a block, ${action} midway, as the interpreter`, () => {
+        for (const slice of SLICES) {
+          const a = trace(action, "interp", slice, true);
+          if (variant === "pending") setInterpretPending(true, 1 << 30, 1 << 30);
+          const thunks = pendingStats.thunks;
+          const b = trace(action, variant, slice, true);
+          setInterpretPending(true);
+          assert.equal(a.steps[a.steps.length - 1].exit, Exit.Halt);
+          assertRunAs(a, b, `${variant} ${action} twice, slice ${slice}`);
+          if (slice === 10_000_000) {
+            // mov, xor, mov; 17 a pass; the write once; hlt.
+            assert.equal(a.cpu.retired, 3 + 17 * N + (action === "write" ? 1 : 0) + 1);
+            const ran = pendingStats.thunks - thunks;
+            // After the rewrite the block fails its first thunk's check; a block made at that
+            // call's return site folds the second call with the new register: one a pass.
+            const want = variant !== "pending" ? 0 : action === "write" ? 2 * (N - SWITCH) + SWITCH : 2 * N;
+            assert.ok(ran <= want && ran >= want - 8, `${ran} thunks run by the pending runner`);
+          }
+        }
       });
   it("the interpreter's loop: EBX is the return address, the sum as computed", () => {
     assert.equal(base.steps.length, 1);

@@ -611,10 +611,16 @@ function interpreted(
   }
   const s0 = plan.slots[0];
   // A folded thunk (F_THUNK: its mov, then its ret) runs here as its handlers would, after the
-  // same check as the compiled block's: T[k] the bytes the mov entry k expects there (0: not
-  // a thunk). Its entries' offsets lie outside the page, so W does not hold them.
+  // same check as the compiled block's: T[k] the bytes the mov entry k expects there, NEXT[k]
+  // the first thunk entry at k or after (n: none), where the loop stops to run it (one compare
+  // an instruction, as before). Its entries' offsets lie outside the page: W does not hold them.
   const T = new Int32Array(n);
-  for (let k = 0; k < n; k++) if (plan.flags[k] & F_THUNK) T[k] = thunkBytes(plan.flags[k] >> 8);
+  const NEXT = new Int32Array(n + 1).fill(n);
+  for (let k = n - 1; k >= 0; k--) {
+    const thunk = (plan.flags[k] & F_THUNK) !== 0;
+    if (thunk) T[k] = thunkBytes(plan.flags[k] >> 8);
+    NEXT[k] = thunk ? k : NEXT[k + 1];
+  }
   let runs = 0;
   // The run it was queued at (-1: not yet, or queued when made with a batch of 1: the wasm
   // block replaced it, and a run here is one it bailed to or one after a re-add; 0: when made).
@@ -651,11 +657,25 @@ function interpreted(
     const e0 = c.eip;
     const r = c.regs;
     try {
-      for (let k = 0; ; ) {
-        const want = T[k];
-        if (want !== 0) {
+      for (let k = 0, stop = NEXT[0]; ; ) {
+        const a = W[2 * k];
+        const b = W[2 * k + 1];
+        c.instrStart = c.eip;
+        c.savedEsp = r[4];
+        c.eip = (e0 + ((b << 16) >> 16)) | 0;
+        HOT_FNS[a >>> 18](c, a & SLOT_MASK);
+        c.retired++;
+        if (c.codeHit !== 0) {
+          c.codeHit = 0;
+          return;
+        }
+        if (++k === stop) {
+          // The last instruction, or a call whose thunk the block folds (its target: the
+          // thunk's page, not the entry's offset, which W cannot hold).
+          if (k === n || c.retired >= c.runEnd) return;
           // The call before it went to the thunk: EIP is there. Not as compiled: leave, and
           // the run loop fetches it (walks, faults, or runs other code).
+          const want = T[k];
           const t = c.eip;
           if (!thunkThere(c, t, want)) return;
           c.instrStart = t;
@@ -673,22 +693,12 @@ function interpreted(
           c.retired++;
           pendingStats.thunks++;
           k += 2;
+          stop = NEXT[k];
           // Back after the call (where W[2k-1], the ret's entry, says the next one starts).
           if (k === n || c.eip !== ((e0 + (W[2 * k - 1] >> 16)) | 0) || c.retired >= c.runEnd) return;
           continue;
         }
-        const a = W[2 * k];
-        const b = W[2 * k + 1];
-        c.instrStart = c.eip;
-        c.savedEsp = r[4];
-        c.eip = (e0 + ((b << 16) >> 16)) | 0;
-        HOT_FNS[a >>> 18](c, a & SLOT_MASK);
-        c.retired++;
-        if (c.codeHit !== 0) {
-          c.codeHit = 0;
-          return;
-        }
-        if (++k === n || c.eip !== ((e0 + (b >> 16)) | 0) || c.retired >= c.runEnd) return;
+        if (c.eip !== ((e0 + (b >> 16)) | 0) || c.retired >= c.runEnd) return;
       }
     } catch (x) {
       c.held(x);
