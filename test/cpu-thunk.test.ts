@@ -186,6 +186,15 @@ describe("PIC thunks folded into the calling block", () => {
           }
         }
       });
+  it("off by default: the call of a thunk in another page ends the block", () => {
+    setFoldThunks(fold);
+    const b = trace("none", "js", 10_000_000);
+    setFoldThunks(true);
+    assertRunAs(base, b, "js, the fold off");
+    // A crossing to the thunk's page and one back at each pass.
+    assert.equal(fold, false);
+    assert.ok(b.cpu.regionHops > N - 100, `${b.cpu.regionHops} crossings`);
+  });
   it("the interpreter's loop: EBX is the return address, the sum as computed", () => {
     assert.equal(base.steps.length, 1);
     // mov, xor, mov; 13 a pass (call, mov, ret and ten); hlt.

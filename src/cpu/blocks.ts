@@ -300,8 +300,12 @@ function thunkReg(cpu: Cpu, eip: number): number {
   return (v & 0xffffc7ff) === (0xc324048b | 0) && reg !== ESP ? reg : -1;
 }
 
-/** Whether blocks fold PIC thunks (F_THUNK) into their callers (tests and benches set it). */
-export let foldThunks = true;
+/**
+ * Whether blocks fold PIC thunks (F_THUNK) into their callers: off, as it gained nothing
+ * measurable on the XenLinux workload (ARCHITECTURE, the Linux workload's sixteenth round);
+ * test/cpu-thunk turns it on.
+ */
+export let foldThunks = false;
 export function setFoldThunks(on: boolean): void {
   foldThunks = on;
 }
