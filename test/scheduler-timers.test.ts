@@ -70,8 +70,9 @@ function scenario(withCache: boolean): Outcome {
     sched.soleDue = () => null;
   } else {
     const soleDue = sched.soleDue.bind(sched);
-    sched.soleDue = (p: PhysicalCpu, nowNs: number) => {
-      const v = soleDue(p, nowNs);
+    sched.soleDue = (p: PhysicalCpu) => {
+      const nowNs = sched.dueNs;
+      const v = soleDue(p);
       if (v !== null) out.sole++;
       else if (scanned(hv, p) <= nowNs) out.several++;
       return v;
@@ -149,11 +150,16 @@ describe("the deadline heap against a scan", () => {
     vs[0].timerDeadline = 5e6;
     vs[1].timerDeadline = 5e6;
     vs[2].timerDeadline = 9e6;
-    assert.equal(sched.soleDue(p, 4e6), null, "nothing is due yet");
-    assert.equal(sched.soleDue(p, 6e6), null, "two are due: the scan fires them");
+    // soleDue asks at the time runTimers left in dueNs.
+    const at = (ns: number) => {
+      sched.dueNs = ns;
+      return p;
+    };
+    assert.equal(sched.soleDue(at(4e6)), null, "nothing is due yet");
+    assert.equal(sched.soleDue(at(6e6)), null, "two are due: the scan fires them");
     assert.equal(sched.earliestDeadline(p), 5e6, "the one taken off to look is back");
     vs[1].timerDeadline = -1;
-    assert.equal(sched.soleDue(p, 6e6), vs[0]);
+    assert.equal(sched.soleDue(at(6e6)), vs[0]);
     vs[0].timerDeadline = 7e6;
     assert.equal(sched.earliestDeadline(p), 7e6, "the 5 ms entry went stale when it moved");
     hv.pauseDomain(vs[0].domain);
