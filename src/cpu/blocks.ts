@@ -9,9 +9,7 @@
  * block, or goes on at its target when that is further on in the block: an if without an
  * else), to the target of a jmp or call in the same page, and back from a ret to the call it
  * followed (leaving when the return address is not the expected one); a block that jumps
- * back to its own start loops inside its function. A call of a PIC thunk in another page
- * (`mov (%esp),reg; ret`, busybox's `__x86.get_pc_thunk.*`) runs inside the block, checked
- * at each run (F_THUNK), so the call no longer ends it. Code in the page that has not run yet is
+ * back to its own start loops inside its function. Code in the page that has not run yet is
  * decoded ahead (entryAt). It stops at any other control transfer, at an instruction that is
  * not hot, at the page's end, or after MAX_BLOCK.
  *
@@ -28,7 +26,7 @@
  * change CS, CPL or the debug state (iret) ends its block, and a region returns after it when
  * it did (the fetch window was dropped); a load of SS is never compiled.
  */
-import { type FlagState, followedJump, inlineCode, predictedReturn, thunkCode } from "./codegen.js";
+import { type FlagState, followedJump, inlineCode, predictedReturn } from "./codegen.js";
 import { CPU_FAULT, type Cpu } from "./cpu.js";
 import {
   type BlockFn,
@@ -41,7 +39,7 @@ import {
   SLOT_MASK,
 } from "./decode.js";
 import { type Handler, HOT_FNS, hotCase } from "./ops/table.js";
-import { CS, ESP, GP, SS } from "./regs.js";
+import { CS, SS } from "./regs.js";
 import { type WasmBackend, wasmBackend } from "./wasm/backend.js";
 import type { BlockPlan } from "./wasm/gen.js";
 
@@ -221,8 +219,7 @@ function blockSource(
       }
     }
     let code: string | null;
-    if (f & F_THUNK) code = thunkCode(offs[k], k, f >> 8);
-    else if (f & F_TRACE) code = followedJump(dc, slots[k], ends[k]);
+    if (f & F_TRACE) code = followedJump(dc, slots[k], ends[k]);
     else if (f & F_RETURN) code = predictedReturn(offs[k + 1], k);
     else code = inlineCode(dc, slots[k], ends[k], st, taken);
     if (code !== null) {
@@ -279,58 +276,6 @@ const F_CHECK = 4; // may write memory: stop if it wrote a code frame
 const F_BRANCH = 8; // a jcc the block goes on after when it is not taken
 const F_TRACE = 16; // a jmp or call the block follows to its target
 const F_RETURN = 32; // a ret to the instruction after a call the block followed: goes on there
-/**
- * `mov (%esp),reg` of a PIC thunk in another page whose call (the entry before) the block
- * follows, its ret the entry after (F_RETURN); reg in bits 8-10. Where it runs it first
- * checks that the thunk is still there (thunkCode): else the block ends after the call.
- */
-const F_THUNK = 64;
-
-/**
- * The register of the PIC thunk (`mov (%esp),r32; ret`: 8b 04+8r 24 c3, not ESP) at EIP eip
- * when the TLB holds its page for a fetch now and its 4 bytes lie in that page; else -1. Only
- * a hint for compiling: each run checks it again (codegen.ts thunkCode, gen.ts thunkCode).
- */
-function thunkReg(cpu: Cpu, eip: number): number {
-  const lin = (cpu.segBase[CS] + eip) | 0;
-  const t = cpu.tlb[lin >>> 12];
-  if ((lin & 0xfff) > 0xffc || (t & cpu.rdMask) === 0) return -1;
-  const v = cpu.physRead32((t & ~0xfff) | (lin & 0xfff));
-  const reg = (v >> 11) & 7;
-  return (v & 0xffffc7ff) === (0xc324048b | 0) && reg !== ESP ? reg : -1;
-}
-
-/**
- * Whether blocks fold PIC thunks (F_THUNK) into their callers: off, as it gained nothing
- * measurable on the XenLinux workload (ARCHITECTURE, the Linux workload's sixteenth round);
- * test/cpu-thunk turns it on.
- */
-export let foldThunks = false;
-export function setFoldThunks(on: boolean): void {
-  foldThunks = on;
-}
-
-/** The 4 bytes of the PIC thunk `mov (%esp),reg; ret` (8b 04+8r 24 c3), as read little-endian. */
-function thunkBytes(reg: number): number {
-  return 0xc324048b | (reg << 11) | 0;
-}
-
-/**
- * Whether the thunk bytes want are at EIP eip as the run loop would fetch them: the 4 bytes
- * within the CS limit and in one page, that page in the TLB for a fetch at this CPL (the
- * pending runner's check; codegen.ts and gen.ts thunkCode are the compiled blocks').
- */
-function thunkThere(c: Cpu, eip: number, want: number): boolean {
-  const lin = (c.segBase[CS] + eip) | 0;
-  const t = c.tlb[lin >>> 12];
-  return (
-    (lin & 0xfff) <= 0xffc &&
-    (eip >>> 0) + 3 <= c.segHi[CS] &&
-    (t & c.rdMask) !== 0 &&
-    c.physRead32((t & ~0xfff) | (lin & 0xfff)) === want
-  );
-}
-
 /** Decode-cache flushes when the block being compiled was started: one since ends it. */
 let flushesAtStart = 0;
 
@@ -418,7 +363,6 @@ export function compileBlock(cpu: Cpu, blockOff: number, off: number): boolean {
     const stack = movesStack(opc, sub) ? F_STACK : 0;
     let f: number;
     let next = pos + len;
-    let thunk = -1;
     seen.add(pos);
     if (isControl(opc, sub)) {
       // A jcc (inline: no operand-size prefix) goes on to the next instruction when that is
@@ -431,18 +375,6 @@ export function compileBlock(cpu: Cpu, blockOff: number, off: number): boolean {
       const target = pos + len + dc.imm[slot];
       const room = flags.length + 1 < MAX_BLOCK;
       if (
-        foldThunks &&
-        opc === 0xe8 &&
-        !prefix &&
-        flags.length + 3 < MAX_BLOCK &&
-        (target < 0 || target >= 0x1000) &&
-        (thunk = thunkReg(cpu, (base + target) | 0)) >= 0 &&
-        hotAt(pos + len)
-      ) {
-        // A call of a PIC thunk in another page: its mov and ret follow as two more entries
-        // (F_THUNK, F_RETURN), guarded where they run; the block goes on after the call.
-        f = F_TRACE | F_STACK | F_CHECK;
-      } else if (
         jmp &&
         room &&
         target >= 0 &&
@@ -479,18 +411,6 @@ export function compileBlock(cpu: Cpu, blockOff: number, off: number): boolean {
     offs.push(pos - off);
     ends.push(pos + len - off);
     flags.push(f);
-    if (thunk >= 0) {
-      // Offsets outside the page: no jcc of the block targets them (skipTarget, midLoops).
-      const at = pos + len + dc.imm[slot] - off;
-      for (let j = 0; j < 2; j++) {
-        fns.push(HOT_FNS[hot]);
-        hots.push(hot);
-        slots.push(slot);
-        offs.push(at + 3 * j);
-        ends.push(at + 3 + j);
-      }
-      flags.push(F_THUNK | (thunk << 8), F_RETURN | F_STACK);
-    }
     pos = next;
     if (f & F_CONTROL) break;
   }
@@ -534,11 +454,8 @@ const QUEUE_AT = 2048;
 const PENDING_RUNS = 128;
 let queueAt = QUEUE_AT;
 let pendingRuns = PENDING_RUNS;
-/**
- * Interpreted runs of pending blocks, batches they had compiled, and folded thunks they ran
- * (tests, benches).
- */
-export const pendingStats = { runs: 0, flushes: 0, thunks: 0 };
+/** Interpreted runs of pending blocks and batches they had compiled (tests, benches). */
+export const pendingStats = { runs: 0, flushes: 0 };
 export function setInterpretPending(on: boolean, runs = PENDING_RUNS, queue = QUEUE_AT): void {
   interpretPending = on;
   pendingRuns = runs;
@@ -614,17 +531,6 @@ function interpreted(
     W[2 * k + 1] = (plan.ends[k] & 0xffff) | (plan.offs[k + 1] << 16);
   }
   const s0 = plan.slots[0];
-  // A folded thunk (F_THUNK: its mov, then its ret) runs here as its handlers would, after the
-  // same check as the compiled block's: T[k] the bytes the mov entry k expects there, NEXT[k]
-  // the first thunk entry at k or after (n: none), where the loop stops to run it (one compare
-  // an instruction, as before). Its entries' offsets lie outside the page: W does not hold them.
-  const T = new Int32Array(n);
-  const NEXT = new Int32Array(n + 1).fill(n);
-  for (let k = n - 1; k >= 0; k--) {
-    const thunk = (plan.flags[k] & F_THUNK) !== 0;
-    if (thunk) T[k] = thunkBytes(plan.flags[k] >> 8);
-    NEXT[k] = thunk ? k : NEXT[k + 1];
-  }
   let runs = 0;
   // The run it was queued at (-1: not yet, or queued when made with a batch of 1: the wasm
   // block replaced it, and a run here is one it bailed to or one after a re-add; 0: when made).
@@ -661,7 +567,7 @@ function interpreted(
     const e0 = c.eip;
     const r = c.regs;
     try {
-      for (let k = 0, stop = NEXT[0]; ; ) {
+      for (let k = 0; ; ) {
         const a = W[2 * k];
         const b = W[2 * k + 1];
         c.instrStart = c.eip;
@@ -673,36 +579,7 @@ function interpreted(
           c.codeHit = 0;
           return;
         }
-        if (++k === stop) {
-          // The last instruction, or a call whose thunk the block folds (its target: the
-          // thunk's page, not the entry's offset, which W cannot hold).
-          if (k === n || c.retired >= c.runEnd) return;
-          // The call before it went to the thunk: EIP is there. Not as compiled: leave, and
-          // the run loop fetches it (walks, faults, or runs other code).
-          const want = T[k];
-          const t = c.eip;
-          if (!thunkThere(c, t, want)) return;
-          c.instrStart = t;
-          c.savedEsp = r[4];
-          c.eip = (t + 3) | 0;
-          r[(want >> 11) & 7] = c.rd32(SS, r[4]);
-          c.retired++;
-          if (c.retired >= c.runEnd) return;
-          c.instrStart = c.eip;
-          c.savedEsp = r[4];
-          c.eip = (t + 4) | 0;
-          const back = c.pop32();
-          if (back >>> 0 > c.segHi[CS]) c.fault(GP, 0);
-          c.eip = back;
-          c.retired++;
-          pendingStats.thunks++;
-          k += 2;
-          stop = NEXT[k];
-          // Back after the call (where W[2k-1], the ret's entry, says the next one starts).
-          if (k === n || c.eip !== ((e0 + (W[2 * k - 1] >> 16)) | 0) || c.retired >= c.runEnd) return;
-          continue;
-        }
-        if (c.eip !== ((e0 + (b >> 16)) | 0) || c.retired >= c.runEnd) return;
+        if (++k === n || c.eip !== ((e0 + (b >> 16)) | 0) || c.retired >= c.runEnd) return;
       }
     } catch (x) {
       c.held(x);

@@ -15,7 +15,7 @@ import { type DecodeCache, EA_BASE, EA_DISP, EA_SIB, hasModrm, isJcc, P_A16 } fr
 import { L_ADD, L_DEC, L_INC, L_LOGIC, L_RES, L_SUB } from "./flags.js";
 import { ADD, AND, CMP, OR, SUB, XOR } from "./ops/alu.js";
 import { SAL, SAR, SHL, SHR } from "./ops/alu-shift.js";
-import { AF, CF, CS, GP, OF, reg8Index as r8, SS } from "./regs.js";
+import { AF, CF, CS, GP, OF, reg8Index as r8 } from "./regs.js";
 
 /**
  * The lazy-flag record the block's code last wrote into fa/fb/fx: its kind and size, or none.
@@ -214,24 +214,6 @@ export function predictedReturn(back: number, k: number): string {
   return (
     `{const t=c.pop32();if(t>>>0>c.segHi[${CS}])c.fault(${GP},0);` +
     `if(t!==((e0+${back})|0)){c.eip=t;c.retired+=${k + 1};return;}}`
-  );
-}
-
-/**
- * A PIC thunk's `mov (%esp),reg` (blocks.ts F_THUNK: instruction k, at block offset at in
- * another page), after its call pushed the return address. It runs only when the thunk is
- * still there as the run loop would fetch it: its 4 bytes within the CS limit and in one page,
- * that page in the TLB for a fetch at this CPL, and the bytes the same; else the block ends
- * after the call (EIP at the thunk), and the run loop fetches it (and walks, faults or finds
- * other code) as the interpreter would.
- */
-export function thunkCode(at: number, k: number, reg: number): string {
-  const want = 0xc324048b | (reg << 11) | 0;
-  return (
-    `{const t=(e0+${at})|0,l=(c.segBase[${CS}]+t)|0,te=c.tlb[l>>>12];` +
-    `if((l&4095)>4092||(t>>>0)+3>c.segHi[${CS}]||(te&c.rdMask)===0||` +
-    `c.physRead32((te&-4096)|(l&4095))!==${want}){c.eip=t;c.retired+=${k};return;}}` +
-    `r[${reg}]=c.rd32(${SS},r[4]);`
   );
 }
 

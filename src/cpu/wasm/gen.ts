@@ -155,49 +155,6 @@ export const F_CHECK = 4;
 export const F_BRANCH = 8;
 export const F_TRACE = 16;
 export const F_RETURN = 32;
-/**
- * A PIC thunk's `mov (%esp),reg` in another page, its call the entry before, its ret the
- * entry after (blocks.ts F_THUNK; reg in bits 8-10). It runs only when the thunk is still
- * there as the run loop would fetch it (its 4 bytes within the CS limit and one page, the page
- * in the TLB for a fetch at this CPL, the bytes the same); else the block leaves after the
- * call, EIP at the thunk (codegen.ts thunkCode is the JS block's).
- */
-export const F_THUNK = 64;
-
-function thunkCode(g: Gen, at: number, k: number, reg: number): void {
-  const c = g.c;
-  g.eipAt(at);
-  g.open(Op.block);
-  g.open(Op.block);
-  if ((g.flat & (1 << CS)) !== 0) {
-    g.used |= 1 << CS;
-    c.get(EIP).set(LIN);
-  } else {
-    c.get(EIP).i32(-4).op(Op.gtU).br(Op.brIf, 0);
-    c.get(EIP).i32(3).op(Op.add).i32(INT_MIN).op(Op.xor);
-    g.ld(g.S + ST_SEGCHK + (CS * 32 + 3) * 4)
-      .c.op(Op.gtS)
-      .br(Op.brIf, 0);
-    g.ld(g.S + ST_SEGCHK + CS * 128)
-      .c.get(EIP)
-      .op(Op.add)
-      .set(LIN);
-  }
-  c.get(LIN).i32(0xfff).op(Op.and).i32(0xffc).op(Op.gtU).br(Op.brIf, 0);
-  c.get(LIN).i32(12).op(Op.shrU).i32(2).op(Op.shl).mem(Op.load, g.T).tee(E);
-  g.ld(g.io(IO_RDMASK)).c.op(Op.and, Op.eqz).br(Op.brIf, 0);
-  c.get(E).i32(~0xfff).op(Op.and).get(LIN).i32(0xfff).op(Op.and, Op.or).mem(Op.load, 0);
-  c.i32(0xc324048b | (reg << 11) | 0)
-    .op(Op.ne)
-    .br(Op.brIf, 0);
-  c.br(Op.br, 1);
-  g.close();
-  g.exit(k);
-  g.close();
-  g.read(4, SS, () => g.ld(g.reg(ESP)));
-  c.set(V);
-  g.put(g.reg(reg), () => c.get(V));
-}
 
 /** The block, as blocks.ts laid it out. */
 export interface BlockPlan {
@@ -2134,10 +2091,7 @@ function blockCode(g: Gen, dc: DecodeCache, p: BlockPlan): void {
             ? g.skip(p, k, open)
             : () => {};
     let ok: boolean;
-    if (f & F_THUNK) {
-      thunkCode(g, p.offs[k], k, f >> 8);
-      ok = true;
-    } else if (f & F_TRACE) {
+    if (f & F_TRACE) {
       // A jmp or call the block follows: the target's CS check, the return address pushed.
       g.eipAt(p.ends[k] + dc.imm[p.slots[k]]);
       g.csCheck();
