@@ -4,7 +4,11 @@
  * guests/bench/idle.c (a 100 Hz tick by default, like an idle kernel), waits until each
  * has printed that it is idle, and prints the daemon's host memory per domain (the growth
  * of its resident set over the empty daemon, divided by N) and its CPU use while they idle
- * (percent of one core, over --seconds). Then the same domains run on a Hypervisor in this
+ * (percent of one core: /proc's user + system time over the wall time of --seconds, from 2 s
+ * after the last domain is idle). Beside it, for a machine with other work: the median and
+ * range of that share over ~2 s windows (the threads' scheduler time), and tsxend's CPU time a
+ * tick times the full tick rate (the ticks it served counted by the domains' guest CPU time
+ * over the in-process run's guest time a tick: under load the pacing serves fewer). Then the same domains run on a Hypervisor in this
  * process, flat out with no daemon and no pacing, for --seconds of guest time: the host CPU
  * each tick costs the hypervisor itself, apart from the daemon's turns of the event loop
  * (--in-process runs only that part: for a profile or cachegrind). With --evict M, the in-process
@@ -27,7 +31,7 @@
  *   npm run bench:scale [-- --domains N] [-- --mib M] [-- --seconds S] [-- --tick-ms T] [-- --profile DIR] [-- --in-process] [-- --evict M [-- --step-ms S]] [-- --timer-slop T] [-- --idle-slop T] [-- --pace P] [-- --callgrind FILE]
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { request } from "node:http";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -126,6 +130,30 @@ function callgrindControl(option: string, arg: string, pid: number): void {
   execFileSync("callgrind_control", [option, arg, String(pid)], { stdio: "ignore" });
 }
 
+/**
+ * CPU time (seconds) of a process summed over its threads from /proc/PID/task/TID/schedstat
+ * (the scheduler's nanoseconds on a CPU): /proc/PID/stat's utime and stime count in 10 ms
+ * ticks, which in a 2 s window of a process near 5 % of a core is +-10 % of the figure.
+ */
+function threadCpu(pid: number): number {
+  let ns = 0;
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, "utf8").split(" ")[0]);
+    } catch {
+      // A thread that ended meanwhile: its time is gone from the sum (V8's helpers live on).
+    }
+  }
+  return ns / 1e9;
+}
+
+/** The median of xs (xs non-empty). */
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const h = s.length >> 1;
+  return s.length % 2 === 1 ? s[h] : (s[h - 1] + s[h]) / 2;
+}
+
 /** Resident set (bytes) and CPU time (seconds, user + system) of a process, from /proc. */
 function usage(pid: number): { rss: number; cpu: number } {
   const status = readFileSync(`/proc/${pid}/status`, "utf8");
@@ -168,7 +196,7 @@ function api(port: number, token: string, method: string, path: string, body?: u
  * The same domains on a Hypervisor in this process, run flat out (virtual time jumps over
  * idle stretches): host CPU per tick with no daemon, no pacing and no event loop between runs.
  */
-function inProcess(opts: Options): string[] {
+function inProcess(opts: Options): { lines: string[]; guestNsPerTick: number } {
   const image = readFileSync(guestPath("bench_idle"));
   let ready = 0;
   const hv = new Hypervisor({
@@ -184,6 +212,7 @@ function inProcess(opts: Options): string[] {
   if (ready !== opts.domains) fail(`in process: ${ready} of ${opts.domains} domains became idle`);
   const v0 = hv.nowNs();
   const i0 = hv.cpu.retired;
+  const g0 = domainsCpuNs(hv);
   const { r, used } =
     opts.evict === 0
       ? flatOut(hv, v0 + opts.seconds * 1e9)
@@ -195,10 +224,21 @@ function inProcess(opts: Options): string[] {
   const ticks = opts.tickMs === 0 ? 0 : (opts.domains * opts.seconds * 1000) / opts.tickMs;
   const perTick = ticks === 0 ? "-" : `${((cpuMs * 1000) / ticks).toFixed(2)} us`;
   const how = opts.evict === 0 ? "flat out" : `${opts.stepMs} ms steps, ${opts.evict} MiB read between them`;
-  return [
+  // A tick's guest CPU time is the same in tsxend (the same guest, virtual time by retired
+  // instructions): it turns tsxend's guest CPU time into ticks.
+  const guestNsPerTick = ticks === 0 ? 0 : (domainsCpuNs(hv) - g0) / ticks;
+  const lines = [
     `  the hypervisor alone          ${((cpuMs / (opts.seconds * 1000)) * 100).toFixed(1)} % of one core (in this process, ${how}, ${opts.seconds} s of guest time)`,
-    `  host CPU per tick             ${perTick} (${ticks} ticks; ${ticks === 0 ? "-" : ((hv.cpu.retired - i0) / ticks).toFixed(0)} guest instructions a tick)`,
+    `  host CPU per tick             ${perTick} (${ticks} ticks; ${ticks === 0 ? "-" : ((hv.cpu.retired - i0) / ticks).toFixed(0)} guest instructions, ${guestNsPerTick.toFixed(0)} ns of guest CPU time a tick)`,
   ];
+  return { lines, guestNsPerTick };
+}
+
+/** The guest domains' CPU time (ns), Domain-0's left out. */
+function domainsCpuNs(hv: Hypervisor): number {
+  let ns = 0;
+  for (const d of hv.domains.values()) if (d.id !== 0) for (const v of d.vcpus) ns += v.cpuTimeNs;
+  return ns;
 }
 
 type Timed = { r: ReturnType<Hypervisor["run"]>; used: NodeJS.CpuUsage };
@@ -232,7 +272,7 @@ async function main(): Promise<void> {
   const opts = parseArgs(process.argv.slice(2));
   if (opts.inProcess) {
     process.stdout.write(
-      `tsxen scale, in process: ${opts.domains} idle domains of ${opts.mib} MiB, tick ${opts.tickMs} ms\n\n${inProcess(opts).join("\n")}\n`,
+      `tsxen scale, in process: ${opts.domains} idle domains of ${opts.mib} MiB, tick ${opts.tickMs} ms\n\n${inProcess(opts).lines.join("\n")}\n`,
     );
     return;
   }
@@ -290,6 +330,9 @@ async function main(): Promise<void> {
     stop();
     rmSync(dir, { recursive: true, force: true });
   });
+  let hostCpu = 0;
+  let guestWindowMs = 0;
+  let windowS = 0;
   try {
     const pid = daemon.pid ?? fail("tsxend did not start");
     for (let i = 0; !existsSync(portFile) || readFileSync(portFile, "utf8").trim() === ""; i++) {
@@ -333,6 +376,7 @@ async function main(): Promise<void> {
     };
     const g0 = await guestNs();
     const before = usage(pid);
+    const windows: number[] = [];
     const w0 = performance.now();
     if (opts.callgrind !== null) {
       // Two dumps: the window's first half (JIT warm-up under valgrind), then its second.
@@ -347,7 +391,22 @@ async function main(): Promise<void> {
       process.stdout.write(
         `callgrind: ${opts.callgrind}.1, .2: the halves, ${((gHalf - g0) / 1e6).toFixed(3)} and ${((gEnd - gHalf) / 1e6).toFixed(3)} ms of the domains' own CPU time\n`,
       );
-    } else await sleep(opts.seconds * 1000);
+    } else {
+      // Windows of ~2 s, each its own share of a core by the threads' scheduler time: their
+      // median and range show what the load did to the window (only /proc is read, nothing
+      // that would wake tsxend).
+      const n = Math.max(1, Math.floor(opts.seconds / 2));
+      let c = threadCpu(pid);
+      let t = performance.now();
+      for (let i = 0; i < n; i++) {
+        await sleep((opts.seconds * 1000) / n);
+        const c1 = threadCpu(pid);
+        const t1 = performance.now();
+        windows.push(((c1 - c) / ((t1 - t) / 1000)) * 100);
+        c = c1;
+        t = t1;
+      }
+    }
     const after = usage(pid);
     const wall = (performance.now() - w0) / 1000;
     const guestMs = ((await guestNs()) - g0) / 1e6;
@@ -368,13 +427,31 @@ async function main(): Promise<void> {
         `  idle CPU use                  ${idlePct.toFixed(1)} % of one core over ${wall.toFixed(1)} s (the goal: <= 5 %)`,
         `  the domains' own CPU time     ${guestMs.toFixed(1)} ms of guest time (${(guestMs / wall).toFixed(1)} ms a second)`,
         `  host CPU per guest CPU        ${(((after.cpu - before.cpu) * 1000) / Math.max(guestMs, 1e-9)).toFixed(1)} (host ms per guest ms)`,
+        windows.length === 0
+          ? ""
+          : `  idle CPU use by window        median ${median(windows).toFixed(1)} % (${Math.min(...windows).toFixed(1)}-${Math.max(...windows).toFixed(1)} over ${windows.length} windows of ${(opts.seconds / windows.length).toFixed(1)} s, threads' scheduler time)`,
         "",
       ].join("\n"),
     );
+    hostCpu = after.cpu - before.cpu;
+    guestWindowMs = guestMs;
+    windowS = wall;
   } finally {
     stop();
   }
-  process.stdout.write(`${inProcess(opts).join("\n")}\n`);
+  const ip = inProcess(opts);
+  process.stdout.write(`${ip.lines.join("\n")}\n`);
+  if (ip.guestNsPerTick > 0 && guestWindowMs > 0) {
+    // Ticks served in the window, by the domains' guest CPU time: under load tsxend's pacing
+    // falls behind and serves fewer, which lowers the % above with nothing cheaper; this figure
+    // is the window's CPU time a tick at the full rate (domains x 1000 / tick ms a second).
+    const ticks = (guestWindowMs * 1e6) / ip.guestNsPerTick;
+    const perTickUs = (hostCpu * 1e6) / ticks;
+    const full = (opts.domains * 1000) / opts.tickMs;
+    process.stdout.write(
+      `  tsxend at the full tick rate  ${((perTickUs * full) / 1e4).toFixed(1)} % of one core (${perTickUs.toFixed(2)} us of tsxend CPU a tick x ${full} ticks a second; ${ticks.toFixed(0)} ticks served in the window, ${((ticks / (windowS * full)) * 100).toFixed(0)} % of the full rate)\n`,
+    );
+  }
 }
 
 await main();
