@@ -23,7 +23,7 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { CpuContext } from "../src/cpu/context.js";
+import { CpuContext, RESAMPLE } from "../src/cpu/context.js";
 import { CPU_FAULT, Cpu, TLB_SUP_WRITE } from "../src/cpu/cpu.js";
 import { CR0_PG, CR0_WP, CR4_PSE, PTE_A, PTE_D, PTE_P, PTE_PS, PTE_RW, PTE_US } from "../src/cpu/regs.js";
 
@@ -324,5 +324,34 @@ describe("the switch-in's TLB refill: the tables as they are, nothing kept", () 
     n.a.save(n.c);
     n.b.switchIn(n.c);
     assert.equal(n.c.tlb[0x800], 0, "B's busy space not refilled");
+  });
+});
+
+describe("the kept pages resampled: a page no longer used leaves them", () => {
+  it("every RESAMPLE-th switch-in refills nothing, and the pages its run walks are the ones kept", () => {
+    const m = machine();
+    // A's runs use pages 0-4 of the 8 it used before it was first switched out.
+    const counts: number[] = [];
+    const walked: number[] = [];
+    const held = () => m.c.tlbPages(new Int32Array(32), 0, 32);
+    for (let k = 0; k < 2 * RESAMPLE + 2; k++) {
+      counts.push(backToA(m).filter((e) => e !== 0).length);
+      const walks = held();
+      for (let i = 0; i < 5; i++) assert.equal(m.c.linRead32(page(i)), marker(frameA(i)));
+      walked.push(held() - walks);
+      m.a.save(m.c);
+      m.b.switchIn(m.c);
+    }
+    const resampled = (k: number) => (k + 1) % RESAMPLE === 0;
+    // The kept 8 until A's RESAMPLE-th switch-in, which refills none; its run walks the 5 it
+    // uses, the only ones kept from then on (the next resample walks them again).
+    assert.deepEqual(
+      counts,
+      counts.map((_, k) => (resampled(k) ? 0 : k < RESAMPLE ? 8 : 5)),
+    );
+    assert.deepEqual(
+      walked,
+      walked.map((_, k) => (resampled(k) ? 5 : 0)),
+    );
   });
 });

@@ -15,6 +15,13 @@ const DR = 40;
 /** The linear pages the TLB held at the last save (Cpu.tlbPages), refilled at a restore. */
 const PAGES = 48;
 const PAGES_MAX = 32;
+/**
+ * Every RESAMPLE-th switch-in of a context refills nothing, so the pages its TLB holds at the
+ * next save are exactly those that run walked: a page refilled is never walked again, and
+ * without this a page last used at boot would be refilled at every switch-in for good (an idle
+ * domain's 3 of 11). The cost, that run's walks (~8 for an idle tick), is spread over RESAMPLE.
+ */
+export const RESAMPLE = 64;
 
 export class CpuContext {
   /**
@@ -27,6 +34,8 @@ export class CpuContext {
   private readonly words = new Int32Array(PAGES + PAGES_MAX);
   /** How many of words[PAGES..] the last save kept. */
   private pages = 0;
+  /** Switch-ins since the last one that refilled nothing (RESAMPLE). */
+  private refills = 0;
   readonly regs = this.words.subarray(REGS, REGS + 8);
   eip = 0;
   eflags = 0;
@@ -79,7 +88,7 @@ export class CpuContext {
   /** Puts this state on the CPU; the CPU gets a copy of the x87 state, a unit of its own. */
   restore(cpu: Cpu): void {
     this.restoreRegisters(cpu);
-    cpu.tlbRefill(this.words, PAGES, this.pages);
+    this.refill(cpu);
     // Never copied into the unit on the CPU: after switchIn that unit is another context's.
     const own = new Fpu();
     own.copyFrom(this.fpu);
@@ -89,8 +98,14 @@ export class CpuContext {
   /** restore() for a host switching to this context: the CPU runs on this context's x87 unit. */
   switchIn(cpu: Cpu): void {
     this.restoreRegisters(cpu);
-    cpu.tlbRefill(this.words, PAGES, this.pages);
+    this.refill(cpu);
     cpu.fpu = this.fpu;
+  }
+
+  /** The kept pages entered again, but for every RESAMPLE-th switch-in (which walks them). */
+  private refill(cpu: Cpu): void {
+    if (++this.refills < RESAMPLE) cpu.tlbRefill(this.words, PAGES, this.pages);
+    else this.refills = 0;
   }
 
   /**
