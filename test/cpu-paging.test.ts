@@ -215,6 +215,26 @@ describe("paging", () => {
     expectPf(cpu, exec(cpu, mem, LOAD(0x1123456)), 0, 0x1123456);
   });
 
+  it("a 4 MiB page read, then written: the read sets the PDE's accessed bit, the write its dirty bit", () => {
+    // The write's walk finds the PDE with A and without D (peekWalk's D clear): walkMark
+    // writes D (a PDE taken as dirty, or read at the wrong address, leaves it clear).
+    const { cpu, mem } = machine();
+    ring(cpu, 0);
+    put32(mem, PD + 4 * 4, 0x800000 | P | RW | PS);
+    cpu.setCr4(CR4_PSE);
+    exec(cpu, mem, LOAD(0x1123456));
+    assert.equal(get32(mem, PD + 16) & (A | D), A);
+    cpu.regs[0] = 0x4343;
+    assert.equal(exec(cpu, mem, STORE(0x1123458)), Exit.Budget);
+    assert.equal(get32(mem, 0x923458), 0x4343);
+    assert.equal(get32(mem, PD + 16) & (A | D), A | D);
+    // A 4 KiB page under a PDE the walk found accessed: the PTE's bits written, the PDE's kept.
+    map(mem, 0x6000, 0x201000, P | RW);
+    exec(cpu, mem, STORE(0x6004));
+    assert.equal(pte(mem, 0x6000) & (A | D), A | D);
+    assert.equal(get32(mem, PD), PT0 | P | RW | US | A, "the PDE: A once, never D");
+  });
+
   it("invlpg drops a stale translation; mov cr3 flushes the TLB", () => {
     const { cpu, mem } = machine();
     ring(cpu, 0);
