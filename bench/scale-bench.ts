@@ -28,7 +28,10 @@
  * instructions there, load-independent, beside the in-process run's. Under valgrind tsxend
  * cannot keep a realtime pace with more than a few domains: use it with --pace fast.
  *
- *   npm run bench:scale [-- --domains N] [-- --mib M] [-- --seconds S] [-- --tick-ms T] [-- --profile DIR] [-- --in-process] [-- --evict M [-- --step-ms S]] [-- --timer-slop T] [-- --idle-slop T] [-- --pace P] [-- --callgrind FILE]
+ * --in-process --self-windows S (under callgrind, --instr-atstart=no): S s of guest time, then
+ * windows of 1, 1 and 2 s dumped (w0, w1, w2): a tick's host instructions are (w2 - w1) / ticks.
+ *
+ *   npm run bench:scale [-- --domains N] [-- --mib M] [-- --seconds S] [-- --tick-ms T] [-- --profile DIR] [-- --in-process] [-- --evict M [-- --step-ms S]] [-- --timer-slop T] [-- --idle-slop T] [-- --pace P] [-- --callgrind FILE] [-- --in-process --self-windows S]
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -62,6 +65,8 @@ interface Options {
   pace: "realtime" | "fast";
   /** Run tsxend under callgrind, instrumented over the idle window only, its output here. */
   callgrind: string | null;
+  /** --in-process under callgrind: after this many s of guest time, windows of 1, 1 and 2 s dumped. */
+  selfWindows: number;
 }
 
 const fail = failer("scale-bench");
@@ -80,9 +85,10 @@ function parseArgs(argv: string[]): Options {
     idleSlop: -1,
     pace: "realtime",
     callgrind: null,
+    selfWindows: 0,
   };
   const limits: WholeLimits<
-    "domains" | "mib" | "seconds" | "tickMs" | "evict" | "stepMs" | "timerSlop" | "idleSlop"
+    "domains" | "mib" | "seconds" | "tickMs" | "evict" | "stepMs" | "timerSlop" | "idleSlop" | "selfWindows"
   > = {
     "--domains": ["domains", 1, 1000],
     "--mib": ["mib", 4, 1024],
@@ -92,6 +98,7 @@ function parseArgs(argv: string[]): Options {
     "--step-ms": ["stepMs", 1, 1000],
     "--timer-slop": ["timerSlop", 0, 1000],
     "--idle-slop": ["idleSlop", 0, 1000],
+    "--self-windows": ["selfWindows", 0, 600],
   };
   for (let i = 0; i < argv.length; i++) {
     if (argv[i] === "--profile") {
@@ -241,6 +248,48 @@ function domainsCpuNs(hv: Hypervisor): number {
   return ns;
 }
 
+/**
+ * --in-process --self-windows S, run under `valgrind --tool=callgrind --instr-atstart=no`: the
+ * domains in this process, S s of guest time, then three windows of guest time, 1 s, 1 s and
+ * 2 s, each zeroed, instrumented and dumped (w0, w1, w2). Host instructions a tick: (w2 - w1)
+ * / the ticks of 1 s, where the windows' fixed costs cancel; w0 takes what is left of the JIT's
+ * tiering up. callgrind_control is waited for with the event loop turning (valgrind serves it
+ * only while this process runs).
+ */
+async function selfWindows(opts: Options): Promise<void> {
+  const image = readFileSync(guestPath("bench_idle"));
+  const hv = new Hypervisor({ memoryMiB: opts.domains * opts.mib + 64 });
+  for (let i = 0; i < opts.domains; i++)
+    launchDomain(hv, { name: `idle${i}`, image, memoryMiB: opts.mib, cmdline: `tick_ms=${opts.tickMs}` });
+  hv.run(hv.nowNs() + opts.selfWindows * 1e9);
+  const ctl = (...args: string[]) =>
+    new Promise<void>((resolve) => {
+      spawn("callgrind_control", [...args, String(process.pid)], { stdio: "ignore" }).on("exit", () =>
+        resolve(),
+      );
+    });
+  for (const [label, s] of [
+    ["w0", 1],
+    ["w1", 1],
+    ["w2", 2],
+  ] as const) {
+    await ctl("-z");
+    await ctl("-i", "on");
+    const v0 = hv.nowNs();
+    const i0 = hv.cpu.retired;
+    const r = hv.run(v0 + s * 1e9);
+    const v1 = hv.nowNs();
+    const i1 = hv.cpu.retired;
+    await ctl("-i", "off");
+    await ctl("-d", label);
+    if (r.kind !== "time-limit") fail(`self windows: the run ended early (${r.kind})`);
+    const ticks = opts.tickMs === 0 ? 0 : (opts.domains * (v1 - v0)) / (opts.tickMs * 1e6);
+    process.stdout.write(
+      `${label}: ${(v1 - v0) / 1e6} ms of guest time, ${ticks} ticks, ${i1 - i0} retired\n`,
+    );
+  }
+}
+
 type Timed = { r: ReturnType<Hypervisor["run"]>; used: NodeJS.CpuUsage };
 
 function flatOut(hv: Hypervisor, endNs: number): Timed {
@@ -270,6 +319,10 @@ function evicted(hv: Hypervisor, endNs: number, mib: number, stepMs: number): Ti
 
 async function main(): Promise<void> {
   const opts = parseArgs(process.argv.slice(2));
+  if (opts.inProcess && opts.selfWindows > 0) {
+    await selfWindows(opts);
+    return;
+  }
   if (opts.inProcess) {
     process.stdout.write(
       `tsxen scale, in process: ${opts.domains} idle domains of ${opts.mib} MiB, tick ${opts.tickMs} ms\n\n${inProcess(opts).lines.join("\n")}\n`,
