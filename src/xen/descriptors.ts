@@ -17,16 +17,21 @@ export interface SegmentCache {
 }
 
 export function decodeDescriptor(lo: number, hi: number): SegmentCache {
-  return { base: descBase(lo, hi), limit: descLimit(lo, hi), attr: descAttr(hi) };
+  return { base: descBase(lo, hi) >>> 0, limit: descLimit(lo, hi) >>> 0, attr: descAttr(hi) };
 }
 
+/**
+ * descBase and descLimit are int32, as checkedSegment (an Int32Array) stores them: a 4 GiB
+ * limit as unsigned is a heap number, allocated when the call is not inlined (each bounce's
+ * CS check; test/scale-alloc).
+ */
 function descBase(lo: number, hi: number): number {
-  return ((lo >>> 16) | ((hi & 0xff) << 16) | (hi & 0xff000000)) >>> 0;
+  return (lo >>> 16) | ((hi & 0xff) << 16) | (hi & 0xff000000);
 }
 
 function descLimit(lo: number, hi: number): number {
   const limit = (lo & 0xffff) | (hi & 0xf0000);
-  return hi & 0x800000 ? ((limit << 12) | 0xfff) >>> 0 : limit;
+  return hi & 0x800000 ? (limit << 12) | 0xfff : limit;
 }
 
 function descAttr(hi: number): number {
