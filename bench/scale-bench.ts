@@ -34,7 +34,7 @@
  *   npm run bench:scale [-- --domains N] [-- --mib M] [-- --seconds S] [-- --tick-ms T] [-- --profile DIR] [-- --in-process] [-- --evict M [-- --step-ms S]] [-- --timer-slop T] [-- --idle-slop T] [-- --pace P] [-- --callgrind FILE] [-- --in-process --self-windows S]
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { request } from "node:http";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -43,6 +43,7 @@ import { launchDomain } from "../src/tools/launch.js";
 import { Hypervisor } from "../src/xen/hypervisor.js";
 import { guestPath } from "../test/support/guests.js";
 import { failer, readWhole, type WholeLimits } from "./args.js";
+import { ThreadCpu } from "./thread-cpu.js";
 
 interface Options {
   domains: number;
@@ -135,23 +136,6 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** callgrind_control's option (-i on|off, -d label) for process pid. */
 function callgrindControl(option: string, arg: string, pid: number): void {
   execFileSync("callgrind_control", [option, arg, String(pid)], { stdio: "ignore" });
-}
-
-/**
- * CPU time (seconds) of a process summed over its threads from /proc/PID/task/TID/schedstat
- * (the scheduler's nanoseconds on a CPU): /proc/PID/stat's utime and stime count in 10 ms
- * ticks, which in a 2 s window of a process near 5 % of a core is +-10 % of the figure.
- */
-function threadCpu(pid: number): number {
-  let ns = 0;
-  for (const tid of readdirSync(`/proc/${pid}/task`)) {
-    try {
-      ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, "utf8").split(" ")[0]);
-    } catch {
-      // A thread that ended meanwhile: its time is gone from the sum (V8's helpers live on).
-    }
-  }
-  return ns / 1e9;
 }
 
 /** The median of xs (xs non-empty). */
@@ -449,11 +433,12 @@ async function main(): Promise<void> {
       // median and range show what the load did to the window (only /proc is read, nothing
       // that would wake tsxend).
       const n = Math.max(1, Math.floor(opts.seconds / 2));
-      let c = threadCpu(pid);
+      const cpu = new ThreadCpu(pid);
+      let c = cpu.ms() / 1000;
       let t = performance.now();
       for (let i = 0; i < n; i++) {
         await sleep((opts.seconds * 1000) / n);
-        const c1 = threadCpu(pid);
+        const c1 = cpu.ms() / 1000;
         const t1 = performance.now();
         windows.push(((c1 - c) / ((t1 - t) / 1000)) * 100);
         c = c1;
