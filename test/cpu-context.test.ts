@@ -9,6 +9,7 @@ import { describe, it } from "node:test";
 import { CpuContext } from "../src/cpu/context.js";
 import { Cpu } from "../src/cpu/cpu.js";
 import type { Fpu } from "../src/cpu/fpu.js";
+import { LDTR } from "../src/cpu/regs.js";
 
 function cpu(): Cpu {
   const c = new Cpu(new Uint8Array(1 << 16));
@@ -165,6 +166,7 @@ describe("CpuContext: the registers at a switch", () => {
     a.segBase[2] = 0x5000;
     a.segLimit[2] = 0xabcde;
     a.segAttr[2] = 0xc0f3;
+    a.segmentsWritten();
     load(c, 7);
     a.switchIn(c);
     assert.equal(c.regs[3], 0x12345678);
@@ -174,5 +176,75 @@ describe("CpuContext: the registers at a switch", () => {
       [0x2b, 0x5000, 0xabcde, 0xc0f3],
     );
     assert.equal(c.regs[2], a.regs[2]);
+  });
+
+  it("a switch between contexts whose segments the CPU holds copies and compares none, and loads nothing", () => {
+    const c = cpu();
+    const [a, b] = [new CpuContext(), new CpuContext()];
+    load(c, 1);
+    // A null LDTR (attr 0), as an idle domain's: never "already held", so loaded at every
+    // switch-in that compares; loaded again as it is, it moves no stamp.
+    c.loadSegmentCache(LDTR, 0, 0, 0, 0);
+    a.save(c);
+    b.save(c);
+    a.segmentsWritten();
+    b.segmentsWritten();
+    const stamp = c.segStamp;
+    let loads = 0;
+    const load1 = c.loadSegmentCache.bind(c);
+    c.loadSegmentCache = (s, sel, base, limit, attr) => {
+      loads++;
+      load1(s, sel, base, limit, attr);
+    };
+    for (let i = 0; i < 10; i++) {
+      a.switchIn(c);
+      a.save(c);
+      b.switchIn(c);
+      b.save(c);
+    }
+    // Only the first switch-in of each compares the eight (then the null LDTR is loaded).
+    assert.equal(loads, 2);
+    assert.equal(c.segStamp, stamp);
+    assert.deepEqual([c.segSel[LDTR], c.segLimit[LDTR], c.segAttr[LDTR]], [0, 0, 0]);
+  });
+
+  it("a segment the CPU loaded after a switch-in is saved; a context gets its own back", () => {
+    const c = cpu();
+    const [a, b] = [new CpuContext(), new CpuContext()];
+    load(c, 1);
+    a.save(c);
+    b.save(c);
+    // Another selector and DPL only (loadSegmentCache's short path: the checks stand), then
+    // another descriptor (the full path).
+    for (const [seg, sel, base, limit, attr] of [
+      [4, 0x63, c.segBase[4], c.segLimit[4], c.segAttr[4] ^ 0x60],
+      [2, 0x2b, 0x5000, 0xabcde, 0xc0f3],
+    ]) {
+      a.switchIn(c);
+      const theirs = [c.segSel[seg], c.segBase[seg]];
+      c.loadSegmentCache(seg, sel, base, limit, attr);
+      const mine = regsOf(c);
+      a.save(c);
+      b.switchIn(c);
+      assert.deepEqual([c.segSel[seg], c.segBase[seg]], theirs);
+      b.save(c);
+      a.switchIn(c);
+      assert.deepEqual(regsOf(c), mine);
+    }
+  });
+
+  it("a host's write to a saved context's segments reaches the CPU at its switch-in", () => {
+    const c = cpu();
+    const a = new CpuContext();
+    load(c, 1);
+    a.save(c);
+    a.segSel[3] = 0x10033; // a selector is 16 bits: the CPU keeps 0x33
+    a.segBase[3] = 0x7000;
+    a.segmentsWritten();
+    a.switchIn(c);
+    assert.deepEqual([c.segSel[3], c.segBase[3]], [0x33, 0x7000]);
+    // What the CPU holds is what a save gives, whether or not it copies.
+    a.save(c);
+    assert.equal(a.segSel[3], 0x33);
   });
 });

@@ -36,6 +36,15 @@ export class CpuContext {
   private pages = 0;
   /** Switch-ins since the last one that refilled nothing (RESAMPLE). */
   private refills = 0;
+  /**
+   * The CPU whose segment caches equal words[SEL..ATTR + 8] while its segStamp is segMark: set
+   * after a save's copies and after restoreRegisters (which writes back what a load changed),
+   * so save skips the 32 copies and restoreRegisters the 8 compares while no segment was
+   * written on that CPU (idle domains switched between each other load none). An object, so a
+   * save image's snapshot (numbers and arrays only) never carries it to another context.
+   */
+  private segOn: Cpu | null = null;
+  private segMark = 0;
   readonly regs = this.words.subarray(REGS, REGS + 8);
   eip = 0;
   eflags = 0;
@@ -65,10 +74,14 @@ export class CpuContext {
     this.eflags = cpu.getFlags();
     const w = this.words;
     save8(w, REGS, cpu.regs);
-    save8(w, SEL, cpu.segSel);
-    save8(w, BASE, cpu.segBase);
-    save8(w, LIMIT, cpu.segLimit);
-    save8(w, ATTR, cpu.segAttr);
+    if (this.segOn !== cpu || this.segMark !== cpu.segStamp) {
+      save8(w, SEL, cpu.segSel);
+      save8(w, BASE, cpu.segBase);
+      save8(w, LIMIT, cpu.segLimit);
+      save8(w, ATTR, cpu.segAttr);
+      this.segOn = cpu;
+      this.segMark = cpu.segStamp;
+    }
     save8(w, DR, cpu.dr);
     this.pages = cpu.tlbPages(w, PAGES, PAGES_MAX);
     this.eip = cpu.eip;
@@ -87,6 +100,8 @@ export class CpuContext {
 
   /** Puts this state on the CPU; the CPU gets a copy of the x87 state, a unit of its own. */
   restore(cpu: Cpu): void {
+    // A host's own restore (a test's, ptwr's) compares all eight whatever it wrote meanwhile.
+    this.segOn = null;
     this.restoreRegisters(cpu);
     this.refill(cpu);
     // Never copied into the unit on the CPU: after switchIn that unit is another context's.
@@ -109,6 +124,14 @@ export class CpuContext {
   }
 
   /**
+   * For a host that wrote segSel, segBase, segLimit or segAttr itself (their only writers but
+   * save and restore): the next restore compares and loads all eight again (segOn).
+   */
+  segmentsWritten(): void {
+    this.segOn = null;
+  }
+
+  /**
    * save() for a host leaving the CPU with no context on it: the CPU keeps its x87 state, as
    * a copy, so that nothing it runs meanwhile changes this context's.
    */
@@ -125,11 +148,20 @@ export class CpuContext {
     restore8(cpu.regs, w, REGS);
     cpu.eip = this.eip;
     cpu.setFlags(this.eflags);
-    for (let s = 0; s < 8; s++) {
-      // loadSegmentCache's early return before the call: a switch between idle domains
-      // restores the eight caches already on the CPU (~100 host instructions a call).
-      if (cpu.segCacheHolds(s, w[SEL + s], w[BASE + s], w[LIMIT + s], w[ATTR + s])) continue;
-      cpu.loadSegmentCache(s, w[SEL + s], w[BASE + s], w[LIMIT + s], w[ATTR + s]);
+    if (this.segOn !== cpu || this.segMark !== cpu.segStamp) {
+      for (let s = 0; s < 8; s++) {
+        // loadSegmentCache's early return before the call: a switch between idle domains
+        // restores the eight caches already on the CPU (~100 host instructions a call).
+        if (cpu.segCacheHolds(s, w[SEL + s], w[BASE + s], w[LIMIT + s], w[ATTR + s])) continue;
+        cpu.loadSegmentCache(s, w[SEL + s], w[BASE + s], w[LIMIT + s], w[ATTR + s]);
+        // What the cache now holds (a selector masked to 16 bits): the words equal the CPU's.
+        w[SEL + s] = cpu.segSel[s];
+        w[BASE + s] = cpu.segBase[s];
+        w[LIMIT + s] = cpu.segLimit[s];
+        w[ATTR + s] = cpu.segAttr[s];
+      }
+      this.segOn = cpu;
+      this.segMark = cpu.segStamp;
     }
     cpu.setCpl(this.cpl);
     cpu.cr0 = this.cr0;

@@ -185,6 +185,12 @@ export interface IoPorts {
   write(port: number, size: 1 | 2 | 4, value: number): void;
 }
 
+/**
+ * The last Cpu.segStamp given out: one count for every Cpu, so no two CPUs ever show the same
+ * stamp (CpuContext compares its mark against the CPU it is saved from or restored to).
+ */
+let segStamps = 0;
+
 const NO_IO: IoPorts = { read: () => -1, write: () => {} };
 
 export class Cpu {
@@ -224,6 +230,13 @@ export class Cpu {
   readonly segLimit = new Int32Array(8);
   /** Descriptor attributes: bits 0-7 = access byte (type, S, DPL, P), bits 12-15 = AVL, L, D/B, G. */
   readonly segAttr = new Int32Array(8);
+  /**
+   * A new stamp at every change of segSel, segBase, segLimit, segAttr or the checks derived
+   * from them, and at every CS load (loadSegmentCache's two writing paths are their only
+   * writers): while it stands, a load of what the arrays hold would change nothing, and
+   * CpuContext's save and switch-in skip copying and comparing them.
+   */
+  segStamp = ++segStamps;
   /** Valid offset range for reads [segLo, segHi] and the highest offset for writes (-1: none). */
   readonly segLo = new Float64Array(8);
   readonly segHi = new Float64Array(8);
@@ -495,6 +508,7 @@ export class Cpu {
       // A present code or data descriptor that differs from the loaded one in its selector,
       // DPL or accessed bit only (a ring change's CS and SS against the other ring's): the
       // valid offsets below depend on none of them, so they and the check words stand.
+      this.segStamp = ++segStamps;
       this.segSel[seg] = selector & 0xffff;
       this.segAttr[seg] = attr;
       this.segChk[(seg << 5) + 1] = this.segSel[seg];
@@ -527,6 +541,17 @@ export class Cpu {
       this.segLo[seg] === lo &&
       this.segHi[seg] === hi &&
       this.segWHi[seg] === whi;
+    // A null descriptor (attr 0) loaded again as it is (an idle switch's LDTR) writes back the
+    // same words and checks: the stamp stands, so CpuContext may skip such a load. A CS load
+    // drops the fetch block: never skipped.
+    if (
+      !sameRanges ||
+      seg === CS ||
+      this.segSel[seg] !== (selector & 0xffff) ||
+      this.segLimit[seg] !== (limit | 0) ||
+      this.segAttr[seg] !== attr
+    )
+      this.segStamp = ++segStamps;
     this.segSel[seg] = selector & 0xffff;
     this.segBase[seg] = base | 0;
     this.segLimit[seg] = limit | 0;
