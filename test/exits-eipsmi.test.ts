@@ -6,6 +6,8 @@
  * guest's #PF loop (bounced inside the run, pageFaultInRun) and then its fast trap and upcall
  * loops, and asks %IsSmi of cpu.eip: a double field reads as a heap number whatever its value.
  * Mutation (dist copy), failing it: pageFaultInRun passing v.trapAddress[14] without `| 0`.
+ * A context restored from a save image with an unsigned EIP (JSON keeps what it was given) is
+ * stored int32 too: CpuContext.restore without `| 0` fails the last case.
  */
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
@@ -43,4 +45,25 @@ describe("exits: cpu.eip stays a small integer across bounces", () => {
       assert.equal(r.smi, true, "cpu.eip a small integer");
     });
   }
+
+  it("after a context with an unsigned EIP is restored", () => {
+    const code = `
+      const { Cpu } = await import(${JSON.stringify(url("../src/cpu/cpu.js"))});
+      const { CpuContext } = await import(${JSON.stringify(url("../src/cpu/context.js"))});
+      const cpu = new Cpu(new Uint8Array(1 << 16));
+      const ctx = new CpuContext();
+      ctx.eip = 0xc0001234;
+      ctx.restore(cpu);
+      process.stdout.write(JSON.stringify({ smi: %IsSmi(cpu.eip), eip: cpu.eip }));`;
+    const out = execFileSync(
+      process.execPath,
+      ["--allow-natives-syntax", "--input-type=module", "-e", code],
+      {
+        encoding: "utf8",
+      },
+    );
+    const r = JSON.parse(out) as { smi: boolean; eip: number };
+    assert.equal(r.eip, 0xc0001234 | 0);
+    assert.equal(r.smi, true, "cpu.eip a small integer");
+  });
 });

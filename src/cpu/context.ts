@@ -146,7 +146,8 @@ export class CpuContext {
   private restoreRegisters(cpu: Cpu): void {
     const w = this.words;
     restore8(cpu.regs, w, REGS);
-    cpu.eip = this.eip;
+    // int32 whatever a save image held: an unsigned EIP makes V8's Cpu.eip field a double.
+    cpu.eip = this.eip | 0;
     cpu.setFlags(this.eflags);
     if (this.segOn !== cpu || this.segMark !== cpu.segStamp) {
       for (let s = 0; s < 8; s++) {

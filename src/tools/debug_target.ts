@@ -302,9 +302,10 @@ export class DebugTarget implements HostDebug, HypervisorDebugHook {
       else if (c) c.regs[GPR_ORDER[n]] = value;
     } else if (n === 8) {
       if (onCpu) {
-        cpu.eip = value;
+        // int32, as the CPU keeps EIP: an unsigned value past 2^31 makes V8's field a double.
+        cpu.eip = value | 0;
         cpu.dropFetch();
-      } else if (c) c.eip = value;
+      } else if (c) c.eip = value | 0;
     } else if (onCpu) cpu.setFlags(value);
     else if (c) c.eflags = value;
   }
