@@ -101,18 +101,22 @@ export function lastDescriptorHi(): number {
   return dHi;
 }
 
-function descBase(lo: number, hi: number): number {
+/**
+ * A descriptor's base, byte-granular limit (after G scaling) and cache attributes, each int32
+ * (the one decoding for the CPU and the hypervisor: an unsigned 4 GiB limit would be a heap
+ * number wherever the call is not inlined; test/scale-alloc).
+ */
+export function descBase(lo: number, hi: number): number {
   return (lo >>> 16) | ((hi & 0xff) << 16) | (hi & 0xff000000);
 }
 
-/** Byte-granular limit (after G scaling), as an int32. */
-function descLimit(lo: number, hi: number): number {
+export function descLimit(lo: number, hi: number): number {
   const l = (lo & 0xffff) | (hi & 0xf0000);
   return hi & D_G ? (l << 12) | 0xfff : l;
 }
 
 /** Cache attributes: access byte | flags nibble << 12 (see Cpu.segAttr). */
-function descAttr(hi: number): number {
+export function descAttr(hi: number): number {
   return (hi >>> 8) & 0xf0ff;
 }
 

@@ -4,6 +4,7 @@
  */
 import { type Cpu, TLB_SUP_READ } from "../cpu/cpu.js";
 import { LDTR } from "../cpu/regs.js";
+import { descAttr, descBase, descLimit } from "../cpu/segments.js";
 import { FIRST_RESERVED_GDT_ENTRY_MAR, FlatDescriptors, SELECTOR_TI } from "../public/arch_x86_32.js";
 import { walkPageTables } from "./guest_access.js";
 
@@ -18,24 +19,6 @@ export interface SegmentCache {
 
 export function decodeDescriptor(lo: number, hi: number): SegmentCache {
   return { base: descBase(lo, hi) >>> 0, limit: descLimit(lo, hi) >>> 0, attr: descAttr(hi) };
-}
-
-/**
- * descBase and descLimit are int32, as checkedSegment (an Int32Array) stores them: a 4 GiB
- * limit as unsigned is a heap number, allocated when the call is not inlined (each bounce's
- * CS check; test/scale-alloc).
- */
-function descBase(lo: number, hi: number): number {
-  return (lo >>> 16) | ((hi & 0xff) << 16) | (hi & 0xff000000);
-}
-
-function descLimit(lo: number, hi: number): number {
-  const limit = (lo & 0xffff) | (hi & 0xf0000);
-  return hi & 0x800000 ? (limit << 12) | 0xfff : limit;
-}
-
-function descAttr(hi: number): number {
-  return ((hi >>> 8) & 0xff) | (((hi >>> 20) & 0xf) << 12);
 }
 
 /** Reads the descriptor a selector names (linear reads through the guest's tables), or null. */

@@ -36,6 +36,8 @@ import {
   ZF,
 } from "../regs.js";
 import {
+  descBase,
+  descLimit,
   farCall,
   farJump,
   farReturn,
@@ -375,14 +377,6 @@ function sldt(cpu: Cpu, s: number): void {
 }
 function str(cpu: Cpu, s: number): void {
   storeSel(cpu, s, cpu.segSel[TR]);
-}
-
-function descBase(lo: number, hi: number): number {
-  return (lo >>> 16) | ((hi & 0xff) << 16) | (hi & 0xff000000);
-}
-function descLimit(lo: number, hi: number): number {
-  const l = (lo & 0xffff) | (hi & 0xf0000);
-  return hi & 0x800000 ? (l << 12) | 0xfff : l;
 }
 
 function lldt(cpu: Cpu, s: number): void {
