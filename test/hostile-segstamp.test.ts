@@ -1,0 +1,45 @@
+/**
+ * The switch's segment-cache skip (Cpu.segStamp, CpuContext.save/switchIn) under attack,
+ * beside a hashed victim: two domains of the same image (guests/hostile/seg_stamp.c), whose
+ * segment caches are word for word the same but for what each loads, yield to each other
+ * after loading DS, ES, FS and GS with selectors that differ from the other's in the selector
+ * alone, the DPL alone, the accessed bit alone or the limit, and check after every yield that
+ * each register holds its own selector and FS its own descriptor's limit.
+ *
+ * Mutations: loadSegmentCache's short path (selector, DPL or accessed bit only) moving no
+ * stamp fails selectors_after_yields in both domains (92 of 256 reads; test/hostile-segkeep
+ * does not see it: its domains' descriptors differ in base); the full path moving none fails
+ * too (neither domain gets as far as its first line).
+ */
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { HypercallMar } from "../src/public/xen.js";
+import { besideVictim } from "./support/attack.js";
+import { assertGuestPassed } from "./support/console.js";
+
+/** The guest's CHECK lines (hostile_init's own among them). */
+const CHECKS = 5;
+
+describe("the switch's segment-cache skip under attack", () => {
+  for (const backend of ["wasm", "js"] as const)
+    it(`${backend} blocks: two domains with the same caches but for the selectors, DPLs, accessed bits and limits each loads before yielding see only their own; the victim untouched`, () => {
+      const b = besideVictim(backend);
+      const yields: number[] = [];
+      b.hv.afterHypercall = (v, nr) => {
+        if (nr === HypercallMar.sched_op) yields.push(v.domain.id);
+      };
+      const doms = [1, 2].map((seed) =>
+        b.launch({ guest: "hostile_seg_stamp", name: `segstamp${seed}`, cmdline: `seed=${seed}` }),
+      );
+      b.runUntil(() => doms.every((d) => /DONE/.test(b.text(d))), 4000);
+      for (const d of doms) {
+        const text = b.text(d);
+        assertGuestPassed(text);
+        assert.match(text, new RegExp(`DONE passed=${CHECKS} failed=0`), text);
+      }
+      // The CPU went from one of them to the other at most of their 2 x 64 x 2 yields.
+      const handovers = yields.slice(1).filter((id, i) => id !== yields[i]).length;
+      assert.ok(handovers > 200, `yields by another domain than the last: ${handovers} of ${yields.length}`);
+      b.assertVictimIntact();
+    });
+});
