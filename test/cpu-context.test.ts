@@ -2,7 +2,8 @@
  * CpuContext's x87 hand-over (issue 16, idle scale): switchIn puts the context's own x87 unit on
  * the CPU instead of copying it, so what the CPU does to the unit is the context's state; every
  * other way onto or off the CPU (restore, detach) leaves the CPU a unit of its own, so that no
- * context's unit is changed by anything but the CPU running that context.
+ * context's unit is changed by anything but the CPU running that context. The debug registers'
+ * array is handed over the same way (cpu.dr).
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
@@ -88,6 +89,87 @@ describe("CpuContext: the x87 unit at a switch", () => {
     assert.deepEqual(state(c.fpu), state(a.fpu));
     mark(c.fpu, 9);
     assert.deepEqual(state(a.fpu), { cw: 0x037f ^ (8 << 10), r0: 8.5 });
+  });
+});
+
+/** Recognisable debug registers on array d. */
+function markDr(d: Int32Array, n: number): void {
+  for (let i = 0; i < 8; i++) d[i] = (n << 20) | (i << 4) | 1;
+}
+
+const drOf = (n: number) => Array.from({ length: 8 }, (_, i) => (n << 20) | (i << 4) | 1);
+
+describe("CpuContext: the debug registers at a switch", () => {
+  it("switchIn runs the CPU on the context's own array; what the CPU writes is the context's, save copies nothing", () => {
+    const c = cpu();
+    const a = new CpuContext();
+    markDr(a.dr, 1);
+    a.switchIn(c);
+    assert.equal(c.dr, a.dr);
+    markDr(c.dr, 2); // a runs: MOV DR, set_debugreg, a #DB's DR6
+    assert.deepEqual([...a.dr], drOf(2));
+    a.save(c);
+    assert.equal(c.dr, a.dr);
+    assert.deepEqual([...a.dr], drOf(2));
+  });
+
+  it("a switch hands the arrays over: each context keeps its own registers", () => {
+    const c = cpu();
+    const [a, b] = [new CpuContext(), new CpuContext()];
+    markDr(a.dr, 1);
+    markDr(b.dr, 2);
+    for (let round = 0; round < 3; round++) {
+      a.switchIn(c);
+      assert.deepEqual([...c.dr], drOf(1 + round * 2));
+      markDr(c.dr, 3 + round * 2); // a runs
+      a.save(c);
+      b.switchIn(c);
+      assert.equal(c.dr, b.dr);
+      assert.deepEqual([...c.dr], drOf(2 + round * 2));
+      markDr(c.dr, 4 + round * 2); // b runs
+      b.save(c);
+      assert.deepEqual([...a.dr], drOf(3 + round * 2));
+    }
+  });
+
+  it("save copies when the CPU's array is not the context's own", () => {
+    const c = cpu();
+    const a = new CpuContext();
+    markDr(c.dr, 5);
+    a.save(c);
+    assert.notEqual(a.dr, c.dr);
+    assert.deepEqual([...a.dr], drOf(5));
+  });
+
+  it("restore gives the CPU a copy: the CPU's writes afterwards change no context", () => {
+    const c = cpu();
+    const [a, snap] = [new CpuContext(), new CpuContext()];
+    markDr(a.dr, 1);
+    a.switchIn(c);
+    snap.save(c); // a snapshot, as ptwr takes one
+    markDr(c.dr, 6);
+    snap.restore(c);
+    assert.notEqual(c.dr, snap.dr);
+    assert.notEqual(c.dr, a.dr);
+    assert.deepEqual([...c.dr], drOf(1));
+    markDr(c.dr, 7);
+    assert.deepEqual([...snap.dr], drOf(1));
+    assert.deepEqual([...a.dr], drOf(6));
+    // a leaves the CPU: what the CPU holds now is saved into it.
+    a.save(c);
+    assert.deepEqual([...a.dr], drOf(7));
+  });
+
+  it("detach leaves the CPU a copy and the context its array, untouched afterwards", () => {
+    const c = cpu();
+    const a = new CpuContext();
+    a.switchIn(c);
+    markDr(c.dr, 8);
+    a.detach(c);
+    assert.notEqual(c.dr, a.dr);
+    assert.deepEqual([...c.dr], drOf(8));
+    markDr(c.dr, 9);
+    assert.deepEqual([...a.dr], drOf(8));
   });
 });
 

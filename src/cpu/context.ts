@@ -61,6 +61,12 @@ export class CpuContext {
   gdtrLimit = 0;
   idtrBase = 0;
   idtrLimit = 0;
+  /**
+   * The debug registers. From switchIn until the CPU leaves this context they are the CPU's
+   * array itself (cpu.dr), as the x87 unit is: a switch hands the array over where it copied
+   * 8 + 8 words (every idle wakeup is a switch, and nearly no guest writes them). save() copies
+   * only from an array not this one (a host's restore() gave the CPU a copy).
+   */
   readonly dr = this.words.subarray(DR, DR + 8);
   /**
    * The x87 state (fninit state for a new context). From switchIn until the CPU leaves this
@@ -82,7 +88,7 @@ export class CpuContext {
       this.segOn = cpu;
       this.segMark = cpu.segStamp;
     }
-    save8(w, DR, cpu.dr);
+    if (cpu.dr !== this.dr) save8(w, DR, cpu.dr);
     this.pages = cpu.tlbPages(w, PAGES, PAGES_MAX);
     this.eip = cpu.eip;
     this.cpl = cpu.cpl;
@@ -104,6 +110,8 @@ export class CpuContext {
     this.segOn = null;
     this.restoreRegisters(cpu);
     this.refill(cpu);
+    // The CPU's own copies: its arrays may be another context's (switchIn).
+    cpu.dr = this.dr.slice();
     // Never copied into the unit on the CPU: after switchIn that unit is another context's.
     const own = new Fpu();
     own.copyFrom(this.fpu);
@@ -114,6 +122,7 @@ export class CpuContext {
   switchIn(cpu: Cpu): void {
     this.restoreRegisters(cpu);
     this.refill(cpu);
+    cpu.dr = this.dr;
     cpu.fpu = this.fpu;
   }
 
@@ -137,6 +146,7 @@ export class CpuContext {
    */
   detach(cpu: Cpu): void {
     this.save(cpu);
+    if (cpu.dr === this.dr) cpu.dr = this.dr.slice();
     if (cpu.fpu === this.fpu) {
       cpu.fpu = new Fpu();
       cpu.fpu.copyFrom(this.fpu);
@@ -172,7 +182,6 @@ export class CpuContext {
     cpu.gdtrLimit = this.gdtrLimit;
     cpu.idtrBase = this.idtrBase;
     cpu.idtrLimit = this.idtrLimit;
-    restore8(cpu.dr, w, DR);
     // The CR3 load's flush drops every entry: restore and switchIn then enter again the pages
     // this vcpu last used, from its tables as they are now (an idle tick's walks), where a walk
     // would write nothing. Not here: restoreRegisters stays small enough for V8 to inline its

@@ -274,7 +274,8 @@ export class Cpu {
   cr2 = 0;
   cr3 = 0;
   cr4 = 0;
-  readonly dr = new Int32Array(8);
+  /** The debug registers: while a context is switched in, that context's own array (CpuContext.dr). */
+  dr = new Int32Array(8);
   cpl = 0;
 
   /**
