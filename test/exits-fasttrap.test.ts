@@ -192,7 +192,7 @@ const cases: Case[] = [
     name: "the gate's offset in Xen's area: #GP(0) at the int",
     fast: false,
     setup: (m) => {
-      m.v.fastTrapEip = 0xfc500000;
+      m.v.fastTrapEip = 0xfc500000 | 0; // int32, as set_fast_trap stores it
     },
     steps: 3,
   },

@@ -8,11 +8,11 @@
  * (33,856 bytes sampled in runTimers).
  *
  * In the same window the event upcall's bounce (every tick: the timer's event) allocates
- * nothing: deliverEvents passes the callback's EIP as int32 (a kernel address at 0xc0000000 and
- * up is then a small integer; as unsigned it was a heap number at the call to bounce, which V8
- * does not inline there), and checkGuestSegment's limit and base are int32 (a 4 GiB limit as
+ * nothing: the callback's EIP is int32 as set_callbacks stores it (a kernel address at 0xc0000000
+ * and up is then a small integer; as unsigned it was a heap number at the call to bounce, which
+ * V8 does not inline there), and checkGuestSegment's limit and base are int32 (a 4 GiB limit as
  * unsigned was a heap number where descLimit is not inlined). Mutations (dist copy), each failing
- * it: deliverEvents passing v.eventEip unsigned (deliverEvents 33,632 bytes). The same window
+ * it: doSetCallbacks storing the event EIP without `| 0`. The same window
  * in a child node with --no-turbo-inlining (every call a call, as where V8 declines to inline):
  * the upcall's bounce and its CS check allocate nothing there either. Mutation failing only that
  * one: descLimit returning its 4 GiB limit `>>> 0` (descLimit's bytes, 32,832 on a8c796b).

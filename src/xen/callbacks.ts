@@ -74,9 +74,9 @@ export function doSetCallbacks(v: Vcpu, evCs: number, evEip: number, fsCs: numbe
   const abi = v.domain.abi;
   if (!validCodeSel(evCs & 0xffff, abi) || !validCodeSel(fsCs & 0xffff, abi)) return -EPERM;
   v.eventCs = evCs & 0xffff;
-  v.eventEip = evEip;
+  v.eventEip = evEip | 0; // int32, as the CPU keeps EIP (Vcpu.trapAddress)
   v.failsafeCs = fsCs & 0xffff;
-  v.failsafeEip = fsEip;
+  v.failsafeEip = fsEip | 0;
   return 0;
 }
 

@@ -33,8 +33,12 @@ export const SEG_KEEP_WORDS = 5 + 4 * 11;
 
 export class Vcpu {
   // The virtual IDT (set_trap_table): per vector, cs, address and flags (DPL | TI_IF).
+  // Handler addresses (trapAddress, eventEip, failsafeEip, fastTrapEip) are int32, as the CPU
+  // keeps EIP: a kernel at 0xc0000000 and up stays a small integer when a bounce loads it
+  // (unsigned, V8 turns the CPU's EIP field into a heap number; test/exits-eipsmi). Compare
+  // them unsigned with `>>> 0`; save images report them unsigned (domain_ctl's put).
   readonly trapCs = new Uint16Array(256);
-  readonly trapAddress = new Uint32Array(256);
+  readonly trapAddress = new Int32Array(256);
   readonly trapFlags = new Uint8Array(256);
   eventCs = 0;
   eventEip = 0;

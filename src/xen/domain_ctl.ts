@@ -303,9 +303,9 @@ function firstContext(hv: Hypervisor, d: Domain, v: Vcpu, dv: DataView): number 
   v.kernelEsp = u32(F.kernel_esp);
   for (let i = 0; i < 8; i++) doSetDebugreg(hv, v, i, u32(F.debugreg + i * 4));
   v.eventCs = u32(F.event_callback_cs) & 0xffff;
-  v.eventEip = u32(F.event_callback_eip);
+  v.eventEip = u32(F.event_callback_eip) | 0; // int32, as the CPU keeps EIP (Vcpu.trapAddress)
   v.failsafeCs = u32(F.failsafe_callback_cs) & 0xffff;
-  v.failsafeEip = u32(F.failsafe_callback_eip);
+  v.failsafeEip = u32(F.failsafe_callback_eip) | 0;
   if (v.id === 0) d.vmAssist = u32(F.vm_assist);
 
   const cpu = hv.cpu;

@@ -50,9 +50,9 @@ const frameWords = new Int32Array(7);
  * create_bounce_frame (semantics.md §4.2): pushes [cr2] [error] EIP CS EFLAGS [ESP SS] on the
  * ring-1 stack (the kernel stack from stack_switch when ring 3 was interrupted) and enters
  * handlerCs:handlerEip. A fault while writing the frame crashes the domain; returns false then.
- * handlerEip is int32 (the callers' `| 0`), as the CPU keeps EIP: a kernel address at
- * 0xc0000000 and up is then a small integer, where as unsigned it would be a heap number
- * allocated at this call (every upcall of an idle domain; test/scale-alloc).
+ * handlerEip is int32 (the Vcpu's handler fields are stored so), as the CPU keeps EIP: a kernel
+ * address at 0xc0000000 and up is then a small integer, where as unsigned it would be a heap
+ * number allocated at this call (every upcall of an idle domain; test/scale-alloc).
  */
 export function bounce(
   hv: Hypervisor,
@@ -129,7 +129,7 @@ export function reflectTrap(
 ): void {
   // A debugger sees a fault the guest cannot handle before it is bounced to EIP 0.
   if (v.trapAddress[vector] === 0 && !hv.cpu.exitSoft && hv.debugHook?.unhandledFault(v, vector)) return;
-  if (!bounce(hv, v, v.trapCs[vector], v.trapAddress[vector] | 0, errorCode, cr2)) return;
+  if (!bounce(hv, v, v.trapCs[vector], v.trapAddress[vector], errorCode, cr2)) return;
   if (useIf && v.trapFlags[vector] & TI_IF) setUpcallMask(hv, v, 1);
 }
 
@@ -156,7 +156,7 @@ export function upcallPending(hv: Hypervisor, v: Vcpu): number {
 export function deliverEvents(hv: Hypervisor, v: Vcpu): void {
   if (v.domain !== hv.current?.domain || !v.domain.runnable) return;
   if (upcallMask(hv, v) !== 0 || upcallPending(hv, v) === 0) return;
-  if (!bounce(hv, v, v.eventCs, v.eventEip | 0, -1, null)) return;
+  if (!bounce(hv, v, v.eventCs, v.eventEip, -1, null)) return;
   setUpcallMask(hv, v, 1);
 }
 
@@ -236,7 +236,7 @@ function softwareInterrupt(hv: Hypervisor, v: Vcpu, cpu: Cpu, vector: number): v
   if (vector === v.fastTrap && v.fastTrap !== 0 && v.fastTrapDpl >= cpu.cpl) {
     // The fast trap gate goes straight to the guest handler, events not masked, as the gate
     // set_fast_trap installed (not the trap table's entry now).
-    if (fastTrapTargetOk(hv, v, cpu)) bounce(hv, v, v.fastTrapCs, v.fastTrapEip | 0, -1, null);
+    if (fastTrapTargetOk(hv, v, cpu)) bounce(hv, v, v.fastTrapCs, v.fastTrapEip, -1, null);
     return;
   }
   // Through a DPL-0 gate the CPU raises #GP((vector << 3) | 2) at the int instruction.
@@ -284,7 +284,7 @@ export function fastTrapInRun(hv: Hypervisor, vector: number): boolean {
   const v = hv.current;
   if (v === null || vector !== v.fastTrap || vector === 0 || vector === HYPERCALL_VECTOR) return false;
   if (v.fastTrapDpl < hv.cpu.cpl || !v.domain.runnable) return false;
-  if (!bounceInRun(hv, v, v.fastTrapCs, v.fastTrapEip | 0, -1, 0, false, true)) return false;
+  if (!bounceInRun(hv, v, v.fastTrapCs, v.fastTrapEip, -1, 0, false, true)) return false;
   hv.fastTrapsInRun++;
   return true;
 }
@@ -305,7 +305,7 @@ export function pageFaultInRun(hv: Hypervisor): boolean {
   if (v.trapAddress[TRAP_page_fault] === 0) return false;
   const cr2 = cpu.exitCr2;
   const cs = v.trapCs[TRAP_page_fault];
-  if (!bounceInRun(hv, v, cs, v.trapAddress[TRAP_page_fault] | 0, cpu.exitErrorCode, cr2, true, false))
+  if (!bounceInRun(hv, v, cs, v.trapAddress[TRAP_page_fault], cpu.exitErrorCode, cr2, true, false))
     return false;
   v.guestCr2 = cr2;
   if (v.trapFlags[TRAP_page_fault] & TI_IF) setUpcallMask(hv, v, 1);
@@ -449,7 +449,7 @@ function generalProtection(hv: Hypervisor, v: Vcpu, errorCode: number): void {
 export function failsafeBounce(hv: Hypervisor, v: Vcpu): void {
   const cpu = hv.cpu;
   const sels = [cpu.segSel[GS], cpu.segSel[FS], cpu.segSel[ES], cpu.segSel[DS]];
-  if (!bounce(hv, v, v.failsafeCs, v.failsafeEip | 0, -1, null)) return;
+  if (!bounce(hv, v, v.failsafeCs, v.failsafeEip, -1, null)) return;
   try {
     // The four selectors sit below EIP: push them after the frame (GS highest, DS lowest).
     for (const s of sels) cpu.push32(s);
