@@ -554,7 +554,7 @@ function interpreted(
   // The run it was queued at (-1: not yet, or queued when made with a batch of 1: the wasm
   // block replaced it, and a run here is one it bailed to or one after a re-add; 0: when made).
   let at = queueAt === 0 ? 0 : -1;
-  const self: BlockFn = (c) => {
+  const run: BlockFn = (c) => {
     ++runs;
     if (at < 0 ? ++heat.n >= queueAt : runs === at + pendingRuns) {
       const dc = c.dc;
@@ -624,7 +624,31 @@ function interpreted(
       c.held(x);
     }
   };
+  const self = CHECK_PENDING ? checkedRun(run) : run;
   return self;
+}
+
+/**
+ * TSXEN_CHECK_INVARIANTS=1 (npm test): every pending run checked against the two premises its
+ * lean protocol stands on (interpreted), which no type states: no hot handler reads instrStart
+ * (stale in a run that did not fault: poisoned here, so a reader diverges from the interpreter
+ * in the differential tests) and none ends the run (runEnd as at entry unless a fault was
+ * caught, which sets instrStart).
+ */
+const CHECK_PENDING = globalThis.process?.env?.TSXEN_CHECK_INVARIANTS === "1";
+const STALE_INSTR_START = -1;
+
+function checkedRun(run: BlockFn): BlockFn {
+  return (c) => {
+    const end = c.runEnd;
+    const runs = pendingStats.runs;
+    c.instrStart = STALE_INSTR_START;
+    run(c);
+    if (pendingStats.runs !== runs && c.instrStart === STALE_INSTR_START && c.runEnd !== end)
+      throw new Error(
+        `a pending block's handler ended the run (runEnd ${end} -> ${c.runEnd}; EIP ${(c.eip >>> 0).toString(16)})`,
+      );
+  };
 }
 
 /**
