@@ -13,7 +13,9 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import { TR } from "../src/cpu/regs.js";
 import { HypercallMar } from "../src/public/xen.js";
+import { InvariantError } from "../src/xen/invariants.js";
 import { besideVictim } from "./support/attack.js";
 import { assertGuestPassed } from "./support/console.js";
 
@@ -42,4 +44,37 @@ describe("the switch's segment-cache skip under attack", () => {
       assert.ok(handovers > 200, `yields by another domain than the last: ${handovers} of ${yields.length}`);
       b.assertVictimIntact();
     });
+
+  it("a host's write to a saved context's segments without segmentsWritten() is caught at the switch-in (TSXEN_CHECK_INVARIANTS); with it, the CPU gets the write", () => {
+    for (const told of [false, true]) {
+      const b = besideVictim("wasm");
+      b.hv.checkInvariantsAfterHypercall = true;
+      const doms = [1, 2].map((seed) =>
+        b.launch({ guest: "hostile_seg_stamp", name: `segstamp${seed}`, cmdline: `seed=${seed}` }),
+      );
+      // Both in their quiet yields: switches that load no segment, so the switch-in skips.
+      b.runUntil(() => doms.every((d) => /PASS rounds/.test(b.text(d))), 4000, 100_000);
+      const v = doms.find((d) => b.hv.current?.domain !== d)?.vcpus[0];
+      assert.ok(v?.context, "a vcpu off the CPU");
+      // TR: the switch-in's reload of DS-GS from their selectors (Xen's) would rewrite theirs.
+      const base = v.context.segBase[TR] ^ 0x1000;
+      v.context.segBase[TR] = base;
+      if (told) v.context.segmentsWritten();
+      let seen = -1;
+      const run = () =>
+        b.runUntil(
+          () => {
+            if (b.hv.current === v) seen = b.hv.cpu.segBase[TR];
+            return seen !== -1;
+          },
+          400,
+          100_000,
+        );
+      if (!told) assert.throws(run, InvariantError);
+      else {
+        run();
+        assert.equal(seen, base);
+      }
+    }
+  });
 });

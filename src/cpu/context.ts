@@ -134,10 +134,30 @@ export class CpuContext {
 
   /**
    * For a host that wrote segSel, segBase, segLimit or segAttr itself (their only writers but
-   * save and restore): the next restore compares and loads all eight again (segOn).
+   * save and restore): the next restore compares and loads all eight again (segOn). No host
+   * writes a saved context's segments today (getVcpuContext and a save image's restore write
+   * fresh contexts, whose segOn is null); segmentsOn() catches one that forgets this.
    */
   segmentsWritten(): void {
     this.segOn = null;
+  }
+
+  /**
+   * Whether the CPU's eight segment caches are this context's words, as they must be after a
+   * switch-in (checked under TSXEN_CHECK_INVARIANTS): a switch-in that skipped the compares
+   * (segOn) after a host wrote the words without segmentsWritten() leaves them apart.
+   */
+  segmentsOn(cpu: Cpu): boolean {
+    const w = this.words;
+    for (let s = 0; s < 8; s++)
+      if (
+        w[SEL + s] !== cpu.segSel[s] ||
+        w[BASE + s] !== cpu.segBase[s] ||
+        w[LIMIT + s] !== cpu.segLimit[s] ||
+        w[ATTR + s] !== cpu.segAttr[s]
+      )
+        return false;
+    return true;
   }
 
   /**

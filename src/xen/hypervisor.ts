@@ -487,6 +487,10 @@ export class Hypervisor implements MmHost {
     }
     this.current = v;
     v.context?.switchIn(this.cpu);
+    if (this.checkInvariantsAfterHypercall && v.context && !v.context.segmentsOn(this.cpu))
+      throw new InvariantError(
+        `d${v.domain.id} v${v.id}: a switch-in left the CPU's segments apart from its context's`,
+      );
   }
 
   /** Folds the instructions the core retired into the current physical CPU's clock. */
