@@ -9,9 +9,9 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
-import { HypercallMar } from "../src/public/xen.js";
 import { launchDomain } from "../src/tools/launch.js";
 import type { Domain } from "../src/xen/domain.js";
+import { yieldHandovers } from "./support/attack.js";
 import { assertGuestPassed, consoleMachine } from "./support/console.js";
 import { guestPath } from "./support/guests.js";
 
@@ -28,15 +28,12 @@ describe("x87 state across domain switches", () => {
         memoryMiB: 4,
         cmdline: `seed=${seed} rounds=${ROUNDS}`,
       }).domain;
-    const yields: number[] = [];
-    m.hv.afterHypercall = (v, nr) => {
-      if (nr === HypercallMar.sched_op) yields.push(v.domain.id);
-    };
+    const seen = yieldHandovers(m.hv);
     const a = launch(1);
     const b = launch(6);
     // Both have loaded their own values and are yielding to each other when the third starts.
-    for (let i = 0; i < 200 && yields.length < 40; i++) m.hv.run(m.hv.nowNs() + 100_000);
-    assert.ok(yields.length >= 40, `yields before the third domain: ${yields.length}`);
+    for (let i = 0; i < 200 && seen().yields < 40; i++) m.hv.run(m.hv.nowNs() + 100_000);
+    assert.ok(seen().yields >= 40, `yields before the third domain: ${seen().yields}`);
     const c = launch(3);
     for (let i = 0; i < 2000; i++) {
       if ([a, b, c].every((d) => /DONE/.test(m.out.get(d) ?? ""))) break;
@@ -53,10 +50,7 @@ describe("x87 state across domain switches", () => {
       assert.match(text, /DONE passed=5 failed=0/, text);
     }
     // The CPU went from one domain to another between most yields.
-    const handovers = yields.slice(1).filter((id, i) => id !== yields[i]).length;
-    assert.ok(
-      handovers > 2 * ROUNDS,
-      `yields by another domain than the last: ${handovers} of ${yields.length}`,
-    );
+    const { yields, handovers } = seen();
+    assert.ok(handovers > 2 * ROUNDS, `yields by another domain than the last: ${handovers} of ${yields}`);
   });
 });

@@ -22,9 +22,8 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { HypercallMar } from "../src/public/xen.js";
 import { switchSegmentStats } from "../src/xen/switch_segments.js";
-import { besideVictim } from "./support/attack.js";
+import { besideVictim, yieldHandovers } from "./support/attack.js";
 import { assertGuestPassed } from "./support/console.js";
 import { frameHashes } from "./support/victim.js";
 
@@ -36,10 +35,7 @@ describe("the kept switch-in segment reload under attack", () => {
     it(`${backend} blocks: two domains with the same selectors over their own descriptors, rewritten, remapped and swapped between yields, each see only their own descriptors in force; the victim untouched`, () => {
       const b = besideVictim(backend);
       const victimGdt = frameHashes(b.hv, [b.victim.defaultGdtMfn]);
-      const yields: number[] = [];
-      b.hv.afterHypercall = (v, nr) => {
-        if (nr === HypercallMar.sched_op) yields.push(v.domain.id);
-      };
+      const seen = yieldHandovers(b.hv);
       const kept0 = switchSegmentStats.kept;
       const reloaded0 = switchSegmentStats.reloaded;
       const doms = [1, 2].map((seed) =>
@@ -53,8 +49,8 @@ describe("the kept switch-in segment reload under attack", () => {
       }
       // The CPU went from one attacker to the other at most yields, and most switch-ins kept
       // their reload (the others reloaded: the changes, the LDT selectors).
-      const handovers = yields.slice(1).filter((id, i) => id !== yields[i]).length;
-      assert.ok(handovers > 100, `yields by another domain than the last: ${handovers} of ${yields.length}`);
+      const { yields, handovers } = seen();
+      assert.ok(handovers > 100, `yields by another domain than the last: ${handovers} of ${yields}`);
       const kept = switchSegmentStats.kept - kept0;
       const reloaded = switchSegmentStats.reloaded - reloaded0;
       assert.ok(kept > 80, `${kept} switch-ins kept`);

@@ -14,9 +14,8 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { TR } from "../src/cpu/regs.js";
-import { HypercallMar } from "../src/public/xen.js";
 import { InvariantError } from "../src/xen/invariants.js";
-import { besideVictim } from "./support/attack.js";
+import { besideVictim, yieldHandovers } from "./support/attack.js";
 import { assertGuestPassed } from "./support/console.js";
 
 /** The guest's CHECK lines (hostile_init's own among them). */
@@ -26,10 +25,7 @@ describe("the switch's segment-cache skip under attack", () => {
   for (const backend of ["wasm", "js"] as const)
     it(`${backend} blocks: two domains with the same caches but for the selectors, DPLs, accessed bits and limits each loads before yielding see only their own; the victim untouched`, () => {
       const b = besideVictim(backend);
-      const yields: number[] = [];
-      b.hv.afterHypercall = (v, nr) => {
-        if (nr === HypercallMar.sched_op) yields.push(v.domain.id);
-      };
+      const seen = yieldHandovers(b.hv);
       const doms = [1, 2].map((seed) =>
         b.launch({ guest: "hostile_seg_stamp", name: `segstamp${seed}`, cmdline: `seed=${seed}` }),
       );
@@ -40,8 +36,8 @@ describe("the switch's segment-cache skip under attack", () => {
         assert.match(text, new RegExp(`DONE passed=${CHECKS} failed=0`), text);
       }
       // The CPU went from one of them to the other at most of their 2 x 64 x 2 yields.
-      const handovers = yields.slice(1).filter((id, i) => id !== yields[i]).length;
-      assert.ok(handovers > 200, `yields by another domain than the last: ${handovers} of ${yields.length}`);
+      const { yields, handovers } = seen();
+      assert.ok(handovers > 200, `yields by another domain than the last: ${handovers} of ${yields}`);
       b.assertVictimIntact();
     });
 

@@ -5,13 +5,28 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { wasmBackend } from "../../src/cpu/wasm/backend.js";
+import { HypercallMar } from "../../src/public/xen.js";
 import { bootDom0 } from "../../src/tools/dom0.js";
 import { launchDomain } from "../../src/tools/launch.js";
 import { type Domain, DomainState } from "../../src/xen/domain.js";
-import type { RunResult } from "../../src/xen/hypervisor.js";
+import type { Hypervisor, RunResult } from "../../src/xen/hypervisor.js";
 import { assertGuestPassed, consoleMachine } from "./console.js";
 import { guestPath } from "./guests.js";
 import { frameHashes, launchVictim } from "./victim.js";
+
+/**
+ * Records the domain of every sched_op from now on (hv.afterHypercall). The result gives the
+ * yields so far and the handovers among them: yields by another domain than the one before,
+ * i.e. how often the CPU really went from one domain to the other (a test of a switch path
+ * must show it did).
+ */
+export function yieldHandovers(hv: Hypervisor): () => { yields: number; handovers: number } {
+  const ids: number[] = [];
+  hv.afterHypercall = (v, nr) => {
+    if (nr === HypercallMar.sched_op) ids.push(v.domain.id);
+  };
+  return () => ({ yields: ids.length, handovers: ids.slice(1).filter((id, i) => id !== ids[i]).length });
+}
 
 /** How the attacker's code runs: interpreted only, JS blocks, or wasm blocks (each from its first compile). */
 export type RunKind = "interp" | "js" | "wasm";
