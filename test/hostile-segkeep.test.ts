@@ -23,8 +23,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { switchSegmentStats } from "../src/xen/switch_segments.js";
-import { besideVictim, yieldHandovers } from "./support/attack.js";
-import { assertGuestPassed } from "./support/console.js";
+import { besideVictim, runSeededPair, yieldHandovers } from "./support/attack.js";
 import { frameHashes } from "./support/victim.js";
 
 /** The guest's CHECK lines. */
@@ -38,15 +37,7 @@ describe("the kept switch-in segment reload under attack", () => {
       const seen = yieldHandovers(b.hv);
       const kept0 = switchSegmentStats.kept;
       const reloaded0 = switchSegmentStats.reloaded;
-      const doms = [1, 2].map((seed) =>
-        b.launch({ guest: "hostile_seg_keep", name: `segkeep${seed}`, cmdline: `seed=${seed}` }),
-      );
-      b.runUntil(() => doms.every((d) => /DONE/.test(b.text(d))), 4000);
-      for (const d of doms) {
-        const text = b.text(d);
-        assertGuestPassed(text);
-        assert.match(text, new RegExp(`DONE passed=${CHECKS} failed=0`), text);
-      }
+      runSeededPair(b, "seg_keep", CHECKS);
       // The CPU went from one attacker to the other at most yields, and most switch-ins kept
       // their reload (the others reloaded: the changes, the LDT selectors).
       const { yields, handovers } = seen();

@@ -15,8 +15,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { TR } from "../src/cpu/regs.js";
 import { InvariantError } from "../src/xen/invariants.js";
-import { besideVictim, yieldHandovers } from "./support/attack.js";
-import { assertGuestPassed } from "./support/console.js";
+import { besideVictim, runSeededPair, yieldHandovers } from "./support/attack.js";
 
 /** The guest's CHECK lines (hostile_init's own among them). */
 const CHECKS = 5;
@@ -26,15 +25,7 @@ describe("the switch's segment-cache skip under attack", () => {
     it(`${backend} blocks: two domains with the same caches but for the selectors, DPLs, accessed bits and limits each loads before yielding see only their own; the victim untouched`, () => {
       const b = besideVictim(backend);
       const seen = yieldHandovers(b.hv);
-      const doms = [1, 2].map((seed) =>
-        b.launch({ guest: "hostile_seg_stamp", name: `segstamp${seed}`, cmdline: `seed=${seed}` }),
-      );
-      b.runUntil(() => doms.every((d) => /DONE/.test(b.text(d))), 4000);
-      for (const d of doms) {
-        const text = b.text(d);
-        assertGuestPassed(text);
-        assert.match(text, new RegExp(`DONE passed=${CHECKS} failed=0`), text);
-      }
+      runSeededPair(b, "seg_stamp", CHECKS);
       // The CPU went from one of them to the other at most of their 2 x 64 x 2 yields.
       const { yields, handovers } = seen();
       assert.ok(handovers > 200, `yields by another domain than the last: ${handovers} of ${yields}`);

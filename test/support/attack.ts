@@ -91,6 +91,24 @@ export function besideVictim(kind: RunKind, opts: { dom0?: boolean } = {}) {
 export type Beside = ReturnType<typeof besideVictim>;
 
 /**
+ * Launches guest `hostile_<name>` twice beside the victim, with seed=1 and seed=2 (the two
+ * yield to each other), and runs them until both are DONE: each must have passed exactly
+ * `checks` checks. Returns the two domains.
+ */
+export function runSeededPair(b: Beside, name: string, checks: number): Domain[] {
+  const doms = [1, 2].map((seed) =>
+    b.launch({ guest: `hostile_${name}`, name: `${name}${seed}`, cmdline: `seed=${seed}` }),
+  );
+  b.runUntil(() => doms.every((d) => /DONE/.test(b.text(d))), 4000);
+  for (const d of doms) {
+    const text = b.text(d);
+    assertGuestPassed(text);
+    assert.match(text, new RegExp(`DONE passed=${checks} failed=0`), text);
+  }
+  return doms;
+}
+
+/**
  * Runs guest `hostile_<name>` beside the victim until it stops (at most maxMs of guest time):
  * it must shut down having passed exactly `checks` checks, and the victim be untouched.
  * `before` runs once the victim is ready, before the attacker is launched (hooks, counters).
