@@ -52,6 +52,9 @@ import {
   IMPORTS,
   LOCALS,
   type Site,
+  THUNK_TYPES,
+  THUNKS,
+  thunkBody,
 } from "./gen.js";
 
 const TYPES: FuncType[] = [
@@ -60,6 +63,7 @@ const TYPES: FuncType[] = [
   { params: [I32, I32], results: [I32] },
   { params: [I32], results: [I32] },
   { params: [I32, I32, I32], results: [I32, I32] },
+  { params: [I32, I32, I32, I32, I32], results: [I32] },
 ];
 const LOCAL_TYPES: number[] = new Array<number>(LOCALS).fill(I32);
 /** Blocks per module. */
@@ -212,6 +216,8 @@ export class WasmBackend {
   bails = 0;
   private readonly io: Int32Array;
   private readonly stateAt: number;
+  /** The shared slow paths that open every block module (gen.ts THUNKS). */
+  private readonly thunks: ModuleSpec["funcs"];
   private readonly tlbAt: number;
   private readonly memory: WebAssembly.Memory;
   /**
@@ -227,6 +233,7 @@ export class WasmBackend {
     if (a === null) throw new Error("a wasm back end needs the Cpu's state in a WebAssembly.Memory");
     this.io = cpu.state.io;
     this.stateAt = a.state;
+    this.thunks = THUNKS.map((_, j) => ({ type: THUNK_TYPES[j], locals: [], body: thunkBody(a.state, j) }));
     this.tlbAt = tlbAddress(a);
     this.memory = a.memory;
     const ch = chainAddress(a);
@@ -333,8 +340,11 @@ export class WasmBackend {
     const pending = this.pending.filter((k) => this.known.get(k.slot) === k);
     this.pending = [];
     if (pending.length === 0) return;
-    const funcs = pending.map((k) => ({ type: BLOCK_TYPE, locals: LOCAL_TYPES, body: k.body as number[] }));
-    const indexes = pending.map((_, i) => i);
+    const funcs = [
+      ...this.thunks,
+      ...pending.map((k) => ({ type: BLOCK_TYPE, locals: LOCAL_TYPES, body: k.body as number[] })),
+    ];
+    const indexes = pending.map((_, i) => THUNKS.length + i);
     for (const k of pending) k.body = null;
     if (++this.flushes % SWEEP_EVERY === 0) this.sweep();
     if (this.syncCompile) {

@@ -112,6 +112,30 @@ export const IMPORT_TYPES = [0, 0, 0, 1, 1, 0, 0, 2, 2, 2, 3, 0, 2, 3, 1, 0, 2];
  */
 export const BLOCK_TYPE = 4;
 
+/**
+ * The memory accesses' slow paths shared by a module's blocks: functions 0 to 8 of every
+ * block module (its blocks follow), each taking an import's arguments and DONE, storing DONE
+ * (as callJs does) and calling the import. A site keeps one direct call instead of the store
+ * and the import's call: less code for V8 to allocate registers over in each block.
+ */
+export const THUNKS = ["rd8", "rd16", "rd32", "rmwRd8", "rmwRd16", "rmwRd32", "wr8", "wr16", "wr32"] as const;
+/** Type index of each thunk (backend.ts TYPES): 1 (i32 x4)->i32, 5 (i32 x5)->i32. */
+export const THUNK_TYPES = [1, 1, 1, 1, 1, 1, 5, 5, 5];
+function thunk(name: (typeof THUNKS)[number]): number {
+  return IMPORTS.length + THUNKS.indexOf(name);
+}
+/** The body of thunk j (THUNKS) for the state area at S. */
+export function thunkBody(S: number, j: number): number[] {
+  const c = new Code();
+  const n = THUNK_TYPES[j] === 5 ? 4 : 3;
+  c.i32(0)
+    .get(n)
+    .mem(Op.store, S + ST_IO + 4 * IO_DONE);
+  for (let i = 0; i < n; i++) c.get(i);
+  c.call(F[THUNKS[j]]);
+  return c.b;
+}
+
 // Parameters (the budget, the block's EIP, what the run retired before it), then locals.
 const BUDGET = 0;
 const E0 = 1;
@@ -496,8 +520,8 @@ class Gen {
       () => c.get(P).mem(size === 1 ? Op.load8u : size === 2 ? Op.load16u : Op.load, 0),
       () => {
         this.flushCode();
-        c.i32(this.k).i32(seg).get(O);
-        this.callJs(size === 1 ? F.rd8 : size === 2 ? F.rd16 : F.rd32);
+        c.i32(this.k).i32(seg).get(O).get(DONE);
+        c.call(thunk(size === 1 ? "rd8" : size === 2 ? "rd16" : "rd32"));
         this.held();
         this.reload();
       },
@@ -520,8 +544,8 @@ class Gen {
           .mem(size === 1 ? Op.store8 : size === 2 ? Op.store16 : Op.store, 0),
       () => {
         this.flushCode();
-        c.i32(this.k).i32(seg).get(O).get(V);
-        this.callJs(size === 1 ? F.wr8 : size === 2 ? F.wr16 : F.wr32).set(HIT);
+        c.i32(this.k).i32(seg).get(O).get(V).get(DONE);
+        c.call(thunk(size === 1 ? "wr8" : size === 2 ? "wr16" : "wr32")).set(HIT);
         this.held();
         this.reload();
       },
@@ -546,8 +570,8 @@ class Gen {
       () => {
         c.i32(0).set(RMW);
         this.flushCode();
-        c.i32(this.k).i32(seg).get(O);
-        this.callJs(size === 1 ? F.rmwRd8 : size === 2 ? F.rmwRd16 : F.rmwRd32);
+        c.i32(this.k).i32(seg).get(O).get(DONE);
+        c.call(thunk(size === 1 ? "rmwRd8" : size === 2 ? "rmwRd16" : "rmwRd32"));
         this.held();
         this.reload();
       },
