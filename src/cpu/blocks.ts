@@ -473,8 +473,9 @@ export function setInterpretPending(on: boolean, runs = PENDING_RUNS, queue = QU
 
 /**
  * Interpreted runs of one piece of code, over all its blocks (heatOf), halved for each
- * 2^HEAT_SHIFT interpreted runs of any code since it was last counted (`at`: pendingStats.runs
- * >>> HEAT_SHIFT then): code is queued when hot now, not when it has added up QUEUE_AT runs
+ * 2^HEAT_SHIFT interpreted runs of any code on this CPU since it was last counted (`at`: its
+ * clock's runs >>> HEAT_SHIFT then; one clock a decode cache, so what another CPU or an earlier
+ * machine in the process ran moves nothing here): code is queued when hot now, not when it has added up QUEUE_AT runs
  * over a whole boot. On the XenLinux bench the wasm blocks made fall from 791 (in 191 modules)
  * to 262 (in 113), and V8's compiles off the main thread with them (wasm TurboFan tiered up
  * three in four of the blocks made); bench:cpu's loops, hot now, queue as before (106 blocks
@@ -483,12 +484,17 @@ export function setInterpretPending(on: boolean, runs = PENDING_RUNS, queue = QU
 interface Heat {
   n: number;
   at: number;
+  clock: HeatClock;
+}
+/** Interpreted runs of pending blocks on one CPU (one decode cache): the heats' clock. */
+interface HeatClock {
+  runs: number;
 }
 const HEAT_SHIFT = 16;
 
 /** One more run of heat's code: its count, decayed first (exported for tests). */
 export function heatUp(heat: Heat): number {
-  const now = pendingStats.runs >>> HEAT_SHIFT;
+  const now = heat.clock.runs >>> HEAT_SHIFT;
   const d = (now - heat.at) | 0;
   if (d !== 0) {
     heat.n = d > 0 && d < 31 ? heat.n >> d : 0;
@@ -497,7 +503,7 @@ export function heatUp(heat: Heat): number {
   return ++heat.n;
 }
 /** Per decode cache (one per CPU, as the back end's compiled functions): Heat by code hash. */
-const heats = new WeakMap<DecodeCache, Map<number, Heat>>();
+const heats = new WeakMap<DecodeCache, { clock: HeatClock; map: Map<number, Heat> }>();
 /** Distinct codes counted before the count starts afresh (it only decides when to queue). */
 const HEATS_MAX = 1 << 16;
 
@@ -523,12 +529,13 @@ function heatOf(dc: DecodeCache, pageOff: number, slots: number[], offs: number[
     mix(dc.imm2[s]);
     mix((dc.base[s] & 0xff) | ((dc.index[s] & 0xff) << 8) | (dc.scale[s] << 16));
   }
-  let m = heats.get(dc);
-  if (m === undefined) heats.set(dc, (m = new Map()));
+  let t = heats.get(dc);
+  if (t === undefined) heats.set(dc, (t = { clock: { runs: 0 }, map: new Map() }));
+  const m = t.map;
   let e = m.get(h);
   if (e === undefined) {
     if (m.size >= HEATS_MAX) m.clear();
-    m.set(h, (e = { n: 0, at: pendingStats.runs >>> HEAT_SHIFT }));
+    m.set(h, (e = { n: 0, at: t.clock.runs >>> HEAT_SHIFT, clock: t.clock }));
   }
   return e;
 }
@@ -604,6 +611,7 @@ function interpreted(
       }
     }
     pendingStats.runs++;
+    heat.clock.runs++;
     const e0 = c.eip;
     const r = c.regs;
     // Instructions retired in this run: counted into c.retired when it returns.
