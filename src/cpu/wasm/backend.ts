@@ -37,7 +37,7 @@ import {
   IO_WRMASK,
   tlbAddress,
 } from "./arena.js";
-import { type FuncType, I32, type ModuleSpec, moduleBytes } from "./emit.js";
+import { I32, type ModuleSpec, moduleBytes } from "./emit.js";
 import {
   BLOCK_TYPE,
   type BlockPlan,
@@ -48,23 +48,17 @@ import {
   HUB_LOCALS,
   HUB_TYPE,
   hubBody,
+  IMPORT_PARAMS,
   IMPORT_TYPES,
   IMPORTS,
   LOCALS,
   type Site,
   THUNK_TYPES,
   THUNKS,
+  TYPES,
   thunkBody,
 } from "./gen.js";
 
-const TYPES: FuncType[] = [
-  { params: [I32, I32, I32], results: [I32] },
-  { params: [I32, I32, I32, I32], results: [I32] },
-  { params: [I32, I32], results: [I32] },
-  { params: [I32], results: [I32] },
-  { params: [I32, I32, I32], results: [I32, I32] },
-  { params: [I32, I32, I32, I32, I32], results: [I32] },
-];
 const LOCAL_TYPES: number[] = new Array<number>(LOCALS).fill(I32);
 /** Blocks per module. */
 export const WASM_BATCH = 32;
@@ -233,6 +227,13 @@ export class WasmBackend {
     if (a === null) throw new Error("a wasm back end needs the Cpu's state in a WebAssembly.Memory");
     this.io = cpu.state.io;
     this.stateAt = a.state;
+    // The wasm types of the imports (gen.ts IMPORT_PARAMS) must be the JS functions' own.
+    const fns = this.imports();
+    for (let i = 0; i < IMPORTS.length; i++) {
+      const f = fns[IMPORTS[i]] as (...a: number[]) => number;
+      if (f.length !== IMPORT_PARAMS[i])
+        throw new Error(`wasm import ${IMPORTS[i]}: ${f.length} parameters, typed ${IMPORT_PARAMS[i]}`);
+    }
     this.thunks = THUNKS.map((_, j) => ({ type: THUNK_TYPES[j], locals: [], body: thunkBody(a.state, j) }));
     this.tlbAt = tlbAddress(a);
     this.memory = a.memory;

@@ -80,7 +80,22 @@ import {
   ST_IO,
   ST_SEGCHK,
 } from "./arena.js";
-import { Code, I32, Op, uleb, VOID } from "./emit.js";
+import { Code, type FuncType, I32, Op, uleb, VOID } from "./emit.js";
+
+/**
+ * The function types of every module, in the order first asked for. Each type index used
+ * (imports, thunks, blocks, hub, chain) comes from sig() below, never written as a number: a
+ * signature has one owner, and reordering this table cannot silently mismatch a function.
+ */
+export const TYPES: FuncType[] = [];
+/** The index in TYPES of (i32 x params) -> (i32 x results), added on first use. */
+function sig(params: number, results = 1): number {
+  for (let i = 0; i < TYPES.length; i++) {
+    if (TYPES[i].params.length === params && TYPES[i].results.length === results) return i;
+  }
+  TYPES.push({ params: new Array<number>(params).fill(I32), results: new Array<number>(results).fill(I32) });
+  return TYPES.length - 1;
+}
 
 // Imported functions (index = order in IMPORTS).
 export const IMPORTS = [
@@ -103,14 +118,16 @@ export const IMPORTS = [
   "rmwWr16",
 ] as const;
 const F = Object.fromEntries(IMPORTS.map((n, i) => [n, i])) as Record<(typeof IMPORTS)[number], number>;
-/** Type index of each import (backend.ts TYPES): 0 (i32 i32 i32)->i32, 1 (i32 x4)->i32, 2 (i32 i32)->i32, 3 (i32)->i32. */
-export const IMPORT_TYPES = [0, 0, 0, 1, 1, 0, 0, 2, 2, 2, 3, 0, 2, 3, 1, 0, 2];
+/** Parameter count of each import (all i32, one i32 result): the JS functions' arity. */
+export const IMPORT_PARAMS = [3, 3, 3, 4, 4, 3, 3, 2, 2, 2, 1, 3, 2, 1, 4, 3, 2];
+/** Type index (TYPES) of each import. */
+export const IMPORT_TYPES = IMPORT_PARAMS.map((n) => sig(n));
 /**
  * Type of a block function: (budget, EIP at its start, instructions retired before it) ->
  * (instructions retired with it, EIP after it). The budget and counts are those of the whole
  * run (a chain's), so a chain passes its own and takes the result as it is.
  */
-export const BLOCK_TYPE = 4;
+export const BLOCK_TYPE = sig(3, 2);
 
 /**
  * The memory accesses' slow paths shared by a module's blocks: functions 0 to 8 of every
@@ -119,15 +136,17 @@ export const BLOCK_TYPE = 4;
  * and the import's call: less code for V8 to allocate registers over in each block.
  */
 export const THUNKS = ["rd8", "rd16", "rd32", "rmwRd8", "rmwRd16", "rmwRd32", "wr8", "wr16", "wr32"] as const;
-/** Type index of each thunk (backend.ts TYPES): 1 (i32 x4)->i32, 5 (i32 x5)->i32. */
-export const THUNK_TYPES = [1, 1, 1, 1, 1, 1, 5, 5, 5];
+/** Parameter count of each thunk: its import's, then DONE. */
+const THUNK_PARAMS = THUNKS.map((name) => IMPORT_PARAMS[F[name]] + 1);
+/** Type index (TYPES) of each thunk. */
+export const THUNK_TYPES = THUNK_PARAMS.map((n) => sig(n));
 function thunk(name: (typeof THUNKS)[number]): number {
   return IMPORTS.length + THUNKS.indexOf(name);
 }
 /** The body of thunk j (THUNKS) for the state area at S. */
 export function thunkBody(S: number, j: number): number[] {
   const c = new Code();
-  const n = THUNK_TYPES[j] === 5 ? 4 : 3;
+  const n = THUNK_PARAMS[j] - 1;
   c.i32(0)
     .get(n)
     .mem(Op.store, S + ST_IO + 4 * IO_DONE);
@@ -2176,14 +2195,14 @@ export function hubBody(S: number): number[] {
 }
 
 /** Type of the hub: (table entry, budget) -> instructions retired. */
-export const HUB_TYPE = 2;
+export const HUB_TYPE = sig(2);
 /** The hub's locals after its parameters. */
 export const HUB_LOCALS = 1;
 /**
  * Type of the chain: (budget, EIP of the page's offset 0, its map's address, whether it may
  * cross pages) -> retired.
  */
-export const CHAIN_TYPE = 1;
+export const CHAIN_TYPE = sig(4);
 /** The chain's locals after its parameters. */
 export const CHAIN_LOCALS = 5;
 
