@@ -25,7 +25,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "no
 import { Session } from "node:inspector";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { pendingStats } from "../src/cpu/blocks.js";
+import { pendingClock } from "../src/cpu/blocks.js";
 import { Exit } from "../src/cpu/regs.js";
 import { InterpStats } from "../src/cpu/stats.js";
 import { wasmBackend } from "../src/cpu/wasm/backend.js";
@@ -184,13 +184,13 @@ async function main(): Promise<number> {
     wasmBlocks: wasm?.blocks ?? 0,
     wasmModules: wasm?.modules ?? 0,
     crossings: cpu.crossingHits,
-    pendingRuns: pendingStats.runs,
+    pendingRuns: pendingClock(cpu.dc).runs,
   });
   const start: Counts = {
     ...{ wallMs: t0, guestNs: 0, insns: 0, hypercalls: 0, pageFaults: 0 },
     ...{ cpuMs: cpu0, mainMs: main0, blockInsns: 0, codeWrites: 0, flushes: 0 },
     ...{ runs: 0, entries: 0, hops: 0, blocks: 0, syscalls: 0, otherExc: 0, byCall: byCall.slice() },
-    ...{ wasmBlocks: 0, wasmModules: 0, crossings: 0, pendingRuns: pendingStats.runs },
+    ...{ wasmBlocks: 0, wasmModules: 0, crossings: 0, pendingRuns: pendingClock(cpu.dc).runs },
   };
   // --why: why the workload's interpreted instructions were not in blocks (costs a little).
   const why = process.argv.includes("--why");

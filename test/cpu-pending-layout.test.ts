@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { pendingStats, setInterpretPending } from "../src/cpu/blocks.js";
+import { pendingClock, setInterpretPending } from "../src/cpu/blocks.js";
 import { Cpu } from "../src/cpu/cpu.js";
 import { ESP, Exit } from "../src/cpu/regs.js";
 import { wasmBackend } from "../src/cpu/wasm/backend.js";
@@ -59,14 +59,13 @@ function run(n: number, pending: boolean): Run {
   cpu.blockThreshold = pending ? 2 : 0;
   cpu.regionThreshold = pending ? 2 : 0;
   setInterpretPending(true, 128, 1 << 30);
-  const before = pendingStats.runs;
   const states = runSlices(cpu, 997, 1000);
   setInterpretPending(true);
   const wasm = wasmBackend(cpu);
   return {
     states,
     mem: cpu.mem8.slice(DATA, DATA + 4 * n + 16),
-    interpreted: pendingStats.runs - before,
+    interpreted: pendingClock(cpu.dc).runs,
     given: (wasm?.inline ?? 0) + (wasm?.handlers ?? 0),
   };
 }

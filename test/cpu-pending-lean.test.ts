@@ -13,7 +13,7 @@
  */
 import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
-import { pendingStats, setInterpretPending } from "../src/cpu/blocks.js";
+import { pendingClock, setInterpretPending } from "../src/cpu/blocks.js";
 import type { Cpu } from "../src/cpu/cpu.js";
 import { CR0_PG, EAX, EBP, EDI, ESI, ESP, Exit } from "../src/cpu/regs.js";
 import { wasmBackend } from "../src/cpu/wasm/backend.js";
@@ -115,9 +115,8 @@ describe("the pending runner keeps a compiled block's protocol", () => {
       let checked = 0;
       for (const slice of SLICES) {
         const a = trace(action, false, slice);
-        const runs = pendingStats.runs;
         const b = trace(action, true, slice);
-        const ran = pendingStats.runs - runs;
+        const ran = pendingClock(b.cpu.dc).runs;
         const last = a.steps[a.steps.length - 1];
         assert.equal(last.exit, Exit.Halt);
         assertRunAs(a, b, `${action} slice ${slice}`);

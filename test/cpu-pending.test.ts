@@ -10,7 +10,7 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { heatUp, pendingStats, setInterpretPending } from "../src/cpu/blocks.js";
+import { heatUp, pendingClock, pendingStats, setInterpretPending } from "../src/cpu/blocks.js";
 import { Cpu } from "../src/cpu/cpu.js";
 import { DS, ESP, Exit } from "../src/cpu/regs.js";
 import { wasmBackend } from "../src/cpu/wasm/backend.js";
@@ -50,8 +50,10 @@ interface Run {
   wasmRuns: number;
   /** Blocks run one after another inside wasm (WasmBackend.chainRuns). */
   chained: number;
-  /** pendingStats moved by this run. */
+  /** Pending runs on this run's CPU (its clock from clock0) and batches they compiled. */
   interpreted: number;
+  /** The clock after the run, as read. */
+  clock: number;
   flushes: number;
 }
 
@@ -66,6 +68,7 @@ function run(
   pendingRuns?: number,
   faultAt = 0,
   copy = 0,
+  clock0 = 0,
 ): Run {
   const cpu = new Cpu(on === null ? new Uint8Array(1 << 20) : allocRam(1 << 20));
   cpu.backend = on === null ? "js" : "wasm";
@@ -87,6 +90,7 @@ function run(
   cpu.blockThreshold = on === null ? 0 : 2;
   cpu.regionThreshold = on === null ? 0 : 2;
   setInterpretPending(on !== false, pendingRuns, queueAt);
+  pendingClock(cpu.dc).runs = clock0;
   const before = { ...pendingStats };
   const states = runSlices(cpu, 991, 1000);
   setInterpretPending(true);
@@ -97,7 +101,8 @@ function run(
     given: (wasm?.inline ?? 0) + (wasm?.handlers ?? 0),
     wasmRuns: wasm?.runs ?? 0,
     chained: wasm?.chainRuns ?? 0,
-    interpreted: pendingStats.runs - before.runs,
+    interpreted: (pendingClock(cpu.dc).runs - clock0) | 0,
+    clock: pendingClock(cpu.dc).runs,
     flushes: pendingStats.flushes - before.flushes,
   };
 }
@@ -140,6 +145,31 @@ describe("blocks interpreted until their wasm module is in", () => {
     heat.n = 500;
     clock.runs = 37 << 16;
     assert.equal(heatUp(heat), 1);
+  });
+
+  it("the clock wraps as an int32 and decays across its wraps as anywhere else", () => {
+    // 600 runs before a window ends: the hot block's count halves there, so it is queued
+    // later than on a clock that crosses no window, and as late wherever the window ends.
+    const QUEUE = 1000;
+    const calm = run(20000, true, QUEUE, 128);
+    const starts = [0x10000 - 600, 2 ** 31 - 600, 2 ** 32 - 600];
+    const late = starts.map((c0) => run(20000, true, QUEUE, 128, 0, 0, c0 | 0));
+    assert.ok(
+      late[0].interpreted > calm.interpreted + 250,
+      `${late[0].interpreted} runs, ${calm.interpreted}`,
+    );
+    starts.forEach((c0, i) => {
+      const r = late[i];
+      const what = `clock from ${c0.toString(16)}`;
+      same(calm, r, what);
+      assert.deepEqual(
+        [r.interpreted, r.flushes, r.given, r.wasmRuns, r.chained],
+        [late[0].interpreted, late[0].flushes, late[0].given, late[0].wasmRuns, late[0].chained],
+        what,
+      );
+      // Read back as an int32 (past 2^31: negative).
+      assert.equal(r.clock, (c0 + r.interpreted) | 0, what);
+    });
   });
 
   it("runs are counted over every copy of the same code", () => {

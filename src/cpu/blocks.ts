@@ -260,7 +260,10 @@ export function blockFactories(): number {
   return factories.size;
 }
 
-/** How many blocks took a factory another block had made (two domains' copies of one code): for tests. */
+/**
+ * How many blocks took a factory another block had made (two domains' copies of one code):
+ * for tests.
+ */
 export function blockFactoryReuses(): number {
   return factoryReuses;
 }
@@ -463,8 +466,11 @@ const QUEUE_AT = 2048;
 const PENDING_RUNS = 128;
 let queueAt = QUEUE_AT;
 let pendingRuns = PENDING_RUNS;
-/** Interpreted runs of pending blocks and batches they had compiled (tests, benches). */
-export const pendingStats = { runs: 0, flushes: 0 };
+/**
+ * Batches pending blocks had compiled (tests, benches). Their interpreted runs are counted once,
+ * per CPU, by the heats' clock (pendingClock).
+ */
+export const pendingStats = { flushes: 0 };
 export function setInterpretPending(on: boolean, runs = PENDING_RUNS, queue = QUEUE_AT): void {
   interpretPending = on;
   pendingRuns = runs;
@@ -474,30 +480,37 @@ export function setInterpretPending(on: boolean, runs = PENDING_RUNS, queue = QU
 /**
  * Interpreted runs of one piece of code, over all its blocks (heatOf), halved for each
  * 2^HEAT_SHIFT interpreted runs of any code on this CPU since it was last counted (`at`: its
- * clock's runs >>> HEAT_SHIFT then; one clock a decode cache, so what another CPU or an earlier
- * machine in the process ran moves nothing here): code is queued when hot now, not when it has added up QUEUE_AT runs
- * over a whole boot. On the XenLinux bench the wasm blocks made fall from 791 (in 191 modules)
- * to 262 (in 113), and V8's compiles off the main thread with them (wasm TurboFan tiered up
- * three in four of the blocks made); bench:cpu's loops, hot now, queue as before (106 blocks
- * against 110). At a shift of 14 bench:cpu's were not queued (8 blocks); at 18, 516 on the bench.
+ * clock's runs >>> HEAT_SHIFT then; one clock a decode cache, so what another CPU or an
+ * earlier machine in the process ran moves nothing here): code is queued when hot now, not
+ * when it has added up QUEUE_AT runs over a whole boot. On the XenLinux bench the wasm blocks
+ * made fall from 791 (in 191 modules) to 262 (in 113), and V8's compiles off the main thread
+ * with them (wasm TurboFan tiered up three in four of the blocks made); bench:cpu's loops, hot
+ * now, queue as before (106 blocks against 110). At a shift of 14 bench:cpu's were not queued
+ * (8 blocks); at 18, 516 on the bench.
  */
 interface Heat {
   n: number;
   at: number;
   clock: HeatClock;
 }
-/** Interpreted runs of pending blocks on one CPU (one decode cache): the heats' clock. */
-interface HeatClock {
+/**
+ * Interpreted runs of pending blocks on one CPU (one decode cache), mod 2^32 as an int32 (an
+ * unbounded count would turn the field into a double for good past 2^31): the heats' clock.
+ */
+export interface HeatClock {
   runs: number;
 }
 const HEAT_SHIFT = 16;
+/** The clock's windows (runs >>> HEAT_SHIFT) wrap at this + 1: distances are taken mod it. */
+const HEAT_WINDOWS = 0xffffffff >>> HEAT_SHIFT;
 
 /** One more run of heat's code: its count, decayed first (exported for tests). */
 export function heatUp(heat: Heat): number {
   const now = heat.clock.runs >>> HEAT_SHIFT;
-  const d = (now - heat.at) | 0;
+  // Windows since `at`, across the clock's wrap (the clock only moves on).
+  const d = (now - heat.at) & HEAT_WINDOWS;
   if (d !== 0) {
-    heat.n = d > 0 && d < 31 ? heat.n >> d : 0;
+    heat.n = d < 31 ? heat.n >> d : 0;
     heat.at = now;
   }
   return ++heat.n;
@@ -506,6 +519,16 @@ export function heatUp(heat: Heat): number {
 const heats = new WeakMap<DecodeCache, { clock: HeatClock; map: Map<number, Heat> }>();
 /** Distinct codes counted before the count starts afresh (it only decides when to queue). */
 const HEATS_MAX = 1 << 16;
+
+function heatsOf(dc: DecodeCache): { clock: HeatClock; map: Map<number, Heat> } {
+  let t = heats.get(dc);
+  if (t === undefined) heats.set(dc, (t = { clock: { runs: 0 }, map: new Map() }));
+  return t;
+}
+/** The clock of dc's CPU: its pending runs, mod 2^32 (read by tests and benches; tests set it). */
+export function pendingClock(dc: DecodeCache): HeatClock {
+  return heatsOf(dc).clock;
+}
 
 /**
  * The run count shared by every block of this code: its instructions' decoded fields, their
@@ -529,8 +552,7 @@ function heatOf(dc: DecodeCache, pageOff: number, slots: number[], offs: number[
     mix(dc.imm2[s]);
     mix((dc.base[s] & 0xff) | ((dc.index[s] & 0xff) << 8) | (dc.scale[s] << 16));
   }
-  let t = heats.get(dc);
-  if (t === undefined) heats.set(dc, (t = { clock: { runs: 0 }, map: new Map() }));
+  const t = heatsOf(dc);
   const m = t.map;
   let e = m.get(h);
   if (e === undefined) {
@@ -550,9 +572,9 @@ function heatOf(dc: DecodeCache, pageOff: number, slots: number[], offs: number[
  * elsewhere), after a write to a code frame, or after its last instruction (the caller entered
  * it only when all of it fits the budget, as a compiled block). With the run loop's protocol
  * (each instruction's instrStart, savedEsp, EIP and retired stored) an 11-instruction pending
- * loop cost 2,990 host instructions a pass (callgrind), with this one 2,624. Compiling a JS function for a block that runs a few dozen times before wasm
- * replaces it cost more than interpreting it (the XenLinux bench: 7,333 blocks, 2.1 s of V8
- * compiles, 8 % of the run).
+ * loop cost 2,990 host instructions a pass (callgrind), with this one 2,624. Compiling a JS
+ * function for a block that runs a few dozen times before wasm replaces it cost more than
+ * interpreting it (the XenLinux bench: 7,333 blocks, 2.1 s of V8 compiles, 8 % of the run).
  */
 function interpreted(
   plan: BlockPlan,
@@ -582,6 +604,7 @@ function interpreted(
   // The run it was queued at (-1: not yet, or queued when made with a batch of 1: the wasm
   // block replaced it, and a run here is one it bailed to or one after a re-add; 0: when made).
   let at = queueAt === 0 ? 0 : -1;
+  const clock = heat.clock;
   const run: BlockFn = (c) => {
     ++runs;
     if (at < 0 ? heatUp(heat) >= queueAt : runs === at + pendingRuns) {
@@ -610,8 +633,7 @@ function interpreted(
         return;
       }
     }
-    pendingStats.runs++;
-    heat.clock.runs++;
+    clock.runs = (clock.runs + 1) | 0;
     const e0 = c.eip;
     const r = c.regs;
     // Instructions retired in this run: counted into c.retired when it returns.
@@ -653,7 +675,7 @@ function interpreted(
       c.held(x);
     }
   };
-  const self = CHECK_PENDING ? checkedRun(run) : run;
+  const self = CHECK_PENDING ? checkedRun(run, clock) : run;
   return self;
 }
 
@@ -667,13 +689,13 @@ function interpreted(
 const CHECK_PENDING = globalThis.process?.env?.TSXEN_CHECK_INVARIANTS === "1";
 const STALE_INSTR_START = -1;
 
-function checkedRun(run: BlockFn): BlockFn {
+function checkedRun(run: BlockFn, clock: HeatClock): BlockFn {
   return (c) => {
     const end = c.runEnd;
-    const runs = pendingStats.runs;
+    const runs = clock.runs;
     c.instrStart = STALE_INSTR_START;
     run(c);
-    if (pendingStats.runs !== runs && c.instrStart === STALE_INSTR_START && c.runEnd !== end)
+    if (clock.runs !== runs && c.instrStart === STALE_INSTR_START && c.runEnd !== end)
       throw new Error(
         `a pending block's handler ended the run (runEnd ${end} -> ${c.runEnd}; EIP ${(c.eip >>> 0).toString(16)})`,
       );
