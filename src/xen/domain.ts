@@ -4,6 +4,7 @@
  */
 
 import type { CpuContext } from "../cpu/context.js";
+import { storeAsDoubles } from "../machine/clock.js";
 import { NR_PIRQS } from "../public/event_channel.js";
 import { NR_VIRQS } from "../public/xen.js";
 import { ABIS, DEFAULT_ABI, type GuestAbi } from "./abi.js";
@@ -124,7 +125,12 @@ export class Vcpu {
   constructor(
     readonly domain: Domain,
     readonly id: number,
-  ) {}
+  ) {
+    // ns past 2^31 (2.1 s): doubles from the start (storeAsDoubles).
+    storeAsDoubles(this, ["cpuTimeNs"]);
+    this.#timerDeadline = 0.5;
+    this.#timerDeadline = -1;
+  }
 }
 
 export class Domain {

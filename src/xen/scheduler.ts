@@ -5,6 +5,7 @@
  * emulated core by interleaving them deterministically: the CPU whose clock is furthest
  * behind runs next, for at most QUANTUM ahead of the others.
  */
+import { storeAsDoubles } from "../machine/clock.js";
 import { Trc } from "../public/trace.js";
 import { HZ, VirqMar } from "../public/xen.js";
 import type { TimerWatch, Vcpu } from "./domain.js";
@@ -132,7 +133,17 @@ export class PhysicalCpu {
   /** Cycles spent idle. */
   idleCycles = 0;
 
-  constructor(readonly id: number) {}
+  constructor(readonly id: number) {
+    // Cycle counts pass 2^31 after 21.5 s at 100 MHz: doubles from the start (storeAsDoubles).
+    storeAsDoubles(this, [
+      "cycles",
+      "sliceEnd",
+      "lastSchedCycles",
+      "nextTick",
+      "lastTickCycles",
+      "idleCycles",
+    ]);
+  }
 }
 
 export class Scheduler implements TimerWatch {
