@@ -33,6 +33,7 @@ type Node = { callFrame: { functionName: string }; selfSize: number; children: N
 const BOUNCE_PATH = [
   "deliverEvents",
   "bounce",
+  "loadBounceSegment",
   "loadGuestSegment",
   "checkGuestSegment",
   "descLimit",

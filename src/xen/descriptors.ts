@@ -66,7 +66,8 @@ function readWords(cpu: Cpu, sel: number, tlb: boolean): boolean {
 /**
  * Loads a segment register for the guest from a selector, as the return to the guest would:
  * the descriptor must be present, with DPL = RPL = the target ring for CS/SS (code for CS,
- * writable data for SS); returns false when the hardware would fault.
+ * writable data for SS); returns false when the hardware would fault. tlb: the descriptor
+ * read through the CPU's TLB where it holds the page (readWords).
  */
 export function loadGuestSegment(
   cpu: Cpu,
@@ -75,13 +76,14 @@ export function loadGuestSegment(
   ring: number,
   isCs: boolean,
   isSs: boolean,
+  tlb = false,
 ): boolean {
   if ((sel & ~3) === 0) {
     if (isCs || isSs) return false;
     cpu.loadSegmentCache(seg, sel, 0, 0, 0);
     return true;
   }
-  if (!checkGuestSegment(cpu, sel, ring, isCs, isSs)) return false;
+  if (!checkGuestSegment(cpu, sel, ring, isCs, isSs, tlb)) return false;
   cpu.loadSegmentCache(seg, sel, checkedSegment[0], checkedSegment[1], checkedSegment[2]);
   return true;
 }

@@ -80,7 +80,7 @@ export function bounce(
     if (fromRing !== 1) {
       cpu.setCpl(1);
       shadowLdtForSelector(hv, v, v.kernelSs);
-      if (!loadGuestSegment(cpu, SS, v.kernelSs, 1, false, true))
+      if (!loadBounceSegment(hv, SS, v.kernelSs, false, true))
         return crashOnBounce(hv, v, "bad kernel stack selector");
       cpu.regs[ESP] = v.kernelEsp;
     }
@@ -102,11 +102,26 @@ export function bounce(
     return crashOnBounce(hv, v, "fault while writing a bounce frame");
   }
   shadowLdtForSelector(hv, v, handlerCs);
-  if (!loadGuestSegment(cpu, CS, handlerCs, 1, true, false))
+  if (!loadBounceSegment(hv, CS, handlerCs, true, false))
     return crashOnBounce(hv, v, "bad handler code selector");
   cpu.eip = handlerEip;
   cpu.setFlags(eflags & ~(TF | NT | RF | VM));
   return true;
+}
+
+/**
+ * bounce()'s load of the handler's CS or the kernel's SS at ring 1. A GDT selector's
+ * descriptor is read through the CPU's TLB where it holds the page, as bounceInRun reads it
+ * (readWords: the tables lie in Xen's per-domain area, whose mappings only Xen changes, flushing
+ * the TLB when it does): every upcall's CS check walked the page tables (~240 host
+ * instructions). An LDT selector (its shadow page just mapped) reads through the walk.
+ */
+function loadBounceSegment(hv: Hypervisor, seg: number, sel: number, isCs: boolean, isSs: boolean): boolean {
+  const cpu = hv.cpu;
+  const tlb = (sel & SELECTOR_TI) === 0;
+  const ok = loadGuestSegment(cpu, seg, sel, 1, isCs, isSs, tlb);
+  if (tlb && (sel & ~3) !== 0 && hv.checkInvariantsAfterHypercall) walkAgrees(cpu, sel, isCs, isSs, ok);
+  return ok;
 }
 
 function crashOnBounce(hv: Hypervisor, v: Vcpu, why: string): false {
