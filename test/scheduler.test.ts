@@ -22,7 +22,7 @@ import {
 import type { AbiName } from "../src/xen/abi.js";
 import type { Domain } from "../src/xen/domain.js";
 import { Hypervisor } from "../src/xen/hypervisor.js";
-import { updateDomainTime } from "../src/xen/schedule.js";
+import { refreshDomainTime, updateDomainTime } from "../src/xen/schedule.js";
 import { writeElf32 } from "./helpers/elf32_writer.js";
 import { buildGuests } from "./support/guests.js";
 
@@ -358,5 +358,34 @@ describe("the periodic tick and the time version protocol (guests/conformance/ti
       assert.ok(usec < 1e6, `wc_usec ${usec}`);
       assert.equal((sec - hv.clock.bootEpochSeconds) * 1e6 + usec, usecs);
     }
+  });
+
+  it("the time block is written once a tick: a timer's fire and the switch-in of the same tick share it", () => {
+    // semantics.md §7.4: update_dom_time writes only when the block lacks the last tick's stamp.
+    // An idle domain's timer fires (update, VIRQ) and it is switched in within that tick: one
+    // write, versions +1 a tick (before, +2 a tick with the same words).
+    const hv = new Hypervisor({ memoryMiB: 64 });
+    const image = readFileSync(join(buildGuests(), "bench_idle.elf"));
+    const d = launchDomain(hv, { name: "idle", image, memoryMiB: 16, cmdline: "tick_ms=10" }).domain;
+    const si = d.sharedInfoMfn * 4096;
+    const p = hv.sched.pcpus[0];
+    hv.run(hv.nowNs() + 100e6);
+    const v1 = hv.read32(si + SharedInfo.time_version1);
+    const t1 = p.tick;
+    hv.run(hv.nowNs() + 1000e6);
+    const v2 = hv.read32(si + SharedInfo.time_version1);
+    assert.equal(p.tick - t1, 100, "100 ticks in 1 s");
+    assert.equal(v2 - v1, 100, "one write a tick");
+    assert.equal(hv.read32(si + SharedInfo.time_version2), v2, "versions equal between updates");
+    assert.equal(hv.read32(si + SharedInfo.tsc_timestamp), p.lastTickCycles % 2 ** 32);
+    assert.equal(d.timeStamp, p.lastTickCycles);
+    // Within a tick: skipped; a host's write (DOM0_SETTIME's) always writes; a new stamp writes.
+    refreshDomainTime(hv, d.vcpus[0], p.lastTickCycles);
+    assert.equal(hv.read32(si + SharedInfo.time_version1), v2, "same stamp: not written");
+    updateDomainTime(hv, d.vcpus[0], p.lastTickCycles);
+    assert.equal(hv.read32(si + SharedInfo.time_version1), v2 + 1, "updateDomainTime writes");
+    refreshDomainTime(hv, d.vcpus[0], p.lastTickCycles + 1_000_000);
+    assert.equal(hv.read32(si + SharedInfo.time_version1), v2 + 2, "a new stamp: written");
+    assert.equal(hv.read32(si + SharedInfo.tsc_timestamp), (p.lastTickCycles + 1_000_000) % 2 ** 32);
   });
 });

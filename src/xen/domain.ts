@@ -141,6 +141,8 @@ export class Domain {
   readonly pages = new Set<number>();
   maxPages = 0;
   sharedInfoMfn = -1;
+  /** The TSC stamp (cycles) the shared info's time block was last written with; -1: never. */
+  timeStamp = -1;
   perdomainMfn = -1;
   /** GDT frame Xen gives a domain that never calls set_gdt (its reserved entries only). */
   defaultGdtMfn = -1;
@@ -191,6 +193,7 @@ export class Domain {
   ) {
     this.vcpus.push(new Vcpu(this, 0));
     this.physdevCapable = privileged;
+    storeAsDoubles(this, ["timeStamp"]);
   }
 
   get totPages(): number {

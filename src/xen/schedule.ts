@@ -105,4 +105,18 @@ export function updateDomainTime(hv: Hypervisor, v: Vcpu, tickCycles: number): v
   // A wall clock set before the boot epoch (DOM0_SETTIME) makes usecs negative: floor modulo.
   m[w + (SharedInfo.wc_usec >> 2)] = usecs - secs * 1e6;
   m[w + (SharedInfo.time_version2 >> 2)] = m[w + (SharedInfo.time_version2 >> 2)] + 1;
+  v.domain.timeStamp = tickCycles;
+}
+
+/**
+ * update_dom_time as Xen gates it (semantics.md §7.4): the block is written only when it does
+ * not hold the last tick's stamp yet. An idle domain's timer fires and the domain is switched
+ * in within the same tick: its block was written twice a tick, the second time with the same
+ * words (only the versions moved). The stamp written last is kept host-side (Domain.timeStamp,
+ * -1 before any): Xen compares the shared info's own tsc_timestamp, which a new domain's first
+ * switch-in at tick 0 would find equal and leave its block unwritten; here it is written, as
+ * before, and a guest's own writes to its shared info change nothing.
+ */
+export function refreshDomainTime(hv: Hypervisor, v: Vcpu, tickCycles: number): void {
+  if (v.domain.timeStamp !== tickCycles) updateDomainTime(hv, v, tickCycles);
 }

@@ -13,7 +13,7 @@ import { DomainState } from "./domain.js";
 import { sendGuestVirq } from "./event_channel.js";
 import type { Hypervisor } from "./hypervisor.js";
 import { RunQueue, type SchedPolicy } from "./sched_policy.js";
-import { updateDomainTime } from "./schedule.js";
+import { refreshDomainTime } from "./schedule.js";
 import { upcallMask, upcallPending } from "./traps.js";
 
 const TICK_NS = 1e9 / HZ;
@@ -326,7 +326,7 @@ export class Scheduler implements TimerWatch {
     }
     if (next !== null && next !== prev) {
       this.hv.tbufs?.record(this.hv, p.id, Trc.SCHED_SWITCH, next.domain.id, next.id);
-      updateDomainTime(this.hv, next, p.lastTickCycles);
+      refreshDomainTime(this.hv, next, p.lastTickCycles);
       if (next.sleepTick !== p.tick) sendGuestVirq(this.hv, next, VirqMar.TIMER);
     }
   }
@@ -340,7 +340,7 @@ export class Scheduler implements TimerWatch {
       p.tick += n;
       const v = p.curr;
       if (v !== null && this.runnable(v)) {
-        updateDomainTime(this.hv, v, p.lastTickCycles);
+        refreshDomainTime(this.hv, v, p.lastTickCycles);
         sendGuestVirq(this.hv, v, VirqMar.TIMER);
       }
     }
@@ -352,7 +352,7 @@ export class Scheduler implements TimerWatch {
     const sole = this.soleDue(p);
     if (sole !== null) {
       sole.timerDeadline = -1;
-      updateDomainTime(this.hv, sole, p.lastTickCycles);
+      refreshDomainTime(this.hv, sole, p.lastTickCycles);
       sendGuestVirq(this.hv, sole, VirqMar.TIMER);
       return;
     }
@@ -361,7 +361,7 @@ export class Scheduler implements TimerWatch {
       for (const v of d.vcpus) {
         if (v.processor !== p.id || v.timerDeadline < 0 || v.timerDeadline > nowNs) continue;
         v.timerDeadline = -1;
-        updateDomainTime(this.hv, v, p.lastTickCycles);
+        refreshDomainTime(this.hv, v, p.lastTickCycles);
         sendGuestVirq(this.hv, v, VirqMar.TIMER);
       }
     }
