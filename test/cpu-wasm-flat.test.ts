@@ -5,7 +5,9 @@
  * the segment made not flat: by the host between slices (DS's limit shrunk, DS's base moved,
  * SS's limit shrunk, ES's made read-only, CS's limit cut below a called function), or by the
  * loop itself, a mov to DS in the middle of a block loading a segment with a limit and an
- * access through DS after it. Each must fault (#GP, #SS) or read where the interpreter does,
+ * access through DS after it, or a mov to SS making the stack 16-bit before a push (a block
+ * takes the stack's size from IO_SS32 at its entry: the load must end the chain; a block
+ * taking 32 bits always fails it). Each must fault (#GP, #SS) or read where the interpreter does,
  * with JS blocks and wasm blocks with the chain off and on, in slices of 13, 1000 and whole;
  * the state after every slice and the memory after are compared. Zero-based segments (base 0,
  * a limit: XenLinux's) keep only the upper bound's check: loops walk across it, and one sees
@@ -28,6 +30,9 @@ const BASE = 0x100000;
 /** Selectors: flat data (0x10), data with the limit (0x18). */
 const FLAT_DS = 0x10;
 const LIMITED = 0x18;
+/** A flat data segment with B clear: a stack addressed by SP (0x20), and where SP starts. */
+const STACK_16BIT = 0x20;
+const STACK16 = 0x2000;
 
 /** A GDT descriptor's two words: base, limit (bytes, or pages with G), access byte, flags nibble. */
 function descriptor(base: number, limit: number, access: number, flags: number): number[] {
@@ -140,6 +145,18 @@ const CASES: Record<string, Case> = {
     },
     vector: 13,
   },
+  "a mov to SS mid-block making the stack 16-bit (B clear), then a push read back": {
+    // loop: mov ss,dx; push eax; mov ebx,[STACK16 - 4]; pop ecx's copy in ebp; mov ss,di;
+    // add eax,ebx; inc eax. A push after the load uses SP: it writes at STACK16 - 4, not at
+    // ESP - 4 (the upper half of ESP kept).
+    program: loop([0x8e, 0xd2, 0x50, 0x8b, 0x1d, ...d(STACK16 - 4), 0x5d, 0x8e, 0xd7, 0x01, 0xd8, 0x40]),
+    init: (cpu) => {
+      cpu.regs[ESP] = 0x10000 + STACK16;
+      cpu.regs[EDX] = STACK_16BIT;
+      cpu.regs[EDI] = FLAT_DS;
+    },
+    vector: -1,
+  },
 };
 
 function machine(c: Case, variant: Variant): Cpu {
@@ -151,11 +168,12 @@ function machine(c: Case, variant: Variant): Cpu {
       ...descriptor(0, 0xfffff, 0x9b, 0xc),
       ...descriptor(0, 0xfffff, 0x93, 0xc),
       ...descriptor(0, LIMIT, 0x93, 0x4),
+      ...descriptor(0, 0xfffff, 0x93, 0x8),
     ],
     GDT,
   );
   cpu.gdtrBase = GDT;
-  cpu.gdtrLimit = 0x1f;
+  cpu.gdtrLimit = 0x27;
   for (let i = 0; i < 0x3000; i++) cpu.mem8[i] = cpu.mem8[BASE + i] = (i * 167) ^ (i >>> 8) ^ 0x5a;
   cpu.eip = CODE;
   cpu.regs[0] = 0x1234567;
