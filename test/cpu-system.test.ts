@@ -523,6 +523,28 @@ describe("iret", () => {
     assert.equal(cpu.segSel[GS], CONF_CS, "conforming code kept");
   });
 
+  it("iret from ring 1 to ring 3 nulls each of ES, DS, FS, GS alone when it holds ring-1 data or code", () => {
+    // segments.ts nullInaccessibleSegs tests each register on its own (written out four
+    // times): one ring-1 descriptor at a time, the other three ring-3 data, which stay.
+    const segs = [ES, DS, FS, GS];
+    for (const seg of segs)
+      for (const [sel, attr] of [
+        [K1_DS, 0xc0b3],
+        [K1_CS, 0xc0bb],
+      ]) {
+        const { cpu, mem } = machine();
+        ring(cpu, 1);
+        for (const s of segs) cpu.loadSegmentCache(s, U_DS, 0, -1, 0xc0f3);
+        cpu.loadSegmentCache(seg, sel, 0, -1, attr);
+        iretFrame(mem, cpu.regs[ESP], [0x6000, U_CS, 0x202, STACK3 - 16, U_DS]);
+        code(cpu, mem, [0xcf]);
+        cpu.run(1);
+        assert.equal(cpu.cpl, 3);
+        for (const s of segs)
+          assert.equal(cpu.segSel[s], s === seg ? 0 : U_DS, `seg ${s} with seg ${seg} at ring 1 (${sel})`);
+      }
+  });
+
   it("iret at the same level keeps SS and pops three dwords", () => {
     const { cpu, mem } = machine();
     ring(cpu, 3);

@@ -195,19 +195,22 @@ export function loadSeg(cpu: Cpu, seg: number, sel: number): void {
   loadSegAs(cpu, seg, sel, cpu.cpl);
 }
 
-/** After a return to an outer ring: null ES, DS, FS, GS that the new CPL may not use. */
+/**
+ * After a return to an outer ring: null ES, DS, FS, GS that the new CPL may not use, a present
+ * data or non-conforming code segment with DPL < cpl (iret's rule). Unrolled (every iret and
+ * far ret to an outer ring: the loop was ~350 host instructions), the test written out at each
+ * (as a function V8 did not inline it into iretCommon: ~40 host instructions a call).
+ */
 function nullInaccessibleSegs(cpu: Cpu, cpl: number): void {
-  // Unrolled (every iret and far ret to an outer ring: the loop was ~350 host instructions).
   const a = cpu.segAttr;
-  if (inaccessible(a[ES], cpl)) cpu.loadNullSegment(ES, 0);
-  if (inaccessible(a[DS], cpl)) cpu.loadNullSegment(DS, 0);
-  if (inaccessible(a[FS], cpl)) cpu.loadNullSegment(FS, 0);
-  if (inaccessible(a[GS], cpl)) cpu.loadNullSegment(GS, 0);
-}
-
-/** A present data or non-conforming code segment with DPL < cpl (iret's rule: it becomes null). */
-function inaccessible(attr: number, cpl: number): boolean {
-  return (attr & 0x80) !== 0 && (attr & 0x1c) !== 0x1c && ((attr >>> 5) & 3) < cpl;
+  let t = a[ES];
+  if ((t & 0x80) !== 0 && (t & 0x1c) !== 0x1c && ((t >>> 5) & 3) < cpl) cpu.loadNullSegment(ES, 0);
+  t = a[DS];
+  if ((t & 0x80) !== 0 && (t & 0x1c) !== 0x1c && ((t >>> 5) & 3) < cpl) cpu.loadNullSegment(DS, 0);
+  t = a[FS];
+  if ((t & 0x80) !== 0 && (t & 0x1c) !== 0x1c && ((t >>> 5) & 3) < cpl) cpu.loadNullSegment(FS, 0);
+  t = a[GS];
+  if ((t & 0x80) !== 0 && (t & 0x1c) !== 0x1c && ((t >>> 5) & 3) < cpl) cpu.loadNullSegment(GS, 0);
 }
 
 // ---------------------------------------------------------------- stacks outside the current one
