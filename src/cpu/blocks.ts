@@ -605,34 +605,37 @@ function interpreted(
   // block replaced it, and a run here is one it bailed to or one after a re-add; 0: when made).
   let at = queueAt === 0 ? 0 : -1;
   const clock = heat.clock;
+  // Hot enough to queue, or run often since: out of the runner, which TurboFan then compiles
+  // smaller (each block first reaching a path the compile had no feedback for recompiles it).
+  // True when the run was the wasm function's.
+  const due = (c: Cpu): boolean => {
+    const dc = c.dc;
+    if (at < 0) {
+      at = runs;
+      // Hot enough: queued. A region built over the page meanwhile is built again, so that
+      // the back end chains the block there once it is compiled (WasmBackend.link), or at
+      // once when add() put its wasm in place already (identical code compiled before, as
+      // another domain's copy of the same kernel; or its batch full): place() chains only
+      // in a region linked since the add, and left unchained the block cost each idle
+      // domain 8 of its 14 wasm entries a tick.
+      if (dc.blockFn[s0] === self) {
+        wasm.add(plan, self);
+        if (dc.regionTab[s0] !== null) compileRegion(c, blockOff);
+      }
+    } else {
+      // Run often since: its batch is compiled now, full or not.
+      pendingStats.flushes++;
+      wasm.flush();
+    }
+    // This run is the wasm function's when it is in.
+    const w = dc.blockFn[s0];
+    if (w === null || w === self) return false;
+    w(c);
+    return true;
+  };
   const run: BlockFn = (c) => {
     ++runs;
-    if (at < 0 ? heatUp(heat) >= queueAt : runs === at + pendingRuns) {
-      const dc = c.dc;
-      if (at < 0) {
-        at = runs;
-        // Hot enough: queued. A region built over the page meanwhile is built again, so that
-        // the back end chains the block there once it is compiled (WasmBackend.link), or at
-        // once when add() put its wasm in place already (identical code compiled before, as
-        // another domain's copy of the same kernel; or its batch full): place() chains only
-        // in a region linked since the add, and left unchained the block cost each idle
-        // domain 8 of its 14 wasm entries a tick.
-        if (dc.blockFn[s0] === self) {
-          wasm.add(plan, self);
-          if (dc.regionTab[s0] !== null) compileRegion(c, blockOff);
-        }
-      } else {
-        // Run often since: its batch is compiled now, full or not.
-        pendingStats.flushes++;
-        wasm.flush();
-      }
-      // This run is the wasm function's when it is in.
-      const w = dc.blockFn[s0];
-      if (w !== null && w !== self) {
-        w(c);
-        return;
-      }
-    }
+    if ((at < 0 ? heatUp(heat) >= queueAt : runs === at + pendingRuns) && due(c)) return;
     clock.runs = (clock.runs + 1) | 0;
     const e0 = c.eip;
     const r = c.regs;

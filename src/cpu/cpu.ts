@@ -1892,8 +1892,10 @@ export class Cpu {
     while (this.retired < this.runEnd) {
       const eip = this.eip;
       let e = 0;
-      const off = (eip - this.fetchEip) >>> 0;
-      if (off < 0x1000) e = slots[this.fetchBlock + off];
+      // An int32 test: as `>>> 0`, an EIP below the window made a uint32 past 2^31, which
+      // deoptimized the loop compiled on Smi feedback ("lost precision"; two recompiles a boot).
+      const off = (eip - this.fetchEip) | 0;
+      if ((off & ~0xfff) === 0) e = slots[this.fetchBlock + off];
       if (e === 0) {
         // Set before the fetch, so a fetch fault reports this instruction.
         this.instrStart = eip;
