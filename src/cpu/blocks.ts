@@ -434,7 +434,8 @@ export function compileBlock(cpu: Cpu, blockOff: number, off: number): boolean {
   const wasm = cpu.backend === "wasm" ? wasmBackend(cpu) : null;
   const plan = { slots, offs, ends, flags, fns, loops: slots.map((s, k) => loops(dc, s, ends[k])) };
   if (wasm?.syncCompile && interpretPending) {
-    const block = interpreted(plan, wasm, blockOff, heatOf(dc, (base + off) & 0xfff, slots, offs), hots);
+    const heat = heatOf(dc, (base + off) & 0xfff, slots, offs);
+    const block = interpreted(plan, wasm, blockOff, heat, pendingClock(dc), hots);
     dc.setBlock(slots[0], block, flags.length, blockOff);
     // A batch of 1 (tests): each block is wasm from its first run, as the back end says.
     if (queueAt === 0 || wasm.batch === 1) wasm.add(plan, block);
@@ -491,7 +492,6 @@ export function setInterpretPending(on: boolean, runs = PENDING_RUNS, queue = QU
 interface Heat {
   n: number;
   at: number;
-  clock: HeatClock;
 }
 /**
  * Interpreted runs of pending blocks on one CPU (one decode cache), mod 2^32 as an int32 (an
@@ -505,8 +505,8 @@ const HEAT_SHIFT = 16;
 const HEAT_WINDOWS = 0xffffffff >>> HEAT_SHIFT;
 
 /** One more run of heat's code: its count, decayed first (exported for tests). */
-export function heatUp(heat: Heat): number {
-  const now = heat.clock.runs >>> HEAT_SHIFT;
+export function heatUp(heat: Heat, clock: HeatClock): number {
+  const now = clock.runs >>> HEAT_SHIFT;
   // Windows since `at`, across the clock's wrap (the clock only moves on).
   const d = (now - heat.at) & HEAT_WINDOWS;
   if (d !== 0) {
@@ -557,7 +557,7 @@ function heatOf(dc: DecodeCache, pageOff: number, slots: number[], offs: number[
   let e = m.get(h);
   if (e === undefined) {
     if (m.size >= HEATS_MAX) m.clear();
-    m.set(h, (e = { n: 0, at: t.clock.runs >>> HEAT_SHIFT, clock: t.clock }));
+    m.set(h, (e = { n: 0, at: t.clock.runs >>> HEAT_SHIFT }));
   }
   return e;
 }
@@ -581,6 +581,7 @@ function interpreted(
   wasm: WasmBackend,
   blockOff: number,
   heat: Heat,
+  clock: HeatClock,
   hots: number[],
 ): BlockFn {
   const n = hots.length;
@@ -604,7 +605,6 @@ function interpreted(
   // The run it was queued at (-1: not yet, or queued when made with a batch of 1: the wasm
   // block replaced it, and a run here is one it bailed to or one after a re-add; 0: when made).
   let at = queueAt === 0 ? 0 : -1;
-  const clock = heat.clock;
   // Hot enough to queue, or run often since: out of the runner, which TurboFan then compiles
   // smaller (each block first reaching a path the compile had no feedback for recompiles it).
   // True when the run was the wasm function's.
@@ -635,7 +635,7 @@ function interpreted(
   };
   const run: BlockFn = (c) => {
     ++runs;
-    if ((at < 0 ? heatUp(heat) >= queueAt : runs === at + pendingRuns) && due(c)) return;
+    if ((at < 0 ? heatUp(heat, clock) >= queueAt : runs === at + pendingRuns) && due(c)) return;
     clock.runs = (clock.runs + 1) | 0;
     const e0 = c.eip;
     const r = c.regs;
