@@ -444,7 +444,7 @@ function runEmulated(
   cpu.resetFlat32();
   cpu.eip = elf.entry;
   cpu.regs[ESP] = stackTop;
-  const clock = new PhaseClock(() => cpu.retired);
+  const clock = new PhaseClock(() => cpu.retiredTotal);
   cpu.io = { read: () => -1, write: (port, _size, value) => clock.write(port, value) };
   const describeStop = (what: string): never => {
     const lin = (cpu.segBase[CS] + cpu.eip) >>> 0;
@@ -454,7 +454,7 @@ function runEmulated(
       what,
       `  eip        0x${hex(cpu.eip)}  (${symbolize(elf, lin)})`,
       `  bytes      ${bytes.join(" ")}`,
-      `  retired    ${cpu.retired.toLocaleString("en-US")} instructions`,
+      `  retired    ${cpu.retiredTotal.toLocaleString("en-US")} instructions`,
       `  registers  ${["eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi"].map((r, i) => `${r}=${hex(cpu.regs[i])}`).join(" ")}`,
     ];
     try {
@@ -740,7 +740,7 @@ function runMicros(): void {
       while (exit === Exit.Budget);
       const used = process.cpuUsage(c0);
       if (exit !== Exit.Halt) fail(`micro-benchmark "${m.name}" stopped with exit ${exit}`);
-      best = Math.max(best, cpu.retired / ((used.user + used.system) / 1e6) / 1e6);
+      best = Math.max(best, cpu.retiredTotal / ((used.user + used.system) / 1e6) / 1e6);
     }
     process.stdout.write(`  ${m.name.padEnd(30)}${best.toFixed(1).padStart(8)} MIPS\n`);
   }

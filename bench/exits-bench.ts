@@ -96,7 +96,7 @@ function main(): void {
         console += `${text}\n`;
         const b = /^BENCH (\w+) begin$/.exec(text);
         const e = /^BENCH (\w+) end n=(\d+) items=(\d+)$/.exec(text);
-        if (b) begun = { kind: b[1], t: now, cpu: process.cpuUsage(), retired: hv.cpu.retired };
+        if (b) begun = { kind: b[1], t: now, cpu: process.cpuUsage(), retired: hv.cpu.retiredTotal };
         else if (e && begun?.kind === e[1]) {
           const used = process.cpuUsage(begun.cpu);
           samples.push({
@@ -105,7 +105,7 @@ function main(): void {
             n: Number(e[2]),
             items: Number(e[3]),
             ns: (now - begun.t) * 1e6,
-            instructions: hv.cpu.retired - begun.retired,
+            instructions: hv.cpu.retiredTotal - begun.retired,
           });
           begun = null;
         }

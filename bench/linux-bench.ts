@@ -151,9 +151,9 @@ async function main(): Promise<number> {
   const inner = cpu.run.bind(cpu);
   cpu.run = (budget: number): Exit => {
     runs++;
-    const before = cpu.retired;
+    const before = cpu.retiredTotal;
     const e = inner(budget);
-    insns += cpu.retired - before;
+    insns += cpu.retiredTotal - before;
     if (e === Exit.Exception) {
       const v = cpu.exitVector;
       if (!cpu.exitSoft && v === TRAP_page_fault) pageFaults++;
@@ -171,7 +171,7 @@ async function main(): Promise<number> {
     pageFaults,
     cpuMs: cpuMs(),
     mainMs: mainMs(),
-    blockInsns: cpu.blockInsns,
+    blockInsns: cpu.blockInsnsTotal,
     runs,
     entries: cpu.regionRuns + cpu.blockRuns,
     hops: cpu.regionHops,

@@ -296,7 +296,7 @@ function inProcess(opts: Options): { lines: string[]; guestNsPerTick: number } {
   hv.run(hv.nowNs() + 2e9);
   if (ready !== opts.domains) fail(`in process: ${ready} of ${opts.domains} domains became idle`);
   const v0 = hv.nowNs();
-  const i0 = hv.cpu.retired;
+  const i0 = hv.cpu.retiredTotal;
   const g0 = domainsCpuNs(hv);
   const { r, used } =
     opts.evict === 0
@@ -314,7 +314,7 @@ function inProcess(opts: Options): { lines: string[]; guestNsPerTick: number } {
   const guestNsPerTick = ticks === 0 ? 0 : (domainsCpuNs(hv) - g0) / ticks;
   const lines = [
     `  the hypervisor alone          ${((cpuMs / (opts.seconds * 1000)) * 100).toFixed(1)} % of one core (in this process, ${how}, ${opts.seconds} s of guest time)`,
-    `  host CPU per tick             ${perTick} (${ticks} ticks; ${ticks === 0 ? "-" : ((hv.cpu.retired - i0) / ticks).toFixed(0)} guest instructions, ${guestNsPerTick.toFixed(0)} ns of guest CPU time a tick)`,
+    `  host CPU per tick             ${perTick} (${ticks} ticks; ${ticks === 0 ? "-" : ((hv.cpu.retiredTotal - i0) / ticks).toFixed(0)} guest instructions, ${guestNsPerTick.toFixed(0)} ns of guest CPU time a tick)`,
   ];
   return { lines, guestNsPerTick };
 }
@@ -354,10 +354,10 @@ async function selfWindows(opts: Options): Promise<void> {
     await ctl("-z");
     await ctl("-i", "on");
     const v0 = hv.nowNs();
-    const i0 = hv.cpu.retired;
+    const i0 = hv.cpu.retiredTotal;
     const r = hv.run(v0 + s * 1e9);
     const v1 = hv.nowNs();
-    const i1 = hv.cpu.retired;
+    const i1 = hv.cpu.retiredTotal;
     await ctl("-i", "off");
     await ctl("-d", label);
     if (r.kind !== "time-limit") fail(`self windows: the run ended early (${r.kind})`);

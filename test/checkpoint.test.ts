@@ -28,7 +28,15 @@ interface Run {
 /** A SessionMachine booting elf as tsxen run does, its console collected. */
 function machineFor(
   elf: string,
-  opts: { memoryMiB?: number; machineMiB?: number; cmdline?: string; every?: number; keep?: number } = {},
+  opts: {
+    memoryMiB?: number;
+    machineMiB?: number;
+    cmdline?: string;
+    every?: number;
+    keep?: number;
+    /** The CPU's epoch for its retired counts moved this often (Cpu.rebaseAt). */
+    rebaseAt?: number;
+  } = {},
   log = new InputLog({ tsxenRecord: 1, kernelSha256: "", options: {} }),
 ): Run {
   const image = readFileSync(elf);
@@ -37,6 +45,7 @@ function machineFor(
   const make = (): GuestSession => {
     console.chunks.length = 0;
     const hv = new Hypervisor({ memoryMiB: opts.machineMiB ?? 128, onConsole: (_d, b) => out(b) });
+    if (opts.rebaseAt !== undefined) hv.cpu.rebaseAt = opts.rebaseAt;
     return new GuestSession(hv, {
       name: "guest",
       image,
@@ -61,10 +70,10 @@ function consoleText(r: Run): string {
 /** Runs until at least `count` more instructions have retired (or the guest ends). */
 async function runFor(r: Run, count: number): Promise<void> {
   const m = r.machine;
-  const want = m.hv.cpu.retired + count;
+  const want = m.hv.cpu.retiredTotal + count;
   await m.approach(want);
   // approach stops short of a position; the rest one slice at a time.
-  while (m.hv.cpu.retired < want && m.slice() === null) {}
+  while (m.hv.cpu.retiredTotal < want && m.slice() === null) {}
 }
 
 /**
@@ -74,7 +83,7 @@ async function runFor(r: Run, count: number): Promise<void> {
 async function sameRunTwice(r: Run, n: number, mCount: number, what: string): Promise<void> {
   const m = r.machine;
   await runFor(r, n);
-  const at = m.hv.cpu.retired;
+  const at = m.hv.cpu.retiredTotal;
   const hashAt = machineStateHash(m.hv);
   const cps = m.checkpoints;
   assert.ok(cps !== null);
@@ -83,7 +92,7 @@ async function sameRunTwice(r: Run, n: number, mCount: number, what: string): Pr
   const first = {
     hash: machineStateHash(m.hv),
     text: consoleText(r),
-    retired: m.hv.cpu.retired,
+    retired: m.hv.cpu.retiredTotal,
     ns: m.hv.nowNs(),
   };
   // The guest ran all M, or until it waits idle for input; one that shut down or crashed
@@ -95,10 +104,10 @@ async function sameRunTwice(r: Run, n: number, mCount: number, what: string): Pr
   const t0 = performance.now();
   m.rewindTo(at);
   const restoreMs = performance.now() - t0;
-  assert.equal(m.hv.cpu.retired, at, `${what}: back at the checkpoint`);
+  assert.equal(m.hv.cpu.retiredTotal, at, `${what}: back at the checkpoint`);
   assert.equal(machineStateHash(m.hv), hashAt, `${what}: the state restored`);
   await runFor(r, mCount);
-  assert.equal(m.hv.cpu.retired, first.retired, `${what}: the same position after M`);
+  assert.equal(m.hv.cpu.retiredTotal, first.retired, `${what}: the same position after M`);
   assert.equal(m.hv.nowNs(), first.ns, `${what}: the same virtual time`);
   assert.equal(consoleText(r), first.text, `${what}: the same console bytes`);
   assert.equal(machineStateHash(m.hv), first.hash, `${what}: the same state hash`);
@@ -120,6 +129,26 @@ describe("checkpoints: a restored machine runs the same run", () => {
     // Past several 100 ms ticks; M spans some more (timer events, console lines).
     await sameRunTwice(r, 3_000_000, 3_000_000, "ev_counter");
     assert.ok(consoleText(r).split("\n").length > 3, consoleText(r));
+  });
+
+  it("the CPU's retired counts from an epoch moved every 100 instructions: the same figures", async () => {
+    const figures = async (rebaseAt?: number) => {
+      const r = machineFor(guestPath("ev_counter"), { rebaseAt });
+      await sameRunTwice(r, 50_000, 100_000, "ev_counter");
+      const hv = r.machine.hv;
+      return {
+        retired: hv.cpu.retiredTotal,
+        ns: hv.nowNs(),
+        hash: machineStateHash(hv),
+        rebases: hv.cpu.rebases,
+      };
+    };
+    const a = await figures();
+    const b = await figures(100);
+    assert.equal(a.rebases, 0);
+    // One a run (the count restored with the CPU at the rewind): the machine's runs, pinned.
+    assert.equal(b.rebases, 466);
+    assert.deepEqual({ ...b, rebases: 0 }, a);
   });
 
   it("typed input: the log cursor is restored with the machine (ev_ctrl_shell)", async () => {
@@ -159,7 +188,7 @@ describe("checkpoints: a restored machine runs the same run", () => {
     );
     // Thinned where old: the gaps shrink towards now.
     assert.ok(gaps[1] > gaps.at(-1)!, `${gaps}`);
-    assert.ok(r.machine.hv.cpu.retired - ps.at(-1)!.retired < 2_000_000);
+    assert.ok(r.machine.hv.cpu.retiredTotal - ps.at(-1)!.retired < 2_000_000);
   });
 });
 
@@ -228,7 +257,13 @@ describe("reverse-continue from checkpoints", () => {
         const ms = performance.now() - t0;
         t.removePoint(2, addr, 4);
         const eip = t.registers(r.machine.domain.vcpus[0])[8];
-        return { stop, eip, retired: r.machine.hv.cpu.retired, replayed: r.machine.replayed - before, ms };
+        return {
+          stop,
+          eip,
+          retired: r.machine.hv.cpu.retiredTotal,
+          replayed: r.machine.replayed - before,
+          ms,
+        };
       };
       return { spin: await back(counter), writer: await back(watched) };
     };

@@ -152,7 +152,7 @@ describe("entry and exit stub forms in compiled blocks", () => {
         if (budget === 100000) {
           // Per round only pushf and push cs are outside blocks (the stub's other 30 forms
           // were all interpreted before they were compiled).
-          const interpreted = b.cpu.retired - b.cpu.blockInsns;
+          const interpreted = b.cpu.retiredTotal - b.cpu.blockInsnsTotal;
           assert.ok(interpreted <= 2 * ROUNDS + 40, `${v}: ${interpreted} interpreted`);
         }
       }
@@ -185,7 +185,7 @@ describe("entry and exit stub forms in compiled blocks", () => {
           assert.equal(cpu.run(50), Exit.Budget);
           put32(cpu.mem8, DATA + 0x40, sel);
           const s = slice(cpu, 1000);
-          return { s, exitError: cpu.exitErrorCode, esp: cpu.regs[ESP], blocks: cpu.blockInsns };
+          return { s, exitError: cpu.exitErrorCode, esp: cpu.regs[ESP], blocks: cpu.blockInsnsTotal };
         };
         const a = run("interp");
         assert.equal(a.s.vector, vector, JSON.stringify(a));

@@ -144,7 +144,7 @@ describe("compiled blocks", () => {
       const compiled = compiledBlocks(cpu);
       cpu.regs[ESI] = CODE + 3; // the immediate's low byte
       assert.equal(cpu.run(10000), Exit.Halt);
-      return { compiled, edx: cpu.regs[EDX] >>> 0, eax: cpu.regs[EAX] >>> 0, retired: cpu.retired };
+      return { compiled, edx: cpu.regs[EDX] >>> 0, eax: cpu.regs[EAX] >>> 0, retired: cpu.retiredTotal };
     };
     const a = run(false);
     const b = run(true);

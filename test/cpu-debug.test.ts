@@ -26,13 +26,13 @@ test("TF set at the start of an instruction traps (#DB, DR6.BS) after it", () =>
   const cpu = setup([INC_EAX, INC_EAX, HLT]);
   cpu.setFlags(cpu.getFlags() | TF);
   cpu.dr[6] = 0xffff0ff0;
-  const before = cpu.retired;
+  const before = cpu.retiredTotal;
   assert.equal(cpu.run(100), Exit.Exception);
   assert.equal(cpu.exitVector, DB);
   assert.equal(cpu.exitErrorCode, -1);
   assert.equal(cpu.eip, CODE + 1);
   assert.equal(cpu.regs[EAX], 1);
-  assert.equal(cpu.retired, before + 1);
+  assert.equal(cpu.retiredTotal, before + 1);
   assert.equal(cpu.dr[6] >>> 0, (0xffff0ff0 | DR6_BS) >>> 0);
 });
 

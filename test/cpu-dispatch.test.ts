@@ -146,7 +146,10 @@ describe("block coverage and dispatch", () => {
     // at the taken ja, or ended there, would run 1,000-2,000 times.
     for (const cpu of [runs.js[runs.js.length - 1], runs.wasm[runs.wasm.length - 1]]) {
       assert.ok(blockRuns(cpu) < 10, `${cpu.backend}: ${blockRuns(cpu)} block runs`);
-      assert.ok(cpu.blockInsns > cpu.retired - 20, `${cpu.blockInsns} of ${cpu.retired} in blocks`);
+      assert.ok(
+        cpu.blockInsnsTotal > cpu.retiredTotal - 20,
+        `${cpu.blockInsnsTotal} of ${cpu.retiredTotal} in blocks`,
+      );
     }
   });
 
@@ -156,8 +159,8 @@ describe("block coverage and dispatch", () => {
     // (or that a block stops at) fails here.
     for (const cpu of [runs.js[runs.js.length - 1], runs.wasm[runs.wasm.length - 1]])
       assert.ok(
-        cpu.blockInsns > cpu.retired * 0.99,
-        `${cpu.backend}: ${cpu.blockInsns} of ${cpu.retired} in blocks`,
+        cpu.blockInsnsTotal > cpu.retiredTotal * 0.99,
+        `${cpu.backend}: ${cpu.blockInsnsTotal} of ${cpu.retiredTotal} in blocks`,
       );
   });
 

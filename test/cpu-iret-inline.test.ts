@@ -146,7 +146,7 @@ function snapshot(cpu: Cpu, mem: Uint8Array, exit: number): unknown {
     vector: cpu.exitVector,
     error: cpu.exitErrorCode,
     cr2: cpu.cr2,
-    retired: cpu.retired,
+    retired: cpu.retiredTotal,
     eip: cpu.eip,
     flags: cpu.getFlags(),
     cpl: cpu.cpl,

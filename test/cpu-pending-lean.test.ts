@@ -125,7 +125,7 @@ describe("the pending runner keeps a compiled block's protocol", () => {
         if (slice === 10_000_000) {
           // 15 a pass, the action's instructions once, the first and the hlt.
           const extra = { none: 0, data: 2, stack: 3, smc: 1 }[action];
-          assert.equal(a.cpu.retired, 1 + 15 * N + extra + 1);
+          assert.equal(a.cpu.retiredTotal, 1 + 15 * N + extra + 1);
           // Pending runs: the loop one block a pass after the first (its jne a forward skip
           // of nothing), else two (the loop to the jne, then dec; jnz); after the smc each pass
           // rewrites the block's own code, so none is kept from then on (the first run after

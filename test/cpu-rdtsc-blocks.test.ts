@@ -70,7 +70,7 @@ function run(code: number[], backend: Backend | null, slice: number, regions: bo
   return {
     states,
     tsc: cpu.mem8.slice(DATA, DATA + N * 8),
-    blockInsns: cpu.blockInsns,
+    blockInsns: cpu.blockInsnsTotal,
     entries: cpu.regionRuns + cpu.blockRuns,
     wasmRuns: wasm?.runs ?? 0,
   };

@@ -352,8 +352,8 @@ function hopMachine(check: HopCheck, variant: CrossVariant): Cpu {
   cpu.invalidateCode(0, 1 << 20);
   cpu.setCr3(PD);
   cpu.eip = P1;
-  while (cpu.retired < WARM) {
-    const exit = cpu.run(WARM - cpu.retired);
+  while (cpu.retiredTotal < WARM) {
+    const exit = cpu.run(WARM - cpu.retiredTotal);
     assert.equal(exit, Exit.Budget, "the warm-up ran to its count");
   }
   if (check === "user") cpu.setCpl(3);

@@ -190,7 +190,10 @@ function sameEveryWay(
     // one block going round inside itself: few runs, many instructions).
     if (slice >= 100) {
       assert.ok(runs > 0, `slice ${slice}: no wasm block ran`);
-      assert.ok(w.blockInsns > w.retired / 2, `slice ${slice}: ${w.blockInsns} of ${w.retired} in blocks`);
+      assert.ok(
+        w.blockInsnsTotal > w.retiredTotal / 2,
+        `slice ${slice}: ${w.blockInsnsTotal} of ${w.retiredTotal} in blocks`,
+      );
     }
     out.push({ steps: want, wasm: w });
   }

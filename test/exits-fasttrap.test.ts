@@ -33,7 +33,7 @@ function boot(backend: "js" | "wasm" = "js"): M {
     if (at || vector !== 0x80 || cpu.cpl !== 3) return false;
     at = true;
     cpu.eip = (cpu.eip - 2) | 0;
-    cpu.retired--;
+    cpu.retiredTotal--;
     hv.requestStop();
     return true;
   };
@@ -282,12 +282,12 @@ describe("the fast trap inside the run against the exit path", () => {
     const runs = (["js", "wasm", "interp"] as const).map((k) => {
       const m = boot(k === "interp" ? "js" : k);
       if (k === "interp") m.hv.cpu.blockThreshold = 0;
-      const end = m.hv.cpu.retired + 150;
-      while (m.hv.cpu.retired < end) {
-        const exit = m.hv.cpu.run(end - m.hv.cpu.retired);
+      const end = m.hv.cpu.retiredTotal + 150;
+      while (m.hv.cpu.retiredTotal < end) {
+        const exit = m.hv.cpu.run(end - m.hv.cpu.retiredTotal);
         if (exit === Exit.Exception) handleException(m.hv, m.v);
       }
-      return { k, s: machineState(m), n: m.hv.fastTrapsInRun, blocks: m.hv.cpu.blockInsns };
+      return { k, s: machineState(m), n: m.hv.fastTrapsInRun, blocks: m.hv.cpu.blockInsnsTotal };
     });
     for (const r of runs.slice(1)) {
       assert.deepEqual(r.s, runs[0].s, r.k);

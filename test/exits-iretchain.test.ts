@@ -39,7 +39,7 @@ function benchRun(cmdline: string, backend: "wasm" | "interp", chainIret: boolea
   return {
     same: {
       now: m.hv.nowNs(),
-      retired: m.hv.cpu.retired,
+      retired: m.hv.cpu.retiredTotal,
       cpuTimeNs: m.v.cpuTimeNs,
       out: m.out(),
       mem: sha(m.hv.mem.bytes),
@@ -73,7 +73,7 @@ function hostile(guest: string, cmdline: string, chainIret: boolean) {
   assert.deepEqual(frameHashes(m.hv, victim.pages), before, "the victim's frames");
   assert.equal(victim.state, DomainState.Running, "the victim is alive");
   return {
-    same: { text: m.out.get(d) ?? "", crashed, retired: m.hv.cpu.retired, now: m.hv.nowNs() },
+    same: { text: m.out.get(d) ?? "", crashed, retired: m.hv.cpu.retiredTotal, now: m.hv.nowNs() },
     chained: w.chainRuns,
   };
 }

@@ -31,7 +31,7 @@ describe("the inline iret in whole runs", () => {
         assert.match(m.out(), /BENCH done failures=0/);
         const w = {
           now: m.hv.nowNs(),
-          retired: m.hv.cpu.retired,
+          retired: m.hv.cpu.retiredTotal,
           cpuTimeNs: m.v.cpuTimeNs,
           out: m.out(),
           mem: sha(m.hv.mem.bytes),

@@ -30,7 +30,7 @@ function machine(cmdline: string, backend: "js" | "wasm" | "interp", hook: boole
 function whole(m: M): unknown {
   return {
     now: m.hv.nowNs(),
-    retired: m.hv.cpu.retired,
+    retired: m.hv.cpu.retiredTotal,
     cpuTimeNs: m.v.cpuTimeNs,
     out: m.out(),
     mem: sha(m.hv.mem.bytes),

@@ -58,7 +58,7 @@ function runGuest(backend: "wasm" | "js", mode: number, inPlace: boolean): Outco
   return {
     text: b.text(d),
     crashed,
-    retired: b.hv.cpu.retired,
+    retired: b.hv.cpu.retiredTotal,
     nowNs: b.hv.nowNs(),
     inPlace: b.hv.cpu.faultsInPlace - p0,
     hv: b.hv,

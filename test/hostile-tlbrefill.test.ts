@@ -41,7 +41,7 @@ const MIN_BLOCK_INSNS = 30_000;
 /** The attack run as `kind`, every check of it made; what sameAsInterpreted compares. */
 function attack(kind: RunKind) {
   const b = besideVictim(kind, { dom0: true });
-  const blocks0 = b.hv.cpu.blockInsns;
+  const blocks0 = b.hv.cpu.blockInsnsTotal;
   const hv = b.hv;
   const cpu = hv.cpu;
   const dom0 = b.dom0;
@@ -128,9 +128,9 @@ function attack(kind: RunKind) {
   return {
     text,
     hv,
-    retired: cpu.retired,
+    retired: cpu.retiredTotal,
     now: hv.nowNs(),
-    blockInsns: cpu.blockInsns - blocks0,
+    blockInsns: cpu.blockInsnsTotal - blocks0,
     wasmRuns: b.wasm?.runs ?? 0,
   };
 }

@@ -52,7 +52,7 @@ function bootMiniOs(ms: number) {
   let otherAfterYield = 0;
   hv.trace = (_v, nr) => {
     const r = hv.cpu.regs;
-    const at = hv.cpu.retired;
+    const at = hv.cpu.retiredTotal;
     const isYield = nr === HypercallMar.sched_op && r[EBX] === SchedOpMar.yield;
     if (isYield) {
       yields++;
@@ -122,12 +122,12 @@ suiteOrSkip("Mini-OS 16d8409f (March 2005 interface)", skip, () => {
     assert.ok(run.firstYield > 0 && run.firstYield < 100_000, `first yield at instruction ${run.firstYield}`);
     assert.equal(run.otherAfterYield, 0, "a hypercall other than yield after the loop began");
     // The loop is `mov %edx,%eax; int $0x82; jmp`: one yield every 3 instructions, to the end.
-    const loopInsns = run.hv.cpu.retired - run.firstYield;
+    const loopInsns = run.hv.cpu.retiredTotal - run.firstYield;
     assert.ok(
       run.yields >= Math.floor(loopInsns / 3) - 1,
       `${run.yields} yields in ${loopInsns} instructions`,
     );
-    assert.ok(run.hv.cpu.retired - run.lastYield <= 3, "the yield loop stopped");
+    assert.ok(run.hv.cpu.retiredTotal - run.lastYield <= 3, "the yield loop stopped");
   });
 });
 
@@ -164,7 +164,7 @@ suiteOrSkip("Mini-OS b7d34829 (July 2005 interface)", skipJul, () => {
       if (nr === HypercallJul.sched_op && r[EBX] === SchedOpJul.block) blocks++;
       if (nr === HypercallJul.set_timer_op) timers++;
       if (calls.length < 64)
-        calls.push({ nr, ebx: r[EBX] >>> 0, ecx: r[ECX] >>> 0, edx: r[EDX] >>> 0, at: hv.cpu.retired });
+        calls.push({ nr, ebx: r[EBX] >>> 0, ecx: r[ECX] >>> 0, edx: r[EDX] >>> 0, at: hv.cpu.retiredTotal });
     };
     const result = hv.run(seconds * 1e9);
     return { hv, domain, result, console: Buffer.concat(chunks).toString("latin1"), calls, blocks, timers };

@@ -56,7 +56,7 @@ function machine(cpus: number) {
 /** What a run leaves: instructions retired, virtual time, each idle domain's CPU time and frames. */
 function outcome(hv: Hypervisor, idle: Domain[]) {
   return {
-    retired: hv.cpu.retired,
+    retired: hv.cpu.retiredTotal,
     now: hv.nowNs(),
     cpuTimeNs: idle.map((d) => d.vcpus[0].cpuTimeNs),
     frames: idle.map((d) => frameHashes(hv, d.pages)),
@@ -307,7 +307,7 @@ describe("scale: the run loop's per-turn paths", () => {
       const after: number[] = [];
       for (let i = 0; i < 10_000; i++) {
         const exit = cpu.run(slice);
-        after.push(cpu.retired, cpu.eip, cpu.regs[0], mem.getUint32(pteV, true), cpu.cr2);
+        after.push(cpu.retiredTotal, cpu.eip, cpu.regs[0], mem.getUint32(pteV, true), cpu.cr2);
         if (exit !== Exit.Budget) break;
       }
       return { after, hops: cpu.regionHops };

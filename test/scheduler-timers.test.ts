@@ -108,7 +108,7 @@ function scenario(withCache: boolean): Outcome {
   hv.run(160e6);
   hv.sched.migrate(doms[5].vcpus[0], 1);
   hv.run(200e6);
-  out.retired = hv.cpu.retired;
+  out.retired = hv.cpu.retiredTotal;
   out.cpuTimes = [...doms, ...spinners].map((d) => d.vcpus[0].cpuTimeNs);
   return out;
 }

@@ -78,7 +78,7 @@ export class WebMachine {
 
   /** Instructions the CPU has retired, all domains together. */
   get retired(): number {
-    return this.hv.cpu.retired;
+    return this.hv.cpu.retiredTotal;
   }
 
   /**

@@ -9,6 +9,7 @@
 import { BLOCK_THRESHOLD, compileBlock, compileRegion, REGION_THRESHOLD } from "./blocks.js";
 import * as decodeNs from "./decode.js";
 import { DecodeCache, decodeInto } from "./decode.js";
+import { storeAsDoubles } from "./doubles.js";
 import * as flagsNs from "./flags.js";
 import { Fpu } from "./fpu.js";
 import { HANDLERS, HOT_FNS, hotCase } from "./ops/table.js";
@@ -77,6 +78,13 @@ function isContributory(v: number): boolean {
 
 /** Thrown (always this one object) to unwind a faulting instruction to the run loop. */
 export const CPU_FAULT = { fault: true } as const;
+
+/**
+ * run() moves the epoch past this many retired instructions, and takes budgets of at most
+ * MAX_BUDGET: the counts stay below 2^31, small integers to V8 (Cpu.rebase).
+ */
+export const REBASE_AT = 2 ** 30;
+export const MAX_BUDGET = 2 ** 30;
 
 /** The EFLAGS bits setFlags keeps (the others read as 0, bit 1 as 1). */
 export const FLAGS_KEPT = 0x3f7fd5;
@@ -285,14 +293,29 @@ export class Cpu {
   fpu = new Fpu();
 
   // --- Model-specific ---
+  /** Added to the retired total to form the default TSC (wrmsr; a double: any 64-bit value). */
   tscOffset = 0;
-  /** Retired instructions since reset (a float: exact up to 2^53). */
+  /**
+   * Retired instructions since the epoch run() last moved (rebase): a small integer to V8
+   * whatever the total, so the hot paths that count it keep the Cpu's shape (issue 16). Hosts
+   * read and set the count since reset through retiredTotal.
+   */
   retired = 0;
+  /** Retired instructions before the epoch (a double from the start: exact up to 2^53). */
+  retiredBase = 0;
+  /** Instructions retired since reset (exact up to 2^53). */
+  get retiredTotal(): number {
+    return this.retiredBase + this.retired;
+  }
+  /** Sets the count since reset; the epoch's count (and the run's end with it) stays. */
+  set retiredTotal(v: number) {
+    this.retiredBase = v - this.retired;
+  }
   /**
    * The current TSC as an integral number (exact up to 2^53; rdtsc splits it without a
    * BigInt); by default derived from retired instructions. The hypervisor sets its clock's.
    */
-  tscNow: () => number = () => this.retired + this.tscOffset;
+  tscNow: () => number = () => this.retiredBase + this.retired + this.tscOffset;
   /** The current TSC as a 64-bit value (the MSR paths). */
   readTsc(): bigint {
     return BigInt(this.tscNow());
@@ -422,8 +445,23 @@ export class Cpu {
    * default; off for tests comparing both ways).
    */
   linkPages = true;
-  /** Instructions retired by compiled blocks (standalone or in regions), for benches. */
+  /**
+   * Instructions retired by compiled blocks (standalone or in regions) since the epoch, for
+   * benches (a small integer, as retired); blockInsnsTotal counts since reset.
+   */
   blockInsns = 0;
+  /** blockInsns before the epoch (a double from the start). */
+  blockInsnsBase = 0;
+  get blockInsnsTotal(): number {
+    return this.blockInsnsBase + this.blockInsns;
+  }
+  /**
+   * run() moves the epoch when retired or blockInsns has reached this (tests lower it): with
+   * a budget of at most MAX_BUDGET the counts and the run's ends stay below 2^31.
+   */
+  rebaseAt = REBASE_AT;
+  /** Epochs moved (rebase). */
+  rebases = 0;
   /** When set, the run loop records why each interpreted instruction was not in a block. */
   stats: InterpStats | null = null;
   /** Set when a code frame is written: a compiled block stops after the writing instruction. */
@@ -460,6 +498,9 @@ export class Cpu {
     this.codePage = st.codePage;
     this.dc = new DecodeCache(memory.byteLength >>> 12);
     this.fetchBlock = this.dc.emptyBlock;
+    // Off the hot paths, and past 2^31 in a long run (or at a guest's wrmsr): doubles from
+    // the start, so that never changes the Cpu's shape.
+    storeAsDoubles(this, ["retiredBase", "blockInsnsBase", "tscOffset"]);
   }
 
   /** 32-bit protected mode, CPL 0, flat 4 GiB code and data segments, paging off. */
@@ -1681,6 +1722,8 @@ export class Cpu {
    * the exit (faults leave eip at the faulting instruction, traps after it).
    */
   run(budget: number): Exit {
+    if (!(budget <= MAX_BUDGET)) throw new RangeError(`a run's budget is at most 2^30, not ${budget}`);
+    if (this.retired >= this.rebaseAt || this.blockInsns >= this.rebaseAt) this.rebase();
     this.exitReason = Exit.Budget;
     this.runStop = this.retired + budget;
     this.runEnd = this.runStop;
@@ -1713,6 +1756,24 @@ export class Cpu {
    * that charged the run for an exit it took inside it.
    */
   runStop = 0;
+
+  /**
+   * Moves the epoch to here: the counts so far go into the bases (doubles), the counters
+   * start again from 0. A count V8 held as a small integer that passed 2^31 (a few seconds
+   * of XenLinux) made the field a double, which retired the Cpu's shape and deoptimized what
+   * was optimized against it (11 functions, the run loop's among them; a 20 M-instruction
+   * window 31 -> 74 ms); doubles from the start cost the hot paths 2.4-9.5 % (ARCHITECTURE,
+   * Scale, twenty-first round). Only at run()'s start, before it sets runStop and runEnd from
+   * retired: no run's end, block entry count (wasm r0) or pending fault's fRunEnd is live.
+   * The totals (retiredTotal, tscNow, the hypervisor's clock) do not move.
+   */
+  private rebase(): void {
+    this.retiredBase += this.retired;
+    this.retired = 0;
+    this.blockInsnsBase += this.blockInsns;
+    this.blockInsns = 0;
+    this.rebases++;
+  }
 
   /**
    * Host mode: asked at a fault once it is rolled back and in exitVector..exitSoft, before the

@@ -335,14 +335,14 @@ export class MachineCheckpoints<T> {
 
   /** Whether one is due at the machine's position (none within `every` before it). */
   due(hv: Hypervisor): boolean {
-    const p = this.nearest(hv.cpu.retired);
-    return p === undefined || hv.cpu.retired - p.retired >= this.every;
+    const p = this.nearest(hv.cpu.retiredTotal);
+    return p === undefined || hv.cpu.retiredTotal - p.retired >= this.every;
   }
 
   /** Records the machine (everything reachable from roots and hv) as it is now. */
   take(hv: Hypervisor, roots: readonly object[], extra: T): MachinePoint<T> {
     const t0 = performance.now();
-    const retired = hv.cpu.retired;
+    const retired = hv.cpu.retiredTotal;
     const prev = this.nearest(retired);
     const checkpoint = captureCheckpoint([hv, ...roots], machineOptions(hv), prev?.checkpoint ?? null);
     const point = { retired, ns: hv.nowNs(), checkpoint, extra, ms: performance.now() - t0 };

@@ -519,7 +519,7 @@ export class DebugTarget implements HostDebug, HypervisorDebugHook {
   /** Records a stop (or, collecting, notes it and goes on); true when the run must stop. */
   private hit(stop: Stop): boolean {
     // A hit's position is its instruction's: a watchpoint is seen after the writer retired.
-    const at = this.hv.cpu.retired - (stop.kind === "signal" && stop.watch ? 1 : 0);
+    const at = this.hv.cpu.retiredTotal - (stop.kind === "signal" && stop.watch ? 1 : 0);
     if (this.collect !== null && at < this.stopAt) {
       this.collect.push({ at, stop });
       return false;
@@ -539,7 +539,7 @@ export class DebugTarget implements HostDebug, HypervisorDebugHook {
     if (!this.ours()) return false;
     const cpu = this.hv.cpu;
     const vcpu = this.currentVcpu().id;
-    if (cpu.retired >= this.stopAt) {
+    if (cpu.retiredTotal >= this.stopAt) {
       this.stopHere({ kind: "signal", signal: Sig.TRAP, vcpu });
       return true;
     }
@@ -549,7 +549,7 @@ export class DebugTarget implements HostDebug, HypervisorDebugHook {
       if (this.hit({ kind: "signal", signal: Sig.TRAP, vcpu, watch })) return true;
     }
     const step = this.stepFrom;
-    if (step !== null && (cpu.retired !== step.retired || lin !== step.lin)) {
+    if (step !== null && (cpu.retiredTotal !== step.retired || lin !== step.lin)) {
       this.stopHere({ kind: "signal", signal: Sig.TRAP, vcpu });
       return true;
     }
@@ -631,7 +631,7 @@ export class DebugTarget implements HostDebug, HypervisorDebugHook {
     const cpu = this.hv.cpu;
     const v = this.currentVcpu();
     const lin = this.hv.current === v ? (cpu.segBase[CS] + cpu.eip) | 0 : (v.context?.eip ?? 0);
-    this.stepFrom = step ? { retired: cpu.retired, lin } : null;
+    this.stepFrom = step ? { retired: cpu.retiredTotal, lin } : null;
     this.skipLin = lin;
     this.watchHit = null;
     this.interrupted = false;
@@ -673,7 +673,7 @@ export class DebugTarget implements HostDebug, HypervisorDebugHook {
     this.updateWatchPages();
     this.arm();
     await m.approach(quiet - APPROACH_MARGIN);
-    if (collectFrom !== undefined && this.hv.cpu.retired < collectFrom) {
+    if (collectFrom !== undefined && this.hv.cpu.retiredTotal < collectFrom) {
       // The last instructions short of the window one at a time, to stop exactly at its start.
       this.stopAt = collectFrom;
       this.stop = null;
@@ -693,7 +693,7 @@ export class DebugTarget implements HostDebug, HypervisorDebugHook {
     this.stop = null;
     this.arm();
     m.onResume?.();
-    if (this.hv.cpu.retired < at) await m.runUntilStopped(() => this.stop !== null);
+    if (this.hv.cpu.retiredTotal < at) await m.runUntilStopped(() => this.stop !== null);
     m.onStop?.();
     this.collect = null;
     this.stopAt = Number.POSITIVE_INFINITY;
@@ -707,7 +707,7 @@ export class DebugTarget implements HostDebug, HypervisorDebugHook {
 
   /** bs: back to before the last instruction this vcpu retired. */
   async reverseStep(): Promise<Stop> {
-    const here = this.hv.cpu.retired;
+    const here = this.hv.cpu.retiredTotal;
     if (here === 0) return this.historyBegin();
     await this.replayTo(here - 1);
     return this.stop ?? this.historyBegin();
@@ -720,7 +720,7 @@ export class DebugTarget implements HostDebug, HypervisorDebugHook {
    * hit is found without stepping through the whole run.
    */
   async reverseContinue(): Promise<Stop> {
-    const here = this.hv.cpu.retired;
+    const here = this.hv.cpu.retiredTotal;
     let end = here;
     for (let size = FIRST_WINDOW; ; size *= 4) {
       const start = Math.max(0, end - size);

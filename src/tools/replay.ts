@@ -79,7 +79,7 @@ export function machineStateHash(hv: Hypervisor): string {
     cpu.cpl,
   ]);
   h.update(new Uint8Array(regs.buffer));
-  h.update(`${cpu.retired}:${hv.nowNs()}:${[...cpu.segSel].join(",")}`);
+  h.update(`${cpu.retiredTotal}:${hv.nowNs()}:${[...cpu.segSel].join(",")}`);
   return h.digest("hex");
 }
 
@@ -257,7 +257,7 @@ export class SessionMachine implements DebugMachine {
 
   /** After the session ran from position `before`: the replayed count, a checkpoint if due. */
   private ran(before: number): void {
-    const now = this.hv.cpu.retired;
+    const now = this.hv.cpu.retiredTotal;
     if (before < this.frontier) this.replayed += Math.min(now, this.frontier) - before;
     this.frontier = Math.max(this.frontier, now);
     this.checkpoint();
@@ -279,9 +279,9 @@ export class SessionMachine implements DebugMachine {
   /** Live keyboard input: logged with its stamp, then given to the guest. */
   input(bytes: Uint8Array): void {
     if (bytes.length === 0) return;
-    this.log.add({ ns: this.hv.nowNs(), retired: this.hv.cpu.retired, console: Uint8Array.from(bytes) });
+    this.log.add({ ns: this.hv.nowNs(), retired: this.hv.cpu.retiredTotal, console: Uint8Array.from(bytes) });
     // Checkpoints further on were of a run without this input.
-    this.checkpoints?.dropAfter(this.hv.cpu.retired);
+    this.checkpoints?.dropAfter(this.hv.cpu.retiredTotal);
     this.next++;
     this.session.input(bytes);
     this.wakeUp();
@@ -291,7 +291,7 @@ export class SessionMachine implements DebugMachine {
   escape(): void {
     this.log.add({
       ns: this.hv.nowNs(),
-      retired: this.hv.cpu.retired,
+      retired: this.hv.cpu.retiredTotal,
       console: new Uint8Array(0),
       escape: true,
     });
@@ -312,8 +312,8 @@ export class SessionMachine implements DebugMachine {
     const now = hv.nowNs();
     while (this.next < this.log.events.length && this.log.events[this.next].ns <= now) {
       const e = this.log.events[this.next++];
-      if ((e.ns !== now || e.retired !== hv.cpu.retired) && this.divergence === null)
-        this.divergence = `input ${this.next} was logged at ${e.ns} ns (instruction ${e.retired}) but went in at ${now} ns (instruction ${hv.cpu.retired})`;
+      if ((e.ns !== now || e.retired !== hv.cpu.retiredTotal) && this.divergence === null)
+        this.divergence = `input ${this.next} was logged at ${e.ns} ns (instruction ${e.retired}) but went in at ${now} ns (instruction ${hv.cpu.retiredTotal})`;
       if (e.escape) this.escaped = true;
       else this.session.input(e.console);
     }
@@ -330,7 +330,7 @@ export class SessionMachine implements DebugMachine {
    */
   slice(limitNs = Number.POSITIVE_INFINITY): SessionEnd | null {
     this.injectDue();
-    const before = this.hv.cpu.retired;
+    const before = this.hv.cpu.retiredTotal;
     this.lastEnd = this.session.runUntil(Math.min(this.hv.nowNs() + SLICE_NS, limitNs));
     this.ran(before);
     return this.lastEnd;
@@ -409,16 +409,20 @@ export class SessionMachine implements DebugMachine {
   async approach(retired: number): Promise<void> {
     for (;;) {
       const hv = this.hv;
-      const left = retired - hv.cpu.retired;
+      const left = retired - hv.cpu.retiredTotal;
       if (left <= 0) return;
       this.injectDue();
       // Cycles advance at least as fast as instructions retire: this limit never overshoots.
       const limitNs = Math.min(hv.clock.ns(hv.nowCycles() + left), hv.nowNs() + SLICE_NS, this.nextInputNs());
-      const before = hv.cpu.retired;
+      const before = hv.cpu.retiredTotal;
       const end = this.session.runUntil(limitNs);
       this.ran(before);
       if (end !== null && end.kind !== "idle") return;
-      if (hv.cpu.retired === before && (end !== null || limitNs <= hv.nowNs()) && this.pendingInputs === 0)
+      if (
+        hv.cpu.retiredTotal === before &&
+        (end !== null || limitNs <= hv.nowNs()) &&
+        this.pendingInputs === 0
+      )
         return;
     }
   }
@@ -428,7 +432,7 @@ export class SessionMachine implements DebugMachine {
     const hv = this.hv;
     return {
       ns: hv.nowNs(),
-      retired: hv.cpu.retired,
+      retired: hv.cpu.retiredTotal,
       consoleBytes: consoleBytes.length,
       consoleSha256: sha256(consoleBytes),
       stateHash: machineStateHash(hv),

@@ -4,7 +4,7 @@
  */
 
 import type { CpuContext } from "../cpu/context.js";
-import { storeAsDoubles } from "../machine/clock.js";
+import { storeAsDoubles } from "../cpu/doubles.js";
 import { NR_PIRQS } from "../public/event_channel.js";
 import { NR_VIRQS } from "../public/xen.js";
 import { ABIS, DEFAULT_ABI, type GuestAbi } from "./abi.js";

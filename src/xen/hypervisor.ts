@@ -5,6 +5,7 @@
  */
 import { CpuContext } from "../cpu/context.js";
 import { CPU_FAULT, Cpu } from "../cpu/cpu.js";
+import { storeAsDoubles } from "../cpu/doubles.js";
 import { EAX, EBX, ECX, EDI, EDX, ESI, Exit } from "../cpu/regs.js";
 import { VirtualClock } from "../machine/clock.js";
 import { IrqController } from "../machine/irq.js";
@@ -163,8 +164,11 @@ export class Hypervisor implements MmHost {
   /** Host work queued from inside the hypervisor (dom0 upcalls), run between exits. */
   private readonly deferred: Array<() => void> = [];
   readonly sched: Scheduler;
-  /** cpu.retired when the current physical CPU's clock was last brought up to date. */
-  private retiredBase = 0;
+  /**
+   * cpu.retiredTotal when the current physical CPU's clock was last brought up to date (a
+   * double from the start: past 2^31 a few seconds into a guest).
+   */
+  retiredSynced = 0;
   private result: RunResult | null = null;
   private readonly consoleIn: number[] = [];
   private readonly onConsole: (domain: Domain, bytes: Uint8Array) => void;
@@ -191,6 +195,7 @@ export class Hypervisor implements MmHost {
     this.sched = new Scheduler(this, makePolicy(opts.scheduler ?? "bvt"), opts.cpus ?? 1);
     this.cpu.tscNow = () => this.nowCycles();
     this.m2pL1 = this.setUpM2p();
+    storeAsDoubles(this, ["retiredSynced"]);
   }
 
   // ------------------------------------------------------------------ MmHost
@@ -428,7 +433,7 @@ export class Hypervisor implements MmHost {
 
   /** The current physical CPU's clock, in cycles, including the instructions run so far. */
   nowCycles(): number {
-    return this.sched.cur.cycles + (this.cpu.retired - this.retiredBase);
+    return this.sched.cur.cycles + (this.cpu.retiredTotal - this.retiredSynced);
   }
 
   nowNs(): number {
@@ -495,9 +500,9 @@ export class Hypervisor implements MmHost {
 
   /** Folds the instructions the core retired into the current physical CPU's clock. */
   private syncClock(): number {
-    const ran = this.cpu.retired - this.retiredBase;
+    const ran = this.cpu.retiredTotal - this.retiredSynced;
     this.sched.cur.cycles += ran;
-    this.retiredBase = this.cpu.retired;
+    this.retiredSynced = this.cpu.retiredTotal;
     return ran;
   }
 
@@ -534,7 +539,7 @@ export class Hypervisor implements MmHost {
       const p = sched.pickCpu();
       if (p.cycles >= limitCycles) return { kind: "time-limit" };
       sched.cur = p;
-      this.retiredBase = this.cpu.retired;
+      this.retiredSynced = this.cpu.retiredTotal;
       sched.runTimers(p);
       serviceMachineInterrupts(this);
       if (p.needResched || p.cycles >= p.sliceEnd || (p.curr !== null && !sched.runnable(p.curr)))
@@ -616,7 +621,7 @@ export class Hypervisor implements MmHost {
     v.cpuTimeNs += this.clock.ns(EXIT_COST_CYCLES);
     this.cpu.runStop -= EXIT_COST_CYCLES;
     if (this.checkInvariantsAfterHypercall) assertInvariants(this, "a fault");
-    const now = p.cycles + (this.cpu.retired - this.retiredBase);
+    const now = p.cycles + (this.cpu.retiredTotal - this.retiredSynced);
     if (
       p.needResched ||
       this.deferred.length > 0 ||

@@ -306,7 +306,7 @@ function emulate(hv: Hypervisor, v: Vcpu, addr: number, pteMa: number, pte: numb
   const saved = new CpuContext();
   saved.save(cpu);
   const fault = { vector: cpu.exitVector, error: cpu.exitErrorCode, cr2: cpu.exitCr2, soft: cpu.exitSoft };
-  const retired = cpu.retired;
+  const retired = cpu.retiredTotal;
 
   const rwPte = (pte | _PAGE_RW) >>> 0;
   hv.write32(pteMa, rwPte);
@@ -338,7 +338,7 @@ function emulate(hv: Hypervisor, v: Vcpu, addr: number, pteMa: number, pte: numb
     if (((now ^ before[i]) & ~AD) !== 0) hv.write32(base + i * 4, before[i]);
   }
   saved.restore(cpu);
-  cpu.retired = retired;
+  cpu.retiredTotal = retired;
   cpu.exitVector = fault.vector;
   cpu.exitErrorCode = fault.error;
   cpu.exitCr2 = fault.cr2;

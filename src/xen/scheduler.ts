@@ -5,7 +5,7 @@
  * emulated core by interleaving them deterministically: the CPU whose clock is furthest
  * behind runs next, for at most QUANTUM ahead of the others.
  */
-import { storeAsDoubles } from "../machine/clock.js";
+import { storeAsDoubles } from "../cpu/doubles.js";
 import { Trc } from "../public/trace.js";
 import { HZ, VirqMar } from "../public/xen.js";
 import type { TimerWatch, Vcpu } from "./domain.js";

@@ -22,7 +22,7 @@ export function runSlice(cpu: Cpu, budget: number): CpuState {
   const exit = cpu.run(budget);
   return {
     exit,
-    retired: cpu.retired,
+    retired: cpu.retiredTotal,
     eip: cpu.eip,
     regs: Array.from(cpu.regs),
     flags: cpu.getFlags(),
@@ -116,7 +116,7 @@ export function runTwisted(cpu: Cpu, slice: number, twist?: (cpu: Cpu) => void):
     const s = runSlice(cpu, slice);
     steps.push(s);
     if (s.exit !== Exit.Budget) break;
-    if (!twisted && cpu.retired >= 3000) {
+    if (!twisted && cpu.retiredTotal >= 3000) {
       (twist as (cpu: Cpu) => void)(cpu);
       twisted = true;
     }

@@ -123,7 +123,7 @@ export function attackBeside(
   const b = besideVictim(kind);
   opts.before?.(b);
   const d = b.launch({ guest: `hostile_${name}`, name, memoryMiB: opts.memoryMiB, cmdline: opts.cmdline });
-  const blocks0 = b.hv.cpu.blockInsns;
+  const blocks0 = b.hv.cpu.blockInsnsTotal;
   b.runUntil(() => d.state !== DomainState.Running, maxMs);
   const text = b.text(d);
   assertGuestPassed(text);
@@ -133,9 +133,9 @@ export function attackBeside(
   return {
     text,
     hv: b.hv,
-    retired: b.hv.cpu.retired,
+    retired: b.hv.cpu.retiredTotal,
     now: b.hv.nowNs(),
-    blockInsns: b.hv.cpu.blockInsns - blocks0,
+    blockInsns: b.hv.cpu.blockInsnsTotal - blocks0,
     wasmRuns: b.wasm?.runs ?? 0,
   };
 }

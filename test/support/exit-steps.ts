@@ -55,7 +55,7 @@ export function machineState(m: Stepped): unknown {
     segs: [0, 1, 2, 3, 4, 5].map((s) => [c.segSel[s], c.segBase[s], c.segLimit[s], c.segAttr[s]]),
     cr2: c.cr2,
     guestCr2: m.v.guestCr2,
-    retired: c.retired,
+    retired: c.retiredTotal,
     domain: m.v.domain.state,
     mem: sha(m.hv.mem.bytes),
   };
