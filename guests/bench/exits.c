@@ -108,25 +108,6 @@ static void on_event(u32 port, struct upcall_frame *f)
 	upcalls++;
 }
 
-/* A loopback channel: bind_interdomain(SELF, SELF) to a port awaiting our own id. A send
- * on *send arrives on *recv. 0 when none could be bound. */
-static long loopback(u32 *send, u32 *recv)
-{
-	for (u32 id = 0; id < 64; id++) {
-		u32 p, p1 = 0, p2;
-		if (ev_alloc_unbound(id, &p))
-			break;
-		p2 = p;
-		if (ev_bind_interdomain(DOMID_SELF, DOMID_SELF, &p1, &p2) == 0) {
-			*send = p1;
-			*recv = p2;
-			return 0;
-		}
-		ev_close(DOMID_SELF, p);
-	}
-	return -1;
-}
-
 static void event_upcalls(u32 n, u32 port)
 {
 	u32 want = upcalls + n;
@@ -195,7 +176,7 @@ void start_kernel(start_info_t *si)
 	rc = HYPERVISOR_update_va_mapping((u32)unmapped, 0, UVMF_INVLPG);
 	if (rc != 0)
 		fail("unmap", rc);
-	rc = loopback(&port, &recv);
+	rc = ev_loopback(&port, &recv);
 	if (rc != 0)
 		fail("loopback", rc);
 	evtchn_handlers[recv] = on_event;

@@ -33,17 +33,6 @@ static void do_int80(void *unused)
 	__asm__ __volatile__(".globl int80_at\nint80_at: int $0x80" ::: "memory");
 }
 
-static long gate(u32 cs, u32 address)
-{
-	trap_info_t t[2];
-	memset(t, 0, sizeof(t));
-	t[0].vector = 0x80;
-	t[0].flags = 3;
-	t[0].cs = (u16)cs;
-	t[0].address = address;
-	return HYPERVISOR_set_trap_table(t) | HYPERVISOR_set_fast_trap(0x80);
-}
-
 static long ldt_desc(struct desc d)
 {
 	return HYPERVISOR_update_descriptor(virt_to_mach(ldt_page) + 8, d.lo, d.hi);
@@ -63,7 +52,7 @@ void start_kernel(start_info_t *si)
 	trap_hooks[0x80] = int80_hook;
 
 	/* An offset in Xen's area: the gate is written (Xen checks no address), the int faults. */
-	CHECK_EQ(gate(FLAT_KERNEL_CS, XEN_TEXT), 0, "gate_into_xen_installed");
+	CHECK_EQ(fast_trap_gate(FLAT_KERNEL_CS, XEN_TEXT), 0, "gate_into_xen_installed");
 	CHECK_EQ(int80(), 13, "gate_into_xen_gp");
 	CHECK_EQ(last_trap.error_code, 0, "gate_into_xen_gp_code_0");
 	CHECK_EQ(last_trap.eip, (u32)int80_at, "gate_into_xen_gp_at_the_int");
@@ -72,7 +61,7 @@ void start_kernel(start_info_t *si)
 	CHECK_EQ(int80_seen, 0, "gate_into_xen_handler_not_run");
 
 	/* An unmapped handler page: the frame is pushed, the fetch there takes #PF. */
-	CHECK_EQ(gate(FLAT_KERNEL_CS, UNMAPPED), 0, "gate_unmapped_installed");
+	CHECK_EQ(fast_trap_gate(FLAT_KERNEL_CS, UNMAPPED), 0, "gate_unmapped_installed");
 	CHECK_EQ(int80(), 14, "gate_unmapped_pf");
 	CHECK_EQ(last_trap.cr2, UNMAPPED, "gate_unmapped_pf_cr2");
 	CHECK_EQ(last_trap.eip, UNMAPPED, "gate_unmapped_pf_eip");
@@ -84,7 +73,7 @@ void start_kernel(start_info_t *si)
 	u.ptr = (u32)ldt_page | MMU_EXTENDED_COMMAND;
 	u.val = MMUEXT_SET_LDT | (16 << MMUEXT_CMD_SHIFT);
 	CHECK_EQ(HYPERVISOR_mmu_update(&u, 1, 0), 0, "setup_set_ldt");
-	CHECK_EQ(gate(LDT_CS, trap_stub(0x80)), 0, "gate_ldt_code_installed");
+	CHECK_EQ(fast_trap_gate(LDT_CS, trap_stub(0x80)), 0, "gate_ldt_code_installed");
 	CHECK_EQ(int80(), -1, "gate_ldt_code_runs");
 	CHECK_EQ(int80_seen, 1, "gate_ldt_code_handler_ran");
 

@@ -61,7 +61,6 @@ static u32 cpl(void)
 
 void start_kernel(start_info_t *si)
 {
-	trap_info_t t[2];
 	u32 i, ran = 0, faulted = 0, at_int = 0;
 	hostile_init(si, "gdt_flush");
 	trap_hooks[0x80] = int80_hook;
@@ -74,12 +73,7 @@ void start_kernel(start_info_t *si)
 	CHECK_EQ(remap(gdt_b, 1), 0, "gdt_b_read_only");
 	CHECK_EQ(use_gdt(gdt_a), 0, "set_gdt_a");
 
-	memset(t, 0, sizeof(t));
-	t[0].vector = 0x80;
-	t[0].flags = 3;
-	t[0].cs = X;
-	t[0].address = trap_stub(0x80);
-	CHECK_EQ(HYPERVISOR_set_trap_table(t) | HYPERVISOR_set_fast_trap(0x80), 0, "gate_through_x");
+	CHECK_EQ(fast_trap_gate(X, trap_stub(0x80)), 0, "gate_through_x");
 
 	for (i = 0; i < ROUNDS; i++) {
 		int r;

@@ -149,6 +149,18 @@ static inline void put_fn(u8 *p, u32 v)
 	p[5] = 0xc3;
 }
 
+/* Vector 0x80 a DPL-3 trap gate to cs:address, made the fast trap. 0 or an errno. */
+static inline long fast_trap_gate(u32 cs, u32 address)
+{
+	trap_info_t t[2];
+	memset(t, 0, sizeof(t));
+	t[0].vector = 0x80;
+	t[0].flags = 3;
+	t[0].cs = (u16)cs;
+	t[0].address = address;
+	return HYPERVISOR_set_trap_table(t) | HYPERVISOR_set_fast_trap(0x80);
+}
+
 static inline void hostile_init(start_info_t *si, const char *name)
 {
 	conf_init(si, name);

@@ -167,6 +167,25 @@ static inline volatile u32 *ev_mask_words(void)
 	return (volatile u32 *)HYPERVISOR_shared_info->evtchn_mask;
 }
 
+/* A loopback channel: bind_interdomain(SELF, SELF) to a port awaiting our own id. A send
+ * on *send arrives on *recv. 0 when none could be bound. */
+static inline long ev_loopback(u32 *send, u32 *recv)
+{
+	for (u32 id = 0; id < 64; id++) {
+		u32 p, p1 = 0, p2;
+		if (ev_alloc_unbound(id, &p))
+			break;
+		p2 = p;
+		if (ev_bind_interdomain(DOMID_SELF, DOMID_SELF, &p1, &p2) == 0) {
+			*send = p1;
+			*recv = p2;
+			return 0;
+		}
+		ev_close(DOMID_SELF, p);
+	}
+	return -1;
+}
+
 /* Value of "key=" in the command line as an unsigned decimal, or def. */
 static inline u32 cmdline_u32(const start_info_t *si, const char *key, u32 def)
 {

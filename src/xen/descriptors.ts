@@ -2,11 +2,15 @@
  * Segment descriptors as the hypervisor sees them: reading one from the vcpu's GDT/LDT,
  * decoding it into the CPU's cache form, and Xen's own GDT entries (abi.md §3.2).
  */
-import { type Cpu, TLB_SUP_READ } from "../cpu/cpu.js";
+import type { Cpu } from "../cpu/cpu.js";
 import { LDTR } from "../cpu/regs.js";
 import { descAttr, descBase, descLimit } from "../cpu/segments.js";
+import * as tlbNs from "../cpu/tlb_bits.js";
 import { FIRST_RESERVED_GDT_ENTRY_MAR, FlatDescriptors, SELECTOR_TI } from "../public/arch_x86_32.js";
 import { walkPageTables } from "./guest_access.js";
+
+// A plain const, not an imported binding (a module cell V8 loads and hole-checks at each use).
+const { TLB_SUP_READ } = tlbNs;
 
 /** A descriptor decoded into the CPU's cache fields. */
 export interface SegmentCache {
@@ -104,9 +108,20 @@ export function checkGuestSegment(
   isSs: boolean,
   tlb = false,
 ): boolean {
-  if (!readWords(cpu, sel, tlb)) return false;
+  return readWords(cpu, sel, tlb) && checkWords(sel, ring, isCs, isSs, wordLo, wordHi);
+}
+
+/** checkGuestSegment's checks on the descriptor words lo, hi: a function of its arguments only. */
+function checkWords(
+  sel: number,
+  ring: number,
+  isCs: boolean,
+  isSs: boolean,
+  lo: number,
+  hi: number,
+): boolean {
   // decodeDescriptor's fields, without its object.
-  const attr = descAttr(wordHi);
+  const attr = descAttr(hi);
   const access = attr & 0xff;
   const dpl = (access >>> 5) & 3;
   const present = (access & 0x80) !== 0;
@@ -116,9 +131,59 @@ export function checkGuestSegment(
   if (isCs && (!isCode || (sel & 3) !== ring || ((access & 4) === 0 && dpl !== ring))) return false;
   if (isSs && (!isData || (access & 2) === 0 || (sel & 3) !== ring || dpl !== ring)) return false;
   if (!isCs && !isSs && !(isData || (isCode && (access & 2) !== 0))) return false;
-  checkedSegment[0] = descBase(wordLo, wordHi);
-  checkedSegment[1] = descLimit(wordLo, wordHi);
+  checkedSegment[0] = descBase(lo, hi);
+  checkedSegment[1] = descLimit(lo, hi);
   checkedSegment[2] = attr;
+  return true;
+}
+
+/**
+ * The bounce's checks passed last, per role (BOUNCE_CS, BOUNCE_SS: both at ring 1): selector, the descriptor's two words, then base, limit, attr. A memo of checkWords,
+ * whose answer depends on the selector and the words only: keyed by the words as read now, it
+ * needs no invalidation when a descriptor, the GDT or the vcpu changes (the words then differ,
+ * or are the same words with the same answer). Selector 0 (never checked: the callers send a
+ * null selector elsewhere) marks an empty slot.
+ */
+const bounceMemo = new Int32Array(12);
+
+/** checkBounceSegment's roles: the handler's CS, the kernel stack's SS (bounceMemo's slots). */
+export const BOUNCE_CS = 0;
+export const BOUNCE_SS = 6;
+
+/**
+ * checkGuestSegment(cpu, sel, 1, role === BOUNCE_CS, role === BOUNCE_SS, true) for a bounce's
+ * GDT selector, not null (the callers send the others elsewhere): the descriptor's words read
+ * through the CPU's TLB (readWords' rule), then the memo of the last answer for the same words
+ * (bounceMemo) in place of the checks, as every bounce of a domain names the same handler CS.
+ * A descriptor past the GDT's limit or a page the TLB does not hold go through
+ * checkGuestSegment. role a number, not a boolean: V8 tests a boolean argument's truth the
+ * long way where the call is not inlined.
+ */
+export function checkBounceSegment(cpu: Cpu, sel: number, role: number): boolean {
+  const isSs = role !== BOUNCE_CS;
+  const off = sel & ~7;
+  const lin = (cpu.gdtrBase + off) | 0;
+  const e = cpu.tlb[lin >>> 12];
+  if (off + 7 > cpu.gdtrLimit >>> 0 || (e & TLB_SUP_READ) === 0 || (lin & 0xfff) > 0xff8)
+    return checkGuestSegment(cpu, sel, 1, !isSs, isSs, true);
+  const p = ((e & ~0xfff) | (lin & 0xfff)) >>> 0;
+  const lo = cpu.physRead32(p);
+  const hi = cpu.physRead32(p + 4);
+  const c = bounceMemo;
+  const m = role;
+  if (c[m] === sel && c[m + 1] === lo && c[m + 2] === hi) {
+    checkedSegment[0] = c[m + 3];
+    checkedSegment[1] = c[m + 4];
+    checkedSegment[2] = c[m + 5];
+    return true;
+  }
+  if (!checkWords(sel, 1, !isSs, isSs, lo, hi)) return false;
+  c[m] = sel;
+  c[m + 1] = lo;
+  c[m + 2] = hi;
+  c[m + 3] = checkedSegment[0];
+  c[m + 4] = checkedSegment[1];
+  c[m + 5] = checkedSegment[2];
   return true;
 }
 

@@ -9,6 +9,9 @@ import { HYPERCALL_VECTOR, SELECTOR_TI, TI_DPL_MASK, TI_IF } from "../public/arc
 import { HypercallJul, HypercallMar, NR_HYPERCALLS, SharedInfo, VcpuInfo } from "../public/xen.js";
 import { gdtFaultSelector, handleLdtFault, inShadowLdt, shadowLdtForSelector } from "./descriptor_tables.js";
 import {
+  BOUNCE_CS,
+  BOUNCE_SS,
+  checkBounceSegment,
   checkedSegment,
   checkGuestSegment,
   decodeDescriptor,
@@ -114,13 +117,15 @@ export function bounce(
  * descriptor is read through the CPU's TLB where it holds the page, as bounceInRun reads it
  * (readWords: the tables lie in Xen's per-domain area, whose mappings only Xen changes, flushing
  * the TLB when it does): every upcall's CS check walked the page tables (~240 host
- * instructions). An LDT selector (its shadow page just mapped) reads through the walk.
+ * instructions); and the checks themselves are the memo's for the same words
+ * (checkBounceSegment). An LDT selector (its shadow page just mapped) reads through the walk.
  */
 function loadBounceSegment(hv: Hypervisor, seg: number, sel: number, isCs: boolean, isSs: boolean): boolean {
   const cpu = hv.cpu;
-  const tlb = (sel & SELECTOR_TI) === 0;
-  const ok = loadGuestSegment(cpu, seg, sel, 1, isCs, isSs, tlb);
-  if (tlb && (sel & ~3) !== 0 && hv.checkInvariantsAfterHypercall) walkAgrees(cpu, sel, isCs, isSs, ok);
+  if ((sel & SELECTOR_TI) !== 0 || (sel & ~3) === 0) return loadGuestSegment(cpu, seg, sel, 1, isCs, isSs);
+  const ok = checkBounceSegment(cpu, sel, isSs ? BOUNCE_SS : BOUNCE_CS);
+  if (hv.checkInvariantsAfterHypercall) walkAgrees(cpu, sel, isCs, isSs, ok);
+  if (ok) cpu.loadSegmentCache(seg, sel, checkedSegment[0], checkedSegment[1], checkedSegment[2]);
   return ok;
 }
 
@@ -356,7 +361,7 @@ function bounceInRun(
   if (cpu.debugArmed() || (abi.bounceToZeroCrashes && handlerEip === 0)) return false;
   const fromRing = cpu.cpl;
   if ((handlerCs & ~3) === 0 || (handlerCs & SELECTOR_TI) !== 0) return false;
-  const csOk = checkGuestSegment(cpu, handlerCs, 1, true, false, true);
+  const csOk = checkBounceSegment(cpu, handlerCs, BOUNCE_CS);
   if (hv.checkInvariantsAfterHypercall) walkAgrees(cpu, handlerCs, true, false, csOk);
   if (!csOk) return false;
   const csBase = checkedSegment[0];
@@ -374,7 +379,7 @@ function bounceInRun(
   if (fromRing !== 1) {
     const ss = v.kernelSs;
     if ((ss & ~3) === 0 || (ss & SELECTOR_TI) !== 0) return false;
-    const ssOk = checkGuestSegment(cpu, ss, 1, false, true, true);
+    const ssOk = checkBounceSegment(cpu, ss, BOUNCE_SS);
     if (hv.checkInvariantsAfterHypercall) walkAgrees(cpu, ss, false, true, ssOk);
     if (!ssOk) return false;
     if (ptwrStackWriteFlushes(hv, v, v.kernelEsp)) return false;
