@@ -691,13 +691,22 @@ export function iretInlineCount(): number {
 
 /**
  * readDescriptor for a GDT selector whose descriptor reads without a walk (which may fault):
- * false (nothing read) for the LDT, across a page or without a supervisor-read TLB entry,
- * which the full path takes.
+ * false (nothing read) for the LDT, past the GDT's limit, across a page or without a
+ * supervisor-read TLB entry, which the full path takes. The words are read through the entry
+ * here, as sysRead32 reads them on a hit: readDescriptor's call was ~160 host instructions an
+ * iret's descriptor (it is not inlined into iretCommon).
  */
 function gdtDescriptorInTlb(cpu: Cpu, sel: number): boolean {
-  const a = (cpu.gdtrBase + (sel & 0xfff8)) | 0;
-  if (sel & 4 || (a & 0xfff) > 0xff8 || (cpu.tlb[a >>> 12] & TLB_SUP_READ) === 0) return false;
-  return readDescriptor(cpu, sel);
+  const idx = sel & 0xfff8;
+  const a = (cpu.gdtrBase + idx) | 0;
+  const e = cpu.tlb[a >>> 12];
+  if (sel & 4 || (a & 0xfff) > 0xff8 || (e & TLB_SUP_READ) === 0 || idx + 7 > cpu.gdtrLimit >>> 0)
+    return false;
+  const p = (e & ~0xfff) | (a & 0xfff);
+  dAddr = a;
+  dLo = cpu.physRead32(p);
+  dHi = cpu.physRead32(p + 4);
+  return true;
 }
 
 /**
