@@ -28,6 +28,7 @@
  */
 import { type FlagState, followedJump, inlineCode, predictedReturn } from "./codegen.js";
 import { CPU_FAULT, type Cpu } from "./cpu.js";
+import * as decodeNs from "./decode.js";
 import {
   type BlockFn,
   type DecodeCache,
@@ -36,12 +37,17 @@ import {
   isJcc,
   type RegionFn,
   type RegionTab,
-  SLOT_MASK,
 } from "./decode.js";
-import { type Handler, HOT_CASES, HOT_FNS, hotCase } from "./ops/table.js";
+import * as tableNs from "./ops/table.js";
+import { type Handler, hotCase } from "./ops/table.js";
 import { CS, SS } from "./regs.js";
 import { type WasmBackend, wasmBackend } from "./wasm/backend.js";
 import type { BlockPlan } from "./wasm/gen.js";
+
+// Module-level copies of imported bindings the pending runner reads per instruction: each use
+// of an imported binding in optimized code costs a module-cell load and a hole check.
+const { SLOT_MASK } = decodeNs;
+const { HOT_CASES, HOT_FNS } = tableNs;
 
 /**
  * The pending runner's bits in W[2k] (interpreted), above the slot (18 bits) and the hot case

@@ -8,11 +8,11 @@
  */
 import { BLOCK_THRESHOLD, compileBlock, compileRegion, REGION_THRESHOLD } from "./blocks.js";
 import * as decodeNs from "./decode.js";
-import { DecodeCache, decodeInto } from "./decode.js";
+import { DecodeCache } from "./decode.js";
 import { storeAsDoubles } from "./doubles.js";
 import * as flagsNs from "./flags.js";
 import { Fpu } from "./fpu.js";
-import { HANDLERS, HOT_FNS, hotCase } from "./ops/table.js";
+import * as tableNs from "./ops/table.js";
 import * as regsNs from "./regs.js";
 import { Exit, hasErrorCode } from "./regs.js";
 import { deliverInterrupt } from "./segments.js";
@@ -35,7 +35,8 @@ import {
 
 // Module-level copies of imported constants: V8 constant-folds these, whereas each use of an
 // imported binding in optimized code costs a module-cell load and a TDZ check (hot paths).
-const { EA_BASE, EA_DISP, EA_SIB, P_A16, SLOT_MASK } = decodeNs;
+const { EA_BASE, EA_DISP, EA_SIB, P_A16, SLOT_MASK, decodeInto } = decodeNs;
+const { HANDLERS, HOT_FNS, hotCase } = tableNs;
 const { L_ADC, L_ADD, L_DEC, L_INC, L_LOGIC, L_NONE, L_RES, L_SBB, L_SUB, PARITY } = flagsNs;
 const { TLB_SUP_READ, TLB_SUP_WRITE, TLB_USER_READ, TLB_USER_WRITE } = tlbNs;
 const {

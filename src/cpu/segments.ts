@@ -20,7 +20,7 @@
  * descriptor table on a read-only page faults (#PF) when a descriptor without the accessed
  * bit is loaded, as on hardware; keep the tables writable or descriptors pre-accessed.
  */
-import { type Cpu, TLB_SUP_READ } from "./cpu.js";
+import type { Cpu } from "./cpu.js";
 import {
   AC,
   AF,
@@ -53,6 +53,7 @@ import {
   VM,
   ZF,
 } from "./regs.js";
+import { TLB_SUP_READ } from "./tlb_bits.js";
 
 // Descriptor high-dword bits (also for the wasm blocks' segment loads, wasm/gen.ts segFast).
 export const D_ACCESSED = 0x100;

@@ -11,8 +11,35 @@
  */
 import { CPU_FAULT, type Cpu } from "../cpu.js";
 import type { BlockFn, RegionTab } from "../decode.js";
-import { ESP, SS } from "../regs.js";
+import * as regsNs from "../regs.js";
+import * as arenaNs from "./arena.js";
+import { I32, type ModuleSpec, moduleBytes } from "./emit.js";
 import {
+  BLOCK_TYPE,
+  type BlockPlan,
+  blockBody,
+  CHAIN_LOCALS,
+  CHAIN_TYPE,
+  chainBody,
+  HUB_LOCALS,
+  HUB_TYPE,
+  hubBody,
+  IMPORT_PARAMS,
+  IMPORT_TYPES,
+  IMPORTS,
+  LOCALS,
+  type Site,
+  THUNK_TYPES,
+  THUNKS,
+  TYPES,
+  thunkBody,
+} from "./gen.js";
+
+// Module-level copies of imported bindings (the io words' indexes, read at each block and chain
+// entry): each use of an imported binding in optimized code costs a module-cell load and a hole
+// check.
+const { ESP, SS } = regsNs;
+const {
   CHAIN_IDS,
   chainAddress,
   codeBlocks,
@@ -36,28 +63,7 @@ import {
   IO_STOP,
   IO_WRMASK,
   tlbAddress,
-} from "./arena.js";
-import { I32, type ModuleSpec, moduleBytes } from "./emit.js";
-import {
-  BLOCK_TYPE,
-  type BlockPlan,
-  blockBody,
-  CHAIN_LOCALS,
-  CHAIN_TYPE,
-  chainBody,
-  HUB_LOCALS,
-  HUB_TYPE,
-  hubBody,
-  IMPORT_PARAMS,
-  IMPORT_TYPES,
-  IMPORTS,
-  LOCALS,
-  type Site,
-  THUNK_TYPES,
-  THUNKS,
-  TYPES,
-  thunkBody,
-} from "./gen.js";
+} = arenaNs;
 
 const LOCAL_TYPES: number[] = new Array<number>(LOCALS).fill(I32);
 /** Blocks per module. */
